@@ -1,0 +1,7 @@
+# Used by "mix format"
+[
+  inputs: [
+    "{mix,.formatter}.exs",
+    "{config,lib,test,bench,examples}/**/*.{ex,exs}"
+  ]
+]

@@ -1,0 +1,302 @@
+defmodule Mix.Tasks.Compile.Pybridge do
+  @shortdoc "Builds pybridge's native libraries with cargo"
+
+  @moduledoc """
+  Mix compiler that builds pybridge's Rust crates and installs them in `priv/`.
+
+  It runs `cargo build --release` in the `native/` cargo workspace, which builds
+  both crates:
+
+    * `native/pybridge` → `priv/native/pybridge.so` (the `Py.Native` NIF)
+    * `native/pybridge_loader` → `priv/native/pybridge_loader.so`
+      (`Py.Native.Loader`, which `dlopen`s libpython with `RTLD_GLOBAL`)
+
+  The priv files always end in `.so`, also on macOS where cargo produces
+  `.dylib` files, because that is the name `:erlang.load_nif/2` looks for.
+
+  Cargo's target directory is `$CARGO_TARGET_DIR` when set (a relative value is
+  taken relative to `native/`, as cargo does), else `native/target`.
+
+  Cargo is skipped when both priv files exist and are newer than every input:
+  `native/**/*.rs`, `native/**/Cargo.toml`, `native/Cargo.lock`,
+  `native/.cargo/config.toml` and `python/**/*.py` (the Python support module
+  is compiled into the NIF). In any other case cargo runs and decides itself
+  what to rebuild, since it is incremental. `mix compile --force` always runs
+  cargo.
+
+  The priv files are replaced atomically (written next to the target and
+  renamed), so a VM that has the old library mapped keeps working.
+
+  ## Environment
+
+    * `CARGO` – the cargo executable to use (default: `cargo` on `PATH`, then
+      `~/.cargo/bin/cargo`)
+    * `CARGO_TARGET_DIR` – cargo's target directory
+    * `PYBRIDGE_BUILD=1` – force building from source (see below)
+
+  ## TODO: precompiled NIFs
+
+  When pybridge is used from Hex with `rustler_precompiled` available and
+  `PYBRIDGE_BUILD` is not `"1"`, the plan is to download the precompiled
+  libraries for the target instead of requiring a Rust toolchain. That path is
+  not implemented yet: this compiler always builds from source.
+  """
+
+  use Mix.Task.Compiler
+
+  @libs [{"pybridge", "pybridge.so"}, {"pybridge_loader", "pybridge_loader.so"}]
+
+  @impl Mix.Task.Compiler
+  def run(args) do
+    result = compile(args)
+    unload_source_copy()
+    result
+  end
+
+  defp compile(args) do
+    {opts, _, _} = OptionParser.parse(args, switches: [force: :boolean])
+    root = project_root()
+    native = Path.join(root, "native")
+    priv = Path.join([root, "priv", "native"])
+    outputs = Enum.map(@libs, fn {_, file} -> Path.join(priv, file) end)
+
+    cond do
+      not File.dir?(native) ->
+        error("pybridge: #{native} not found, cannot build the native libraries")
+
+      !opts[:force] and up_to_date?(root, outputs) ->
+        :noop
+
+      true ->
+        build(native, priv)
+    end
+  end
+
+  @impl Mix.Task.Compiler
+  def manifests, do: []
+
+  @impl Mix.Task.Compiler
+  def clean do
+    priv = Path.join([project_root(), "priv", "native"])
+    Enum.each(@libs, fn {_, file} -> File.rm(Path.join(priv, file)) end)
+  end
+
+  # mix.exs loads this module from source (Code.require_file) so that it
+  # exists before lib/ is compiled, and lib/ then compiles this same file. The
+  # in-memory copy is dropped once it has done its job, so that compiling lib/
+  # does not warn about redefining it; later uses load the compiled .beam.
+  defp unload_source_copy do
+    if :code.which(__MODULE__) == [] do
+      :code.delete(__MODULE__)
+    end
+
+    :ok
+  end
+
+  ## Build
+
+  defp build(native, priv) do
+    with {:ok, cargo} <- find_cargo(),
+         :ok <- run_cargo(cargo, native),
+         :ok <- install(target_dir(native), priv) do
+      # The app's priv in _build is a symlink to ./priv, or a copy with
+      # `build_embedded: true`; in both cases refresh it now that priv/native
+      # has new files (a no-op when the symlink already exists).
+      Mix.Project.build_structure()
+      :ok
+    end
+  end
+
+  defp find_cargo do
+    cargo =
+      case System.get_env("CARGO") do
+        nil -> System.find_executable("cargo") || home_cargo()
+        "" -> System.find_executable("cargo") || home_cargo()
+        path -> System.find_executable(path)
+      end
+
+    if cargo do
+      {:ok, cargo}
+    else
+      error("""
+      pybridge: `cargo` was not found, so the native libraries cannot be built.
+
+      pybridge needs a Rust toolchain (stable, 1.80 or newer) to compile its NIF.
+      Install one with rustup (https://rustup.rs), make sure `cargo` is on PATH
+      (or set CARGO=/path/to/cargo), and run `mix compile` again.\
+      """)
+    end
+  end
+
+  defp home_cargo do
+    path = Path.expand("~/.cargo/bin/cargo")
+    if File.regular?(path), do: path
+  end
+
+  defp run_cargo(cargo, native) do
+    args = ["build", "--release", "--workspace"]
+    Mix.shell().info("==> pybridge: cargo #{Enum.join(args, " ")} (in #{native})")
+
+    env = if IO.ANSI.enabled?(), do: [{"CARGO_TERM_COLOR", "always"}], else: []
+
+    {_, status} =
+      System.cmd(cargo, args,
+        cd: native,
+        env: env,
+        into: IO.binstream(:stdio, :line),
+        stderr_to_stdout: true
+      )
+
+    if status == 0 do
+      :ok
+    else
+      error("pybridge: `cargo build --release` failed (exit status #{status}), see its output above")
+    end
+  rescue
+    e in ErlangError ->
+      error("pybridge: could not run #{cargo}: #{Exception.message(e)}")
+  end
+
+  defp target_dir(native) do
+    case System.get_env("CARGO_TARGET_DIR") do
+      dir when dir in [nil, ""] -> Path.join(native, "target")
+      dir -> Path.expand(dir, native)
+    end
+  end
+
+  defp install(target, priv) do
+    File.mkdir_p!(priv)
+    release = Path.join(target, "release")
+
+    Enum.reduce_while(@libs, :ok, fn {crate, file}, :ok ->
+      case built_library(release, crate) do
+        nil ->
+          {:halt,
+           error(
+             "pybridge: cargo succeeded but no lib#{crate}.so/.dylib was found in #{release}"
+           )}
+
+        source ->
+          install_file(source, Path.join(priv, file))
+          {:cont, :ok}
+      end
+    end)
+  end
+
+  defp built_library(release, crate) do
+    ["lib#{crate}.so", "lib#{crate}.dylib"]
+    |> Enum.map(&Path.join(release, &1))
+    |> Enum.find(&File.regular?/1)
+  end
+
+  # Replaces dest by an identical copy of source via rename(2), so a library
+  # currently mapped by a running VM is never rewritten in place. When the
+  # contents are already identical only the mtime is bumped, which is what the
+  # up-to-date check compares.
+  defp install_file(source, dest) do
+    if same_contents?(source, dest) do
+      File.touch!(dest)
+    else
+      tmp = dest <> ".tmp#{System.unique_integer([:positive])}"
+      File.cp!(source, tmp)
+      File.rename!(tmp, dest)
+      Mix.shell().info("==> pybridge: installed #{Path.relative_to_cwd(dest)}")
+    end
+  end
+
+  defp same_contents?(a, b) do
+    with {:ok, %{size: size}} <- File.stat(a),
+         {:ok, %{size: ^size}} <- File.stat(b) do
+      File.read!(a) == File.read!(b)
+    else
+      _ -> false
+    end
+  end
+
+  ## Staleness
+
+  defp up_to_date?(root, outputs) do
+    output_mtimes = Enum.map(outputs, &mtime/1)
+
+    if Enum.any?(output_mtimes, &is_nil/1) do
+      false
+    else
+      oldest_output = Enum.min(output_mtimes)
+
+      root
+      |> inputs()
+      |> Enum.all?(fn input ->
+        case mtime(input) do
+          nil -> true
+          # Strictly older: mtimes have a one-second resolution, and on a tie
+          # cargo (incremental) is the one to decide.
+          m -> m < oldest_output
+        end
+      end)
+    end
+  end
+
+  defp inputs(root) do
+    native = Path.join(root, "native")
+
+    native_files =
+      walk(native, fn name ->
+        Path.extname(name) == ".rs" or name in ["Cargo.toml", "Cargo.lock", "config.toml", "config"]
+      end)
+
+    python_files = walk(Path.join(root, "python"), &(Path.extname(&1) in [".py", ".pyi"]))
+    native_files ++ python_files
+  end
+
+  # Recursively lists regular files whose basename satisfies `keep?`, without
+  # descending into cargo target directories or __pycache__.
+  defp walk(dir, keep?) do
+    case File.ls(dir) do
+      {:ok, names} ->
+        Enum.flat_map(names, fn name ->
+          path = Path.join(dir, name)
+
+          cond do
+            name in ["target", "__pycache__", ".git"] -> []
+            File.dir?(path) -> walk(path, keep?)
+            keep?.(name) -> [path]
+            true -> []
+          end
+        end)
+
+      {:error, _} ->
+        []
+    end
+  end
+
+  defp mtime(path) do
+    case File.stat(path, time: :posix) do
+      {:ok, %{mtime: mtime}} -> mtime
+      {:error, _} -> nil
+    end
+  end
+
+  ## Helpers
+
+  defp project_root do
+    case Mix.Project.project_file() do
+      nil -> File.cwd!()
+      file -> Path.dirname(file)
+    end
+  end
+
+  defp error(message) do
+    Mix.shell().error(message)
+
+    {:error,
+     [
+       %Mix.Task.Compiler.Diagnostic{
+         compiler_name: "pybridge",
+         file: project_root(),
+         position: nil,
+         message: message,
+         severity: :error
+       }
+     ]}
+  end
+end

@@ -1,0 +1,23 @@
+defmodule Py.Application do
+  @moduledoc false
+  # Loads and starts the embedded Python (Py.Runtime), then the supervision
+  # tree of the context pools. If Python cannot be started the application
+  # does not start either, with the reason logged in plain words.
+
+  use Application
+
+  require Logger
+
+  @impl true
+  def start(_type, _args) do
+    case Py.Runtime.start() do
+      :ok ->
+        children = [Py.Context.Supervisor]
+        Supervisor.start_link(children, strategy: :one_for_one, name: Py.Supervisor)
+
+      {:error, %Py.Error{} = error} ->
+        Logger.error("pybridge could not start Python: " <> Exception.message(error))
+        {:error, {:pybridge_python, error}}
+    end
+  end
+end

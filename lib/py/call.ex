@@ -1,0 +1,101 @@
+defmodule Py.Call do
+  @moduledoc false
+  # The one path every Python call takes: pick the caller's namespace in the
+  # context (when the job needs one), submit the job to the context's executor
+  # through the NIF, and wait for the reply message. Timeouts cancel the job in
+  # the executor, which interrupts the running Python.
+  #
+  # This is the hot path (benchmarked at a few microseconds per call): keep it
+  # free of option handling, extra processes and GenServer calls. Later layers
+  # (telemetry spans, coalescing) hook in here and only here.
+
+  alias Py.{Error, Native}
+
+  @typedoc "A job as defined by the NIF contract (see Py.Native)."
+  @type job ::
+          {:eval, binary, map}
+          | {:exec, binary}
+          | {:call, binary, binary, list, map}
+          | {:getattr, Py.Object.t(), binary}
+          | {:call_method, Py.Object.t(), binary, list, map}
+          | {:reload, binary}
+
+  @type result :: :ok | {:ok, term} | {:error, Error.t()}
+
+  # How long to wait for a reply the NIF promised (`cancel/1` said :replied)
+  # before giving up on it; only reachable if the NIF breaks its contract.
+  @promised_reply_ms 10_000
+
+  @doc false
+  @spec run(Py.Context.t(), boolean, job, timeout) :: result
+  def run(%Py.Context{ref: cref}, env?, job, timeout) do
+    env = if env?, do: env(cref), else: nil
+    # make_ref/0 and the receive below stay in this one function so the
+    # compiler's selective-receive optimisation skips older messages: a call
+    # from a process with a long mailbox stays O(1).
+    ref = make_ref()
+
+    handle =
+      case Native.submit(cref, env, ref, job) do
+        :dirty -> Native.submit_dirty(cref, env, ref, job)
+        handle -> handle
+      end
+
+    case handle do
+      {:error, {kind, message}} ->
+        {:error, %Error{type: kind, message: message}}
+
+      _ ->
+        receive do
+          {^ref, reply} -> reply(reply)
+        after
+          timeout -> timed_out(handle, ref, timeout)
+        end
+    end
+  end
+
+  # The caller's namespace in this context, created on first use. It lives in
+  # the process dictionary, so it dies (and the NIF frees it) with the process.
+  defp env(cref) do
+    key = {Py.Env, cref}
+
+    case Process.get(key) do
+      nil ->
+        env = Native.env_new(cref)
+        Process.put(key, env)
+        env
+
+      env ->
+        env
+    end
+  end
+
+  defp timed_out(handle, ref, timeout) do
+    case Native.cancel(handle) do
+      :cancelled ->
+        {:error, %Error{type: :timeout, message: "Python call exceeded #{timeout} ms"}}
+
+      :replied ->
+        receive do
+          {^ref, reply} -> reply(reply)
+        after
+          @promised_reply_ms ->
+            {:error,
+             %Error{
+               type: :timeout,
+               message: "Python call exceeded #{timeout} ms and its reply was lost"
+             }}
+        end
+    end
+  end
+
+  @compile {:inline, reply: 1}
+  defp reply({:ok, _} = ok), do: ok
+  defp reply(:ok), do: :ok
+
+  defp reply({:error, {type, message, traceback}}),
+    do: {:error, %Error{type: type, message: message, traceback: traceback}}
+
+  defp reply({:error, {type, message}}),
+    do: {:error, %Error{type: type, message: message}}
+end

@@ -1,0 +1,28 @@
+defmodule Py.Native do
+  @moduledoc false
+  # The NIF boundary. Every function here is replaced by the Rust library in
+  # native/pybridge once `load/1` has run; the bodies only fire when it has not.
+  # Loading is explicit (not @on_load) because libpython must be dlopen'ed with
+  # RTLD_GLOBAL first; see Py.Runtime.
+
+  @doc false
+  @spec load(Path.t()) :: :ok | {:error, term}
+  def load(path) do
+    case :erlang.load_nif(String.to_charlist(path), 0) do
+      :ok -> :ok
+      {:error, {:reload, _}} -> :ok
+      {:error, {_reason, text}} -> {:error, List.to_string(text)}
+    end
+  end
+
+  def init(_config), do: not_loaded()
+  def context_new(_pool, _index, _opts), do: not_loaded()
+  def context_close(_ctx), do: not_loaded()
+  def context_info(_ctx), do: not_loaded()
+  def env_new(_ctx), do: not_loaded()
+  def submit(_ctx, _env, _ref, _job), do: not_loaded()
+  def submit_dirty(_ctx, _env, _ref, _job), do: not_loaded()
+  def cancel(_handle), do: not_loaded()
+
+  defp not_loaded, do: :erlang.nif_error(:pybridge_not_loaded)
+end

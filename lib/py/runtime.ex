@@ -1,0 +1,192 @@
+defmodule Py.Runtime do
+  @moduledoc """
+  Starts the embedded Python interpreter.
+
+  `start/1` runs once when the `:pybridge` application starts:
+
+    1. `Py.Runtime.Python.discover/1` picks the Python and finds its libpython;
+    2. the loader NIF (`priv/native/pybridge_loader.so`) `dlopen`s that
+       libpython with `RTLD_GLOBAL`, so that the NIF and Python's own C
+       extension modules resolve their `Py*` symbols against it;
+    3. the pybridge NIF (`priv/native/pybridge.so`) is loaded;
+    4. the interpreter is initialised with the executable as its program name,
+       the venv's site-packages and any extra `sys.path` entries.
+
+  A VM holds at most one interpreter, and once libpython is loaded it cannot be
+  swapped for another: calling `start/1` again is `:ok` for the same Python and
+  an error for a different one.
+
+  ## Configuration
+
+      config :pybridge,
+        python: "/usr/bin/python3.11",   # else PYBRIDGE_PYTHON, else python3 on PATH
+        venv: "/path/to/venv",           # site-packages to add
+        python_path: ["/my/modules"]     # prepended to sys.path
+
+  See `Py.Runtime.Python` for all discovery options.
+  """
+
+  alias Py.Runtime.Python
+
+  @info_key {__MODULE__, :info}
+  @request_key {__MODULE__, :request}
+
+  @doc """
+  Loads and initialises Python. Idempotent.
+
+  Options: `:python`, `:venv`, `:libpython` (see `Py.Runtime.Python.discover/1`)
+  and `:python_path` (a list of directories prepended to `sys.path`), each
+  defaulting to the `:pybridge` application environment.
+  """
+  @spec start(keyword) :: :ok | {:error, Py.Error.t()}
+  def start(opts \\ []) do
+    # Serialises concurrent starts within this node.
+    :global.trans({__MODULE__, self()}, fn -> do_start(opts) end, [node()])
+  end
+
+  @doc """
+  What `start/1` found out about the running Python, or `nil` before it ran.
+  """
+  @spec info() :: Python.t() | nil
+  def info, do: :persistent_term.get(@info_key, nil)
+
+  @doc """
+  True once the interpreter has been started in this VM.
+  """
+  @spec started?() :: boolean
+  def started?, do: info() != nil
+
+  defp do_start(opts) do
+    request = request(opts)
+
+    case info() do
+      nil ->
+        first_start(opts, request)
+
+      running ->
+        if :persistent_term.get(@request_key, nil) == request do
+          :ok
+        else
+          check_same_python(running, opts)
+        end
+    end
+  end
+
+  defp first_start(opts, request) do
+    with {:ok, python} <- Python.discover(opts),
+         {:ok, priv} <- priv_dir(),
+         :ok <- load_loader(priv),
+         :ok <- load_libpython(python),
+         :ok <- load_nif(priv),
+         :ok <- init(python, opts) do
+      :persistent_term.put(@request_key, request)
+      :persistent_term.put(@info_key, python)
+      :ok
+    end
+  end
+
+  defp check_same_python(running, opts) do
+    with {:ok, wanted} <- Python.discover(opts) do
+      if wanted.executable == running.executable and wanted.libpython == running.libpython and
+           wanted.site_dirs == running.site_dirs do
+        :ok
+      else
+        error(:already_started, """
+        Python #{running.executable} (#{format(running)}) is already running in this VM, \
+        and a running VM cannot switch to #{wanted.executable} (#{format(wanted)}): \
+        libpython stays loaded for the life of the OS process. Restart the VM with the \
+        new :python/:venv configuration instead.\
+        """)
+      end
+    end
+  end
+
+  defp format(%Python{version_info: {a, b, c}, venv: venv}) do
+    "Python #{a}.#{b}.#{c}" <> if(venv, do: ", venv #{venv}", else: "")
+  end
+
+  # The parts of the configuration that select the Python, as given.
+  defp request(opts) do
+    for key <- [:python, :venv, :libpython, :python_path] do
+      {key, Keyword.get_lazy(opts, key, fn -> Application.get_env(:pybridge, key) end)}
+    end ++
+      [env: Enum.map(~w(PYBRIDGE_PYTHON PYBRIDGE_LIBPYTHON), &System.get_env/1)]
+  end
+
+  ## Steps
+
+  defp priv_dir do
+    case :code.priv_dir(:pybridge) do
+      {:error, reason} ->
+        error(:nif_not_found, "cannot locate the :pybridge priv directory (#{inspect(reason)})")
+
+      dir ->
+        {:ok, List.to_string(dir)}
+    end
+  end
+
+  defp load_loader(priv) do
+    with {:ok, path} <- nif_path(priv, "pybridge_loader") do
+      case Py.Native.Loader.load(path) do
+        :ok -> :ok
+        {:error, text} -> error(:nif_load_failed, "cannot load #{path}.so: #{text}")
+      end
+    end
+  end
+
+  defp load_libpython(%Python{libpython: libpython} = python) do
+    case Py.Native.Loader.load_library(libpython) do
+      :ok ->
+        :ok
+
+      {:error, text} ->
+        error(
+          :libpython_load_failed,
+          "cannot load #{libpython} (libpython of #{python.executable}): #{text}"
+        )
+    end
+  end
+
+  defp load_nif(priv) do
+    with {:ok, path} <- nif_path(priv, "pybridge") do
+      case Py.Native.load(path) do
+        :ok -> :ok
+        {:error, text} -> error(:nif_load_failed, "cannot load #{path}.so: #{text}")
+      end
+    end
+  end
+
+  defp init(python, opts) do
+    python_path =
+      opts
+      |> Keyword.get_lazy(:python_path, fn -> Application.get_env(:pybridge, :python_path) end)
+      |> List.wrap()
+      |> Enum.map(&Path.expand/1)
+
+    config = %{program: python.executable, site_dirs: python.site_dirs, python_path: python_path}
+
+    case Py.Native.init(config) do
+      :ok ->
+        :ok
+
+      {:error, text} ->
+        error(:init_failed, "cannot start Python #{python.executable}: #{text}")
+    end
+  end
+
+  # :erlang.load_nif/2 wants the path without the extension (it adds .so).
+  defp nif_path(priv, name) do
+    base = Path.join([priv, "native", name])
+
+    if File.regular?(base <> ".so") do
+      {:ok, base}
+    else
+      error(:nif_not_found, """
+      #{base}.so is missing: pybridge's native libraries were not built. \
+      Run `mix compile` (it needs cargo, see Mix.Tasks.Compile.Pybridge).\
+      """)
+    end
+  end
+
+  defp error(type, message), do: {:error, %Py.Error{type: type, message: message}}
+end

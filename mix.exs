@@ -1,0 +1,101 @@
+# The project's own Mix compiler (:pybridge, which runs cargo) has to exist
+# before Mix starts compiling, so it is loaded from source here rather than
+# compiled as part of lib/. This also works when pybridge is a dependency: Mix
+# evaluates a dependency's mix.exs before compiling it.
+unless Code.ensure_loaded?(Mix.Tasks.Compile.Pybridge) do
+  Code.require_file("lib/mix/tasks/compile.pybridge.ex", __DIR__)
+end
+
+defmodule Pybridge.MixProject do
+  use Mix.Project
+
+  @version "0.1.0"
+  @source_url "https://github.com/pybridge/pybridge"
+
+  def project do
+    [
+      app: :pybridge,
+      version: @version,
+      elixir: "~> 1.14",
+      compilers: [:pybridge | Mix.compilers()],
+      elixirc_paths: elixirc_paths(Mix.env()),
+      erlc_paths: ["src"],
+      start_permanent: Mix.env() == :prod,
+      deps: deps(),
+      description: description(),
+      package: package(),
+      docs: docs(),
+      name: "pybridge",
+      source_url: @source_url
+    ]
+  end
+
+  def application do
+    [
+      mod: {Py.Application, []},
+      extra_applications: [:logger]
+    ]
+  end
+
+  defp elixirc_paths(:test), do: ["lib", "test/support"]
+  defp elixirc_paths(_), do: ["lib"]
+
+  # Hex packages are only declared when Hex is there to fetch them: pybridge
+  # itself compiles and tests with no Mix dependency at all (it builds its NIFs
+  # with cargo directly). Set PYBRIDGE_NO_HEX=1 to get that mode with Hex too.
+  defp deps do
+    if hex_available?() do
+      [
+        {:rustler_precompiled, "~> 0.8"},
+        {:rustler, "~> 0.36", optional: true},
+        {:telemetry, "~> 1.0"},
+        {:ex_doc, "~> 0.34", only: :dev, runtime: false}
+      ]
+    else
+      []
+    end
+  end
+
+  defp hex_available? do
+    System.get_env("PYBRIDGE_NO_HEX") in [nil, ""] and Code.ensure_loaded?(Hex)
+  end
+
+  defp description do
+    "CPython embedded in the BEAM: call Python from Elixir and Erlang " <>
+      "through a Rust NIF, with per-process namespaces and context pools."
+  end
+
+  defp package do
+    [
+      licenses: ["Apache-2.0"],
+      links: %{"GitHub" => @source_url},
+      files: [
+        "lib",
+        "src",
+        "python",
+        "priv/.gitkeep",
+        "native/Cargo.toml",
+        "native/Cargo.lock",
+        "native/.cargo",
+        "native/pybridge/Cargo.toml",
+        "native/pybridge/src",
+        "native/pybridge_loader/Cargo.toml",
+        "native/pybridge_loader/src",
+        "mix.exs",
+        ".formatter.exs",
+        "README*",
+        "LICENSE*",
+        "CHANGELOG*"
+      ]
+    ]
+  end
+
+  defp docs do
+    [
+      main: "readme",
+      source_ref: "v#{@version}",
+      source_url: @source_url,
+      extras: Path.wildcard("README.md") ++ Path.wildcard("CHANGELOG.md")
+    ]
+  end
+end

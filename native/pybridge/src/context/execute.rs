@@ -1,0 +1,257 @@
+//! Running one job under the GIL: eval, exec, call, attribute access, reload.
+
+use pyo3::exceptions::PyNameError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+
+use crate::convert::from_py::from_py;
+use crate::convert::to_py::{map_to_dict, to_py};
+use crate::convert::{ConvertError, Value};
+use crate::runtime::support_module;
+
+use super::code_cache::Mode;
+use super::env::ProcessEnv;
+use super::request::{Code, ErrorInfo, ErrorKind, Job, Outcome};
+use super::Shared;
+
+/// Why a job failed before it could produce an outcome.
+enum Failure {
+    Python(PyErr),
+    Convert(ConvertError),
+}
+
+impl From<PyErr> for Failure {
+    fn from(err: PyErr) -> Self {
+        Failure::Python(err)
+    }
+}
+
+impl From<ConvertError> for Failure {
+    fn from(err: ConvertError) -> Self {
+        Failure::Convert(err)
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+pub(super) fn run(py: Python<'_>, shared: &Shared, job: Job) -> Outcome {
+    let result = match job {
+        Job::Eval { code, locals, env } => eval(py, shared, &code, &locals, &env).map(Some),
+        Job::Exec { code, env } => exec(py, shared, &code, &env).map(|()| None),
+        Job::Call {
+            module,
+            function,
+            args,
+            kwargs,
+            env,
+        } => call(py, &module, &function, &args, &kwargs, env.as_deref()).map(Some),
+        Job::GetAttr { obj, name } => obj
+            .obj
+            .bind(py)
+            .getattr(PyString::new(py, &name))
+            .map_err(Failure::from)
+            .and_then(|attr| Ok(from_py(&attr)?))
+            .map(Some),
+        Job::CallMethod {
+            obj,
+            name,
+            args,
+            kwargs,
+        } => {
+            let method = obj.obj.bind(py).getattr(PyString::new(py, &name));
+            method
+                .map_err(Failure::from)
+                .and_then(|m| invoke(py, &m, &args, &kwargs))
+                .map(Some)
+        }
+        Job::Reload { module } => support_module(py)
+            .and_then(|m| m.getattr("reload")?.call1((module,)))
+            .map(|_| None)
+            .map_err(Failure::from),
+    };
+    match result {
+        Ok(Some(value)) => Outcome::Value(value),
+        Ok(None) => Outcome::Done,
+        Err(Failure::Convert(err)) => Outcome::Error(ErrorInfo::new(ErrorKind::Conversion, err.0)),
+        Err(Failure::Python(err)) => Outcome::Error(error_info(py, err)),
+    }
+}
+
+fn eval(
+    py: Python<'_>,
+    shared: &Shared,
+    code: &Code,
+    locals: &[(Value, Value)],
+    env: &ProcessEnv,
+) -> Result<Value> {
+    let globals = env.dict(py)?;
+    let code = compiled(py, shared, Mode::Eval, code)?;
+    let result = if locals.is_empty() {
+        eval_code(py, &code, &globals)?
+    } else {
+        with_locals(py, &globals, locals, || Ok(eval_code(py, &code, &globals)?))?
+    };
+    Ok(from_py(&result)?)
+}
+
+fn exec(py: Python<'_>, shared: &Shared, code: &Code, env: &ProcessEnv) -> Result<()> {
+    let globals = env.dict(py)?;
+    let code = compiled(py, shared, Mode::Exec, code)?;
+    eval_code(py, &code, &globals)?;
+    Ok(())
+}
+
+/// Makes `locals` visible to one evaluation: they are set in the namespace
+/// for its duration and the previous bindings restored afterwards. Unlike a
+/// separate locals dict, this lets comprehensions and lambdas see them too.
+fn with_locals<'py, T>(
+    py: Python<'py>,
+    globals: &Bound<'py, PyDict>,
+    locals: &[(Value, Value)],
+    run: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let mut shadowed = Vec::with_capacity(locals.len());
+    let mut bind = || -> Result<()> {
+        for (key, value) in locals {
+            let key = to_py(py, key)?;
+            let value = to_py(py, value)?;
+            let previous = globals.get_item(&key)?;
+            globals.set_item(&key, value)?;
+            shadowed.push((key, previous));
+        }
+        Ok(())
+    };
+    let bound = bind();
+    let result = bound.and_then(|()| run());
+    for (key, previous) in shadowed.into_iter().rev() {
+        let restored = match previous {
+            Some(value) => globals.set_item(&key, value),
+            None => globals.del_item(&key),
+        };
+        // A failure here would mean the dict was tampered with mid-call;
+        // the call's own result matters more, so only keep the first error.
+        if let Err(err) = restored {
+            if result.is_ok() {
+                return Err(err.into());
+            }
+        }
+    }
+    result
+}
+
+fn eval_code<'py>(
+    py: Python<'py>,
+    code: &Bound<'py, PyAny>,
+    globals: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: we hold the GIL (`py`); `code` is a code object made by
+    // `compile`, and `globals` a dict, as PyEval_EvalCode requires. It
+    // returns a new reference or NULL with an exception set.
+    unsafe {
+        let result = ffi::PyEval_EvalCode(code.as_ptr(), globals.as_ptr(), globals.as_ptr());
+        Bound::from_owned_ptr_or_err(py, result)
+    }
+}
+
+/// The compiled code for `code`, from the context's cache when possible.
+fn compiled<'py>(
+    py: Python<'py>,
+    shared: &Shared,
+    mode: Mode,
+    code: &Code,
+) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(cached) = shared.code_cache.lock().get(mode, code.as_bytes()) {
+        return Ok(cached.bind(py).clone());
+    }
+    let source: Bound<'py, PyAny> = match code {
+        Code::Text(text) => PyString::new(py, text).into_any(),
+        Code::Bytes(bytes) => PyBytes::new(py, bytes).into_any(),
+    };
+    let compiled = support_module(py)?
+        .getattr("compile_source")?
+        .call1((source, mode.as_str()))?;
+    shared.stats.compiled();
+    shared
+        .code_cache
+        .lock()
+        .insert(mode, code.as_bytes(), compiled.clone().unbind());
+    Ok(compiled)
+}
+
+fn call(
+    py: Python<'_>,
+    module: &str,
+    function: &str,
+    args: &[Value],
+    kwargs: &[(Value, Value)],
+    env: Option<&ProcessEnv>,
+) -> Result<Value> {
+    let function_name = PyString::new(py, function);
+    let callable = match (module, env) {
+        ("__main__", Some(env)) => env.dict(py)?.get_item(&function_name)?.ok_or_else(|| {
+            PyNameError::new_err(format!("name '{function}' is not defined"))
+        })?,
+        _ => import(py, module)?.getattr(&function_name)?,
+    };
+    invoke(py, &callable, args, kwargs)
+}
+
+fn invoke(
+    py: Python<'_>,
+    callable: &Bound<'_, PyAny>,
+    args: &[Value],
+    kwargs: &[(Value, Value)],
+) -> Result<Value> {
+    let mut items = Vec::with_capacity(args.len());
+    for arg in args {
+        items.push(to_py(py, arg)?);
+    }
+    let args = PyTuple::new(py, items)?;
+    let result = if kwargs.is_empty() {
+        callable.call1(args)?
+    } else {
+        callable.call(args, Some(&map_to_dict(py, kwargs)?))?
+    };
+    Ok(from_py(&result)?)
+}
+
+/// A loaded module from `sys.modules`, importing it on first use.
+fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Bound<'py, PyAny>> {
+    let name = PyString::new(py, module);
+    // SAFETY: we hold the GIL; `name` is a str. PyImport_GetModule returns a
+    // new reference, or NULL with or without an exception set.
+    let loaded = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyImport_GetModule(name.as_ptr())) };
+    match loaded {
+        Some(module) => Ok(module),
+        None => {
+            if let Some(err) = PyErr::take(py) {
+                return Err(err);
+            }
+            Ok(py.import(name)?.into_any())
+        }
+    }
+}
+
+/// `%Py.Error{}` material for a Python exception.
+pub(super) fn error_info(py: Python<'_>, err: PyErr) -> ErrorInfo {
+    let name = err
+        .get_type(py)
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".into());
+    let value = err.value(py);
+    let message = value
+        .str()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let traceback = support_module(py)
+        .and_then(|m| m.getattr("format_exception")?.call1((value,)))
+        .and_then(|text| text.extract::<String>())
+        .ok();
+    ErrorInfo {
+        kind: ErrorKind::Python(name),
+        message,
+        traceback,
+    }
+}

@@ -1,0 +1,251 @@
+//! Contexts: the executors that run Python for the BEAM.
+//!
+//! A context owns a FIFO queue and a small, elastic set of worker threads,
+//! each with its own Python thread state. A worker that wakes up takes the
+//! GIL once and drains the queue under that one hold, so a burst of small
+//! calls costs one GIL acquisition, not one per call. When every worker is
+//! stuck in a long call (one that released the GIL in `time.sleep`, I/O or
+//! numpy), the [`monitor`] adds a worker so queued calls keep moving; idle
+//! extra workers retire.
+//!
+//! Each BEAM process gets its own namespace in each context it uses
+//! ([`ProcessEnv`]); the context also keeps a bounded cache of compiled code.
+
+mod code_cache;
+mod env;
+mod execute;
+mod monitor;
+mod request;
+mod stats;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use pyo3::{Py, PyAny};
+
+pub use env::ProcessEnv;
+pub use monitor::cancel;
+pub use request::{Cancel, CallState, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request};
+pub use stats::StatsSnapshot;
+
+use code_cache::CodeCache;
+use stats::Stats;
+use worker::WorkerSlot;
+
+/// How a context is set up.
+#[derive(Debug, Clone)]
+pub struct ContextConfig {
+    /// The pool the context belongs to (`"default"`, `"io"`, ...).
+    pub pool: String,
+    /// 1-based position in the pool.
+    pub index: usize,
+    /// Upper bound on worker threads (calls that run at once).
+    pub max_workers: usize,
+    /// Compiled code objects kept per context.
+    pub code_cache_size: usize,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        ContextConfig {
+            pool: "default".into(),
+            index: 1,
+            max_workers: 64,
+            code_cache_size: 1024,
+        }
+    }
+}
+
+/// Work on a context's queue.
+enum Task {
+    Call(Request),
+    /// Drop a Python reference under the GIL (a released namespace).
+    Release(Py<PyAny>),
+    /// Make one worker exit (on close).
+    Stop,
+}
+
+/// State shared by a context's handle, its workers and the monitor.
+pub(crate) struct Shared {
+    config: ContextConfig,
+    tx: Sender<Task>,
+    rx: Receiver<Task>,
+    closed: AtomicBool,
+    workers: AtomicUsize,
+    idle: AtomicUsize,
+    /// Bumped each time a worker starts a call; the monitor compares it
+    /// between ticks to tell a busy context from a stuck one.
+    progress: AtomicU64,
+    slots: Mutex<Vec<Arc<WorkerSlot>>>,
+    code_cache: Mutex<CodeCache>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("pool", &self.config.pool)
+            .field("index", &self.config.index)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Hands a Python reference back to the context to drop under the GIL.
+    fn release(&self, obj: Py<PyAny>) {
+        if let Err(err) = self.tx.send(Task::Release(obj)) {
+            // The context is gone: PyO3 defers the decref to the next GIL holder.
+            drop(err.into_inner());
+        }
+    }
+}
+
+/// A handle on one executor. Cloning is cheap; the executor stops when
+/// [`Context::close`] is called or the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Context {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the handles only (workers, namespaces and the monitor hold
+/// `Shared`), so its drop marks the last handle going away.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        close(&self.shared);
+    }
+}
+
+/// Why a context refused a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitError {
+    Closed,
+    NotInitialized,
+    /// The namespace passed belongs to another context.
+    ForeignEnv,
+}
+
+impl std::fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SubmitError::Closed => "the context is closed",
+            SubmitError::NotInitialized => "the Python runtime is not started",
+            SubmitError::ForeignEnv => "the namespace belongs to another context",
+        })
+    }
+}
+
+impl Context {
+    /// Starts a context with one worker thread; the interpreter must be running.
+    pub fn new(config: ContextConfig) -> Result<Context, SubmitError> {
+        if !crate::runtime::is_initialized() {
+            return Err(SubmitError::NotInitialized);
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            code_cache: Mutex::new(CodeCache::new(config.code_cache_size)),
+            config: ContextConfig {
+                max_workers: config.max_workers.max(1),
+                ..config
+            },
+            tx,
+            rx,
+            closed: AtomicBool::new(false),
+            workers: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
+            slots: Mutex::new(Vec::new()),
+            stats: Stats::default(),
+        });
+        worker::spawn(&shared).map_err(|_| SubmitError::Closed)?;
+        monitor::register(&shared);
+        Ok(Context {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    pub fn config(&self) -> &ContextConfig {
+        &self.shared().config
+    }
+
+    /// A new, empty namespace for one BEAM process in this context.
+    pub fn new_env(&self) -> Arc<ProcessEnv> {
+        Arc::new(ProcessEnv::new(self.shared().clone()))
+    }
+
+    /// Queues a call. The outcome goes to `reply`, unless `state` is
+    /// cancelled first.
+    pub fn submit(
+        &self,
+        job: Job,
+        reply: Box<dyn Reply>,
+        state: Arc<CallState>,
+    ) -> Result<(), SubmitError> {
+        if self.shared().closed.load(Ordering::Acquire) {
+            return Err(SubmitError::Closed);
+        }
+        if let Some(env) = job_env(&job) {
+            if !env.belongs_to(self.shared()) {
+                return Err(SubmitError::ForeignEnv);
+            }
+        }
+        self.shared().stats.submitted();
+        let request = Request { job, reply, state };
+        self.shared()
+            .tx
+            .send(Task::Call(request))
+            .map_err(|_| SubmitError::Closed)
+    }
+
+    /// Stops accepting calls, answers queued ones with a `Closed` error and
+    /// lets the workers exit. Calls already running finish first.
+    pub fn close(&self) {
+        close(self.shared());
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared().closed.load(Ordering::Acquire)
+    }
+
+    /// Counters for introspection and the dashboard.
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = self.shared();
+        s.stats.snapshot(
+            s.rx.len(),
+            s.workers.load(Ordering::Relaxed),
+            s.idle.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn close(shared: &Shared) {
+    if shared.closed.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let workers = shared.workers.load(Ordering::Acquire);
+    for _ in 0..workers.max(1) {
+        let _ = shared.tx.send(Task::Stop);
+    }
+}
+
+fn job_env(job: &Job) -> Option<&Arc<ProcessEnv>> {
+    match job {
+        Job::Eval { env, .. } | Job::Exec { env, .. } => Some(env),
+        Job::Call { env, .. } => env.as_ref(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! What a caller hands an executor, and how the answer goes back.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::convert::{PyObject, Value};
+
+use super::env::ProcessEnv;
+
+/// Source code for `eval`/`exec`: text when it was valid UTF-8, raw bytes
+/// otherwise (Python's compiler then reports the decoding error itself).
+#[derive(Debug, Clone)]
+pub enum Code {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Code {
+    pub fn from_bytes(bytes: &[u8]) -> Code {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Code::Text(s.to_owned()),
+            Err(_) => Code::Bytes(bytes.to_vec()),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Code::Text(s) => s.as_bytes(),
+            Code::Bytes(b) => b,
+        }
+    }
+}
+
+/// One unit of work for an executor.
+#[derive(Debug)]
+pub enum Job {
+    /// Evaluate an expression; `locals` are visible to this evaluation only.
+    Eval {
+        code: Code,
+        locals: Vec<(Value, Value)>,
+        env: Arc<ProcessEnv>,
+    },
+    /// Run statements in the caller's namespace.
+    Exec { code: Code, env: Arc<ProcessEnv> },
+    /// Call `module.function(*args, **kwargs)`; module `__main__` means the
+    /// caller's namespace (`env`).
+    Call {
+        module: String,
+        function: String,
+        args: Vec<Value>,
+        kwargs: Vec<(Value, Value)>,
+        env: Option<Arc<ProcessEnv>>,
+    },
+    GetAttr { obj: PyObject, name: String },
+    CallMethod {
+        obj: PyObject,
+        name: String,
+        args: Vec<Value>,
+        kwargs: Vec<(Value, Value)>,
+    },
+    /// Re-import a module from disk.
+    Reload { module: String },
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A Python exception, by class name (`"ValueError"`).
+    Python(String),
+    /// A value could not cross the bridge.
+    Conversion,
+    /// The context was closed before the call ran.
+    Closed,
+}
+
+/// A failed call, ready to become `%Py.Error{}`.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub traceback: Option<String>,
+}
+
+impl ErrorInfo {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            kind,
+            message: message.into(),
+            traceback: None,
+        }
+    }
+}
+
+/// The result of a job.
+#[derive(Debug)]
+pub enum Outcome {
+    Value(Value),
+    /// Success without a value (`exec`, `reload`).
+    Done,
+    Error(ErrorInfo),
+}
+
+/// Delivers an [`Outcome`] to whoever is waiting (a BEAM process, a test).
+pub trait Reply: Send {
+    fn send(self: Box<Self>, outcome: Outcome);
+}
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const CANCELLED: u8 = 2;
+const REPLIED: u8 = 3;
+
+/// The life of one call, shared by the caller (who may cancel it) and the
+/// executor (who runs it). Transitions are atomic, so exactly one of
+/// "the reply is sent" and "the caller was told it never will be" happens.
+#[derive(Debug)]
+pub struct CallState {
+    state: AtomicU8,
+    /// Python thread ident of the worker running the call, 0 when none;
+    /// written and read only while holding the GIL.
+    running_on: AtomicU64,
+    /// When the caller stops waiting; past it, the monitor interrupts the call
+    /// even if the caller died without cancelling.
+    pub deadline: Option<Instant>,
+}
+
+/// What [`CallState::cancel`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// The call will never reply (it had not started, or it is being interrupted).
+    Cancelled { was_running: bool },
+    /// The reply has been (or is being) sent.
+    Replied,
+}
+
+impl CallState {
+    pub fn new(deadline: Option<Instant>) -> Arc<Self> {
+        Arc::new(CallState {
+            state: AtomicU8::new(QUEUED),
+            running_on: AtomicU64::new(0),
+            deadline,
+        })
+    }
+
+    /// Called by the executor before running; false if it was cancelled.
+    pub(super) fn start(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Called by the executor when done; false if the caller cancelled meanwhile.
+    pub(super) fn finish(&self) -> bool {
+        self.state
+            .compare_exchange(RUNNING, REPLIED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub fn cancel(&self) -> Cancel {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            let was_running = match current {
+                QUEUED => false,
+                RUNNING => true,
+                CANCELLED => return Cancel::Cancelled { was_running: false },
+                _ => return Cancel::Replied,
+            };
+            match self.state.compare_exchange(
+                current,
+                CANCELLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Cancel::Cancelled { was_running },
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CANCELLED
+    }
+
+    pub(super) fn set_running_on(&self, thread_ident: u64) {
+        self.running_on.store(thread_ident, Ordering::Release);
+    }
+
+    pub(super) fn running_on(&self) -> u64 {
+        self.running_on.load(Ordering::Acquire)
+    }
+}
+
+/// A job with its reply channel and shared state.
+pub struct Request {
+    pub job: Job,
+    pub reply: Box<dyn Reply>,
+    pub state: Arc<CallState>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("job", &self.job).finish()
+    }
+}

@@ -1,0 +1,90 @@
+//! Per-context counters, read by `Py.Context.info/1` and the dashboard.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    calls_total: AtomicU64,
+    errors_total: AtomicU64,
+    cancelled_total: AtomicU64,
+    in_flight: AtomicI64,
+    busy_ns: AtomicU64,
+    compiles_total: AtomicU64,
+    envs: AtomicI64,
+}
+
+/// A point-in-time copy of a context's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Calls that ran to completion (successfully or not).
+    pub calls_total: u64,
+    /// Calls that ended in an error.
+    pub errors_total: u64,
+    /// Calls cancelled (timed out) before or while running.
+    pub cancelled_total: u64,
+    /// Calls submitted and not yet finished or dropped.
+    pub in_flight: u64,
+    pub queue_length: u64,
+    /// Time spent running calls, in microseconds.
+    pub busy_us: u64,
+    /// Source compilations (code-cache misses).
+    pub compiles_total: u64,
+    /// Live process namespaces.
+    pub envs: u64,
+    pub workers: u64,
+    pub idle_workers: u64,
+}
+
+impl Stats {
+    pub(super) fn submitted(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn finished(&self, busy_ns: u64, error: bool) {
+        self.calls_total.fetch_add(1, Relaxed);
+        if error {
+            self.errors_total.fetch_add(1, Relaxed);
+        }
+        self.busy_ns.fetch_add(busy_ns, Relaxed);
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// A call dropped without running (cancelled while queued, or context closed).
+    pub(super) fn dropped(&self, cancelled: bool) {
+        if cancelled {
+            self.cancelled_total.fetch_add(1, Relaxed);
+        }
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    pub(super) fn cancelled_while_running(&self) {
+        self.cancelled_total.fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn compiled(&self) {
+        self.compiles_total.fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn envs_created(&self) {
+        self.envs.fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn envs_released(&self) {
+        self.envs.fetch_sub(1, Relaxed);
+    }
+
+    pub(super) fn snapshot(&self, queue_length: usize, workers: usize, idle: usize) -> StatsSnapshot {
+        StatsSnapshot {
+            calls_total: self.calls_total.load(Relaxed),
+            errors_total: self.errors_total.load(Relaxed),
+            cancelled_total: self.cancelled_total.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed).max(0) as u64,
+            queue_length: queue_length as u64,
+            busy_us: self.busy_ns.load(Relaxed) / 1_000,
+            compiles_total: self.compiles_total.load(Relaxed),
+            envs: self.envs.load(Relaxed).max(0) as u64,
+            workers: workers as u64,
+            idle_workers: idle as u64,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Executor tests against a real interpreter, without the BEAM.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::convert::Value;
+
+/// Delivers outcomes to a channel, as the NIF delivers them to a process.
+struct ChannelReply(mpsc::Sender<Outcome>);
+
+impl Reply for ChannelReply {
+    fn send(self: Box<Self>, outcome: Outcome) {
+        let _ = self.0.send(outcome);
+    }
+}
+
+fn start() {
+    crate::runtime::initialize(&Default::default()).expect("interpreter starts");
+}
+
+fn context(max_workers: usize) -> Context {
+    start();
+    Context::new(ContextConfig {
+        max_workers,
+        ..ContextConfig::default()
+    })
+    .expect("context starts")
+}
+
+fn submit(ctx: &Context, job: Job, timeout: Option<Duration>) -> (mpsc::Receiver<Outcome>, Arc<CallState>) {
+    let (tx, rx) = mpsc::channel();
+    let state = CallState::new(timeout.map(|t| Instant::now() + t));
+    ctx.submit(job, Box::new(ChannelReply(tx)), state.clone())
+        .expect("submitted");
+    (rx, state)
+}
+
+fn run(ctx: &Context, job: Job) -> Outcome {
+    let (rx, _) = submit(ctx, job, None);
+    rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
+}
+
+fn exec(env: &Arc<ProcessEnv>, code: &str) -> Job {
+    Job::Exec {
+        code: Code::Text(code.into()),
+        env: env.clone(),
+    }
+}
+
+fn eval(env: &Arc<ProcessEnv>, code: &str, locals: Vec<(Value, Value)>) -> Job {
+    Job::Eval {
+        code: Code::Text(code.into()),
+        locals,
+        env: env.clone(),
+    }
+}
+
+fn int(outcome: Outcome) -> i64 {
+    match outcome {
+        Outcome::Value(Value::Int(i)) => i,
+        other => panic!("expected an int, got {other:?}"),
+    }
+}
+
+fn error_kind(outcome: Outcome) -> ErrorKind {
+    match outcome {
+        Outcome::Error(info) => info.kind,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn exec_then_eval_share_the_process_namespace() {
+    let ctx = context(4);
+    let env = ctx.new_env();
+    assert!(matches!(run(&ctx, exec(&env, "x = 41")), Outcome::Done));
+    assert_eq!(int(run(&ctx, eval(&env, "x + 1", vec![]))), 42);
+}
+
+#[test]
+fn namespaces_are_isolated() {
+    let ctx = context(4);
+    let (a, b) = (ctx.new_env(), ctx.new_env());
+    run(&ctx, exec(&a, "y = 'a'"));
+    assert_eq!(error_kind(run(&ctx, eval(&b, "y", vec![]))), ErrorKind::Python("NameError".into()));
+}
+
+#[test]
+fn locals_are_visible_to_one_evaluation_only_and_to_comprehensions() {
+    let ctx = context(4);
+    let env = ctx.new_env();
+    run(&ctx, exec(&env, "results = []"));
+    for i in 1..=3 {
+        let locals = vec![(Value::Str("item".into()), Value::Int(i))];
+        run(&ctx, eval(&env, "results.append(item * 2)", locals));
+    }
+    let locals = vec![(Value::Str("k".into()), Value::Int(10))];
+    assert_eq!(int(run(&ctx, eval(&env, "sum([r * k for r in results])", locals))), 120);
+    assert_eq!(error_kind(run(&ctx, eval(&env, "item", vec![]))), ErrorKind::Python("NameError".into()));
+}
+
+#[test]
+fn the_same_source_is_compiled_once() {
+    let ctx = context(4);
+    let env = ctx.new_env();
+    let before = ctx.stats().compiles_total;
+    for _ in 0..5 {
+        run(&ctx, eval(&env, "1 + 2 + 3 + 4", vec![]));
+    }
+    assert_eq!(ctx.stats().compiles_total - before, 1);
+}
+
+#[test]
+fn code_cache_is_bounded() {
+    start();
+    let ctx = Context::new(ContextConfig {
+        code_cache_size: 8,
+        ..ContextConfig::default()
+    })
+    .expect("context");
+    let env = ctx.new_env();
+    for i in 0..50 {
+        run(&ctx, eval(&env, &format!("{i} + 0"), vec![]));
+    }
+    assert!(ctx.shared().code_cache.lock().len() <= 8);
+}
+
+#[test]
+fn python_errors_carry_type_message_and_traceback() {
+    let ctx = context(4);
+    let env = ctx.new_env();
+    match run(&ctx, exec(&env, "raise ValueError('boom')")) {
+        Outcome::Error(info) => {
+            assert_eq!(info.kind, ErrorKind::Python("ValueError".into()));
+            assert_eq!(info.message, "boom");
+            assert!(info.traceback.unwrap_or_default().contains("ValueError: boom"));
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn calls_module_functions_and_main() {
+    let ctx = context(4);
+    let env = ctx.new_env();
+    let job = Job::Call {
+        module: "os.path".into(),
+        function: "join".into(),
+        args: vec![Value::Str("a".into()), Value::Str("b".into())],
+        kwargs: vec![],
+        env: None,
+    };
+    assert!(matches!(run(&ctx, job), Outcome::Value(Value::Str(s)) if s == "a/b"));
+    run(&ctx, exec(&env, "def double(x, by=2): return x * by"));
+    let job = Job::Call {
+        module: "__main__".into(),
+        function: "double".into(),
+        args: vec![Value::Int(21)],
+        kwargs: vec![(Value::Str("by".into()), Value::Int(3))],
+        env: Some(env.clone()),
+    };
+    assert_eq!(int(run(&ctx, job)), 63);
+}
+
+#[test]
+fn a_cancelled_running_call_is_interrupted_and_the_worker_freed() {
+    let ctx = context(4);
+    let env = ctx.new_env();
+    let (rx, state) = submit(&ctx, exec(&env, "while True: pass"), None);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(cancel(&state), Cancel::Cancelled { was_running: true });
+    // No reply for a cancelled call...
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    // ...and the context answers again soon.
+    let started = Instant::now();
+    assert_eq!(int(run(&ctx, eval(&env, "1", vec![]))), 1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while ctx.stats().in_flight > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(ctx.stats().in_flight, 0);
+}
+
+#[test]
+fn calls_past_their_deadline_are_interrupted_without_the_caller() {
+    let ctx = context(4);
+    let env = ctx.new_env();
+    let (rx, state) = submit(&ctx, exec(&env, "while True: pass"), Some(Duration::from_millis(20)));
+    assert!(rx.recv_timeout(Duration::from_secs(2)).is_err());
+    assert!(state.is_cancelled());
+}
+
+#[test]
+fn gil_releasing_calls_overlap() {
+    let ctx = context(64);
+    let env = ctx.new_env();
+    run(&ctx, exec(&env, "import time"));
+    let started = Instant::now();
+    let pending: Vec<_> = (0..40)
+        .map(|_| submit(&ctx, eval(&env, "time.sleep(0.05)", vec![]), None).0)
+        .collect();
+    for rx in pending {
+        rx.recv_timeout(Duration::from_secs(10)).expect("answer");
+    }
+    // 40 sequential sleeps would take 2 s.
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+}
+
+#[test]
+fn closing_answers_queued_calls_and_refuses_new_ones() {
+    let ctx = context(1);
+    let env = ctx.new_env();
+    run(&ctx, exec(&env, "import time"));
+    let (busy, _) = submit(&ctx, eval(&env, "time.sleep(0.2)", vec![]), None);
+    let (queued, _) = submit(&ctx, eval(&env, "1", vec![]), None);
+    ctx.close();
+    assert!(matches!(busy.recv_timeout(Duration::from_secs(5)), Ok(Outcome::Value(_))));
+    assert_eq!(
+        error_kind(queued.recv_timeout(Duration::from_secs(5)).expect("answer")),
+        ErrorKind::Closed
+    );
+    let (tx, _rx) = mpsc::channel();
+    let refused = ctx.submit(eval(&env, "1", vec![]), Box::new(ChannelReply(tx)), CallState::new(None));
+    assert_eq!(refused.unwrap_err(), SubmitError::Closed);
+}
+
+#[test]
+fn released_namespaces_are_counted() {
+    let ctx = context(2);
+    let env = ctx.new_env();
+    run(&ctx, exec(&env, "data = bytearray(1000)"));
+    assert_eq!(ctx.stats().envs, 1);
+    drop(env);
+    assert_eq!(ctx.stats().envs, 0);
+}

@@ -1,0 +1,24 @@
+//! Conversion between [`Value`] and Python objects.
+//!
+//! `to_py` builds Python objects from a [`Value`]; `from_py` turns a Python
+//! object into a [`Value`]. Both walk the whole value once under one GIL hold
+//! and fail with a [`ConvertError`] instead of overflowing the stack.
+
+pub mod erlang_types;
+pub mod from_py;
+pub mod to_py;
+pub mod value;
+
+pub use value::{PyObject, Value, MAX_DEPTH};
+
+/// Why a value could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertError(pub String);
+
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConvertError {}

@@ -1,0 +1,120 @@
+//! The GIL-free intermediate representation of a value crossing the bridge.
+//!
+//! Terms are decoded into a [`Value`] on the BEAM side without touching Python,
+//! and Python objects are turned into a [`Value`] under one GIL hold. Plain
+//! data (everything but [`Value::Object`]) can be stored, cloned and read by
+//! the BEAM without the GIL, which is what SharedDicts build on.
+
+use std::sync::Arc;
+
+use num_bigint::BigInt;
+use pyo3::{Py, PyAny};
+
+/// How deep a value may nest before conversion gives up with an error
+/// instead of exhausting a thread's stack.
+pub const MAX_DEPTH: usize = 10_000;
+
+/// One value on its way between the BEAM and Python.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// Python `None`, BEAM `nil`.
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An integer outside the `i64` range.
+    BigInt(BigInt),
+    /// Any float, including nan and the infinities (the BEAM side encodes
+    /// those as `:nan`, `:infinity` and `:neg_infinity`).
+    Float(f64),
+    /// A UTF-8 string: Python `str`; a BEAM binary that is valid UTF-8, or an atom.
+    Str(String),
+    /// Raw bytes: Python `bytes`/`bytearray`; a BEAM binary that is not UTF-8,
+    /// or one wrapped with `Py.bytes/1`.
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    Tuple(Vec<Value>),
+    /// Key/value pairs in iteration order.
+    Map(Vec<(Value, Value)>),
+    /// Python `set`/`frozenset`, BEAM `MapSet`.
+    Set(Vec<Value>),
+    /// A BEAM pid, in the external term format (Python `erlang.Pid`).
+    Pid(Vec<u8>),
+    /// A BEAM reference, in the external term format (Python `erlang.Ref`).
+    Ref(Vec<u8>),
+    /// Any other Python object, passed by reference.
+    Object(PyObject),
+}
+
+/// A Python object kept alive from the BEAM side (`%Py.Object{}`).
+///
+/// Cloning only bumps an `Arc`, so it needs no GIL; the Python reference is
+/// released when the last clone is dropped (deferred to the next GIL holder
+/// when dropped without the GIL).
+#[derive(Debug, Clone)]
+pub struct PyObject {
+    pub obj: Arc<Py<PyAny>>,
+    /// `type(obj).__module__ + "." + type(obj).__qualname__`
+    pub type_name: String,
+    /// `repr(obj)`, truncated to [`REPR_LIMIT`] bytes.
+    pub repr: String,
+}
+
+/// Longest repr kept for `inspect` on a `%Py.Object{}`.
+pub const REPR_LIMIT: usize = 200;
+
+impl Value {
+    /// A short name of this value's kind, for error messages
+    /// ("an integer", "a list", ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) | Value::BigInt(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Str(_) => "a string",
+            Value::Bytes(_) => "a binary",
+            Value::List(_) => "a list",
+            Value::Tuple(_) => "a tuple",
+            Value::Map(_) => "a map",
+            Value::Set(_) => "a set",
+            Value::Pid(_) => "a pid",
+            Value::Ref(_) => "a reference",
+            Value::Object(_) => "a Python object",
+        }
+    }
+
+    /// Drops this value without recursion.
+    ///
+    /// Plain `drop` of a value nested [`MAX_DEPTH`] levels deep recurses once
+    /// per level, which is too much for a dirty scheduler's small stack; use
+    /// this where a deep value may be dropped on a BEAM thread.
+    pub fn dispose(self) {
+        let mut pending = vec![self];
+        while let Some(v) = pending.pop() {
+            match v {
+                Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
+                    pending.extend(items.into_iter().filter(Value::is_container));
+                }
+                Value::Map(pairs) => {
+                    for (k, v) in pairs {
+                        if k.is_container() {
+                            pending.push(k);
+                        }
+                        if v.is_container() {
+                            pending.push(v);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether this is a list, tuple, map or set.
+    pub fn is_container(&self) -> bool {
+        matches!(
+            self,
+            Value::List(_) | Value::Tuple(_) | Value::Map(_) | Value::Set(_)
+        )
+    }
+}

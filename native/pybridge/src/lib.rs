@@ -1,0 +1,15 @@
+//! Native core of pybridge: CPython embedded in the BEAM.
+//!
+//! The crate is split so the core can be tested with `cargo test` without a BEAM:
+//!
+//! * [`runtime`]  — starting the interpreter, thread states, the GIL.
+//! * [`convert`]  — the GIL-free [`convert::Value`] and its conversion to and from Python.
+//! * [`context`]  — executors: a queue, worker threads, per-process namespaces, the code cache.
+//! * `nif`        — the thin Rustler layer (feature `nif`): decode terms, call the core, encode.
+
+pub mod context;
+pub mod convert;
+pub mod runtime;
+
+#[cfg(feature = "nif")]
+mod nif;

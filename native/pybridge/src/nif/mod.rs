@@ -1,0 +1,347 @@
+//! The Rustler layer: decode terms, call the core, encode the answer.
+//!
+//! Nothing here runs Python. A call is decoded into a [`Job`] on the calling
+//! scheduler (or a dirty one when its arguments are large), queued on a
+//! context, and answered later by a worker thread with a message
+//! `{tag, result}` sent to the caller.
+
+mod term;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustler::env::{OwnedEnv, SavedTerm};
+use rustler::types::tuple::get_tuple;
+use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+
+use crate::context::{
+    self, CallState, Cancel, Code, Context, ContextConfig, ErrorKind, Job, Outcome, ProcessEnv,
+    Reply,
+};
+use crate::convert::Value;
+use crate::runtime::{self, InitConfig};
+
+use term::{decode, encode, DecodeError};
+
+mod atoms {
+    rustler::atoms! {
+        ok,
+        error,
+        nil,
+        dirty,
+        cancelled,
+        replied,
+        conversion,
+        closed,
+        badarg,
+        infinity,
+        eval,
+        exec,
+        call,
+        getattr,
+        call_method,
+        reload,
+        program,
+        site_dirs,
+        python_path,
+        max_workers,
+        code_cache_size,
+        calls_total,
+        errors_total,
+        cancelled_total,
+        in_flight,
+        queue_length,
+        busy_us,
+        compiles_total,
+        envs,
+        workers,
+        idle_workers,
+    }
+}
+
+/// Nodes decoded on a normal scheduler before the call moves to a dirty one.
+const SCHEDULER_BUDGET: usize = 20_000;
+
+pub struct ContextResource(Context);
+pub struct EnvResource(Arc<ProcessEnv>);
+pub struct CallResource(Arc<CallState>);
+
+#[rustler::resource_impl]
+impl rustler::Resource for ContextResource {}
+#[rustler::resource_impl]
+impl rustler::Resource for EnvResource {}
+#[rustler::resource_impl]
+impl rustler::Resource for CallResource {}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn init<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
+    let get = |key: Atom| config.map_get(key).ok();
+    let strings = |key: Atom| -> NifResult<Vec<String>> {
+        get(key).map_or(Ok(Vec::new()), |t| t.decode::<Vec<String>>())
+    };
+    let program = match get(atoms::program()) {
+        Some(t) if t.is_binary() => Some(t.decode::<String>()?),
+        _ => None,
+    };
+    let config = InitConfig {
+        program,
+        site_dirs: strings(atoms::site_dirs())?,
+        python_path: strings(atoms::python_path())?,
+    };
+    Ok(match runtime::initialize(&config) {
+        Ok(()) => atoms::ok().encode(env),
+        Err(message) => (atoms::error(), message).encode(env),
+    })
+}
+
+#[rustler::nif]
+fn context_new<'a>(
+    env: Env<'a>,
+    pool: Term<'a>,
+    index: usize,
+    opts: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let defaults = ContextConfig::default();
+    let option = |key: Atom, default: usize| -> NifResult<usize> {
+        opts.map_get(key).map_or(Ok(default), |t| t.decode())
+    };
+    let config = ContextConfig {
+        pool: pool.atom_to_string()?,
+        index,
+        max_workers: option(atoms::max_workers(), defaults.max_workers)?,
+        code_cache_size: option(atoms::code_cache_size(), defaults.code_cache_size)?,
+    };
+    Ok(match Context::new(config) {
+        Ok(ctx) => (atoms::ok(), ResourceArc::new(ContextResource(ctx))).encode(env),
+        Err(err) => (atoms::error(), err.to_string()).encode(env),
+    })
+}
+
+#[rustler::nif]
+fn context_close(ctx: ResourceArc<ContextResource>) -> Atom {
+    ctx.0.close();
+    atoms::ok()
+}
+
+#[rustler::nif]
+fn context_info(env: Env<'_>, ctx: ResourceArc<ContextResource>) -> NifResult<Term<'_>> {
+    let s = ctx.0.stats();
+    let pairs = [
+        (atoms::calls_total(), s.calls_total),
+        (atoms::errors_total(), s.errors_total),
+        (atoms::cancelled_total(), s.cancelled_total),
+        (atoms::in_flight(), s.in_flight),
+        (atoms::queue_length(), s.queue_length),
+        (atoms::busy_us(), s.busy_us),
+        (atoms::compiles_total(), s.compiles_total),
+        (atoms::envs(), s.envs),
+        (atoms::workers(), s.workers),
+        (atoms::idle_workers(), s.idle_workers),
+    ];
+    let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
+    let values: Vec<Term> = pairs.iter().map(|(_, v)| v.encode(env)).collect();
+    Term::map_from_arrays(env, &keys, &values)
+}
+
+#[rustler::nif]
+fn env_new(ctx: ResourceArc<ContextResource>) -> ResourceArc<EnvResource> {
+    ResourceArc::new(EnvResource(ctx.0.new_env()))
+}
+
+#[rustler::nif]
+fn submit<'a>(
+    env: Env<'a>,
+    ctx: ResourceArc<ContextResource>,
+    penv: Term<'a>,
+    tag: Term<'a>,
+    job: Term<'a>,
+    timeout: Term<'a>,
+) -> NifResult<Term<'a>> {
+    submit_with(env, &ctx, penv, tag, job, timeout, Some(SCHEDULER_BUDGET))
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn submit_dirty<'a>(
+    env: Env<'a>,
+    ctx: ResourceArc<ContextResource>,
+    penv: Term<'a>,
+    tag: Term<'a>,
+    job: Term<'a>,
+    timeout: Term<'a>,
+) -> NifResult<Term<'a>> {
+    submit_with(env, &ctx, penv, tag, job, timeout, None)
+}
+
+#[rustler::nif]
+fn cancel(handle: ResourceArc<CallResource>) -> Atom {
+    match context::cancel(&handle.0) {
+        Cancel::Cancelled { .. } => atoms::cancelled(),
+        Cancel::Replied => atoms::replied(),
+    }
+}
+
+fn submit_with<'a>(
+    env: Env<'a>,
+    ctx: &ContextResource,
+    penv: Term<'a>,
+    tag: Term<'a>,
+    job: Term<'a>,
+    timeout: Term<'a>,
+    budget: Option<usize>,
+) -> NifResult<Term<'a>> {
+    let penv = if penv.is_atom() {
+        None
+    } else {
+        Some(penv.decode::<ResourceArc<EnvResource>>()?.0.clone())
+    };
+    let deadline = match timeout.decode::<u64>() {
+        Ok(ms) => Some(Instant::now() + Duration::from_millis(ms)),
+        Err(_) if timeout == atoms::infinity().encode(env) => None,
+        Err(err) => return Err(err),
+    };
+    let job = match decode_job(job, penv, budget) {
+        Ok(job) => job,
+        Err(JobError::OverBudget) => return Ok(atoms::dirty().encode(env)),
+        Err(JobError::Convert(message)) => {
+            return Ok((atoms::error(), (atoms::conversion(), message)).encode(env))
+        }
+        Err(JobError::BadArg) => return Err(rustler::Error::BadArg),
+    };
+    let reply_env = OwnedEnv::new();
+    let saved_tag = reply_env.save(tag);
+    let reply = Box::new(BeamReply {
+        pid: env.pid(),
+        env: reply_env,
+        tag: saved_tag,
+    });
+    let state = CallState::new(deadline);
+    match ctx.0.submit(job, reply, state.clone()) {
+        Ok(()) => Ok(ResourceArc::new(CallResource(state)).encode(env)),
+        Err(err) => Ok((atoms::error(), (atoms::closed(), err.to_string())).encode(env)),
+    }
+}
+
+enum JobError {
+    OverBudget,
+    Convert(String),
+    BadArg,
+}
+
+impl From<DecodeError> for JobError {
+    fn from(err: DecodeError) -> Self {
+        match err {
+            DecodeError::OverBudget => JobError::OverBudget,
+            DecodeError::Convert(e) => JobError::Convert(e.0),
+        }
+    }
+}
+
+impl From<rustler::Error> for JobError {
+    fn from(_: rustler::Error) -> Self {
+        JobError::BadArg
+    }
+}
+
+fn decode_job(
+    job: Term<'_>,
+    penv: Option<Arc<ProcessEnv>>,
+    budget: Option<usize>,
+) -> Result<Job, JobError> {
+    let parts = get_tuple(job)?;
+    let (kind, rest) = parts.split_first().ok_or(JobError::BadArg)?;
+    let kind: Atom = kind.decode()?;
+    let text = |t: &Term| -> Result<String, JobError> { Ok(t.decode::<String>()?) };
+    let pairs = |t: &Term| -> Result<Vec<(Value, Value)>, JobError> {
+        match decode(*t, budget)? {
+            Value::Map(pairs) => Ok(pairs),
+            _ => Err(JobError::BadArg),
+        }
+    };
+    let list = |t: &Term| -> Result<Vec<Value>, JobError> {
+        match decode(*t, budget)? {
+            Value::List(items) => Ok(items),
+            _ => Err(JobError::BadArg),
+        }
+    };
+    let object = |t: &Term| -> Result<crate::convert::PyObject, JobError> {
+        match decode(*t, budget)? {
+            Value::Object(obj) => Ok(obj),
+            _ => Err(JobError::BadArg),
+        }
+    };
+    let code = |t: &Term| -> Result<Code, JobError> {
+        Ok(Code::from_bytes(t.decode::<Binary>()?.as_slice()))
+    };
+    let needs_env = || penv.clone().ok_or(JobError::BadArg);
+    Ok(match rest {
+        [source, locals] if kind == atoms::eval() => Job::Eval {
+            code: code(source)?,
+            locals: pairs(locals)?,
+            env: needs_env()?,
+        },
+        [source] if kind == atoms::exec() => Job::Exec {
+            code: code(source)?,
+            env: needs_env()?,
+        },
+        [module, function, args, kwargs] if kind == atoms::call() => Job::Call {
+            module: text(module)?,
+            function: text(function)?,
+            args: list(args)?,
+            kwargs: pairs(kwargs)?,
+            env: penv.clone(),
+        },
+        [obj, name] if kind == atoms::getattr() => Job::GetAttr {
+            obj: object(obj)?,
+            name: text(name)?,
+        },
+        [obj, name, args, kwargs] if kind == atoms::call_method() => Job::CallMethod {
+            obj: object(obj)?,
+            name: text(name)?,
+            args: list(args)?,
+            kwargs: pairs(kwargs)?,
+        },
+        [module] if kind == atoms::reload() => Job::Reload {
+            module: text(module)?,
+        },
+        _ => return Err(JobError::BadArg),
+    })
+}
+
+/// Sends the outcome of a call to the BEAM process that made it.
+struct BeamReply {
+    pid: LocalPid,
+    env: OwnedEnv,
+    tag: SavedTerm,
+}
+
+impl Reply for BeamReply {
+    fn send(self: Box<Self>, outcome: Outcome) {
+        let BeamReply { pid, mut env, tag } = *self;
+        // A dead caller cannot receive; nothing else to do then.
+        let _ = env.send_and_clear(&pid, |env| {
+            let tag = tag.load(env);
+            (tag, encode_outcome(env, &outcome)).encode(env)
+        });
+    }
+}
+
+fn encode_outcome<'a>(env: Env<'a>, outcome: &Outcome) -> Term<'a> {
+    match outcome {
+        Outcome::Value(value) => (atoms::ok(), encode(env, value)).encode(env),
+        Outcome::Done => atoms::ok().encode(env),
+        Outcome::Error(info) => {
+            let kind = match &info.kind {
+                ErrorKind::Python(name) => name.encode(env),
+                ErrorKind::Conversion => atoms::conversion().encode(env),
+                ErrorKind::Closed => atoms::closed().encode(env),
+            };
+            let traceback = match &info.traceback {
+                Some(tb) => tb.encode(env),
+                None => atoms::nil().encode(env),
+            };
+            (atoms::error(), (kind, info.message.as_str(), traceback)).encode(env)
+        }
+    }
+}
+
+rustler::init!("Elixir.Py.Native");
