@@ -36,8 +36,8 @@ defmodule Py.Call do
     ref = make_ref()
 
     handle =
-      case Native.submit(cref, env, ref, job) do
-        :dirty -> Native.submit_dirty(cref, env, ref, job)
+      case Native.submit(cref, env, ref, job, timeout) do
+        :dirty -> Native.submit_dirty(cref, env, ref, job, timeout)
         handle -> handle
       end
 

@@ -20,8 +20,8 @@ defmodule Py.Native do
   def context_close(_ctx), do: not_loaded()
   def context_info(_ctx), do: not_loaded()
   def env_new(_ctx), do: not_loaded()
-  def submit(_ctx, _env, _ref, _job), do: not_loaded()
-  def submit_dirty(_ctx, _env, _ref, _job), do: not_loaded()
+  def submit(_ctx, _env, _ref, _job, _timeout), do: not_loaded()
+  def submit_dirty(_ctx, _env, _ref, _job, _timeout), do: not_loaded()
   def cancel(_handle), do: not_loaded()
 
   defp not_loaded, do: :erlang.nif_error(:pybridge_not_loaded)

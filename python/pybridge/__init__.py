@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from types import CodeType
+from types import CodeType, TracebackType
 
 __all__ = ["Timeout", "compile_source", "format_exception", "reload"]
 
@@ -32,9 +32,9 @@ def compile_source(source: str | bytes, mode: str) -> CodeType:
     return compile(source, SOURCE_NAME, mode)
 
 
-def format_exception(exc: BaseException) -> str:
+def format_exception(exc: BaseException, tb: TracebackType | None = None) -> str:
     """The full traceback of ``exc``, as Python would print it."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
 def reload(name: str) -> None:

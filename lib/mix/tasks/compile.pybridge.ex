@@ -121,7 +121,7 @@ defmodule Mix.Tasks.Compile.Pybridge do
       error("""
       pybridge: `cargo` was not found, so the native libraries cannot be built.
 
-      pybridge needs a Rust toolchain (stable, 1.80 or newer) to compile its NIF.
+      pybridge needs a recent stable Rust toolchain to compile its NIF.
       Install one with rustup (https://rustup.rs), make sure `cargo` is on PATH
       (or set CARGO=/path/to/cargo), and run `mix compile` again.\
       """)
@@ -150,7 +150,9 @@ defmodule Mix.Tasks.Compile.Pybridge do
     if status == 0 do
       :ok
     else
-      error("pybridge: `cargo build --release` failed (exit status #{status}), see its output above")
+      error(
+        "pybridge: `cargo build --release` failed (exit status #{status}), see its output above"
+      )
     end
   rescue
     e in ErlangError ->
@@ -172,9 +174,7 @@ defmodule Mix.Tasks.Compile.Pybridge do
       case built_library(release, crate) do
         nil ->
           {:halt,
-           error(
-             "pybridge: cargo succeeded but no lib#{crate}.so/.dylib was found in #{release}"
-           )}
+           error("pybridge: cargo succeeded but no lib#{crate}.so/.dylib was found in #{release}")}
 
         source ->
           install_file(source, Path.join(priv, file))
@@ -241,7 +241,8 @@ defmodule Mix.Tasks.Compile.Pybridge do
 
     native_files =
       walk(native, fn name ->
-        Path.extname(name) == ".rs" or name in ["Cargo.toml", "Cargo.lock", "config.toml", "config"]
+        Path.extname(name) == ".rs" or
+          name in ["Cargo.toml", "Cargo.lock", "config.toml", "config"]
       end)
 
     python_files = walk(Path.join(root, "python"), &(Path.extname(&1) in [".py", ".pyi"]))

@@ -13,30 +13,35 @@
 
 use std::ffi::{CStr, CString};
 
-use rustler::{Binary, Encoder, Env, Term};
+#[cfg(feature = "nif")]
+mod nif {
+    use rustler::{Binary, Encoder, Env, Term};
 
-mod atoms {
-    rustler::atoms! {
-        ok,
-        error,
+    mod atoms {
+        rustler::atoms! {
+            ok,
+            error,
+        }
     }
-}
 
-/// `load_library(path :: binary) :: :ok | {:error, binary}`
-///
-/// Runs on a dirty IO scheduler: `dlopen` touches the filesystem and runs the
-/// library's constructors, which may take a while for a large libpython.
-#[rustler::nif(schedule = "DirtyIo")]
-fn load_library<'a>(env: Env<'a>, path: Binary<'a>) -> Term<'a> {
-    match open_global(path.as_slice()) {
-        Ok(()) => atoms::ok().encode(env),
-        Err(reason) => (atoms::error(), reason).encode(env),
+    /// `load_library(path :: binary) :: :ok | {:error, binary}`
+    ///
+    /// Runs on a dirty IO scheduler: `dlopen` touches the filesystem and runs
+    /// the library's constructors, which may take a while for a large libpython.
+    #[rustler::nif(schedule = "DirtyIo")]
+    fn load_library<'a>(env: Env<'a>, path: Binary<'a>) -> Term<'a> {
+        match super::open_global(path.as_slice()) {
+            Ok(()) => atoms::ok().encode(env),
+            Err(reason) => (atoms::error(), reason).encode(env),
+        }
     }
+
+    rustler::init!("Elixir.Py.Native.Loader");
 }
 
 /// `dlopen`s `path` with `RTLD_NOW | RTLD_GLOBAL` and deliberately leaks the
 /// handle so the library stays mapped for the life of the process.
-fn open_global(path: &[u8]) -> Result<(), String> {
+pub fn open_global(path: &[u8]) -> Result<(), String> {
     // Paths are bytes on Unix; a non-UTF-8 path is fine, an interior NUL is not.
     let c_path = CString::new(path).map_err(|_| {
         format!(
@@ -88,4 +93,42 @@ fn last_dl_error(path: &[u8]) -> String {
     }
 }
 
-rustler::init!("Elixir.Py.Native.Loader");
+#[cfg(test)]
+mod tests {
+    use super::open_global;
+
+    #[test]
+    fn opens_a_system_library() {
+        // libc is mapped into every process already; dlopen just finds it.
+        let name: &[u8] = if cfg!(target_os = "macos") {
+            b"/usr/lib/libSystem.B.dylib"
+        } else {
+            b"libc.so.6"
+        };
+        assert_eq!(open_global(name), Ok(()));
+        // Opening it again only bumps the reference count.
+        assert_eq!(open_global(name), Ok(()));
+    }
+
+    #[test]
+    fn reports_dlerror_for_a_missing_file() {
+        let err = open_global(b"/nonexistent/libpython3.99.so").unwrap_err();
+        assert!(err.contains("/nonexistent/libpython3.99.so"), "{err}");
+    }
+
+    #[test]
+    fn reports_dlerror_for_a_file_that_is_no_library() {
+        let path =
+            std::env::temp_dir().join(format!("pybridge_loader_test_{}", std::process::id()));
+        std::fs::write(&path, b"not an ELF file").unwrap();
+        let err = open_global(path.to_str().unwrap().as_bytes()).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!err.is_empty());
+    }
+
+    #[test]
+    fn rejects_interior_nul() {
+        let err = open_global(b"/a\0b").unwrap_err();
+        assert!(err.contains("NUL"), "{err}");
+    }
+}

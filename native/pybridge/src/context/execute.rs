@@ -246,7 +246,7 @@ pub(super) fn error_info(py: Python<'_>, err: PyErr) -> ErrorInfo {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let traceback = support_module(py)
-        .and_then(|m| m.getattr("format_exception")?.call1((value,)))
+        .and_then(|m| m.getattr("format_exception")?.call1((value, err.traceback(py))))
         .and_then(|text| text.extract::<String>())
         .ok();
     ErrorInfo {

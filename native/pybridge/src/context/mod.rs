@@ -1,12 +1,16 @@
 //! Contexts: the executors that run Python for the BEAM.
 //!
-//! A context owns a FIFO queue and a small, elastic set of worker threads,
-//! each with its own Python thread state. A worker that wakes up takes the
-//! GIL once and drains the queue under that one hold, so a burst of small
-//! calls costs one GIL acquisition, not one per call. When every worker is
-//! stuck in a long call (one that released the GIL in `time.sleep`, I/O or
-//! numpy), the [`monitor`] adds a worker so queued calls keep moving; idle
-//! extra workers retire.
+//! A context owns a FIFO queue and a home worker thread with its own Python
+//! thread state. The home worker takes the GIL once and drains the queue under
+//! that one hold, so a burst of small calls costs one GIL acquisition, not one
+//! per call, and every call normally runs on the same OS thread (objects tied
+//! to a thread, such as sqlite3 connections, keep working).
+//!
+//! When the home worker is stuck in one long call (one that released the GIL
+//! in `time.sleep`, I/O or numpy, or one that computes for long) while calls
+//! wait, the [`monitor`] opens the overflow: parked overflow workers (or new
+//! ones, up to `max_workers`) take the waiting calls until the home worker is
+//! free again. Overflow workers parked for long exit.
 //!
 //! Each BEAM process gets its own namespace in each context it uses
 //! ([`ProcessEnv`]); the context also keeps a bounded cache of compiled code.
@@ -75,7 +79,14 @@ pub(crate) struct Shared {
     rx: Receiver<Task>,
     closed: AtomicBool,
     workers: AtomicUsize,
-    idle: AtomicUsize,
+    /// Overflow workers waiting for the overflow to open.
+    parked: AtomicUsize,
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+    /// Set by the monitor while the home worker is stuck and calls wait.
+    overflow_open: AtomicBool,
+    /// True while the home worker runs a call.
+    home_running: AtomicBool,
     /// Bumped each time a worker starts a call; the monitor compares it
     /// between ticks to tell a busy context from a stuck one.
     progress: AtomicU64,
@@ -149,6 +160,7 @@ impl Context {
             return Err(SubmitError::NotInitialized);
         }
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (wake_tx, wake_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             code_cache: Mutex::new(CodeCache::new(config.code_cache_size)),
             config: ContextConfig {
@@ -159,12 +171,16 @@ impl Context {
             rx,
             closed: AtomicBool::new(false),
             workers: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            wake_tx,
+            wake_rx,
+            overflow_open: AtomicBool::new(false),
+            home_running: AtomicBool::new(false),
             progress: AtomicU64::new(0),
             slots: Mutex::new(Vec::new()),
             stats: Stats::default(),
         });
-        worker::spawn(&shared).map_err(|_| SubmitError::Closed)?;
+        worker::spawn(&shared, true).map_err(|_| SubmitError::Closed)?;
         monitor::register(&shared);
         Ok(Context {
             handle: Arc::new(Handle { shared }),
@@ -224,7 +240,7 @@ impl Context {
         s.stats.snapshot(
             s.rx.len(),
             s.workers.load(Ordering::Relaxed),
-            s.idle.load(Ordering::Relaxed),
+            s.parked.load(Ordering::Relaxed),
         )
     }
 }
@@ -236,6 +252,11 @@ fn close(shared: &Shared) {
     let workers = shared.workers.load(Ordering::Acquire);
     for _ in 0..workers.max(1) {
         let _ = shared.tx.send(Task::Stop);
+    }
+    // Parked overflow workers must come and take their Stop too.
+    shared.overflow_open.store(true, Ordering::Release);
+    for _ in 0..shared.parked.load(Ordering::Acquire) {
+        let _ = shared.wake_tx.send(());
     }
 }
 

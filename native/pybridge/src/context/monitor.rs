@@ -105,22 +105,32 @@ fn key_of(shared: &Arc<Shared>) -> usize {
     Arc::as_ptr(shared) as usize
 }
 
-/// Returns true when the context has work queued or running.
+/// Opens the overflow while the home worker is stuck in one call with calls
+/// waiting, waking parked overflow workers or adding new ones. Returns true
+/// when the context has work queued or running.
 fn check(shared: &Arc<Shared>, last_progress: &mut HashMap<usize, u64>, now: Instant) -> bool {
     let queued = shared.rx.len();
     let progress = shared.progress.load(Ordering::Relaxed);
     let previous = last_progress.insert(key_of(shared), progress);
-    let stalled = previous == Some(progress);
-    if queued > 0 && stalled && shared.idle.load(Ordering::Acquire) == 0 {
+    let stuck = previous == Some(progress) && shared.home_running.load(Ordering::Relaxed);
+    if queued > 0 && stuck {
+        shared.overflow_open.store(true, Ordering::Release);
+        let parked = shared.parked.load(Ordering::Acquire);
+        for _ in 0..queued.min(parked) {
+            let _ = shared.wake_tx.send(());
+        }
         let room = shared
             .config
             .max_workers
             .saturating_sub(shared.workers.load(Ordering::Acquire));
-        for _ in 0..queued.min(SPAWN_PER_TICK).min(room) {
-            if worker::spawn(shared).is_err() {
+        let wanted = queued.saturating_sub(parked).min(SPAWN_PER_TICK).min(room);
+        for _ in 0..wanted {
+            if worker::spawn(shared, false).is_err() {
                 break;
             }
         }
+    } else if queued == 0 || !shared.home_running.load(Ordering::Relaxed) {
+        shared.overflow_open.store(false, Ordering::Release);
     }
     let mut running = false;
     for slot in shared.slots.lock().iter() {

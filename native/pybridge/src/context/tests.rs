@@ -214,6 +214,8 @@ fn closing_answers_queued_calls_and_refuses_new_ones() {
     let env = ctx.new_env();
     run(&ctx, exec(&env, "import time"));
     let (busy, _) = submit(&ctx, eval(&env, "time.sleep(0.2)", vec![]), None);
+    // Let the sleep start before closing.
+    std::thread::sleep(Duration::from_millis(50));
     let (queued, _) = submit(&ctx, eval(&env, "1", vec![]), None);
     ctx.close();
     assert!(matches!(busy.recv_timeout(Duration::from_secs(5)), Ok(Outcome::Value(_))));
@@ -234,4 +236,28 @@ fn released_namespaces_are_counted() {
     assert_eq!(ctx.stats().envs, 1);
     drop(env);
     assert_eq!(ctx.stats().envs, 0);
+}
+
+#[test]
+fn calls_run_on_the_home_thread_when_it_is_not_stuck() {
+    let ctx = context(8);
+    let env = ctx.new_env();
+    run(&ctx, exec(&env, "import threading"));
+    let first = int(run(&ctx, eval(&env, "threading.get_ident()", vec![])));
+    for _ in 0..20 {
+        assert_eq!(int(run(&ctx, eval(&env, "threading.get_ident()", vec![]))), first);
+    }
+}
+
+#[test]
+fn a_stuck_home_thread_does_not_hold_up_quick_calls() {
+    let ctx = context(8);
+    let env = ctx.new_env();
+    run(&ctx, exec(&env, "import time"));
+    let (slow, _) = submit(&ctx, eval(&env, "time.sleep(0.5)", vec![]), None);
+    std::thread::sleep(Duration::from_millis(20));
+    let started = Instant::now();
+    assert_eq!(int(run(&ctx, eval(&env, "7", vec![]))), 7);
+    assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
+    slow.recv_timeout(Duration::from_secs(5)).expect("the slow call finishes");
 }

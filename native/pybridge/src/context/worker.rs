@@ -17,8 +17,10 @@ use super::{execute, Shared, Task};
 /// Stack of a worker thread: deep conversions and C-level recursion in
 /// Python need more than the 2 MiB Rust default.
 const STACK_SIZE: usize = 16 * 1024 * 1024;
-/// An extra worker idle this long exits.
+/// An overflow worker parked this long exits.
 const IDLE_RETIRE: Duration = Duration::from_secs(10);
+/// How often an overflow worker re-checks that the overflow is still open.
+const OVERFLOW_POLL: Duration = Duration::from_millis(1);
 /// Calls run under one GIL hold before giving other threads a chance at it.
 const BATCH: usize = 64;
 
@@ -29,85 +31,102 @@ pub(crate) struct WorkerSlot {
     pub(super) current: Mutex<Option<Arc<CallState>>>,
 }
 
-/// Starts one more worker for `shared`.
-pub(super) fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
+/// Starts a worker: the home worker when the context is created, overflow
+/// workers when the monitor finds the home worker stuck in a long call.
+pub(super) fn spawn(shared: &Arc<Shared>, home: bool) -> std::io::Result<()> {
     let n = shared.workers.fetch_add(1, Ordering::AcqRel) + 1;
     let slot = Arc::new(WorkerSlot::default());
     shared.slots.lock().push(slot.clone());
     let thread_shared = shared.clone();
-    let name = format!(
-        "py-{}-{}-{}",
-        shared.config.pool, shared.config.index, n
-    );
+    let name = format!("py-{}-{}-{}", shared.config.pool, shared.config.index, n);
     let spawned = std::thread::Builder::new()
         .name(name)
         .stack_size(STACK_SIZE)
-        .spawn(move || run(thread_shared, slot));
+        .spawn(move || {
+            if home {
+                run_home(&thread_shared, &slot)
+            } else {
+                run_overflow(&thread_shared, &slot)
+            }
+            thread_shared.slots.lock().retain(|s| !Arc::ptr_eq(s, &slot));
+        });
     if spawned.is_err() {
         shared.workers.fetch_sub(1, Ordering::AcqRel);
     }
     spawned.map(|_| ())
 }
 
-fn run(shared: Arc<Shared>, slot: Arc<WorkerSlot>) {
+/// The home worker runs every call unless it is stuck, so Python objects
+/// tied to a thread (an sqlite3 connection) keep working across calls.
+fn run_home(shared: &Shared, slot: &WorkerSlot) {
     let mut tstate = ThreadState::new();
     slot.ident.store(tstate.ident(), Ordering::Release);
-    let mut retired = false;
-    loop {
-        shared.idle.fetch_add(1, Ordering::AcqRel);
-        let next = shared.rx.recv_timeout(IDLE_RETIRE);
-        shared.idle.fetch_sub(1, Ordering::AcqRel);
-        let task = match next {
-            Ok(Task::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(task) => task,
-            Err(RecvTimeoutError::Timeout) => {
-                if try_retire(&shared) {
-                    retired = true;
-                    break;
-                }
-                continue;
-            }
-        };
-        if tstate.with_gil(|py| drain(py, &shared, &slot, task)) {
+    while let Ok(task) = shared.rx.recv() {
+        if matches!(task, Task::Stop) {
+            break;
+        }
+        if tstate.with_gil(|py| drain(py, shared, slot, task, true)) {
             break;
         }
     }
-    shared.slots.lock().retain(|s| !Arc::ptr_eq(s, &slot));
-    if !retired {
-        shared.workers.fetch_sub(1, Ordering::AcqRel);
-    }
+    shared.workers.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// Lets an idle worker go, keeping at least one per open context.
-fn try_retire(shared: &Shared) -> bool {
-    let mut n = shared.workers.load(Ordering::Acquire);
-    while n > 1 {
-        match shared
-            .workers
-            .compare_exchange(n, n - 1, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => return true,
-            Err(actual) => n = actual,
+/// An overflow worker takes calls only while the monitor keeps the overflow
+/// open (the home worker is stuck and calls are waiting); otherwise it parks,
+/// and it exits after [`IDLE_RETIRE`] parked.
+fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
+    let mut tstate = ThreadState::new();
+    slot.ident.store(tstate.ident(), Ordering::Release);
+    'parked: loop {
+        shared.parked.fetch_add(1, Ordering::AcqRel);
+        let woken = shared.wake_rx.recv_timeout(IDLE_RETIRE);
+        shared.parked.fetch_sub(1, Ordering::AcqRel);
+        if woken.is_err() {
+            break;
+        }
+        while shared.overflow_open.load(Ordering::Acquire) {
+            match shared.rx.recv_timeout(OVERFLOW_POLL) {
+                Ok(Task::Stop) => break 'parked,
+                Ok(task) => {
+                    if tstate.with_gil(|py| drain(py, shared, slot, task, false)) {
+                        break 'parked;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break 'parked,
+            }
         }
     }
-    false
+    shared.workers.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// Runs `first` and whatever else is queued, holding the GIL. Returns true
-/// when told to stop.
-fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task) -> bool {
+/// Runs `first` and whatever else is queued, holding the GIL. Overflow
+/// workers stop draining when the overflow closes. Returns true when told to stop.
+fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: bool) -> bool {
     let mut task = first;
     let mut ran = 0usize;
     loop {
         match task {
             Task::Stop => return true,
             Task::Release(obj) => drop(obj),
-            Task::Call(request) => run_call(py, shared, slot, request),
+            Task::Call(request) => {
+                if home {
+                    shared.home_running.store(true, Ordering::Relaxed);
+                    run_call(py, shared, slot, request);
+                    shared.home_running.store(false, Ordering::Relaxed);
+                } else {
+                    run_call(py, shared, slot, request);
+                }
+            }
         }
         ran += 1;
         if ran % BATCH == 0 {
             // Let other contexts' workers at the GIL.
             py.detach(std::thread::yield_now);
+        }
+        if !home && !shared.overflow_open.load(Ordering::Acquire) {
+            return false;
         }
         match shared.rx.try_recv() {
             Ok(next) => task = next,

@@ -269,7 +269,7 @@ mod tests {
             install_erlang_module(py).expect("install");
             install_erlang_module(py).expect("install twice");
             let m = py.import("erlang").expect("import erlang");
-            assert!(m.is(&erlang_module(py).expect("module")));
+            assert!(m.is(erlang_module(py).expect("module")));
 
             let p1 = Bound::new(py, Pid::new(PID.to_vec())).expect("pid");
             let p2 = Bound::new(py, Pid::new(PID.to_vec())).expect("pid");
@@ -287,7 +287,10 @@ mod tests {
                 .to_string()
                 .starts_with("<erlang.Ref "));
             let weird = Bound::new(py, Pid::new(vec![1, 2, 3])).expect("pid");
-            assert_eq!(weird.repr().expect("repr").to_string(), "<erlang.Pid 010203>");
+            assert_eq!(
+                weird.repr().expect("repr").to_string(),
+                "<erlang.Pid 010203>"
+            );
 
             let locals = PyDict::new(py);
             locals.set_item("p", &p1).expect("set");

@@ -205,7 +205,7 @@ fn classify<'py>(obj: &Bound<'py, PyAny>) -> Result<Step<'py>, ConvertError> {
         if is_exact(ptr, addr_of_mut!(ffi::PyList_Type)) {
             Some(Frame::list(obj))
         } else if is_exact(ptr, addr_of_mut!(ffi::PyTuple_Type)) {
-            Some(Frame::tuple(obj))
+            Some(Frame::tuple(obj)?)
         } else if is_exact(ptr, addr_of_mut!(ffi::PyDict_Type)) {
             Some(Frame::dict(obj))
         } else if is_exact(ptr, addr_of_mut!(ffi::PySet_Type))
@@ -254,7 +254,7 @@ fn slow<'py>(obj: &Bound<'py, PyAny>) -> Result<Step<'py>, ConvertError> {
         return Ok(Step::Container(Frame::list(obj)));
     }
     if obj.is_instance_of::<PyTuple>() {
-        return Ok(Step::Container(Frame::tuple(obj)));
+        return Ok(Step::Container(Frame::tuple(obj)?));
     }
     if obj.is_instance_of::<PyDict>() {
         return Ok(Step::Container(Frame::dict(obj)));
@@ -299,6 +299,9 @@ enum Frame<'py> {
     },
 }
 
+/// The most items a BEAM tuple can hold.
+pub const MAX_TUPLE_LEN: usize = (1 << 24) - 1;
+
 fn capacity(len: ffi::Py_ssize_t) -> usize {
     usize::try_from(len).unwrap_or(0)
 }
@@ -316,15 +319,20 @@ impl<'py> Frame<'py> {
     }
 
     /// `obj` must be a tuple or tuple subclass.
-    fn tuple(obj: &Bound<'py, PyAny>) -> Self {
+    fn tuple(obj: &Bound<'py, PyAny>) -> Result<Self, ConvertError> {
         // SAFETY: `obj` is a live tuple (caller checked) and the GIL is held.
         let len = unsafe { ffi::PyTuple_Size(obj.as_ptr()) };
-        Frame::Tuple {
+        if capacity(len) > MAX_TUPLE_LEN {
+            return Err(ConvertError(format!(
+                "cannot convert a tuple of {len} items: BEAM tuples hold at most {MAX_TUPLE_LEN}"
+            )));
+        }
+        Ok(Frame::Tuple {
             obj: obj.clone(),
             next: 0,
             len,
             out: Vec::with_capacity(capacity(len)),
-        }
+        })
     }
 
     /// `obj` must be a dict or dict subclass.
@@ -603,7 +611,7 @@ mod tests {
         let v = from_py(&obj).expect(code);
         let back = to_py(py, &v).expect("to_py");
         assert!(
-            back.get_type().is(&obj.get_type()),
+            back.get_type().is(obj.get_type()),
             "{code}: type {} became {}",
             obj.get_type(),
             back.get_type()
@@ -623,14 +631,10 @@ mod tests {
             assert!(matches!(conv(py, "1.25"), Value::Float(f) if f == 1.25));
             assert!(matches!(conv(py, "float('nan')"), Value::Float(f) if f.is_nan()));
             assert!(matches!(conv(py, "float('inf')"), Value::Float(f) if f == f64::INFINITY));
-            assert!(
-                matches!(conv(py, "float('-inf')"), Value::Float(f) if f == f64::NEG_INFINITY)
-            );
+            assert!(matches!(conv(py, "float('-inf')"), Value::Float(f) if f == f64::NEG_INFINITY));
             assert!(matches!(conv(py, "'héllo ✓'"), Value::Str(s) if s == "héllo ✓"));
             assert!(matches!(conv(py, "b'\\x00\\xff'"), Value::Bytes(b) if b == [0, 255]));
-            assert!(
-                matches!(conv(py, "bytearray(b'\\x01\\x02')"), Value::Bytes(b) if b == [1, 2])
-            );
+            assert!(matches!(conv(py, "bytearray(b'\\x01\\x02')"), Value::Bytes(b) if b == [1, 2]));
             for code in [
                 "None",
                 "True",
@@ -676,7 +680,13 @@ mod tests {
                 Value::BigInt(b) => assert_eq!(b, BigInt::from(i64::MIN) - 1),
                 v => panic!("{v:?}"),
             }
-            for code in ["2**63", "-2**63-1", "3**500", "-(7**1000)", "[2**100, -2**100]"] {
+            for code in [
+                "2**63",
+                "-2**63-1",
+                "3**500",
+                "-(7**1000)",
+                "[2**100, -2**100]",
+            ] {
                 round_trip(py, code);
             }
         });
@@ -774,10 +784,7 @@ values = {
     #[test]
     fn objects() {
         with_py(|py| {
-            let dt = eval(
-                py,
-                "__import__('datetime').datetime(2024, 1, 2, 3, 4, 5)",
-            );
+            let dt = eval(py, "__import__('datetime').datetime(2024, 1, 2, 3, 4, 5)");
             match from_py(&dt).expect("datetime") {
                 Value::Object(o) => {
                     assert_eq!(o.type_name, "datetime.datetime");
@@ -798,13 +805,18 @@ values = {
             // Objects nested in containers, and as dict keys.
             match conv(py, "{__import__('datetime').date(2020, 1, 1): [1j]}") {
                 Value::Map(pairs) => {
-                    assert!(matches!(&pairs[0].0, Value::Object(o) if o.type_name == "datetime.date"));
+                    assert!(
+                        matches!(&pairs[0].0, Value::Object(o) if o.type_name == "datetime.date")
+                    );
                     assert!(matches!(&pairs[0].1, Value::List(l)
                         if matches!(&l[0], Value::Object(o) if o.type_name == "builtins.complex" && o.repr == "1j")));
                 }
                 v => panic!("{v:?}"),
             }
-            round_trip(py, "{__import__('datetime').date(2020, 1, 1): [1j, range(3)]}");
+            round_trip(
+                py,
+                "{__import__('datetime').date(2020, 1, 1): [1j, range(3)]}",
+            );
         });
     }
 
@@ -844,7 +856,11 @@ class Bad:
         });
     }
 
-    fn eval_in<'py>(py: Python<'py>, code: &str, globals: &Bound<'py, PyDict>) -> Bound<'py, PyAny> {
+    fn eval_in<'py>(
+        py: Python<'py>,
+        code: &str,
+        globals: &Bound<'py, PyDict>,
+    ) -> Bound<'py, PyAny> {
         let code = std::ffi::CString::new(code).expect("cstr");
         py.eval(&code, Some(globals), None).expect("eval")
     }
@@ -874,12 +890,19 @@ d['me'] = [d]
             )
             .expect("setup");
             let err = from_py(&eval_in(py, "a", &globals)).expect_err("cycle");
-            assert_eq!(err.0, "cannot convert a list that contains itself (a reference cycle)");
+            assert_eq!(
+                err.0,
+                "cannot convert a list that contains itself (a reference cycle)"
+            );
             let err = from_py(&eval_in(py, "d", &globals)).expect_err("cycle");
             assert!(err.0.contains("contains itself"), "{err}");
             // A shared (non-cyclic) object is fine.
-            let v = from_py(&eval_in(py, "[a[:1], a[:1], (lambda x: [x, x])([1])]", &globals))
-                .expect("shared");
+            let v = from_py(&eval_in(
+                py,
+                "[a[:1], a[:1], (lambda x: [x, x])([1])]",
+                &globals,
+            ))
+            .expect("shared");
             assert!(matches!(v, Value::List(l) if l.len() == 3));
         });
     }

@@ -44,7 +44,7 @@ pub fn to_py_tuple<'py>(
     py: Python<'py>,
     items: &[Value],
 ) -> Result<Bound<'py, PyTuple>, ConvertError> {
-    let obj = run(py, Frame::seq(items, SeqKind::Tuple))?;
+    let obj = run(py, Frame::seq(py, items, SeqKind::Tuple)?)?;
     // SAFETY: a Tuple frame finishes with the `tuple` it built.
     Ok(unsafe { obj.cast_into_unchecked() })
 }
@@ -152,12 +152,17 @@ fn container<'v, 'py>(
     hashable: bool,
 ) -> Result<Frame<'v, 'py>, ConvertError> {
     Ok(match v {
-        Value::List(items) => Frame::seq(items, SeqKind::List),
-        Value::Tuple(items) if hashable => Frame::seq(items, SeqKind::HashableTuple),
-        Value::Tuple(items) => Frame::seq(items, SeqKind::Tuple),
+        Value::List(items) => Frame::seq(py, items, SeqKind::List)?,
+        Value::Tuple(items) if hashable => Frame::seq(py, items, SeqKind::HashableTuple)?,
+        Value::Tuple(items) => Frame::seq(py, items, SeqKind::Tuple)?,
         Value::Map(pairs) => Frame::dict(py, pairs)?,
         Value::Set(items) => Frame::set(py, items, hashable)?,
-        _ => return Err(ConvertError(format!("internal: {} is no container", v.kind()))),
+        _ => {
+            return Err(ConvertError(format!(
+                "internal: {} is no container",
+                v.kind()
+            )))
+        }
     })
 }
 
@@ -172,13 +177,13 @@ enum SeqKind {
 
 /// A container being built.
 enum Frame<'v, 'py> {
-    /// Items are collected first and the list/tuple is created when all are
-    /// ready, so no half-filled list is ever reachable from Python code (a
-    /// key's `__hash__` may run while we build).
+    /// A list or tuple, created at its final size and filled in order
+    /// (as CPython itself does: the empty slots are NULL, which its
+    /// deallocator and GC accept).
     Seq {
         items: &'v [Value],
         next: usize,
-        out: Vec<Bound<'py, PyAny>>,
+        seq: Bound<'py, PyAny>,
         kind: SeqKind,
     },
     Dict {
@@ -198,13 +203,24 @@ enum Frame<'v, 'py> {
 }
 
 impl<'v, 'py> Frame<'v, 'py> {
-    fn seq(items: &'v [Value], kind: SeqKind) -> Self {
-        Frame::Seq {
+    fn seq(py: Python<'py>, items: &'v [Value], kind: SeqKind) -> Result<Self, ConvertError> {
+        // A Vec never holds more than isize::MAX bytes, so its length fits.
+        let n = items.len() as ffi::Py_ssize_t;
+        // SAFETY: under the GIL; the constructors return a new reference or NULL.
+        let seq = unsafe {
+            match kind {
+                SeqKind::List => owned(py, ffi::PyList_New(n), "a list")?,
+                SeqKind::Tuple | SeqKind::HashableTuple => {
+                    owned(py, ffi::PyTuple_New(n), "a tuple")?
+                }
+            }
+        };
+        Ok(Frame::Seq {
             items,
             next: 0,
-            out: Vec::with_capacity(items.len()),
+            seq,
             kind,
-        }
+        })
     }
 
     fn dict(py: Python<'py>, pairs: &'v [(Value, Value)]) -> Result<Self, ConvertError> {
@@ -232,7 +248,9 @@ impl<'v, 'py> Frame<'v, 'py> {
     /// Takes the converted child asked for by the last `next_child`.
     fn accept(&mut self, obj: Bound<'py, PyAny>) -> Result<(), ConvertError> {
         match self {
-            Frame::Seq { out, .. } => out.push(obj),
+            Frame::Seq {
+                next, seq, kind, ..
+            } => seq_set(seq, *kind, *next - 1, obj)?,
             Frame::Dict {
                 pairs,
                 next,
@@ -260,14 +278,14 @@ impl<'v, 'py> Frame<'v, 'py> {
             Frame::Seq {
                 items,
                 next,
-                out,
+                seq,
                 kind,
             } => {
                 let items: &'v [Value] = items;
                 while let Some(v) = items.get(*next) {
                     *next += 1;
                     match scalar(py, v)? {
-                        Some(obj) => out.push(obj),
+                        Some(obj) => seq_set(seq, *kind, *next - 1, obj)?,
                         None => return Ok(Some((v, *kind == SeqKind::HashableTuple))),
                     }
                 }
@@ -320,7 +338,7 @@ impl<'v, 'py> Frame<'v, 'py> {
     /// The finished container.
     fn finish(self, py: Python<'py>) -> Result<Bound<'py, PyAny>, ConvertError> {
         match self {
-            Frame::Seq { out, kind, .. } => build_seq(py, out, kind),
+            Frame::Seq { seq, .. } => Ok(seq),
             Frame::Dict { dict, .. } => Ok(dict),
             Frame::Set { set, frozen, .. } => {
                 if !frozen {
@@ -334,32 +352,32 @@ impl<'v, 'py> Frame<'v, 'py> {
     }
 }
 
-/// Builds a list or tuple from finished items.
-fn build_seq<'py>(
-    py: Python<'py>,
-    out: Vec<Bound<'py, PyAny>>,
+/// Stores `item` at `index` of a list or tuple made by `Frame::seq`.
+fn seq_set(
+    seq: &Bound<'_, PyAny>,
     kind: SeqKind,
-) -> Result<Bound<'py, PyAny>, ConvertError> {
-    let n = out.len() as ffi::Py_ssize_t;
-    // SAFETY: under the GIL; the constructors return a new reference or NULL.
-    // The new object is only reachable from `seq` until it is returned, and
-    // no Python code runs while it is filled. Every index 0..n is set exactly
-    // once: SetItem steals the reference that `into_ptr` hands over, and on
-    // a (never expected) failure it has released that reference itself.
-    unsafe {
-        let (seq, set_item): (_, unsafe extern "C" fn(_, _, _) -> _) = match kind {
-            SeqKind::List => (owned(py, ffi::PyList_New(n), "a list")?, ffi::PyList_SetItem),
-            SeqKind::Tuple | SeqKind::HashableTuple => (
-                owned(py, ffi::PyTuple_New(n), "a tuple")?,
-                ffi::PyTuple_SetItem,
-            ),
-        };
-        for (i, item) in out.into_iter().enumerate() {
-            if set_item(seq.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr()) != 0 {
-                return Err(py_err("cannot fill a list", PyErr::fetch(py)));
+    index: usize,
+    item: Bound<'_, PyAny>,
+) -> Result<(), ConvertError> {
+    // SAFETY: `seq` is the list/tuple `Frame::seq` created with one slot per
+    // item, `index` is in range and each index is set once, under the GIL.
+    // SetItem steals the reference `into_ptr` hands over, even on failure.
+    let rc = unsafe {
+        let i = index as ffi::Py_ssize_t;
+        match kind {
+            SeqKind::List => ffi::PyList_SetItem(seq.as_ptr(), i, item.into_ptr()),
+            SeqKind::Tuple | SeqKind::HashableTuple => {
+                ffi::PyTuple_SetItem(seq.as_ptr(), i, item.into_ptr())
             }
         }
-        Ok(seq)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(py_err(
+            "cannot fill a list or tuple",
+            PyErr::fetch(seq.py()),
+        ))
     }
 }
 
@@ -440,14 +458,21 @@ mod tests {
         Python::attach(f)
     }
 
-    fn check(py: Python<'_>, v: &Value, expect: &str) -> Bound<'_, PyAny> {
+    fn check<'py>(py: Python<'py>, v: &Value, expect: &str) -> Bound<'py, PyAny> {
         let obj = to_py(py, v).expect("to_py");
         let locals = PyDict::new(py);
         locals.set_item("x", &obj).expect("set");
         let ok = py
-            .eval(&std::ffi::CString::new(expect).expect("cstr"), None, Some(&locals))
+            .eval(
+                &std::ffi::CString::new(expect).expect("cstr"),
+                None,
+                Some(&locals),
+            )
             .expect("eval");
-        assert!(ok.is_truthy().expect("truthy"), "{expect} failed for {obj:?}");
+        assert!(
+            ok.is_truthy().expect("truthy"),
+            "{expect} failed for {obj:?}"
+        );
         obj
     }
 
@@ -465,7 +490,11 @@ mod tests {
             check(py, &Value::Float(f64::NEG_INFINITY), "x == float('-inf')");
             check(py, &Value::Str("héllo ✓".into()), "x == 'héllo ✓'");
             check(py, &Value::Str(String::new()), "x == ''");
-            check(py, &Value::Bytes(vec![0, 255, 1]), "x == b'\\x00\\xff\\x01'");
+            check(
+                py,
+                &Value::Bytes(vec![0, 255, 1]),
+                "x == b'\\x00\\xff\\x01'",
+            );
             check(py, &Value::Bytes(vec![]), "type(x) is bytes and x == b''");
         });
     }
@@ -473,13 +502,19 @@ mod tests {
     #[test]
     fn big_ints() {
         with_py(|py| {
-            let big: BigInt = "123456789012345678901234567890123456789".parse().expect("big");
+            let big: BigInt = "123456789012345678901234567890123456789"
+                .parse()
+                .expect("big");
             check(
                 py,
                 &Value::BigInt(big.clone()),
                 "x == 123456789012345678901234567890123456789",
             );
-            check(py, &Value::BigInt(-big), "x == -123456789012345678901234567890123456789");
+            check(
+                py,
+                &Value::BigInt(-big),
+                "x == -123456789012345678901234567890123456789",
+            );
             check(py, &Value::BigInt(BigInt::from(i64::MAX) + 1), "x == 2**63");
         });
     }
@@ -510,7 +545,10 @@ mod tests {
                         Value::Tuple(vec![Value::Int(1), Value::Int(2)]),
                         Value::List(vec![Value::Map(vec![])]),
                     ),
-                    (Value::Int(3), Value::Set(vec![Value::Int(1), Value::Int(2)])),
+                    (
+                        Value::Int(3),
+                        Value::Set(vec![Value::Int(1), Value::Int(2)]),
+                    ),
                 ]),
                 "x == {'a': 1, (1, 2): [{}], 3: {1, 2}} and list(x) == ['a', (1, 2), 3]",
             );
@@ -587,18 +625,21 @@ mod tests {
     #[test]
     fn unhashable_key_is_an_error() {
         with_py(|py| {
-            let v = Value::Map(vec![(
-                Value::List(vec![Value::Int(1)]),
-                Value::Int(2),
-            )]);
+            let v = Value::Map(vec![(Value::List(vec![Value::Int(1)]), Value::Int(2))]);
             let err = to_py(py, &v).expect_err("unhashable");
-            assert!(err.0.contains("a list") && err.0.contains("unhashable"), "{err}");
+            assert!(
+                err.0.contains("a list") && err.0.contains("unhashable"),
+                "{err}"
+            );
             let v = Value::Map(vec![(Value::Map(vec![]), Value::Int(2))]);
             let err = to_py(py, &v).expect_err("unhashable");
             assert!(err.0.contains("a map"), "{err}");
-            let v = Value::Set(vec![Value::Set(vec![])]);
+            let v = Value::Set(vec![Value::Map(vec![])]);
             let err = to_py(py, &v).expect_err("unhashable");
-            assert!(err.0.contains("a set") && err.0.contains("Python set"), "{err}");
+            assert!(
+                err.0.contains("a map") && err.0.contains("Python set"),
+                "{err}"
+            );
             // Nested containers that are ready before the key fails: no leak/crash.
             let v = Value::Map(vec![(
                 Value::Tuple(vec![Value::Int(1), Value::List(vec![])]),

@@ -111,10 +111,10 @@ fn context_new<'a>(
         max_workers: option(atoms::max_workers(), defaults.max_workers)?,
         code_cache_size: option(atoms::code_cache_size(), defaults.code_cache_size)?,
     };
-    Ok(match Context::new(config) {
-        Ok(ctx) => (atoms::ok(), ResourceArc::new(ContextResource(ctx))).encode(env),
-        Err(err) => (atoms::error(), err.to_string()).encode(env),
-    })
+    match Context::new(config) {
+        Ok(ctx) => Ok(ResourceArc::new(ContextResource(ctx)).encode(env)),
+        Err(err) => Err(rustler::Error::Term(Box::new(err.to_string()))),
+    }
 }
 
 #[rustler::nif]
@@ -144,8 +144,8 @@ fn context_info(env: Env<'_>, ctx: ResourceArc<ContextResource>) -> NifResult<Te
 }
 
 #[rustler::nif]
-fn env_new(ctx: ResourceArc<ContextResource>) -> ResourceArc<EnvResource> {
-    ResourceArc::new(EnvResource(ctx.0.new_env()))
+fn env_new(env: Env<'_>, ctx: ResourceArc<ContextResource>) -> Term<'_> {
+    ResourceArc::new(EnvResource(ctx.0.new_env())).encode(env)
 }
 
 #[rustler::nif]

@@ -1,0 +1,153 @@
+# pybridge developer tasks.
+#
+#   make deps    install missing system packages (Debian/Ubuntu, as root)
+#   make build   mix compile (cargo builds the NIFs into priv/native)
+#   make test    cargo tests of the native core, then mix test
+#   make demo    run examples/demo.exs
+#   make bench   MIX_ENV=bench mix run bench/run.exs
+#   make fmt     format Rust and Elixir sources
+#   make lint    rustfmt/clippy/mix format checks
+#
+# PYTHON selects the Python to build, test and run against (default: the
+# PYBRIDGE_PYTHON environment variable, else python3 on PATH), e.g.
+#   make test PYTHON=/usr/bin/python3.11
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+# cargo installed by rustup but not on PATH yet (fresh shells, CI).
+export PATH := $(PATH):$(HOME)/.cargo/bin
+
+PYTHON ?= $(or $(PYBRIDGE_PYTHON),python3)
+export PYBRIDGE_PYTHON := $(PYTHON)
+
+# The venv the test suite imports numpy from (config/test.exs reads this).
+TEST_VENV := $(CURDIR)/_build/test-venv
+export PYBRIDGE_TEST_VENV := $(TEST_VENV)
+TEST_VENV_PACKAGES ?= numpy
+
+# Extra Debian packages, e.g. DEB_EXTRA=redis-server.
+DEB_EXTRA ?=
+
+.PHONY: deps mix-deps build test test-native test-elixir test-venv demo bench fmt lint clean
+
+## deps: system packages. Installs only what is missing; needs root (no sudo).
+deps:
+	@need=(); \
+	if ! command -v mix >/dev/null 2>&1; then \
+	  need+=(elixir erlang-dev erlang-nox); \
+	fi; \
+	if ! command -v "$(PYTHON)" >/dev/null 2>&1 && [ "$(PYTHON)" = python3 ]; then \
+	  need+=(python3 python3-venv libpython3-dev); \
+	fi; \
+	if [ -x /usr/bin/python3.11 ] && command -v dpkg >/dev/null 2>&1 \
+	   && dpkg -S /usr/bin/python3.11 >/dev/null 2>&1; then \
+	  need+=(libpython3.11 python3.11-venv); \
+	fi; \
+	need+=($(DEB_EXTRA)); \
+	missing=(); \
+	for pkg in "$${need[@]}"; do \
+	  if ! dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed'; then \
+	    missing+=("$$pkg"); \
+	  fi; \
+	done; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make deps: missing ($${missing[*]}) and no apt-get here; install them by hand" >&2; \
+	    exit 1; \
+	  fi; \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make deps: missing packages: $${missing[*]}" >&2; \
+	    echo "make deps: installing them needs root; run as root:" >&2; \
+	    echo "  apt-get update && apt-get install -y $${missing[*]}" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "==> apt-get install $${missing[*]}"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq; \
+	  apt-get install -y -qq --no-install-recommends "$${missing[@]}"; \
+	fi; \
+	if ! command -v cargo >/dev/null 2>&1; then \
+	  echo "make deps: cargo not found: install a Rust toolchain (https://rustup.rs)" >&2; \
+	  exit 1; \
+	fi; \
+	if ! command -v "$(PYTHON)" >/dev/null 2>&1; then \
+	  echo "make deps: $(PYTHON) not found: install Python 3.10+ or set PYTHON=/path/to/python3" >&2; \
+	  exit 1; \
+	fi
+
+## mix-deps: mix.exs declares its Hex packages only when Hex is installed
+# (and PYBRIDGE_NO_HEX is unset); fetch them in that case, else there are none.
+mix-deps:
+	@if [ -z "$${PYBRIDGE_NO_HEX:-}" ] && mix archive 2>/dev/null | grep -q '^\* hex-'; then \
+	  mix deps.get; \
+	fi
+
+build: mix-deps
+	mix compile
+
+## test-venv: $(TEST_VENV) made by $(PYTHON), with $(TEST_VENV_PACKAGES).
+# Recreated when it was made by another Python. A failed pip install (no
+# network) only warns: the tests that need those packages report it.
+test-venv:
+	@want="$$("$(PYTHON)" -c 'import sys; print(sys.executable, sys.version)')"; \
+	if [ ! -x "$(TEST_VENV)/bin/python" ] \
+	   || [ "$$(cat "$(TEST_VENV)/.pybridge-python" 2>/dev/null)" != "$$want" ]; then \
+	  echo "==> creating $(TEST_VENV) with $(PYTHON)"; \
+	  rm -rf "$(TEST_VENV)"; \
+	  mkdir -p "$$(dirname "$(TEST_VENV)")"; \
+	  "$(PYTHON)" -m venv "$(TEST_VENV)"; \
+	  echo "$$want" > "$(TEST_VENV)/.pybridge-python"; \
+	fi; \
+	for pkg in $(TEST_VENV_PACKAGES); do \
+	  if ! "$(TEST_VENV)/bin/python" -c "import $$pkg" >/dev/null 2>&1; then \
+	    echo "==> pip install $$pkg into $(TEST_VENV)"; \
+	    "$(TEST_VENV)/bin/python" -m pip install --quiet --disable-pip-version-check "$$pkg" \
+	      || echo "warning: could not install $$pkg into $(TEST_VENV)" >&2; \
+	  fi; \
+	done
+
+# The core crate is tested without the `nif` feature, linked against
+# $(PYTHON)'s libpython, in its own target dir so it does not fight with the
+# release build over features.
+test-native:
+	@libdir="$$("$(PYTHON)" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')"; \
+	cd native && \
+	PYO3_PYTHON="$$(command -v "$(PYTHON)")" \
+	LD_LIBRARY_PATH="$$libdir$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" \
+	DYLD_LIBRARY_PATH="$$libdir$${DYLD_LIBRARY_PATH:+:$$DYLD_LIBRARY_PATH}" \
+	CARGO_TARGET_DIR="$(CURDIR)/native/target/test" \
+	cargo test --workspace --no-default-features
+
+test-elixir: mix-deps test-venv
+	mix test
+
+test: deps test-venv
+	$(MAKE) --no-print-directory test-native
+	$(MAKE) --no-print-directory test-elixir
+
+demo: deps build
+	mix run examples/demo.exs
+
+bench: mix-deps
+	MIX_ENV=bench mix run bench/run.exs
+
+fmt:
+	cd native && cargo fmt --all
+	mix format
+
+lint:
+	cd native && cargo fmt --all -- --check
+	cd native && cargo clippy --workspace --all-targets -- -D warnings
+	@libdir="$$("$(PYTHON)" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')"; \
+	cd native && \
+	PYO3_PYTHON="$$(command -v "$(PYTHON)")" \
+	CARGO_TARGET_DIR="$(CURDIR)/native/target/test" \
+	cargo clippy --workspace --all-targets --no-default-features -- -D warnings
+	mix format --check-formatted
+
+clean:
+	mix clean
+	cd native && cargo clean
+	rm -rf "$(TEST_VENV)"

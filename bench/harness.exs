@@ -1,0 +1,167 @@
+defmodule Bench.Harness do
+  @moduledoc """
+  A small benchmark harness: no Benchee offline, so this times calls itself.
+
+  Each measurement warms up, then times individual calls with the monotonic
+  clock and reports the median and p99. Every figure is also given as a ratio
+  to a floor measured in the same run, so results from a noisy shared machine
+  can still be compared.
+  """
+
+  @doc "Times `fun` one call at a time; returns %{median_ns, p99_ns, samples}."
+  def sample(fun, opts \\ []) do
+    warmup = Keyword.get(opts, :warmup, 2_000)
+    samples = Keyword.get(opts, :samples, 20_000)
+    for _ <- 1..warmup, do: fun.()
+    times = for _ <- 1..samples, do: time(fun)
+    summarize(times)
+  end
+
+  @doc "Times `fun` `n` times in a tight loop; returns the mean per call (for sub-µs work)."
+  def mean_ns(fun, n) do
+    for _ <- 1..div(n, 10), do: fun.()
+    t0 = System.monotonic_time(:nanosecond)
+    loop(fun, n)
+    (System.monotonic_time(:nanosecond) - t0) / n
+  end
+
+  defp loop(_fun, 0), do: :ok
+
+  defp loop(fun, n) do
+    fun.()
+    loop(fun, n - 1)
+  end
+
+  defp time(fun) do
+    t0 = System.monotonic_time(:nanosecond)
+    fun.()
+    System.monotonic_time(:nanosecond) - t0
+  end
+
+  def summarize(times) do
+    sorted = Enum.sort(times)
+    n = length(sorted)
+
+    %{
+      median_ns: Enum.at(sorted, div(n, 2)),
+      p99_ns: Enum.at(sorted, min(n - 1, div(n * 99, 100))),
+      max_ns: List.last(sorted),
+      samples: n
+    }
+  end
+
+  @doc "Calls/s sustained by `procs` processes each looping `fun` for `ms` milliseconds."
+  def throughput(fun, procs, ms) do
+    parent = self()
+    stop_at = System.monotonic_time(:millisecond) + ms
+
+    pids =
+      for _ <- 1..procs do
+        spawn_link(fn ->
+          receive do
+            :go -> :ok
+          end
+
+          send(parent, {:count, self(), count_until(fun, stop_at, 0)})
+        end)
+      end
+
+    t0 = System.monotonic_time(:microsecond)
+    Enum.each(pids, &send(&1, :go))
+    total = for pid <- pids, reduce: 0, do: (acc -> acc + receive(do: ({:count, ^pid, c} -> c)))
+    elapsed_s = (System.monotonic_time(:microsecond) - t0) / 1_000_000
+    total / elapsed_s
+  end
+
+  defp count_until(fun, stop_at, n) do
+    if rem(n, 16) == 0 and System.monotonic_time(:millisecond) >= stop_at do
+      n
+    else
+      fun.()
+      count_until(fun, stop_at, n + 1)
+    end
+  end
+
+  @doc "The floor for a call: one BEAM message round trip to another process."
+  def message_round_trip do
+    echo =
+      spawn_link(fn ->
+        echo_loop()
+      end)
+
+    result =
+      sample(fn ->
+        send(echo, {self(), :ping})
+
+        receive do
+          :pong -> :ok
+        end
+      end)
+
+    send(echo, :stop)
+    result
+  end
+
+  defp echo_loop do
+    receive do
+      {from, :ping} ->
+        send(from, :pong)
+        echo_loop()
+
+      :stop ->
+        :ok
+    end
+  end
+
+  @doc "Resident set size of this OS process, in bytes (Linux)."
+  def rss_bytes do
+    case File.read("/proc/self/status") do
+      {:ok, status} ->
+        [_, kb] = Regex.run(~r/VmRSS:\s+(\d+) kB/, status)
+        String.to_integer(kb) * 1024
+
+      _ ->
+        0
+    end
+  end
+
+  def machine do
+    cpu =
+      case File.read("/proc/cpuinfo") do
+        {:ok, info} ->
+          case Regex.run(~r/model name\s*:\s*(.+)/, info) do
+            [_, model] -> String.trim(model)
+            _ -> "unknown"
+          end
+
+        _ ->
+          "unknown"
+      end
+
+    mem =
+      case File.read("/proc/meminfo") do
+        {:ok, info} ->
+          [_, kb] = Regex.run(~r/MemTotal:\s+(\d+) kB/, info)
+          "#{div(String.to_integer(kb), 1024 * 1024)} GiB"
+
+        _ ->
+          "unknown"
+      end
+
+    %{
+      cpu: cpu,
+      cores: System.schedulers_online(),
+      memory: mem,
+      otp: System.otp_release(),
+      elixir: System.version(),
+      date: Date.utc_today() |> Date.to_iso8601()
+    }
+  end
+
+  def fmt_ns(ns) when ns >= 1_000_000, do: "#{Float.round(ns / 1_000_000, 2)} ms"
+  def fmt_ns(ns) when ns >= 1_000, do: "#{Float.round(ns / 1_000, 2)} µs"
+  def fmt_ns(ns), do: "#{round(ns)} ns"
+
+  def ratio(_x, floor) when floor in [0, 0.0, nil], do: "n/a"
+  def ratio(x, floor), do: "#{Float.round(x / floor, 1)}×"
+end

@@ -1,0 +1,831 @@
+defmodule Py do
+  @moduledoc """
+  Call Python from Elixir: evaluate expressions, run statements, call
+  functions, and hold on to Python objects — at the cost of a function call.
+
+  pybridge embeds CPython in the BEAM through a NIF. Python code never runs on
+  a normal scheduler: each call is submitted to a *context* (an executor with
+  its own OS threads, see `Py.Context`) and the caller waits for a reply
+  message, so a slow or stuck Python call only blocks its caller, and only
+  until its `timeout:`.
+
+  ## Calls
+
+      {:ok, 2} = Py.eval("1 + 1")
+      {:ok, 6} = Py.eval("x * y", %{x: 2, y: 3})
+      :ok = Py.exec("import math")
+      {:ok, 4.0} = Py.call(:math, :sqrt, [16])
+      {:ok, "a/b"} = Py.call("os.path", :join, ["a", "b"])
+      {:ok, [3, 2, 1]} = Py.call(:builtins, :sorted, [[1, 3, 2]], kwargs: [reverse: true])
+
+  Each function has a form taking a `%Py.Context{}` first
+  (`Py.eval(ctx, code)`, `Py.exec(ctx, code)`, `Py.call(ctx, module, fun)`);
+  without one, the call runs on the process's bound or routed context
+  (`context/0`).
+
+  ## State
+
+  Every process has its own Python namespace in each context (its
+  *environment*): what `exec/2` assigns is visible to the same process's later
+  `eval/3`, `exec/2` and calls of module `:__main__`, never to other
+  processes, and is freed when the process exits. Locals passed to `eval/3`
+  are visible to that evaluation only.
+
+  ## Results and errors
+
+  Values convert both ways (see the type conversion guide): numbers, strings,
+  binaries, booleans, `nil`/`None`, lists, tuples, maps/dicts, `MapSet`/sets,
+  pids. Other Python objects come back as `%Py.Object{}` handles. Failures
+  come back as `{:error, %Py.Error{}}`; the bang variants raise it. Misuse on
+  the BEAM side (a bad option, an Elixir module name where a Python module is
+  expected) raises `ArgumentError`.
+
+  ## Options
+
+    * `:timeout` — milliseconds (or `:infinity`) to wait for the reply;
+      default `config :pybridge, timeout: 30_000`. On expiry the call returns
+      `{:error, %Py.Error{type: :timeout}}` and the running Python code is
+      interrupted.
+    * `:kwargs` — keyword arguments of `call/4` and `call_method/4`, as a
+      keyword list or a map with atom or string keys.
+    * `:node` — run on another connected node's Python (routed forms of
+      `eval`, `exec` and `call` only): `Py.eval("1 + 1", %{}, node: :"b@host")`.
+      Transport failures come back as `%Py.Error{type: :noconnection}` or
+      `%Py.Error{type: :timeout}`; Python errors on that node come back as
+      they are. `%Py.Object{}` and `%Py.Context{}` handles are local to their
+      node.
+  """
+
+  alias Py.{Call, Context, Error}
+
+  @typedoc "Python source code (a UTF-8 string; chardata is accepted too)."
+  @type code :: String.t() | iodata
+
+  @typedoc "Variables for an evaluation: atom or string keys."
+  @type locals :: %{optional(atom | String.t()) => term}
+
+  @typedoc "A Python module or attribute name: `:math`, `\"os.path\"`."
+  @type name :: atom | String.t()
+
+  @typedoc "Keyword arguments for a Python call."
+  @type kwargs :: keyword | %{optional(atom | String.t()) => term}
+
+  @type result :: {:ok, term} | {:error, Error.t()}
+
+  @typedoc "Options of the routed forms of `eval` and `exec`."
+  @type option :: {:timeout, timeout} | {:node, node}
+
+  @typedoc "Options of the routed form of `call`."
+  @type call_option :: option | {:kwargs, kwargs}
+
+  @typedoc "Options of the context-first forms (`:node` is not allowed there)."
+  @type ctx_option :: {:timeout, timeout} | {:kwargs, kwargs}
+
+  @bound_key :"$py_context"
+  @max_timeout 4_294_967_295
+
+  @eval_opts [:timeout, :node]
+  @call_opts [:timeout, :kwargs, :node]
+  @ctx_eval_opts [:timeout]
+  @ctx_call_opts [:timeout, :kwargs]
+
+  ## eval
+
+  @doc """
+  Evaluates a Python expression and returns its value.
+
+  Forms: `eval(code)`, `eval(code, locals)`, `eval(code, locals, opts)` run on
+  the caller's context (`context/0`); `eval(ctx, code)`,
+  `eval(ctx, code, locals)`, `eval(ctx, code, locals, opts)` on `ctx`.
+
+  The expression sees the process's namespace in that context plus `locals`,
+  which are visible to this evaluation only. Options: `:timeout`, and `:node`
+  in the routed forms.
+
+  ## Examples
+
+      iex> Py.eval("1 + 1")
+      {:ok, 2}
+      iex> Py.eval("a + b", %{a: 1, b: 2})
+      {:ok, 3}
+      iex> Py.eval(Py.context(1), "n * 2", %{"n" => 21}, timeout: 5_000)
+      {:ok, 42}
+      iex> {:error, %Py.Error{type: "ZeroDivisionError"}} = Py.eval("1 / 0")
+  """
+  @spec eval(code) :: result
+  def eval(code), do: Call.run(context(), true, {:eval, code!(code), %{}}, default_timeout())
+
+  @doc """
+  `eval(code, locals)` evaluates `code` with `locals` on the caller's context;
+  `eval(ctx, code)` evaluates `code` on `ctx`. See `eval/1`.
+
+  ## Examples
+
+      iex> Py.eval("x + 1", %{x: 41})
+      {:ok, 42}
+      iex> Py.eval(Py.context(1), "2 * 21")
+      {:ok, 42}
+  """
+  @spec eval(Context.t(), code) :: result
+  @spec eval(code, locals) :: result
+  def eval(%Context{} = ctx, code),
+    do: Call.run(ctx, true, {:eval, code!(code), %{}}, default_timeout())
+
+  def eval(code, locals),
+    do: Call.run(context(), true, {:eval, code!(code), locals!(locals)}, default_timeout())
+
+  @doc """
+  `eval(code, locals, opts)` on the caller's context (options `:timeout`,
+  `:node`); `eval(ctx, code, locals)` on `ctx`. See `eval/1`.
+
+  ## Examples
+
+      iex> Py.eval("x + 1", %{x: 1}, timeout: 1_000)
+      {:ok, 2}
+      iex> Py.eval(Py.context(1), "x + 1", %{"x" => 1})
+      {:ok, 2}
+  """
+  @spec eval(Context.t(), code, locals) :: result
+  @spec eval(code, locals, [option]) :: result
+  def eval(%Context{} = ctx, code, locals),
+    do: Call.run(ctx, true, {:eval, code!(code), locals!(locals)}, default_timeout())
+
+  def eval(code, locals, opts) do
+    {timeout, _kwargs, node} = opts!(opts, @eval_opts, "Py.eval/3")
+
+    if node do
+      Py.Remote.call(node, :eval, [code, locals, [timeout: timeout]], timeout)
+    else
+      Call.run(context(), true, {:eval, code!(code), locals!(locals)}, timeout)
+    end
+  end
+
+  @doc """
+  `eval(ctx, code, locals, opts)`: evaluates on `ctx`; option `:timeout`.
+  See `eval/1`.
+
+  ## Example
+
+      iex> Py.eval(Py.context(1), "x * 2", %{x: 21}, timeout: 1_000)
+      {:ok, 42}
+  """
+  @spec eval(Context.t(), code, locals, [ctx_option]) :: result
+  def eval(%Context{} = ctx, code, locals, opts) do
+    {timeout, _kwargs, _node} = opts!(opts, @ctx_eval_opts, "Py.eval/4")
+    Call.run(ctx, true, {:eval, code!(code), locals!(locals)}, timeout)
+  end
+
+  def eval(other, _code, _locals, _opts), do: raise(ArgumentError, not_a_context(other))
+
+  ## exec
+
+  @doc """
+  Runs Python statements in the process's namespace; returns `:ok`.
+
+  Forms: `exec(code)`, `exec(code, opts)` on the caller's context;
+  `exec(ctx, code)`, `exec(ctx, code, opts)` on `ctx`. What the statements
+  assign stays in the calling process's namespace of that context. Options:
+  `:timeout`, and `:node` in the routed forms.
+
+  ## Examples
+
+      iex> Py.exec("greeting = 'hello'")
+      :ok
+      iex> Py.eval("greeting.upper()")
+      {:ok, "HELLO"}
+      iex> {:error, %Py.Error{type: "SyntaxError"}} = Py.exec("def (")
+  """
+  @spec exec(code) :: :ok | {:error, Error.t()}
+  def exec(code), do: Call.run(context(), true, {:exec, code!(code)}, default_timeout())
+
+  @doc """
+  `exec(code, opts)` on the caller's context (options `:timeout`, `:node`);
+  `exec(ctx, code)` on `ctx`. See `exec/1`.
+
+  ## Examples
+
+      iex> Py.exec("y = 1", timeout: 1_000)
+      :ok
+      iex> Py.exec(Py.context(1), "y = 2")
+      :ok
+  """
+  @spec exec(Context.t(), code) :: :ok | {:error, Error.t()}
+  @spec exec(code, [option]) :: :ok | {:error, Error.t()}
+  def exec(%Context{} = ctx, code),
+    do: Call.run(ctx, true, {:exec, code!(code)}, default_timeout())
+
+  def exec(code, opts) do
+    {timeout, _kwargs, node} = opts!(opts, @eval_opts, "Py.exec/2")
+
+    if node do
+      Py.Remote.call(node, :exec, [code, [timeout: timeout]], timeout)
+    else
+      Call.run(context(), true, {:exec, code!(code)}, timeout)
+    end
+  end
+
+  @doc """
+  `exec(ctx, code, opts)`: runs statements on `ctx`; option `:timeout`.
+  See `exec/1`.
+
+  ## Example
+
+      iex> Py.exec(Py.context(1), "z = 3", timeout: 1_000)
+      :ok
+  """
+  @spec exec(Context.t(), code, [ctx_option]) :: :ok | {:error, Error.t()}
+  def exec(%Context{} = ctx, code, opts) do
+    {timeout, _kwargs, _node} = opts!(opts, @ctx_eval_opts, "Py.exec/3")
+    Call.run(ctx, true, {:exec, code!(code)}, timeout)
+  end
+
+  def exec(other, _code, _opts), do: raise(ArgumentError, not_a_context(other))
+
+  ## call
+
+  @doc """
+  Calls `module.function(*args, **kwargs)` and returns the result.
+
+  `module` and `function` are atoms or strings; dotted modules work
+  (`"os.path"`). Module `:__main__` is the calling process's namespace, so
+  functions defined with `exec/2` can be called. Elixir module aliases such as
+  `Foo` are not Python modules and raise `ArgumentError`.
+
+  Forms: `call(module, function)`, `call(module, function, args)`,
+  `call(module, function, args, opts)` on the caller's context;
+  `call(ctx, module, function)`, `call(ctx, module, function, args)`,
+  `call(ctx, module, function, args, opts)` on `ctx`. Options: `:kwargs`,
+  `:timeout`, and `:node` in the routed forms.
+
+  ## Examples
+
+      iex> Py.call(:math, :sqrt, [16])
+      {:ok, 4.0}
+      iex> Py.call("os.path", "basename", ["/tmp/file.txt"])
+      {:ok, "file.txt"}
+      iex> Py.call(:builtins, :int, ["ff"], kwargs: [base: 16])
+      {:ok, 255}
+      iex> {:error, %Py.Error{type: "ModuleNotFoundError"}} = Py.call(:no_such_module, :f)
+  """
+  @spec call(name, name) :: result
+  def call(module, function), do: call_run(context(), module, function, [], %{}, default_timeout())
+
+  @doc """
+  `call(module, function, args)` on the caller's context;
+  `call(ctx, module, function)` calls with no arguments on `ctx`.
+  See `call/2`.
+
+  ## Examples
+
+      iex> Py.call(:math, :pow, [2, 10])
+      {:ok, 1024.0}
+      iex> {:ok, cwd} = Py.call(Py.context(1), :os, :getcwd)
+      iex> is_binary(cwd)
+      true
+  """
+  @spec call(Context.t(), name, name) :: result
+  @spec call(name, name, list) :: result
+  def call(%Context{} = ctx, module, function),
+    do: call_run(ctx, module, function, [], %{}, default_timeout())
+
+  def call(module, function, args),
+    do: call_run(context(), module, function, args, %{}, default_timeout())
+
+  @doc """
+  `call(module, function, args, opts)` on the caller's context (options
+  `:kwargs`, `:timeout`, `:node`); `call(ctx, module, function, args)` on
+  `ctx`. See `call/2`.
+
+  ## Examples
+
+      iex> Py.call(:builtins, :sorted, [[2, 3, 1]], kwargs: %{reverse: true})
+      {:ok, [3, 2, 1]}
+      iex> Py.call(Py.context(1), :math, :sqrt, [9])
+      {:ok, 3.0}
+  """
+  @spec call(Context.t(), name, name, list) :: result
+  @spec call(name, name, list, [call_option]) :: result
+  def call(%Context{} = ctx, module, function, args),
+    do: call_run(ctx, module, function, args, %{}, default_timeout())
+
+  def call(module, function, args, opts) do
+    {timeout, kwargs, node} = opts!(opts, @call_opts, "Py.call/4")
+
+    if node do
+      remote_opts = [timeout: timeout, kwargs: kwargs]
+      Py.Remote.call(node, :call, [module, function, args, remote_opts], timeout)
+    else
+      call_run(context(), module, function, args, kwargs, timeout)
+    end
+  end
+
+  @doc """
+  `call(ctx, module, function, args, opts)`: calls on `ctx`; options
+  `:kwargs`, `:timeout`. See `call/2`.
+
+  ## Example
+
+      iex> Py.call(Py.context(1), :builtins, :round, [2.567], kwargs: [ndigits: 1])
+      {:ok, 2.6}
+  """
+  @spec call(Context.t(), name, name, list, [ctx_option]) :: result
+  def call(%Context{} = ctx, module, function, args, opts) do
+    {timeout, kwargs, _node} = opts!(opts, @ctx_call_opts, "Py.call/5")
+    call_run(ctx, module, function, args, kwargs, timeout)
+  end
+
+  def call(other, _module, _function, _args, _opts), do: raise(ArgumentError, not_a_context(other))
+
+  defp call_run(ctx, module, function, args, kwargs, timeout) do
+    module = module!(module, "Py.call")
+    function = name!(function, "function", "Py.call")
+    args!(args, "Py.call")
+    Call.run(ctx, module == "__main__", {:call, module, function, args, kwargs}, timeout)
+  end
+
+  ## bang variants
+
+  @doc """
+  Like `eval/1`, but returns the value or raises `Py.Error`.
+
+  ## Example
+
+      iex> Py.eval!("2 ** 10")
+      1024
+  """
+  @spec eval!(code) :: term
+  def eval!(code), do: unwrap!(eval(code))
+
+  @doc "Like `eval/2`, but returns the value or raises `Py.Error`. Example: `Py.eval!(\"x\", %{x: 1})`."
+  @spec eval!(Context.t() | code, code | locals) :: term
+  def eval!(a, b), do: unwrap!(eval(a, b))
+
+  @doc "Like `eval/3`, but returns the value or raises `Py.Error`. Example: `Py.eval!(\"x\", %{x: 1}, timeout: 100)`."
+  @spec eval!(Context.t() | code, code | locals, locals | [option]) :: term
+  def eval!(a, b, c), do: unwrap!(eval(a, b, c))
+
+  @doc "Like `eval/4`, but returns the value or raises `Py.Error`. Example: `Py.eval!(Py.context(1), \"x\", %{x: 1}, [])`."
+  @spec eval!(Context.t(), code, locals, [ctx_option]) :: term
+  def eval!(ctx, code, locals, opts), do: unwrap!(eval(ctx, code, locals, opts))
+
+  @doc """
+  Like `exec/1`, but returns `:ok` or raises `Py.Error`.
+
+  ## Example
+
+      iex> Py.exec!("import json")
+      :ok
+  """
+  @spec exec!(code) :: :ok
+  def exec!(code), do: unwrap!(exec(code))
+
+  @doc "Like `exec/2`, but returns `:ok` or raises `Py.Error`. Example: `Py.exec!(\"x = 1\", timeout: 100)`."
+  @spec exec!(Context.t() | code, code | [option]) :: :ok
+  def exec!(a, b), do: unwrap!(exec(a, b))
+
+  @doc "Like `exec/3`, but returns `:ok` or raises `Py.Error`. Example: `Py.exec!(Py.context(1), \"x = 1\", [])`."
+  @spec exec!(Context.t(), code, [ctx_option]) :: :ok
+  def exec!(ctx, code, opts), do: unwrap!(exec(ctx, code, opts))
+
+  @doc """
+  Like `call/2`, but returns the value or raises `Py.Error`.
+
+  ## Example
+
+      iex> Py.call!(:os, :getcwd) == File.cwd!()
+      true
+  """
+  @spec call!(name, name) :: term
+  def call!(module, function), do: unwrap!(call(module, function))
+
+  @doc "Like `call/3`, but returns the value or raises `Py.Error`. Example: `Py.call!(:math, :floor, [2.5])`."
+  @spec call!(Context.t() | name, name, name | list) :: term
+  def call!(a, b, c), do: unwrap!(call(a, b, c))
+
+  @doc "Like `call/4`, but returns the value or raises `Py.Error`. Example: `Py.call!(:math, :floor, [2.5], timeout: 100)`."
+  @spec call!(Context.t() | name, name, name | list, list) :: term
+  def call!(a, b, c, d), do: unwrap!(call(a, b, c, d))
+
+  @doc "Like `call/5`, but returns the value or raises `Py.Error`. Example: `Py.call!(Py.context(1), :math, :floor, [2.5], [])`."
+  @spec call!(Context.t(), name, name, list, [ctx_option]) :: term
+  def call!(ctx, module, function, args, opts), do: unwrap!(call(ctx, module, function, args, opts))
+
+  defp unwrap!({:ok, value}), do: value
+  defp unwrap!(:ok), do: :ok
+  defp unwrap!({:error, %Error{} = error}), do: raise(error)
+
+  ## objects
+
+  @doc """
+  Reads attribute `name` of a Python object handle.
+
+  Options: `:timeout`.
+
+  ## Example
+
+      iex> {:ok, date} = Py.call(:datetime, :date, [2024, 5, 17])
+      iex> Py.getattr(date, :year)
+      {:ok, 2024}
+  """
+  @spec getattr(Py.Object.t(), name, [{:timeout, timeout}]) :: result
+  def getattr(object, name, opts \\ [])
+
+  def getattr(%Py.Object{} = object, name, opts) do
+    {timeout, _kwargs, _node} = opts!(opts, [:timeout], "Py.getattr/3")
+    name = name!(name, "attribute", "Py.getattr")
+    Call.run(context(), false, {:getattr, object, name}, timeout)
+  end
+
+  def getattr(other, _name, _opts) do
+    raise ArgumentError, "Py.getattr/3 expects a %Py.Object{}, got: #{inspect(other)}"
+  end
+
+  @doc """
+  Calls method `name` of a Python object handle: `object.name(*args, **kwargs)`.
+
+  Options: `:kwargs`, `:timeout`.
+
+  ## Example
+
+      iex> {:ok, date} = Py.call(:datetime, :date, [2024, 5, 17])
+      iex> Py.call_method(date, :replace, [], kwargs: [day: 1]) |> elem(1) |> Py.call_method(:isoformat)
+      {:ok, "2024-05-01"}
+  """
+  @spec call_method(Py.Object.t(), name, list, [ctx_option]) :: result
+  def call_method(object, name, args \\ [], opts \\ [])
+
+  def call_method(%Py.Object{} = object, name, args, opts) do
+    {timeout, kwargs, _node} = opts!(opts, @ctx_call_opts, "Py.call_method/4")
+    name = name!(name, "method", "Py.call_method")
+    args!(args, "Py.call_method")
+    Call.run(context(), false, {:call_method, object, name, args, kwargs}, timeout)
+  end
+
+  def call_method(other, _name, _args, _opts) do
+    raise ArgumentError, "Py.call_method/4 expects a %Py.Object{}, got: #{inspect(other)}"
+  end
+
+  @doc """
+  Wraps a binary so that Python receives it as `bytes`, even when it is valid
+  UTF-8 (plain binaries become `str` then).
+
+  ## Example
+
+      iex> Py.eval("type(b).__name__", %{b: Py.bytes("abc")})
+      {:ok, "bytes"}
+  """
+  @spec bytes(binary) :: Py.Bytes.t()
+  def bytes(data) when is_binary(data), do: %Py.Bytes{data: data}
+
+  def bytes(other) do
+    raise ArgumentError, "Py.bytes/1 expects a binary, got: #{inspect(other)}"
+  end
+
+  ## contexts
+
+  @doc """
+  The context the calling process's calls run on: the bound one (see
+  `Py.Context.bind/1`), else a context of the `:default` pool picked from the
+  caller's pid — always the same for a process, spread over processes.
+
+  ## Example
+
+      iex> Py.context() == Py.context()
+      true
+  """
+  @spec context() :: Context.t()
+  def context do
+    case Process.get(@bound_key) do
+      nil ->
+        case :persistent_term.get({Context, :default}, nil) do
+          nil -> raise ArgumentError, Context.unknown_pool_message(:default)
+          contexts -> elem(contexts, :erlang.phash2(self(), tuple_size(contexts)))
+        end
+
+      ctx ->
+        ctx
+    end
+  end
+
+  @doc """
+  `context(n)`: context number `n` (1-based) of the `:default` pool.
+  `context(pool)`: the caller's context in `pool` (its bound context when that
+  belongs to `pool`, else one picked from the caller's pid).
+
+  Raises `ArgumentError` when `n` is out of range or the pool is unknown.
+
+  ## Example
+
+      iex> %Py.Context{pool: :default, index: 1} = Py.context(1)
+  """
+  @spec context(pos_integer | atom) :: Context.t()
+  def context(index) when is_integer(index), do: context(:default, index)
+
+  def context(pool) when is_atom(pool) do
+    case Process.get(@bound_key) do
+      %Context{pool: ^pool} = ctx ->
+        ctx
+
+      _ ->
+        contexts = Context.pool!(pool)
+        elem(contexts, :erlang.phash2(self(), tuple_size(contexts)))
+    end
+  end
+
+  def context(other) do
+    raise ArgumentError,
+          "Py.context/1 expects a context index (1-based) or a pool name, got: #{inspect(other)}"
+  end
+
+  @doc """
+  Context number `index` (1-based) of `pool`.
+
+  Raises `ArgumentError` when `index` is out of range or the pool is unknown.
+
+  ## Example
+
+      iex> %Py.Context{pool: :default, index: 1} = Py.context(:default, 1)
+  """
+  @spec context(atom, pos_integer) :: Context.t()
+  def context(pool, index) when is_atom(pool) and is_integer(index) do
+    contexts = Context.pool!(pool)
+    size = tuple_size(contexts)
+
+    if index >= 1 and index <= size do
+      elem(contexts, index - 1)
+    else
+      raise ArgumentError,
+            "context index #{index} is out of range: pool #{inspect(pool)} has contexts 1..#{size}"
+    end
+  end
+
+  def context(pool, index) do
+    raise ArgumentError,
+          "Py.context/2 expects a pool name and a 1-based index, got: #{inspect(pool)}, #{inspect(index)}"
+  end
+
+  @doc """
+  Runs `fun` with the caller's current context (`context/0`) bound, so every
+  call inside it runs on that one context; the previous binding is restored
+  afterwards, even when `fun` raises. Returns what `fun` returns.
+
+  ## Example
+
+      iex> Py.with_context(fn ->
+      ...>   :ok = Py.exec("total = sum(range(10))")
+      ...>   Py.eval("total")
+      ...> end)
+      {:ok, 45}
+  """
+  @spec with_context((-> result)) :: result when result: term
+  def with_context(fun) when is_function(fun, 0), do: with_context(context(), fun)
+
+  @doc """
+  Runs `fun` with `ctx` bound to the calling process, then restores the
+  previous binding (or none), even when `fun` raises, throws or exits.
+
+  ## Example
+
+      iex> Py.with_context(Py.context(1), fn -> Py.context().index end)
+      1
+  """
+  @spec with_context(Context.t(), (-> result)) :: result when result: term
+  def with_context(%Context{} = ctx, fun) when is_function(fun, 0) do
+    case Process.get(@bound_key) do
+      ^ctx ->
+        fun.()
+
+      previous ->
+        :ok = Context.bind(ctx)
+
+        try do
+          fun.()
+        after
+          if previous, do: Context.bind(previous), else: Context.unbind()
+        end
+    end
+  end
+
+  def with_context(ctx, fun) do
+    raise ArgumentError,
+          "Py.with_context/2 expects a %Py.Context{} and a 0-arity function, got: " <>
+            "#{inspect(ctx)}, #{inspect(fun)}"
+  end
+
+  @doc """
+  Re-imports `module` from its source in every context (all pools and
+  dedicated contexts), e.g. after editing it during development. Returns `:ok`
+  or the first error.
+
+  ## Example
+
+      iex> Py.reload(:json)
+      :ok
+  """
+  @spec reload(name) :: :ok | {:error, Error.t()}
+  def reload(module) do
+    module = module!(module, "Py.reload")
+    timeout = default_timeout()
+    contexts = Enum.flat_map(Context.pools(), &Context.contexts/1) ++ Context.Registry.dedicated()
+
+    Enum.reduce_while(contexts, :ok, fn ctx, :ok ->
+      case Call.run(ctx, false, {:reload, module}, timeout) do
+        {:error, _} = error -> {:halt, error}
+        _ -> {:cont, :ok}
+      end
+    end)
+  end
+
+  ## validation helpers
+
+  defp default_timeout do
+    case Application.get_env(:pybridge, :timeout, 30_000) do
+      timeout when is_integer(timeout) and timeout >= 0 and timeout <= @max_timeout -> timeout
+      :infinity -> :infinity
+      other -> raise ArgumentError, "invalid :timeout setting for :pybridge: #{inspect(other)}"
+    end
+  end
+
+  # Returns {timeout, kwargs, node}. The first occurrence of a key wins, as
+  # with Keyword.get/2; every occurrence is validated.
+  defp opts!([], _allowed, _fun), do: {default_timeout(), %{}, nil}
+  defp opts!(opts, allowed, fun) when is_list(opts), do: opts!(opts, allowed, fun, [])
+
+  defp opts!(other, _allowed, fun) do
+    raise ArgumentError, "#{fun} expects options as a keyword list, got: #{inspect(other)}"
+  end
+
+  defp opts!([], _allowed, _fun, acc) do
+    timeout =
+      case Keyword.fetch(acc, :timeout) do
+        {:ok, timeout} -> timeout
+        :error -> default_timeout()
+      end
+
+    {timeout, Keyword.get(acc, :kwargs, %{}), Keyword.get(acc, :node)}
+  end
+
+  defp opts!([{key, value} | rest], allowed, fun, acc) when is_atom(key) do
+    unless key in allowed, do: raise(ArgumentError, unknown_option(key, allowed, fun))
+    value = option!(key, value, fun)
+    acc = if Keyword.has_key?(acc, key), do: acc, else: [{key, value} | acc]
+    opts!(rest, allowed, fun, acc)
+  end
+
+  defp opts!([other | _], _allowed, fun, _acc) do
+    raise ArgumentError, "#{fun} expects options as a keyword list, got entry: #{inspect(other)}"
+  end
+
+  defp opts!(improper, _allowed, fun, _acc) do
+    raise ArgumentError, "#{fun} expects options as a keyword list, got tail: #{inspect(improper)}"
+  end
+
+  defp unknown_option(:node, allowed, fun) when fun in ["Py.eval/4", "Py.exec/3", "Py.call/5"] do
+    "the :node option cannot be combined with an explicit context in #{fun} " <>
+      "(contexts are local to their node); use the form without a context, " <>
+      "valid options here: #{inspect(allowed)}"
+  end
+
+  defp unknown_option(key, allowed, fun) do
+    "unknown option #{inspect(key)} for #{fun}; valid options: #{inspect(allowed)}"
+  end
+
+  defp option!(:timeout, timeout, _fun)
+       when is_integer(timeout) and timeout >= 0 and timeout <= @max_timeout,
+       do: timeout
+
+  defp option!(:timeout, :infinity, _fun), do: :infinity
+
+  defp option!(:timeout, other, fun) do
+    raise ArgumentError,
+          "invalid value for :timeout option of #{fun}: expected a non-negative integer " <>
+            "(milliseconds) or :infinity, got: #{inspect(other)}"
+  end
+
+  defp option!(:kwargs, kwargs, fun) when is_map(kwargs) or is_list(kwargs),
+    do: names_map!(kwargs, "kwargs", fun)
+
+  defp option!(:kwargs, other, fun) do
+    raise ArgumentError,
+          "invalid value for :kwargs option of #{fun}: expected a keyword list or a map, " <>
+            "got: #{inspect(other)}"
+  end
+
+  defp option!(:node, node, _fun) when is_atom(node), do: node
+
+  defp option!(:node, other, fun) do
+    raise ArgumentError,
+          "invalid value for :node option of #{fun}: expected a node name (atom), got: #{inspect(other)}"
+  end
+
+  defp code!(code) when is_binary(code), do: code
+
+  defp code!(code) when is_list(code) do
+    case chardata_to_binary(code) do
+      binary when is_binary(binary) -> binary
+      _ -> raise ArgumentError, "expected Python code as a string, got: #{inspect(code)}"
+    end
+  end
+
+  defp code!(%Context{} = ctx) do
+    raise ArgumentError, "expected Python code after the context, got only: #{inspect(ctx)}"
+  end
+
+  defp code!(other) do
+    raise ArgumentError, "expected Python code as a string, got: #{inspect(other)}"
+  end
+
+  defp chardata_to_binary(chardata) do
+    :unicode.characters_to_binary(chardata)
+  catch
+    :error, _ -> :error
+  end
+
+  defp locals!(locals) when locals == %{}, do: locals
+  defp locals!(locals) when is_map(locals) and not is_struct(locals), do: names_map!(locals, "locals", "Py.eval")
+
+  defp locals!(other) do
+    raise ArgumentError, "Py.eval expects locals as a map with atom or string keys, got: #{inspect(other)}"
+  end
+
+  # A map (or keyword list) with atom or string keys -> a map with string keys.
+  defp names_map!(map, _what, _fun) when map == %{}, do: map
+  defp names_map!([], _what, _fun), do: %{}
+
+  defp names_map!(%_{} = struct, what, fun) do
+    raise ArgumentError, "#{fun} expects #{what} as a map or keyword list, got: #{inspect(struct)}"
+  end
+
+  defp names_map!(enum, what, fun) do
+    converted =
+      Map.new(enum, fn
+        {key, value} when is_binary(key) ->
+          {key, value}
+
+        {key, value} when is_atom(key) and key not in [nil, true, false] ->
+          {Atom.to_string(key), value}
+
+        {key, _value} ->
+          raise ArgumentError, "#{fun}: #{what} keys must be atoms or strings, got: #{inspect(key)}"
+
+        other ->
+          raise ArgumentError, "#{fun} expects #{what} as a keyword list, got entry: #{inspect(other)}"
+      end)
+
+    if is_map(enum) and map_size(converted) != map_size(enum) do
+      raise ArgumentError,
+            "#{fun}: #{what} #{inspect(enum)} name the same variable both as an atom and as a string"
+    end
+
+    converted
+  end
+
+  defp module!(module, fun) do
+    name = name!(module, "module", fun)
+
+    case name do
+      "Elixir." <> _ ->
+        raise ArgumentError,
+              "#{fun}: #{inspect(module)} is an Elixir module, not a Python module; " <>
+                "name Python modules with a lowercase atom or a string, e.g. :math or \"os.path\""
+
+      _ ->
+        name
+    end
+  end
+
+  defp name!(name, what, fun) when is_atom(name) and name not in [nil, true, false] do
+    case Atom.to_string(name) do
+      "Elixir." <> _ when what != "module" ->
+        raise ArgumentError,
+              "#{fun}: #{inspect(name)} is an Elixir alias, not a Python #{what} name; " <>
+                "use a lowercase atom or a string"
+
+      "" ->
+        raise ArgumentError, "#{fun}: the #{what} name is empty"
+
+      string ->
+        string
+    end
+  end
+
+  defp name!(name, what, fun) when is_binary(name) do
+    if name == "", do: raise(ArgumentError, "#{fun}: the #{what} name is empty")
+    name
+  end
+
+  defp name!(other, what, fun) do
+    raise ArgumentError,
+          "#{fun} expects the Python #{what} name as an atom or a string, got: #{inspect(other)}"
+  end
+
+  defp args!(args, _fun) when is_list(args), do: :ok
+
+  defp args!(other, fun) do
+    raise ArgumentError, "#{fun} expects the positional arguments as a list, got: #{inspect(other)}"
+  end
+
+  defp not_a_context(other) do
+    "expected a %Py.Context{} as the first argument, got: #{inspect(other)}"
+  end
+end

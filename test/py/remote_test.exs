@@ -1,0 +1,88 @@
+defmodule Py.RemoteTest do
+  # Starts distribution and a second BEAM node with :peer, so not async.
+  use ExUnit.Case, async: false
+
+  @moduletag :distributed
+
+  setup_all do
+    unless Node.alive?() do
+      # epmd may not be running yet on a fresh machine.
+      System.cmd("epmd", ["-daemon"])
+      name = :"pybridge_test_#{System.unique_integer([:positive])}@127.0.0.1"
+      {:ok, _} = Node.start(name, :longnames)
+    end
+
+    {:ok, peer, node} =
+      :peer.start_link(%{
+        name: :"pybridge_peer_#{System.unique_integer([:positive])}",
+        host: ~c"127.0.0.1",
+        args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie())]
+      })
+
+    :ok = :erpc.call(node, :code, :add_pathsa, [:code.get_path()])
+
+    for {key, value} <- Application.get_all_env(:pybridge) do
+      :ok = :erpc.call(node, :application, :set_env, [:pybridge, key, value])
+    end
+
+    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:pybridge], 60_000)
+
+    on_exit(fn -> :peer.stop(peer) end)
+    {:ok, node: node}
+  end
+
+  test "eval, exec and call run on the other node's Python", %{node: node} do
+    assert Py.eval("1 + 1", %{}, node: node) == {:ok, 2}
+    assert Py.eval("x * 2", %{x: 21}, node: node, timeout: 5_000) == {:ok, 42}
+    assert Py.call(:math, :sqrt, [16], node: node) == {:ok, 4.0}
+    assert Py.call(:builtins, :int, ["ff"], node: node, kwargs: [base: 16]) == {:ok, 255}
+
+    {:ok, local_pid} = Py.call(:os, :getpid)
+    {:ok, remote_pid} = Py.call(:os, :getpid, [], node: node)
+    assert local_pid != remote_pid
+    assert remote_pid == :erpc.call(node, System, :pid, []) |> String.to_integer()
+  end
+
+  test "exec on the other node does not touch the local namespace", %{node: node} do
+    assert Py.exec("remote_only = 1", node: node) == :ok
+    assert {:error, %Py.Error{type: "NameError"}} = Py.eval("remote_only")
+    assert Py.eval!("2 + 2", %{}, node: node) == 4
+    assert Py.exec!("y = 1", node: node) == :ok
+  end
+
+  test "Python errors are passed through untouched", %{node: node} do
+    assert {:error, %Py.Error{type: "ZeroDivisionError", message: "division by zero"} = error} =
+             Py.eval("1 / 0", %{}, node: node)
+
+    assert is_binary(error.traceback)
+    assert {:error, %Py.Error{type: "SyntaxError"}} = Py.exec("def (", node: node)
+    assert {:error, %Py.Error{type: "ModuleNotFoundError"}} = Py.call(:no_such_xyz, :f, [], node: node)
+    assert_raise Py.Error, ~r/ZeroDivisionError/, fn -> Py.eval!("1 / 0", %{}, node: node) end
+  end
+
+  test "timeouts are applied and reported by the other node", %{node: node} do
+    t0 = System.monotonic_time(:millisecond)
+
+    assert {:error, %Py.Error{type: :timeout}} =
+             Py.exec("while True:\n    pass\n", node: node, timeout: 200)
+
+    assert System.monotonic_time(:millisecond) - t0 < 2_000
+    assert Py.eval("1 + 1", %{}, node: node, timeout: 5_000) == {:ok, 2}
+  end
+
+  test "BEAM-side misuse raises locally, with the remote reason", %{node: node} do
+    assert_raise ArgumentError, ~r/Elixir module/, fn -> Py.call(Foo, :f, [], node: node) end
+  end
+
+  test "an unreachable node is a :noconnection error" do
+    assert {:error, %Py.Error{type: :noconnection}} =
+             Py.eval("1", %{}, node: :"nobody_here@127.0.0.1", timeout: 5_000)
+
+    assert {:error, %Py.Error{type: :noconnection}} =
+             Py.call(:math, :sqrt, [4], node: :"nobody_here@127.0.0.1")
+  end
+
+  test "node: node() runs locally" do
+    assert Py.eval("1 + 1", %{}, node: node()) == {:ok, 2}
+  end
+end
