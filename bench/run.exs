@@ -27,6 +27,243 @@ defmodule Bench.Run do
     Enum.each(rows, &IO.puts("  #{&1.name}: #{&1.value} (target #{&1.target}; #{&1.ok? && "met" || "MISSED"})"))
     {title, rows}
   end
+
+  def calls(msg_floor) do
+    _ = msg_floor
+    section("Call latency (issue 2)", fn ->
+      sqrt = H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end)
+      sqrt_py = python_timeit("sqrt(2.0)", "from math import sqrt", 1_000_000)
+      eval = H.sample(fn -> {:ok, 2} = Py.eval("1+1") end)
+      eval_py = python_timeit("eval(c)", "c = compile('1+1', '<b>', 'eval')", 1_000_000)
+
+      [
+        row(
+          "`Py.call(:math, :sqrt, [2.0])` median (p99 #{H.fmt_ns(sqrt.p99_ns)})",
+          H.fmt_ns(sqrt.median_ns),
+          "≤ 3 µs",
+          "msg round trip #{H.fmt_ns(msg_floor.median_ns)} / timeit #{H.fmt_ns(sqrt_py)}",
+          "#{H.ratio(sqrt.median_ns, msg_floor.median_ns)} / #{H.ratio(sqrt.median_ns, sqrt_py)}",
+          sqrt.median_ns <= 3_000
+        ),
+        row(
+          "`Py.eval(\"1+1\")` median (p99 #{H.fmt_ns(eval.p99_ns)})",
+          H.fmt_ns(eval.median_ns),
+          "≤ 5 µs",
+          "msg round trip #{H.fmt_ns(msg_floor.median_ns)} / timeit #{H.fmt_ns(eval_py)}",
+          "#{H.ratio(eval.median_ns, msg_floor.median_ns)} / #{H.ratio(eval.median_ns, eval_py)}",
+          eval.median_ns <= 5_000
+        )
+      ]
+    end)
+  end
+
+  def bulk(msg_floor) do
+    _ = msg_floor
+    section("Bulk conversion (issue 2)", fn ->
+      list = Enum.to_list(1..1_000_000)
+
+      ints =
+        H.sample(fn -> {:ok, ^list} = Py.call("__main__", :ident, [list]) end,
+          warmup: 2,
+          samples: 11
+        )
+
+      echo = spawn(fn -> Stream.repeatedly(fn -> receive(do: ({from, x} -> send(from, {:back, x}))) end) |> Stream.run() end)
+
+      list_floor =
+        H.sample(fn -> send(echo, {self(), list}); receive(do: ({:back, _} -> :ok)) end,
+          warmup: 2,
+          samples: 11
+        )
+
+      bin = :crypto.strong_rand_bytes(1_000_000)
+      bytes = H.sample(fn -> {:ok, ^bin} = Py.call("__main__", :ident, [Py.bytes(bin)]) end, warmup: 20, samples: 201)
+      copy_floor = H.sample(fn -> :binary.copy(:binary.copy(bin)) end, warmup: 20, samples: 201)
+
+      [
+        row(
+          "identity round trip, 1,000,000-integer list (p99 #{H.fmt_ns(ints.p99_ns)})",
+          H.fmt_ns(ints.median_ns),
+          "≤ 150 ms",
+          "same list to a BEAM process and back #{H.fmt_ns(list_floor.median_ns)}",
+          H.ratio(ints.median_ns, list_floor.median_ns),
+          ints.median_ns <= 150_000_000
+        ),
+        row(
+          "identity round trip, 1 MB bytes (p99 #{H.fmt_ns(bytes.p99_ns)})",
+          H.fmt_ns(bytes.median_ns),
+          "≤ 1 ms",
+          "two 1 MB copies #{H.fmt_ns(copy_floor.median_ns)}",
+          H.ratio(bytes.median_ns, copy_floor.median_ns),
+          bytes.median_ns <= 1_000_000
+        )
+      ]
+    end)
+  end
+
+  def execution(msg_floor) do
+    _ = msg_floor
+    section("Execution model (issue 2)", fn ->
+      # 4 processes burn CPU in Python while a 5th sleeps 1 ms in a loop.
+      burners =
+        for _ <- 1..4 do
+          Task.async(fn ->
+            deadline = System.monotonic_time(:millisecond) + 2_000
+
+            Stream.repeatedly(fn -> Py.eval("sum(i * i for i in range(200_000))") end)
+            |> Stream.take_while(fn _ -> System.monotonic_time(:millisecond) < deadline end)
+            |> Stream.run()
+          end)
+        end
+
+      lateness =
+        for _ <- 1..1_500 do
+          t0 = System.monotonic_time(:microsecond)
+          Process.sleep(1)
+          System.monotonic_time(:microsecond) - t0 - 1_000
+        end
+
+      Enum.each(burners, &Task.await(&1, 30_000))
+      max_late_us = Enum.max(lateness)
+      idle_lateness = for _ <- 1..500, do: (t0 = System.monotonic_time(:microsecond); Process.sleep(1); System.monotonic_time(:microsecond) - t0 - 1_000)
+
+            t0 = System.monotonic_time(:microsecond)
+      sleepers = for _ <- 1..200, do: Task.async(fn -> Py.eval("__import__('time').sleep(0.05)", %{}, timeout: 10_000) end)
+      Process.sleep(20)
+      t1 = System.monotonic_time(:microsecond)
+      {:ok, 2} = Py.eval("1+1")
+      trivial_us = System.monotonic_time(:microsecond) - t1
+      Enum.each(sleepers, &({:ok, nil} = Task.await(&1, 10_000)))
+      wall_us = System.monotonic_time(:microsecond) - t0
+
+      [
+        row(
+          "max lateness of a 1 ms sleep loop while 4 processes run CPU-bound Python",
+          H.fmt_ns(max_late_us * 1_000),
+          "≤ 10 ms",
+          "same loop on an idle VM (max)",
+          H.fmt_ns(Enum.max(idle_lateness) * 1_000),
+          max_late_us <= 10_000
+        ),
+        row(
+          "200 concurrent `time.sleep(0.05)`, wall time",
+          H.fmt_ns(wall_us * 1_000),
+          "< 500 ms",
+          "one sleep",
+          "50 ms (#{H.ratio(wall_us, 50_000)})",
+          wall_us < 500_000
+        ),
+        row(
+          "trivial call issued while those 200 sleep",
+          H.fmt_ns(trivial_us * 1_000),
+          "< 10 ms",
+          "msg round trip",
+          H.ratio(trivial_us * 1_000, msg_floor.median_ns),
+          trivial_us < 10_000
+        )
+      ]
+    end)
+  end
+
+  def contexts(msg_floor) do
+    _ = msg_floor
+    section("Contexts (issue 3)", fn ->
+      routing = H.mean_ns(fn -> Py.context() end, 1_000_000)
+      ctx = Py.context()
+      routed = H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end)
+      explicit = H.sample(fn -> {:ok, _} = Py.call(ctx, :math, :sqrt, [2.0]) end)
+      bound = Py.with_context(ctx, fn -> H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end) end)
+
+      throughput =
+        for procs <- [1, 2, 4, 64, 1_000] do
+          {procs, H.throughput(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end, procs, 2_000)}
+        end
+
+      {_, t1000} = List.keyfind(throughput, 1_000, 0)
+
+      env_cycle =
+        H.sample(
+          fn ->
+            {pid, ref} = spawn_monitor(fn -> :ok = Py.exec("x = 1") end)
+            receive(do: ({:DOWN, ^ref, :process, ^pid, _} -> :ok))
+          end,
+          warmup: 200,
+          samples: 2_000
+        )
+
+      spawn_floor =
+        H.sample(
+          fn ->
+            {pid, ref} = spawn_monitor(fn -> :ok end)
+            receive(do: ({:DOWN, ^ref, :process, ^pid, _} -> :ok))
+          end,
+          warmup: 200,
+          samples: 2_000
+        )
+
+      :erlang.garbage_collect()
+      Process.sleep(200)
+      rss0 = H.rss_bytes()
+
+      for _batch <- 1..50 do
+        1..200
+        |> Enum.map(fn _ -> Task.async(fn -> :ok = Py.exec("blob = b'x' * 1_000_000") end) end)
+        |> Enum.each(&Task.await(&1, 30_000))
+      end
+
+      Process.sleep(500)
+      rss1 = H.rss_bytes()
+      grew_mb = (rss1 - rss0) / 1_048_576
+
+      [
+        row(
+          "routing (`Py.context/0`), mean",
+          H.fmt_ns(routing),
+          "≤ 0.3 µs",
+          "—",
+          "—",
+          routing <= 300
+        ),
+        row(
+          "routed vs explicit vs bound call, median",
+          "#{H.fmt_ns(routed.median_ns)} / #{H.fmt_ns(explicit.median_ns)} / #{H.fmt_ns(bound.median_ns)}",
+          "routing adds ≤ 0.3 µs",
+          "msg round trip",
+          H.ratio(routed.median_ns, msg_floor.median_ns),
+          routed.median_ns - explicit.median_ns <= 300
+        )
+      ] ++
+        for {procs, rate} <- throughput do
+          row(
+            "throughput, #{procs} concurrent caller(s)",
+            "#{round(rate)} calls/s",
+            if(procs == 1_000, do: "≥ 200,000 calls/s", else: "—"),
+            "1 / msg round trip",
+            H.ratio(rate, 1.0e9 / msg_floor.median_ns),
+            procs != 1_000 or rate >= 200_000
+          )
+        end ++
+        [
+          row(
+            "process env: spawn, `exec(\"x = 1\")`, exit (median)",
+            H.fmt_ns(env_cycle.median_ns),
+            "—",
+            "spawn + exit alone #{H.fmt_ns(spawn_floor.median_ns)}",
+            H.ratio(env_cycle.median_ns, spawn_floor.median_ns),
+            true
+          ),
+          row(
+            "RSS after 10,000 processes each left 1 MB of Python state and exited",
+            "#{Float.round(grew_mb, 1)} MB above start",
+            "≤ 50 MB",
+            "—",
+            "—",
+            grew_mb <= 50
+          )
+        ]
+      ++ [%{name: "_t1000", value: t1000, hidden: true}]
+    end)
+  end
 end
 
 alias Bench.Run
@@ -38,235 +275,13 @@ alias Bench.Run
 msg_floor = H.message_round_trip()
 IO.puts("floor: BEAM message round trip median #{H.fmt_ns(msg_floor.median_ns)}")
 
-calls =
-  Run.section("Call latency (issue 2)", fn ->
-    sqrt = H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end)
-    sqrt_py = Run.python_timeit("sqrt(2.0)", "from math import sqrt", 1_000_000)
-    eval = H.sample(fn -> {:ok, 2} = Py.eval("1+1") end)
-    eval_py = Run.python_timeit("eval(c)", "c = compile('1+1', '<b>', 'eval')", 1_000_000)
+calls = Run.calls(msg_floor)
 
-    [
-      Run.row(
-        "`Py.call(:math, :sqrt, [2.0])` median (p99 #{H.fmt_ns(sqrt.p99_ns)})",
-        H.fmt_ns(sqrt.median_ns),
-        "≤ 3 µs",
-        "msg round trip #{H.fmt_ns(msg_floor.median_ns)} / timeit #{H.fmt_ns(sqrt_py)}",
-        "#{H.ratio(sqrt.median_ns, msg_floor.median_ns)} / #{H.ratio(sqrt.median_ns, sqrt_py)}",
-        sqrt.median_ns <= 3_000
-      ),
-      Run.row(
-        "`Py.eval(\"1+1\")` median (p99 #{H.fmt_ns(eval.p99_ns)})",
-        H.fmt_ns(eval.median_ns),
-        "≤ 5 µs",
-        "msg round trip #{H.fmt_ns(msg_floor.median_ns)} / timeit #{H.fmt_ns(eval_py)}",
-        "#{H.ratio(eval.median_ns, msg_floor.median_ns)} / #{H.ratio(eval.median_ns, eval_py)}",
-        eval.median_ns <= 5_000
-      )
-    ]
-  end)
+bulk = Run.bulk(msg_floor)
 
-bulk =
-  Run.section("Bulk conversion (issue 2)", fn ->
-    list = Enum.to_list(1..1_000_000)
+execution = Run.execution(msg_floor)
 
-    ints =
-      H.sample(fn -> {:ok, ^list} = Py.call("__main__", :ident, [list]) end,
-        warmup: 2,
-        samples: 11
-      )
-
-    echo = spawn(fn -> Stream.repeatedly(fn -> receive(do: ({from, x} -> send(from, {:back, x}))) end) |> Stream.run() end)
-
-    list_floor =
-      H.sample(fn -> send(echo, {self(), list}); receive(do: ({:back, _} -> :ok)) end,
-        warmup: 2,
-        samples: 11
-      )
-
-    bin = :crypto.strong_rand_bytes(1_000_000)
-    bytes = H.sample(fn -> {:ok, ^bin} = Py.call("__main__", :ident, [Py.bytes(bin)]) end, warmup: 20, samples: 201)
-    copy_floor = H.sample(fn -> :binary.copy(:binary.copy(bin)) end, warmup: 20, samples: 201)
-
-    [
-      Run.row(
-        "identity round trip, 1,000,000-integer list (p99 #{H.fmt_ns(ints.p99_ns)})",
-        H.fmt_ns(ints.median_ns),
-        "≤ 150 ms",
-        "same list to a BEAM process and back #{H.fmt_ns(list_floor.median_ns)}",
-        H.ratio(ints.median_ns, list_floor.median_ns),
-        ints.median_ns <= 150_000_000
-      ),
-      Run.row(
-        "identity round trip, 1 MB bytes (p99 #{H.fmt_ns(bytes.p99_ns)})",
-        H.fmt_ns(bytes.median_ns),
-        "≤ 1 ms",
-        "two 1 MB copies #{H.fmt_ns(copy_floor.median_ns)}",
-        H.ratio(bytes.median_ns, copy_floor.median_ns),
-        bytes.median_ns <= 1_000_000
-      )
-    ]
-  end)
-
-execution =
-  Run.section("Execution model (issue 2)", fn ->
-    # 4 processes burn CPU in Python while a 5th sleeps 1 ms in a loop.
-    burners =
-      for _ <- 1..4 do
-        Task.async(fn ->
-          deadline = System.monotonic_time(:millisecond) + 2_000
-
-          Stream.repeatedly(fn -> Py.eval("sum(i * i for i in range(200_000))") end)
-          |> Stream.take_while(fn _ -> System.monotonic_time(:millisecond) < deadline end)
-          |> Stream.run()
-        end)
-      end
-
-    lateness =
-      for _ <- 1..1_500 do
-        t0 = System.monotonic_time(:microsecond)
-        Process.sleep(1)
-        System.monotonic_time(:microsecond) - t0 - 1_000
-      end
-
-    Enum.each(burners, &Task.await(&1, 30_000))
-    max_late_us = Enum.max(lateness)
-    idle_lateness = for _ <- 1..500, do: (t0 = System.monotonic_time(:microsecond); Process.sleep(1); System.monotonic_time(:microsecond) - t0 - 1_000)
-
-    :ok = Py.exec("import time")
-    t0 = System.monotonic_time(:microsecond)
-    sleepers = for _ <- 1..200, do: Task.async(fn -> Py.eval("time.sleep(0.05)", %{}, timeout: 10_000) end)
-    Process.sleep(20)
-    t1 = System.monotonic_time(:microsecond)
-    {:ok, 2} = Py.eval("1+1")
-    trivial_us = System.monotonic_time(:microsecond) - t1
-    Enum.each(sleepers, &({:ok, nil} = Task.await(&1, 10_000)))
-    wall_us = System.monotonic_time(:microsecond) - t0
-
-    [
-      Run.row(
-        "max lateness of a 1 ms sleep loop while 4 processes run CPU-bound Python",
-        H.fmt_ns(max_late_us * 1_000),
-        "≤ 10 ms",
-        "same loop on an idle VM (max)",
-        H.fmt_ns(Enum.max(idle_lateness) * 1_000),
-        max_late_us <= 10_000
-      ),
-      Run.row(
-        "200 concurrent `time.sleep(0.05)`, wall time",
-        H.fmt_ns(wall_us * 1_000),
-        "< 500 ms",
-        "one sleep",
-        "50 ms (#{H.ratio(wall_us, 50_000)})",
-        wall_us < 500_000
-      ),
-      Run.row(
-        "trivial call issued while those 200 sleep",
-        H.fmt_ns(trivial_us * 1_000),
-        "< 10 ms",
-        "msg round trip",
-        H.ratio(trivial_us * 1_000, msg_floor.median_ns),
-        trivial_us < 10_000
-      )
-    ]
-  end)
-
-contexts =
-  Run.section("Contexts (issue 3)", fn ->
-    routing = H.mean_ns(fn -> Py.context() end, 1_000_000)
-    ctx = Py.context()
-    routed = H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end)
-    explicit = H.sample(fn -> {:ok, _} = Py.call(ctx, :math, :sqrt, [2.0]) end)
-    bound = Py.with_context(ctx, fn -> H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end) end)
-
-    throughput =
-      for procs <- [1, 2, 4, 64, 1_000] do
-        {procs, H.throughput(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end, procs, 2_000)}
-      end
-
-    {_, t1000} = List.keyfind(throughput, 1_000, 0)
-
-    env_cycle =
-      H.sample(
-        fn ->
-          {pid, ref} = spawn_monitor(fn -> :ok = Py.exec("x = 1") end)
-          receive(do: ({:DOWN, ^ref, :process, ^pid, _} -> :ok))
-        end,
-        warmup: 200,
-        samples: 2_000
-      )
-
-    spawn_floor =
-      H.sample(
-        fn ->
-          {pid, ref} = spawn_monitor(fn -> :ok end)
-          receive(do: ({:DOWN, ^ref, :process, ^pid, _} -> :ok))
-        end,
-        warmup: 200,
-        samples: 2_000
-      )
-
-    :erlang.garbage_collect()
-    Process.sleep(200)
-    rss0 = H.rss_bytes()
-
-    for _batch <- 1..50 do
-      1..200
-      |> Enum.map(fn _ -> Task.async(fn -> :ok = Py.exec("blob = b'x' * 1_000_000") end) end)
-      |> Enum.each(&Task.await(&1, 30_000))
-    end
-
-    Process.sleep(500)
-    rss1 = H.rss_bytes()
-    grew_mb = (rss1 - rss0) / 1_048_576
-
-    [
-      Run.row(
-        "routing (`Py.context/0`), mean",
-        H.fmt_ns(routing),
-        "≤ 0.3 µs",
-        "—",
-        "—",
-        routing <= 300
-      ),
-      Run.row(
-        "routed vs explicit vs bound call, median",
-        "#{H.fmt_ns(routed.median_ns)} / #{H.fmt_ns(explicit.median_ns)} / #{H.fmt_ns(bound.median_ns)}",
-        "routing adds ≤ 0.3 µs",
-        "msg round trip",
-        H.ratio(routed.median_ns, msg_floor.median_ns),
-        routed.median_ns - explicit.median_ns <= 300
-      )
-    ] ++
-      for {procs, rate} <- throughput do
-        Run.row(
-          "throughput, #{procs} concurrent caller(s)",
-          "#{round(rate)} calls/s",
-          if(procs == 1_000, do: "≥ 200,000 calls/s", else: "—"),
-          "1 / msg round trip",
-          H.ratio(rate, 1.0e9 / msg_floor.median_ns),
-          procs != 1_000 or rate >= 200_000
-        )
-      end ++
-      [
-        Run.row(
-          "process env: spawn, `exec(\"x = 1\")`, exit (median)",
-          H.fmt_ns(env_cycle.median_ns),
-          "—",
-          "spawn + exit alone #{H.fmt_ns(spawn_floor.median_ns)}",
-          H.ratio(env_cycle.median_ns, spawn_floor.median_ns),
-          true
-        ),
-        Run.row(
-          "RSS after 10,000 processes each left 1 MB of Python state and exited",
-          "#{Float.round(grew_mb, 1)} MB above start",
-          "≤ 50 MB",
-          "—",
-          "—",
-          grew_mb <= 50
-        )
-      ]
-    ++ [%{name: "_t1000", value: t1000, hidden: true}]
-  end)
+contexts = Run.contexts(msg_floor)
 
 sections = [calls, bulk, execution, contexts]
 m = H.machine()

@@ -42,6 +42,9 @@ defmodule Py.Call do
       end
 
     case handle do
+      {:done, reply} ->
+        reply(reply)
+
       {:error, {kind, message}} ->
         {:error, %Error{type: kind, message: message}}
 

@@ -2,7 +2,7 @@ defmodule Py.ErlangFacadeTest do
   # The examples of the context-affinity reference, called through the Erlang
   # modules :py and :py_context_router exactly as an Erlang caller would
   # (binaries for code, atoms for names, maps for locals and kwargs).
-  use ExUnit.Case, async: true
+  use ExUnit.Case, async: false
 
   import Py.TestHelpers
 

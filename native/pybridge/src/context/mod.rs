@@ -230,6 +230,13 @@ impl Context {
         close(self.shared());
     }
 
+    /// True when nothing is queued and the home worker is not running a call:
+    /// a call submitted now starts at once.
+    pub fn is_idle(&self) -> bool {
+        let s = self.shared();
+        s.rx.is_empty() && !s.home_running.load(Ordering::Relaxed)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.shared().closed.load(Ordering::Acquire)
     }

@@ -79,8 +79,13 @@ fn start() {
     });
 }
 
+/// How often the monitor may return freed memory to the OS.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
 fn watch() {
     let mut last_progress: HashMap<usize, u64> = HashMap::new();
+    let mut released_seen = 0u64;
+    let mut last_trim = Instant::now();
     loop {
         let contexts: Vec<Arc<Shared>> = {
             let mut all = CONTEXTS.lock();
@@ -96,6 +101,10 @@ fn watch() {
             busy |= check(shared, &mut last_progress, now);
         }
         last_progress.retain(|key, _| contexts.iter().any(|s| key_of(s) == *key));
+        if now.duration_since(last_trim) >= TRIM_EVERY {
+            last_trim = now;
+            crate::runtime::trim_if_released(&mut released_seen);
+        }
         drop(contexts);
         std::thread::sleep(if busy { BUSY_TICK } else { IDLE_TICK });
     }

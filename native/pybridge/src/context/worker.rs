@@ -21,6 +21,8 @@ const STACK_SIZE: usize = 16 * 1024 * 1024;
 const IDLE_RETIRE: Duration = Duration::from_secs(10);
 /// How often an overflow worker re-checks that the overflow is still open.
 const OVERFLOW_POLL: Duration = Duration::from_millis(1);
+/// How long the home worker polls its queue before parking.
+const SPIN: Duration = Duration::from_micros(50);
 /// Calls run under one GIL hold before giving other threads a chance at it.
 const BATCH: usize = 64;
 
@@ -61,7 +63,7 @@ pub(super) fn spawn(shared: &Arc<Shared>, home: bool) -> std::io::Result<()> {
 fn run_home(shared: &Shared, slot: &WorkerSlot) {
     let mut tstate = ThreadState::new();
     slot.ident.store(tstate.ident(), Ordering::Release);
-    while let Ok(task) = shared.rx.recv() {
+    while let Ok(task) = next_task(shared) {
         if matches!(task, Task::Stop) {
             break;
         }
@@ -70,6 +72,35 @@ fn run_home(shared: &Shared, slot: &WorkerSlot) {
         }
     }
     shared.workers.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The next task for the home worker. It polls for a short while before
+/// parking: a caller in a loop sends its next call within microseconds, and
+/// waking a parked thread costs more than that.
+fn next_task(shared: &Shared) -> Result<Task, crossbeam_channel::RecvError> {
+    let started = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        match shared.rx.try_recv() {
+            Ok(task) => return Ok(task),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(crossbeam_channel::RecvError)
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        polls += 1;
+        if polls % 64 == 0 {
+            let waited = started.elapsed();
+            if waited > SPIN {
+                return shared.rx.recv();
+            }
+            if waited > crate::runtime::PURE_SPIN {
+                // Past the pure spin, give the core to whoever else needs it.
+                std::thread::yield_now();
+            }
+        }
+        std::hint::spin_loop();
+    }
 }
 
 /// An overflow worker takes calls only while the monitor keeps the overflow
@@ -109,7 +140,10 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
     loop {
         match task {
             Task::Stop => return true,
-            Task::Release(obj) => drop(obj),
+            Task::Release(obj) => {
+                drop(obj);
+                crate::runtime::note_release();
+            }
             Task::Call(request) => {
                 if home {
                     shared.home_running.store(true, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyModule};
+use pyo3::types::{PyBytes, PyModule};
 
 /// A BEAM pid (`erlang.Pid`), in the external term format.
 #[pyclass(module = "erlang", name = "Pid", frozen, eq, hash)]
@@ -74,7 +74,7 @@ impl Pid {
         slf
     }
 
-    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyDict>) -> Py<Self> {
+    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
         slf
     }
 }
@@ -108,7 +108,7 @@ impl Ref {
         slf
     }
 
-    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyDict>) -> Py<Self> {
+    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
         slf
     }
 }
@@ -239,6 +239,7 @@ pub fn install_erlang_module(py: Python<'_>) -> PyResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pyo3::types::PyDict;
 
     // :erlang.term_to_binary(self()) on OTP 25, `nonode@nohost`, <0.9.0>.
     const PID: &[u8] = &[

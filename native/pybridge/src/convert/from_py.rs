@@ -13,7 +13,6 @@
 //! stops a list that contains itself.
 
 use std::ptr::addr_of_mut;
-use std::sync::Arc;
 
 use num_bigint::BigInt;
 use pyo3::ffi;
@@ -37,11 +36,7 @@ pub fn from_py(obj: &Bound<'_, PyAny>) -> Result<Value, ConvertError> {
 /// Wraps any object as a [`Value::Object`] (by reference, with its type
 /// name and a truncated repr), without looking at its type.
 pub fn to_object(obj: &Bound<'_, PyAny>) -> PyObject {
-    PyObject {
-        obj: Arc::new(obj.clone().unbind()),
-        type_name: type_name(obj),
-        repr: repr_of(obj),
-    }
+    PyObject::new(obj.clone().unbind(), type_name(obj), repr_of(obj))
 }
 
 /// `type(obj).__module__ + "." + type(obj).__qualname__`.
@@ -271,6 +266,8 @@ enum Frame<'py> {
     List {
         obj: Bound<'py, PyAny>,
         next: ffi::Py_ssize_t,
+        /// The size when conversion started.
+        len: ffi::Py_ssize_t,
         out: Vec<Value>,
     },
     /// A tuple or a tuple subclass.
@@ -314,6 +311,7 @@ impl<'py> Frame<'py> {
         Frame::List {
             obj: obj.clone(),
             next: 0,
+            len,
             out: Vec::with_capacity(capacity(len)),
         }
     }
@@ -389,7 +387,12 @@ impl<'py> Frame<'py> {
     /// `classify`, or `None` when the container is complete.
     fn next_child(&mut self, py: Python<'py>) -> Result<Option<Bound<'py, PyAny>>, ConvertError> {
         match self {
-            Frame::List { obj, next, out } => loop {
+            Frame::List {
+                obj,
+                next,
+                len,
+                out,
+            } => loop {
                 // SAFETY (whole block): `obj` is a live list and the GIL is
                 // held. The size is re-read every step because converting an
                 // object (its repr) may run Python code that resizes the
@@ -397,8 +400,11 @@ impl<'py> Frame<'py> {
                 // item, used before any Python code can run or turned into a
                 // strong reference.
                 unsafe {
-                    if *next >= ffi::PyList_Size(obj.as_ptr()) {
+                    if *next >= *len {
                         return Ok(None);
+                    }
+                    if *next >= ffi::PyList_Size(obj.as_ptr()) {
+                        return Err(changed_size("list"));
                     }
                     let item = ffi::PyList_GetItem(obj.as_ptr(), *next);
                     if item.is_null() {
@@ -498,15 +504,20 @@ impl<'py> Frame<'py> {
 
     fn finish(self) -> Result<Value, ConvertError> {
         Ok(match self {
-            Frame::List { out, .. } => Value::List(out),
+            Frame::List { obj, len, out, .. } => {
+                // SAFETY: `obj` is a live list and the GIL is held.
+                if unsafe { ffi::PyList_Size(obj.as_ptr()) } != len {
+                    Value::List(out).dispose();
+                    return Err(changed_size("list"));
+                }
+                Value::List(out)
+            }
             Frame::Tuple { out, .. } => Value::Tuple(out),
             Frame::Dict { obj, len, out, .. } => {
                 // SAFETY: `obj` is a live dict and the GIL is held.
                 if unsafe { ffi::PyDict_Size(obj.as_ptr()) } != len {
                     Value::Map(out).dispose();
-                    return Err(ConvertError(
-                        "dict changed size during conversion".to_owned(),
-                    ));
+                    return Err(changed_size("dict"));
                 }
                 Value::Map(out)
             }
@@ -528,6 +539,12 @@ impl<'py> Frame<'py> {
             }
         }
     }
+}
+
+/// Converting an item ran Python code (a `__repr__`) that resized the
+/// container being converted.
+fn changed_size(what: &str) -> ConvertError {
+    ConvertError(format!("{what} changed size during conversion"))
 }
 
 fn depth_error(stack: &[Frame<'_>], child: &Bound<'_, PyAny>) -> ConvertError {
@@ -617,6 +634,12 @@ mod tests {
             back.get_type()
         );
         assert!(back.eq(&obj).expect("eq"), "{code}: {back:?} != {obj:?}");
+    }
+
+    #[test]
+    fn values_stay_small() {
+        // Long lists hold one Value per item: keep it at 4 words.
+        assert!(std::mem::size_of::<Value>() <= 32);
     }
 
     #[test]
@@ -934,6 +957,34 @@ for _ in range(20000):
             assert_eq!(err.0, "value nests deeper than 10000 levels");
             let err = from_py(&eval_in(py, "deep_tuple", &globals)).expect_err("20,000 levels");
             assert_eq!(err.0, "value nests deeper than 10000 levels");
+        });
+    }
+
+    #[test]
+    fn containers_resized_by_a_repr_are_errors() {
+        with_py(|py| {
+            let globals = PyDict::new(py);
+            py.run(
+                c"\
+class Grow:
+    def __init__(self, target): self.target = target
+    def __repr__(self):
+        self.target.append(Grow(self.target)) if isinstance(self.target, list) \
+            else self.target.setdefault(len(self.target), 0)
+        return 'Grow'
+l = []
+l.append(Grow(l))
+d = {}
+d['a'] = Grow(d)
+",
+                Some(&globals),
+                None,
+            )
+            .expect("setup");
+            let err = from_py(&eval_in(py, "l", &globals)).expect_err("list grew");
+            assert_eq!(err.0, "list changed size during conversion");
+            let err = from_py(&eval_in(py, "d", &globals)).expect_err("dict grew");
+            assert_eq!(err.0, "dict changed size during conversion");
         });
     }
 

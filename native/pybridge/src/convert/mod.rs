@@ -9,7 +9,7 @@ pub mod from_py;
 pub mod to_py;
 pub mod value;
 
-pub use value::{PyObject, Value, MAX_DEPTH};
+pub use value::{ObjectData, PyObject, Value, MAX_DEPTH};
 
 /// Why a value could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -250,7 +250,7 @@ impl<'v, 'py> Frame<'v, 'py> {
         match self {
             Frame::Seq {
                 next, seq, kind, ..
-            } => seq_set(seq, *kind, *next - 1, obj)?,
+            } => seq_set(seq, *kind, next.saturating_sub(1), obj)?,
             Frame::Dict {
                 pairs,
                 next,
@@ -259,13 +259,24 @@ impl<'v, 'py> Frame<'v, 'py> {
             } => match key.take() {
                 None => *key = Some(obj),
                 Some(k) => {
-                    dict_set(dict, &k, &obj, &pairs[*next].0)?;
+                    dict_set(
+                        dict,
+                        &k,
+                        &obj,
+                        pairs.get(*next).map_or("a key", |p| p.0.kind()),
+                    )?;
                     *next += 1;
                 }
             },
             Frame::Set {
                 items, next, set, ..
-            } => set_add(set, &obj, &items[*next - 1])?,
+            } => set_add(
+                set,
+                &obj,
+                items
+                    .get(next.wrapping_sub(1))
+                    .map_or("an item", Value::kind),
+            )?,
         }
         Ok(())
     }
@@ -285,7 +296,7 @@ impl<'v, 'py> Frame<'v, 'py> {
                 while let Some(v) = items.get(*next) {
                     *next += 1;
                     match scalar(py, v)? {
-                        Some(obj) => seq_set(seq, *kind, *next - 1, obj)?,
+                        Some(obj) => seq_set(seq, *kind, next.saturating_sub(1), obj)?,
                         None => return Ok(Some((v, *kind == SeqKind::HashableTuple))),
                     }
                 }
@@ -308,7 +319,7 @@ impl<'v, 'py> Frame<'v, 'py> {
                     };
                     match scalar(py, v)? {
                         Some(vobj) => {
-                            dict_set(dict, &kobj, &vobj, k)?;
+                            dict_set(dict, &kobj, &vobj, k.kind())?;
                             *next += 1;
                         }
                         None => {
@@ -326,7 +337,7 @@ impl<'v, 'py> Frame<'v, 'py> {
                 while let Some(v) = items.get(*next) {
                     *next += 1;
                     match scalar(py, v)? {
-                        Some(obj) => set_add(set, &obj, v)?,
+                        Some(obj) => set_add(set, &obj, v.kind())?,
                         None => return Ok(Some((v, true))),
                     }
                 }
@@ -385,7 +396,7 @@ fn dict_set(
     dict: &Bound<'_, PyAny>,
     k: &Bound<'_, PyAny>,
     v: &Bound<'_, PyAny>,
-    key: &Value,
+    key_kind: &str,
 ) -> Result<(), ConvertError> {
     // SAFETY: all three are valid objects (Bound) and the GIL is held;
     // PyDict_SetItem does not steal references. `dict` is a dict we created.
@@ -395,12 +406,15 @@ fn dict_set(
     }
     let err = PyErr::fetch(dict.py());
     Err(ConvertError(format!(
-        "cannot use {} as a Python dict key: {err}",
-        key.kind()
+        "cannot use {key_kind} as a Python dict key: {err}"
     )))
 }
 
-fn set_add(set: &Bound<'_, PyAny>, item: &Bound<'_, PyAny>, v: &Value) -> Result<(), ConvertError> {
+fn set_add(
+    set: &Bound<'_, PyAny>,
+    item: &Bound<'_, PyAny>,
+    kind: &str,
+) -> Result<(), ConvertError> {
     // SAFETY: both are valid objects and the GIL is held; PySet_Add does not
     // steal the reference. `set` is a set we created.
     let rc = unsafe { ffi::PySet_Add(set.as_ptr(), item.as_ptr()) };
@@ -409,8 +423,7 @@ fn set_add(set: &Bound<'_, PyAny>, item: &Bound<'_, PyAny>, v: &Value) -> Result
     }
     let err = PyErr::fetch(set.py());
     Err(ConvertError(format!(
-        "cannot put {} in a Python set: {err}",
-        v.kind()
+        "cannot put {kind} in a Python set: {err}"
     )))
 }
 

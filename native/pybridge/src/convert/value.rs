@@ -47,16 +47,40 @@ pub enum Value {
 
 /// A Python object kept alive from the BEAM side (`%Py.Object{}`).
 ///
-/// Cloning only bumps an `Arc`, so it needs no GIL; the Python reference is
-/// released when the last clone is dropped (deferred to the next GIL holder
-/// when dropped without the GIL).
+/// A shared handle one pointer wide (so that [`Value`] stays 32 bytes, which
+/// matters for long lists). Cloning only bumps an `Arc`, so it needs no GIL;
+/// the Python reference is released when the last clone is dropped
+/// (deferred to the next GIL holder when dropped without the GIL). The
+/// fields are read through `Deref`: `o.obj`, `o.type_name`, `o.repr`.
 #[derive(Debug, Clone)]
-pub struct PyObject {
-    pub obj: Arc<Py<PyAny>>,
+pub struct PyObject(Arc<ObjectData>);
+
+/// What a [`PyObject`] handle points to.
+#[derive(Debug)]
+pub struct ObjectData {
+    pub obj: Py<PyAny>,
     /// `type(obj).__module__ + "." + type(obj).__qualname__`
     pub type_name: String,
     /// `repr(obj)`, truncated to [`REPR_LIMIT`] bytes.
     pub repr: String,
+}
+
+impl PyObject {
+    pub fn new(obj: Py<PyAny>, type_name: String, repr: String) -> Self {
+        PyObject(Arc::new(ObjectData {
+            obj,
+            type_name,
+            repr,
+        }))
+    }
+}
+
+impl std::ops::Deref for PyObject {
+    type Target = ObjectData;
+
+    fn deref(&self) -> &ObjectData {
+        &self.0
+    }
 }
 
 /// Longest repr kept for `inspect` on a `%Py.Object{}`.

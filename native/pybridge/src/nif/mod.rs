@@ -7,8 +7,11 @@
 
 mod term;
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::types::tuple::get_tuple;
@@ -29,6 +32,7 @@ mod atoms {
         error,
         nil,
         dirty,
+        done,
         cancelled,
         replied,
         conversion,
@@ -209,16 +213,35 @@ fn submit_with<'a>(
     };
     let reply_env = OwnedEnv::new();
     let saved_tag = reply_env.save(tag);
-    let reply = Box::new(BeamReply {
+    let message = BeamReply {
         pid: env.pid(),
         env: reply_env,
         tag: saved_tag,
-    });
+    };
     let state = CallState::new(deadline);
-    match ctx.0.submit(job, reply, state.clone()) {
-        Ok(()) => Ok(ResourceArc::new(CallResource(state)).encode(env)),
-        Err(err) => Ok((atoms::error(), (atoms::closed(), err.to_string())).encode(env)),
+    // Waiting inline only pays when nothing is queued ahead of this call,
+    // and never on a dirty scheduler (those calls are big anyway).
+    let inline = (budget.is_some() && ctx.0.is_idle()).then(|| {
+        Arc::new(Inline {
+            state: AtomicU8::new(WAITING),
+            outcome: Mutex::new(None),
+            fallback: Mutex::new(None),
+        })
+    });
+    let reply: Box<dyn Reply> = match &inline {
+        Some(inline) => {
+            *inline.fallback.lock() = Some(message);
+            Box::new(InlineReply(inline.clone()))
+        }
+        None => Box::new(message),
+    };
+    if let Err(err) = ctx.0.submit(job, reply, state.clone()) {
+        return Ok((atoms::error(), (atoms::closed(), err.to_string())).encode(env));
     }
+    if let Some(outcome) = inline.and_then(|inline| inline.wait()) {
+        return Ok((atoms::done(), encode_outcome(env, &outcome)).encode(env));
+    }
+    Ok(ResourceArc::new(CallResource(state)).encode(env))
 }
 
 enum JobError {
@@ -305,6 +328,129 @@ fn decode_job(
         },
         _ => return Err(JobError::BadArg),
     })
+}
+
+/// How long a submitting NIF waits for a quick call's result before leaving
+/// it to the reply message. Bounded, so a scheduler is never held for long.
+const INLINE_WAIT: Duration = Duration::from_micros(20);
+/// Results up to this many nodes may be handed back inline; bigger ones are
+/// encoded by the worker, never on a scheduler.
+const INLINE_NODES: usize = 256;
+
+const WAITING: u8 = 0;
+const DELIVERED: u8 = 1;
+const GAVE_UP: u8 = 2;
+const REDIRECTED: u8 = 3;
+
+/// A result handed straight back to a submitter that is still waiting in
+/// the NIF: no message, no second wake-up.
+struct Inline {
+    state: AtomicU8,
+    outcome: Mutex<Option<Outcome>>,
+    fallback: Mutex<Option<BeamReply>>,
+}
+
+struct InlineReply(Arc<Inline>);
+
+impl Reply for InlineReply {
+    fn send(self: Box<Self>, outcome: Outcome) {
+        let inline = self.0;
+        if outcome_nodes(&outcome) <= INLINE_NODES {
+            *inline.outcome.lock() = Some(outcome);
+            if inline
+                .state
+                .compare_exchange(WAITING, DELIVERED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+            // The submitter stopped waiting: reply by message after all.
+            let outcome = inline.outcome.lock().take();
+            let fallback = inline.fallback.lock().take();
+            if let (Some(outcome), Some(reply)) = (outcome, fallback) {
+                Box::new(reply).send(outcome);
+            }
+        } else {
+            let _ = inline.state.compare_exchange(
+                WAITING,
+                REDIRECTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if let Some(reply) = inline.fallback.lock().take() {
+                Box::new(reply).send(outcome);
+            }
+        }
+    }
+}
+
+impl Inline {
+    /// Waits up to [`INLINE_WAIT`] for the outcome; None means "a message will come".
+    fn wait(&self) -> Option<Outcome> {
+        let started = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            match self.state.load(Ordering::Acquire) {
+                DELIVERED => return self.outcome.lock().take(),
+                REDIRECTED => return None,
+                _ => {}
+            }
+            polls += 1;
+            if polls % 64 == 0 {
+                let waited = started.elapsed();
+                if waited > INLINE_WAIT {
+                    return match self.state.compare_exchange(
+                        WAITING,
+                        GAVE_UP,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => None,
+                        Err(DELIVERED) => self.outcome.lock().take(),
+                        Err(_) => None,
+                    };
+                }
+                if waited > runtime::PURE_SPIN {
+                    std::thread::yield_now();
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Size of an outcome in value nodes, counting no further than needed.
+fn outcome_nodes(outcome: &Outcome) -> usize {
+    fn nodes(value: &Value, budget: usize) -> usize {
+        let children: &[Value] = match value {
+            Value::List(items) | Value::Tuple(items) | Value::Set(items) => items,
+            Value::Map(pairs) => {
+                let mut n = 1;
+                for (k, v) in pairs {
+                    if n > budget {
+                        break;
+                    }
+                    n += nodes(k, budget - n.min(budget)) + nodes(v, budget - n.min(budget));
+                }
+                return n;
+            }
+            Value::Str(s) => return 1 + s.len() / 64,
+            Value::Bytes(b) => return 1 + b.len() / 64,
+            _ => return 1,
+        };
+        let mut n = 1;
+        for child in children {
+            if n > budget {
+                break;
+            }
+            n += nodes(child, budget - n);
+        }
+        n
+    }
+    match outcome {
+        Outcome::Value(value) => nodes(value, INLINE_NODES + 1),
+        Outcome::Done | Outcome::Error(_) => 1,
+    }
 }
 
 /// Sends the outcome of a call to the BEAM process that made it.

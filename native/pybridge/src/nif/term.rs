@@ -92,7 +92,9 @@ fn convert_err(message: String) -> DecodeError {
     DecodeError::Convert(ConvertError(message))
 }
 
-/// The term as the BEAM prints it, cut short for error messages.
+/// The term as the BEAM prints it, cut short, for error messages. Only for
+/// terms whose printed form is short (funs, ports): printing walks the
+/// whole term.
 fn describe(term: Term<'_>) -> String {
     let mut s = format!("{term:?}");
     if s.len() > 120 {
@@ -214,33 +216,23 @@ fn classify<'a>(
             Ok(i) => Value::Int(i),
             Err(_) => match parse_etf_integer(term.to_binary().as_slice()) {
                 Some(b) => Value::BigInt(b),
-                None => {
-                    return Err(convert_err(format!(
-                        "cannot decode the integer {}",
-                        describe(term)
-                    )))
-                }
+                None => return Err(convert_err("cannot decode an integer".into())),
             },
         },
         TermType::Float => match term.decode::<f64>() {
             Ok(f) => Value::Float(f),
-            Err(_) => {
-                return Err(convert_err(format!(
-                    "cannot decode the float {}",
-                    describe(term)
-                )))
-            }
+            Err(_) => return Err(convert_err("cannot decode a float".into())),
         },
         TermType::Atom => atom_value(term)?,
         TermType::Binary => binary_value(term, budget)?,
         TermType::List => {
-            // Without a budget (a dirty scheduler, possibly a huge list)
-            // size the vector exactly; the length walk also rejects improper
-            // lists up front. With one, lists are short.
+            // The length walk sizes the vector exactly and rejects improper
+            // lists up front; with a budget it stops as soon as the list
+            // cannot fit, so a huge list costs little on a normal scheduler.
             let capacity = if unlimited {
                 term.list_length().map_err(|_| improper_list())?
             } else {
-                0
+                bounded_length(term, budget.left)?
             };
             return Ok(Step::Container(Frame::List {
                 rest: term,
@@ -248,8 +240,7 @@ fn classify<'a>(
             }));
         }
         TermType::Tuple => {
-            let terms = get_tuple(term)
-                .map_err(|_| convert_err(format!("cannot decode the tuple {}", describe(term))))?;
+            let terms = get_tuple(term).map_err(|_| convert_err("cannot decode a tuple".into()))?;
             budget.check(terms.len())?;
             return Ok(Step::Container(Frame::Terms {
                 out: Vec::with_capacity(terms.len()),
@@ -283,6 +274,26 @@ fn classify<'a>(
     Ok(Step::Leaf(leaf))
 }
 
+/// The length of a proper list, walking at most `limit` cells:
+/// [`DecodeError::OverBudget`] if it is longer.
+fn bounded_length(list: Term<'_>, limit: usize) -> Result<usize, DecodeError> {
+    let mut rest = list;
+    let mut len = 0;
+    loop {
+        match rest.list_get_cell() {
+            Ok((_, tail)) => {
+                len += 1;
+                if len > limit {
+                    return Err(DecodeError::OverBudget);
+                }
+                rest = tail;
+            }
+            Err(_) if rest.is_empty_list() => return Ok(len),
+            Err(_) => return Err(improper_list()),
+        }
+    }
+}
+
 fn improper_list() -> DecodeError {
     convert_err("cannot convert an improper list to Python".into())
 }
@@ -302,16 +313,15 @@ fn atom_value(term: Term<'_>) -> Result<Value, DecodeError> {
         // Atoms beyond Latin-1: read the UTF-8 name from the external format.
         Err(_) => parse_etf_atom(term.to_binary().as_slice())
             .map(Value::Str)
-            .ok_or_else(|| convert_err(format!("cannot decode the atom {}", describe(term)))),
+            .ok_or_else(|| convert_err("cannot decode an atom".into())),
     }
 }
 
 fn binary_value(term: Term<'_>, budget: &mut Budget) -> Result<Value, DecodeError> {
     let bin = Binary::from_term(term).map_err(|_| {
-        convert_err(format!(
-            "cannot convert a bitstring (its size is not a whole number of bytes) to Python: {}",
-            describe(term)
-        ))
+        convert_err(
+            "cannot convert a bitstring (its size is not a whole number of bytes) to Python".into(),
+        )
     })?;
     let bytes = bin.as_slice();
     budget.spend(bytes.len() / BINARY_BYTES_PER_NODE)?;
@@ -325,7 +335,7 @@ fn binary_value(term: Term<'_>, budget: &mut Budget) -> Result<Value, DecodeErro
 fn map_step<'a>(term: Term<'a>, budget: &mut Budget) -> Result<Step<'a>, DecodeError> {
     let size = term
         .map_size()
-        .map_err(|_| convert_err(format!("cannot decode the map {}", describe(term))))?;
+        .map_err(|_| convert_err("cannot decode a map".into()))?;
     budget.check(size)?;
     if size > 0 {
         if let Ok(name) = term.map_get(atoms::__struct__()) {
@@ -334,8 +344,7 @@ fn map_step<'a>(term: Term<'a>, budget: &mut Budget) -> Result<Step<'a>, DecodeE
             }
         }
     }
-    let iter = MapIterator::new(term)
-        .ok_or_else(|| convert_err(format!("cannot decode the map {}", describe(term))))?;
+    let iter = MapIterator::new(term).ok_or_else(|| convert_err("cannot decode a map".into()))?;
     let mut pairs = Vec::with_capacity(size);
     pairs.extend(iter);
     Ok(Step::Container(Frame::Map {
@@ -617,8 +626,8 @@ pub fn encode<'a>(env: Env<'a>, v: &Value) -> Term<'a> {
     if let Some(t) = encode_scalar(env, v) {
         return t;
     }
-    let mut stack: Vec<EFrame<'_, 'a>> = Vec::with_capacity(8);
-    stack.push(EFrame::new(env, v));
+    let mut stack: Vec<EFrame<'_>> = Vec::with_capacity(8);
+    stack.push(EFrame::new(v));
     let mut done: Option<Term<'a>> = None;
     loop {
         let Some(top) = stack.last_mut() else {
@@ -628,7 +637,7 @@ pub fn encode<'a>(env: Env<'a>, v: &Value) -> Term<'a> {
             top.accept(t);
         }
         match top.next_child(env) {
-            Some(child) => stack.push(EFrame::new(env, child)),
+            Some(child) => stack.push(EFrame::new(child)),
             None => {
                 if let Some(frame) = stack.pop() {
                     done = Some(frame.finish(env));
@@ -721,21 +730,13 @@ fn make_map<'a>(env: Env<'a>, keys: &[ErlNifTerm], values: &[ErlNifTerm]) -> Ter
 }
 
 /// A container being encoded.
-enum EFrame<'v, 'a> {
-    /// Lists are built from the last item to the first, cell by cell, so no
-    /// temporary array is needed.
-    List {
-        items: &'v [Value],
-        /// Items `..left` are still to encode.
-        left: usize,
-        tail: Term<'a>,
-    },
-    /// Tuple elements, or set members (`set`), as raw terms of `env`.
+enum EFrame<'v> {
+    /// List or tuple elements, or set members, as raw terms of `env`.
     Terms {
         items: &'v [Value],
         next: usize,
         out: Vec<ErlNifTerm>,
-        set: bool,
+        kind: Kind,
     },
     Map {
         pairs: &'v [(Value, Value)],
@@ -745,20 +746,19 @@ enum EFrame<'v, 'a> {
     },
 }
 
-impl<'v, 'a> EFrame<'v, 'a> {
+impl<'v> EFrame<'v> {
     /// `v` must be a container (anything else encodes as an empty list).
-    fn new(env: Env<'a>, v: &'v Value) -> Self {
+    fn new(v: &'v Value) -> Self {
         match v {
-            Value::List(items) => EFrame::List {
-                items,
-                left: items.len(),
-                tail: Term::list_new_empty(env),
-            },
-            Value::Tuple(items) | Value::Set(items) => EFrame::Terms {
+            Value::List(items) | Value::Tuple(items) | Value::Set(items) => EFrame::Terms {
                 items,
                 next: 0,
                 out: Vec::with_capacity(items.len()),
-                set: matches!(v, Value::Set(_)),
+                kind: match v {
+                    Value::List(_) => Kind::List,
+                    Value::Tuple(_) => Kind::Tuple,
+                    _ => Kind::Set,
+                },
             },
             Value::Map(pairs) => EFrame::Map {
                 pairs,
@@ -766,17 +766,17 @@ impl<'v, 'a> EFrame<'v, 'a> {
                 keys: Vec::with_capacity(pairs.len()),
                 values: Vec::with_capacity(pairs.len()),
             },
-            _ => EFrame::List {
+            _ => EFrame::Terms {
                 items: &[],
-                left: 0,
-                tail: Term::list_new_empty(env),
+                next: 0,
+                out: Vec::new(),
+                kind: Kind::List,
             },
         }
     }
 
-    fn accept(&mut self, t: Term<'a>) {
+    fn accept(&mut self, t: Term<'_>) {
         match self {
-            EFrame::List { tail, .. } => *tail = tail.list_prepend(t),
             EFrame::Terms { out, .. } => out.push(t.as_c_arg()),
             EFrame::Map {
                 next, keys, values, ..
@@ -792,20 +792,8 @@ impl<'v, 'a> EFrame<'v, 'a> {
     }
 
     /// Encodes scalar children in place; returns the next container child.
-    fn next_child(&mut self, env: Env<'a>) -> Option<&'v Value> {
+    fn next_child(&mut self, env: Env<'_>) -> Option<&'v Value> {
         match self {
-            EFrame::List { items, left, tail } => {
-                let items: &'v [Value] = items;
-                while *left > 0 {
-                    *left -= 1;
-                    let v = &items[*left];
-                    match encode_scalar(env, v) {
-                        Some(t) => *tail = tail.list_prepend(t),
-                        None => return Some(v),
-                    }
-                }
-                None
-            }
             EFrame::Terms {
                 items, next, out, ..
             } => {
@@ -846,13 +834,23 @@ impl<'v, 'a> EFrame<'v, 'a> {
         }
     }
 
-    fn finish(self, env: Env<'a>) -> Term<'a> {
+    fn finish<'a>(self, env: Env<'a>) -> Term<'a> {
         match self {
-            EFrame::List { tail, .. } => tail,
             EFrame::Terms {
-                out, set: false, ..
+                out,
+                kind: Kind::List,
+                ..
+            } => make_list(env, &out),
+            EFrame::Terms {
+                out,
+                kind: Kind::Tuple,
+                ..
             } => make_tuple(env, &out),
-            EFrame::Terms { out, set: true, .. } => {
+            EFrame::Terms {
+                out,
+                kind: Kind::Set,
+                ..
+            } => {
                 let empty = Term::list_new_empty(env).as_c_arg();
                 let values = vec![empty; out.len()];
                 let inner = make_map(env, &out, &values);
@@ -867,6 +865,38 @@ impl<'v, 'a> EFrame<'v, 'a> {
             EFrame::Map { keys, values, .. } => make_map(env, &keys, &values),
         }
     }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    List,
+    Tuple,
+    Set,
+}
+
+/// A list of terms made in `env`.
+fn make_list<'a>(env: Env<'a>, items: &[ErlNifTerm]) -> Term<'a> {
+    match c_uint::try_from(items.len()) {
+        // SAFETY: `items` holds `n` terms made in `env`; the call copies
+        // them into a new list in `env`.
+        Ok(n) => unsafe {
+            Term::new(
+                env,
+                sys::enif_make_list_from_array(env.as_c_arg(), items.as_ptr(), n),
+            )
+        },
+        Err(_) => cons_list(env, items),
+    }
+}
+
+/// A list built cell by cell (for more than `c_uint::MAX` items).
+fn cons_list<'a>(env: Env<'a>, items: &[ErlNifTerm]) -> Term<'a> {
+    let mut list = Term::list_new_empty(env);
+    for &t in items.iter().rev() {
+        // SAFETY: `t` was made in `env`.
+        list = list.list_prepend(unsafe { Term::new(env, t) });
+    }
+    list
 }
 
 /// The largest tuple the BEAM can hold.
@@ -886,13 +916,6 @@ fn make_tuple<'a>(env: Env<'a>, items: &[ErlNifTerm]) -> Term<'a> {
                 )
             }
         }
-        _ => {
-            let mut list = Term::list_new_empty(env);
-            for &t in items.iter().rev() {
-                // SAFETY: `t` was made in `env`.
-                list = list.list_prepend(unsafe { Term::new(env, t) });
-            }
-            list
-        }
+        _ => cons_list(env, items),
     }
 }

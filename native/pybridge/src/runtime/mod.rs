@@ -31,6 +31,10 @@ pub struct InitConfig {
     pub python_path: Vec<String>,
 }
 
+/// How long a thread handing work to another spins before it starts
+/// yielding its core: a quick call's answer usually arrives within it.
+pub const PURE_SPIN: std::time::Duration = std::time::Duration::from_micros(4);
+
 static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// Starts the interpreter once for the life of the OS process.
@@ -74,6 +78,7 @@ fn init_on_this_thread(config: &InitConfig) -> Result<(), String> {
     if unsafe { ffi::Py_IsInitialized() } != 0 {
         return Err("a Python interpreter is already running in this process".into());
     }
+    tune_malloc();
     if let Some(program) = &config.program {
         set_program_name(program)?;
     }
@@ -103,6 +108,59 @@ fn setup_interpreter(py: Python<'_>, config: &InitConfig) -> PyResult<()> {
     crate::convert::erlang_types::install_erlang_module(py)?;
     support::install(py)?;
     Ok(())
+}
+
+/// Lets glibc serve large allocations from its heap instead of a fresh
+/// `mmap` each time: the BEAM pins the mmap threshold at 128 KiB, so every
+/// megabyte-sized buffer (a bytes object, a list's item array) would be
+/// page-faulted in anew on every call. Freed memory above the trim threshold
+/// still goes back to the OS. `PYBRIDGE_MALLOC_TUNE=0` leaves malloc alone.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var("PYBRIDGE_MALLOC_TUNE").as_deref() == Ok("0") {
+            return;
+        }
+        let mb = |var: &str, default: i32| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse::<i32>().ok())
+                .unwrap_or(default)
+                * 1024
+                * 1024
+        };
+        // SAFETY: mallopt only changes glibc's allocation parameters; it is
+        // thread-safe and takes plain integers.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mb("PYBRIDGE_MMAP_MB", 32));
+            libc::mallopt(libc::M_TRIM_THRESHOLD, mb("PYBRIDGE_TRIM_MB", 4));
+        }
+    }
+}
+
+static RELEASED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Notes that a large amount of Python memory (a namespace) was freed.
+pub fn note_release() {
+    RELEASED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Returns freed heap pages to the OS when namespaces were released since
+/// the last call. With the tuned thresholds glibc keeps freed memory for
+/// reuse; this keeps a burst of short-lived processes from holding on to it.
+/// Called by the context monitor, at most about once a second.
+pub fn trim_if_released(last_seen: &mut u64) {
+    let now = RELEASED.load(std::sync::atomic::Ordering::Relaxed);
+    if now == *last_seen {
+        return;
+    }
+    *last_seen = now;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim is thread-safe (it locks each arena) and only
+    // gives free pages back to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Points the interpreter at the chosen executable so that `sys.prefix`,
