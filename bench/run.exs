@@ -16,7 +16,9 @@ defmodule Bench.Run do
   end
 
   def python_timeit(stmt, setup, number) do
-    code = "__import__('timeit').timeit(#{inspect(stmt)}, #{inspect(setup)}, number=#{number}) / #{number}"
+    code =
+      "__import__('timeit').timeit(#{inspect(stmt)}, #{inspect(setup)}, number=#{number}) / #{number}"
+
     {:ok, seconds} = Py.eval(code)
     seconds * 1.0e9
   end
@@ -24,12 +26,20 @@ defmodule Bench.Run do
   def section(title, fun) do
     IO.puts("\n== #{title}")
     rows = fun.()
-    Enum.each(rows, &IO.puts("  #{&1.name}: #{&1.value} (target #{&1.target}; #{&1.ok? && "met" || "MISSED"})"))
+
+    Enum.each(
+      rows,
+      &IO.puts(
+        "  #{&1.name}: #{&1.value} (target #{&1.target}; #{(&1.ok? && "met") || "MISSED"})"
+      )
+    )
+
     {title, rows}
   end
 
   def calls(msg_floor) do
     _ = msg_floor
+
     section("Call latency (issue 2)", fn ->
       sqrt = H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end)
       sqrt_py = python_timeit("sqrt(2.0)", "from math import sqrt", 1_000_000)
@@ -59,6 +69,7 @@ defmodule Bench.Run do
 
   def bulk(msg_floor) do
     _ = msg_floor
+
     section("Bulk conversion (issue 2)", fn ->
       list = Enum.to_list(1..1_000_000)
 
@@ -68,16 +79,30 @@ defmodule Bench.Run do
           samples: 11
         )
 
-      echo = spawn(fn -> Stream.repeatedly(fn -> receive(do: ({from, x} -> send(from, {:back, x}))) end) |> Stream.run() end)
+      echo =
+        spawn(fn ->
+          Stream.repeatedly(fn -> receive(do: ({from, x} -> send(from, {:back, x}))) end)
+          |> Stream.run()
+        end)
 
       list_floor =
-        H.sample(fn -> send(echo, {self(), list}); receive(do: ({:back, _} -> :ok)) end,
+        H.sample(
+          fn ->
+            send(echo, {self(), list})
+            receive(do: ({:back, _} -> :ok))
+          end,
           warmup: 2,
           samples: 11
         )
 
       bin = :crypto.strong_rand_bytes(1_000_000)
-      bytes = H.sample(fn -> {:ok, ^bin} = Py.call("__main__", :ident, [Py.bytes(bin)]) end, warmup: 20, samples: 201)
+
+      bytes =
+        H.sample(fn -> {:ok, ^bin} = Py.call("__main__", :ident, [Py.bytes(bin)]) end,
+          warmup: 20,
+          samples: 201
+        )
+
       copy_floor = H.sample(fn -> :binary.copy(:binary.copy(bin)) end, warmup: 20, samples: 201)
 
       [
@@ -103,6 +128,7 @@ defmodule Bench.Run do
 
   def execution(msg_floor) do
     _ = msg_floor
+
     section("Execution model (issue 2)", fn ->
       # 4 processes burn CPU in Python while a 5th sleeps 1 ms in a loop.
       burners =
@@ -125,10 +151,23 @@ defmodule Bench.Run do
 
       Enum.each(burners, &Task.await(&1, 30_000))
       max_late_us = Enum.max(lateness)
-      idle_lateness = for _ <- 1..500, do: (t0 = System.monotonic_time(:microsecond); Process.sleep(1); System.monotonic_time(:microsecond) - t0 - 1_000)
 
-            t0 = System.monotonic_time(:microsecond)
-      sleepers = for _ <- 1..200, do: Task.async(fn -> Py.eval("__import__('time').sleep(0.05)", %{}, timeout: 10_000) end)
+      idle_lateness =
+        for _ <- 1..500,
+            do:
+              (
+                t0 = System.monotonic_time(:microsecond)
+                Process.sleep(1)
+                System.monotonic_time(:microsecond) - t0 - 1_000
+              )
+
+      t0 = System.monotonic_time(:microsecond)
+
+      sleepers =
+        for _ <- 1..200,
+            do:
+              Task.async(fn -> Py.eval("__import__('time').sleep(0.05)", %{}, timeout: 10_000) end)
+
       Process.sleep(20)
       t1 = System.monotonic_time(:microsecond)
       {:ok, 2} = Py.eval("1+1")
@@ -167,12 +206,15 @@ defmodule Bench.Run do
 
   def contexts(msg_floor) do
     _ = msg_floor
+
     section("Contexts (issue 3)", fn ->
       routing = H.mean_ns(fn -> Py.context() end, 1_000_000)
       ctx = Py.context()
       routed = H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end)
       explicit = H.sample(fn -> {:ok, _} = Py.call(ctx, :math, :sqrt, [2.0]) end)
-      bound = Py.with_context(ctx, fn -> H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end) end)
+
+      bound =
+        Py.with_context(ctx, fn -> H.sample(fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end) end)
 
       throughput =
         for procs <- [1, 2, 4, 64, 1_000] do
@@ -260,8 +302,8 @@ defmodule Bench.Run do
             "—",
             grew_mb <= 50
           )
-        ]
-      ++ [%{name: "_t1000", value: t1000, hidden: true}]
+        ] ++
+        [%{name: "_t1000", value: t1000, hidden: true}]
     end)
   end
 end
@@ -287,7 +329,8 @@ sections = [calls, bulk, execution, contexts]
 m = H.machine()
 
 table = fn rows ->
-  header = "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n"
+  header =
+    "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n"
 
   body =
     rows

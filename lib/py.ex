@@ -268,7 +268,8 @@ defmodule Py do
       iex> {:error, %Py.Error{type: "ModuleNotFoundError"}} = Py.call(:no_such_module, :f)
   """
   @spec call(name, name) :: result
-  def call(module, function), do: call_run(context(), module, function, [], %{}, default_timeout())
+  def call(module, function),
+    do: call_run(context(), module, function, [], %{}, default_timeout())
 
   @doc """
   `call(module, function, args)` on the caller's context;
@@ -334,7 +335,8 @@ defmodule Py do
     call_run(ctx, module, function, args, kwargs, timeout)
   end
 
-  def call(other, _module, _function, _args, _opts), do: raise(ArgumentError, not_a_context(other))
+  def call(other, _module, _function, _args, _opts),
+    do: raise(ArgumentError, not_a_context(other))
 
   defp call_run(ctx, module, function, args, kwargs, timeout) do
     module = module!(module, "Py.call")
@@ -408,7 +410,8 @@ defmodule Py do
 
   @doc "Like `call/5`, but returns the value or raises `Py.Error`. Example: `Py.call!(Py.context(1), :math, :floor, [2.5], [])`."
   @spec call!(Context.t(), name, name, list, [ctx_option]) :: term
-  def call!(ctx, module, function, args, opts), do: unwrap!(call(ctx, module, function, args, opts))
+  def call!(ctx, module, function, args, opts),
+    do: unwrap!(call(ctx, module, function, args, opts))
 
   defp unwrap!({:ok, value}), do: value
   defp unwrap!(:ok), do: :ok
@@ -577,7 +580,7 @@ defmodule Py do
       ...> end)
       {:ok, 45}
   """
-  @spec with_context((-> result)) :: result when result: term
+  @spec with_context((() -> result)) :: result when result: term
   def with_context(fun) when is_function(fun, 0), do: with_context(context(), fun)
 
   @doc """
@@ -589,7 +592,7 @@ defmodule Py do
       iex> Py.with_context(Py.context(1), fn -> Py.context().index end)
       1
   """
-  @spec with_context(Context.t(), (-> result)) :: result when result: term
+  @spec with_context(Context.t(), (() -> result)) :: result when result: term
   def with_context(%Context{} = ctx, fun) when is_function(fun, 0) do
     case Process.get(@bound_key) do
       ^ctx ->
@@ -677,7 +680,8 @@ defmodule Py do
   end
 
   defp opts!(improper, _allowed, fun, _acc) do
-    raise ArgumentError, "#{fun} expects options as a keyword list, got tail: #{inspect(improper)}"
+    raise ArgumentError,
+          "#{fun} expects options as a keyword list, got tail: #{inspect(improper)}"
   end
 
   defp unknown_option(:node, allowed, fun) when fun in ["Py.eval/4", "Py.exec/3", "Py.call/5"] do
@@ -742,10 +746,13 @@ defmodule Py do
   end
 
   defp locals!(locals) when locals == %{}, do: locals
-  defp locals!(locals) when is_map(locals) and not is_struct(locals), do: names_map!(locals, "locals", "Py.eval")
+
+  defp locals!(locals) when is_map(locals) and not is_struct(locals),
+    do: names_map!(locals, "locals", "Py.eval")
 
   defp locals!(other) do
-    raise ArgumentError, "Py.eval expects locals as a map with atom or string keys, got: #{inspect(other)}"
+    raise ArgumentError,
+          "Py.eval expects locals as a map with atom or string keys, got: #{inspect(other)}"
   end
 
   # A map (or keyword list) with atom or string keys -> a map with string keys.
@@ -753,7 +760,8 @@ defmodule Py do
   defp names_map!([], _what, _fun), do: %{}
 
   defp names_map!(%_{} = struct, what, fun) do
-    raise ArgumentError, "#{fun} expects #{what} as a map or keyword list, got: #{inspect(struct)}"
+    raise ArgumentError,
+          "#{fun} expects #{what} as a map or keyword list, got: #{inspect(struct)}"
   end
 
   defp names_map!(enum, what, fun) do
@@ -766,10 +774,12 @@ defmodule Py do
           {Atom.to_string(key), value}
 
         {key, _value} ->
-          raise ArgumentError, "#{fun}: #{what} keys must be atoms or strings, got: #{inspect(key)}"
+          raise ArgumentError,
+                "#{fun}: #{what} keys must be atoms or strings, got: #{inspect(key)}"
 
         other ->
-          raise ArgumentError, "#{fun} expects #{what} as a keyword list, got entry: #{inspect(other)}"
+          raise ArgumentError,
+                "#{fun} expects #{what} as a keyword list, got entry: #{inspect(other)}"
       end)
 
     if is_map(enum) and map_size(converted) != map_size(enum) do
@@ -822,7 +832,8 @@ defmodule Py do
   defp args!(args, _fun) when is_list(args), do: :ok
 
   defp args!(other, fun) do
-    raise ArgumentError, "#{fun} expects the positional arguments as a list, got: #{inspect(other)}"
+    raise ArgumentError,
+          "#{fun} expects the positional arguments as a list, got: #{inspect(other)}"
   end
 
   defp not_a_context(other) do

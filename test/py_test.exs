@@ -115,7 +115,9 @@ defmodule PyTest do
 
   describe "BEAM -> Python conversion" do
     defp py_type(value), do: Py.eval("type(v).__name__", %{v: value})
-    defp py_qualified_type(value), do: Py.eval("type(v).__module__ + '.' + type(v).__name__", %{v: value})
+
+    defp py_qualified_type(value),
+      do: Py.eval("type(v).__module__ + '.' + type(v).__name__", %{v: value})
 
     test "integers of any size become int" do
       assert py_type(1) == {:ok, "int"}
@@ -335,24 +337,39 @@ defmodule PyTest do
       assert_raise ArgumentError, ~r/empty/, fn -> Py.call("", :f) end
       assert_raise ArgumentError, ~r/as a list/, fn -> Py.call(:math, :sqrt, 4) end
       assert_raise ArgumentError, ~r/Python code/, fn -> Py.eval(123) end
-      assert_raise ArgumentError, ~r/locals/, fn -> Py.eval("1", [x: 1]) end
-      assert_raise ArgumentError, ~r/keys must be atoms or strings/, fn -> Py.eval("1", %{1 => 2}) end
-      assert_raise ArgumentError, ~r/both as an atom and as a string/, fn -> Py.eval("x", %{:x => 1, "x" => 2}) end
+      assert_raise ArgumentError, ~r/locals/, fn -> Py.eval("1", x: 1) end
+
+      assert_raise ArgumentError, ~r/keys must be atoms or strings/, fn ->
+        Py.eval("1", %{1 => 2})
+      end
+
+      assert_raise ArgumentError, ~r/both as an atom and as a string/, fn ->
+        Py.eval("x", %{:x => 1, "x" => 2})
+      end
+
       assert_raise ArgumentError, ~r/binary/, fn -> Py.bytes(:nope) end
     end
 
     test "options are validated" do
-      assert_raise ArgumentError, ~r/unknown option :bogus for Py.eval/, fn -> Py.eval("1", %{}, bogus: 1) end
+      assert_raise ArgumentError, ~r/unknown option :bogus for Py.eval/, fn ->
+        Py.eval("1", %{}, bogus: 1)
+      end
+
       assert_raise ArgumentError, ~r/unknown option :kwargs/, fn -> Py.exec("1", kwargs: []) end
       assert_raise ArgumentError, ~r/:timeout/, fn -> Py.eval("1", %{}, timeout: -1) end
       assert_raise ArgumentError, ~r/:timeout/, fn -> Py.eval("1", %{}, timeout: "5") end
       assert_raise ArgumentError, ~r/:kwargs/, fn -> Py.call(:math, :sqrt, [4], kwargs: 5) end
       assert_raise ArgumentError, ~r/:node/, fn -> Py.call(:math, :sqrt, [4], node: "n") end
-      assert_raise ArgumentError, ~r/keyword list/, fn -> Py.call(:math, :sqrt, [4], %{timeout: 1}) end
 
-      assert_raise ArgumentError, ~r/:node option cannot be combined with an explicit context/, fn ->
-        Py.eval(Py.context(), "1", %{}, node: node())
+      assert_raise ArgumentError, ~r/keyword list/, fn ->
+        Py.call(:math, :sqrt, [4], %{timeout: 1})
       end
+
+      assert_raise ArgumentError,
+                   ~r/:node option cannot be combined with an explicit context/,
+                   fn ->
+                     Py.eval(Py.context(), "1", %{}, node: node())
+                   end
     end
 
     test ":infinity and explicit timeouts are accepted" do
@@ -369,7 +386,10 @@ defmodule PyTest do
       assert Py.getattr(date, :year) == {:ok, 2024}
       assert Py.getattr(date, "month", timeout: 5_000) == {:ok, 1}
       assert Py.call_method(date, :isoformat) == {:ok, "2024-01-02"}
-      assert {:ok, %Py.Object{} = other} = Py.call_method(date, :replace, [], kwargs: [year: 2000])
+
+      assert {:ok, %Py.Object{} = other} =
+               Py.call_method(date, :replace, [], kwargs: [year: 2000])
+
       assert Py.call_method(other, "isoformat", []) == {:ok, "2000-01-02"}
       assert Py.call(:builtins, :repr, [date]) == {:ok, "datetime.date(2024, 1, 2)"}
       assert Py.eval("a < b", %{a: other, b: date}) == {:ok, true}

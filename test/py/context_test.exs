@@ -69,8 +69,15 @@ defmodule Py.ContextTest do
       assert_raise ArgumentError, ~r/out of range/, fn -> Py.context(:default, -1) end
       assert_raise ArgumentError, ~r/unknown context pool :nope/, fn -> Py.context(:nope, 1) end
       assert_raise ArgumentError, ~r/unknown context pool :nope/, fn -> Py.context(:nope) end
-      assert_raise ArgumentError, ~r/unknown context pool :nope/, fn -> Py.Context.contexts(:nope) end
-      assert_raise ArgumentError, ~r/unknown context pool :nope/, fn -> Py.Context.num_contexts(:nope) end
+
+      assert_raise ArgumentError, ~r/unknown context pool :nope/, fn ->
+        Py.Context.contexts(:nope)
+      end
+
+      assert_raise ArgumentError, ~r/unknown context pool :nope/, fn ->
+        Py.Context.num_contexts(:nope)
+      end
+
       assert_raise ArgumentError, fn -> Py.context("1") end
       assert_raise ArgumentError, fn -> Py.context(:default, "1") end
     end
@@ -167,6 +174,7 @@ defmodule Py.ContextTest do
           spawn(fn ->
             :ok = Py.Context.bind(ctx)
             send(parent, {:bound, self()})
+
             receive do
               :crash -> exit(:boom)
               :stop -> :ok
@@ -282,6 +290,29 @@ defmodule Py.ContextTest do
 
       assert eventually(fn -> match?({:error, %Py.Error{type: :closed}}, Py.eval(ctx, "1")) end)
       refute ctx in Py.Context.Registry.dedicated()
+    end
+
+    test "an owner dying while others are bound to its context" do
+      parent = self()
+
+      owner =
+        spawn(fn ->
+          send(parent, {:ctx, Py.Context.new()})
+          receive do: (:exit -> :ok)
+        end)
+
+      assert_receive {:ctx, ctx}, 5_000
+      :ok = Py.Context.bind(ctx)
+      assert Py.eval("1 + 1") == {:ok, 2}
+      send(owner, :exit)
+
+      # The bound process gets clear errors, not a hang ...
+      assert eventually(fn -> match?({:error, %Py.Error{type: :closed}}, Py.eval("1")) end)
+      assert {:error, %Py.Error{type: :closed}} = Py.call(:math, :sqrt, [4], timeout: 1_000)
+      # ... and recovers by unbinding.
+      :ok = Py.Context.unbind()
+      assert Py.eval("1 + 1") == {:ok, 2}
+      assert Py.Context.info(ctx).bound_processes == 0
     end
 
     test "close/1 closes it early; pool contexts cannot be closed" do

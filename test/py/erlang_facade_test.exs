@@ -28,8 +28,7 @@ defmodule Py.ErlangFacadeTest do
       assert {:error, %Py.Error{type: :timeout}} =
                :py.eval("__import__('time').sleep(0.5)", %{}, 50)
 
-      assert {:error, %Py.Error{type: :timeout}} =
-               :py.call(:time, :sleep, [0.5], %{}, 50)
+      assert {:error, %Py.Error{type: :timeout}} = :py.call(:time, :sleep, [0.5], %{}, 50)
     end
   end
 
@@ -57,7 +56,9 @@ defmodule Py.ErlangFacadeTest do
       assert :py.eval(ctx, "x + 1", %{x: 1}) == {:ok, 2}
       assert :py.call(ctx, :math, :sqrt, [9]) == {:ok, 3.0}
       assert :py.call(ctx, :builtins, :int, ["ff"], %{base: 16}) == {:ok, 255}
-      assert :py.call(ctx, :builtins, :int, ["11"], kwargs: %{base: 2}, timeout: 1_000) == {:ok, 3}
+
+      assert :py.call(ctx, :builtins, :int, ["11"], kwargs: %{base: 2}, timeout: 1_000) ==
+               {:ok, 3}
     end
   end
 
@@ -183,7 +184,11 @@ defmodule Py.ErlangFacadeTest do
     test "incremental processing" do
       ctx = :py.context(1)
       :ok = :py.exec(ctx, "results = []")
-      Enum.each([1, 2, 3, 4, 5], fn item -> :py.eval(ctx, "results.append(item * 2)", %{item: item}) end)
+
+      Enum.each([1, 2, 3, 4, 5], fn item ->
+        :py.eval(ctx, "results.append(item * 2)", %{item: item})
+      end)
+
       assert :py.eval(ctx, "results") == {:ok, [2, 4, 6, 8, 10]}
     end
 
@@ -203,7 +208,11 @@ defmodule Py.ErlangFacadeTest do
       assert {:ok, nil} = :py.call(ctx, :__main__, :add_message, ["assistant", "hi"])
 
       assert :py.call(ctx, :__main__, :get_history, []) ==
-               {:ok, [%{"role" => "user", "content" => "hello"}, %{"role" => "assistant", "content" => "hi"}]}
+               {:ok,
+                [
+                  %{"role" => "user", "content" => "hello"},
+                  %{"role" => "assistant", "content" => "hi"}
+                ]}
 
       other = in_process(fn -> :py.call(ctx, :__main__, :get_history, []) end)
       assert {:error, %Py.Error{}} = other
@@ -222,8 +231,18 @@ defmodule Py.ErlangFacadeTest do
 
       assert :py.eval(ctx, "counter") == {:ok, 1}
 
-      a = Task.async(fn -> :ok = :py.exec(ctx, "x = 'from process A'"); :py.eval(ctx, "x") end)
-      b = Task.async(fn -> :ok = :py.exec(ctx, "x = 'from process B'"); :py.eval(ctx, "x") end)
+      a =
+        Task.async(fn ->
+          :ok = :py.exec(ctx, "x = 'from process A'")
+          :py.eval(ctx, "x")
+        end)
+
+      b =
+        Task.async(fn ->
+          :ok = :py.exec(ctx, "x = 'from process B'")
+          :py.eval(ctx, "x")
+        end)
+
       assert Task.await(a) == {:ok, "from process A"}
       assert Task.await(b) == {:ok, "from process B"}
     end

@@ -18,8 +18,7 @@ defmodule Py.ReloadTest do
     contexts = Py.Context.contexts(:default)
 
     for ctx <- contexts do
-      assert {:ok, nil} =
-               Py.eval(ctx, "__import__('sys').path.insert(0, d)", %{d: dir})
+      assert {:ok, nil} = Py.eval(ctx, "__import__('sys').path.insert(0, d)", %{d: dir})
 
       assert {:ok, _} = Py.call(ctx, :importlib, :invalidate_caches)
       assert Py.call(ctx, @module, :value) == {:ok, 1}

@@ -13,7 +13,7 @@ defmodule Py.RemoteTest do
     end
 
     {:ok, peer, node} =
-      :peer.start_link(%{
+      :peer.start(%{
         name: :"pybridge_peer_#{System.unique_integer([:positive])}",
         host: ~c"127.0.0.1",
         args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie())]
@@ -56,7 +56,10 @@ defmodule Py.RemoteTest do
 
     assert is_binary(error.traceback)
     assert {:error, %Py.Error{type: "SyntaxError"}} = Py.exec("def (", node: node)
-    assert {:error, %Py.Error{type: "ModuleNotFoundError"}} = Py.call(:no_such_xyz, :f, [], node: node)
+
+    assert {:error, %Py.Error{type: "ModuleNotFoundError"}} =
+             Py.call(:no_such_xyz, :f, [], node: node)
+
     assert_raise Py.Error, ~r/ZeroDivisionError/, fn -> Py.eval!("1 / 0", %{}, node: node) end
   end
 

@@ -33,8 +33,7 @@ defmodule Py.TimeoutTest do
     ctx = Py.Context.new(max_workers: 1)
     :ok = Py.exec(ctx, "def spin():\n    while True:\n        pass\n")
 
-    assert {:error, %Py.Error{type: :timeout}} =
-             Py.call(ctx, :__main__, :spin, [], timeout: 100)
+    assert {:error, %Py.Error{type: :timeout}} = Py.call(ctx, :__main__, :spin, [], timeout: 100)
 
     assert_raise Py.Error, ~r/^timeout: /, fn ->
       Py.call!(ctx, :__main__, :spin, [], timeout: 100)

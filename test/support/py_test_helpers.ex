@@ -7,7 +7,7 @@ defmodule Py.TestHelpers do
   returns the last value. Used for effects that happen asynchronously
   (monitors firing, resources being garbage-collected).
   """
-  @spec eventually((-> term), non_neg_integer, pos_integer) :: term
+  @spec eventually((() -> term), non_neg_integer, pos_integer) :: term
   def eventually(fun, timeout \\ 3_000, interval \\ 20) do
     deadline = System.monotonic_time(:millisecond) + timeout
     loop(fun, deadline, interval)
@@ -29,13 +29,13 @@ defmodule Py.TestHelpers do
   end
 
   @doc "Runs `fun` in a fresh process and returns its result (re-raising its exceptions)."
-  @spec in_process((-> result)) :: result when result: term
+  @spec in_process((() -> result)) :: result when result: term
   def in_process(fun) do
     fun |> Task.async() |> Task.await(30_000)
   end
 
   @doc "Milliseconds `fun` takes, and its result."
-  @spec timed((-> result)) :: {non_neg_integer, result} when result: term
+  @spec timed((() -> result)) :: {non_neg_integer, result} when result: term
   def timed(fun) do
     t0 = System.monotonic_time(:millisecond)
     result = fun.()

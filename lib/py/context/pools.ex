@@ -76,10 +76,12 @@ defmodule Py.Context.Pools do
               "invalid value for :max_workers option of #{fun}: expected a positive integer, got: #{inspect(n)}"
 
       {key, _}, _ when is_atom(key) ->
-        raise ArgumentError, "unknown option #{inspect(key)} for #{fun}; valid options: [:max_workers]"
+        raise ArgumentError,
+              "unknown option #{inspect(key)} for #{fun}; valid options: [:max_workers]"
 
       other, _ ->
-        raise ArgumentError, "expected a keyword list of options for #{fun}, got entry: #{inspect(other)}"
+        raise ArgumentError,
+              "expected a keyword list of options for #{fun}, got entry: #{inspect(other)}"
     end)
   end
 
@@ -230,6 +232,7 @@ defmodule Py.Context.Pools do
 
   defp publish(pools) do
     Enum.each(pools, fn {pool, contexts} -> :persistent_term.put({Py.Context, pool}, contexts) end)
+
     :persistent_term.put(@names_key, Enum.map(pools, &elem(&1, 0)))
   end
 

@@ -189,9 +189,10 @@ fn call(
 ) -> Result<Value> {
     let function_name = PyString::new(py, function);
     let callable = match (module, env) {
-        ("__main__", Some(env)) => env.dict(py)?.get_item(&function_name)?.ok_or_else(|| {
-            PyNameError::new_err(format!("name '{function}' is not defined"))
-        })?,
+        ("__main__", Some(env)) => env
+            .dict(py)?
+            .get_item(&function_name)?
+            .ok_or_else(|| PyNameError::new_err(format!("name '{function}' is not defined")))?,
         _ => import(py, module)?.getattr(&function_name)?,
     };
     invoke(py, &callable, args, kwargs)
@@ -221,7 +222,8 @@ fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Bound<'py, PyAny>> {
     let name = PyString::new(py, module);
     // SAFETY: we hold the GIL; `name` is a str. PyImport_GetModule returns a
     // new reference, or NULL with or without an exception set.
-    let loaded = unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyImport_GetModule(name.as_ptr())) };
+    let loaded =
+        unsafe { Bound::from_owned_ptr_or_opt(py, ffi::PyImport_GetModule(name.as_ptr())) };
     match loaded {
         Some(module) => Ok(module),
         None => {
@@ -246,7 +248,10 @@ pub(super) fn error_info(py: Python<'_>, err: PyErr) -> ErrorInfo {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let traceback = support_module(py)
-        .and_then(|m| m.getattr("format_exception")?.call1((value, err.traceback(py))))
+        .and_then(|m| {
+            m.getattr("format_exception")?
+                .call1((value, err.traceback(py)))
+        })
         .and_then(|text| text.extract::<String>())
         .ok();
     ErrorInfo {

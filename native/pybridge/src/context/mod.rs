@@ -32,7 +32,7 @@ use pyo3::{Py, PyAny};
 
 pub use env::ProcessEnv;
 pub use monitor::cancel;
-pub use request::{Cancel, CallState, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request};
+pub use request::{CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request};
 pub use stats::StatsSnapshot;
 
 use code_cache::CodeCache;

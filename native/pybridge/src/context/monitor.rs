@@ -14,7 +14,7 @@ use pyo3::ffi;
 
 use crate::runtime::{timeout_exception, ThreadState};
 
-use super::request::{Cancel, CallState};
+use super::request::{CallState, Cancel};
 use super::{worker, Shared};
 
 const BUSY_TICK: Duration = Duration::from_millis(1);

@@ -42,7 +42,10 @@ pub enum Job {
         env: Arc<ProcessEnv>,
     },
     /// Run statements in the caller's namespace.
-    Exec { code: Code, env: Arc<ProcessEnv> },
+    Exec {
+        code: Code,
+        env: Arc<ProcessEnv>,
+    },
     /// Call `module.function(*args, **kwargs)`; module `__main__` means the
     /// caller's namespace (`env`).
     Call {
@@ -52,7 +55,10 @@ pub enum Job {
         kwargs: Vec<(Value, Value)>,
         env: Option<Arc<ProcessEnv>>,
     },
-    GetAttr { obj: PyObject, name: String },
+    GetAttr {
+        obj: PyObject,
+        name: String,
+    },
     CallMethod {
         obj: PyObject,
         name: String,
@@ -60,7 +66,9 @@ pub enum Job {
         kwargs: Vec<(Value, Value)>,
     },
     /// Re-import a module from disk.
-    Reload { module: String },
+    Reload {
+        module: String,
+    },
 }
 
 /// Why a call failed.

@@ -73,7 +73,12 @@ impl Stats {
         self.envs.fetch_sub(1, Relaxed);
     }
 
-    pub(super) fn snapshot(&self, queue_length: usize, workers: usize, idle: usize) -> StatsSnapshot {
+    pub(super) fn snapshot(
+        &self,
+        queue_length: usize,
+        workers: usize,
+        idle: usize,
+    ) -> StatsSnapshot {
         StatsSnapshot {
             calls_total: self.calls_total.load(Relaxed),
             errors_total: self.errors_total.load(Relaxed),

@@ -28,7 +28,11 @@ fn context(max_workers: usize) -> Context {
     .expect("context starts")
 }
 
-fn submit(ctx: &Context, job: Job, timeout: Option<Duration>) -> (mpsc::Receiver<Outcome>, Arc<CallState>) {
+fn submit(
+    ctx: &Context,
+    job: Job,
+    timeout: Option<Duration>,
+) -> (mpsc::Receiver<Outcome>, Arc<CallState>) {
     let (tx, rx) = mpsc::channel();
     let state = CallState::new(timeout.map(|t| Instant::now() + t));
     ctx.submit(job, Box::new(ChannelReply(tx)), state.clone())
@@ -83,7 +87,10 @@ fn namespaces_are_isolated() {
     let ctx = context(4);
     let (a, b) = (ctx.new_env(), ctx.new_env());
     run(&ctx, exec(&a, "y = 'a'"));
-    assert_eq!(error_kind(run(&ctx, eval(&b, "y", vec![]))), ErrorKind::Python("NameError".into()));
+    assert_eq!(
+        error_kind(run(&ctx, eval(&b, "y", vec![]))),
+        ErrorKind::Python("NameError".into())
+    );
 }
 
 #[test]
@@ -96,8 +103,17 @@ fn locals_are_visible_to_one_evaluation_only_and_to_comprehensions() {
         run(&ctx, eval(&env, "results.append(item * 2)", locals));
     }
     let locals = vec![(Value::Str("k".into()), Value::Int(10))];
-    assert_eq!(int(run(&ctx, eval(&env, "sum([r * k for r in results])", locals))), 120);
-    assert_eq!(error_kind(run(&ctx, eval(&env, "item", vec![]))), ErrorKind::Python("NameError".into()));
+    assert_eq!(
+        int(run(
+            &ctx,
+            eval(&env, "sum([r * k for r in results])", locals)
+        )),
+        120
+    );
+    assert_eq!(
+        error_kind(run(&ctx, eval(&env, "item", vec![]))),
+        ErrorKind::Python("NameError".into())
+    );
 }
 
 #[test]
@@ -134,7 +150,10 @@ fn python_errors_carry_type_message_and_traceback() {
         Outcome::Error(info) => {
             assert_eq!(info.kind, ErrorKind::Python("ValueError".into()));
             assert_eq!(info.message, "boom");
-            assert!(info.traceback.unwrap_or_default().contains("ValueError: boom"));
+            assert!(info
+                .traceback
+                .unwrap_or_default()
+                .contains("ValueError: boom"));
         }
         other => panic!("expected an error, got {other:?}"),
     }
@@ -187,7 +206,11 @@ fn a_cancelled_running_call_is_interrupted_and_the_worker_freed() {
 fn calls_past_their_deadline_are_interrupted_without_the_caller() {
     let ctx = context(4);
     let env = ctx.new_env();
-    let (rx, state) = submit(&ctx, exec(&env, "while True: pass"), Some(Duration::from_millis(20)));
+    let (rx, state) = submit(
+        &ctx,
+        exec(&env, "while True: pass"),
+        Some(Duration::from_millis(20)),
+    );
     assert!(rx.recv_timeout(Duration::from_secs(2)).is_err());
     assert!(state.is_cancelled());
 }
@@ -205,7 +228,11 @@ fn gil_releasing_calls_overlap() {
         rx.recv_timeout(Duration::from_secs(10)).expect("answer");
     }
     // 40 sequential sleeps would take 2 s.
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -218,13 +245,20 @@ fn closing_answers_queued_calls_and_refuses_new_ones() {
     std::thread::sleep(Duration::from_millis(50));
     let (queued, _) = submit(&ctx, eval(&env, "1", vec![]), None);
     ctx.close();
-    assert!(matches!(busy.recv_timeout(Duration::from_secs(5)), Ok(Outcome::Value(_))));
+    assert!(matches!(
+        busy.recv_timeout(Duration::from_secs(5)),
+        Ok(Outcome::Value(_))
+    ));
     assert_eq!(
         error_kind(queued.recv_timeout(Duration::from_secs(5)).expect("answer")),
         ErrorKind::Closed
     );
     let (tx, _rx) = mpsc::channel();
-    let refused = ctx.submit(eval(&env, "1", vec![]), Box::new(ChannelReply(tx)), CallState::new(None));
+    let refused = ctx.submit(
+        eval(&env, "1", vec![]),
+        Box::new(ChannelReply(tx)),
+        CallState::new(None),
+    );
     assert_eq!(refused.unwrap_err(), SubmitError::Closed);
 }
 
@@ -245,7 +279,10 @@ fn calls_run_on_the_home_thread_when_it_is_not_stuck() {
     run(&ctx, exec(&env, "import threading"));
     let first = int(run(&ctx, eval(&env, "threading.get_ident()", vec![])));
     for _ in 0..20 {
-        assert_eq!(int(run(&ctx, eval(&env, "threading.get_ident()", vec![]))), first);
+        assert_eq!(
+            int(run(&ctx, eval(&env, "threading.get_ident()", vec![]))),
+            first
+        );
     }
 }
 
@@ -258,6 +295,11 @@ fn a_stuck_home_thread_does_not_hold_up_quick_calls() {
     std::thread::sleep(Duration::from_millis(20));
     let started = Instant::now();
     assert_eq!(int(run(&ctx, eval(&env, "7", vec![]))), 7);
-    assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
-    slow.recv_timeout(Duration::from_secs(5)).expect("the slow call finishes");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    slow.recv_timeout(Duration::from_secs(5))
+        .expect("the slow call finishes");
 }

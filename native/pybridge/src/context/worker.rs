@@ -50,7 +50,10 @@ pub(super) fn spawn(shared: &Arc<Shared>, home: bool) -> std::io::Result<()> {
             } else {
                 run_overflow(&thread_shared, &slot)
             }
-            thread_shared.slots.lock().retain(|s| !Arc::ptr_eq(s, &slot));
+            thread_shared
+                .slots
+                .lock()
+                .retain(|s| !Arc::ptr_eq(s, &slot));
         });
     if spawned.is_err() {
         shared.workers.fetch_sub(1, Ordering::AcqRel);
@@ -78,28 +81,14 @@ fn run_home(shared: &Shared, slot: &WorkerSlot) {
 /// parking: a caller in a loop sends its next call within microseconds, and
 /// waking a parked thread costs more than that.
 fn next_task(shared: &Shared) -> Result<Task, crossbeam_channel::RecvError> {
-    let started = Instant::now();
-    let mut polls = 0u32;
-    loop {
-        match shared.rx.try_recv() {
-            Ok(task) => return Ok(task),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return Err(crossbeam_channel::RecvError)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        polls += 1;
-        if polls % 64 == 0 {
-            let waited = started.elapsed();
-            if waited > SPIN {
-                return shared.rx.recv();
-            }
-            if waited > crate::runtime::PURE_SPIN {
-                // Past the pure spin, give the core to whoever else needs it.
-                std::thread::yield_now();
-            }
-        }
-        std::hint::spin_loop();
+    let polled = crate::runtime::poll_for(SPIN, || match shared.rx.try_recv() {
+        Err(crossbeam_channel::TryRecvError::Empty) => None,
+        other => Some(other),
+    });
+    match polled {
+        Some(Ok(task)) => Ok(task),
+        Some(Err(_)) => Err(crossbeam_channel::RecvError),
+        None => shared.rx.recv(),
     }
 }
 
@@ -155,7 +144,7 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
             }
         }
         ran += 1;
-        if ran % BATCH == 0 {
+        if ran.is_multiple_of(BATCH) {
             // Let other contexts' workers at the GIL.
             py.detach(std::thread::yield_now);
         }
@@ -178,7 +167,10 @@ fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request
     if shared.closed.load(Ordering::Acquire) {
         shared.stats.dropped(false);
         if state.finish() {
-            let error = ErrorInfo::new(ErrorKind::Closed, "the context was closed before the call ran");
+            let error = ErrorInfo::new(
+                ErrorKind::Closed,
+                "the context was closed before the call ran",
+            );
             reply.send(Outcome::Error(error));
         }
         return;

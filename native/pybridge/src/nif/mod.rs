@@ -387,34 +387,25 @@ impl Reply for InlineReply {
 impl Inline {
     /// Waits up to [`INLINE_WAIT`] for the outcome; None means "a message will come".
     fn wait(&self) -> Option<Outcome> {
-        let started = Instant::now();
-        let mut polls = 0u32;
-        loop {
-            match self.state.load(Ordering::Acquire) {
-                DELIVERED => return self.outcome.lock().take(),
-                REDIRECTED => return None,
-                _ => {}
-            }
-            polls += 1;
-            if polls % 64 == 0 {
-                let waited = started.elapsed();
-                if waited > INLINE_WAIT {
-                    return match self.state.compare_exchange(
-                        WAITING,
-                        GAVE_UP,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    ) {
-                        Ok(_) => None,
-                        Err(DELIVERED) => self.outcome.lock().take(),
-                        Err(_) => None,
-                    };
-                }
-                if waited > runtime::PURE_SPIN {
-                    std::thread::yield_now();
-                }
-            }
-            std::hint::spin_loop();
+        let settled = runtime::poll_for(INLINE_WAIT, || match self.state.load(Ordering::Acquire) {
+            WAITING => None,
+            state => Some(state),
+        });
+        let state = match settled {
+            Some(state) => state,
+            None => match self.state.compare_exchange(
+                WAITING,
+                GAVE_UP,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => GAVE_UP,
+                Err(state) => state,
+            },
+        };
+        match state {
+            DELIVERED => self.outcome.lock().take(),
+            _ => None,
         }
     }
 }

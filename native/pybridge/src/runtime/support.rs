@@ -6,7 +6,10 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
 const SOURCE: &std::ffi::CStr = {
-    const TEXT: &str = concat!(include_str!("../../../../python/pybridge/__init__.py"), "\0");
+    const TEXT: &str = concat!(
+        include_str!("../../../../python/pybridge/__init__.py"),
+        "\0"
+    );
     match std::ffi::CStr::from_bytes_with_nul(TEXT.as_bytes()) {
         Ok(s) => s,
         Err(_) => panic!("python/pybridge/__init__.py contains a NUL byte"),

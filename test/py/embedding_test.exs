@@ -1,0 +1,151 @@
+defmodule Py.EmbeddingTest do
+  # Which Python runs, what it can import, and that one native build serves
+  # more than one Python: the interpreter is chosen at application start.
+  use ExUnit.Case, async: true
+
+  import Py.TestHelpers
+
+  @debian_python "/usr/bin/python3.11"
+
+  defp reported(executable, expr) do
+    {out, 0} = System.cmd(executable, ["-c", "import sys; print(#{expr})"])
+    String.trim_trailing(out, "\n")
+  end
+
+  describe "the configured Python" do
+    test "sys.prefix, sys.version and sys.executable are what the executable reports" do
+      exe = Py.Runtime.info().executable
+
+      for expr <- ["sys.prefix", "sys.exec_prefix", "sys.version", "sys.executable"] do
+        assert Py.eval(expr, %{}, timeout: 5_000) == {:ok, reported(exe, expr)} ||
+                 Py.eval("__import__('sys')." <> String.trim_leading(expr, "sys.")) ==
+                   {:ok, reported(exe, expr)},
+               expr
+      end
+    end
+
+    test "C extension modules load (libpython is loaded with RTLD_GLOBAL)" do
+      for module <- ~w(ssl decimal ctypes sqlite3 hashlib zlib _json array math) do
+        assert {:ok, ^module} = Py.eval("__import__(m).__name__", %{m: module}), module
+      end
+
+      assert Py.eval("__import__('ssl').OPENSSL_VERSION.startswith('OpenSSL')") == {:ok, true}
+      assert Py.eval("__import__('ctypes').sizeof(__import__('ctypes').c_int)") == {:ok, 4}
+
+      assert Py.eval(
+               "__import__('sqlite3').connect(':memory:').execute('select 40 + 2').fetchone()"
+             ) ==
+               {:ok, {42}}
+    end
+  end
+
+  describe "config :pybridge, venv:" do
+    @describetag :venv
+    setup do
+      case Application.get_env(:pybridge, :venv) do
+        nil ->
+          flunk("""
+          no venv configured: run the suite with `make test` (it creates
+          _build/test-venv with numpy and exports PYBRIDGE_TEST_VENV)
+          """)
+
+        venv ->
+          %{venv: Path.expand(venv)}
+      end
+    end
+
+    test "a pip-installed package in the venv imports, numpy included", %{venv: venv} do
+      {:ok, file} = Py.eval("__import__('numpy').__file__")
+      assert String.starts_with?(file, venv)
+
+      assert Py.eval("int(__import__('numpy').arange(10).sum())") == {:ok, 45}
+      # numpy arrays are not plain data: they come back as objects.
+      assert {:ok, %Py.Object{type: "numpy.ndarray"}} = Py.eval("__import__('numpy').zeros(3)")
+    end
+
+    test "the base interpreter stays the configured executable", %{venv: venv} do
+      {:ok, prefix} = Py.eval("__import__('sys').prefix")
+      refute String.starts_with?(prefix, venv)
+    end
+  end
+
+  describe "one native build, another Python" do
+    @describetag :debian_python
+    @describetag timeout: 120_000
+
+    setup do
+      unless File.exists?(@debian_python) do
+        flunk(
+          "#{@debian_python} is missing: `make deps` installs Debian's python3.11 and libpython3.11"
+        )
+      end
+
+      {:ok, peer, _node} =
+        :peer.start_link(%{
+          connection: :standard_io,
+          args: Enum.flat_map(:code.get_path(), &[~c"-pa", &1]),
+          env: [{~c"PYBRIDGE_PYTHON", String.to_charlist(@debian_python)}]
+        })
+
+      {:ok, _} = :peer.call(peer, Application, :ensure_all_started, [:pybridge], 60_000)
+      %{peer: peer}
+    end
+
+    test "the same pybridge.so runs Debian's python3.11", %{peer: peer} do
+      expected_version = reported(@debian_python, "sys.version")
+      refute expected_version == Py.eval!("__import__('sys').version")
+
+      assert :peer.call(peer, Py, :eval, ["__import__('sys').version"]) == {:ok, expected_version}
+      assert :peer.call(peer, Py, :eval, ["__import__('sys').prefix"]) == {:ok, "/usr"}
+
+      for module <- ~w(ssl decimal ctypes sqlite3 hashlib zlib) do
+        assert {:ok, ^module} =
+                 :peer.call(peer, Py, :eval, ["__import__(m).__name__", %{m: module}]),
+               module
+      end
+
+      assert {:ok, 1.4142135623730951} = :peer.call(peer, Py, :call, [:math, :sqrt, [2.0]])
+    end
+  end
+
+  describe "opaque object handles" do
+    test "100,000 handles are all freed once the BEAM drops them" do
+      ctx = Py.context()
+
+      # A real module, so the class outlives this process's namespace.
+      :ok =
+        Py.exec(ctx, """
+        import sys, types
+        tracked = types.ModuleType("pybridge_tracked")
+        exec(
+            "class Tracked:\\n"
+            "    live = 0\\n"
+            "    def __init__(self): Tracked.live += 1\\n"
+            "    def __del__(self): Tracked.live -= 1\\n",
+            tracked.__dict__,
+        )
+        sys.modules["pybridge_tracked"] = tracked
+        """)
+
+      live = "__import__('pybridge_tracked').Tracked.live"
+
+      in_process(fn ->
+        handles =
+          for _ <- 1..100 do
+            {:ok, objects} =
+              Py.eval(ctx, "[__import__('pybridge_tracked').Tracked() for _ in range(1000)]")
+
+            objects
+          end
+
+        assert length(List.flatten(handles)) == 100_000
+        assert Py.eval(ctx, live) == {:ok, 100_000}
+      end)
+
+      assert eventually(fn ->
+               :erlang.garbage_collect()
+               Py.eval(ctx, live) == {:ok, 0}
+             end)
+    end
+  end
+end
