@@ -83,6 +83,7 @@ defmodule Py do
 
   @bound_key :"$py_context"
   @max_timeout 4_294_967_295
+  @timeout_key {Py, :default_timeout}
 
   @eval_opts [:timeout, :node]
   @call_opts [:timeout, :kwargs, :node]
@@ -641,12 +642,23 @@ defmodule Py do
 
   ## validation helpers
 
-  defp default_timeout do
-    case Application.get_env(:pybridge, :timeout, 30_000) do
-      timeout when is_integer(timeout) and timeout >= 0 and timeout <= @max_timeout -> timeout
-      :infinity -> :infinity
-      other -> raise ArgumentError, "invalid :timeout setting for :pybridge: #{inspect(other)}"
-    end
+  # Read on every call, so it comes from :persistent_term (set when the
+  # application starts), not from the application environment.
+  @compile {:inline, default_timeout: 0}
+  defp default_timeout, do: :persistent_term.get(@timeout_key, 30_000)
+
+  @doc false
+  # Validates `config :pybridge, timeout:` and publishes it; called at start.
+  @spec put_default_timeout!() :: :ok
+  def put_default_timeout! do
+    timeout =
+      case Application.get_env(:pybridge, :timeout, 30_000) do
+        t when is_integer(t) and t >= 0 and t <= @max_timeout -> t
+        :infinity -> :infinity
+        other -> raise ArgumentError, "invalid :timeout setting for :pybridge: #{inspect(other)}"
+      end
+
+    :persistent_term.put(@timeout_key, timeout)
   end
 
   # Returns {timeout, kwargs, node}. The first occurrence of a key wins, as

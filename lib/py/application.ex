@@ -10,6 +10,8 @@ defmodule Py.Application do
 
   @impl true
   def start(_type, _args) do
+    Py.put_default_timeout!()
+
     case Py.Runtime.start() do
       :ok ->
         children = [Py.Context.Supervisor]

@@ -42,22 +42,6 @@ defmodule Py.TimeoutTest do
     assert Py.call(ctx, :math, :sqrt, [4], timeout: 5_000) == {:ok, 2.0}
   end
 
-  test "the default timeout comes from the application environment" do
-    previous = Application.fetch_env(:pybridge, :timeout)
-    Application.put_env(:pybridge, :timeout, 100)
-
-    try do
-      {ms, result} = timed(fn -> Py.eval("__import__('time').sleep(0.5)") end)
-      assert {:error, %Py.Error{type: :timeout, message: "Python call exceeded 100 ms"}} = result
-      assert ms < 450
-    after
-      case previous do
-        {:ok, value} -> Application.put_env(:pybridge, :timeout, value)
-        :error -> Application.delete_env(:pybridge, :timeout)
-      end
-    end
-  end
-
   test "a caller that exits mid-call leaves nothing stuck" do
     ctx = Py.Context.new(max_workers: 1)
     parent = self()

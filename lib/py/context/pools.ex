@@ -22,7 +22,7 @@ defmodule Py.Context.Pools do
 
   @names_key {__MODULE__, :names}
   @reserved [:dedicated]
-  @default_max_workers 64
+  @default_max_workers 256
 
   @doc """
   Starts the pool owner (registered as `Py.Context.Pools`); `opts` override

@@ -57,7 +57,7 @@ impl Default for ContextConfig {
         ContextConfig {
             pool: "default".into(),
             index: 1,
-            max_workers: 64,
+            max_workers: 256,
             code_cache_size: 1024,
         }
     }

@@ -19,8 +19,6 @@ use super::{worker, Shared};
 
 const BUSY_TICK: Duration = Duration::from_millis(1);
 const IDLE_TICK: Duration = Duration::from_millis(5);
-/// Workers added to a stuck context per tick, at most.
-const SPAWN_PER_TICK: usize = 4;
 /// Past its deadline by this much, a call is interrupted even if its caller
 /// never cancelled it.
 const DEADLINE_GRACE: Duration = Duration::from_millis(50);
@@ -82,7 +80,15 @@ fn start() {
 /// How often the monitor may return freed memory to the OS.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 
+/// Taking the GIL faster than this means the stuck call released it.
+const GIL_FREE: Duration = Duration::from_micros(500);
+const GIL_PROBE_GAP: Duration = Duration::from_micros(200);
+/// Workers added to one context per tick, at most (200 sleeping calls get
+/// their workers within a few ticks; a misjudged stall costs little).
+const SPAWN_PER_TICK: usize = 32;
+
 fn watch() {
+    let mut tstate = ThreadState::new();
     let mut last_progress: HashMap<usize, u64> = HashMap::new();
     let mut released_seen = 0u64;
     let mut last_trim = Instant::now();
@@ -98,7 +104,7 @@ fn watch() {
             if shared.closed.load(Ordering::Acquire) {
                 continue;
             }
-            busy |= check(shared, &mut last_progress, now);
+            busy |= check(shared, &mut last_progress, now, &mut tstate);
         }
         last_progress.retain(|key, _| contexts.iter().any(|s| key_of(s) == *key));
         if now.duration_since(last_trim) >= TRIM_EVERY {
@@ -110,14 +116,39 @@ fn watch() {
     }
 }
 
+/// True when the GIL can be taken at once, twice in a row: a single quick
+/// probe may just have slipped in while two busy threads handed it over.
+fn gil_is_free(tstate: &mut ThreadState) -> bool {
+    let mut probe = || {
+        let started = Instant::now();
+        tstate.with_gil(|_| ());
+        started.elapsed() < GIL_FREE
+    };
+    probe() && {
+        std::thread::sleep(GIL_PROBE_GAP);
+        probe()
+    }
+}
+
 fn key_of(shared: &Arc<Shared>) -> usize {
     Arc::as_ptr(shared) as usize
 }
 
 /// Opens the overflow while the home worker is stuck in one call with calls
-/// waiting, waking parked overflow workers or adding new ones. Returns true
-/// when the context has work queued or running.
-fn check(shared: &Arc<Shared>, last_progress: &mut HashMap<usize, u64>, now: Instant) -> bool {
+/// waiting. Returns true when the context has work queued or running.
+///
+/// How many overflow workers to add depends on why the home worker is stuck.
+/// If the GIL is free, its call released it (sleep, I/O, numpy): every
+/// waiting call may be another such call, so each gets a worker. If the GIL
+/// is busy, Python is computing and more threads would only queue for the
+/// GIL; one overflow worker is enough to let quick calls in at the next
+/// GIL switch.
+fn check(
+    shared: &Arc<Shared>,
+    last_progress: &mut HashMap<usize, u64>,
+    now: Instant,
+    tstate: &mut ThreadState,
+) -> bool {
     let queued = shared.rx.len();
     let progress = shared.progress.load(Ordering::Relaxed);
     let previous = last_progress.insert(key_of(shared), progress);
@@ -128,12 +159,17 @@ fn check(shared: &Arc<Shared>, last_progress: &mut HashMap<usize, u64>, now: Ins
         for _ in 0..queued.min(parked) {
             let _ = shared.wake_tx.send(());
         }
-        let room = shared
-            .config
-            .max_workers
-            .saturating_sub(shared.workers.load(Ordering::Acquire));
-        let wanted = queued.saturating_sub(parked).min(SPAWN_PER_TICK).min(room);
-        for _ in 0..wanted {
+        let workers = shared.workers.load(Ordering::Acquire);
+        let room = shared.config.max_workers.saturating_sub(workers);
+        let wanted = if gil_is_free(tstate) {
+            // One spare for the calls that arrive next.
+            (queued + 1).saturating_sub(parked)
+        } else if workers == 1 && parked == 0 {
+            1
+        } else {
+            0
+        };
+        for _ in 0..wanted.min(room).min(SPAWN_PER_TICK) {
             if worker::spawn(shared, false).is_err() {
                 break;
             }

@@ -21,10 +21,14 @@ const STACK_SIZE: usize = 16 * 1024 * 1024;
 const IDLE_RETIRE: Duration = Duration::from_secs(10);
 /// How often an overflow worker re-checks that the overflow is still open.
 const OVERFLOW_POLL: Duration = Duration::from_millis(1);
+/// How long a draining home worker keeps the GIL waiting for the next call.
+const HOLD_GIL_FOR: Duration = Duration::from_micros(3);
 /// How long the home worker polls its queue before parking.
 const SPIN: Duration = Duration::from_micros(50);
-/// Calls run under one GIL hold before giving other threads a chance at it.
-const BATCH: usize = 64;
+/// A draining worker checks every this many calls whether it has held the
+/// GIL for longer than [`GIL_SLICE`], and if so lets other threads at it.
+const BATCH: usize = 16;
+const GIL_SLICE: Duration = Duration::from_millis(2);
 
 /// What the monitor can see of a worker.
 #[derive(Debug, Default)]
@@ -98,13 +102,18 @@ fn next_task(shared: &Shared) -> Result<Task, crossbeam_channel::RecvError> {
 fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
     let mut tstate = ThreadState::new();
     slot.ident.store(tstate.ident(), Ordering::Release);
+    // A new overflow worker was started for a waiting call: go straight to work.
+    let mut woken = true;
     'parked: loop {
-        shared.parked.fetch_add(1, Ordering::AcqRel);
-        let woken = shared.wake_rx.recv_timeout(IDLE_RETIRE);
-        shared.parked.fetch_sub(1, Ordering::AcqRel);
-        if woken.is_err() {
-            break;
+        if !woken {
+            shared.parked.fetch_add(1, Ordering::AcqRel);
+            let wake = shared.wake_rx.recv_timeout(IDLE_RETIRE);
+            shared.parked.fetch_sub(1, Ordering::AcqRel);
+            if wake.is_err() {
+                break;
+            }
         }
+        woken = false;
         while shared.overflow_open.load(Ordering::Acquire) {
             match shared.rx.recv_timeout(OVERFLOW_POLL) {
                 Ok(Task::Stop) => break 'parked,
@@ -126,6 +135,7 @@ fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
 fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: bool) -> bool {
     let mut task = first;
     let mut ran = 0usize;
+    let mut held_since = Instant::now();
     loop {
         match task {
             Task::Stop => return true,
@@ -144,16 +154,26 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
             }
         }
         ran += 1;
-        if ran.is_multiple_of(BATCH) {
+        if ran.is_multiple_of(BATCH) && held_since.elapsed() > GIL_SLICE {
             // Let other contexts' workers at the GIL.
             py.detach(std::thread::yield_now);
+            held_since = Instant::now();
         }
         if !home && !shared.overflow_open.load(Ordering::Acquire) {
             return false;
         }
-        match shared.rx.try_recv() {
-            Ok(next) => task = next,
-            Err(_) => return false,
+        // A caller in a loop sends its next call within microseconds: wait
+        // for it a moment still holding the GIL, rather than paying for a
+        // release and re-acquire. Other threads wait for the GIL at most
+        // this long.
+        let next = match shared.rx.try_recv() {
+            Ok(next) => Some(next),
+            Err(_) if home => crate::runtime::poll_for(HOLD_GIL_FOR, || shared.rx.try_recv().ok()),
+            Err(_) => None,
+        };
+        match next {
+            Some(next) => task = next,
+            None => return false,
         }
     }
 }

@@ -211,7 +211,7 @@ fn submit_with<'a>(
         }
         Err(JobError::BadArg) => return Err(rustler::Error::BadArg),
     };
-    let reply_env = OwnedEnv::new();
+    let reply_env = take_env();
     let saved_tag = reply_env.save(tag);
     let message = BeamReply {
         pid: env.pid(),
@@ -404,7 +404,13 @@ impl Inline {
             },
         };
         match state {
-            DELIVERED => self.outcome.lock().take(),
+            DELIVERED => {
+                // The message was not needed: keep its env for the next call.
+                if let Some(reply) = self.fallback.lock().take() {
+                    recycle_env(reply.env);
+                }
+                self.outcome.lock().take()
+            }
             _ => None,
         }
     }
@@ -442,6 +448,30 @@ fn outcome_nodes(outcome: &Outcome) -> usize {
         Outcome::Value(value) => nodes(value, INLINE_NODES + 1),
         Outcome::Done | Outcome::Error(_) => 1,
     }
+}
+
+thread_local! {
+    /// Cleared message envs, per scheduler thread: a call answered inline
+    /// hands its unused env back here instead of freeing it.
+    static ENV_POOL: std::cell::RefCell<Vec<OwnedEnv>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+const ENV_POOL_SIZE: usize = 8;
+
+fn take_env() -> OwnedEnv {
+    ENV_POOL
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+fn recycle_env(mut env: OwnedEnv) {
+    env.clear();
+    ENV_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < ENV_POOL_SIZE {
+            pool.push(env);
+        }
+    });
 }
 
 /// Sends the outcome of a call to the BEAM process that made it.

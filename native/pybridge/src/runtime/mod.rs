@@ -161,7 +161,7 @@ fn tune_malloc() {
         // thread-safe and takes plain integers.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, mb("PYBRIDGE_MMAP_MB", 32));
-            libc::mallopt(libc::M_TRIM_THRESHOLD, mb("PYBRIDGE_TRIM_MB", 4));
+            libc::mallopt(libc::M_TRIM_THRESHOLD, mb("PYBRIDGE_TRIM_MB", 32));
         }
     }
 }

@@ -1,0 +1,40 @@
+defmodule Py.ConfigTest do
+  # Restarts the application, so it runs alone (not async).
+  use ExUnit.Case, async: false
+
+  import Py.TestHelpers
+
+  defp restart_with(key, value) do
+    previous = Application.fetch_env(:pybridge, key)
+    :ok = Application.stop(:pybridge)
+    Application.put_env(:pybridge, key, value)
+
+    on_exit(fn ->
+      Application.stop(:pybridge)
+
+      case previous do
+        {:ok, v} -> Application.put_env(:pybridge, key, v)
+        :error -> Application.delete_env(:pybridge, key)
+      end
+
+      {:ok, _} = Application.ensure_all_started(:pybridge)
+    end)
+
+    Application.ensure_all_started(:pybridge)
+  end
+
+  test "the default timeout comes from `config :pybridge, timeout:` at start" do
+    assert {:ok, _} = restart_with(:timeout, 100)
+    {ms, result} = timed(fn -> Py.eval("__import__('time').sleep(0.5)") end)
+    assert {:error, %Py.Error{type: :timeout, message: "Python call exceeded 100 ms"}} = result
+    assert ms < 450
+  end
+
+  test "an invalid timeout setting stops the application from starting" do
+    assert {:error,
+            {:pybridge, {:bad_return, {_, {:EXIT, {%ArgumentError{message: message}, _}}}}}} =
+             restart_with(:timeout, :soon)
+
+    assert message =~ "invalid :timeout setting"
+  end
+end
