@@ -41,10 +41,12 @@ deps:
 	if ! command -v "$(PYTHON)" >/dev/null 2>&1 && [ "$(PYTHON)" = python3 ]; then \
 	  need+=(python3 python3-venv libpython3-dev); \
 	fi; \
-	if [ -x /usr/bin/python3.11 ] && command -v dpkg >/dev/null 2>&1 \
-	   && dpkg -S /usr/bin/python3.11 >/dev/null 2>&1; then \
-	  need+=(libpython3.11 python3.11-venv); \
-	fi; \
+	for py in /usr/bin/python3.[0-9]*; do \
+	  case "$$py" in *-config) continue;; esac; \
+	  [ -x "$$py" ] && command -v dpkg >/dev/null 2>&1 && dpkg -S "$$py" >/dev/null 2>&1 || continue; \
+	  ver="$${py#/usr/bin/python}"; \
+	  need+=("libpython$$ver" "python$$ver-venv"); \
+	done; \
 	need+=($(DEB_EXTRA)); \
 	missing=(); \
 	for pkg in "$${need[@]}"; do \

@@ -83,6 +83,7 @@ defmodule Pybridge.MixProject do
         "native/pybridge_loader/src",
         "mix.exs",
         ".formatter.exs",
+        "guides",
         "README*",
         "LICENSE*",
         "CHANGELOG*"
@@ -95,7 +96,11 @@ defmodule Pybridge.MixProject do
       main: "readme",
       source_ref: "v#{@version}",
       source_url: @source_url,
-      extras: Path.wildcard("README.md") ++ Path.wildcard("CHANGELOG.md")
+      extras:
+        ["README.md"] ++
+          Enum.map(~w(getting-started contexts type-conversion architecture), &"guides/#{&1}.md") ++
+          ["CHANGELOG.md"],
+      groups_for_extras: [Guides: ~r{guides/}]
     ]
   end
 end

@@ -17,6 +17,22 @@ defmodule Bench.Harness do
     summarize(times)
   end
 
+  @doc """
+  Runs `sample/2` of `fun` `rounds` times, each followed by a floor sample,
+  and returns the round with the median median, with its floor. On a shared
+  machine one round can land on a noisy moment; the median round does not.
+  """
+  def sample_rounds(fun, floor_fun, rounds \\ 3, opts \\ []) do
+    results =
+      for _ <- 1..rounds do
+        {sample(fun, opts), floor_fun.()}
+      end
+
+    results
+    |> Enum.sort_by(fn {s, _} -> s.median_ns end)
+    |> Enum.at(div(rounds, 2))
+  end
+
   @doc "Times `fun` `n` times in a tight loop; returns the mean per call (for sub-µs work)."
   def mean_ns(fun, n) do
     for _ <- 1..div(n, 10), do: fun.()

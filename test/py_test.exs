@@ -429,7 +429,9 @@ defmodule PyTest do
           :ok = Py.exec(ctx, "class Droppable:\n    pass\n")
           {:ok, obj} = Py.eval(ctx, "Droppable()")
           {:ok, weak} = Py.eval(ctx, "__import__('weakref').ref(o)", %{o: obj})
-          assert {:ok, %Py.Object{}} = Py.call_method(weak, :__call__)
+          assert {:ok, %Py.Object{} = alive} = Py.call_method(weak, :__call__)
+          # `obj` is used below, so the BEAM keeps the handle until then.
+          assert alive.repr == obj.repr
           weak
         end)
 

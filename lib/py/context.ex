@@ -126,7 +126,7 @@ defmodule Py.Context do
 
     * `:max_workers` — how many OS threads the context may use to overlap
       Python code that releases the GIL (default: the `:max_workers`
-      application setting, else 64).
+      application setting, else 256).
 
   ## Example
 

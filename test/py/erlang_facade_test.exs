@@ -163,6 +163,11 @@ defmodule Py.ErlangFacadeTest do
   describe "use cases" do
     test "database connection kept across calls" do
       ctx = :py.context(1)
+      # sqlite3 objects only work on the thread that made them. Calls run on
+      # the context's home thread unless it is blocked in a long call, e.g. a
+      # `time.sleep` left running by an earlier test's timeout; wait for
+      # those to end (see guides/contexts.md, "Thread-bound objects").
+      assert Py.TestHelpers.eventually(fn -> Py.Context.info(ctx).in_flight == 0 end, 5_000)
 
       :ok =
         :py.exec(ctx, """

@@ -14,7 +14,7 @@ defmodule Py.Context.Supervisor do
       config :pybridge,
         num_contexts: 4,        # size of the :default pool (default: schedulers online)
         pools: [io: 8],         # extra pools: name => size, or name => [size: 8, max_workers: 128]
-        max_workers: 64         # threads per context for GIL-releasing code
+        max_workers: 256        # threads per context for GIL-releasing code
 
   The same keys can be given as `start_link/1` options, which take precedence.
 

@@ -7,6 +7,9 @@
 //! * [`context`]  — executors: a queue, worker threads, per-process namespaces, the code cache.
 //! * `nif`        — the thin Rustler layer (feature `nif`): decode terms, call the core, encode.
 
+#[global_allocator]
+static ALLOCATOR: runtime::alloc::BridgeAlloc = runtime::alloc::BridgeAlloc;
+
 pub mod context;
 pub mod convert;
 pub mod runtime;

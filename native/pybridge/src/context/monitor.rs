@@ -110,6 +110,7 @@ fn watch() {
         if now.duration_since(last_trim) >= TRIM_EVERY {
             last_trim = now;
             crate::runtime::trim_if_released(&mut released_seen);
+            crate::runtime::alloc::release_idle(TRIM_EVERY);
         }
         drop(contexts);
         std::thread::sleep(if busy { BUSY_TICK } else { IDLE_TICK });
@@ -128,6 +129,15 @@ fn gil_is_free(tstate: &mut ThreadState) -> bool {
         std::thread::sleep(GIL_PROBE_GAP);
         probe()
     }
+}
+
+/// True when every worker of the context is running a call.
+fn all_busy(shared: &Shared) -> bool {
+    shared
+        .slots
+        .lock()
+        .iter()
+        .all(|slot| slot.current.lock().is_some())
 }
 
 fn key_of(shared: &Arc<Shared>) -> usize {
@@ -164,7 +174,9 @@ fn check(
         let wanted = if gil_is_free(tstate) {
             // One spare for the calls that arrive next.
             (queued + 1).saturating_sub(parked)
-        } else if workers == 1 && parked == 0 {
+        } else if parked == 0 && all_busy(shared) {
+            // Computing: one more thread per tick at most, so a quick call
+            // waits for the next GIL switch, not for a long computation.
             1
         } else {
             0
@@ -174,7 +186,8 @@ fn check(
                 break;
             }
         }
-    } else if queued == 0 || !shared.home_running.load(Ordering::Relaxed) {
+    } else {
+        // The home worker is free (or moving again): calls go back to it.
         shared.overflow_open.store(false, Ordering::Release);
     }
     let mut running = false;

@@ -303,3 +303,26 @@ fn a_stuck_home_thread_does_not_hold_up_quick_calls() {
     slow.recv_timeout(Duration::from_secs(5))
         .expect("the slow call finishes");
 }
+
+#[test]
+fn quick_calls_get_through_while_long_computations_hold_the_context() {
+    let ctx = context(8);
+    let env = ctx.new_env();
+    let spin = "sum(i * i for i in range(30_000_000))";
+    let (a, _) = submit(&ctx, eval(&env, spin, vec![]), None);
+    let (b, _) = submit(&ctx, eval(&env, spin, vec![]), None);
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    assert_eq!(int(run(&ctx, eval(&env, "7", vec![]))), 7);
+    // Two computations of over a second each: the quick call must not wait
+    // for either to finish.
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    for rx in [a, b] {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the computation finishes");
+    }
+}

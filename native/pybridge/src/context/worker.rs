@@ -67,7 +67,26 @@ pub(super) fn spawn(shared: &Arc<Shared>, home: bool) -> std::io::Result<()> {
 
 /// The home worker runs every call unless it is stuck, so Python objects
 /// tied to a thread (an sqlite3 connection) keep working across calls.
+/// Executor threads run as batch work at a lower CPU priority than the
+/// BEAM's schedulers, so CPU-bound Python cannot make BEAM processes late on
+/// a busy machine.
+const NICENESS: libc::c_int = 10;
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; SCHED_BATCH with priority 0 and a
+    // higher nice value on our own thread need no privilege and only affect
+    // how the kernel schedules this thread.
+    unsafe {
+        let tid = libc::gettid();
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(tid, libc::SCHED_BATCH, &param);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICENESS);
+    }
+}
+
 fn run_home(shared: &Shared, slot: &WorkerSlot) {
+    lower_priority();
     let mut tstate = ThreadState::new();
     slot.ident.store(tstate.ident(), Ordering::Release);
     while let Ok(task) = next_task(shared) {
@@ -100,6 +119,7 @@ fn next_task(shared: &Shared) -> Result<Task, crossbeam_channel::RecvError> {
 /// open (the home worker is stuck and calls are waiting); otherwise it parks,
 /// and it exits after [`IDLE_RETIRE`] parked.
 fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
+    lower_priority();
     let mut tstate = ThreadState::new();
     slot.ident.store(tstate.ident(), Ordering::Release);
     // A new overflow worker was started for a waiting call: go straight to work.
@@ -114,7 +134,7 @@ fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
             }
         }
         woken = false;
-        while shared.overflow_open.load(Ordering::Acquire) {
+        while overflowing(shared) {
             match shared.rx.recv_timeout(OVERFLOW_POLL) {
                 Ok(Task::Stop) => break 'parked,
                 Ok(task) => {
@@ -128,6 +148,13 @@ fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
         }
     }
     shared.workers.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Overflow workers take calls only while the monitor has opened the
+/// overflow and the home worker is in fact busy, so that calls stay on the
+/// home thread whenever it can take them.
+fn overflowing(shared: &Shared) -> bool {
+    shared.overflow_open.load(Ordering::Acquire) && shared.home_running.load(Ordering::Acquire)
 }
 
 /// Runs `first` and whatever else is queued, holding the GIL. Overflow
@@ -159,7 +186,7 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
             py.detach(std::thread::yield_now);
             held_since = Instant::now();
         }
-        if !home && !shared.overflow_open.load(Ordering::Acquire) {
+        if !home && !overflowing(shared) {
             return false;
         }
         // A caller in a loop sends its next call within microseconds: wait

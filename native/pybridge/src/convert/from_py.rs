@@ -122,6 +122,10 @@ unsafe fn scalar(py: Python<'_>, ptr: *mut ffi::PyObject) -> Result<Option<Value
     Ok(None)
 }
 
+/// Largest integer the BEAM is sure to represent (its bignums top out a
+/// little above 32 million bits); bigger ones are an error, not a surprise.
+pub const MAX_INT_BITS: u64 = 32_000_000;
+
 /// # Safety
 /// `ptr` must be a live `int` (or subclass) and the GIL held.
 unsafe fn int_value(py: Python<'_>, ptr: *mut ffi::PyObject) -> Result<Value, ConvertError> {
@@ -131,6 +135,15 @@ unsafe fn int_value(py: Python<'_>, ptr: *mut ffi::PyObject) -> Result<Value, Co
     if overflow != 0 {
         // SAFETY: `ptr` is live; from_borrowed_ptr takes a new strong reference.
         let obj = unsafe { Bound::from_borrowed_ptr(py, ptr) };
+        let bits: u64 = obj
+            .call_method0("bit_length")
+            .and_then(|b| b.extract())
+            .map_err(|e| py_err("cannot convert an int", e))?;
+        if bits > MAX_INT_BITS {
+            return Err(ConvertError(format!(
+                "cannot convert an int of {bits} bits: the BEAM's integers hold at most {MAX_INT_BITS} bits"
+            )));
+        }
         return obj
             .extract::<BigInt>()
             .map(Value::BigInt)
@@ -519,9 +532,19 @@ impl<'py> Frame<'py> {
                     Value::Map(out).dispose();
                     return Err(changed_size("dict"));
                 }
+                if let Some(err) = binary_collision("dict", out.iter().map(|(k, _)| k)) {
+                    Value::Map(out).dispose();
+                    return Err(err);
+                }
                 Value::Map(out)
             }
-            Frame::Set { out, .. } => Value::Set(out),
+            Frame::Set { out, .. } => {
+                if let Some(err) = binary_collision("set", out.iter()) {
+                    Value::Set(out).dispose();
+                    return Err(err);
+                }
+                Value::Set(out)
+            }
         })
     }
 
@@ -600,6 +623,32 @@ fn walk<'py>(py: Python<'py>, stack: &mut Vec<Frame<'py>>) -> Result<Value, Conv
             }
         }
     }
+}
+
+/// `str` and `bytes` keys both become binaries on the BEAM, so `'a'` and
+/// `b'a'` in one dict or set would silently merge: that is an error instead.
+fn binary_collision<'a>(what: &str, keys: impl Iterator<Item = &'a Value>) -> Option<ConvertError> {
+    let keys: Vec<&Value> = keys.collect();
+    let has_str = keys.iter().any(|k| matches!(k, Value::Str(_)));
+    let has_bytes = keys.iter().any(|k| matches!(k, Value::Bytes(_)));
+    if !(has_str && has_bytes) {
+        return None;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for key in keys {
+        let bytes: &[u8] = match key {
+            Value::Str(s) => s.as_bytes(),
+            Value::Bytes(b) => b,
+            _ => continue,
+        };
+        if !seen.insert(bytes) {
+            return Some(ConvertError(format!(
+                "cannot convert a {what} with both a str and a bytes key {:?}: they are the same binary on the BEAM",
+                String::from_utf8_lossy(bytes)
+            )));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -998,6 +1047,33 @@ d['a'] = Grow(d)
                 "{(1,): (2,), 'a': [1], frozenset({1}): {2: 3}, 1.5: None, \
                  __import__('decimal').Decimal('1.5'): __import__('fractions').Fraction(1, 3)}",
             );
+        });
+    }
+
+    #[test]
+    fn str_and_bytes_keys_that_merge_on_the_beam_are_errors() {
+        Python::initialize();
+        Python::attach(|py| {
+            let d = py.eval(c"{'a': 1, b'a': 2}", None, None).unwrap();
+            let err = from_py(&d).unwrap_err();
+            assert!(err.0.contains("both a str and a bytes key"), "{err}");
+            let s = py.eval(c"{'a', b'a'}", None, None).unwrap();
+            assert!(from_py(&s).is_err());
+            // Different contents are fine.
+            let ok = py.eval(c"{'a': 1, b'b': 2}", None, None).unwrap();
+            assert!(matches!(from_py(&ok), Ok(Value::Map(pairs)) if pairs.len() == 2));
+        });
+    }
+
+    #[test]
+    fn ints_too_big_for_the_beam_are_errors() {
+        Python::initialize();
+        Python::attach(|py| {
+            let big = py.eval(c"1 << 33_000_000", None, None).unwrap();
+            let err = from_py(&big).unwrap_err();
+            assert!(err.0.contains("at most 32000000 bits"), "{err}");
+            let fine = py.eval(c"1 << 1_000_000", None, None).unwrap();
+            assert!(matches!(from_py(&fine), Ok(Value::BigInt(_))));
         });
     }
 }

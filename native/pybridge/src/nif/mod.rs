@@ -48,6 +48,7 @@ mod atoms {
         program,
         site_dirs,
         python_path,
+        switch_interval,
         max_workers,
         code_cache_size,
         calls_total,
@@ -87,10 +88,15 @@ fn init<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         Some(t) if t.is_binary() => Some(t.decode::<String>()?),
         _ => None,
     };
+    let switch_interval = match get(atoms::switch_interval()) {
+        Some(t) if t.is_number() => Some(t.decode::<f64>()?),
+        _ => None,
+    };
     let config = InitConfig {
         program,
         site_dirs: strings(atoms::site_dirs())?,
         python_path: strings(atoms::python_path())?,
+        switch_interval,
     };
     Ok(match runtime::initialize(&config) {
         Ok(()) => atoms::ok().encode(env),

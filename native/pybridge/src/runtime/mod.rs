@@ -6,6 +6,7 @@
 //! Everything here is written against the stable ABI, so one build serves any
 //! CPython >= 3.10.
 
+pub mod alloc;
 mod support;
 mod thread;
 
@@ -29,6 +30,8 @@ pub struct InitConfig {
     pub site_dirs: Vec<String>,
     /// Directories prepended to `sys.path`.
     pub python_path: Vec<String>,
+    /// `sys.setswitchinterval`, in seconds; Python's default when `None`.
+    pub switch_interval: Option<f64>,
 }
 
 /// How long a thread waiting on another spins before it starts yielding its
@@ -123,6 +126,9 @@ fn init_on_this_thread(config: &InitConfig) -> Result<(), String> {
 
 fn setup_interpreter(py: Python<'_>, config: &InitConfig) -> PyResult<()> {
     let sys = py.import("sys")?;
+    if let Some(interval) = config.switch_interval {
+        sys.call_method1("setswitchinterval", (interval,))?;
+    }
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
     for (i, dir) in config.python_path.iter().enumerate() {
         path.insert(i, dir)?;
@@ -161,7 +167,7 @@ fn tune_malloc() {
         // thread-safe and takes plain integers.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, mb("PYBRIDGE_MMAP_MB", 32));
-            libc::mallopt(libc::M_TRIM_THRESHOLD, mb("PYBRIDGE_TRIM_MB", 32));
+            libc::mallopt(libc::M_TRIM_THRESHOLD, mb("PYBRIDGE_TRIM_MB", 4));
         }
     }
 }

@@ -1,0 +1,113 @@
+//! The Rust allocator of the native library: the system allocator, except
+//! that big buffers (the `Vec<Value>` of a million-element list) are mapped
+//! directly and, once freed, kept mapped for a moment in case a buffer of the
+//! same size is wanted again. Converting the same large value back and forth
+//! then does not page-fault its buffers in anew on every call, without
+//! raising glibc's trim threshold (which would keep freed memory in every
+//! thread's arena). The context monitor unmaps buffers idle for over a
+//! second ([`release_idle`]).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Buffers at least this big are mapped directly.
+const BIG: usize = 4 << 20;
+/// Most memory kept in freed buffers.
+const CACHE_LIMIT: usize = 256 << 20;
+const PAGE: usize = 4096;
+
+struct Cached {
+    addr: usize,
+    len: usize,
+    freed: Instant,
+}
+
+static CACHE: Mutex<Vec<Cached>> = Mutex::new(Vec::new());
+
+pub struct BridgeAlloc;
+
+fn mapped_len(layout: &Layout) -> usize {
+    layout.size().div_ceil(PAGE) * PAGE
+}
+
+fn is_big(layout: &Layout) -> bool {
+    layout.size() >= BIG && layout.align() <= PAGE
+}
+
+// SAFETY: small requests go to the system allocator unchanged; big ones are
+// page-aligned anonymous mappings of `mapped_len` bytes, which satisfy any
+// alignment up to a page (checked by `is_big`), and are unmapped with the
+// same length they were mapped with (the cache stores exact lengths and
+// only hands a buffer out for a layout with the same `mapped_len`).
+unsafe impl GlobalAlloc for BridgeAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if !is_big(&layout) {
+            // SAFETY: forwarded as is.
+            return unsafe { System.alloc(layout) };
+        }
+        let len = mapped_len(&layout);
+        {
+            let mut cache = CACHE.lock();
+            if let Some(i) = cache.iter().position(|c| c.len == len) {
+                return cache.swap_remove(i).addr as *mut u8;
+            }
+        }
+        // SAFETY: an anonymous private mapping; no file, no fixed address.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            std::ptr::null_mut()
+        } else {
+            addr as *mut u8
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if !is_big(&layout) {
+            // SAFETY: `ptr` came from System.alloc with this layout.
+            return unsafe { System.dealloc(ptr, layout) };
+        }
+        let len = mapped_len(&layout);
+        let mut cache = CACHE.lock();
+        let held: usize = cache.iter().map(|c| c.len).sum();
+        if held + len <= CACHE_LIMIT {
+            cache.push(Cached {
+                addr: ptr as usize,
+                len,
+                freed: Instant::now(),
+            });
+        } else {
+            drop(cache);
+            // SAFETY: `ptr` is a mapping of exactly `len` bytes made by alloc.
+            unsafe { libc::munmap(ptr.cast(), len) };
+        }
+    }
+}
+
+/// Unmaps freed big buffers that have not been reused for `idle`.
+pub fn release_idle(idle: Duration) {
+    let now = Instant::now();
+    let stale: Vec<Cached> = {
+        let mut cache = CACHE.lock();
+        let (stale, keep): (Vec<Cached>, Vec<Cached>) = cache
+            .drain(..)
+            .partition(|c| now.duration_since(c.freed) >= idle);
+        *cache = keep;
+        stale
+    };
+    for c in stale {
+        // SAFETY: each cached entry is a live mapping of `len` bytes that
+        // nothing references any more (it was freed).
+        unsafe { libc::munmap(c.addr as *mut libc::c_void, c.len) };
+    }
+}
