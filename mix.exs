@@ -84,6 +84,7 @@ defmodule Pybridge.MixProject do
         "mix.exs",
         ".formatter.exs",
         "guides",
+        "checksum-*.exs",
         "README*",
         "LICENSE*",
         "CHANGELOG*"

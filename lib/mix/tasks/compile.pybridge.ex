@@ -34,12 +34,18 @@ defmodule Mix.Tasks.Compile.Pybridge do
     * `CARGO_TARGET_DIR` – cargo's target directory
     * `PYBRIDGE_BUILD=1` – force building from source (see below)
 
-  ## TODO: precompiled NIFs
+  ## Precompiled NIFs
 
-  When pybridge is used from Hex with `rustler_precompiled` available and
-  `PYBRIDGE_BUILD` is not `"1"`, the plan is to download the precompiled
-  libraries for the target instead of requiring a Rust toolchain. That path is
-  not implemented yet: this compiler always builds from source.
+  When `rustler_precompiled` is available (pybridge used from Hex) and
+  `PYBRIDGE_BUILD` is not `"1"`, the compiler first asks it for the two
+  libraries of this version and target (`Config.new/1` and
+  `download_or_reuse_nif_file/1`: release assets checked against the
+  `checksum-Elixir.Py.Native*.exs` files shipped in the package, cached
+  locally), and installs them as above. pybridge does not use
+  `use RustlerPrecompiled`, whose `@on_load` would load the NIF before
+  libpython is loaded. If anything is missing (no release for this target, no
+  checksum file, no network), it says why and builds from source instead.
+  Without Hex this step is skipped.
   """
 
   use Mix.Task.Compiler
@@ -68,8 +74,75 @@ defmodule Mix.Tasks.Compile.Pybridge do
         :noop
 
       true ->
-        build(native, priv)
+        case precompiled(priv) do
+          :ok ->
+            Mix.Project.build_structure()
+            :ok
+
+          {:skip, nil} ->
+            build(native, priv)
+
+          {:skip, reason} ->
+            Mix.shell().info("pybridge: #{reason}; building from source")
+            build(native, priv)
+        end
     end
+  end
+
+  ## Precompiled libraries (only with rustler_precompiled, i.e. with Hex)
+
+  @precompiled_modules %{"pybridge" => Py.Native, "pybridge_loader" => Py.Native.Loader}
+
+  defp precompiled(priv) do
+    cond do
+      System.get_env("PYBRIDGE_BUILD") in ["1", "true"] ->
+        {:skip, nil}
+
+      not Code.ensure_loaded?(RustlerPrecompiled) ->
+        {:skip, nil}
+
+      true ->
+        File.mkdir_p!(priv)
+
+        Enum.reduce_while(@libs, :ok, fn {crate, file}, :ok ->
+          case fetch_precompiled(crate, Path.join(priv, file)) do
+            :ok -> {:cont, :ok}
+            {:error, reason} -> {:halt, {:skip, "no precompiled #{crate} NIF (#{reason})"}}
+          end
+        end)
+    end
+  end
+
+  # `apply/3`: these modules exist only when the Hex dependency is present.
+  defp fetch_precompiled(crate, dest) do
+    project = Mix.Project.config()
+    version = project[:version]
+
+    config_opts = [
+      otp_app: :pybridge,
+      module: Map.fetch!(@precompiled_modules, crate),
+      crate: crate,
+      base_url: "#{project[:source_url]}/releases/download/v#{version}",
+      version: version,
+      force_build: false
+    ]
+
+    with {:ok, config} <- safely(fn -> apply(RustlerPrecompiled.Config, :new, [config_opts]) end),
+         {:ok, {:ok, %{load_from: {app, path}}}} <-
+           safely(fn -> apply(RustlerPrecompiled, :download_or_reuse_nif_file, [config]) end),
+         [library | _] <- Path.wildcard(Application.app_dir(app, path) <> ".*") do
+      install_file(library, dest)
+    else
+      {:ok, {:error, reason}} -> {:error, to_string(reason)}
+      {:error, reason} -> {:error, reason}
+      [] -> {:error, "the downloaded archive held no library"}
+    end
+  end
+
+  defp safely(fun) do
+    {:ok, fun.()}
+  rescue
+    e -> {:error, Exception.message(e)}
   end
 
   @impl Mix.Task.Compiler
