@@ -93,7 +93,10 @@ defmodule Mix.Tasks.Compile.Pybridge do
 
   @precompiled_modules %{"pybridge" => Py.Native, "pybridge_loader" => Py.Native.Loader}
 
-  defp precompiled(priv) do
+  @doc false
+  # Public for the tests, which stand in for rustler_precompiled.
+  @spec precompiled(Path.t()) :: :ok | {:skip, String.t() | nil}
+  def precompiled(priv) do
     cond do
       System.get_env("PYBRIDGE_BUILD") in ["1", "true"] ->
         {:skip, nil}
