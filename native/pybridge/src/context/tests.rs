@@ -326,3 +326,29 @@ fn quick_calls_get_through_while_long_computations_hold_the_context() {
             .expect("the computation finishes");
     }
 }
+
+#[test]
+fn closing_stops_every_worker_overflow_included() {
+    let ctx = context(16);
+    let env = ctx.new_env();
+    let pending: Vec<_> = (0..6)
+        .map(|_| {
+            submit(
+                &ctx,
+                eval(&env, "__import__('time').sleep(0.1)", vec![]),
+                None,
+            )
+            .0
+        })
+        .collect();
+    for rx in pending {
+        rx.recv_timeout(Duration::from_secs(10)).expect("answer");
+    }
+    assert!(ctx.stats().workers > 1, "overflow workers were started");
+    ctx.close();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while ctx.stats().workers > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(ctx.stats().workers, 0);
+}

@@ -134,6 +134,9 @@ fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
             }
         }
         woken = false;
+        if shared.closed.load(Ordering::Acquire) {
+            break;
+        }
         while overflowing(shared) {
             match shared.rx.recv_timeout(OVERFLOW_POLL) {
                 Ok(Task::Stop) => break 'parked,
