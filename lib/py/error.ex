@@ -11,8 +11,9 @@ defmodule Py.Error do
       or an atom when pybridge itself gave up: `:timeout` (the call ran past its
       `timeout:` and was interrupted), `:conversion` (a term or a result has no
       counterpart on the other side), `:closed` (the context was closed),
-      `:noconnection` (the `node:` is not reachable), or a start-up failure such
-      as `:python_not_found`.
+      `:noconnection` (the `node:` is not reachable), `:internal` (a bug in
+      pybridge, caught so the context keeps working), or a start-up failure
+      such as `:python_not_found`.
     * `message` is the exception's message.
     * `traceback` is the formatted Python traceback, or `nil` when there is none.
 

@@ -187,6 +187,10 @@ fn call(
     kwargs: &[(Value, Value)],
     env: Option<&ProcessEnv>,
 ) -> Result<Value> {
+    #[cfg(test)]
+    if module == "__pybridge_test_panic__" {
+        panic!("a test panic");
+    }
     let function_name = PyString::new(py, function);
     let callable = match (module, env) {
         ("__main__", Some(env)) => env

@@ -80,6 +80,9 @@ pub enum ErrorKind {
     Conversion,
     /// The context was closed before the call ran.
     Closed,
+    /// A bug in pybridge itself (a Rust panic), caught so the worker and the
+    /// context keep running.
+    Internal,
 }
 
 /// A failed call, ready to become `%Py.Error{}`.

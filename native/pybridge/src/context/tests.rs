@@ -352,3 +352,25 @@ fn closing_stops_every_worker_overflow_included() {
     }
     assert_eq!(ctx.stats().workers, 0);
 }
+
+#[test]
+fn a_panic_in_a_call_is_an_error_and_the_worker_lives_on() {
+    let ctx = context(1);
+    let env = ctx.new_env();
+    let job = Job::Call {
+        module: "__pybridge_test_panic__".into(),
+        function: "f".into(),
+        args: vec![],
+        kwargs: vec![],
+        env: None,
+    };
+    match run(&ctx, job) {
+        Outcome::Error(info) => {
+            assert_eq!(info.kind, ErrorKind::Internal);
+            assert!(info.message.contains("a test panic"), "{}", info.message);
+        }
+        other => panic!("expected an internal error, got {other:?}"),
+    }
+    assert_eq!(int(run(&ctx, eval(&env, "6 * 7", vec![]))), 42);
+    assert_eq!(ctx.stats().workers, 1);
+}

@@ -231,7 +231,21 @@ fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request
     *slot.current.lock() = Some(state.clone());
 
     let started = Instant::now();
-    let outcome = execute::run(py, shared, job);
+    // A panic must not take the worker (and with it the context) down.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        execute::run(py, shared, job)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Outcome::Error(ErrorInfo::new(
+            ErrorKind::Internal,
+            format!("pybridge internal error (please report it): {what}"),
+        ))
+    });
     let busy = started.elapsed().as_nanos() as u64;
 
     *slot.current.lock() = None;

@@ -37,6 +37,7 @@ mod atoms {
         replied,
         conversion,
         closed,
+        internal,
         badarg,
         infinity,
         eval,
@@ -507,6 +508,7 @@ fn encode_outcome<'a>(env: Env<'a>, outcome: &Outcome) -> Term<'a> {
                 ErrorKind::Python(name) => name.encode(env),
                 ErrorKind::Conversion => atoms::conversion().encode(env),
                 ErrorKind::Closed => atoms::closed().encode(env),
+                ErrorKind::Internal => atoms::internal().encode(env),
             };
             let traceback = match &info.traceback {
                 Some(tb) => tb.encode(env),
