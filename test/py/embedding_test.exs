@@ -112,6 +112,19 @@ defmodule Py.EmbeddingTest do
     end
   end
 
+  describe "the code cache" do
+    test "the same source evaluated again is not compiled again" do
+      # A context of its own: concurrent tests compile on the shared ones.
+      {:ok, ctx} = Py.Context.new()
+      source = "#{System.unique_integer([:positive])} + 1"
+      before = Py.Context.info(ctx).compiles_total
+
+      for _ <- 1..5, do: assert({:ok, _} = Py.eval(ctx, source))
+
+      assert Py.Context.info(ctx).compiles_total - before == 1
+    end
+  end
+
   describe "opaque object handles" do
     test "100,000 handles are all freed once the BEAM drops them" do
       ctx = Py.context()
