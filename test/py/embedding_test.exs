@@ -115,7 +115,7 @@ defmodule Py.EmbeddingTest do
   describe "the code cache" do
     test "the same source evaluated again is not compiled again" do
       # A context of its own: concurrent tests compile on the shared ones.
-      {:ok, ctx} = Py.Context.new()
+      ctx = Py.Context.new()
       source = "#{System.unique_integer([:positive])} + 1"
       before = Py.Context.info(ctx).compiles_total
 
