@@ -87,8 +87,8 @@ pub(crate) struct Shared {
     overflow_open: AtomicBool,
     /// True while the home worker runs a call.
     home_running: AtomicBool,
-    /// Bumped each time a worker starts a call; the monitor compares it
-    /// between ticks to tell a busy context from a stuck one.
+    /// Bumped each time the home worker starts a call; the monitor compares
+    /// it between ticks to tell a busy home worker from a stuck one.
     progress: AtomicU64,
     slots: Mutex<Vec<Arc<WorkerSlot>>>,
     code_cache: Mutex<CodeCache>,
@@ -253,7 +253,7 @@ impl Context {
 }
 
 fn close(shared: &Shared) {
-    if shared.closed.swap(true, Ordering::AcqRel) {
+    if shared.closed.swap(true, Ordering::SeqCst) {
         return;
     }
     let workers = shared.workers.load(Ordering::Acquire);
@@ -262,7 +262,7 @@ fn close(shared: &Shared) {
     }
     // Parked overflow workers must come and take their Stop too.
     shared.overflow_open.store(true, Ordering::Release);
-    for _ in 0..shared.parked.load(Ordering::Acquire) {
+    for _ in 0..shared.parked.load(Ordering::SeqCst) {
         let _ = shared.wake_tx.send(());
     }
 }

@@ -77,6 +77,21 @@ fn start() {
     });
 }
 
+/// Ticks a context must stay stuck while Python computes before it gets
+/// another worker.
+const COMPUTE_STALL_TICKS: u32 = 10;
+
+/// What the monitor remembers of a context between ticks.
+#[derive(Default)]
+struct Stall {
+    progress: Option<u64>,
+    /// Consecutive ticks the home worker has been in the same call with
+    /// calls waiting.
+    ticks: u32,
+    /// Consecutive ticks of those on which the GIL was free.
+    free_ticks: u32,
+}
+
 /// How often the monitor may return freed memory to the OS.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -89,7 +104,7 @@ const SPAWN_PER_TICK: usize = 32;
 
 fn watch() {
     let mut tstate = ThreadState::new();
-    let mut last_progress: HashMap<usize, u64> = HashMap::new();
+    let mut last_progress: HashMap<usize, Stall> = HashMap::new();
     let mut released_seen = 0u64;
     let mut last_trim = Instant::now();
     loop {
@@ -155,14 +170,19 @@ fn key_of(shared: &Arc<Shared>) -> usize {
 /// GIL switch.
 fn check(
     shared: &Arc<Shared>,
-    last_progress: &mut HashMap<usize, u64>,
+    last_progress: &mut HashMap<usize, Stall>,
     now: Instant,
     tstate: &mut ThreadState,
 ) -> bool {
     let queued = shared.rx.len();
     let progress = shared.progress.load(Ordering::Relaxed);
-    let previous = last_progress.insert(key_of(shared), progress);
-    let stuck = previous == Some(progress) && shared.home_running.load(Ordering::Relaxed);
+    let stall = last_progress.entry(key_of(shared)).or_default();
+    let stuck = stall.progress == Some(progress) && shared.home_running.load(Ordering::Relaxed);
+    stall.progress = Some(progress);
+    stall.ticks = if stuck { stall.ticks + 1 } else { 0 };
+    if !stuck {
+        stall.free_ticks = 0;
+    }
     if queued > 0 && stuck {
         shared.overflow_open.store(true, Ordering::Release);
         let parked = shared.parked.load(Ordering::Acquire);
@@ -171,12 +191,20 @@ fn check(
         }
         let workers = shared.workers.load(Ordering::Acquire);
         let room = shared.config.max_workers.saturating_sub(workers);
-        let wanted = if gil_is_free(tstate) {
-            // One spare for the calls that arrive next.
-            (queued + 1).saturating_sub(parked)
-        } else if parked == 0 && all_busy(shared) {
-            // Computing: one more thread per tick at most, so a quick call
-            // waits for the next GIL switch, not for a long computation.
+        let gil_free = gil_is_free(tstate);
+        stall.free_ticks = if gil_free { stall.free_ticks + 1 } else { 0 };
+        let wanted = if gil_free {
+            // Each waiting call may be another blocking call (one spare for
+            // the calls that arrive next), but a free GIL can also mean the
+            // home worker is just slow to take it back on a loaded machine:
+            // ramp up 1, 2, 4, ... per tick while the evidence lasts.
+            let ramp = 1usize << (stall.free_ticks - 1).min(5);
+            (queued + 1).saturating_sub(parked).min(ramp)
+        } else if stall.ticks >= COMPUTE_STALL_TICKS && parked == 0 && all_busy(shared) {
+            // Computing for a while: one more thread, so a quick call waits
+            // for the next GIL switch, not for a long computation. Stalls
+            // shorter than this are GIL contention, which threads won't fix.
+            stall.ticks = 0;
             1
         } else {
             0

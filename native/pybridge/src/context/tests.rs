@@ -187,7 +187,11 @@ fn a_cancelled_running_call_is_interrupted_and_the_worker_freed() {
     let ctx = context(4);
     let env = ctx.new_env();
     let (rx, state) = submit(&ctx, exec(&env, "while True: pass"), None);
-    std::thread::sleep(Duration::from_millis(50));
+    // Other tests share the GIL: wait until the loop actually runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state.running_on() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(cancel(&state), Cancel::Cancelled { was_running: true });
     // No reply for a cancelled call...
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());

@@ -126,15 +126,22 @@ fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
     let mut woken = true;
     'parked: loop {
         if !woken {
-            shared.parked.fetch_add(1, Ordering::AcqRel);
-            let wake = shared.wake_rx.recv_timeout(IDLE_RETIRE);
-            shared.parked.fetch_sub(1, Ordering::AcqRel);
+            // Counted as parked before checking `closed`: `close` sets
+            // `closed` before reading the count, so either this worker sees
+            // the flag or `close` sends it a wake-up.
+            shared.parked.fetch_add(1, Ordering::SeqCst);
+            let wake = if shared.closed.load(Ordering::SeqCst) {
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+            } else {
+                shared.wake_rx.recv_timeout(IDLE_RETIRE)
+            };
+            shared.parked.fetch_sub(1, Ordering::SeqCst);
             if wake.is_err() {
                 break;
             }
         }
         woken = false;
-        if shared.closed.load(Ordering::Acquire) {
+        if shared.closed.load(Ordering::SeqCst) {
             break;
         }
         while overflowing(shared) {
@@ -175,6 +182,7 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
             }
             Task::Call(request) => {
                 if home {
+                    shared.progress.fetch_add(1, Ordering::Relaxed);
                     shared.home_running.store(true, Ordering::Relaxed);
                     run_call(py, shared, slot, request);
                     shared.home_running.store(false, Ordering::Relaxed);
@@ -225,7 +233,6 @@ fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request
         }
         return;
     }
-    shared.progress.fetch_add(1, Ordering::Relaxed);
     let ident = slot.ident.load(Ordering::Relaxed);
     state.set_running_on(ident);
     *slot.current.lock() = Some(state.clone());
