@@ -10,4 +10,7 @@ exclude =
     [:debian_python]
   end
 
+# Thread scheduling policies are Linux-specific.
+exclude = if match?({:unix, :linux}, :os.type()), do: exclude, else: [:linux | exclude]
+
 ExUnit.start(exclude: exclude)

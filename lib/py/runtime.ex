@@ -22,13 +22,19 @@ defmodule Py.Runtime do
         python: "/usr/bin/python3.11",   # else PYBRIDGE_PYTHON, else python3 on PATH
         venv: "/path/to/venv",           # site-packages to add
         python_path: ["/my/modules"],    # prepended to sys.path
-        switch_interval_ms: 1            # sys.setswitchinterval, see below
+        switch_interval_ms: 1,           # sys.setswitchinterval, see below
+        executor_priority: :batch        # or :normal, see below
 
   `:switch_interval_ms` (default 1, Python's own default is 5) is how long a
   Python thread may keep the GIL while another waits. pybridge lowers it
   because with several threads running CPU-bound Python, BEAM processes were
   measurably late (p99 of a 1 ms sleep 4 ms instead of 2 ms at 5 ms) — see
   guides/architecture.md.
+
+  `:executor_priority` (default `:batch`): on Linux, the threads that run
+  Python are scheduled as low-priority batch work (`SCHED_BATCH`, nice 10),
+  so CPU-bound Python yields the CPU to the BEAM's schedulers. `:normal`
+  leaves them at the priority of the rest of the VM.
 
   See `Py.Runtime.Python` for all discovery options.
   """
@@ -177,11 +183,20 @@ defmodule Py.Runtime do
             "invalid :switch_interval_ms setting for :pybridge: #{inspect(switch_interval_ms)}"
     end
 
+    executor_priority = Application.get_env(:pybridge, :executor_priority, :batch)
+
+    unless executor_priority in [:batch, :normal] do
+      raise ArgumentError,
+            "invalid :executor_priority setting for :pybridge: #{inspect(executor_priority)} " <>
+              "(expected :batch or :normal)"
+    end
+
     config = %{
       program: python.executable,
       site_dirs: python.site_dirs,
       python_path: python_path,
-      switch_interval: switch_interval_ms / 1000
+      switch_interval: switch_interval_ms / 1000,
+      executor_priority: executor_priority
     }
 
     case Py.Native.init(config) do

@@ -29,6 +29,18 @@ defmodule Py.EmbeddingTest do
       assert Py.eval("__import__('sys').getswitchinterval()") == {:ok, expected}
     end
 
+    @tag :linux
+    test "Python runs in batch-priority threads (executor_priority: :batch)" do
+      assert Application.get_env(:pybridge, :executor_priority, :batch) == :batch
+
+      assert Py.eval("""
+             (lambda os, threading: (
+                 os.sched_getscheduler(0) == os.SCHED_BATCH,
+                 os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))(
+                 __import__('os'), __import__('threading'))
+             """) == {:ok, {true, 10}}
+    end
+
     test "C extension modules load (libpython is loaded with RTLD_GLOBAL)" do
       for module <- ~w(ssl decimal ctypes sqlite3 hashlib zlib _json array math) do
         assert {:ok, ^module} = Py.eval("__import__(m).__name__", %{m: module}), module

@@ -73,6 +73,9 @@ pub(super) fn spawn(shared: &Arc<Shared>, home: bool) -> std::io::Result<()> {
 const NICENESS: libc::c_int = 10;
 
 fn lower_priority() {
+    if !crate::runtime::batch_priority() {
+        return;
+    }
     #[cfg(target_os = "linux")]
     // SAFETY: gettid has no preconditions; SCHED_BATCH with priority 0 and a
     // higher nice value on our own thread need no privilege and only affect

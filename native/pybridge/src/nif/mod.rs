@@ -50,6 +50,8 @@ mod atoms {
         site_dirs,
         python_path,
         switch_interval,
+        executor_priority,
+        normal,
         max_workers,
         code_cache_size,
         calls_total,
@@ -93,11 +95,14 @@ fn init<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         Some(t) if t.is_number() => Some(t.decode::<f64>()?),
         _ => None,
     };
+    let batch_priority =
+        get(atoms::executor_priority()) != Some(atoms::normal().encode(config.get_env()));
     let config = InitConfig {
         program,
         site_dirs: strings(atoms::site_dirs())?,
         python_path: strings(atoms::python_path())?,
         switch_interval,
+        batch_priority,
     };
     Ok(match runtime::initialize(&config) {
         Ok(()) => atoms::ok().encode(env),

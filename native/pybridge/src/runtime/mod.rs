@@ -21,7 +21,7 @@ pub use support::{support_module, timeout_exception};
 pub use thread::ThreadState;
 
 /// What the application start found out about the chosen Python.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct InitConfig {
     /// The Python executable; the interpreter computes `sys.prefix` and
     /// `sys.executable` from it exactly as that executable would.
@@ -32,6 +32,27 @@ pub struct InitConfig {
     pub python_path: Vec<String>,
     /// `sys.setswitchinterval`, in seconds; Python's default when `None`.
     pub switch_interval: Option<f64>,
+    /// Run executor threads as low-priority batch work (Linux).
+    pub batch_priority: bool,
+}
+
+impl Default for InitConfig {
+    fn default() -> Self {
+        InitConfig {
+            program: None,
+            site_dirs: Vec::new(),
+            python_path: Vec::new(),
+            switch_interval: None,
+            batch_priority: true,
+        }
+    }
+}
+
+static BATCH_PRIORITY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether executor threads lower their CPU priority (set at start).
+pub fn batch_priority() -> bool {
+    BATCH_PRIORITY.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// How long a thread waiting on another spins before it starts yielding its
@@ -76,6 +97,7 @@ static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
 pub fn initialize(config: &InitConfig) -> Result<(), String> {
     STARTED
         .get_or_init(|| {
+            BATCH_PRIORITY.store(config.batch_priority, std::sync::atomic::Ordering::Relaxed);
             let (tx, rx) = mpsc::channel();
             let config = config.clone();
             std::thread::Builder::new()
