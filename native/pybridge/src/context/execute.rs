@@ -3,10 +3,10 @@
 use pyo3::exceptions::PyNameError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::convert::from_py::from_py;
-use crate::convert::to_py::{map_to_dict, to_py};
+use crate::convert::to_py::{map_to_dict, to_py, to_py_tuple};
 use crate::convert::{ConvertError, Value};
 use crate::runtime::support_module;
 
@@ -208,11 +208,7 @@ fn invoke(
     args: &[Value],
     kwargs: &[(Value, Value)],
 ) -> Result<Value> {
-    let mut items = Vec::with_capacity(args.len());
-    for arg in args {
-        items.push(to_py(py, arg)?);
-    }
-    let args = PyTuple::new(py, items)?;
+    let args = to_py_tuple(py, args)?;
     let result = if kwargs.is_empty() {
         callable.call1(args)?
     } else {

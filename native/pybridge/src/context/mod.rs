@@ -191,10 +191,6 @@ impl Context {
         &self.handle.shared
     }
 
-    pub fn config(&self) -> &ContextConfig {
-        &self.shared().config
-    }
-
     /// A new, empty namespace for one BEAM process in this context.
     pub fn new_env(&self) -> Arc<ProcessEnv> {
         Arc::new(ProcessEnv::new(self.shared().clone()))
@@ -235,10 +231,6 @@ impl Context {
     pub fn is_idle(&self) -> bool {
         let s = self.shared();
         s.rx.is_empty() && !s.home_running.load(Ordering::Relaxed)
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.shared().closed.load(Ordering::Acquire)
     }
 
     /// Counters for introspection and the dashboard.
