@@ -9,6 +9,7 @@ tracebacks and reloading modules.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import sys
 import traceback
@@ -17,6 +18,9 @@ from types import CodeType, TracebackType
 __all__ = ["Timeout", "compile_source", "format_exception", "reload"]
 
 SOURCE_NAME = "<pybridge>"
+
+# Taken once: user code may replace builtins.compile later.
+_compile = builtins.compile
 
 
 class Timeout(BaseException):
@@ -29,7 +33,7 @@ class Timeout(BaseException):
 
 def compile_source(source: str | bytes, mode: str) -> CodeType:
     """Compiles code given to ``Py.eval`` (mode ``"eval"``) or ``Py.exec`` (``"exec"``)."""
-    return compile(source, SOURCE_NAME, mode)
+    return _compile(source, SOURCE_NAME, mode)
 
 
 def format_exception(exc: BaseException, tb: TracebackType | None = None) -> str:

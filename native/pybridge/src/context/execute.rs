@@ -1,8 +1,9 @@
 //! Running one job under the GIL: eval, exec, call, attribute access, reload.
 
-use pyo3::exceptions::PyNameError;
+use pyo3::exceptions::{PyNameError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::convert::from_py::from_py;
@@ -171,12 +172,29 @@ fn compiled<'py>(
     let compiled = support_module(py)?
         .getattr("compile_source")?
         .call1((source, mode.as_str()))?;
+    // PyEval_EvalCode needs a real code object; anything else (say, a
+    // patched `pybridge.compile_source`) would crash the interpreter.
+    // An exact type check: `code` cannot be subclassed, and isinstance could
+    // be fooled by a `__class__` property.
+    if !compiled.get_type().is(code_type(py)?) {
+        return Err(PyTypeError::new_err(format!(
+            "pybridge.compile_source returned {} instead of a code object",
+            compiled.get_type().name()?
+        )));
+    }
     shared.stats.compiled();
     shared
         .code_cache
         .lock()
         .insert(mode, code.as_bytes(), compiled.clone().unbind());
     Ok(compiled)
+}
+
+fn code_type(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static CODE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CODE_TYPE
+        .get_or_try_init(py, || Ok(py.import("types")?.getattr("CodeType")?.unbind()))
+        .map(|t| t.bind(py))
 }
 
 fn call(

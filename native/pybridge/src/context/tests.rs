@@ -378,3 +378,48 @@ fn a_panic_in_a_call_is_an_error_and_the_worker_lives_on() {
     assert_eq!(int(run(&ctx, eval(&env, "6 * 7", vec![]))), 42);
     assert_eq!(ctx.stats().workers, 1);
 }
+
+#[test]
+fn replacing_compile_cannot_crash_the_interpreter() {
+    let ctx = context(2);
+    let env = ctx.new_env();
+    // Patching builtins does not reach pybridge, which kept the real one.
+    // Tests run in parallel on one interpreter: the patches here only bite
+    // on this context's home thread.
+    run(
+        &ctx,
+        exec(
+            &env,
+            "import builtins, threading\nme = threading.get_ident()\n_real = builtins.compile\n\
+             builtins.compile = lambda *a, **k: 42 if threading.get_ident() == me else _real(*a, **k)",
+        ),
+    );
+    assert_eq!(int(run(&ctx, eval(&env, "40 + 2", vec![]))), 42);
+    run(&ctx, exec(&env, "builtins.compile = _real"));
+    // Patching pybridge itself gives an error, not a crash.
+    run(
+        &ctx,
+        exec(&env, "import pybridge; _cs = pybridge.compile_source\ndef restore():\n    pybridge.compile_source = _cs\nclass Fake:\n    __class__ = type(compile('1', 'f', 'eval'))\npybridge.compile_source = lambda *a: Fake() if threading.get_ident() == me else _cs(*a)"),
+    );
+    match run(&ctx, eval(&env, "1 + 2 + 3 + 4 + 5", vec![])) {
+        Outcome::Error(info) => {
+            assert_eq!(info.kind, ErrorKind::Python("TypeError".into()), "{info:?}");
+            assert!(
+                info.message.contains("instead of a code object"),
+                "{}",
+                info.message
+            );
+        }
+        other => panic!("expected a TypeError, got {other:?}"),
+    }
+    // Restored through a call, which compiles nothing.
+    let restore = Job::Call {
+        module: "__main__".into(),
+        function: "restore".into(),
+        args: vec![],
+        kwargs: vec![],
+        env: Some(env.clone()),
+    };
+    assert!(matches!(run(&ctx, restore), Outcome::Value(Value::None)));
+    assert_eq!(int(run(&ctx, eval(&env, "1 + 2 + 3 + 4 + 6", vec![]))), 16);
+}
