@@ -8,7 +8,7 @@
 %% `Reason' is a `#{'__struct__' := 'Elixir.Py.Error', type := Type,
 %% message := Msg, traceback := Tb}' map: `Type' is the Python exception class
 %% name as a binary (`<<"ValueError">>') or an atom (`timeout', `conversion',
-%% `closed', `noconnection').
+%% `closed', `noconnection', `erpc', `remote_exit', `internal').
 %%
 %% ```
 %% {ok, 2} = py:eval(<<"1 + 1">>),
@@ -155,12 +155,11 @@ call(Module, Function, Args, Kwargs) ->
 %% {ok, 255} = py:call(builtins, int, [<<"ff">>], #{base => 16}, 5000).
 %% '''
 -spec call(name(), name(), list(), kwargs(), timeout_ms()) -> {ok, term()} | {error, error()};
-          (context(), name(), name(), list(), kwargs() | list()) -> {ok, term()} | {error, error()}.
-call(#{'__struct__' := 'Elixir.Py.Context'} = Ctx, Module, Function, Args, Kwargs)
-  when is_map(Kwargs) ->
+          (context(), name(), name(), list(), kwargs()) -> {ok, term()} | {error, error()}.
+%% With a context first, the fifth argument is the keyword arguments (a map
+%% or a proplist), as in `call/4'; use `ctx_call/6' for a timeout.
+call(#{'__struct__' := 'Elixir.Py.Context'} = Ctx, Module, Function, Args, Kwargs) ->
     ?PY:call(Ctx, Module, Function, Args, [{kwargs, Kwargs}]);
-call(#{'__struct__' := 'Elixir.Py.Context'} = Ctx, Module, Function, Args, Opts) ->
-    ?PY:call(Ctx, Module, Function, Args, Opts);
 call(Module, Function, Args, Kwargs, Timeout) ->
     ?PY:call(Module, Function, Args, [{kwargs, Kwargs}, {timeout, Timeout}]).
 

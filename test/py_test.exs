@@ -492,6 +492,13 @@ defmodule PyTest do
       assert Py.eval(other, "where") == {:ok, "dedicated"}
     end
 
+    test "names that are not valid UTF-8 are a conversion error" do
+      assert {:error, %Py.Error{type: :conversion, message: message}} =
+               Py.call(:math, <<0xFF, 0xFE>>, [])
+
+      assert message =~ "valid UTF-8"
+    end
+
     test "namespaces are freed when their process exits" do
       ctx = Py.Context.new()
       # The test process's own namespace first, so polling below adds none.
@@ -504,15 +511,20 @@ defmodule PyTest do
           spawn(fn ->
             :ok = Py.exec(ctx, "mine = #{i}")
             send(parent, {:ready, self()})
-            receive do: (:exit -> :ok)
+
+            receive do
+              :exit -> :ok
+              :crash -> exit(:crashed)
+            end
           end)
         end
 
       for pid <- pids, do: assert_receive({:ready, ^pid}, 5_000)
       assert Py.Context.info(ctx).envs == base + 5
-      # Normal exits, and one killed.
-      [killed | others] = pids
+      # Normal exits, one error exit and one killed.
+      [killed, crashed | others] = pids
       Process.exit(killed, :kill)
+      send(crashed, :crash)
       for pid <- others, do: send(pid, :exit)
 
       assert eventually(fn ->

@@ -11,7 +11,8 @@ defmodule Py.Error do
       or an atom when pybridge itself gave up: `:timeout` (the call ran past its
       `timeout:` and was interrupted), `:conversion` (a term or a result has no
       counterpart on the other side), `:closed` (the context was closed),
-      `:noconnection` (the `node:` is not reachable), `:internal` (a bug in
+      `:noconnection`, `:erpc` or `:remote_exit` (a `node:` call could not
+      reach or complete on the other node), `:internal` (a bug in
       pybridge, caught so the context keeps working), or a start-up failure
       such as `:python_not_found`.
     * `message` is the exception's message.

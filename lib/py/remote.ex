@@ -23,7 +23,10 @@ defmodule Py.Remote do
   end
 
   defp erpc(node, fun, args, timeout) do
-    erpc_timeout = if timeout == :infinity, do: :infinity, else: timeout + @margin_ms
+    # The margin lets the remote side's own timeout error arrive first; erpc
+    # takes at most 2^32 - 1 ms.
+    erpc_timeout =
+      if timeout == :infinity, do: :infinity, else: min(timeout + @margin_ms, 4_294_967_295)
 
     try do
       :erpc.call(node, Py, fun, args, erpc_timeout)

@@ -57,8 +57,9 @@ defmodule Py.ErlangFacadeTest do
       assert :py.call(ctx, :math, :sqrt, [9]) == {:ok, 3.0}
       assert :py.call(ctx, :builtins, :int, ["ff"], %{base: 16}) == {:ok, 255}
 
-      assert :py.call(ctx, :builtins, :int, ["11"], kwargs: %{base: 2}, timeout: 1_000) ==
-               {:ok, 3}
+      # With a context first, the fifth argument is the kwargs (map or proplist).
+      assert :py.call(ctx, :builtins, :int, ["11"], base: 2) == {:ok, 3}
+      assert :py.ctx_call(ctx, :builtins, :int, ["11"], %{base: 2}, 1_000) == {:ok, 3}
     end
   end
 

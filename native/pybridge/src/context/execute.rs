@@ -106,6 +106,8 @@ fn exec(py: Python<'_>, shared: &Shared, code: &Code, env: &ProcessEnv) -> Resul
 /// Makes `locals` visible to one evaluation: they are set in the namespace
 /// for its duration and the previous bindings restored afterwards. Unlike a
 /// separate locals dict, this lets comprehensions and lambdas see them too.
+/// A name the evaluation itself rebound (through a function's `global`
+/// statement, or `:=`) keeps its new value.
 fn with_locals<'py, T>(
     py: Python<'py>,
     globals: &Bound<'py, PyDict>,
@@ -118,14 +120,21 @@ fn with_locals<'py, T>(
             let key = to_py(py, key)?;
             let value = to_py(py, value)?;
             let previous = globals.get_item(&key)?;
-            globals.set_item(&key, value)?;
-            shadowed.push((key, previous));
+            globals.set_item(&key, &value)?;
+            shadowed.push((key, value, previous));
         }
         Ok(())
     };
     let bound = bind();
     let result = bound.and_then(|()| run());
-    for (key, previous) in shadowed.into_iter().rev() {
+    for (key, placed, previous) in shadowed.into_iter().rev() {
+        let still_ours = match globals.get_item(&key) {
+            Ok(Some(current)) => current.is(&placed),
+            _ => false,
+        };
+        if !still_ours {
+            continue;
+        }
         let restored = match previous {
             Some(value) => globals.set_item(&key, value),
             None => globals.del_item(&key),

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use pyo3::{Py, PyAny};
 
 pub use env::ProcessEnv;
@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     config: ContextConfig,
     tx: Sender<Task>,
     rx: Receiver<Task>,
+    /// Held shared while queueing a call and exclusively while closing, so
+    /// no call can be queued behind the workers' Stop tasks.
+    gate: RwLock<()>,
     closed: AtomicBool,
     workers: AtomicUsize,
     /// Overflow workers waiting for the overflow to open.
@@ -141,6 +144,8 @@ pub enum SubmitError {
     NotInitialized,
     /// The namespace passed belongs to another context.
     ForeignEnv,
+    /// The OS would not start an executor thread.
+    Spawn(String),
 }
 
 impl std::fmt::Display for SubmitError {
@@ -149,6 +154,7 @@ impl std::fmt::Display for SubmitError {
             SubmitError::Closed => "the context is closed",
             SubmitError::NotInitialized => "the Python runtime is not started",
             SubmitError::ForeignEnv => "the namespace belongs to another context",
+            SubmitError::Spawn(err) => return write!(f, "cannot start an executor thread: {err}"),
         })
     }
 }
@@ -169,6 +175,7 @@ impl Context {
             },
             tx,
             rx,
+            gate: RwLock::new(()),
             closed: AtomicBool::new(false),
             workers: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
@@ -180,7 +187,7 @@ impl Context {
             slots: Mutex::new(Vec::new()),
             stats: Stats::default(),
         });
-        worker::spawn(&shared, true).map_err(|_| SubmitError::Closed)?;
+        worker::spawn(&shared, true).map_err(|e| SubmitError::Spawn(e.to_string()))?;
         monitor::register(&shared);
         Ok(Context {
             handle: Arc::new(Handle { shared }),
@@ -204,6 +211,7 @@ impl Context {
         reply: Box<dyn Reply>,
         state: Arc<CallState>,
     ) -> Result<(), SubmitError> {
+        let _open = self.shared().gate.read();
         if self.shared().closed.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
@@ -245,6 +253,7 @@ impl Context {
 }
 
 fn close(shared: &Shared) {
+    let _closing = shared.gate.write();
     if shared.closed.swap(true, Ordering::SeqCst) {
         return;
     }

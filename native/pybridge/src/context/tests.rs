@@ -423,3 +423,55 @@ fn replacing_compile_cannot_crash_the_interpreter() {
     assert!(matches!(run(&ctx, restore), Outcome::Value(Value::None)));
     assert_eq!(int(run(&ctx, eval(&env, "1 + 2 + 3 + 4 + 6", vec![]))), 16);
 }
+
+#[test]
+fn names_rebound_during_an_eval_keep_their_new_value() {
+    let ctx = context(2);
+    let env = ctx.new_env();
+    run(&ctx, exec(&env, "def setx():\n    global x\n    x = 5"));
+    let locals = vec![(Value::Str("x".into()), Value::Int(1))];
+    run(&ctx, eval(&env, "setx()", locals));
+    assert_eq!(int(run(&ctx, eval(&env, "x", vec![]))), 5);
+    // An untouched local is still undone.
+    let locals = vec![(Value::Str("y".into()), Value::Int(1))];
+    assert_eq!(int(run(&ctx, eval(&env, "y + 1", locals))), 2);
+    assert_eq!(
+        error_kind(run(&ctx, eval(&env, "y", vec![]))),
+        ErrorKind::Python("NameError".into())
+    );
+}
+
+#[test]
+fn calls_racing_close_are_answered_or_refused_never_lost() {
+    for _ in 0..20 {
+        let ctx = context(2);
+        let env = ctx.new_env();
+        let submitters: Vec<_> = (0..4)
+            .map(|_| {
+                let ctx = ctx.clone();
+                let env = env.clone();
+                std::thread::spawn(move || {
+                    let mut answers = Vec::new();
+                    for _ in 0..50 {
+                        let (tx, rx) = mpsc::channel();
+                        let job = eval(&env, "1", vec![]);
+                        match ctx.submit(job, Box::new(ChannelReply(tx)), CallState::new(None)) {
+                            Ok(()) => answers.push(rx),
+                            Err(SubmitError::Closed) => {}
+                            Err(other) => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    answers
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_micros(200));
+        ctx.close();
+        for submitter in submitters {
+            for rx in submitter.join().expect("submitter") {
+                // Every queued call gets an answer: a value or Closed.
+                rx.recv_timeout(Duration::from_secs(5)).expect("an answer");
+            }
+        }
+    }
+}

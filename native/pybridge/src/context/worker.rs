@@ -43,6 +43,7 @@ pub(super) fn spawn(shared: &Arc<Shared>, home: bool) -> std::io::Result<()> {
     let n = shared.workers.fetch_add(1, Ordering::AcqRel) + 1;
     let slot = Arc::new(WorkerSlot::default());
     shared.slots.lock().push(slot.clone());
+    let thread_slot = slot.clone();
     let thread_shared = shared.clone();
     let name = format!("py-{}-{}-{}", shared.config.pool, shared.config.index, n);
     let spawned = std::thread::Builder::new()
@@ -50,17 +51,18 @@ pub(super) fn spawn(shared: &Arc<Shared>, home: bool) -> std::io::Result<()> {
         .stack_size(STACK_SIZE)
         .spawn(move || {
             if home {
-                run_home(&thread_shared, &slot)
+                run_home(&thread_shared, &thread_slot)
             } else {
-                run_overflow(&thread_shared, &slot)
+                run_overflow(&thread_shared, &thread_slot)
             }
             thread_shared
                 .slots
                 .lock()
-                .retain(|s| !Arc::ptr_eq(s, &slot));
+                .retain(|s| !Arc::ptr_eq(s, &thread_slot));
         });
     if spawned.is_err() {
         shared.workers.fetch_sub(1, Ordering::AcqRel);
+        shared.slots.lock().retain(|s| !Arc::ptr_eq(s, &slot));
     }
     spawned.map(|_| ())
 }

@@ -19,7 +19,7 @@ use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term
 
 use crate::context::{
     self, CallState, Cancel, Code, Context, ContextConfig, ErrorKind, Job, Outcome, ProcessEnv,
-    Reply,
+    Reply, SubmitError,
 };
 use crate::convert::Value;
 use crate::runtime::{self, InitConfig};
@@ -37,6 +37,7 @@ mod atoms {
         replied,
         conversion,
         closed,
+        not_started,
         internal,
         badarg,
         infinity,
@@ -69,6 +70,8 @@ mod atoms {
 
 /// Nodes decoded on a normal scheduler before the call moves to a dirty one.
 const SCHEDULER_BUDGET: usize = 20_000;
+/// Bytes of source handled on a normal scheduler; longer code goes dirty.
+const SCHEDULER_CODE_BYTES: usize = 256 * 1024;
 
 pub struct ContextResource(Context);
 pub struct EnvResource(Arc<ProcessEnv>);
@@ -129,7 +132,7 @@ fn context_new<'a>(
     };
     match Context::new(config) {
         Ok(ctx) => Ok(ResourceArc::new(ContextResource(ctx)).encode(env)),
-        Err(err) => Err(rustler::Error::Term(Box::new(err.to_string()))),
+        Err(err) => Err(rustler::Error::RaiseTerm(Box::new(err.to_string()))),
     }
 }
 
@@ -248,7 +251,13 @@ fn submit_with<'a>(
         None => Box::new(message),
     };
     if let Err(err) = ctx.0.submit(job, reply, state.clone()) {
-        return Ok((atoms::error(), (atoms::closed(), err.to_string())).encode(env));
+        let kind = match err {
+            SubmitError::Closed => atoms::closed(),
+            SubmitError::NotInitialized => atoms::not_started(),
+            SubmitError::ForeignEnv => atoms::badarg(),
+            SubmitError::Spawn(_) => atoms::internal(),
+        };
+        return Ok((atoms::error(), (kind, err.to_string())).encode(env));
     }
     if let Some(outcome) = inline.and_then(|inline| inline.wait()) {
         return Ok((atoms::done(), encode_outcome(env, &outcome)).encode(env));
@@ -285,7 +294,16 @@ fn decode_job(
     let parts = get_tuple(job)?;
     let (kind, rest) = parts.split_first().ok_or(JobError::BadArg)?;
     let kind: Atom = kind.decode()?;
-    let text = |t: &Term| -> Result<String, JobError> { Ok(t.decode::<String>()?) };
+    let text = |t: &Term| -> Result<String, JobError> {
+        let bytes = t.decode::<Binary>()?;
+        match std::str::from_utf8(bytes.as_slice()) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => Err(JobError::Convert(format!(
+                "a Python name must be valid UTF-8, got {:?}",
+                String::from_utf8_lossy(bytes.as_slice())
+            ))),
+        }
+    };
     let pairs = |t: &Term| -> Result<Vec<(Value, Value)>, JobError> {
         match decode(*t, budget)? {
             Value::Map(pairs) => Ok(pairs),
@@ -305,7 +323,13 @@ fn decode_job(
         }
     };
     let code = |t: &Term| -> Result<Code, JobError> {
-        Ok(Code::from_bytes(t.decode::<Binary>()?.as_slice()))
+        let source = t.decode::<Binary>()?;
+        // Copying and checking a big source on a normal scheduler takes too
+        // long: such calls move to a dirty scheduler like big arguments do.
+        if budget.is_some() && source.len() > SCHEDULER_CODE_BYTES {
+            return Err(JobError::OverBudget);
+        }
+        Ok(Code::from_bytes(source.as_slice()))
     };
     let needs_env = || penv.clone().ok_or(JobError::BadArg);
     Ok(match rest {
