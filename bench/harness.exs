@@ -33,6 +33,20 @@ defmodule Bench.Harness do
     |> Enum.at(div(rounds, 2))
   end
 
+  @doc """
+  Times `a` and `b` alternately, `samples` times each, so both see the same
+  machine state; returns {summary_a, summary_b}.
+  """
+  def sample_pair(a, b, opts \\ []) do
+    warmup = Keyword.get(opts, :warmup, 2_000)
+    samples = Keyword.get(opts, :samples, 20_000)
+    for _ <- 1..warmup, do: {a.(), b.()}
+    pairs = for _ <- 1..samples, do: {time(a), time(b)}
+
+    {pairs |> Enum.map(&elem(&1, 0)) |> summarize(),
+     pairs |> Enum.map(&elem(&1, 1)) |> summarize()}
+  end
+
   @doc "Times `fun` `n` times in a tight loop; returns the mean per call (for sub-µs work)."
   def mean_ns(fun, n) do
     for _ <- 1..div(n, 10), do: fun.()
