@@ -45,6 +45,18 @@ fn run(ctx: &Context, job: Job) -> Outcome {
     rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
 }
 
+/// Polls `done` until it holds or `timeout` passes; whether it held.
+fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 fn exec(env: &Arc<ProcessEnv>, code: &str) -> Job {
     Job::Exec {
         code: Code::Text(code.into()),
@@ -188,10 +200,7 @@ fn a_cancelled_running_call_is_interrupted_and_the_worker_freed() {
     let env = ctx.new_env();
     let (rx, state) = submit(&ctx, exec(&env, "while True: pass"), None);
     // Other tests share the GIL: wait until the loop actually runs.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while state.running_on() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(eventually(Duration::from_secs(10), || state.running_on() != 0));
     assert_eq!(cancel(&state), Cancel::Cancelled { was_running: true });
     // No reply for a cancelled call...
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
@@ -199,11 +208,7 @@ fn a_cancelled_running_call_is_interrupted_and_the_worker_freed() {
     let started = Instant::now();
     assert_eq!(int(run(&ctx, eval(&env, "1", vec![]))), 1);
     assert!(started.elapsed() < Duration::from_secs(2));
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while ctx.stats().in_flight > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(ctx.stats().in_flight, 0);
+    assert!(eventually(Duration::from_secs(2), || ctx.stats().in_flight == 0));
 }
 
 #[test]
@@ -350,11 +355,7 @@ fn closing_stops_every_worker_overflow_included() {
     }
     assert!(ctx.stats().workers > 1, "overflow workers were started");
     ctx.close();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while ctx.stats().workers > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(ctx.stats().workers, 0);
+    assert!(eventually(Duration::from_secs(3), || ctx.stats().workers == 0));
 }
 
 #[test]
