@@ -81,7 +81,6 @@ defmodule Py do
   @typedoc "Options of the context-first forms (`:node` is not allowed there)."
   @type ctx_option :: {:timeout, timeout} | {:kwargs, kwargs}
 
-  @bound_key :"$py_context"
   @max_timeout 4_294_967_295
   @timeout_key {Py, :default_timeout}
 
@@ -498,18 +497,7 @@ defmodule Py do
       true
   """
   @spec context() :: Context.t()
-  def context do
-    case Process.get(@bound_key) do
-      nil ->
-        case :persistent_term.get({Context, :default}, nil) do
-          nil -> raise ArgumentError, Context.unknown_pool_message(:default)
-          contexts -> elem(contexts, :erlang.phash2(self(), tuple_size(contexts)))
-        end
-
-      ctx ->
-        ctx
-    end
-  end
+  def context, do: Context.route()
 
   @doc """
   `context(n)`: context number `n` (1-based) of the `:default` pool.
@@ -525,16 +513,7 @@ defmodule Py do
   @spec context(pos_integer | atom) :: Context.t()
   def context(index) when is_integer(index), do: context(:default, index)
 
-  def context(pool) when is_atom(pool) do
-    case Process.get(@bound_key) do
-      %Context{pool: ^pool} = ctx ->
-        ctx
-
-      _ ->
-        contexts = Context.pool!(pool)
-        elem(contexts, :erlang.phash2(self(), tuple_size(contexts)))
-    end
-  end
+  def context(pool) when is_atom(pool), do: Context.route(pool)
 
   def context(other) do
     raise ArgumentError,
@@ -595,7 +574,7 @@ defmodule Py do
   """
   @spec with_context(Context.t(), (() -> result)) :: result when result: term
   def with_context(%Context{} = ctx, fun) when is_function(fun, 0) do
-    case Process.get(@bound_key) do
+    case Context.bound() do
       ^ctx ->
         fun.()
 

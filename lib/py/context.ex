@@ -244,6 +244,34 @@ defmodule Py.Context do
   end
 
   @doc false
+  # Routing, the one implementation behind `Py.context/0,1`: the bound
+  # context (of any pool for `route/0`, of `pool` for `route/1`), else a
+  # context of the pool picked from the caller's pid, so a process always
+  # lands on the same one and processes spread over the pool. O(1): a
+  # process-dictionary read and a `:persistent_term` read.
+  @spec route() :: t
+  def route do
+    case Process.get(@bound_key) do
+      nil -> pick(:default)
+      ctx -> ctx
+    end
+  end
+
+  @doc false
+  @spec route(atom) :: t
+  def route(pool) do
+    case Process.get(@bound_key) do
+      %__MODULE__{pool: ^pool} = ctx -> ctx
+      _ -> pick(pool)
+    end
+  end
+
+  defp pick(pool) do
+    contexts = pool!(pool)
+    elem(contexts, :erlang.phash2(self(), tuple_size(contexts)))
+  end
+
+  @doc false
   @spec unknown_pool_message(term) :: String.t()
   def unknown_pool_message(pool) do
     case Pools.names() do
