@@ -92,7 +92,7 @@ pub(crate) struct Shared {
     home_running: AtomicBool,
     /// Bumped each time the home worker starts a call; the monitor compares
     /// it between ticks to tell a busy home worker from a stuck one.
-    progress: AtomicU64,
+    home_progress: AtomicU64,
     slots: Mutex<Vec<Arc<WorkerSlot>>>,
     code_cache: Mutex<CodeCache>,
     stats: Stats,
@@ -109,10 +109,14 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Hands a Python reference back to the context to drop under the GIL.
+    /// A closed context has no worker left to do it: the reference is
+    /// dropped here, and PyO3 defers the decref to the next GIL holder.
     fn release(&self, obj: Py<PyAny>) {
-        if let Err(err) = self.tx.send(Task::Release(obj)) {
-            // The context is gone: PyO3 defers the decref to the next GIL holder.
-            drop(err.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            drop(obj);
+        } else {
+            // `rx` lives in `self`, so the send cannot fail.
+            let _ = self.tx.send(Task::Release(obj));
         }
     }
 }
@@ -183,7 +187,7 @@ impl Context {
             wake_rx,
             overflow_open: AtomicBool::new(false),
             home_running: AtomicBool::new(false),
-            progress: AtomicU64::new(0),
+            home_progress: AtomicU64::new(0),
             slots: Mutex::new(Vec::new()),
             stats: Stats::default(),
         });

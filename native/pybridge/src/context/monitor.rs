@@ -98,13 +98,14 @@ const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Taking the GIL faster than this means the stuck call released it.
 const GIL_FREE: Duration = Duration::from_micros(500);
 const GIL_PROBE_GAP: Duration = Duration::from_micros(200);
-/// Workers added to one context per tick, at most (200 sleeping calls get
-/// their workers within a few ticks; a misjudged stall costs little).
+/// Workers added to one context per tick, at most: the top of the ramp
+/// (200 sleeping calls get their workers within a few ticks; a misjudged
+/// stall costs little).
 const SPAWN_PER_TICK: usize = 32;
 
 fn watch() {
     let mut tstate = ThreadState::new();
-    let mut last_progress: HashMap<usize, Stall> = HashMap::new();
+    let mut stalls: HashMap<usize, Stall> = HashMap::new();
     let mut released_seen = 0u64;
     let mut last_trim = Instant::now();
     loop {
@@ -116,12 +117,9 @@ fn watch() {
         let mut busy = false;
         let now = Instant::now();
         for shared in &contexts {
-            if shared.closed.load(Ordering::Acquire) {
-                continue;
-            }
-            busy |= check(shared, &mut last_progress, now, &mut tstate);
+            busy |= check(shared, &mut stalls, now, &mut tstate);
         }
-        last_progress.retain(|key, _| contexts.iter().any(|s| key_of(s) == *key));
+        stalls.retain(|key, _| contexts.iter().any(|s| key_of(s) == *key));
         if now.duration_since(last_trim) >= TRIM_EVERY {
             last_trim = now;
             crate::runtime::trim_if_released(&mut released_seen);
@@ -163,27 +161,28 @@ fn key_of(shared: &Arc<Shared>) -> usize {
 /// waiting. Returns true when the context has work queued or running.
 ///
 /// How many overflow workers to add depends on why the home worker is stuck.
-/// If the GIL is free, its call released it (sleep, I/O, numpy): every
-/// waiting call may be another such call, so each gets a worker. If the GIL
-/// is busy, Python is computing and more threads would only queue for the
-/// GIL; one overflow worker is enough to let quick calls in at the next
-/// GIL switch.
+/// If the GIL is free, its call probably released it (sleep, I/O, numpy) and
+/// every waiting call may be another such call: workers are added on a ramp
+/// (1, 2, 4, ... up to [`SPAWN_PER_TICK`] per tick) while that lasts. If the
+/// GIL is busy, Python is computing and more threads would only queue for the
+/// GIL: one more worker after [`COMPUTE_STALL_TICKS`], so quick calls get in
+/// at the next GIL switch. Deadlines are enforced in closed contexts too.
 fn check(
     shared: &Arc<Shared>,
-    last_progress: &mut HashMap<usize, Stall>,
+    stalls: &mut HashMap<usize, Stall>,
     now: Instant,
     tstate: &mut ThreadState,
 ) -> bool {
     let queued = shared.rx.len();
-    let progress = shared.progress.load(Ordering::Relaxed);
-    let stall = last_progress.entry(key_of(shared)).or_default();
+    let progress = shared.home_progress.load(Ordering::Relaxed);
+    let stall = stalls.entry(key_of(shared)).or_default();
     let stuck = stall.progress == Some(progress) && shared.home_running.load(Ordering::Relaxed);
     stall.progress = Some(progress);
     stall.ticks = if stuck { stall.ticks + 1 } else { 0 };
     if !stuck {
         stall.free_ticks = 0;
     }
-    if queued > 0 && stuck {
+    if queued > 0 && stuck && !shared.closed.load(Ordering::Acquire) {
         shared.overflow_open.store(true, Ordering::Release);
         let parked = shared.parked.load(Ordering::Acquire);
         for _ in 0..queued.min(parked) {
@@ -198,7 +197,9 @@ fn check(
             // the calls that arrive next), but a free GIL can also mean the
             // home worker is just slow to take it back on a loaded machine:
             // ramp up 1, 2, 4, ... per tick while the evidence lasts.
-            let ramp = 1usize << (stall.free_ticks - 1).min(5);
+            let ramp = 1usize
+                .checked_shl(stall.free_ticks - 1)
+                .map_or(SPAWN_PER_TICK, |r| r.min(SPAWN_PER_TICK));
             (queued + 1).saturating_sub(parked).min(ramp)
         } else if stall.ticks >= COMPUTE_STALL_TICKS && parked == 0 && all_busy(shared) {
             // Computing for a while: one more thread, so a quick call waits
@@ -209,7 +210,7 @@ fn check(
         } else {
             0
         };
-        for _ in 0..wanted.min(room).min(SPAWN_PER_TICK) {
+        for _ in 0..wanted.min(room) {
             if worker::spawn(shared, false).is_err() {
                 break;
             }

@@ -476,3 +476,21 @@ fn calls_racing_close_are_answered_or_refused_never_lost() {
         }
     }
 }
+
+#[test]
+fn deadlines_are_enforced_in_closed_contexts_too() {
+    let ctx = context(2);
+    let env = ctx.new_env();
+    let (rx, state) = submit(
+        &ctx,
+        exec(&env, "while True: pass"),
+        Some(Duration::from_millis(20)),
+    );
+    assert!(eventually(Duration::from_secs(10), || state.running_on() != 0));
+    ctx.close();
+    // No caller cancels it: the monitor interrupts it past its deadline.
+    assert!(eventually(Duration::from_secs(5), || state.is_cancelled()
+        && state.running_on() == 0));
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    assert!(eventually(Duration::from_secs(3), || ctx.stats().workers == 0));
+}

@@ -187,7 +187,7 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
             }
             Task::Call(request) => {
                 if home {
-                    shared.progress.fetch_add(1, Ordering::Relaxed);
+                    shared.home_progress.fetch_add(1, Ordering::Relaxed);
                     shared.home_running.store(true, Ordering::Relaxed);
                     run_call(py, shared, slot, request);
                     shared.home_running.store(false, Ordering::Relaxed);

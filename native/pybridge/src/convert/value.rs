@@ -141,4 +141,60 @@ impl Value {
             Value::List(_) | Value::Tuple(_) | Value::Map(_) | Value::Set(_)
         )
     }
+
+    /// The size of this value, counted as one per value plus one per 64
+    /// bytes of text or bytes, but never counting past `limit`: whether a
+    /// result is small enough to encode on a BEAM scheduler costs at most
+    /// `limit` steps, however big the value is. Iterative, like `dispose`.
+    pub fn size_up_to(&self, limit: usize) -> usize {
+        let mut size = 0;
+        let mut pending = vec![self];
+        while let Some(value) = pending.pop() {
+            if size > limit {
+                break;
+            }
+            size += 1;
+            match value {
+                Value::Str(s) => size += s.len() / 64,
+                Value::Bytes(b) => size += b.len() / 64,
+                Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
+                    pending.extend(items.iter().take(limit.saturating_sub(size) + 1));
+                }
+                Value::Map(pairs) => {
+                    for (k, v) in pairs.iter().take(limit.saturating_sub(size) + 1) {
+                        pending.push(k);
+                        pending.push(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        size.min(limit + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_up_to_counts_values_and_long_text() {
+        let v = Value::List(vec![
+            Value::Int(1),
+            Value::Str("x".repeat(640)),
+            Value::Map(vec![(Value::Str("k".into()), Value::None)]),
+        ]);
+        // list + int + str (1 + 10) + map + key + value
+        assert_eq!(v.size_up_to(100), 16);
+        assert_eq!(Value::Int(1).size_up_to(0), 1);
+    }
+
+    #[test]
+    fn size_up_to_stops_at_the_limit() {
+        let big = Value::List((0..1_000_000).map(Value::Int).collect());
+        assert_eq!(big.size_up_to(256), 257);
+        let deep = (0..1_000).fold(Value::None, |v, _| Value::List(vec![v]));
+        assert_eq!(deep.size_up_to(10), 11);
+        deep.dispose();
+    }
 }

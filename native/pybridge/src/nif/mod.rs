@@ -452,36 +452,10 @@ impl Inline {
     }
 }
 
-/// Size of an outcome in value nodes, counting no further than needed.
+/// Size of an outcome, counting no further than [`INLINE_NODES`].
 fn outcome_nodes(outcome: &Outcome) -> usize {
-    fn nodes(value: &Value, budget: usize) -> usize {
-        let children: &[Value] = match value {
-            Value::List(items) | Value::Tuple(items) | Value::Set(items) => items,
-            Value::Map(pairs) => {
-                let mut n = 1;
-                for (k, v) in pairs {
-                    if n > budget {
-                        break;
-                    }
-                    n += nodes(k, budget - n.min(budget)) + nodes(v, budget - n.min(budget));
-                }
-                return n;
-            }
-            Value::Str(s) => return 1 + s.len() / 64,
-            Value::Bytes(b) => return 1 + b.len() / 64,
-            _ => return 1,
-        };
-        let mut n = 1;
-        for child in children {
-            if n > budget {
-                break;
-            }
-            n += nodes(child, budget - n);
-        }
-        n
-    }
     match outcome {
-        Outcome::Value(value) => nodes(value, INLINE_NODES + 1),
+        Outcome::Value(value) => value.size_up_to(INLINE_NODES),
         Outcome::Done | Outcome::Error(_) => 1,
     }
 }
