@@ -580,7 +580,7 @@ fn depth_error(stack: &[Frame<'_>], child: &Bound<'_, PyAny>) -> ConvertError {
             "cannot convert a {name} that contains itself (a reference cycle)"
         ))
     } else {
-        ConvertError(format!("value nests deeper than {MAX_DEPTH} levels"))
+        ConvertError::too_deep()
     }
 }
 

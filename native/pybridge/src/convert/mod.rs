@@ -15,6 +15,14 @@ pub use value::{ObjectData, PyObject, Value, MAX_DEPTH};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvertError(pub String);
 
+impl ConvertError {
+    /// The error for a value nested deeper than [`MAX_DEPTH`] levels, the
+    /// same in every direction.
+    pub fn too_deep() -> Self {
+        ConvertError(format!("value nests deeper than {MAX_DEPTH} levels"))
+    }
+}
+
 impl std::fmt::Display for ConvertError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -53,10 +53,6 @@ fn py_err(context: &str, err: PyErr) -> ConvertError {
     ConvertError(format!("{context}: {err}"))
 }
 
-fn depth_error() -> ConvertError {
-    ConvertError(format!("value nests deeper than {MAX_DEPTH} levels"))
-}
-
 /// Takes ownership of a new reference returned by a C API call, or turns a
 /// NULL return into an error.
 ///
@@ -445,7 +441,7 @@ fn run<'v, 'py>(py: Python<'py>, root: Frame<'v, 'py>) -> Result<Bound<'py, PyAn
                 Some(obj) => done = Some(obj),
                 None => {
                     if stack.len() >= MAX_DEPTH {
-                        return Err(depth_error());
+                        return Err(ConvertError::too_deep());
                     }
                     stack.push(container(py, child, hashable)?);
                 }

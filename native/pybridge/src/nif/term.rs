@@ -184,9 +184,7 @@ fn walk<'a>(
             Some(frame) => {
                 if stack.len() >= MAX_DEPTH {
                     frame.dispose();
-                    return Err(convert_err(format!(
-                        "value nests deeper than {MAX_DEPTH} levels"
-                    )));
+                    return Err(DecodeError::Convert(ConvertError::too_deep()));
                 }
                 stack.push(frame);
             }
