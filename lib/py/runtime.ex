@@ -71,10 +71,13 @@ defmodule Py.Runtime do
 
   defp do_start(opts) do
     request = request(opts)
+    # Checked on every start, also when Python already runs: a bad setting
+    # must not pass silently because the interpreter was started earlier.
+    settings = settings!()
 
     case info() do
       nil ->
-        first_start(opts, request)
+        first_start(opts, request, settings)
 
       running ->
         if :persistent_term.get(@request_key, nil) == request do
@@ -85,13 +88,13 @@ defmodule Py.Runtime do
     end
   end
 
-  defp first_start(opts, request) do
+  defp first_start(opts, request, settings) do
     with {:ok, python} <- Python.discover(opts),
          {:ok, priv} <- priv_dir(),
          :ok <- load_loader(priv),
          :ok <- load_libpython(python),
          :ok <- load_nif(priv),
-         :ok <- init(python, opts) do
+         :ok <- init(python, opts, settings) do
       :persistent_term.put(@request_key, request)
       :persistent_term.put(@info_key, python)
       :ok
@@ -169,13 +172,8 @@ defmodule Py.Runtime do
     end
   end
 
-  defp init(python, opts) do
-    python_path =
-      opts
-      |> Keyword.get_lazy(:python_path, fn -> Application.get_env(:pybridge, :python_path) end)
-      |> List.wrap()
-      |> Enum.map(&Path.expand/1)
-
+  # The interpreter settings of the application environment, validated.
+  defp settings! do
     switch_interval_ms = Application.get_env(:pybridge, :switch_interval_ms, 1)
 
     unless is_number(switch_interval_ms) and switch_interval_ms > 0 do
@@ -191,13 +189,22 @@ defmodule Py.Runtime do
               "(expected :batch or :normal)"
     end
 
-    config = %{
-      program: python.executable,
-      site_dirs: python.site_dirs,
-      python_path: python_path,
-      switch_interval: switch_interval_ms / 1000,
-      executor_priority: executor_priority
-    }
+    %{switch_interval: switch_interval_ms / 1000, executor_priority: executor_priority}
+  end
+
+  defp init(python, opts, settings) do
+    python_path =
+      opts
+      |> Keyword.get_lazy(:python_path, fn -> Application.get_env(:pybridge, :python_path) end)
+      |> List.wrap()
+      |> Enum.map(&Path.expand/1)
+
+    config =
+      Map.merge(settings, %{
+        program: python.executable,
+        site_dirs: python.site_dirs,
+        python_path: python_path
+      })
 
     case Py.Native.init(config) do
       :ok ->

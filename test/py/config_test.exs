@@ -6,7 +6,8 @@ defmodule Py.ConfigTest do
 
   defp restart_with(key, value) do
     previous = Application.fetch_env(:pybridge, key)
-    :ok = Application.stop(:pybridge)
+    # Not running after an earlier failed start in the same test.
+    _ = Application.stop(:pybridge)
     Application.put_env(:pybridge, key, value)
 
     on_exit(fn ->
@@ -36,5 +37,18 @@ defmodule Py.ConfigTest do
              restart_with(:timeout, :soon)
 
     assert message =~ "invalid :timeout setting"
+  end
+
+  test "invalid switch_interval_ms and executor_priority settings stop the start" do
+    assert {:error, {:pybridge, {:bad_return, {_, {:EXIT, {%ArgumentError{message: m1}, _}}}}}} =
+             restart_with(:switch_interval_ms, 0)
+
+    assert m1 =~ "invalid :switch_interval_ms"
+    Application.delete_env(:pybridge, :switch_interval_ms)
+
+    assert {:error, {:pybridge, {:bad_return, {_, {:EXIT, {%ArgumentError{message: m2}, _}}}}}} =
+             restart_with(:executor_priority, :realtime)
+
+    assert m2 =~ "invalid :executor_priority"
   end
 end

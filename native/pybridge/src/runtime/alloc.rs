@@ -111,3 +111,33 @@ pub fn release_idle(idle: Duration) {
         unsafe { libc::munmap(c.addr as *mut libc::c_void, c.len) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached_with(len: usize) -> bool {
+        CACHE.lock().iter().any(|c| c.len == len)
+    }
+
+    #[test]
+    fn a_freed_big_buffer_is_reused_then_released_when_idle() {
+        // An odd size no other test allocates.
+        let size = (8 << 20) + 12_345;
+        let len = size.div_ceil(PAGE) * PAGE;
+        let first: Vec<u8> = Vec::with_capacity(size);
+        let addr = first.as_ptr();
+        drop(first);
+        assert!(cached_with(len), "the freed buffer is kept");
+        let second: Vec<u8> = Vec::with_capacity(size);
+        assert_eq!(
+            second.as_ptr(),
+            addr,
+            "the same mapping is handed out again"
+        );
+        assert!(!cached_with(len));
+        drop(second);
+        release_idle(Duration::ZERO);
+        assert!(!cached_with(len), "idle buffers are unmapped");
+    }
+}
