@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn a_freed_big_buffer_is_reused_then_released_when_idle() {
         // An odd size no other test allocates.
-        let size = (8 << 20) + 12_345;
+        let size: usize = (8 << 20) + 12_345;
         let len = size.div_ceil(PAGE) * PAGE;
         let first: Vec<u8> = Vec::with_capacity(size);
         let addr = first.as_ptr();
