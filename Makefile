@@ -3,6 +3,8 @@
 #   make deps    install missing system packages (Debian/Ubuntu, as root)
 #   make build   mix compile (cargo builds the NIFs into priv/native)
 #   make test    cargo tests of the native core, then mix test
+#   make cpython CPython 3.14 and 3.14t (free-threaded) built from source,
+#                for the sub-interpreter and free-threaded tests
 #   make demo    run examples/demo.exs
 #   make bench   MIX_ENV=bench mix run bench/run.exs
 #   make fmt     format Rust and Elixir sources
@@ -30,7 +32,22 @@ TEST_VENV_PACKAGES ?= numpy
 # Extra Debian packages, e.g. DEB_EXTRA=redis-server.
 DEB_EXTRA ?=
 
-.PHONY: deps mix-deps build test test-native test-elixir test-venv demo bench fmt lint clean
+# CPython 3.14 with and without the GIL, for the tests of sub-interpreter
+# contexts (3.12+) and free-threaded contexts (3.14t; PyO3 supports no older
+# free-threaded CPython). Debian 12 packages neither, so they are built from
+# the source tarball in Ubuntu's archive (checked against its SHA-256) into a
+# cache outside the tree, once per machine.
+CPYTHON_VERSION := 3.14.4
+CPYTHON_TARBALL := python3.14_$(CPYTHON_VERSION).orig.tar.xz
+CPYTHON_URL := http://archive.ubuntu.com/ubuntu/pool/main/p/python3.14/$(CPYTHON_TARBALL)
+CPYTHON_SHA256 := d923c51303e38e249136fc1bdf3568d56ecb03214efdef48516176d3d7faaef8
+CPYTHON_CACHE ?= $(HOME)/.cache/pybridge/cpython
+PY314 := $(CPYTHON_CACHE)/$(CPYTHON_VERSION)/bin/python3.14
+PY314T := $(CPYTHON_CACHE)/$(CPYTHON_VERSION)t/bin/python3.14t
+export PYBRIDGE_TEST_PY314 := $(PY314)
+export PYBRIDGE_TEST_PY314T := $(PY314T)
+
+.PHONY: deps mix-deps build cpython test test-native test-elixir test-venv demo bench fmt lint clean
 
 ## deps: system packages. Installs only what is missing; needs root (no sudo).
 deps:
@@ -47,6 +64,7 @@ deps:
 	  ver="$${py#/usr/bin/python}"; \
 	  need+=("libpython$$ver" "python$$ver-venv"); \
 	done; \
+	need+=(curl ca-certificates xz-utils gcc libc6-dev make zlib1g-dev libffi-dev); \
 	need+=($(DEB_EXTRA)); \
 	missing=(); \
 	for pkg in "$${need[@]}"; do \
@@ -89,6 +107,34 @@ mix-deps:
 build: mix-deps
 	mix compile
 
+## cpython: $(PY314) and $(PY314T), built with --enable-shared (about 10
+# minutes each on two cores; skipped when already there).
+cpython: $(PY314) $(PY314T)
+
+$(PY314) $(PY314T):
+	@flavour="$(CPYTHON_VERSION)$(if $(filter $(PY314T),$@),t)"; \
+	extra="$(if $(filter $(PY314T),$@),--disable-gil)"; \
+	prefix="$(CPYTHON_CACHE)/$$flavour"; \
+	work="$(CPYTHON_CACHE)/build-$$flavour"; \
+	mkdir -p "$(CPYTHON_CACHE)"; \
+	tarball="$(CPYTHON_CACHE)/$(CPYTHON_TARBALL)"; \
+	if [ ! -f "$$tarball" ]; then \
+	  echo "==> downloading $(CPYTHON_URL)"; \
+	  curl -fsSL -o "$$tarball.part" "$(CPYTHON_URL)"; \
+	  mv "$$tarball.part" "$$tarball"; \
+	fi; \
+	echo "$(CPYTHON_SHA256)  $$tarball" | sha256sum -c --quiet; \
+	echo "==> building CPython $$flavour into $$prefix (log: $$work/build.log)"; \
+	rm -rf "$$work"; mkdir -p "$$work"; \
+	tar -xf "$$tarball" -C "$$work" --strip-components=1; \
+	cd "$$work"; \
+	{ ./configure --prefix="$$prefix" --enable-shared --disable-test-modules $$extra \
+	    LDFLAGS="-Wl,-rpath,$$prefix/lib" \
+	  && make -j"$$(nproc)" && make install; } > build.log 2>&1 \
+	  || { tail -40 build.log >&2; exit 1; }; \
+	cd /; rm -rf "$$work"; \
+	"$@" -c 'import sys; print("==> built", sys.executable, sys.version)'
+
 ## test-venv: $(TEST_VENV) made by $(PYTHON), with $(TEST_VENV_PACKAGES).
 # Recreated when it was made by another Python. A failed pip install (no
 # network) only warns: the tests that need those packages report it.
@@ -122,7 +168,9 @@ test-native:
 	CARGO_TARGET_DIR="$(CURDIR)/native/target/test" \
 	cargo test --workspace --no-default-features
 
-test-elixir: mix-deps test-venv
+# The free-threaded Python needs a NIF built for its version.
+test-elixir: mix-deps test-venv cpython
+	mix compile.pybridge --python "$(PY314T)"
 	mix test
 
 test: deps test-venv

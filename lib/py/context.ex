@@ -53,6 +53,7 @@ defmodule Py.Context do
           required(:bound_processes) => non_neg_integer,
           required(:envs) => non_neg_integer,
           required(:busy_us) => non_neg_integer,
+          required(:mode) => :main | :subinterpreter,
           optional(atom) => term
         }
 
@@ -127,6 +128,12 @@ defmodule Py.Context do
     * `:max_workers` — how many OS threads the context may use to overlap
       Python code that releases the GIL (default: the `:max_workers`
       application setting, else 256).
+    * `:mode` — `:main` runs the context in the main interpreter, shared
+      with the other contexts; `:subinterpreter` gives it a sub-interpreter
+      of its own, with its own GIL, so it runs Python in parallel with the
+      others (CPython 3.12+; C extensions must support sub-interpreters).
+      Default: the `:context_mode` application setting, else `:main`. See
+      the "Contexts" guide.
 
   ## Example
 
@@ -136,9 +143,9 @@ defmodule Py.Context do
   """
   @spec new(keyword) :: t
   def new(opts \\ []) do
-    max_workers = Pools.max_workers_opt!(opts, "Py.Context.new/1")
+    native_opts = Pools.context_opts!(opts, "Py.Context.new/1")
 
-    case Registry.new_context(max_workers) do
+    case Registry.new_context(native_opts) do
       {:ok, ctx} -> ctx
       {:error, {kind, reason, stack}} -> :erlang.raise(kind, reason, stack)
     end
@@ -220,17 +227,22 @@ defmodule Py.Context do
     * `:queue_length` — jobs waiting for a worker;
     * `:bound_processes` — processes bound to it (`bind/1`);
     * `:envs` — live process namespaces;
-    * `:busy_us` — time spent running Python, in microseconds.
+    * `:busy_us` — time spent running Python, in microseconds;
+    * `:mode` — `:main` or `:subinterpreter` (see `new/1`).
 
   ## Example
 
-      %{pool: :default, index: 1, in_flight: _} = Py.Context.info(Py.context(1))
+      %{pool: :default, index: 1, mode: :main} = Py.Context.info(Py.context(1))
   """
   @spec info(t) :: info
   def info(%__MODULE__{pool: pool, index: index, ref: ref}) do
     ref
     |> Py.Native.context_info()
     |> Map.merge(%{pool: pool, index: index, bound_processes: Registry.bound_count(pool, index)})
+    |> then(fn info ->
+      {subinterpreter, info} = Map.pop(info, :subinterpreter)
+      Map.put(info, :mode, if(subinterpreter, do: :subinterpreter, else: :main))
+    end)
   end
 
   @doc false

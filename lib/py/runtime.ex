@@ -93,7 +93,7 @@ defmodule Py.Runtime do
          {:ok, priv} <- priv_dir(),
          :ok <- load_loader(priv),
          :ok <- load_libpython(python),
-         :ok <- load_nif(priv),
+         :ok <- load_nif(priv, python),
          :ok <- init(python, opts, settings) do
       :persistent_term.put(@request_key, request)
       :persistent_term.put(@info_key, python)
@@ -142,7 +142,7 @@ defmodule Py.Runtime do
   end
 
   defp load_loader(priv) do
-    with {:ok, path} <- nif_path(priv, "pybridge_loader") do
+    with {:ok, path} <- nif_path(priv, "pybridge_loader", nil) do
       case Py.Native.Loader.load(path) do
         :ok -> :ok
         {:error, text} -> error(:nif_load_failed, "cannot load #{path}.so: #{text}")
@@ -163,8 +163,8 @@ defmodule Py.Runtime do
     end
   end
 
-  defp load_nif(priv) do
-    with {:ok, path} <- nif_path(priv, "pybridge") do
+  defp load_nif(priv, python) do
+    with {:ok, path} <- nif_path(priv, Python.nif_name(python), python) do
       case Py.Native.load(path) do
         :ok -> :ok
         {:error, text} -> error(:nif_load_failed, "cannot load #{path}.so: #{text}")
@@ -216,16 +216,25 @@ defmodule Py.Runtime do
   end
 
   # :erlang.load_nif/2 wants the path without the extension (it adds .so).
-  defp nif_path(priv, name) do
+  defp nif_path(priv, name, python) do
     base = Path.join([priv, "native", name])
 
-    if File.regular?(base <> ".so") do
-      {:ok, base}
-    else
-      error(:nif_not_found, """
-      #{base}.so is missing: pybridge's native libraries were not built. \
-      Run `mix compile` (it needs cargo, see Mix.Tasks.Compile.Pybridge).\
-      """)
+    cond do
+      File.regular?(base <> ".so") ->
+        {:ok, base}
+
+      match?(%Python{free_threaded: true}, python) ->
+        error(:nif_not_found, """
+        #{base}.so is missing: #{python.executable} is a free-threaded Python, which needs \
+        a NIF built for its version. Build it with \
+        `mix compile.pybridge --python #{python.executable}`.\
+        """)
+
+      true ->
+        error(:nif_not_found, """
+        #{base}.so is missing: pybridge's native libraries were not built. \
+        Run `mix compile` (it needs cargo, see Mix.Tasks.Compile.Pybridge).\
+        """)
     end
   end
 

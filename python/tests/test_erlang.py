@@ -1,4 +1,4 @@
-"""Tests of the Rust-provided ``erlang`` module, run inside the embedded interpreter."""
+"""Tests of the ``erlang`` module (python/erlang), run inside the embedded interpreter."""
 
 from __future__ import annotations
 
@@ -46,6 +46,44 @@ class RefTest(unittest.TestCase):
     def test_refs_cannot_be_pickled_silently_into_something_else(self) -> None:
         with self.assertRaises(Exception):
             pickle.dumps(fixtures.VALUES["ref"])
+
+
+# :erlang.term_to_binary(self()) on OTP 25, `nonode@nohost`, <0.9.0>.
+PID = bytes(
+    [131, 88, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116]
+    + [0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0]
+)
+# :erlang.term_to_binary(make_ref()) on OTP 25.
+REF = bytes(
+    [131, 90, 0, 3, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115]
+    + [116, 0, 0, 0, 0, 0, 2, 30, 239, 11, 128, 0, 2, 104, 102, 59, 192]
+)
+
+
+class TermTest(unittest.TestCase):
+    def test_repr_shows_the_beam_notation(self) -> None:
+        self.assertEqual(repr(erlang.Pid(PID)), "<erlang.Pid 9.0 @ nonode@nohost>")
+        self.assertEqual(
+            repr(erlang.Ref(REF)), "<erlang.Ref 1751530432.192937986.138991 @ nonode@nohost>"
+        )
+
+    def test_unparsable_terms_show_their_bytes(self) -> None:
+        self.assertEqual(repr(erlang.Pid(b"\x01\x02\x03")), "<erlang.Pid 010203>")
+        self.assertEqual(repr(erlang.Pid(PID[:10])), f"<erlang.Pid {PID[:10].hex()}>")
+        self.assertTrue(repr(erlang.Ref(bytes(30))).endswith("...>"))
+
+    def test_pids_and_refs_are_immutable_and_final(self) -> None:
+        pid = erlang.Pid(PID)
+        with self.assertRaises(AttributeError):
+            pid._etf = b""  # type: ignore[misc]
+        with self.assertRaises(AttributeError):
+            pid.other = 1  # type: ignore[attr-defined]
+        with self.assertRaises(TypeError):
+            type("MyPid", (erlang.Pid,), {})
+
+    def test_a_pid_never_equals_a_ref_with_the_same_bytes(self) -> None:
+        self.assertNotEqual(erlang.Pid(PID), erlang.Ref(PID))
+        self.assertEqual(len({erlang.Pid(PID), erlang.Ref(PID), erlang.Pid(PID)}), 2)
 
 
 if __name__ == "__main__":

@@ -361,11 +361,32 @@ defmodule Py.ContextTest do
 
   describe "pool configuration" do
     test "is validated" do
-      assert [{:default, 2, 4}, {:io, 3, 4}, {:big, 5, 9}] =
+      main = %{max_workers: 4, subinterpreter: false}
+
+      assert [
+               {:default, 2, ^main},
+               {:io, 3, ^main},
+               {:big, 5, %{max_workers: 9, subinterpreter: false}},
+               {:iso, 2, %{max_workers: 4, subinterpreter: true}}
+             ] =
                Py.Context.Pools.config!(
                  num_contexts: 2,
                  max_workers: 4,
-                 pools: [io: 3, big: [size: 5, max_workers: 9]]
+                 pools: [
+                   io: 3,
+                   big: [size: 5, max_workers: 9],
+                   iso: [size: 2, mode: :subinterpreter]
+                 ]
+               )
+
+      iso = %{max_workers: 4, subinterpreter: true}
+
+      assert [{:default, 1, ^iso}, {:io, 1, ^iso}, {:main, 1, ^main}] =
+               Py.Context.Pools.config!(
+                 num_contexts: 1,
+                 max_workers: 4,
+                 context_mode: :subinterpreter,
+                 pools: [io: 1, main: [size: 1, mode: :main]]
                )
 
       bad = [
@@ -379,6 +400,8 @@ defmodule Py.ContextTest do
         [pools: [io: 2, io: 3]],
         [pools: [io: [size: 2, color: :red]]],
         [pools: [io: [max_workers: 2]]],
+        [pools: [io: [size: 2, mode: :isolated]]],
+        [context_mode: :threads],
         [pools: [{"io", 2}]]
       ]
 

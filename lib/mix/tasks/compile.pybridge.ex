@@ -27,6 +27,16 @@ defmodule Mix.Tasks.Compile.Pybridge do
   The priv files are replaced atomically (written next to the target and
   renamed), so a VM that has the old library mapped keeps working.
 
+  ## Free-threaded Python
+
+  Free-threaded CPython (3.13t) has no stable ABI, so it needs a library built
+  for its version. `mix compile.pybridge --python /path/to/python3.13t` builds
+  it as well, with PyO3 pointed at that Python (`PYO3_PYTHON`) in a target
+  directory of its own, and installs it as `priv/native/pybridge_cp313t.so`,
+  which `Py.Runtime` loads when the configured Python is that version. For a
+  Python with the GIL the option changes nothing: the stable-ABI library
+  serves it.
+
   ## Environment
 
     * `CARGO` – the cargo executable to use (default: `cargo` on `PATH`, then
@@ -60,10 +70,20 @@ defmodule Mix.Tasks.Compile.Pybridge do
   end
 
   defp compile(args) do
-    {opts, _, _} = OptionParser.parse(args, switches: [force: :boolean])
+    {opts, _, _} = OptionParser.parse(args, switches: [force: :boolean, python: :string])
     root = project_root()
     native = Path.join(root, "native")
     priv = Path.join([root, "priv", "native"])
+
+    with result when result in [:ok, :noop] <- compile_default(opts, root, native, priv) do
+      case opts[:python] do
+        nil -> result
+        python -> compile_for_python(python, opts, root, native, priv)
+      end
+    end
+  end
+
+  defp compile_default(opts, root, native, priv) do
     outputs = Enum.map(@libs, fn {_, file} -> Path.join(priv, file) end)
 
     cond do
@@ -86,6 +106,56 @@ defmodule Mix.Tasks.Compile.Pybridge do
             Mix.shell().info("pybridge: #{reason}; building from source")
             build(native, priv)
         end
+    end
+  end
+
+  ## A library for one free-threaded Python
+
+  defp compile_for_python(python, opts, root, native, priv) do
+    with {:ok, exe, tag} <- python_tag(python) do
+      dest = Path.join(priv, "pybridge_#{tag}.so")
+
+      cond do
+        tag == "abi3" ->
+          Mix.shell().info("pybridge: #{exe} has the GIL; the stable-ABI library serves it")
+          :noop
+
+        !opts[:force] and up_to_date?(root, [dest]) ->
+          :noop
+
+        true ->
+          target = Path.join(target_dir(native), tag)
+          env = [{"PYO3_PYTHON", exe}, {"CARGO_TARGET_DIR", target}]
+
+          with {:ok, cargo} <- find_cargo(),
+               :ok <- run_cargo(cargo, native, ["-p", "pybridge"], env) do
+            case built_library(Path.join(target, "release"), "pybridge") do
+              nil ->
+                error("pybridge: cargo succeeded but built no libpybridge in #{target}")
+
+              source ->
+                install_file(source, dest)
+                Mix.Project.build_structure()
+                :ok
+            end
+          end
+      end
+    end
+  end
+
+  # "cp313t" for a free-threaded 3.13, "abi3" for a Python with the GIL.
+  defp python_tag(python) do
+    script =
+      "import sys, sysconfig; " <>
+        "print(sys.executable, sysconfig.get_config_var('Py_GIL_DISABLED') or 0, " <>
+        "'%d%d' % sys.version_info[:2])"
+
+    with exe when is_binary(exe) <- System.find_executable(python),
+         {out, 0} <- System.cmd(exe, ["-c", script], stderr_to_stdout: true),
+         [exe, gil_disabled, version] <- out |> String.trim() |> String.split(" ") do
+      {:ok, exe, if(gil_disabled == "1", do: "cp#{version}t", else: "abi3")}
+    else
+      _ -> error("pybridge: --python #{python} is not a Python that runs")
     end
   end
 
@@ -155,6 +225,7 @@ defmodule Mix.Tasks.Compile.Pybridge do
   def clean do
     priv = Path.join([project_root(), "priv", "native"])
     Enum.each(@libs, fn {_, file} -> File.rm(Path.join(priv, file)) end)
+    Enum.each(Path.wildcard(Path.join(priv, "pybridge_cp*.so")), &File.rm/1)
   end
 
   # mix.exs loads this module from source (Code.require_file) so that it
@@ -173,7 +244,7 @@ defmodule Mix.Tasks.Compile.Pybridge do
 
   defp build(native, priv) do
     with {:ok, cargo} <- find_cargo(),
-         :ok <- run_cargo(cargo, native),
+         :ok <- run_cargo(cargo, native, ["--workspace"], []),
          :ok <- install(target_dir(native), priv) do
       # The app's priv in _build is a symlink to ./priv, or a copy with
       # `build_embedded: true`; in both cases refresh it now that priv/native
@@ -209,11 +280,13 @@ defmodule Mix.Tasks.Compile.Pybridge do
     if File.regular?(path), do: path
   end
 
-  defp run_cargo(cargo, native) do
-    args = ["build", "--release", "--workspace"]
-    Mix.shell().info("==> pybridge: cargo #{Enum.join(args, " ")} (in #{native})")
+  defp run_cargo(cargo, native, which, extra_env) do
+    args = ["build", "--release" | which]
+    shown = Enum.map_join(extra_env, "", fn {k, v} -> "#{k}=#{v} " end)
+    Mix.shell().info("==> pybridge: #{shown}cargo #{Enum.join(args, " ")} (in #{native})")
 
-    env = if IO.ANSI.enabled?(), do: [{"CARGO_TERM_COLOR", "always"}], else: []
+    color = if IO.ANSI.enabled?(), do: [{"CARGO_TERM_COLOR", "always"}], else: []
+    env = color ++ extra_env
 
     {_, status} =
       System.cmd(cargo, args,

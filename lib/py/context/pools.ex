@@ -23,10 +23,15 @@ defmodule Py.Context.Pools do
   @names_key {__MODULE__, :names}
   @reserved [:dedicated]
   @default_max_workers 256
+  @modes [:main, :subinterpreter]
+
+  @typedoc "Settings of one native context, as `Py.Native.context_new/3` takes them."
+  @type native_opts :: %{max_workers: pos_integer, subinterpreter: boolean}
 
   @doc """
   Starts the pool owner (registered as `Py.Context.Pools`); `opts` override
-  the application environment (`:num_contexts`, `:pools`, `:max_workers`).
+  the application environment (`:num_contexts`, `:pools`, `:max_workers`,
+  `:context_mode`).
 
   ## Example
 
@@ -58,26 +63,36 @@ defmodule Py.Context.Pools do
   def names, do: :persistent_term.get(@names_key, [])
 
   @doc """
-  Validates the options of `Py.Context.new/1` (only `:max_workers`) and
-  returns the number of workers to use.
+  Validates the options of `Py.Context.new/1` (`:max_workers`, `:mode`) and
+  returns the settings of the native context.
 
   ## Example
 
-      8 = Py.Context.Pools.max_workers_opt!([max_workers: 8], "Py.Context.new/1")
+      %{max_workers: 8, subinterpreter: false} =
+        Py.Context.Pools.context_opts!([max_workers: 8, mode: :main], "Py.Context.new/1")
   """
-  @spec max_workers_opt!(keyword, String.t()) :: pos_integer
-  def max_workers_opt!(opts, fun) when is_list(opts) do
-    Enum.reduce(opts, default_max_workers([]), fn
-      {:max_workers, n}, _ when is_integer(n) and n > 0 ->
-        n
+  @spec context_opts!(keyword, String.t()) :: native_opts
+  def context_opts!(opts, fun) when is_list(opts) do
+    defaults = %{max_workers: default_max_workers([]), subinterpreter: subinterpreter?(mode([]))}
+
+    Enum.reduce(opts, defaults, fn
+      {:max_workers, n}, acc when is_integer(n) and n > 0 ->
+        %{acc | max_workers: n}
 
       {:max_workers, n}, _ ->
         raise ArgumentError,
               "invalid value for :max_workers option of #{fun}: expected a positive integer, got: #{inspect(n)}"
 
+      {:mode, mode}, acc when mode in @modes ->
+        %{acc | subinterpreter: subinterpreter?(mode)}
+
+      {:mode, mode}, _ ->
+        raise ArgumentError,
+              "invalid value for :mode option of #{fun}: expected :main or :subinterpreter, got: #{inspect(mode)}"
+
       {key, _}, _ when is_atom(key) ->
         raise ArgumentError,
-              "unknown option #{inspect(key)} for #{fun}; valid options: [:max_workers]"
+              "unknown option #{inspect(key)} for #{fun}; valid options: [:max_workers, :mode]"
 
       other, _ ->
         raise ArgumentError,
@@ -85,7 +100,7 @@ defmodule Py.Context.Pools do
     end)
   end
 
-  def max_workers_opt!(opts, fun) do
+  def context_opts!(opts, fun) do
     raise ArgumentError, "expected a keyword list of options for #{fun}, got: #{inspect(opts)}"
   end
 
@@ -107,11 +122,19 @@ defmodule Py.Context.Pools do
   ## Configuration
 
   @doc false
-  # [{pool, size, max_workers}], :default first.
-  @spec config!(keyword) :: [{atom, pos_integer, pos_integer}]
+  # [{pool, size, native_opts}], :default first.
+  @spec config!(keyword) :: [{atom, pos_integer, native_opts}]
   def config!(opts) do
     max_workers = default_max_workers(opts)
     positive!(max_workers, :max_workers)
+    mode = mode(opts)
+
+    unless mode in @modes do
+      raise ArgumentError,
+            "invalid :context_mode setting for :pybridge: expected :main or :subinterpreter, got: #{inspect(mode)}"
+    end
+
+    defaults = %{max_workers: max_workers, subinterpreter: subinterpreter?(mode)}
 
     num = setting(opts, :num_contexts, System.schedulers_online())
     positive!(num, :num_contexts)
@@ -119,7 +142,7 @@ defmodule Py.Context.Pools do
     extra =
       case setting(opts, :pools, []) do
         pools when is_list(pools) ->
-          Enum.map(pools, &pool_config!(&1, max_workers))
+          Enum.map(pools, &pool_config!(&1, defaults))
 
         other ->
           raise ArgumentError,
@@ -131,7 +154,7 @@ defmodule Py.Context.Pools do
       [{dup, _, _} | _] -> raise ArgumentError, "context pool #{inspect(dup)} is configured twice"
     end
 
-    [{:default, num, max_workers} | extra]
+    [{:default, num, defaults} | extra]
   end
 
   defp pool_config!({:default, _}, _) do
@@ -143,26 +166,40 @@ defmodule Py.Context.Pools do
     raise ArgumentError, "#{inspect(name)} is reserved and cannot be used as a pool name"
   end
 
-  defp pool_config!({name, size}, max_workers) when is_atom(name) and is_integer(size) do
+  defp pool_config!({name, size}, defaults) when is_atom(name) and is_integer(size) do
     positive!(size, {:pools, name})
-    {name, size, max_workers}
+    {name, size, defaults}
   end
 
-  defp pool_config!({name, kw}, max_workers) when is_atom(name) and is_list(kw) do
+  defp pool_config!({name, kw}, defaults) when is_atom(name) and is_list(kw) do
     Enum.each(kw, fn
-      {key, _} when key in [:size, :max_workers] ->
+      {key, _} when key in [:size, :max_workers, :mode] ->
         :ok
 
       other ->
         raise ArgumentError,
-              "invalid entry #{inspect(other)} for pool #{inspect(name)}; valid keys: [:size, :max_workers]"
+              "invalid entry #{inspect(other)} for pool #{inspect(name)}; valid keys: [:size, :max_workers, :mode]"
     end)
 
     size = Keyword.get(kw, :size)
-    workers = Keyword.get(kw, :max_workers, max_workers)
+    workers = Keyword.get(kw, :max_workers, defaults.max_workers)
     positive!(size, {:pools, name, :size})
     positive!(workers, {:pools, name, :max_workers})
-    {name, size, workers}
+
+    subinterpreter =
+      case Keyword.fetch(kw, :mode) do
+        :error ->
+          defaults.subinterpreter
+
+        {:ok, mode} when mode in @modes ->
+          subinterpreter?(mode)
+
+        {:ok, mode} ->
+          raise ArgumentError,
+                "invalid :mode #{inspect(mode)} for pool #{inspect(name)}; expected :main or :subinterpreter"
+      end
+
+    {name, size, %{max_workers: workers, subinterpreter: subinterpreter}}
   end
 
   defp pool_config!(other, _) do
@@ -179,6 +216,10 @@ defmodule Py.Context.Pools do
 
   defp default_max_workers(opts), do: setting(opts, :max_workers, @default_max_workers)
 
+  defp mode(opts), do: setting(opts, :context_mode, :main)
+
+  defp subinterpreter?(mode), do: mode == :subinterpreter
+
   defp positive!(n, _key) when is_integer(n) and n > 0, do: :ok
 
   defp positive!(n, key) do
@@ -190,14 +231,12 @@ defmodule Py.Context.Pools do
 
   defp create_all([], acc), do: Enum.reverse(acc)
 
-  defp create_all([{pool, size, max_workers} | rest], acc) do
-    contexts = create(pool, size, max_workers, acc)
+  defp create_all([{pool, size, opts} | rest], acc) do
+    contexts = create(pool, size, opts, acc)
     create_all(rest, [{pool, contexts} | acc])
   end
 
-  defp create(pool, size, max_workers, created) do
-    opts = %{max_workers: max_workers}
-
+  defp create(pool, size, opts, created) do
     Enum.reduce(1..size, {}, fn index, contexts ->
       ref =
         try do

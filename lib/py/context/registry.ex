@@ -64,8 +64,9 @@ defmodule Py.Context.Registry do
   def unbind, do: GenServer.call(__MODULE__, :unbind)
 
   @doc false
-  @spec new_context(pos_integer) :: {:ok, Py.Context.t()} | {:error, {atom, term, list}}
-  def new_context(max_workers), do: GenServer.call(__MODULE__, {:new, max_workers}, :infinity)
+  @spec new_context(Py.Context.Pools.native_opts()) ::
+          {:ok, Py.Context.t()} | {:error, {atom, term, list}}
+  def new_context(native_opts), do: GenServer.call(__MODULE__, {:new, native_opts}, :infinity)
 
   @doc false
   @spec close_context(Py.Context.t()) :: :ok
@@ -114,11 +115,11 @@ defmodule Py.Context.Registry do
 
   def handle_call(:unbind, {pid, _}, state), do: {:reply, :ok, drop_binder(state, pid, true)}
 
-  def handle_call({:new, max_workers}, {pid, _}, %{owned: owned} = state) do
+  def handle_call({:new, native_opts}, {pid, _}, %{owned: owned} = state) do
     index = :erlang.unique_integer([:positive, :monotonic])
 
     try do
-      Py.Native.context_new(:dedicated, index, %{max_workers: max_workers})
+      Py.Native.context_new(:dedicated, index, native_opts)
     catch
       kind, reason -> {:reply, {:error, {kind, reason, __STACKTRACE__}}, state}
     else

@@ -4,10 +4,12 @@ defmodule Py.Runtime.Python do
 
   pybridge does not link against a particular libpython at build time: its NIF
   is compiled against CPython's stable ABI (abi3, Python 3.10+) and leaves the
-  Python symbols unresolved, so one build works with any CPython >= 3.10. At
-  startup the Python to use has to be picked, and the embedded interpreter must
-  be set up the way that Python's own executable would be. This module finds
-  out everything needed for that by running the chosen executable once:
+  Python symbols unresolved, so one build works with any CPython >= 3.10
+  (free-threaded builds, which have no stable ABI, get a build of their own:
+  see `nif_name/1`). At startup the Python to use has to be picked, and the
+  embedded interpreter must be set up the way that Python's own executable
+  would be. This module finds out everything needed for that by running the
+  chosen executable once:
 
     * `sys.executable` – passed to the interpreter as its program name, from
       which CPython computes `sys.prefix` and the standard library location;
@@ -60,6 +62,7 @@ defmodule Py.Runtime.Python do
     :version_info,
     :libpython,
     :venv,
+    free_threaded: false,
     site_dirs: []
   ]
 
@@ -72,6 +75,7 @@ defmodule Py.Runtime.Python do
           version_info: {non_neg_integer, non_neg_integer, non_neg_integer},
           libpython: String.t(),
           venv: String.t() | nil,
+          free_threaded: boolean,
           site_dirs: [String.t()]
         }
 
@@ -175,7 +179,7 @@ defmodule Py.Runtime.Python do
   Returns `{:error, %Py.Error{}}` with `type`:
 
     * `:python_not_found` – the executable is missing or does not run
-    * `:unsupported_python` – not CPython >= 3.10 with the GIL
+    * `:unsupported_python` – not CPython >= 3.10 (>= 3.13 when free-threaded)
     * `:libpython_not_found` – no shared libpython (e.g. a static build)
     * `:venv_not_found` – the venv has no site-packages for this Python
   """
@@ -197,6 +201,7 @@ defmodule Py.Runtime.Python do
          version_info: version_info,
          libpython: libpython,
          venv: venv,
+         free_threaded: free_threaded?(values),
          site_dirs: site_dirs
        }}
     end
@@ -209,6 +214,27 @@ defmodule Py.Runtime.Python do
   def requested_python(opts \\ []) do
     option(opts, :python, "PYBRIDGE_PYTHON") || "python3"
   end
+
+  @doc """
+  The name of the NIF library (in `priv/native/`, without `.so`) that
+  embeds this Python.
+
+  GIL builds of CPython share one library built against the stable ABI.
+  Free-threaded builds have no stable ABI before 3.15, so each minor version
+  gets its own library, built by `mix compile.pybridge --python PATH` (see
+  `Mix.Tasks.Compile.Pybridge`): `pybridge_cp313t` for 3.13t.
+
+      iex> Py.Runtime.Python.nif_name(%Py.Runtime.Python{executable: "python3.13t",
+      ...>   version_info: {3, 13, 5}, libpython: "libpython3.13t.so", free_threaded: true})
+      "pybridge_cp313t"
+  """
+  @spec nif_name(t) :: String.t()
+  def nif_name(%__MODULE__{free_threaded: false}), do: "pybridge"
+
+  def nif_name(%__MODULE__{free_threaded: true, version_info: {major, minor, _}}),
+    do: "pybridge_cp#{major}#{minor}t"
+
+  defp free_threaded?(values), do: one(values, "gil_disabled") not in [nil, "0"]
 
   ## Steps
 
@@ -297,11 +323,11 @@ defmodule Py.Runtime.Python do
             "#{elem(@min_version, 0)}.#{elem(@min_version, 1)} or newer"
         )
 
-      one(values, "gil_disabled") not in [nil, "0"] ->
+      free_threaded?(values) and Tuple.delete_at(version_info, 2) < {3, 13} ->
         error(
           :unsupported_python,
-          "#{path} is a free-threaded (no-GIL) build of Python #{format_version(version_info)}; " <>
-            "pybridge is built for CPython's stable ABI, which those builds do not support"
+          "#{path} is a free-threaded build of Python #{format_version(version_info)}; " <>
+            "pybridge supports free-threaded CPython from 3.13 on"
         )
 
       true ->

@@ -68,6 +68,12 @@ impl CodeCache {
         self.map(mode).insert(Box::from(source), (code, clock));
     }
 
+    /// Drops every entry (the GIL must be held).
+    pub(super) fn clear(&mut self) {
+        self.eval.clear();
+        self.exec.clear();
+    }
+
     pub(super) fn len(&self) -> usize {
         self.eval.len() + self.exec.len()
     }

@@ -3,13 +3,12 @@
 use pyo3::exceptions::{PyNameError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::convert::from_py::from_py;
 use crate::convert::to_py::{map_to_dict, to_py, to_py_tuple};
 use crate::convert::{ConvertError, Value};
-use crate::runtime::support_module;
+use crate::runtime::{support_module, Interp};
 
 use super::code_cache::Mode;
 use super::env::ProcessEnv;
@@ -48,10 +47,9 @@ pub(super) fn run(py: Python<'_>, shared: &Shared, job: Job) -> Outcome {
             env,
         } => call(py, &module, &function, &args, &kwargs, env.as_deref()).map(Some),
         Job::GetAttr { obj, name } => obj
-            .obj
             .bind(py)
-            .getattr(PyString::new(py, &name))
             .map_err(Failure::from)
+            .and_then(|o| Ok(o.getattr(PyString::new(py, &name))?))
             .and_then(|attr| Ok(from_py(&attr)?))
             .map(Some),
         Job::CallMethod {
@@ -59,13 +57,12 @@ pub(super) fn run(py: Python<'_>, shared: &Shared, job: Job) -> Outcome {
             name,
             args,
             kwargs,
-        } => {
-            let method = obj.obj.bind(py).getattr(PyString::new(py, &name));
-            method
-                .map_err(Failure::from)
-                .and_then(|m| invoke(py, &m, &args, &kwargs))
-                .map(Some)
-        }
+        } => obj
+            .bind(py)
+            .map_err(Failure::from)
+            .and_then(|o| Ok(o.getattr(PyString::new(py, &name))?))
+            .and_then(|m| invoke(py, &m, &args, &kwargs))
+            .map(Some),
         Job::Reload { module } => support_module(py)
             .and_then(|m| m.getattr("reload")?.call1((module,)))
             .map(|_| None)
@@ -185,7 +182,8 @@ fn compiled<'py>(
     // patched `pybridge.compile_source`) would crash the interpreter.
     // An exact type check: `code` cannot be subclassed, and isinstance could
     // be fooled by a `__class__` property.
-    if !compiled.get_type().is(code_type(py)?) {
+    let code_type = Interp::current().state(py)?.code_type.bind(py);
+    if !compiled.get_type().is(code_type) {
         return Err(PyTypeError::new_err(format!(
             "pybridge.compile_source returned {} instead of a code object",
             compiled.get_type().name()?
@@ -197,13 +195,6 @@ fn compiled<'py>(
         .lock()
         .insert(mode, code.as_bytes(), compiled.clone().unbind());
     Ok(compiled)
-}
-
-fn code_type(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static CODE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    CODE_TYPE
-        .get_or_try_init(py, || Ok(py.import("types")?.getattr("CodeType")?.unbind()))
-        .map(|t| t.bind(py))
 }
 
 fn call(

@@ -30,6 +30,8 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 use pyo3::{Py, PyAny};
 
+use crate::runtime::Interp;
+
 pub use env::ProcessEnv;
 pub use monitor::cancel;
 pub use request::{CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request};
@@ -50,6 +52,9 @@ pub struct ContextConfig {
     pub max_workers: usize,
     /// Compiled code objects kept per context.
     pub code_cache_size: usize,
+    /// Run in a sub-interpreter of its own, with its own GIL (CPython 3.12+),
+    /// instead of the main interpreter.
+    pub subinterpreter: bool,
 }
 
 impl Default for ContextConfig {
@@ -59,6 +64,7 @@ impl Default for ContextConfig {
             index: 1,
             max_workers: 256,
             code_cache_size: 1024,
+            subinterpreter: false,
         }
     }
 }
@@ -66,8 +72,8 @@ impl Default for ContextConfig {
 /// Work on a context's queue.
 enum Task {
     Call(Request),
-    /// Drop a Python reference under the GIL (a released namespace).
-    Release(Py<PyAny>),
+    /// Drop the references released to the interpreter (a namespace).
+    Collect,
     /// Make one worker exit (on close).
     Stop,
 }
@@ -75,6 +81,8 @@ enum Task {
 /// State shared by a context's handle, its workers and the monitor.
 pub(crate) struct Shared {
     config: ContextConfig,
+    /// The interpreter the context runs in: the main one, or its own.
+    interp: Arc<Interp>,
     tx: Sender<Task>,
     rx: Receiver<Task>,
     /// Held shared while queueing a call and exclusively while closing, so
@@ -108,15 +116,15 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Hands a Python reference back to the context to drop under the GIL.
-    /// A closed context has no worker left to do it: the reference is
-    /// dropped here, and PyO3 defers the decref to the next GIL holder.
+    /// Hands a Python reference back to the context's interpreter, to be
+    /// dropped with it attached, and nudges a worker to do it now. In a
+    /// closed context it waits for the monitor (main interpreter) or the
+    /// end of the sub-interpreter.
     fn release(&self, obj: Py<PyAny>) {
-        if self.closed.load(Ordering::Acquire) {
-            drop(obj);
-        } else {
+        self.interp.release(obj);
+        if !self.closed.load(Ordering::Acquire) {
             // `rx` lives in `self`, so the send cannot fail.
-            let _ = self.tx.send(Task::Release(obj));
+            let _ = self.tx.send(Task::Collect);
         }
     }
 }
@@ -150,6 +158,8 @@ pub enum SubmitError {
     ForeignEnv,
     /// The OS would not start an executor thread.
     Spawn(String),
+    /// No sub-interpreter could be made (e.g. Python older than 3.12).
+    Interpreter(String),
 }
 
 impl std::fmt::Display for SubmitError {
@@ -159,6 +169,7 @@ impl std::fmt::Display for SubmitError {
             SubmitError::NotInitialized => "the Python runtime is not started",
             SubmitError::ForeignEnv => "the namespace belongs to another context",
             SubmitError::Spawn(err) => return write!(f, "cannot start an executor thread: {err}"),
+            SubmitError::Interpreter(err) => err,
         })
     }
 }
@@ -169,9 +180,15 @@ impl Context {
         if !crate::runtime::is_initialized() {
             return Err(SubmitError::NotInitialized);
         }
+        let interp = if config.subinterpreter {
+            crate::runtime::new_subinterpreter().map_err(SubmitError::Interpreter)?
+        } else {
+            Interp::main().clone()
+        };
         let (tx, rx) = crossbeam_channel::unbounded();
         let (wake_tx, wake_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
+            interp,
             code_cache: Mutex::new(CodeCache::new(config.code_cache_size)),
             config: ContextConfig {
                 max_workers: config.max_workers.max(1),
@@ -243,6 +260,11 @@ impl Context {
     pub fn is_idle(&self) -> bool {
         let s = self.shared();
         s.rx.is_empty() && !s.home_running.load(Ordering::Relaxed)
+    }
+
+    /// True when the context runs in a sub-interpreter of its own.
+    pub fn is_subinterpreter(&self) -> bool {
+        self.shared().interp.kind() == crate::runtime::Kind::Sub
     }
 
     /// Counters for introspection and the dashboard.

@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use pyo3::ffi;
 
-use crate::runtime::{timeout_exception, ThreadState};
+use crate::runtime::{Interp, ThreadState};
 
 use super::request::{CallState, Cancel};
 use super::{worker, Shared};
@@ -55,19 +55,29 @@ fn start() {
             .spawn(move || {
                 let mut tstate = ThreadState::new();
                 for state in rx {
-                    tstate.with_gil(|py| {
-                        let ident = state.running_on();
-                        if ident == 0 {
-                            return;
-                        }
-                        if let Ok(exc) = timeout_exception(py) {
-                            // SAFETY: we hold the GIL, and the worker sets or
-                            // clears `running_on` only while holding it, so
-                            // `ident` still runs this call; `exc` is a valid
-                            // exception class (SetAsyncExc takes a new reference).
-                            unsafe { ffi::PyThreadState_SetAsyncExc(ident as _, exc.as_ptr()) };
-                        }
-                    });
+                    let interp = state.interp().clone();
+                    // The Timeout class of the call's interpreter, set up by
+                    // the worker before any call ran there.
+                    let Some(exc) = interp.timeout_class() else {
+                        continue;
+                    };
+                    // SAFETY: this thread has no thread state attached
+                    // between iterations, and the closure only makes C API
+                    // calls valid under the GIL.
+                    unsafe {
+                        interp.service(&mut tstate, || {
+                            let ident = state.running_on();
+                            if ident != 0 {
+                                // SAFETY: we hold the interpreter's GIL, and
+                                // the worker sets or clears `running_on` only
+                                // while holding it, so `ident` still runs this
+                                // call; `exc` is a live exception class of
+                                // this interpreter (SetAsyncExc takes a new
+                                // reference).
+                                ffi::PyThreadState_SetAsyncExc(ident as _, exc);
+                            }
+                        })
+                    };
                 }
             });
         let _ = std::thread::Builder::new()
@@ -120,6 +130,11 @@ fn watch() {
             busy |= check(shared, &mut stalls, now, &mut tstate);
         }
         stalls.retain(|key, _| contexts.iter().any(|s| key_of(s) == *key));
+        // References released where no worker will collect them (closed
+        // contexts, handles of objects no context asked for again).
+        if Interp::main().has_garbage() {
+            tstate.with_gil(|py| Interp::main().collect(py));
+        }
         if now.duration_since(last_trim) >= TRIM_EVERY {
             last_trim = now;
             crate::runtime::trim_if_released(&mut released_seen);
@@ -132,10 +147,12 @@ fn watch() {
 
 /// True when the GIL can be taken at once, twice in a row: a single quick
 /// probe may just have slipped in while two busy threads handed it over.
-fn gil_is_free(tstate: &mut ThreadState) -> bool {
+fn gil_is_free(interp: &Interp, tstate: &mut ThreadState) -> bool {
     let mut probe = || {
         let started = Instant::now();
-        tstate.with_gil(|_| ());
+        // SAFETY: the monitor thread has no thread state attached here, and
+        // the closure calls nothing.
+        unsafe { interp.service(tstate, || ()) };
         started.elapsed() < GIL_FREE
     };
     probe() && {
@@ -190,7 +207,7 @@ fn check(
         }
         let workers = shared.workers.load(Ordering::Acquire);
         let room = shared.config.max_workers.saturating_sub(workers);
-        let gil_free = gil_is_free(tstate);
+        let gil_free = gil_is_free(&shared.interp, tstate);
         stall.free_ticks = if gil_free { stall.free_ticks + 1 } else { 0 };
         let wanted = if gil_free {
             // Each waiting call may be another blocking call (one spare for

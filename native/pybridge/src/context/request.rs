@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::convert::{PyObject, Value};
+use crate::runtime::Interp;
 
 use super::env::ProcessEnv;
 
@@ -131,6 +132,10 @@ pub struct CallState {
     /// Python thread ident of the worker running the call, 0 when none;
     /// written and read only while holding the GIL.
     running_on: AtomicU64,
+    /// The sub-interpreter the call runs in (None: the main interpreter).
+    /// Set once by the worker that takes the call; the interrupter attaches
+    /// to it to raise the timeout there.
+    interp: std::sync::OnceLock<Arc<Interp>>,
     /// When the caller stops waiting; past it, the monitor interrupts the call
     /// even if the caller died without cancelling.
     pub deadline: Option<Instant>,
@@ -150,6 +155,7 @@ impl CallState {
         Arc::new(CallState {
             state: AtomicU8::new(QUEUED),
             running_on: AtomicU64::new(0),
+            interp: std::sync::OnceLock::new(),
             deadline,
         })
     }
@@ -199,6 +205,16 @@ impl CallState {
 
     pub(super) fn running_on(&self) -> u64 {
         self.running_on.load(Ordering::Acquire)
+    }
+
+    /// Records the sub-interpreter the call runs in.
+    pub(super) fn set_interp(&self, interp: &Arc<Interp>) {
+        let _ = self.interp.set(interp.clone());
+    }
+
+    /// The interpreter the call runs in.
+    pub(super) fn interp(&self) -> &Arc<Interp> {
+        self.interp.get().unwrap_or_else(|| Interp::main())
     }
 }
 

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::runtime::ThreadState;
+use crate::runtime::{Kind, ThreadState};
 
 use super::request::{CallState, ErrorInfo, ErrorKind, Outcome, Request};
 use super::{execute, Shared, Task};
@@ -92,7 +92,7 @@ fn lower_priority() {
 
 fn run_home(shared: &Shared, slot: &WorkerSlot) {
     lower_priority();
-    let mut tstate = ThreadState::new();
+    let mut tstate = ThreadState::in_interp(&shared.interp);
     slot.ident.store(tstate.ident(), Ordering::Release);
     while let Ok(task) = next_task(shared) {
         if matches!(task, Task::Stop) {
@@ -102,7 +102,20 @@ fn run_home(shared: &Shared, slot: &WorkerSlot) {
             break;
         }
     }
-    shared.workers.fetch_sub(1, Ordering::AcqRel);
+    retire(shared, &mut tstate);
+}
+
+/// A worker leaves. The last one drops the context's Python references
+/// (compiled code, released namespaces) while it can still attach: once
+/// the workers are gone nothing may drop them without the interpreter
+/// attached (see [`crate::runtime::Interp`]).
+fn retire(shared: &Shared, tstate: &mut ThreadState) {
+    if shared.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+        tstate.with_gil(|py| {
+            shared.code_cache.lock().clear();
+            shared.interp.collect(py);
+        });
+    }
 }
 
 /// The next task for the home worker. It polls for a short while before
@@ -125,7 +138,7 @@ fn next_task(shared: &Shared) -> Result<Task, crossbeam_channel::RecvError> {
 /// and it exits after [`IDLE_RETIRE`] parked.
 fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
     lower_priority();
-    let mut tstate = ThreadState::new();
+    let mut tstate = ThreadState::in_interp(&shared.interp);
     slot.ident.store(tstate.ident(), Ordering::Release);
     // A new overflow worker was started for a waiting call: go straight to work.
     let mut woken = true;
@@ -162,7 +175,7 @@ fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
             }
         }
     }
-    shared.workers.fetch_sub(1, Ordering::AcqRel);
+    retire(shared, &mut tstate);
 }
 
 /// Overflow workers take calls only while the monitor has opened the
@@ -178,13 +191,11 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
     let mut task = first;
     let mut ran = 0usize;
     let mut held_since = Instant::now();
+    collect(py, shared);
     loop {
         match task {
             Task::Stop => return true,
-            Task::Release(obj) => {
-                drop(obj);
-                crate::runtime::note_release();
-            }
+            Task::Collect => collect(py, shared),
             Task::Call(request) => {
                 if home {
                     shared.home_progress.fetch_add(1, Ordering::Relaxed);
@@ -221,6 +232,14 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
     }
 }
 
+/// Drops the references released to the interpreter (namespaces of exited
+/// processes, `%Py.Object{}` handles the BEAM let go of).
+fn collect(py: Python<'_>, shared: &Shared) {
+    if shared.interp.collect(py) > 0 {
+        crate::runtime::note_release();
+    }
+}
+
 fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request) {
     let Request { job, reply, state } = request;
     if !state.start() {
@@ -239,6 +258,9 @@ fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request
         return;
     }
     let ident = slot.ident.load(Ordering::Relaxed);
+    if shared.interp.kind() == Kind::Sub {
+        state.set_interp(&shared.interp);
+    }
     state.set_running_on(ident);
     *slot.current.lock() = Some(state.clone());
 

@@ -17,11 +17,12 @@ use std::ptr::addr_of_mut;
 use num_bigint::BigInt;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::critical_section::with_critical_section;
 use pyo3::types::{
     PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple,
 };
 
-use super::erlang_types::{Pid, Ref};
+use super::erlang_types::term_value;
 use super::value::REPR_LIMIT;
 use super::{ConvertError, PyObject, Value, MAX_DEPTH};
 
@@ -72,10 +73,6 @@ fn truncate(mut s: String) -> String {
         s.push_str("...");
     }
     s
-}
-
-fn py_err(context: &str, err: PyErr) -> ConvertError {
-    ConvertError(format!("{context}: {err}"))
 }
 
 /// Whether `ptr`'s type is exactly the static type object `ty`.
@@ -138,7 +135,7 @@ unsafe fn int_value(py: Python<'_>, ptr: *mut ffi::PyObject) -> Result<Value, Co
         let bits: u64 = obj
             .call_method0("bit_length")
             .and_then(|b| b.extract())
-            .map_err(|e| py_err("cannot convert an int", e))?;
+            .map_err(|e| ConvertError::python("cannot convert an int", e))?;
         if bits > MAX_INT_BITS {
             return Err(ConvertError(format!(
                 "cannot convert an int of {bits} bits: the BEAM's integers hold at most {MAX_INT_BITS} bits"
@@ -147,11 +144,14 @@ unsafe fn int_value(py: Python<'_>, ptr: *mut ffi::PyObject) -> Result<Value, Co
         return obj
             .extract::<BigInt>()
             .map(Value::BigInt)
-            .map_err(|e| py_err("cannot convert an int", e));
+            .map_err(|e| ConvertError::python("cannot convert an int", e));
     }
     // SAFETY: GIL held; PyErr_Occurred only reads the thread's error state.
     if v == -1 && unsafe { !ffi::PyErr_Occurred().is_null() } {
-        return Err(py_err("cannot convert an int", PyErr::fetch(py)));
+        return Err(ConvertError::python(
+            "cannot convert an int",
+            PyErr::fetch(py),
+        ));
     }
     Ok(Value::Int(v))
 }
@@ -164,7 +164,7 @@ unsafe fn str_value(py: Python<'_>, ptr: *mut ffi::PyObject) -> Result<Value, Co
     // buffer is owned by the str object, which outlives this function.
     let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(ptr, &mut len) };
     if data.is_null() {
-        return Err(py_err(
+        return Err(ConvertError::python(
             "cannot convert a str that is not valid Unicode",
             PyErr::fetch(py),
         ));
@@ -186,7 +186,10 @@ unsafe fn bytes_value(py: Python<'_>, ptr: *mut ffi::PyObject) -> Result<Value, 
     let mut len: ffi::Py_ssize_t = 0;
     // SAFETY: caller's contract; both out-pointers are valid.
     if unsafe { ffi::PyBytes_AsStringAndSize(ptr, &mut data, &mut len) } != 0 {
-        return Err(py_err("cannot convert a bytes object", PyErr::fetch(py)));
+        return Err(ConvertError::python(
+            "cannot convert a bytes object",
+            PyErr::fetch(py),
+        ));
     }
     // SAFETY: on success `data` points to the object's `len` bytes, alive
     // while `ptr` is; we copy them at once.
@@ -236,11 +239,8 @@ fn slow<'py>(obj: &Bound<'py, PyAny>) -> Result<Step<'py>, ConvertError> {
     if let Ok(ba) = obj.cast::<PyByteArray>() {
         return Ok(Step::Leaf(Value::Bytes(ba.to_vec())));
     }
-    if let Ok(pid) = obj.cast::<Pid>() {
-        return Ok(Step::Leaf(Value::Pid(pid.get().etf().to_vec())));
-    }
-    if let Ok(r) = obj.cast::<Ref>() {
-        return Ok(Step::Leaf(Value::Ref(r.get().etf().to_vec())));
+    if let Some(term) = term_value(obj)? {
+        return Ok(Step::Leaf(term));
     }
     // Subclasses of the built-in types convert like their base.
     if obj.is_instance_of::<PyInt>() {
@@ -364,7 +364,7 @@ impl<'py> Frame<'py> {
     fn set(obj: &Bound<'py, PyAny>) -> Result<Self, ConvertError> {
         let iter = obj
             .try_iter()
-            .map_err(|e| py_err("cannot iterate over a set", e))?
+            .map_err(|e| ConvertError::python("cannot iterate over a set", e))?
             .into_any();
         Ok(Frame::Set {
             obj: obj.clone(),
@@ -400,14 +400,17 @@ impl<'py> Frame<'py> {
     /// `classify`, or `None` when the container is complete.
     fn next_child(&mut self, py: Python<'py>) -> Result<Option<Bound<'py, PyAny>>, ConvertError> {
         match self {
+            // On free-threaded Python another thread may change the list or
+            // dict meanwhile: its items are read inside a critical section
+            // on it (a no-op with the GIL), left before any Python code runs.
             Frame::List {
                 obj,
                 next,
                 len,
                 out,
-            } => loop {
-                // SAFETY (whole block): `obj` is a live list and the GIL is
-                // held. The size is re-read every step because converting an
+            } => with_critical_section(obj, || loop {
+                // SAFETY (whole block): `obj` is a live list, the GIL is held
+                // (or, free-threaded, its critical section). The size is re-read every step because converting an
                 // object (its repr) may run Python code that resizes the
                 // list; with `next < size` GetItem returns a valid borrowed
                 // item, used before any Python code can run or turned into a
@@ -421,7 +424,7 @@ impl<'py> Frame<'py> {
                     }
                     let item = ffi::PyList_GetItem(obj.as_ptr(), *next);
                     if item.is_null() {
-                        return Err(py_err("cannot read a list", PyErr::fetch(py)));
+                        return Err(ConvertError::python("cannot read a list", PyErr::fetch(py)));
                     }
                     *next += 1;
                     match scalar(py, item)? {
@@ -429,7 +432,7 @@ impl<'py> Frame<'py> {
                         None => return Ok(Some(Bound::from_borrowed_ptr(py, item))),
                     }
                 }
-            },
+            }),
             Frame::Tuple {
                 obj,
                 next,
@@ -443,7 +446,10 @@ impl<'py> Frame<'py> {
                     unsafe {
                         let item = ffi::PyTuple_GetItem(obj.as_ptr(), *next);
                         if item.is_null() {
-                            return Err(py_err("cannot read a tuple", PyErr::fetch(py)));
+                            return Err(ConvertError::python(
+                                "cannot read a tuple",
+                                PyErr::fetch(py),
+                            ));
                         }
                         *next += 1;
                         match scalar(py, item)? {
@@ -465,11 +471,11 @@ impl<'py> Frame<'py> {
                 if let Some(v) = pending.take() {
                     return Ok(Some(v));
                 }
-                loop {
+                with_critical_section(obj, || loop {
                     let mut k: *mut ffi::PyObject = std::ptr::null_mut();
                     let mut v: *mut ffi::PyObject = std::ptr::null_mut();
-                    // SAFETY: `obj` is a live dict and the GIL is held.
-                    // PyDict_Next is memory-safe even if the dict changed
+                    // SAFETY: `obj` is a live dict and the GIL is held (or,
+                    // free-threaded, its critical section). PyDict_Next is memory-safe even if the dict changed
                     // since the last call. `k`/`v` are borrowed: they are used
                     // by `scalar` (which runs no Python code) or turned into
                     // strong references before anything else can run.
@@ -491,7 +497,7 @@ impl<'py> Frame<'py> {
                             }
                         }
                     }
-                }
+                })
             }
             Frame::Set { iter, out, .. } => loop {
                 // SAFETY: `iter` is a live iterator and the GIL is held;
@@ -503,7 +509,10 @@ impl<'py> Frame<'py> {
                         if ffi::PyErr_Occurred().is_null() {
                             return Ok(None);
                         }
-                        return Err(py_err("cannot iterate over a set", PyErr::fetch(py)));
+                        return Err(ConvertError::python(
+                            "cannot iterate over a set",
+                            PyErr::fetch(py),
+                        ));
                     }
                     let item = Bound::from_owned_ptr(py, item);
                     match scalar(py, item.as_ptr())? {
@@ -861,7 +870,7 @@ values = {
                 Value::Object(o) => {
                     assert_eq!(o.type_name, "datetime.datetime");
                     assert_eq!(o.repr, "datetime.datetime(2024, 1, 2, 3, 4, 5)");
-                    assert!(o.obj.bind(py).is(&dt));
+                    assert!(o.bind(py).expect("bind").is(&dt));
                     let back = to_py(py, &Value::Object(o)).expect("to_py");
                     assert!(back.is(&dt));
                 }

@@ -21,6 +21,11 @@ impl ConvertError {
     pub fn too_deep() -> Self {
         ConvertError(format!("value nests deeper than {MAX_DEPTH} levels"))
     }
+
+    /// A Python exception raised while converting, with what was being done.
+    pub fn python(context: &str, err: pyo3::PyErr) -> Self {
+        ConvertError(format!("{context}: {err}"))
+    }
 }
 
 impl std::fmt::Display for ConvertError {

@@ -18,7 +18,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::erlang_types::{Pid, Ref};
+use super::erlang_types::{new_term, Term};
 use super::{ConvertError, Value, MAX_DEPTH};
 
 /// Converts a [`Value`] to a new Python object.
@@ -49,10 +49,6 @@ pub fn to_py_tuple<'py>(
     Ok(unsafe { obj.cast_into_unchecked() })
 }
 
-fn py_err(context: &str, err: PyErr) -> ConvertError {
-    ConvertError(format!("{context}: {err}"))
-}
-
 /// Takes ownership of a new reference returned by a C API call, or turns a
 /// NULL return into an error.
 ///
@@ -66,7 +62,7 @@ unsafe fn owned<'py>(
 ) -> Result<Bound<'py, PyAny>, ConvertError> {
     // SAFETY: guaranteed by the caller.
     unsafe { Bound::from_owned_ptr_or_err(py, ptr) }
-        .map_err(|e| py_err(&format!("cannot create {what}"), e))
+        .map_err(|e| ConvertError::python(&format!("cannot create {what}"), e))
 }
 
 /// Converts a non-container value; `Ok(None)` for containers.
@@ -126,15 +122,11 @@ fn scalar<'py>(py: Python<'py>, v: &Value) -> Result<Option<Bound<'py, PyAny>>, 
         }
         Value::BigInt(b) => b
             .into_pyobject(py)
-            .map_err(|e| py_err("cannot create an int", e))?
+            .map_err(|e| ConvertError::python("cannot create an int", e))?
             .into_any(),
-        Value::Pid(etf) => Bound::new(py, Pid::new(etf.clone()))
-            .map_err(|e| py_err("cannot create an erlang.Pid", e))?
-            .into_any(),
-        Value::Ref(etf) => Bound::new(py, Ref::new(etf.clone()))
-            .map_err(|e| py_err("cannot create an erlang.Ref", e))?
-            .into_any(),
-        Value::Object(o) => o.obj.bind(py).clone(),
+        Value::Pid(etf) => new_term(py, Term::Pid, etf)?,
+        Value::Ref(etf) => new_term(py, Term::Ref, etf)?,
+        Value::Object(o) => o.bind(py)?.clone(),
         Value::List(_) | Value::Tuple(_) | Value::Map(_) | Value::Set(_) => return Ok(None),
     };
     Ok(Some(obj))
@@ -381,7 +373,7 @@ fn seq_set(
     if rc == 0 {
         Ok(())
     } else {
-        Err(py_err(
+        Err(ConvertError::python(
             "cannot fill a list or tuple",
             PyErr::fetch(seq.py()),
         ))
@@ -583,7 +575,6 @@ mod tests {
     #[test]
     fn pid_ref_object() {
         with_py(|py| {
-            crate::convert::erlang_types::install_erlang_module(py).expect("erlang");
             let pid = check(
                 py,
                 &Value::Pid(vec![131, 1, 2]),

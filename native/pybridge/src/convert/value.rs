@@ -8,7 +8,10 @@
 use std::sync::Arc;
 
 use num_bigint::BigInt;
-use pyo3::{Py, PyAny};
+use pyo3::prelude::*;
+
+use super::ConvertError;
+use crate::runtime::Interp;
 
 /// How deep a value may nest before conversion gives up with an error
 /// instead of exhausting a thread's stack.
@@ -48,17 +51,20 @@ pub enum Value {
 /// A Python object kept alive from the BEAM side (`%Py.Object{}`).
 ///
 /// A shared handle one pointer wide (so that [`Value`] stays 32 bytes, which
-/// matters for long lists). Cloning only bumps an `Arc`, so it needs no GIL;
-/// the Python reference is released when the last clone is dropped
-/// (deferred to the next GIL holder when dropped without the GIL). The
-/// fields are read through `Deref`: `o.obj`, `o.type_name`, `o.repr`.
+/// matters for long lists). Cloning only bumps an `Arc`, so it needs no GIL.
+/// The object belongs to the interpreter that made it and is usable only
+/// there ([`ObjectData::bind`]); when the last clone is dropped, the Python
+/// reference is handed to that interpreter to be released with it attached.
+/// The other fields are read through `Deref`: `o.type_name`, `o.repr`.
 #[derive(Debug, Clone)]
 pub struct PyObject(Arc<ObjectData>);
 
 /// What a [`PyObject`] handle points to.
 #[derive(Debug)]
 pub struct ObjectData {
-    pub obj: Py<PyAny>,
+    /// Always `Some` until dropped.
+    obj: Option<Py<PyAny>>,
+    owner: Arc<Interp>,
     /// `type(obj).__module__ + "." + type(obj).__qualname__`
     pub type_name: String,
     /// `repr(obj)`, truncated to [`REPR_LIMIT`] bytes.
@@ -66,12 +72,36 @@ pub struct ObjectData {
 }
 
 impl PyObject {
+    /// Wraps an object of the interpreter the calling thread is attached to.
     pub fn new(obj: Py<PyAny>, type_name: String, repr: String) -> Self {
         PyObject(Arc::new(ObjectData {
-            obj,
+            obj: Some(obj),
+            owner: Interp::current_arc(),
             type_name,
             repr,
         }))
+    }
+}
+
+impl ObjectData {
+    /// The object, when `py` is attached to the interpreter it belongs to.
+    pub fn bind<'py>(&self, py: Python<'py>) -> Result<&Bound<'py, PyAny>, ConvertError> {
+        match &self.obj {
+            Some(obj) if self.owner.is(Interp::current()) => Ok(obj.bind(py)),
+            _ => Err(ConvertError(format!(
+                "the Python object {} belongs to another interpreter: \
+                 objects of a sub-interpreter context can only be used in that context",
+                self.repr
+            ))),
+        }
+    }
+}
+
+impl Drop for ObjectData {
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            self.owner.release(obj);
+        }
     }
 }
 

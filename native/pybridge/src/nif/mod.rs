@@ -55,6 +55,7 @@ mod atoms {
         normal,
         max_workers,
         code_cache_size,
+        subinterpreter,
         calls_total,
         errors_total,
         cancelled_total,
@@ -113,7 +114,8 @@ fn init<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
     })
 }
 
-#[rustler::nif]
+// Dirty: making a sub-interpreter takes milliseconds.
+#[rustler::nif(schedule = "DirtyIo")]
 fn context_new<'a>(
     env: Env<'a>,
     pool: Term<'a>,
@@ -129,6 +131,9 @@ fn context_new<'a>(
         index,
         max_workers: option(atoms::max_workers(), defaults.max_workers)?,
         code_cache_size: option(atoms::code_cache_size(), defaults.code_cache_size)?,
+        subinterpreter: opts
+            .map_get(atoms::subinterpreter())
+            .map_or(Ok(false), |t| t.decode())?,
     };
     match Context::new(config) {
         Ok(ctx) => Ok(ResourceArc::new(ContextResource(ctx)).encode(env)),
@@ -159,7 +164,10 @@ fn context_info(env: Env<'_>, ctx: ResourceArc<ContextResource>) -> NifResult<Te
     ];
     let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
     let values: Vec<Term> = pairs.iter().map(|(_, v)| v.encode(env)).collect();
-    Term::map_from_arrays(env, &keys, &values)
+    Term::map_from_arrays(env, &keys, &values)?.map_put(
+        atoms::subinterpreter().encode(env),
+        ctx.0.is_subinterpreter().encode(env),
+    )
 }
 
 #[rustler::nif]
@@ -255,7 +263,7 @@ fn submit_with<'a>(
             SubmitError::Closed => atoms::closed(),
             SubmitError::NotInitialized => atoms::not_started(),
             SubmitError::ForeignEnv => atoms::badarg(),
-            SubmitError::Spawn(_) => atoms::internal(),
+            SubmitError::Spawn(_) | SubmitError::Interpreter(_) => atoms::internal(),
         };
         return Ok((atoms::error(), (kind, err.to_string())).encode(env));
     }

@@ -7,7 +7,7 @@
 //! CPython >= 3.10.
 
 pub mod alloc;
-mod support;
+mod interp;
 mod thread;
 
 use std::ffi::CString;
@@ -17,8 +17,13 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-pub use support::{support_module, timeout_exception};
+pub use interp::{new_subinterpreter, subinterpreters_supported, Interp, InterpState, Kind};
 pub use thread::ThreadState;
+
+/// The `pybridge` module of the interpreter this thread runs.
+pub fn support_module(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyModule>> {
+    Ok(Interp::current().state(py)?.support.bind(py).clone())
+}
 
 /// What the application start found out about the chosen Python.
 #[derive(Debug, Clone)]
@@ -131,6 +136,7 @@ fn init_on_this_thread(config: &InitConfig) -> Result<(), String> {
     if unsafe { ffi::Py_IsInitialized() } != 0 {
         return Err("a Python interpreter is already running in this process".into());
     }
+    check_abi()?;
     tune_malloc();
     if let Some(program) = &config.program {
         set_program_name(program)?;
@@ -161,9 +167,29 @@ fn setup_interpreter(py: Python<'_>, config: &InitConfig) -> PyResult<()> {
             site.call_method1("addsitedir", (dir,))?;
         }
     }
-    crate::convert::erlang_types::install_erlang_module(py)?;
-    support::install(py)?;
+    Interp::main().state(py)?;
     Ok(())
+}
+
+/// Refuses a libpython of the other kind: a free-threaded libpython lays out
+/// every object differently from one with the GIL, so a library built for one
+/// would corrupt memory in the other. `_Py_MergeZeroLocalRefcount` is
+/// exported by free-threaded builds only.
+fn check_abi() -> Result<(), String> {
+    // SAFETY: dlsym with RTLD_DEFAULT only reads the global symbol table; the
+    // name is a valid NUL-terminated C string.
+    let lib_free_threaded =
+        !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Py_MergeZeroLocalRefcount".as_ptr()) }
+            .is_null();
+    match (cfg!(Py_GIL_DISABLED), lib_free_threaded) {
+        (true, false) => Err("this pybridge library is built for free-threaded Python, \
+             but the loaded libpython has the GIL"
+            .into()),
+        (false, true) => Err("the loaded libpython is free-threaded, \
+             but this pybridge library is built for Pythons with the GIL"
+            .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Lets glibc serve large allocations from its heap instead of a fresh

@@ -1,0 +1,466 @@
+//! Python interpreters: the main one, shared by ordinary contexts, and the
+//! sub-interpreters of isolated contexts (CPython 3.12+), each with its own
+//! GIL, modules and objects.
+//!
+//! Everything pybridge keeps of an interpreter lives in its [`Interp`]: the
+//! `pybridge` and `erlang` modules executed in it, the classes the
+//! converters use, and the references to drop in it. Nothing Python is kept
+//! in process-wide statics, because an object of one interpreter must never
+//! be touched while another one's GIL is held.
+//!
+//! Rules that keep sub-interpreters sound:
+//!
+//! * A thread that runs Python in a sub-interpreter has that interpreter's
+//!   thread state as the first one it ever made (PyO3 attaches through
+//!   `PyGILState_Ensure`, which only knows a thread's first thread state).
+//!   [`ThreadState::new`](super::ThreadState::new) makes it.
+//! * A Python reference is never dropped without its interpreter attached:
+//!   PyO3 would defer the decref to whichever thread attaches next, in any
+//!   interpreter. References released from elsewhere go to the owner's
+//!   [`garbage`](Interp::release), dropped by its workers.
+//! * The monitor touches a sub-interpreter only through [`Interp::service`],
+//!   with raw C calls on a thread state made for the occasion.
+//! * A sub-interpreter ends when the last [`Arc<Interp>`] goes, on a thread of
+//!   its own, after every thread state in it is gone.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+/// Source of the `pybridge` module (python/pybridge/__init__.py).
+const SUPPORT_SOURCE: &CStr = source(concat!(
+    include_str!("../../../../python/pybridge/__init__.py"),
+    "\0"
+));
+/// Source of the `erlang` module (python/erlang/__init__.py).
+const ERLANG_SOURCE: &CStr = source(concat!(
+    include_str!("../../../../python/erlang/__init__.py"),
+    "\0"
+));
+
+const fn source(text: &'static str) -> &'static CStr {
+    match CStr::from_bytes_with_nul(text.as_bytes()) {
+        Ok(s) => s,
+        Err(_) => panic!("a file under python/ contains a NUL byte"),
+    }
+}
+
+/// Which kind of interpreter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Main,
+    Sub,
+}
+
+/// What pybridge keeps of one interpreter, created in it on first use.
+#[derive(Debug)]
+pub struct InterpState {
+    /// The `pybridge` module.
+    pub support: Py<PyModule>,
+    /// `pybridge.Timeout`, raised asynchronously in calls given up on.
+    pub timeout: Py<PyAny>,
+    /// `types.CodeType`, checked before evaluating compiled code.
+    pub code_type: Py<PyAny>,
+    /// `erlang.Pid` and `erlang.Ref`.
+    pub pid_type: Py<PyAny>,
+    pub ref_type: Py<PyAny>,
+}
+
+/// One Python interpreter.
+#[derive(Debug)]
+pub struct Interp {
+    ptr: *mut ffi::PyInterpreterState,
+    kind: Kind,
+    state: OnceLock<InterpState>,
+    garbage: Mutex<Vec<Py<PyAny>>>,
+    /// Set while `garbage` is not empty: a lock-free check for the workers.
+    pending: AtomicBool,
+}
+
+// SAFETY: `ptr` is only an identifier handed to CPython calls, which do their
+// own locking; the Python references inside are only used or dropped with
+// this interpreter attached (see the module doc).
+unsafe impl Send for Interp {}
+// SAFETY: as above; shared access only reads `ptr` and `kind` or goes
+// through the OnceLock and Mutex.
+unsafe impl Sync for Interp {}
+
+static MAIN: OnceLock<Arc<Interp>> = OnceLock::new();
+
+thread_local! {
+    /// The interpreter of this thread's thread state (main when unset).
+    static CURRENT: std::cell::Cell<*const Interp> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+impl Interp {
+    /// The main interpreter. The interpreter must be running.
+    pub fn main() -> &'static Arc<Interp> {
+        MAIN.get_or_init(|| {
+            // SAFETY: the interpreter is initialised: callers run after the
+            // start (or, in tests, after Python::initialize).
+            let ptr = unsafe { main_interpreter() };
+            Arc::new(Interp {
+                ptr,
+                kind: Kind::Main,
+                state: OnceLock::new(),
+                garbage: Mutex::new(Vec::new()),
+                pending: AtomicBool::new(false),
+            })
+        })
+    }
+
+    /// The interpreter the current thread runs Python in.
+    pub fn current() -> &'static Interp {
+        let ptr = CURRENT.with(|c| c.get());
+        if ptr.is_null() {
+            Interp::main()
+        } else {
+            // SAFETY: set by `enter` from an `Arc<Interp>` that the thread's
+            // ThreadState keeps alive until it calls `leave`; the reference
+            // is not kept past that (callers use it within one call).
+            unsafe { &*ptr }
+        }
+    }
+
+    /// The interpreter the current thread runs Python in, as a handle.
+    pub fn current_arc() -> Arc<Interp> {
+        let ptr = CURRENT.with(|c| c.get());
+        if ptr.is_null() {
+            Interp::main().clone()
+        } else {
+            // SAFETY: `ptr` came from Arc::as_ptr of the Arc the thread's
+            // ThreadState holds (see `current`), so the allocation is live;
+            // taking one more strong count and wrapping it gives a new handle.
+            unsafe {
+                Arc::increment_strong_count(ptr);
+                Arc::from_raw(ptr)
+            }
+        }
+    }
+
+    /// Records `interp` as this thread's interpreter (ThreadState::new).
+    pub(super) fn enter(interp: &Arc<Interp>) {
+        CURRENT.with(|c| c.set(Arc::as_ptr(interp)));
+    }
+
+    /// Forgets this thread's interpreter (ThreadState's drop).
+    pub(super) fn leave() {
+        CURRENT.with(|c| c.set(std::ptr::null()));
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub(super) fn as_ptr(&self) -> *mut ffi::PyInterpreterState {
+        self.ptr
+    }
+
+    /// True when `self` and `other` are the same interpreter.
+    pub fn is(&self, other: &Interp) -> bool {
+        self.ptr == other.ptr
+    }
+
+    /// pybridge's modules and classes in this interpreter, set up on first
+    /// use. `py` must be attached to this interpreter.
+    pub fn state(&self, py: Python<'_>) -> PyResult<&InterpState> {
+        if let Some(state) = self.state.get() {
+            return Ok(state);
+        }
+        let state = setup(py)?;
+        // With the GIL nobody can have set it meanwhile; on free-threaded
+        // Python a racing thread may have, and then this copy is dropped
+        // here, attached.
+        let _ = self.state.set(state);
+        self.state
+            .get()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("interpreter state lost"))
+    }
+
+    /// `pybridge.Timeout` of this interpreter as a raw pointer, once its
+    /// state is set up. The pointer stays valid as long as `self`.
+    pub fn timeout_class(&self) -> Option<*mut ffi::PyObject> {
+        self.state.get().map(|s| s.timeout.as_ptr())
+    }
+
+    /// Hands a reference over to be dropped with this interpreter attached.
+    /// Needs no GIL.
+    pub fn release(&self, obj: Py<PyAny>) {
+        self.garbage.lock().push(obj);
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// True when references are waiting to be dropped.
+    pub fn has_garbage(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Drops the released references. `_py` must be attached to this
+    /// interpreter. Returns how many there were.
+    pub fn collect(&self, _py: Python<'_>) -> usize {
+        if !self.has_garbage() {
+            return 0;
+        }
+        let garbage = {
+            let mut list = self.garbage.lock();
+            self.pending.store(false, Ordering::Release);
+            std::mem::take(&mut *list)
+        };
+        let n = garbage.len();
+        drop(garbage);
+        n
+    }
+
+    /// Runs `f` attached to this interpreter on the calling thread through a
+    /// thread state made for the occasion, without PyO3 (see the module doc):
+    /// for the monitor, whose own thread state belongs to the main
+    /// interpreter. The main interpreter is served through `main_tstate`.
+    ///
+    /// # Safety
+    /// `f` may only make raw C API calls valid with the GIL held, and the
+    /// calling thread must have no thread state attached.
+    pub unsafe fn service<R>(
+        &self,
+        main_tstate: &mut super::ThreadState,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        if self.kind == Kind::Main {
+            return main_tstate.with_gil(|_| f());
+        }
+        // SAFETY: `ptr` is a live sub-interpreter (self is alive, and it ends
+        // only when dropped); the new thread state is attached, used and
+        // deleted on this thread, which has none attached (caller's promise).
+        unsafe {
+            let tstate = ffi::PyThreadState_New(self.ptr);
+            ffi::PyEval_RestoreThread(tstate);
+            let result = f();
+            ffi::PyThreadState_Clear(tstate);
+            delete_current();
+            result
+        }
+    }
+}
+
+impl Drop for Interp {
+    fn drop(&mut self) {
+        if self.kind == Kind::Main {
+            return;
+        }
+        // Ending an interpreter needs a thread state of its own; do it on a
+        // fresh thread so that the one dropping the last handle (a BEAM
+        // scheduler, an exiting worker) is never attached elsewhere.
+        let ending = Ending {
+            ptr: self.ptr,
+            state: self.state.take(),
+            garbage: std::mem::take(&mut *self.garbage.lock()),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("py-end-interp".into())
+            .spawn(move || ending.end());
+        if let Ok(handle) = spawned {
+            let _ = handle.join();
+        }
+        // If no thread could be started the interpreter and its objects are
+        // leaked: ending it from here could deadlock or crash.
+    }
+}
+
+/// What is left of a sub-interpreter to end.
+struct Ending {
+    ptr: *mut ffi::PyInterpreterState,
+    state: Option<InterpState>,
+    garbage: Vec<Py<PyAny>>,
+}
+
+// SAFETY: moved once to the thread that ends the interpreter, which attaches
+// to it before touching any of the references.
+unsafe impl Send for Ending {}
+
+impl Ending {
+    fn end(self) {
+        let Ending {
+            ptr,
+            state,
+            garbage,
+        } = self;
+        // SAFETY: no other thread state of this interpreter exists any more
+        // (every worker and monitor use holds an Arc<Interp>, and this is the
+        // drop of the last one). This fresh thread's first thread state is in
+        // `ptr`, so PyO3's attach below finds it; Py_EndInterpreter then
+        // finalises the interpreter with it current and leaves none current.
+        unsafe {
+            let tstate = ffi::PyThreadState_New(ptr);
+            ffi::PyEval_RestoreThread(tstate);
+            Python::attach(|_| {
+                drop(garbage);
+                drop(state);
+            });
+            ffi::Py_EndInterpreter(tstate);
+        }
+    }
+}
+
+/// Options of `Py_NewInterpreterFromConfig` (CPython 3.12+ layout).
+#[repr(C)]
+struct InterpreterConfig {
+    use_main_obmalloc: c_int,
+    allow_fork: c_int,
+    allow_exec: c_int,
+    allow_threads: c_int,
+    allow_daemon_threads: c_int,
+    check_multi_interp_extensions: c_int,
+    gil: c_int,
+}
+
+/// `PyStatus` (CPython 3.8+ layout).
+#[repr(C)]
+struct Status {
+    kind: c_int,
+    func: *const c_char,
+    err_msg: *const c_char,
+    exitcode: c_int,
+}
+
+const OWN_GIL: c_int = 2;
+
+type NewInterpreterFromConfig =
+    unsafe extern "C" fn(*mut *mut ffi::PyThreadState, *const InterpreterConfig) -> Status;
+
+/// Looks up a C API function that is not in the stable ABI.
+fn symbol(name: &CStr) -> Option<*mut libc::c_void> {
+    // SAFETY: dlsym with RTLD_DEFAULT only reads the global symbol table;
+    // the name is a valid NUL-terminated C string.
+    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!sym.is_null()).then_some(sym)
+}
+
+/// `PyThreadState_DeleteCurrent`: deletes the attached thread state and
+/// releases its GIL.
+///
+/// # Safety
+/// The calling thread must have a cleared thread state attached.
+pub(super) unsafe fn delete_current() {
+    type DeleteCurrent = unsafe extern "C" fn();
+    match symbol(c"PyThreadState_DeleteCurrent") {
+        // SAFETY: the symbol is CPython's `void PyThreadState_DeleteCurrent(void)`
+        // (public since 3.9); the caller has a cleared thread state attached.
+        Some(sym) => unsafe { std::mem::transmute::<*mut libc::c_void, DeleteCurrent>(sym)() },
+        // SAFETY: same effect through the stable ABI: detach, then delete.
+        None => unsafe { ffi::PyThreadState_Delete(ffi::PyEval_SaveThread()) },
+    }
+}
+
+/// The main interpreter.
+///
+/// # Safety
+/// The interpreter must be initialised; without `PyInterpreterState_Main`
+/// (not in the stable ABI, but exported by every CPython we support) the
+/// caller must also hold the main interpreter's GIL.
+unsafe fn main_interpreter() -> *mut ffi::PyInterpreterState {
+    type Main = unsafe extern "C" fn() -> *mut ffi::PyInterpreterState;
+    match symbol(c"PyInterpreterState_Main") {
+        // SAFETY: CPython's `PyInterpreterState *PyInterpreterState_Main(void)`,
+        // valid once the runtime is initialised.
+        Some(sym) => unsafe { std::mem::transmute::<*mut libc::c_void, Main>(sym)() },
+        // SAFETY: the caller holds the GIL of the main interpreter.
+        None => unsafe { ffi::PyInterpreterState_Get() },
+    }
+}
+
+/// True when this Python can make sub-interpreters with their own GIL.
+pub fn subinterpreters_supported() -> bool {
+    symbol(c"Py_NewInterpreterFromConfig").is_some()
+}
+
+/// Creates a sub-interpreter with its own GIL. The interpreter must be
+/// running; the calling thread must have no thread state attached.
+///
+/// The creation runs on a short-lived thread: it needs a main-interpreter
+/// thread state to start from, and a thread that has made one could never
+/// attach to the new interpreter through PyO3 afterwards.
+pub fn new_subinterpreter() -> Result<Arc<Interp>, String> {
+    let Some(sym) = symbol(c"Py_NewInterpreterFromConfig") else {
+        return Err("sub-interpreter contexts need Python 3.12 or newer".into());
+    };
+    // SAFETY: the symbol is CPython's Py_NewInterpreterFromConfig, whose C
+    // signature NewInterpreterFromConfig matches.
+    let create = unsafe { std::mem::transmute::<*mut libc::c_void, NewInterpreterFromConfig>(sym) };
+    struct SendPtr(*mut ffi::PyInterpreterState);
+    // SAFETY: an interpreter pointer is only an identifier (see Interp).
+    unsafe impl Send for SendPtr {}
+    let made = std::thread::Builder::new()
+        .name("py-new-interp".into())
+        .spawn(move || -> Result<SendPtr, String> {
+            let config = InterpreterConfig {
+                use_main_obmalloc: 0,
+                allow_fork: 0,
+                allow_exec: 0,
+                allow_threads: 1,
+                allow_daemon_threads: 0,
+                check_multi_interp_extensions: 1,
+                gil: OWN_GIL,
+            };
+            // SAFETY: this fresh thread takes a main thread state (Ensure),
+            // as Py_NewInterpreterFromConfig requires one attached. On
+            // success the new interpreter's first thread state is attached
+            // (own GIL held) and the main GIL released; that thread state is
+            // cleared and deleted, then the main one restored and released.
+            // On failure the main thread state is still attached.
+            unsafe {
+                let gstate = ffi::PyGILState_Ensure();
+                let main = ffi::PyThreadState_Get();
+                let mut tstate: *mut ffi::PyThreadState = std::ptr::null_mut();
+                let status = create(&mut tstate, &config);
+                let result = if status.kind == 0 && !tstate.is_null() {
+                    let interp = ffi::PyThreadState_GetInterpreter(tstate);
+                    ffi::PyThreadState_Clear(tstate);
+                    delete_current();
+                    ffi::PyEval_RestoreThread(main);
+                    Ok(SendPtr(interp))
+                } else {
+                    let msg = if status.err_msg.is_null() {
+                        "unknown error".to_string()
+                    } else {
+                        CStr::from_ptr(status.err_msg)
+                            .to_string_lossy()
+                            .into_owned()
+                    };
+                    Err(format!("cannot create a sub-interpreter: {msg}"))
+                };
+                ffi::PyGILState_Release(gstate);
+                result
+            }
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?
+        .join()
+        .map_err(|_| "the thread creating a sub-interpreter panicked".to_string())??;
+    Ok(Arc::new(Interp {
+        ptr: made.0,
+        kind: Kind::Sub,
+        state: OnceLock::new(),
+        garbage: Mutex::new(Vec::new()),
+        pending: AtomicBool::new(false),
+    }))
+}
+
+/// Executes the `erlang` and `pybridge` modules in the attached interpreter
+/// and registers them in its `sys.modules`.
+fn setup(py: Python<'_>) -> PyResult<InterpState> {
+    let modules = py.import("sys")?.getattr("modules")?;
+    let erlang = PyModule::from_code(py, ERLANG_SOURCE, c"erlang/__init__.py", c"erlang")?;
+    modules.set_item("erlang", &erlang)?;
+    let support = PyModule::from_code(py, SUPPORT_SOURCE, c"pybridge/__init__.py", c"pybridge")?;
+    modules.set_item("pybridge", &support)?;
+    Ok(InterpState {
+        timeout: support.getattr("Timeout")?.unbind(),
+        code_type: py.import("types")?.getattr("CodeType")?.unbind(),
+        pid_type: erlang.getattr("Pid")?.unbind(),
+        ref_type: erlang.getattr("Ref")?.unbind(),
+        support: support.unbind(),
+    })
+}

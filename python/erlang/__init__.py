@@ -1,0 +1,162 @@
+"""Values of the BEAM, as seen from Python embedded by pybridge.
+
+BEAM pids and references have no Python equivalent. They cross into Python
+as ``erlang.Pid`` and ``erlang.Ref``: opaque, immutable and hashable values
+holding the term in the BEAM's external term format (what
+``:erlang.term_to_binary/1`` gives). They compare equal exactly when the BEAM
+terms do, so they work as dict keys and set members, and they go back to the
+BEAM as the very same pid or reference.
+
+The native library executes this file as the module ``erlang`` in every
+interpreter it starts (the main one and each sub-interpreter context), so
+each interpreter has classes of its own.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, NoReturn, final
+
+__all__ = ["Pid", "Ref"]
+
+
+class _Term:
+    """Common base of Pid and Ref: an immutable wrapper of term bytes."""
+
+    __slots__ = ("_etf",)
+    _etf: bytes
+
+    def __init__(self, etf: bytes) -> None:
+        object.__setattr__(self, "_etf", bytes(etf))
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        raise AttributeError(f"{type(self).__qualname__} objects are immutable")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"{type(self).__qualname__} objects are immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._etf == other._etf  # type: ignore[attr-defined, no-any-return]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__qualname__, self._etf))
+
+    def __bytes__(self) -> bytes:
+        """The term in the BEAM's external term format."""
+        return self._etf
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            f"cannot pickle {type(self).__qualname__}: it only means something "
+            "to the BEAM that made it"
+        )
+
+    def __copy__(self) -> _Term:
+        return self
+
+    def __deepcopy__(self, memo: object) -> _Term:
+        return self
+
+
+@final
+class Pid(_Term):
+    """A BEAM process identifier. Converts back to the same pid."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> NoReturn:
+        raise TypeError("erlang.Pid cannot be subclassed")
+
+    def __repr__(self) -> str:
+        parsed = _parse_pid(self._etf)
+        if parsed is None:
+            return f"<erlang.Pid {_hex_prefix(self._etf)}>"
+        node, ident, serial = parsed
+        return f"<erlang.Pid {ident}.{serial} @ {node}>"
+
+
+@final
+class Ref(_Term):
+    """An opaque BEAM reference. Converts back to the same reference."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> NoReturn:
+        raise TypeError("erlang.Ref cannot be subclassed")
+
+    def __repr__(self) -> str:
+        parsed = _parse_ref(self._etf)
+        if parsed is None:
+            return f"<erlang.Ref {_hex_prefix(self._etf)}>"
+        node, ids = parsed
+        # Like the BEAM's #Ref<0.C.B.A>: most significant word first.
+        return f"<erlang.Ref {'.'.join(str(i) for i in reversed(ids))} @ {node}>"
+
+
+def _hex_prefix(data: bytes, shown: int = 24) -> str:
+    """The first bytes of ``data`` in hex, for terms that do not parse."""
+    return data[:shown].hex() + ("..." if len(data) > shown else "")
+
+
+class _Reader:
+    """A bounds-checked reader over external-term-format bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError("truncated term")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int(struct.unpack(">H", self.take(2))[0])
+
+    def u32(self) -> int:
+        return int(struct.unpack(">I", self.take(4))[0])
+
+    def atom(self) -> str:
+        tag = self.u8()
+        if tag in (100, 118):  # ATOM_EXT, ATOM_UTF8_EXT
+            length = self.u16()
+        elif tag in (115, 119):  # SMALL_ATOM_EXT, SMALL_ATOM_UTF8_EXT
+            length = self.u8()
+        else:
+            raise ValueError("not an atom")
+        return self.take(length).decode("utf-8", "replace")
+
+
+def _parse_pid(etf: bytes) -> tuple[str, int, int] | None:
+    """``(node, id, serial)`` of a pid, or None if ``etf`` is not one."""
+    try:
+        r = _Reader(etf)
+        if r.u8() != 131 or r.u8() not in (88, 103):  # NEW_PID_EXT, PID_EXT
+            return None
+        return r.atom(), r.u32(), r.u32()
+    except ValueError:
+        return None
+
+
+def _parse_ref(etf: bytes) -> tuple[str, list[int]] | None:
+    """``(node, id words)`` of a reference, or None if ``etf`` is not one."""
+    try:
+        r = _Reader(etf)
+        if r.u8() != 131:
+            return None
+        tag = r.u8()
+        if tag not in (90, 114):  # NEWER_REFERENCE_EXT, NEW_REFERENCE_EXT
+            return None
+        words = r.u16()
+        node = r.atom()
+        r.take(4 if tag == 90 else 1)  # creation
+        return node, [r.u32() for _ in range(words)]
+    except ValueError:
+        return None
