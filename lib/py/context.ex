@@ -119,6 +119,9 @@ defmodule Py.Context do
   @doc """
   Starts a dedicated context owned by the calling process.
 
+  Raises `Py.Error` (type `:context_failed`) when the context cannot be
+  made, e.g. `mode: :subinterpreter` on Python older than 3.12.
+
   The context is not part of any pool (its `pool` is `:dedicated`) and is
   closed when the owner exits or calls `close/1`; calls on a closed context
   return `{:error, %Py.Error{type: :closed}}`.
@@ -146,8 +149,16 @@ defmodule Py.Context do
     native_opts = Pools.context_opts!(opts, "Py.Context.new/1")
 
     case Registry.new_context(native_opts) do
-      {:ok, ctx} -> ctx
-      {:error, {kind, reason, stack}} -> :erlang.raise(kind, reason, stack)
+      {:ok, ctx} ->
+        ctx
+
+      # The native layer raises a message when it cannot make the context
+      # (no sub-interpreters before Python 3.12, no thread for the executor).
+      {:error, {:error, message, _stack}} when is_binary(message) ->
+        raise Py.Error, type: :context_failed, message: "cannot start a context: " <> message
+
+      {:error, {kind, reason, stack}} ->
+        :erlang.raise(kind, reason, stack)
     end
   end
 

@@ -97,15 +97,7 @@ defmodule Py.EmbeddingTest do
         )
       end
 
-      {:ok, peer, _node} =
-        :peer.start_link(%{
-          connection: :standard_io,
-          args: Enum.flat_map(:code.get_path(), &[~c"-pa", &1]),
-          env: [{~c"PYBRIDGE_PYTHON", String.to_charlist(@debian_python)}]
-        })
-
-      {:ok, _} = :peer.call(peer, Application, :ensure_all_started, [:pybridge], 60_000)
-      %{peer: peer}
+      %{peer: start_python_peer(@debian_python)}
     end
 
     test "the same pybridge.so runs Debian's python3.11", %{peer: peer} do

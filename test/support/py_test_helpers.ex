@@ -34,6 +34,88 @@ defmodule Py.TestHelpers do
     fun |> Task.async() |> Task.await(30_000)
   end
 
+  @doc """
+  Starts a peer VM running pybridge on `python` (a Python executable) and
+  returns its `:peer` pid. The peer has this VM's code paths and none of its
+  application environment, so it embeds exactly that Python.
+  """
+  @spec start_python_peer(String.t(), keyword) :: pid
+  def start_python_peer(python, app_env \\ []) do
+    {:ok, peer, _node} =
+      :peer.start_link(%{
+        connection: :standard_io,
+        args: Enum.flat_map(:code.get_path(), &[~c"-pa", &1]),
+        env: [{~c"PYBRIDGE_PYTHON", String.to_charlist(python)}]
+      })
+
+    :ok = :peer.call(peer, Application, :load, [:pybridge])
+
+    for {key, value} <- app_env,
+        do: :peer.call(peer, Application, :put_env, [:pybridge, key, value])
+
+    {:ok, _} = :peer.call(peer, Application, :ensure_all_started, [:pybridge], 60_000)
+    peer
+  end
+
+  @doc """
+  Starts and closes `n` dedicated contexts with `opts`, each used for an
+  eval and an exec, all from the calling process; returns the results of
+  the calls. For peers, where every `:peer.call` runs in a process of its own.
+  """
+  @spec context_churn(pos_integer, keyword) :: [term]
+  def context_churn(n, opts) do
+    for _ <- 1..n do
+      ctx = Py.Context.new(opts)
+      obj = Py.eval(ctx, "object()")
+      exec = Py.exec(ctx, "data = bytes(1_000_000)")
+      :ok = Py.Context.close(ctx)
+      {elem(obj, 0), exec}
+    end
+  end
+
+  @doc """
+  Makes a Python object in `owner` and uses it there and in each of
+  `others`; returns `{result_in_owner, results_elsewhere}`. For peers:
+  `%Py.Object{}` handles do not survive a trip through another VM.
+  """
+  @spec object_uses(Py.Context.t(), [Py.Context.t()]) :: {term, [term]}
+  def object_uses(owner, others) do
+    {:ok, %Py.Object{} = obj} = Py.eval(owner, "type('Box', (), {'n': 2})()")
+    {Py.eval(owner, "o.n", %{o: obj}), Enum.map(others, &Py.eval(&1, "o.n", %{o: obj}))}
+  end
+
+  @doc """
+  Code and locals for `Py.eval/3` that run python/tests with unittest inside
+  the embedded interpreter; the result is `{tests_run, failures, report}`.
+  """
+  @spec python_suite() :: {String.t(), map}
+  def python_suite do
+    other = spawn(fn -> :ok end)
+    ref = make_ref()
+
+    values = %{
+      "pid" => self(),
+      "same_pid" => self(),
+      "other_pid" => other,
+      "ref" => ref,
+      "same_ref" => ref,
+      "other_ref" => make_ref()
+    }
+
+    code = """
+    (lambda sys, io, unittest: (
+        sys.path.insert(0, dir) if dir not in sys.path else None,
+        __import__('fixtures').VALUES.update(values),
+        (lambda stream: (
+            lambda result: (result.testsRun, len(result.failures) + len(result.errors), stream.getvalue())
+        )(unittest.TextTestRunner(stream=stream, verbosity=2).run(
+            unittest.TestLoader().discover(dir, pattern='test_*.py', top_level_dir=dir))))(io.StringIO())
+    )[-1])(__import__('sys'), __import__('io'), __import__('unittest'))
+    """
+
+    {code, %{dir: Path.expand("../../python/tests", __DIR__), values: values}}
+  end
+
   @doc "Milliseconds `fun` takes, and its result."
   @spec timed((() -> result)) :: {non_neg_integer, result} when result: term
   def timed(fun) do

@@ -1,0 +1,164 @@
+defmodule Py.InterpretersTest do
+  # Sub-interpreter contexts (CPython 3.12+) and free-threaded CPython
+  # (3.14t), each in a peer VM embedding that Python. `make test` builds both
+  # Pythons (`make cpython`) and the free-threaded NIF, and exports their
+  # paths in PYBRIDGE_TEST_PY314 and PYBRIDGE_TEST_PY314T.
+  use ExUnit.Case, async: false
+
+  import Py.TestHelpers
+
+  @moduletag timeout: 300_000
+
+  defp python!(var) do
+    path = System.get_env(var)
+
+    unless path && File.exists?(path) do
+      flunk("#{var} is not set to a Python 3.14 executable: run the suite with `make test`")
+    end
+
+    path
+  end
+
+  defp call(peer, module, fun, args), do: :peer.call(peer, module, fun, args, 130_000)
+
+  # Runs CPU-bound Python in `contexts` at once and returns the process's CPU
+  # time over the wall time: about 1 when the contexts take turns on one GIL,
+  # about 2 when two run in parallel (this machine has two cores).
+  defp parallelism(peer, contexts) do
+    code = "sum(i * i for i in range(4_000_000))"
+    clock = "__import__('time').process_time()"
+    {:ok, cpu0} = call(peer, Py, :eval, [hd(contexts), clock])
+    started = System.monotonic_time(:millisecond)
+
+    results =
+      contexts
+      |> Enum.map(
+        &Task.async(fn -> call(peer, Py, :eval, [&1, code, %{}, [timeout: 120_000]]) end)
+      )
+      |> Enum.map(&Task.await(&1, 130_000))
+
+    wall = (System.monotonic_time(:millisecond) - started) / 1000
+    {:ok, cpu1} = call(peer, Py, :eval, [hd(contexts), clock])
+    assert Enum.all?(results, &match?({:ok, n} when is_integer(n), &1)), inspect(results)
+    (cpu1 - cpu0) / wall
+  end
+
+  defp interpreter_id(peer, ctx) do
+    {:ok, id} = call(peer, Py, :eval, [ctx, "__import__('_interpreters').get_current()[0]"])
+    id
+  end
+
+  describe "sub-interpreter contexts" do
+    @describetag :cpython314
+
+    setup do
+      peer =
+        start_python_peer(python!("PYBRIDGE_TEST_PY314"),
+          num_contexts: 1,
+          pools: [iso: [size: 2, mode: :subinterpreter]]
+        )
+
+      [a, b] = call(peer, Py.Context, :contexts, [:iso])
+      %{peer: peer, a: a, b: b, main: call(peer, Py, :context, [1])}
+    end
+
+    test "each has its own interpreter, modules and state", %{peer: peer, a: a, b: b, main: main} do
+      assert %{mode: :subinterpreter} = call(peer, Py.Context, :info, [a])
+      assert %{mode: :main} = call(peer, Py.Context, :info, [main])
+      assert interpreter_id(peer, main) == 0
+      assert interpreter_id(peer, a) not in [0, interpreter_id(peer, b)]
+
+      # (Each :peer.call runs in a process of its own, so state set by one
+      # call is seen by the next only through a module, not a namespace.)
+      assert :ok = call(peer, Py, :exec, [a, "import sys\nsys.pybridge_marker = 'a'"])
+      assert call(peer, Py, :eval, [a, "__import__('sys').pybridge_marker"]) == {:ok, "a"}
+
+      for other <- [b, main] do
+        assert call(peer, Py, :eval, [other, "hasattr(__import__('sys'), 'pybridge_marker')"]) ==
+                 {:ok, false}
+      end
+    end
+
+    test "values cross both ways; erlang.Pid is the interpreter's own class", %{peer: peer, a: a} do
+      pid = self()
+
+      assert call(peer, Py, :eval, [a, "(p, type(p) is __import__('erlang').Pid)", %{p: pid}]) ==
+               {:ok, {pid, true}}
+
+      assert call(peer, Py, :call, [a, :json, :dumps, [%{"a" => [1, 2.5, nil]}]]) ==
+               {:ok, ~s({"a": [1, 2.5, null]})}
+    end
+
+    test "a Python object can only be used in its own interpreter", %{peer: peer} = ctx do
+      {own, elsewhere} = call(peer, Py.TestHelpers, :object_uses, [ctx.a, [ctx.b, ctx.main]])
+      assert own == {:ok, 2}
+
+      for result <- elsewhere do
+        assert {:error, %Py.Error{type: :conversion, message: message}} = result
+        assert message =~ "belongs to another interpreter"
+      end
+    end
+
+    test "a timeout interrupts the call and the context keeps serving", %{peer: peer, a: a} do
+      assert {:error, %Py.Error{type: :timeout}} =
+               call(peer, Py, :exec, [a, "while True: pass", [timeout: 200]])
+
+      assert call(peer, Py, :eval, [a, "2 + 2"]) == {:ok, 4}
+    end
+
+    test "dedicated ones (Py.Context.new/1) start and end cleanly", %{peer: peer, a: a} do
+      results = call(peer, Py.TestHelpers, :context_churn, [10, [mode: :subinterpreter]])
+      assert results == List.duplicate({:ok, :ok}, 10)
+      assert call(peer, Py, :eval, [a, "1"]) == {:ok, 1}
+    end
+
+    test "CPU-bound Python runs in parallel: each has its own GIL", %{peer: peer, a: a, b: b} do
+      assert parallelism(peer, [a, b]) > 1.5
+    end
+
+    test "python/tests pass inside a sub-interpreter", %{peer: peer, a: a} do
+      {code, locals} = python_suite()
+      assert {:ok, {run, 0, _report}} = call(peer, Py, :eval, [a, code, locals])
+      assert run >= 15
+    end
+  end
+
+  describe "free-threaded Python" do
+    @describetag :cpython314
+
+    setup do
+      %{peer: start_python_peer(python!("PYBRIDGE_TEST_PY314T"), num_contexts: 2)}
+    end
+
+    test "runs without the GIL, through the NIF built for it", %{peer: peer} do
+      assert call(peer, Py, :eval, ["__import__('sys')._is_gil_enabled()"]) == {:ok, false}
+      assert %Py.Runtime.Python{free_threaded: true} = call(peer, Py.Runtime, :info, [])
+
+      big = Enum.to_list(1..100_000)
+      assert call(peer, Py, :eval, ["x", %{x: big}]) == {:ok, big}
+      pid = self()
+      assert call(peer, Py, :eval, ["{'p': p}", %{p: pid}]) == {:ok, %{"p" => pid}}
+    end
+
+    test "contexts run Python in parallel", %{peer: peer} do
+      contexts = for i <- 1..2, do: call(peer, Py, :context, [i])
+      assert parallelism(peer, contexts) > 1.5
+    end
+
+    test "python/tests pass", %{peer: peer} do
+      {code, locals} = python_suite()
+      assert {:ok, {run, 0, _report}} = call(peer, Py, :eval, [code, locals])
+      assert run >= 15
+    end
+  end
+
+  test "on Python before 3.12, a sub-interpreter context is a clear error" do
+    if Py.Runtime.info().version_info >= {3, 12, 0} do
+      flunk("this test needs the suite's Python to be older than 3.12")
+    end
+
+    error = assert_raise Py.Error, fn -> Py.Context.new(mode: :subinterpreter) end
+    assert error.type == :context_failed
+    assert Exception.message(error) =~ "need Python 3.12 or newer"
+  end
+end
