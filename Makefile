@@ -180,7 +180,8 @@ test: deps test-venv
 demo: deps build
 	mix run examples/demo.exs
 
-bench: mix-deps
+bench: mix-deps cpython
+	MIX_ENV=bench mix compile.pybridge --python "$(PY314T)"
 	MIX_ENV=bench mix run bench/run.exs
 
 fmt:

@@ -324,9 +324,9 @@ fn quick_calls_get_through_while_long_computations_hold_the_context() {
     let started = Instant::now();
     assert_eq!(int(run(&ctx, eval(&env, "7", vec![]))), 7);
     // Two computations of over a second each: the quick call must not wait
-    // for either to finish.
+    // for either to finish (the bound leaves room for a loaded machine).
     assert!(
-        started.elapsed() < Duration::from_millis(300),
+        started.elapsed() < Duration::from_millis(600),
         "{:?}",
         started.elapsed()
     );

@@ -251,30 +251,30 @@ impl Drop for Interp {
         if self.kind == Kind::Main {
             return;
         }
-        // Ending an interpreter needs a thread state of its own; do it on a
-        // fresh thread so that the one dropping the last handle (a BEAM
-        // scheduler, an exiting worker) is never attached elsewhere.
+        // Ending an interpreter needs a thread state of its own: do it on a
+        // fresh thread, so that the thread dropping the last handle (a BEAM
+        // scheduler, an exiting worker) is never attached elsewhere, and is
+        // not held up while the interpreter's modules are finalised.
         let ending = Ending {
             ptr: self.ptr,
-            state: self.state.take(),
-            garbage: std::mem::take(&mut *self.garbage.lock()),
+            state: std::mem::ManuallyDrop::new(self.state.take()),
+            garbage: std::mem::ManuallyDrop::new(std::mem::take(&mut *self.garbage.lock())),
         };
-        let spawned = std::thread::Builder::new()
+        // If no thread can be started, the interpreter and its objects are
+        // leaked (the closure is dropped unrun, and Ending drops nothing):
+        // ending it from here could deadlock or crash.
+        let _ = std::thread::Builder::new()
             .name("py-end-interp".into())
             .spawn(move || ending.end());
-        if let Ok(handle) = spawned {
-            let _ = handle.join();
-        }
-        // If no thread could be started the interpreter and its objects are
-        // leaked: ending it from here could deadlock or crash.
     }
 }
 
-/// What is left of a sub-interpreter to end.
+/// What is left of a sub-interpreter to end. Its references are dropped only
+/// by [`Ending::end`], attached; dropped otherwise they are leaked.
 struct Ending {
     ptr: *mut ffi::PyInterpreterState,
-    state: Option<InterpState>,
-    garbage: Vec<Py<PyAny>>,
+    state: std::mem::ManuallyDrop<Option<InterpState>>,
+    garbage: std::mem::ManuallyDrop<Vec<Py<PyAny>>>,
 }
 
 // SAFETY: moved once to the thread that ends the interpreter, which attaches
@@ -288,17 +288,18 @@ impl Ending {
             state,
             garbage,
         } = self;
-        // SAFETY: no other thread state of this interpreter exists any more
-        // (every worker and monitor use holds an Arc<Interp>, and this is the
-        // drop of the last one). This fresh thread's first thread state is in
+        // SAFETY: no thread runs Python in this interpreter any more: every
+        // worker, call and monitor use holds an Arc<Interp>, and this is the
+        // drop of the last one (a thread Python code started itself is
+        // joined or stopped by Py_EndInterpreter). This fresh thread's first thread state is in
         // `ptr`, so PyO3's attach below finds it; Py_EndInterpreter then
         // finalises the interpreter with it current and leaves none current.
         unsafe {
             let tstate = ffi::PyThreadState_New(ptr);
             ffi::PyEval_RestoreThread(tstate);
             Python::attach(|_| {
-                drop(garbage);
-                drop(state);
+                drop(std::mem::ManuallyDrop::into_inner(garbage));
+                drop(std::mem::ManuallyDrop::into_inner(state));
             });
             ffi::Py_EndInterpreter(tstate);
         }
@@ -463,4 +464,67 @@ fn setup(py: Python<'_>) -> PyResult<InterpState> {
         ref_type: erlang.getattr("Ref")?.unbind(),
         support: support.unbind(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::PyObject;
+
+    /// A weak reference to a fresh object, and the object as a BEAM handle.
+    fn tracked_object() -> (Py<PyAny>, PyObject) {
+        Python::attach(|py| {
+            let obj = py
+                .eval(c"type('Tracked', (), {})()", None, None)
+                .expect("object");
+            let weak = py
+                .import("weakref")
+                .and_then(|w| w.call_method1("ref", (&obj,)))
+                .expect("weakref");
+            let handle = PyObject::new(obj.unbind(), "Tracked".into(), "<Tracked>".into());
+            (weak.unbind(), handle)
+        })
+    }
+
+    fn alive(weak: &Py<PyAny>) -> bool {
+        Python::attach(|py| !weak.bind(py).call0().expect("deref").is_none())
+    }
+
+    #[test]
+    fn a_handle_dropped_without_the_gil_waits_for_its_interpreter() {
+        Python::initialize();
+        let main = Interp::main();
+        Python::attach(|py| main.collect(py));
+        let (weak, handle) = tracked_object();
+        drop(handle);
+        assert!(
+            main.has_garbage(),
+            "the reference went to the main interpreter"
+        );
+        assert!(alive(&weak), "not dropped through PyO3's deferred pool");
+        assert_eq!(Python::attach(|py| main.collect(py)), 1);
+        assert!(!main.has_garbage());
+        assert!(!alive(&weak), "dropped once collected, attached");
+    }
+
+    #[test]
+    fn sub_interpreters_exactly_from_python_3_12() {
+        Python::initialize();
+        let version = Python::attach(|py| py.version_info());
+        let made = new_subinterpreter();
+        assert_eq!(subinterpreters_supported(), version >= (3, 12));
+        match made {
+            Ok(interp) => {
+                assert_eq!(interp.kind(), Kind::Sub);
+                assert!(!interp.is(Interp::main()));
+            }
+            Err(message) => {
+                assert!(version < (3, 12));
+                assert_eq!(
+                    message,
+                    "sub-interpreter contexts need Python 3.12 or newer"
+                );
+            }
+        }
+    }
 }
