@@ -106,6 +106,17 @@ defmodule Py.InterpretersTest do
       assert call(peer, Py, :eval, [a, "2 + 2"]) == {:ok, 4}
     end
 
+    test "a call blocked in one keeps no quick call waiting", %{peer: peer, a: a} do
+      # The monitor sees the home thread stuck, probes this interpreter's GIL
+      # and opens the overflow, as in the main interpreter.
+      sleeper = Task.async(fn -> call(peer, Py, :exec, [a, "import time\ntime.sleep(1.5)"]) end)
+      Process.sleep(100)
+      {ms, result} = timed(fn -> call(peer, Py, :eval, [a, "6 * 7"]) end)
+      assert result == {:ok, 42}
+      assert ms < 1_000, "the quick call waited #{ms} ms for the sleep"
+      assert Task.await(sleeper, 10_000) == :ok
+    end
+
     test "dedicated ones (Py.Context.new/1) start and end cleanly", %{peer: peer, a: a} do
       results = call(peer, Py.TestHelpers, :context_churn, [10, [mode: :subinterpreter]])
       assert results == List.duplicate({:ok, :ok}, 10)
@@ -160,5 +171,20 @@ defmodule Py.InterpretersTest do
     error = assert_raise Py.Error, fn -> Py.Context.new(mode: :subinterpreter) end
     assert error.type == :context_failed
     assert Exception.message(error) =~ "need Python 3.12 or newer"
+
+    # A pool of them stops the application from starting, saying why.
+    {:ok, peer, _node} =
+      :peer.start_link(%{
+        connection: :standard_io,
+        args: Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+      })
+
+    :ok = :peer.call(peer, Application, :load, [:pybridge])
+    pools = [iso: [size: 1, mode: :subinterpreter]]
+    :ok = :peer.call(peer, Application, :put_env, [:pybridge, :pools, pools])
+    python = Py.Runtime.info().executable
+    :ok = :peer.call(peer, Application, :put_env, [:pybridge, :python, python])
+    assert {:error, reason} = :peer.call(peer, Application, :ensure_all_started, [:pybridge])
+    assert inspect(reason) =~ "need Python 3.12 or newer"
   end
 end

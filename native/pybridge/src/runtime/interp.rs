@@ -114,8 +114,9 @@ impl Interp {
         })
     }
 
-    /// The interpreter the current thread runs Python in.
-    pub fn current() -> &'static Interp {
+    /// The interpreter the current thread runs Python in. The reference is
+    /// for use within the current call only (see below).
+    pub(crate) fn current() -> &'static Interp {
         let ptr = CURRENT.with(|c| c.get());
         if ptr.is_null() {
             Interp::main()
