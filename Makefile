@@ -3,8 +3,8 @@
 #   make deps    install missing system packages (Debian/Ubuntu, as root)
 #   make build   mix compile (cargo builds the NIFs into priv/native)
 #   make test    cargo tests of the native core, then mix test
-#   make cpython CPython 3.14 and 3.14t (free-threaded) built from source,
-#                for the sub-interpreter and free-threaded tests
+#   make cpython CPython 3.12, 3.14 and 3.14t (free-threaded) built from
+#                source, for the sub-interpreter and free-threaded tests
 #   make demo    run examples/demo.exs
 #   make bench   MIX_ENV=bench mix run bench/run.exs
 #   make fmt     format Rust and Elixir sources
@@ -32,18 +32,22 @@ TEST_VENV_PACKAGES ?= numpy
 # Extra Debian packages, e.g. DEB_EXTRA=redis-server.
 DEB_EXTRA ?=
 
-# CPython 3.14 with and without the GIL, for the tests of sub-interpreter
-# contexts (3.12+) and free-threaded contexts (3.14t; PyO3 supports no older
-# free-threaded CPython). Debian 12 packages neither, so they are built from
-# the source tarball in Ubuntu's archive (checked against its SHA-256) into a
-# cache outside the tree, once per machine.
-CPYTHON_VERSION := 3.14.4
-CPYTHON_TARBALL := python3.14_$(CPYTHON_VERSION).orig.tar.xz
-CPYTHON_URL := http://archive.ubuntu.com/ubuntu/pool/main/p/python3.14/$(CPYTHON_TARBALL)
-CPYTHON_SHA256 := d923c51303e38e249136fc1bdf3568d56ecb03214efdef48516176d3d7faaef8
+# CPythons for the tests of sub-interpreter contexts (3.12+: 3.12, whose
+# thread states need care, and 3.14) and free-threaded contexts (3.14t; PyO3
+# supports no older free-threaded CPython). Debian 12 packages none of them,
+# so scripts/build-cpython builds them from the source tarballs in Ubuntu's
+# archive (checked against their SHA-256) into a cache outside the tree,
+# once per machine.
+UBUNTU_POOL := http://archive.ubuntu.com/ubuntu/pool/main/p
 CPYTHON_CACHE ?= $(HOME)/.cache/pybridge/cpython
-PY314 := $(CPYTHON_CACHE)/$(CPYTHON_VERSION)/bin/python3.14
-PY314T := $(CPYTHON_CACHE)/$(CPYTHON_VERSION)t/bin/python3.14t
+CPY312_URL := $(UBUNTU_POOL)/python3.12/python3.12_3.12.3.orig.tar.xz
+CPY312_SHA256 := 56bfef1fdfc1221ce6720e43a661e3eb41785dd914ce99698d8c7896af4bdaa1
+CPY314_URL := $(UBUNTU_POOL)/python3.14/python3.14_3.14.4.orig.tar.xz
+CPY314_SHA256 := d923c51303e38e249136fc1bdf3568d56ecb03214efdef48516176d3d7faaef8
+PY312 := $(CPYTHON_CACHE)/3.12.3/bin/python3.12
+PY314 := $(CPYTHON_CACHE)/3.14.4/bin/python3.14
+PY314T := $(CPYTHON_CACHE)/3.14.4t/bin/python3.14t
+export PYBRIDGE_TEST_PY312 := $(PY312)
 export PYBRIDGE_TEST_PY314 := $(PY314)
 export PYBRIDGE_TEST_PY314T := $(PY314T)
 
@@ -107,33 +111,20 @@ mix-deps:
 build: mix-deps
 	mix compile
 
-## cpython: $(PY314) and $(PY314T), built with --enable-shared (about 10
-# minutes each on two cores; skipped when already there).
-cpython: $(PY314) $(PY314T)
+## cpython: $(PY312), $(PY314) and $(PY314T) (a few minutes each on two
+# cores; skipped when already there).
+cpython: $(PY312) $(PY314) $(PY314T)
 
-$(PY314) $(PY314T):
-	@flavour="$(CPYTHON_VERSION)$(if $(filter $(PY314T),$@),t)"; \
-	extra="$(if $(filter $(PY314T),$@),--disable-gil)"; \
-	prefix="$(CPYTHON_CACHE)/$$flavour"; \
-	work="$(CPYTHON_CACHE)/build-$$flavour"; \
-	mkdir -p "$(CPYTHON_CACHE)"; \
-	tarball="$(CPYTHON_CACHE)/$(CPYTHON_TARBALL)"; \
-	if [ ! -f "$$tarball" ]; then \
-	  echo "==> downloading $(CPYTHON_URL)"; \
-	  curl -fsSL -o "$$tarball.part" "$(CPYTHON_URL)"; \
-	  mv "$$tarball.part" "$$tarball"; \
-	fi; \
-	echo "$(CPYTHON_SHA256)  $$tarball" | sha256sum -c --quiet; \
-	echo "==> building CPython $$flavour into $$prefix (log: $$work/build.log)"; \
-	rm -rf "$$work"; mkdir -p "$$work"; \
-	tar -xf "$$tarball" -C "$$work" --strip-components=1; \
-	cd "$$work"; \
-	{ ./configure --prefix="$$prefix" --enable-shared --disable-test-modules $$extra \
-	    LDFLAGS="-Wl,-rpath,$$prefix/lib" \
-	  && make -j"$$(nproc)" && make install; } > build.log 2>&1 \
-	  || { tail -40 build.log >&2; exit 1; }; \
-	cd /; rm -rf "$$work"; \
-	"$@" -c 'import sys; print("==> built", sys.executable, sys.version)'
+$(PY312):
+	scripts/build-cpython $(CPY312_URL) $(CPY312_SHA256) $(CPYTHON_CACHE)/3.12.3
+
+$(PY314):
+	scripts/build-cpython $(CPY314_URL) $(CPY314_SHA256) $(CPYTHON_CACHE)/3.14.4 \
+	  --disable-test-modules
+
+$(PY314T):
+	scripts/build-cpython $(CPY314_URL) $(CPY314_SHA256) $(CPYTHON_CACHE)/3.14.4t \
+	  --disable-test-modules --disable-gil
 
 ## test-venv: $(TEST_VENV) made by $(PYTHON), with $(TEST_VENV_PACKAGES).
 # Recreated when it was made by another Python. A failed pip install (no

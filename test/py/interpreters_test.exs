@@ -1,8 +1,8 @@
 defmodule Py.InterpretersTest do
   # Sub-interpreter contexts (CPython 3.12+) and free-threaded CPython
-  # (3.14t), each in a peer VM embedding that Python. `make test` builds both
+  # (3.14t), each in a peer VM embedding that Python. `make test` builds the
   # Pythons (`make cpython`) and the free-threaded NIF, and exports their
-  # paths in PYBRIDGE_TEST_PY314 and PYBRIDGE_TEST_PY314T.
+  # paths in PYBRIDGE_TEST_PY312, PYBRIDGE_TEST_PY314 and PYBRIDGE_TEST_PY314T.
   use ExUnit.Case, async: false
 
   import Py.TestHelpers
@@ -13,7 +13,7 @@ defmodule Py.InterpretersTest do
     path = System.get_env(var)
 
     unless path && File.exists?(path) do
-      flunk("#{var} is not set to a Python 3.14 executable: run the suite with `make test`")
+      flunk("#{var} is not set to a Python executable: run the suite with `make test`")
     end
 
     path
@@ -44,99 +44,116 @@ defmodule Py.InterpretersTest do
   end
 
   defp interpreter_id(peer, ctx) do
-    {:ok, id} = call(peer, Py, :eval, [ctx, "__import__('_interpreters').get_current()[0]"])
+    # _interpreters (3.13+) returns (id, whence); 3.12's _xxsubinterpreters an id object.
+    code = """
+    (lambda c: c[0] if isinstance(c, tuple) else int(c))(__import__(
+        '_interpreters' if __import__('sys').version_info >= (3, 13) else '_xxsubinterpreters'
+    ).get_current())
+    """
+
+    {:ok, id} = call(peer, Py, :eval, [ctx, code])
     id
   end
 
-  describe "sub-interpreter contexts" do
-    @describetag :cpython314
+  # 3.12 is the first with sub-interpreters of their own GIL (and needs its
+  # first thread state kept); 3.14 the newest.
+  for {version, var} <- [{"3.12", "PYBRIDGE_TEST_PY312"}, {"3.14", "PYBRIDGE_TEST_PY314"}] do
+    describe "sub-interpreter contexts on Python #{version}" do
+      @describetag python_var: var
 
-    setup do
-      peer =
-        start_python_peer(python!("PYBRIDGE_TEST_PY314"),
-          num_contexts: 1,
-          pools: [iso: [size: 2, mode: :subinterpreter]]
-        )
+      setup %{python_var: var} do
+        peer =
+          start_python_peer(python!(var),
+            num_contexts: 1,
+            pools: [iso: [size: 2, mode: :subinterpreter]]
+          )
 
-      [a, b] = call(peer, Py.Context, :contexts, [:iso])
-      %{peer: peer, a: a, b: b, main: call(peer, Py, :context, [1])}
-    end
-
-    test "each has its own interpreter, modules and state", %{peer: peer, a: a, b: b, main: main} do
-      assert %{mode: :subinterpreter} = call(peer, Py.Context, :info, [a])
-      assert %{mode: :main} = call(peer, Py.Context, :info, [main])
-      assert interpreter_id(peer, main) == 0
-      assert interpreter_id(peer, a) not in [0, interpreter_id(peer, b)]
-
-      # (Each :peer.call runs in a process of its own, so state set by one
-      # call is seen by the next only through a module, not a namespace.)
-      assert :ok = call(peer, Py, :exec, [a, "import sys\nsys.pybridge_marker = 'a'"])
-      assert call(peer, Py, :eval, [a, "__import__('sys').pybridge_marker"]) == {:ok, "a"}
-
-      for other <- [b, main] do
-        assert call(peer, Py, :eval, [other, "hasattr(__import__('sys'), 'pybridge_marker')"]) ==
-                 {:ok, false}
+        [a, b] = call(peer, Py.Context, :contexts, [:iso])
+        %{peer: peer, a: a, b: b, main: call(peer, Py, :context, [1])}
       end
-    end
 
-    test "values cross both ways; erlang.Pid is the interpreter's own class", %{peer: peer, a: a} do
-      pid = self()
+      test "each has its own interpreter, modules and state", %{
+        peer: peer,
+        a: a,
+        b: b,
+        main: main
+      } do
+        assert %{mode: :subinterpreter} = call(peer, Py.Context, :info, [a])
+        assert %{mode: :main} = call(peer, Py.Context, :info, [main])
+        assert interpreter_id(peer, main) == 0
+        assert interpreter_id(peer, a) not in [0, interpreter_id(peer, b)]
 
-      assert call(peer, Py, :eval, [a, "(p, type(p) is __import__('erlang').Pid)", %{p: pid}]) ==
-               {:ok, {pid, true}}
+        # (Each :peer.call runs in a process of its own, so state set by one
+        # call is seen by the next only through a module, not a namespace.)
+        assert :ok = call(peer, Py, :exec, [a, "import sys\nsys.pybridge_marker = 'a'"])
+        assert call(peer, Py, :eval, [a, "__import__('sys').pybridge_marker"]) == {:ok, "a"}
 
-      assert call(peer, Py, :call, [a, :json, :dumps, [%{"a" => [1, 2.5, nil]}]]) ==
-               {:ok, ~s({"a": [1, 2.5, null]})}
-    end
-
-    test "a Python object can only be used in its own interpreter", %{peer: peer} = ctx do
-      {own, elsewhere} = call(peer, Py.TestHelpers, :object_uses, [ctx.a, [ctx.b, ctx.main]])
-      assert own == {:ok, 2}
-
-      for result <- elsewhere do
-        assert {:error, %Py.Error{type: :conversion, message: message}} = result
-        assert message =~ "belongs to another interpreter"
+        for other <- [b, main] do
+          assert call(peer, Py, :eval, [other, "hasattr(__import__('sys'), 'pybridge_marker')"]) ==
+                   {:ok, false}
+        end
       end
-    end
 
-    test "a timeout interrupts the call and the context keeps serving", %{peer: peer, a: a} do
-      assert {:error, %Py.Error{type: :timeout}} =
-               call(peer, Py, :exec, [a, "while True: pass", [timeout: 200]])
+      test "values cross both ways; erlang.Pid is the interpreter's own class", %{
+        peer: peer,
+        a: a
+      } do
+        pid = self()
 
-      assert call(peer, Py, :eval, [a, "2 + 2"]) == {:ok, 4}
-    end
+        assert call(peer, Py, :eval, [a, "(p, type(p) is __import__('erlang').Pid)", %{p: pid}]) ==
+                 {:ok, {pid, true}}
 
-    test "a call blocked in one keeps no quick call waiting", %{peer: peer, a: a} do
-      # The monitor sees the home thread stuck, probes this interpreter's GIL
-      # and opens the overflow, as in the main interpreter.
-      sleeper = Task.async(fn -> call(peer, Py, :exec, [a, "import time\ntime.sleep(1.5)"]) end)
-      Process.sleep(100)
-      {ms, result} = timed(fn -> call(peer, Py, :eval, [a, "6 * 7"]) end)
-      assert result == {:ok, 42}
-      assert ms < 1_000, "the quick call waited #{ms} ms for the sleep"
-      assert Task.await(sleeper, 10_000) == :ok
-    end
+        assert call(peer, Py, :call, [a, :json, :dumps, [%{"a" => [1, 2.5, nil]}]]) ==
+                 {:ok, ~s({"a": [1, 2.5, null]})}
+      end
 
-    test "dedicated ones (Py.Context.new/1) start and end cleanly", %{peer: peer, a: a} do
-      results = call(peer, Py.TestHelpers, :context_churn, [10, [mode: :subinterpreter]])
-      assert results == List.duplicate({:ok, :ok}, 10)
-      assert call(peer, Py, :eval, [a, "1"]) == {:ok, 1}
-    end
+      test "a Python object can only be used in its own interpreter", %{peer: peer} = ctx do
+        {own, elsewhere} = call(peer, Py.TestHelpers, :object_uses, [ctx.a, [ctx.b, ctx.main]])
+        assert own == {:ok, 2}
 
-    test "CPU-bound Python runs in parallel: each has its own GIL", %{peer: peer, a: a, b: b} do
-      assert parallelism(peer, [a, b]) > 1.5
-    end
+        for result <- elsewhere do
+          assert {:error, %Py.Error{type: :conversion, message: message}} = result
+          assert message =~ "belongs to another interpreter"
+        end
+      end
 
-    test "python/tests pass inside a sub-interpreter", %{peer: peer, a: a} do
-      {code, locals} = python_suite()
-      assert {:ok, {run, 0, _report}} = call(peer, Py, :eval, [a, code, locals])
-      assert run >= 15
+      test "a timeout interrupts the call and the context keeps serving", %{peer: peer, a: a} do
+        assert {:error, %Py.Error{type: :timeout}} =
+                 call(peer, Py, :exec, [a, "while True: pass", [timeout: 200]])
+
+        assert call(peer, Py, :eval, [a, "2 + 2"]) == {:ok, 4}
+      end
+
+      test "a call blocked in one keeps no quick call waiting", %{peer: peer, a: a} do
+        # The monitor sees the home thread stuck, probes this interpreter's GIL
+        # and opens the overflow, as in the main interpreter.
+        sleeper = Task.async(fn -> call(peer, Py, :exec, [a, "import time\ntime.sleep(1.5)"]) end)
+        Process.sleep(100)
+        {ms, result} = timed(fn -> call(peer, Py, :eval, [a, "6 * 7"]) end)
+        assert result == {:ok, 42}
+        assert ms < 1_000, "the quick call waited #{ms} ms for the sleep"
+        assert Task.await(sleeper, 10_000) == :ok
+      end
+
+      test "dedicated ones (Py.Context.new/1) start and end cleanly", %{peer: peer, a: a} do
+        results = call(peer, Py.TestHelpers, :context_churn, [10, [mode: :subinterpreter]])
+        assert results == List.duplicate({:ok, :ok}, 10)
+        assert call(peer, Py, :eval, [a, "1"]) == {:ok, 1}
+      end
+
+      test "CPU-bound Python runs in parallel: each has its own GIL", %{peer: peer, a: a, b: b} do
+        assert parallelism(peer, [a, b]) > 1.5
+      end
+
+      test "python/tests pass inside a sub-interpreter", %{peer: peer, a: a} do
+        {code, locals} = python_suite()
+        assert {:ok, {run, 0, _report}} = call(peer, Py, :eval, [a, code, locals])
+        assert run >= 15
+      end
     end
   end
 
   describe "free-threaded Python" do
-    @describetag :cpython314
-
     setup do
       %{peer: start_python_peer(python!("PYBRIDGE_TEST_PY314T"), num_contexts: 2)}
     end

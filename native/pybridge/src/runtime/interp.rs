@@ -20,8 +20,8 @@
 //!   [`garbage`](Interp::release), dropped by its workers.
 //! * The monitor touches a sub-interpreter only through [`Interp::service`],
 //!   with raw C calls on a thread state made for the occasion.
-//! * A sub-interpreter ends when the last [`Arc<Interp>`] goes, on a thread of
-//!   its own, after every thread state in it is gone.
+//! * A sub-interpreter keeps its first thread state until it ends, when the
+//!   last [`Arc<Interp>`] goes, on a thread of its own.
 
 use std::ffi::{c_char, c_int, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +75,10 @@ pub struct InterpState {
 #[derive(Debug)]
 pub struct Interp {
     ptr: *mut ffi::PyInterpreterState,
+    /// A sub-interpreter's first thread state, kept (detached) until it is
+    /// ended with it: CPython 3.12 cannot make a thread state for an
+    /// interpreter that has none left.
+    keeper: *mut ffi::PyThreadState,
     kind: Kind,
     state: OnceLock<InterpState>,
     garbage: Mutex<Vec<Py<PyAny>>>,
@@ -106,6 +110,7 @@ impl Interp {
             let ptr = unsafe { main_interpreter() };
             Arc::new(Interp {
                 ptr,
+                keeper: std::ptr::null_mut(),
                 kind: Kind::Main,
                 state: OnceLock::new(),
                 garbage: Mutex::new(Vec::new()),
@@ -162,9 +167,10 @@ impl Interp {
         self.ptr
     }
 
-    /// True when `self` and `other` are the same interpreter.
+    /// True when `self` and `other` are the same interpreter (there is one
+    /// `Interp` per interpreter).
     pub fn is(&self, other: &Interp) -> bool {
-        self.ptr == other.ptr
+        std::ptr::eq(self, other)
     }
 
     /// pybridge's modules and classes in this interpreter, set up on first
@@ -257,7 +263,7 @@ impl Drop for Interp {
         // scheduler, an exiting worker) is never attached elsewhere, and is
         // not held up while the interpreter's modules are finalised.
         let ending = Ending {
-            ptr: self.ptr,
+            keeper: self.keeper,
             state: std::mem::ManuallyDrop::new(self.state.take()),
             garbage: std::mem::ManuallyDrop::new(std::mem::take(&mut *self.garbage.lock())),
         };
@@ -273,7 +279,7 @@ impl Drop for Interp {
 /// What is left of a sub-interpreter to end. Its references are dropped only
 /// by [`Ending::end`], attached; dropped otherwise they are leaked.
 struct Ending {
-    ptr: *mut ffi::PyInterpreterState,
+    keeper: *mut ffi::PyThreadState,
     state: std::mem::ManuallyDrop<Option<InterpState>>,
     garbage: std::mem::ManuallyDrop<Vec<Py<PyAny>>>,
 }
@@ -285,24 +291,38 @@ unsafe impl Send for Ending {}
 impl Ending {
     fn end(self) {
         let Ending {
-            ptr,
+            keeper,
             state,
             garbage,
         } = self;
         // SAFETY: no thread runs Python in this interpreter any more: every
         // worker, call and monitor use holds an Arc<Interp>, and this is the
         // drop of the last one (a thread Python code started itself is
-        // joined or stopped by Py_EndInterpreter). This fresh thread's first thread state is in
-        // `ptr`, so PyO3's attach below finds it; Py_EndInterpreter then
-        // finalises the interpreter with it current and leaves none current.
+        // joined or stopped by Py_EndInterpreter). `keeper` is its first
+        // thread state, detached since creation: attached here, it holds the
+        // interpreter's GIL while the references are released (raw decrefs:
+        // this thread is not attached as far as PyO3 knows, and a PyO3 drop
+        // would defer them), then Py_EndInterpreter finalises the
+        // interpreter with it and leaves no thread state current.
         unsafe {
-            let tstate = ffi::PyThreadState_New(ptr);
-            ffi::PyEval_RestoreThread(tstate);
-            Python::attach(|_| {
-                drop(std::mem::ManuallyDrop::into_inner(garbage));
-                drop(std::mem::ManuallyDrop::into_inner(state));
-            });
-            ffi::Py_EndInterpreter(tstate);
+            ffi::PyEval_RestoreThread(keeper);
+            for obj in std::mem::ManuallyDrop::into_inner(garbage) {
+                ffi::Py_DecRef(obj.into_ptr());
+            }
+            if let Some(state) = std::mem::ManuallyDrop::into_inner(state) {
+                let InterpState {
+                    support,
+                    timeout,
+                    code_type,
+                    pid_type,
+                    ref_type,
+                } = state;
+                ffi::Py_DecRef(support.into_ptr());
+                for obj in [timeout, code_type, pid_type, ref_type] {
+                    ffi::Py_DecRef(obj.into_ptr());
+                }
+            }
+            ffi::Py_EndInterpreter(keeper);
         }
     }
 }
@@ -392,12 +412,13 @@ pub fn new_subinterpreter() -> Result<Arc<Interp>, String> {
     // SAFETY: the symbol is CPython's Py_NewInterpreterFromConfig, whose C
     // signature NewInterpreterFromConfig matches.
     let create = unsafe { std::mem::transmute::<*mut libc::c_void, NewInterpreterFromConfig>(sym) };
-    struct SendPtr(*mut ffi::PyInterpreterState);
-    // SAFETY: an interpreter pointer is only an identifier (see Interp).
-    unsafe impl Send for SendPtr {}
+    struct Made(*mut ffi::PyInterpreterState, *mut ffi::PyThreadState);
+    // SAFETY: the pointers are handed over once, to the Interp that owns
+    // them (see Interp).
+    unsafe impl Send for Made {}
     let made = std::thread::Builder::new()
         .name("py-new-interp".into())
-        .spawn(move || -> Result<SendPtr, String> {
+        .spawn(move || -> Result<Made, String> {
             let config = InterpreterConfig {
                 use_main_obmalloc: 0,
                 allow_fork: 0,
@@ -411,7 +432,7 @@ pub fn new_subinterpreter() -> Result<Arc<Interp>, String> {
             // as Py_NewInterpreterFromConfig requires one attached. On
             // success the new interpreter's first thread state is attached
             // (own GIL held) and the main GIL released; that thread state is
-            // cleared and deleted, then the main one restored and released.
+            // detached and kept, then the main one restored and released.
             // On failure the main thread state is still attached.
             unsafe {
                 let gstate = ffi::PyGILState_Ensure();
@@ -420,10 +441,10 @@ pub fn new_subinterpreter() -> Result<Arc<Interp>, String> {
                 let status = create(&mut tstate, &config);
                 let result = if status.kind == 0 && !tstate.is_null() {
                     let interp = ffi::PyThreadState_GetInterpreter(tstate);
-                    ffi::PyThreadState_Clear(tstate);
-                    delete_current();
+                    // Keep the first thread state, detached (see Interp).
+                    let keeper = ffi::PyEval_SaveThread();
                     ffi::PyEval_RestoreThread(main);
-                    Ok(SendPtr(interp))
+                    Ok(Made(interp, keeper))
                 } else {
                     let msg = if status.err_msg.is_null() {
                         "unknown error".to_string()
@@ -443,6 +464,7 @@ pub fn new_subinterpreter() -> Result<Arc<Interp>, String> {
         .map_err(|_| "the thread creating a sub-interpreter panicked".to_string())??;
     Ok(Arc::new(Interp {
         ptr: made.0,
+        keeper: made.1,
         kind: Kind::Sub,
         state: OnceLock::new(),
         garbage: Mutex::new(Vec::new()),
