@@ -168,6 +168,10 @@ defmodule Py.Context do
   Pool contexts are owned by the application and cannot be closed this way
   (`ArgumentError`). Closing an already closed context returns `:ok`.
 
+  Closing stops the context's threads at once. A sub-interpreter context's
+  interpreter ends when nothing refers to it any more: no handle on the
+  context is left in any process, and none of its `%Py.Object{}`s.
+
   ## Example
 
       ctx = Py.Context.new()

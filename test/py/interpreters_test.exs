@@ -43,6 +43,17 @@ defmodule Py.InterpretersTest do
     (cpu1 - cpu0) / wall
   end
 
+  defp interpreter_count(peer, ctx) do
+    code = """
+    len(__import__(
+        '_interpreters' if __import__('sys').version_info >= (3, 13) else '_xxsubinterpreters'
+    ).list_all())
+    """
+
+    {:ok, n} = call(peer, Py, :eval, [ctx, code])
+    n
+  end
+
   defp interpreter_id(peer, ctx) do
     # _interpreters (3.13+) returns (id, whence); 3.12's _xxsubinterpreters an id object.
     code = """
@@ -135,10 +146,19 @@ defmodule Py.InterpretersTest do
         assert Task.await(sleeper, 10_000) == :ok
       end
 
+      test "the erlang module is there from the first call", %{peer: peer} do
+        assert {{:ok, pid}, pid} =
+                 call(peer, Py.TestHelpers, :first_call_uses_erlang, [[mode: :subinterpreter]])
+      end
+
       test "dedicated ones (Py.Context.new/1) start and end cleanly", %{peer: peer, a: a} do
+        count = fn -> interpreter_count(peer, a) end
+        before = count.()
         results = call(peer, Py.TestHelpers, :context_churn, [10, [mode: :subinterpreter]])
         assert results == List.duplicate({:ok, :ok}, 10)
         assert call(peer, Py, :eval, [a, "1"]) == {:ok, 1}
+        # Once their handles are gone, the ten interpreters end.
+        assert eventually(fn -> count.() == before end, 10_000), "#{count.()} != #{before}"
       end
 
       test "CPU-bound Python runs in parallel: each has its own GIL", %{peer: peer, a: a, b: b} do

@@ -74,6 +74,18 @@ defmodule Py.TestHelpers do
   end
 
   @doc """
+  Starts a dedicated context with `opts` whose first call imports the
+  `erlang` module and makes an `erlang.Pid`; returns what that call gave.
+  """
+  @spec first_call_uses_erlang(keyword) :: term
+  def first_call_uses_erlang(opts) do
+    ctx = Py.Context.new(opts)
+    result = Py.call(ctx, :erlang, :Pid, [Py.bytes(:erlang.term_to_binary(self()))])
+    :ok = Py.Context.close(ctx)
+    {result, self()}
+  end
+
+  @doc """
   Makes a Python object in `owner` and uses it there and in each of
   `others`; returns `{result_in_owner, results_elsewhere}`. For peers:
   `%Py.Object{}` handles do not survive a trip through another VM.

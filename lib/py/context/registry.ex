@@ -135,7 +135,7 @@ defmodule Py.Context.Registry do
       {mref, ctx} ->
         Process.demonitor(mref, [:flush])
         close(ctx)
-        {:reply, :ok, %{state | owned: Map.delete(owned, mref)}}
+        {:reply, :ok, %{state | owned: Map.delete(owned, mref)}, {:continue, :collect}}
 
       nil ->
         {:reply, :ok, state}
@@ -153,6 +153,7 @@ defmodule Py.Context.Registry do
 
         {ctx, owned} ->
           close(ctx)
+          send(self(), :collect)
           %{state | owned: owned}
       end
 
@@ -165,7 +166,19 @@ defmodule Py.Context.Registry do
     {:noreply, state}
   end
 
+  # A closed context's native handle lives until no process references it;
+  # this process held it last, and an idle process is not garbage-collected
+  # on its own. Collecting lets the context's resources (a sub-interpreter,
+  # its memory) go now.
+  def handle_info(:collect, state), do: {:noreply, state, {:continue, :collect}}
+
   def handle_info(_msg, state), do: {:noreply, state}
+
+  @impl true
+  def handle_continue(:collect, state) do
+    :erlang.garbage_collect()
+    {:noreply, state}
+  end
 
   @impl true
   def terminate(_reason, state) do

@@ -94,6 +94,12 @@ fn run_home(shared: &Shared, slot: &WorkerSlot) {
     lower_priority();
     let mut tstate = ThreadState::in_interp(&shared.interp);
     slot.ident.store(tstate.ident(), Ordering::Release);
+    // A new sub-interpreter gets its `pybridge` and `erlang` modules before
+    // any call, so that even a first `import erlang` finds them. (A failure
+    // here comes back with the first call that needs them.)
+    tstate.with_gil(|py| {
+        let _ = shared.interp.state(py);
+    });
     while let Ok(task) = next_task(shared) {
         if matches!(task, Task::Stop) {
             break;
