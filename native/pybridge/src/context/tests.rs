@@ -245,6 +245,35 @@ fn gil_releasing_calls_overlap() {
 }
 
 #[test]
+fn blocked_calls_overlap_while_another_context_computes() {
+    // The GIL is busy with the other context's computation, so only the
+    // home worker's idle CPU clock shows that its call is blocked.
+    let busy = context(1);
+    let busy_env = busy.new_env();
+    let (computing, _) = submit(
+        &busy,
+        eval(&busy_env, "sum(i * i for i in range(60_000_000))", vec![]),
+        None,
+    );
+    let ctx = context(64);
+    let env = ctx.new_env();
+    run(&ctx, exec(&env, "import time"));
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let pending: Vec<_> = (0..40)
+        .map(|_| submit(&ctx, eval(&env, "time.sleep(0.05)", vec![]), None).0)
+        .collect();
+    for rx in pending {
+        rx.recv_timeout(Duration::from_secs(10)).expect("answer");
+    }
+    let took = started.elapsed();
+    busy.close();
+    drop(computing);
+    // 40 sleeps one after another take 2 s.
+    assert!(took < Duration::from_millis(1200), "{took:?}");
+}
+
+#[test]
 fn closing_answers_queued_calls_and_refuses_new_ones() {
     let ctx = context(1);
     let env = ctx.new_env();

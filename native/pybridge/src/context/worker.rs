@@ -90,8 +90,47 @@ fn lower_priority() {
     }
 }
 
+/// The CPU-time clock of one thread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuClock(#[cfg(target_os = "linux")] libc::clockid_t);
+
+impl CpuClock {
+    /// The calling thread's clock, where the OS offers one.
+    fn of_this_thread() -> Option<CpuClock> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut clock: libc::clockid_t = 0;
+            // SAFETY: pthread_self is this live thread; the out-pointer is valid.
+            let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+            (rc == 0).then_some(CpuClock(clock))
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// CPU time the thread has used, in nanoseconds; None once it exited.
+    pub(crate) fn read(self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: the out-pointer is valid; a clock of a thread that has
+            // exited makes clock_gettime fail (EINVAL), not misbehave.
+            let rc = unsafe { libc::clock_gettime(self.0, &mut ts) };
+            (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+}
+
 fn run_home(shared: &Shared, slot: &WorkerSlot) {
     lower_priority();
+    if let Some(clock) = CpuClock::of_this_thread() {
+        let _ = shared.home_cpu_clock.set(clock);
+    }
     let mut tstate = ThreadState::in_interp(&shared.interp);
     slot.ident.store(tstate.ident(), Ordering::Release);
     // A new sub-interpreter gets its `pybridge` and `erlang` modules before

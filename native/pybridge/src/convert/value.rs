@@ -83,6 +83,19 @@ impl PyObject {
     }
 }
 
+#[cfg(test)]
+impl PyObject {
+    /// A handle with the given owner (tests of reference release).
+    pub(crate) fn with_owner(obj: Py<PyAny>, owner: Arc<Interp>) -> Self {
+        PyObject(Arc::new(ObjectData {
+            obj: Some(obj),
+            owner,
+            type_name: "test".into(),
+            repr: "<test>".into(),
+        }))
+    }
+}
+
 impl ObjectData {
     /// The object, when `py` is attached to the interpreter it belongs to.
     pub fn bind<'py>(&self, py: Python<'py>) -> Result<&Bound<'py, PyAny>, ConvertError> {
