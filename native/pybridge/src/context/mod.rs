@@ -101,9 +101,9 @@ pub(crate) struct Shared {
     /// Bumped each time the home worker starts a call; the monitor compares
     /// it between ticks to tell a busy home worker from a stuck one.
     home_progress: AtomicU64,
-    /// The home worker's CPU-time clock (Linux), for the monitor to tell a
-    /// blocked call from a computing one.
-    home_cpu_clock: std::sync::OnceLock<worker::CpuClock>,
+    /// The home worker's OS thread (Linux), for the monitor to see where a
+    /// long call is blocked.
+    home_thread: std::sync::OnceLock<worker::OsThread>,
     slots: Mutex<Vec<Arc<WorkerSlot>>>,
     code_cache: Mutex<CodeCache>,
     stats: Stats,
@@ -208,7 +208,7 @@ impl Context {
             overflow_open: AtomicBool::new(false),
             home_running: AtomicBool::new(false),
             home_progress: AtomicU64::new(0),
-            home_cpu_clock: std::sync::OnceLock::new(),
+            home_thread: std::sync::OnceLock::new(),
             slots: Mutex::new(Vec::new()),
             stats: Stats::default(),
         });

@@ -95,8 +95,6 @@ const COMPUTE_STALL_TICKS: u32 = 10;
 #[derive(Default)]
 struct Stall {
     progress: Option<u64>,
-    /// The home worker's CPU time and when it was read, last tick.
-    cpu: Option<(u64, Instant)>,
     /// Consecutive ticks the home worker has been in the same call with
     /// calls waiting.
     ticks: u32,
@@ -106,10 +104,6 @@ struct Stall {
 
 /// How often the monitor may return freed memory to the OS.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
-
-/// Over at least this long, a home worker that used less than a quarter of
-/// a core is taken to be blocked.
-const BLOCKED_AFTER_NS: u64 = 500_000;
 
 /// Taking the GIL faster than this means the stuck call released it.
 const GIL_FREE: Duration = Duration::from_micros(500);
@@ -184,10 +178,10 @@ fn key_of(shared: &Arc<Shared>) -> usize {
 /// waiting. Returns true when the context has work queued or running.
 ///
 /// How many overflow workers to add depends on why the home worker is stuck.
-/// If the home worker uses no CPU, or the GIL is free, its call released the
-/// GIL (sleep, I/O, numpy) and every waiting call may be another such call:
-/// workers are added on a ramp (1, 2, 4, ... up to [`SPAWN_PER_TICK`] per
-/// tick) while that lasts. Otherwise Python is computing and more threads
+/// If the home worker is asleep in the kernel outside a futex, or the GIL is
+/// free, its call released the GIL (sleep, I/O, numpy) and every waiting call
+/// may be another such call: workers are added on a ramp (1, 2, 4, ... up to
+/// [`SPAWN_PER_TICK`] per tick) while that lasts. Otherwise Python is computing and more threads
 /// would only queue for the GIL: one more worker after
 /// [`COMPUTE_STALL_TICKS`], so quick calls get in at the next GIL switch.
 /// Deadlines are enforced in closed contexts too.
@@ -202,19 +196,6 @@ fn check(
     let stall = stalls.entry(key_of(shared)).or_default();
     let stuck = stall.progress == Some(progress) && shared.home_running.load(Ordering::Relaxed);
     stall.progress = Some(progress);
-    let cpu_now = shared
-        .home_cpu_clock
-        .get()
-        .and_then(|clock| clock.read())
-        .map(|cpu| (cpu, Instant::now()));
-    let home_blocked = match (stall.cpu, cpu_now) {
-        (Some((cpu0, at0)), Some((cpu1, at1))) => {
-            let wall = at1.saturating_duration_since(at0).as_nanos() as u64;
-            wall >= BLOCKED_AFTER_NS && (cpu1.saturating_sub(cpu0)) * 4 < wall
-        }
-        _ => false,
-    };
-    stall.cpu = cpu_now;
     stall.ticks = if stuck { stall.ticks + 1 } else { 0 };
     if !stuck {
         stall.free_ticks = 0;
@@ -227,10 +208,13 @@ fn check(
         }
         let workers = shared.workers.load(Ordering::Acquire);
         let room = shared.config.max_workers.saturating_sub(workers);
-        // A home worker that uses no CPU is blocked (sleep, I/O), so its call
-        // released the GIL, whoever holds the GIL now (another context's
-        // computation, say). One that computes may still have released it
-        // (numpy): ask the GIL.
+        // A home worker asleep in the kernel (sleep, I/O) released the GIL,
+        // whoever holds the GIL now (another context's computation, say).
+        // Otherwise ask the GIL: a computation may have released it (numpy).
+        let home_blocked = shared
+            .home_thread
+            .get()
+            .is_some_and(|thread| thread.blocked_outside_futex());
         let gil_free = home_blocked || gil_is_free(&shared.interp, tstate);
         stall.free_ticks = if gil_free { stall.free_ticks + 1 } else { 0 };
         let wanted = if gil_free {

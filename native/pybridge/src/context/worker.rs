@@ -90,46 +90,47 @@ fn lower_priority() {
     }
 }
 
-/// The CPU-time clock of one thread.
+/// An OS thread, as the monitor can observe it from outside.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CpuClock(#[cfg(target_os = "linux")] libc::clockid_t);
+pub(crate) struct OsThread(#[cfg(target_os = "linux")] libc::pid_t);
 
-impl CpuClock {
-    /// The calling thread's clock, where the OS offers one.
-    fn of_this_thread() -> Option<CpuClock> {
+impl OsThread {
+    /// The calling thread, where the OS lets other threads observe it.
+    fn this_thread() -> Option<OsThread> {
         #[cfg(target_os = "linux")]
         {
-            let mut clock: libc::clockid_t = 0;
-            // SAFETY: pthread_self is this live thread; the out-pointer is valid.
-            let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
-            (rc == 0).then_some(CpuClock(clock))
+            // SAFETY: gettid has no preconditions.
+            Some(OsThread(unsafe { libc::gettid() }))
         }
         #[cfg(not(target_os = "linux"))]
         None
     }
 
-    /// CPU time the thread has used, in nanoseconds; None once it exited.
-    pub(crate) fn read(self) -> Option<u64> {
+    /// True when the thread is asleep in the kernel on something other than
+    /// a futex: `time.sleep`, a socket, a pipe, `select`... CPython releases
+    /// the GIL around all of those. (A futex wait may be a wait for the GIL
+    /// itself, so it proves nothing.) False when unknown.
+    pub(crate) fn blocked_outside_futex(self) -> bool {
         #[cfg(target_os = "linux")]
         {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: the out-pointer is valid; a clock of a thread that has
-            // exited makes clock_gettime fail (EINVAL), not misbehave.
-            let rc = unsafe { libc::clock_gettime(self.0, &mut ts) };
-            (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+            let path = format!("/proc/self/task/{}/wchan", self.0);
+            match std::fs::read_to_string(path) {
+                Ok(wchan) => {
+                    let wchan = wchan.trim();
+                    !(wchan.is_empty() || wchan == "0" || wchan.starts_with("futex"))
+                }
+                Err(_) => false,
+            }
         }
         #[cfg(not(target_os = "linux"))]
-        None
+        false
     }
 }
 
 fn run_home(shared: &Shared, slot: &WorkerSlot) {
     lower_priority();
-    if let Some(clock) = CpuClock::of_this_thread() {
-        let _ = shared.home_cpu_clock.set(clock);
+    if let Some(thread) = OsThread::this_thread() {
+        let _ = shared.home_thread.set(thread);
     }
     let mut tstate = ThreadState::in_interp(&shared.interp);
     slot.ident.store(tstate.ident(), Ordering::Release);
