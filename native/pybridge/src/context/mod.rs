@@ -14,6 +14,10 @@
 //!
 //! Each BEAM process gets its own namespace in each context it uses
 //! ([`ProcessEnv`]); the context also keeps a bounded cache of compiled code.
+//!
+//! A context runs in the main interpreter, shared with the other contexts,
+//! or in a sub-interpreter of its own with its own GIL
+//! ([`ContextConfig::subinterpreter`], see [`crate::runtime::Interp`]).
 
 mod code_cache;
 mod env;
