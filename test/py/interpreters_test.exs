@@ -200,6 +200,32 @@ defmodule Py.InterpretersTest do
     end
   end
 
+  @tag :cpython314
+  test "a free-threaded libpython under the GIL build's NIF is refused, not run" do
+    # The executable has the GIL, so the stable-ABI NIF is loaded; the
+    # libpython forced on it is free-threaded. Objects differ in layout
+    # between the two: the NIF must refuse to start it.
+    python = python!("PYBRIDGE_TEST_PY314")
+    libdir = Path.join(Path.dirname(python!("PYBRIDGE_TEST_PY314T")), "../lib")
+    libpython = Path.expand("libpython3.14t.so", libdir)
+    assert File.exists?(libpython)
+
+    {:ok, peer, _node} =
+      :peer.start_link(%{
+        connection: :standard_io,
+        args: Enum.flat_map(:code.get_path(), &[~c"-pa", &1]),
+        env: [
+          {~c"PYBRIDGE_PYTHON", String.to_charlist(python)},
+          {~c"PYBRIDGE_LIBPYTHON", String.to_charlist(libpython)}
+        ]
+      })
+
+    assert {:error, reason} = call(peer, Application, :ensure_all_started, [:pybridge])
+    assert inspect(reason) =~ "the loaded libpython is free-threaded"
+    # The VM is alive and says so.
+    assert call(peer, :erlang, :node, []) == :nonode@nohost
+  end
+
   test "on Python before 3.12, a sub-interpreter context is a clear error" do
     if Py.Runtime.info().version_info >= {3, 12, 0} do
       flunk("this test needs the suite's Python to be older than 3.12")

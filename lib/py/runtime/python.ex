@@ -222,11 +222,11 @@ defmodule Py.Runtime.Python do
   GIL builds of CPython share one library built against the stable ABI.
   Free-threaded builds have no stable ABI before 3.15, so each minor version
   gets its own library, built by `mix compile.pybridge --python PATH` (see
-  `Mix.Tasks.Compile.Pybridge`): `pybridge_cp313t` for 3.13t.
+  `Mix.Tasks.Compile.Pybridge`): `pybridge_cp314t` for 3.14t.
 
-      iex> Py.Runtime.Python.nif_name(%Py.Runtime.Python{executable: "python3.13t",
-      ...>   version_info: {3, 13, 5}, libpython: "libpython3.13t.so", free_threaded: true})
-      "pybridge_cp313t"
+      iex> Py.Runtime.Python.nif_name(%Py.Runtime.Python{executable: "python3.14t",
+      ...>   version_info: {3, 14, 4}, libpython: "libpython3.14t.so", free_threaded: true})
+      "pybridge_cp314t"
   """
   @spec nif_name(t) :: String.t()
   def nif_name(%__MODULE__{free_threaded: false}), do: "pybridge"
