@@ -128,6 +128,17 @@ defmodule Py.InterpretersTest do
         end
       end
 
+      @tag :tmp_dir
+      test "an object the BEAM lets go of is freed without another call", ctx do
+        # The handle dies with the :peer.call process; nothing runs in the
+        # context afterwards, so the monitor must have its worker collect it.
+        for {name, context} <- [sub: ctx.a, main: ctx.main] do
+          path = Path.join(ctx.tmp_dir, "#{name}-gone")
+          :ok = call(ctx.peer, Py.TestHelpers, :drop_tracked_object, [context, path])
+          assert eventually(fn -> File.exists?(path) end, 5_000), "#{name}: never freed"
+        end
+      end
+
       test "a timeout interrupts the call and the context keeps serving", %{peer: peer, a: a} do
         assert {:error, %Py.Error{type: :timeout}} =
                  call(peer, Py, :exec, [a, "while True: pass", [timeout: 200]])

@@ -86,6 +86,19 @@ defmodule Py.TestHelpers do
   end
 
   @doc """
+  Makes an object in `ctx` that writes "gone" to `path` when Python frees
+  it, and returns nothing of it: the handle dies with the calling process.
+  """
+  @spec drop_tracked_object(Py.Context.t(), Path.t()) :: :ok
+  def drop_tracked_object(ctx, path) do
+    # Through builtins.eval, so that the calling process gets no namespace
+    # (whose release on exit would have the context collect anyway).
+    code = "type('T', (), {'__del__': lambda self, p=path: open(p, 'w').write('gone')})()"
+    {:ok, %Py.Object{}} = Py.call(ctx, :builtins, :eval, [code, %{"path" => path}])
+    :ok
+  end
+
+  @doc """
   Makes a Python object in `owner` and uses it there and in each of
   `others`; returns `{result_in_owner, results_elsewhere}`. For peers:
   `%Py.Object{}` handles do not survive a trip through another VM.

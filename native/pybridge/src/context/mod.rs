@@ -124,12 +124,11 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Hands a Python reference back to the context's interpreter, to be
-    /// dropped with it attached, and nudges a worker to do it now. In a
-    /// closed context it waits for the monitor (main interpreter) or the
-    /// end of the sub-interpreter.
+    /// dropped with it attached, and nudges a worker to do it now unless a
+    /// collection is already due. In a closed context it waits for the
+    /// monitor (main interpreter) or the end of the sub-interpreter.
     fn release(&self, obj: Py<PyAny>) {
-        self.interp.release(obj);
-        if !self.closed.load(Ordering::Acquire) {
+        if self.interp.release(obj) && !self.closed.load(Ordering::Acquire) {
             // `rx` lives in `self`, so the send cannot fail.
             let _ = self.tx.send(Task::Collect);
         }

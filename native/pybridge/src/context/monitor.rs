@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use pyo3::ffi;
 
-use crate::runtime::{Interp, ThreadState};
+use crate::runtime::{Interp, Kind, ThreadState};
 
 use super::request::{CallState, Cancel};
 use super::{worker, Shared};
@@ -199,6 +199,16 @@ fn check(
     stall.ticks = if stuck { stall.ticks + 1 } else { 0 };
     if !stuck {
         stall.free_ticks = 0;
+    }
+    // `%Py.Object{}`s the BEAM let go of wait in their interpreter until a
+    // worker collects them; a sub-interpreter's idle context is asked to.
+    // (The main interpreter's garbage the monitor collects itself.)
+    if queued == 0
+        && shared.interp.kind() == Kind::Sub
+        && shared.interp.has_garbage()
+        && !shared.closed.load(Ordering::Acquire)
+    {
+        let _ = shared.tx.send(super::Task::Collect);
     }
     if queued > 0 && stuck && !shared.closed.load(Ordering::Acquire) {
         shared.overflow_open.store(true, Ordering::Release);

@@ -237,11 +237,14 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
     let mut task = first;
     let mut ran = 0usize;
     let mut held_since = Instant::now();
-    collect(py, shared);
+    // Namespaces of exited processes, `%Py.Object{}`s the BEAM let go of.
+    shared.interp.collect(py);
     loop {
         match task {
             Task::Stop => return true,
-            Task::Collect => collect(py, shared),
+            Task::Collect => {
+                shared.interp.collect(py);
+            }
             Task::Call(request) => {
                 if home {
                     shared.home_progress.fetch_add(1, Ordering::Relaxed);
@@ -275,14 +278,6 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
             Some(next) => task = next,
             None => return false,
         }
-    }
-}
-
-/// Drops the references released to the interpreter (namespaces of exited
-/// processes, `%Py.Object{}` handles the BEAM let go of).
-fn collect(py: Python<'_>, shared: &Shared) {
-    if shared.interp.collect(py) > 0 {
-        crate::runtime::note_release();
     }
 }
 

@@ -113,7 +113,8 @@ impl ObjectData {
 impl Drop for ObjectData {
     fn drop(&mut self) {
         if let Some(obj) = self.obj.take() {
-            self.owner.release(obj);
+            // Collected at the owner's next call, or by the monitor.
+            let _ = self.owner.release(obj);
         }
     }
 }

@@ -196,10 +196,12 @@ impl Interp {
     }
 
     /// Hands a reference over to be dropped with this interpreter attached.
-    /// Needs no GIL.
-    pub fn release(&self, obj: Py<PyAny>) {
-        self.garbage.lock().push(obj);
-        self.pending.store(true, Ordering::Release);
+    /// Needs no GIL. Returns true when nothing else was waiting, that is
+    /// when a collection may need asking for.
+    pub fn release(&self, obj: Py<PyAny>) -> bool {
+        let mut garbage = self.garbage.lock();
+        garbage.push(obj);
+        !self.pending.swap(true, Ordering::AcqRel)
     }
 
     /// True when references are waiting to be dropped.
@@ -207,8 +209,9 @@ impl Interp {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Drops the released references. `_py` must be attached to this
-    /// interpreter. Returns how many there were.
+    /// Drops the released references (and notes the freed memory for
+    /// [`trim_if_released`](super::trim_if_released)). `_py` must be attached
+    /// to this interpreter. Returns how many there were.
     pub fn collect(&self, _py: Python<'_>) -> usize {
         if !self.has_garbage() {
             return 0;
@@ -220,6 +223,9 @@ impl Interp {
         };
         let n = garbage.len();
         drop(garbage);
+        if n > 0 {
+            super::note_release();
+        }
         n
     }
 
