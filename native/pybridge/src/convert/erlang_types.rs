@@ -16,26 +16,22 @@ use super::{ConvertError, Value};
 
 /// Which of the two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Term {
+pub enum BeamId {
     Pid,
     Ref,
 }
 
 /// A new `erlang.Pid`/`erlang.Ref` of the attached interpreter.
-pub fn new_term<'py>(
+pub fn new_beam_id<'py>(
     py: Python<'py>,
-    term: Term,
+    kind: BeamId,
     etf: &[u8],
 ) -> Result<Bound<'py, PyAny>, ConvertError> {
-    let what = match term {
-        Term::Pid => "an erlang.Pid",
-        Term::Ref => "an erlang.Ref",
-    };
-    let fail = |e| ConvertError::python(&format!("cannot create {what}"), e);
+    let fail = |e| ConvertError::python(&format!("cannot create an erlang.{kind:?}"), e);
     let state = Interp::current().state(py).map_err(fail)?;
-    let class = match term {
-        Term::Pid => &state.pid_type,
-        Term::Ref => &state.ref_type,
+    let class = match kind {
+        BeamId::Pid => &state.pid_type,
+        BeamId::Ref => &state.ref_type,
     };
     class.bind(py).call1((PyBytes::new(py, etf),)).map_err(fail)
 }
@@ -47,10 +43,10 @@ pub fn term_value(obj: &Bound<'_, PyAny>) -> Result<Option<Value>, ConvertError>
     let read = |e| ConvertError::python("cannot read an erlang term", e);
     let state = Interp::current().state(py).map_err(read)?;
     let ty = obj.get_type();
-    let term = if ty.is(state.pid_type.bind(py)) {
-        Term::Pid
+    let kind = if ty.is(state.pid_type.bind(py)) {
+        BeamId::Pid
     } else if ty.is(state.ref_type.bind(py)) {
-        Term::Ref
+        BeamId::Ref
     } else {
         return Ok(None);
     };
@@ -58,8 +54,8 @@ pub fn term_value(obj: &Bound<'_, PyAny>) -> Result<Option<Value>, ConvertError>
         .getattr("_etf")
         .and_then(|b| Ok(b.cast_into::<PyBytes>()?.as_bytes().to_vec()))
         .map_err(read)?;
-    Ok(Some(match term {
-        Term::Pid => Value::Pid(etf),
-        Term::Ref => Value::Ref(etf),
+    Ok(Some(match kind {
+        BeamId::Pid => Value::Pid(etf),
+        BeamId::Ref => Value::Ref(etf),
     }))
 }

@@ -18,7 +18,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::erlang_types::{new_term, Term};
+use super::erlang_types::{new_beam_id, BeamId};
 use super::{ConvertError, Value, MAX_DEPTH};
 
 /// Converts a [`Value`] to a new Python object.
@@ -124,8 +124,8 @@ fn scalar<'py>(py: Python<'py>, v: &Value) -> Result<Option<Bound<'py, PyAny>>, 
             .into_pyobject(py)
             .map_err(|e| ConvertError::python("cannot create an int", e))?
             .into_any(),
-        Value::Pid(etf) => new_term(py, Term::Pid, etf)?,
-        Value::Ref(etf) => new_term(py, Term::Ref, etf)?,
+        Value::Pid(etf) => new_beam_id(py, BeamId::Pid, etf)?,
+        Value::Ref(etf) => new_beam_id(py, BeamId::Ref, etf)?,
         Value::Object(o) => o.bind(py)?.clone(),
         Value::List(_) | Value::Tuple(_) | Value::Map(_) | Value::Set(_) => return Ok(None),
     };
