@@ -254,10 +254,6 @@ defmodule Py.Context do
     ref
     |> Py.Native.context_info()
     |> Map.merge(%{pool: pool, index: index, bound_processes: Registry.bound_count(pool, index)})
-    |> then(fn info ->
-      {subinterpreter, info} = Map.pop(info, :subinterpreter)
-      Map.put(info, :mode, if(subinterpreter, do: :subinterpreter, else: :main))
-    end)
   end
 
   @doc false

@@ -361,13 +361,13 @@ defmodule Py.ContextTest do
 
   describe "pool configuration" do
     test "is validated" do
-      main = %{max_workers: 4, subinterpreter: false}
+      main = %{max_workers: 4, mode: :main}
 
       assert [
                {:default, 2, ^main},
                {:io, 3, ^main},
-               {:big, 5, %{max_workers: 9, subinterpreter: false}},
-               {:iso, 2, %{max_workers: 4, subinterpreter: true}}
+               {:big, 5, %{max_workers: 9, mode: :main}},
+               {:iso, 2, %{max_workers: 4, mode: :subinterpreter}}
              ] =
                Py.Context.Pools.config!(
                  num_contexts: 2,
@@ -379,7 +379,7 @@ defmodule Py.ContextTest do
                  ]
                )
 
-      iso = %{max_workers: 4, subinterpreter: true}
+      iso = %{max_workers: 4, mode: :subinterpreter}
 
       assert [{:default, 1, ^iso}, {:io, 1, ^iso}, {:main, 1, ^main}] =
                Py.Context.Pools.config!(

@@ -26,7 +26,7 @@ defmodule Py.Context.Pools do
   @modes [:main, :subinterpreter]
 
   @typedoc "Settings of one native context, as `Py.Native.context_new/3` takes them."
-  @type native_opts :: %{max_workers: pos_integer, subinterpreter: boolean}
+  @type native_opts :: %{max_workers: pos_integer, mode: :main | :subinterpreter}
 
   @doc """
   Starts the pool owner (registered as `Py.Context.Pools`); `opts` override
@@ -68,12 +68,12 @@ defmodule Py.Context.Pools do
 
   ## Example
 
-      %{max_workers: 8, subinterpreter: false} =
+      %{max_workers: 8, mode: :main} =
         Py.Context.Pools.context_opts!([max_workers: 8, mode: :main], "Py.Context.new/1")
   """
   @spec context_opts!(keyword, String.t()) :: native_opts
   def context_opts!(opts, fun) when is_list(opts) do
-    defaults = %{max_workers: default_max_workers([]), subinterpreter: subinterpreter?(mode([]))}
+    defaults = %{max_workers: default_max_workers([]), mode: default_mode([])}
 
     Enum.reduce(opts, defaults, fn
       {:max_workers, n}, acc when is_integer(n) and n > 0 ->
@@ -83,12 +83,8 @@ defmodule Py.Context.Pools do
         raise ArgumentError,
               "invalid value for :max_workers option of #{fun}: expected a positive integer, got: #{inspect(n)}"
 
-      {:mode, mode}, acc when mode in @modes ->
-        %{acc | subinterpreter: subinterpreter?(mode)}
-
-      {:mode, mode}, _ ->
-        raise ArgumentError,
-              "invalid value for :mode option of #{fun}: expected :main or :subinterpreter, got: #{inspect(mode)}"
+      {:mode, mode}, acc ->
+        %{acc | mode: mode!(mode, ":mode option of #{fun}")}
 
       {key, _}, _ when is_atom(key) ->
         raise ArgumentError,
@@ -127,14 +123,7 @@ defmodule Py.Context.Pools do
   def config!(opts) do
     max_workers = default_max_workers(opts)
     positive!(max_workers, :max_workers)
-    mode = mode(opts)
-
-    unless mode in @modes do
-      raise ArgumentError,
-            "invalid :context_mode setting for :pybridge: expected :main or :subinterpreter, got: #{inspect(mode)}"
-    end
-
-    defaults = %{max_workers: max_workers, subinterpreter: subinterpreter?(mode)}
+    defaults = %{max_workers: max_workers, mode: default_mode(opts)}
 
     num = setting(opts, :num_contexts, System.schedulers_online())
     positive!(num, :num_contexts)
@@ -186,20 +175,13 @@ defmodule Py.Context.Pools do
     positive!(size, {:pools, name, :size})
     positive!(workers, {:pools, name, :max_workers})
 
-    subinterpreter =
+    mode =
       case Keyword.fetch(kw, :mode) do
-        :error ->
-          defaults.subinterpreter
-
-        {:ok, mode} when mode in @modes ->
-          subinterpreter?(mode)
-
-        {:ok, mode} ->
-          raise ArgumentError,
-                "invalid :mode #{inspect(mode)} for pool #{inspect(name)}; expected :main or :subinterpreter"
+        :error -> defaults.mode
+        {:ok, mode} -> mode!(mode, ":mode of pool #{inspect(name)}")
       end
 
-    {name, size, %{max_workers: workers, subinterpreter: subinterpreter}}
+    {name, size, %{max_workers: workers, mode: mode}}
   end
 
   defp pool_config!(other, _) do
@@ -216,9 +198,16 @@ defmodule Py.Context.Pools do
 
   defp default_max_workers(opts), do: setting(opts, :max_workers, @default_max_workers)
 
-  defp mode(opts), do: setting(opts, :context_mode, :main)
+  defp default_mode(opts) do
+    opts |> setting(:context_mode, :main) |> mode!(":context_mode setting for :pybridge")
+  end
 
-  defp subinterpreter?(mode), do: mode == :subinterpreter
+  defp mode!(mode, _what) when mode in @modes, do: mode
+
+  defp mode!(mode, what) do
+    raise ArgumentError,
+          "invalid #{what}: expected :main or :subinterpreter, got: #{inspect(mode)}"
+  end
 
   defp positive!(n, _key) when is_integer(n) and n > 0, do: :ok
 

@@ -56,6 +56,8 @@ mod atoms {
         max_workers,
         code_cache_size,
         subinterpreter,
+        mode,
+        main,
         calls_total,
         errors_total,
         cancelled_total,
@@ -132,8 +134,9 @@ fn context_new<'a>(
         max_workers: option(atoms::max_workers(), defaults.max_workers)?,
         code_cache_size: option(atoms::code_cache_size(), defaults.code_cache_size)?,
         subinterpreter: opts
-            .map_get(atoms::subinterpreter())
-            .map_or(Ok(false), |t| t.decode())?,
+            .map_get(atoms::mode())
+            .and_then(|mode| mode.decode::<Atom>())
+            .is_ok_and(|mode| mode == atoms::subinterpreter()),
     };
     match Context::new(config) {
         Ok(ctx) => Ok(ResourceArc::new(ContextResource(ctx)).encode(env)),
@@ -164,10 +167,12 @@ fn context_info(env: Env<'_>, ctx: ResourceArc<ContextResource>) -> NifResult<Te
     ];
     let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
     let values: Vec<Term> = pairs.iter().map(|(_, v)| v.encode(env)).collect();
-    Term::map_from_arrays(env, &keys, &values)?.map_put(
-        atoms::subinterpreter().encode(env),
-        ctx.0.is_subinterpreter().encode(env),
-    )
+    let mode = if ctx.0.is_subinterpreter() {
+        atoms::subinterpreter()
+    } else {
+        atoms::main()
+    };
+    Term::map_from_arrays(env, &keys, &values)?.map_put(atoms::mode().encode(env), mode)
 }
 
 #[rustler::nif]
