@@ -147,33 +147,27 @@ defmodule Py.Context.Registry do
   @impl true
   def handle_info({:DOWN, mref, :process, pid, _reason}, state) do
     state =
-      case Map.pop(state.owned, mref) do
-        {nil, _} ->
-          state
-
-        {ctx, owned} ->
-          close(ctx)
-          send(self(), :collect)
-          %{state | owned: owned}
-      end
-
-    state =
       case state.binders do
         %{^pid => {^mref, _}} -> drop_binder(state, pid, false)
         _ -> state
       end
 
-    {:noreply, state}
+    case Map.pop(state.owned, mref) do
+      {nil, _} ->
+        {:noreply, state}
+
+      {ctx, owned} ->
+        close(ctx)
+        {:noreply, %{state | owned: owned}, {:continue, :collect}}
+    end
   end
+
+  def handle_info(_msg, state), do: {:noreply, state}
 
   # A closed context's native handle lives until no process references it;
   # this process held it last, and an idle process is not garbage-collected
   # on its own. Collecting lets the context's resources (a sub-interpreter,
   # its memory) go now.
-  def handle_info(:collect, state), do: {:noreply, state, {:continue, :collect}}
-
-  def handle_info(_msg, state), do: {:noreply, state}
-
   @impl true
   def handle_continue(:collect, state) do
     :erlang.garbage_collect()
