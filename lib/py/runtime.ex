@@ -215,8 +215,13 @@ defmodule Py.Runtime do
     end
   end
 
-  # :erlang.load_nif/2 wants the path without the extension (it adds .so).
-  defp nif_path(priv, name, python) do
+  @doc false
+  # The path of NIF `name` in `priv` for `python`, without the extension
+  # (:erlang.load_nif/2 adds .so), or an error saying how to build it.
+  # Public for the tests.
+  @spec nif_path(Path.t(), String.t(), Python.t() | nil) ::
+          {:ok, Path.t()} | {:error, Py.Error.t()}
+  def nif_path(priv, name, python) do
     base = Path.join([priv, "native", name])
 
     cond do

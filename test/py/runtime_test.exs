@@ -57,4 +57,30 @@ defmodule Py.RuntimeTest do
 
     assert Py.Runtime.info() == running
   end
+
+  @tag :tmp_dir
+  test "a missing NIF says how to build it, for a free-threaded Python too", %{tmp_dir: priv} do
+    ft = %Python{
+      executable: "/opt/py/bin/python3.14t",
+      version_info: {3, 14, 4},
+      libpython: "/opt/py/lib/libpython3.14t.so",
+      free_threaded: true
+    }
+
+    assert {:error, %Py.Error{type: :nif_not_found, message: message}} =
+             Py.Runtime.nif_path(priv, Python.nif_name(ft), ft)
+
+    assert message =~ "pybridge_cp314t.so is missing"
+    assert message =~ "mix compile.pybridge --python /opt/py/bin/python3.14t"
+
+    assert {:error, %Py.Error{type: :nif_not_found, message: message}} =
+             Py.Runtime.nif_path(priv, "pybridge", Py.Runtime.info())
+
+    assert message =~ "Run `mix compile`"
+
+    File.mkdir_p!(Path.join(priv, "native"))
+    File.write!(Path.join([priv, "native", "pybridge_cp314t.so"]), "")
+    base = Path.join([priv, "native", "pybridge_cp314t"])
+    assert Py.Runtime.nif_path(priv, Python.nif_name(ft), ft) == {:ok, base}
+  end
 end

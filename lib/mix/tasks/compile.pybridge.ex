@@ -29,10 +29,11 @@ defmodule Mix.Tasks.Compile.Pybridge do
 
   ## Free-threaded Python
 
-  Free-threaded CPython (3.13t) has no stable ABI, so it needs a library built
-  for its version. `mix compile.pybridge --python /path/to/python3.13t` builds
-  it as well, with PyO3 pointed at that Python (`PYO3_PYTHON`) in a target
-  directory of its own, and installs it as `priv/native/pybridge_cp313t.so`,
+  Free-threaded CPython (3.14t; PyO3 supports none older) has no stable ABI,
+  so it needs a library built for its version.
+  `mix compile.pybridge --python /path/to/python3.14t` builds it as well, with
+  PyO3 pointed at that Python (`PYO3_PYTHON`) in a target directory of its
+  own, and installs it as `priv/native/pybridge_cp314t.so`,
   which `Py.Runtime` loads when the configured Python is that version. For a
   Python with the GIL the option changes nothing: the stable-ABI library
   serves it.
@@ -143,7 +144,7 @@ defmodule Mix.Tasks.Compile.Pybridge do
     end
   end
 
-  # "cp313t" for a free-threaded 3.13, "abi3" for a Python with the GIL.
+  # "cp314t" for a free-threaded 3.14, "abi3" for a Python with the GIL.
   defp python_tag(python) do
     script =
       "import sys, sysconfig; " <>
