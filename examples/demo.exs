@@ -294,7 +294,7 @@ defmodule Demo.Script do
 
     ctx = Py.context(1)
     parent = self()
-    envs_before = Py.Context.info(ctx).envs
+    namespaces_before = Py.Context.info(ctx).namespaces
 
     workers =
       for name <- ["alice", "bob"] do
@@ -326,11 +326,15 @@ defmodule Demo.Script do
     )
 
     note("both processes used #{inspect(ctx.pool)} context #{ctx.index}.")
-    show("live namespaces in it (Py.Context.info(ctx).envs)", Py.Context.info(ctx).envs)
+
+    show(
+      "live namespaces in it (Py.Context.info(ctx).namespaces)",
+      Py.Context.info(ctx).namespaces
+    )
 
     Enum.each(workers, &send(&1, :stop))
-    envs_after = wait_for(fn -> Py.Context.info(ctx).envs end, envs_before)
-    show("the same, once both processes have exited", envs_after)
+    namespaces_after = wait_for(fn -> Py.Context.info(ctx).namespaces end, namespaces_before)
+    show("the same, once both processes have exited", namespaces_after)
 
     show(
       "Py.with_context(Py.context(2), fn -> Py.exec(\"n = 1\"); Py.eval(\"n + 1\") end)",
@@ -342,8 +346,8 @@ defmodule Demo.Script do
     )
 
     show(
-      "Py.Context.info(Py.context(1)) |> Map.take([:pool, :index, :calls_total, :envs])",
-      Py.Context.info(Py.context(1)) |> Map.take([:pool, :index, :calls_total, :envs])
+      "Py.Context.info(Py.context(1)) |> Map.take([:pool, :index, :calls_total, :namespaces])",
+      Py.Context.info(Py.context(1)) |> Map.take([:pool, :index, :calls_total, :namespaces])
     )
 
     IO.puts("\nDone.")

@@ -1,6 +1,6 @@
 defmodule PyTest do
   # Every test runs in its own process, so the Python state it creates lives in
-  # its own process-bound environment: these tests can run concurrently.
+  # its own process namespace: these tests can run concurrently.
   use ExUnit.Case, async: true
 
   import Py.TestHelpers
@@ -443,7 +443,7 @@ defmodule PyTest do
     end
   end
 
-  describe "process-bound environments" do
+  describe "process namespaces" do
     test "two processes on the same context never see each other's variables" do
       ctx = Py.context(1)
       :ok = Py.exec(ctx, "who = 'parent'")
@@ -503,7 +503,7 @@ defmodule PyTest do
       ctx = Py.Context.new()
       # The test process's own namespace first, so polling below adds none.
       assert Py.eval(ctx, "1") == {:ok, 1}
-      base = Py.Context.info(ctx).envs
+      base = Py.Context.info(ctx).namespaces
       parent = self()
 
       pids =
@@ -520,7 +520,7 @@ defmodule PyTest do
         end
 
       for pid <- pids, do: assert_receive({:ready, ^pid}, 5_000)
-      assert Py.Context.info(ctx).envs == base + 5
+      assert Py.Context.info(ctx).namespaces == base + 5
       # Normal exits, one error exit and one killed.
       [killed, crashed | others] = pids
       Process.exit(killed, :kill)
@@ -530,7 +530,7 @@ defmodule PyTest do
       assert eventually(fn ->
                :erlang.garbage_collect()
                Py.eval(ctx, "1")
-               Py.Context.info(ctx).envs == base
+               Py.Context.info(ctx).namespaces == base
              end)
     end
   end

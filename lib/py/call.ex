@@ -28,16 +28,16 @@ defmodule Py.Call do
 
   @doc false
   @spec run(Py.Context.t(), boolean, job, timeout) :: result
-  def run(%Py.Context{ref: cref}, env?, job, timeout) do
-    env = if env?, do: env(cref), else: nil
+  def run(%Py.Context{ref: cref}, namespace?, job, timeout) do
+    namespace = if namespace?, do: namespace(cref), else: nil
     # make_ref/0 and the receive below stay in this one function so the
     # compiler's selective-receive optimisation skips older messages: a call
     # from a process with a long mailbox stays O(1).
     ref = make_ref()
 
     handle =
-      case Native.submit(cref, env, ref, job, timeout) do
-        :dirty -> Native.submit_dirty(cref, env, ref, job, timeout)
+      case Native.submit(cref, namespace, ref, job, timeout) do
+        :dirty -> Native.submit_dirty(cref, namespace, ref, job, timeout)
         handle -> handle
       end
 
@@ -59,18 +59,27 @@ defmodule Py.Call do
 
   # The caller's namespace in this context, created on first use. It lives in
   # the process dictionary, so it dies (and the NIF frees it) with the process.
-  defp env(cref) do
-    key = {Py.Env, cref}
+  defp namespace(cref) do
+    key = {Py.Namespace, cref}
 
     case Process.get(key) do
       nil ->
-        env = Native.env_new(cref)
-        Process.put(key, env)
-        env
+        namespace = Native.namespace_new(cref)
+        Process.put(key, namespace)
+        namespace
 
-      env ->
-        env
+      namespace ->
+        namespace
     end
+  end
+
+  @doc false
+  # Drops the calling process's namespace in the context `cref` (the NIF
+  # frees it once nothing refers to it).
+  @spec forget_namespace(reference) :: :ok
+  def forget_namespace(cref) do
+    Process.delete({Py.Namespace, cref})
+    :ok
   end
 
   defp timed_out(handle, ref, timeout) do

@@ -8,7 +8,7 @@ defmodule Py.Context do
   schedulers), and any extra pools from `config :pybridge, pools: [io: 8]`.
 
   Each BEAM process gets its own Python namespace in every context it uses
-  (a *process-bound environment*): what `Py.exec/2` assigns stays there for that
+  (its *process namespace*): what `Py.exec/2` assigns stays there for that
   process's later calls, other processes never see it, and it is freed when
   the process exits.
 
@@ -51,7 +51,7 @@ defmodule Py.Context do
           required(:in_flight) => non_neg_integer,
           required(:queue_length) => non_neg_integer,
           required(:bound_processes) => non_neg_integer,
-          required(:envs) => non_neg_integer,
+          required(:namespaces) => non_neg_integer,
           required(:busy_us) => non_neg_integer,
           required(:mode) => :main | :subinterpreter,
           optional(atom) => term
@@ -180,7 +180,7 @@ defmodule Py.Context do
   @spec close(t) :: :ok
   def close(%__MODULE__{pool: :dedicated, ref: ref} = ctx) do
     :ok = Registry.close_context(ctx)
-    Process.delete({Py.Env, ref})
+    :ok = Py.Call.forget_namespace(ref)
     if Process.get(@bound_key) == ctx, do: unbind()
     :ok
   end
@@ -241,7 +241,7 @@ defmodule Py.Context do
     * `:in_flight` — jobs submitted and not replied yet;
     * `:queue_length` — jobs waiting for a worker;
     * `:bound_processes` — processes bound to it (`bind/1`);
-    * `:envs` — live process namespaces;
+    * `:namespaces` — live process namespaces;
     * `:busy_us` — time spent running Python, in microseconds;
     * `:mode` — `:main` or `:subinterpreter` (see `new/1`).
 

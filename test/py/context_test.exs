@@ -14,7 +14,7 @@ defmodule Py.ContextTest do
     :in_flight,
     :queue_length,
     :bound_processes,
-    :envs,
+    :namespaces,
     :busy_us
   ]
 
@@ -339,7 +339,7 @@ defmodule Py.ContextTest do
       end
     end
 
-    test "counts calls, errors, envs and in-flight calls" do
+    test "counts calls, errors, namespaces and in-flight calls" do
       ctx = Py.Context.new()
       before = Py.Context.info(ctx)
       assert {:ok, 2} = Py.eval(ctx, "1 + 1")
@@ -349,7 +349,7 @@ defmodule Py.ContextTest do
       info = Py.Context.info(ctx)
       assert info.calls_total >= before.calls_total + 3
       assert info.errors_total >= before.errors_total + 1
-      assert info.envs >= 1
+      assert info.namespaces >= 1
 
       task = Task.async(fn -> Py.eval(ctx, "__import__('time').sleep(0.3)") end)
       assert eventually(fn -> Py.Context.info(ctx).in_flight >= 1 end)

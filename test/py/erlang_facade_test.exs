@@ -224,7 +224,7 @@ defmodule Py.ErlangFacadeTest do
       assert {:error, %Py.Error{}} = other
     end
 
-    test "process-bound environments: same context, isolated processes" do
+    test "process namespaces: same context, isolated processes" do
       ctx = :py.context(1)
       :ok = :py.exec(ctx, "counter = 0")
       :ok = :py.exec(ctx, "counter += 1")

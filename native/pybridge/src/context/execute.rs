@@ -11,9 +11,9 @@ use crate::convert::{ConvertError, Value};
 use crate::runtime::{support_module, Interp};
 
 use super::code_cache::Mode;
-use super::env::ProcessEnv;
+use super::namespace::Namespace;
 use super::request::{Code, ErrorInfo, ErrorKind, Job, Outcome};
-use super::Shared;
+use super::ContextState;
 
 /// Why a job failed before it could produce an outcome.
 enum Failure {
@@ -35,17 +35,21 @@ impl From<ConvertError> for Failure {
 
 type Result<T> = std::result::Result<T, Failure>;
 
-pub(super) fn run(py: Python<'_>, shared: &Shared, job: Job) -> Outcome {
+pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job) -> Outcome {
     let result = match job {
-        Job::Eval { code, locals, env } => eval(py, shared, &code, &locals, &env).map(Some),
-        Job::Exec { code, env } => exec(py, shared, &code, &env).map(|()| None),
+        Job::Eval {
+            code,
+            locals,
+            namespace,
+        } => eval(py, context, &code, &locals, &namespace).map(Some),
+        Job::Exec { code, namespace } => exec(py, context, &code, &namespace).map(|()| None),
         Job::Call {
             module,
             function,
             args,
             kwargs,
-            env,
-        } => call(py, &module, &function, &args, &kwargs, env.as_deref()).map(Some),
+            namespace,
+        } => call(py, &module, &function, &args, &kwargs, namespace.as_deref()).map(Some),
         Job::GetAttr { obj, name } => obj
             .bind(py)
             .map_err(Failure::from)
@@ -78,13 +82,13 @@ pub(super) fn run(py: Python<'_>, shared: &Shared, job: Job) -> Outcome {
 
 fn eval(
     py: Python<'_>,
-    shared: &Shared,
+    context: &ContextState,
     code: &Code,
     locals: &[(Value, Value)],
-    env: &ProcessEnv,
+    namespace: &Namespace,
 ) -> Result<Value> {
-    let globals = env.dict(py)?;
-    let code = compiled(py, shared, Mode::Eval, code)?;
+    let globals = namespace.dict(py)?;
+    let code = compiled(py, context, Mode::Eval, code)?;
     let result = if locals.is_empty() {
         eval_code(py, &code, &globals)?
     } else {
@@ -93,9 +97,9 @@ fn eval(
     Ok(from_py(&result)?)
 }
 
-fn exec(py: Python<'_>, shared: &Shared, code: &Code, env: &ProcessEnv) -> Result<()> {
-    let globals = env.dict(py)?;
-    let code = compiled(py, shared, Mode::Exec, code)?;
+fn exec(py: Python<'_>, context: &ContextState, code: &Code, namespace: &Namespace) -> Result<()> {
+    let globals = namespace.dict(py)?;
+    let code = compiled(py, context, Mode::Exec, code)?;
     eval_code(py, &code, &globals)?;
     Ok(())
 }
@@ -164,11 +168,11 @@ fn eval_code<'py>(
 /// The compiled code for `code`, from the context's cache when possible.
 fn compiled<'py>(
     py: Python<'py>,
-    shared: &Shared,
+    context: &ContextState,
     mode: Mode,
     code: &Code,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(cached) = shared.code_cache.lock().get(mode, code.as_bytes()) {
+    if let Some(cached) = context.code_cache.lock().get(mode, code.as_bytes()) {
         return Ok(cached.bind(py).clone());
     }
     let source: Bound<'py, PyAny> = match code {
@@ -189,8 +193,8 @@ fn compiled<'py>(
             compiled.get_type().name()?
         )));
     }
-    shared.stats.compiled();
-    shared
+    context.stats.compiled();
+    context
         .code_cache
         .lock()
         .insert(mode, code.as_bytes(), compiled.clone().unbind());
@@ -203,15 +207,15 @@ fn call(
     function: &str,
     args: &[Value],
     kwargs: &[(Value, Value)],
-    env: Option<&ProcessEnv>,
+    namespace: Option<&Namespace>,
 ) -> Result<Value> {
     #[cfg(test)]
     if module == "__pybridge_test_panic__" {
         panic!("a test panic");
     }
     let function_name = PyString::new(py, function);
-    let callable = match (module, env) {
-        ("__main__", Some(env)) => env
+    let callable = match (module, namespace) {
+        ("__main__", Some(namespace)) => namespace
             .dict(py)?
             .get_item(&function_name)?
             .ok_or_else(|| PyNameError::new_err(format!("name '{function}' is not defined")))?,

@@ -13,16 +13,16 @@
 //! free again. Overflow workers parked for long exit.
 //!
 //! Each BEAM process gets its own namespace in each context it uses
-//! ([`ProcessEnv`]); the context also keeps a bounded cache of compiled code.
+//! ([`Namespace`]); the context also keeps a bounded cache of compiled code.
 //!
 //! A context runs in the main interpreter, shared with the other contexts,
 //! or in a sub-interpreter of its own with its own GIL
 //! ([`ContextConfig::subinterpreter`], see [`crate::runtime::Interp`]).
 
 mod code_cache;
-mod env;
 mod execute;
 mod monitor;
+mod namespace;
 mod request;
 mod stats;
 mod worker;
@@ -36,8 +36,8 @@ use pyo3::{Py, PyAny};
 
 use crate::runtime::Interp;
 
-pub use env::ProcessEnv;
 pub use monitor::cancel;
+pub use namespace::Namespace;
 pub use request::{CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request};
 pub use stats::StatsSnapshot;
 
@@ -82,8 +82,9 @@ enum Task {
     Stop,
 }
 
-/// State shared by a context's handle, its workers and the monitor.
-pub(crate) struct Shared {
+/// A context's state: shared by its handle, its workers, its namespaces and
+/// the monitor.
+pub(crate) struct ContextState {
     config: ContextConfig,
     /// The interpreter the context runs in: the main one, or its own.
     interp: Arc<Interp>,
@@ -113,7 +114,7 @@ pub(crate) struct Shared {
     stats: Stats,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for ContextState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("pool", &self.config.pool)
@@ -122,7 +123,7 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-impl Shared {
+impl ContextState {
     /// Hands a Python reference back to the context's interpreter, to be
     /// dropped with it attached, and nudges a worker to do it now unless a
     /// collection is already due. In a closed context it waits for the
@@ -143,15 +144,15 @@ pub struct Context {
 }
 
 /// Owned by the handles only (workers, namespaces and the monitor hold
-/// `Shared`), so its drop marks the last handle going away.
+/// `ContextState`), so its drop marks the last handle going away.
 #[derive(Debug)]
 struct Handle {
-    shared: Arc<Shared>,
+    state: Arc<ContextState>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        close(&self.shared);
+        close(&self.state);
     }
 }
 
@@ -161,7 +162,7 @@ pub enum SubmitError {
     Closed,
     NotInitialized,
     /// The namespace passed belongs to another context.
-    ForeignEnv,
+    ForeignNamespace,
     /// The OS would not start an executor thread.
     Spawn(String),
     /// No sub-interpreter could be made (e.g. Python older than 3.12).
@@ -173,7 +174,7 @@ impl std::fmt::Display for SubmitError {
         f.write_str(match self {
             SubmitError::Closed => "the context is closed",
             SubmitError::NotInitialized => "the Python runtime is not started",
-            SubmitError::ForeignEnv => "the namespace belongs to another context",
+            SubmitError::ForeignNamespace => "the namespace belongs to another context",
             SubmitError::Spawn(err) => return write!(f, "cannot start an executor thread: {err}"),
             SubmitError::Interpreter(err) => err,
         })
@@ -193,7 +194,7 @@ impl Context {
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         let (wake_tx, wake_rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared {
+        let context = Arc::new(ContextState {
             interp,
             code_cache: Mutex::new(CodeCache::new(config.code_cache_size)),
             config: ContextConfig {
@@ -215,20 +216,20 @@ impl Context {
             slots: Mutex::new(Vec::new()),
             stats: Stats::default(),
         });
-        worker::spawn(&shared, true).map_err(|e| SubmitError::Spawn(e.to_string()))?;
-        monitor::register(&shared);
+        worker::spawn(&context, true).map_err(|e| SubmitError::Spawn(e.to_string()))?;
+        monitor::register(&context);
         Ok(Context {
-            handle: Arc::new(Handle { shared }),
+            handle: Arc::new(Handle { state: context }),
         })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+    fn state(&self) -> &Arc<ContextState> {
+        &self.handle.state
     }
 
     /// A new, empty namespace for one BEAM process in this context.
-    pub fn new_env(&self) -> Arc<ProcessEnv> {
-        Arc::new(ProcessEnv::new(self.shared().clone()))
+    pub fn new_namespace(&self) -> Arc<Namespace> {
+        Arc::new(Namespace::new(self.state().clone()))
     }
 
     /// Queues a call. The outcome goes to `reply`, unless `state` is
@@ -239,18 +240,18 @@ impl Context {
         reply: Box<dyn Reply>,
         state: Arc<CallState>,
     ) -> Result<(), SubmitError> {
-        let _open = self.shared().gate.read();
-        if self.shared().closed.load(Ordering::Acquire) {
+        let _open = self.state().gate.read();
+        if self.state().closed.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
-        if let Some(env) = job_env(&job) {
-            if !env.belongs_to(self.shared()) {
-                return Err(SubmitError::ForeignEnv);
+        if let Some(namespace) = job_namespace(&job) {
+            if !namespace.belongs_to(self.state()) {
+                return Err(SubmitError::ForeignNamespace);
             }
         }
-        self.shared().stats.submitted();
+        self.state().stats.submitted();
         let request = Request { job, reply, state };
-        self.shared()
+        self.state()
             .tx
             .send(Task::Call(request))
             .map_err(|_| SubmitError::Closed)
@@ -259,24 +260,24 @@ impl Context {
     /// Stops accepting calls, answers queued ones with a `Closed` error and
     /// lets the workers exit. Calls already running finish first.
     pub fn close(&self) {
-        close(self.shared());
+        close(self.state());
     }
 
     /// True when nothing is queued and the home worker is not running a call:
     /// a call submitted now starts at once.
     pub fn is_idle(&self) -> bool {
-        let s = self.shared();
+        let s = self.state();
         s.rx.is_empty() && !s.home_running.load(Ordering::Relaxed)
     }
 
     /// True when the context runs in a sub-interpreter of its own.
     pub fn is_subinterpreter(&self) -> bool {
-        self.shared().interp.kind() == crate::runtime::Kind::Sub
+        self.state().interp.kind() == crate::runtime::Kind::Sub
     }
 
     /// Counters for introspection and the dashboard.
     pub fn stats(&self) -> StatsSnapshot {
-        let s = self.shared();
+        let s = self.state();
         s.stats.snapshot(
             s.rx.len(),
             s.workers.load(Ordering::Relaxed),
@@ -285,26 +286,26 @@ impl Context {
     }
 }
 
-fn close(shared: &Shared) {
-    let _closing = shared.gate.write();
-    if shared.closed.swap(true, Ordering::SeqCst) {
+fn close(context: &ContextState) {
+    let _closing = context.gate.write();
+    if context.closed.swap(true, Ordering::SeqCst) {
         return;
     }
-    let workers = shared.workers.load(Ordering::Acquire);
+    let workers = context.workers.load(Ordering::Acquire);
     for _ in 0..workers.max(1) {
-        let _ = shared.tx.send(Task::Stop);
+        let _ = context.tx.send(Task::Stop);
     }
     // Parked overflow workers must come and take their Stop too.
-    shared.overflow_open.store(true, Ordering::Release);
-    for _ in 0..shared.parked.load(Ordering::SeqCst) {
-        let _ = shared.wake_tx.send(());
+    context.overflow_open.store(true, Ordering::Release);
+    for _ in 0..context.parked.load(Ordering::SeqCst) {
+        let _ = context.wake_tx.send(());
     }
 }
 
-fn job_env(job: &Job) -> Option<&Arc<ProcessEnv>> {
+fn job_namespace(job: &Job) -> Option<&Arc<Namespace>> {
     match job {
-        Job::Eval { env, .. } | Job::Exec { env, .. } => Some(env),
-        Job::Call { env, .. } => env.as_ref(),
+        Job::Eval { namespace, .. } | Job::Exec { namespace, .. } => Some(namespace),
+        Job::Call { namespace, .. } => namespace.as_ref(),
         _ => None,
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::convert::{PyObject, Value};
 use crate::runtime::Interp;
 
-use super::env::ProcessEnv;
+use super::namespace::Namespace;
 
 /// Source code for `eval`/`exec`: text when it was valid UTF-8, raw bytes
 /// otherwise (Python's compiler then reports the decoding error itself).
@@ -40,21 +40,21 @@ pub enum Job {
     Eval {
         code: Code,
         locals: Vec<(Value, Value)>,
-        env: Arc<ProcessEnv>,
+        namespace: Arc<Namespace>,
     },
     /// Run statements in the caller's namespace.
     Exec {
         code: Code,
-        env: Arc<ProcessEnv>,
+        namespace: Arc<Namespace>,
     },
     /// Call `module.function(*args, **kwargs)`; module `__main__` means the
-    /// caller's namespace (`env`).
+    /// caller's namespace (`namespace`).
     Call {
         module: String,
         function: String,
         args: Vec<Value>,
         kwargs: Vec<(Value, Value)>,
-        env: Option<Arc<ProcessEnv>>,
+        namespace: Option<Arc<Namespace>>,
     },
     GetAttr {
         obj: PyObject,
@@ -218,7 +218,7 @@ impl CallState {
     }
 }
 
-/// A job with its reply channel and shared state.
+/// A job with its reply channel and shared call state.
 pub struct Request {
     pub job: Job,
     pub reply: Box<dyn Reply>,

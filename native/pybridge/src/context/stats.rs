@@ -10,7 +10,7 @@ pub(super) struct Stats {
     in_flight: AtomicI64,
     busy_ns: AtomicU64,
     compiles_total: AtomicU64,
-    envs: AtomicI64,
+    namespaces: AtomicI64,
 }
 
 /// A point-in-time copy of a context's counters.
@@ -30,7 +30,7 @@ pub struct StatsSnapshot {
     /// Source compilations (code-cache misses).
     pub compiles_total: u64,
     /// Live process namespaces.
-    pub envs: u64,
+    pub namespaces: u64,
     pub workers: u64,
     pub idle_workers: u64,
 }
@@ -65,12 +65,12 @@ impl Stats {
         self.compiles_total.fetch_add(1, Relaxed);
     }
 
-    pub(super) fn envs_created(&self) {
-        self.envs.fetch_add(1, Relaxed);
+    pub(super) fn namespace_created(&self) {
+        self.namespaces.fetch_add(1, Relaxed);
     }
 
-    pub(super) fn envs_released(&self) {
-        self.envs.fetch_sub(1, Relaxed);
+    pub(super) fn namespace_released(&self) {
+        self.namespaces.fetch_sub(1, Relaxed);
     }
 
     pub(super) fn snapshot(
@@ -87,7 +87,7 @@ impl Stats {
             queue_length: queue_length as u64,
             busy_us: self.busy_ns.load(Relaxed) / 1_000,
             compiles_total: self.compiles_total.load(Relaxed),
-            envs: self.envs.load(Relaxed).max(0) as u64,
+            namespaces: self.namespaces.load(Relaxed).max(0) as u64,
             workers: workers as u64,
             idle_workers: idle as u64,
         }

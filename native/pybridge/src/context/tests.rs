@@ -57,18 +57,18 @@ fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
-fn exec(env: &Arc<ProcessEnv>, code: &str) -> Job {
+fn exec(namespace: &Arc<Namespace>, code: &str) -> Job {
     Job::Exec {
         code: Code::Text(code.into()),
-        env: env.clone(),
+        namespace: namespace.clone(),
     }
 }
 
-fn eval(env: &Arc<ProcessEnv>, code: &str, locals: Vec<(Value, Value)>) -> Job {
+fn eval(namespace: &Arc<Namespace>, code: &str, locals: Vec<(Value, Value)>) -> Job {
     Job::Eval {
         code: Code::Text(code.into()),
         locals,
-        env: env.clone(),
+        namespace: namespace.clone(),
     }
 }
 
@@ -89,15 +89,18 @@ fn error_kind(outcome: Outcome) -> ErrorKind {
 #[test]
 fn exec_then_eval_share_the_process_namespace() {
     let ctx = context(4);
-    let env = ctx.new_env();
-    assert!(matches!(run(&ctx, exec(&env, "x = 41")), Outcome::Done));
-    assert_eq!(int(run(&ctx, eval(&env, "x + 1", vec![]))), 42);
+    let namespace = ctx.new_namespace();
+    assert!(matches!(
+        run(&ctx, exec(&namespace, "x = 41")),
+        Outcome::Done
+    ));
+    assert_eq!(int(run(&ctx, eval(&namespace, "x + 1", vec![]))), 42);
 }
 
 #[test]
 fn namespaces_are_isolated() {
     let ctx = context(4);
-    let (a, b) = (ctx.new_env(), ctx.new_env());
+    let (a, b) = (ctx.new_namespace(), ctx.new_namespace());
     run(&ctx, exec(&a, "y = 'a'"));
     assert_eq!(
         error_kind(run(&ctx, eval(&b, "y", vec![]))),
@@ -108,22 +111,22 @@ fn namespaces_are_isolated() {
 #[test]
 fn locals_are_visible_to_one_evaluation_only_and_to_comprehensions() {
     let ctx = context(4);
-    let env = ctx.new_env();
-    run(&ctx, exec(&env, "results = []"));
+    let namespace = ctx.new_namespace();
+    run(&ctx, exec(&namespace, "results = []"));
     for i in 1..=3 {
         let locals = vec![(Value::Str("item".into()), Value::Int(i))];
-        run(&ctx, eval(&env, "results.append(item * 2)", locals));
+        run(&ctx, eval(&namespace, "results.append(item * 2)", locals));
     }
     let locals = vec![(Value::Str("k".into()), Value::Int(10))];
     assert_eq!(
         int(run(
             &ctx,
-            eval(&env, "sum([r * k for r in results])", locals)
+            eval(&namespace, "sum([r * k for r in results])", locals)
         )),
         120
     );
     assert_eq!(
-        error_kind(run(&ctx, eval(&env, "item", vec![]))),
+        error_kind(run(&ctx, eval(&namespace, "item", vec![]))),
         ErrorKind::Python("NameError".into())
     );
 }
@@ -131,10 +134,10 @@ fn locals_are_visible_to_one_evaluation_only_and_to_comprehensions() {
 #[test]
 fn the_same_source_is_compiled_once() {
     let ctx = context(4);
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     let before = ctx.stats().compiles_total;
     for _ in 0..5 {
-        run(&ctx, eval(&env, "1 + 2 + 3 + 4", vec![]));
+        run(&ctx, eval(&namespace, "1 + 2 + 3 + 4", vec![]));
     }
     assert_eq!(ctx.stats().compiles_total - before, 1);
 }
@@ -147,18 +150,18 @@ fn code_cache_is_bounded() {
         ..ContextConfig::default()
     })
     .expect("context");
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     for i in 0..50 {
-        run(&ctx, eval(&env, &format!("{i} + 0"), vec![]));
+        run(&ctx, eval(&namespace, &format!("{i} + 0"), vec![]));
     }
-    assert!(ctx.shared().code_cache.lock().len() <= 8);
+    assert!(ctx.state().code_cache.lock().len() <= 8);
 }
 
 #[test]
 fn python_errors_carry_type_message_and_traceback() {
     let ctx = context(4);
-    let env = ctx.new_env();
-    match run(&ctx, exec(&env, "raise ValueError('boom')")) {
+    let namespace = ctx.new_namespace();
+    match run(&ctx, exec(&namespace, "raise ValueError('boom')")) {
         Outcome::Error(info) => {
             assert_eq!(info.kind, ErrorKind::Python("ValueError".into()));
             assert_eq!(info.message, "boom");
@@ -174,22 +177,22 @@ fn python_errors_carry_type_message_and_traceback() {
 #[test]
 fn calls_module_functions_and_main() {
     let ctx = context(4);
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     let job = Job::Call {
         module: "os.path".into(),
         function: "join".into(),
         args: vec![Value::Str("a".into()), Value::Str("b".into())],
         kwargs: vec![],
-        env: None,
+        namespace: None,
     };
     assert!(matches!(run(&ctx, job), Outcome::Value(Value::Str(s)) if s == "a/b"));
-    run(&ctx, exec(&env, "def double(x, by=2): return x * by"));
+    run(&ctx, exec(&namespace, "def double(x, by=2): return x * by"));
     let job = Job::Call {
         module: "__main__".into(),
         function: "double".into(),
         args: vec![Value::Int(21)],
         kwargs: vec![(Value::Str("by".into()), Value::Int(3))],
-        env: Some(env.clone()),
+        namespace: Some(namespace.clone()),
     };
     assert_eq!(int(run(&ctx, job)), 63);
 }
@@ -197,8 +200,8 @@ fn calls_module_functions_and_main() {
 #[test]
 fn a_cancelled_running_call_is_interrupted_and_the_worker_freed() {
     let ctx = context(4);
-    let env = ctx.new_env();
-    let (rx, state) = submit(&ctx, exec(&env, "while True: pass"), None);
+    let namespace = ctx.new_namespace();
+    let (rx, state) = submit(&ctx, exec(&namespace, "while True: pass"), None);
     // Other tests share the GIL: wait until the loop actually runs.
     assert!(eventually(Duration::from_secs(10), || state.running_on() != 0));
     assert_eq!(cancel(&state), Cancel::Cancelled { was_running: true });
@@ -206,7 +209,7 @@ fn a_cancelled_running_call_is_interrupted_and_the_worker_freed() {
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
     // ...and the context answers again soon.
     let started = Instant::now();
-    assert_eq!(int(run(&ctx, eval(&env, "1", vec![]))), 1);
+    assert_eq!(int(run(&ctx, eval(&namespace, "1", vec![]))), 1);
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(eventually(Duration::from_secs(2), || ctx.stats().in_flight == 0));
 }
@@ -214,10 +217,10 @@ fn a_cancelled_running_call_is_interrupted_and_the_worker_freed() {
 #[test]
 fn calls_past_their_deadline_are_interrupted_without_the_caller() {
     let ctx = context(4);
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     let (rx, state) = submit(
         &ctx,
-        exec(&env, "while True: pass"),
+        exec(&namespace, "while True: pass"),
         Some(Duration::from_millis(20)),
     );
     assert!(rx.recv_timeout(Duration::from_secs(2)).is_err());
@@ -228,11 +231,11 @@ fn calls_past_their_deadline_are_interrupted_without_the_caller() {
 /// how long they took together; one after another they take 2 s.
 fn forty_sleeps() -> Duration {
     let ctx = context(64);
-    let env = ctx.new_env();
-    run(&ctx, exec(&env, "import time"));
+    let namespace = ctx.new_namespace();
+    run(&ctx, exec(&namespace, "import time"));
     let started = Instant::now();
     let pending: Vec<_> = (0..40)
-        .map(|_| submit(&ctx, eval(&env, "time.sleep(0.05)", vec![]), None).0)
+        .map(|_| submit(&ctx, eval(&namespace, "time.sleep(0.05)", vec![]), None).0)
         .collect();
     for rx in pending {
         rx.recv_timeout(Duration::from_secs(10)).expect("answer");
@@ -251,7 +254,7 @@ fn blocked_calls_overlap_while_another_context_computes() {
     // The GIL is busy with the other context's computation, so only where
     // the home worker sleeps in the kernel shows that its call is blocked.
     let busy = context(1);
-    let busy_env = busy.new_env();
+    let busy_env = busy.new_namespace();
     let (computing, _) = submit(
         &busy,
         eval(&busy_env, "sum(i * i for i in range(30_000_000))", vec![]),
@@ -267,12 +270,12 @@ fn blocked_calls_overlap_while_another_context_computes() {
 #[test]
 fn closing_answers_queued_calls_and_refuses_new_ones() {
     let ctx = context(1);
-    let env = ctx.new_env();
-    run(&ctx, exec(&env, "import time"));
-    let (busy, _) = submit(&ctx, eval(&env, "time.sleep(0.2)", vec![]), None);
+    let namespace = ctx.new_namespace();
+    run(&ctx, exec(&namespace, "import time"));
+    let (busy, _) = submit(&ctx, eval(&namespace, "time.sleep(0.2)", vec![]), None);
     // Let the sleep start before closing.
     std::thread::sleep(Duration::from_millis(50));
-    let (queued, _) = submit(&ctx, eval(&env, "1", vec![]), None);
+    let (queued, _) = submit(&ctx, eval(&namespace, "1", vec![]), None);
     ctx.close();
     assert!(matches!(
         busy.recv_timeout(Duration::from_secs(5)),
@@ -284,7 +287,7 @@ fn closing_answers_queued_calls_and_refuses_new_ones() {
     );
     let (tx, _rx) = mpsc::channel();
     let refused = ctx.submit(
-        eval(&env, "1", vec![]),
+        eval(&namespace, "1", vec![]),
         Box::new(ChannelReply(tx)),
         CallState::new(None),
     );
@@ -294,22 +297,22 @@ fn closing_answers_queued_calls_and_refuses_new_ones() {
 #[test]
 fn released_namespaces_are_counted() {
     let ctx = context(2);
-    let env = ctx.new_env();
-    run(&ctx, exec(&env, "data = bytearray(1000)"));
-    assert_eq!(ctx.stats().envs, 1);
-    drop(env);
-    assert_eq!(ctx.stats().envs, 0);
+    let namespace = ctx.new_namespace();
+    run(&ctx, exec(&namespace, "data = bytearray(1000)"));
+    assert_eq!(ctx.stats().namespaces, 1);
+    drop(namespace);
+    assert_eq!(ctx.stats().namespaces, 0);
 }
 
 #[test]
 fn calls_run_on_the_home_thread_when_it_is_not_stuck() {
     let ctx = context(8);
-    let env = ctx.new_env();
-    run(&ctx, exec(&env, "import threading"));
-    let first = int(run(&ctx, eval(&env, "threading.get_ident()", vec![])));
+    let namespace = ctx.new_namespace();
+    run(&ctx, exec(&namespace, "import threading"));
+    let first = int(run(&ctx, eval(&namespace, "threading.get_ident()", vec![])));
     for _ in 0..20 {
         assert_eq!(
-            int(run(&ctx, eval(&env, "threading.get_ident()", vec![]))),
+            int(run(&ctx, eval(&namespace, "threading.get_ident()", vec![]))),
             first
         );
     }
@@ -318,12 +321,12 @@ fn calls_run_on_the_home_thread_when_it_is_not_stuck() {
 #[test]
 fn a_stuck_home_thread_does_not_hold_up_quick_calls() {
     let ctx = context(8);
-    let env = ctx.new_env();
-    run(&ctx, exec(&env, "import time"));
-    let (slow, _) = submit(&ctx, eval(&env, "time.sleep(0.5)", vec![]), None);
+    let namespace = ctx.new_namespace();
+    run(&ctx, exec(&namespace, "import time"));
+    let (slow, _) = submit(&ctx, eval(&namespace, "time.sleep(0.5)", vec![]), None);
     std::thread::sleep(Duration::from_millis(20));
     let started = Instant::now();
-    assert_eq!(int(run(&ctx, eval(&env, "7", vec![]))), 7);
+    assert_eq!(int(run(&ctx, eval(&namespace, "7", vec![]))), 7);
     assert!(
         started.elapsed() < Duration::from_millis(100),
         "{:?}",
@@ -336,13 +339,13 @@ fn a_stuck_home_thread_does_not_hold_up_quick_calls() {
 #[test]
 fn quick_calls_get_through_while_long_computations_hold_the_context() {
     let ctx = context(8);
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     let spin = "sum(i * i for i in range(30_000_000))";
-    let (a, _) = submit(&ctx, eval(&env, spin, vec![]), None);
-    let (b, _) = submit(&ctx, eval(&env, spin, vec![]), None);
+    let (a, _) = submit(&ctx, eval(&namespace, spin, vec![]), None);
+    let (b, _) = submit(&ctx, eval(&namespace, spin, vec![]), None);
     std::thread::sleep(Duration::from_millis(50));
     let started = Instant::now();
-    assert_eq!(int(run(&ctx, eval(&env, "7", vec![]))), 7);
+    assert_eq!(int(run(&ctx, eval(&namespace, "7", vec![]))), 7);
     // Two computations of over a second each: the quick call must not wait
     // for either to finish (the bound leaves room for a loaded machine).
     assert!(
@@ -359,12 +362,12 @@ fn quick_calls_get_through_while_long_computations_hold_the_context() {
 #[test]
 fn closing_stops_every_worker_overflow_included() {
     let ctx = context(16);
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     let pending: Vec<_> = (0..6)
         .map(|_| {
             submit(
                 &ctx,
-                eval(&env, "__import__('time').sleep(0.1)", vec![]),
+                eval(&namespace, "__import__('time').sleep(0.1)", vec![]),
                 None,
             )
             .0
@@ -381,13 +384,13 @@ fn closing_stops_every_worker_overflow_included() {
 #[test]
 fn a_panic_in_a_call_is_an_error_and_the_worker_lives_on() {
     let ctx = context(1);
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     let job = Job::Call {
         module: "__pybridge_test_panic__".into(),
         function: "f".into(),
         args: vec![],
         kwargs: vec![],
-        env: None,
+        namespace: None,
     };
     match run(&ctx, job) {
         Outcome::Error(info) => {
@@ -396,33 +399,33 @@ fn a_panic_in_a_call_is_an_error_and_the_worker_lives_on() {
         }
         other => panic!("expected an internal error, got {other:?}"),
     }
-    assert_eq!(int(run(&ctx, eval(&env, "6 * 7", vec![]))), 42);
+    assert_eq!(int(run(&ctx, eval(&namespace, "6 * 7", vec![]))), 42);
     assert_eq!(ctx.stats().workers, 1);
 }
 
 #[test]
 fn replacing_compile_cannot_crash_the_interpreter() {
     let ctx = context(2);
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     // Patching builtins does not reach pybridge, which kept the real one.
     // Tests run in parallel on one interpreter: the patches here only bite
     // on this context's home thread.
     run(
         &ctx,
         exec(
-            &env,
+            &namespace,
             "import builtins, threading\nme = threading.get_ident()\n_real = builtins.compile\n\
              builtins.compile = lambda *a, **k: 42 if threading.get_ident() == me else _real(*a, **k)",
         ),
     );
-    assert_eq!(int(run(&ctx, eval(&env, "40 + 2", vec![]))), 42);
-    run(&ctx, exec(&env, "builtins.compile = _real"));
+    assert_eq!(int(run(&ctx, eval(&namespace, "40 + 2", vec![]))), 42);
+    run(&ctx, exec(&namespace, "builtins.compile = _real"));
     // Patching pybridge itself gives an error, not a crash.
     run(
         &ctx,
-        exec(&env, "import pybridge; _cs = pybridge.compile_source\ndef restore():\n    pybridge.compile_source = _cs\nclass Fake:\n    __class__ = type(compile('1', 'f', 'eval'))\npybridge.compile_source = lambda *a: Fake() if threading.get_ident() == me else _cs(*a)"),
+        exec(&namespace, "import pybridge; _cs = pybridge.compile_source\ndef restore():\n    pybridge.compile_source = _cs\nclass Fake:\n    __class__ = type(compile('1', 'f', 'eval'))\npybridge.compile_source = lambda *a: Fake() if threading.get_ident() == me else _cs(*a)"),
     );
-    match run(&ctx, eval(&env, "1 + 2 + 3 + 4 + 5", vec![])) {
+    match run(&ctx, eval(&namespace, "1 + 2 + 3 + 4 + 5", vec![])) {
         Outcome::Error(info) => {
             assert_eq!(info.kind, ErrorKind::Python("TypeError".into()), "{info:?}");
             assert!(
@@ -439,25 +442,31 @@ fn replacing_compile_cannot_crash_the_interpreter() {
         function: "restore".into(),
         args: vec![],
         kwargs: vec![],
-        env: Some(env.clone()),
+        namespace: Some(namespace.clone()),
     };
     assert!(matches!(run(&ctx, restore), Outcome::Value(Value::None)));
-    assert_eq!(int(run(&ctx, eval(&env, "1 + 2 + 3 + 4 + 6", vec![]))), 16);
+    assert_eq!(
+        int(run(&ctx, eval(&namespace, "1 + 2 + 3 + 4 + 6", vec![]))),
+        16
+    );
 }
 
 #[test]
 fn names_rebound_during_an_eval_keep_their_new_value() {
     let ctx = context(2);
-    let env = ctx.new_env();
-    run(&ctx, exec(&env, "def setx():\n    global x\n    x = 5"));
+    let namespace = ctx.new_namespace();
+    run(
+        &ctx,
+        exec(&namespace, "def setx():\n    global x\n    x = 5"),
+    );
     let locals = vec![(Value::Str("x".into()), Value::Int(1))];
-    run(&ctx, eval(&env, "setx()", locals));
-    assert_eq!(int(run(&ctx, eval(&env, "x", vec![]))), 5);
+    run(&ctx, eval(&namespace, "setx()", locals));
+    assert_eq!(int(run(&ctx, eval(&namespace, "x", vec![]))), 5);
     // An untouched local is still undone.
     let locals = vec![(Value::Str("y".into()), Value::Int(1))];
-    assert_eq!(int(run(&ctx, eval(&env, "y + 1", locals))), 2);
+    assert_eq!(int(run(&ctx, eval(&namespace, "y + 1", locals))), 2);
     assert_eq!(
-        error_kind(run(&ctx, eval(&env, "y", vec![]))),
+        error_kind(run(&ctx, eval(&namespace, "y", vec![]))),
         ErrorKind::Python("NameError".into())
     );
 }
@@ -466,16 +475,16 @@ fn names_rebound_during_an_eval_keep_their_new_value() {
 fn calls_racing_close_are_answered_or_refused_never_lost() {
     for _ in 0..20 {
         let ctx = context(2);
-        let env = ctx.new_env();
+        let namespace = ctx.new_namespace();
         let submitters: Vec<_> = (0..4)
             .map(|_| {
                 let ctx = ctx.clone();
-                let env = env.clone();
+                let namespace = namespace.clone();
                 std::thread::spawn(move || {
                     let mut answers = Vec::new();
                     for _ in 0..50 {
                         let (tx, rx) = mpsc::channel();
-                        let job = eval(&env, "1", vec![]);
+                        let job = eval(&namespace, "1", vec![]);
                         match ctx.submit(job, Box::new(ChannelReply(tx)), CallState::new(None)) {
                             Ok(()) => answers.push(rx),
                             Err(SubmitError::Closed) => {}
@@ -500,10 +509,10 @@ fn calls_racing_close_are_answered_or_refused_never_lost() {
 #[test]
 fn deadlines_are_enforced_in_closed_contexts_too() {
     let ctx = context(2);
-    let env = ctx.new_env();
+    let namespace = ctx.new_namespace();
     let (rx, state) = submit(
         &ctx,
-        exec(&env, "while True: pass"),
+        exec(&namespace, "while True: pass"),
         Some(Duration::from_millis(20)),
     );
     assert!(eventually(Duration::from_secs(10), || state.running_on() != 0));

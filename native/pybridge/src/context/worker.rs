@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use crate::runtime::{Kind, ThreadState};
 
 use super::request::{CallState, ErrorInfo, ErrorKind, Outcome, Request};
-use super::{execute, Shared, Task};
+use super::{execute, ContextState, Task};
 
 /// Stack of a worker thread: deep conversions and C-level recursion in
 /// Python need more than the 2 MiB Rust default.
@@ -27,7 +27,7 @@ const HOLD_GIL_FOR: Duration = Duration::from_micros(3);
 const SPIN: Duration = Duration::from_micros(50);
 /// A draining worker checks every this many calls whether it has held the
 /// GIL for longer than [`GIL_SLICE`], and if so lets other threads at it.
-const BATCH: usize = 16;
+const CALLS_PER_GIL_CHECK: usize = 16;
 const GIL_SLICE: Duration = Duration::from_millis(2);
 
 /// What the monitor can see of a worker.
@@ -39,30 +39,30 @@ pub(crate) struct WorkerSlot {
 
 /// Starts a worker: the home worker when the context is created, overflow
 /// workers when the monitor finds the home worker stuck in a long call.
-pub(super) fn spawn(shared: &Arc<Shared>, home: bool) -> std::io::Result<()> {
-    let n = shared.workers.fetch_add(1, Ordering::AcqRel) + 1;
+pub(super) fn spawn(context: &Arc<ContextState>, home: bool) -> std::io::Result<()> {
+    let n = context.workers.fetch_add(1, Ordering::AcqRel) + 1;
     let slot = Arc::new(WorkerSlot::default());
-    shared.slots.lock().push(slot.clone());
+    context.slots.lock().push(slot.clone());
     let thread_slot = slot.clone();
-    let thread_shared = shared.clone();
-    let name = format!("py-{}-{}-{}", shared.config.pool, shared.config.index, n);
+    let thread_context = context.clone();
+    let name = format!("py-{}-{}-{}", context.config.pool, context.config.index, n);
     let spawned = std::thread::Builder::new()
         .name(name)
         .stack_size(STACK_SIZE)
         .spawn(move || {
             if home {
-                run_home(&thread_shared, &thread_slot)
+                run_home(&thread_context, &thread_slot)
             } else {
-                run_overflow(&thread_shared, &thread_slot)
+                run_overflow(&thread_context, &thread_slot)
             }
-            thread_shared
+            thread_context
                 .slots
                 .lock()
                 .retain(|s| !Arc::ptr_eq(s, &thread_slot));
         });
     if spawned.is_err() {
-        shared.workers.fetch_sub(1, Ordering::AcqRel);
-        shared.slots.lock().retain(|s| !Arc::ptr_eq(s, &slot));
+        context.workers.fetch_sub(1, Ordering::AcqRel);
+        context.slots.lock().retain(|s| !Arc::ptr_eq(s, &slot));
     }
     spawned.map(|_| ())
 }
@@ -127,39 +127,39 @@ impl OsThread {
     }
 }
 
-fn run_home(shared: &Shared, slot: &WorkerSlot) {
+fn run_home(context: &ContextState, slot: &WorkerSlot) {
     lower_priority();
     if let Some(thread) = OsThread::this_thread() {
-        let _ = shared.home_thread.set(thread);
+        let _ = context.home_thread.set(thread);
     }
-    let mut tstate = ThreadState::in_interp(&shared.interp);
+    let mut tstate = ThreadState::in_interp(&context.interp);
     slot.ident.store(tstate.ident(), Ordering::Release);
     // A new sub-interpreter gets its `pybridge` and `erlang` modules before
     // any call, so that even a first `import erlang` finds them. (A failure
     // here comes back with the first call that needs them.)
     tstate.with_gil(|py| {
-        let _ = shared.interp.state(py);
+        let _ = context.interp.state(py);
     });
-    while let Ok(task) = next_task(shared) {
+    while let Ok(task) = next_task(context) {
         if matches!(task, Task::Stop) {
             break;
         }
-        if tstate.with_gil(|py| drain(py, shared, slot, task, true)) {
+        if tstate.with_gil(|py| drain(py, context, slot, task, true)) {
             break;
         }
     }
-    retire(shared, &mut tstate);
+    retire(context, &mut tstate);
 }
 
 /// A worker leaves. The last one drops the context's Python references
 /// (compiled code, released namespaces) while it can still attach: once
 /// the workers are gone nothing may drop them without the interpreter
 /// attached (see [`crate::runtime::Interp`]).
-fn retire(shared: &Shared, tstate: &mut ThreadState) {
-    if shared.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+fn retire(context: &ContextState, tstate: &mut ThreadState) {
+    if context.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
         tstate.with_gil(|py| {
-            shared.code_cache.lock().clear();
-            shared.interp.collect(py);
+            context.code_cache.lock().clear();
+            context.interp.collect(py);
         });
     }
 }
@@ -167,24 +167,24 @@ fn retire(shared: &Shared, tstate: &mut ThreadState) {
 /// The next task for the home worker. It polls for a short while before
 /// parking: a caller in a loop sends its next call within microseconds, and
 /// waking a parked thread costs more than that.
-fn next_task(shared: &Shared) -> Result<Task, crossbeam_channel::RecvError> {
-    let polled = crate::runtime::poll_for(SPIN, || match shared.rx.try_recv() {
+fn next_task(context: &ContextState) -> Result<Task, crossbeam_channel::RecvError> {
+    let polled = crate::runtime::poll_for(SPIN, || match context.rx.try_recv() {
         Err(crossbeam_channel::TryRecvError::Empty) => None,
         other => Some(other),
     });
     match polled {
         Some(Ok(task)) => Ok(task),
         Some(Err(_)) => Err(crossbeam_channel::RecvError),
-        None => shared.rx.recv(),
+        None => context.rx.recv(),
     }
 }
 
 /// An overflow worker takes calls only while the monitor keeps the overflow
 /// open (the home worker is stuck and calls are waiting); otherwise it parks,
 /// and it exits after [`IDLE_RETIRE`] parked.
-fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
+fn run_overflow(context: &ContextState, slot: &WorkerSlot) {
     lower_priority();
-    let mut tstate = ThreadState::in_interp(&shared.interp);
+    let mut tstate = ThreadState::in_interp(&context.interp);
     slot.ident.store(tstate.ident(), Ordering::Release);
     // A new overflow worker was started for a waiting call: go straight to work.
     let mut woken = true;
@@ -193,26 +193,26 @@ fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
             // Counted as parked before checking `closed`: `close` sets
             // `closed` before reading the count, so either this worker sees
             // the flag or `close` sends it a wake-up.
-            shared.parked.fetch_add(1, Ordering::SeqCst);
-            let wake = if shared.closed.load(Ordering::SeqCst) {
+            context.parked.fetch_add(1, Ordering::SeqCst);
+            let wake = if context.closed.load(Ordering::SeqCst) {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected)
             } else {
-                shared.wake_rx.recv_timeout(IDLE_RETIRE)
+                context.wake_rx.recv_timeout(IDLE_RETIRE)
             };
-            shared.parked.fetch_sub(1, Ordering::SeqCst);
+            context.parked.fetch_sub(1, Ordering::SeqCst);
             if wake.is_err() {
                 break;
             }
         }
         woken = false;
-        if shared.closed.load(Ordering::SeqCst) {
+        if context.closed.load(Ordering::SeqCst) {
             break;
         }
-        while overflowing(shared) {
-            match shared.rx.recv_timeout(OVERFLOW_POLL) {
+        while overflowing(context) {
+            match context.rx.recv_timeout(OVERFLOW_POLL) {
                 Ok(Task::Stop) => break 'parked,
                 Ok(task) => {
-                    if tstate.with_gil(|py| drain(py, shared, slot, task, false)) {
+                    if tstate.with_gil(|py| drain(py, context, slot, task, false)) {
                         break 'parked;
                     }
                 }
@@ -221,57 +221,63 @@ fn run_overflow(shared: &Shared, slot: &WorkerSlot) {
             }
         }
     }
-    retire(shared, &mut tstate);
+    retire(context, &mut tstate);
 }
 
 /// Overflow workers take calls only while the monitor has opened the
 /// overflow and the home worker is in fact busy, so that calls stay on the
 /// home thread whenever it can take them.
-fn overflowing(shared: &Shared) -> bool {
-    shared.overflow_open.load(Ordering::Acquire) && shared.home_running.load(Ordering::Acquire)
+fn overflowing(context: &ContextState) -> bool {
+    context.overflow_open.load(Ordering::Acquire) && context.home_running.load(Ordering::Acquire)
 }
 
 /// Runs `first` and whatever else is queued, holding the GIL. Overflow
 /// workers stop draining when the overflow closes. Returns true when told to stop.
-fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: bool) -> bool {
+fn drain(
+    py: Python<'_>,
+    context: &ContextState,
+    slot: &WorkerSlot,
+    first: Task,
+    home: bool,
+) -> bool {
     let mut task = first;
     let mut ran = 0usize;
     let mut held_since = Instant::now();
     // Namespaces of exited processes, `%Py.Object{}`s the BEAM let go of.
-    shared.interp.collect(py);
+    context.interp.collect(py);
     loop {
         match task {
             Task::Stop => return true,
             Task::Collect => {
-                shared.interp.collect(py);
+                context.interp.collect(py);
             }
             Task::Call(request) => {
                 if home {
-                    shared.home_progress.fetch_add(1, Ordering::Relaxed);
-                    shared.home_running.store(true, Ordering::Relaxed);
-                    run_call(py, shared, slot, request);
-                    shared.home_running.store(false, Ordering::Relaxed);
+                    context.home_progress.fetch_add(1, Ordering::Relaxed);
+                    context.home_running.store(true, Ordering::Relaxed);
+                    run_call(py, context, slot, request);
+                    context.home_running.store(false, Ordering::Relaxed);
                 } else {
-                    run_call(py, shared, slot, request);
+                    run_call(py, context, slot, request);
                 }
             }
         }
         ran += 1;
-        if ran.is_multiple_of(BATCH) && held_since.elapsed() > GIL_SLICE {
+        if ran.is_multiple_of(CALLS_PER_GIL_CHECK) && held_since.elapsed() > GIL_SLICE {
             // Let other contexts' workers at the GIL.
             py.detach(std::thread::yield_now);
             held_since = Instant::now();
         }
-        if !home && !overflowing(shared) {
+        if !home && !overflowing(context) {
             return false;
         }
         // A caller in a loop sends its next call within microseconds: wait
         // for it a moment still holding the GIL, rather than paying for a
         // release and re-acquire. Other threads wait for the GIL at most
         // this long.
-        let next = match shared.rx.try_recv() {
+        let next = match context.rx.try_recv() {
             Ok(next) => Some(next),
-            Err(_) if home => crate::runtime::poll_for(HOLD_GIL_FOR, || shared.rx.try_recv().ok()),
+            Err(_) if home => crate::runtime::poll_for(HOLD_GIL_FOR, || context.rx.try_recv().ok()),
             Err(_) => None,
         };
         match next {
@@ -281,14 +287,14 @@ fn drain(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, first: Task, home: 
     }
 }
 
-fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request) {
+fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: Request) {
     let Request { job, reply, state } = request;
     if !state.start() {
-        shared.stats.dropped(true);
+        context.stats.dropped(true);
         return;
     }
-    if shared.closed.load(Ordering::Acquire) {
-        shared.stats.dropped(false);
+    if context.closed.load(Ordering::Acquire) {
+        context.stats.dropped(false);
         if state.finish() {
             let error = ErrorInfo::new(
                 ErrorKind::Closed,
@@ -299,8 +305,8 @@ fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request
         return;
     }
     let ident = slot.ident.load(Ordering::Relaxed);
-    if shared.interp.kind() == Kind::Sub {
-        state.set_interp(&shared.interp);
+    if context.interp.kind() == Kind::Sub {
+        state.set_interp(&context.interp);
     }
     state.set_running_on(ident);
     *slot.current.lock() = Some(state.clone());
@@ -308,7 +314,7 @@ fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request
     let started = Instant::now();
     // A panic must not take the worker (and with it the context) down.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        execute::run(py, shared, job)
+        execute::run(py, context, job)
     }))
     .unwrap_or_else(|panic| {
         let what = panic
@@ -325,13 +331,13 @@ fn run_call(py: Python<'_>, shared: &Shared, slot: &WorkerSlot, request: Request
 
     *slot.current.lock() = None;
     state.set_running_on(0);
-    shared
+    context
         .stats
         .finished(busy, matches!(outcome, Outcome::Error(_)));
     if state.finish() {
         reply.send(outcome);
     } else {
-        shared.stats.cancelled_while_running();
+        context.stats.cancelled_while_running();
         // An interrupt aimed at this call may still be pending; it must not
         // hit the next one.
         // SAFETY: we hold the GIL; a NULL exception clears any pending

@@ -6,8 +6,13 @@
 //! raising glibc's trim threshold (which would keep freed memory in every
 //! thread's arena). The context monitor unmaps buffers idle for over a
 //! second ([`release_idle`]).
+//!
+//! glibc's malloc, which serves everything else (and Python), is tuned at
+//! start ([`tune_malloc`]) and trimmed after namespaces were released
+//! ([`trim_if_released`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -109,6 +114,59 @@ pub fn release_idle(idle: Duration) {
         // SAFETY: each cached entry is a live mapping of `len` bytes that
         // nothing references any more (it was freed).
         unsafe { libc::munmap(c.addr as *mut libc::c_void, c.len) };
+    }
+}
+
+/// Lets glibc serve large allocations from its heap instead of a fresh
+/// `mmap` each time: the BEAM pins the mmap threshold at 128 KiB, so every
+/// megabyte-sized buffer (a bytes object, a list's item array) would be
+/// page-faulted in anew on every call. Freed memory above the trim threshold
+/// still goes back to the OS. `PYBRIDGE_MALLOC_TUNE=0` leaves malloc alone.
+pub(super) fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var("PYBRIDGE_MALLOC_TUNE").as_deref() == Ok("0") {
+            return;
+        }
+        let mb = |var: &str, default: i32| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse::<i32>().ok())
+                .unwrap_or(default)
+                * 1024
+                * 1024
+        };
+        // SAFETY: mallopt only changes glibc's allocation parameters; it is
+        // thread-safe and takes plain integers.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mb("PYBRIDGE_MMAP_MB", 32));
+            libc::mallopt(libc::M_TRIM_THRESHOLD, mb("PYBRIDGE_TRIM_MB", 4));
+        }
+    }
+}
+
+static RELEASED: AtomicU64 = AtomicU64::new(0);
+
+/// Notes that a large amount of Python memory (a namespace) was freed.
+pub fn note_release() {
+    RELEASED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Returns freed heap pages to the OS when namespaces were released since
+/// the last call. With the tuned thresholds glibc keeps freed memory for
+/// reuse; this keeps a burst of short-lived processes from holding on to it.
+/// Called by the context monitor, at most about once a second.
+pub fn trim_if_released(last_seen: &mut u64) {
+    let now = RELEASED.load(Ordering::Relaxed);
+    if now == *last_seen {
+        return;
+    }
+    *last_seen = now;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim is thread-safe (it locks each arena) and only
+    // gives free pages back to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod alloc;
 mod interp;
+mod spin_wait;
 mod thread;
 
 use std::ffi::CString;
@@ -17,7 +18,9 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+pub use alloc::{note_release, trim_if_released};
 pub use interp::{new_subinterpreter, subinterpreters_supported, Interp, InterpState, Kind};
+pub use spin_wait::poll_for;
 pub use thread::ThreadState;
 
 /// The `pybridge` module of the interpreter this thread runs.
@@ -58,38 +61,6 @@ static BATCH_PRIORITY: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// Whether executor threads lower their CPU priority (set at start).
 pub fn batch_priority() -> bool {
     BATCH_PRIORITY.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// How long a thread waiting on another spins before it starts yielding its
-/// core: a quick call's answer usually arrives within it.
-const PURE_SPIN: std::time::Duration = std::time::Duration::from_micros(4);
-
-/// Polls `poll` until it returns `Some` or `limit` has passed: pure spinning
-/// for the first few microseconds, then yielding the core between polls.
-///
-/// Handing work between a BEAM scheduler and an executor thread is the
-/// hot path; parking and waking a thread costs more (10 µs and up on a VM)
-/// than a quick Python call, while spinning without yielding starves the
-/// other thread on a machine with few cores.
-pub fn poll_for<T>(limit: std::time::Duration, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = std::time::Instant::now();
-    let mut polls = 0u32;
-    loop {
-        if let Some(found) = poll() {
-            return Some(found);
-        }
-        polls = polls.wrapping_add(1);
-        if polls.is_multiple_of(64) {
-            let waited = started.elapsed();
-            if waited > limit {
-                return None;
-            }
-            if waited > PURE_SPIN {
-                std::thread::yield_now();
-            }
-        }
-        std::hint::spin_loop();
-    }
 }
 
 static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
@@ -137,7 +108,7 @@ fn init_on_this_thread(config: &InitConfig) -> Result<(), String> {
         return Err("a Python interpreter is already running in this process".into());
     }
     check_abi()?;
-    tune_malloc();
+    alloc::tune_malloc();
     if let Some(program) = &config.program {
         set_program_name(program)?;
     }
@@ -189,59 +160,6 @@ fn check_abi() -> Result<(), String> {
              but this pybridge library is built for Pythons with the GIL"
             .into()),
         _ => Ok(()),
-    }
-}
-
-/// Lets glibc serve large allocations from its heap instead of a fresh
-/// `mmap` each time: the BEAM pins the mmap threshold at 128 KiB, so every
-/// megabyte-sized buffer (a bytes object, a list's item array) would be
-/// page-faulted in anew on every call. Freed memory above the trim threshold
-/// still goes back to the OS. `PYBRIDGE_MALLOC_TUNE=0` leaves malloc alone.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        if std::env::var("PYBRIDGE_MALLOC_TUNE").as_deref() == Ok("0") {
-            return;
-        }
-        let mb = |var: &str, default: i32| {
-            std::env::var(var)
-                .ok()
-                .and_then(|v| v.parse::<i32>().ok())
-                .unwrap_or(default)
-                * 1024
-                * 1024
-        };
-        // SAFETY: mallopt only changes glibc's allocation parameters; it is
-        // thread-safe and takes plain integers.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, mb("PYBRIDGE_MMAP_MB", 32));
-            libc::mallopt(libc::M_TRIM_THRESHOLD, mb("PYBRIDGE_TRIM_MB", 4));
-        }
-    }
-}
-
-static RELEASED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Notes that a large amount of Python memory (a namespace) was freed.
-pub fn note_release() {
-    RELEASED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Returns freed heap pages to the OS when namespaces were released since
-/// the last call. With the tuned thresholds glibc keeps freed memory for
-/// reuse; this keeps a burst of short-lived processes from holding on to it.
-/// Called by the context monitor, at most about once a second.
-pub fn trim_if_released(last_seen: &mut u64) {
-    let now = RELEASED.load(std::sync::atomic::Ordering::Relaxed);
-    if now == *last_seen {
-        return;
-    }
-    *last_seen = now;
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim is thread-safe (it locks each arena) and only
-    // gives free pages back to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -1,11 +1,11 @@
-//! Process-bound environments: one Python namespace per (BEAM process, context).
+//! Process namespaces: one Python namespace per (BEAM process, context).
 
 use std::sync::{Arc, OnceLock};
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::Shared;
+use super::ContextState;
 
 /// The namespace of one BEAM process in one context.
 ///
@@ -13,22 +13,22 @@ use super::Shared;
 /// when that process exits. The dict is created on first use, under the GIL,
 /// and handed back to the context to be released under the GIL on drop.
 #[derive(Debug)]
-pub struct ProcessEnv {
-    shared: Arc<Shared>,
+pub struct Namespace {
+    context: Arc<ContextState>,
     dict: OnceLock<Py<PyDict>>,
 }
 
-impl ProcessEnv {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
-        ProcessEnv {
-            shared,
+impl Namespace {
+    pub(super) fn new(context: Arc<ContextState>) -> Self {
+        Namespace {
+            context,
             dict: OnceLock::new(),
         }
     }
 
-    /// True when this env belongs to the context `shared`.
-    pub(super) fn belongs_to(&self, shared: &Arc<Shared>) -> bool {
-        Arc::ptr_eq(&self.shared, shared)
+    /// True when this namespace belongs to the context `context`.
+    pub(super) fn belongs_to(&self, context: &Arc<ContextState>) -> bool {
+        Arc::ptr_eq(&self.context, context)
     }
 
     /// The namespace dict, created with `__name__ = "__main__"` on first use.
@@ -41,16 +41,16 @@ impl ProcessEnv {
         dict.set_item("__builtins__", py.import("builtins")?)?;
         // Only one thread holds the GIL, so nobody can have set it meanwhile.
         let _ = self.dict.set(dict.clone().unbind());
-        self.shared.stats.envs_created();
+        self.context.stats.namespace_created();
         Ok(dict)
     }
 }
 
-impl Drop for ProcessEnv {
+impl Drop for Namespace {
     fn drop(&mut self) {
         if let Some(dict) = self.dict.take() {
-            self.shared.stats.envs_released();
-            self.shared.release(dict.into_any());
+            self.context.stats.namespace_released();
+            self.context.release(dict.into_any());
         }
     }
 }

@@ -1,0 +1,228 @@
+//! Calls: `eval`, `exec`, `call` and the other jobs, submitted to a context,
+//! and cancelling one.
+//!
+//! A call is decoded into a [`Job`] on the calling scheduler (or a dirty one
+//! when its arguments are large), queued on a context, and answered later by
+//! a worker thread (see [`super::reply`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustler::types::tuple::get_tuple;
+use rustler::{Atom, Binary, Encoder, Env, NifResult, ResourceArc, Term};
+
+use crate::context::{self, CallState, Cancel, Code, Job, Namespace, Reply, SubmitError};
+use crate::convert::Value;
+
+use super::atoms;
+use super::handles::{CallResource, ContextResource, NamespaceResource};
+use super::reply::{encode_outcome, take_env, BeamReply, Inline};
+use super::term::{decode, DecodeError};
+
+/// Nodes decoded on a normal scheduler before the call moves to a dirty one.
+const SCHEDULER_BUDGET: usize = 20_000;
+/// Bytes of source handled on a normal scheduler; longer code goes dirty.
+const SCHEDULER_CODE_BYTES: usize = 256 * 1024;
+
+#[rustler::nif]
+fn submit<'a>(
+    env: Env<'a>,
+    ctx: ResourceArc<ContextResource>,
+    namespace: Term<'a>,
+    tag: Term<'a>,
+    job: Term<'a>,
+    timeout: Term<'a>,
+) -> NifResult<Term<'a>> {
+    submit_with(
+        env,
+        &ctx,
+        namespace,
+        tag,
+        job,
+        timeout,
+        Some(SCHEDULER_BUDGET),
+    )
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn submit_dirty<'a>(
+    env: Env<'a>,
+    ctx: ResourceArc<ContextResource>,
+    namespace: Term<'a>,
+    tag: Term<'a>,
+    job: Term<'a>,
+    timeout: Term<'a>,
+) -> NifResult<Term<'a>> {
+    submit_with(env, &ctx, namespace, tag, job, timeout, None)
+}
+
+#[rustler::nif]
+fn cancel(handle: ResourceArc<CallResource>) -> Atom {
+    match context::cancel(&handle.0) {
+        Cancel::Cancelled { .. } => atoms::cancelled(),
+        Cancel::Replied => atoms::replied(),
+    }
+}
+
+fn submit_with<'a>(
+    env: Env<'a>,
+    ctx: &ContextResource,
+    namespace: Term<'a>,
+    tag: Term<'a>,
+    job: Term<'a>,
+    timeout: Term<'a>,
+    budget: Option<usize>,
+) -> NifResult<Term<'a>> {
+    let namespace = if namespace.is_atom() {
+        None
+    } else {
+        Some(
+            namespace
+                .decode::<ResourceArc<NamespaceResource>>()?
+                .0
+                .clone(),
+        )
+    };
+    let deadline = match timeout.decode::<u64>() {
+        Ok(ms) => Some(Instant::now() + Duration::from_millis(ms)),
+        Err(_) if timeout == atoms::infinity().encode(env) => None,
+        Err(err) => return Err(err),
+    };
+    let job = match decode_job(job, namespace, budget) {
+        Ok(job) => job,
+        Err(JobError::OverBudget) => return Ok(atoms::dirty().encode(env)),
+        Err(JobError::Convert(message)) => {
+            return Ok((atoms::error(), (atoms::conversion(), message)).encode(env))
+        }
+        Err(JobError::BadArg) => return Err(rustler::Error::BadArg),
+    };
+    let reply_env = take_env();
+    let saved_tag = reply_env.save(tag);
+    let message = BeamReply {
+        pid: env.pid(),
+        env: reply_env,
+        tag: saved_tag,
+    };
+    let state = CallState::new(deadline);
+    // Waiting inline only pays when nothing is queued ahead of this call,
+    // and never on a dirty scheduler (those calls are big anyway).
+    let inline = (budget.is_some() && ctx.0.is_idle()).then(Inline::new);
+    let reply: Box<dyn Reply> = match &inline {
+        Some(inline) => inline.reply_or(message),
+        None => Box::new(message),
+    };
+    if let Err(err) = ctx.0.submit(job, reply, state.clone()) {
+        let kind = match err {
+            SubmitError::Closed => atoms::closed(),
+            SubmitError::NotInitialized => atoms::not_started(),
+            SubmitError::ForeignNamespace => atoms::badarg(),
+            SubmitError::Spawn(_) | SubmitError::Interpreter(_) => atoms::internal(),
+        };
+        return Ok((atoms::error(), (kind, err.to_string())).encode(env));
+    }
+    if let Some(outcome) = inline.and_then(|inline| inline.wait()) {
+        return Ok((atoms::done(), encode_outcome(env, &outcome)).encode(env));
+    }
+    Ok(ResourceArc::new(CallResource(state)).encode(env))
+}
+
+enum JobError {
+    OverBudget,
+    Convert(String),
+    BadArg,
+}
+
+impl From<DecodeError> for JobError {
+    fn from(err: DecodeError) -> Self {
+        match err {
+            DecodeError::OverBudget => JobError::OverBudget,
+            DecodeError::Convert(e) => JobError::Convert(e.0),
+        }
+    }
+}
+
+impl From<rustler::Error> for JobError {
+    fn from(_: rustler::Error) -> Self {
+        JobError::BadArg
+    }
+}
+
+fn decode_job(
+    job: Term<'_>,
+    namespace: Option<Arc<Namespace>>,
+    budget: Option<usize>,
+) -> Result<Job, JobError> {
+    let parts = get_tuple(job)?;
+    let (kind, rest) = parts.split_first().ok_or(JobError::BadArg)?;
+    let kind: Atom = kind.decode()?;
+    let text = |t: &Term| -> Result<String, JobError> {
+        let bytes = t.decode::<Binary>()?;
+        match std::str::from_utf8(bytes.as_slice()) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => Err(JobError::Convert(format!(
+                "a Python name must be valid UTF-8, got {:?}",
+                String::from_utf8_lossy(bytes.as_slice())
+            ))),
+        }
+    };
+    let pairs = |t: &Term| -> Result<Vec<(Value, Value)>, JobError> {
+        match decode(*t, budget)? {
+            Value::Map(pairs) => Ok(pairs),
+            _ => Err(JobError::BadArg),
+        }
+    };
+    let list = |t: &Term| -> Result<Vec<Value>, JobError> {
+        match decode(*t, budget)? {
+            Value::List(items) => Ok(items),
+            _ => Err(JobError::BadArg),
+        }
+    };
+    let object = |t: &Term| -> Result<crate::convert::PyObject, JobError> {
+        match decode(*t, budget)? {
+            Value::Object(obj) => Ok(obj),
+            _ => Err(JobError::BadArg),
+        }
+    };
+    let code = |t: &Term| -> Result<Code, JobError> {
+        let source = t.decode::<Binary>()?;
+        // Copying and checking a big source on a normal scheduler takes too
+        // long: such calls move to a dirty scheduler like big arguments do.
+        if budget.is_some() && source.len() > SCHEDULER_CODE_BYTES {
+            return Err(JobError::OverBudget);
+        }
+        Ok(Code::from_bytes(source.as_slice()))
+    };
+    let needs_namespace = || namespace.clone().ok_or(JobError::BadArg);
+    Ok(match rest {
+        [source, locals] if kind == atoms::eval() => Job::Eval {
+            code: code(source)?,
+            locals: pairs(locals)?,
+            namespace: needs_namespace()?,
+        },
+        [source] if kind == atoms::exec() => Job::Exec {
+            code: code(source)?,
+            namespace: needs_namespace()?,
+        },
+        [module, function, args, kwargs] if kind == atoms::call() => Job::Call {
+            module: text(module)?,
+            function: text(function)?,
+            args: list(args)?,
+            kwargs: pairs(kwargs)?,
+            namespace: namespace.clone(),
+        },
+        [obj, name] if kind == atoms::getattr() => Job::GetAttr {
+            obj: object(obj)?,
+            name: text(name)?,
+        },
+        [obj, name, args, kwargs] if kind == atoms::call_method() => Job::CallMethod {
+            obj: object(obj)?,
+            name: text(name)?,
+            args: list(args)?,
+            kwargs: pairs(kwargs)?,
+        },
+        [module] if kind == atoms::reload() => Job::Reload {
+            module: text(module)?,
+        },
+        _ => return Err(JobError::BadArg),
+    })
+}

@@ -1,0 +1,34 @@
+//! What the BEAM holds on to: the resource types behind contexts, process
+//! namespaces, calls in flight and `%Py.Object{}`s, and the NIF that makes a
+//! namespace.
+
+use std::sync::Arc;
+
+use rustler::{Encoder, Env, ResourceArc, Term};
+
+use crate::context::{CallState, Context, Namespace};
+use crate::convert::PyObject;
+
+/// A context (`%Py.Context{ref: _}`).
+pub struct ContextResource(pub Context);
+/// The namespace of one BEAM process in one context, kept in that process'
+/// dictionary.
+pub struct NamespaceResource(pub Arc<Namespace>);
+/// A call in flight, for the caller to cancel.
+pub struct CallResource(pub Arc<CallState>);
+/// A Python object held by a `%Py.Object{}` term.
+pub struct ObjectResource(pub PyObject);
+
+#[rustler::resource_impl]
+impl rustler::Resource for ContextResource {}
+#[rustler::resource_impl]
+impl rustler::Resource for NamespaceResource {}
+#[rustler::resource_impl]
+impl rustler::Resource for CallResource {}
+#[rustler::resource_impl]
+impl rustler::Resource for ObjectResource {}
+
+#[rustler::nif]
+fn namespace_new(env: Env<'_>, ctx: ResourceArc<ContextResource>) -> Term<'_> {
+    ResourceArc::new(NamespaceResource(ctx.0.new_namespace())).encode(env)
+}

@@ -1,0 +1,188 @@
+//! Replies: how a worker's [`Outcome`] gets back to the BEAM process that
+//! made the call — handed straight back to a submitter still waiting in the
+//! NIF, or sent as a message `{tag, result}`.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rustler::env::{OwnedEnv, SavedTerm};
+use rustler::{Encoder, Env, LocalPid, Term};
+
+use crate::context::{ErrorKind, Outcome, Reply};
+use crate::runtime;
+
+use super::atoms;
+use super::term::encode;
+
+/// How long a submitting NIF waits for a quick call's result before leaving
+/// it to the reply message. Bounded, so a scheduler is never held for long.
+const INLINE_WAIT: Duration = Duration::from_micros(20);
+/// Results up to this many nodes may be handed back inline; bigger ones are
+/// encoded by the worker, never on a scheduler.
+const INLINE_NODES: usize = 256;
+
+const WAITING: u8 = 0;
+const DELIVERED: u8 = 1;
+const GAVE_UP: u8 = 2;
+const REDIRECTED: u8 = 3;
+
+/// A result handed straight back to a submitter that is still waiting in
+/// the NIF: no message, no second wake-up.
+pub(super) struct Inline {
+    state: AtomicU8,
+    outcome: Mutex<Option<Outcome>>,
+    fallback: Mutex<Option<BeamReply>>,
+}
+
+struct InlineReply(Arc<Inline>);
+
+impl Reply for InlineReply {
+    fn send(self: Box<Self>, outcome: Outcome) {
+        let inline = self.0;
+        if outcome_nodes(&outcome) <= INLINE_NODES {
+            *inline.outcome.lock() = Some(outcome);
+            if inline
+                .state
+                .compare_exchange(WAITING, DELIVERED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+            // The submitter stopped waiting: reply by message after all.
+            let outcome = inline.outcome.lock().take();
+            let fallback = inline.fallback.lock().take();
+            if let (Some(outcome), Some(reply)) = (outcome, fallback) {
+                Box::new(reply).send(outcome);
+            }
+        } else {
+            let _ = inline.state.compare_exchange(
+                WAITING,
+                REDIRECTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            if let Some(reply) = inline.fallback.lock().take() {
+                Box::new(reply).send(outcome);
+            }
+        }
+    }
+}
+
+impl Inline {
+    pub(super) fn new() -> Arc<Inline> {
+        Arc::new(Inline {
+            state: AtomicU8::new(WAITING),
+            outcome: Mutex::new(None),
+            fallback: Mutex::new(None),
+        })
+    }
+
+    /// The reply a worker answers through: inline while the submitter
+    /// waits, else by `message`.
+    pub(super) fn reply_or(self: &Arc<Self>, message: BeamReply) -> Box<dyn Reply> {
+        *self.fallback.lock() = Some(message);
+        Box::new(InlineReply(self.clone()))
+    }
+
+    /// Waits up to [`INLINE_WAIT`] for the outcome; None means "a message will come".
+    pub(super) fn wait(&self) -> Option<Outcome> {
+        let settled = runtime::poll_for(INLINE_WAIT, || match self.state.load(Ordering::Acquire) {
+            WAITING => None,
+            state => Some(state),
+        });
+        let state = match settled {
+            Some(state) => state,
+            None => match self.state.compare_exchange(
+                WAITING,
+                GAVE_UP,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => GAVE_UP,
+                Err(state) => state,
+            },
+        };
+        match state {
+            DELIVERED => {
+                // The message was not needed: keep its env for the next call.
+                if let Some(reply) = self.fallback.lock().take() {
+                    recycle_env(reply.env);
+                }
+                self.outcome.lock().take()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Size of an outcome, counting no further than [`INLINE_NODES`].
+fn outcome_nodes(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::Value(value) => value.size_up_to(INLINE_NODES),
+        Outcome::Done | Outcome::Error(_) => 1,
+    }
+}
+
+thread_local! {
+    /// Cleared message namespaces, per scheduler thread: a call answered inline
+    /// hands its unused env back here instead of freeing it.
+    static ENV_POOL: std::cell::RefCell<Vec<OwnedEnv>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+const ENV_POOL_SIZE: usize = 8;
+
+pub(super) fn take_env() -> OwnedEnv {
+    ENV_POOL
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+fn recycle_env(mut env: OwnedEnv) {
+    env.clear();
+    ENV_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < ENV_POOL_SIZE {
+            pool.push(env);
+        }
+    });
+}
+
+/// Sends the outcome of a call to the BEAM process that made it.
+pub(super) struct BeamReply {
+    pub(super) pid: LocalPid,
+    pub(super) env: OwnedEnv,
+    pub(super) tag: SavedTerm,
+}
+
+impl Reply for BeamReply {
+    fn send(self: Box<Self>, outcome: Outcome) {
+        let BeamReply { pid, mut env, tag } = *self;
+        // A dead caller cannot receive; nothing else to do then.
+        let _ = env.send_and_clear(&pid, |env| {
+            let tag = tag.load(env);
+            (tag, encode_outcome(env, &outcome)).encode(env)
+        });
+    }
+}
+
+pub(super) fn encode_outcome<'a>(env: Env<'a>, outcome: &Outcome) -> Term<'a> {
+    match outcome {
+        Outcome::Value(value) => (atoms::ok(), encode(env, value)).encode(env),
+        Outcome::Done => atoms::ok().encode(env),
+        Outcome::Error(info) => {
+            let kind = match &info.kind {
+                ErrorKind::Python(name) => name.encode(env),
+                ErrorKind::Conversion => atoms::conversion().encode(env),
+                ErrorKind::Closed => atoms::closed().encode(env),
+                ErrorKind::Internal => atoms::internal().encode(env),
+            };
+            let traceback = match &info.traceback {
+                Some(tb) => tb.encode(env),
+                None => atoms::nil().encode(env),
+            };
+            (atoms::error(), (kind, info.message.as_str(), traceback)).encode(env)
+        }
+    }
+}
