@@ -56,7 +56,7 @@ defmodule Py do
       node.
   """
 
-  alias Py.{Call, Context, Error}
+  alias Py.{Call, Context, Error, Options}
 
   @typedoc "Python source code (a UTF-8 string; chardata is accepted too)."
   @type code :: String.t() | iodata
@@ -81,13 +81,21 @@ defmodule Py do
   @typedoc "Options of the context-first forms (`:node` is not allowed there)."
   @type ctx_option :: {:timeout, timeout} | {:kwargs, kwargs}
 
-  @max_timeout 4_294_967_295
+  # `config :pybridge, timeout:` when it is not set.
+  @default_timeout_ms 30_000
   @timeout_key {Py, :default_timeout}
 
-  @eval_opts [:timeout, :node]
-  @call_opts [:timeout, :kwargs, :node]
-  @ctx_eval_opts [:timeout]
-  @ctx_call_opts [:timeout, :kwargs]
+  # What each function takes (see Py.Options). A context is local to its
+  # node, so the forms taking one reject `:node`.
+  @no_node {:rejected,
+            "no :node together with an explicit context (a context is local to its node; " <>
+              "use the form without a context)"}
+  @eval_schema [timeout: :timeout, node: :node]
+  @call_schema [timeout: :timeout, kwargs: :kwargs, node: :node]
+  @ctx_eval_schema [timeout: :timeout, node: @no_node]
+  @ctx_call_schema [timeout: :timeout, kwargs: :kwargs, node: @no_node]
+  @getattr_schema [timeout: :timeout]
+  @call_method_schema [timeout: :timeout, kwargs: :kwargs]
 
   ## eval
 
@@ -151,7 +159,7 @@ defmodule Py do
     do: Call.run(ctx, true, {:eval, code!(code), locals!(locals)}, default_timeout())
 
   def eval(code, locals, opts) do
-    {timeout, _kwargs, node} = opts!(opts, @eval_opts, "Py.eval/3")
+    {timeout, _kwargs, node} = opts!(opts, @eval_schema, "Py.eval/3")
 
     if node do
       Py.Remote.call(node, :eval, [code, locals, [timeout: timeout]], timeout)
@@ -171,11 +179,11 @@ defmodule Py do
   """
   @spec eval(Context.t(), code, locals, [ctx_option]) :: result
   def eval(%Context{} = ctx, code, locals, opts) do
-    {timeout, _kwargs, _node} = opts!(opts, @ctx_eval_opts, "Py.eval/4")
+    {timeout, _kwargs, _node} = opts!(opts, @ctx_eval_schema, "Py.eval/4")
     Call.run(ctx, true, {:eval, code!(code), locals!(locals)}, timeout)
   end
 
-  def eval(other, _code, _locals, _opts), do: raise(ArgumentError, not_a_context(other))
+  def eval(other, _code, _locals, _opts), do: not_a_context!(other, "Py.eval/4")
 
   ## exec
 
@@ -215,7 +223,7 @@ defmodule Py do
     do: Call.run(ctx, true, {:exec, code!(code)}, default_timeout())
 
   def exec(code, opts) do
-    {timeout, _kwargs, node} = opts!(opts, @eval_opts, "Py.exec/2")
+    {timeout, _kwargs, node} = opts!(opts, @eval_schema, "Py.exec/2")
 
     if node do
       Py.Remote.call(node, :exec, [code, [timeout: timeout]], timeout)
@@ -235,11 +243,11 @@ defmodule Py do
   """
   @spec exec(Context.t(), code, [ctx_option]) :: :ok | {:error, Error.t()}
   def exec(%Context{} = ctx, code, opts) do
-    {timeout, _kwargs, _node} = opts!(opts, @ctx_eval_opts, "Py.exec/3")
+    {timeout, _kwargs, _node} = opts!(opts, @ctx_eval_schema, "Py.exec/3")
     Call.run(ctx, true, {:exec, code!(code)}, timeout)
   end
 
-  def exec(other, _code, _opts), do: raise(ArgumentError, not_a_context(other))
+  def exec(other, _code, _opts), do: not_a_context!(other, "Py.exec/3")
 
   ## call
 
@@ -310,7 +318,7 @@ defmodule Py do
     do: call_run(ctx, module, function, args, %{}, default_timeout())
 
   def call(module, function, args, opts) do
-    {timeout, kwargs, node} = opts!(opts, @call_opts, "Py.call/4")
+    {timeout, kwargs, node} = opts!(opts, @call_schema, "Py.call/4")
 
     if node do
       remote_opts = [timeout: timeout, kwargs: kwargs]
@@ -331,17 +339,16 @@ defmodule Py do
   """
   @spec call(Context.t(), name, name, list, [ctx_option]) :: result
   def call(%Context{} = ctx, module, function, args, opts) do
-    {timeout, kwargs, _node} = opts!(opts, @ctx_call_opts, "Py.call/5")
+    {timeout, kwargs, _node} = opts!(opts, @ctx_call_schema, "Py.call/5")
     call_run(ctx, module, function, args, kwargs, timeout)
   end
 
-  def call(other, _module, _function, _args, _opts),
-    do: raise(ArgumentError, not_a_context(other))
+  def call(other, _module, _function, _args, _opts), do: not_a_context!(other, "Py.call/5")
 
   defp call_run(ctx, module, function, args, kwargs, timeout) do
-    module = module!(module, "Py.call")
-    function = name!(function, "function", "Py.call")
-    args!(args, "Py.call")
+    module = Options.value!(module, :module, "module for Py.call")
+    function = Options.value!(function, {:name, "function"}, "function name for Py.call")
+    args = Options.value!(args, :args, "arguments for Py.call")
     Call.run(ctx, module == "__main__", {:call, module, function, args, kwargs}, timeout)
   end
 
@@ -434,14 +441,13 @@ defmodule Py do
   def getattr(object, name, opts \\ [])
 
   def getattr(%Py.Object{} = object, name, opts) do
-    {timeout, _kwargs, _node} = opts!(opts, [:timeout], "Py.getattr/3")
-    name = name!(name, "attribute", "Py.getattr")
+    {timeout, _kwargs, _node} = opts!(opts, @getattr_schema, "Py.getattr/3")
+    name = Options.value!(name, {:name, "attribute"}, "attribute name for Py.getattr/3")
     Call.run(context(), false, {:getattr, object, name}, timeout)
   end
 
-  def getattr(other, _name, _opts) do
-    raise ArgumentError, "Py.getattr/3 expects a %Py.Object{}, got: #{inspect(other)}"
-  end
+  def getattr(other, _name, _opts),
+    do: Options.invalid!("object for Py.getattr/3", "a %Py.Object{}", other)
 
   @doc """
   Calls method `name` of a Python object handle: `object.name(*args, **kwargs)`.
@@ -458,15 +464,14 @@ defmodule Py do
   def call_method(object, name, args \\ [], opts \\ [])
 
   def call_method(%Py.Object{} = object, name, args, opts) do
-    {timeout, kwargs, _node} = opts!(opts, @ctx_call_opts, "Py.call_method/4")
-    name = name!(name, "method", "Py.call_method")
-    args!(args, "Py.call_method")
+    {timeout, kwargs, _node} = opts!(opts, @call_method_schema, "Py.call_method/4")
+    name = Options.value!(name, {:name, "method"}, "method name for Py.call_method/4")
+    args = Options.value!(args, :args, "arguments for Py.call_method/4")
     Call.run(context(), false, {:call_method, object, name, args, kwargs}, timeout)
   end
 
-  def call_method(other, _name, _args, _opts) do
-    raise ArgumentError, "Py.call_method/4 expects a %Py.Object{}, got: #{inspect(other)}"
-  end
+  def call_method(other, _name, _args, _opts),
+    do: Options.invalid!("object for Py.call_method/4", "a %Py.Object{}", other)
 
   @doc """
   Wraps a binary so that Python receives it as `bytes`, even when it is valid
@@ -480,9 +485,7 @@ defmodule Py do
   @spec bytes(binary) :: Py.Bytes.t()
   def bytes(data) when is_binary(data), do: %Py.Bytes{data: data}
 
-  def bytes(other) do
-    raise ArgumentError, "Py.bytes/1 expects a binary, got: #{inspect(other)}"
-  end
+  def bytes(other), do: Options.invalid!("data for Py.bytes/1", "a binary", other)
 
   ## contexts
 
@@ -516,8 +519,11 @@ defmodule Py do
   def context(pool) when is_atom(pool), do: Context.route(pool)
 
   def context(other) do
-    raise ArgumentError,
-          "Py.context/1 expects a context index (1-based) or a pool name, got: #{inspect(other)}"
+    Options.invalid!(
+      "argument for Py.context/1",
+      "a context index (1-based) or a pool name",
+      other
+    )
   end
 
   @doc """
@@ -537,14 +543,20 @@ defmodule Py do
     if index >= 1 and index <= size do
       elem(contexts, index - 1)
     else
-      raise ArgumentError,
-            "context index #{index} is out of range: pool #{inspect(pool)} has contexts 1..#{size}"
+      Options.invalid!(
+        "context index for Py.context/2",
+        "an index in 1..#{size} (pool #{inspect(pool)} has #{size} contexts)",
+        index
+      )
     end
   end
 
   def context(pool, index) do
-    raise ArgumentError,
-          "Py.context/2 expects a pool name and a 1-based index, got: #{inspect(pool)}, #{inspect(index)}"
+    Options.invalid!(
+      "arguments for Py.context/2",
+      "a pool name and a 1-based index",
+      {pool, index}
+    )
   end
 
   @doc """
@@ -590,9 +602,11 @@ defmodule Py do
   end
 
   def with_context(ctx, fun) do
-    raise ArgumentError,
-          "Py.with_context/2 expects a %Py.Context{} and a 0-arity function, got: " <>
-            "#{inspect(ctx)}, #{inspect(fun)}"
+    Options.invalid!(
+      "arguments for Py.with_context/2",
+      "a %Py.Context{} and a 0-arity function",
+      {ctx, fun}
+    )
   end
 
   @doc """
@@ -607,7 +621,7 @@ defmodule Py do
   """
   @spec reload(name) :: :ok | {:error, Error.t()}
   def reload(module) do
-    module = module!(module, "Py.reload")
+    module = Options.value!(module, :module, "module for Py.reload/1")
     timeout = default_timeout()
     contexts = Enum.flat_map(Context.pools(), &Context.contexts/1) ++ Context.Registry.dedicated()
 
@@ -619,215 +633,39 @@ defmodule Py do
     end)
   end
 
-  ## validation helpers
+  ## options and arguments
 
   # Read on every call, so it comes from :persistent_term (set when the
   # application starts), not from the application environment.
   @compile {:inline, default_timeout: 0}
-  defp default_timeout, do: :persistent_term.get(@timeout_key, 30_000)
+  defp default_timeout, do: :persistent_term.get(@timeout_key, @default_timeout_ms)
 
   @doc false
   # Validates `config :pybridge, timeout:` and publishes it; called at start.
   @spec put_default_timeout!() :: :ok
   def put_default_timeout! do
-    timeout =
-      case Application.get_env(:pybridge, :timeout, 30_000) do
-        t when is_integer(t) and t >= 0 and t <= @max_timeout -> t
-        :infinity -> :infinity
-        other -> raise ArgumentError, "invalid :timeout setting for :pybridge: #{inspect(other)}"
-      end
-
+    timeout = Options.setting!(:timeout, :timeout, @default_timeout_ms)
     :persistent_term.put(@timeout_key, timeout)
   end
 
-  # Returns {timeout, kwargs, node}. The first occurrence of a key wins, as
-  # with Keyword.get/2; every occurrence is validated.
-  defp opts!([], _allowed, _fun), do: {default_timeout(), %{}, nil}
-  defp opts!(opts, allowed, fun) when is_list(opts), do: opts!(opts, allowed, fun, [])
+  # {timeout, kwargs, node}; the first occurrence of a key wins, as with
+  # Keyword.get/2, and every occurrence is validated.
+  defp opts!([], _schema, _where), do: {default_timeout(), %{}, nil}
 
-  defp opts!(other, _allowed, fun) do
-    raise ArgumentError, "#{fun} expects options as a keyword list, got: #{inspect(other)}"
+  defp opts!(opts, schema, where) do
+    opts = Options.validate!(opts, schema, where)
+
+    {Keyword.get_lazy(opts, :timeout, &default_timeout/0), Keyword.get(opts, :kwargs, %{}),
+     Keyword.get(opts, :node)}
   end
 
-  defp opts!([], _allowed, _fun, acc) do
-    timeout =
-      case Keyword.fetch(acc, :timeout) do
-        {:ok, timeout} -> timeout
-        :error -> default_timeout()
-      end
-
-    {timeout, Keyword.get(acc, :kwargs, %{}), Keyword.get(acc, :node)}
-  end
-
-  defp opts!([{key, value} | rest], allowed, fun, acc) when is_atom(key) do
-    unless key in allowed, do: raise(ArgumentError, unknown_option(key, allowed, fun))
-    value = option!(key, value, fun)
-    acc = if Keyword.has_key?(acc, key), do: acc, else: [{key, value} | acc]
-    opts!(rest, allowed, fun, acc)
-  end
-
-  defp opts!([other | _], _allowed, fun, _acc) do
-    raise ArgumentError, "#{fun} expects options as a keyword list, got entry: #{inspect(other)}"
-  end
-
-  defp opts!(improper, _allowed, fun, _acc) do
-    raise ArgumentError,
-          "#{fun} expects options as a keyword list, got tail: #{inspect(improper)}"
-  end
-
-  defp unknown_option(:node, allowed, fun) when fun in ["Py.eval/4", "Py.exec/3", "Py.call/5"] do
-    "the :node option cannot be combined with an explicit context in #{fun} " <>
-      "(contexts are local to their node); use the form without a context, " <>
-      "valid options here: #{inspect(allowed)}"
-  end
-
-  defp unknown_option(key, allowed, fun) do
-    "unknown option #{inspect(key)} for #{fun}; valid options: #{inspect(allowed)}"
-  end
-
-  defp option!(:timeout, timeout, _fun)
-       when is_integer(timeout) and timeout >= 0 and timeout <= @max_timeout,
-       do: timeout
-
-  defp option!(:timeout, :infinity, _fun), do: :infinity
-
-  defp option!(:timeout, other, fun) do
-    raise ArgumentError,
-          "invalid value for :timeout option of #{fun}: expected a non-negative integer " <>
-            "(milliseconds) or :infinity, got: #{inspect(other)}"
-  end
-
-  defp option!(:kwargs, kwargs, fun) when is_map(kwargs) or is_list(kwargs),
-    do: names_map!(kwargs, "kwargs", fun)
-
-  defp option!(:kwargs, other, fun) do
-    raise ArgumentError,
-          "invalid value for :kwargs option of #{fun}: expected a keyword list or a map, " <>
-            "got: #{inspect(other)}"
-  end
-
-  defp option!(:node, node, _fun) when is_atom(node), do: node
-
-  defp option!(:node, other, fun) do
-    raise ArgumentError,
-          "invalid value for :node option of #{fun}: expected a node name (atom), got: #{inspect(other)}"
-  end
-
+  @compile {:inline, code!: 1, locals!: 1}
   defp code!(code) when is_binary(code), do: code
-
-  defp code!(code) when is_list(code) do
-    case chardata_to_binary(code) do
-      binary when is_binary(binary) -> binary
-      _ -> raise ArgumentError, "expected Python code as a string, got: #{inspect(code)}"
-    end
-  end
-
-  defp code!(%Context{} = ctx) do
-    raise ArgumentError, "expected Python code after the context, got only: #{inspect(ctx)}"
-  end
-
-  defp code!(other) do
-    raise ArgumentError, "expected Python code as a string, got: #{inspect(other)}"
-  end
-
-  defp chardata_to_binary(chardata) do
-    :unicode.characters_to_binary(chardata)
-  catch
-    :error, _ -> :error
-  end
+  defp code!(code), do: Options.value!(code, :code, "code")
 
   defp locals!(locals) when locals == %{}, do: locals
+  defp locals!(locals), do: Options.value!(locals, :locals, "locals for Py.eval")
 
-  defp locals!(locals) when is_map(locals) and not is_struct(locals),
-    do: names_map!(locals, "locals", "Py.eval")
-
-  defp locals!(other) do
-    raise ArgumentError,
-          "Py.eval expects locals as a map with atom or string keys, got: #{inspect(other)}"
-  end
-
-  # A map (or keyword list) with atom or string keys -> a map with string keys.
-  defp names_map!(map, _what, _fun) when map == %{}, do: map
-  defp names_map!([], _what, _fun), do: %{}
-
-  defp names_map!(%_{} = struct, what, fun) do
-    raise ArgumentError,
-          "#{fun} expects #{what} as a map or keyword list, got: #{inspect(struct)}"
-  end
-
-  defp names_map!(enum, what, fun) do
-    converted =
-      Map.new(enum, fn
-        {key, value} when is_binary(key) ->
-          {key, value}
-
-        {key, value} when is_atom(key) and key not in [nil, true, false] ->
-          {Atom.to_string(key), value}
-
-        {key, _value} ->
-          raise ArgumentError,
-                "#{fun}: #{what} keys must be atoms or strings, got: #{inspect(key)}"
-
-        other ->
-          raise ArgumentError,
-                "#{fun} expects #{what} as a keyword list, got entry: #{inspect(other)}"
-      end)
-
-    if is_map(enum) and map_size(converted) != map_size(enum) do
-      raise ArgumentError,
-            "#{fun}: #{what} #{inspect(enum)} name the same variable both as an atom and as a string"
-    end
-
-    converted
-  end
-
-  defp module!(module, fun) do
-    name = name!(module, "module", fun)
-
-    case name do
-      "Elixir." <> _ ->
-        raise ArgumentError,
-              "#{fun}: #{inspect(module)} is an Elixir module, not a Python module; " <>
-                "name Python modules with a lowercase atom or a string, e.g. :math or \"os.path\""
-
-      _ ->
-        name
-    end
-  end
-
-  defp name!(name, what, fun) when is_atom(name) and name not in [nil, true, false] do
-    case Atom.to_string(name) do
-      "Elixir." <> _ when what != "module" ->
-        raise ArgumentError,
-              "#{fun}: #{inspect(name)} is an Elixir alias, not a Python #{what} name; " <>
-                "use a lowercase atom or a string"
-
-      "" ->
-        raise ArgumentError, "#{fun}: the #{what} name is empty"
-
-      string ->
-        string
-    end
-  end
-
-  defp name!(name, what, fun) when is_binary(name) do
-    if name == "", do: raise(ArgumentError, "#{fun}: the #{what} name is empty")
-    name
-  end
-
-  defp name!(other, what, fun) do
-    raise ArgumentError,
-          "#{fun} expects the Python #{what} name as an atom or a string, got: #{inspect(other)}"
-  end
-
-  defp args!(args, _fun) when is_list(args), do: :ok
-
-  defp args!(other, fun) do
-    raise ArgumentError,
-          "#{fun} expects the positional arguments as a list, got: #{inspect(other)}"
-  end
-
-  defp not_a_context(other) do
-    "expected a %Py.Context{} as the first argument, got: #{inspect(other)}"
-  end
+  defp not_a_context!(other, where),
+    do: Options.invalid!("first argument for #{where}", "a %Py.Context{}", other)
 end

@@ -333,43 +333,98 @@ defmodule PyTest do
     end
 
     test "bad names, args, code and locals" do
-      assert_raise ArgumentError, ~r/atom or a string/, fn -> Py.call(1, :f) end
-      assert_raise ArgumentError, ~r/empty/, fn -> Py.call("", :f) end
-      assert_raise ArgumentError, ~r/as a list/, fn -> Py.call(:math, :sqrt, 4) end
-      assert_raise ArgumentError, ~r/Python code/, fn -> Py.eval(123) end
-      assert_raise ArgumentError, ~r/locals/, fn -> Py.eval("1", x: 1) end
+      assert_raise ArgumentError,
+                   ~s(invalid module for Py.call: expected a Python module name such as :math or "os.path", got: 1),
+                   fn -> Py.call(1, :f) end
 
-      assert_raise ArgumentError, ~r/keys must be atoms or strings/, fn ->
-        Py.eval("1", %{1 => 2})
-      end
+      assert_raise ArgumentError,
+                   ~r/^invalid module for Py.call: .*\(it is empty\), got: ""$/,
+                   fn ->
+                     Py.call("", :f)
+                   end
 
-      assert_raise ArgumentError, ~r/both as an atom and as a string/, fn ->
-        Py.eval("x", %{:x => 1, "x" => 2})
-      end
+      assert_raise ArgumentError,
+                   "invalid function name for Py.call: expected a Python function name " <>
+                     "as a non-empty atom or string, got: nil",
+                   fn -> Py.call(:math, nil) end
 
-      assert_raise ArgumentError, ~r/binary/, fn -> Py.bytes(:nope) end
+      assert_raise ArgumentError,
+                   "invalid arguments for Py.call: expected a list of positional arguments, got: 4",
+                   fn -> Py.call(:math, :sqrt, 4) end
+
+      assert_raise ArgumentError,
+                   "invalid code: expected Python code as a string, got: 123",
+                   fn ->
+                     Py.eval(123)
+                   end
+
+      assert_raise ArgumentError,
+                   "invalid locals for Py.eval: expected a map with atom or string keys, got: [x: 1]",
+                   fn -> Py.eval("1", x: 1) end
+
+      assert_raise ArgumentError,
+                   ~r/^invalid locals .*\(the key 1 is neither an atom nor a string\)/,
+                   fn ->
+                     Py.eval("1", %{1 => 2})
+                   end
+
+      assert_raise ArgumentError,
+                   ~r/^invalid locals .*\(a name is given both as an atom and as a string\)/,
+                   fn ->
+                     Py.eval("x", %{:x => 1, "x" => 2})
+                   end
+
+      assert_raise ArgumentError,
+                   "invalid data for Py.bytes/1: expected a binary, got: :nope",
+                   fn ->
+                     Py.bytes(:nope)
+                   end
     end
 
-    test "options are validated" do
-      assert_raise ArgumentError, ~r/unknown option :bogus for Py.eval/, fn ->
-        Py.eval("1", %{}, bogus: 1)
+    test "options are validated, with one message format" do
+      assert_raise ArgumentError,
+                   "unknown option :bogus for Py.eval/3: expected one of [:timeout, :node], got: {:bogus, 1}",
+                   fn -> Py.eval("1", %{}, bogus: 1) end
+
+      assert_raise ArgumentError, ~r/^unknown option :kwargs for Py.exec\/2: /, fn ->
+        Py.exec("1", kwargs: [])
       end
 
-      assert_raise ArgumentError, ~r/unknown option :kwargs/, fn -> Py.exec("1", kwargs: []) end
-      assert_raise ArgumentError, ~r/:timeout/, fn -> Py.eval("1", %{}, timeout: -1) end
-      assert_raise ArgumentError, ~r/:timeout/, fn -> Py.eval("1", %{}, timeout: "5") end
-      assert_raise ArgumentError, ~r/:kwargs/, fn -> Py.call(:math, :sqrt, [4], kwargs: 5) end
-      assert_raise ArgumentError, ~r/:node/, fn -> Py.call(:math, :sqrt, [4], node: "n") end
+      timeout = "expected a non-negative integer (milliseconds, at most 4294967295) or :infinity"
 
-      assert_raise ArgumentError, ~r/keyword list/, fn ->
-        Py.call(:math, :sqrt, [4], %{timeout: 1})
+      for bad <- [-1, "5", 4_294_967_296, 1.5] do
+        assert_raise ArgumentError,
+                     "invalid :timeout option for Py.eval/3: #{timeout}, got: #{inspect(bad)}",
+                     fn -> Py.eval("1", %{}, timeout: bad) end
       end
 
       assert_raise ArgumentError,
-                   ~r/:node option cannot be combined with an explicit context/,
-                   fn ->
-                     Py.eval(Py.context(), "1", %{}, node: node())
-                   end
+                   "invalid :kwargs option for Py.call/4: expected a keyword list or a map " <>
+                     "with atom or string keys, got: 5",
+                   fn -> Py.call(:math, :sqrt, [4], kwargs: 5) end
+
+      assert_raise ArgumentError,
+                   ~s{invalid :node option for Py.call/4: expected a node name (an atom), got: "n"},
+                   fn -> Py.call(:math, :sqrt, [4], node: "n") end
+
+      assert_raise ArgumentError,
+                   "invalid options for Py.call/4: expected a keyword list, got: %{timeout: 1}",
+                   fn -> Py.call(:math, :sqrt, [4], %{timeout: 1}) end
+
+      # Every occurrence is checked, not only the first.
+      assert_raise ArgumentError, ~r/^invalid :timeout option/, fn ->
+        Py.eval("1", %{}, timeout: 1_000, timeout: :soon)
+      end
+
+      for call <- [
+            fn -> Py.eval(Py.context(), "1", %{}, node: node()) end,
+            fn -> Py.exec(Py.context(), "1", node: node()) end,
+            fn -> Py.call(Py.context(), :math, :sqrt, [4], node: node()) end
+          ] do
+        assert_raise ArgumentError,
+                     ~r/^invalid :node option for Py\.\w+\/\d: expected no :node together with an explicit context/,
+                     call
+      end
     end
 
     test ":infinity and explicit timeouts are accepted" do

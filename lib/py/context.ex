@@ -53,9 +53,15 @@ defmodule Py.Context do
           required(:bound_processes) => non_neg_integer,
           required(:namespaces) => non_neg_integer,
           required(:busy_us) => non_neg_integer,
-          required(:mode) => :main | :subinterpreter,
+          required(:mode) => mode,
           optional(atom) => term
         }
+
+  @typedoc "An option of `new/1`."
+  @type new_option :: {:max_workers, pos_integer} | {:mode, mode}
+
+  @typedoc "Where a context runs Python: the main interpreter or a sub-interpreter of its own."
+  @type mode :: :main | :subinterpreter
 
   @bound_key :"$py_context"
 
@@ -86,9 +92,8 @@ defmodule Py.Context do
     end
   end
 
-  def bind(other) do
-    raise ArgumentError, "expected a %Py.Context{}, got: #{inspect(other)}"
-  end
+  def bind(other),
+    do: Py.Options.invalid!("context for Py.Context.bind/1", "a %Py.Context{}", other)
 
   @doc """
   Removes the calling process's binding, if any: its calls go back to the
@@ -144,9 +149,14 @@ defmodule Py.Context do
       :ok = Py.exec(ctx, "import json")
       {:ok, "[1]"} = Py.call(ctx, :json, :dumps, [[1]])
   """
-  @spec new(keyword) :: t
+  @spec new([new_option]) :: t
   def new(opts \\ []) do
-    native_opts = Pools.context_opts!(opts, "Py.Context.new/1")
+    opts = Py.Options.validate!(opts, Pools.context_schema(), "Py.Context.new/1")
+
+    native_opts = %{
+      max_workers: Keyword.get_lazy(opts, :max_workers, &Pools.default_max_workers/0),
+      mode: Keyword.get_lazy(opts, :mode, &Pools.default_mode/0)
+    }
 
     case Registry.new_context(native_opts) do
       {:ok, ctx} ->

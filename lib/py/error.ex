@@ -76,7 +76,7 @@ defmodule Py.Error do
 
   Misuse on the BEAM side (an unknown option, locals that are not a map, an
   Elixir module where a Python module is expected) is a bug in the caller
-  and raises `ArgumentError` instead.
+  and raises `ArgumentError` instead, in the one format `Py.Options` describes.
 
   ## Kinds
 

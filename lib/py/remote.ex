@@ -11,6 +11,7 @@ defmodule Py.Remote do
 
   alias Py.Error
 
+  # How much longer than the call's own timeout to wait for the node's answer.
   @margin_ms 2_000
 
   @spec call(node, atom, list, timeout) :: Py.Call.result()
@@ -24,9 +25,11 @@ defmodule Py.Remote do
 
   defp erpc(node, fun, args, timeout) do
     # The margin lets the remote side's own timeout error arrive first; erpc
-    # takes at most 2^32 - 1 ms.
+    # takes no longer timeout than the BEAM's longest timer.
     erpc_timeout =
-      if timeout == :infinity, do: :infinity, else: min(timeout + @margin_ms, 4_294_967_295)
+      if timeout == :infinity,
+        do: :infinity,
+        else: min(timeout + @margin_ms, Py.Options.max_timeout_ms())
 
     try do
       :erpc.call(node, Py, fun, args, erpc_timeout)

@@ -39,10 +39,16 @@ defmodule Py.Runtime do
   See `Py.Runtime.Python` for all discovery options.
   """
 
+  alias Py.Options
   alias Py.Runtime.Python
 
   @info_key {__MODULE__, :info}
   @request_key {__MODULE__, :request}
+
+  @start_schema [python: :path, venv: :path, libpython: :path, python_path: :paths]
+  # Python's own default is 5 ms; see the moduledoc.
+  @default_switch_interval_ms 1
+  @priorities {:in, [:batch, :normal]}
 
   @doc """
   Loads and initialises Python. Idempotent.
@@ -53,6 +59,7 @@ defmodule Py.Runtime do
   """
   @spec start(keyword) :: :ok | {:error, Py.Error.t()}
   def start(opts \\ []) do
+    opts = Options.validate!(opts, @start_schema, "Py.Runtime.start/1")
     # Serialises concurrent starts within this node.
     :global.trans({__MODULE__, self()}, fn -> do_start(opts) end, [node()])
   end
@@ -174,28 +181,19 @@ defmodule Py.Runtime do
 
   # The interpreter settings of the application environment, validated.
   defp settings! do
-    switch_interval_ms = Application.get_env(:pybridge, :switch_interval_ms, 1)
+    switch_interval_ms =
+      Options.setting!(:switch_interval_ms, :positive_number, @default_switch_interval_ms)
 
-    unless is_number(switch_interval_ms) and switch_interval_ms > 0 do
-      raise ArgumentError,
-            "invalid :switch_interval_ms setting for :pybridge: #{inspect(switch_interval_ms)}"
-    end
-
-    executor_priority = Application.get_env(:pybridge, :executor_priority, :batch)
-
-    unless executor_priority in [:batch, :normal] do
-      raise ArgumentError,
-            "invalid :executor_priority setting for :pybridge: #{inspect(executor_priority)} " <>
-              "(expected :batch or :normal)"
-    end
-
-    %{switch_interval: switch_interval_ms / 1000, executor_priority: executor_priority}
+    %{
+      switch_interval: switch_interval_ms / 1000,
+      executor_priority: Options.setting!(:executor_priority, @priorities, :batch)
+    }
   end
 
   defp init(python, opts, settings) do
     python_path =
       opts
-      |> Keyword.get_lazy(:python_path, fn -> Application.get_env(:pybridge, :python_path) end)
+      |> Options.setting!(:python_path, :paths, nil)
       |> List.wrap()
       |> Enum.map(&Path.expand/1)
 

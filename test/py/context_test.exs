@@ -64,9 +64,20 @@ defmodule Py.ContextTest do
 
     test "out of range index and unknown pool raise ArgumentError" do
       n = Py.Context.num_contexts()
-      assert_raise ArgumentError, ~r/out of range.*1\.\.#{n}/, fn -> Py.context(0) end
-      assert_raise ArgumentError, ~r/out of range/, fn -> Py.context(n + 1) end
-      assert_raise ArgumentError, ~r/out of range/, fn -> Py.context(:default, -1) end
+      in_range = "expected an index in 1..#{n} (pool :default has #{n} contexts)"
+
+      assert_raise ArgumentError,
+                   "invalid context index for Py.context/2: #{in_range}, got: 0",
+                   fn -> Py.context(0) end
+
+      assert_raise ArgumentError,
+                   "invalid context index for Py.context/2: #{in_range}, got: #{n + 1}",
+                   fn -> Py.context(n + 1) end
+
+      assert_raise ArgumentError,
+                   "invalid context index for Py.context/2: #{in_range}, got: -1",
+                   fn -> Py.context(:default, -1) end
+
       assert_raise ArgumentError, ~r/unknown context pool :nope/, fn -> Py.context(:nope, 1) end
       assert_raise ArgumentError, ~r/unknown context pool :nope/, fn -> Py.context(:nope) end
 
@@ -269,7 +280,15 @@ defmodule Py.ContextTest do
 
     test "new/1 validates its options" do
       assert_raise ArgumentError, ~r/unknown option :bogus/, fn -> Py.Context.new(bogus: 1) end
-      assert_raise ArgumentError, ~r/:max_workers/, fn -> Py.Context.new(max_workers: 0) end
+
+      assert_raise ArgumentError,
+                   "invalid :max_workers option for Py.Context.new/1: expected a positive integer, got: 0",
+                   fn -> Py.Context.new(max_workers: 0) end
+
+      assert_raise ArgumentError,
+                   "invalid :mode option for Py.Context.new/1: expected :main or :subinterpreter, got: :isolated",
+                   fn -> Py.Context.new(mode: :isolated) end
+
       assert_raise ArgumentError, ~r/keyword list/, fn -> Py.Context.new(%{}) end
     end
 

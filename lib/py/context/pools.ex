@@ -20,10 +20,19 @@ defmodule Py.Context.Pools do
   use GenServer
   require Logger
 
+  alias Py.Options
+
   @names_key {__MODULE__, :names}
-  @reserved [:dedicated]
+  # Pool names that mean something else: `:default` is sized by
+  # `num_contexts`, `:dedicated` is the pool of `Py.Context.new/1`.
+  @reserved [:default, :dedicated]
+  # Threads a context may use when `max_workers` is not configured.
   @default_max_workers 256
-  @modes [:main, :subinterpreter]
+  @mode {:in, [:main, :subinterpreter]}
+  @context_schema [max_workers: :pos_integer, mode: @mode]
+  @pool_schema [size: :pos_integer] ++ @context_schema
+  @pools_expected "a keyword list of pool names and sizes, such as [io: 8] or " <>
+                    "[io: [size: 8, max_workers: 16, mode: :subinterpreter]]"
 
   @typedoc "Settings of one native context, as `Py.Native.context_new/3` takes them."
   @type native_opts :: %{max_workers: pos_integer, mode: :main | :subinterpreter}
@@ -63,42 +72,26 @@ defmodule Py.Context.Pools do
   def names, do: :persistent_term.get(@names_key, [])
 
   @doc """
-  Validates the options of `Py.Context.new/1` (`:max_workers`, `:mode`) and
-  returns the settings of the native context.
+  The schema (see `Py.Options`) of one context's settings, which
+  `Py.Context.new/1` takes as options and a pool takes beside its `:size`.
 
   ## Example
 
-      %{max_workers: 8, mode: :main} =
-        Py.Context.Pools.context_opts!([max_workers: 8, mode: :main], "Py.Context.new/1")
+      [max_workers: :pos_integer, mode: {:in, [:main, :subinterpreter]}] =
+        Py.Context.Pools.context_schema()
   """
-  @spec context_opts!(keyword, String.t()) :: native_opts
-  def context_opts!(opts, fun) when is_list(opts) do
-    defaults = %{max_workers: default_max_workers([]), mode: default_mode([])}
+  @spec context_schema() :: Py.Options.schema()
+  def context_schema, do: @context_schema
 
-    Enum.reduce(opts, defaults, fn
-      {:max_workers, n}, acc when is_integer(n) and n > 0 ->
-        %{acc | max_workers: n}
+  @doc false
+  # `config :pybridge, max_workers:`, validated.
+  @spec default_max_workers() :: pos_integer
+  def default_max_workers, do: Options.setting!(:max_workers, :pos_integer, @default_max_workers)
 
-      {:max_workers, n}, _ ->
-        raise ArgumentError,
-              "invalid value for :max_workers option of #{fun}: expected a positive integer, got: #{inspect(n)}"
-
-      {:mode, mode}, acc ->
-        %{acc | mode: mode!(mode, ":mode option of #{fun}")}
-
-      {key, _}, _ when is_atom(key) ->
-        raise ArgumentError,
-              "unknown option #{inspect(key)} for #{fun}; valid options: [:max_workers, :mode]"
-
-      other, _ ->
-        raise ArgumentError,
-              "expected a keyword list of options for #{fun}, got entry: #{inspect(other)}"
-    end)
-  end
-
-  def context_opts!(opts, fun) do
-    raise ArgumentError, "expected a keyword list of options for #{fun}, got: #{inspect(opts)}"
-  end
+  @doc false
+  # `config :pybridge, context_mode:`, validated.
+  @spec default_mode() :: :main | :subinterpreter
+  def default_mode, do: Options.setting!(:context_mode, @mode, :main)
 
   @impl true
   def init(opts) do
@@ -121,100 +114,72 @@ defmodule Py.Context.Pools do
   # [{pool, size, native_opts}], :default first.
   @spec config!(keyword) :: [{atom, pos_integer, native_opts}]
   def config!(opts) do
-    max_workers = default_max_workers(opts)
-    positive!(max_workers, :max_workers)
-    defaults = %{max_workers: max_workers, mode: default_mode(opts)}
+    defaults = %{
+      max_workers: Options.setting!(opts, :max_workers, :pos_integer, @default_max_workers),
+      mode: Options.setting!(opts, :context_mode, @mode, :main)
+    }
 
-    num = setting(opts, :num_contexts, System.schedulers_online())
-    positive!(num, :num_contexts)
+    num = Options.setting!(opts, :num_contexts, :pos_integer, System.schedulers_online())
 
-    extra =
-      case setting(opts, :pools, []) do
-        pools when is_list(pools) ->
-          Enum.map(pools, &pool_config!(&1, defaults))
-
-        other ->
-          raise ArgumentError,
-                "invalid :pools setting for :pybridge: expected a keyword list such as [io: 8], got: #{inspect(other)}"
+    pools =
+      case Keyword.fetch(opts, :pools) do
+        {:ok, pools} -> pools
+        :error -> Application.get_env(:pybridge, :pools, [])
       end
 
+    extra =
+      if is_list(pools) and Enum.all?(pools, &match?({name, _} when is_atom(name), &1)),
+        do: Enum.map(pools, &pool_config!(&1, defaults)),
+        else: Options.invalid!(":pools setting for :pybridge", @pools_expected, pools)
+
     case extra -- Enum.uniq_by(extra, &elem(&1, 0)) do
-      [] -> :ok
-      [{dup, _, _} | _] -> raise ArgumentError, "context pool #{inspect(dup)} is configured twice"
+      [] ->
+        :ok
+
+      [{dup, _, _} | _] ->
+        Options.invalid!(
+          ":pools setting for :pybridge",
+          "each pool once",
+          Keyword.take(pools, [dup])
+        )
     end
 
     [{:default, num, defaults} | extra]
   end
 
-  defp pool_config!({:default, _}, _) do
-    raise ArgumentError,
-          "the :default pool is sized with `config :pybridge, num_contexts: n`, not under :pools"
+  defp pool_config!({name, _} = entry, _) when name in @reserved do
+    Options.invalid!(
+      ":pools setting for :pybridge",
+      "pool names other than #{Options.expected({:in, @reserved})} " <>
+        "(the :default pool is sized by `config :pybridge, num_contexts:`)",
+      entry
+    )
   end
 
-  defp pool_config!({name, _}, _) when name in @reserved do
-    raise ArgumentError, "#{inspect(name)} is reserved and cannot be used as a pool name"
+  defp pool_config!({name, size}, defaults) when is_integer(size) do
+    {name, Options.value!(size, :pos_integer, "size of pool #{inspect(name)}"), defaults}
   end
 
-  defp pool_config!({name, size}, defaults) when is_atom(name) and is_integer(size) do
-    positive!(size, {:pools, name})
-    {name, size, defaults}
-  end
+  defp pool_config!({name, kw}, defaults) when is_list(kw) do
+    where = "pool #{inspect(name)} in the :pools setting for :pybridge"
+    kw = Options.validate!(kw, @pool_schema, where)
 
-  defp pool_config!({name, kw}, defaults) when is_atom(name) and is_list(kw) do
-    Enum.each(kw, fn
-      {key, _} when key in [:size, :max_workers, :mode] ->
-        :ok
+    case Keyword.fetch(kw, :size) do
+      {:ok, size} ->
+        settings = %{
+          max_workers: Keyword.get(kw, :max_workers, defaults.max_workers),
+          mode: Keyword.get(kw, :mode, defaults.mode)
+        }
 
-      other ->
-        raise ArgumentError,
-              "invalid entry #{inspect(other)} for pool #{inspect(name)}; valid keys: [:size, :max_workers, :mode]"
-    end)
+        {name, size, settings}
 
-    size = Keyword.get(kw, :size)
-    workers = Keyword.get(kw, :max_workers, defaults.max_workers)
-    positive!(size, {:pools, name, :size})
-    positive!(workers, {:pools, name, :max_workers})
-
-    mode =
-      case Keyword.fetch(kw, :mode) do
-        :error -> defaults.mode
-        {:ok, mode} -> mode!(mode, ":mode of pool #{inspect(name)}")
-      end
-
-    {name, size, %{max_workers: workers, mode: mode}}
-  end
-
-  defp pool_config!(other, _) do
-    raise ArgumentError,
-          "invalid pool #{inspect(other)} in :pools; expected name: size or name: [size: n, max_workers: m]"
-  end
-
-  defp setting(opts, key, default) do
-    case Keyword.fetch(opts, key) do
-      {:ok, value} -> value
-      :error -> Application.get_env(:pybridge, key, default)
+      :error ->
+        Options.invalid!("options for #{where}", "a :size among them", kw)
     end
   end
 
-  defp default_max_workers(opts), do: setting(opts, :max_workers, @default_max_workers)
-
-  defp default_mode(opts) do
-    opts |> setting(:context_mode, :main) |> mode!(":context_mode setting for :pybridge")
-  end
-
-  defp mode!(mode, _what) when mode in @modes, do: mode
-
-  defp mode!(mode, what) do
-    raise ArgumentError,
-          "invalid #{what}: expected :main or :subinterpreter, got: #{inspect(mode)}"
-  end
-
-  defp positive!(n, _key) when is_integer(n) and n > 0, do: :ok
-
-  defp positive!(n, key) do
-    raise ArgumentError,
-          "invalid #{inspect(key)} setting for :pybridge: expected a positive integer, got: #{inspect(n)}"
-  end
+  defp pool_config!(entry, _defaults),
+    do: Options.invalid!(":pools setting for :pybridge", @pools_expected, entry)
 
   ## Contexts
 
@@ -243,19 +208,22 @@ defmodule Py.Context.Pools do
   end
 
   defp close_all(contexts) do
-    for %Py.Context{ref: ref} = ctx <- Tuple.to_list(contexts) do
-      try do
-        Py.Native.context_close(ref)
-      catch
-        kind, reason ->
-          Logger.warning(
-            "pybridge: closing #{inspect(ctx.pool)} context #{ctx.index} failed: " <>
-              Exception.format_banner(kind, reason)
-          )
-      end
-    end
+    contexts |> Tuple.to_list() |> Enum.each(&close_context/1)
+  end
 
+  @doc false
+  # Closes a context's executor; a failure is logged, never raised, so that
+  # shutting down and cleaning up after an exited owner always go on.
+  @spec close_context(Py.Context.t()) :: :ok
+  def close_context(%Py.Context{ref: ref} = ctx) do
+    Py.Native.context_close(ref)
     :ok
+  catch
+    kind, reason ->
+      Logger.warning(
+        "pybridge: closing #{inspect(ctx.pool)} context #{ctx.index} failed: " <>
+          Exception.format_banner(kind, reason)
+      )
   end
 
   defp publish(pools) do

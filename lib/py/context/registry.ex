@@ -20,7 +20,6 @@ defmodule Py.Context.Registry do
   """
 
   use GenServer
-  require Logger
 
   @table __MODULE__
 
@@ -198,13 +197,5 @@ defmodule Py.Context.Registry do
     end
   end
 
-  defp close(%Py.Context{ref: ref, index: index}) do
-    Py.Native.context_close(ref)
-  catch
-    kind, reason ->
-      Logger.warning(
-        "pybridge: closing dedicated context #{index} failed: " <>
-          Exception.format_banner(kind, reason)
-      )
-  end
+  defp close(ctx), do: Py.Context.Pools.close_context(ctx)
 end
