@@ -7,7 +7,9 @@ defmodule Py.Call do
   #
   # This is the hot path (benchmarked at a few microseconds per call): keep it
   # free of option handling, extra processes and GenServer calls. Later layers
-  # (telemetry spans, coalescing) hook in here and only here.
+  # (telemetry spans, coalescing) hook in here and only here: `run/4` is the
+  # one exit every eval/exec/call returns through, and `measured/4` gives
+  # what the worker measured of the call for them.
 
   alias Py.{Error, Native}
 
@@ -22,13 +24,28 @@ defmodule Py.Call do
 
   @type result :: :ok | {:ok, term} | {:error, Error.t()}
 
+  @typedoc """
+  What the worker measured of a call, in microseconds: how long it waited in
+  the context's queue and how long it ran. `nil` when no worker answered (the
+  context refused the call, or it timed out).
+  """
+  @type timing :: %{queue_us: non_neg_integer, run_us: non_neg_integer} | nil
+
   # How long to wait for a reply the NIF promised (`cancel/1` said :replied)
   # before giving up on it; only reachable if the NIF breaks its contract.
   @promised_reply_ms 10_000
 
   @doc false
   @spec run(Py.Context.t(), boolean, job, timeout) :: result
-  def run(%Py.Context{ref: cref}, namespace?, job, timeout) do
+  def run(ctx, namespace?, job, timeout) do
+    {result, _timing} = measured(ctx, namespace?, job, timeout)
+    result
+  end
+
+  @doc false
+  # The call's result and its timing.
+  @spec measured(Py.Context.t(), boolean, job, timeout) :: {result, timing}
+  def measured(%Py.Context{ref: cref}, namespace?, job, timeout) do
     namespace = if namespace?, do: namespace(cref), else: nil
     # make_ref/0 and the receive below stay in this one function so the
     # compiler's selective-receive optimisation skips older messages: a call
@@ -42,15 +59,15 @@ defmodule Py.Call do
       end
 
     case handle do
-      {:done, reply} ->
-        reply(reply)
+      {:done, reply, queue_us, run_us} ->
+        {reply(reply), %{queue_us: queue_us, run_us: run_us}}
 
-      {:error, {kind, message}} ->
-        {:error, %Error{type: kind, message: message}}
+      {:error, _} = refused ->
+        {reply(refused), nil}
 
       _ ->
         receive do
-          {^ref, reply} -> reply(reply)
+          {^ref, reply, queue_us, run_us} -> {reply(reply), %{queue_us: queue_us, run_us: run_us}}
         after
           timeout -> timed_out(handle, ref, timeout)
         end
@@ -85,29 +102,28 @@ defmodule Py.Call do
   defp timed_out(handle, ref, timeout) do
     case Native.cancel(handle) do
       :cancelled ->
-        {:error, %Error{type: :timeout, message: "Python call exceeded #{timeout} ms"}}
+        {{:error, %Error{type: :timeout, message: "Python call exceeded #{timeout} ms"}}, nil}
 
       :replied ->
         receive do
-          {^ref, reply} -> reply(reply)
+          {^ref, reply, queue_us, run_us} -> {reply(reply), %{queue_us: queue_us, run_us: run_us}}
         after
           @promised_reply_ms ->
-            {:error,
-             %Error{
-               type: :timeout,
-               message: "Python call exceeded #{timeout} ms and its reply was lost"
-             }}
+            {{:error,
+              %Error{
+                type: :timeout,
+                message: "Python call exceeded #{timeout} ms and its reply was lost"
+              }}, nil}
         end
     end
   end
 
+  # The NIF's result: `:ok`, `{:ok, value}`, or
+  # `{:error, {type, message, traceback | nil}}` (native/pybridge/src/nif/error.rs).
   @compile {:inline, reply: 1}
   defp reply({:ok, _} = ok), do: ok
   defp reply(:ok), do: :ok
 
   defp reply({:error, {type, message, traceback}}),
     do: {:error, %Error{type: type, message: message, traceback: traceback}}
-
-  defp reply({:error, {type, message}}),
-    do: {:error, %Error{type: type, message: message}}
 end

@@ -29,6 +29,7 @@ mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
@@ -38,7 +39,9 @@ use crate::runtime::Interp;
 
 pub use monitor::cancel;
 pub use namespace::Namespace;
-pub use request::{CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request};
+pub use request::{
+    CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request, Timing,
+};
 pub use stats::StatsSnapshot;
 
 use code_cache::CodeCache;
@@ -181,6 +184,18 @@ impl std::fmt::Display for SubmitError {
     }
 }
 
+impl SubmitError {
+    /// The kind of `%Py.Error{}` the caller gets.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SubmitError::Closed => ErrorKind::Closed,
+            SubmitError::NotInitialized => ErrorKind::NotStarted,
+            SubmitError::ForeignNamespace => ErrorKind::BadArg,
+            SubmitError::Spawn(_) | SubmitError::Interpreter(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 impl Context {
     /// Starts a context with one worker thread; the interpreter must be running.
     pub fn new(config: ContextConfig) -> Result<Context, SubmitError> {
@@ -250,7 +265,12 @@ impl Context {
             }
         }
         self.state().stats.submitted();
-        let request = Request { job, reply, state };
+        let request = Request {
+            job,
+            reply,
+            state,
+            queued: Instant::now(),
+        };
         self.state()
             .tx
             .send(Task::Call(request))

@@ -72,7 +72,8 @@ pub enum Job {
     },
 }
 
-/// Why a call failed.
+/// Why a call failed: every kind of `%Py.Error{}` the native side produces
+/// (`nif/error.rs` names each one's atom).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorKind {
     /// A Python exception, by class name (`"ValueError"`).
@@ -81,8 +82,12 @@ pub enum ErrorKind {
     Conversion,
     /// The context was closed before the call ran.
     Closed,
-    /// A bug in pybridge itself (a Rust panic), caught so the worker and the
-    /// context keep running.
+    /// The interpreter is not running.
+    NotStarted,
+    /// A namespace was handed to a context it does not belong to.
+    BadArg,
+    /// A bug in pybridge itself (a Rust panic, or no executor thread could
+    /// be started), caught so the worker and the context keep running.
     Internal,
 }
 
@@ -113,9 +118,29 @@ pub enum Outcome {
     Error(ErrorInfo),
 }
 
+/// How long a call waited in its context's queue and then ran, in
+/// microseconds (for telemetry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    pub queue_us: u64,
+    pub run_us: u64,
+}
+
+impl Timing {
+    /// The timing of a call queued at `queued`, started at `started` and
+    /// finished at `finished`.
+    pub fn between(queued: Instant, started: Instant, finished: Instant) -> Timing {
+        let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Timing {
+            queue_us: micros(started.saturating_duration_since(queued)),
+            run_us: micros(finished.saturating_duration_since(started)),
+        }
+    }
+}
+
 /// Delivers an [`Outcome`] to whoever is waiting (a BEAM process, a test).
 pub trait Reply: Send {
-    fn send(self: Box<Self>, outcome: Outcome);
+    fn send(self: Box<Self>, outcome: Outcome, timing: Timing);
 }
 
 const QUEUED: u8 = 0;
@@ -223,6 +248,8 @@ pub struct Request {
     pub job: Job,
     pub reply: Box<dyn Reply>,
     pub state: Arc<CallState>,
+    /// When the job was queued.
+    pub queued: Instant,
 }
 
 impl std::fmt::Debug for Request {

@@ -10,8 +10,17 @@ use crate::convert::Value;
 struct ChannelReply(mpsc::Sender<Outcome>);
 
 impl Reply for ChannelReply {
-    fn send(self: Box<Self>, outcome: Outcome) {
+    fn send(self: Box<Self>, outcome: Outcome, _timing: Timing) {
         let _ = self.0.send(outcome);
+    }
+}
+
+/// Delivers outcomes with their timing.
+struct TimedReply(mpsc::Sender<(Outcome, Timing)>);
+
+impl Reply for TimedReply {
+    fn send(self: Box<Self>, outcome: Outcome, timing: Timing) {
+        let _ = self.0.send((outcome, timing));
     }
 }
 
@@ -522,4 +531,34 @@ fn deadlines_are_enforced_in_closed_contexts_too() {
         && state.running_on() == 0));
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
     assert!(eventually(Duration::from_secs(3), || ctx.stats().workers == 0));
+}
+
+#[test]
+fn replies_carry_queue_and_run_time() {
+    let ctx = context(1);
+    let namespace = ctx.new_namespace();
+    let submit_timed = |job: Job| {
+        let (tx, rx) = mpsc::channel();
+        ctx.submit(job, Box::new(TimedReply(tx)), CallState::new(None))
+            .expect("submitted");
+        rx
+    };
+    let before = Instant::now();
+    let slow = submit_timed(exec(&namespace, "import time; time.sleep(0.2)"));
+    let quick = submit_timed(eval(&namespace, "1", vec![]));
+    let submitting = before.elapsed().as_micros() as u64;
+    let answer = |rx: mpsc::Receiver<(Outcome, Timing)>| {
+        rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
+    };
+    let (outcome, slow_timing) = answer(slow);
+    assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
+    assert!(slow_timing.run_us >= 200_000, "{slow_timing:?}");
+    // The one worker ran the quick call only after the slow one ended, at
+    // least 200 ms after the slow call was queued.
+    let (outcome, quick_timing) = answer(quick);
+    assert_eq!(int(outcome), 1);
+    assert!(
+        quick_timing.queue_us + submitting >= 200_000,
+        "{quick_timing:?} (submitting took {submitting} µs)"
+    );
 }

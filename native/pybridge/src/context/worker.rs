@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 
 use crate::runtime::{Kind, ThreadState};
 
-use super::request::{CallState, ErrorInfo, ErrorKind, Outcome, Request};
+use super::request::{CallState, ErrorInfo, ErrorKind, Outcome, Request, Timing};
 use super::{execute, ContextState, Task};
 
 /// Stack of a worker thread: deep conversions and C-level recursion in
@@ -288,7 +288,12 @@ fn drain(
 }
 
 fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: Request) {
-    let Request { job, reply, state } = request;
+    let Request {
+        job,
+        reply,
+        state,
+        queued,
+    } = request;
     if !state.start() {
         context.stats.dropped(true);
         return;
@@ -300,7 +305,8 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
                 ErrorKind::Closed,
                 "the context was closed before the call ran",
             );
-            reply.send(Outcome::Error(error));
+            let now = Instant::now();
+            reply.send(Outcome::Error(error), Timing::between(queued, now, now));
         }
         return;
     }
@@ -327,7 +333,9 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
             format!("pybridge internal error (please report it): {what}"),
         ))
     });
-    let busy = started.elapsed().as_nanos() as u64;
+    let finished = Instant::now();
+    let busy =
+        u64::try_from(finished.saturating_duration_since(started).as_nanos()).unwrap_or(u64::MAX);
 
     *slot.current.lock() = None;
     state.set_running_on(0);
@@ -335,7 +343,7 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
         .stats
         .finished(busy, matches!(outcome, Outcome::Error(_)));
     if state.finish() {
-        reply.send(outcome);
+        reply.send(outcome, Timing::between(queued, started, finished));
     } else {
         context.stats.cancelled_while_running();
         // An interrupt aimed at this call may still be pending; it must not

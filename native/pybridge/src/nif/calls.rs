@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Encoder, Env, NifResult, ResourceArc, Term};
 
-use crate::context::{self, CallState, Cancel, Code, Job, Namespace, Reply, SubmitError};
+use crate::context::{self, CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Namespace, Reply};
 use crate::convert::Value;
 
 use super::atoms;
+use super::error::encode_error;
 use super::handles::{CallResource, ContextResource, NamespaceResource};
 use super::reply::{encode_outcome, take_env, BeamReply, Inline};
 use super::term::{decode, DecodeError};
@@ -92,7 +93,10 @@ fn submit_with<'a>(
         Ok(job) => job,
         Err(JobError::OverBudget) => return Ok(atoms::dirty().encode(env)),
         Err(JobError::Convert(message)) => {
-            return Ok((atoms::error(), (atoms::conversion(), message)).encode(env))
+            return Ok(encode_error(
+                env,
+                &ErrorInfo::new(ErrorKind::Conversion, message),
+            ))
         }
         Err(JobError::BadArg) => return Err(rustler::Error::BadArg),
     };
@@ -112,16 +116,12 @@ fn submit_with<'a>(
         None => Box::new(message),
     };
     if let Err(err) = ctx.0.submit(job, reply, state.clone()) {
-        let kind = match err {
-            SubmitError::Closed => atoms::closed(),
-            SubmitError::NotInitialized => atoms::not_started(),
-            SubmitError::ForeignNamespace => atoms::badarg(),
-            SubmitError::Spawn(_) | SubmitError::Interpreter(_) => atoms::internal(),
-        };
-        return Ok((atoms::error(), (kind, err.to_string())).encode(env));
+        let info = ErrorInfo::new(err.kind(), err.to_string());
+        return Ok(encode_error(env, &info));
     }
-    if let Some(outcome) = inline.and_then(|inline| inline.wait()) {
-        return Ok((atoms::done(), encode_outcome(env, &outcome)).encode(env));
+    if let Some((outcome, timing)) = inline.and_then(|inline| inline.wait()) {
+        let result = encode_outcome(env, &outcome);
+        return Ok((atoms::done(), result, timing.queue_us, timing.run_us).encode(env));
     }
     Ok(ResourceArc::new(CallResource(state)).encode(env))
 }

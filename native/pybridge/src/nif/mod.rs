@@ -15,12 +15,14 @@
 //! Resources (all in [`handles`]): `ContextResource`, `NamespaceResource`,
 //! `CallResource`, `ObjectResource`.
 //!
-//! Support: [`reply`] (how an outcome gets back to the caller), [`term`]
+//! Support: [`reply`] (how an outcome gets back to the caller), [`error`]
+//! (error kinds as atoms), [`term`]
 //! (BEAM terms ⇄ [`crate::convert::Value`]), [`atoms`].
 
 mod atoms;
 mod calls;
 mod contexts;
+mod error;
 mod handles;
 mod reply;
 mod runtime;

@@ -10,10 +10,11 @@ use parking_lot::Mutex;
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Encoder, Env, LocalPid, Term};
 
-use crate::context::{ErrorKind, Outcome, Reply};
+use crate::context::{Outcome, Reply, Timing};
 use crate::runtime;
 
 use super::atoms;
+use super::error::encode_error;
 use super::term::encode;
 
 /// How long a submitting NIF waits for a quick call's result before leaving
@@ -32,17 +33,17 @@ const REDIRECTED: u8 = 3;
 /// the NIF: no message, no second wake-up.
 pub(super) struct Inline {
     state: AtomicU8,
-    outcome: Mutex<Option<Outcome>>,
+    outcome: Mutex<Option<(Outcome, Timing)>>,
     fallback: Mutex<Option<BeamReply>>,
 }
 
 struct InlineReply(Arc<Inline>);
 
 impl Reply for InlineReply {
-    fn send(self: Box<Self>, outcome: Outcome) {
+    fn send(self: Box<Self>, outcome: Outcome, timing: Timing) {
         let inline = self.0;
         if outcome_nodes(&outcome) <= INLINE_NODES {
-            *inline.outcome.lock() = Some(outcome);
+            *inline.outcome.lock() = Some((outcome, timing));
             if inline
                 .state
                 .compare_exchange(WAITING, DELIVERED, Ordering::AcqRel, Ordering::Acquire)
@@ -53,8 +54,8 @@ impl Reply for InlineReply {
             // The submitter stopped waiting: reply by message after all.
             let outcome = inline.outcome.lock().take();
             let fallback = inline.fallback.lock().take();
-            if let (Some(outcome), Some(reply)) = (outcome, fallback) {
-                Box::new(reply).send(outcome);
+            if let (Some((outcome, timing)), Some(reply)) = (outcome, fallback) {
+                Box::new(reply).send(outcome, timing);
             }
         } else {
             let _ = inline.state.compare_exchange(
@@ -64,7 +65,7 @@ impl Reply for InlineReply {
                 Ordering::Acquire,
             );
             if let Some(reply) = inline.fallback.lock().take() {
-                Box::new(reply).send(outcome);
+                Box::new(reply).send(outcome, timing);
             }
         }
     }
@@ -87,7 +88,7 @@ impl Inline {
     }
 
     /// Waits up to [`INLINE_WAIT`] for the outcome; None means "a message will come".
-    pub(super) fn wait(&self) -> Option<Outcome> {
+    pub(super) fn wait(&self) -> Option<(Outcome, Timing)> {
         let settled = runtime::poll_for(INLINE_WAIT, || match self.state.load(Ordering::Acquire) {
             WAITING => None,
             state => Some(state),
@@ -126,7 +127,7 @@ fn outcome_nodes(outcome: &Outcome) -> usize {
 }
 
 thread_local! {
-    /// Cleared message namespaces, per scheduler thread: a call answered inline
+    /// Cleared message envs, per scheduler thread: a call answered inline
     /// hands its unused env back here instead of freeing it.
     static ENV_POOL: std::cell::RefCell<Vec<OwnedEnv>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -157,12 +158,13 @@ pub(super) struct BeamReply {
 }
 
 impl Reply for BeamReply {
-    fn send(self: Box<Self>, outcome: Outcome) {
+    fn send(self: Box<Self>, outcome: Outcome, timing: Timing) {
         let BeamReply { pid, mut env, tag } = *self;
         // A dead caller cannot receive; nothing else to do then.
         let _ = env.send_and_clear(&pid, |env| {
             let tag = tag.load(env);
-            (tag, encode_outcome(env, &outcome)).encode(env)
+            let result = encode_outcome(env, &outcome);
+            (tag, result, timing.queue_us, timing.run_us).encode(env)
         });
     }
 }
@@ -171,18 +173,6 @@ pub(super) fn encode_outcome<'a>(env: Env<'a>, outcome: &Outcome) -> Term<'a> {
     match outcome {
         Outcome::Value(value) => (atoms::ok(), encode(env, value)).encode(env),
         Outcome::Done => atoms::ok().encode(env),
-        Outcome::Error(info) => {
-            let kind = match &info.kind {
-                ErrorKind::Python(name) => name.encode(env),
-                ErrorKind::Conversion => atoms::conversion().encode(env),
-                ErrorKind::Closed => atoms::closed().encode(env),
-                ErrorKind::Internal => atoms::internal().encode(env),
-            };
-            let traceback = match &info.traceback {
-                Some(tb) => tb.encode(env),
-                None => atoms::nil().encode(env),
-            };
-            (atoms::error(), (kind, info.message.as_str(), traceback)).encode(env)
-        }
+        Outcome::Error(info) => encode_error(env, info),
     }
 }

@@ -1,0 +1,36 @@
+//! The one place the native side's error kinds become terms.
+//!
+//! Every failure a call can meet on the native side is an [`ErrorKind`]; it
+//! reaches the BEAM as `{:error, {kind, message, traceback | nil}}`, which
+//! `Py.Call` turns into `%Py.Error{}`. `Py.Error` documents each kind, and
+//! the Erlang facade translates them: keep the atoms stable.
+
+use rustler::{Encoder, Env, Term};
+
+use crate::context::{ErrorInfo, ErrorKind};
+
+use super::atoms;
+
+/// `kind` as `%Py.Error{}`'s `type`: the exception class name for Python
+/// exceptions, an atom otherwise.
+fn kind_term<'a>(env: Env<'a>, kind: &ErrorKind) -> Term<'a> {
+    let atom = match kind {
+        ErrorKind::Python(name) => return name.encode(env),
+        ErrorKind::Conversion => atoms::conversion(),
+        ErrorKind::Closed => atoms::closed(),
+        ErrorKind::NotStarted => atoms::not_started(),
+        ErrorKind::BadArg => atoms::badarg(),
+        ErrorKind::Internal => atoms::internal(),
+    };
+    atom.encode(env)
+}
+
+/// `{:error, {kind, message, traceback | nil}}`.
+pub(super) fn encode_error<'a>(env: Env<'a>, info: &ErrorInfo) -> Term<'a> {
+    let traceback = match &info.traceback {
+        Some(tb) => tb.encode(env),
+        None => atoms::nil().encode(env),
+    };
+    let error = (kind_term(env, &info.kind), info.message.as_str(), traceback);
+    (atoms::error(), error).encode(env)
+}
