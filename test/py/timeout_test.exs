@@ -60,17 +60,50 @@ defmodule Py.TimeoutTest do
     assert Py.eval(ctx, "1 + 1") == {:ok, 2}
   end
 
-  test "a reply arriving at the deadline is still delivered" do
-    # Whatever the race between the reply and the timeout, the result is either
-    # the value or a timeout error, and no stray reply is left in the mailbox.
-    for _ <- 1..50 do
-      case Py.eval("__import__('time').sleep(0.002) or 7", %{}, timeout: 2) do
-        {:ok, 7} -> :ok
-        {:error, %Py.Error{type: :timeout}} -> :ok
+  test "at the deadline a call gets its value or a timeout, exactly one answer" do
+    # A context of its own, with a worker per call, so that calls left
+    # running by the interrupt (time.sleep only returns to Python code when
+    # it is done) do not hold up the next ones.
+    ctx = Py.Context.new(max_workers: 64)
+
+    :ok =
+      Py.exec(ctx, """
+      import time
+      finished = []
+      def work(i, seconds):
+          time.sleep(seconds)
+          finished.append(i)
+          return i
+      """)
+
+    # Durations around a 2 ms deadline, where the reply and the timeout race;
+    # every fifth call cannot finish before it.
+    results =
+      for i <- 1..60 do
+        seconds = if rem(i, 5) == 0, do: 0.5, else: rem(i, 5) / 1000
+        {i, seconds, Py.call(ctx, :__main__, :work, [i, seconds], timeout: 2)}
+      end
+
+    for {i, seconds, result} <- results do
+      case result do
+        {:ok, ^i} -> assert seconds < 0.5, "call #{i} outlived its deadline and still replied"
+        {:error, %Py.Error{type: :timeout, message: "Python call exceeded 2 ms"}} -> :ok
       end
     end
 
-    Process.sleep(50)
+    # The timeout is not a formality: the calls that could not finish timed out.
+    assert for({_, 0.5, result} <- results, do: result) ==
+             List.duplicate(
+               {:error, %Py.Error{type: :timeout, message: "Python call exceeded 2 ms"}},
+               12
+             )
+
+    # Once they could have finished: they were interrupted (or dropped before
+    # they ran) and never got past their sleep, and no reply that lost the
+    # race is delivered later.
+    Process.sleep(600)
+    {:ok, finished} = Py.eval(ctx, "finished")
+    assert for({i, 0.5, _} <- results, i in finished, do: i) == []
     {:messages, messages} = Process.info(self(), :messages)
     assert messages == []
   end
