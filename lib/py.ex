@@ -263,7 +263,9 @@ defmodule Py do
   `call(module, function, args, opts)` on the caller's context;
   `call(ctx, module, function)`, `call(ctx, module, function, args)`,
   `call(ctx, module, function, args, opts)` on `ctx`. Options: `:kwargs`,
-  `:timeout`, and `:node` in the routed forms.
+  `:timeout`, and `:node` in the routed forms. The routed forms run on a
+  context of the pool the module or function is routed to with
+  `Py.Context.register_pool/2,3`, if any.
 
   ## Examples
 
@@ -277,7 +279,7 @@ defmodule Py do
   """
   @spec call(name, name) :: result
   def call(module, function),
-    do: call_run(context(), module, function, [], %{}, default_timeout())
+    do: call_run(call_context(module, function), module, function, [], %{}, default_timeout())
 
   @doc """
   `call(module, function, args)` on the caller's context;
@@ -298,7 +300,7 @@ defmodule Py do
     do: call_run(ctx, module, function, [], %{}, default_timeout())
 
   def call(module, function, args),
-    do: call_run(context(), module, function, args, %{}, default_timeout())
+    do: call_run(call_context(module, function), module, function, args, %{}, default_timeout())
 
   @doc """
   `call(module, function, args, opts)` on the caller's context (options
@@ -324,7 +326,7 @@ defmodule Py do
       remote_opts = [timeout: timeout, kwargs: kwargs]
       Py.Remote.call(node, :call, [module, function, args, remote_opts], timeout)
     else
-      call_run(context(), module, function, args, kwargs, timeout)
+      call_run(call_context(module, function), module, function, args, kwargs, timeout)
     end
   end
 
@@ -344,6 +346,15 @@ defmodule Py do
   end
 
   def call(other, _module, _function, _args, _opts), do: not_a_context!(other, "Py.call/5")
+
+  # The routed forms' context: the caller's (context/0), unless the module or
+  # function was routed to another pool with Py.Context.register_pool/2,3.
+  defp call_context(module, function) do
+    case Context.pool_for(module, function) do
+      :default -> context()
+      pool -> Context.route(pool)
+    end
+  end
 
   defp call_run(ctx, module, function, args, kwargs, timeout) do
     module = Options.value!(module, :module, "module for Py.call")

@@ -1,340 +1,906 @@
-%% @doc Erlang interface to pybridge: call Python from Erlang.
+%% @doc Erlang interface to pybridge, compatible with erlang_python 4.1's
+%% `py' module: a program written against erlang_python runs on pybridge
+%% after swapping the dependency.
 %%
-%% This module only delegates to the Elixir modules `Py' and `Py.Context'
-%% (there is one implementation); see their documentation for the details of
-%% conversion, process-bound environments, contexts and options.
+%% This module translates and delegates; the one implementation is the
+%% Elixir modules `Py' and `Py.Context' (see their documentation and the
+%% "Erlang" guide, which lists every difference from erlang_python). Values
+%% cross in erlang_python's shapes: Python `None' is `none' (and `none',
+%% `nil' and `undefined' become `None'), `{bytes, Bin}' is Python `bytes',
+%% module and function names are atoms, binaries or strings.
 %%
-%% Results are `{ok, Value}', `ok' (for exec) or `{error, Reason}', where
-%% `Reason' is a `#{'__struct__' := 'Elixir.Py.Error', type := Type,
-%% message := Msg, traceback := Tb}' map: `Type' is the Python exception class
-%% name as a binary (`<<"ValueError">>') or an atom (`timeout', `conversion',
-%% `closed', `noconnection', `erpc', `remote_exit', `internal').
+%% == Contexts ==
+%% A context is a pid, as in erlang_python: {@link context/0,1} return it,
+%% every `Ctx' argument takes it (a `Py.Context' map is accepted too), and
+%% `erlang:monitor(process, Ctx)' reports `shutdown' when the context closes.
+%% Calls never pass through that process.
+%%
+%% == Errors ==
+%% Every call returns `{error, Reason}' on failure, with `Reason' one of:
+%% <ul>
+%% <li>`{TypeAtom, Message}': Python raised; `TypeAtom' is the exception's
+%%     class name (`` 'ValueError' ''), `Message' its text as a string
+%%     (`{'StopIteration', none}' for `StopIteration'). The traceback is in
+%%     {@link last_error/0}.</li>
+%% <li>`timeout': the call ran past its timeout and was interrupted.</li>
+%% <li>`{Kind, Message}' with a lowercase `Kind' when pybridge itself gave
+%%     up: `conversion' (a value has no counterpart on the other side),
+%%     `closed' (the context was closed, or the pid is not a context),
+%%     `not_started' (Python is not running), `badarg', `internal' (a bug,
+%%     caught), `context_failed', and for calls on other nodes
+%%     `noconnection', `erpc', `remote_exit'. Python class names are
+%%     capitalised, so the two never collide.</li>
+%% </ul>
+%% Bad arguments on the Erlang side (a name that is not an atom, binary or
+%% string, arguments that are not a list) raise an `error' exception.
 %%
 %% ```
 %% {ok, 2} = py:eval(<<"1 + 1">>),
 %% {ok, 4.0} = py:call(math, sqrt, [16]),
+%% {ok, none} = py:eval(<<"None">>),
+%% {error, {'ZeroDivisionError', "division by zero"}} = py:eval(<<"1 / 0">>),
 %% Ctx = py:context(1),
-%% ok = py:exec(Ctx, <<"counter = 0">>),
-%% ok = py:exec(Ctx, <<"counter += 1">>),
+%% ok = py:exec(Ctx, <<"counter = 1">>),
 %% {ok, 1} = py:eval(Ctx, <<"counter">>).
 %% '''
 -module(py).
 
 -export([
+    %% erlang_python 4.1
+    call/3, call/4, call/5,
+    cast/3, cast/4, cast/5,
+    spawn_call/3, spawn_call/4, spawn_call/5,
+    await/1, await/2,
     eval/1, eval/2, eval/3,
     exec/1, exec/2,
-    call/3, call/4, call/5,
+    stream/3, stream/4,
+    stream_eval/1, stream_eval/2,
+    version/0,
+    memory_stats/0,
+    gc/0, gc/1,
+    parallel/1,
+    subinterp_supported/0,
+    execution_mode/0,
+    reload/1,
     context/0, context/1,
+    start_contexts/0, start_contexts/1,
+    stop_contexts/0,
     contexts_started/0,
+    call_method/3,
+    getattr/2,
+    to_term/1,
+    is_ref/1,
+    register_pool/2,
+    unregister_pool/1,
+    %% pybridge additions
+    last_error/0,
     bind/0, bind/1,
     unbind/0, unbind/1,
     with_context/1,
     ctx_call/4, ctx_call/5, ctx_call/6,
     ctx_eval/2, ctx_eval/3, ctx_eval/4,
-    ctx_exec/2,
-    reload/1
+    ctx_exec/2
 ]).
 
--export_type([context/0, error/0, code/0, timeout_ms/0]).
+%% Used by py_context_router.
+-export([ctx/1]).
+
+-export_type([py_result/0, py_ref/0, context/0, reason/0]).
 
 -define(PY, 'Elixir.Py').
 -define(CTX, 'Elixir.Py.Context').
+-define(SUP, 'Elixir.Py.Context.Supervisor').
+-define(LAST_ERROR, {?MODULE, last_error}).
+-define(AWAIT_TIMEOUT, 30000).
 
--type context() :: #{'__struct__' := 'Elixir.Py.Context', pool := atom(),
-                     index := pos_integer(), ref := reference()}.
-%% A context handle, as returned by {@link context/1}.
+-type context() :: pid().
+%% A context, as returned by {@link context/0,1}.
 
--type error() :: #{'__struct__' := 'Elixir.Py.Error', type := binary() | atom(),
-                   message := binary(), traceback := binary() | nil,
-                   '__exception__' := true}.
-%% The `Py.Error' exception map.
+-type reason() :: {atom(), string() | none} | timeout.
+%% See "Errors" above.
 
--type code() :: unicode:chardata().
-%% Python source: a binary or an iolist/string.
+-type py_result() :: {ok, term()} | {error, reason()}.
 
--type timeout_ms() :: non_neg_integer() | infinity.
+-type py_ref() :: #{'__struct__' := 'Elixir.Py.Object', atom() => term()}.
+%% A handle on a Python object with no plain Erlang counterpart.
 
--type name() :: atom() | binary().
-
+-type ctx_arg() :: context() | #{'__struct__' := 'Elixir.Py.Context', atom() => term()}.
+-type name() :: atom() | binary() | string().
+-type code() :: binary() | string().
 -type locals() :: #{atom() | binary() => term()}.
-
--type kwargs() :: #{atom() | binary() => term()} | [{atom(), term()}].
+-type kwargs() :: #{atom() | binary() => term()} | [{atom() | binary(), term()}].
 
 %%====================================================================
-%% eval / exec / call
+%% call
 %%====================================================================
 
-%% @doc Evaluates a Python expression on the caller's context.
+%% @doc Calls `Module:Func(Args...)' in Python on the caller's context (or
+%% the pool `Module' is routed to with {@link register_pool/2}), with the
+%% default timeout (`config :pybridge, timeout', 30 s unless set).
+%%
+%% Returns `{ok, Value}' or `{error, Reason}' (see "Errors").
 %%
 %% ```
-%% {ok, 3} = py:eval(<<"1 + 2">>).
+%% {ok, 4.0} = py:call(math, sqrt, [16]),
+%% {ok, <<"a/b">>} = py:call("os.path", <<"join">>, [<<"a">>, <<"b">>]).
 %% '''
--spec eval(code()) -> {ok, term()} | {error, error()}.
-eval(Code) ->
-    ?PY:eval(Code).
+-spec call(name(), name(), list()) -> py_result().
+call(Module, Func, Args) ->
+    result(?PY:call(name(Module), name(Func), in(Args))).
 
-%% @doc `eval(Code, Locals)' evaluates `Code' with the variables `Locals'
-%% (visible to this evaluation only); `eval(Ctx, Code)' evaluates `Code' on
-%% the context `Ctx'.
+%% @doc `call(Ctx, Module, Func, Args)' calls on the context `Ctx' with no
+%% timeout (as erlang_python); `call(Pool, Module, Func, Args)' calls on the
+%% caller's context of the pool `Pool' (the function name must then be an
+%% atom or binary); `call(Module, Func, Args, Kwargs)' calls with keyword
+%% arguments (a map or a proplist).
+%%
+%% Returns `{ok, Value}' or `{error, Reason}' (see "Errors").
+%%
+%% ```
+%% {ok, 255} = py:call(builtins, int, [<<"ff">>], #{base => 16}),
+%% {ok, 3.0} = py:call(py:context(1), math, sqrt, [9]),
+%% {ok, 2.0} = py:call(default, math, sqrt, [4]).
+%% '''
+-spec call(ctx_arg(), name(), name(), list()) -> py_result();
+          (atom(), name(), atom() | binary(), list()) -> py_result();
+          (name(), name(), list(), kwargs()) -> py_result().
+call(Ctx, Module, Func, Args) when is_pid(Ctx); is_map(Ctx) ->
+    ctx_run(Ctx, fun(C) ->
+        ?PY:call(C, name(Module), name(Func), in(Args), [{timeout, infinity}])
+    end);
+call(Pool, Module, Func, Args) when is_atom(Pool), (is_atom(Func) orelse is_binary(Func)),
+                                    is_list(Args) ->
+    pool_call(Pool, Module, Func, Args, #{}, default);
+call(Module, Func, Args, Kwargs) ->
+    result(?PY:call(name(Module), name(Func), in(Args), [{kwargs, in_kwargs(Kwargs)}])).
+
+%% @doc `call(Ctx, Module, Func, Args, Opts)' calls on `Ctx' with the options
+%% map `#{kwargs => Kwargs, timeout => Ms}' (no timeout unless given);
+%% `call(Pool, Module, Func, Args, Kwargs)' calls on `Pool' with keyword
+%% arguments; `call(Module, Func, Args, Kwargs, Timeout)' calls with keyword
+%% arguments and a timeout in milliseconds (or `infinity').
+%%
+%% Returns `{ok, Value}' or `{error, Reason}' (see "Errors"); `{error,
+%% timeout}' when the timeout passed.
+%%
+%% ```
+%% {ok, 255} = py:call(builtins, int, [<<"ff">>], #{base => 16}, 5000),
+%% {ok, 3} = py:call(py:context(1), builtins, int, [<<"11">>], #{kwargs => #{base => 2}}).
+%% '''
+-spec call(ctx_arg(), name(), name(), list(), map()) -> py_result();
+          (atom(), name(), atom() | binary(), list(), kwargs()) -> py_result();
+          (name(), name(), list(), kwargs(), timeout()) -> py_result().
+call(Ctx, Module, Func, Args, Opts) when (is_pid(Ctx) orelse is_map(Ctx)), is_map(Opts) ->
+    ctx_run(Ctx, fun(C) ->
+        ?PY:call(C, name(Module), name(Func), in(Args), ctx_opts(Opts))
+    end);
+call(Pool, Module, Func, Args, Kwargs) when is_atom(Pool), (is_atom(Func) orelse is_binary(Func)),
+                                            is_list(Args), is_map(Kwargs) ->
+    pool_call(Pool, Module, Func, Args, Kwargs, default);
+call(Module, Func, Args, Kwargs, Timeout) ->
+    result(?PY:call(name(Module), name(Func), in(Args),
+                    [{kwargs, in_kwargs(Kwargs)}, {timeout, Timeout}])).
+
+pool_call(Pool, Module, Func, Args, Kwargs, Timeout) ->
+    Opts = [{kwargs, in_kwargs(Kwargs)} | timeout_opt(Timeout)],
+    result(?PY:call(?PY:context(Pool), name(Module), name(Func), in(Args), Opts)).
+
+%% Options of the context-first forms: erlang_python waits forever unless
+%% told otherwise.
+ctx_opts(Opts) ->
+    case maps:get(return, Opts, value) of
+        value -> ok;
+        Other -> error({unsupported_option, {return, Other}})
+    end,
+    [{kwargs, in_kwargs(maps:get(kwargs, Opts, #{}))},
+     {timeout, maps:get(timeout, Opts, infinity)}].
+
+timeout_opt(default) -> [];
+timeout_opt(Timeout) -> [{timeout, Timeout}].
+
+%%====================================================================
+%% eval / exec
+%%====================================================================
+
+%% @doc Evaluates a Python expression in the caller's namespace of its
+%% context, with the default timeout.
+%%
+%% Returns `{ok, Value}' or `{error, Reason}' (see "Errors").
+%%
+%% ```
+%% {ok, 3} = py:eval(<<"1 + 2">>),
+%% {ok, 3} = py:eval("1 + 2").
+%% '''
+-spec eval(code()) -> py_result().
+eval(Code) ->
+    result(?PY:eval(Code)).
+
+%% @doc `eval(Ctx, Code)' evaluates on the context `Ctx' (no timeout);
+%% `eval(Code, Locals)' evaluates with the variables `Locals', visible to
+%% this evaluation only.
+%%
+%% Returns `{ok, Value}' or `{error, Reason}' (see "Errors").
 %%
 %% ```
 %% {ok, 6} = py:eval(<<"x * y">>, #{x => 2, y => 3}),
 %% {ok, 2} = py:eval(py:context(1), <<"1 + 1">>).
 %% '''
--spec eval(code(), locals()) -> {ok, term()} | {error, error()};
-          (context(), code()) -> {ok, term()} | {error, error()}.
-eval(CtxOrCode, CodeOrLocals) ->
-    ?PY:eval(CtxOrCode, CodeOrLocals).
+-spec eval(ctx_arg(), code()) -> py_result();
+          (code(), locals()) -> py_result().
+eval(Ctx, Code) when is_pid(Ctx); is_map(Ctx) ->
+    ctx_run(Ctx, fun(C) -> ?PY:eval(C, Code, #{}, [{timeout, infinity}]) end);
+eval(Code, Locals) ->
+    result(?PY:eval(Code, in_locals(Locals))).
 
-%% @doc `eval(Code, Locals, Timeout)' evaluates with a timeout in
-%% milliseconds; `eval(Ctx, Code, Locals)' evaluates on `Ctx'.
+%% @doc `eval(Ctx, Code, Locals)' evaluates on `Ctx' with `Locals' (no
+%% timeout); `eval(Code, Locals, Timeout)' evaluates with a timeout in
+%% milliseconds (or `infinity').
+%%
+%% Returns `{ok, Value}' or `{error, Reason}' (see "Errors"); `{error,
+%% timeout}' when the timeout passed.
 %%
 %% ```
 %% {ok, 2} = py:eval(<<"x + 1">>, #{x => 1}, 5000),
-%% {ok, 2} = py:eval(py:context(1), <<"x + 1">>, #{x => 1}).
+%% {error, timeout} = py:eval(<<"__import__('time').sleep(1)">>, #{}, 50).
 %% '''
--spec eval(code(), locals(), timeout_ms()) -> {ok, term()} | {error, error()};
-          (context(), code(), locals()) -> {ok, term()} | {error, error()}.
-eval(#{'__struct__' := 'Elixir.Py.Context'} = Ctx, Code, Locals) ->
-    ?PY:eval(Ctx, Code, Locals);
-eval(Code, Locals, Opts) when is_list(Opts) ->
-    ?PY:eval(Code, Locals, Opts);
+-spec eval(ctx_arg(), code(), locals()) -> py_result();
+          (code(), locals(), timeout()) -> py_result().
+eval(Ctx, Code, Locals) when is_pid(Ctx); is_map(Ctx) ->
+    ctx_run(Ctx, fun(C) -> ?PY:eval(C, Code, in_locals(Locals), [{timeout, infinity}]) end);
 eval(Code, Locals, Timeout) ->
-    ?PY:eval(Code, Locals, [{timeout, Timeout}]).
+    result(?PY:eval(Code, in_locals(Locals), [{timeout, Timeout}])).
 
-%% @doc Runs Python statements in the caller's namespace of its context.
+%% @doc Runs Python statements in the caller's namespace of its context:
+%% what they assign stays visible to the caller's later calls there.
+%%
+%% Returns `ok' or `{error, Reason}' (see "Errors").
 %%
 %% ```
 %% ok = py:exec(<<"x = 42">>),
 %% {ok, 42} = py:eval(<<"x">>).
 %% '''
--spec exec(code()) -> ok | {error, error()}.
+-spec exec(code()) -> ok | {error, reason()}.
 exec(Code) ->
-    ?PY:exec(Code).
+    result(?PY:exec(Code)).
 
-%% @doc Runs Python statements on the context `Ctx'.
+%% @doc Runs Python statements on the context `Ctx' (no timeout).
+%%
+%% Returns `ok' or `{error, Reason}' (see "Errors").
 %%
 %% ```
 %% ok = py:exec(py:context(1), <<"counter = 0">>).
 %% '''
--spec exec(context(), code()) -> ok | {error, error()}.
+-spec exec(ctx_arg(), code()) -> ok | {error, reason()}.
 exec(Ctx, Code) ->
-    ?PY:exec(Ctx, Code).
+    ctx_run(Ctx, fun(C) -> ?PY:exec(C, Code, [{timeout, infinity}]) end).
 
-%% @doc Calls `Module:Function(Args...)' in Python.
+%%====================================================================
+%% Asynchronous calls
+%%====================================================================
+
+%% @doc Starts `Module:Func(Args...)' in a new process and returns `ok'
+%% at once; the result is dropped.
 %%
 %% ```
-%% {ok, 4.0} = py:call(math, sqrt, [16]),
-%% {ok, <<"a/b">>} = py:call('os.path', join, [<<"a">>, <<"b">>]).
+%% ok = py:cast(builtins, print, [<<"hello">>]).
 %% '''
--spec call(name(), name(), list()) -> {ok, term()} | {error, error()}.
-call(Module, Function, Args) ->
-    ?PY:call(Module, Function, Args).
+-spec cast(name(), name(), list()) -> ok.
+cast(Module, Func, Args) ->
+    cast(Module, Func, Args, #{}).
 
-%% @doc `call(Module, Function, Args, Kwargs)' calls with keyword arguments;
-%% `call(Ctx, Module, Function, Args)' calls on the context `Ctx' (module
-%% `'__main__'' is the caller's namespace there).
+%% @doc `cast(Ctx, Module, Func, Args)' on the context `Ctx';
+%% `cast(Module, Func, Args, Kwargs)' with keyword arguments. Returns `ok'.
+-spec cast(ctx_arg(), name(), name(), list()) -> ok;
+          (name(), name(), list(), kwargs()) -> ok.
+cast(Ctx, Module, Func, Args) when is_pid(Ctx); is_map(Ctx) ->
+    cast(Ctx, Module, Func, Args, #{});
+cast(Module, Func, Args, Kwargs) ->
+    _ = spawn(fun() -> call(Module, Func, Args, Kwargs) end),
+    ok.
+
+%% @doc `cast(Ctx, Module, Func, Args, Kwargs)': on `Ctx' with keyword
+%% arguments. Returns `ok'.
+-spec cast(ctx_arg(), name(), name(), list(), kwargs()) -> ok.
+cast(Ctx, Module, Func, Args, Kwargs) when is_pid(Ctx); is_map(Ctx) ->
+    _ = spawn(fun() -> call(Ctx, Module, Func, Args, #{kwargs => Kwargs}) end),
+    ok.
+
+%% @doc Starts `Module:Func(Args...)' in a new process and returns a
+%% reference for {@link await/1,2}.
 %%
 %% ```
-%% {ok, 255} = py:call(builtins, int, [<<"ff">>], #{base => 16}),
-%% {ok, 3.0} = py:call(py:context(1), math, sqrt, [9]).
+%% Ref = py:spawn_call(math, sqrt, [16]),
+%% {ok, 4.0} = py:await(Ref).
 %% '''
--spec call(name(), name(), list(), kwargs()) -> {ok, term()} | {error, error()};
-          (context(), name(), name(), list()) -> {ok, term()} | {error, error()}.
-call(#{'__struct__' := 'Elixir.Py.Context'} = Ctx, Module, Function, Args) ->
-    ?PY:call(Ctx, Module, Function, Args);
-call(Module, Function, Args, Kwargs) ->
-    ?PY:call(Module, Function, Args, [{kwargs, Kwargs}]).
+-spec spawn_call(name(), name(), list()) -> reference().
+spawn_call(Module, Func, Args) ->
+    spawn_call(Module, Func, Args, #{}).
 
-%% @doc `call(Module, Function, Args, Kwargs, Timeout)' calls with keyword
-%% arguments and a timeout in milliseconds; `call(Ctx, Module, Function, Args,
-%% Kwargs)' calls on `Ctx' with keyword arguments (a list of `Py.call/5'
-%% options such as `[{timeout, 1000}]' is accepted in place of `Kwargs').
+%% @doc `spawn_call(Ctx, Module, Func, Args)' on the context `Ctx';
+%% `spawn_call(Module, Func, Args, Kwargs)' with keyword arguments.
+-spec spawn_call(ctx_arg(), name(), name(), list()) -> reference();
+                (name(), name(), list(), kwargs()) -> reference().
+spawn_call(Ctx, Module, Func, Args) when is_pid(Ctx); is_map(Ctx) ->
+    spawn_call(Ctx, Module, Func, Args, #{});
+spawn_call(Module, Func, Args, Kwargs) ->
+    spawn_reply(fun() -> call(Module, Func, Args, Kwargs) end).
+
+%% @doc `spawn_call(Ctx, Module, Func, Args, Kwargs)': on `Ctx' with keyword
+%% arguments.
+-spec spawn_call(ctx_arg(), name(), name(), list(), kwargs()) -> reference().
+spawn_call(Ctx, Module, Func, Args, Kwargs) when is_pid(Ctx); is_map(Ctx) ->
+    spawn_reply(fun() -> call(Ctx, Module, Func, Args, #{kwargs => Kwargs}) end).
+
+%% The result reaches the caller as {py_response, Ref, Result}; a call that
+%% raises (bad arguments) is reported as {error, {Class, Reason}}.
+spawn_reply(Fun) ->
+    Ref = make_ref(),
+    Parent = self(),
+    _ = spawn(fun() ->
+        Result = try Fun() catch Class:Reason -> {error, {Class, Reason}} end,
+        Parent ! {py_response, Ref, Result}
+    end),
+    Ref.
+
+%% @doc Waits up to 30 s for the result of {@link spawn_call/3,4,5}.
+%%
+%% Returns the call's result, or `{error, timeout}'.
+-spec await(reference()) -> py_result().
+await(Ref) ->
+    await(Ref, ?AWAIT_TIMEOUT).
+
+%% @doc Waits up to `Timeout' milliseconds for the result of
+%% {@link spawn_call/3,4,5}.
+%%
+%% Returns the call's result, or `{error, timeout}' (the call keeps running;
+%% its late reply stays in the mailbox).
+-spec await(reference(), timeout()) -> py_result().
+await(Ref, Timeout) ->
+    receive
+        {py_response, Ref, Result} -> Result
+    after Timeout ->
+        {error, timeout}
+    end.
+
+%%====================================================================
+%% Streams (eager)
+%%====================================================================
+
+%% @doc Calls the generator function `Module:Func(Args...)' and returns all
+%% it yields as a list.
+%%
+%% Returns `{ok, List}' or `{error, Reason}' (see "Errors").
 %%
 %% ```
-%% {ok, 255} = py:call(builtins, int, [<<"ff">>], #{base => 16}, 5000).
+%% {ok, [0, 1, 2]} = py:stream(builtins, range, [3]).
 %% '''
--spec call(name(), name(), list(), kwargs(), timeout_ms()) -> {ok, term()} | {error, error()};
-          (context(), name(), name(), list(), kwargs()) -> {ok, term()} | {error, error()}.
-%% With a context first, the fifth argument is the keyword arguments (a map
-%% or a proplist), as in `call/4'; use `ctx_call/6' for a timeout.
-call(#{'__struct__' := 'Elixir.Py.Context'} = Ctx, Module, Function, Args, Kwargs) ->
-    ?PY:call(Ctx, Module, Function, Args, [{kwargs, Kwargs}]);
-call(Module, Function, Args, Kwargs, Timeout) ->
-    ?PY:call(Module, Function, Args, [{kwargs, Kwargs}, {timeout, Timeout}]).
+-spec stream(name(), name(), list()) -> py_result().
+stream(Module, Func, Args) ->
+    stream(Module, Func, Args, #{}).
+
+%% @doc Like {@link stream/3}, with keyword arguments.
+-spec stream(name(), name(), list(), kwargs()) -> py_result().
+stream(Module, Func, Args, Kwargs) ->
+    Ctx = ?PY:context(),
+    collect(Ctx, ?PY:call(Ctx, name(Module), name(Func), in(Args),
+                          [{kwargs, in_kwargs(Kwargs)}])).
+
+%% @doc Evaluates an expression giving an iterable (a generator expression)
+%% and returns its items as a list.
+%%
+%% Returns `{ok, List}' or `{error, Reason}' (see "Errors").
+%%
+%% ```
+%% {ok, [0, 2, 4]} = py:stream_eval(<<"(x * 2 for x in range(3))">>).
+%% '''
+-spec stream_eval(code()) -> py_result().
+stream_eval(Code) ->
+    stream_eval(Code, #{}).
+
+%% @doc Like {@link stream_eval/1}, with local variables.
+-spec stream_eval(code(), locals()) -> py_result().
+stream_eval(Code, Locals) ->
+    Ctx = ?PY:context(),
+    collect(Ctx, ?PY:eval(Ctx, Code, in_locals(Locals))).
+
+collect(_Ctx, {ok, List}) when is_list(List) -> result({ok, List});
+collect(Ctx, {ok, Iterable}) -> result(?PY:call(Ctx, <<"builtins">>, <<"list">>, [Iterable]));
+collect(_Ctx, Error) -> result(Error).
+
+%%====================================================================
+%% Interpreter information
+%%====================================================================
+
+%% @doc The running Python's `sys.version'.
+%%
+%% Returns `{ok, Binary}', or `{error, {not_started, Message}}' when Python
+%% is not running.
+%%
+%% ```
+%% {ok, <<"3.", _/binary>>} = py:version().
+%% '''
+-spec version() -> {ok, binary()} | {error, reason()}.
+version() ->
+    case 'Elixir.Py.Runtime':info() of
+        #{version := Version} -> {ok, Version};
+        nil -> {error, {not_started, "Python is not running"}}
+    end.
+
+%% @doc Python's garbage-collector statistics: a map with `gc_stats' (one
+%% map per generation), `gc_count' and `gc_threshold' (tuples), and
+%% `traced_memory_current' and `traced_memory_peak' (bytes) while
+%% `tracemalloc' is tracing.
+%%
+%% Returns `{ok, Map}' or `{error, Reason}' (see "Errors").
+-spec memory_stats() -> {ok, map()} | {error, reason()}.
+memory_stats() ->
+    Code = <<"(lambda gc, tm: dict(gc_stats=gc.get_stats(), gc_count=gc.get_count(), "
+             "gc_threshold=gc.get_threshold(), **(dict(zip(('traced_memory_current', "
+             "'traced_memory_peak'), tm.get_traced_memory())) if tm.is_tracing() else {})))"
+             "(__import__('gc'), __import__('tracemalloc'))">>,
+    case result(?PY:eval(Code)) of
+        {ok, Stats} -> {ok, maps:fold(fun(K, V, Acc) -> Acc#{binary_to_atom(K) => V} end,
+                                      #{}, Stats)};
+        Error -> Error
+    end.
+
+%% @doc Runs a full garbage collection (`gc.collect()').
+%%
+%% Returns `{ok, Unreachable}' (the number of unreachable objects found) or
+%% `{error, Reason}' (see "Errors").
+-spec gc() -> {ok, non_neg_integer()} | {error, reason()}.
+gc() ->
+    result(?PY:call(<<"gc">>, <<"collect">>, [])).
+
+%% @doc Collects generations `0' to `Generation' (0, 1 or 2).
+%%
+%% Returns `{ok, Unreachable}' or `{error, Reason}' (see "Errors").
+-spec gc(0..2) -> {ok, non_neg_integer()} | {error, reason()}.
+gc(Generation) when Generation >= 0, Generation =< 2 ->
+    result(?PY:call(<<"gc">>, <<"collect">>, [Generation])).
+
+%% @doc Whether contexts can run in sub-interpreters with their own GIL
+%% (CPython 3.12 or newer).
+-spec subinterp_supported() -> boolean().
+subinterp_supported() ->
+    ?CTX:'subinterpreters_supported?'().
+
+%% @doc How the default pool's contexts run: `worker' (in the main
+%% interpreter, pybridge's `context_mode: main') or `owngil' (each in a
+%% sub-interpreter with its own GIL, `context_mode: subinterpreter').
+-spec execution_mode() -> worker | owngil.
+execution_mode() ->
+    case ?CTX:info(?PY:context(1)) of
+        #{mode := subinterpreter} -> owngil;
+        #{mode := main} -> worker
+    end.
+
+%% @doc Runs the calls `[{Module, Func, Args}]' concurrently, spread over the
+%% default pool's contexts, and returns their values in order. CPU-bound
+%% Python only runs in parallel on sub-interpreter contexts or a
+%% free-threaded Python; calls that release the GIL always overlap.
+%%
+%% Returns `{ok, Values}', or the first failed call's `{error, Reason}'
+%% (see "Errors"); `{error, timeout}' for a call still running after 30 s.
+%%
+%% ```
+%% {ok, [2.0, 3.0]} = py:parallel([{math, sqrt, [4]}, {math, sqrt, [9]}]).
+%% '''
+-spec parallel([{name(), name(), list()}]) -> {ok, list()} | {error, reason()}.
+parallel(Calls) when is_list(Calls) ->
+    Contexts = list_to_tuple(?CTX:contexts(default)),
+    N = tuple_size(Contexts),
+    Indexed = lists:zip(lists:seq(0, length(Calls) - 1), Calls),
+    Refs = [spawn_reply(fun() ->
+                Ctx = element(I rem N + 1, Contexts),
+                call(Ctx, M, F, A, #{timeout => ?AWAIT_TIMEOUT})
+            end) || {I, {M, F, A}} <- Indexed],
+    Results = [await(Ref, ?AWAIT_TIMEOUT) || Ref <- Refs],
+    case [E || {error, _} = E <- Results] of
+        [] -> {ok, [V || {ok, V} <- Results]};
+        [First | _] -> First
+    end.
+
+%% @doc Re-imports `Module' from its source in every context.
+%%
+%% Returns `ok', or `{error, [{context, Reason}]}' with the first failure
+%% (`Reason' as in "Errors").
+%%
+%% ```
+%% ok = py:reload(json),
+%% ok = py:reload("json").
+%% '''
+-spec reload(name()) -> ok | {error, [{context, reason()}]}.
+reload(Module) ->
+    case result(?PY:reload(name(Module))) of
+        ok -> ok;
+        {error, Reason} -> {error, [{context, Reason}]}
+    end.
 
 %%====================================================================
 %% Contexts
 %%====================================================================
 
-%% @doc The caller's context: the bound one, else one of the default pool
+%% @doc The caller's context: its bound one, else one of the default pool
 %% picked from the caller's pid (always the same for a process).
 %%
 %% ```
-%% Ctx = py:context().
+%% Ctx = py:context(),
+%% true = is_pid(Ctx).
 %% '''
 -spec context() -> context().
 context() ->
-    ?PY:context().
+    pid_of(?PY:context()).
 
 %% @doc `context(N)': context number `N' (1-based) of the default pool;
-%% `context(Pool)': the caller's context in the pool `Pool'.
+%% `context(Pool)': the caller's context in the pool `Pool'. Raises an
+%% `error' exception when there is no such context.
 %%
 %% ```
 %% Ctx = py:context(1).
 %% '''
 -spec context(pos_integer() | atom()) -> context().
 context(IndexOrPool) ->
-    ?PY:context(IndexOrPool).
+    pid_of(?PY:context(IndexOrPool)).
+
+%% @doc Starts the context pools if they are stopped, with the application
+%% settings.
+%%
+%% Returns `{ok, Contexts}' (the default pool's) or `{error, Reason}'.
+-spec start_contexts() -> {ok, [context()]} | {error, term()}.
+start_contexts() ->
+    start_contexts(#{}).
+
+%% @doc Starts the context pools if they are stopped, with `#{contexts =>
+%% N, mode => worker | owngil}' over the application settings. When they
+%% run already, nothing changes.
+%%
+%% Returns `{ok, Contexts}' (the default pool's) or `{error, Reason}'.
+-spec start_contexts(#{contexts => pos_integer(), mode => worker | owngil}) ->
+    {ok, [context()]} | {error, term()}.
+start_contexts(Opts) when is_map(Opts) ->
+    Settings = [{num_contexts, N} || #{contexts := N} <- [Opts]] ++
+               [{context_mode, mode(M)} || #{mode := M} <- [Opts]],
+    case ?SUP:start_pools(Settings) of
+        {ok, Contexts} -> {ok, [pid_of(C) || C <- Contexts]};
+        {error, _} = Error -> Error
+    end.
+
+mode(worker) -> main;
+mode(owngil) -> subinterpreter;
+mode(Other) -> error({badarg, {mode, Other}}).
+
+%% @doc Stops every context pool: their contexts close and their pids exit
+%% with `shutdown'. Returns `ok'.
+-spec stop_contexts() -> ok.
+stop_contexts() ->
+    ?SUP:stop_pools().
 
 %% @doc Whether the default context pool is running.
-%%
-%% ```
-%% true = py:contexts_started().
-%% '''
 -spec contexts_started() -> boolean().
 contexts_started() ->
     ?CTX:'pool_started?'(default).
 
-%% @doc Binds the caller's current context to the calling process, so later
-%% calls keep running on it (and keep their Python state).
+%% @doc Routes calls of `Module' (or of `{Module, Func}') made with the
+%% routed forms of {@link call/3,4,5} to the pool `Pool'. Returns `ok'.
 %%
 %% ```
-%% ok = py:bind(),
-%% ok = py:exec(<<"x = 1">>),
-%% ok = py:unbind().
+%% ok = py:register_pool(default, json),
+%% ok = py:unregister_pool(json).
 %% '''
+-spec register_pool(atom(), name() | {name(), name()}) -> ok.
+register_pool(Pool, {Module, Func}) ->
+    ?CTX:register_pool(Pool, name(Module), name(Func));
+register_pool(Pool, Module) ->
+    ?CTX:register_pool(Pool, name(Module)).
+
+%% @doc Removes a routing made with {@link register_pool/2}. Returns `ok'.
+-spec unregister_pool(name() | {name(), name()}) -> ok.
+unregister_pool({Module, Func}) ->
+    ?CTX:unregister_pool(name(Module), name(Func));
+unregister_pool(Module) ->
+    ?CTX:unregister_pool(name(Module)).
+
+%%====================================================================
+%% Object handles
+%%====================================================================
+
+%% @doc Calls method `Method' of the object `Ref'.
+%%
+%% Returns `{ok, Value}' or `{error, Reason}' (see "Errors").
+%%
+%% ```
+%% {ok, Date} = py:call(datetime, date, [2024, 5, 17]),
+%% {ok, <<"2024-05-17">>} = py:call_method(Date, isoformat, []).
+%% '''
+-spec call_method(py_ref(), name(), list()) -> py_result().
+call_method(Ref, Method, Args) ->
+    result(?PY:call_method(Ref, name(Method), in(Args))).
+
+%% @doc Reads the attribute `Name' of the object `Ref'.
+%%
+%% Returns `{ok, Value}' or `{error, Reason}' (see "Errors").
+%%
+%% ```
+%% {ok, Date} = py:call(datetime, date, [2024, 5, 17]),
+%% {ok, 2024} = py:getattr(Date, year).
+%% '''
+-spec getattr(py_ref(), name()) -> py_result().
+getattr(Ref, Name) ->
+    result(?PY:getattr(Ref, name(Name))).
+
+%% @doc The Erlang term for the object `Ref'. Handles only stand for objects
+%% that have no plainer term, so this is `{ok, Ref}' for a handle; any other
+%% term is returned as it is.
+-spec to_term(term()) -> {ok, term()}.
+to_term(Term) ->
+    {ok, Term}.
+
+%% @doc Whether `Term' is an object handle.
+-spec is_ref(term()) -> boolean().
+is_ref(#{'__struct__' := 'Elixir.Py.Object'}) -> true;
+is_ref(_) -> false.
+
+%%====================================================================
+%% pybridge additions
+%%====================================================================
+
+%% @doc The caller's last error from this module: `none', or a map with
+%% the `reason' returned, the `type' (atom), `message' (binary) and
+%% `traceback' (the formatted Python traceback as a binary, or `none').
+%%
+%% ```
+%% {error, {'ZeroDivisionError', _}} = py:eval(<<"1 / 0">>),
+%% #{type := 'ZeroDivisionError', traceback := <<"Traceback", _/binary>>} = py:last_error().
+%% '''
+-spec last_error() -> none | #{reason := reason(), type := atom(), message := binary(),
+                               traceback := binary() | none}.
+last_error() ->
+    case get(?LAST_ERROR) of
+        undefined -> none;
+        Error -> Error
+    end.
+
+%% @doc Binds the caller's current context to the calling process. Returns
+%% `ok'.
 -spec bind() -> ok.
 bind() ->
     ?CTX:bind(?PY:context()).
 
-%% @doc `bind(new)' starts a dedicated context owned by the caller and returns
-%% it (closed by {@link unbind/1} or when the caller exits); `bind(Ctx)' binds
-%% `Ctx' to the calling process.
-%%
-%% ```
-%% {ok, Ctx} = py:bind(new),
-%% ok = py:exec(Ctx, <<"x = 1">>),
-%% ok = py:unbind(Ctx).
-%% '''
+%% @doc `bind(new)' starts a dedicated context owned by the caller and
+%% returns `{ok, Ctx}' (closed by {@link unbind/1} or when the caller exits);
+%% `bind(Ctx)' binds `Ctx' to the calling process and returns `ok'.
 -spec bind(new) -> {ok, context()};
-          (context()) -> ok.
+          (ctx_arg()) -> ok.
 bind(new) ->
-    {ok, ?CTX:new([])};
-bind(#{'__struct__' := 'Elixir.Py.Context'} = Ctx) ->
-    ?CTX:bind(Ctx).
+    {ok, pid_of(?CTX:new([]))};
+bind(Ctx) ->
+    ?CTX:bind(ctx(Ctx)).
 
-%% @doc Removes the calling process's binding.
-%%
-%% ```
-%% ok = py:unbind().
-%% '''
+%% @doc Removes the calling process's binding. Returns `ok'.
 -spec unbind() -> ok.
 unbind() ->
     ?CTX:unbind().
 
 %% @doc Releases `Ctx': unbinds it if it is the caller's bound context, and
-%% closes it if it is a dedicated context from {@link bind/1}.
-%%
-%% ```
-%% {ok, Ctx} = py:bind(new),
-%% ok = py:unbind(Ctx).
-%% '''
--spec unbind(context()) -> ok.
-unbind(#{'__struct__' := 'Elixir.Py.Context', pool := Pool} = Ctx) ->
-    case ?CTX:bound() of
-        Ctx -> ok = ?CTX:unbind();
-        _ -> ok
-    end,
-    case Pool of
-        dedicated -> ?CTX:close(Ctx);
-        _ -> ok
+%% closes it if it is a dedicated context from {@link bind/1}. Returns `ok'.
+-spec unbind(ctx_arg()) -> ok.
+unbind(Ctx0) ->
+    case ctx_or_none(Ctx0) of
+        none ->
+            ok;
+        #{pool := Pool} = Ctx ->
+            case ?CTX:bound() of
+                Ctx -> ok = ?CTX:unbind();
+                _ -> ok
+            end,
+            case Pool of
+                dedicated -> ?CTX:close(Ctx);
+                _ -> ok
+            end
     end.
 
 %% @doc Runs `Fun' with the caller's current context bound, restoring the
-%% previous binding afterwards (even on exceptions). Returns what `Fun'
-%% returns.
-%%
-%% ```
-%% {ok, 45} = py:with_context(fun() ->
-%%     ok = py:exec(<<"total = sum(range(10))">>),
-%%     py:eval(<<"total">>)
-%% end).
-%% '''
+%% previous binding afterwards. Returns what `Fun' returns.
 -spec with_context(fun(() -> Result)) -> Result.
 with_context(Fun) ->
     ?PY:with_context(Fun).
 
-%% @doc Calls `Module:Function(Args...)' on the context `Ctx'.
-%%
-%% ```
-%% {ok, 3.0} = py:ctx_call(py:context(1), math, sqrt, [9]).
-%% '''
--spec ctx_call(context(), name(), name(), list()) -> {ok, term()} | {error, error()}.
-ctx_call(Ctx, Module, Function, Args) ->
-    ?PY:call(Ctx, Module, Function, Args, []).
+%% @doc `call(Ctx, Module, Func, Args)' with the default timeout.
+-spec ctx_call(ctx_arg(), name(), name(), list()) -> py_result().
+ctx_call(Ctx, Module, Func, Args) ->
+    ctx_call(Ctx, Module, Func, Args, #{}).
 
-%% @doc Calls on `Ctx' with keyword arguments.
-%%
-%% ```
-%% {ok, 255} = py:ctx_call(py:context(1), builtins, int, [<<"ff">>], #{base => 16}).
-%% '''
--spec ctx_call(context(), name(), name(), list(), kwargs()) -> {ok, term()} | {error, error()}.
-ctx_call(Ctx, Module, Function, Args, Kwargs) ->
-    ?PY:call(Ctx, Module, Function, Args, [{kwargs, Kwargs}]).
+%% @doc Calls on `Ctx' with keyword arguments and the default timeout.
+-spec ctx_call(ctx_arg(), name(), name(), list(), kwargs()) -> py_result().
+ctx_call(Ctx, Module, Func, Args, Kwargs) ->
+    ctx_run(Ctx, fun(C) ->
+        ?PY:call(C, name(Module), name(Func), in(Args), [{kwargs, in_kwargs(Kwargs)}])
+    end).
 
-%% @doc Calls on `Ctx' with keyword arguments and a timeout in milliseconds.
-%%
-%% ```
-%% {ok, 255} = py:ctx_call(py:context(1), builtins, int, [<<"ff">>], #{base => 16}, 5000).
-%% '''
--spec ctx_call(context(), name(), name(), list(), kwargs(), timeout_ms()) ->
-    {ok, term()} | {error, error()}.
-ctx_call(Ctx, Module, Function, Args, Kwargs, Timeout) ->
-    ?PY:call(Ctx, Module, Function, Args, [{kwargs, Kwargs}, {timeout, Timeout}]).
+%% @doc Calls on `Ctx' with keyword arguments and a timeout.
+-spec ctx_call(ctx_arg(), name(), name(), list(), kwargs(), timeout()) -> py_result().
+ctx_call(Ctx, Module, Func, Args, Kwargs, Timeout) ->
+    ctx_run(Ctx, fun(C) ->
+        ?PY:call(C, name(Module), name(Func), in(Args),
+                 [{kwargs, in_kwargs(Kwargs)}, {timeout, Timeout}])
+    end).
 
-%% @doc Evaluates an expression on `Ctx'.
-%%
-%% ```
-%% {ok, 2} = py:ctx_eval(py:context(1), <<"1 + 1">>).
-%% '''
--spec ctx_eval(context(), code()) -> {ok, term()} | {error, error()}.
+%% @doc Evaluates on `Ctx' with the default timeout.
+-spec ctx_eval(ctx_arg(), code()) -> py_result().
 ctx_eval(Ctx, Code) ->
-    ?PY:eval(Ctx, Code, #{}, []).
+    ctx_eval(Ctx, Code, #{}).
 
-%% @doc Evaluates an expression on `Ctx' with local variables.
-%%
-%% ```
-%% {ok, 3} = py:ctx_eval(py:context(1), <<"x + 1">>, #{x => 2}).
-%% '''
--spec ctx_eval(context(), code(), locals()) -> {ok, term()} | {error, error()}.
+%% @doc Evaluates on `Ctx' with local variables and the default timeout.
+-spec ctx_eval(ctx_arg(), code(), locals()) -> py_result().
 ctx_eval(Ctx, Code, Locals) ->
-    ?PY:eval(Ctx, Code, Locals, []).
+    ctx_run(Ctx, fun(C) -> ?PY:eval(C, Code, in_locals(Locals), []) end).
 
-%% @doc Evaluates an expression on `Ctx' with local variables and a timeout in
-%% milliseconds.
-%%
-%% ```
-%% {ok, 3} = py:ctx_eval(py:context(1), <<"x + 1">>, #{x => 2}, 5000).
-%% '''
--spec ctx_eval(context(), code(), locals(), timeout_ms()) -> {ok, term()} | {error, error()}.
+%% @doc Evaluates on `Ctx' with local variables and a timeout.
+-spec ctx_eval(ctx_arg(), code(), locals(), timeout()) -> py_result().
 ctx_eval(Ctx, Code, Locals, Timeout) ->
-    ?PY:eval(Ctx, Code, Locals, [{timeout, Timeout}]).
+    ctx_run(Ctx, fun(C) -> ?PY:eval(C, Code, in_locals(Locals), [{timeout, Timeout}]) end).
 
-%% @doc Runs statements on `Ctx'.
-%%
-%% ```
-%% ok = py:ctx_exec(py:context(1), <<"x = 1">>).
-%% '''
--spec ctx_exec(context(), code()) -> ok | {error, error()}.
+%% @doc Runs statements on `Ctx' with the default timeout.
+-spec ctx_exec(ctx_arg(), code()) -> ok | {error, reason()}.
 ctx_exec(Ctx, Code) ->
-    ?PY:exec(Ctx, Code, []).
+    ctx_run(Ctx, fun(C) -> ?PY:exec(C, Code, []) end).
 
-%% @doc Re-imports `Module' from its source in every context.
-%%
-%% ```
-%% ok = py:reload(json).
-%% '''
--spec reload(name()) -> ok | {error, error()}.
-reload(Module) ->
-    ?PY:reload(Module).
+%%====================================================================
+%% Contexts: pid <-> Py.Context
+%%====================================================================
+
+%% @private The Py.Context of a context pid (or map); raises badarg when it
+%% is neither an open context nor a Py.Context.
+-spec ctx(ctx_arg()) -> map().
+ctx(Ctx) ->
+    case ctx_or_none(Ctx) of
+        none -> error({badarg, {not_a_context, Ctx}});
+        C -> C
+    end.
+
+ctx_or_none(Pid) when is_pid(Pid) ->
+    case ?CTX:from_pid(Pid) of
+        nil -> none;
+        Ctx -> Ctx
+    end;
+ctx_or_none(#{'__struct__' := 'Elixir.Py.Context'} = Ctx) ->
+    Ctx;
+ctx_or_none(Other) ->
+    error({badarg, {not_a_context, Other}}).
+
+%% Runs Fun on the context Ctx; a pid that is no open context gives the
+%% same error as a closed context.
+ctx_run(Ctx, Fun) ->
+    case ctx_or_none(Ctx) of
+        none ->
+            result({error, 'Elixir.Py.Error':exception(
+                [{type, closed},
+                 {message, iolist_to_binary(io_lib:format(
+                     "no open pybridge context has the pid ~p", [Ctx]))}])});
+        C ->
+            result(Fun(C))
+    end.
+
+pid_of(#{pid := Pid}) -> Pid.
+
+%%====================================================================
+%% Translation at the boundary
+%%====================================================================
+
+%% Names: atoms and binaries pass; strings become binaries.
+name(Name) when is_atom(Name); is_binary(Name) -> Name;
+name(Name) when is_list(Name) ->
+    case unicode:characters_to_binary(Name) of
+        Bin when is_binary(Bin) -> Bin;
+        _ -> error({badarg, {name, Name}})
+    end;
+name(Name) ->
+    error({badarg, {name, Name}}).
+
+in_locals(Locals) when is_map(Locals) ->
+    maps:map(fun(_K, V) -> in(V) end, Locals);
+in_locals(Other) ->
+    Other.
+
+in_kwargs(Kwargs) when is_map(Kwargs) ->
+    maps:map(fun(_K, V) -> in(V) end, Kwargs);
+in_kwargs(Kwargs) when is_list(Kwargs) ->
+    [case KV of {K, V} -> {K, in(V)}; Other -> Other end || KV <- Kwargs];
+in_kwargs(Other) ->
+    Other.
+
+%% Arguments: erlang_python's spellings of None and bytes become pybridge's.
+%% The term is rebuilt only when it holds one (most do not).
+in(Term) ->
+    case needs_in(Term) of
+        true -> in_(Term);
+        false -> Term
+    end.
+
+needs_in(none) -> true;
+needs_in(undefined) -> true;
+needs_in({bytes, Bin}) when is_binary(Bin) -> true;
+needs_in([H | T]) -> needs_in(H) orelse needs_in(T);
+needs_in(T) when is_tuple(T) -> needs_in_tuple(T, tuple_size(T));
+needs_in(#{'__struct__' := _}) -> false;
+needs_in(M) when is_map(M) -> needs_in_map(maps:next(maps:iterator(M)));
+needs_in(_) -> false.
+
+needs_in_tuple(_T, 0) -> false;
+needs_in_tuple(T, I) -> needs_in(element(I, T)) orelse needs_in_tuple(T, I - 1).
+
+needs_in_map(none) -> false;
+needs_in_map({K, V, I}) -> needs_in(K) orelse needs_in(V) orelse needs_in_map(maps:next(I)).
+
+in_(none) -> nil;
+in_(undefined) -> nil;
+in_({bytes, Bin}) when is_binary(Bin) -> #{'__struct__' => 'Elixir.Py.Bytes', data => Bin};
+in_([H | T]) -> [in_(H) | in_(T)];
+in_(T) when is_tuple(T) -> list_to_tuple([in_(E) || E <- tuple_to_list(T)]);
+in_(#{'__struct__' := _} = S) -> S;
+in_(M) when is_map(M) -> maps:from_list([{in_(K), in_(V)} || {K, V} <- maps:to_list(M)]);
+in_(Other) -> Other.
+
+%% Results: Python None is `none'.
+out(Term) ->
+    case needs_out(Term) of
+        true -> out_(Term);
+        false -> Term
+    end.
+
+needs_out(nil) -> true;
+needs_out([H | T]) -> needs_out(H) orelse needs_out(T);
+needs_out(T) when is_tuple(T) -> needs_out_tuple(T, tuple_size(T));
+needs_out(#{'__struct__' := 'Elixir.Py.Object'}) -> false;
+needs_out(M) when is_map(M) -> needs_out_map(maps:next(maps:iterator(M)));
+needs_out(_) -> false.
+
+needs_out_tuple(_T, 0) -> false;
+needs_out_tuple(T, I) -> needs_out(element(I, T)) orelse needs_out_tuple(T, I - 1).
+
+needs_out_map(none) -> false;
+needs_out_map({K, V, I}) ->
+    needs_out(K) orelse needs_out(V) orelse needs_out_map(maps:next(I)).
+
+out_(nil) -> none;
+out_([H | T]) -> [out_(H) | out_(T)];
+out_(T) when is_tuple(T) -> list_to_tuple([out_(E) || E <- tuple_to_list(T)]);
+out_(#{'__struct__' := 'Elixir.Py.Object'} = O) -> O;
+out_(M) when is_map(M) -> maps:from_list([{out_(K), out_(V)} || {K, V} <- maps:to_list(M)]);
+out_(Other) -> Other.
+
+%% The one translation of results: Elixir's {ok, V} | ok | {error, %Py.Error{}}
+%% into erlang_python's shapes (see "Errors" in the module doc).
+result(ok) ->
+    ok;
+result({ok, Value}) ->
+    {ok, out(Value)};
+result({error, #{'__struct__' := 'Elixir.Py.Error', type := Type, message := Message} = E}) ->
+    Reason = reason(Type, Message),
+    put(?LAST_ERROR, #{reason => Reason,
+                       type => type_atom(Type),
+                       message => message_binary(Message),
+                       traceback => case maps:get(traceback, E, nil) of
+                                        nil -> none;
+                                        Tb -> Tb
+                                    end}),
+    {error, Reason}.
+
+reason(timeout, _Message) -> timeout;
+reason(<<"StopIteration">>, _Message) -> {'StopIteration', none};
+reason(Type, Message) -> {type_atom(Type), message_string(Message)}.
+
+type_atom(Type) when is_atom(Type) -> Type;
+type_atom(Type) when is_binary(Type) -> binary_to_atom(Type, utf8).
+
+message_binary(Message) when is_binary(Message) -> Message;
+message_binary(nil) -> <<>>;
+message_binary(Message) -> unicode:characters_to_binary(io_lib:format("~tp", [Message])).
+
+message_string(Message) ->
+    Bin = message_binary(Message),
+    case unicode:characters_to_list(Bin) of
+        List when is_list(List) -> List;
+        _ -> binary_to_list(Bin)
+    end.

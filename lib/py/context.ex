@@ -37,10 +37,14 @@ defmodule Py.Context do
   alias Py.Context.{Pools, Registry}
 
   @enforce_keys [:pool, :index, :ref]
-  defstruct [:pool, :index, :ref]
+  defstruct [:pool, :index, :ref, :pid]
 
-  @typedoc "A context handle. `ref` is the NIF resource; the handle is only valid on its node."
-  @type t :: %__MODULE__{pool: atom, index: pos_integer, ref: reference()}
+  @typedoc """
+  A context handle. `ref` is the NIF resource; `pid` is a process that lives
+  exactly as long as the context (see `pid/1`). The handle is only valid on
+  its node.
+  """
+  @type t :: %__MODULE__{pool: atom, index: pos_integer, ref: reference(), pid: pid | nil}
 
   @typedoc "The map returned by `info/1`."
   @type info :: %{
@@ -64,6 +68,7 @@ defmodule Py.Context do
   @type mode :: :main | :subinterpreter
 
   @bound_key :"$py_context"
+  @routes_key {__MODULE__, :pool_routes}
 
   @doc """
   Binds `ctx` to the calling process: from now on its calls without an
@@ -242,6 +247,196 @@ defmodule Py.Context do
   """
   @spec pools() :: [atom]
   def pools, do: Pools.names()
+
+  @doc """
+  The process that stands for `ctx`: it lives exactly as long as the context
+  and exits with reason `:shutdown` when the context is closed (a dedicated
+  context by `close/1` or its owner's exit, a pool context when its pool
+  stops). Monitor it to learn that a context went away; `from_pid/1` turns it
+  back into the context. It runs no Python: calls never go through it.
+
+  ## Example
+
+      ctx = Py.Context.new()
+      mref = Process.monitor(Py.Context.pid(ctx))
+      :ok = Py.Context.close(ctx)
+      receive do
+        {:DOWN, ^mref, :process, _, :shutdown} -> :closed
+      end
+  """
+  @spec pid(t) :: pid
+  def pid(%__MODULE__{pid: pid}) when is_pid(pid), do: pid
+
+  @doc """
+  The context whose process (`pid/1`) is `pid`, or `nil` when `pid` is not
+  the process of an open context of this node.
+
+  Constant time: a `:persistent_term` read for pool contexts, an ETS read for
+  dedicated ones.
+
+  ## Example
+
+      ctx = Py.context(1)
+      ^ctx = Py.Context.from_pid(Py.Context.pid(ctx))
+      nil = Py.Context.from_pid(self())
+  """
+  @spec from_pid(pid) :: t | nil
+  def from_pid(pid) when is_pid(pid) do
+    case :persistent_term.get({__MODULE__, pid}, nil) do
+      nil -> Registry.dedicated_by_pid(pid)
+      ctx -> ctx
+    end
+  end
+
+  @doc false
+  # Starts the process standing for a context being created (see `pid/1`),
+  # linked to the caller, which owns the context and ends the process with
+  # `stop_pid/1` when it closes the context.
+  @spec start_pid() :: pid
+  def start_pid, do: spawn_link(fn -> :timer.sleep(:infinity) end)
+
+  @doc false
+  @spec stop_pid(t) :: :ok
+  def stop_pid(%__MODULE__{pid: pid}) when is_pid(pid) do
+    Process.unlink(pid)
+    Process.exit(pid, :shutdown)
+    :ok
+  end
+
+  def stop_pid(%__MODULE__{}), do: :ok
+
+  @doc """
+  Routes calls of `module` (every function) to `pool`: from now on
+  `Py.call/3,4` without an explicit context run them on `pool`'s context for
+  the caller (its bound context when that belongs to `pool`). `pool` must be
+  started. A registration for `{module, function}` (`register_pool/3`) takes
+  precedence. Registrations are global to the node and meant to be made at
+  start-up: each one rewrites a `:persistent_term`.
+
+  ## Example
+
+      :ok = Py.Context.register_pool(:default, :json)
+      {:ok, "[1]"} = Py.call(:json, :dumps, [[1]])
+      :ok = Py.Context.unregister_pool(:json)
+  """
+  @spec register_pool(atom, Py.name()) :: :ok
+  def register_pool(pool, module) when is_atom(pool) do
+    pool!(pool)
+    put_route({route_name!(module, "module"), nil}, pool)
+  end
+
+  @doc """
+  Routes calls of `module.function` to `pool`; see `register_pool/2`.
+
+  ## Example
+
+      :ok = Py.Context.register_pool(:default, :json, :dumps)
+      :ok = Py.Context.unregister_pool(:json, :dumps)
+  """
+  @spec register_pool(atom, Py.name(), Py.name()) :: :ok
+  def register_pool(pool, module, function) when is_atom(pool) do
+    pool!(pool)
+    put_route({route_name!(module, "module"), route_name!(function, "function")}, pool)
+  end
+
+  @doc """
+  Removes the routing of `module` made with `register_pool/2`. Returns `:ok`
+  also when there was none.
+
+  ## Example
+
+      :ok = Py.Context.unregister_pool(:json)
+  """
+  @spec unregister_pool(Py.name()) :: :ok
+  def unregister_pool(module), do: delete_route({route_name!(module, "module"), nil})
+
+  @doc """
+  Removes the routing of `module.function` made with `register_pool/3`.
+
+  ## Example
+
+      :ok = Py.Context.unregister_pool(:json, :dumps)
+  """
+  @spec unregister_pool(Py.name(), Py.name()) :: :ok
+  def unregister_pool(module, function),
+    do: delete_route({route_name!(module, "module"), route_name!(function, "function")})
+
+  @doc """
+  The pool calls of `module.function` are routed to: the one registered for
+  `{module, function}`, else for `module`, else `:default`.
+
+  ## Example
+
+      :default = Py.Context.pool_for(:math, :sqrt)
+  """
+  @spec pool_for(Py.name(), Py.name()) :: atom
+  def pool_for(module, function) do
+    case :persistent_term.get(@routes_key, nil) do
+      nil -> :default
+      routes -> lookup_route(routes, module, function)
+    end
+  end
+
+  defp lookup_route(routes, module, function) do
+    module = route_key(module)
+    function = route_key(function)
+
+    case routes do
+      %{{^module, ^function} => pool} -> pool
+      %{{^module, nil} => pool} -> pool
+      _ -> :default
+    end
+  end
+
+  defp route_key(name) when is_atom(name), do: Atom.to_string(name)
+  defp route_key(name) when is_binary(name), do: name
+  defp route_key(_), do: nil
+
+  defp route_name!(name, _what) when is_binary(name) and name != "", do: name
+
+  defp route_name!(name, _what) when is_atom(name) and name not in [nil, true, false],
+    do: Atom.to_string(name)
+
+  defp route_name!(other, what) do
+    raise ArgumentError, "expected a Python #{what} name (atom or string), got: #{inspect(other)}"
+  end
+
+  # Registrations are rare (start-up); a global lock keeps concurrent ones
+  # from losing each other's update.
+  defp put_route(key, pool), do: update_routes(&Map.put(&1, key, pool))
+  defp delete_route(key), do: update_routes(&Map.delete(&1, key))
+
+  defp update_routes(fun) do
+    :global.trans(
+      {@routes_key, self()},
+      fn ->
+        routes = fun.(:persistent_term.get(@routes_key, %{}))
+
+        if routes == %{},
+          do: :persistent_term.erase(@routes_key),
+          else: :persistent_term.put(@routes_key, routes)
+      end,
+      [node()]
+    )
+
+    :ok
+  end
+
+  @doc """
+  Whether this Python can run contexts in sub-interpreters with their own GIL
+  (`mode: :subinterpreter`): CPython 3.12 or newer.
+
+  ## Example
+
+      true = Py.Context.subinterpreters_supported?() or Py.eval!("__import__('sys').version_info < (3, 12)")
+  """
+  @spec subinterpreters_supported?() :: boolean
+  def subinterpreters_supported? do
+    case Py.Runtime.info() do
+      %{version_info: version} -> version >= {3, 12, 0}
+      nil -> false
+    end
+  end
 
   @doc """
   Statistics of a context, as a map with at least:

@@ -7,7 +7,8 @@ defmodule Py.Context.Pools do
   under `{Py.Context, pool}`, so routing a call (`Py.context/0`) costs a
   constant-time read and a hash, with no message to any process. The tuples
   are written once at start (and erased at shutdown), which is the access
-  pattern `:persistent_term` is made for.
+  pattern `:persistent_term` is made for. Each context is also published
+  under its process (`Py.Context.pid/1`), for `Py.Context.from_pid/1`.
 
   See `Py.Context.Supervisor` for the configuration keys.
 
@@ -203,7 +204,8 @@ defmodule Py.Context.Pools do
             :erlang.raise(kind, reason, __STACKTRACE__)
         end
 
-      Tuple.append(contexts, %Py.Context{pool: pool, index: index, ref: ref})
+      ctx = %Py.Context{pool: pool, index: index, ref: ref, pid: Py.Context.start_pid()}
+      Tuple.append(contexts, ctx)
     end)
   end
 
@@ -216,6 +218,7 @@ defmodule Py.Context.Pools do
   # shutting down and cleaning up after an exited owner always go on.
   @spec close_context(Py.Context.t()) :: :ok
   def close_context(%Py.Context{ref: ref} = ctx) do
+    Py.Context.stop_pid(ctx)
     Py.Native.context_close(ref)
     :ok
   catch
@@ -226,14 +229,22 @@ defmodule Py.Context.Pools do
       )
   end
 
+  # Each context is also published under its pid, for Py.Context.from_pid/1.
   defp publish(pools) do
-    Enum.each(pools, fn {pool, contexts} -> :persistent_term.put({Py.Context, pool}, contexts) end)
+    Enum.each(pools, fn {pool, contexts} ->
+      for ctx <- Tuple.to_list(contexts), do: :persistent_term.put({Py.Context, ctx.pid}, ctx)
+      :persistent_term.put({Py.Context, pool}, contexts)
+    end)
 
     :persistent_term.put(@names_key, Enum.map(pools, &elem(&1, 0)))
   end
 
   defp unpublish(pools) do
     :persistent_term.erase(@names_key)
-    Enum.each(pools, fn {pool, _} -> :persistent_term.erase({Py.Context, pool}) end)
+
+    Enum.each(pools, fn {pool, contexts} ->
+      :persistent_term.erase({Py.Context, pool})
+      for ctx <- Tuple.to_list(contexts), do: :persistent_term.erase({Py.Context, ctx.pid})
+    end)
   end
 end

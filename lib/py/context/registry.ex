@@ -22,6 +22,8 @@ defmodule Py.Context.Registry do
   use GenServer
 
   @table __MODULE__
+  # pid (Py.Context.pid/1) => dedicated context, read by Py.Context.from_pid/1.
+  @pids Module.concat(__MODULE__, Pids)
 
   @doc """
   Starts the registry (registered as `Py.Context.Registry`).
@@ -82,12 +84,25 @@ defmodule Py.Context.Registry do
   @spec dedicated() :: [Py.Context.t()]
   def dedicated, do: GenServer.call(__MODULE__, :dedicated)
 
+  @doc false
+  # The open dedicated context whose process is `pid`, or nil.
+  @spec dedicated_by_pid(pid) :: Py.Context.t() | nil
+  def dedicated_by_pid(pid) do
+    case :ets.lookup(@pids, pid) do
+      [{_, ctx}] -> ctx
+      [] -> nil
+    end
+  rescue
+    ArgumentError -> nil
+  end
+
   ## Server
 
   @impl true
   def init([]) do
     Process.flag(:trap_exit, true)
     :ets.new(@table, [:named_table, :protected, :set, read_concurrency: true])
+    :ets.new(@pids, [:named_table, :protected, :set, read_concurrency: true])
     # binders: pid => {monitor, {pool, index}}; owned: monitor => context
     {:ok, %{binders: %{}, owned: %{}}}
   end
@@ -123,7 +138,8 @@ defmodule Py.Context.Registry do
       kind, reason -> {:reply, {:error, {kind, reason, __STACKTRACE__}}, state}
     else
       ref ->
-        ctx = %Py.Context{pool: :dedicated, index: index, ref: ref}
+        ctx = %Py.Context{pool: :dedicated, index: index, ref: ref, pid: Py.Context.start_pid()}
+        :ets.insert(@pids, {ctx.pid, ctx})
         owned = Map.put(owned, Process.monitor(pid), ctx)
         {:reply, {:ok, ctx}, %{state | owned: owned}}
     end
@@ -197,5 +213,8 @@ defmodule Py.Context.Registry do
     end
   end
 
-  defp close(ctx), do: Py.Context.Pools.close_context(ctx)
+  defp close(ctx) do
+    :ets.delete(@pids, ctx.pid)
+    Py.Context.Pools.close_context(ctx)
+  end
 end

@@ -38,6 +38,52 @@ defmodule Py.Context.Supervisor do
     Supervisor.start_link(__MODULE__, opts, name: __MODULE__)
   end
 
+  @doc """
+  Stops every context pool (their contexts close, their processes exit with
+  `:shutdown`). Returns `:ok`, also when they were stopped already. Calls
+  without an explicit context raise `ArgumentError` until `start_pools/1`.
+
+  ## Example
+
+      :ok = Py.Context.Supervisor.stop_pools()
+      false = Py.Context.pool_started?(:default)
+  """
+  @spec stop_pools() :: :ok
+  def stop_pools do
+    case Supervisor.terminate_child(__MODULE__, Py.Context.Pools) do
+      :ok -> :ok
+      {:error, :not_found} -> :ok
+    end
+  end
+
+  @doc """
+  Starts the context pools stopped by `stop_pools/0`, with `opts` (the keys of
+  `start_link/1`) over the application environment. When they are running
+  already, nothing changes. Returns the contexts of the `:default` pool.
+
+  ## Example
+
+      {:ok, [%Py.Context{} | _]} = Py.Context.Supervisor.start_pools(num_contexts: 2)
+  """
+  @spec start_pools(keyword) :: {:ok, [Py.Context.t()]} | {:error, term}
+  def start_pools(opts \\ []) do
+    result =
+      if Py.Context.pool_started?(:default) do
+        :ok
+      else
+        # The child keeps its new options if the supervisor restarts it.
+        _ = Supervisor.delete_child(__MODULE__, Py.Context.Pools)
+
+        case Supervisor.start_child(__MODULE__, {Py.Context.Pools, opts}) do
+          {:ok, _pid} -> :ok
+          {:error, {:already_started, _}} -> :ok
+          {:error, reason} -> {:error, reason}
+        end
+      end
+
+    with :ok <- result, do: {:ok, Py.Context.contexts(:default)}
+  end
+
   @impl true
   def init(opts) do
     children = [
