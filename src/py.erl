@@ -82,8 +82,8 @@
     ctx_exec/2
 ]).
 
-%% Used by py_context_router.
--export([ctx/1]).
+%% Used by py_context_router, and by the tests for every error kind.
+-export([ctx/1, result/1]).
 
 -export_type([py_result/0, py_ref/0, context/0, reason/0]).
 
@@ -870,8 +870,9 @@ out_(#{'__struct__' := 'Elixir.Py.Object'} = O) -> O;
 out_(M) when is_map(M) -> maps:from_list([{out_(K), out_(V)} || {K, V} <- maps:to_list(M)]);
 out_(Other) -> Other.
 
-%% The one translation of results: Elixir's {ok, V} | ok | {error, %Py.Error{}}
-%% into erlang_python's shapes (see "Errors" in the module doc).
+%% @private The one translation of results: Elixir's `{ok, V} | ok |
+%% {error, %Py.Error{}}' into erlang_python's shapes (see "Errors").
+-spec result(ok | {ok, term()} | {error, map()}) -> ok | py_result().
 result(ok) ->
     ok;
 result({ok, Value}) ->
@@ -880,7 +881,7 @@ result({error, #{'__struct__' := 'Elixir.Py.Error', type := Type, message := Mes
     Reason = reason(Type, Message),
     put(?LAST_ERROR, #{reason => Reason,
                        type => type_atom(Type),
-                       message => message_binary(Message),
+                       message => message_binary(Type, Message),
                        traceback => case maps:get(traceback, E, nil) of
                                         nil -> none;
                                         Tb -> Tb
@@ -889,17 +890,25 @@ result({error, #{'__struct__' := 'Elixir.Py.Error', type := Type, message := Mes
 
 reason(timeout, _Message) -> timeout;
 reason(<<"StopIteration">>, _Message) -> {'StopIteration', none};
-reason(Type, Message) -> {type_atom(Type), message_string(Message)}.
+reason(Type, Message) -> {type_atom(Type), message_string(Type, Message)}.
 
+%% erlang_python names an exception by its class's __name__; Py.Error gives
+%% the __qualname__ ("Outer.Inner"), whose last part that is.
 type_atom(Type) when is_atom(Type) -> Type;
-type_atom(Type) when is_binary(Type) -> binary_to_atom(Type, utf8).
+type_atom(Type) when is_binary(Type) ->
+    binary_to_atom(lists:last(binary:split(Type, <<".">>, [global])), utf8).
 
-message_binary(Message) when is_binary(Message) -> Message;
-message_binary(nil) -> <<>>;
-message_binary(Message) -> unicode:characters_to_binary(io_lib:format("~tp", [Message])).
+%% An error without a message gets its kind's description (Py.Error).
+message_binary(Type, nil) ->
+    case 'Elixir.Py.Error':describe(Type) of
+        nil -> <<>>;
+        Description -> Description
+    end;
+message_binary(_Type, Message) when is_binary(Message) -> Message;
+message_binary(_Type, Message) -> unicode:characters_to_binary(io_lib:format("~tp", [Message])).
 
-message_string(Message) ->
-    Bin = message_binary(Message),
+message_string(Type, Message) ->
+    Bin = message_binary(Type, Message),
     case unicode:characters_to_list(Bin) of
         List when is_list(List) -> List;
         _ -> binary_to_list(Bin)
