@@ -70,7 +70,17 @@ defmodule Py do
   @typedoc "Keyword arguments for a Python call."
   @type kwargs :: keyword | %{optional(atom | String.t()) => term}
 
-  @type result :: {:ok, term} | {:error, Error.t()}
+  @typedoc "Positional arguments for a Python call."
+  @type args :: [term]
+
+  @typedoc """
+  What a Python value becomes on the BEAM: a number, string, binary, boolean,
+  `nil`, list, tuple, map or `MapSet` of those, a pid, or a `%Py.Object{}`
+  (see the type conversion guide).
+  """
+  @type value :: term
+
+  @type result :: {:ok, value} | {:error, Error.t()}
 
   @typedoc "Options of the routed forms of `eval` and `exec`."
   @type option :: {:timeout, timeout} | {:node, node}
@@ -295,7 +305,7 @@ defmodule Py do
       true
   """
   @spec call(Context.t(), name, name) :: result
-  @spec call(name, name, list) :: result
+  @spec call(name, name, args) :: result
   def call(%Context{} = ctx, module, function),
     do: call_run(ctx, module, function, [], %{}, default_timeout())
 
@@ -314,8 +324,8 @@ defmodule Py do
       iex> Py.call(Py.context(1), :math, :sqrt, [9])
       {:ok, 3.0}
   """
-  @spec call(Context.t(), name, name, list) :: result
-  @spec call(name, name, list, [call_option]) :: result
+  @spec call(Context.t(), name, name, args) :: result
+  @spec call(name, name, args, [call_option]) :: result
   def call(%Context{} = ctx, module, function, args),
     do: call_run(ctx, module, function, args, %{}, default_timeout())
 
@@ -339,7 +349,7 @@ defmodule Py do
       iex> Py.call(Py.context(1), :builtins, :round, [2.567], kwargs: [ndigits: 1])
       {:ok, 2.6}
   """
-  @spec call(Context.t(), name, name, list, [ctx_option]) :: result
+  @spec call(Context.t(), name, name, args, [ctx_option]) :: result
   def call(%Context{} = ctx, module, function, args, opts) do
     {timeout, kwargs, _node} = opts!(opts, @ctx_call_schema, "Py.call/5")
     call_run(ctx, module, function, args, kwargs, timeout)
@@ -373,19 +383,51 @@ defmodule Py do
       iex> Py.eval!("2 ** 10")
       1024
   """
-  @spec eval!(code) :: term
+  @spec eval!(code) :: value
   def eval!(code), do: unwrap!(eval(code))
 
-  @doc "Like `eval/2`, but returns the value or raises `Py.Error`. Example: `Py.eval!(\"x\", %{x: 1})`."
-  @spec eval!(Context.t() | code, code | locals) :: term
-  def eval!(a, b), do: unwrap!(eval(a, b))
+  @doc """
+  Like `eval/2`, but returns the value or raises `Py.Error`:
+  `eval!(code, locals)` on the caller's context, `eval!(ctx, code)` on `ctx`.
 
-  @doc "Like `eval/3`, but returns the value or raises `Py.Error`. Example: `Py.eval!(\"x\", %{x: 1}, timeout: 100)`."
-  @spec eval!(Context.t() | code, code | locals, locals | [option]) :: term
-  def eval!(a, b, c), do: unwrap!(eval(a, b, c))
+  ## Examples
 
-  @doc "Like `eval/4`, but returns the value or raises `Py.Error`. Example: `Py.eval!(Py.context(1), \"x\", %{x: 1}, [])`."
-  @spec eval!(Context.t(), code, locals, [ctx_option]) :: term
+      iex> Py.eval!("x + 1", %{x: 41})
+      42
+      iex> Py.eval!(Py.context(1), "6 * 7")
+      42
+  """
+  @spec eval!(Context.t(), code) :: value
+  @spec eval!(code, locals) :: value
+  def eval!(%Context{} = ctx, code), do: unwrap!(eval(ctx, code))
+  def eval!(code, locals), do: unwrap!(eval(code, locals))
+
+  @doc """
+  Like `eval/3`, but returns the value or raises `Py.Error`:
+  `eval!(code, locals, opts)` on the caller's context,
+  `eval!(ctx, code, locals)` on `ctx`.
+
+  ## Examples
+
+      iex> Py.eval!("x + 1", %{x: 1}, timeout: 1_000)
+      2
+      iex> Py.eval!(Py.context(1), "x + 1", %{x: 1})
+      2
+  """
+  @spec eval!(Context.t(), code, locals) :: value
+  @spec eval!(code, locals, [option]) :: value
+  def eval!(%Context{} = ctx, code, locals), do: unwrap!(eval(ctx, code, locals))
+  def eval!(code, locals, opts), do: unwrap!(eval(code, locals, opts))
+
+  @doc """
+  Like `eval/4`, but returns the value or raises `Py.Error`.
+
+  ## Example
+
+      iex> Py.eval!(Py.context(1), "x * 2", %{x: 21}, timeout: 1_000)
+      42
+  """
+  @spec eval!(Context.t(), code, locals, [ctx_option]) :: value
   def eval!(ctx, code, locals, opts), do: unwrap!(eval(ctx, code, locals, opts))
 
   @doc """
@@ -399,11 +441,30 @@ defmodule Py do
   @spec exec!(code) :: :ok
   def exec!(code), do: unwrap!(exec(code))
 
-  @doc "Like `exec/2`, but returns `:ok` or raises `Py.Error`. Example: `Py.exec!(\"x = 1\", timeout: 100)`."
-  @spec exec!(Context.t() | code, code | [option]) :: :ok
-  def exec!(a, b), do: unwrap!(exec(a, b))
+  @doc """
+  Like `exec/2`, but returns `:ok` or raises `Py.Error`:
+  `exec!(code, opts)` on the caller's context, `exec!(ctx, code)` on `ctx`.
 
-  @doc "Like `exec/3`, but returns `:ok` or raises `Py.Error`. Example: `Py.exec!(Py.context(1), \"x = 1\", [])`."
+  ## Examples
+
+      iex> Py.exec!("y = 1", timeout: 1_000)
+      :ok
+      iex> Py.exec!(Py.context(1), "y = 2")
+      :ok
+  """
+  @spec exec!(Context.t(), code) :: :ok
+  @spec exec!(code, [option]) :: :ok
+  def exec!(%Context{} = ctx, code), do: unwrap!(exec(ctx, code))
+  def exec!(code, opts), do: unwrap!(exec(code, opts))
+
+  @doc """
+  Like `exec/3`, but returns `:ok` or raises `Py.Error`.
+
+  ## Example
+
+      iex> Py.exec!(Py.context(1), "z = 3", timeout: 1_000)
+      :ok
+  """
   @spec exec!(Context.t(), code, [ctx_option]) :: :ok
   def exec!(ctx, code, opts), do: unwrap!(exec(ctx, code, opts))
 
@@ -415,19 +476,54 @@ defmodule Py do
       iex> Py.call!(:os, :getcwd) == File.cwd!()
       true
   """
-  @spec call!(name, name) :: term
+  @spec call!(name, name) :: value
   def call!(module, function), do: unwrap!(call(module, function))
 
-  @doc "Like `call/3`, but returns the value or raises `Py.Error`. Example: `Py.call!(:math, :floor, [2.5])`."
-  @spec call!(Context.t() | name, name, name | list) :: term
-  def call!(a, b, c), do: unwrap!(call(a, b, c))
+  @doc """
+  Like `call/3`, but returns the value or raises `Py.Error`:
+  `call!(module, function, args)` on the caller's context,
+  `call!(ctx, module, function)` with no arguments on `ctx`.
 
-  @doc "Like `call/4`, but returns the value or raises `Py.Error`. Example: `Py.call!(:math, :floor, [2.5], timeout: 100)`."
-  @spec call!(Context.t() | name, name, name | list, list) :: term
-  def call!(a, b, c, d), do: unwrap!(call(a, b, c, d))
+  ## Examples
 
-  @doc "Like `call/5`, but returns the value or raises `Py.Error`. Example: `Py.call!(Py.context(1), :math, :floor, [2.5], [])`."
-  @spec call!(Context.t(), name, name, list, [ctx_option]) :: term
+      iex> Py.call!(:math, :floor, [2.5])
+      2
+      iex> Py.call!(Py.context(1), :os, :getcwd) == File.cwd!()
+      true
+  """
+  @spec call!(Context.t(), name, name) :: value
+  @spec call!(name, name, args) :: value
+  def call!(%Context{} = ctx, module, function), do: unwrap!(call(ctx, module, function))
+  def call!(module, function, args), do: unwrap!(call(module, function, args))
+
+  @doc """
+  Like `call/4`, but returns the value or raises `Py.Error`:
+  `call!(module, function, args, opts)` on the caller's context,
+  `call!(ctx, module, function, args)` on `ctx`.
+
+  ## Examples
+
+      iex> Py.call!(:builtins, :int, ["ff"], kwargs: [base: 16])
+      255
+      iex> Py.call!(Py.context(1), :math, :floor, [2.5])
+      2
+  """
+  @spec call!(Context.t(), name, name, args) :: value
+  @spec call!(name, name, args, [call_option]) :: value
+  def call!(%Context{} = ctx, module, function, args),
+    do: unwrap!(call(ctx, module, function, args))
+
+  def call!(module, function, args, opts), do: unwrap!(call(module, function, args, opts))
+
+  @doc """
+  Like `call/5`, but returns the value or raises `Py.Error`.
+
+  ## Example
+
+      iex> Py.call!(Py.context(1), :builtins, :round, [2.567], kwargs: [ndigits: 1])
+      2.6
+  """
+  @spec call!(Context.t(), name, name, args, [ctx_option]) :: value
   def call!(ctx, module, function, args, opts),
     do: unwrap!(call(ctx, module, function, args, opts))
 
@@ -471,7 +567,7 @@ defmodule Py do
       iex> Py.call_method(date, :replace, [], kwargs: [day: 1]) |> elem(1) |> Py.call_method(:isoformat)
       {:ok, "2024-05-01"}
   """
-  @spec call_method(Py.Object.t(), name, list, [ctx_option]) :: result
+  @spec call_method(Py.Object.t(), name, args, [ctx_option]) :: result
   def call_method(object, name, args \\ [], opts \\ [])
 
   def call_method(%Py.Object{} = object, name, args, opts) do

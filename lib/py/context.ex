@@ -200,10 +200,12 @@ defmodule Py.Context do
     :ok
   end
 
-  def close(%__MODULE__{pool: pool}) do
-    raise ArgumentError,
-          "only dedicated contexts (Py.Context.new/1) can be closed; " <>
-            "contexts of pool #{inspect(pool)} belong to the application"
+  def close(ctx) do
+    Py.Options.invalid!(
+      "context for Py.Context.close/1",
+      "a dedicated context from Py.Context.new/1 (pool contexts belong to the application)",
+      ctx
+    )
   end
 
   @doc """
@@ -466,7 +468,7 @@ defmodule Py.Context do
   @spec pool!(atom) :: tuple
   def pool!(pool) do
     case Pools.lookup(pool) do
-      nil -> raise ArgumentError, unknown_pool_message(pool)
+      nil -> unknown_pool!(pool)
       contexts -> contexts
     end
   end
@@ -499,15 +501,13 @@ defmodule Py.Context do
     elem(contexts, :erlang.phash2(self(), tuple_size(contexts)))
   end
 
-  @doc false
-  @spec unknown_pool_message(term) :: String.t()
-  def unknown_pool_message(pool) do
-    case Pools.names() do
-      [] ->
-        "pybridge contexts are not started (is the :pybridge application running?)"
+  defp unknown_pool!(pool) do
+    expected =
+      case Pools.names() do
+        [] -> "a started pool (none is: is the :pybridge application running?)"
+        names -> "one of the started pools #{inspect(names)}"
+      end
 
-      names ->
-        "unknown context pool #{inspect(pool)}; started pools: #{inspect(names)}"
-    end
+    Py.Options.invalid!("context pool", expected, pool)
   end
 end

@@ -43,9 +43,12 @@ defmodule Py.Context.Pools do
   the application environment (`:num_contexts`, `:pools`, `:max_workers`,
   `:context_mode`).
 
+  Started by `Py.Context.Supervisor`, once per VM.
+
   ## Example
 
-      {:ok, _pid} = Py.Context.Pools.start_link(num_contexts: 2)
+      # With the :pybridge application running, the owner exists already:
+      {:error, {:already_started, _pid}} = Py.Context.Pools.start_link(num_contexts: 2)
   """
   @spec start_link(keyword) :: GenServer.on_start()
   def start_link(opts \\ []) do

@@ -28,9 +28,12 @@ defmodule Py.Context.Registry do
   @doc """
   Starts the registry (registered as `Py.Context.Registry`).
 
+  Started by `Py.Context.Supervisor`, once per VM.
+
   ## Example
 
-      {:ok, _pid} = Py.Context.Registry.start_link([])
+      # With the :pybridge application running, the registry exists already:
+      {:error, {:already_started, _pid}} = Py.Context.Registry.start_link([])
   """
   @spec start_link(term) :: GenServer.on_start()
   def start_link(_opts \\ []) do

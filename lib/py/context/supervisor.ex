@@ -9,29 +9,44 @@ defmodule Py.Context.Supervisor do
     * `Py.Context.Pools` — creates the contexts of every configured pool at
       start and closes them on shutdown.
 
-  Configuration (read at start):
+  It is part of the `:pybridge` application, which starts it (registered
+  under its module name) once Python runs: do not add it to your own
+  supervision tree. Configure it instead, in `config/config.exs` (read when
+  the application starts):
 
       config :pybridge,
-        num_contexts: 4,        # size of the :default pool (default: schedulers online)
-        pools: [io: 8],         # extra pools: name => size, or name => [size: 8, max_workers: 128]
-        max_workers: 256        # threads per context for GIL-releasing code
+        num_contexts: 4,           # size of the :default pool (default: schedulers online)
+        pools: [                   # extra pools: name: size, or name: [size: ...]
+          io: 8,
+          compute: [size: 2, max_workers: 4, mode: :subinterpreter]
+        ],
+        max_workers: 256,          # threads per context for GIL-releasing code
+        context_mode: :main        # or :subinterpreter, for every pool
 
-  The same keys can be given as `start_link/1` options, which take precedence.
+  `start_link/1` options override these keys; they are for starting the
+  tree again under a test, after `Application.stop(:pybridge)` stopped the
+  whole application and `Py.Runtime.start/1` has Python running.
 
   ## Example
 
-      children = [{Py.Context.Supervisor, num_contexts: 2, pools: [io: 4]}]
-      Supervisor.start_link(children, strategy: :one_for_one)
+      # With the :pybridge application running:
+      pid = Process.whereis(Py.Context.Supervisor)
+      [{Py.Context.Pools, _, :worker, _}, {Py.Context.Registry, _, :worker, _}] =
+        Supervisor.which_children(pid)
   """
 
   use Supervisor
 
   @doc """
-  Starts the supervisor (registered as `Py.Context.Supervisor`).
+  Starts the supervisor (registered as `Py.Context.Supervisor`); `opts`
+  override the application environment (`:num_contexts`, `:pools`,
+  `:max_workers`, `:context_mode`). The `:pybridge` application calls it.
 
   ## Example
 
-      {:ok, _pid} = Py.Context.Supervisor.start_link(num_contexts: 2)
+      # With the :pybridge application running, the supervisor exists already:
+      {:error, {:already_started, pid}} = Py.Context.Supervisor.start_link(num_contexts: 2)
+      ^pid = Process.whereis(Py.Context.Supervisor)
   """
   @spec start_link(keyword) :: Supervisor.on_start()
   def start_link(opts \\ []) do

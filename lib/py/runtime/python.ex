@@ -84,7 +84,10 @@ defmodule Py.Runtime.Python do
           | {:venv, Path.t() | nil}
           | {:libpython, Path.t() | nil}
 
+  # The oldest CPython embedded: the stable ABI the NIF is built against.
   @min_version {3, 10}
+  # The oldest free-threaded CPython embedded (PyO3 supports none older).
+  @min_free_threaded_version {3, 13}
 
   # Runs on any Python from 2.7 on, so that an old one can be reported as
   # unsupported rather than failing with a syntax error.
@@ -323,11 +326,13 @@ defmodule Py.Runtime.Python do
             "#{elem(@min_version, 0)}.#{elem(@min_version, 1)} or newer"
         )
 
-      free_threaded?(values) and Tuple.delete_at(version_info, 2) < {3, 13} ->
+      free_threaded?(values) and Tuple.delete_at(version_info, 2) < @min_free_threaded_version ->
+        {major, minor} = @min_free_threaded_version
+
         error(
           :unsupported_python,
           "#{path} is a free-threaded build of Python #{format_version(version_info)}; " <>
-            "pybridge supports free-threaded CPython from 3.13 on"
+            "pybridge supports free-threaded CPython from #{major}.#{minor} on"
         )
 
       true ->
