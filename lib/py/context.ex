@@ -324,7 +324,7 @@ defmodule Py.Context do
   @spec register_pool(atom, Py.name()) :: :ok
   def register_pool(pool, module) when is_atom(pool) do
     pool!(pool)
-    put_route({route_name!(module, "module"), nil}, pool)
+    put_route({route_module!(module), nil}, pool)
   end
 
   @doc """
@@ -338,7 +338,7 @@ defmodule Py.Context do
   @spec register_pool(atom, Py.name(), Py.name()) :: :ok
   def register_pool(pool, module, function) when is_atom(pool) do
     pool!(pool)
-    put_route({route_name!(module, "module"), route_name!(function, "function")}, pool)
+    put_route({route_module!(module), route_function!(function)}, pool)
   end
 
   @doc """
@@ -350,7 +350,7 @@ defmodule Py.Context do
       :ok = Py.Context.unregister_pool(:json)
   """
   @spec unregister_pool(Py.name()) :: :ok
-  def unregister_pool(module), do: delete_route({route_name!(module, "module"), nil})
+  def unregister_pool(module), do: delete_route({route_module!(module), nil})
 
   @doc """
   Removes the routing of `module.function` made with `register_pool/3`.
@@ -361,7 +361,7 @@ defmodule Py.Context do
   """
   @spec unregister_pool(Py.name(), Py.name()) :: :ok
   def unregister_pool(module, function),
-    do: delete_route({route_name!(module, "module"), route_name!(function, "function")})
+    do: delete_route({route_module!(module), route_function!(function)})
 
   @doc """
   The pool calls of `module.function` are routed to: the one registered for
@@ -394,14 +394,16 @@ defmodule Py.Context do
   defp route_key(name) when is_binary(name), do: name
   defp route_key(_), do: nil
 
-  defp route_name!(name, _what) when is_binary(name) and name != "", do: name
+  defp route_module!(module),
+    do: Py.Options.value!(module, :module, "module for Py.Context.register_pool")
 
-  defp route_name!(name, _what) when is_atom(name) and name not in [nil, true, false],
-    do: Atom.to_string(name)
-
-  defp route_name!(other, what) do
-    raise ArgumentError, "expected a Python #{what} name (atom or string), got: #{inspect(other)}"
-  end
+  defp route_function!(function),
+    do:
+      Py.Options.value!(
+        function,
+        {:name, "function"},
+        "function name for Py.Context.register_pool"
+      )
 
   # Registrations are rare (start-up); a global lock keeps concurrent ones
   # from losing each other's update.

@@ -96,12 +96,19 @@ defmodule Py.ContextProcessTest do
     end
 
     test "bad pools and names raise" do
-      assert_raise ArgumentError, ~r/unknown context pool/, fn ->
+      assert_raise ArgumentError, ~r/^invalid context pool: .*, got: :no_such_pool$/, fn ->
         Py.Context.register_pool(:no_such_pool, :json)
       end
 
-      assert_raise ArgumentError, fn -> Py.Context.register_pool(:io, 42) end
-      assert_raise ArgumentError, fn -> Py.Context.unregister_pool("") end
+      assert_raise ArgumentError,
+                   ~r/^invalid module for Py.Context.register_pool: .*got: 42$/,
+                   fn ->
+                     Py.Context.register_pool(:io, 42)
+                   end
+
+      assert_raise ArgumentError, ~r/^invalid module .*\(it is empty\)/, fn ->
+        Py.Context.unregister_pool("")
+      end
     end
   end
 

@@ -23,9 +23,9 @@ defmodule Py.Context.Supervisor do
         max_workers: 256,          # threads per context for GIL-releasing code
         context_mode: :main        # or :subinterpreter, for every pool
 
-  `start_link/1` options override these keys; they are for starting the
-  tree again under a test, after `Application.stop(:pybridge)` stopped the
-  whole application and `Py.Runtime.start/1` has Python running.
+  To run the pools with other settings without restarting the application,
+  stop them with `stop_pools/0` and start them again with `start_pools/1`,
+  whose options override these keys.
 
   ## Example
 
