@@ -155,7 +155,8 @@ call(Module, Func, Args, Kwargs) ->
     result(?PY:call(name(Module), name(Func), in(Args), [{kwargs, in_kwargs(Kwargs)}])).
 
 %% @doc `call(Ctx, Module, Func, Args, Opts)' calls on `Ctx' with the options
-%% map `#{kwargs => Kwargs, timeout => Ms}' (no timeout unless given);
+%% map `#{kwargs => Kwargs, timeout => Ms}' (no timeout unless given; other
+%% keys raise an `error' exception);
 %% `call(Pool, Module, Func, Args, Kwargs)' calls on `Pool' with keyword
 %% arguments; `call(Module, Func, Args, Kwargs, Timeout)' calls with keyword
 %% arguments and a timeout in milliseconds (or `infinity').
@@ -191,6 +192,13 @@ ctx_opts(Opts) ->
     case maps:get(return, Opts, value) of
         value -> ok;
         Other -> error({unsupported_option, {return, Other}})
+    end,
+    %% erlang_python ignores other keys; a kwargs map given in place of the
+    %% options would be dropped silently, so they are refused.
+    case maps:keys(maps:without([kwargs, timeout, return], Opts)) of
+        [] -> ok;
+        Unknown -> error({badarg, {unknown_options, Unknown,
+                                   "expected #{kwargs => Map, timeout => Ms}"}})
     end,
     [{kwargs, in_kwargs(maps:get(kwargs, Opts, #{}))},
      {timeout, maps:get(timeout, Opts, infinity)}].

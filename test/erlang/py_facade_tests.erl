@@ -100,6 +100,8 @@ call5_test() ->
     {error, timeout} = py:call(Ctx, time, sleep, [1], #{timeout => 50}),
     ?assertError({unsupported_option, {return, ref}},
                  py:call(Ctx, builtins, list, [[1]], #{return => ref})),
+    ?assertError({badarg, {unknown_options, [base], _}},
+                 py:call(Ctx, builtins, int, [<<"11">>], #{base => 2})),
     %% Pool, Module, Func, Args, Kwargs
     {ok, 255} = py:call(io, builtins, int, [<<"ff">>], #{base => 16}),
     {ok, 255} = py:call(default, <<"builtins">>, <<"int">>, [<<"ff">>], #{base => 16}).
