@@ -99,7 +99,10 @@ defmodule Pybridge.MixProject do
       source_url: @source_url,
       extras:
         ["README.md"] ++
-          Enum.map(~w(getting-started contexts type-conversion erlang architecture), &"guides/#{&1}.md") ++
+          Enum.map(
+            ~w(getting-started contexts type-conversion erlang architecture),
+            &"guides/#{&1}.md"
+          ) ++
           ["CHANGELOG.md"],
       groups_for_extras: [Guides: ~r{guides/}]
     ]
