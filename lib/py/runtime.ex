@@ -46,6 +46,8 @@ defmodule Py.Runtime do
   @request_key {__MODULE__, :request}
 
   @start_schema [python: :path, venv: :path, libpython: :path, python_path: :paths]
+  # The options of start/1 that pick the Python (Python.discover/1's).
+  @discover_keys [:python, :venv, :libpython]
   # Python's own default is 5 ms; see the moduledoc.
   @default_switch_interval_ms 1
   @priorities {:in, [:batch, :normal]}
@@ -96,7 +98,7 @@ defmodule Py.Runtime do
   end
 
   defp first_start(opts, request, settings) do
-    with {:ok, python} <- Python.discover(opts),
+    with {:ok, python} <- Python.discover(Keyword.take(opts, @discover_keys)),
          {:ok, priv} <- priv_dir(),
          :ok <- load_loader(priv),
          :ok <- load_libpython(python),
@@ -109,7 +111,7 @@ defmodule Py.Runtime do
   end
 
   defp check_same_python(running, opts) do
-    with {:ok, wanted} <- Python.discover(opts) do
+    with {:ok, wanted} <- Python.discover(Keyword.take(opts, @discover_keys)) do
       if wanted.executable == running.executable and wanted.libpython == running.libpython and
            wanted.site_dirs == running.site_dirs do
         :ok

@@ -154,6 +154,10 @@ defmodule Py.OptionsTest do
       assert_raise ArgumentError, ~r/^unknown option :pyhton for Py.Runtime.start\/1: /, fn ->
         Py.Runtime.start(pyhton: "python3")
       end
+
+      assert_raise ArgumentError,
+                   ~s{invalid :python option for Py.Runtime.Python.discover/1: expected a path as a string, or nil, got: :python3},
+                   fn -> Py.Runtime.Python.discover(python: :python3) end
     end
 
     test "Py.Context.Pools.config!/1 checks the pool settings" do

@@ -84,6 +84,8 @@ defmodule Py.Runtime.Python do
           | {:venv, Path.t() | nil}
           | {:libpython, Path.t() | nil}
 
+  @discover_schema [python: :path, venv: :path, libpython: :path]
+
   # The oldest CPython embedded: the stable ABI the NIF is built against.
   @min_version {3, 10}
   # The oldest free-threaded CPython embedded (PyO3 supports none older).
@@ -188,6 +190,8 @@ defmodule Py.Runtime.Python do
   """
   @spec discover([option]) :: {:ok, t} | {:error, Py.Error.t()}
   def discover(opts \\ []) do
+    opts = Py.Options.validate!(opts, @discover_schema, "Py.Runtime.Python.discover/1")
+
     with {:ok, path} <- resolve(requested_python(opts)),
          venv = option(opts, :venv, nil),
          {:ok, values} <- inspect_python(path, venv),
