@@ -72,6 +72,12 @@
     is_ref/1,
     register_pool/2,
     unregister_pool/1,
+    %% erlang_python before 3.0 (moved to py_import or removed since)
+    ensure_imported/1, ensure_imported/2,
+    is_imported/1, is_imported/2,
+    import_stats/0,
+    import_list/0,
+    num_executors/0,
     %% pybridge additions
     last_error/0,
     bind/0, bind/1,
@@ -82,10 +88,11 @@
     ctx_exec/2
 ]).
 
-%% Used by py_context_router, and by the tests for every error kind.
--export([ctx/1, result/1]).
+%% Used by py_context_router and py_import, and by the tests for every error
+%% kind.
+-export([ctx/1, name/1, result/1]).
 
--export_type([py_result/0, py_ref/0, context/0, reason/0]).
+-export_type([py_result/0, py_ref/0, context/0, reason/0, name/0]).
 
 -define(PY, 'Elixir.Py').
 -define(CTX, 'Elixir.Py.Context').
@@ -650,6 +657,47 @@ is_ref(#{'__struct__' := 'Elixir.Py.Object'}) -> true;
 is_ref(_) -> false.
 
 %%====================================================================
+%% erlang_python before 3.0
+%%====================================================================
+
+%% @doc Same as {@link py_import:ensure_imported/1} (erlang_python 3.0 moved
+%% it there).
+-spec ensure_imported(name()) -> ok | {error, term()}.
+ensure_imported(Module) ->
+    py_import:ensure_imported(Module).
+
+%% @doc Same as {@link py_import:ensure_imported/2}.
+-spec ensure_imported(name(), name()) -> ok | {error, term()}.
+ensure_imported(Module, Func) ->
+    py_import:ensure_imported(Module, Func).
+
+%% @doc Same as {@link py_import:is_imported/1}.
+-spec is_imported(name()) -> boolean().
+is_imported(Module) ->
+    py_import:is_imported(Module).
+
+%% @doc Same as {@link py_import:is_imported/2}.
+-spec is_imported(name(), name()) -> boolean().
+is_imported(Module, Func) ->
+    py_import:is_imported(Module, Func).
+
+%% @doc `{ok, #{count => N}}': how many imports are registered.
+-spec import_stats() -> {ok, #{count := non_neg_integer()}}.
+import_stats() ->
+    {ok, #{count => length(py_import:all_imports())}}.
+
+%% @doc Same as {@link py_import:import_list/0}.
+-spec import_list() -> {ok, #{binary() => [binary()]}}.
+import_list() ->
+    py_import:import_list().
+
+%% @doc The number of contexts in the default pool, which run the calls
+%% (erlang_python 3.0 removed this function with its executors).
+-spec num_executors() -> non_neg_integer().
+num_executors() ->
+    ?CTX:num_contexts(default).
+
+%%====================================================================
 %% pybridge additions
 %%====================================================================
 
@@ -796,7 +844,8 @@ pid_of(#{pid := Pid}) -> Pid.
 %% Translation at the boundary
 %%====================================================================
 
-%% Names: atoms and binaries pass; strings become binaries.
+%% @private Names: atoms and binaries pass; strings become binaries.
+-spec name(name()) -> atom() | binary().
 name(Name) when is_atom(Name); is_binary(Name) -> Name;
 name(Name) when is_list(Name) ->
     case unicode:characters_to_binary(Name) of

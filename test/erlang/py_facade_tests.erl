@@ -287,6 +287,54 @@ info_test() ->
     true = py:subinterp_supported() =:= ({Major, Minor} >= {3, 12}).
 
 %%--------------------------------------------------------------------
+%% Import and path registry (py_import; py's names from before 3.0)
+%%--------------------------------------------------------------------
+
+import_registry_test_() ->
+    {setup, fun() -> ok end,
+     fun(_) -> py_import:clear_imports(), py_import:clear_paths() end,
+     fun import_registry/0}.
+
+import_registry() ->
+    ok = py_import:clear_imports(),
+    ok = py_import:ensure_imported(json),
+    ok = py_import:ensure_imported(<<"json">>, dumps),
+    ok = py_import:ensure_imported("math", "sqrt"),
+    true = py_import:is_imported(json),
+    true = py_import:is_imported(json, loads),
+    true = py_import:is_imported(math, sqrt),
+    false = py_import:is_imported(math, floor),
+    false = py_import:is_imported(os),
+    [{<<"json">>, all}, {<<"json">>, <<"dumps">>}, {<<"math">>, <<"sqrt">>}] =
+        py_import:all_imports(),
+    {ok, #{<<"json">> := [<<"dumps">>], <<"math">> := [<<"sqrt">>]}} = py_import:import_list(),
+    {error, main_not_cacheable} = py_import:ensure_imported('__main__'),
+    {error, {'ModuleNotFoundError', _}} = py_import:ensure_imported(no_such_module_xyz),
+    false = py_import:is_imported(no_such_module_xyz),
+    %% The same through py, as erlang_python named them before 3.0.
+    ok = py:ensure_imported(os),
+    ok = py:ensure_imported(os, getcwd),
+    true = py:is_imported(os),
+    true = py:is_imported(os, getcwd),
+    {ok, #{count := 5}} = py:import_stats(),
+    {ok, #{<<"os">> := [<<"getcwd">>]}} = py:import_list(),
+    ok = py_import:clear_imports(),
+    [] = py_import:all_imports(),
+    {ok, #{count := 0}} = py:import_stats(),
+    %% Paths
+    Dir = <<"/tmp/py_facade_tests_path">>,
+    false = py_import:is_path_added(Dir),
+    ok = py_import:add_path(Dir),
+    ok = py_import:add_paths(["/tmp/py_facade_tests_path", "/tmp/py_facade_tests_path2"]),
+    [Dir, <<"/tmp/py_facade_tests_path2">>] = py_import:all_paths(),
+    true = py_import:is_path_added("/tmp/py_facade_tests_path"),
+    {ok, 1} = py:eval(<<"__import__('sys').path.count(d)">>, #{d => Dir}),
+    ok = py_import:clear_paths(),
+    [] = py_import:all_paths(),
+    N = py:num_executors(),
+    N = length(py_context_router:contexts()).
+
+%%--------------------------------------------------------------------
 %% Object handles
 %%--------------------------------------------------------------------
 

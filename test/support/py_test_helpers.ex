@@ -74,6 +74,18 @@ defmodule Py.TestHelpers do
   end
 
   @doc """
+  Starts a dedicated context with `opts`, evaluates `code` on it, closes it
+  and returns the result. For peers.
+  """
+  @spec eval_in_new_context(keyword, String.t()) :: term
+  def eval_in_new_context(opts, code) do
+    ctx = Py.Context.new(opts)
+    result = Py.eval(ctx, code)
+    :ok = Py.Context.close(ctx)
+    result
+  end
+
+  @doc """
   Starts a dedicated context with `opts` whose first call imports the
   `erlang` module and makes an `erlang.Pid`; returns what that call gave.
   """

@@ -208,8 +208,27 @@ defmodule Py.Context.Pools do
         end
 
       ctx = %Py.Context{pool: pool, index: index, ref: ref, pid: Py.Context.start_pid()}
+      apply_imports(ctx)
       Tuple.append(contexts, ctx)
     end)
+  end
+
+  @doc false
+  # A new context gets the imports and paths of Py.Imports; one that fails
+  # is logged and the context is used all the same (its calls import on
+  # their own and report what fails).
+  @spec apply_imports(Py.Context.t()) :: :ok
+  def apply_imports(ctx) do
+    case Py.Imports.apply_to(ctx) do
+      :ok ->
+        :ok
+
+      {:error, error} ->
+        Logger.warning(
+          "pybridge: #{inspect(ctx.pool)} context #{ctx.index} could not apply " <>
+            "Py.Imports: " <> Exception.message(error)
+        )
+    end
   end
 
   defp close_all(contexts) do
