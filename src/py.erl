@@ -78,6 +78,17 @@
     import_stats/0,
     import_list/0,
     num_executors/0,
+    subinterp_create/0, subinterp_destroy/1,
+    subinterp_call/4, subinterp_call/5,
+    subinterp_eval/2, subinterp_eval/3,
+    subinterp_exec/2,
+    subinterp_cast/4,
+    subinterp_async_call/4,
+    subinterp_await/1, subinterp_await/2,
+    subinterp_pool_start/0, subinterp_pool_start/1,
+    subinterp_pool_stop/0,
+    subinterp_pool_ready/0,
+    subinterp_pool_stats/0,
     %% pybridge additions
     last_error/0,
     bind/0, bind/1,
@@ -658,6 +669,10 @@ is_ref(_) -> false.
 
 %%====================================================================
 %% erlang_python before 3.0
+%%
+%% Functions erlang_python moved to py_import or removed; kept for older
+%% programs. The subinterp_* handle functions are mapped onto dedicated
+%% sub-interpreter contexts: the handle is a context pid.
 %%====================================================================
 
 %% @doc Same as {@link py_import:ensure_imported/1} (erlang_python 3.0 moved
@@ -696,6 +711,109 @@ import_list() ->
 -spec num_executors() -> non_neg_integer().
 num_executors() ->
     ?CTX:num_contexts(default).
+
+%% @doc Starts a dedicated sub-interpreter context (its own interpreter and
+%% GIL) owned by the caller, and returns it as the handle of the other
+%% `subinterp_*' functions. It closes on {@link subinterp_destroy/1} or when
+%% the caller exits.
+%%
+%% Returns `{ok, Ctx}', or `{error, {context_failed, Message}}' (before
+%% Python 3.12).
+-spec subinterp_create() -> {ok, context()} | {error, reason()}.
+subinterp_create() ->
+    try ?CTX:new([{mode, subinterpreter}]) of
+        Ctx -> {ok, pid_of(Ctx)}
+    catch
+        error:#{'__struct__' := 'Elixir.Py.Error'} = E -> result({error, E})
+    end.
+
+%% @doc Closes a context from {@link subinterp_create/0}. Returns `ok'.
+-spec subinterp_destroy(context()) -> ok.
+subinterp_destroy(Handle) ->
+    unbind(Handle).
+
+%% @doc Same as `call(Handle, Module, Func, Args)'.
+-spec subinterp_call(context(), name(), name(), list()) -> py_result().
+subinterp_call(Handle, Module, Func, Args) ->
+    call(Handle, Module, Func, Args).
+
+%% @doc Same as `call(Handle, Module, Func, Args, #{kwargs => Kwargs})'.
+-spec subinterp_call(context(), name(), name(), list(), kwargs()) -> py_result().
+subinterp_call(Handle, Module, Func, Args, Kwargs) ->
+    call(Handle, Module, Func, Args, #{kwargs => Kwargs}).
+
+%% @doc Same as `eval(Handle, Code)'.
+-spec subinterp_eval(context(), code()) -> py_result().
+subinterp_eval(Handle, Code) ->
+    eval(Handle, Code).
+
+%% @doc Same as `eval(Handle, Code, Locals)'.
+-spec subinterp_eval(context(), code(), locals()) -> py_result().
+subinterp_eval(Handle, Code, Locals) ->
+    eval(Handle, Code, Locals).
+
+%% @doc Same as `exec(Handle, Code)'.
+-spec subinterp_exec(context(), code()) -> ok | {error, reason()}.
+subinterp_exec(Handle, Code) ->
+    exec(Handle, Code).
+
+%% @doc Same as `cast(Handle, Module, Func, Args)'. Returns `ok'.
+-spec subinterp_cast(context(), name(), name(), list()) -> ok.
+subinterp_cast(Handle, Module, Func, Args) ->
+    cast(Handle, Module, Func, Args).
+
+%% @doc Starts `call(Handle, Module, Func, Args)' in a new process and
+%% returns a reference for {@link subinterp_await/1,2}.
+-spec subinterp_async_call(context(), name(), name(), list()) -> reference().
+subinterp_async_call(Handle, Module, Func, Args) ->
+    spawn_call(Handle, Module, Func, Args).
+
+%% @doc Same as {@link await/1}.
+-spec subinterp_await(reference()) -> py_result().
+subinterp_await(Ref) ->
+    await(Ref).
+
+%% @doc Same as {@link await/2}.
+-spec subinterp_await(reference(), timeout()) -> py_result().
+subinterp_await(Ref, Timeout) ->
+    await(Ref, Timeout).
+
+%% @doc Sub-interpreter contexts start their own threads, so there is no
+%% pool to start: `ok' where they are supported, else
+%% `{error, subinterpreters_not_supported}'.
+-spec subinterp_pool_start() -> ok | {error, subinterpreters_not_supported}.
+subinterp_pool_start() ->
+    case subinterp_supported() of
+        true -> ok;
+        false -> {error, subinterpreters_not_supported}
+    end.
+
+%% @doc Same as {@link subinterp_pool_start/0}; the size is not used.
+-spec subinterp_pool_start(non_neg_integer()) -> ok | {error, subinterpreters_not_supported}.
+subinterp_pool_start(_NumWorkers) ->
+    subinterp_pool_start().
+
+%% @doc Returns `ok': contexts from {@link subinterp_create/0} close with
+%% {@link subinterp_destroy/1} or their owner.
+-spec subinterp_pool_stop() -> ok.
+subinterp_pool_stop() ->
+    ok.
+
+%% @doc Same as {@link subinterp_supported/0}.
+-spec subinterp_pool_ready() -> boolean().
+subinterp_pool_ready() ->
+    subinterp_supported().
+
+%% @doc The open dedicated sub-interpreter contexts as erlang_python's pool
+%% statistics: `#{num_workers, total_requests, total_errors, initialized}'.
+-spec subinterp_pool_stats() -> #{atom() => non_neg_integer() | boolean()}.
+subinterp_pool_stats() ->
+    Infos = [I || Ctx <- 'Elixir.Py.Context.Registry':dedicated(),
+                  #{mode := subinterpreter} = I <- [?CTX:info(Ctx)]],
+    #{num_workers => length(Infos),
+      total_requests => lists:sum([C || #{calls_total := C} <- Infos]),
+      total_errors => lists:sum([E || #{errors_total := E} <- Infos]),
+      initialized => subinterp_supported()}.
 
 %%====================================================================
 %% pybridge additions

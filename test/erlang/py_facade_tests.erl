@@ -334,6 +334,48 @@ import_registry() ->
     N = py:num_executors(),
     N = length(py_context_router:contexts()).
 
+%% Also run by test/py/erlang_facade_test.exs in a VM embedding Python 3.12,
+%% where sub-interpreters are supported.
+subinterp_test() ->
+    case py:subinterp_supported() of
+        false ->
+            {error, {context_failed, Msg}} = py:subinterp_create(),
+            true = io_lib:printable_unicode_list(Msg),
+            {error, subinterpreters_not_supported} = py:subinterp_pool_start(),
+            {error, subinterpreters_not_supported} = py:subinterp_pool_start(4),
+            false = py:subinterp_pool_ready(),
+            #{num_workers := 0, initialized := false} = py:subinterp_pool_stats();
+        true ->
+            ok = py:subinterp_pool_start(),
+            true = py:subinterp_pool_ready(),
+            {ok, Sub} = py:subinterp_create(),
+            true = is_pid(Sub),
+            MRef = erlang:monitor(process, Sub),
+            {ok, 4.0} = py:subinterp_call(Sub, math, sqrt, [16]),
+            {ok, 255} = py:subinterp_call(Sub, builtins, int, [<<"ff">>], #{base => 16}),
+            ok = py:subinterp_exec(Sub, <<"import sys\nsys.facade_marker = 1">>),
+            {ok, 1} = py:subinterp_eval(Sub, <<"__import__('sys').facade_marker">>),
+            {ok, 3} = py:subinterp_eval(Sub, <<"x + 1">>, #{x => 2}),
+            %% Its own interpreter: the main one has no marker.
+            {ok, false} = py:eval(<<"hasattr(__import__('sys'), 'facade_marker')">>),
+            ok = py:subinterp_cast(Sub, builtins, setattr,
+                                   [element(2, py:subinterp_eval(Sub, <<"__import__('sys')">>)),
+                                    <<"cast_marker">>, 2]),
+            Ref = py:subinterp_async_call(Sub, math, sqrt, [9]),
+            {ok, 3.0} = py:subinterp_await(Ref),
+            {ok, none} = py:subinterp_await(py:subinterp_async_call(Sub, time, sleep, [0]), 5000),
+            #{num_workers := N, total_requests := R, initialized := true} = py:subinterp_pool_stats(),
+            true = N >= 1 andalso R >= 5,
+            ok = wait_for(fun() ->
+                py:subinterp_eval(Sub, <<"getattr(__import__('sys'), 'cast_marker', 0)">>) =:= {ok, 2}
+            end),
+            ok = py:subinterp_destroy(Sub),
+            receive {'DOWN', MRef, process, Sub, shutdown} -> ok after 5000 -> error(no_down) end,
+            {error, {closed, _}} = py:subinterp_call(Sub, math, sqrt, [16]),
+            ok = py:subinterp_destroy(Sub),
+            ok = py:subinterp_pool_stop()
+    end.
+
 %%--------------------------------------------------------------------
 %% Object handles
 %%--------------------------------------------------------------------

@@ -29,6 +29,26 @@ defmodule Py.ErlangFacadeTest do
     end
   end
 
+  @tag timeout: 300_000
+  test "EUnit py_facade_tests:subinterp_test in a VM embedding Python 3.12" do
+    python = System.get_env("PYBRIDGE_TEST_PY312")
+
+    unless python && File.exists?(python) do
+      flunk(
+        "PYBRIDGE_TEST_PY312 is not set to a Python executable: run the suite with `make test`"
+      )
+    end
+
+    source = Path.expand("../erlang/py_facade_tests.erl", __DIR__) |> String.to_charlist()
+    {:ok, module, binary} = :compile.file(source, [:binary, :debug_info])
+    peer = Py.TestHelpers.start_python_peer(python, num_contexts: 1)
+    {:module, ^module} = :peer.call(peer, :code, :load_binary, [module, source, binary])
+    assert :peer.call(peer, :py, :subinterp_supported, []) == true
+
+    assert :peer.call(peer, :eunit, :test, [{module, :subinterp_test}, [:verbose]], 120_000) ==
+             :ok
+  end
+
   test "a failing EUnit test fails the run" do
     source =
       ~c"-module(py_facade_failing_tests).\n" ++
