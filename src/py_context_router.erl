@@ -83,7 +83,7 @@ get_context(PoolOrIndex) ->
 %% '''
 -spec bind_context(pid()) -> ok.
 bind_context(Ctx) ->
-    ?CTX:bind(py:ctx(Ctx)).
+    ?CTX:bind(py_dialect:ctx(Ctx)).
 
 %% @doc Removes the calling process's binding. Returns `ok'.
 -spec unbind_context() -> ok.

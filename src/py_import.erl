@@ -32,30 +32,30 @@
 %%
 %% Returns `ok', `{error, main_not_cacheable}' for `` '__main__' '', or the
 %% import's `{error, Reason}' (see {@link py}; nothing is registered then).
--spec ensure_imported(py:name()) -> ok | {error, term()}.
+-spec ensure_imported(py_dialect:name()) -> ok | {error, term()}.
 ensure_imported(Module) ->
     ensure_imported(Module, all).
 
 %% @doc Like {@link ensure_imported/1}, registering the function `Func' of
 %% `Module' (the whole module is imported).
--spec ensure_imported(py:name(), py:name() | all) -> ok | {error, term()}.
+-spec ensure_imported(py_dialect:name(), py_dialect:name() | all) -> ok | {error, term()}.
 ensure_imported(Module, Func) ->
-    case py:name(Module) of
+    case py_dialect:name(Module) of
         Main when Main =:= '__main__'; Main =:= <<"__main__">> ->
             {error, main_not_cacheable};
         Name ->
-            py:result(?IMPORTS:ensure(Name, func(Func)))
+            py_dialect:result(?IMPORTS:ensure(Name, func(Func)))
     end.
 
 %% @doc Whether `Module' is registered.
--spec is_imported(py:name()) -> boolean().
+-spec is_imported(py_dialect:name()) -> boolean().
 is_imported(Module) ->
-    ?IMPORTS:'imported?'(py:name(Module)).
+    ?IMPORTS:'imported?'(py_dialect:name(Module)).
 
 %% @doc Whether `Module' is registered as a whole or with the function `Func'.
--spec is_imported(py:name(), py:name()) -> boolean().
+-spec is_imported(py_dialect:name(), py_dialect:name()) -> boolean().
 is_imported(Module, Func) ->
-    ?IMPORTS:'imported?'(py:name(Module), py:name(Func)).
+    ?IMPORTS:'imported?'(py_dialect:name(Module), py_dialect:name(Func)).
 
 %% @doc The registered imports: `[{Module, Func | all}]' with binary names,
 %% in registration order.
@@ -84,7 +84,7 @@ import_list() ->
 add_path(Path) when is_atom(Path) ->
     add_path(atom_to_binary(Path));
 add_path(Path) ->
-    py:result(?IMPORTS:add_path(Path)).
+    py_dialect:result(?IMPORTS:add_path(Path)).
 
 %% @doc {@link add_path/1} for each path, in order.
 %%
@@ -116,4 +116,4 @@ is_path_added(Path) ->
     ?IMPORTS:'path_added?'(Path).
 
 func(all) -> all;
-func(Func) -> py:name(Func).
+func(Func) -> py_dialect:name(Func).

@@ -184,18 +184,18 @@ every_kind_translated_test() ->
     true = length(Kinds) > 5,
     lists:foreach(
       fun(timeout) ->
-              {error, timeout} = py:result({error, py_error(timeout, <<"late">>)});
+              {error, timeout} = py_dialect:result({error, py_error(timeout, <<"late">>)});
          (Kind) ->
-              {error, {Kind, "went wrong"}} = py:result({error, py_error(Kind, <<"went wrong">>)}),
+              {error, {Kind, "went wrong"}} = py_dialect:result({error, py_error(Kind, <<"went wrong">>)}),
               %% Without a message, the kind's description.
-              {error, {Kind, Described}} = py:result({error, py_error(Kind, nil)}),
+              {error, {Kind, Described}} = py_dialect:result({error, py_error(Kind, nil)}),
               true = length(Described) > 10,
               #{type := Kind, traceback := none} = py:last_error()
       end, Kinds),
-    {error, {'KeyError', "'k'"}} = py:result({error, py_error(<<"KeyError">>, <<"'k'">>)}),
-    {error, {'Inner', "x"}} = py:result({error, py_error(<<"a.Outer.Inner">>, <<"x">>)}),
-    {ok, [none]} = py:result({ok, [nil]}),
-    ok = py:result(ok).
+    {error, {'KeyError', "'k'"}} = py_dialect:result({error, py_error(<<"KeyError">>, <<"'k'">>)}),
+    {error, {'Inner', "x"}} = py_dialect:result({error, py_error(<<"a.Outer.Inner">>, <<"x">>)}),
+    {ok, [none]} = py_dialect:result({ok, [nil]}),
+    ok = py_dialect:result(ok).
 
 py_error(Type, Message) ->
     'Elixir.Py.Error':exception([{type, Type}, {message, Message}]).
