@@ -46,19 +46,22 @@ defmodule Py.Context do
   """
   @type t :: %__MODULE__{pool: atom, index: pos_integer, ref: reference(), pid: pid | nil}
 
-  @typedoc "The map returned by `info/1`."
+  @typedoc "The map returned by `info/1` (every key is described there)."
   @type info :: %{
           required(:pool) => atom,
           required(:index) => pos_integer,
+          required(:mode) => mode,
+          required(:bound_processes) => non_neg_integer,
           required(:calls_total) => non_neg_integer,
           required(:errors_total) => non_neg_integer,
+          required(:cancelled_total) => non_neg_integer,
           required(:in_flight) => non_neg_integer,
           required(:queue_length) => non_neg_integer,
-          required(:bound_processes) => non_neg_integer,
-          required(:namespaces) => non_neg_integer,
           required(:busy_us) => non_neg_integer,
-          required(:mode) => mode,
-          optional(atom) => term
+          required(:compiles_total) => non_neg_integer,
+          required(:namespaces) => non_neg_integer,
+          required(:workers) => pos_integer,
+          required(:idle_workers) => non_neg_integer
         }
 
   @typedoc "An option of `new/1`."
@@ -228,6 +231,24 @@ defmodule Py.Context do
   """
   @spec contexts(atom) :: [t]
   def contexts(pool \\ :default), do: Tuple.to_list(pool!(pool))
+
+  @doc """
+  Every live context: the contexts of every started pool, in pool and index
+  order, then the open dedicated contexts (`new/1`) of all processes. For
+  listing them (with `info/1`) on a dashboard.
+
+  ## Example
+
+      ctx = Py.Context.new()
+      true = ctx in Py.Context.all()
+      true = Py.context(1) in Py.Context.all()
+  """
+  @spec all() :: [t]
+  def all do
+    pooled = Enum.flat_map(pools(), &contexts/1)
+    dedicated = Enum.sort_by(Registry.dedicated(), & &1.index)
+    pooled ++ dedicated
+  end
 
   @doc """
   Whether `pool` has been started.
@@ -443,20 +464,31 @@ defmodule Py.Context do
   end
 
   @doc """
-  Statistics of a context, as a map with at least:
+  Statistics of a context, as a map with these keys:
 
     * `:pool`, `:index` — which context this is;
-    * `:calls_total`, `:errors_total` — jobs run and jobs that failed;
-    * `:in_flight` — jobs submitted and not replied yet;
-    * `:queue_length` — jobs waiting for a worker;
+    * `:mode` — `:main` or `:subinterpreter` (see `new/1`);
     * `:bound_processes` — processes bound to it (`bind/1`);
-    * `:namespaces` — live process namespaces;
-    * `:busy_us` — time spent running Python, in microseconds;
-    * `:mode` — `:main` or `:subinterpreter` (see `new/1`).
+    * `:calls_total` — calls that ran to completion, successfully or not;
+    * `:errors_total` — those of them that returned an error;
+    * `:cancelled_total` — calls cancelled (timed out) while queued or running;
+    * `:in_flight` — calls submitted and not finished yet (queued or running);
+    * `:queue_length` — calls waiting for a worker;
+    * `:busy_us` — time spent running calls, in microseconds;
+    * `:compiles_total` — source compilations (`eval`/`exec` code not found
+      in the context's code cache);
+    * `:namespaces` — live process namespaces (one per process that ran
+      `eval`/`exec` or called `:__main__` here and is still alive);
+    * `:workers` — executor threads alive: the home worker and any overflow
+      workers started while it was stuck in a long call;
+    * `:idle_workers` — overflow workers parked, waiting for work.
+
+  The counters (`_total`, `busy_us`) only grow; the others are a snapshot.
 
   ## Example
 
-      %{pool: :default, index: 1, mode: :main} = Py.Context.info(Py.context(1))
+      %{pool: :default, index: 1, mode: :main, workers: workers} = Py.Context.info(Py.context(1))
+      true = workers >= 1
   """
   @spec info(t) :: info
   def info(%__MODULE__{pool: pool, index: index, ref: ref}) do

@@ -9,13 +9,18 @@ defmodule Py.ContextTest do
   @info_keys [
     :pool,
     :index,
+    :mode,
+    :bound_processes,
     :calls_total,
     :errors_total,
+    :cancelled_total,
     :in_flight,
     :queue_length,
-    :bound_processes,
+    :busy_us,
+    :compiles_total,
     :namespaces,
-    :busy_us
+    :workers,
+    :idle_workers
   ]
 
   describe "pools" do
@@ -337,6 +342,17 @@ defmodule Py.ContextTest do
       assert Py.Context.info(ctx).bound_processes == 0
     end
 
+    test "all/0 lists the live contexts: every pool's, then the dedicated ones" do
+      ctx = Py.Context.new()
+      all = Py.Context.all()
+      pooled = Enum.flat_map(Py.Context.pools(), &Py.Context.contexts/1)
+      assert Enum.take(all, length(pooled)) == pooled
+      assert ctx in all
+      assert Enum.all?(all, &match?(%Py.Context{}, &1))
+      :ok = Py.Context.close(ctx)
+      refute ctx in Py.Context.all()
+    end
+
     test "close/1 closes it early; pool contexts cannot be closed" do
       ctx = Py.Context.new()
       assert ctx in Py.Context.Registry.dedicated()
@@ -348,16 +364,28 @@ defmodule Py.ContextTest do
   end
 
   describe "info/1" do
-    test "reports the required keys" do
+    test "reports exactly the keys listed here" do
       for ctx <- Py.Context.contexts(:default) do
         info = Py.Context.info(ctx)
-        for key <- @info_keys, do: assert(Map.has_key?(info, key), "missing #{key}")
+        assert Enum.sort(Map.keys(info)) == Enum.sort(@info_keys)
         assert info.pool == :default
         assert info.index == ctx.index
+        assert info.mode in [:main, :subinterpreter]
+        assert info.workers >= 1
 
-        for key <- @info_keys -- [:pool, :index] do
+        for key <- @info_keys -- [:pool, :index, :mode] do
           assert is_integer(info[key]) and info[key] >= 0, "#{key}: #{inspect(info[key])}"
         end
+      end
+    end
+
+    test "its doc describes every key it returns" do
+      {:docs_v1, _, _, _, _, _, docs} = Code.fetch_docs(Py.Context)
+
+      [doc] = for {{:function, :info, 1}, _, _, %{"en" => doc}, _} <- docs, do: doc
+
+      for key <- Map.keys(Py.Context.info(Py.context(1))) do
+        assert doc =~ "`#{inspect(key)}`", "info/1's doc does not describe #{inspect(key)}"
       end
     end
 

@@ -96,13 +96,22 @@ pub(crate) struct ContextState {
     /// Held shared while queueing a call and exclusively while closing, so
     /// no call can be queued behind the workers' Stop tasks.
     gate: RwLock<()>,
+    /// Set once, by `close`. SeqCst, like `parked`: `close` sets it and then
+    /// reads `parked` while a parking overflow worker counts itself in
+    /// `parked` and then reads it; only SeqCst rules out both reading the
+    /// old value (a worker left parked in a closed context).
     closed: AtomicBool,
+    /// Worker threads alive. Acquire/Release (AcqRel to change it): the
+    /// worker that takes it to zero drops the context's Python references,
+    /// after every other worker's last use of them.
     workers: AtomicUsize,
-    /// Overflow workers waiting for the overflow to open.
+    /// Overflow workers waiting for the overflow to open. SeqCst: see `closed`.
     parked: AtomicUsize,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
     /// Set by the monitor while the home worker is stuck and calls wait.
+    /// This and the two below are hints (Relaxed): no data is handed over
+    /// through them, calls travel through the channel.
     overflow_open: AtomicBool,
     /// True while the home worker runs a call.
     home_running: AtomicBool,
@@ -132,7 +141,7 @@ impl ContextState {
     /// collection is already due. In a closed context it waits for the
     /// monitor (main interpreter) or the end of the sub-interpreter.
     fn release(&self, obj: Py<PyAny>) {
-        if self.interp.release(obj) && !self.closed.load(Ordering::Acquire) {
+        if self.interp.release(obj) && !self.closed.load(Ordering::SeqCst) {
             // `rx` lives in `self`, so the send cannot fail.
             let _ = self.tx.send(Task::Collect);
         }
@@ -256,7 +265,7 @@ impl Context {
         state: Arc<CallState>,
     ) -> Result<(), SubmitError> {
         let _open = self.state().gate.read();
-        if self.state().closed.load(Ordering::Acquire) {
+        if self.state().closed.load(Ordering::SeqCst) {
             return Err(SubmitError::Closed);
         }
         if let Some(namespace) = job_namespace(&job) {
@@ -300,8 +309,8 @@ impl Context {
         let s = self.state();
         s.stats.snapshot(
             s.rx.len(),
-            s.workers.load(Ordering::Relaxed),
-            s.parked.load(Ordering::Relaxed),
+            s.workers.load(Ordering::Acquire),
+            s.parked.load(Ordering::SeqCst),
         )
     }
 }
@@ -316,7 +325,7 @@ fn close(context: &ContextState) {
         let _ = context.tx.send(Task::Stop);
     }
     // Parked overflow workers must come and take their Stop too.
-    context.overflow_open.store(true, Ordering::Release);
+    context.overflow_open.store(true, Ordering::Relaxed);
     for _ in 0..context.parked.load(Ordering::SeqCst) {
         let _ = context.wake_tx.send(());
     }

@@ -153,9 +153,13 @@ const REPLIED: u8 = 3;
 /// "the reply is sent" and "the caller was told it never will be" happens.
 #[derive(Debug)]
 pub struct CallState {
+    /// QUEUED → RUNNING → REPLIED, or → CANCELLED. Acquire/Release (AcqRel
+    /// to change it): whoever wins a transition owns what follows (sending
+    /// the reply, or telling the caller none will come).
     state: AtomicU8,
     /// Python thread ident of the worker running the call, 0 when none;
-    /// written and read only while holding the GIL.
+    /// written and read only while holding the GIL. Release/Acquire all the
+    /// same, since a free-threaded interpreter has no GIL to order them.
     running_on: AtomicU64,
     /// The sub-interpreter the call runs in (None: the main interpreter).
     /// Set once by the worker that takes the call; the interrupter attaches

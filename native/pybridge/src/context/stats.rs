@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+// Every counter is Relaxed: each is read on its own, and none hands data over.
+
 #[derive(Debug, Default)]
 pub(super) struct Stats {
     calls_total: AtomicU64,
@@ -13,8 +15,13 @@ pub(super) struct Stats {
     namespaces: AtomicI64,
 }
 
-/// A point-in-time copy of a context's counters.
+/// A point-in-time copy of a context's counters: what `Py.Context.info/1`
+/// reports besides the keys the Elixir side adds (`:pool`, `:index`,
+/// `:bound_processes`) and `:mode`. The NIF encodes it as a map with one key
+/// per field, so a new counter is a field here (and the line that counts
+/// it); `Py.Context.info/1`'s doc lists every key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "nif", derive(rustler::NifMap))]
 pub struct StatsSnapshot {
     /// Calls that ran to completion (successfully or not).
     pub calls_total: u64,
@@ -24,6 +31,7 @@ pub struct StatsSnapshot {
     pub cancelled_total: u64,
     /// Calls submitted and not yet finished or dropped.
     pub in_flight: u64,
+    /// Calls waiting in the queue.
     pub queue_length: u64,
     /// Time spent running calls, in microseconds.
     pub busy_us: u64,
@@ -31,7 +39,9 @@ pub struct StatsSnapshot {
     pub compiles_total: u64,
     /// Live process namespaces.
     pub namespaces: u64,
+    /// Worker threads alive (the home worker and overflow workers).
     pub workers: u64,
+    /// Overflow workers parked, waiting for work.
     pub idle_workers: u64,
 }
 

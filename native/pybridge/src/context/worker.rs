@@ -33,6 +33,8 @@ const GIL_SLICE: Duration = Duration::from_millis(2);
 /// What the monitor can see of a worker.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerSlot {
+    /// Python's ident of the worker's thread, set and read by that thread
+    /// (Relaxed).
     pub(super) ident: AtomicU64,
     pub(super) current: Mutex<Option<Arc<CallState>>>,
 }
@@ -133,7 +135,7 @@ fn run_home(context: &ContextState, slot: &WorkerSlot) {
         let _ = context.home_thread.set(thread);
     }
     let mut tstate = ThreadState::in_interp(&context.interp);
-    slot.ident.store(tstate.ident(), Ordering::Release);
+    slot.ident.store(tstate.ident(), Ordering::Relaxed);
     // A new sub-interpreter gets its `pybridge` and `erlang` modules before
     // any call, so that even a first `import erlang` finds them. (A failure
     // here comes back with the first call that needs them.)
@@ -185,7 +187,7 @@ fn next_task(context: &ContextState) -> Result<Task, crossbeam_channel::RecvErro
 fn run_overflow(context: &ContextState, slot: &WorkerSlot) {
     lower_priority();
     let mut tstate = ThreadState::in_interp(&context.interp);
-    slot.ident.store(tstate.ident(), Ordering::Release);
+    slot.ident.store(tstate.ident(), Ordering::Relaxed);
     // A new overflow worker was started for a waiting call: go straight to work.
     let mut woken = true;
     'parked: loop {
@@ -228,7 +230,7 @@ fn run_overflow(context: &ContextState, slot: &WorkerSlot) {
 /// overflow and the home worker is in fact busy, so that calls stay on the
 /// home thread whenever it can take them.
 fn overflowing(context: &ContextState) -> bool {
-    context.overflow_open.load(Ordering::Acquire) && context.home_running.load(Ordering::Acquire)
+    context.overflow_open.load(Ordering::Relaxed) && context.home_running.load(Ordering::Relaxed)
 }
 
 /// Runs `first` and whatever else is queued, holding the GIL. Overflow
@@ -298,7 +300,7 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
         context.stats.dropped(true);
         return;
     }
-    if context.closed.load(Ordering::Acquire) {
+    if context.closed.load(Ordering::SeqCst) {
         context.stats.dropped(false);
         if state.finish() {
             let error = ErrorInfo::new(

@@ -34,17 +34,6 @@ rustler::atoms! {
     mode,
     main,
     subinterpreter,
-    // Context counters (`Py.Context.info/1`).
-    calls_total,
-    errors_total,
-    cancelled_total,
-    in_flight,
-    queue_length,
-    busy_us,
-    compiles_total,
-    namespaces,
-    workers,
-    idle_workers,
     // Terms.
     nil,
     true_ = "true",

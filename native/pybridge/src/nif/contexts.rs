@@ -43,25 +43,13 @@ fn context_close(ctx: ResourceArc<ContextResource>) -> Atom {
 
 #[rustler::nif]
 fn context_info(env: Env<'_>, ctx: ResourceArc<ContextResource>) -> NifResult<Term<'_>> {
-    let s = ctx.0.stats();
-    let pairs = [
-        (atoms::calls_total(), s.calls_total),
-        (atoms::errors_total(), s.errors_total),
-        (atoms::cancelled_total(), s.cancelled_total),
-        (atoms::in_flight(), s.in_flight),
-        (atoms::queue_length(), s.queue_length),
-        (atoms::busy_us(), s.busy_us),
-        (atoms::compiles_total(), s.compiles_total),
-        (atoms::namespaces(), s.namespaces),
-        (atoms::workers(), s.workers),
-        (atoms::idle_workers(), s.idle_workers),
-    ];
-    let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
-    let values: Vec<Term> = pairs.iter().map(|(_, v)| v.encode(env)).collect();
     let mode = if ctx.0.is_subinterpreter() {
         atoms::subinterpreter()
     } else {
         atoms::main()
     };
-    Term::map_from_arrays(env, &keys, &values)?.map_put(atoms::mode().encode(env), mode)
+    ctx.0
+        .stats()
+        .encode(env)
+        .map_put(atoms::mode().encode(env), mode)
 }

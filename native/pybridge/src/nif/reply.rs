@@ -32,6 +32,8 @@ const REDIRECTED: u8 = 3;
 /// A result handed straight back to a submitter that is still waiting in
 /// the NIF: no message, no second wake-up.
 pub(super) struct Inline {
+    /// WAITING → DELIVERED, GAVE_UP or REDIRECTED. Acquire/Release (AcqRel
+    /// to change it): the winner of the transition sends the reply.
     state: AtomicU8,
     outcome: Mutex<Option<(Outcome, Timing)>>,
     fallback: Mutex<Option<BeamReply>>,

@@ -13,7 +13,7 @@
 //! * A thread that runs Python in a sub-interpreter has that interpreter's
 //!   thread state as the first one it ever made (PyO3 attaches through
 //!   `PyGILState_Ensure`, which only knows a thread's first thread state).
-//!   [`ThreadState::new`](super::ThreadState::new) makes it.
+//!   [`ThreadState::in_interp`](super::ThreadState::in_interp) makes it.
 //! * A Python reference is never dropped without its interpreter attached:
 //!   PyO3 would defer the decref to whichever thread attaches next, in any
 //!   interpreter. References released from elsewhere go to the owner's
@@ -83,6 +83,8 @@ pub struct Interp {
     state: OnceLock<InterpState>,
     garbage: Mutex<Vec<Py<PyAny>>>,
     /// Set while `garbage` is not empty: a lock-free check for the workers.
+    /// Changed under `garbage`'s lock; Acquire/Release (AcqRel to swap it)
+    /// so a reader that sees it set also sees what was pushed.
     pending: AtomicBool,
 }
 
@@ -149,7 +151,7 @@ impl Interp {
         }
     }
 
-    /// Records `interp` as this thread's interpreter (ThreadState::new).
+    /// Records `interp` as this thread's interpreter (`ThreadState::in_interp`).
     pub(super) fn enter(interp: &Arc<Interp>) {
         CURRENT.with(|c| c.set(Arc::as_ptr(interp)));
     }

@@ -26,7 +26,7 @@ pub struct ThreadState {
 impl ThreadState {
     /// Creates this thread's thread state in the main interpreter. The
     /// interpreter must be running.
-    pub fn new() -> ThreadState {
+    pub fn in_main() -> ThreadState {
         ThreadState::in_interp(Interp::main())
     }
 
@@ -86,12 +86,6 @@ impl ThreadState {
         unsafe { ffi::PyEval_RestoreThread(self.tstate) };
         let _release = Release(self);
         Python::attach(f)
-    }
-}
-
-impl Default for ThreadState {
-    fn default() -> Self {
-        ThreadState::new()
     }
 }
 

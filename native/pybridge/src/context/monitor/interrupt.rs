@@ -44,7 +44,7 @@ pub(super) fn start(then: impl FnOnce()) {
         let _ = std::thread::Builder::new()
             .name("py-interrupter".into())
             .spawn(move || {
-                let mut tstate = ThreadState::new();
+                let mut tstate = ThreadState::in_main();
                 for state in rx {
                     let interp = state.interp().clone();
                     // The Timeout class of the call's interpreter, set up by

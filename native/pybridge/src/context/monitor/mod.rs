@@ -39,7 +39,7 @@ pub(super) fn register(context: &Arc<ContextState>) {
 }
 
 fn watch() {
-    let mut tstate = ThreadState::new();
+    let mut tstate = ThreadState::in_main();
     let mut stalls: HashMap<usize, Stall> = HashMap::new();
     let mut released_seen = 0u64;
     let mut last_trim = Instant::now();
@@ -90,7 +90,7 @@ fn check(
     if queued == 0
         && context.interp.kind() == Kind::Sub
         && context.interp.has_garbage()
-        && !context.closed.load(Ordering::Acquire)
+        && !context.closed.load(Ordering::SeqCst)
     {
         let _ = context.tx.send(Task::Collect);
     }

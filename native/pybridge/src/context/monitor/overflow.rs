@@ -79,13 +79,13 @@ pub(super) fn check(
     if !stuck {
         stall.free_ticks = 0;
     }
-    if !(queued > 0 && stuck && !context.closed.load(Ordering::Acquire)) {
+    if !(queued > 0 && stuck && !context.closed.load(Ordering::SeqCst)) {
         // The home worker is free (or moving again): calls go back to it.
-        context.overflow_open.store(false, Ordering::Release);
+        context.overflow_open.store(false, Ordering::Relaxed);
         return;
     }
-    context.overflow_open.store(true, Ordering::Release);
-    let parked = context.parked.load(Ordering::Acquire);
+    context.overflow_open.store(true, Ordering::Relaxed);
+    let parked = context.parked.load(Ordering::SeqCst);
     for _ in 0..queued.min(parked) {
         let _ = context.wake_tx.send(());
     }
