@@ -6,12 +6,14 @@
 //! * [`convert`]  — the GIL-free [`convert::Value`] and its conversion to and from Python.
 //! * [`context`]  — executors: a queue, worker threads, per-process namespaces, the code cache.
 //! * `nif`        — the thin Rustler layer (feature `nif`): decode terms, call the core, encode.
+//! * [`limits`]   — every limit (sizes, depths, scheduler budgets, batch sizes) in one place.
 
 #[global_allocator]
 static ALLOCATOR: runtime::alloc::BridgeAlloc = runtime::alloc::BridgeAlloc;
 
 pub mod context;
 pub mod convert;
+pub mod limits;
 pub mod runtime;
 
 #[cfg(feature = "nif")]

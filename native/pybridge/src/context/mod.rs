@@ -35,6 +35,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 use pyo3::{Py, PyAny};
 
+use crate::limits::{DEFAULT_CODE_CACHE_SIZE, DEFAULT_MAX_WORKERS};
 use crate::runtime::Interp;
 
 pub use monitor::cancel;
@@ -69,8 +70,8 @@ impl Default for ContextConfig {
         ContextConfig {
             pool: "default".into(),
             index: 1,
-            max_workers: 256,
-            code_cache_size: 1024,
+            max_workers: DEFAULT_MAX_WORKERS,
+            code_cache_size: DEFAULT_CODE_CACHE_SIZE,
             subinterpreter: false,
         }
     }

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::limits::{CALLS_PER_GIL_CHECK, GIL_SLICE};
 use crate::runtime::{Kind, ThreadState};
 
 use super::request::{CallState, ErrorInfo, ErrorKind, Outcome, Request, Timing};
@@ -25,10 +26,6 @@ const OVERFLOW_POLL: Duration = Duration::from_millis(1);
 const HOLD_GIL_FOR: Duration = Duration::from_micros(3);
 /// How long the home worker polls its queue before parking.
 const SPIN: Duration = Duration::from_micros(50);
-/// A draining worker checks every this many calls whether it has held the
-/// GIL for longer than [`GIL_SLICE`], and if so lets other threads at it.
-const CALLS_PER_GIL_CHECK: usize = 16;
-const GIL_SLICE: Duration = Duration::from_millis(2);
 
 /// What the monitor can see of a worker.
 #[derive(Debug, Default)]

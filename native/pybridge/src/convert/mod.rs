@@ -5,11 +5,14 @@
 //! and fail with a [`ConvertError`] instead of overflowing the stack.
 
 pub mod erlang_types;
+pub mod etf;
 pub mod from_py;
 pub mod to_py;
 pub mod value;
 
-pub use value::{ObjectData, PyObject, Value, MAX_DEPTH};
+pub use value::{ObjectData, PyObject, Value};
+
+use crate::limits::MAX_DEPTH;
 
 /// Why a value could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq)]

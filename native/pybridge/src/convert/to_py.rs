@@ -19,7 +19,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::erlang_types::{new_beam_id, BeamId};
-use super::{ConvertError, Value, MAX_DEPTH};
+use super::{ConvertError, Value};
+use crate::limits::MAX_DEPTH;
 
 /// Converts a [`Value`] to a new Python object.
 pub fn to_py<'py>(py: Python<'py>, v: &Value) -> Result<Bound<'py, PyAny>, ConvertError> {

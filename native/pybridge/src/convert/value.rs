@@ -13,10 +13,6 @@ use pyo3::prelude::*;
 use super::ConvertError;
 use crate::runtime::Interp;
 
-/// How deep a value may nest before conversion gives up with an error
-/// instead of exhausting a thread's stack.
-pub const MAX_DEPTH: usize = 10_000;
-
 /// One value on its way between the BEAM and Python.
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -67,7 +63,7 @@ pub struct ObjectData {
     owner: Arc<Interp>,
     /// `type(obj).__module__ + "." + type(obj).__qualname__`
     pub type_name: String,
-    /// `repr(obj)`, truncated to [`REPR_LIMIT`] bytes.
+    /// `repr(obj)`, truncated to [`REPR_BYTES`](crate::limits::REPR_BYTES) bytes.
     pub repr: String,
 }
 
@@ -127,9 +123,6 @@ impl std::ops::Deref for PyObject {
     }
 }
 
-/// Longest repr kept for `inspect` on a `%Py.Object{}`.
-pub const REPR_LIMIT: usize = 200;
-
 impl Value {
     /// A short name of this value's kind, for error messages
     /// ("an integer", "a list", ...).
@@ -153,7 +146,7 @@ impl Value {
 
     /// Drops this value without recursion.
     ///
-    /// Plain `drop` of a value nested [`MAX_DEPTH`] levels deep recurses once
+    /// Plain `drop` of a value nested [`MAX_DEPTH`](crate::limits::MAX_DEPTH) levels deep recurses once
     /// per level, which is too much for a dirty scheduler's small stack; use
     /// this where a deep value may be dropped on a BEAM thread.
     pub fn dispose(self) {

@@ -13,17 +13,13 @@ use rustler::{Atom, Binary, Encoder, Env, NifResult, ResourceArc, Term};
 
 use crate::context::{self, CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Namespace, Reply};
 use crate::convert::Value;
+use crate::limits::{SCHEDULER_CODE_BYTES, SCHEDULER_NODES};
 
 use super::atoms;
 use super::error::encode_error;
 use super::handles::{CallResource, ContextResource, NamespaceResource};
 use super::reply::{encode_outcome, take_env, BeamReply, Inline};
 use super::term::{decode, DecodeError};
-
-/// Nodes decoded on a normal scheduler before the call moves to a dirty one.
-const SCHEDULER_BUDGET: usize = 20_000;
-/// Bytes of source handled on a normal scheduler; longer code goes dirty.
-const SCHEDULER_CODE_BYTES: usize = 256 * 1024;
 
 #[rustler::nif]
 fn submit<'a>(
@@ -41,7 +37,7 @@ fn submit<'a>(
         tag,
         job,
         timeout,
-        Some(SCHEDULER_BUDGET),
+        Some(SCHEDULER_NODES),
     )
 }
 

@@ -4,25 +4,18 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Encoder, Env, LocalPid, Term};
 
 use crate::context::{Outcome, Reply, Timing};
+use crate::limits::{INLINE_NODES, INLINE_WAIT, MESSAGE_ENV_POOL};
 use crate::runtime;
 
 use super::atoms;
 use super::error::encode_error;
 use super::term::encode;
-
-/// How long a submitting NIF waits for a quick call's result before leaving
-/// it to the reply message. Bounded, so a scheduler is never held for long.
-const INLINE_WAIT: Duration = Duration::from_micros(20);
-/// Results up to this many nodes may be handed back inline; bigger ones are
-/// encoded by the worker, never on a scheduler.
-const INLINE_NODES: usize = 256;
 
 const WAITING: u8 = 0;
 const DELIVERED: u8 = 1;
@@ -134,8 +127,6 @@ thread_local! {
     static ENV_POOL: std::cell::RefCell<Vec<OwnedEnv>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-const ENV_POOL_SIZE: usize = 8;
-
 pub(super) fn take_env() -> OwnedEnv {
     ENV_POOL
         .with(|pool| pool.borrow_mut().pop())
@@ -146,7 +137,7 @@ fn recycle_env(mut env: OwnedEnv) {
     env.clear();
     ENV_POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.len() < ENV_POOL_SIZE {
+        if pool.len() < MESSAGE_ENV_POOL {
             pool.push(env);
         }
     });

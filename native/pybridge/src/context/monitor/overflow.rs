@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::limits::SPAWN_PER_TICK;
 use crate::runtime::{Interp, ThreadState};
 
 use super::super::{worker, ContextState};
@@ -15,10 +16,6 @@ const COMPUTE_STALL_TICKS: u32 = 10;
 /// Taking the GIL faster than this means the stuck call released it.
 const GIL_FREE: Duration = Duration::from_micros(500);
 const GIL_PROBE_GAP: Duration = Duration::from_micros(200);
-/// Workers added to one context per tick, at most: the top of the ramp
-/// (200 sleeping calls get their workers within a few ticks; a misjudged
-/// stall costs little).
-const SPAWN_PER_TICK: usize = 32;
 
 /// What the monitor remembers of a context between ticks.
 #[derive(Default)]

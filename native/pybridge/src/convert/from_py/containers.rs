@@ -8,6 +8,7 @@ use pyo3::sync::critical_section::with_critical_section;
 
 use super::super::{ConvertError, Value};
 use super::scalars::scalar;
+use crate::limits::MAX_TUPLE_ARITY;
 
 /// A container being converted.
 pub(super) enum Frame<'py> {
@@ -45,9 +46,6 @@ pub(super) enum Frame<'py> {
     },
 }
 
-/// The most items a BEAM tuple can hold.
-pub const MAX_TUPLE_LEN: usize = (1 << 24) - 1;
-
 fn capacity(len: ffi::Py_ssize_t) -> usize {
     usize::try_from(len).unwrap_or(0)
 }
@@ -69,9 +67,9 @@ impl<'py> Frame<'py> {
     pub(super) fn tuple(obj: &Bound<'py, PyAny>) -> Result<Self, ConvertError> {
         // SAFETY: `obj` is a live tuple (caller checked) and the GIL is held.
         let len = unsafe { ffi::PyTuple_Size(obj.as_ptr()) };
-        if capacity(len) > MAX_TUPLE_LEN {
+        if capacity(len) > MAX_TUPLE_ARITY {
             return Err(ConvertError(format!(
-                "cannot convert a tuple of {len} items: BEAM tuples hold at most {MAX_TUPLE_LEN}"
+                "cannot convert a tuple of {len} items: BEAM tuples hold at most {MAX_TUPLE_ARITY}"
             )));
         }
         Ok(Frame::Tuple {

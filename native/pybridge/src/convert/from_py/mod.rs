@@ -25,14 +25,13 @@ use pyo3::types::{
 };
 
 use super::erlang_types::term_value;
-use super::{ConvertError, Value, MAX_DEPTH};
+use super::{ConvertError, Value};
+use crate::limits::MAX_DEPTH;
 
 use containers::{depth_error, Frame};
 use scalars::{bytes_value, int_value, is_exact, scalar, str_value};
 
-pub use containers::MAX_TUPLE_LEN;
 pub use objects::{repr_of, to_object, type_name};
-pub use scalars::MAX_INT_BITS;
 
 /// Converts a Python object to a [`Value`].
 pub fn from_py(obj: &Bound<'_, PyAny>) -> Result<Value, ConvertError> {

@@ -3,8 +3,8 @@
 
 use pyo3::prelude::*;
 
-use super::super::value::REPR_LIMIT;
 use super::super::PyObject;
+use crate::limits::{truncate, REPR_BYTES};
 
 #[cfg(doc)]
 use super::super::Value;
@@ -28,24 +28,15 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
     }
 }
 
-/// `repr(obj)` cut to at most [`REPR_LIMIT`] bytes at a char boundary
+/// `repr(obj)` cut to at most [`REPR_BYTES`] bytes at a char boundary
 /// (ending in "..." when cut); `<unrepresentable TYPE object>` if `repr`
 /// raises.
 pub fn repr_of(obj: &Bound<'_, PyAny>) -> String {
     match obj.repr() {
-        Ok(r) => truncate(r.to_string_lossy().into_owned()),
-        Err(_) => truncate(format!("<unrepresentable {} object>", type_name(obj))),
+        Ok(r) => truncate(r.to_string_lossy().into_owned(), REPR_BYTES),
+        Err(_) => truncate(
+            format!("<unrepresentable {} object>", type_name(obj)),
+            REPR_BYTES,
+        ),
     }
-}
-
-fn truncate(mut s: String) -> String {
-    if s.len() > REPR_LIMIT {
-        let mut end = REPR_LIMIT - 3;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str("...");
-    }
-    s
 }

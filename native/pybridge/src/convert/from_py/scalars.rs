@@ -8,6 +8,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use super::super::{ConvertError, Value};
+use crate::limits::MAX_INT_BITS;
 
 /// Whether `ptr`'s type is exactly the static type object `ty`.
 ///
@@ -55,10 +56,6 @@ pub(super) unsafe fn scalar(
     }
     Ok(None)
 }
-
-/// Largest integer the BEAM is sure to represent (its bignums top out a
-/// little above 32 million bits); bigger ones are an error, not a surprise.
-pub const MAX_INT_BITS: u64 = 32_000_000;
 
 /// # Safety
 /// `ptr` must be a live `int` (or subclass) and the GIL held.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::convert::to_py::to_py;
-use crate::convert::value::REPR_LIMIT;
+use crate::limits::REPR_BYTES;
 use num_bigint::BigInt;
 use pyo3::types::PyAnyMethods;
 
@@ -255,7 +255,7 @@ class Bad:
         let long = eval_in(py, "Long()", &globals);
         match from_py(&long).expect("long") {
             Value::Object(o) => {
-                assert!(o.repr.len() <= REPR_LIMIT, "{}", o.repr.len());
+                assert!(o.repr.len() <= REPR_BYTES, "{}", o.repr.len());
                 assert!(o.repr.ends_with("..."));
                 assert!(o.repr.starts_with("éé"));
             }

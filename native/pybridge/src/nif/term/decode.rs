@@ -10,15 +10,12 @@ use rustler::types::map::MapIterator;
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, ResourceArc, Term, TermType};
 
-use crate::convert::{ConvertError, Value, MAX_DEPTH};
+use crate::convert::{ConvertError, Value};
+use crate::limits::{truncate, BINARY_BYTES_PER_NODE, MAX_DEPTH, TERM_DESCRIPTION_BYTES};
 
-use super::etf::{parse_etf_atom, parse_etf_integer};
+use crate::convert::etf::{parse_etf_atom, parse_etf_integer};
 use crate::nif::atoms;
 use crate::nif::handles::ObjectResource;
-
-/// How many bytes of a binary count as one node of the decoding budget
-/// (copying 256 bytes costs about as much as decoding one small term).
-pub const BINARY_BYTES_PER_NODE: usize = 256;
 
 /// Why a term could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,16 +51,7 @@ fn convert_err(message: String) -> DecodeError {
 /// terms whose printed form is short (funs, ports): printing walks the
 /// whole term.
 fn describe(term: Term<'_>) -> String {
-    let mut s = format!("{term:?}");
-    if s.len() > 120 {
-        let mut end = 117;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str("...");
-    }
-    s
+    truncate(format!("{term:?}"), TERM_DESCRIPTION_BYTES)
 }
 
 #[inline]

@@ -9,8 +9,9 @@ use rustler::sys::{self, ErlNifTerm};
 use rustler::{Encoder, Env, NewBinary, ResourceArc, Term};
 
 use crate::convert::Value;
+use crate::limits::MAX_TUPLE_ARITY;
 
-use super::etf::etf_big_integer;
+use crate::convert::etf::etf_big_integer;
 use crate::nif::atoms;
 use crate::nif::handles::ObjectResource;
 
@@ -296,9 +297,6 @@ fn cons_list<'a>(env: Env<'a>, items: &[ErlNifTerm]) -> Term<'a> {
     }
     list
 }
-
-/// The largest tuple the BEAM can hold.
-pub const MAX_TUPLE_ARITY: usize = (1 << 24) - 1;
 
 /// A tuple of terms made in `env`. Beyond [`MAX_TUPLE_ARITY`] (which
 /// `from_py` already refuses) it makes a list instead of a broken tuple.

@@ -1,5 +1,7 @@
-//! BEAM terms ⇄ [`Value`]: [`decode`] (on schedulers, within a budget),
-//! [`encode`] (on worker threads), and the [`etf`] pieces both need.
+//! BEAM terms ⇄ [`Value`]: [`decode`] (on schedulers, within a budget) and
+//! [`encode`] (on worker threads). Both read or write the external term
+//! format by hand for big integers and non-Latin-1 atoms
+//! ([`crate::convert::etf`], tested without a BEAM).
 //!
 //! BEAM → Value: integers → Int/BigInt; floats → Float; binaries → Str when
 //! valid UTF-8, else Bytes; `true`/`false` → Bool, `nil` → None, other atoms
@@ -14,7 +16,6 @@
 
 mod decode;
 mod encode;
-mod etf;
 
 pub use decode::{decode, DecodeError};
 pub use encode::encode;
