@@ -24,12 +24,12 @@
 %%     {@link last_error/0}.</li>
 %% <li>`timeout': the call ran past its timeout and was interrupted.</li>
 %% <li>`{Kind, Message}' with a lowercase `Kind' when pybridge itself gave
-%%     up: `conversion' (a value has no counterpart on the other side),
-%%     `closed' (the context was closed, or the pid is not a context),
-%%     `not_started' (Python is not running), `badarg', `internal' (a bug,
-%%     caught), `context_failed', and for calls on other nodes
-%%     `noconnection', `erpc', `remote_exit'. Python class names are
-%%     capitalised, so the two never collide.</li>
+%%     up: one of `Py.Error.kinds()', described in `Py.Error'. Calls return
+%%     `conversion' (a value has no counterpart on the other side), `closed'
+%%     (the context was closed, or the pid is not a context),
+%%     `not_started' (Python is not running), `badarg' and `internal' (a
+%%     bug, caught); {@link subinterp_create/0} returns `context_failed'.
+%%     Python class names are capitalised, so the two never collide.</li>
 %% </ul>
 %% Bad arguments on the Erlang side (a name that is not an atom, binary or
 %% string, arguments that are not a list) raise an `error' exception.
@@ -98,7 +98,6 @@
     ctx_eval/2, ctx_eval/3, ctx_eval/4,
     ctx_exec/2
 ]).
-
 
 -export_type([py_result/0, py_ref/0, context/0, reason/0, name/0]).
 

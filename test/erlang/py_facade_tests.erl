@@ -265,6 +265,7 @@ reload_test() ->
     ok = py:reload(json),
     ok = py:reload(<<"json">>),
     ok = py:reload("json"),
+    ok = py:reload("sys"),
     {error, [{context, {'ModuleNotFoundError', _}}]} = py:reload(no_such_module_xyz).
 
 %%--------------------------------------------------------------------
