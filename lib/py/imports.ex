@@ -178,11 +178,7 @@ defmodule Py.Imports do
   # One context per interpreter: the first main-interpreter context, and
   # every sub-interpreter context.
   defp each_interpreter(fun) do
-    contexts =
-      Enum.flat_map(Py.Context.pools(), &Py.Context.contexts/1) ++
-        Py.Context.Registry.dedicated()
-
-    {main, sub} = Enum.split_with(contexts, &(Py.Context.info(&1).mode == :main))
+    {main, sub} = Enum.split_with(Py.Context.all(), &(Py.Context.info(&1).mode == :main))
     each(Enum.take(main, 1) ++ sub, fun)
   end
 
