@@ -276,7 +276,8 @@ defmodule Py.Context do
   and exits with reason `:shutdown` when the context is closed (a dedicated
   context by `close/1` or its owner's exit, a pool context when its pool
   stops). Monitor it to learn that a context went away; `from_pid/1` turns it
-  back into the context. It runs no Python: calls never go through it.
+  back into the context. It runs no Python: calls never go through it, and
+  killing it does not close the context.
 
   ## Example
 

@@ -42,6 +42,15 @@ defmodule Py.ContextProcessTest do
       assert Py.Context.from_pid(pid) == nil
     end
 
+    test "killing a dedicated context's process does not close it" do
+      ctx = Py.Context.new()
+      registry = Process.whereis(Py.Context.Registry)
+      Process.exit(Py.Context.pid(ctx), :kill)
+      assert Py.eval(ctx, "1 + 1") == {:ok, 2}
+      assert Process.whereis(Py.Context.Registry) == registry
+      :ok = Py.Context.close(ctx)
+    end
+
     test "calls do not go through the process" do
       ctx = Py.context(1)
       pid = Py.Context.pid(ctx)
@@ -134,6 +143,12 @@ defmodule Py.ContextProcessTest do
 
       assert {:ok, [ctx]} = Py.Context.Supervisor.start_pools(num_contexts: 1)
       assert Py.eval(ctx, "1 + 1") == {:ok, 2}
+
+      # Killing a context's process leaves the context and its pool working.
+      pools = Process.whereis(Py.Context.Pools)
+      Process.exit(Py.Context.pid(ctx), :kill)
+      assert Py.eval(ctx, "2 + 2") == {:ok, 4}
+      assert Process.whereis(Py.Context.Pools) == pools
       assert Py.call(:math, :sqrt, [4]) == {:ok, 2.0}
       :ok = Py.Context.Supervisor.stop_pools()
     after

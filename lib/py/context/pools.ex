@@ -106,6 +106,11 @@ defmodule Py.Context.Pools do
     {:ok, pools}
   end
 
+  # A context's process (Py.Context.pid/1) is linked to this one; if someone
+  # kills it, the context lives on (its calls never went through it).
+  @impl true
+  def handle_info({:EXIT, _pid, _reason}, pools), do: {:noreply, pools}
+
   @impl true
   def terminate(_reason, pools) do
     unpublish(pools)
