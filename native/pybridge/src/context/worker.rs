@@ -345,11 +345,37 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
         reply.send(outcome, Timing::between(queued, started, finished));
     } else {
         context.stats.cancelled_while_running();
-        // An interrupt aimed at this call may still be pending; it must not
-        // hit the next one.
-        // SAFETY: we hold the GIL; a NULL exception clears any pending
-        // asynchronous exception of this thread.
-        unsafe { ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut()) };
         drop(outcome);
+        settle_interrupt(py, ident);
+    }
+}
+
+/// Makes sure no interrupt aimed at a cancelled call is left pending on this
+/// thread, so that the thread's next call runs as on a fresh thread.
+///
+/// Clearing the pending exception (`PyThreadState_SetAsyncExc` with NULL) is
+/// not enough: before CPython 3.13 it leaves the interpreter's "asynchronous
+/// exception" flag set, which only raising the exception resets. With the
+/// flag stuck, every bytecode boundary of every thread handles work that is
+/// not there, and under `sys.settrace`, `sys.setprofile` or `cProfile`
+/// CPython re-handles it at the same instruction forever (a hang). So the
+/// interrupt is raised on purpose, the way CPython consumes one: post
+/// `pybridge.Timeout` (replacing any pending exception), evaluate a trivial
+/// code object, whose first instruction raises it, and discard it.
+fn settle_interrupt(py: Python<'_>, ident: u64) {
+    let Some(timeout) = crate::runtime::Interp::current().timeout_class() else {
+        // No call has run in this interpreter's set-up state: nothing to clear.
+        return;
+    };
+    // SAFETY: we hold the GIL; `ident` is this thread, `timeout` a live class
+    // of its interpreter (SetAsyncExc takes a new reference).
+    unsafe { ffi::PyThreadState_SetAsyncExc(ident as _, timeout) };
+    let raised = py
+        .run(c"None", Some(&pyo3::types::PyDict::new(py)), None)
+        .is_err();
+    if !raised {
+        // Not reached on the CPythons we know; never leave it pending.
+        // SAFETY: as above; NULL clears the pending exception.
+        unsafe { ffi::PyThreadState_SetAsyncExc(ident as _, std::ptr::null_mut()) };
     }
 }
