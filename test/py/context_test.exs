@@ -389,7 +389,8 @@ defmodule Py.ContextTest do
       end
     end
 
-    test "counts calls, errors, namespaces and in-flight calls" do
+    @tag :tmp_dir
+    test "counts calls, errors, namespaces and in-flight calls", %{tmp_dir: dir} do
       ctx = Py.Context.new()
       before = Py.Context.info(ctx)
       assert {:ok, 2} = Py.eval(ctx, "1 + 1")
@@ -401,11 +402,18 @@ defmodule Py.ContextTest do
       assert info.errors_total >= before.errors_total + 1
       assert info.namespaces >= 1
 
-      task = Task.async(fn -> Py.eval(ctx, "__import__('time').sleep(0.3)") end)
-      assert eventually(fn -> Py.Context.info(ctx).in_flight >= 1 end)
-      assert Task.await(task) == {:ok, nil}
+      # The call blocks until released: running for at least the 300 ms the
+      # test waits once it has seen it blocked.
+      latch = Py.HardeningHelpers.latch(dir)
+      wait = Py.HardeningHelpers.latch_wait()
+      task = Task.async(fn -> Py.eval(ctx, wait, %{latch: elem(latch, 0)}) end)
+      assert eventually(fn -> Py.HardeningHelpers.waiting?(latch) end, 30_000)
+      assert Py.Context.info(ctx).in_flight == 1
+      Process.sleep(300)
+      Py.HardeningHelpers.release(latch)
+      assert Task.await(task, 30_000) == {:ok, "go"}
       assert eventually(fn -> Py.Context.info(ctx).in_flight == 0 end)
-      assert Py.Context.info(ctx).busy_us >= 200_000
+      assert Py.Context.info(ctx).busy_us >= 300_000
     end
   end
 

@@ -6,6 +6,7 @@ defmodule Py.InterpretersTest do
   use ExUnit.Case, async: false
 
   import Py.TestHelpers
+  alias Py.HardeningHelpers
 
   @moduletag timeout: 300_000
 
@@ -19,28 +20,31 @@ defmodule Py.InterpretersTest do
     path
   end
 
+  defp call(:local, module, fun, args), do: apply(module, fun, args)
   defp call(peer, module, fun, args), do: :peer.call(peer, module, fun, args, 130_000)
 
-  # Runs CPU-bound Python in `contexts` at once and returns the process's CPU
-  # time over the wall time: about 1 when the contexts take turns on one GIL,
-  # about 2 when two run in parallel (this machine has two cores).
-  defp parallelism(peer, contexts) do
-    code = "sum(i * i for i in range(4_000_000))"
-    clock = "__import__('time').process_time()"
-    {:ok, cpu0} = call(peer, Py, :eval, [hd(contexts), clock])
-    started = System.monotonic_time(:millisecond)
+  # Proves that Python in context `a` and context `b` runs at the same time,
+  # without measuring speed: `a` spins in pure Python holding its GIL (with
+  # a switch interval of 100 s, so it never hands the GIL over) until it sees
+  # a flag that only a call in `b` sets, through a shared memory page. With
+  # one GIL between them, `b` cannot run until `a` gives up (after `limit`
+  # seconds) and `a` returns false; in parallel, `a` returns true as soon as
+  # `b` has run. Returns what `a` returned and what `b` returned.
+  defp spin_until_other_runs(peer, a, b, dir, limit \\ 60) do
+    path = Path.join(dir, "flags")
+    # Byte 0: set by `b`. Byte 1: set by `a` once it spins.
+    File.write!(path, <<0, 0>>)
 
-    results =
-      contexts
-      |> Enum.map(
-        &Task.async(fn -> call(peer, Py, :eval, [&1, code, %{}, [timeout: 120_000]]) end)
-      )
-      |> Enum.map(&Task.await(&1, 130_000))
+    spinner =
+      Task.async(fn -> call(peer, HardeningHelpers, :spin_holding_gil, [a, path, limit]) end)
 
-    wall = (System.monotonic_time(:millisecond) - started) / 1000
-    {:ok, cpu1} = call(peer, Py, :eval, [hd(contexts), clock])
-    assert Enum.all?(results, &match?({:ok, n} when is_integer(n), &1)), inspect(results)
-    (cpu1 - cpu0) / wall
+    # The spinner's writes go through the page cache, so the file shows them:
+    # from here on, `a` is provably inside its GIL-holding loop.
+    assert eventually(fn -> File.read!(path) == <<0, 1>> end, 60_000),
+           "the spinning call never started"
+
+    setter = call(peer, HardeningHelpers, :set_flag, [b, path])
+    {Task.await(spinner, 130_000), setter}
   end
 
   defp interpreter_count(peer, ctx) do
@@ -146,15 +150,21 @@ defmodule Py.InterpretersTest do
         assert call(peer, Py, :eval, [a, "2 + 2"]) == {:ok, 4}
       end
 
-      test "a call blocked in one keeps no quick call waiting", %{peer: peer, a: a} do
+      @tag :tmp_dir
+      test "a call blocked in one keeps no quick call waiting", %{peer: peer, a: a} = ctx do
         # The monitor sees the home thread stuck, probes this interpreter's GIL
-        # and opens the overflow, as in the main interpreter.
-        sleeper = Task.async(fn -> call(peer, Py, :exec, [a, "import time\ntime.sleep(1.5)"]) end)
-        Process.sleep(100)
-        {ms, result} = timed(fn -> call(peer, Py, :eval, [a, "6 * 7"]) end)
-        assert result == {:ok, 42}
-        assert ms < 1_000, "the quick call waited #{ms} ms for the sleep"
-        assert Task.await(sleeper, 10_000) == :ok
+        # and opens the overflow, as in the main interpreter. The blocked call
+        # cannot end before the quick one has answered.
+        latch = HardeningHelpers.latch(ctx.tmp_dir)
+        locals = %{latch: elem(latch, 0)}
+
+        blocked =
+          Task.async(fn -> call(peer, Py, :eval, [a, HardeningHelpers.latch_wait(), locals]) end)
+
+        assert eventually(fn -> HardeningHelpers.waiting?(latch) end, 30_000)
+        assert call(peer, Py, :eval, [a, "6 * 7", %{}, [timeout: 60_000]]) == {:ok, 42}
+        HardeningHelpers.release(latch)
+        assert Task.await(blocked, 60_000) == {:ok, "go"}
       end
 
       test "the erlang module is there from the first call", %{peer: peer} do
@@ -172,8 +182,9 @@ defmodule Py.InterpretersTest do
         assert eventually(fn -> count.() == before end, 10_000), "#{count.()} != #{before}"
       end
 
-      test "CPU-bound Python runs in parallel: each has its own GIL", %{peer: peer, a: a, b: b} do
-        assert parallelism(peer, [a, b]) > 1.5
+      @tag :tmp_dir
+      test "Python runs in parallel: each has its own GIL", %{peer: peer, a: a, b: b} = ctx do
+        assert spin_until_other_runs(peer, a, b, ctx.tmp_dir) == {{:ok, true}, {:ok, true}}
       end
 
       test "python/tests pass inside a sub-interpreter", %{peer: peer, a: a} do
@@ -199,9 +210,10 @@ defmodule Py.InterpretersTest do
       assert call(peer, Py, :eval, ["{'p': p}", %{p: pid}]) == {:ok, %{"p" => pid}}
     end
 
-    test "contexts run Python in parallel", %{peer: peer} do
-      contexts = for i <- 1..2, do: call(peer, Py, :context, [i])
-      assert parallelism(peer, contexts) > 1.5
+    @tag :tmp_dir
+    test "contexts run Python in parallel", %{peer: peer, tmp_dir: dir} do
+      [a, b] = for i <- 1..2, do: call(peer, Py, :context, [i])
+      assert spin_until_other_runs(peer, a, b, dir) == {{:ok, true}, {:ok, true}}
     end
 
     test "python/tests pass", %{peer: peer} do
@@ -209,6 +221,15 @@ defmodule Py.InterpretersTest do
       assert {:ok, {run, 0, _report}} = call(peer, Py, :eval, [code, locals])
       assert run >= 15
     end
+  end
+
+  @tag :tmp_dir
+  test "the parallelism proof fails for contexts that share a GIL", %{tmp_dir: dir} do
+    # This VM's Python has one GIL for all its (main-interpreter) contexts:
+    # the spinning call holds it until its limit, and only then can the
+    # other context run.
+    [a, b] = for _ <- 1..2, do: Py.Context.new()
+    assert spin_until_other_runs(:local, a, b, dir, 2) == {{:ok, false}, {:ok, true}}
   end
 
   @tag :cpython314

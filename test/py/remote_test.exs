@@ -64,12 +64,10 @@ defmodule Py.RemoteTest do
   end
 
   test "timeouts are applied and reported by the other node", %{node: node} do
-    t0 = System.monotonic_time(:millisecond)
-
-    assert {:error, %Py.Error{type: :timeout}} =
+    # An endless loop: only the timeout ends it.
+    assert {:error, %Py.Error{type: :timeout, message: "Python call exceeded 200 ms"}} =
              Py.exec("while True:\n    pass\n", node: node, timeout: 200)
 
-    assert System.monotonic_time(:millisecond) - t0 < 2_000
     assert Py.eval("1 + 1", %{}, node: node, timeout: 5_000) == {:ok, 2}
   end
 

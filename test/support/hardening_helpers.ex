@@ -72,6 +72,92 @@ defmodule Py.HardeningHelpers do
     end
   end
 
+  @spin_code """
+  import mmap, sys, time
+  with open(path, 'r+b') as f:
+      flags = mmap.mmap(f.fileno(), 2)
+  switch = sys.getswitchinterval()
+  # No forced GIL hand-over while spinning: a thread sharing this GIL could
+  # not run until the loop ends.
+  sys.setswitchinterval(100.0)
+  try:
+      flags[1] = 1
+      deadline = time.monotonic() + limit
+      while flags[0] == 0 and time.monotonic() < deadline:
+          pass
+      saw_flag = flags[0] == 1
+  finally:
+      sys.setswitchinterval(switch)
+      flags.close()
+  """
+
+  @doc """
+  Spins in pure Python in `ctx`, holding its GIL without ever handing it
+  over, until byte 0 of the file at `path` (mapped in memory) is set, or
+  `limit` seconds pass; sets byte 1 once spinning. Returns `{:ok, true}`
+  when the flag was seen.
+  """
+  @spec spin_holding_gil(Py.Context.t(), Path.t(), pos_integer) :: term
+  def spin_holding_gil(ctx, path, limit) do
+    with :ok <- Py.exec(ctx, "path, limit = #{inspect(path)}, #{limit}", timeout: 10_000),
+         :ok <- Py.exec(ctx, @spin_code, timeout: (limit + 30) * 1000) do
+      Py.eval(ctx, "saw_flag")
+    end
+  end
+
+  @doc "Sets byte 0 of the file at `path` from Python in `ctx`, through a memory map."
+  @spec set_flag(Py.Context.t(), Path.t()) :: term
+  def set_flag(ctx, path) do
+    code = """
+    import mmap
+    with open(path, 'r+b') as f:
+        flags = mmap.mmap(f.fileno(), 2)
+    flags[0] = 1
+    flags.close()
+    """
+
+    with :ok <- Py.exec(ctx, "path = #{inspect(path)}"),
+         :ok <- Py.exec(ctx, code, timeout: 120_000) do
+      {:ok, true}
+    end
+  end
+
+  @doc """
+  Makes a latch in `dir`: a FIFO that Python code blocks on, inside one C
+  call that no interrupt can end, until `release/1` (see `latch_wait/0`).
+  Tests use it to know that a call is still running, instead of guessing
+  from how long it takes. The calling process holds the FIFO open, so what
+  `release/1` writes waits there for a reader that comes later.
+  Returns `{path, fd}`; `path` is what the Python code needs.
+  """
+  @spec latch(Path.t()) :: {Path.t(), :file.fd()}
+  def latch(dir) do
+    path = Path.join(dir, "latch-#{System.unique_integer([:positive])}")
+    {_, 0} = System.cmd("mkfifo", [path])
+    # Read and write: opening a FIFO so never blocks.
+    {:ok, fd} = :file.open(path, [:read, :write, :raw, :binary])
+    {path, fd}
+  end
+
+  @doc """
+  Python code (for `Py.eval`, with local `latch`, the latch's path) that
+  blocks until the latch is released and then evaluates to `"go"`. Just
+  before blocking it creates the file `waiting?/1` looks for.
+  """
+  @spec latch_wait() :: String.t()
+  def latch_wait do
+    "(lambda os: (lambda fd: (open(latch + '.in', 'w').close(), os.read(fd, 2), os.close(fd))" <>
+      "[1].decode())(os.open(latch, os.O_RDWR)))(__import__('os'))"
+  end
+
+  @doc "True once a Python call has reached the latch (it is blocked there until released)."
+  @spec waiting?({Path.t(), :file.fd()}) :: boolean
+  def waiting?({path, _fd}), do: File.exists?(path <> ".in")
+
+  @doc "Releases one waiter of the latch, now or whenever it comes."
+  @spec release({Path.t(), :file.fd()}) :: :ok
+  def release({_path, fd}), do: :file.write(fd, "go")
+
   defp wait_until(fun, tries \\ 500) do
     cond do
       fun.() -> :ok
