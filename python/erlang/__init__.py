@@ -7,6 +7,13 @@ holding the term in the BEAM's external term format (what
 terms do, so they work as dict keys and set members, and they go back to the
 BEAM as the very same pid or reference.
 
+Only the BEAM makes them: calling ``erlang.Pid(...)`` raises ``TypeError``.
+Each carries a seal that the native library computes with a key Python never
+sees, and the library takes back only values whose seal matches their term,
+so Python code can neither forge a pid nor hand the BEAM bytes it made up;
+an instance built by other means (``object.__new__``) is refused on its way
+back with a conversion error.
+
 The native library executes this file as the module ``erlang`` in every
 interpreter it starts (the main one and each sub-interpreter context), so
 each interpreter has classes of its own.
@@ -21,13 +28,21 @@ __all__ = ["Pid", "Ref"]
 
 
 class _Term:
-    """Common base of Pid and Ref: an immutable wrapper of term bytes."""
+    """Common base of Pid and Ref: an immutable wrapper of term bytes.
 
-    __slots__ = ("_etf",)
+    The native library fills the slots of each instance it makes: ``_etf``,
+    the term, and ``_seal``, which proves that the library made it.
+    """
+
+    __slots__ = ("_etf", "_seal")
     _etf: bytes
+    _seal: int
 
-    def __init__(self, etf: bytes) -> None:
-        object.__setattr__(self, "_etf", bytes(etf))
+    def __new__(cls, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            f"erlang.{cls.__name__} values come only from the BEAM: pass one in "
+            "from Elixir or Erlang instead of building it"
+        )
 
     def __setattr__(self, name: str, value: Any) -> NoReturn:
         raise AttributeError(f"{type(self).__qualname__} objects are immutable")

@@ -60,30 +60,51 @@ REF = bytes(
 )
 
 
+def unsealed(cls: type, etf: bytes) -> object:
+    """An instance built behind the classes' back, as hostile code could."""
+    obj = object.__new__(cls)
+    erlang._Term.__dict__["_etf"].__set__(obj, etf)
+    return obj
+
+
 class TermTest(unittest.TestCase):
+    def test_python_cannot_call_the_classes(self) -> None:
+        for cls in (erlang.Pid, erlang.Ref):
+            with self.assertRaisesRegex(TypeError, "come only from the BEAM"):
+                cls(PID)
+            with self.assertRaises(TypeError):
+                cls()
+
     def test_repr_shows_the_beam_notation(self) -> None:
-        self.assertEqual(repr(erlang.Pid(PID)), "<erlang.Pid 9.0 @ nonode@nohost>")
+        self.assertRegex(repr(fixtures.VALUES["pid"]), r"^<erlang\.Pid \d+\.\d+ @ \S+@\S+>$")
+        self.assertRegex(repr(fixtures.VALUES["ref"]), r"^<erlang\.Ref \d+(\.\d+)+ @ \S+@\S+>$")
+        self.assertEqual(repr(unsealed(erlang.Pid, PID)), "<erlang.Pid 9.0 @ nonode@nohost>")
         self.assertEqual(
-            repr(erlang.Ref(REF)), "<erlang.Ref 1751530432.192937986.138991 @ nonode@nohost>"
+            repr(unsealed(erlang.Ref, REF)),
+            "<erlang.Ref 1751530432.192937986.138991 @ nonode@nohost>",
         )
 
     def test_unparsable_terms_show_their_bytes(self) -> None:
-        self.assertEqual(repr(erlang.Pid(b"\x01\x02\x03")), "<erlang.Pid 010203>")
-        self.assertEqual(repr(erlang.Pid(PID[:10])), f"<erlang.Pid {PID[:10].hex()}>")
-        self.assertTrue(repr(erlang.Ref(bytes(30))).endswith("...>"))
+        self.assertEqual(repr(unsealed(erlang.Pid, b"\x01\x02\x03")), "<erlang.Pid 010203>")
+        self.assertEqual(repr(unsealed(erlang.Pid, PID[:10])), f"<erlang.Pid {PID[:10].hex()}>")
+        self.assertTrue(repr(unsealed(erlang.Ref, bytes(30))).endswith("...>"))
 
     def test_pids_and_refs_are_immutable_and_final(self) -> None:
-        pid = erlang.Pid(PID)
+        pid = fixtures.VALUES["pid"]
         with self.assertRaises(AttributeError):
             pid._etf = b""  # type: ignore[misc]
+        with self.assertRaises(AttributeError):
+            pid._seal = 0  # type: ignore[misc]
         with self.assertRaises(AttributeError):
             pid.other = 1  # type: ignore[attr-defined]
         with self.assertRaises(TypeError):
             type("MyPid", (erlang.Pid,), {})
 
     def test_a_pid_never_equals_a_ref_with_the_same_bytes(self) -> None:
-        self.assertNotEqual(erlang.Pid(PID), erlang.Ref(PID))
-        self.assertEqual(len({erlang.Pid(PID), erlang.Ref(PID), erlang.Pid(PID)}), 2)
+        pid = unsealed(erlang.Pid, PID)
+        ref = unsealed(erlang.Ref, PID)
+        self.assertNotEqual(pid, ref)
+        self.assertEqual(len({pid, ref, unsealed(erlang.Pid, PID)}), 2)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ pub struct InterpState {
     /// `erlang.Pid` and `erlang.Ref`.
     pub pid_type: Py<PyAny>,
     pub ref_type: Py<PyAny>,
+    /// The slot descriptors of their term and seal, taken at start: the
+    /// bridge fills and reads the slots through these alone.
+    pub etf_slot: Py<PyAny>,
+    pub seal_slot: Py<PyAny>,
 }
 
 /// One Python interpreter.
@@ -324,9 +328,11 @@ impl Ending {
                     code_type,
                     pid_type,
                     ref_type,
+                    etf_slot,
+                    seal_slot,
                 } = state;
                 ffi::Py_DecRef(support.into_ptr());
-                for obj in [timeout, code_type, pid_type, ref_type] {
+                for obj in [timeout, code_type, pid_type, ref_type, etf_slot, seal_slot] {
                     ffi::Py_DecRef(obj.into_ptr());
                 }
             }
@@ -493,8 +499,26 @@ fn setup(py: Python<'_>) -> PyResult<InterpState> {
         code_type: py.import("types")?.getattr("CodeType")?.unbind(),
         pid_type: erlang.getattr("Pid")?.unbind(),
         ref_type: erlang.getattr("Ref")?.unbind(),
+        etf_slot: slot(&erlang, "_etf")?,
+        seal_slot: slot(&erlang, "_seal")?,
         support: support.unbind(),
     })
+}
+
+/// The slot descriptor `name` of `erlang._Term`, checked to be one.
+fn slot(erlang: &Bound<'_, PyModule>, name: &str) -> PyResult<Py<PyAny>> {
+    let py = erlang.py();
+    let descriptor = erlang
+        .getattr("_Term")?
+        .getattr("__dict__")?
+        .get_item(name)?;
+    let member = py.import("types")?.getattr("MemberDescriptorType")?;
+    if !descriptor.get_type().is(&member) {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "erlang._Term.{name} is not a slot"
+        )));
+    }
+    Ok(descriptor.unbind())
 }
 
 #[cfg(test)]
