@@ -2,8 +2,6 @@ defmodule Py.ConfigTest do
   # Restarts the application, so it runs alone (not async).
   use ExUnit.Case, async: false
 
-  import Py.TestHelpers
-
   defp restart_with(key, value) do
     previous = Application.fetch_env(:pybridge, key)
     # Not running after an earlier failed start in the same test.
