@@ -21,37 +21,35 @@ use super::handles::{CallResource, ContextResource, NamespaceResource};
 use super::reply::{encode_outcome, take_env, BeamReply, Inline};
 use super::term::{decode, DecodeError};
 
-#[rustler::nif]
-fn submit<'a>(
-    env: Env<'a>,
-    ctx: ResourceArc<ContextResource>,
-    namespace: Term<'a>,
-    tag: Term<'a>,
-    job: Term<'a>,
-    timeout: Term<'a>,
-) -> NifResult<Term<'a>> {
-    submit_with(
-        env,
-        &ctx,
-        namespace,
-        tag,
-        job,
-        timeout,
-        Some(SCHEDULER_NODES),
-    )
+/// `submit/5` and `submit_dirty/5` take the same arguments: the first runs
+/// on a normal scheduler within [`SCHEDULER_NODES`] (and answers `:dirty`
+/// past it), the second on a dirty one without a budget.
+macro_rules! submit_nif {
+    ($(#[$schedule:meta])* $name:ident, $budget:expr) => {
+        $(#[$schedule])*
+        fn $name<'a>(
+            env: Env<'a>,
+            ctx: ResourceArc<ContextResource>,
+            namespace: Term<'a>,
+            tag: Term<'a>,
+            job: Term<'a>,
+            timeout: Term<'a>,
+        ) -> NifResult<Term<'a>> {
+            submit_with(env, &ctx, namespace, tag, job, timeout, $budget)
+        }
+    };
 }
 
-#[rustler::nif(schedule = "DirtyCpu")]
-fn submit_dirty<'a>(
-    env: Env<'a>,
-    ctx: ResourceArc<ContextResource>,
-    namespace: Term<'a>,
-    tag: Term<'a>,
-    job: Term<'a>,
-    timeout: Term<'a>,
-) -> NifResult<Term<'a>> {
-    submit_with(env, &ctx, namespace, tag, job, timeout, None)
-}
+submit_nif!(
+    #[rustler::nif]
+    submit,
+    Some(SCHEDULER_NODES)
+);
+submit_nif!(
+    #[rustler::nif(schedule = "DirtyCpu")]
+    submit_dirty,
+    None
+);
 
 #[rustler::nif]
 fn cancel(handle: ResourceArc<CallResource>) -> Atom {
