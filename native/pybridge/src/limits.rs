@@ -2,7 +2,8 @@
 //! be, how much work a NIF may do on a scheduler, how many calls or workers
 //! go in one batch, and how long a text kept for display may grow
 //! ([`truncate`]). (Timings that only tune the executors, such as the
-//! monitor's tick, stay beside the code they tune.)
+//! monitor's tick, and the allocator's own thresholds stay beside the code
+//! they tune.)
 
 use std::time::Duration;
 
@@ -57,6 +58,13 @@ pub const INLINE_NODES: usize = 256;
 
 /// Cleared message envs kept per scheduler thread for reuse.
 pub const MESSAGE_ENV_POOL: usize = 8;
+
+// ── Threads that run Python ─────────────────────────────────────────────
+
+/// Stack of every thread that runs Python (workers, the interpreter's main
+/// thread): deep conversions and C-level recursion in Python need more than
+/// Rust's 2 MiB default.
+pub const PYTHON_THREAD_STACK_BYTES: usize = 16 * 1024 * 1024;
 
 // ── Contexts ────────────────────────────────────────────────────────────
 

@@ -9,15 +9,12 @@ use parking_lot::Mutex;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::limits::{CALLS_PER_GIL_CHECK, GIL_SLICE};
+use crate::limits::{CALLS_PER_GIL_CHECK, GIL_SLICE, PYTHON_THREAD_STACK_BYTES};
 use crate::runtime::{Kind, ThreadState};
 
 use super::request::{CallState, ErrorInfo, ErrorKind, Outcome, Request, Timing};
 use super::{execute, ContextState, Task};
 
-/// Stack of a worker thread: deep conversions and C-level recursion in
-/// Python need more than the 2 MiB Rust default.
-const STACK_SIZE: usize = 16 * 1024 * 1024;
 /// An overflow worker parked this long exits.
 const IDLE_RETIRE: Duration = Duration::from_secs(10);
 /// How often an overflow worker re-checks that the overflow is still open.
@@ -47,7 +44,7 @@ pub(super) fn spawn(context: &Arc<ContextState>, home: bool) -> std::io::Result<
     let name = format!("py-{}-{}-{}", context.config.pool, context.config.index, n);
     let spawned = std::thread::Builder::new()
         .name(name)
-        .stack_size(STACK_SIZE)
+        .stack_size(PYTHON_THREAD_STACK_BYTES)
         .spawn(move || {
             if home {
                 run_home(&thread_context, &thread_slot)

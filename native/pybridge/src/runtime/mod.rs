@@ -78,7 +78,7 @@ pub fn initialize(config: &InitConfig) -> Result<(), String> {
             let config = config.clone();
             std::thread::Builder::new()
                 .name("pybridge-main".into())
-                .stack_size(16 * 1024 * 1024)
+                .stack_size(crate::limits::PYTHON_THREAD_STACK_BYTES)
                 .spawn(move || {
                     let result = init_on_this_thread(&config);
                     let ok = result.is_ok();
