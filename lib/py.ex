@@ -100,10 +100,11 @@ defmodule Py do
   @no_node {:rejected,
             "no :node together with an explicit context (a context is local to its node; " <>
               "use the form without a context)"}
-  @eval_schema [timeout: :timeout, node: :node]
-  @call_schema [timeout: :timeout, kwargs: :kwargs, node: :node]
-  @ctx_eval_schema [timeout: :timeout, node: @no_node]
-  @ctx_call_schema [timeout: :timeout, kwargs: :kwargs, node: @no_node]
+  @coalesce [coalesce: :coalesce, group: :group]
+  @eval_schema [timeout: :timeout, node: :node] ++ @coalesce
+  @call_schema [timeout: :timeout, kwargs: :kwargs, node: :node] ++ @coalesce
+  @ctx_eval_schema [timeout: :timeout, node: @no_node] ++ @coalesce
+  @ctx_call_schema [timeout: :timeout, kwargs: :kwargs, node: @no_node] ++ @coalesce
   @getattr_schema [timeout: :timeout]
   @call_method_schema [timeout: :timeout, kwargs: :kwargs]
 
@@ -169,12 +170,12 @@ defmodule Py do
     do: Call.run(ctx, true, {:eval, code!(code), locals!(locals)}, default_timeout())
 
   def eval(code, locals, opts) do
-    {timeout, _kwargs, node} = opts!(opts, @eval_schema, "Py.eval/3")
+    {timeout, _kwargs, node, co} = opts!(opts, @eval_schema, "Py.eval/3")
 
     if node do
-      Py.Remote.call(node, :eval, [code, locals, [timeout: timeout]], timeout)
+      Py.Remote.call(node, :eval, [code, locals, remote_opts(timeout, co)], timeout)
     else
-      Call.run(context(), true, {:eval, code!(code), locals!(locals)}, timeout)
+      eval_run(context(), code!(code), locals!(locals), timeout, co)
     end
   end
 
@@ -189,11 +190,14 @@ defmodule Py do
   """
   @spec eval(Context.t(), code, locals, [ctx_option]) :: result
   def eval(%Context{} = ctx, code, locals, opts) do
-    {timeout, _kwargs, _node} = opts!(opts, @ctx_eval_schema, "Py.eval/4")
-    Call.run(ctx, true, {:eval, code!(code), locals!(locals)}, timeout)
+    {timeout, _kwargs, _node, co} = opts!(opts, @ctx_eval_schema, "Py.eval/4")
+    eval_run(ctx, code!(code), locals!(locals), timeout, co)
   end
 
   def eval(other, _code, _locals, _opts), do: not_a_context!(other, "Py.eval/4")
+
+  defp eval_run(ctx, code, locals, timeout, co),
+    do: Call.run(ctx, true, {:eval, code, locals}, timeout, coalesce(co, "eval", {code, locals}))
 
   ## exec
 
@@ -233,12 +237,12 @@ defmodule Py do
     do: Call.run(ctx, true, {:exec, code!(code)}, default_timeout())
 
   def exec(code, opts) do
-    {timeout, _kwargs, node} = opts!(opts, @eval_schema, "Py.exec/2")
+    {timeout, _kwargs, node, co} = opts!(opts, @eval_schema, "Py.exec/2")
 
     if node do
-      Py.Remote.call(node, :exec, [code, [timeout: timeout]], timeout)
+      Py.Remote.call(node, :exec, [code, remote_opts(timeout, co)], timeout)
     else
-      Call.run(context(), true, {:exec, code!(code)}, timeout)
+      exec_run(context(), code!(code), timeout, co)
     end
   end
 
@@ -253,11 +257,14 @@ defmodule Py do
   """
   @spec exec(Context.t(), code, [ctx_option]) :: :ok | {:error, Error.t()}
   def exec(%Context{} = ctx, code, opts) do
-    {timeout, _kwargs, _node} = opts!(opts, @ctx_eval_schema, "Py.exec/3")
-    Call.run(ctx, true, {:exec, code!(code)}, timeout)
+    {timeout, _kwargs, _node, co} = opts!(opts, @ctx_eval_schema, "Py.exec/3")
+    exec_run(ctx, code!(code), timeout, co)
   end
 
   def exec(other, _code, _opts), do: not_a_context!(other, "Py.exec/3")
+
+  defp exec_run(ctx, code, timeout, co),
+    do: Call.run(ctx, true, {:exec, code}, timeout, coalesce(co, "exec", code))
 
   ## call
 
@@ -330,13 +337,13 @@ defmodule Py do
     do: call_run(ctx, module, function, args, %{}, default_timeout())
 
   def call(module, function, args, opts) do
-    {timeout, kwargs, node} = opts!(opts, @call_schema, "Py.call/4")
+    {timeout, kwargs, node, co} = opts!(opts, @call_schema, "Py.call/4")
 
     if node do
-      remote_opts = [timeout: timeout, kwargs: kwargs]
+      remote_opts = [kwargs: kwargs] ++ remote_opts(timeout, co)
       Py.Remote.call(node, :call, [module, function, args, remote_opts], timeout)
     else
-      call_run(call_context(module, function), module, function, args, kwargs, timeout)
+      call_run(call_context(module, function), module, function, args, kwargs, timeout, co)
     end
   end
 
@@ -351,8 +358,8 @@ defmodule Py do
   """
   @spec call(Context.t(), name, name, args, [ctx_option]) :: result
   def call(%Context{} = ctx, module, function, args, opts) do
-    {timeout, kwargs, _node} = opts!(opts, @ctx_call_schema, "Py.call/5")
-    call_run(ctx, module, function, args, kwargs, timeout)
+    {timeout, kwargs, _node, co} = opts!(opts, @ctx_call_schema, "Py.call/5")
+    call_run(ctx, module, function, args, kwargs, timeout, co)
   end
 
   def call(other, _module, _function, _args, _opts), do: not_a_context!(other, "Py.call/5")
@@ -366,11 +373,20 @@ defmodule Py do
     end
   end
 
-  defp call_run(ctx, module, function, args, kwargs, timeout) do
+  defp call_run(ctx, module, function, args, kwargs, timeout, co \\ nil) do
     module = Options.value!(module, :module, "module for Py.call")
     function = Options.value!(function, {:name, "function"}, "function name for Py.call")
     args = Options.value!(args, :args, "arguments for Py.call")
-    Call.run(ctx, module == "__main__", {:call, module, function, args, kwargs}, timeout)
+    job = {:call, module, function, args, kwargs}
+
+    case co do
+      nil ->
+        Call.run(ctx, module == "__main__", job, timeout)
+
+      co ->
+        coalesce = coalesce(co, module <> "." <> function, {module, function, args, kwargs})
+        Call.run(ctx, module == "__main__", job, timeout, coalesce)
+    end
   end
 
   ## bang variants
@@ -548,7 +564,7 @@ defmodule Py do
   def getattr(object, name, opts \\ [])
 
   def getattr(%Py.Object{} = object, name, opts) do
-    {timeout, _kwargs, _node} = opts!(opts, @getattr_schema, "Py.getattr/3")
+    {timeout, _kwargs, _node, _co} = opts!(opts, @getattr_schema, "Py.getattr/3")
     name = Options.value!(name, {:name, "attribute"}, "attribute name for Py.getattr/3")
     Call.run(context(), false, {:getattr, object, name}, timeout)
   end
@@ -571,7 +587,7 @@ defmodule Py do
   def call_method(object, name, args \\ [], opts \\ [])
 
   def call_method(%Py.Object{} = object, name, args, opts) do
-    {timeout, kwargs, _node} = opts!(opts, @call_method_schema, "Py.call_method/4")
+    {timeout, kwargs, _node, _co} = opts!(opts, @call_method_schema, "Py.call_method/4")
     name = Options.value!(name, {:name, "method"}, "method name for Py.call_method/4")
     args = Options.value!(args, :args, "arguments for Py.call_method/4")
     Call.run(context(), false, {:call_method, object, name, args, kwargs}, timeout)
@@ -744,8 +760,11 @@ defmodule Py do
 
   # Read on every call, so it comes from :persistent_term (set when the
   # application starts), not from the application environment.
+  @doc false
+  # `config :pybridge, timeout:` (Py.Coalesce uses it too).
   @compile {:inline, default_timeout: 0}
-  defp default_timeout, do: :persistent_term.get(@timeout_key, @default_timeout_ms)
+  @spec default_timeout() :: timeout
+  def default_timeout, do: :persistent_term.get(@timeout_key, @default_timeout_ms)
 
   @doc false
   # Validates `config :pybridge, timeout:` and publishes it; called at start.
@@ -755,16 +774,45 @@ defmodule Py do
     :persistent_term.put(@timeout_key, timeout)
   end
 
-  # {timeout, kwargs, node}; the first occurrence of a key wins, as with
-  # Keyword.get/2, and every occurrence is validated.
-  defp opts!([], _schema, _where), do: {default_timeout(), %{}, nil}
+  # {timeout, kwargs, node, coalesce}; the first occurrence of a key wins, as
+  # with Keyword.get/2, and every occurrence is validated. `coalesce` is nil
+  # or {true | key, group | nil}.
+  defp opts!([], _schema, _where), do: {default_timeout(), %{}, nil, nil}
 
   defp opts!(opts, schema, where) do
     opts = Options.validate!(opts, schema, where)
 
     {Keyword.get_lazy(opts, :timeout, &default_timeout/0), Keyword.get(opts, :kwargs, %{}),
-     Keyword.get(opts, :node)}
+     Keyword.get(opts, :node), coalesce_opts(opts, where)}
   end
+
+  defp coalesce_opts(opts, where) do
+    case {Keyword.get(opts, :coalesce, false), Keyword.get(opts, :group)} do
+      {false, nil} ->
+        nil
+
+      {false, group} ->
+        Options.invalid!(
+          ":group option for #{where}",
+          "it together with coalesce: true or coalesce: key",
+          group
+        )
+
+      coalesce ->
+        coalesce
+    end
+  end
+
+  # {group, key} for Py.Call.run/5: the key derived from the call unless one
+  # was given, the group named after the call unless one was given.
+  defp coalesce(nil, _default_group, _derived_key), do: nil
+  defp coalesce({true, group}, default_group, key), do: {group || default_group, key}
+  defp coalesce({key, group}, default_group, _key), do: {group || default_group, key}
+
+  # The options a `node:` call hands to the other node.
+  defp remote_opts(timeout, nil), do: [timeout: timeout]
+  defp remote_opts(timeout, {key, nil}), do: [timeout: timeout, coalesce: key]
+  defp remote_opts(timeout, {key, group}), do: [timeout: timeout, coalesce: key, group: group]
 
   @compile {:inline, code!: 1, locals!: 1}
   defp code!(code) when is_binary(code), do: code

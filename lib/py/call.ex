@@ -43,6 +43,18 @@ defmodule Py.Call do
   end
 
   @doc false
+  # Like `run/4`; `coalesce` is `nil` or `{group, key}`: then concurrent
+  # callers with the same group and key share one execution (Py.Coalesce),
+  # which runs in the namespace of the caller that started it.
+  @spec run(Py.Context.t(), boolean, job, timeout, {term, term} | nil) :: result
+  def run(ctx, namespace?, job, timeout, nil), do: run(ctx, namespace?, job, timeout)
+
+  def run(%Py.Context{ref: cref}, namespace?, job, timeout, {group, key}) do
+    namespace = if namespace?, do: namespace(cref), else: nil
+    Py.Coalesce.await(group, key, {:python, cref, namespace, job}, timeout)
+  end
+
+  @doc false
   # The call's result and its timing.
   @spec measured(Py.Context.t(), boolean, job, timeout) :: {result, timing}
   def measured(%Py.Context{ref: cref}, namespace?, job, timeout) do
@@ -52,6 +64,26 @@ defmodule Py.Call do
     # from a process with a long mailbox stays O(1).
     ref = make_ref()
 
+    case start(cref, namespace, ref, job, timeout) do
+      {:done, result, timing} ->
+        {result, timing}
+
+      {:running, handle} ->
+        receive do
+          {^ref, reply, queue_us, run_us} -> finish(reply, queue_us, run_us)
+        after
+          timeout -> timed_out(handle, ref, timeout)
+        end
+    end
+  end
+
+  @doc false
+  # Submits `job`: its result when the NIF answered at once (or refused),
+  # else the handle of the running job, whose reply arrives as
+  # `{ref, reply, queue_us, run_us}` (pass it to `finish/3`).
+  @spec start(reference, reference | nil, reference, job, timeout) ::
+          {:done, result, timing} | {:running, reference}
+  def start(cref, namespace, ref, job, timeout) do
     handle =
       case Native.submit(cref, namespace, ref, job, timeout) do
         :dirty -> Native.submit_dirty(cref, namespace, ref, job, timeout)
@@ -60,19 +92,27 @@ defmodule Py.Call do
 
     case handle do
       {:done, reply, queue_us, run_us} ->
-        {reply(reply), %{queue_us: queue_us, run_us: run_us}}
+        {:done, reply(reply), %{queue_us: queue_us, run_us: run_us}}
 
       {:error, _} = refused ->
-        {reply(refused), nil}
+        {:done, reply(refused), nil}
 
-      _ ->
-        receive do
-          {^ref, reply, queue_us, run_us} -> {reply(reply), %{queue_us: queue_us, run_us: run_us}}
-        after
-          timeout -> timed_out(handle, ref, timeout)
-        end
+      handle ->
+        {:running, handle}
     end
   end
+
+  @doc false
+  # The result and timing of a reply message.
+  @compile {:inline, finish: 3}
+  @spec finish(term, non_neg_integer, non_neg_integer) :: {result, timing}
+  def finish(reply, queue_us, run_us), do: {reply(reply), %{queue_us: queue_us, run_us: run_us}}
+
+  @doc false
+  # Cancels a running job (see `start/5`): `:cancelled`, or `:replied` when
+  # its reply is on its way.
+  @spec cancel(reference) :: :cancelled | :replied
+  def cancel(handle), do: Native.cancel(handle)
 
   # The caller's namespace in this context, created on first use. It lives in
   # the process dictionary, so it dies (and the NIF frees it) with the process.
@@ -106,7 +146,7 @@ defmodule Py.Call do
 
       :replied ->
         receive do
-          {^ref, reply, queue_us, run_us} -> {reply(reply), %{queue_us: queue_us, run_us: run_us}}
+          {^ref, reply, queue_us, run_us} -> finish(reply, queue_us, run_us)
         after
           @promised_reply_ms ->
             {{:error,

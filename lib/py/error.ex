@@ -20,6 +20,9 @@ defmodule Py.Error do
     {:internal, :call,
      "A bug in pybridge itself (a Rust panic, or no executor thread could be " <>
        "started), caught so the context keeps working; please report it."},
+    {:coalesce_crashed, :coalesce,
+     "The shared execution of a coalesced call raised, threw, exited or was killed; every " <>
+       "caller waiting for it gets this error, whose message names the process and the reason."},
     {:noconnection, :remote, "A `node:` call could not reach the node."},
     {:erpc, :remote, "A `node:` call failed in transport (`:erpc` gave another reason)."},
     {:remote_exit, :remote, "A `node:` call exited or was killed on the other node."},
@@ -47,6 +50,7 @@ defmodule Py.Error do
       "Returned by `Py.eval/1..4`, `Py.exec/1..3`, `Py.call/2..5`, `Py.getattr/3`, " <>
         "`Py.call_method/4` and `Py.reload/1`:",
     remote: "Returned by the same functions with the `node:` option:",
+    coalesce: "Returned by `Py.Coalesce.run/4` and by calls with the `coalesce:` option:",
     context: "Raised by `Py.Context.new/1`:",
     startup:
       "Returned by `Py.Runtime.start/1` (and logged when the `:pybridge` application " <>

@@ -38,7 +38,9 @@ defmodule Py.Options do
       module; becomes a string;
     * `:args` — a list of positional arguments;
     * `:path` — a path (a string) or `nil`; `:paths` — a path, a list of
-      paths, or `nil`.
+      paths, or `nil`;
+    * `:coalesce` — `true`, `false` or a key (any term but `nil`);
+    * `:group` — a coalescing group (any term but `nil`).
 
   ## Errors
 
@@ -74,6 +76,8 @@ defmodule Py.Options do
           | :args
           | :path
           | :paths
+          | :coalesce
+          | :group
 
   @typedoc "The options a function takes: name => type."
   @type schema :: [{atom, type}]
@@ -225,6 +229,8 @@ defmodule Py.Options do
   def expected(:args), do: "a list of positional arguments"
   def expected(:path), do: "a path as a string, or nil"
   def expected(:paths), do: "a path or a list of paths (strings), or nil"
+  def expected(:coalesce), do: "true, false or a coalescing key (any term but nil)"
+  def expected(:group), do: "a coalescing group (any term but nil)"
 
   # Returns the normalised value, or raises the one error format. `what` is a
   # function so that the hot path builds no strings.
@@ -272,6 +278,8 @@ defmodule Py.Options do
     if Enum.all?(paths, &is_binary/1), do: {:ok, paths}, else: :error
   end
 
+  defp cast(key, :coalesce) when key != nil, do: {:ok, key}
+  defp cast(group, :group) when group != nil, do: {:ok, group}
   defp cast(_value, _type), do: :error
 
   defp name(name, module?) when is_atom(name) and name not in [nil, true, false] do

@@ -1,0 +1,242 @@
+defmodule Py.Coalesce do
+  @moduledoc """
+  Request coalescing: concurrent callers asking for the same thing share one
+  execution and its outcome, so a burst of identical requests (the same
+  embedding, prediction or database read) costs one call.
+
+      # Ten thousand processes ask at once; the function runs once.
+      Py.Coalesce.run(:users, user_id, fn -> load_user(user_id) end)
+
+      # The same for a Python call, keyed on module, function and arguments:
+      Py.call(:model, :predict, [input], coalesce: true)
+
+  Callers of `run/4` with the same `group` and `key` while an execution is in
+  flight wait for it and all receive exactly what it returned, `{:ok, value}`
+  and `{:error, reason}` alike. Once it has finished the key is free again:
+  nothing is cached.
+
+  Unlike Go's `singleflight`, on which the semantics are modelled:
+
+    * **each caller has its own `timeout:`**. A caller that gives up gets
+      `{:error, %Py.Error{type: :timeout}}`; the execution goes on for the
+      others;
+    * **the execution belongs to nobody.** It runs in a process of its own,
+      so a caller that is killed takes nothing with it; only when the last
+      caller has gone (timed out or exited) is the execution cancelled: its
+      process is killed, or its Python interrupted;
+    * **a crash is shared as an error, never as a hang or a `nil`.** When the
+      function raises, throws or exits, or its process is killed, every
+      caller gets `{:error, %Py.Error{type: :coalesce_crashed}}` naming the
+      process and the reason.
+
+  `forget/2` and `forget_all/1` let new callers start a new execution while
+  an old one still runs; its callers still get its result. Coalescing is
+  local to a node. The [coalescing guide](coalescing.md) compares the
+  semantics with singleflight's in detail.
+
+  ## Statistics
+
+  Counted per group (`stats/1`): `misses` executions started, `hits` callers
+  that shared one instead, `errors` executions whose outcome was an error or
+  a crash, `active` executions in flight now, and `hit_rate`,
+  `hits / (hits + misses)`.
+  """
+
+  alias Py.Coalesce.{Flight, Stats}
+
+  @typedoc "Counters of a group (see the moduledoc)."
+  @type stats :: %{
+          hits: non_neg_integer,
+          misses: non_neg_integer,
+          errors: non_neg_integer,
+          active: non_neg_integer,
+          hit_rate: float
+        }
+
+  @flights :py_coalesce_flights
+  @run_schema [timeout: :timeout]
+
+  @doc """
+  Runs `fun`, or waits for the execution of the same `group` and `key`
+  already in flight, and returns what it returned.
+
+  `group` and `key` are any terms (compared exactly: `1` and `1.0` differ).
+  Option `:timeout` (milliseconds or `:infinity`, default
+  `config :pybridge, timeout:`, 30 s) bounds this caller's wait only.
+
+  Returns `fun`'s value, `{:error, %Py.Error{type: :timeout}}` when this
+  caller's timeout passed first, or
+  `{:error, %Py.Error{type: :coalesce_crashed}}` when the execution raised,
+  threw, exited or was killed.
+
+  ## Examples
+
+      iex> Py.Coalesce.run(:doc, :answer, fn -> {:ok, 42} end)
+      {:ok, 42}
+      iex> {:error, %Py.Error{type: :coalesce_crashed}} =
+      ...>   Py.Coalesce.run(:doc, :boom, fn -> raise "boom" end)
+  """
+  @spec run(term, term, (() -> result), [{:timeout, timeout}]) ::
+          result | {:error, Py.Error.t()}
+        when result: term
+  def run(group, key, fun, opts \\ [])
+
+  def run(group, key, fun, opts) when is_function(fun, 0) do
+    timeout =
+      case opts do
+        [] -> Py.default_timeout()
+        opts -> opts |> Py.Options.validate!(@run_schema, "Py.Coalesce.run/4") |> timeout()
+      end
+
+    await(group, key, {:fun, fun}, timeout)
+  end
+
+  def run(_group, _key, fun, _opts),
+    do: Py.Options.invalid!("function for Py.Coalesce.run/4", "a 0-arity function", fun)
+
+  defp timeout(opts), do: Keyword.get_lazy(opts, :timeout, &Py.default_timeout/0)
+
+  @doc false
+  # Waits for the flight of {group, key}, starting it when there is none.
+  # Py.Call.run/5 calls this for `coalesce:`.
+  @spec await(term, term, Flight.execution(), timeout) :: term
+  def await(group, key, execution, timeout) do
+    deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
+    join({group, key}, execution, timeout, deadline)
+  end
+
+  defp join(gk, execution, timeout, deadline) do
+    case :ets.lookup(@flights, gk) do
+      [{_, flight}] ->
+        mref = Process.monitor(flight)
+        send(flight, {:join, self(), mref})
+        wait(gk, execution, flight, mref, mref, timeout, deadline)
+
+      [] ->
+        tag = make_ref()
+        {flight, mref} = spawn_monitor(Flight, :init, [gk, execution, self(), tag])
+        wait(gk, execution, flight, mref, tag, timeout, deadline)
+    end
+  end
+
+  defp wait(gk, execution, flight, mref, tag, timeout, deadline) do
+    receive do
+      {^tag, result} ->
+        Process.demonitor(mref, [:flush])
+        result
+
+      {:DOWN, ^mref, :process, _, :normal} ->
+        # The flight ended without answering us (we joined as it finished
+        # or gave up, or another flight claimed the key): start over.
+        join(gk, execution, remaining(deadline), deadline)
+
+      {:DOWN, ^mref, :process, _, :noproc} ->
+        # Found in the table but already dead (killed before it could
+        # clean up): clear its entry and start over.
+        :ets.delete_object(@flights, {gk, flight})
+        join(gk, execution, remaining(deadline), deadline)
+
+      {:DOWN, ^mref, :process, _, reason} ->
+        flight_died(gk, flight, reason)
+    after
+      timeout -> give_up(flight, mref, tag, timeout)
+    end
+  end
+
+  defp give_up(flight, mref, tag, timeout) do
+    send(flight, {:leave, tag})
+    Process.demonitor(mref, [:flush])
+
+    # The result may have arrived meanwhile: take it rather than lose it.
+    receive do
+      {^tag, result} -> result
+    after
+      0 ->
+        {:error,
+         %Py.Error{
+           type: :timeout,
+           message:
+             "coalesced call exceeded #{timeout} ms (the shared execution goes on for other callers)"
+         }}
+    end
+  end
+
+  # The flight process itself was killed: it cannot clean up, so the first
+  # waiter to notice takes its entry out and counts it as an error.
+  defp flight_died({group, _} = gk, flight, reason) do
+    if :ets.select_delete(@flights, [{{gk, flight}, [], [true]}]) == 1 do
+      Stats.finished(group, 0, true)
+    end
+
+    Flight.crashed(flight, "exited: " <> inspect(reason))
+  end
+
+  defp now, do: System.monotonic_time(:millisecond)
+
+  defp remaining(:infinity), do: :infinity
+  defp remaining(deadline), do: max(deadline - now(), 0)
+
+  @doc """
+  Forgets the execution of `group` and `key` in flight, if any: callers from
+  now on start a new one, while the callers already waiting still get the
+  old one's result. Returns `:ok`.
+
+  ## Example
+
+      iex> Py.Coalesce.forget(:doc, :answer)
+      :ok
+  """
+  @spec forget(term, term) :: :ok
+  def forget(group, key) do
+    :ets.delete(@flights, {group, key})
+    :ok
+  end
+
+  @doc """
+  Forgets every execution of `group` in flight (see `forget/2`).
+
+  ## Example
+
+      iex> Py.Coalesce.forget_all(:doc)
+      :ok
+  """
+  @spec forget_all(term) :: :ok
+  def forget_all(group) do
+    :ets.match_delete(@flights, {{group, :_}, :_})
+    :ok
+  end
+
+  @doc """
+  The counters of `group` (all zero for a group never used).
+
+  ## Example
+
+      iex> {:ok, 1} = Py.Coalesce.run(:doc_stats, :k, fn -> {:ok, 1} end)
+      iex> %{misses: 1, hits: 0, errors: 0, active: 0, hit_rate: 0.0} = Py.Coalesce.stats(:doc_stats)
+  """
+  @spec stats(term) :: stats
+  def stats(group), do: Stats.get(group)
+
+  @doc """
+  The counters of every group used so far, as a map of group to `t:stats/0`.
+
+  ## Example
+
+      iex> {:ok, 1} = Py.Coalesce.run(:doc_all, :k, fn -> {:ok, 1} end)
+      iex> %{doc_all: %{misses: 1}} = Py.Coalesce.stats()
+  """
+  @spec stats() :: %{term => stats}
+  def stats, do: Stats.all()
+
+  @doc """
+  Sets the `hits`, `misses` and `errors` of `group` back to zero (`active`
+  stays: it counts executions still running). Returns `:ok`.
+
+  ## Example
+
+      iex> Py.Coalesce.reset_stats(:doc_stats)
+      :ok
+  """
+  @spec reset_stats(term) :: :ok
+  def reset_stats(group), do: Stats.reset(group)
+end

@@ -1,0 +1,176 @@
+defmodule Py.Coalesce.Flight do
+  @moduledoc false
+  # One in-flight execution of a coalesced key: a process of its own, so that
+  # no caller owns the execution. Its waiters monitor it; it monitors them.
+  #
+  # Life of a flight:
+  #
+  #   1. The first caller (the leader) spawns it. It claims the key with
+  #      :ets.insert_new; if another flight got there first it exits :normal
+  #      and the leader joins that one instead.
+  #   2. It starts the execution: a Python job submitted through Py.Call (its
+  #      reply comes back here as a message, so the flight stays responsive),
+  #      or an Elixir function in a monitored helper process.
+  #   3. Meanwhile it takes {:join, pid, tag} and {:leave, tag} messages and
+  #      its waiters' DOWN messages. When the last waiter has gone it cancels
+  #      the execution (Py.Native.cancel interrupts the Python; the helper of a
+  #      function is killed), gives the key up and exits :normal.
+  #   4. When the execution ends it gives the key up first (new callers start
+  #      a new execution), takes the joins already in its mailbox, sends
+  #      {tag, result} to every waiter and counts the flight once
+  #      (Py.Coalesce.Stats).
+  #
+  # A waiter that sees the flight exit :normal without an answer (1., or a
+  # join that arrived after 3. or 4.) simply starts over.
+
+  alias Py.Coalesce.Stats
+
+  @flights :py_coalesce_flights
+
+  # Exit reasons of the helper running an Elixir function.
+  @value :"$py_coalesce_value"
+  @crash :"$py_coalesce_crash"
+
+  @typedoc "What a flight executes."
+  @type execution ::
+          {:fun, (() -> term)}
+          | {:python, reference, reference | nil, Py.Call.job()}
+
+  @doc false
+  # Entry point of the spawned flight: `leader` waits for `{tag, result}`.
+  @spec init({term, term}, execution, pid, reference) :: :ok
+  def init({group, _key} = gk, execution, leader, tag) do
+    if :ets.insert_new(@flights, {gk, self()}) do
+      Stats.started(group)
+      waiters = %{tag => watch(leader, tag)}
+      run(%{gk: gk, group: group, waiters: waiters, joined: 0}, execution)
+    else
+      :ok
+    end
+  end
+
+  # Waiters are kept as tag => {pid, monitor}.
+  defp watch(pid, tag), do: {pid, :erlang.monitor(:process, pid, tag: {:waiter_down, tag})}
+
+  defp run(state, {:fun, fun}) do
+    {pid, mref} = :erlang.spawn_monitor(fn -> exit(apply_fun(fun)) end)
+    loop(state, {:fun, pid, mref})
+  end
+
+  defp run(state, {:python, cref, namespace, job}) do
+    ref = make_ref()
+
+    # :infinity: the flight cancels the job itself when its last waiter goes;
+    # each waiter applies its own timeout.
+    case Py.Call.start(cref, namespace, ref, job, :infinity) do
+      {:done, result, _timing} -> finish(state, result)
+      {:running, handle} -> loop(state, {:python, handle, ref})
+    end
+  end
+
+  defp apply_fun(fun) do
+    {@value, fun.()}
+  catch
+    kind, reason -> {@crash, kind, reason, __STACKTRACE__}
+  end
+
+  defp loop(state, running) do
+    receive do
+      {:join, pid, tag} ->
+        loop(join(state, pid, tag), running)
+
+      {:leave, tag} ->
+        case state.waiters do
+          %{^tag => {_pid, mref}} -> Process.demonitor(mref, [:flush])
+          _ -> :ok
+        end
+
+        gone(state, tag, running)
+
+      {{:waiter_down, tag}, _mref, :process, _pid, _reason} ->
+        gone(state, tag, running)
+
+      {ref, reply, queue_us, run_us} when elem(running, 2) == ref ->
+        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
+        finish(state, result)
+
+      {:DOWN, mref, :process, pid, reason} when elem(running, 2) == mref ->
+        finish(state, fun_result(pid, reason))
+    end
+  end
+
+  defp join(state, pid, tag) do
+    %{state | waiters: Map.put(state.waiters, tag, watch(pid, tag)), joined: state.joined + 1}
+  end
+
+  defp gone(state, tag, running) do
+    waiters = Map.delete(state.waiters, tag)
+    state = drain_joins(%{state | waiters: waiters})
+
+    if map_size(state.waiters) == 0 do
+      # Nobody is left to answer: give the key up, then stop the execution.
+      # A join that arrives from now on sees this process exit :normal and
+      # its caller starts over.
+      :ets.delete_object(@flights, {state.gk, self()})
+      cancel(running)
+      Stats.finished(state.group, state.joined, false)
+    else
+      loop(state, running)
+    end
+  end
+
+  defp cancel({:python, handle, _ref}), do: Py.Call.cancel(handle)
+  defp cancel({:fun, pid, _mref}), do: Process.exit(pid, :kill)
+
+  defp drain_joins(state) do
+    receive do
+      {:join, pid, tag} -> state |> join(pid, tag) |> drain_joins()
+    after
+      0 -> state
+    end
+  end
+
+  defp finish(state, result) do
+    :ets.delete_object(@flights, {state.gk, self()})
+    state = drain_joins(state)
+    Enum.each(state.waiters, fn {tag, {pid, _mref}} -> send(pid, {tag, result}) end)
+    Stats.finished(state.group, state.joined, error?(result))
+  end
+
+  defp error?({:error, _}), do: true
+  defp error?(:error), do: true
+  defp error?(_), do: false
+
+  defp fun_result(_pid, {@value, value}), do: value
+
+  defp fun_result(pid, {@crash, kind, reason, stack}) do
+    what =
+      case kind do
+        :error ->
+          exception = Exception.normalize(:error, reason, stack)
+          "raised #{inspect(exception.__struct__)}: #{Exception.message(exception)}"
+
+        :throw ->
+          "threw #{inspect(reason)}"
+
+        :exit ->
+          "exited: #{inspect(reason)}"
+      end
+
+    {:error, error} = crashed(pid, what)
+    {:error, %{error | traceback: Exception.format_stacktrace(stack)}}
+  end
+
+  defp fun_result(pid, reason), do: crashed(pid, "exited: " <> inspect(reason))
+
+  @doc false
+  # The error every waiter gets when the execution did not return.
+  @spec crashed(pid, String.t()) :: {:error, Py.Error.t()}
+  def crashed(pid, what) do
+    {:error,
+     %Py.Error{
+       type: :coalesce_crashed,
+       message: "the shared execution (process #{inspect(pid)}) #{what}"
+     }}
+  end
+end

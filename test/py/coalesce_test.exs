@@ -1,0 +1,476 @@
+defmodule Py.CoalesceTest do
+  # Not async: one test holds 100,000 executions in flight, and the
+  # process-count checks need the VM to themselves.
+  use ExUnit.Case, async: false
+
+  import Py.TestHelpers
+
+  @long 30_000
+
+  # An execution that tells the test it started (and from which process),
+  # then waits for `:release`, so callers can be made to overlap without
+  # relying on timing.
+  defp held(test, value) do
+    fn ->
+      send(test, {:executing, self()})
+
+      receive do
+        :release -> value
+      end
+    end
+  end
+
+  defp flight(group, key) do
+    case :ets.lookup(:py_coalesce_flights, {group, key}) do
+      [{_, pid}] -> pid
+      [] -> nil
+    end
+  end
+
+  # Waits until the flight of {group, key} has taken `n` waiters (it monitors
+  # each waiter, and the helper running an Elixir function).
+  defp await_waiters(group, key, n, extra \\ 1) do
+    assert eventually(
+             fn ->
+               with pid when is_pid(pid) <- flight(group, key),
+                    {:monitors, monitors} <- Process.info(pid, :monitors) do
+                 length(monitors) == n + extra
+               else
+                 _ -> false
+               end
+             end,
+             @long
+           )
+  end
+
+  defp callers(n, fun), do: for(_ <- 1..n, do: Task.async(fun))
+
+  defp group, do: {__MODULE__, make_ref()}
+
+  describe "run/4" do
+    test "concurrent callers of one key share one execution and its value" do
+      g = group()
+      test = self()
+      tasks = callers(50, fn -> Py.Coalesce.run(g, :k, held(test, {:ok, make_ref()})) end)
+      assert_receive {:executing, executor}, @long
+      await_waiters(g, :k, 50)
+      send(executor, :release)
+
+      results = Enum.map(tasks, &Task.await(&1, @long))
+      assert [{:ok, ref}] = Enum.uniq(results)
+      assert is_reference(ref)
+      refute_received {:executing, _}
+      assert %{misses: 1, hits: 49, errors: 0, active: 0, hit_rate: 0.98} = Py.Coalesce.stats(g)
+    end
+
+    test "an error is shared as it is, and counted once" do
+      g = group()
+      test = self()
+      tasks = callers(5, fn -> Py.Coalesce.run(g, :k, held(test, {:error, :nope})) end)
+      assert_receive {:executing, executor}, @long
+      await_waiters(g, :k, 5)
+      send(executor, :release)
+      assert Enum.map(tasks, &Task.await/1) == List.duplicate({:error, :nope}, 5)
+      assert %{misses: 1, hits: 4, errors: 1} = Py.Coalesce.stats(g)
+    end
+
+    test "once an execution finished the key is free: the next caller runs again" do
+      g = group()
+      counter = :counters.new(1, [])
+      count = fn -> :counters.add(counter, 1, 1) && {:ok, :counters.get(counter, 1)} end
+      assert Py.Coalesce.run(g, :k, count) == {:ok, 1}
+      assert Py.Coalesce.run(g, :k, count) == {:ok, 2}
+      assert flight(g, :k) == nil
+    end
+
+    test "different keys and different groups do not share" do
+      g = group()
+      assert Py.Coalesce.run(g, 1, fn -> {:ok, 1} end) == {:ok, 1}
+      assert Py.Coalesce.run(g, 1.0, fn -> {:ok, 1.0} end) == {:ok, 1.0}
+      assert Py.Coalesce.run(group(), 1, fn -> {:ok, :other} end) == {:ok, :other}
+    end
+
+    test "a raise, a throw and an exit reach every waiter as an error naming them" do
+      for {fun, message} <- [
+            {fn -> raise ArgumentError, "bad" end, ~r/raised ArgumentError: bad$/},
+            {fn -> throw(:ball) end, ~r/threw :ball$/},
+            {fn -> exit(:gone) end, ~r/exited: :gone$/}
+          ] do
+        g = group()
+        test = self()
+
+        tasks =
+          callers(3, fn ->
+            Py.Coalesce.run(g, :k, fn ->
+              send(test, {:executing, self()})
+              receive(do: (:release -> fun.()))
+            end)
+          end)
+
+        assert_receive {:executing, executor}, @long
+        await_waiters(g, :k, 3)
+        send(executor, :release)
+
+        results = Enum.map(tasks, &Task.await/1)
+        assert [{:error, %Py.Error{type: :coalesce_crashed} = error}] = Enum.uniq(results)
+        assert error.message =~ ~r/^the shared execution \(process #PID<[\d.]+>\) /
+        assert error.message =~ message
+        assert %{errors: 1, active: 0} = Py.Coalesce.stats(g)
+        assert flight(g, :k) == nil
+      end
+    end
+
+    test "an execution whose process is killed gives every waiter an error naming it" do
+      g = group()
+      test = self()
+      tasks = callers(3, fn -> Py.Coalesce.run(g, :k, held(test, {:ok, 1})) end)
+      assert_receive {:executing, executor}, @long
+      await_waiters(g, :k, 3)
+      Process.exit(executor, :kill)
+
+      for result <- Enum.map(tasks, &Task.await/1) do
+        assert {:error, %Py.Error{type: :coalesce_crashed, message: message}} = result
+        assert message =~ inspect(executor)
+        assert message =~ "exited: :killed"
+      end
+
+      assert Py.Coalesce.run(g, :k, fn -> {:ok, :again} end) == {:ok, :again}
+    end
+
+    test "a killed flight process gives its waiters an error, and the key works again" do
+      g = group()
+      test = self()
+      tasks = callers(3, fn -> Py.Coalesce.run(g, :k, held(test, {:ok, 1})) end)
+      assert_receive {:executing, _executor}, @long
+      await_waiters(g, :k, 3)
+      flight = flight(g, :k)
+      Process.exit(flight, :kill)
+
+      for result <- Enum.map(tasks, &Task.await/1) do
+        assert {:error, %Py.Error{type: :coalesce_crashed, message: message}} = result
+        assert message =~ inspect(flight)
+        assert message =~ "killed"
+      end
+
+      assert Py.Coalesce.run(g, :k, fn -> {:ok, :again} end) == {:ok, :again}
+      assert %{errors: 1, active: 0} = Py.Coalesce.stats(g)
+    end
+
+    test "the caller that started the execution can be killed: the others still get it" do
+      g = group()
+      test = self()
+      leader = spawn(fn -> Py.Coalesce.run(g, :k, held(test, {:ok, :shared})) end)
+      assert_receive {:executing, executor}, @long
+      await_waiters(g, :k, 1)
+      tasks = callers(3, fn -> Py.Coalesce.run(g, :k, fn -> {:ok, :not_shared} end) end)
+      await_waiters(g, :k, 4)
+
+      Process.exit(leader, :kill)
+      await_waiters(g, :k, 3)
+      send(executor, :release)
+      assert Enum.map(tasks, &Task.await/1) == List.duplicate({:ok, :shared}, 3)
+    end
+
+    test "a waiter killed while waiting leaves the others unaffected" do
+      g = group()
+      test = self()
+      tasks = callers(2, fn -> Py.Coalesce.run(g, :k, held(test, {:ok, :v})) end)
+      assert_receive {:executing, executor}, @long
+      victim = spawn(fn -> Py.Coalesce.run(g, :k, fn -> {:ok, :not_shared} end) end)
+      await_waiters(g, :k, 3)
+      Process.exit(victim, :kill)
+      await_waiters(g, :k, 2)
+      send(executor, :release)
+      assert Enum.map(tasks, &Task.await/1) == [ok: :v, ok: :v]
+    end
+
+    test "a waiter's timeout ends its own wait only; the execution goes on for the others" do
+      g = group()
+      test = self()
+
+      patient =
+        callers(2, fn -> Py.Coalesce.run(g, :k, held(test, {:ok, :v}), timeout: @long) end)
+
+      assert_receive {:executing, executor}, @long
+      await_waiters(g, :k, 2)
+
+      assert {:error, %Py.Error{type: :timeout, message: message}} =
+               Py.Coalesce.run(g, :k, fn -> {:ok, :not_shared} end, timeout: 10)
+
+      assert message =~ "coalesced call exceeded 10 ms"
+      assert Process.alive?(executor)
+      await_waiters(g, :k, 2)
+      send(executor, :release)
+      assert Enum.map(patient, &Task.await(&1, @long)) == [ok: :v, ok: :v]
+      refute_received {:executing, _}
+    end
+
+    test "when the last waiter has gone the execution is cancelled" do
+      g = group()
+      test = self()
+
+      tasks =
+        for t <- [10, 20, 30] do
+          Task.async(fn -> Py.Coalesce.run(g, :k, held(test, {:ok, :v}), timeout: t) end)
+        end
+
+      assert_receive {:executing, executor}, @long
+      ref = Process.monitor(executor)
+      results = Enum.map(tasks, &Task.await/1)
+      assert Enum.all?(results, &match?({:error, %Py.Error{type: :timeout}}, &1))
+      assert_receive {:DOWN, ^ref, :process, ^executor, :killed}, @long
+      assert eventually(fn -> flight(g, :k) == nil end, @long)
+      assert eventually(fn -> Py.Coalesce.stats(g).active == 0 end, @long)
+      # The key starts a fresh execution afterwards.
+      assert Py.Coalesce.run(g, :k, fn -> {:ok, :fresh} end) == {:ok, :fresh}
+    end
+
+    test "forget while callers wait: they get the running result, new callers a new execution" do
+      g = group()
+      test = self()
+      old = callers(2, fn -> Py.Coalesce.run(g, :k, held(test, {:ok, :old})) end)
+      assert_receive {:executing, old_executor}, @long
+      await_waiters(g, :k, 2)
+
+      assert Py.Coalesce.forget(g, :k) == :ok
+      new = callers(2, fn -> Py.Coalesce.run(g, :k, held(test, {:ok, :new})) end)
+      assert_receive {:executing, new_executor}, @long
+      await_waiters(g, :k, 2)
+
+      send(old_executor, :release)
+      assert Enum.map(old, &Task.await/1) == [ok: :old, ok: :old]
+      # The old flight's end did not take the new flight's key.
+      assert is_pid(flight(g, :k))
+      send(new_executor, :release)
+      assert Enum.map(new, &Task.await/1) == [ok: :new, ok: :new]
+      assert %{misses: 2, hits: 2} = Py.Coalesce.stats(g)
+    end
+
+    test "forget_all forgets every key of the group and no other group's" do
+      g = group()
+      other = group()
+      test = self()
+      a = Task.async(fn -> Py.Coalesce.run(g, :a, held(test, {:ok, :a})) end)
+      b = Task.async(fn -> Py.Coalesce.run(other, :b, held(test, {:ok, :b})) end)
+      assert_receive {:executing, e1}, @long
+      assert_receive {:executing, e2}, @long
+      await_waiters(g, :a, 1)
+      await_waiters(other, :b, 1)
+
+      assert Py.Coalesce.forget_all(g) == :ok
+      assert flight(g, :a) == nil
+      assert is_pid(flight(other, :b))
+      send(e1, :release)
+      send(e2, :release)
+      assert Enum.sort([Task.await(a), Task.await(b)]) == [ok: :a, ok: :b]
+    end
+
+    test "stats/0 lists every group; reset_stats/1 zeroes the counters but not active" do
+      g = group()
+      test = self()
+      assert Py.Coalesce.run(g, :x, fn -> {:ok, 1} end) == {:ok, 1}
+      task = Task.async(fn -> Py.Coalesce.run(g, :k, held(test, {:ok, 2})) end)
+      assert_receive {:executing, executor}, @long
+      assert %{^g => %{misses: 2, active: 1}} = Py.Coalesce.stats()
+
+      assert Py.Coalesce.reset_stats(g) == :ok
+      assert %{misses: 0, hits: 0, errors: 0, active: 1, hit_rate: 0.0} = Py.Coalesce.stats(g)
+      send(executor, :release)
+      assert Task.await(task) == {:ok, 2}
+      assert %{misses: 0, active: 0} = Py.Coalesce.stats(g)
+      assert Py.Coalesce.reset_stats(group()) == :ok
+    end
+
+    test "bad input raises ArgumentError before anything runs" do
+      assert_raise ArgumentError,
+                   ~r/^invalid function for Py.Coalesce.run\/4: expected a 0-arity function/,
+                   fn -> Py.Coalesce.run(:g, :k, fn x -> x end) end
+
+      assert_raise ArgumentError, ~r/^invalid :timeout option for Py.Coalesce.run\/4/, fn ->
+        Py.Coalesce.run(:g, :k, fn -> :ok end, timeout: -1)
+      end
+
+      assert_raise ArgumentError, ~r/^unknown option :ttl for Py.Coalesce.run\/4/, fn ->
+        Py.Coalesce.run(:g, :k, fn -> :ok end, ttl: 5)
+      end
+    end
+  end
+
+  describe "coalesce: on Py calls" do
+    setup do
+      # One worker, so a call held in Python keeps every later call queued.
+      ctx = Py.Context.new(max_workers: 1)
+
+      :ok =
+        Py.exec(ctx, """
+        import sys, threading, types
+        m = types.ModuleType("coalesce_fixture")
+        m.runs = 0
+        m.gate = threading.Event()
+        def work(x, scale=1):
+            m.runs += 1
+            m.gate.wait()
+            return [x * scale, m.runs]
+        def spin():
+            m.runs += 1
+            while True:
+                pass
+        m.work = work
+        m.spin = spin
+        sys.modules["coalesce_fixture"] = m
+        """)
+
+      on_exit(fn ->
+        Py.exec("__import__('sys').modules.pop('coalesce_fixture', None)")
+      end)
+
+      %{ctx: ctx}
+    end
+
+    # From another context: the fixture's context has one worker, held.
+    defp release, do: :ok = Py.exec("__import__('coalesce_fixture').gate.set()")
+
+    defp runs, do: Py.eval!("__import__('coalesce_fixture').runs")
+
+    test "coalesce: true runs one Python call for identical concurrent calls", %{ctx: ctx} do
+      Py.Coalesce.reset_stats("coalesce_fixture.work")
+
+      call = fn ->
+        Py.call(ctx, :coalesce_fixture, :work, [21], coalesce: true, kwargs: [scale: 2])
+      end
+
+      tasks = callers(20, call)
+      key = {"coalesce_fixture", "work", [21], %{"scale" => 2}}
+      await_waiters("coalesce_fixture.work", key, 20, 0)
+      release()
+
+      assert Enum.uniq(Enum.map(tasks, &Task.await(&1, @long))) == [{:ok, [42, 1]}]
+      assert runs() == 1
+      assert %{misses: 1, hits: 19, active: 0} = Py.Coalesce.stats("coalesce_fixture.work")
+      # Arguments are part of the key: another argument is another execution.
+      assert Py.call(ctx, :coalesce_fixture, :work, [1], coalesce: true) == {:ok, [1, 2]}
+    end
+
+    test "eval and exec with a key and a group of one's own", %{ctx: ctx} do
+      g = group()
+      code = "__import__('coalesce_fixture').work(x)"
+
+      tasks =
+        for x <- 1..5 do
+          # Different locals, one key: the key given decides what is shared.
+          Task.async(fn -> Py.eval(ctx, code, %{x: x}, coalesce: :same, group: g) end)
+        end
+
+      await_waiters(g, :same, 5, 0)
+      release()
+      assert [{:ok, [_x, 1]}] = Enum.uniq(Enum.map(tasks, &Task.await(&1, @long)))
+      assert %{misses: 1, hits: 4} = Py.Coalesce.stats(g)
+
+      assert Py.exec("n = 1", coalesce: true) == :ok
+      assert %{misses: 1} = Py.Coalesce.stats("exec")
+    end
+
+    test "a Python exception is shared by every waiter", %{ctx: ctx} do
+      g = group()
+      code = "__import__('coalesce_fixture').work(None)"
+      tasks = callers(5, fn -> Py.eval(ctx, code, %{}, coalesce: true, group: g) end)
+      await_waiters(g, {code, %{}}, 5, 0)
+      release()
+
+      assert [{:error, %Py.Error{type: "TypeError"}}] =
+               Enum.uniq(Enum.map(tasks, &Task.await(&1, @long)))
+
+      assert %{errors: 1, misses: 1, hits: 4} = Py.Coalesce.stats(g)
+    end
+
+    test "a waiter's timeout does not cancel the Python call for the others", %{ctx: ctx} do
+      g = group()
+
+      call = fn t ->
+        Py.call(ctx, :coalesce_fixture, :work, [3], coalesce: :k, group: g, timeout: t)
+      end
+
+      patient = callers(2, fn -> call.(@long) end)
+      await_waiters(g, :k, 2, 0)
+
+      assert {:error, %Py.Error{type: :timeout}} = call.(10)
+      await_waiters(g, :k, 2, 0)
+      release()
+      assert Enum.map(patient, &Task.await(&1, @long)) == [ok: [3, 1], ok: [3, 1]]
+      assert runs() == 1
+    end
+
+    test "when every waiter has gone the Python call is interrupted", %{ctx: ctx} do
+      g = group()
+
+      tasks =
+        for t <- [10, 20, 30] do
+          Task.async(fn ->
+            Py.call(ctx, :coalesce_fixture, :spin, [], coalesce: :k, group: g, timeout: t)
+          end)
+        end
+
+      assert Enum.all?(
+               Enum.map(tasks, &Task.await(&1, @long)),
+               &match?({:error, %Py.Error{type: :timeout}}, &1)
+             )
+
+      # The context has one worker: it answers again only if the loop stopped.
+      assert Py.eval(ctx, "1 + 1", %{}, timeout: @long) == {:ok, 2}
+      assert runs() == 1
+      assert eventually(fn -> Py.Coalesce.stats(g).active == 0 end, @long)
+    end
+
+    test "100,000 distinct keys in flight at once, and the memory comes back", %{ctx: ctx} do
+      g = group()
+      n = 100_000
+      # Hold the context's one worker so every coalesced call stays queued.
+      holder = Task.async(fn -> Py.call(ctx, :coalesce_fixture, :work, [0], timeout: 120_000) end)
+      assert eventually(fn -> runs() == 1 end, @long)
+      :erlang.garbage_collect()
+      before = :erlang.memory(:total)
+      processes = :erlang.system_info(:process_count)
+
+      tasks =
+        for i <- 1..n do
+          Task.async(fn ->
+            Py.call(ctx, :builtins, :abs, [-i], coalesce: true, group: g, timeout: 120_000)
+          end)
+        end
+
+      assert eventually(fn -> Py.Coalesce.stats(g).active == n end, 120_000)
+      assert :ets.info(:py_coalesce_flights, :size) >= n
+      peak = :erlang.memory(:total)
+      release()
+
+      results = Enum.map(tasks, &Task.await(&1, 120_000))
+      assert results == Enum.map(1..n, &{:ok, &1})
+      assert Task.await(holder, @long) == {:ok, [0, 1]}
+      assert %{misses: ^n, hits: 0, active: 0, errors: 0} = Py.Coalesce.stats(g)
+      assert :ets.info(:py_coalesce_flights, :size) == 0
+      assert eventually(fn -> :erlang.system_info(:process_count) <= processes end, @long)
+      :erlang.garbage_collect()
+      # The flights and waiters took hundreds of MB at the peak; what is left
+      # is a small fraction of that.
+      assert :erlang.memory(:total) - before < (peak - before) / 4
+    end
+
+    test "bad coalescing options raise ArgumentError" do
+      assert_raise ArgumentError,
+                   ~r/^invalid :coalesce option for Py.call\/4: expected true, false or a coalescing key/,
+                   fn -> Py.call(:math, :sqrt, [4], coalesce: nil) end
+
+      assert_raise ArgumentError,
+                   ~r/^invalid :group option for Py.eval\/3: expected it together with coalesce:/,
+                   fn ->
+                     Py.eval("1", %{}, group: :g)
+                   end
+
+      assert_raise ArgumentError, ~r/^invalid :group option for Py.exec\/2/, fn ->
+        Py.exec("1", group: nil, coalesce: true)
+      end
+
+      assert Py.call(:math, :sqrt, [4], coalesce: false) == {:ok, 2.0}
+    end
+  end
+end
