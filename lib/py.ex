@@ -54,6 +54,18 @@ defmodule Py do
       `%Py.Error{type: :timeout}`; Python errors on that node come back as
       they are. `%Py.Object{}` and `%Py.Context{}` handles are local to their
       node.
+    * `:coalesce` — `eval`, `exec` and `call` only: `true` makes concurrent
+      identical calls (same code and locals; same module, function, arguments
+      and keyword arguments) share one execution and its result, a key of
+      your own (any term) makes calls with that key share it. Each caller
+      keeps its own `:timeout`; the shared call is interrupted only when every
+      caller waiting for it has gone. It runs in the namespace of the caller
+      that started it. See `Py.Coalesce` and the coalescing guide.
+    * `:group` — with `:coalesce`, the group its key belongs to (for
+      `Py.Coalesce.stats/1` and `Py.Coalesce.forget/2`); by default
+      `"module.function"` for `call` and `"eval"` or `"exec"`.
+
+        {:ok, embedding} = Py.call(:model, :embed, [text], coalesce: true)
   """
 
   alias Py.{Call, Context, Error, Options}
@@ -83,13 +95,15 @@ defmodule Py do
   @type result :: {:ok, value} | {:error, Error.t()}
 
   @typedoc "Options of the routed forms of `eval` and `exec`."
-  @type option :: {:timeout, timeout} | {:node, node}
+  @type option ::
+          {:timeout, timeout} | {:node, node} | {:coalesce, boolean | term} | {:group, term}
 
   @typedoc "Options of the routed form of `call`."
   @type call_option :: option | {:kwargs, kwargs}
 
   @typedoc "Options of the context-first forms (`:node` is not allowed there)."
-  @type ctx_option :: {:timeout, timeout} | {:kwargs, kwargs}
+  @type ctx_option ::
+          {:timeout, timeout} | {:kwargs, kwargs} | {:coalesce, boolean | term} | {:group, term}
 
   # `config :pybridge, timeout:` when it is not set.
   @default_timeout_ms 30_000
@@ -583,7 +597,8 @@ defmodule Py do
       iex> Py.call_method(date, :replace, [], kwargs: [day: 1]) |> elem(1) |> Py.call_method(:isoformat)
       {:ok, "2024-05-01"}
   """
-  @spec call_method(Py.Object.t(), name, args, [ctx_option]) :: result
+  @spec call_method(Py.Object.t(), name, args, [{:timeout, timeout} | {:kwargs, kwargs}]) ::
+          result
   def call_method(object, name, args \\ [], opts \\ [])
 
   def call_method(%Py.Object{} = object, name, args, opts) do

@@ -383,7 +383,7 @@ defmodule PyTest do
 
     test "options are validated, with one message format" do
       assert_raise ArgumentError,
-                   "unknown option :bogus for Py.eval/3: expected one of [:timeout, :node], got: {:bogus, 1}",
+                   "unknown option :bogus for Py.eval/3: expected one of [:timeout, :node, :coalesce, :group], got: {:bogus, 1}",
                    fn -> Py.eval("1", %{}, bogus: 1) end
 
       assert_raise ArgumentError, ~r/^unknown option :kwargs for Py.exec\/2: /, fn ->

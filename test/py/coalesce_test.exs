@@ -5,6 +5,8 @@ defmodule Py.CoalesceTest do
 
   import Py.TestHelpers
 
+  doctest Py.Coalesce
+
   @long 30_000
 
   # An execution that tells the test it started (and from which process),
