@@ -7,9 +7,9 @@ defmodule Py.Call do
   #
   # This is the hot path (benchmarked at a few microseconds per call): keep it
   # free of option handling, extra processes and GenServer calls. Later layers
-  # (telemetry spans, coalescing) hook in here and only here: `run/4` is the
-  # one exit every eval/exec/call returns through, and `measured/4` gives
-  # what the worker measured of the call for them.
+  # (telemetry spans, coalescing) hook in here and only here: `run/4,5` is
+  # the one exit every eval/exec/call returns through, and `measured/4,5`
+  # gives what the worker measured of the call for them.
 
   alias Py.{Error, Native}
 
@@ -35,29 +35,35 @@ defmodule Py.Call do
   # before giving up on it; only reachable if the NIF breaks its contract.
   @promised_reply_ms 10_000
 
+  @typedoc """
+  `nil`, or `{group, key}`: concurrent callers with the same group and key
+  share one execution (Py.Coalesce), which runs in the namespace of the
+  caller that started it.
+  """
+  @type coalesce :: {term, term} | nil
+
   @doc false
+  # Every eval/exec/call, coalesced or not, returns through here.
   @spec run(Py.Context.t(), boolean, job, timeout) :: result
-  def run(ctx, namespace?, job, timeout) do
-    {result, _timing} = measured(ctx, namespace?, job, timeout)
+  @spec run(Py.Context.t(), boolean, job, timeout, coalesce) :: result
+  def run(ctx, namespace?, job, timeout, coalesce \\ nil) do
+    {result, _timing} = measured(ctx, namespace?, job, timeout, coalesce)
     result
   end
 
   @doc false
-  # Like `run/4`; `coalesce` is `nil` or `{group, key}`: then concurrent
-  # callers with the same group and key share one execution (Py.Coalesce),
-  # which runs in the namespace of the caller that started it.
-  @spec run(Py.Context.t(), boolean, job, timeout, {term, term} | nil) :: result
-  def run(ctx, namespace?, job, timeout, nil), do: run(ctx, namespace?, job, timeout)
+  # The call's result and its timing (`nil` for a coalesced call: the
+  # execution it shared was timed in Py.Coalesce's flight).
+  @spec measured(Py.Context.t(), boolean, job, timeout) :: {result, timing}
+  @spec measured(Py.Context.t(), boolean, job, timeout, coalesce) :: {result, timing}
+  def measured(ctx, namespace?, job, timeout, coalesce \\ nil)
 
-  def run(%Py.Context{ref: cref}, namespace?, job, timeout, {group, key}) do
+  def measured(%Py.Context{ref: cref}, namespace?, job, timeout, {group, key}) do
     namespace = if namespace?, do: namespace(cref), else: nil
-    Py.Coalesce.await(group, key, {:python, cref, namespace, job}, timeout)
+    {Py.Coalesce.await(group, key, {:python, cref, namespace, job}, timeout), nil}
   end
 
-  @doc false
-  # The call's result and its timing.
-  @spec measured(Py.Context.t(), boolean, job, timeout) :: {result, timing}
-  def measured(%Py.Context{ref: cref}, namespace?, job, timeout) do
+  def measured(%Py.Context{ref: cref}, namespace?, job, timeout, nil) do
     namespace = if namespace?, do: namespace(cref), else: nil
     # make_ref/0 and the receive below stay in this one function so the
     # compiler's selective-receive optimisation skips older messages: a call

@@ -45,4 +45,12 @@ defmodule Py.CallTest do
     assert {{:error, %Py.Error{type: :closed}}, nil} =
              Call.measured(ctx, true, {:eval, "1", %{}}, 5_000)
   end
+
+  test "a coalesced call returns through the same function, without a timing of its own",
+       %{ctx: ctx} do
+    key = {__MODULE__, make_ref()}
+    job = {:eval, "6 * 7", %{}}
+    assert Call.measured(ctx, true, job, 5_000, {:call_test, key}) == {{:ok, 42}, nil}
+    assert Call.run(ctx, true, job, 5_000, {:call_test, key}) == {:ok, 42}
+  end
 end
