@@ -23,7 +23,8 @@ defmodule Py.Runtime do
         venv: "/path/to/venv",           # site-packages to add
         python_path: ["/my/modules"],    # prepended to sys.path
         switch_interval_ms: 1,           # sys.setswitchinterval, see below
-        executor_priority: :batch        # or :normal, see below
+        executor_priority: :batch,       # or :normal, see below
+        sigchld: :auto                   # or :default, :keep, see below
 
   `:switch_interval_ms` (default 1, Python's own default is 5) is how long a
   Python thread may keep the GIL while another waits. pybridge lowers it
@@ -36,11 +37,23 @@ defmodule Py.Runtime do
   so CPU-bound Python yields the CPU to the BEAM's schedulers. `:normal`
   leaves them at the priority of the rest of the VM.
 
+  `:sigchld` (default `:auto`): the BEAM ignores `SIGCHLD`, so the kernel
+  reaps every child process at once and Python's `subprocess` and
+  `os.system` read exit status 0 for children that failed. `:default`
+  restores the signal's default disposition at start, so that exit statuses
+  are true (the BEAM's ports and `System.cmd` do not rely on it). `:keep`
+  leaves the VM's setting. `:auto` is `:default`, except when the VM runs as
+  PID 1 (a container without an init), where ignoring `SIGCHLD` is what
+  reaps orphaned processes: there it is `:keep`, with a warning in the log.
+  See guides/architecture.md ("Subprocesses").
+
   See `Py.Runtime.Python` for all discovery options.
   """
 
   alias Py.Options
   alias Py.Runtime.Python
+
+  require Logger
 
   @info_key {__MODULE__, :info}
   @request_key {__MODULE__, :request}
@@ -188,8 +201,28 @@ defmodule Py.Runtime do
 
     %{
       switch_interval: switch_interval_ms / 1000,
-      executor_priority: Options.setting!(:executor_priority, @priorities, :batch)
+      executor_priority: Options.setting!(:executor_priority, @priorities, :batch),
+      restore_sigchld:
+        restore_sigchld?(Options.setting!(:sigchld, {:in, [:auto, :default, :keep]}, :auto))
     }
+  end
+
+  defp restore_sigchld?(:default), do: true
+  defp restore_sigchld?(:keep), do: false
+
+  defp restore_sigchld?(:auto) do
+    if System.pid() == "1" do
+      Logger.warning(
+        "pybridge: the VM runs as PID 1, so SIGCHLD stays ignored (that is what reaps " <>
+          "orphaned processes): Python's subprocess and os.system will read exit status 0 " <>
+          "for failing children. Run the VM under an init (docker run --init, tini) and " <>
+          "set `config :pybridge, sigchld: :default`, or set `sigchld: :keep` to silence this."
+      )
+
+      false
+    else
+      true
+    end
   end
 
   defp init(python, opts, settings) do

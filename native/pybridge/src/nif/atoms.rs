@@ -28,6 +28,7 @@ rustler::atoms! {
     switch_interval,
     executor_priority,
     normal,
+    restore_sigchld,
     // Context options and modes.
     max_workers,
     code_cache_size,

@@ -22,12 +22,14 @@ fn init<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
     };
     let batch_priority =
         get(atoms::executor_priority()) != Some(atoms::normal().encode(config.get_env()));
+    let restore_sigchld = get(atoms::restore_sigchld()) == Some(atoms::true_().encode(env));
     let config = InitConfig {
         program,
         site_dirs: strings(atoms::site_dirs())?,
         python_path: strings(atoms::python_path())?,
         switch_interval,
         batch_priority,
+        restore_sigchld,
     };
     Ok(match runtime::initialize(&config) {
         Ok(()) => atoms::ok().encode(env),

@@ -8,6 +8,7 @@
 
 pub mod alloc;
 mod interp;
+mod sigchld;
 mod spin_wait;
 mod thread;
 
@@ -42,6 +43,10 @@ pub struct InitConfig {
     pub switch_interval: Option<f64>,
     /// Run executor threads as low-priority batch work (Linux).
     pub batch_priority: bool,
+    /// Restore `SIGCHLD`'s default disposition, so that the processes
+    /// Python starts keep their exit status until Python waits for them
+    /// (see `sigchld.rs`).
+    pub restore_sigchld: bool,
 }
 
 impl Default for InitConfig {
@@ -52,6 +57,7 @@ impl Default for InitConfig {
             python_path: Vec::new(),
             switch_interval: None,
             batch_priority: true,
+            restore_sigchld: false,
         }
     }
 }
@@ -108,6 +114,9 @@ fn init_on_this_thread(config: &InitConfig) -> Result<(), String> {
         return Err("a Python interpreter is already running in this process".into());
     }
     check_abi()?;
+    if config.restore_sigchld {
+        sigchld::restore_default()?;
+    }
     alloc::tune_malloc();
     if let Some(program) = &config.program {
         set_program_name(program)?;
