@@ -158,6 +158,29 @@ defmodule Py.HardeningHelpers do
   @spec release({Path.t(), :file.fd()}) :: :ok
   def release({_path, fd}), do: :file.write(fd, "go")
 
+  @doc """
+  Makes an object in `ctx` whose finaliser writes the name of the thread it
+  runs on to `latch_path <> ".thread"` and then blocks on the latch, and
+  lets the BEAM drop it (the handle dies with a process of its own).
+  """
+  @spec drop_blocking_object(Py.Context.t(), Path.t()) :: :ok
+  def drop_blocking_object(ctx, latch_path) do
+    code = """
+    type('Slow', (), {'__del__': lambda self, p=path, os=__import__('os'):
+        (open(p + '.thread', 'w').write(
+            open('/proc/self/task/%d/comm' % __import__('threading').get_native_id()).read().strip()),
+         os.read(os.open(p, os.O_RDWR), 2))})()
+    """
+
+    # Through builtins.eval, so that the process gets no namespace (whose
+    # release on exit would have a context worker collect at once).
+    Task.async(fn ->
+      {:ok, %Py.Object{}} = Py.call(ctx, :builtins, :eval, [code, %{"path" => latch_path}])
+      :ok
+    end)
+    |> Task.await(30_000)
+  end
+
   defp wait_until(fun, tries \\ 500) do
     cond do
       fun.() -> :ok

@@ -238,7 +238,9 @@ impl Interp {
     /// Runs `f` attached to this interpreter on the calling thread through a
     /// thread state made for the occasion, without PyO3 (see the module doc):
     /// for the monitor, whose own thread state belongs to the main
-    /// interpreter. The main interpreter is served through `main_tstate`.
+    /// interpreter. The main interpreter is served through `main_tstate`,
+    /// also without PyO3, so that no deferred reference (and no finaliser)
+    /// is ever dropped on the monitor's or the interrupter's thread.
     ///
     /// # Safety
     /// `f` may only make raw C API calls valid with the GIL held, and the
@@ -249,7 +251,9 @@ impl Interp {
         f: impl FnOnce() -> R,
     ) -> R {
         if self.kind == Kind::Main {
-            return main_tstate.with_gil(|_| f());
+            // SAFETY: `f` only makes raw C API calls under the GIL (caller's
+            // promise), and this thread has no thread state attached.
+            return unsafe { main_tstate.with_gil_raw(f) };
         }
         // SAFETY: `ptr` is a live sub-interpreter (self is alive, and it ends
         // only when dropped); the new thread state is attached, used and

@@ -87,6 +87,25 @@ impl ThreadState {
         let _release = Release(self);
         Python::attach(f)
     }
+
+    /// Runs `f` holding the GIL on this thread's state, without telling
+    /// PyO3: no deferred reference is dropped here, so no Python finaliser
+    /// can run on the calling thread (for the monitor and the interrupter,
+    /// which must never be held up by user code).
+    ///
+    /// # Safety
+    /// `f` may only make raw C API calls valid with the GIL held, and must not
+    /// release it.
+    pub unsafe fn with_gil_raw<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: as in `with_gil`; `f` keeps the GIL (caller's promise), so
+        // SaveThread releases what RestoreThread took.
+        unsafe {
+            ffi::PyEval_RestoreThread(self.tstate);
+            let result = f();
+            self.tstate = ffi::PyEval_SaveThread();
+            result
+        }
+    }
 }
 
 impl Drop for ThreadState {

@@ -2,9 +2,11 @@
 //! overflow workers when a context's home worker is stuck in a long call
 //! ([`overflow`]), cancels calls that ran past their deadline
 //! ([`interrupt`]; a second thread delivers the interrupts, since that needs
-//! the GIL), collects released Python references and returns freed memory
-//! to the OS.
+//! the GIL), has released Python references collected ([`collector`], a
+//! third thread, since finalisers run user code) and returns freed memory to
+//! the OS. The monitor and the interrupter never run Python code themselves.
 
+mod collector;
 mod interrupt;
 mod overflow;
 
@@ -59,7 +61,7 @@ fn watch() {
         // References released where no worker will collect them (closed
         // contexts, handles of objects no context asked for again).
         if Interp::main().has_garbage() {
-            tstate.with_gil(|py| Interp::main().collect(py));
+            collector::wake();
         }
         if now.duration_since(last_trim) >= TRIM_EVERY {
             last_trim = now;
