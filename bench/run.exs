@@ -6,6 +6,8 @@
 # ratio, because absolute timings drift on a shared machine.
 
 Code.require_file("harness.exs", __DIR__)
+Process.put(:pybridge_bench_all, true)
+Code.require_file("coalesce.exs", __DIR__)
 alias Bench.Harness, as: H
 
 defmodule Bench.Run do
@@ -454,7 +456,9 @@ contexts = Run.contexts(msg_floor)
 
 parallel = Bench.Parallel.section()
 
-sections = [calls, bulk, execution, contexts, parallel]
+coalescing = Bench.Coalesce.section(&Run.row/6)
+
+sections = [calls, bulk, execution, contexts, parallel, coalescing]
 m = H.machine()
 
 table = fn rows ->

@@ -1,0 +1,256 @@
+# Request coalescing (issue 13): what `coalesce:` costs and what it saves.
+#
+# Part of `make bench` (bench/run.exs requires this file). Run alone, it
+# measures this section only and replaces it in bench/RESULTS.md:
+#
+#     MIX_ENV=bench mix run bench/coalesce.exs
+
+defmodule Bench.Coalesce do
+  @moduledoc false
+  alias Bench.Harness, as: H
+
+  @title "Request coalescing (issue 13)"
+  @waiters 10_000
+
+  def title, do: @title
+
+  def section(row) do
+    IO.puts("\n== #{@title}")
+    rows = [uncontended(row), run_overhead(row) | herd(row)]
+
+    Enum.each(rows, &IO.puts("  #{&1.name}: #{&1.value} (#{&1.floor_name}: #{&1.floor})"))
+    {@title, rows}
+  end
+
+  # The plain call and the coalesced one, interleaved so both see the same
+  # machine; the median round of three.
+  defp uncontended(row) do
+    plain = fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0]) end
+    coalesced = fn -> {:ok, _} = Py.call(:math, :sqrt, [2.0], coalesce: true) end
+
+    {p, c} =
+      for(_ <- 1..3, do: H.sample_pair(plain, coalesced))
+      |> Enum.sort_by(fn {p, c} -> c.median_ns - p.median_ns end)
+      |> Enum.at(1)
+
+    added = c.median_ns - p.median_ns
+
+    row.(
+      "`coalesce: true` on an uncontended `Py.call(:math, :sqrt, [2.0])`: added to the median",
+      H.fmt_ns(added),
+      "≤ 1 µs",
+      "plain call #{H.fmt_ns(p.median_ns)} / coalesced #{H.fmt_ns(c.median_ns)}",
+      H.ratio(c.median_ns, p.median_ns),
+      added <= 1_000
+    )
+  end
+
+  defp run_overhead(row) do
+    fun = fn -> {:ok, 1} end
+    run = H.mean_ns(fn -> Py.Coalesce.run(:bench, :k, fun) end, 100_000)
+    spawn = H.mean_ns(fn -> spawn_round_trip() end, 100_000)
+
+    row.(
+      "`Py.Coalesce.run/3` of a trivial function, uncontended, mean",
+      H.fmt_ns(run),
+      "—",
+      "spawn + monitor + reply #{H.fmt_ns(spawn)}",
+      H.ratio(run, spawn),
+      true
+    )
+  end
+
+  defp spawn_round_trip do
+    parent = self()
+    {pid, ref} = spawn_monitor(fn -> send(parent, {self(), :ok}) end)
+
+    receive do
+      {^pid, :ok} -> Process.demonitor(ref, [:flush])
+    end
+  end
+
+  # 10,000 processes make the same call while its execution is held in
+  # Python; the median round of three. Per waiter: the time to join and the
+  # time to get the shared result, minus the same fan-in and fan-out done
+  # with bare messages (spawn, monitor, one message each way).
+  defp herd(row) do
+    :ok =
+      Py.exec("""
+      import sys, threading, types
+      m = types.ModuleType("bench_coalesce")
+      m.runs = 0
+      m.gate = threading.Event()
+      def work(x):
+          m.runs += 1
+          m.gate.wait()
+          return x
+      m.work = work
+      sys.modules["bench_coalesce"] = m
+      """)
+
+    ctx = Py.Context.new(max_workers: 1)
+    rounds = for _ <- 1..3, do: herd_round(ctx)
+    Py.Context.close(ctx)
+    {coalesced, floor, runs, stats} = rounds |> Enum.sort_by(&per_waiter/1) |> Enum.at(1)
+    per = per_waiter({coalesced, floor, runs, stats})
+
+    [
+      row.(
+        "overhead per coalesced waiter (#{@waiters} waiters; join + fan-out #{H.fmt_ns(coalesced * 1000 / @waiters)} each)",
+        H.fmt_ns(per),
+        "≤ 2 µs",
+        "bare fan-in/fan-out #{H.fmt_ns(floor * 1000 / @waiters)} each",
+        H.ratio(coalesced, floor),
+        per <= 2_000
+      ),
+      row.(
+        "#{@waiters} concurrent identical `Py.call(..., coalesce: true)`: executions",
+        "#{runs} (hit rate #{Float.round(stats.hit_rate * 100, 2)} %)",
+        "exactly 1",
+        "—",
+        "—",
+        runs == 1
+      )
+    ]
+  end
+
+  defp per_waiter({coalesced, floor, _runs, _stats}), do: (coalesced - floor) * 1000 / @waiters
+
+  defp herd_round(ctx) do
+    :ok = Py.exec("import bench_coalesce as m; m.gate.clear(); m.runs = 0")
+    Py.Coalesce.reset_stats("bench_coalesce.work")
+    parent = self()
+    key = {"bench_coalesce", "work", [1], %{}}
+
+    t0 = now()
+
+    for _ <- 1..@waiters do
+      spawn(fn ->
+        send(parent, {:done, Py.call(ctx, :bench_coalesce, :work, [1], coalesce: true)})
+      end)
+    end
+
+    until_monitors(fn -> flight("bench_coalesce.work", key) end, @waiters)
+    t1 = now()
+    :ok = Py.exec("import bench_coalesce as m; m.gate.set()")
+    t2 = now()
+    results = for _ <- 1..@waiters, do: receive(do: ({:done, r} -> r))
+    t3 = now()
+    [{:ok, 1}] = Enum.uniq(results)
+    {:ok, runs} = Py.eval("__import__('bench_coalesce').runs")
+    stats = Py.Coalesce.stats("bench_coalesce.work")
+
+    {t1 - t0 + (t3 - t2), floor_round(), runs, stats}
+  end
+
+  # The same processes, joining a bare server that monitors them and then
+  # answers each with one message.
+  defp floor_round do
+    parent = self()
+    server = spawn(fn -> serve([]) end)
+    t0 = now()
+
+    for _ <- 1..@waiters do
+      spawn(fn ->
+        ref = Process.monitor(server)
+        send(server, {:join, self(), ref})
+
+        receive do
+          {^ref, value} ->
+            Process.demonitor(ref, [:flush])
+            send(parent, {:done, value})
+        end
+      end)
+    end
+
+    until_monitors(fn -> server end, @waiters)
+    t1 = now()
+    send(server, :go)
+    for _ <- 1..@waiters, do: receive(do: ({:done, _} -> :ok))
+    now() - t1 + (t1 - t0)
+  end
+
+  defp serve(waiters) do
+    receive do
+      {:join, pid, ref} ->
+        Process.monitor(pid)
+        serve([{pid, ref} | waiters])
+
+      :go ->
+        Enum.each(waiters, fn {pid, ref} -> send(pid, {ref, {:ok, 1}}) end)
+    end
+  end
+
+  defp flight(group, key) do
+    case :ets.lookup(:py_coalesce_flights, {group, key}) do
+      [{_, pid}] -> pid
+      [] -> nil
+    end
+  end
+
+  defp until_monitors(pid_fun, n) do
+    with pid when is_pid(pid) <- pid_fun.(),
+         {:monitors, monitors} when length(monitors) >= n <- Process.info(pid, :monitors) do
+      :ok
+    else
+      _ ->
+        Process.sleep(1)
+        until_monitors(pid_fun, n)
+    end
+  end
+
+  defp now, do: System.monotonic_time(:microsecond)
+
+  # Standalone: measure this section and put it into bench/RESULTS.md in
+  # place of its previous figures.
+  def main do
+    {:ok, _} = Application.ensure_all_started(:pybridge)
+    for _ <- 1..100_000, do: {:ok, _} = Py.call(:math, :sqrt, [2.0])
+
+    row = fn name, value, target, floor_name, floor, ok? ->
+      %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
+    end
+
+    {title, rows} = section(row)
+    m = H.machine()
+
+    table =
+      "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n" <>
+        Enum.map_join(rows, "\n", fn r ->
+          "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
+        end) <> "\n"
+
+    text =
+      "## #{title}\n\n" <>
+        "Measured on its own (`mix run bench/coalesce.exs`) on #{m.date}: #{m.cpu}, " <>
+        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}.\n\n" <> table
+
+    path = Path.join(__DIR__, "RESULTS.md")
+    old = File.read!(path)
+
+    new =
+      case String.split(old, "## #{title}\n", parts: 2) do
+        [before, rest] ->
+          after_section =
+            case String.split(rest, "\n## ", parts: 2) do
+              [_, next] -> "\n## " <> next
+              [_] -> ""
+            end
+
+          before <> text <> after_section
+
+        [_] ->
+          String.trim_trailing(old) <> "\n\n" <> text
+      end
+
+    File.write!(path, new)
+    IO.puts("\nwrote the section to bench/RESULTS.md")
+  end
+end
+
+unless Code.ensure_loaded?(Bench.Harness) do
+  Code.require_file("harness.exs", __DIR__)
+end
+
+# bench/run.exs sets this before requiring the file.
+unless Process.get(:pybridge_bench_all), do: Bench.Coalesce.main()
