@@ -5,6 +5,7 @@
 //! * [`runtime`]  — starting the interpreter, thread states, the GIL.
 //! * [`convert`]  — the GIL-free [`convert::Value`] and its conversion to and from Python.
 //! * [`context`]  — executors: a queue, worker threads, per-process namespaces, the code cache.
+//! * [`shared_dict`] — stores shared by the BEAM and every context, with expiry.
 //! * `nif`        — the thin Rustler layer (feature `nif`): decode terms, call the core, encode.
 //! * [`limits`]   — every limit (sizes, depths, scheduler budgets, batch sizes) in one place.
 
@@ -15,6 +16,7 @@ pub mod context;
 pub mod convert;
 pub mod limits;
 pub mod runtime;
+pub mod shared_dict;
 
 #[cfg(feature = "nif")]
 mod nif;

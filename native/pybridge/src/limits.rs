@@ -86,6 +86,15 @@ pub const GIL_SLICE: Duration = Duration::from_millis(2);
 /// misjudged stall costs little).
 pub const SPAWN_PER_TICK: usize = 32;
 
+// ── Shared dicts ────────────────────────────────────────────────────────
+
+/// Expiries kept per dict for `stats/1`'s `recent_expiries`.
+pub const RECENT_EXPIRIES: usize = 32;
+
+/// Expired keys the sweeper removes per hold of a dict's lock (a few
+/// hundred microseconds of work), so readers and writers never wait long.
+pub const SWEEP_BATCH: usize = 1024;
+
 /// `text` cut to at most `max_bytes` bytes at a character boundary, ending
 /// in "..." when cut.
 pub fn truncate(mut text: String, max_bytes: usize) -> String {

@@ -1,0 +1,340 @@
+//! The in-memory store: a hash table under one mutex, with an index of
+//! expiries ordered by time (so expired entries are found without scanning
+//! the table) and, when asked for, an order of last use for LRU eviction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::backend::{Backend, Condition, Expiry, Item, Millis, RawEvent};
+use super::{DictError, EventKind, Stored};
+
+/// How a memory store is bounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most live keys; a new key beyond it is [`DictError::Full`] unless
+    /// `evict_lru`.
+    pub max_entries: Option<usize>,
+    /// Make room by removing the least recently used key instead.
+    pub evict_lru: bool,
+}
+
+struct Entry {
+    item: Item,
+    version: u64,
+    /// `(at, seq)`: this entry's key in [`Inner::timers`].
+    expires: Option<(Millis, u64)>,
+    /// This entry's key in [`Inner::lru`] (0 when LRU is off).
+    used: u64,
+}
+
+impl Entry {
+    fn live(&self, now: Millis) -> bool {
+        self.expires.is_none_or(|(at, _)| at > now)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<Arc<str>, Entry>,
+    /// Every entry with an expiry, earliest first. `seq` tells apart entries
+    /// expiring in the same millisecond.
+    timers: BTreeMap<(Millis, u64), Arc<str>>,
+    /// Last use of every entry, oldest first (only with LRU eviction).
+    lru: BTreeMap<u64, Arc<str>>,
+    /// Source of versions, timer sequence numbers and use ticks.
+    counter: u64,
+}
+
+/// The memory backend.
+pub struct Memory {
+    inner: Mutex<Inner>,
+    bounds: Bounds,
+}
+
+impl Memory {
+    pub fn new(bounds: Bounds) -> Self {
+        Memory {
+            inner: Mutex::new(Inner::default()),
+            bounds,
+        }
+    }
+}
+
+impl Inner {
+    fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    /// Entries expired at `now` but not yet removed.
+    fn expired_count(&self, now: Millis) -> usize {
+        self.timers.range(..(now.saturating_add(1), 0)).count()
+    }
+
+    /// Removes `key`'s entry, with its timer and place in the LRU order.
+    fn unlink(&mut self, key: &str) -> Option<(Arc<str>, Entry)> {
+        let (key, entry) = self.map.remove_entry(key)?;
+        if let Some(t) = entry.expires {
+            self.timers.remove(&t);
+        }
+        if entry.used != 0 {
+            self.lru.remove(&entry.used);
+        }
+        Some((key, entry))
+    }
+
+    /// The live entry of `key`; an expired one is removed and reported.
+    fn live(&mut self, key: &str, now: Millis, events: &mut Vec<RawEvent>) -> Option<&mut Entry> {
+        let expired = self.map.get(key).is_some_and(|e| !e.live(now));
+        if expired {
+            if let Some((key, _entry)) = self.unlink(key) {
+                events.push((EventKind::Expire, key));
+            }
+            return None;
+        }
+        self.map.get_mut(key)
+    }
+
+    fn touch(&mut self, key: &str, lru: bool) {
+        if !lru {
+            return;
+        }
+        let tick = self.next();
+        if let Some(entry) = self.map.get_mut(key) {
+            // With LRU on, every entry has its place in `lru`.
+            let old = std::mem::replace(&mut entry.used, tick);
+            if let Some(k) = self.lru.remove(&old) {
+                self.lru.insert(tick, k);
+            }
+        }
+    }
+
+    fn sweep(&mut self, now: Millis, max: usize, events: &mut Vec<RawEvent>) -> usize {
+        let mut removed = 0;
+        while removed < max {
+            match self.timers.first_key_value() {
+                Some((&(at, _), key)) if at <= now => {
+                    let key = key.clone();
+                    self.unlink(&key);
+                    events.push((EventKind::Expire, key));
+                    removed += 1;
+                }
+                _ => break,
+            }
+        }
+        removed
+    }
+
+    /// Makes room for one new key, or says the store is full.
+    fn make_room(
+        &mut self,
+        bounds: Bounds,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<(), DictError> {
+        let Some(max) = bounds.max_entries else {
+            return Ok(());
+        };
+        if self.map.len() < max {
+            return Ok(());
+        }
+        // Expired entries hold no place: reclaim them first.
+        self.sweep(now, usize::MAX, events);
+        if self.map.len() < max {
+            return Ok(());
+        }
+        if !bounds.evict_lru {
+            return Err(DictError::Full);
+        }
+        let oldest = self.lru.first_key_value().map(|(_, k)| k.clone());
+        match oldest {
+            Some(key) => {
+                self.unlink(&key);
+                events.push((EventKind::Delete, key));
+                Ok(())
+            }
+            None => Err(DictError::Full),
+        }
+    }
+
+    /// Stores `item` under `key` (whose live entry, if any, is `current`'s).
+    fn insert(
+        &mut self,
+        key: &str,
+        item: Item,
+        expires_at: Option<Millis>,
+        lru: bool,
+        events: &mut Vec<RawEvent>,
+    ) -> u64 {
+        let key: Arc<str> = match self.unlink(key) {
+            Some((k, _old)) => k,
+            None => Arc::from(key),
+        };
+        let version = self.next();
+        let expires = expires_at.map(|at| (at, version));
+        if let Some(t) = expires {
+            self.timers.insert(t, key.clone());
+        }
+        let used = if lru {
+            self.lru.insert(version, key.clone());
+            version
+        } else {
+            0
+        };
+        self.map.insert(
+            key.clone(),
+            Entry {
+                item,
+                version,
+                expires,
+                used,
+            },
+        );
+        events.push((EventKind::Put, key));
+        version
+    }
+}
+
+impl Backend for Memory {
+    fn get(&self, key: &str, now: Millis) -> Option<(Item, u64)> {
+        let mut inner = self.inner.lock();
+        let found = inner
+            .map
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| (e.item.clone(), e.version))?;
+        inner.touch(key, self.bounds.evict_lru);
+        Some(found)
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        item: Item,
+        expiry: Expiry,
+        cond: Condition,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<u64, DictError> {
+        let mut inner = self.inner.lock();
+        let current = inner
+            .live(key, now, events)
+            .map(|e| (e.version, e.expires.map(|(at, _)| at)));
+        match (cond, current) {
+            (Condition::Absent, Some(_)) => return Err(DictError::Exists),
+            (Condition::Version(want), have) if want != have.map(|(v, _)| v) => {
+                return Err(DictError::Conflict)
+            }
+            _ => {}
+        }
+        if current.is_none() {
+            inner.make_room(self.bounds, now, events)?;
+        }
+        let expires_at = match expiry {
+            Expiry::Keep => current.and_then(|(_, at)| at),
+            Expiry::Never => None,
+            Expiry::At(at) => Some(at),
+        };
+        Ok(inner.insert(key, item, expires_at, self.bounds.evict_lru, events))
+    }
+
+    fn modify(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<Item, DictError> {
+        let mut inner = self.inner.lock();
+        let current = inner
+            .live(key, now, events)
+            .map(|e| (e.item.clone(), e.expires.map(|(at, _)| at)));
+        let item = Arc::new(f(current.as_ref().map(|(item, _)| &**item))?);
+        if current.is_none() {
+            inner.make_room(self.bounds, now, events)?;
+        }
+        let expires_at = current.and_then(|(_, at)| at);
+        inner.insert(key, item.clone(), expires_at, self.bounds.evict_lru, events);
+        Ok(item)
+    }
+
+    fn remove(&self, key: &str, now: Millis, events: &mut Vec<RawEvent>) -> Option<Item> {
+        let mut inner = self.inner.lock();
+        inner.live(key, now, events)?;
+        let (key, entry) = inner.unlink(key)?;
+        events.push((EventKind::Delete, key));
+        Some(entry.item)
+    }
+
+    fn keys(&self, now: Millis) -> Vec<Arc<str>> {
+        let inner = self.inner.lock();
+        inner
+            .map
+            .iter()
+            .filter(|(_, e)| e.live(now))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    fn entries(&self, now: Millis) -> Vec<(Arc<str>, Item)> {
+        let inner = self.inner.lock();
+        inner
+            .map
+            .iter()
+            .filter(|(_, e)| e.live(now))
+            .map(|(k, e)| (k.clone(), e.item.clone()))
+            .collect()
+    }
+
+    fn len(&self, now: Millis) -> usize {
+        let inner = self.inner.lock();
+        inner.map.len() - inner.expired_count(now)
+    }
+
+    fn expiry(&self, key: &str, now: Millis) -> Option<Option<Millis>> {
+        let inner = self.inner.lock();
+        let entry = inner.map.get(key).filter(|e| e.live(now))?;
+        Some(entry.expires.map(|(at, _)| at))
+    }
+
+    fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> bool {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let Some(entry) = inner.map.get_mut(key).filter(|e| e.live(now)) else {
+            return false;
+        };
+        if let Some(old) = entry.expires.take() {
+            inner.timers.remove(&old);
+        }
+        if let Some(at) = at {
+            let t = (at, entry.version);
+            entry.expires = Some(t);
+            if let Some((k, _)) = inner.map.get_key_value(key) {
+                let k = k.clone();
+                inner.timers.insert(t, k);
+            }
+        }
+        true
+    }
+
+    fn clear(&self, now: Millis) -> usize {
+        let mut inner = self.inner.lock();
+        let live = inner.map.len() - inner.expired_count(now);
+        let old = std::mem::take(&mut *inner);
+        inner.counter = old.counter;
+        drop(inner);
+        drop(old);
+        live
+    }
+
+    fn sweep(&self, now: Millis, max: usize, events: &mut Vec<RawEvent>) -> usize {
+        self.inner.lock().sweep(now, max, events)
+    }
+
+    fn next_expiry(&self) -> Option<Millis> {
+        let inner = self.inner.lock();
+        inner.timers.first_key_value().map(|(&(at, _), _)| at)
+    }
+}

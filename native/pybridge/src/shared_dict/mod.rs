@@ -1,0 +1,456 @@
+//! SharedDicts: key/value stores that the BEAM and every Python context
+//! share, living in Rust so that the BEAM reads and writes them without the
+//! GIL.
+//!
+//! * Keys are strings; values are [`Stored`]: plain data as a GIL-free
+//!   [`Value`], anything else as a pickle. A read hands out a shared pointer
+//!   to the stored value, never the value itself to mutate.
+//! * A [`SharedDict`] is the front: it checks the destroyed flag, raises
+//!   events and counts them ([`SharedDict::raise`], the one place), and
+//!   keeps the entries in a [`Backend`] ([`memory::Memory`] for now).
+//! * Expiry: every read checks the key's expiry against the monotonic clock
+//!   ([`clock`]), so an expired key is never seen; the [`sweeper`] thread
+//!   removes expired keys in expiry order, in small batches, and raises their
+//!   `Expire` events.
+//! * Named dicts are found by name from anywhere ([`SharedDict::lookup`]).
+
+mod backend;
+mod clock;
+mod memory;
+mod stats;
+mod sweeper;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use num_bigint::BigInt;
+use parking_lot::{Mutex, RwLock};
+
+pub use backend::{Backend, Condition, Expiry, Item, Millis};
+pub use clock::now_ms;
+pub use memory::{Bounds, Memory};
+pub use stats::StatsSnapshot;
+
+use crate::convert::Value;
+use backend::RawEvent;
+use stats::Stats;
+
+/// A stored value.
+#[derive(Debug)]
+pub enum Stored {
+    /// Plain data (never [`Value::Object`]).
+    Plain(Value),
+    /// A Python object that is not plain data, pickled: its type
+    /// (`"module.Class"`) and the pickle.
+    Pickled { type_name: String, data: Vec<u8> },
+}
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        if let Stored::Plain(v) = self {
+            if v.is_container() {
+                // Deep values would recurse once per level in plain drop.
+                std::mem::replace(v, Value::None).dispose();
+            }
+        }
+    }
+}
+
+impl Stored {
+    /// `value` as plain data to store; a Python object inside it cannot be.
+    pub fn plain(value: Value) -> Result<Stored, DictError> {
+        let mut pending = vec![&value];
+        while let Some(v) = pending.pop() {
+            match v {
+                Value::Object(o) => {
+                    return Err(DictError::Unstorable(format!(
+                        "a Python object ({}) cannot be stored from the BEAM: \
+                         store plain data, or store it from Python, where it is pickled",
+                        o.type_name
+                    )))
+                }
+                Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
+                    pending.extend(items.iter())
+                }
+                Value::Map(pairs) => {
+                    for (k, v) in pairs {
+                        pending.push(k);
+                        pending.push(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Stored::Plain(value))
+    }
+}
+
+/// Why an operation on a dict failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DictError {
+    /// The dict was destroyed.
+    Destroyed,
+    /// `max_entries` reached and no eviction asked for.
+    Full,
+    /// `put_new` of a key that exists.
+    Exists,
+    /// A compare-and-set lost: the key changed since it was read.
+    Conflict,
+    /// `incr` of a value that is not an integer (its kind).
+    NotInteger(&'static str),
+    /// A value that cannot be stored (why).
+    Unstorable(String),
+    /// `new` with a name another live dict has.
+    NameTaken(String),
+}
+
+impl std::fmt::Display for DictError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DictError::Destroyed => f.write_str("the shared dict was destroyed"),
+            DictError::Full => f.write_str("the shared dict is full (max_entries)"),
+            DictError::Exists => f.write_str("the key exists"),
+            DictError::Conflict => f.write_str("the key changed meanwhile"),
+            DictError::NotInteger(kind) => write!(f, "cannot increment {kind}: not an integer"),
+            DictError::Unstorable(why) => f.write_str(why),
+            DictError::NameTaken(name) => write!(f, "a shared dict named {name:?} exists"),
+        }
+    }
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Written (put, update, incr).
+    Put,
+    /// Deleted, taken or evicted.
+    Delete,
+    /// Expired (found by a read-modify-write or by the sweeper).
+    Expire,
+}
+
+/// Something interested in a dict's events (BEAM subscribers, later Python
+/// callbacks and telemetry). Called after the change, outside the store's
+/// lock, on the thread that made the change (a scheduler, a Python thread,
+/// the sweeper): it must only hand the event over, never block.
+pub trait Listener: Send + Sync {
+    fn event(&self, kind: EventKind, key: &str);
+}
+
+/// How a dict is made.
+#[derive(Debug, Clone, Default)]
+pub struct DictOptions {
+    /// A name makes the dict reachable through [`SharedDict::lookup`].
+    pub name: Option<String>,
+    pub bounds: Bounds,
+}
+
+/// How long a key has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    Infinity,
+    Ms(u64),
+}
+
+/// One shared dict.
+pub struct SharedDict {
+    id: u64,
+    name: Option<String>,
+    backend: Box<dyn Backend>,
+    /// `true` once destroyed. Held shared by every operation and exclusively
+    /// by `destroy`, so nothing is written into a dict after it was cleared.
+    gate: RwLock<bool>,
+    stats: Stats,
+    listeners: RwLock<Vec<Arc<dyn Listener>>>,
+    /// Set once the dict is known to the sweeper.
+    swept: AtomicBool,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn names() -> &'static Mutex<HashMap<String, Arc<SharedDict>>> {
+    static NAMES: OnceLock<Mutex<HashMap<String, Arc<SharedDict>>>> = OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+impl SharedDict {
+    /// A new dict on the memory backend; a named one is registered (and
+    /// fails when the name is taken).
+    pub fn new(opts: DictOptions) -> Result<Arc<SharedDict>, DictError> {
+        let backend = Box::new(Memory::new(opts.bounds));
+        Self::with_backend(opts.name, backend)
+    }
+
+    /// A new dict on any backend.
+    pub fn with_backend(
+        name: Option<String>,
+        backend: Box<dyn Backend>,
+    ) -> Result<Arc<SharedDict>, DictError> {
+        let dict = Arc::new(SharedDict {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name: name.clone(),
+            backend,
+            gate: RwLock::new(false),
+            stats: Stats::default(),
+            listeners: RwLock::new(Vec::new()),
+            swept: AtomicBool::new(false),
+        });
+        if let Some(name) = name {
+            let mut names = names().lock();
+            if names.contains_key(&name) {
+                return Err(DictError::NameTaken(name));
+            }
+            names.insert(name, dict.clone());
+        }
+        Ok(dict)
+    }
+
+    /// The live dict named `name`.
+    pub fn lookup(name: &str) -> Option<Arc<SharedDict>> {
+        names().lock().get(name).cloned()
+    }
+
+    /// A number unique to this dict in this OS process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Runs `f` unless the dict is destroyed, then raises the events it
+    /// reported.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&dyn Backend, &mut Vec<RawEvent>) -> T,
+    ) -> Result<T, DictError> {
+        let mut events = Vec::new();
+        let out = {
+            let destroyed = self.gate.read();
+            if *destroyed {
+                return Err(DictError::Destroyed);
+            }
+            f(&*self.backend, &mut events)
+        };
+        self.raise(events);
+        Ok(out)
+    }
+
+    /// The one place events are raised: counted, then handed to listeners.
+    fn raise(&self, events: Vec<RawEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let wall = clock::wall_ms();
+        let listeners = self.listeners.read();
+        for (kind, key) in events {
+            self.stats.record(kind, &key, wall);
+            for listener in listeners.iter() {
+                listener.event(kind, &key);
+            }
+        }
+    }
+
+    /// The value of `key` and its version.
+    pub fn get(&self, key: &str) -> Result<Option<(Item, u64)>, DictError> {
+        let now = now_ms();
+        self.with(|b, _| b.get(key, now))
+    }
+
+    /// Stores `value` under `key`; `ttl_ms` sets its expiry, `None` removes
+    /// any. `cond` makes it a put-if-absent or a compare-and-set.
+    pub fn put(
+        self: &Arc<Self>,
+        key: &str,
+        value: Stored,
+        ttl_ms: Option<u64>,
+        cond: Condition,
+    ) -> Result<u64, DictError> {
+        let now = now_ms();
+        let expiry = match ttl_ms {
+            Some(ms) => Expiry::At(now.saturating_add(ms)),
+            None => Expiry::Never,
+        };
+        self.put_with(key, value, expiry, cond, now)
+    }
+
+    /// Like [`put`](Self::put) with an explicit [`Expiry`] (`Keep` for a
+    /// read-modify-write).
+    pub fn put_with(
+        self: &Arc<Self>,
+        key: &str,
+        value: Stored,
+        expiry: Expiry,
+        cond: Condition,
+        now: Millis,
+    ) -> Result<u64, DictError> {
+        let item = Arc::new(value);
+        let version = self.with(|b, ev| b.put(key, item, expiry, cond, now, ev))??;
+        if let Expiry::At(_) = expiry {
+            self.watch();
+        }
+        Ok(version)
+    }
+
+    /// Removes `key`, returning its value when it was there.
+    pub fn take(&self, key: &str) -> Result<Option<Item>, DictError> {
+        let now = now_ms();
+        self.with(|b, ev| b.remove(key, now, ev))
+    }
+
+    /// Live keys, in no particular order.
+    pub fn keys(&self) -> Result<Vec<Arc<str>>, DictError> {
+        let now = now_ms();
+        self.with(|b, _| b.keys(now))
+    }
+
+    /// Live entries, in no particular order.
+    pub fn entries(&self) -> Result<Vec<(Arc<str>, Item)>, DictError> {
+        let now = now_ms();
+        self.with(|b, _| b.entries(now))
+    }
+
+    /// How many keys are live.
+    pub fn len(&self) -> Result<usize, DictError> {
+        let now = now_ms();
+        self.with(|b, _| b.len(now))
+    }
+
+    /// Adds `by` to the integer under `key` (0 when missing) in one step,
+    /// keeping its expiry; returns the new value (a big integer past `i64`).
+    pub fn incr(&self, key: &str, by: i64) -> Result<Value, DictError> {
+        let now = now_ms();
+        let mut add = |current: Option<&Stored>| -> Result<Stored, DictError> {
+            let sum = match current {
+                None => Value::Int(by),
+                Some(Stored::Plain(Value::Int(i))) => match i.checked_add(by) {
+                    Some(sum) => Value::Int(sum),
+                    None => Value::BigInt(BigInt::from(*i) + by),
+                },
+                Some(Stored::Plain(Value::BigInt(i))) => {
+                    let sum = i + by;
+                    match i64::try_from(&sum) {
+                        Ok(small) => Value::Int(small),
+                        Err(_) => Value::BigInt(sum),
+                    }
+                }
+                Some(Stored::Plain(other)) => return Err(DictError::NotInteger(other.kind())),
+                Some(Stored::Pickled { .. }) => {
+                    return Err(DictError::NotInteger("a pickled Python object"))
+                }
+            };
+            Ok(Stored::Plain(sum))
+        };
+        let item = self.with(|b, ev| b.modify(key, &mut add, now, ev))??;
+        match &*item {
+            Stored::Plain(v) => Ok(v.clone()),
+            Stored::Pickled { .. } => Err(DictError::NotInteger("a pickled Python object")),
+        }
+    }
+
+    /// Time left before `key` expires; `None` when it is missing.
+    pub fn ttl(&self, key: &str) -> Result<Option<Ttl>, DictError> {
+        let now = now_ms();
+        let expiry = self.with(|b, _| b.expiry(key, now))?;
+        Ok(expiry.map(|at| match at {
+            Some(at) => Ttl::Ms(at.saturating_sub(now)),
+            None => Ttl::Infinity,
+        }))
+    }
+
+    /// Makes `key` expire `ms` from now; false when it is missing.
+    pub fn expire(self: &Arc<Self>, key: &str, ms: u64) -> Result<bool, DictError> {
+        let now = now_ms();
+        let at = now.saturating_add(ms);
+        let set = self.with(|b, _| b.set_expiry(key, Some(at), now))?;
+        if set {
+            self.watch();
+        }
+        Ok(set)
+    }
+
+    /// Removes `key`'s expiry; false when it is missing.
+    pub fn persist(&self, key: &str) -> Result<bool, DictError> {
+        let now = now_ms();
+        self.with(|b, _| b.set_expiry(key, None, now))
+    }
+
+    /// Removes every key (no per-key events); returns how many were live.
+    pub fn clear(&self) -> Result<usize, DictError> {
+        let now = now_ms();
+        self.with(|b, _| b.clear(now))
+    }
+
+    /// Empties the dict, forgets its name and makes every later operation
+    /// fail with [`DictError::Destroyed`]. True the first time.
+    pub fn destroy(&self) -> bool {
+        {
+            let mut destroyed = self.gate.write();
+            if *destroyed {
+                return false;
+            }
+            *destroyed = true;
+        }
+        if let Some(name) = &self.name {
+            let mut names = names().lock();
+            if names.get(name).is_some_and(|d| d.id == self.id) {
+                names.remove(name);
+            }
+        }
+        self.backend.clear(now_ms());
+        self.listeners.write().clear();
+        true
+    }
+
+    pub fn is_destroyed(&self) -> bool {
+        *self.gate.read()
+    }
+
+    /// The dict's counters.
+    pub fn stats(&self) -> Result<StatsSnapshot, DictError> {
+        let size = self.len()?;
+        Ok(self.stats.snapshot(size))
+    }
+
+    /// Adds a listener for every later event.
+    pub fn listen(&self, listener: Arc<dyn Listener>) -> Result<(), DictError> {
+        let destroyed = self.gate.read();
+        if *destroyed {
+            return Err(DictError::Destroyed);
+        }
+        self.listeners.write().push(listener);
+        Ok(())
+    }
+
+    /// Removes expired keys, at most `max`, raising their events (the
+    /// sweeper's step; also usable on demand).
+    pub fn sweep(&self, max: usize) -> Result<usize, DictError> {
+        let now = now_ms();
+        self.with(|b, ev| b.sweep(now, max, ev))
+    }
+
+    /// The earliest expiry of any key.
+    fn next_expiry(&self) -> Option<Millis> {
+        self.backend.next_expiry()
+    }
+
+    /// Makes sure the sweeper knows this dict (once it has an expiry).
+    fn watch(self: &Arc<Self>) {
+        if !self.swept.swap(true, Ordering::Relaxed) {
+            sweeper::watch(self);
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedDict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedDict")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
+    }
+}

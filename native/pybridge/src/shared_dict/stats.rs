@@ -1,0 +1,71 @@
+//! Per-dict counters, read by `Py.SharedDict.stats/1` and the dashboard.
+//! Like the context counters, a new counter is a field of [`StatsSnapshot`]
+//! (the NIF encodes it as a map with one key per field) plus the line that
+//! counts it in [`Stats::record`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use super::EventKind;
+use crate::limits::RECENT_EXPIRIES;
+
+// Every counter is Relaxed: each is read on its own, and none hands data over.
+
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    expired_total: AtomicU64,
+    /// Newest first, at most [`RECENT_EXPIRIES`].
+    recent_expiries: Mutex<VecDeque<(String, u64)>>,
+}
+
+/// A point-in-time copy of a dict's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "nif", derive(rustler::NifMap))]
+pub struct StatsSnapshot {
+    /// Live keys.
+    pub size: u64,
+    /// Writes: puts, successful updates and increments.
+    pub puts: u64,
+    /// Keys deleted, taken or evicted (not cleared, not expired).
+    pub deletes: u64,
+    /// Keys that expired.
+    pub expired_total: u64,
+    /// The latest expiries as `(key, wall-clock ms)`, newest first.
+    pub recent_expiries: Vec<(String, u64)>,
+}
+
+impl Stats {
+    /// Counts one event; `at_ms` is the wall-clock time of an expiry.
+    pub(super) fn record(&self, kind: EventKind, key: &str, at_ms: u64) {
+        match kind {
+            EventKind::Put => {
+                self.puts.fetch_add(1, Relaxed);
+            }
+            EventKind::Delete => {
+                self.deletes.fetch_add(1, Relaxed);
+            }
+            EventKind::Expire => {
+                self.expired_total.fetch_add(1, Relaxed);
+                let mut recent = self.recent_expiries.lock();
+                if recent.len() == RECENT_EXPIRIES {
+                    recent.pop_back();
+                }
+                recent.push_front((key.to_owned(), at_ms));
+            }
+        }
+    }
+
+    pub(super) fn snapshot(&self, size: usize) -> StatsSnapshot {
+        StatsSnapshot {
+            size: size as u64,
+            puts: self.puts.load(Relaxed),
+            deletes: self.deletes.load(Relaxed),
+            expired_total: self.expired_total.load(Relaxed),
+            recent_expiries: self.recent_expiries.lock().iter().cloned().collect(),
+        }
+    }
+}

@@ -1,0 +1,456 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::*;
+
+fn int(i: i64) -> Stored {
+    Stored::Plain(Value::Int(i))
+}
+
+fn as_int(item: &Stored) -> i64 {
+    match item {
+        Stored::Plain(Value::Int(i)) => *i,
+        other => panic!("not an int: {other:?}"),
+    }
+}
+
+fn mem(bounds: Bounds) -> Memory {
+    Memory::new(bounds)
+}
+
+fn put(m: &Memory, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, DictError> {
+    m.put(
+        key,
+        Arc::new(int(i)),
+        expiry,
+        Condition::Always,
+        now,
+        &mut Vec::new(),
+    )
+}
+
+fn dict() -> Arc<SharedDict> {
+    SharedDict::new(DictOptions::default()).unwrap()
+}
+
+/// Records every event it is told of.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(EventKind, String)>>);
+
+impl Listener for Recorder {
+    fn event(&self, kind: EventKind, key: &str) {
+        self.0.lock().push((kind, key.to_owned()));
+    }
+}
+
+// ── Expiry, decided by the clock passed in ──────────────────────────────
+
+#[test]
+fn an_expired_key_is_never_returned_counted_listed_or_iterated() {
+    let m = mem(Bounds::default());
+    put(&m, "a", 1, Expiry::At(100), 0).unwrap();
+    put(&m, "b", 2, Expiry::Never, 0).unwrap();
+    // Live up to 99 ms...
+    assert!(m.get("a", 99).is_some());
+    assert_eq!(m.len(99), 2);
+    assert_eq!(m.expiry("a", 99), Some(Some(100)));
+    // ...and gone from 100 ms on, although nothing removed it yet.
+    for now in [100, 101, 10_000] {
+        assert!(m.get("a", now).is_none());
+        assert_eq!(m.len(now), 1);
+        assert_eq!(m.keys(now), vec![Arc::<str>::from("b")]);
+        assert_eq!(m.entries(now).len(), 1);
+        assert_eq!(m.expiry("a", now), None);
+        assert!(!m.set_expiry("a", None, now), "persist cannot revive it");
+    }
+    assert_eq!(m.next_expiry(), Some(100));
+}
+
+#[test]
+fn a_write_that_meets_an_expired_key_reports_the_expiry_first() {
+    let m = mem(Bounds::default());
+    put(&m, "a", 1, Expiry::At(10), 0).unwrap();
+    let mut events = Vec::new();
+    m.put(
+        "a",
+        Arc::new(int(2)),
+        Expiry::Never,
+        Condition::Absent,
+        20,
+        &mut events,
+    )
+    .unwrap();
+    let kinds: Vec<_> = events.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, [EventKind::Expire, EventKind::Put]);
+    assert_eq!(m.next_expiry(), None, "the old timer went with the entry");
+    // A delete of an expired key reports the expiry, not a delete.
+    put(&m, "b", 1, Expiry::At(30), 20).unwrap();
+    let mut events = Vec::new();
+    assert!(m.remove("b", 30, &mut events).is_none());
+    assert_eq!(events[0].0, EventKind::Expire);
+}
+
+#[test]
+fn sweep_removes_due_keys_in_expiry_order_and_in_batches() {
+    let m = mem(Bounds::default());
+    for i in 0..10 {
+        put(&m, &format!("k{i}"), i, Expiry::At(100 - i as u64), 0).unwrap();
+    }
+    put(&m, "late", 0, Expiry::At(1_000), 0).unwrap();
+    let mut events = Vec::new();
+    assert_eq!(m.sweep(200, 4, &mut events), 4);
+    let keys: Vec<_> = events.iter().map(|(_, k)| k.to_string()).collect();
+    assert_eq!(keys, ["k9", "k8", "k7", "k6"]);
+    assert_eq!(m.sweep(200, 100, &mut events), 6);
+    assert_eq!(m.sweep(200, 100, &mut events), 0);
+    assert_eq!(m.len(200), 1);
+    assert_eq!(m.next_expiry(), Some(1_000));
+}
+
+#[test]
+fn rewriting_or_persisting_a_key_moves_or_drops_its_timer() {
+    let m = mem(Bounds::default());
+    put(&m, "a", 1, Expiry::At(10), 0).unwrap();
+    put(&m, "a", 2, Expiry::At(50), 5).unwrap();
+    assert_eq!(m.next_expiry(), Some(50));
+    let mut events = Vec::new();
+    assert_eq!(m.sweep(20, 10, &mut events), 0, "the old timer is gone");
+    put(&m, "a", 3, Expiry::Keep, 6).unwrap();
+    assert_eq!(m.expiry("a", 6), Some(Some(50)), "Keep keeps it");
+    assert!(m.set_expiry("a", None, 7));
+    assert_eq!(m.next_expiry(), None);
+    assert!(m.get("a", u64::MAX).is_some());
+    put(&m, "a", 4, Expiry::Never, 8).unwrap();
+    assert_eq!(m.expiry("a", 8), Some(None));
+}
+
+// ── Bounds ──────────────────────────────────────────────────────────────
+
+#[test]
+fn a_new_key_beyond_max_entries_is_refused_and_nothing_is_evicted() {
+    let m = mem(Bounds {
+        max_entries: Some(2),
+        evict_lru: false,
+    });
+    put(&m, "a", 1, Expiry::Never, 0).unwrap();
+    put(&m, "b", 2, Expiry::Never, 0).unwrap();
+    assert_eq!(put(&m, "c", 3, Expiry::Never, 0), Err(DictError::Full));
+    // Overwriting an existing key is not a new key.
+    put(&m, "a", 10, Expiry::Never, 0).unwrap();
+    assert_eq!(m.len(0), 2);
+    assert_eq!(as_int(&m.get("b", 0).unwrap().0), 2);
+}
+
+#[test]
+fn expired_keys_make_room_under_max_entries() {
+    let m = mem(Bounds {
+        max_entries: Some(1),
+        evict_lru: false,
+    });
+    put(&m, "a", 1, Expiry::At(10), 0).unwrap();
+    assert_eq!(put(&m, "b", 2, Expiry::Never, 5), Err(DictError::Full));
+    put(&m, "b", 2, Expiry::Never, 10).unwrap();
+    assert_eq!(m.len(10), 1);
+}
+
+#[test]
+fn lru_eviction_removes_the_least_recently_used_key() {
+    let m = mem(Bounds {
+        max_entries: Some(2),
+        evict_lru: true,
+    });
+    put(&m, "a", 1, Expiry::Never, 0).unwrap();
+    put(&m, "b", 2, Expiry::Never, 0).unwrap();
+    assert!(m.get("a", 0).is_some()); // b is now the least recently used
+    let mut events = Vec::new();
+    m.put(
+        "c",
+        Arc::new(int(3)),
+        Expiry::Never,
+        Condition::Always,
+        0,
+        &mut events,
+    )
+    .unwrap();
+    assert_eq!(events[0], (EventKind::Delete, Arc::from("b")));
+    assert!(m.get("b", 0).is_none());
+    assert!(m.get("a", 0).is_some() && m.get("c", 0).is_some());
+}
+
+// ── Conditions ──────────────────────────────────────────────────────────
+
+#[test]
+fn put_new_and_compare_and_set() {
+    let m = mem(Bounds::default());
+    let absent = Condition::Version(None);
+    let v1 = m
+        .put(
+            "a",
+            Arc::new(int(1)),
+            Expiry::Never,
+            absent,
+            0,
+            &mut Vec::new(),
+        )
+        .unwrap();
+    let again = m.put(
+        "a",
+        Arc::new(int(9)),
+        Expiry::Never,
+        absent,
+        0,
+        &mut Vec::new(),
+    );
+    assert_eq!(again, Err(DictError::Conflict));
+    let new = m.put(
+        "a",
+        Arc::new(int(9)),
+        Expiry::Never,
+        Condition::Absent,
+        0,
+        &mut Vec::new(),
+    );
+    assert_eq!(new, Err(DictError::Exists));
+    let v2 = m
+        .put(
+            "a",
+            Arc::new(int(2)),
+            Expiry::Never,
+            Condition::Version(Some(v1)),
+            0,
+            &mut Vec::new(),
+        )
+        .unwrap();
+    let stale = m.put(
+        "a",
+        Arc::new(int(3)),
+        Expiry::Never,
+        Condition::Version(Some(v1)),
+        0,
+        &mut Vec::new(),
+    );
+    assert_eq!(stale, Err(DictError::Conflict));
+    assert_eq!(m.get("a", 0).map(|(i, v)| (as_int(&i), v)), Some((2, v2)));
+}
+
+// ── The front: incr, destroy, names, events, stats ──────────────────────
+
+#[test]
+fn incr_counts_from_zero_keeps_the_expiry_and_grows_past_i64() {
+    let d = dict();
+    assert!(matches!(d.incr("n", 5), Ok(Value::Int(5))));
+    d.expire("n", 60_000).unwrap();
+    assert!(matches!(d.incr("n", -2), Ok(Value::Int(3))));
+    assert!(matches!(d.ttl("n"), Ok(Some(Ttl::Ms(ms))) if ms > 0 && ms <= 60_000));
+    d.put("big", int(i64::MAX), None, Condition::Always)
+        .unwrap();
+    assert!(matches!(d.incr("big", 1), Ok(Value::BigInt(_))));
+    assert!(matches!(d.incr("big", -1), Ok(Value::Int(i64::MAX))));
+    d.put(
+        "s",
+        Stored::Plain(Value::Str("x".into())),
+        None,
+        Condition::Always,
+    )
+    .unwrap();
+    assert_eq!(
+        d.incr("s", 1).err(),
+        Some(DictError::NotInteger("a string"))
+    );
+}
+
+#[test]
+fn a_destroyed_dict_refuses_everything_and_forgets_its_name() {
+    let d = SharedDict::new(DictOptions {
+        name: Some("core-test-destroy".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    d.put("a", int(1), None, Condition::Always).unwrap();
+    assert!(SharedDict::lookup("core-test-destroy").is_some());
+    let again = SharedDict::new(DictOptions {
+        name: Some("core-test-destroy".into()),
+        ..Default::default()
+    });
+    assert!(matches!(again, Err(DictError::NameTaken(_))));
+    assert!(d.destroy());
+    assert!(!d.destroy(), "idempotent");
+    assert!(SharedDict::lookup("core-test-destroy").is_none());
+    assert_eq!(d.get("a").err(), Some(DictError::Destroyed));
+    assert_eq!(
+        d.put("a", int(1), None, Condition::Always).err(),
+        Some(DictError::Destroyed)
+    );
+    assert_eq!(d.keys().err(), Some(DictError::Destroyed));
+    assert_eq!(d.stats().err(), Some(DictError::Destroyed));
+}
+
+#[test]
+fn deep_values_are_stored_and_dropped_without_recursion() {
+    let deep = (0..100_000).fold(Value::None, |v, _| Value::List(vec![v]));
+    let d = dict();
+    d.put(
+        "deep",
+        Stored::plain(deep).unwrap(),
+        None,
+        Condition::Always,
+    )
+    .unwrap();
+    // Dropping it (on delete) must not recurse 100,000 levels.
+    d.take("deep").unwrap();
+}
+
+#[test]
+fn events_are_counted_and_reach_listeners_in_order() {
+    let d = dict();
+    let rec = Arc::new(Recorder::default());
+    d.listen(rec.clone()).unwrap();
+    d.put("a", int(1), None, Condition::Always).unwrap();
+    d.incr("a", 1).unwrap();
+    d.take("a").unwrap();
+    d.take("a").unwrap(); // missing: no event
+    let got = rec.0.lock().clone();
+    assert_eq!(
+        got,
+        [
+            (EventKind::Put, "a".to_string()),
+            (EventKind::Put, "a".to_string()),
+            (EventKind::Delete, "a".to_string()),
+        ]
+    );
+    let stats = d.stats().unwrap();
+    assert_eq!((stats.size, stats.puts, stats.deletes), (0, 2, 1));
+}
+
+/// Polls `cond` every few ms until it holds, failing after a generous bound
+/// (the machine is loaded: the bound only catches a sweeper that never runs).
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never: {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_sweeper_reclaims_expired_keys_and_raises_each_expiry_once() {
+    let d = dict();
+    let rec = Arc::new(Recorder::default());
+    d.listen(rec.clone()).unwrap();
+    for i in 0..3_000 {
+        d.put(&format!("k{i}"), int(i), Some(1), Condition::Always)
+            .unwrap();
+    }
+    d.put("stays", int(0), None, Condition::Always).unwrap();
+    // Nothing read, deleted or written after the puts: only the sweeper
+    // can produce these events.
+    eventually("every key expired", || {
+        rec.0
+            .lock()
+            .iter()
+            .filter(|(k, _)| *k == EventKind::Expire)
+            .count()
+            == 3_000
+    });
+    assert_eq!(d.len().unwrap(), 1);
+    assert!(d.next_expiry().is_none());
+    let stats = d.stats().unwrap();
+    assert_eq!(stats.expired_total, 3_000);
+    assert_eq!(stats.recent_expiries.len(), crate::limits::RECENT_EXPIRIES);
+    let newest = &stats.recent_expiries[0];
+    let last_event = rec.0.lock().last().cloned().unwrap();
+    assert_eq!(newest.0, last_event.1, "newest first");
+    let mut keys: Vec<_> = rec.0.lock().iter().map(|(_, k)| k.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        3_001,
+        "each key's expiry raised once (plus its put)"
+    );
+}
+
+#[test]
+fn an_expired_key_is_gone_at_once_without_the_sweeper() {
+    let d = dict();
+    d.put("a", int(1), Some(30), Condition::Always).unwrap();
+    let put_end = now_ms();
+    // Whatever the machine's speed: a read that sees "a" started before its
+    // TTL ran out, and once it is not visible it never comes back.
+    let mut gone_at = None;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let before = now_ms();
+        let seen = d.get("a").unwrap().is_some();
+        match (seen, gone_at) {
+            (true, None) => assert!(before < put_end + 30, "returned after its expiry"),
+            (false, None) => gone_at = Some(before),
+            (true, Some(_)) => panic!("an expired key came back"),
+            (false, Some(_)) => {}
+        }
+        if gone_at.is_some_and(|at| now_ms() > at + 50) {
+            break;
+        }
+    }
+    assert!(gone_at.is_some(), "the key never expired");
+    assert_eq!(d.len().unwrap(), 0);
+    assert!(d.keys().unwrap().is_empty());
+}
+
+#[test]
+fn a_hundred_writers_incrementing_lose_nothing() {
+    let d = dict();
+    let done = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let d = d.clone();
+            let done = done.clone();
+            thread::spawn(move || {
+                for _ in 0..1_000 {
+                    d.incr("n", 1).unwrap();
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(matches!(d.get("n").unwrap(), Some((ref i, _)) if as_int(i) == 100_000));
+    assert_eq!(d.stats().unwrap().puts, 100_000);
+}
+
+#[test]
+fn compare_and_set_loops_lose_nothing_under_contention() {
+    let d = dict();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let d = d.clone();
+            thread::spawn(move || {
+                for _ in 0..500 {
+                    loop {
+                        let (cur, version) = match d.get("n").unwrap() {
+                            Some((item, v)) => (as_int(&item), Some(v)),
+                            None => (0, None),
+                        };
+                        let cond = Condition::Version(version);
+                        let now = now_ms();
+                        match d.put_with("n", int(cur + 1), Expiry::Keep, cond, now) {
+                            Ok(_) => break,
+                            Err(DictError::Conflict) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(as_int(&d.get("n").unwrap().unwrap().0), 8_000);
+}
