@@ -29,6 +29,11 @@ defmodule Py.Error do
     {:context_failed, :context,
      "`Py.Context.new/1` could not make the context (e.g. `mode: :subinterpreter` " <>
        "before Python 3.12)."},
+    {:destroyed, :shared_dict,
+     "The shared dict was destroyed (explicitly, or its owner exited)."},
+    {:not_integer, :shared_dict, "`incr` met a value that is not an integer."},
+    {:full, :shared_dict,
+     "A new key beyond the dict's `max_entries:` (raised by the bang functions)."},
     {:python_not_found, :startup, "The configured Python executable is missing or does not run."},
     {:unsupported_python, :startup,
      "The Python is not CPython 3.10 or newer (3.13 or newer when free-threaded)."},
@@ -52,6 +57,7 @@ defmodule Py.Error do
     remote: "Returned by the same functions with the `node:` option:",
     coalesce: "Returned by `Py.Coalesce.run/4` and by calls with the `coalesce:` option:",
     context: "Raised by `Py.Context.new/1`:",
+    shared_dict: "Raised or returned by `Py.SharedDict` functions:",
     startup:
       "Returned by `Py.Runtime.start/1` (and logged when the `:pybridge` application " <>
         "cannot start):"

@@ -86,6 +86,10 @@ pub enum ErrorKind {
     NotStarted,
     /// A namespace was handed to a context it does not belong to.
     BadArg,
+    /// A shared dict was used after it was destroyed.
+    Destroyed,
+    /// A shared dict's `incr` met a value that is not an integer.
+    NotInteger,
     /// A bug in pybridge itself (a Rust panic, or no executor thread could
     /// be started), caught so the worker and the context keep running.
     Internal,

@@ -14,6 +14,8 @@ rustler::atoms! {
     not_started,
     internal,
     badarg,
+    destroyed,
+    not_integer,
     // Jobs.
     eval,
     exec,
@@ -53,4 +55,19 @@ rustler::atoms! {
     mapset = "Elixir.MapSet",
     py_object = "Elixir.Py.Object",
     py_bytes = "Elixir.Py.Bytes",
+    py_error = "Elixir.Py.Error",
+    __exception__,
+    message,
+    traceback,
+    // Shared dicts.
+    py_shared_dict = "Elixir.Py.SharedDict",
+    py_shared_dict_pickled = "Elixir.Py.SharedDict.Pickled",
+    name,
+    id,
+    full,
+    exists,
+    conflict,
+    always,
+    new,
+    absent,
 }

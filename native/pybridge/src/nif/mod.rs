@@ -11,9 +11,10 @@
 //! | `context_new/3`, `context_close/1`, `context_info/1` | [`contexts`]  |
 //! | `namespace_new/1`                                  | [`handles`]     |
 //! | `submit/5`, `submit_dirty/5`, `cancel/1`           | [`calls`]       |
+//! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
 //!
 //! Resources (all in [`handles`]): `ContextResource`, `NamespaceResource`,
-//! `CallResource`, `ObjectResource`.
+//! `CallResource`, `ObjectResource`; and `DictResource` in [`shared_dict`].
 //!
 //! Support: [`reply`] (how an outcome gets back to the caller), [`error`]
 //! (error kinds as atoms), [`term`]
@@ -26,6 +27,7 @@ mod error;
 mod handles;
 mod reply;
 mod runtime;
+mod shared_dict;
 mod term;
 
 rustler::init!("Elixir.Py.Native");

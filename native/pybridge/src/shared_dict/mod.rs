@@ -320,6 +320,11 @@ impl SharedDict {
         self.with(|b, _| b.len(now))
     }
 
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> Result<bool, DictError> {
+        Ok(self.len()? == 0)
+    }
+
     /// Adds `by` to the integer under `key` (0 when missing) in one step,
     /// keeping its expiry; returns the new value (a big integer past `i64`).
     pub fn incr(&self, key: &str, by: i64) -> Result<Value, DictError> {

@@ -1,0 +1,633 @@
+defmodule Py.SharedDict do
+  @moduledoc """
+  A key/value store shared by Elixir, Erlang and Python, with per-key expiry.
+
+  State that both sides need (configuration, sessions, caches, counters)
+  lives in one store in the native library, not in Python: the BEAM reads
+  and writes it without taking the GIL, and every context sees the same
+  data. See the [SharedDict guide](shared-dict.md) for the model.
+
+    * **Ownership.** `new/1` makes a dict owned by the calling process and
+      destroyed when that process exits. `new(name: "sessions")` makes a
+      named dict instead: it has no owner, lives until `destroy/1`, and is
+      found by name with `lookup/1`.
+    * **Keys** are strings (UTF-8 binaries); anything else raises
+      `ArgumentError`.
+    * **Values** are plain data, stored as pybridge converts it for Python:
+      a value reads back as it would after a trip through Python (atom keys
+      and atoms become strings, `nil` stays `nil`). Reads are copies.
+    * **Expiry.** `put/4` with `ttl:` (milliseconds) makes a key expire.
+      From that millisecond on the key is never returned, counted or
+      listed; a background sweeper then removes it.
+    * **Errors.** A put beyond `max_entries:` is `{:error, :full}`. Any
+      operation on a destroyed dict raises `Py.Error` of type `:destroyed`;
+      a handle that is not one (forged, or from another node) raises
+      `ArgumentError`.
+
+  ## Example
+
+      iex> {:ok, sd} = Py.SharedDict.new()
+      iex> Py.SharedDict.put(sd, "config", %{host: "localhost", port: 8080})
+      :ok
+      iex> Py.SharedDict.get(sd, "config")
+      %{"host" => "localhost", "port" => 8080}
+      iex> Py.SharedDict.incr(sd, "hits")
+      {:ok, 1}
+      iex> Py.SharedDict.keys(sd) |> Enum.sort()
+      ["config", "hits"]
+  """
+
+  alias Py.Native
+
+  @enforce_keys [:ref, :id]
+  defstruct [:ref, :id, :name]
+
+  @typedoc "A dict handle, as `new/1` returns it."
+  @type t :: %__MODULE__{ref: reference, id: pos_integer, name: String.t() | nil}
+
+  @typedoc "Keys are strings (UTF-8 binaries)."
+  @type key :: String.t()
+
+  @typedoc "Anything `Py.value/0` covers, except `Py.Object` handles."
+  @type value :: term
+
+  @typedoc "Options of `new/1`."
+  @type new_option ::
+          {:name, String.t() | atom} | {:max_entries, pos_integer} | {:evict, :lru | :none}
+
+  @new_schema [
+    name: {:name, "shared dict"},
+    max_entries: :pos_integer,
+    evict: {:in, [:lru, :none]}
+  ]
+  @put_schema [ttl: :timeout]
+
+  defguardp is_handle(sd) when is_struct(sd, __MODULE__) and is_reference(sd.ref)
+
+  # ── Lifecycle ───────────────────────────────────────────────────────────
+
+  @doc """
+  Makes a dict.
+
+  Options:
+
+    * `:name` — a string or atom: the dict is named, has no owner, lives
+      until `destroy/1` and is found with `lookup/1` (an atom name is its
+      string: `:sessions` and `"sessions"` are the same name). Without it the
+      dict belongs to the caller and is destroyed when the caller exits.
+    * `:max_entries` — the most keys it holds; a put of a new key beyond it
+      is `{:error, :full}`.
+    * `:evict` — `:lru` makes room for a new key by removing the least
+      recently used one instead of refusing it (removals are `:delete`
+      events); `:none` (the default) refuses.
+
+  Returns `{:error, :exists}` when a live dict has the name.
+
+  ## Example
+
+      iex> {:ok, sd} = Py.SharedDict.new(name: "doc_new", max_entries: 1)
+      iex> Py.SharedDict.put(sd, "a", 1)
+      :ok
+      iex> Py.SharedDict.put(sd, "b", 2)
+      {:error, :full}
+      iex> Py.SharedDict.new(name: "doc_new")
+      {:error, :exists}
+      iex> Py.SharedDict.destroy(sd)
+      :ok
+  """
+  @spec new([new_option]) :: {:ok, t} | {:error, :exists}
+  def new(opts \\ []) do
+    opts = Py.Options.validate!(opts, @new_schema, "Py.SharedDict.new/1")
+
+    Native.shared_dict_new(
+      Keyword.get(opts, :name),
+      Keyword.get(opts, :max_entries),
+      Keyword.get(opts, :evict, :none) == :lru
+    )
+  end
+
+  @doc """
+  Like `new/1`, but returns the dict and raises `ArgumentError` when the name
+  is taken.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.size(sd)
+      0
+  """
+  @spec new!([new_option]) :: t
+  def new!(opts \\ []) do
+    case new(opts) do
+      {:ok, sd} ->
+        sd
+
+      {:error, :exists} ->
+        raise ArgumentError, "a shared dict named #{inspect(opts[:name])} exists"
+    end
+  end
+
+  @doc """
+  The live dict named `name` (a string or an atom).
+
+  ## Example
+
+      iex> {:ok, sd} = Py.SharedDict.new(name: :doc_lookup)
+      iex> Py.SharedDict.lookup("doc_lookup") == {:ok, sd}
+      true
+      iex> Py.SharedDict.destroy(sd)
+      iex> Py.SharedDict.lookup(:doc_lookup)
+      :error
+  """
+  @spec lookup(String.t() | atom) :: {:ok, t} | :error
+  def lookup(name) do
+    Native.shared_dict_lookup(
+      Py.Options.value!(name, {:name, "shared dict"}, "name for Py.SharedDict.lookup/1")
+    )
+  end
+
+  @doc """
+  Destroys the dict: its entries are dropped, its name freed, and every
+  later operation on it raises `Py.Error` of type `:destroyed`. Idempotent.
+
+  ## Example
+
+      iex> {:ok, sd} = Py.SharedDict.new()
+      iex> Py.SharedDict.destroy(sd)
+      :ok
+      iex> Py.SharedDict.destroy(sd)
+      :ok
+      iex> Py.SharedDict.get(sd, "a")
+      ** (Py.Error) destroyed: the shared dict was destroyed
+  """
+  @spec destroy(t) :: :ok
+  def destroy(sd), do: native(sd, &Native.shared_dict_destroy/1)
+
+  # ── Reading ─────────────────────────────────────────────────────────────
+
+  @doc """
+  The value of `key`, or `default` when it is missing or expired.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", [1, :two])
+      iex> Py.SharedDict.get(sd, "a")
+      [1, "two"]
+      iex> Py.SharedDict.get(sd, "missing", :none)
+      :none
+  """
+  @spec get(t, key, value) :: value
+  def get(sd, key, default \\ nil) do
+    case fetch_versioned(sd, key!(key, "get/3")) do
+      {:ok, value, _version} -> value
+      :error -> default
+    end
+  end
+
+  @doc """
+  `{:ok, value}` for a live key, `:error` for a missing or expired one.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", nil)
+      iex> Py.SharedDict.fetch(sd, "a")
+      {:ok, nil}
+      iex> Py.SharedDict.fetch(sd, "b")
+      :error
+  """
+  @spec fetch(t, key) :: {:ok, value} | :error
+  def fetch(sd, key) do
+    case fetch_versioned(sd, key!(key, "fetch/2")) do
+      {:ok, value, _version} -> {:ok, value}
+      :error -> :error
+    end
+  end
+
+  @doc """
+  The value of `key`; raises `KeyError` when it is missing or expired.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> Py.SharedDict.fetch!(sd, "a")
+      1
+  """
+  @spec fetch!(t, key) :: value
+  def fetch!(sd, key) do
+    case fetch(sd, key) do
+      {:ok, value} -> value
+      :error -> raise KeyError, key: key, term: sd
+    end
+  end
+
+  @doc """
+  The live keys, in no particular order.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> Py.SharedDict.keys(sd)
+      ["a"]
+  """
+  @spec keys(t) :: [key]
+  def keys(sd), do: native(sd, &Native.shared_dict_keys/1)
+
+  @doc """
+  How many keys are live.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.size(sd)
+      0
+  """
+  @spec size(t) :: non_neg_integer
+  def size(sd), do: native(sd, &Native.shared_dict_size/1)
+
+  @doc """
+  Every live entry as a map.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> Py.SharedDict.to_map(sd)
+      %{"a" => 1}
+  """
+  @spec to_map(t) :: %{key => value}
+  def to_map(sd), do: native(sd, &Native.shared_dict_to_map/1)
+
+  @doc """
+  Milliseconds before `key` expires, `:infinity` when it never does, `nil`
+  when it is missing or expired.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> Py.SharedDict.ttl(sd, "a")
+      :infinity
+      iex> Py.SharedDict.put(sd, "b", 1, ttl: 60_000)
+      iex> Py.SharedDict.ttl(sd, "b") in 1..60_000
+      true
+      iex> Py.SharedDict.ttl(sd, "c")
+      nil
+  """
+  @spec ttl(t, key) :: non_neg_integer | :infinity | nil
+  def ttl(sd, key) do
+    key = key!(key, "ttl/2")
+    native(sd, &Native.shared_dict_ttl(&1, key))
+  end
+
+  @doc """
+  The dict's counters: `size` (live keys), `puts` (writes, increments and
+  updates included), `deletes` (deleted, taken or evicted keys),
+  `expired_total`, and `recent_expiries`, the latest expiries as
+  `{key, unix_ms}`, newest first (at most 32). `clear/1` counts as none.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> Py.SharedDict.delete(sd, "a")
+      iex> Py.SharedDict.stats(sd)
+      %{size: 0, puts: 1, deletes: 1, expired_total: 0, recent_expiries: []}
+  """
+  @spec stats(t) :: %{
+          size: non_neg_integer,
+          puts: non_neg_integer,
+          deletes: non_neg_integer,
+          expired_total: non_neg_integer,
+          recent_expiries: [{key, integer}]
+        }
+  def stats(sd), do: native(sd, &Native.shared_dict_stats/1)
+
+  # ── Writing ─────────────────────────────────────────────────────────────
+
+  @doc """
+  Stores `value` under `key`.
+
+  Options: `ttl:` milliseconds before the key expires, or `:infinity` (the
+  default). A put without `ttl:` removes any expiry the key had.
+
+  Returns `{:error, :full}` for a new key beyond `max_entries:`, and
+  `{:error, %Py.Error{type: :conversion}}` for a value that cannot be
+  stored (a fun, a port, a `Py.Object` handle; see the guide).
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "session", %{user: 1}, ttl: 30_000)
+      :ok
+      iex> {:error, %Py.Error{type: :conversion}} = Py.SharedDict.put(sd, "f", fn -> 1 end)
+  """
+  @spec put(t, key, value, ttl: timeout) :: :ok | {:error, :full | Py.Error.t()}
+  def put(sd, key, value, opts \\ []) do
+    key = key!(key, "put/4")
+    opts = Py.Options.validate!(opts, @put_schema, "Py.SharedDict.put/4")
+    write(sd, key, value, ttl(opts), :always)
+  end
+
+  @doc """
+  Like `put/4`, raising `Py.Error` (`:full` for a full dict) instead.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put!(sd, "a", 1)
+      :ok
+  """
+  @spec put!(t, key, value, ttl: timeout) :: :ok
+  def put!(sd, key, value, opts \\ []), do: sd |> put(key, value, opts) |> bang!()
+
+  @doc """
+  Like `put/4`, only when `key` is missing (or expired); `{:error, :exists}`
+  otherwise.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put_new(sd, "a", 1)
+      :ok
+      iex> Py.SharedDict.put_new(sd, "a", 2)
+      {:error, :exists}
+  """
+  @spec put_new(t, key, value, ttl: timeout) :: :ok | {:error, :exists | :full | Py.Error.t()}
+  def put_new(sd, key, value, opts \\ []) do
+    key = key!(key, "put_new/4")
+    opts = Py.Options.validate!(opts, @put_schema, "Py.SharedDict.put_new/4")
+    write(sd, key, value, ttl(opts), :new)
+  end
+
+  @doc """
+  Removes `key`. `:ok` also when it was missing.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.delete(sd, "missing")
+      :ok
+  """
+  @spec delete(t, key) :: :ok
+  def delete(sd, key) do
+    key = key!(key, "delete/2")
+    native(sd, &Native.shared_dict_delete(&1, key))
+  end
+
+  @doc """
+  Removes `key` and returns its value: `{:ok, value}`, or `:error` when it
+  was missing or expired.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> Py.SharedDict.take(sd, "a")
+      {:ok, 1}
+      iex> Py.SharedDict.take(sd, "a")
+      :error
+  """
+  @spec take(t, key) :: {:ok, value} | :error
+  def take(sd, key) do
+    key = key!(key, "take/2")
+    native(sd, &Native.shared_dict_take(&1, key))
+  end
+
+  @doc """
+  Replaces the value of `key` with `fun.(value)` atomically: if another
+  writer changed the key between the read and the write, `fun` runs again
+  on the new value, so no write is lost. When `key` is missing, `default`
+  is stored (`fun` is not called). The key keeps its expiry. `fun` runs in
+  the caller and may run more than once: keep it free of side effects.
+
+  Returns `{:ok, stored_value}`, or `{:error, :full}`.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.update(sd, "seen", ["a"], &["b" | &1])
+      {:ok, ["a"]}
+      iex> Py.SharedDict.update(sd, "seen", ["a"], &["b" | &1])
+      {:ok, ["b", "a"]}
+  """
+  @spec update(t, key, value, (value -> value)) :: {:ok, value} | {:error, :full | Py.Error.t()}
+  def update(sd, key, default, fun) when is_function(fun, 1) do
+    update_loop(sd, key!(key, "update/4"), default, fun)
+  end
+
+  def update(_sd, _key, _default, fun),
+    do: Py.Options.invalid!("fun for Py.SharedDict.update/4", "a function of arity 1", fun)
+
+  defp update_loop(sd, key, default, fun) do
+    {new, cond} =
+      case fetch_versioned(sd, key) do
+        {:ok, value, version} -> {fun.(value), version}
+        :error -> {default, :absent}
+      end
+
+    case write(sd, key, new, nil, cond) do
+      :ok -> {:ok, new}
+      {:error, :conflict} -> update_loop(sd, key, default, fun)
+      error -> error
+    end
+  end
+
+  @doc """
+  Like `update/4`, returning the stored value and raising on an error.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.update!(sd, "n", 1, &(&1 * 10))
+      1
+  """
+  @spec update!(t, key, value, (value -> value)) :: value
+  def update!(sd, key, default, fun) do
+    case update(sd, key, default, fun) do
+      {:ok, value} -> value
+      error -> bang!(error)
+    end
+  end
+
+  @doc """
+  Adds `by` (an integer, 1 by default) to the integer under `key` in one
+  atomic step, starting from 0 when the key is missing, and returns the new
+  value. The key keeps its expiry. A value that is not an integer gives
+  `{:error, %Py.Error{type: :not_integer}}`.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.incr(sd, "hits")
+      {:ok, 1}
+      iex> Py.SharedDict.incr(sd, "hits", -5)
+      {:ok, -4}
+  """
+  @spec incr(t, key, integer) :: {:ok, integer} | {:error, Py.Error.t()}
+  def incr(sd, key, by \\ 1) do
+    key = key!(key, "incr/3")
+
+    unless is_integer(by) and by >= -0x8000000000000000 and by <= 0x7FFFFFFFFFFFFFFF do
+      Py.Options.invalid!("increment for Py.SharedDict.incr/3", "a 64-bit integer", by)
+    end
+
+    native(sd, &Native.shared_dict_incr(&1, key, by))
+  end
+
+  @doc """
+  Like `incr/3`, returning the new value and raising `Py.Error` on an error.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.incr!(sd, "n", 2)
+      2
+  """
+  @spec incr!(t, key, integer) :: integer
+  def incr!(sd, key, by \\ 1), do: sd |> incr(key, by) |> bang!()
+
+  @doc """
+  Makes `key` expire `ms` milliseconds from now (0: at once). Returns
+  `false` when the key is missing.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> Py.SharedDict.expire(sd, "a", 0)
+      true
+      iex> Py.SharedDict.get(sd, "a")
+      nil
+  """
+  @spec expire(t, key, non_neg_integer) :: boolean
+  def expire(sd, key, ms) do
+    key = key!(key, "expire/3")
+
+    ms =
+      if ms == 0,
+        do: 0,
+        else: Py.Options.value!(ms, :pos_integer, "ms for Py.SharedDict.expire/3")
+
+    native(sd, &Native.shared_dict_expire(&1, key, ms))
+  end
+
+  @doc """
+  Removes `key`'s expiry. Returns `false` when the key is missing.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1, ttl: 1_000)
+      iex> Py.SharedDict.persist(sd, "a")
+      true
+      iex> Py.SharedDict.ttl(sd, "a")
+      :infinity
+  """
+  @spec persist(t, key) :: boolean
+  def persist(sd, key) do
+    key = key!(key, "persist/2")
+    native(sd, &Native.shared_dict_persist(&1, key))
+  end
+
+  @doc """
+  Removes every key at once (no per-key events).
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> Py.SharedDict.clear(sd)
+      :ok
+      iex> Py.SharedDict.size(sd)
+      0
+  """
+  @spec clear(t) :: :ok
+  def clear(sd), do: native(sd, &Native.shared_dict_clear/1)
+
+  # ── Helpers ─────────────────────────────────────────────────────────────
+
+  defp ttl(opts) do
+    case Keyword.get(opts, :ttl, :infinity) do
+      :infinity -> nil
+      ms -> ms
+    end
+  end
+
+  defp fetch_versioned(sd, key) do
+    case native(sd, &Native.shared_dict_get(&1, key)) do
+      :dirty -> native(sd, &Native.shared_dict_get_dirty(&1, key))
+      result -> result
+    end
+  end
+
+  defp write(sd, key, value, ttl, cond) do
+    result =
+      case native(sd, &Native.shared_dict_put(&1, key, value, ttl, cond)) do
+        :dirty -> native(sd, &Native.shared_dict_put_dirty(&1, key, value, ttl, cond))
+        result -> result
+      end
+
+    case result do
+      {:ok, _version} ->
+        :ok
+
+      {:error, {type, message, traceback}} ->
+        {:error, %Py.Error{type: type, message: message, traceback: traceback}}
+
+      {:error, _reason} = error ->
+        error
+    end
+  end
+
+  # Runs a NIF on the handle; a handle that is no shared dict of this node
+  # raises ArgumentError naming the problem (the NIF only says :badarg).
+  defp native(sd, fun) when is_handle(sd) do
+    case fun.(sd.ref) do
+      {:error, {type, message, traceback}} when is_atom(type) and is_binary(message) ->
+        {:error, %Py.Error{type: type, message: message, traceback: traceback}}
+
+      result ->
+        result
+    end
+  rescue
+    e in ArgumentError ->
+      if match?(%ArgumentError{message: "argument error"}, e) do
+        Py.Options.invalid!(
+          "shared dict handle",
+          "a handle from Py.SharedDict.new/1 or lookup/1 on this node",
+          sd
+        )
+      else
+        reraise e, __STACKTRACE__
+      end
+  end
+
+  defp native(other, _fun) do
+    Py.Options.invalid!(
+      "shared dict handle",
+      "a handle from Py.SharedDict.new/1 or lookup/1",
+      other
+    )
+  end
+
+  defp key!(key, fun) do
+    if is_binary(key) and String.valid?(key) do
+      key
+    else
+      Py.Options.invalid!("key for Py.SharedDict.#{fun}", "a string (UTF-8 binary)", key)
+    end
+  end
+
+  defp bang!(:ok), do: :ok
+  defp bang!({:ok, value}), do: value
+  defp bang!({:error, %Py.Error{} = error}), do: raise(error)
+
+  defp bang!({:error, reason}) when is_atom(reason),
+    do: raise(Py.Error, type: reason, message: reason_message(reason))
+
+  defp reason_message(:full), do: "the shared dict is full (max_entries)"
+end

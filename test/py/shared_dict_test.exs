@@ -1,0 +1,321 @@
+defmodule Py.SharedDictTest do
+  use ExUnit.Case, async: true
+
+  alias Py.SharedDict, as: SD
+
+  doctest Py.SharedDict
+
+  defp unique_name, do: "sd_test_#{System.unique_integer([:positive])}"
+
+  # Polls until `fun` is truthy; the bound only catches "never" on a loaded
+  # machine, it measures nothing.
+  defp eventually(fun, left \\ 4_000) do
+    cond do
+      fun.() -> :ok
+      left == 0 -> flunk("condition never held")
+      true -> Process.sleep(5) && eventually(fun, left - 1)
+    end
+  end
+
+  describe "values" do
+    test "read back as they would after a trip through Python, and are copies" do
+      sd = SD.new!()
+      :ok = SD.put(sd, "config", %{host: "localhost", port: 8080, tags: [:a, {1, 2.5}]})
+
+      assert SD.get(sd, "config") ==
+               %{"host" => "localhost", "port" => 8080, "tags" => ["a", {1, 2.5}]}
+
+      :ok = SD.put(sd, "bytes", Py.bytes("abc"))
+      assert SD.get(sd, "bytes") == "abc"
+      :ok = SD.put(sd, "big", 2 ** 200)
+      assert SD.get(sd, "big") == 2 ** 200
+      :ok = SD.put(sd, "set", MapSet.new([1, 2]))
+      assert SD.get(sd, "set") == MapSet.new([1, 2])
+      :ok = SD.put(sd, "pid", self())
+      assert SD.get(sd, "pid") == self()
+    end
+
+    test "a pickled value round-trips unchanged" do
+      sd = SD.new!()
+      pickled = %SD.Pickled{type: "decimal.Decimal", data: <<128, 4, 1, 2, 3>>}
+      :ok = SD.put(sd, "d", pickled)
+      assert SD.get(sd, "d") == pickled
+    end
+
+    test "what cannot be stored is a conversion error and stores nothing" do
+      sd = SD.new!()
+      {:ok, %Py.Object{} = obj} = Py.eval("object()")
+
+      for bad <- [fn -> 1 end, [1 | 2], %{"o" => obj}] do
+        assert {:error, %Py.Error{type: :conversion}} = SD.put(sd, "k", bad)
+      end
+
+      assert SD.size(sd) == 0
+    end
+
+    test "a big value is written and read on a dirty scheduler, intact" do
+      sd = SD.new!()
+      big = Enum.to_list(1..200_000)
+      :ok = SD.put(sd, "big", big)
+      assert SD.get(sd, "big") == big
+      blob = :binary.copy("x", 20_000_000)
+      :ok = SD.put(sd, "blob", blob)
+      assert SD.get(sd, "blob") == blob
+    end
+  end
+
+  describe "keys" do
+    test "must be strings: anything else is an ArgumentError naming the function" do
+      sd = SD.new!()
+
+      for bad <- [:atom, 1, ~c"chars", <<255>>, {"a"}] do
+        assert_raise ArgumentError, ~r/invalid key for Py.SharedDict.put\/4/, fn ->
+          SD.put(sd, bad, 1)
+        end
+
+        assert_raise ArgumentError, ~r/invalid key/, fn -> SD.get(sd, bad) end
+        assert_raise ArgumentError, ~r/invalid key/, fn -> SD.incr(sd, bad) end
+      end
+
+      assert SD.size(sd) == 0
+    end
+  end
+
+  describe "the API" do
+    test "put_new, delete, take, keys, to_map, clear" do
+      sd = SD.new!()
+      assert SD.put_new(sd, "a", 1) == :ok
+      assert SD.put_new(sd, "a", 2) == {:error, :exists}
+      assert SD.fetch(sd, "a") == {:ok, 1}
+      assert SD.put(sd, "b", 2) == :ok
+      assert Enum.sort(SD.keys(sd)) == ["a", "b"]
+      assert SD.to_map(sd) == %{"a" => 1, "b" => 2}
+      assert SD.take(sd, "a") == {:ok, 1}
+      assert SD.take(sd, "a") == :error
+      assert SD.delete(sd, "missing") == :ok
+      assert_raise KeyError, fn -> SD.fetch!(sd, "a") end
+      assert SD.clear(sd) == :ok
+      assert SD.size(sd) == 0
+    end
+
+    test "incr refuses non-integers and bad increments" do
+      sd = SD.new!()
+      SD.put(sd, "s", "text")
+      assert {:error, %Py.Error{type: :not_integer}} = SD.incr(sd, "s")
+      assert_raise Py.Error, ~r/not_integer/, fn -> SD.incr!(sd, "s") end
+      assert SD.get(sd, "s") == "text"
+      assert_raise ArgumentError, ~r/increment/, fn -> SD.incr(sd, "n", 1.5) end
+      assert_raise ArgumentError, ~r/increment/, fn -> SD.incr(sd, "n", 2 ** 64) end
+      assert SD.incr!(sd, "n", 0x7FFFFFFFFFFFFFFF) == 0x7FFFFFFFFFFFFFFF
+      assert SD.incr!(sd, "n") == 0x8000000000000000
+    end
+
+    test "options are validated up front" do
+      assert_raise ArgumentError, ~r/unknown option :colour for Py.SharedDict.new\/1/, fn ->
+        SD.new(colour: :red)
+      end
+
+      assert_raise ArgumentError, ~r/:max_entries/, fn -> SD.new(max_entries: 0) end
+      assert_raise ArgumentError, ~r/:evict/, fn -> SD.new(evict: :fifo) end
+      sd = SD.new!()
+      assert_raise ArgumentError, ~r/:ttl option/, fn -> SD.put(sd, "a", 1, ttl: -1) end
+      assert_raise ArgumentError, ~r/fun for/, fn -> SD.update(sd, "a", 1, :not_a_fun) end
+    end
+
+    test "max_entries refuses a new key, and evict: :lru evicts the least recently used" do
+      sd = SD.new!(max_entries: 2)
+      :ok = SD.put(sd, "a", 1)
+      :ok = SD.put(sd, "b", 2)
+      assert SD.put(sd, "c", 3) == {:error, :full}
+      assert_raise Py.Error, ~r/full/, fn -> SD.put!(sd, "c", 3) end
+      assert SD.put(sd, "a", 10) == :ok
+      assert SD.to_map(sd) == %{"a" => 10, "b" => 2}
+
+      lru = SD.new!(max_entries: 2, evict: :lru)
+      :ok = SD.put(lru, "a", 1)
+      :ok = SD.put(lru, "b", 2)
+      assert SD.get(lru, "a") == 1
+      :ok = SD.put(lru, "c", 3)
+      assert Enum.sort(SD.keys(lru)) == ["a", "c"]
+    end
+  end
+
+  describe "handles" do
+    test "a destroyed dict raises a clear error for every operation; destroy is idempotent" do
+      sd = SD.new!()
+      SD.put(sd, "a", 1)
+      assert SD.destroy(sd) == :ok
+      assert SD.destroy(sd) == :ok
+
+      for op <- [
+            &SD.get(&1, "a"),
+            &SD.put(&1, "a", 1),
+            &SD.keys/1,
+            &SD.size/1,
+            &SD.incr(&1, "a"),
+            &SD.stats/1,
+            &SD.update(&1, "a", 1, fn x -> x end)
+          ] do
+        assert_raise Py.Error, ~r/destroyed/, fn -> op.(sd) end
+      end
+    end
+
+    test "a forged or foreign handle is an ArgumentError, not a crash" do
+      forged = %SD{ref: make_ref(), id: 1}
+
+      assert_raise ArgumentError, ~r/invalid shared dict handle/, fn -> SD.get(forged, "a") end
+      assert_raise ArgumentError, ~r/invalid shared dict handle/, fn -> SD.get(:nope, "a") end
+      # A resource of another kind (a context) is not a dict either.
+      ctx = hd(Py.Context.contexts())
+      assert_raise ArgumentError, fn -> SD.get(%SD{ref: ctx.ref, id: 1}, "a") end
+      # What a handle becomes on another node: a plain reference after a
+      # trip through the external term format.
+      sd = SD.new!()
+      foreign = %{sd | ref: :erlang.binary_to_term(:erlang.term_to_binary(make_ref()))}
+      assert_raise ArgumentError, ~r/invalid shared dict handle/, fn -> SD.get(foreign, "a") end
+    end
+
+    test "an unnamed dict dies with its owner, while other users see a clear error" do
+      parent = self()
+
+      owner =
+        spawn(fn ->
+          send(parent, {:sd, SD.new!()})
+          Process.sleep(:infinity)
+        end)
+
+      sd = receive do: ({:sd, sd} -> sd)
+      :ok = SD.put(sd, "a", 1)
+      ref = Process.monitor(owner)
+      Process.exit(owner, :kill)
+      assert_receive {:DOWN, ^ref, _, _, _}
+      eventually(fn -> match?({:error, _}, try_get(sd)) end)
+    end
+
+    test "an owner dying in the middle of an update loses nothing already written" do
+      sd = SD.new!(name: unique_name())
+      :ok = SD.put(sd, "n", 1)
+      parent = self()
+
+      writer =
+        spawn(fn ->
+          SD.update(sd, "n", 0, fn n ->
+            send(parent, :inside)
+            Process.sleep(:infinity)
+            n + 100
+          end)
+        end)
+
+      assert_receive :inside
+      Process.exit(writer, :kill)
+      assert SD.get(sd, "n") == 1
+      assert SD.update!(sd, "n", 0, &(&1 + 1)) == 2
+      SD.destroy(sd)
+    end
+
+    test "named dicts: lookup finds the same handle, names are unique until destroyed" do
+      name = unique_name()
+      {:ok, sd} = SD.new(name: name)
+      assert SD.lookup(name) == {:ok, sd}
+      assert SD.lookup(String.to_atom(name)) == {:ok, sd}
+      assert SD.new(name: name) == {:error, :exists}
+      # A named dict has no owner: it outlives its creator.
+      task = Task.async(fn -> SD.new!(name: name <> "_task") end)
+      by_task = Task.await(task)
+      assert {:ok, ^by_task} = SD.lookup(name <> "_task")
+      SD.destroy(by_task)
+      SD.destroy(sd)
+      assert SD.lookup(name) == :error
+      assert {:ok, _} = SD.new(name: name)
+    end
+  end
+
+  defp try_get(sd) do
+    {:ok, SD.get(sd, "a")}
+  rescue
+    e in Py.Error -> {:error, e.type}
+  end
+
+  # Reads `key` until it is missing, asserting every read that saw it began
+  # before `deadline`; returns when the first miss began.
+  defp first_miss(sd, key, deadline) do
+    before = System.monotonic_time(:millisecond)
+
+    case SD.fetch(sd, key) do
+      {:ok, _} ->
+        # 2 ms for rounding and the BEAM's clock correction.
+        assert before <= deadline + 2, "returned after its expiry"
+        first_miss(sd, key, deadline)
+
+      :error ->
+        before
+    end
+  end
+
+  describe "expiry" do
+    test "an expired key is never returned, counted or listed, and the sweeper reclaims it" do
+      sd = SD.new!()
+      :ok = SD.put(sd, "stays", 1)
+      put_at = System.monotonic_time(:millisecond)
+      :ok = SD.put(sd, "goes", 1, ttl: 50)
+      put_end = System.monotonic_time(:millisecond)
+
+      # While the key is seen, its TTL has not run out; once it is gone it
+      # never comes back, from any read.
+      gone = first_miss(sd, "goes", put_end + 50)
+      assert gone >= put_at
+      assert SD.get(sd, "goes") == nil
+      assert SD.keys(sd) == ["stays"]
+      assert SD.size(sd) == 1
+      assert SD.to_map(sd) == %{"stays" => 1}
+      assert SD.ttl(sd, "goes") == nil
+      refute SD.persist(sd, "goes")
+      eventually(fn -> SD.stats(sd).expired_total == 1 end)
+      assert [{"goes", at}] = SD.stats(sd).recent_expiries
+      assert abs(at - System.os_time(:millisecond)) < 60_000
+    end
+
+    test "ttl, expire and persist" do
+      sd = SD.new!()
+      :ok = SD.put(sd, "a", 1, ttl: 60_000)
+      assert SD.ttl(sd, "a") in 1..60_000
+      assert SD.persist(sd, "a")
+      assert SD.ttl(sd, "a") == :infinity
+      assert SD.expire(sd, "a", 60_000)
+      assert SD.ttl(sd, "a") in 1..60_000
+      # A put without ttl: removes the expiry; update and incr keep it.
+      {:ok, _} = SD.update(sd, "a", 0, &(&1 + 1))
+      assert SD.ttl(sd, "a") in 1..60_000
+      {:ok, _} = SD.incr(sd, "a")
+      assert SD.ttl(sd, "a") in 1..60_000
+      :ok = SD.put(sd, "a", 1)
+      assert SD.ttl(sd, "a") == :infinity
+      refute SD.expire(sd, "missing", 10)
+      assert SD.expire(sd, "a", 0)
+      assert SD.fetch(sd, "a") == :error
+    end
+  end
+
+  describe "concurrency" do
+    @tag timeout: 300_000
+    test "100 writers x 1,000 incr and update lose nothing" do
+      sd = SD.new!()
+
+      1..100
+      |> Enum.map(fn i ->
+        Task.async(fn ->
+          for _ <- 1..1_000 do
+            {:ok, _} = SD.incr(sd, "incr")
+            {:ok, _} = SD.update(sd, "update", 1, &(&1 + 1))
+          end
+
+          i
+        end)
+      end)
+      |> Task.await_many(:infinity)
+
+      assert SD.get(sd, "incr") == 100_000
+      assert SD.get(sd, "update") == 100_000
+    end
+  end
+end
