@@ -1,6 +1,6 @@
 //! What a caller hands an executor, and how the answer goes back.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -161,10 +161,11 @@ pub struct CallState {
     /// to change it): whoever wins a transition owns what follows (sending
     /// the reply, or telling the caller none will come).
     state: AtomicU8,
-    /// Python thread ident of the worker running the call, 0 when none;
-    /// written and read only while holding the GIL. Release/Acquire all the
-    /// same, since a free-threaded interpreter has no GIL to order them.
-    running_on: AtomicU64,
+    /// Python thread ident of the worker running the call, 0 when none.
+    /// A lock, not the GIL, keeps the interrupter from aiming at a thread
+    /// that has moved on to another call: a free-threaded interpreter has no
+    /// GIL to exclude the worker while the interrupter holds it.
+    running_on: parking_lot::Mutex<u64>,
     /// The sub-interpreter the call runs in (None: the main interpreter).
     /// Set once by the worker that takes the call; the interrupter attaches
     /// to it to raise the timeout there.
@@ -187,7 +188,7 @@ impl CallState {
     pub fn new(deadline: Option<Instant>) -> Arc<Self> {
         Arc::new(CallState {
             state: AtomicU8::new(QUEUED),
-            running_on: AtomicU64::new(0),
+            running_on: parking_lot::Mutex::new(0),
             interp: std::sync::OnceLock::new(),
             deadline,
         })
@@ -232,12 +233,38 @@ impl CallState {
         self.state.load(Ordering::Acquire) == CANCELLED
     }
 
+    /// Records the worker thread that will run the call, before it starts
+    /// (so an interrupt for a running call always finds it).
     pub(super) fn set_running_on(&self, thread_ident: u64) {
-        self.running_on.store(thread_ident, Ordering::Release);
+        *self.running_on.lock() = thread_ident;
     }
 
+    /// The thread running the call, 0 when none (for the tests).
+    #[cfg(test)]
     pub(super) fn running_on(&self) -> u64 {
-        self.running_on.load(Ordering::Acquire)
+        *self.running_on.lock()
+    }
+
+    /// Forgets the worker thread, once the call has stopped running.
+    pub(super) fn clear_running_on(&self, py: pyo3::Python<'_>) {
+        if let Some(mut ident) = self.running_on.try_lock() {
+            *ident = 0;
+            return;
+        }
+        // The interrupter holds the lock. On a free-threaded Python it may be
+        // waiting for this thread to stop for `SetAsyncExc` (which stops
+        // every thread), so wait for the lock detached.
+        py.detach(|| *self.running_on.lock() = 0);
+    }
+
+    /// Runs `interrupt` with the ident of the thread running the call, if
+    /// one is, holding the lock that keeps that thread on this call
+    /// meanwhile (it clears the ident before moving on).
+    pub(super) fn with_running_thread(&self, interrupt: impl FnOnce(u64)) {
+        let ident = self.running_on.lock();
+        if *ident != 0 {
+            interrupt(*ident);
+        }
     }
 
     /// Records the sub-interpreter the call runs in.

@@ -290,11 +290,20 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
         state,
         queued,
     } = request;
+    // Who runs the call is known before it counts as running, so that an
+    // interrupt for a running call always finds its thread.
+    let ident = slot.ident.load(Ordering::Relaxed);
+    if context.interp.kind() == Kind::Sub {
+        state.set_interp(&context.interp);
+    }
+    state.set_running_on(ident);
     if !state.start() {
+        state.clear_running_on(py);
         context.stats.dropped(true);
         return;
     }
     if context.closed.load(Ordering::SeqCst) {
+        state.clear_running_on(py);
         context.stats.dropped(false);
         if state.finish() {
             let error = ErrorInfo::new(
@@ -306,44 +315,55 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
         }
         return;
     }
-    let ident = slot.ident.load(Ordering::Relaxed);
-    if context.interp.kind() == Kind::Sub {
-        state.set_interp(&context.interp);
-    }
-    state.set_running_on(ident);
     *slot.current.lock() = Some(state.clone());
 
     let started = Instant::now();
+    let namespace = super::job_namespace(&job).cloned();
+    let entry = namespace.as_deref().map(|n| n.enter(py, &state));
     // A panic must not take the worker (and with it the context) down.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        execute::run(py, context, job)
-    }))
-    .unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Outcome::Error(ErrorInfo::new(
-            ErrorKind::Internal,
-            format!("pybridge internal error (please report it): {what}"),
-        ))
-    });
+    let outcome = match &entry {
+        // Cancelled while waiting for the namespace: never ran.
+        Some(Ok(None)) => Outcome::Done,
+        Some(Err(err)) => Outcome::Error(execute::error_info(py, err.clone_ref(py))),
+        _ => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            execute::run(py, context, job)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Outcome::Error(ErrorInfo::new(
+                ErrorKind::Internal,
+                format!("pybridge internal error (please report it): {what}"),
+            ))
+        }),
+    };
+    let entry = entry.and_then(|e| e.ok().flatten());
     let finished = Instant::now();
     let busy =
         u64::try_from(finished.saturating_duration_since(started).as_nanos()).unwrap_or(u64::MAX);
 
     *slot.current.lock() = None;
-    state.set_running_on(0);
+    state.clear_running_on(py);
     context
         .stats
         .finished(busy, matches!(outcome, Outcome::Error(_)));
     if state.finish() {
+        if let Some(entry) = entry {
+            entry.leave(py, true);
+        }
         reply.send(outcome, Timing::between(queued, started, finished));
     } else {
         context.stats.cancelled_while_running();
         drop(outcome);
         settle_interrupt(py, ident);
+        // Undo what the call did to its namespace (after the interrupt is
+        // gone, since undoing may run finalisers).
+        if let Some(entry) = entry {
+            entry.leave(py, false);
+        }
     }
 }
 

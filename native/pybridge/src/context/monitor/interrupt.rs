@@ -57,16 +57,16 @@ pub(super) fn start(then: impl FnOnce()) {
                     // calls valid under the GIL.
                     unsafe {
                         interp.service(&mut tstate, || {
-                            let ident = state.running_on();
-                            if ident != 0 {
-                                // SAFETY: we hold the interpreter's GIL, and
-                                // the worker sets or clears `running_on` only
-                                // while holding it, so `ident` still runs this
-                                // call; `exc` is a live exception class of
-                                // this interpreter (SetAsyncExc takes a new
-                                // reference).
+                            state.with_running_thread(|ident| {
+                                // SAFETY: we are attached to the call's
+                                // interpreter; the worker cannot clear
+                                // `running_on` (and move on to another call)
+                                // while we hold its lock, so `ident` still
+                                // runs this call; `exc` is a live exception
+                                // class of this interpreter (SetAsyncExc
+                                // takes a new reference).
                                 ffi::PyThreadState_SetAsyncExc(ident as _, exc);
-                            }
+                            })
                         })
                     };
                 }
