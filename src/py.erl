@@ -96,16 +96,28 @@
     with_context/1,
     ctx_call/4, ctx_call/5, ctx_call/6,
     ctx_eval/2, ctx_eval/3, ctx_eval/4,
-    ctx_exec/2
+    ctx_exec/2,
+    %% SharedDict and the State API
+    shared_dict_new/0, shared_dict_new/1,
+    shared_dict_get/2, shared_dict_get/3,
+    shared_dict_set/3, shared_dict_set/4,
+    shared_dict_del/2,
+    shared_dict_keys/1,
+    shared_dict_destroy/1,
+    state_store/2, state_fetch/1, state_remove/1, state_keys/0, state_clear/0,
+    state_incr/1, state_incr/2, state_decr/1, state_decr/2
 ]).
 
 -export_type([py_result/0, py_ref/0, context/0, reason/0, name/0]).
 
 -import(py_dialect, [ctx/1, ctx_or_none/1, ctx_run/2, pid_of/1, name/1, in/1,
-                     in_locals/1, in_kwargs/1, result/1]).
+                     in_locals/1, in_kwargs/1, result/1, out/1, sd_options/1,
+                     sd_result/1]).
 
 -define(PY, 'Elixir.Py').
 -define(CTX, 'Elixir.Py.Context').
+-define(SD, 'Elixir.Py.SharedDict').
+-define(STATE, 'Elixir.Py.State').
 -define(SUP, 'Elixir.Py.Context.Supervisor').
 -define(AWAIT_TIMEOUT, 30000).
 
@@ -914,3 +926,113 @@ ctx_eval(Ctx, Code, Locals, Timeout) ->
 -spec ctx_exec(ctx_arg(), code()) -> ok | {error, reason()}.
 ctx_exec(Ctx, Code) ->
     ctx_run(Ctx, fun(C) -> ?PY:exec(C, Code, []) end).
+
+%%====================================================================
+%% SharedDict (Py.SharedDict) and the State API (Py.State)
+%%====================================================================
+
+%% @doc A new SharedDict owned by the caller and destroyed when it exits
+%% (see `Py.SharedDict'). Values go in as in calls and come back with
+%% `none' for Python `None'; map keys come back as binaries.
+%%
+%% ```
+%% {ok, SD} = py:shared_dict_new(),
+%% ok = py:shared_dict_set(SD, <<"k">>, #{a => 1}),
+%% #{<<"a">> := 1} = py:shared_dict_get(SD, <<"k">>).
+%% '''
+-spec shared_dict_new() -> {ok, map()}.
+shared_dict_new() ->
+    shared_dict_new(#{}).
+
+%% @doc A new SharedDict with options (a map or proplist): `name' (a named
+%% dict, without owner, until destroyed), `max_entries', `evict' (`lru').
+%% Returns `{error, exists}' when the name is taken.
+-spec shared_dict_new(map() | list()) -> {ok, map()} | {error, exists}.
+shared_dict_new(Opts) ->
+    ?SD:new(sd_options(Opts)).
+
+%% @doc The value of `Key', or `undefined' when it is missing.
+-spec shared_dict_get(map(), binary()) -> term().
+shared_dict_get(SD, Key) ->
+    shared_dict_get(SD, Key, undefined).
+
+%% @doc The value of `Key', or `Default' when it is missing.
+-spec shared_dict_get(map(), binary(), term()) -> term().
+shared_dict_get(SD, Key, Default) ->
+    case ?SD:fetch(SD, Key) of
+        {ok, Value} -> out(Value);
+        error -> Default
+    end.
+
+%% @doc Stores `Value' under `Key': `ok', or `{error, full}'.
+-spec shared_dict_set(map(), binary(), term()) -> ok | {error, term()}.
+shared_dict_set(SD, Key, Value) ->
+    shared_dict_set(SD, Key, Value, #{}).
+
+%% @doc Stores `Value' under `Key' with options: `ttl' in milliseconds.
+-spec shared_dict_set(map(), binary(), term(), map() | list()) -> ok | {error, term()}.
+shared_dict_set(SD, Key, Value, Opts) ->
+    sd_result(?SD:put(SD, Key, in(Value), sd_options(Opts))).
+
+%% @doc Removes `Key'; `ok' also when it is missing.
+-spec shared_dict_del(map(), binary()) -> ok.
+shared_dict_del(SD, Key) ->
+    ?SD:delete(SD, Key).
+
+%% @doc The live keys.
+-spec shared_dict_keys(map()) -> [binary()].
+shared_dict_keys(SD) ->
+    ?SD:keys(SD).
+
+%% @doc Destroys the dict; later operations raise. Idempotent.
+-spec shared_dict_destroy(map()) -> ok.
+shared_dict_destroy(SD) ->
+    ?SD:destroy(SD).
+
+%% @doc Stores `Value' under `Key' in the global State (`Py.State').
+-spec state_store(binary(), term()) -> ok.
+state_store(Key, Value) ->
+    ?STATE:put(Key, in(Value)).
+
+%% @doc `{ok, Value}', or `{error, not_found}'.
+-spec state_fetch(binary()) -> {ok, term()} | {error, not_found}.
+state_fetch(Key) ->
+    case ?STATE:fetch(Key) of
+        {ok, Value} -> {ok, out(Value)};
+        error -> {error, not_found}
+    end.
+
+%% @doc Removes `Key' from the State.
+-spec state_remove(binary()) -> ok.
+state_remove(Key) ->
+    ?STATE:delete(Key).
+
+%% @doc Every key of the State.
+-spec state_keys() -> [binary()].
+state_keys() ->
+    ?STATE:keys().
+
+%% @doc Removes every key of the State.
+-spec state_clear() -> ok.
+state_clear() ->
+    ?STATE:clear().
+
+%% @doc Adds 1 to the counter `Key' atomically; returns the new value.
+-spec state_incr(binary()) -> integer().
+state_incr(Key) ->
+    ?STATE:incr(Key, 1).
+
+%% @doc Adds `By' to the counter `Key' atomically; returns the new value.
+-spec state_incr(binary(), integer()) -> integer().
+state_incr(Key, By) ->
+    ?STATE:incr(Key, By).
+
+%% @doc Subtracts 1 from the counter `Key' atomically.
+-spec state_decr(binary()) -> integer().
+state_decr(Key) ->
+    ?STATE:decr(Key, 1).
+
+%% @doc Subtracts `By' from the counter `Key' atomically.
+-spec state_decr(binary(), integer()) -> integer().
+state_decr(Key, By) ->
+    ?STATE:decr(Key, By).

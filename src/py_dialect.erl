@@ -1,12 +1,13 @@
 %% @doc The translation between erlang_python's dialect and pybridge's Elixir
 %% API, used by {@link py}, {@link py_context_router} and {@link py_import}:
 %% values (`none', `{bytes, Bin}'), names, context pids, and results and
-%% errors (one function, {@link result/1}).
+%% errors (one function, {@link result/1}), and SharedDict options and
+%% results.
 -module(py_dialect).
 
 -export([ctx/1, ctx_or_none/1, ctx_run/2, pid_of/1,
          name/1, in/1, in_locals/1, in_kwargs/1, out/1,
-         result/1, last_error/0]).
+         result/1, last_error/0, sd_options/1, sd_result/1]).
 
 -define(LAST_ERROR, {py, last_error}).
 
@@ -199,3 +200,19 @@ message_string(Type, Message) ->
         List when is_list(List) -> List;
         _ -> binary_to_list(Bin)
     end.
+
+%%====================================================================
+%% SharedDict
+%%====================================================================
+
+%% @doc SharedDict and State options, a map or a proplist, as the keyword
+%% list `Py.SharedDict' validates.
+-spec sd_options(map() | list()) -> [{atom(), term()}].
+sd_options(Opts) when is_map(Opts) -> maps:to_list(Opts);
+sd_options(Opts) when is_list(Opts) -> [{K, V} || {K, V} <- proplists:unfold(Opts)].
+
+%% @doc A SharedDict write's result: `ok', `{error, full | exists}', or a
+%% `Py.Error' translated by {@link result/1}.
+-spec sd_result(ok | {error, atom() | map()}) -> ok | {error, term()}.
+sd_result({error, Reason}) when is_atom(Reason) -> {error, Reason};
+sd_result(Result) -> result(Result).
