@@ -40,6 +40,12 @@ defmodule Py.Coalesce do
   that shared one instead, `errors` executions whose outcome was an error or
   a crash, `active` executions in flight now, and `hit_rate`,
   `hits / (hits + misses)`.
+
+  Python code coalesces with `erlang.SharedCall` and `erlang.AsyncSharedCall`
+  (shared-call-py's API); an instance given a name,
+  `SharedCall(name="embeddings")`, appears in `stats/0` as the group
+  `{:python, "embeddings"}`, summed over the instances of that name in every
+  interpreter.
   """
 
   alias Py.Coalesce.{Flight, Stats}
@@ -207,7 +213,8 @@ defmodule Py.Coalesce do
   end
 
   @doc """
-  The counters of `group` (all zero for a group never used).
+  The counters of `group` (all zero for a group never used); `{:python,
+  name}` reads the named Python groups (see the moduledoc).
 
   ## Example
 
@@ -218,7 +225,9 @@ defmodule Py.Coalesce do
   def stats(group), do: Stats.get(group)
 
   @doc """
-  The counters of every group used so far, as a map of group to `t:stats/0`.
+  The counters of every group used so far, as a map of group to `t:stats/0`:
+  the BEAM's groups, and the named Python groups as `{:python, name}` (each
+  interpreter is asked, for at most a second).
 
   ## Example
 

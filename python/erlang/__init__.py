@@ -14,6 +14,10 @@ so Python code can neither forge a pid nor hand the BEAM bytes it made up;
 an instance built by other means (``object.__new__``) is refused on its way
 back with a conversion error.
 
+``SharedCall``, ``AsyncSharedCall`` and ``Stats`` coalesce concurrent calls
+of the same key into one execution (shared-call-py's API; see
+``erlang._shared_call``).
+
 The native library executes this file as the module ``erlang`` in every
 interpreter it starts (the main one and each sub-interpreter context), so
 each interpreter has classes of its own.
@@ -22,9 +26,17 @@ each interpreter has classes of its own.
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Any, NoReturn, final
 
-__all__ = ["Pid", "Ref"]
+# Request coalescing (python/erlang/_shared_call.py), which the BEAM runs
+# as erlang._shared_call before this module.
+_shared_call = sys.modules["erlang._shared_call"]
+SharedCall = _shared_call.SharedCall
+AsyncSharedCall = _shared_call.AsyncSharedCall
+Stats = _shared_call.Stats
+
+__all__ = ["Pid", "Ref", "SharedCall", "AsyncSharedCall", "Stats"]
 
 
 class _Term:

@@ -283,6 +283,21 @@ defmodule Py.CoalesceTest do
       assert Py.Coalesce.reset_stats(group()) == :ok
     end
 
+    test "named Python groups are listed by stats/0 as {:python, name}" do
+      :ok =
+        Py.exec("""
+        import erlang
+        _sc = erlang.SharedCall(name="beam-visible")
+        _sc.call("k", lambda: 1)
+        _sc.call("j", lambda: 2)
+        """)
+
+      assert %{{:python, "beam-visible"} => %{misses: 2, hits: 0, active: 0}} =
+               Py.Coalesce.stats()
+
+      assert %{misses: 2} = Py.Coalesce.stats({:python, "beam-visible"})
+    end
+
     test "bad input raises ArgumentError before anything runs" do
       assert_raise ArgumentError,
                    ~r/^invalid function for Py.Coalesce.run\/4: expected a 0-arity function/,

@@ -35,6 +35,10 @@ defmodule Py.Coalesce.Stats do
 
   @doc false
   @spec get(term) :: Py.Coalesce.stats()
+  def get({:python, name} = group) when is_binary(name) do
+    Map.get(python(), group, to_map({group, 0, 0, 0, 0}))
+  end
+
   def get(group) do
     case :ets.lookup(@table, group) do
       [row] -> to_map(row)
@@ -45,7 +49,46 @@ defmodule Py.Coalesce.Stats do
   @doc false
   @spec all() :: %{term => Py.Coalesce.stats()}
   def all do
-    @table |> :ets.tab2list() |> Map.new(&{elem(&1, 0), to_map(&1)})
+    @table |> :ets.tab2list() |> Map.new(&{elem(&1, 0), to_map(&1)}) |> Map.merge(python())
+  end
+
+  # How long to wait for each interpreter's answer: statistics must not hang
+  # on a context whose workers are all busy.
+  @python_timeout_ms 1_000
+
+  @doc false
+  # The named erlang.SharedCall / AsyncSharedCall instances of every
+  # interpreter (the main one, once, and each sub-interpreter context's),
+  # summed per name, as {:python, name} => stats. An interpreter that does
+  # not answer in time is left out.
+  @spec python() :: %{{:python, String.t()} => Py.Coalesce.stats()}
+  def python do
+    Py.Context.all()
+    |> Enum.reduce({[], false}, fn ctx, {picked, main?} ->
+      case Py.Context.info(ctx).mode do
+        :main when main? -> {picked, main?}
+        :main -> {[ctx | picked], true}
+        _sub -> {[ctx | picked], main?}
+      end
+    end)
+    |> elem(0)
+    |> Enum.flat_map(fn ctx ->
+      case Py.eval(ctx, "__import__('erlang')._shared_call._named_stats()", %{},
+             timeout: @python_timeout_ms
+           ) do
+        {:ok, rows} -> rows
+        {:error, _} -> []
+      end
+    end)
+    |> Enum.reduce(%{}, fn {name, hits, misses, errors, active}, acc ->
+      Map.update(acc, {:python, name}, {{:python, name}, hits, misses, errors, active}, fn
+        {group, h, m, e, a} -> {group, h + hits, m + misses, e + errors, a + active}
+      end)
+    end)
+    |> Map.new(fn {group, row} -> {group, to_map(row)} end)
+  catch
+    # The pools are being restarted: report the BEAM side only.
+    :exit, _ -> %{}
   end
 
   @doc false

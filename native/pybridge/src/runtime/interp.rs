@@ -37,6 +37,12 @@ const SUPPORT_SOURCE: &CStr = source(concat!(
     include_str!("../../../../python/pybridge/__init__.py"),
     "\0"
 ));
+/// Source of `erlang._shared_call` (python/erlang/_shared_call.py), which
+/// the `erlang` module re-exports (`SharedCall`, `AsyncSharedCall`, `Stats`).
+const SHARED_CALL_SOURCE: &CStr = source(concat!(
+    include_str!("../../../../python/erlang/_shared_call.py"),
+    "\0"
+));
 /// Source of the `erlang` module (python/erlang/__init__.py).
 const ERLANG_SOURCE: &CStr = source(concat!(
     include_str!("../../../../python/erlang/__init__.py"),
@@ -494,6 +500,14 @@ pub fn new_subinterpreter() -> Result<Arc<Interp>, String> {
 /// and registers them in its `sys.modules`.
 fn setup(py: Python<'_>) -> PyResult<InterpState> {
     let modules = py.import("sys")?.getattr("modules")?;
+    // Before `erlang`, which imports it from sys.modules.
+    let shared_call = PyModule::from_code(
+        py,
+        SHARED_CALL_SOURCE,
+        c"erlang/_shared_call.py",
+        c"erlang._shared_call",
+    )?;
+    modules.set_item("erlang._shared_call", &shared_call)?;
     let erlang = PyModule::from_code(py, ERLANG_SOURCE, c"erlang/__init__.py", c"erlang")?;
     modules.set_item("erlang", &erlang)?;
     let support = PyModule::from_code(py, SUPPORT_SOURCE, c"pybridge/__init__.py", c"pybridge")?;
