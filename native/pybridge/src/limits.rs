@@ -26,6 +26,18 @@ pub const MAX_INT_BITS: u64 = 32_000_000;
 /// one, but the external-term-format reader must take names this long.
 pub const MAX_ATOM_CHARS: usize = 255;
 
+/// The default of the `:max_result_items` setting: the most items (values,
+/// keys, container elements) one converted result may hold.
+pub const DEFAULT_MAX_RESULT_ITEMS: usize = 10_000_000;
+
+/// How many items a conversion from Python converts between two checks of
+/// the item cap, the call's deadline and cancellation.
+pub const CONVERSION_CHECK_ITEMS: usize = 4096;
+
+/// How long a conversion from Python keeps the GIL before it lets other
+/// threads at it.
+pub const CONVERSION_GIL_HOLD: Duration = Duration::from_millis(1);
+
 // ── Text kept for display ───────────────────────────────────────────────
 
 /// Longest `repr` kept in a `%Py.Object{}` (for `inspect`), in bytes.

@@ -7,6 +7,7 @@
 pub mod erlang_types;
 pub mod etf;
 pub mod from_py;
+pub mod keys;
 pub mod seal;
 pub mod to_py;
 pub mod value;

@@ -12,6 +12,7 @@
 //! cannot overflow the thread's stack; nesting is limited to [`MAX_DEPTH`]
 //! levels, which also stops a list that contains itself.
 
+mod budget;
 mod containers;
 mod objects;
 mod scalars;
@@ -28,16 +29,24 @@ use super::erlang_types::term_value;
 use super::{ConvertError, Value};
 use crate::limits::MAX_DEPTH;
 
+use budget::Budget;
 use containers::{depth_error, Frame};
 use scalars::{bytes_value, int_value, is_exact, scalar, str_value};
 
+pub use budget::{max_items, set_max_items, Limits};
 pub use objects::{repr_of, to_object, type_name};
 
-/// Converts a Python object to a [`Value`].
+/// Converts a Python object to a [`Value`], within the configured item cap.
 pub fn from_py(obj: &Bound<'_, PyAny>) -> Result<Value, ConvertError> {
-    match classify(obj)? {
+    from_py_within(obj, &Limits::default())
+}
+
+/// Converts a Python object to a [`Value`] within `limits`.
+pub fn from_py_within(obj: &Bound<'_, PyAny>, limits: &Limits<'_>) -> Result<Value, ConvertError> {
+    let mut budget = Budget::new(limits);
+    match classify(obj, &budget)? {
         Step::Leaf(v) => Ok(v),
-        Step::Container(frame) => run(obj.py(), frame),
+        Step::Container(frame) => run(obj.py(), frame, &mut budget),
     }
 }
 
@@ -47,7 +56,7 @@ enum Step<'py> {
 }
 
 /// Converts a scalar or starts a container frame.
-fn classify<'py>(obj: &Bound<'py, PyAny>) -> Result<Step<'py>, ConvertError> {
+fn classify<'py>(obj: &Bound<'py, PyAny>, budget: &Budget) -> Result<Step<'py>, ConvertError> {
     let py = obj.py();
     let ptr = obj.as_ptr();
     // SAFETY: `obj` keeps `ptr` alive and proves the GIL is held.
@@ -58,15 +67,15 @@ fn classify<'py>(obj: &Bound<'py, PyAny>) -> Result<Step<'py>, ConvertError> {
     // SAFETY: as above; type objects are compared by address only.
     let exact = unsafe {
         if is_exact(ptr, addr_of_mut!(ffi::PyList_Type)) {
-            Some(Frame::list(obj))
+            Some(Frame::list(obj, budget)?)
         } else if is_exact(ptr, addr_of_mut!(ffi::PyTuple_Type)) {
-            Some(Frame::tuple(obj)?)
+            Some(Frame::tuple(obj, budget)?)
         } else if is_exact(ptr, addr_of_mut!(ffi::PyDict_Type)) {
-            Some(Frame::dict(obj))
+            Some(Frame::dict(obj, budget)?)
         } else if is_exact(ptr, addr_of_mut!(ffi::PySet_Type))
             || is_exact(ptr, addr_of_mut!(ffi::PyFrozenSet_Type))
         {
-            Some(Frame::set(obj)?)
+            Some(Frame::set(obj, budget)?)
         } else {
             None
         }
@@ -74,10 +83,10 @@ fn classify<'py>(obj: &Bound<'py, PyAny>) -> Result<Step<'py>, ConvertError> {
     if let Some(frame) = exact {
         return Ok(Step::Container(frame));
     }
-    slow(obj)
+    slow(obj, budget)
 }
 
-fn slow<'py>(obj: &Bound<'py, PyAny>) -> Result<Step<'py>, ConvertError> {
+fn slow<'py>(obj: &Bound<'py, PyAny>, budget: &Budget) -> Result<Step<'py>, ConvertError> {
     let py = obj.py();
     let ptr = obj.as_ptr();
     if let Ok(ba) = obj.cast::<PyByteArray>() {
@@ -103,32 +112,36 @@ fn slow<'py>(obj: &Bound<'py, PyAny>) -> Result<Step<'py>, ConvertError> {
         return unsafe { bytes_value(py, ptr) }.map(Step::Leaf);
     }
     if obj.is_instance_of::<PyList>() {
-        return Ok(Step::Container(Frame::list(obj)));
+        return Ok(Step::Container(Frame::list(obj, budget)?));
     }
     if obj.is_instance_of::<PyTuple>() {
-        return Ok(Step::Container(Frame::tuple(obj)?));
+        return Ok(Step::Container(Frame::tuple(obj, budget)?));
     }
     if obj.is_instance_of::<PyDict>() {
-        return Ok(Step::Container(Frame::dict(obj)));
+        return Ok(Step::Container(Frame::dict(obj, budget)?));
     }
     if obj.is_instance_of::<PySet>() || obj.is_instance_of::<PyFrozenSet>() {
-        return Ok(Step::Container(Frame::set(obj)?));
+        return Ok(Step::Container(Frame::set(obj, budget)?));
     }
     Ok(Step::Leaf(Value::Object(to_object(obj))))
 }
 
 /// Converts the container of `root` with an explicit stack.
-fn run<'py>(py: Python<'py>, root: Frame<'py>) -> Result<Value, ConvertError> {
+fn run<'py>(py: Python<'py>, root: Frame<'py>, budget: &mut Budget) -> Result<Value, ConvertError> {
     let mut stack: Vec<Frame<'py>> = Vec::with_capacity(8);
     stack.push(root);
-    let result = walk(py, &mut stack);
+    let result = walk(py, &mut stack, budget);
     for frame in stack.drain(..).rev() {
         frame.dispose();
     }
     result
 }
 
-fn walk<'py>(py: Python<'py>, stack: &mut Vec<Frame<'py>>) -> Result<Value, ConvertError> {
+fn walk<'py>(
+    py: Python<'py>,
+    stack: &mut Vec<Frame<'py>>,
+    budget: &mut Budget,
+) -> Result<Value, ConvertError> {
     let mut done: Option<Value> = None;
     loop {
         let Some(top) = stack.last_mut() else {
@@ -137,8 +150,8 @@ fn walk<'py>(py: Python<'py>, stack: &mut Vec<Frame<'py>>) -> Result<Value, Conv
         if let Some(v) = done.take() {
             top.accept(v);
         }
-        match top.next_child(py)? {
-            Some(child) => match classify(&child)? {
+        match top.next_child(py, budget)? {
+            Some(child) => match classify(&child, budget)? {
                 Step::Leaf(v) => done = Some(v),
                 Step::Container(frame) => {
                     if stack.len() >= MAX_DEPTH {
@@ -158,5 +171,7 @@ fn walk<'py>(py: Python<'py>, stack: &mut Vec<Frame<'py>>) -> Result<Value, Conv
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

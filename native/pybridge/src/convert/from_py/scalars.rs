@@ -67,8 +67,13 @@ pub(super) unsafe fn int_value(
     // SAFETY: caller's contract; `overflow` is a valid out-pointer.
     let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(ptr, &mut overflow) };
     if overflow != 0 {
-        // SAFETY: `ptr` is live; from_borrowed_ptr takes a new strong reference.
-        let obj = unsafe { Bound::from_borrowed_ptr(py, ptr) };
+        // The methods below run on an exact int: PyNumber_Index copies an
+        // int subclass into one without calling any of its methods, so a
+        // subclass's own `bit_length` or `to_bytes` cannot lie to us. It
+        // returns a new reference (or NULL with an exception set).
+        // SAFETY: `ptr` is live and the GIL is held.
+        let obj = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(ptr)) }
+            .map_err(|e| ConvertError::python("cannot convert an int", e))?;
         let bits: u64 = obj
             .call_method0("bit_length")
             .and_then(|b| b.extract())
