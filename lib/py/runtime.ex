@@ -24,7 +24,8 @@ defmodule Py.Runtime do
         python_path: ["/my/modules"],    # prepended to sys.path
         switch_interval_ms: 1,           # sys.setswitchinterval, see below
         executor_priority: :batch,       # or :normal, see below
-        sigchld: :auto                   # or :default, :keep, see below
+        sigchld: :auto,                  # or :default, :keep, see below
+        max_result_items: 10_000_000     # see below
 
   `:switch_interval_ms` (default 1, Python's own default is 5) is how long a
   Python thread may keep the GIL while another waits. pybridge lowers it
@@ -47,6 +48,13 @@ defmodule Py.Runtime do
   reaps orphaned processes: there it is `:keep`, with a warning in the log.
   See guides/architecture.md ("Subprocesses").
 
+  `:max_result_items` (default 10,000,000): the most items (values, keys and
+  container elements, counted over the whole result) one Python result may
+  convert into. A bigger result is a `:conversion` error rather than a VM
+  killed for memory: a runaway result of a hundred million items would need
+  gigabytes on both sides. Raise it if your results are legitimately bigger.
+  See the type conversion guide.
+
   See `Py.Runtime.Python` for all discovery options.
   """
 
@@ -63,6 +71,8 @@ defmodule Py.Runtime do
   @discover_keys [:python, :venv, :libpython]
   # Python's own default is 5 ms; see the moduledoc.
   @default_switch_interval_ms 1
+  # Keep in step with DEFAULT_MAX_RESULT_ITEMS in native/pybridge/src/limits.rs.
+  @default_max_result_items 10_000_000
   @priorities {:in, [:batch, :normal]}
 
   @doc """
@@ -203,7 +213,9 @@ defmodule Py.Runtime do
       switch_interval: switch_interval_ms / 1000,
       executor_priority: Options.setting!(:executor_priority, @priorities, :batch),
       restore_sigchld:
-        restore_sigchld?(Options.setting!(:sigchld, {:in, [:auto, :default, :keep]}, :auto))
+        restore_sigchld?(Options.setting!(:sigchld, {:in, [:auto, :default, :keep]}, :auto)),
+      max_result_items:
+        Options.setting!(:max_result_items, :pos_integer, @default_max_result_items)
     }
   end
 

@@ -3,24 +3,20 @@
 The native library executes this file as the module ``pybridge`` when the
 interpreter starts, so Python code running under pybridge can ``import pybridge``.
 The functions here are what the native executors call for the parts of a call
-that are clearer in Python than in Rust: compiling source, formatting
-tracebacks and reloading modules.
+that are clearer in Python than in Rust: formatting tracebacks and reloading
+modules. The executors keep the functions they were defined as (and compile
+code with the ``compile`` builtin taken at start-up), so replacing this
+module's attributes changes nothing the bridge does.
 """
 
 from __future__ import annotations
 
-import builtins
 import importlib
 import sys
 import traceback
-from types import CodeType, TracebackType
+from types import TracebackType
 
-__all__ = ["Timeout", "compile_source", "format_exception", "reload"]
-
-SOURCE_NAME = "<pybridge>"
-
-# Taken once: user code may replace builtins.compile later.
-_compile = builtins.compile
+__all__ = ["Timeout", "format_exception", "reload"]
 
 
 class Timeout(BaseException):
@@ -29,11 +25,6 @@ class Timeout(BaseException):
     It derives from BaseException so that ``except Exception`` blocks in user
     code do not swallow the interruption.
     """
-
-
-def compile_source(source: str | bytes, mode: str) -> CodeType:
-    """Compiles code given to ``Py.eval`` (mode ``"eval"``) or ``Py.exec`` (``"exec"``)."""
-    return _compile(source, SOURCE_NAME, mode)
 
 
 def format_exception(exc: BaseException, tb: TracebackType | None = None) -> str:

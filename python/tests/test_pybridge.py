@@ -3,29 +3,9 @@
 from __future__ import annotations
 
 import sys
-import types
 import unittest
 
 import pybridge
-
-
-class CompileSourceTest(unittest.TestCase):
-    def test_eval_mode_gives_an_expression_code_object(self) -> None:
-        code = pybridge.compile_source("1 + 2", "eval")
-        self.assertIsInstance(code, types.CodeType)
-        self.assertEqual(eval(code), 3)
-
-    def test_code_is_attributed_to_pybridge_in_tracebacks(self) -> None:
-        code = pybridge.compile_source("x = 1", "exec")
-        self.assertEqual(code.co_filename, pybridge.SOURCE_NAME)
-
-    def test_syntax_errors_surface(self) -> None:
-        with self.assertRaises(SyntaxError):
-            pybridge.compile_source("1 +", "eval")
-
-    def test_bytes_that_are_not_utf8_fail_to_decode(self) -> None:
-        with self.assertRaises(SyntaxError):
-            pybridge.compile_source(b"'\xff'", "eval")
 
 
 class FormatExceptionTest(unittest.TestCase):

@@ -5,14 +5,14 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use crate::convert::from_py::from_py;
+use crate::convert::from_py::{from_py_within, Limits};
 use crate::convert::to_py::{map_to_dict, to_py, to_py_tuple};
 use crate::convert::{ConvertError, Value};
-use crate::runtime::{support_module, Interp};
+use crate::runtime::Interp;
 
 use super::code_cache::Mode;
 use super::namespace::Namespace;
-use super::request::{Code, ErrorInfo, ErrorKind, Job, Outcome};
+use super::request::{CallState, Code, ErrorInfo, ErrorKind, Job, Outcome};
 use super::ContextState;
 
 /// Why a job failed before it could produce an outcome.
@@ -35,7 +35,15 @@ impl From<ConvertError> for Failure {
 
 type Result<T> = std::result::Result<T, Failure>;
 
-pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job) -> Outcome {
+/// Runs `job` for the call `state`; the result is converted within the
+/// configured item cap and stops early if the call is cancelled or late.
+pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job, state: &CallState) -> Outcome {
+    let cancelled = || state.is_cancelled();
+    let limits = Limits {
+        deadline: state.deadline,
+        cancelled: Some(&cancelled),
+        ..Limits::default()
+    };
     let result = match job {
         Job::Eval {
             code,
@@ -54,7 +62,6 @@ pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job) -> Outcome {
             .bind(py)
             .map_err(Failure::from)
             .and_then(|o| Ok(o.getattr(PyString::new(py, &name))?))
-            .and_then(|attr| Ok(from_py(&attr)?))
             .map(Some),
         Job::CallMethod {
             obj,
@@ -67,11 +74,16 @@ pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job) -> Outcome {
             .and_then(|o| Ok(o.getattr(PyString::new(py, &name))?))
             .and_then(|m| invoke(py, &m, &args, &kwargs))
             .map(Some),
-        Job::Reload { module } => support_module(py)
-            .and_then(|m| m.getattr("reload")?.call1((module,)))
+        Job::Reload { module } => Interp::current()
+            .state(py)
+            .and_then(|state| state.reload.bind(py).call1((module,)))
             .map(|_| None)
             .map_err(Failure::from),
     };
+    let result = result.and_then(|obj| match obj {
+        Some(obj) => Ok(Some(from_py_within(&obj, &limits)?)),
+        None => Ok(None),
+    });
     match result {
         Ok(Some(value)) => Outcome::Value(value),
         Ok(None) => Outcome::Done,
@@ -80,21 +92,20 @@ pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job) -> Outcome {
     }
 }
 
-fn eval(
-    py: Python<'_>,
+fn eval<'py>(
+    py: Python<'py>,
     context: &ContextState,
     code: &Code,
     locals: &[(Value, Value)],
     namespace: &Namespace,
-) -> Result<Value> {
+) -> Result<Bound<'py, PyAny>> {
     let globals = namespace.dict(py)?;
     let code = compiled(py, context, Mode::Eval, code)?;
-    let result = if locals.is_empty() {
-        eval_code(py, &code, &globals)?
+    if locals.is_empty() {
+        Ok(eval_code(py, &code, &globals)?)
     } else {
-        with_locals(py, &globals, locals, || Ok(eval_code(py, &code, &globals)?))?
-    };
-    Ok(from_py(&result)?)
+        with_locals(py, &globals, locals, || Ok(eval_code(py, &code, &globals)?))
+    }
 }
 
 fn exec(py: Python<'_>, context: &ContextState, code: &Code, namespace: &Namespace) -> Result<()> {
@@ -179,20 +190,14 @@ fn compiled<'py>(
         Code::Text(text) => PyString::new(py, text).into_any(),
         Code::Bytes(bytes) => PyBytes::new(py, bytes).into_any(),
     };
-    let compiled = support_module(py)?
-        .getattr("compile_source")?
-        .call1((source, mode.as_str()))?;
-    // PyEval_EvalCode needs a real code object; anything else (say, a
-    // patched `pybridge.compile_source`) would crash the interpreter.
-    // An exact type check: `code` cannot be subclassed, and isinstance could
-    // be fooled by a `__class__` property.
-    let code_type = Interp::current().state(py)?.code_type.bind(py);
-    if !compiled.get_type().is(code_type) {
-        return Err(PyTypeError::new_err(format!(
-            "pybridge.compile_source returned {} instead of a code object",
-            compiled.get_type().name()?
-        )));
-    }
+    let state = Interp::current().state(py)?;
+    // The builtin taken at set-up, never a Python helper user code could
+    // have replaced; no flags inherited (`dont_inherit`).
+    let compiled = state
+        .compile
+        .bind(py)
+        .call1((source, SOURCE_NAME, mode.as_str(), 0, true))?;
+    check_code(&compiled, state.code_type.bind(py))?;
     context.stats.compiled();
     context
         .code_cache
@@ -201,14 +206,48 @@ fn compiled<'py>(
     Ok(compiled)
 }
 
-fn call(
-    py: Python<'_>,
+/// The file name compiled code reports in tracebacks.
+const SOURCE_NAME: &str = "<pybridge>";
+
+/// `CO_OPTIMIZED | CO_NEWLOCALS`: set on function bodies, never on
+/// module-level code.
+const FUNCTION_BODY_FLAGS: u32 = 0x1 | 0x2;
+
+/// Lets only module-level code objects reach `PyEval_EvalCode`, which runs
+/// whatever code object it is given: anything but a code object, or the
+/// body of a function (which expects arguments, and cells for its free
+/// variables), crashes the interpreter there.
+pub(super) fn check_code(
+    compiled: &Bound<'_, PyAny>,
+    code_type: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // An exact type check: code objects cannot be subclassed, and
+    // isinstance could be fooled by a `__class__` property.
+    if !compiled.get_type().is(code_type) {
+        return Err(PyTypeError::new_err(format!(
+            "pybridge can only evaluate code objects, not {}",
+            compiled.get_type().name()?
+        )));
+    }
+    let free_vars = compiled.getattr("co_freevars")?.len()?;
+    let flags: u32 = compiled.getattr("co_flags")?.extract()?;
+    if free_vars > 0 || flags & FUNCTION_BODY_FLAGS != 0 {
+        return Err(PyTypeError::new_err(
+            "pybridge can only evaluate module-level code objects, not a function's body \
+             (with arguments or free variables)",
+        ));
+    }
+    Ok(())
+}
+
+fn call<'py>(
+    py: Python<'py>,
     module: &str,
     function: &str,
     args: &[Value],
     kwargs: &[(Value, Value)],
     namespace: Option<&Namespace>,
-) -> Result<Value> {
+) -> Result<Bound<'py, PyAny>> {
     #[cfg(test)]
     if module == "__pybridge_test_panic__" {
         panic!("a test panic");
@@ -224,19 +263,18 @@ fn call(
     invoke(py, &callable, args, kwargs)
 }
 
-fn invoke(
-    py: Python<'_>,
-    callable: &Bound<'_, PyAny>,
+fn invoke<'py>(
+    py: Python<'py>,
+    callable: &Bound<'py, PyAny>,
     args: &[Value],
     kwargs: &[(Value, Value)],
-) -> Result<Value> {
+) -> Result<Bound<'py, PyAny>> {
     let args = to_py_tuple(py, args)?;
-    let result = if kwargs.is_empty() {
+    Ok(if kwargs.is_empty() {
         callable.call1(args)?
     } else {
         callable.call(args, Some(&map_to_dict(py, kwargs)?))?
-    };
-    Ok(from_py(&result)?)
+    })
 }
 
 /// A loaded module from `sys.modules`, importing it on first use.
@@ -269,9 +307,12 @@ pub(super) fn error_info(py: Python<'_>, err: PyErr) -> ErrorInfo {
         .str()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let traceback = support_module(py)
-        .and_then(|m| {
-            m.getattr("format_exception")?
+    let traceback = Interp::current()
+        .state(py)
+        .and_then(|state| {
+            state
+                .format_exception
+                .bind(py)
                 .call1((value, err.traceback(py)))
         })
         .and_then(|text| text.extract::<String>())

@@ -429,35 +429,65 @@ fn replacing_compile_cannot_crash_the_interpreter() {
     );
     assert_eq!(int(run(&ctx, eval(&namespace, "40 + 2", vec![]))), 42);
     run(&ctx, exec(&namespace, "builtins.compile = _real"));
-    // Patching pybridge itself gives an error, not a crash.
+    // Replacing pybridge's own helpers (as if the bridge still called a
+    // Python compile hook, one returning a closure's code, which would
+    // crash the evaluator) changes nothing either.
     run(
         &ctx,
-        exec(&namespace, "import pybridge; _cs = pybridge.compile_source\ndef restore():\n    pybridge.compile_source = _cs\nclass Fake:\n    __class__ = type(compile('1', 'f', 'eval'))\npybridge.compile_source = lambda *a: Fake() if threading.get_ident() == me else _cs(*a)"),
+        exec(
+            &namespace,
+            "import pybridge\n\
+             def hook(*a):\n    x = 1\n    return (lambda: x).__code__\n\
+             pybridge.compile_source = hook\n\
+             pybridge.format_exception = lambda *a: 'fake'",
+        ),
     );
-    match run(&ctx, eval(&namespace, "1 + 2 + 3 + 4 + 5", vec![])) {
+    assert_eq!(
+        int(run(&ctx, eval(&namespace, "1 + 2 + 3 + 4 + 5", vec![]))),
+        15
+    );
+    match run(&ctx, eval(&namespace, "1 / 0", vec![])) {
         Outcome::Error(info) => {
-            assert_eq!(info.kind, ErrorKind::Python("TypeError".into()), "{info:?}");
+            let traceback = info.traceback.unwrap_or_default();
+            assert!(traceback.contains("ZeroDivisionError"), "{traceback}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn only_module_level_code_reaches_the_evaluator() {
+    use pyo3::prelude::*;
+    Python::initialize();
+    Python::attach(|py| {
+        let globals = pyo3::types::PyDict::new(py);
+        py.run(
+            c"def outer():\n    x = 1\n    return lambda: x\n\
+              def f(a): return a\n\
+              closure = outer().__code__\n\
+              body = f.__code__\n\
+              module = compile('1', 'm', 'eval')\n\
+              code_type = type(module)",
+            Some(&globals),
+            None,
+        )
+        .expect("setup");
+        let get = |name: &str| globals.get_item(name).expect("get").expect(name);
+        let code_type = get("code_type");
+        assert!(super::execute::check_code(&get("module"), &code_type).is_ok());
+        for name in ["closure", "body", "code_type"] {
+            let err = super::execute::check_code(&get(name), &code_type).expect_err(name);
             assert!(
-                info.message.contains("instead of a code object"),
-                "{}",
-                info.message
+                err.is_instance_of::<pyo3::exceptions::PyTypeError>(py),
+                "{name}"
+            );
+            let message = err.value(py).to_string();
+            assert!(
+                message.starts_with("pybridge can only evaluate"),
+                "{message}"
             );
         }
-        other => panic!("expected a TypeError, got {other:?}"),
-    }
-    // Restored through a call, which compiles nothing.
-    let restore = Job::Call {
-        module: "__main__".into(),
-        function: "restore".into(),
-        args: vec![],
-        kwargs: vec![],
-        namespace: Some(namespace.clone()),
-    };
-    assert!(matches!(run(&ctx, restore), Outcome::Value(Value::None)));
-    assert_eq!(
-        int(run(&ctx, eval(&namespace, "1 + 2 + 3 + 4 + 6", vec![]))),
-        16
-    );
+    });
 }
 
 #[test]

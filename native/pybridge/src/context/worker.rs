@@ -326,7 +326,7 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
         Some(Ok(None)) => Outcome::Done,
         Some(Err(err)) => Outcome::Error(execute::error_info(py, err.clone_ref(py))),
         _ => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            execute::run(py, context, job)
+            execute::run(py, context, job, &state)
         }))
         .unwrap_or_else(|panic| {
             let what = panic

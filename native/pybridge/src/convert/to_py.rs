@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::erlang_types::{new_beam_id, BeamId};
+use super::keys::{beam_text, canonical, Target};
 use super::{ConvertError, Value};
 use crate::limits::MAX_DEPTH;
 
@@ -248,24 +249,13 @@ impl<'v, 'py> Frame<'v, 'py> {
             } => match key.take() {
                 None => *key = Some(obj),
                 Some(k) => {
-                    dict_set(
-                        dict,
-                        &k,
-                        &obj,
-                        pairs.get(*next).map_or("a key", |p| p.0.kind()),
-                    )?;
+                    dict_set(dict, &k, &obj, pairs, *next)?;
                     *next += 1;
                 }
             },
             Frame::Set {
                 items, next, set, ..
-            } => set_add(
-                set,
-                &obj,
-                items
-                    .get(next.wrapping_sub(1))
-                    .map_or("an item", Value::kind),
-            )?,
+            } => set_add(set, &obj, items, next.wrapping_sub(1))?,
         }
         Ok(())
     }
@@ -308,7 +298,7 @@ impl<'v, 'py> Frame<'v, 'py> {
                     };
                     match scalar(py, v)? {
                         Some(vobj) => {
-                            dict_set(dict, &kobj, &vobj, k.kind())?;
+                            dict_set(dict, &kobj, &vobj, pairs, *next)?;
                             *next += 1;
                         }
                         None => {
@@ -326,7 +316,7 @@ impl<'v, 'py> Frame<'v, 'py> {
                 while let Some(v) = items.get(*next) {
                     *next += 1;
                     match scalar(py, v)? {
-                        Some(obj) => set_add(set, &obj, v.kind())?,
+                        Some(obj) => set_add(set, &obj, items, *next - 1)?,
                         None => return Ok(Some((v, true))),
                     }
                 }
@@ -381,39 +371,78 @@ fn seq_set(
     }
 }
 
+/// Sets `pairs[index]`, converted to `k` and `v`, in `dict`.
 fn dict_set(
     dict: &Bound<'_, PyAny>,
     k: &Bound<'_, PyAny>,
     v: &Bound<'_, PyAny>,
-    key_kind: &str,
+    pairs: &[(Value, Value)],
+    index: usize,
 ) -> Result<(), ConvertError> {
     // SAFETY: all three are valid objects (Bound) and the GIL is held;
     // PyDict_SetItem does not steal references. `dict` is a dict we created.
     let rc = unsafe { ffi::PyDict_SetItem(dict.as_ptr(), k.as_ptr(), v.as_ptr()) };
-    if rc == 0 {
-        return Ok(());
+    if rc != 0 {
+        let err = PyErr::fetch(dict.py());
+        let kind = pairs.get(index).map_or("a key", |p| p.0.kind());
+        return Err(ConvertError(format!(
+            "cannot use {kind} as a Python dict key: {err}"
+        )));
     }
-    let err = PyErr::fetch(dict.py());
-    Err(ConvertError(format!(
-        "cannot use {key_kind} as a Python dict key: {err}"
-    )))
+    // SAFETY: `dict` is a live dict.
+    if usize::try_from(unsafe { ffi::PyDict_Size(dict.as_ptr()) }) != Ok(index + 1) {
+        let keys: Vec<&Value> = pairs.iter().map(|(k, _)| k).collect();
+        return Err(collision("map", "keys", &keys, index));
+    }
+    Ok(())
 }
 
+/// Adds `items[index]`, converted to `item`, to `set`.
 fn set_add(
     set: &Bound<'_, PyAny>,
     item: &Bound<'_, PyAny>,
-    kind: &str,
+    items: &[Value],
+    index: usize,
 ) -> Result<(), ConvertError> {
     // SAFETY: both are valid objects and the GIL is held; PySet_Add does not
     // steal the reference. `set` is a set we created.
     let rc = unsafe { ffi::PySet_Add(set.as_ptr(), item.as_ptr()) };
-    if rc == 0 {
-        return Ok(());
+    if rc != 0 {
+        let err = PyErr::fetch(set.py());
+        let kind = items.get(index).map_or("an item", Value::kind);
+        return Err(ConvertError(format!(
+            "cannot put {kind} in a Python set: {err}"
+        )));
     }
-    let err = PyErr::fetch(set.py());
-    Err(ConvertError(format!(
-        "cannot put {kind} in a Python set: {err}"
-    )))
+    // SAFETY: `set` is a live set.
+    if usize::try_from(unsafe { ffi::PySet_Size(set.as_ptr()) }) != Ok(index + 1) {
+        let members: Vec<&Value> = items.iter().collect();
+        return Err(collision("MapSet", "members", &members, index));
+    }
+    Ok(())
+}
+
+/// Key `index` of a map (or member of a `MapSet`) is equal in Python to an
+/// earlier one, so the dict (or set) would silently keep only one: an
+/// error naming both, as far as they can be told apart.
+fn collision(what: &str, keys_word: &str, keys: &[&Value], index: usize) -> ConvertError {
+    let key = keys.get(index).copied();
+    let canon = key.and_then(|k| canonical(k, Target::Python));
+    let earlier = canon.and_then(|c| {
+        keys.iter()
+            .take(index)
+            .position(|k| canonical(k, Target::Python).as_ref() == Some(&c))
+    });
+    let text = |k: Option<&Value>| k.map_or_else(|| "?".to_owned(), beam_text);
+    let named = match earlier {
+        Some(first) => format!("{} and {}", text(keys.get(first).copied()), text(key)),
+        None => format!("{} and an earlier one", text(key)),
+    };
+    ConvertError(format!(
+        "cannot convert a {what} whose {keys_word} {named} are equal in Python, \
+         and a {} holds each only once",
+        if what == "map" { "dict" } else { "set" }
+    ))
 }
 
 /// Builds the container of `root` with an explicit stack.
@@ -648,6 +677,44 @@ mod tests {
             )]);
             let err = to_py(py, &v).expect_err("unhashable tuple");
             assert!(err.0.contains("a tuple"), "{err}");
+        });
+    }
+
+    #[test]
+    fn keys_equal_in_python_are_errors() {
+        with_py(|py| {
+            // 1, 1.0 and true; "a" and :a (both Str by now); MapSet members.
+            let v = Value::Map(vec![
+                (Value::Int(1), Value::Str("int".into())),
+                (Value::Float(1.0), Value::Str("float".into())),
+            ]);
+            let err = to_py(py, &v).expect_err("1 and 1.0");
+            assert_eq!(
+                err.0,
+                "cannot convert a map whose keys 1 and 1.0 are equal in Python, \
+                 and a dict holds each only once"
+            );
+            let v = Value::List(vec![Value::Map(vec![
+                (Value::Bool(true), Value::None),
+                (Value::Str("a".into()), Value::None),
+                (Value::Int(1), Value::None),
+            ])]);
+            let err = to_py(py, &v).expect_err("true and 1");
+            assert!(err.0.contains("keys true and 1 are equal"), "{err}");
+            let v = Value::Set(vec![Value::Str("a".into()), Value::Str("a".into())]);
+            let err = to_py(py, &v).expect_err("set");
+            assert!(
+                err.0.contains("MapSet whose members \"a\" and \"a\""),
+                "{err}"
+            );
+            // NaNs stay apart in Python; so do str and bytes.
+            let v = Value::Map(vec![
+                (Value::Float(f64::NAN), Value::None),
+                (Value::Float(f64::NAN), Value::None),
+                (Value::Str("a".into()), Value::None),
+                (Value::Bytes(b"a".to_vec()), Value::None),
+            ]);
+            assert_eq!(to_py(py, &v).expect("distinct").len().expect("len"), 4);
         });
     }
 

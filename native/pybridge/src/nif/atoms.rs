@@ -31,6 +31,7 @@ rustler::atoms! {
     executor_priority,
     normal,
     restore_sigchld,
+    max_result_items,
     // Context options and modes.
     max_workers,
     code_cache_size,

@@ -20,6 +20,10 @@ fn init<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         Some(t) if t.is_number() => Some(t.decode::<f64>()?),
         _ => None,
     };
+    let max_result_items = match get(atoms::max_result_items()) {
+        Some(t) => Some(t.decode::<usize>()?),
+        None => None,
+    };
     let batch_priority =
         get(atoms::executor_priority()) != Some(atoms::normal().encode(config.get_env()));
     let restore_sigchld = get(atoms::restore_sigchld()) == Some(atoms::true_().encode(env));
@@ -30,6 +34,7 @@ fn init<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         switch_interval,
         batch_priority,
         restore_sigchld,
+        max_result_items,
     };
     Ok(match runtime::initialize(&config) {
         Ok(()) => atoms::ok().encode(env),

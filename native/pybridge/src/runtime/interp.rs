@@ -70,8 +70,16 @@ pub struct InterpState {
     pub support: Py<PyModule>,
     /// `pybridge.Timeout`, raised asynchronously in calls given up on.
     pub timeout: Py<PyAny>,
-    /// `types.CodeType`, checked before evaluating compiled code.
+    /// The genuine `compile` builtin, taken when the interpreter was set
+    /// up: code sent to `eval`/`exec` is compiled with it, whatever user code
+    /// later does to `builtins` or to the `pybridge` module.
+    pub compile: Py<PyAny>,
+    /// The type of code objects, checked before evaluating compiled code.
     pub code_type: Py<PyAny>,
+    /// `pybridge.format_exception` and `pybridge.reload` as the module
+    /// defined them (replacing the module's attributes changes nothing).
+    pub format_exception: Py<PyAny>,
+    pub reload: Py<PyAny>,
     /// `erlang.Pid` and `erlang.Ref`.
     pub pid_type: Py<PyAny>,
     pub ref_type: Py<PyAny>,
@@ -335,14 +343,27 @@ impl Ending {
                 let InterpState {
                     support,
                     timeout,
+                    compile,
                     code_type,
+                    format_exception,
+                    reload,
                     pid_type,
                     ref_type,
                     etf_slot,
                     seal_slot,
                 } = state;
                 ffi::Py_DecRef(support.into_ptr());
-                for obj in [timeout, code_type, pid_type, ref_type, etf_slot, seal_slot] {
+                for obj in [
+                    timeout,
+                    compile,
+                    code_type,
+                    format_exception,
+                    reload,
+                    pid_type,
+                    ref_type,
+                    etf_slot,
+                    seal_slot,
+                ] {
                     ffi::Py_DecRef(obj.into_ptr());
                 }
             }
@@ -512,9 +533,18 @@ fn setup(py: Python<'_>) -> PyResult<InterpState> {
     modules.set_item("erlang", &erlang)?;
     let support = PyModule::from_code(py, SUPPORT_SOURCE, c"pybridge/__init__.py", c"pybridge")?;
     modules.set_item("pybridge", &support)?;
+    let compile = genuine_compile(py)?;
+    let code_type = compile
+        .call1(("0", "<pybridge>", "eval"))?
+        .get_type()
+        .into_any()
+        .unbind();
     Ok(InterpState {
         timeout: support.getattr("Timeout")?.unbind(),
-        code_type: py.import("types")?.getattr("CodeType")?.unbind(),
+        compile: compile.unbind(),
+        code_type,
+        format_exception: support.getattr("format_exception")?.unbind(),
+        reload: support.getattr("reload")?.unbind(),
         pid_type: erlang.getattr("Pid")?.unbind(),
         ref_type: erlang.getattr("Ref")?.unbind(),
         etf_slot: slot(&erlang, "_etf")?,
@@ -537,6 +567,27 @@ fn slot(erlang: &Bound<'_, PyModule>, name: &str) -> PyResult<Py<PyAny>> {
         )));
     }
     Ok(descriptor.unbind())
+}
+
+/// `builtins.compile`, checked to be the built-in function itself: a
+/// function defined in C whose module is `builtins` and whose name is
+/// `compile`, which no Python code can fake (a `.pth` file run at start-up
+/// could have replaced the attribute).
+fn genuine_compile(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let builtins = py.import("builtins")?;
+    let compile = builtins.getattr("compile")?;
+    // SAFETY: `compile` is a live object and the GIL is held;
+    // PyCFunction_Check only reads its type.
+    let is_c_function = unsafe { ffi::PyCFunction_Check(compile.as_ptr()) } != 0;
+    let genuine = is_c_function
+        && compile.getattr("__self__")?.is(&builtins)
+        && compile.getattr("__name__")?.extract::<String>()? == "compile";
+    if !genuine {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "builtins.compile was replaced before pybridge started",
+        ));
+    }
+    Ok(compile)
 }
 
 #[cfg(test)]

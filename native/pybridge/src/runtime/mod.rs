@@ -24,11 +24,6 @@ pub use interp::{new_subinterpreter, subinterpreters_supported, Interp, InterpSt
 pub use spin_wait::poll_for;
 pub use thread::ThreadState;
 
-/// The `pybridge` module of the interpreter this thread runs.
-pub fn support_module(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyModule>> {
-    Ok(Interp::current().state(py)?.support.bind(py).clone())
-}
-
 /// What the application start found out about the chosen Python.
 #[derive(Debug, Clone)]
 pub struct InitConfig {
@@ -47,6 +42,8 @@ pub struct InitConfig {
     /// Python starts keep their exit status until Python waits for them
     /// (see `sigchld.rs`).
     pub restore_sigchld: bool,
+    /// The cap on items per converted result; the default when `None`.
+    pub max_result_items: Option<usize>,
 }
 
 impl Default for InitConfig {
@@ -58,6 +55,7 @@ impl Default for InitConfig {
             switch_interval: None,
             batch_priority: true,
             restore_sigchld: false,
+            max_result_items: None,
         }
     }
 }
@@ -80,6 +78,9 @@ pub fn initialize(config: &InitConfig) -> Result<(), String> {
     STARTED
         .get_or_init(|| {
             BATCH_PRIORITY.store(config.batch_priority, std::sync::atomic::Ordering::Relaxed);
+            if let Some(n) = config.max_result_items {
+                crate::convert::from_py::set_max_items(n);
+            }
             let (tx, rx) = mpsc::channel();
             let config = config.clone();
             std::thread::Builder::new()
