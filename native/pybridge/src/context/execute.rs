@@ -87,7 +87,18 @@ pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job, state: &Call
     match result {
         Ok(Some(value)) => Outcome::Value(value),
         Ok(None) => Outcome::Done,
-        Err(Failure::Convert(err)) => Outcome::Error(ErrorInfo::new(ErrorKind::Conversion, err.0)),
+        Err(Failure::Convert(err)) => {
+            let late = state.is_cancelled()
+                || state
+                    .deadline
+                    .is_some_and(|d| std::time::Instant::now() >= d);
+            let kind = if late {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Conversion
+            };
+            Outcome::Error(ErrorInfo::new(kind, err.0))
+        }
         Err(Failure::Python(err)) => Outcome::Error(error_info(py, err)),
     }
 }

@@ -80,6 +80,9 @@ pub enum ErrorKind {
     Python(String),
     /// A value could not cross the bridge.
     Conversion,
+    /// The call ran out of time, or was cancelled, while its result was
+    /// being converted.
+    Timeout,
     /// The context was closed before the call ran.
     Closed,
     /// The interpreter is not running.

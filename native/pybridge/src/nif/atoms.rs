@@ -10,6 +10,7 @@ rustler::atoms! {
     replied,
     // Error kinds.
     conversion,
+    timeout,
     closed,
     not_started,
     internal,

@@ -17,6 +17,7 @@ fn kind_term<'a>(env: Env<'a>, kind: &ErrorKind) -> Term<'a> {
     let atom = match kind {
         ErrorKind::Python(name) => return name.encode(env),
         ErrorKind::Conversion => atoms::conversion(),
+        ErrorKind::Timeout => atoms::timeout(),
         ErrorKind::Closed => atoms::closed(),
         ErrorKind::NotStarted => atoms::not_started(),
         ErrorKind::BadArg => atoms::badarg(),

@@ -4,9 +4,10 @@
 //! A result can be enormous (a list of a hundred million items) and its
 //! conversion runs C code only, where neither Python's own GIL switching nor
 //! pybridge's timeouts (raised at the next bytecode) reach. So the walk
-//! counts the items it converts, and every [`CONVERSION_CHECK_ITEMS`] items it checks
-//! the cap, the call's deadline and cancellation, and lets other threads
-//! have the GIL if it has held it for [`CONVERSION_GIL_HOLD`]. The frames hold
+//! counts the items it converts, and every [`CONVERSION_CHECK_ITEMS`] items (and after
+//! every object, whose `__repr__` may be slow) it checks the cap, the call's
+//! deadline and cancellation, and lets other threads have the GIL if it has
+//! held it for [`CONVERSION_GIL_HOLD`]. The frames hold
 //! owned snapshots of their containers, so letting go of the GIL mid-walk is
 //! safe whatever other threads do meanwhile.
 
@@ -88,6 +89,12 @@ impl<'a> Budget<'a> {
             self.check(py)?;
         }
         Ok(())
+    }
+
+    /// Checks the call after converting an item ran Python code (an
+    /// object's `__repr__`), which may have taken a while.
+    pub(super) fn ran_python(&mut self, py: Python<'_>) -> Result<(), ConvertError> {
+        self.check(py)
     }
 
     #[cold]

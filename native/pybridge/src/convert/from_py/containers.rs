@@ -217,7 +217,7 @@ impl<'py> Frame<'py> {
     ) -> Result<Option<Bound<'py, PyAny>>, ConvertError> {
         while let Some(item) = self.items.get(self.next) {
             let is_key = match self.kind {
-                Kind::Dict => self.next % 2 == 0,
+                Kind::Dict => self.next.is_multiple_of(2),
                 Kind::Set => true,
                 Kind::List | Kind::Tuple => false,
             };

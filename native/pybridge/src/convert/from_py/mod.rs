@@ -152,7 +152,14 @@ fn walk<'py>(
         }
         match top.next_child(py, budget)? {
             Some(child) => match classify(&child, budget)? {
-                Step::Leaf(v) => done = Some(v),
+                Step::Leaf(v) => {
+                    // Wrapping an object ran its `__repr__`, which can be
+                    // slow: check the call is still wanted after each.
+                    if matches!(v, Value::Object(_)) {
+                        budget.ran_python(py)?;
+                    }
+                    done = Some(v);
+                }
                 Step::Container(frame) => {
                     if stack.len() >= MAX_DEPTH {
                         let err = depth_error(stack, &child);

@@ -14,6 +14,7 @@ use crate::convert::{ConvertError, Value};
 use crate::limits::{truncate, BINARY_BYTES_PER_NODE, MAX_DEPTH, TERM_DESCRIPTION_BYTES};
 
 use crate::convert::etf::{parse_etf_atom, parse_etf_integer};
+use super::keys::python_collision;
 use crate::nif::atoms;
 use crate::nif::handles::ObjectResource;
 
@@ -460,6 +461,26 @@ impl<'a> Frame<'a> {
     }
 
     fn finish(self) -> Result<Value, DecodeError> {
+        let collision = match &self {
+            Frame::Terms {
+                terms,
+                out,
+                set: true,
+                ..
+            } => {
+                let n = out.len().min(terms.len());
+                python_collision("MapSet", n, |i| terms[i], |i| &out[i])
+            }
+            Frame::Map { pairs, out, .. } => {
+                let n = out.len().min(pairs.len());
+                python_collision("map", n, |i| pairs[i].0, |i| &out[i].0)
+            }
+            _ => None,
+        };
+        if let Some(err) = collision {
+            self.dispose();
+            return Err(err.into());
+        }
         Ok(match self {
             Frame::List { out, .. } => Value::List(out),
             Frame::Terms {

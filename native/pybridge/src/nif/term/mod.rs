@@ -16,6 +16,7 @@
 
 mod decode;
 mod encode;
+mod keys;
 
 pub use decode::{decode, DecodeError};
 pub use encode::encode;
