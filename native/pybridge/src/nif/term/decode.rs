@@ -13,8 +13,8 @@ use rustler::{Atom, Binary, ResourceArc, Term, TermType};
 use crate::convert::{ConvertError, Value};
 use crate::limits::{truncate, BINARY_BYTES_PER_NODE, MAX_DEPTH, TERM_DESCRIPTION_BYTES};
 
-use crate::convert::etf::{parse_etf_atom, parse_etf_integer};
 use super::keys::python_collision;
+use crate::convert::etf::{parse_etf_atom, parse_etf_integer};
 use crate::nif::atoms;
 use crate::nif::handles::ObjectResource;
 
