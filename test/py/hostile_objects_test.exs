@@ -9,6 +9,16 @@ defmodule Py.HostileObjectsTest do
 
   @moduletag timeout: 120_000
 
+  defp python!(var) do
+    path = System.get_env(var)
+
+    unless path && File.exists?(path) do
+      flunk("#{var} is not set to a Python executable: run the suite with `make test`")
+    end
+
+    path
+  end
+
   setup do
     ctx = Py.Context.new()
     on_exit(fn -> Py.Context.close(ctx) end)
@@ -113,6 +123,28 @@ defmodule Py.HostileObjectsTest do
   test "recursion through C ends in RecursionError at the default limit", %{ctx: ctx} do
     :ok = Py.exec(ctx, "def down(n): return list(map(down, [n - 1]))[0] if n else 0")
     assert {:error, %Py.Error{type: "RecursionError"}} = Py.eval(ctx, "down(100_000)")
+  end
+
+  describe "the same conversions" do
+    test "on this VM's Python" do
+      assert Py.HostileHelpers.conversions(mode: :main) == Py.HostileHelpers.expected()
+    end
+
+    for {version, var} <- [
+          {"3.12", "PYBRIDGE_TEST_PY312"},
+          {"3.14", "PYBRIDGE_TEST_PY314"},
+          {"3.14t", "PYBRIDGE_TEST_PY314T"}
+        ] do
+      test "on Python #{version}, in every kind of context" do
+        peer = start_python_peer(python!(unquote(var)))
+        modes = if unquote(version) == "3.14t", do: [:main], else: [:main, :subinterpreter]
+
+        for mode <- modes do
+          assert {mode, :peer.call(peer, Py.HostileHelpers, :conversions, [[mode: mode]], 60_000)} ==
+                   {mode, Py.HostileHelpers.expected()}
+        end
+      end
+    end
   end
 
   describe "in a peer VM" do
