@@ -42,6 +42,11 @@ defmodule Py.Native do
   def shared_dict_clear(_sd), do: not_loaded()
   def shared_dict_destroy(_sd), do: not_loaded()
   def shared_dict_stats(_sd), do: not_loaded()
+  def shared_dict_subscribe(_sd, _events), do: not_loaded()
+  def shared_dict_unsubscribe(_sd, _events), do: not_loaded()
+  def shared_dict_lock(_sd, _key), do: not_loaded()
+  def shared_dict_lock_cancel(_sd, _key), do: not_loaded()
+  def shared_dict_unlock(_sd, _key), do: not_loaded()
 
   defp not_loaded, do: :erlang.nif_error(:pybridge_not_loaded)
 end

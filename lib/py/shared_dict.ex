@@ -548,6 +548,122 @@ defmodule Py.SharedDict do
   @spec clear(t) :: :ok
   def clear(sd), do: native(sd, &Native.shared_dict_clear/1)
 
+  # ── Events ──────────────────────────────────────────────────────────────
+
+  @events [:put, :delete, :expire]
+
+  @doc """
+  Sends the caller `{:shared_dict, sd, event, key}` for every later event
+  of `events` (`:put`, `:delete`, `:expire`; all three by default), with
+  `sd` exactly as `new/1` returned it.
+
+  `:put` is any write (put, update, incr); `:delete` a delete, a take or an
+  LRU eviction; `:expire` a key that expired (sent when the sweeper or a
+  write removes it, within about 100 ms of its expiry). `clear/1` sends
+  nothing. Messages come from one thread, in the order the changes were
+  made to each key. Subscribing again adds events; a subscriber that exits
+  is dropped.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.subscribe(sd, [:put])
+      :ok
+      iex> Py.SharedDict.put(sd, "a", 1)
+      iex> receive do
+      ...>   {:shared_dict, ^sd, :put, key} -> key
+      ...> after
+      ...>   5_000 -> :timeout
+      ...> end
+      "a"
+  """
+  @spec subscribe(t, [:put | :delete | :expire]) :: :ok
+  def subscribe(sd, events \\ @events) do
+    native(sd, &Native.shared_dict_subscribe(&1, events!(events, "subscribe/2")))
+  end
+
+  @doc """
+  Stops the caller's events: all of them, or only `events`.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.subscribe(sd)
+      iex> Py.SharedDict.unsubscribe(sd)
+      :ok
+  """
+  @spec unsubscribe(t, [:put | :delete | :expire] | nil) :: :ok
+  def unsubscribe(sd, events \\ nil) do
+    events = if events == nil, do: nil, else: events!(events, "unsubscribe/2")
+    native(sd, &Native.shared_dict_unsubscribe(&1, events))
+  end
+
+  defp events!(events, fun) do
+    if is_list(events) and events != [] and Enum.all?(events, &(&1 in @events)) do
+      events
+    else
+      Py.Options.invalid!(
+        "events for Py.SharedDict.#{fun}",
+        "a non-empty list of #{inspect(@events)}",
+        events
+      )
+    end
+  end
+
+  # ── Per-key locks ───────────────────────────────────────────────────────
+
+  @doc """
+  Takes the per-key lock on `key` for the calling process, waiting up to
+  `timeout:` milliseconds (5,000 by default; `:infinity`).
+
+  Locks are advisory: they exclude other lockers (BEAM processes and Python
+  threads), not reads or writes. A process holding a lock may take it again
+  (it is not counted). The lock is released by `unlock/2`, or at once when
+  the holder exits. A waiting process waits in `receive`, never on a
+  scheduler.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.lock(sd, "account:1")
+      :ok
+      iex> Task.async(fn -> Py.SharedDict.lock(sd, "account:1", timeout: 10) end) |> Task.await()
+      {:error, :timeout}
+      iex> Py.SharedDict.unlock(sd, "account:1")
+      :ok
+  """
+  @spec lock(t, key, timeout: timeout) :: :ok | {:error, :timeout}
+  def lock(sd, key, opts \\ []), do: Py.SharedDict.Locks.lock(sd, key!(key, "lock/3"), opts)
+
+  @doc """
+  Releases the caller's lock on `key`; `{:error, :not_held}` when the caller
+  does not hold it.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.unlock(sd, "k")
+      {:error, :not_held}
+  """
+  @spec unlock(t, key) :: :ok | {:error, :not_held}
+  def unlock(sd, key), do: Py.SharedDict.Locks.unlock(sd, key!(key, "unlock/2"))
+
+  @doc """
+  Runs `fun` holding the lock on `key` and releases it afterwards, also when
+  `fun` raises or throws: `{:ok, fun_result}` or `{:error, :timeout}`.
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> Py.SharedDict.with_lock(sd, "k", fn -> :done end)
+      {:ok, :done}
+  """
+  @spec with_lock(t, key, (() -> result), timeout: timeout) :: {:ok, result} | {:error, :timeout}
+        when result: term
+  def with_lock(sd, key, fun, opts \\ []) when is_function(fun, 0) do
+    Py.SharedDict.Locks.with_lock(sd, key!(key, "with_lock/4"), fun, opts)
+  end
+
   # ── Helpers ─────────────────────────────────────────────────────────────
 
   defp ttl(opts) do
@@ -585,7 +701,8 @@ defmodule Py.SharedDict do
 
   # Runs a NIF on the handle; a handle that is no shared dict of this node
   # raises ArgumentError naming the problem (the NIF only says :badarg).
-  defp native(sd, fun) when is_handle(sd) do
+  @doc false
+  def native(sd, fun) when is_handle(sd) do
     case fun.(sd.ref) do
       {:error, {type, message, traceback}} when is_atom(type) and is_binary(message) ->
         {:error, %Py.Error{type: type, message: message, traceback: traceback}}
@@ -606,7 +723,7 @@ defmodule Py.SharedDict do
       end
   end
 
-  defp native(other, _fun) do
+  def native(other, _fun) do
     Py.Options.invalid!(
       "shared dict handle",
       "a handle from Py.SharedDict.new/1 or lookup/1",

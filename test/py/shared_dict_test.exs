@@ -296,6 +296,154 @@ defmodule Py.SharedDictTest do
     end
   end
 
+  describe "events" do
+    test "subscribers get {:shared_dict, sd, event, key} for put, delete and expire, in order" do
+      sd = SD.new!()
+      :ok = SD.subscribe(sd)
+      :ok = SD.put(sd, "a", 1)
+      {:ok, 2} = SD.incr(sd, "a")
+      :ok = SD.delete(sd, "a")
+      :ok = SD.delete(sd, "a")
+      :ok = SD.put(sd, "t", 1, ttl: 1)
+      assert_receive {:shared_dict, ^sd, :put, "a"}, 5_000
+      assert_receive {:shared_dict, ^sd, :put, "a"}, 5_000
+      assert_receive {:shared_dict, ^sd, :delete, "a"}, 5_000
+      assert_receive {:shared_dict, ^sd, :put, "t"}, 5_000
+      # Nobody reads "t": the sweeper finds it and raises the event.
+      assert_receive {:shared_dict, ^sd, :expire, "t"}, 20_000
+      refute_received {:shared_dict, _, _, _}
+    end
+
+    test "only the events asked for; unsubscribe stops them" do
+      sd = SD.new!()
+      :ok = SD.subscribe(sd, [:delete])
+      :ok = SD.put(sd, "a", 1)
+      :ok = SD.delete(sd, "a")
+      assert_receive {:shared_dict, ^sd, :delete, "a"}, 5_000
+      refute_received {:shared_dict, ^sd, :put, _}
+      :ok = SD.subscribe(sd, [:put])
+      :ok = SD.unsubscribe(sd, [:delete])
+      :ok = SD.put(sd, "b", 1)
+      :ok = SD.delete(sd, "b")
+      assert_receive {:shared_dict, ^sd, :put, "b"}, 5_000
+      :ok = SD.unsubscribe(sd)
+      :ok = SD.put(sd, "c", 1)
+      # Events reach a subscriber in order: once the delete of "c" is in,
+      # anything sent before it is too.
+      :ok = SD.subscribe(sd, [:delete])
+      :ok = SD.delete(sd, "c")
+      assert_receive {:shared_dict, ^sd, :delete, "c"}, 5_000
+      refute_received {:shared_dict, ^sd, :delete, "b"}
+      refute_received {:shared_dict, ^sd, :put, "c"}
+      assert_raise ArgumentError, ~r/events/, fn -> SD.subscribe(sd, [:nope]) end
+    end
+
+    test "a dead subscriber is dropped and the others still get their events" do
+      sd = SD.new!()
+      {pid, ref} = spawn_monitor(fn -> SD.subscribe(sd) end)
+      assert_receive {:DOWN, ^ref, _, ^pid, _}
+      :ok = SD.subscribe(sd)
+      for i <- 1..100, do: :ok = SD.put(sd, "k#{i}", i)
+      for i <- 1..100, do: assert_receive({:shared_dict, ^sd, :put, "k" <> _}, 5_000)
+    end
+
+    test "a named dict's events carry the handle lookup/1 returns" do
+      name = unique_name()
+      sd = SD.new!(name: name)
+      :ok = SD.subscribe(sd, [:put])
+      {:ok, same} = SD.lookup(name)
+      :ok = SD.put(same, "a", 1)
+      assert_receive {:shared_dict, ^sd, :put, "a"}, 5_000
+      SD.destroy(sd)
+    end
+  end
+
+  describe "per-key locks" do
+    test "exclude other processes; a waiter gets the lock when it is released" do
+      sd = SD.new!()
+      :ok = SD.lock(sd, "k")
+      :ok = SD.lock(sd, "k")
+      parent = self()
+
+      waiter =
+        spawn_link(fn ->
+          send(parent, {:result, SD.lock(sd, "k", timeout: :infinity)})
+          send(parent, {:unlocked, SD.unlock(sd, "k")})
+        end)
+
+      # The waiter waits in receive, not in a NIF.
+      eventually(fn -> Process.info(waiter, :status) == {:status, :waiting} end)
+      refute_received {:result, _}
+      assert SD.unlock(sd, "k") == :ok
+      assert_receive {:result, :ok}, 5_000
+      assert_receive {:unlocked, :ok}, 5_000
+      assert SD.unlock(sd, "k") == {:error, :not_held}
+    end
+
+    test "a dead holder's lock is released at once" do
+      sd = SD.new!()
+      parent = self()
+
+      holder =
+        spawn(fn ->
+          :ok = SD.lock(sd, "k")
+          send(parent, :locked)
+          Process.sleep(:infinity)
+        end)
+
+      assert_receive :locked
+      assert SD.lock(sd, "k", timeout: 0) == {:error, :timeout}
+      task = Task.async(fn -> SD.lock(sd, "k", timeout: :infinity) end)
+      Process.exit(holder, :kill)
+      assert Task.await(task, 20_000) == :ok
+    end
+
+    test "with_lock releases on raise, and serialises read-modify-write" do
+      sd = SD.new!()
+
+      assert_raise RuntimeError, fn ->
+        SD.with_lock(sd, "k", fn -> raise "boom" end)
+      end
+
+      assert SD.lock(sd, "k", timeout: 0) == :ok
+      :ok = SD.unlock(sd, "k")
+      :ok = SD.put(sd, "n", 0)
+
+      1..50
+      |> Enum.map(fn _ ->
+        Task.async(fn ->
+          for _ <- 1..100 do
+            {:ok, :ok} =
+              SD.with_lock(
+                sd,
+                "n",
+                fn -> SD.put(sd, "n", SD.get(sd, "n") + 1) end,
+                timeout: :infinity
+              )
+          end
+        end)
+      end)
+      |> Task.await_many(:infinity)
+
+      assert SD.get(sd, "n") == 5_000
+    end
+
+    test "destroy releases every lock and wakes the waiters with a clear error" do
+      sd = SD.new!(name: unique_name())
+      :ok = SD.lock(sd, "k")
+      task = Task.async(fn -> try_lock(sd) end)
+      eventually(fn -> Process.info(task.pid, :status) == {:status, :waiting} end)
+      SD.destroy(sd)
+      assert Task.await(task, 20_000) == {:error, :destroyed}
+    end
+  end
+
+  defp try_lock(sd) do
+    SD.lock(sd, "k", timeout: :infinity)
+  rescue
+    e in Py.Error -> {:error, e.type}
+  end
+
   describe "concurrency" do
     @tag timeout: 300_000
     test "100 writers x 1,000 incr and update lose nothing" do

@@ -72,4 +72,10 @@ rustler::atoms! {
     always,
     new,
     absent,
+    wait,
+    put,
+    delete,
+    expire,
+    shared_dict,
+    py_shared_dict_unlocked = "$py_shared_dict_unlocked",
 }

@@ -13,6 +13,9 @@
 //! | `submit/5`, `submit_dirty/5`, `cancel/1`           | [`calls`]       |
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
 //!
+//! Threads: [`shared_dict_events`] delivers SharedDict events and lock
+//! releases to BEAM processes.
+//!
 //! Resources (all in [`handles`]): `ContextResource`, `NamespaceResource`,
 //! `CallResource`, `ObjectResource`; and `DictResource` in [`shared_dict`].
 //!
@@ -28,6 +31,7 @@ mod handles;
 mod reply;
 mod runtime;
 mod shared_dict;
+mod shared_dict_events;
 mod term;
 
 rustler::init!("Elixir.Py.Native");

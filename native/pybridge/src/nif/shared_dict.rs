@@ -12,20 +12,25 @@
 //! resource monitors the owner of an unnamed dict and destroys the dict when
 //! the owner exits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
+use rustler::sys::ErlNifPid;
 use rustler::{
     Atom, Binary, Encoder, Env, LocalPid, Monitor, NewBinary, NifResult, ResourceArc, Term,
 };
 
 use crate::context::{ErrorInfo, ErrorKind};
 use crate::limits::SCHEDULER_NODES;
-use crate::shared_dict::{Bounds, Condition, DictError, DictOptions, SharedDict, Stored, Ttl};
+use crate::shared_dict::{
+    Bounds, Condition, DictError, DictOptions, EventKind, Holder, Listener, SharedDict, Stored, Ttl,
+};
 
 use super::atoms;
 use super::error::{encode_error, raise};
+use super::shared_dict_events as events;
 use super::term::{decode, encode, DecodeError};
 
 /// A dict handle (`%Py.SharedDict{ref: _}`).
@@ -33,21 +38,93 @@ pub struct DictResource {
     pub dict: Arc<SharedDict>,
     /// The process whose exit destroys an unnamed dict.
     owner: Option<LocalPid>,
+    beam: Arc<BeamSide>,
+}
+
+/// The dict's BEAM processes: subscribers and lock waiters, and the
+/// processes the resource monitors (owner, subscribers, lock holders).
+struct BeamSide {
+    id: u64,
+    subscribers: Mutex<Vec<(LocalPid, u8)>>,
+    has_subscribers: AtomicBool,
+    /// Processes waiting for a key's lock, told when it is released.
+    waiters: Mutex<HashMap<String, Vec<LocalPid>>>,
+    monitored: Mutex<HashSet<LocalPid>>,
+}
+
+fn event_bit(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::Put => 1,
+        EventKind::Delete => 2,
+        EventKind::Expire => 4,
+    }
+}
+
+impl Listener for BeamSide {
+    fn event(&self, kind: EventKind, key: &str) {
+        if self.has_subscribers.load(Ordering::Acquire) {
+            events::send(events::Message::Event(self.id, kind, key.to_owned()));
+        }
+    }
+
+    fn unlocked(&self, key: &str) {
+        let waiters = self.waiters.lock().remove(key);
+        if let Some(pids) = waiters {
+            events::send(events::Message::Unlocked(self.id, key.to_owned(), pids));
+        }
+    }
+}
+
+/// The lock holder standing for a BEAM process: its pid's term, an
+/// immediate value, the same in every env and unique among live processes.
+fn beam_holder(pid: &LocalPid) -> Holder {
+    // SAFETY: `ErlNifPid` is `repr(C)` with one field, an `ErlNifTerm`,
+    // which is `repr(transparent)` over `usize`: the two have the same size
+    // and layout, and every bit pattern is a valid `usize`.
+    let term: usize = unsafe { std::mem::transmute::<ErlNifPid, usize>(*pid.as_c_arg()) };
+    Holder::Beam(term as u64)
+}
+
+impl DictResource {
+    /// Monitors `pid` (once), so its exit drops what it holds.
+    fn monitor(handle: &ResourceArc<DictResource>, env: Env<'_>, pid: LocalPid) -> bool {
+        if !handle.beam.monitored.lock().insert(pid) {
+            return true;
+        }
+        if handle.monitor(Some(env), &pid).is_some() {
+            return true;
+        }
+        handle.beam.monitored.lock().remove(&pid);
+        false
+    }
 }
 
 #[rustler::resource_impl]
 impl rustler::Resource for DictResource {
     fn down<'a>(&'a self, _env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
+        self.beam.monitored.lock().remove(&pid);
         if self.owner == Some(pid) {
             destroy(&self.dict);
         }
+        {
+            let mut subs = self.beam.subscribers.lock();
+            subs.retain(|(p, _)| *p != pid);
+            self.beam
+                .has_subscribers
+                .store(!subs.is_empty(), Ordering::Release);
+        }
+        for waiting in self.beam.waiters.lock().values_mut() {
+            waiting.retain(|p| *p != pid);
+        }
+        self.dict.release_all(beam_holder(&pid));
     }
 }
 
 /// The one resource of each live dict, by dict id.
-static HANDLES: OnceLock<Mutex<HashMap<u64, ResourceArc<DictResource>>>> = OnceLock::new();
+pub(super) static HANDLES: OnceLock<Mutex<HashMap<u64, ResourceArc<DictResource>>>> =
+    OnceLock::new();
 
-fn handles() -> &'static Mutex<HashMap<u64, ResourceArc<DictResource>>> {
+pub(super) fn handles() -> &'static Mutex<HashMap<u64, ResourceArc<DictResource>>> {
     HANDLES.get_or_init(Default::default)
 }
 
@@ -170,12 +247,23 @@ fn shared_dict_new<'a>(
         Err(err) => return dict_error(env, err),
     };
     let owner = if named { None } else { Some(env.pid()) };
+    let beam = Arc::new(BeamSide {
+        id: dict.id(),
+        subscribers: Mutex::new(Vec::new()),
+        has_subscribers: AtomicBool::new(false),
+        waiters: Mutex::new(HashMap::new()),
+        monitored: Mutex::new(HashSet::new()),
+    });
+    if let Err(err) = dict.listen(beam.clone()) {
+        return dict_error(env, err);
+    }
     let handle = ResourceArc::new(DictResource {
         dict: dict.clone(),
         owner,
+        beam,
     });
-    if let Some(pid) = &owner {
-        if handle.monitor(Some(env), pid).is_none() {
+    if let Some(pid) = owner {
+        if !DictResource::monitor(&handle, env, pid) {
             // The caller is exiting: its dict goes with it.
             dict.destroy();
             return Err(raise(ErrorKind::Destroyed, "the owner exited"));
@@ -429,6 +517,162 @@ fn shared_dict_destroy(sd: ResourceArc<DictResource>) -> Atom {
 fn shared_dict_stats(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
     match sd.dict.stats() {
         Ok(stats) => Ok(stats.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+// ── Events ──────────────────────────────────────────────────────────────
+
+fn events_mask(events: &[Atom]) -> u8 {
+    events.iter().fold(0, |mask, e| {
+        mask | if *e == atoms::put() {
+            1
+        } else if *e == atoms::delete() {
+            2
+        } else if *e == atoms::expire() {
+            4
+        } else {
+            0
+        }
+    })
+}
+
+/// Subscribes the caller to `events` (`:put`, `:delete`, `:expire`).
+#[rustler::nif]
+fn shared_dict_subscribe(
+    env: Env<'_>,
+    sd: ResourceArc<DictResource>,
+    events: Vec<Atom>,
+) -> NifResult<Term<'_>> {
+    if sd.dict.is_destroyed() {
+        return dict_error(env, DictError::Destroyed);
+    }
+    let pid = env.pid();
+    let mask = events_mask(&events);
+    if !DictResource::monitor(&sd, env, pid) {
+        return Ok(atoms::ok().encode(env));
+    }
+    let mut subs = sd.beam.subscribers.lock();
+    match subs.iter_mut().find(|(p, _)| *p == pid) {
+        Some((_, m)) => *m |= mask,
+        None => subs.push((pid, mask)),
+    }
+    sd.beam.has_subscribers.store(true, Ordering::Release);
+    Ok(atoms::ok().encode(env))
+}
+
+/// Unsubscribes the caller from `events` (all of them for `nil`).
+#[rustler::nif]
+fn shared_dict_unsubscribe(
+    env: Env<'_>,
+    sd: ResourceArc<DictResource>,
+    events: Option<Vec<Atom>>,
+) -> Atom {
+    let pid = env.pid();
+    let drop_mask = events.map_or(u8::MAX, |e| events_mask(&e));
+    let mut subs = sd.beam.subscribers.lock();
+    for (p, m) in subs.iter_mut() {
+        if *p == pid {
+            *m &= !drop_mask;
+        }
+    }
+    subs.retain(|(_, m)| *m != 0);
+    sd.beam
+        .has_subscribers
+        .store(!subs.is_empty(), Ordering::Release);
+    atoms::ok()
+}
+
+/// Whether a subscriber with `mask` wants `kind`.
+pub(super) fn wants(mask: u8, kind: EventKind) -> bool {
+    mask & event_bit(kind) != 0
+}
+
+/// The subscribers of dict `id` (for the events thread).
+pub(super) fn subscribers(handle: &DictResource) -> Vec<(LocalPid, u8)> {
+    handle.beam.subscribers.lock().clone()
+}
+
+/// Drops subscribers that could not be sent to (dead).
+pub(super) fn drop_subscribers(handle: &DictResource, dead: &[LocalPid]) {
+    let mut subs = handle.beam.subscribers.lock();
+    subs.retain(|(p, _)| !dead.contains(p));
+    handle
+        .beam
+        .has_subscribers
+        .store(!subs.is_empty(), Ordering::Release);
+}
+
+// ── Per-key locks ───────────────────────────────────────────────────────
+
+/// Takes `key`'s lock for the caller: `:ok`, or `:wait` when another holds
+/// it (the caller is then sent `{:"$py_shared_dict_unlocked", id, key}`
+/// when it is released, and tries again). Never blocks.
+#[rustler::nif]
+fn shared_dict_lock<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let key = key(&k)?;
+    let pid = env.pid();
+    let holder = beam_holder(&pid);
+    // Registered under the waiters' lock, so a release between the attempt
+    // and the registration still wakes this caller.
+    let mut waiters = sd.beam.waiters.lock();
+    match sd.dict.try_lock(key, holder) {
+        Ok(Ok(())) => {
+            drop(waiters);
+            if !DictResource::monitor(&sd, env, pid) {
+                // Exiting: do not keep a lock nobody will release.
+                sd.dict.release_all(holder);
+            }
+            Ok(atoms::ok().encode(env))
+        }
+        Ok(Err(_other)) => {
+            let list = waiters.entry(key.to_owned()).or_default();
+            if !list.contains(&pid) {
+                list.push(pid);
+            }
+            Ok(atoms::wait().encode(env))
+        }
+        Err(err) => {
+            drop(waiters);
+            dict_error(env, err)
+        }
+    }
+}
+
+/// Gives up waiting for `key`'s lock.
+#[rustler::nif]
+fn shared_dict_lock_cancel<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Atom> {
+    let key = key(&k)?;
+    let pid = env.pid();
+    let mut waiters = sd.beam.waiters.lock();
+    if let Some(list) = waiters.get_mut(key) {
+        list.retain(|p| *p != pid);
+        if list.is_empty() {
+            waiters.remove(key);
+        }
+    }
+    Ok(atoms::ok())
+}
+
+/// Releases `key`'s lock if the caller holds it: `true`, else `false`.
+#[rustler::nif]
+fn shared_dict_unlock<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let key = key(&k)?;
+    let pid = env.pid();
+    match sd.dict.unlock(key, beam_holder(&pid)) {
+        Ok(released) => Ok(released.encode(env)),
         Err(err) => dict_error(env, err),
     }
 }

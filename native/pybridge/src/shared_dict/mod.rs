@@ -13,9 +13,12 @@
 //!   removes expired keys in expiry order, in small batches, and raises their
 //!   `Expire` events.
 //! * Named dicts are found by name from anywhere ([`SharedDict::lookup`]).
+//! * Per-key locks ([`locks`]) are advisory and separate from the store's
+//!   own locking.
 
 mod backend;
 mod clock;
+mod locks;
 mod memory;
 mod stats;
 mod sweeper;
@@ -31,11 +34,13 @@ use parking_lot::{Mutex, RwLock};
 
 pub use backend::{Backend, Condition, Expiry, Item, Millis};
 pub use clock::now_ms;
+pub use locks::Holder;
 pub use memory::{Bounds, Memory};
 pub use stats::StatsSnapshot;
 
 use crate::convert::Value;
 use backend::RawEvent;
+use locks::Locks;
 use stats::Stats;
 
 /// A stored value.
@@ -138,6 +143,9 @@ pub enum EventKind {
 /// the sweeper): it must only hand the event over, never block.
 pub trait Listener: Send + Sync {
     fn event(&self, kind: EventKind, key: &str);
+
+    /// `key`'s per-key lock was released (waiters may try again).
+    fn unlocked(&self, _key: &str) {}
 }
 
 /// How a dict is made.
@@ -167,6 +175,7 @@ pub struct SharedDict {
     listeners: RwLock<Vec<Arc<dyn Listener>>>,
     /// Set once the dict is known to the sweeper.
     swept: AtomicBool,
+    locks: Locks,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -197,6 +206,7 @@ impl SharedDict {
             stats: Stats::default(),
             listeners: RwLock::new(Vec::new()),
             swept: AtomicBool::new(false),
+            locks: Locks::default(),
         });
         if let Some(name) = name {
             let mut names = names().lock();
@@ -407,8 +417,66 @@ impl SharedDict {
             }
         }
         self.backend.clear(now_ms());
+        let keys = self.locks.clear();
+        self.unlocked(&keys);
         self.listeners.write().clear();
         true
+    }
+
+    // ── Per-key locks ───────────────────────────────────────────────────
+
+    /// Takes `key`'s lock if it is free (or already `holder`'s); else who
+    /// holds it.
+    pub fn try_lock(&self, key: &str, holder: Holder) -> Result<Result<(), Holder>, DictError> {
+        self.with(|_, _| self.locks.try_lock(key, holder))
+    }
+
+    /// Takes `key`'s lock, waiting up to `deadline`. Blocks the thread:
+    /// for Python threads (with the GIL released), never a BEAM scheduler.
+    pub fn lock_wait(
+        &self,
+        key: &str,
+        holder: Holder,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<bool, DictError> {
+        if self.is_destroyed() {
+            return Err(DictError::Destroyed);
+        }
+        Ok(self.locks.lock_wait(key, holder, deadline))
+    }
+
+    /// Releases `key`'s lock if `holder` holds it.
+    pub fn unlock(&self, key: &str, holder: Holder) -> Result<bool, DictError> {
+        let released = self.with(|_, _| self.locks.unlock(key, holder))?;
+        if released {
+            self.unlocked(&[key.to_owned()]);
+        }
+        Ok(released)
+    }
+
+    /// Releases every lock of `holder` (it died). Works on a destroyed
+    /// dict too (there is nothing to release then).
+    pub fn release_all(&self, holder: Holder) -> usize {
+        let keys = self.locks.release_all(holder);
+        self.unlocked(&keys);
+        keys.len()
+    }
+
+    /// Who holds `key`'s lock.
+    pub fn lock_holder(&self, key: &str) -> Option<Holder> {
+        self.locks.holder(key)
+    }
+
+    fn unlocked(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let listeners = self.listeners.read();
+        for key in keys {
+            for listener in listeners.iter() {
+                listener.unlocked(key);
+            }
+        }
     }
 
     pub fn is_destroyed(&self) -> bool {

@@ -454,3 +454,69 @@ fn compare_and_set_loops_lose_nothing_under_contention() {
     }
     assert_eq!(as_int(&d.get("n").unwrap().unwrap().0), 8_000);
 }
+
+// ── Per-key locks ───────────────────────────────────────────────────────
+
+#[test]
+fn a_lock_excludes_other_holders_until_released_or_its_holder_dies() {
+    let d = dict();
+    let a = Holder::Python(1);
+    let b = Holder::Beam(2);
+    assert_eq!(d.try_lock("k", a).unwrap(), Ok(()));
+    assert_eq!(
+        d.try_lock("k", a).unwrap(),
+        Ok(()),
+        "its holder may take it again"
+    );
+    assert_eq!(d.try_lock("k", b).unwrap(), Err(a));
+    assert!(!d.unlock("k", b).unwrap(), "only the holder releases it");
+    assert_eq!(d.release_all(a), 1);
+    assert_eq!(d.try_lock("k", b).unwrap(), Ok(()));
+    let deadline = Instant::now() + Duration::from_millis(20);
+    assert!(!d.lock_wait("k", a, Some(deadline)).unwrap(), "times out");
+    assert!(d.unlock("k", b).unwrap());
+    assert_eq!(d.lock_holder("k"), None);
+}
+
+#[test]
+fn threads_waiting_on_a_lock_serialise_a_read_modify_write() {
+    let d = dict();
+    d.put("n", int(0), None, Condition::Always).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let d = d.clone();
+            thread::spawn(move || {
+                let me = Holder::Python(t);
+                for _ in 0..500 {
+                    assert!(d.lock_wait("n", me, None).unwrap());
+                    let n = as_int(&d.get("n").unwrap().unwrap().0);
+                    d.put("n", int(n + 1), None, Condition::Always).unwrap();
+                    assert!(d.unlock("n", me).unwrap());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(as_int(&d.get("n").unwrap().unwrap().0), 4_000);
+}
+
+#[test]
+fn destroy_releases_locks_and_tells_listeners() {
+    #[derive(Default)]
+    struct Unlocks(Mutex<Vec<String>>);
+    impl Listener for Unlocks {
+        fn event(&self, _kind: EventKind, _key: &str) {}
+        fn unlocked(&self, key: &str) {
+            self.0.lock().push(key.to_owned());
+        }
+    }
+    let d = dict();
+    let u = Arc::new(Unlocks::default());
+    d.listen(u.clone()).unwrap();
+    d.try_lock("k", Holder::Beam(1)).unwrap().unwrap();
+    d.destroy();
+    assert_eq!(*u.0.lock(), ["k"]);
+    assert_eq!(d.try_lock("k", Holder::Beam(2)), Err(DictError::Destroyed));
+}

@@ -1,0 +1,88 @@
+defmodule Py.SharedDict.Locks do
+  @moduledoc false
+  # Per-key locks for BEAM processes (Py.SharedDict.lock/3 and friends).
+  #
+  # The NIF never waits: it takes the lock, or registers the caller as a
+  # waiter and answers :wait. The waiter is sent
+  # {:"$py_shared_dict_unlocked", dict_id, key} when the lock is released
+  # (by unlock, by its holder's exit, or by destroy) and tries again; so a
+  # waiting process sits in `receive`, never on a scheduler.
+
+  alias Py.Native
+  alias Py.SharedDict
+
+  @lock_schema [timeout: :timeout]
+
+  def lock(sd, key, opts) do
+    opts = Py.Options.validate!(opts, @lock_schema, "Py.SharedDict.lock/3")
+
+    deadline =
+      case Keyword.get(opts, :timeout, 5_000) do
+        :infinity -> :infinity
+        ms -> System.monotonic_time(:millisecond) + ms
+      end
+
+    acquire(sd, key, deadline)
+  end
+
+  defp acquire(sd, key, deadline) do
+    case SharedDict.native(sd, &Native.shared_dict_lock(&1, key)) do
+      :ok ->
+        :ok
+
+      :wait ->
+        id = sd.id
+
+        receive do
+          {:"$py_shared_dict_unlocked", ^id, ^key} -> acquire(sd, key, deadline)
+        after
+          remaining(deadline) -> give_up(sd, key, deadline)
+        end
+    end
+  end
+
+  # The lock may have been released just as the wait ran out: one last
+  # attempt, after leaving the waiters and flushing a late wake-up.
+  defp give_up(sd, key, _deadline) do
+    SharedDict.native(sd, &Native.shared_dict_lock_cancel(&1, key))
+    id = sd.id
+
+    receive do
+      {:"$py_shared_dict_unlocked", ^id, ^key} -> :ok
+    after
+      0 -> :ok
+    end
+
+    case SharedDict.native(sd, &Native.shared_dict_lock(&1, key)) do
+      :ok ->
+        :ok
+
+      :wait ->
+        SharedDict.native(sd, &Native.shared_dict_lock_cancel(&1, key))
+        {:error, :timeout}
+    end
+  end
+
+  defp remaining(:infinity), do: :infinity
+  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
+
+  def unlock(sd, key) do
+    if SharedDict.native(sd, &Native.shared_dict_unlock(&1, key)),
+      do: :ok,
+      else: {:error, :not_held}
+  end
+
+  def with_lock(sd, key, fun, opts) do
+    case lock(sd, key, opts) do
+      :ok ->
+        try do
+          {:ok, fun.()}
+        after
+          unlock(sd, key)
+        end
+
+      error ->
+        error
+    end
+  end
+end
