@@ -59,7 +59,9 @@ pub(super) struct Budget<'a> {
     limits: &'a Limits<'a>,
     items: usize,
     next_check: usize,
-    held_since: Instant,
+    /// Since when the GIL is held, as far as the walk knows: set at the
+    /// first check, so that small conversions never read the clock.
+    held_since: Option<Instant>,
 }
 
 impl<'a> Budget<'a> {
@@ -68,7 +70,7 @@ impl<'a> Budget<'a> {
             limits,
             items: 0,
             next_check: CONVERSION_CHECK_ITEMS.min(limits.max_items.saturating_add(1)),
-            held_since: Instant::now(),
+            held_since: None,
         }
     }
 
@@ -120,9 +122,13 @@ impl<'a> Budget<'a> {
                 "the call ran out of time while its result was being converted".into(),
             ));
         }
-        if now.duration_since(self.held_since) >= CONVERSION_GIL_HOLD {
-            py.detach(|| ());
-            self.held_since = Instant::now();
+        match self.held_since {
+            None => self.held_since = Some(now),
+            Some(since) if now.duration_since(since) >= CONVERSION_GIL_HOLD => {
+                py.detach(|| ());
+                self.held_since = Some(Instant::now());
+            }
+            Some(_) => {}
         }
         Ok(())
     }
