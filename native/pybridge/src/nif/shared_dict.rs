@@ -62,8 +62,21 @@ fn event_bit(kind: EventKind) -> u8 {
 
 impl Listener for BeamSide {
     fn event(&self, kind: EventKind, key: &str) {
-        if self.has_subscribers.load(Ordering::Acquire) {
-            events::send(events::Message::Event(self.id, kind, key.to_owned()));
+        if !self.has_subscribers.load(Ordering::Acquire) {
+            return;
+        }
+        // Who gets it is decided now, so a subscription changed later does
+        // not change what an earlier event reaches.
+        let bit = event_bit(kind);
+        let pids: Vec<LocalPid> = self
+            .subscribers
+            .lock()
+            .iter()
+            .filter(|(_, mask)| mask & bit != 0)
+            .map(|(pid, _)| *pid)
+            .collect();
+        if !pids.is_empty() {
+            events::send(events::Message::Event(self.id, kind, key.to_owned(), pids));
         }
     }
 
@@ -581,16 +594,6 @@ fn shared_dict_unsubscribe(
         .has_subscribers
         .store(!subs.is_empty(), Ordering::Release);
     atoms::ok()
-}
-
-/// Whether a subscriber with `mask` wants `kind`.
-pub(super) fn wants(mask: u8, kind: EventKind) -> bool {
-    mask & event_bit(kind) != 0
-}
-
-/// The subscribers of dict `id` (for the events thread).
-pub(super) fn subscribers(handle: &DictResource) -> Vec<(LocalPid, u8)> {
-    handle.beam.subscribers.lock().clone()
 }
 
 /// Drops subscribers that could not be sent to (dead).

@@ -17,11 +17,11 @@ use rustler::{Encoder, LocalPid, OwnedEnv};
 use crate::shared_dict::EventKind;
 
 use super::atoms;
-use super::shared_dict::{drop_subscribers, handle_term, handles, subscribers, wants};
+use super::shared_dict::{drop_subscribers, handle_term, handles};
 
 pub(super) enum Message {
-    /// Dict id, what happened, key.
-    Event(u64, EventKind, String),
+    /// Dict id, what happened, key, the subscribers to tell.
+    Event(u64, EventKind, String, Vec<LocalPid>),
     /// Dict id, key, the processes waiting for its lock.
     Unlocked(u64, String, Vec<LocalPid>),
 }
@@ -60,15 +60,12 @@ fn kind_atom(kind: EventKind) -> rustler::Atom {
 
 fn deliver(env: &mut OwnedEnv, message: Message) {
     match message {
-        Message::Event(id, kind, key) => {
+        Message::Event(id, kind, key, pids) => {
             let Some(handle) = handles().lock().get(&id).cloned() else {
                 return;
             };
             let mut dead = Vec::new();
-            for (pid, mask) in subscribers(&handle) {
-                if !wants(mask, kind) {
-                    continue;
-                }
+            for pid in pids {
                 let sent = env.send_and_clear(&pid, |env| {
                     (
                         atoms::shared_dict(),
