@@ -78,11 +78,11 @@ impl Namespace {
     /// the GIL, until that call has stopped and its changes were undone;
     /// returns None if `state` is cancelled meanwhile. A call that can be
     /// cancelled (it has a deadline) gets a copy of the bindings to restore.
-    pub(super) fn enter<'a>(
-        &'a self,
+    pub(super) fn enter(
+        self: &Arc<Self>,
         py: Python<'_>,
         state: &Arc<CallState>,
-    ) -> PyResult<Option<Entry<'a>>> {
+    ) -> PyResult<Option<Entry>> {
         let blocked = |running: &Vec<Arc<CallState>>| running.iter().any(|c| c.is_cancelled());
         let entered = {
             let mut running = self.running.lock();
@@ -110,7 +110,7 @@ impl Namespace {
             }
         }
         let mut entry = Entry {
-            namespace: self,
+            namespace: self.clone(),
             state: state.clone(),
             before: None,
         };
@@ -123,14 +123,14 @@ impl Namespace {
 
 /// A call's stay in a namespace, from [`Namespace::enter`] to
 /// [`Entry::leave`] (or its drop).
-pub(super) struct Entry<'a> {
-    namespace: &'a Namespace,
+pub(super) struct Entry {
+    namespace: Arc<Namespace>,
     state: Arc<CallState>,
     /// The bindings as the call found them.
     before: Option<Py<PyDict>>,
 }
 
-impl Entry<'_> {
+impl Entry {
     /// Ends the call's stay: if it was cancelled (`replied` false), first
     /// puts back the bindings it found, so nothing it set or deleted stays.
     /// Objects it changed in place stay changed.
@@ -144,7 +144,7 @@ impl Entry<'_> {
     }
 }
 
-impl Drop for Entry<'_> {
+impl Drop for Entry {
     fn drop(&mut self) {
         let mut running = self.namespace.running.lock();
         running.retain(|c| !Arc::ptr_eq(c, &self.state));

@@ -248,6 +248,12 @@ impl CallState {
         *self.running_on.lock()
     }
 
+    /// True while a worker runs the call (for the tests).
+    #[cfg(test)]
+    pub(super) fn is_running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
     /// Forgets the worker thread, once the call has stopped running.
     pub(super) fn clear_running_on(&self, py: pyo3::Python<'_>) {
         if let Some(mut ident) = self.running_on.try_lock() {

@@ -318,13 +318,18 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
     *slot.current.lock() = Some(state.clone());
 
     let started = Instant::now();
-    let namespace = super::job_namespace(&job).cloned();
-    let entry = namespace.as_deref().map(|n| n.enter(py, &state));
+    let entry = super::job_namespace(&job).map(|n| n.enter(py, &state));
     // A panic must not take the worker (and with it the context) down.
     let outcome = match &entry {
         // Cancelled while waiting for the namespace: never ran.
-        Some(Ok(None)) => Outcome::Done,
-        Some(Err(err)) => Outcome::Error(execute::error_info(py, err.clone_ref(py))),
+        Some(Ok(None)) => {
+            drop(job);
+            Outcome::Done
+        }
+        Some(Err(err)) => {
+            drop(job);
+            Outcome::Error(execute::error_info(py, err.clone_ref(py)))
+        }
         _ => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             execute::run(py, context, job, &state)
         }))
@@ -350,20 +355,20 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
     context
         .stats
         .finished(busy, matches!(outcome, Outcome::Error(_)));
-    if state.finish() {
-        if let Some(entry) = entry {
-            entry.leave(py, true);
-        }
-        reply.send(outcome, Timing::between(queued, started, finished));
-    } else {
+    let replied = state.finish();
+    if !replied {
         context.stats.cancelled_while_running();
-        drop(outcome);
+        // Consumed before the call's namespace is undone below, since
+        // undoing may run finalisers.
         settle_interrupt(py, ident);
-        // Undo what the call did to its namespace (after the interrupt is
-        // gone, since undoing may run finalisers).
-        if let Some(entry) = entry {
-            entry.leave(py, false);
-        }
+    }
+    // Left (and let go of) before the caller hears back: it may drop its own
+    // handle at once and expect the namespace gone.
+    if let Some(entry) = entry {
+        entry.leave(py, replied);
+    }
+    if replied {
+        reply.send(outcome, Timing::between(queued, started, finished));
     }
 }
 
