@@ -16,7 +16,7 @@ defmodule Bench.Coalesce do
 
   def section(row) do
     IO.puts("\n== #{@title}")
-    rows = [uncontended(row), run_overhead(row) | herd(row)]
+    rows = [uncontended(row), run_overhead(row) | herd(row)] ++ python(row)
 
     Enum.each(rows, &IO.puts("  #{&1.name}: #{&1.value} (#{&1.floor_name}: #{&1.floor})"))
     {@title, rows}
@@ -200,6 +200,86 @@ defmodule Bench.Coalesce do
   end
 
   defp now, do: System.monotonic_time(:microsecond)
+
+  # erlang.SharedCall / AsyncSharedCall against shared-call-py 0.1.2 and a
+  # plain lock + dict + Event version, timed by bench/shared_call.py in a
+  # venv of the CPython 3.12 `make cpython` builds (shared-call-py needs
+  # 3.12), made on first use: _build/bench-shared-call.
+  defp python(row) do
+    case shared_call_python() do
+      {:ok, python} ->
+        script = Path.join(__DIR__, "shared_call.py")
+        module = Path.expand("../python/erlang/_shared_call.py", __DIR__)
+        {out, 0} = System.cmd(python, [script, module])
+
+        t =
+          for line <- String.split(out, "\n", trim: true), into: %{} do
+            case String.split(line, " ", parts: 2) do
+              ["python", version] -> {"python", version}
+              [name, ns] -> {name, String.to_float(ns)}
+            end
+          end
+
+        python_rows(row, t)
+
+      {:error, why} ->
+        [
+          row.(
+            "`SharedCall.call` against shared-call-py 0.1.2",
+            "not run: #{why}",
+            "≥ 3× faster",
+            "—",
+            "—",
+            false
+          )
+        ]
+    end
+  end
+
+  defp python_rows(row, t) do
+    for {kind, name} <- [{"sync", "SharedCall.call"}, {"async", "AsyncSharedCall.call"}] do
+      ours = t["#{kind}_ours"] - t["#{kind}_bare"]
+      theirs = t["#{kind}_theirs"] - t["#{kind}_bare"]
+      plain = t["#{kind}_plain"] - t["#{kind}_bare"]
+
+      row.(
+        "`#{name}` overhead, uncontended (Python #{t["python"]}; bare call #{H.fmt_ns(t["#{kind}_bare"])})",
+        H.fmt_ns(ours),
+        "≥ 3× faster than shared-call-py; faster than lock + dict + Event",
+        "shared-call-py 0.1.2 #{H.fmt_ns(theirs)} / lock + dict + Event #{H.fmt_ns(plain)}",
+        "#{Float.round(theirs / ours, 1)}× / #{Float.round(plain / ours, 2)}× faster",
+        theirs / ours >= 3 and plain > ours
+      )
+    end
+  end
+
+  defp shared_call_python do
+    venv = Path.expand("../_build/bench-shared-call", __DIR__)
+    python = Path.join(venv, "bin/python")
+
+    base =
+      System.get_env("PYBRIDGE_TEST_PY312") ||
+        Path.expand("~/.cache/pybridge/cpython/3.12.3/bin/python3.12")
+
+    cond do
+      File.exists?(python) ->
+        {:ok, python}
+
+      not File.exists?(base) ->
+        {:error, "no CPython 3.12 (run `make cpython`)"}
+
+      true ->
+        with {_, 0} <- System.cmd(base, ["-m", "venv", venv], stderr_to_stdout: true),
+             {_, 0} <-
+               System.cmd(python, ["-m", "pip", "install", "-q", "shared-call-py==0.1.2"],
+                 stderr_to_stdout: true
+               ) do
+          {:ok, python}
+        else
+          {out, _} -> {:error, "could not install shared-call-py: #{String.slice(out, -200..-1)}"}
+        end
+    end
+  end
 
   # Standalone: measure this section and put it into bench/RESULTS.md in
   # place of its previous figures.

@@ -34,6 +34,7 @@ import asyncio
 import functools
 import threading
 import weakref
+from threading import get_ident
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, Hashable, List, Optional, Tuple
 
@@ -53,6 +54,11 @@ class Stats:
     misses: int = 0
     errors: int = 0
     active: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        """``active``, under shared-call-py 0.1.2's name for it."""
+        return self.active
 
     @property
     def hit_rate(self) -> float:
@@ -76,15 +82,36 @@ class Result:
 
 
 class _Flight:
-    """One execution in flight: its outcome, once ``done`` is set."""
+    """One execution in flight. ``done`` (an Event) is made by the first
+    waiter only, so a call nobody joins costs no Event."""
 
-    __slots__ = ("done", "result", "retry")
+    __slots__ = ("done", "value", "error", "retry", "owner")
 
-    def __init__(self, done: Any) -> None:
-        self.done = done
-        self.result: Optional[Result] = None
-        # Set when the executing caller was interrupted: waiters start over.
-        self.retry = False
+    # value, error and retry (set when the executing caller was interrupted:
+    # waiters start over) are set when the flight finishes, before anyone
+    # reads them.
+    def __init__(self) -> None:
+        self.done: Any = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Set:
+    """Stands for the Event of a finished flight: waiting returns at once."""
+
+    __slots__ = ()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return True
+
+    def is_set(self) -> bool:
+        return True
+
+
+_SET = _Set()
 
 
 def _interrupted(error: BaseException) -> bool:
@@ -104,13 +131,23 @@ def _default_key(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Hashable:
     return key
 
 
+def _unhashable(key: Any, error: TypeError) -> TypeError:
+    return TypeError(f"coalescing key {key!r} is not hashable ({error}); use a str, int or tuple")
+
+
 def _check_key(key: Any) -> None:
     try:
         hash(key)
     except TypeError as error:
-        raise TypeError(
-            f"coalescing key {key!r} is not hashable ({error}); use a str, int or tuple"
-        ) from None
+        raise _unhashable(key, error) from None
+
+
+def _call_key(key: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Hashable:
+    # None or "" asks for the default key, as in shared-call-py. Other keys
+    # are checked where they are first hashed (the table lookup).
+    if key is None or key == "":
+        return _default_key(fn, args, kwargs)
+    return key
 
 
 def _check_timeout(timeout: Optional[float]) -> Optional[float]:
@@ -176,54 +213,73 @@ class SharedCall(_Base):
 
     def call(self, key: Hashable, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, or the outcome of the call of ``key`` in flight."""
-        _check_key(key)
+        key = _call_key(key, fn, args, kwargs)
         return self._run(key, fn, args, kwargs, self._timeout)
 
     def call_within(self, timeout: Optional[float], key: Hashable, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Like ``call``; a caller that waits gives up after ``timeout`` seconds."""
-        _check_key(key)
+        key = _call_key(key, fn, args, kwargs)
         return self._run(key, fn, args, kwargs, _check_timeout(timeout))
 
     def _run(self, key: Hashable, fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: Optional[float]) -> Any:
+        lock = self._lock
+        done = None
         while True:
-            with self._lock:
-                flight = self._flights.get(key)
+            with lock:
+                try:
+                    flight = self._flights.get(key)
+                except TypeError as error:
+                    raise _unhashable(key, error) from None
                 if flight is None:
-                    flight = self._flights[key] = _Flight(threading.Event())
+                    flight = self._flights[key] = _Flight()
+                    flight.owner = get_ident()
                     self._misses += 1
                     self._active += 1
-                    leader = True
                 else:
+                    if flight.owner == get_ident():
+                        raise RuntimeError(
+                            f"coalesced call {key!r} would wait for itself: the function "
+                            "calls itself with the same key"
+                        )
                     self._hits += 1
-                    leader = False
-            if leader:
-                return self._execute(key, flight, fn, args, kwargs)
-            if not flight.done.wait(timeout):
+                    done = flight.done
+                    if done is None:
+                        done = flight.done = threading.Event()
+            if done is None:
+                try:
+                    value = fn(*args, **kwargs)
+                except BaseException as error:
+                    self._finish(key, flight, None, error)
+                    raise
+                self._finish(key, flight, value, None)
+                return value
+            if not done.wait(timeout):
                 raise TimeoutError(f"coalesced call {key!r} did not finish within {timeout} s")
             if not flight.retry:
-                assert flight.result is not None
-                return flight.result.unwrap()
+                return flight.outcome()
             # The executing caller was interrupted: start over (one of the
             # waiters becomes the new executing caller).
+            done = None
 
-    def _execute(self, key: Hashable, flight: _Flight, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        result = Result()
-        try:
-            result.value = fn(*args, **kwargs)
-            return result.value
-        except BaseException as error:
-            result.error = error
-            raise
-        finally:
-            with self._lock:
-                if self._flights.get(key) is flight:
-                    del self._flights[key]
-                self._active -= 1
-                if result.error is not None and not _interrupted(result.error):
+    def _finish(self, key: Hashable, flight: _Flight, value: Any, error: Optional[BaseException]) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            self._active -= 1
+            flight.value = value
+            flight.error = error
+            flight.retry = False
+            if error is not None:
+                if _interrupted(error):
+                    flight.retry = True
+                else:
                     self._errors += 1
-            flight.retry = result.error is not None and _interrupted(result.error)
-            flight.result = result
-            flight.done.set()
+            done = flight.done
+            # A waiter arriving from now on makes its own Event, which nobody
+            # would set: mark the flight as finished with a set one.
+            flight.done = _SET
+        if done is not None:
+            done.set()
 
     def get_stats(self) -> Stats:
         """The counters (a copy)."""
@@ -271,48 +327,72 @@ class AsyncSharedCall(_Base):
 
     async def call(self, key: Hashable, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         """``await fn(*args, **kwargs)``, or the outcome of the call of ``key`` in flight."""
-        _check_key(key)
+        key = _call_key(key, fn, args, kwargs)
         return await self._run(key, fn, args, kwargs, self._timeout)
 
     async def call_within(self, timeout: Optional[float], key: Hashable, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         """Like ``call``; a caller that waits gives up after ``timeout`` seconds."""
-        _check_key(key)
+        key = _call_key(key, fn, args, kwargs)
         return await self._run(key, fn, args, kwargs, _check_timeout(timeout))
 
     async def _run(self, key: Hashable, fn: Callable[..., Awaitable[Any]], args: tuple, kwargs: dict, timeout: Optional[float]) -> Any:
+        # One coroutine for the whole call: each extra await layer costs as
+        # much as the bookkeeping itself.
+        flights = self._flights
         while True:
-            flight = self._flights.get(key)
+            try:
+                flight = flights.get(key)
+            except TypeError as error:
+                raise _unhashable(key, error) from None
             if flight is None:
-                flight = self._flights[key] = _Flight(asyncio.Event())
+                flight = flights[key] = _Flight()
                 self._misses += 1
                 self._active += 1
-                return await self._execute(key, flight, fn, args, kwargs)
+                try:
+                    value = await fn(*args, **kwargs)
+                except BaseException as error:
+                    self._finish(key, flight, None, error)
+                    raise
+                # _finish(key, flight, value, None), inlined.
+                if flights.get(key) is flight:
+                    del flights[key]
+                self._active -= 1
+                flight.value = value
+                flight.error = None
+                flight.retry = False
+                done = flight.done
+                flight.done = _SET
+                if done is not None:
+                    done.set()
+                return value
             self._hits += 1
-            try:
-                await asyncio.wait_for(flight.done.wait(), timeout)
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"coalesced call {key!r} did not finish within {timeout} s") from None
+            done = flight.done
+            if done is None:
+                done = flight.done = asyncio.Event()
+            if not done.is_set():
+                try:
+                    await asyncio.wait_for(done.wait(), timeout)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(f"coalesced call {key!r} did not finish within {timeout} s") from None
             if not flight.retry:
-                assert flight.result is not None
-                return flight.result.unwrap()
+                return flight.outcome()
 
-    async def _execute(self, key: Hashable, flight: _Flight, fn: Callable[..., Awaitable[Any]], args: tuple, kwargs: dict) -> Any:
-        result = Result()
-        try:
-            result.value = await fn(*args, **kwargs)
-            return result.value
-        except BaseException as error:
-            result.error = error
-            raise
-        finally:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            self._active -= 1
-            if result.error is not None and not _interrupted(result.error):
+    def _finish(self, key: Hashable, flight: _Flight, value: Any, error: Optional[BaseException]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        self._active -= 1
+        flight.value = value
+        flight.error = error
+        flight.retry = False
+        if error is not None:
+            if _interrupted(error):
+                flight.retry = True
+            else:
                 self._errors += 1
-            flight.retry = result.error is not None and _interrupted(result.error)
-            flight.result = result
-            flight.done.set()
+        done = flight.done
+        flight.done = _SET
+        if done is not None:
+            done.set()
 
     async def get_stats(self) -> Stats:
         """The counters (a copy)."""

@@ -174,6 +174,13 @@ class SharedCallTest(unittest.TestCase):
             return (user_id, details)
 
         self.assertEqual(fetch(1, details=True), (1, True))
+        # call with no key makes the default one (shared-call-py does the same).
+        self.assertEqual(shared.call(None, lambda x: x * 2, 5), 10)
+        self.assertEqual(shared.get_stats().in_flight, 0)
+        # A function that calls itself with its own key is told so instead
+        # of waiting for itself forever.
+        with self.assertRaisesRegex(RuntimeError, "would wait for itself"):
+            shared.call(None, double, 5)
 
     def test_bad_keys_and_failing_key_fn(self):
         shared = SharedCall()
