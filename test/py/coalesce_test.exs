@@ -298,6 +298,51 @@ defmodule Py.CoalesceTest do
       assert %{misses: 2} = Py.Coalesce.stats({:python, "beam-visible"})
     end
 
+    @tag timeout: 300_000
+    test "SharedCall coalesces in a sub-interpreter context and is listed by the BEAM" do
+      python = System.get_env("PYBRIDGE_TEST_PY312")
+
+      unless python && File.exists?(python) do
+        flunk(
+          "PYBRIDGE_TEST_PY312 is not set to a Python executable: run the suite with `make test`"
+        )
+      end
+
+      peer =
+        start_python_peer(python, num_contexts: 1, pools: [iso: [size: 1, mode: :subinterpreter]])
+
+      call = fn m, f, a -> :peer.call(peer, m, f, a, 60_000) end
+      [iso] = call.(Py.Context, :contexts, [:iso])
+
+      code = """
+      import erlang, sys, threading, time
+      shared = erlang.SharedCall(name="in-sub")
+      gate = threading.Event()
+      runs = []
+      def work():
+          runs.append(1)
+          gate.wait(30)
+          return 42
+      out = []
+      ts = [threading.Thread(target=lambda: out.append(shared.call("k", work))) for _ in range(4)]
+      for t in ts:
+          t.start()
+      while shared.get_stats().hits < 3:
+          time.sleep(0.001)
+      gate.set()
+      for t in ts:
+          t.join()
+      sys._coalesce_test = (shared, out, len(runs))
+      """
+
+      assert call.(Py, :exec, [iso, code]) == :ok
+
+      assert {:ok, {[42, 42, 42, 42], 1}} =
+               call.(Py, :eval, [iso, "__import__('sys')._coalesce_test[1:]"])
+
+      assert %{{:python, "in-sub"} => %{hits: 3, misses: 1}} = call.(Py.Coalesce, :stats, [])
+    end
+
     test "bad input raises ArgumentError before anything runs" do
       assert_raise ArgumentError,
                    ~r/^invalid function for Py.Coalesce.run\/4: expected a 0-arity function/,
