@@ -17,10 +17,13 @@ use crate::nif::handles::ObjectResource;
 
 /// Encodes a [`Value`] as a term.
 ///
-/// Never fails: a pid or reference whose bytes the BEAM rejects (they can
-/// only come from `term_to_binary`, so this does not happen) is encoded as
-/// its raw binary, and an integer too large for the BEAM as
-/// `:integer_too_large`.
+/// Never fails: an integer too large for the BEAM is encoded as
+/// `:integer_too_large`. A pid or reference holds bytes `term_to_binary`
+/// made: either the NIF decoded it from a term, or it came back from Python
+/// in an `erlang.Pid`/`erlang.Ref` whose seal proves the bridge made it
+/// from such a term (Python cannot seal bytes of its own, see
+/// `convert/seal.rs`). Were the BEAM to reject them anyway, they would be
+/// encoded as their raw binary.
 pub fn encode<'a>(env: Env<'a>, v: &Value) -> Term<'a> {
     if let Some(t) = encode_scalar(env, v) {
         return t;
