@@ -8,6 +8,7 @@
 Code.require_file("harness.exs", __DIR__)
 Process.put(:pybridge_bench_all, true)
 Code.require_file("coalesce.exs", __DIR__)
+Code.require_file("windows.exs", __DIR__)
 alias Bench.Harness, as: H
 
 defmodule Bench.Run do
@@ -458,7 +459,9 @@ parallel = Bench.Parallel.section()
 
 coalescing = Bench.Coalesce.section(&Run.row/6)
 
-sections = [calls, bulk, execution, contexts, parallel, coalescing]
+windows = Bench.Windows.section(&Run.row/6)
+
+sections = [calls, bulk, execution, contexts, parallel, coalescing, windows]
 m = H.machine()
 
 table = fn rows ->

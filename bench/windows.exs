@@ -1,0 +1,150 @@
+# Throughput over time (issue 9): calls per one-second window, 30 windows in
+# a row, for 1, 10 and 1,000 callers each looping `Py.call(:math, :sqrt,
+# [2.0])`. A dip (a stretch of slow windows) shows as a minimum well below
+# the median; the target is minimum ≥ 0.8 × median.
+#
+# Part of `make bench` (bench/run.exs requires this file). Run alone, it
+# measures this section only and replaces it in bench/RESULTS.md:
+#
+#     MIX_ENV=bench mix run bench/windows.exs
+
+defmodule Bench.Windows do
+  @moduledoc false
+
+  @title "Throughput over time (issue 9)"
+  @windows 30
+  @window_ms 1_000
+  @callers [1, 10, 1_000]
+
+  def title, do: @title
+
+  def section(row) do
+    IO.puts("\n== #{@title}")
+
+    rows =
+      for n <- @callers do
+        counts = windows(n)
+        sorted = Enum.sort(counts)
+        median = Enum.at(sorted, div(@windows, 2))
+        min = hd(sorted)
+        ratio = if median > 0, do: min / median, else: 0.0
+
+        IO.puts(
+          "  #{n} caller(s): median #{rate(median)}, min #{rate(min)} " <>
+            "(#{Float.round(ratio, 2)}); windows: #{Enum.join(counts, " ")}"
+        )
+
+        row.(
+          "#{n} caller(s), `Py.call(:math, :sqrt, [2.0])`: calls/s, min / median of " <>
+            "#{@windows} one-second windows",
+          "#{rate(min)} / #{rate(median)}",
+          "min ≥ 0.8 × median",
+          "median window",
+          "#{Float.round(ratio, 2)}×",
+          ratio >= 0.8
+        )
+      end
+
+    {@title, rows}
+  end
+
+  defp rate(calls), do: "#{Float.round(calls * 1000 / @window_ms / 1000, 1)}k"
+
+  # Calls completed in each of @windows consecutive windows while `n`
+  # processes loop; the counts are read by a sampler on a fixed schedule.
+  defp windows(n) do
+    counter = :counters.new(1, [:write_concurrency])
+
+    callers =
+      for _ <- 1..n do
+        spawn_link(fn ->
+          receive do: (:go -> loop(counter))
+        end)
+      end
+
+    Enum.each(callers, &send(&1, :go))
+    # A second of warm-up (workers started, caches filled).
+    Process.sleep(@window_ms)
+    t0 = System.monotonic_time(:millisecond)
+
+    {counts, _} =
+      Enum.map_reduce(1..@windows, :counters.get(counter, 1), fn i, last ->
+        sleep_until(t0 + i * @window_ms)
+        now = :counters.get(counter, 1)
+        {now - last, now}
+      end)
+
+    Enum.each(callers, fn pid ->
+      Process.unlink(pid)
+      Process.exit(pid, :kill)
+    end)
+
+    counts
+  end
+
+  defp loop(counter) do
+    {:ok, _} = Py.call(:math, :sqrt, [2.0])
+    :counters.add(counter, 1, 1)
+    loop(counter)
+  end
+
+  defp sleep_until(at) do
+    wait = at - System.monotonic_time(:millisecond)
+    if wait > 0, do: Process.sleep(wait)
+  end
+
+  # Standalone: measure this section and put it into bench/RESULTS.md in
+  # place of its previous figures.
+  def main do
+    {:ok, _} = Application.ensure_all_started(:pybridge)
+    for _ <- 1..100_000, do: {:ok, _} = Py.call(:math, :sqrt, [2.0])
+
+    row = fn name, value, target, floor_name, floor, ok? ->
+      %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
+    end
+
+    {title, rows} = section(row)
+    m = Bench.Harness.machine()
+
+    table =
+      "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n" <>
+        Enum.map_join(rows, "\n", fn r ->
+          "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
+        end) <> "\n"
+
+    text =
+      "## #{title}\n\n" <>
+        "Measured on its own (`mix run bench/windows.exs`) on #{m.date}: #{m.cpu}, " <>
+        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}. Each row: " <>
+        "#{@windows} consecutive one-second windows after a second of warm-up; the " <>
+        "result is the slowest window and the median window.\n\n" <> table
+
+    path = Path.join(__DIR__, "RESULTS.md")
+    old = File.read!(path)
+
+    new =
+      case String.split(old, "## #{title}\n", parts: 2) do
+        [before, rest] ->
+          after_section =
+            case String.split(rest, "\n## ", parts: 2) do
+              [_, next] -> "\n## " <> next
+              [_] -> ""
+            end
+
+          before <> text <> after_section
+
+        [_] ->
+          String.trim_trailing(old) <> "\n\n" <> text
+      end
+
+    File.write!(path, new)
+    IO.puts("\nwrote the section to bench/RESULTS.md")
+  end
+end
+
+unless Code.ensure_loaded?(Bench.Harness) do
+  Code.require_file("harness.exs", __DIR__)
+end
+
+# bench/run.exs sets this before requiring the file.
+unless Process.get(:pybridge_bench_all), do: Bench.Windows.main()
