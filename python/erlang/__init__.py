@@ -14,6 +14,9 @@ so Python code can neither forge a pid nor hand the BEAM bytes it made up;
 an instance built by other means (``object.__new__``) is refused on its way
 back with a conversion error.
 
+``SharedDict`` and the ``state_*`` functions reach the stores shared with
+the BEAM (see ``erlang._shared_dict``).
+
 ``SharedCall``, ``AsyncSharedCall`` and ``Stats`` coalesce concurrent calls
 of the same key into one execution (shared-call-py's API; see
 ``erlang._shared_call``).
@@ -36,7 +39,35 @@ SharedCall = _shared_call.SharedCall
 AsyncSharedCall = _shared_call.AsyncSharedCall
 Stats = _shared_call.Stats
 
-__all__ = ["Pid", "Ref", "SharedCall", "AsyncSharedCall", "Stats"]
+# SharedDicts and the State API (python/erlang/_shared_dict.py), run as
+# erlang._shared_dict before this module.
+_shared_dict = sys.modules["erlang._shared_dict"]
+SharedDict = _shared_dict.SharedDict
+SharedDictFull = _shared_dict.SharedDictFull
+state_set = _shared_dict.state_set
+state_get = _shared_dict.state_get
+state_delete = _shared_dict.state_delete
+state_keys = _shared_dict.state_keys
+state_clear = _shared_dict.state_clear
+state_incr = _shared_dict.state_incr
+state_decr = _shared_dict.state_decr
+
+__all__ = [
+    "Pid",
+    "Ref",
+    "SharedCall",
+    "AsyncSharedCall",
+    "Stats",
+    "SharedDict",
+    "SharedDictFull",
+    "state_set",
+    "state_get",
+    "state_delete",
+    "state_keys",
+    "state_clear",
+    "state_incr",
+    "state_decr",
+]
 
 
 class _Term:

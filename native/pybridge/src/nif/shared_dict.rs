@@ -260,21 +260,10 @@ fn shared_dict_new<'a>(
         Err(err) => return dict_error(env, err),
     };
     let owner = if named { None } else { Some(env.pid()) };
-    let beam = Arc::new(BeamSide {
-        id: dict.id(),
-        subscribers: Mutex::new(Vec::new()),
-        has_subscribers: AtomicBool::new(false),
-        waiters: Mutex::new(HashMap::new()),
-        monitored: Mutex::new(HashSet::new()),
-    });
-    if let Err(err) = dict.listen(beam.clone()) {
-        return dict_error(env, err);
-    }
-    let handle = ResourceArc::new(DictResource {
-        dict: dict.clone(),
-        owner,
-        beam,
-    });
+    let handle = match make_handle(&dict, owner) {
+        Ok(handle) => handle,
+        Err(err) => return dict_error(env, err),
+    };
     if let Some(pid) = owner {
         if !DictResource::monitor(&handle, env, pid) {
             // The caller is exiting: its dict goes with it.
@@ -286,10 +275,41 @@ fn shared_dict_new<'a>(
     Ok((atoms::ok(), handle_term(env, &handle)).encode(env))
 }
 
+/// The one handle of `dict`, made now if it has none (a dict made by
+/// Python has no handle until the BEAM first looks it up).
+fn handle_of(dict: Arc<SharedDict>) -> Option<ResourceArc<DictResource>> {
+    let mut handles = handles().lock();
+    if let Some(handle) = handles.get(&dict.id()) {
+        return Some(handle.clone());
+    }
+    let handle = make_handle(&dict, None).ok()?;
+    handles.insert(dict.id(), handle.clone());
+    Some(handle)
+}
+
+/// A new resource for `dict`, listening to its events.
+fn make_handle(
+    dict: &Arc<SharedDict>,
+    owner: Option<LocalPid>,
+) -> Result<ResourceArc<DictResource>, DictError> {
+    let beam = Arc::new(BeamSide {
+        id: dict.id(),
+        subscribers: Mutex::new(Vec::new()),
+        has_subscribers: AtomicBool::new(false),
+        waiters: Mutex::new(HashMap::new()),
+        monitored: Mutex::new(HashSet::new()),
+    });
+    dict.listen(beam.clone())?;
+    Ok(ResourceArc::new(DictResource {
+        dict: dict.clone(),
+        owner,
+        beam,
+    }))
+}
+
 #[rustler::nif]
 fn shared_dict_lookup(env: Env<'_>, name: String) -> Term<'_> {
-    let handle = SharedDict::lookup(&name).and_then(|d| handles().lock().get(&d.id()).cloned());
-    match handle {
+    match SharedDict::lookup(&name).and_then(handle_of) {
         Some(handle) => (atoms::ok(), handle_term(env, &handle)).encode(env),
         None => atoms::error().encode(env),
     }

@@ -43,6 +43,12 @@ const SHARED_CALL_SOURCE: &CStr = source(concat!(
     include_str!("../../../../python/erlang/_shared_call.py"),
     "\0"
 ));
+/// Source of `erlang._shared_dict` (python/erlang/_shared_dict.py), the
+/// Python face of SharedDicts over `erlang._shared_dict_native`.
+const SHARED_DICT_SOURCE: &CStr = source(concat!(
+    include_str!("../../../../python/erlang/_shared_dict.py"),
+    "\0"
+));
 /// Source of the `erlang` module (python/erlang/__init__.py).
 const ERLANG_SOURCE: &CStr = source(concat!(
     include_str!("../../../../python/erlang/__init__.py"),
@@ -529,6 +535,15 @@ fn setup(py: Python<'_>) -> PyResult<InterpState> {
         c"erlang._shared_call",
     )?;
     modules.set_item("erlang._shared_call", &shared_call)?;
+    let native = crate::shared_dict::python::module(py)?;
+    modules.set_item("erlang._shared_dict_native", &native)?;
+    let shared_dict = PyModule::from_code(
+        py,
+        SHARED_DICT_SOURCE,
+        c"erlang/_shared_dict.py",
+        c"erlang._shared_dict",
+    )?;
+    modules.set_item("erlang._shared_dict", &shared_dict)?;
     let erlang = PyModule::from_code(py, ERLANG_SOURCE, c"erlang/__init__.py", c"erlang")?;
     modules.set_item("erlang", &erlang)?;
     let support = PyModule::from_code(py, SUPPORT_SOURCE, c"pybridge/__init__.py", c"pybridge")?;

@@ -20,6 +20,7 @@ mod backend;
 mod clock;
 mod locks;
 mod memory;
+pub mod python;
 mod stats;
 mod sweeper;
 #[cfg(test)]
@@ -180,6 +181,12 @@ pub struct SharedDict {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Every live dict by id (for Python, which holds ids, not handles).
+fn ids() -> &'static Mutex<HashMap<u64, std::sync::Weak<SharedDict>>> {
+    static IDS: OnceLock<Mutex<HashMap<u64, std::sync::Weak<SharedDict>>>> = OnceLock::new();
+    IDS.get_or_init(Default::default)
+}
+
 fn names() -> &'static Mutex<HashMap<String, Arc<SharedDict>>> {
     static NAMES: OnceLock<Mutex<HashMap<String, Arc<SharedDict>>>> = OnceLock::new();
     NAMES.get_or_init(Default::default)
@@ -215,7 +222,14 @@ impl SharedDict {
             }
             names.insert(name, dict.clone());
         }
+        ids().lock().insert(dict.id, Arc::downgrade(&dict));
         Ok(dict)
+    }
+
+    /// The live dict with this id.
+    pub fn by_id(id: u64) -> Option<Arc<SharedDict>> {
+        let weak = ids().lock().get(&id).cloned()?;
+        weak.upgrade().filter(|d| !d.is_destroyed())
     }
 
     /// The live dict named `name`.
@@ -416,6 +430,7 @@ impl SharedDict {
                 names.remove(name);
             }
         }
+        ids().lock().remove(&self.id);
         self.backend.clear(now_ms());
         let keys = self.locks.clear();
         self.unlocked(&keys);
@@ -516,6 +531,12 @@ impl SharedDict {
         if !self.swept.swap(true, Ordering::Relaxed) {
             sweeper::watch(self);
         }
+    }
+}
+
+impl Drop for SharedDict {
+    fn drop(&mut self) {
+        ids().lock().remove(&self.id);
     }
 }
 

@@ -1,0 +1,311 @@
+//! The Python face of the store: the native functions behind
+//! `erlang.SharedDict` and `erlang.state_*` (python/erlang/_shared_dict.py),
+//! made into a module `erlang._shared_dict_native` in every interpreter
+//! (see `runtime/interp.rs`), so every context, sub-interpreters included,
+//! reaches the same Rust dicts.
+//!
+//! Values: plain data is converted to and from [`Value`]; for anything
+//! else `put` answers [`NOT_PLAIN`] and the Python side pickles the value
+//! and stores it with `put_pickled`. A read gives `(kind, payload)`:
+//! [`MISSING`], [`PLAIN`] with a new object, or [`PICKLED`] with the pickle
+//! (the Python side unpickles it). Every read makes new objects: mutating
+//! what was read never changes what is stored.
+//!
+//! Errors: a destroyed dict raises `RuntimeError`, a key that is not a
+//! `str` `TypeError`, `incr` of a non-integer `TypeError`; a full dict and
+//! `put` of an existing key under `only_new` are status codes the Python
+//! side turns into its own exceptions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
+
+use super::{Bounds, Condition, DictError, DictOptions, Holder, SharedDict, Stored, Ttl};
+use crate::convert::from_py::from_py;
+use crate::convert::to_py::to_py;
+
+/// `get`'s kinds, and `put`'s statuses.
+pub const MISSING: u8 = 0;
+pub const PLAIN: u8 = 1;
+pub const PICKLED: u8 = 2;
+pub const OK: u8 = 0;
+pub const NOT_PLAIN: u8 = 1;
+pub const FULL: u8 = 2;
+pub const EXISTS: u8 = 3;
+
+fn err(e: DictError) -> PyErr {
+    match e {
+        DictError::NotInteger(_) => PyTypeError::new_err(e.to_string()),
+        DictError::NameTaken(_) => PyValueError::new_err(e.to_string()),
+        _ => PyRuntimeError::new_err(e.to_string()),
+    }
+}
+
+fn dict(id: u64) -> PyResult<Arc<SharedDict>> {
+    SharedDict::by_id(id).ok_or_else(|| PyRuntimeError::new_err(DictError::Destroyed.to_string()))
+}
+
+fn key<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<std::borrow::Cow<'a, str>> {
+    match key.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned().into()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "SharedDict keys are str, not {}",
+            key.get_type().name()?
+        ))),
+    }
+}
+
+fn read<'py>(py: Python<'py>, stored: &Stored) -> PyResult<(u8, Bound<'py, PyAny>)> {
+    match stored {
+        Stored::Plain(v) => {
+            let obj = to_py(py, v).map_err(|e| PyValueError::new_err(e.0))?;
+            Ok((PLAIN, obj))
+        }
+        Stored::Pickled { data, .. } => Ok((PICKLED, PyBytes::new(py, data).into_any())),
+    }
+}
+
+/// The id of the dict `target` names: a handle from the BEAM (a dict with
+/// an `"id"`, as `%Py.SharedDict{}` arrives), an id, or a name (made when
+/// missing and `create` is true).
+#[pyfunction]
+#[pyo3(signature = (target, create = false))]
+fn open(target: &Bound<'_, PyAny>, create: bool) -> PyResult<(u64, Option<String>)> {
+    let found = if let Ok(name) = target.cast::<PyString>() {
+        let name = name.to_cow()?.into_owned();
+        match SharedDict::lookup(&name) {
+            Some(d) => Some(d),
+            None if create => {
+                let opts = DictOptions {
+                    name: Some(name.clone()),
+                    bounds: Bounds::default(),
+                };
+                match SharedDict::new(opts) {
+                    Ok(d) => Some(d),
+                    // Made by someone else meanwhile.
+                    Err(DictError::NameTaken(_)) => SharedDict::lookup(&name),
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            None => {
+                return Err(PyKeyError::new_err(format!(
+                    "no shared dict named {name:?}"
+                )))
+            }
+        }
+    } else if let Ok(handle) = target.cast::<PyDict>() {
+        let id = handle
+            .get_item("id")?
+            .ok_or_else(|| PyTypeError::new_err("not a SharedDict handle: no 'id'"))?;
+        SharedDict::by_id(id.extract()?)
+    } else if let Ok(id) = target.extract::<u64>() {
+        SharedDict::by_id(id)
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "SharedDict() takes a handle passed from the BEAM or a name, not {}",
+            target.get_type().name()?
+        )));
+    };
+    let d = found.ok_or_else(|| PyRuntimeError::new_err(DictError::Destroyed.to_string()))?;
+    Ok((d.id(), d.name().map(str::to_owned)))
+}
+
+#[pyfunction]
+fn get<'py>(py: Python<'py>, id: u64, k: &Bound<'py, PyAny>) -> PyResult<(u8, Bound<'py, PyAny>)> {
+    match dict(id)?.get(&key(k)?).map_err(err)? {
+        Some((item, _)) => read(py, &item),
+        None => Ok((MISSING, py.None().into_bound(py))),
+    }
+}
+
+fn status(r: Result<u64, DictError>) -> PyResult<u8> {
+    match r {
+        Ok(_) => Ok(OK),
+        Err(DictError::Full) => Ok(FULL),
+        Err(DictError::Exists) => Ok(EXISTS),
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn condition(only_new: bool) -> Condition {
+    if only_new {
+        Condition::Absent
+    } else {
+        Condition::Always
+    }
+}
+
+/// Stores a plain value; [`NOT_PLAIN`] when it is not plain data.
+#[pyfunction]
+#[pyo3(signature = (id, k, value, ttl_ms = None, only_new = false))]
+fn put(
+    id: u64,
+    k: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    ttl_ms: Option<u64>,
+    only_new: bool,
+) -> PyResult<u8> {
+    let d = dict(id)?;
+    let k = key(k)?;
+    let stored = match from_py(value)
+        .map_err(|_| ())
+        .and_then(|v| Stored::plain(v).map_err(|_| ()))
+    {
+        Ok(stored) => stored,
+        Err(()) => return Ok(NOT_PLAIN),
+    };
+    status(d.put(&k, stored, ttl_ms, condition(only_new)))
+}
+
+/// Stores a pickle of a value of type `type_name`.
+#[pyfunction]
+#[pyo3(signature = (id, k, type_name, data, ttl_ms = None, only_new = false))]
+fn put_pickled(
+    id: u64,
+    k: &Bound<'_, PyAny>,
+    type_name: String,
+    data: Vec<u8>,
+    ttl_ms: Option<u64>,
+    only_new: bool,
+) -> PyResult<u8> {
+    let d = dict(id)?;
+    let stored = Stored::Pickled { type_name, data };
+    status(d.put(&key(k)?, stored, ttl_ms, condition(only_new)))
+}
+
+/// Removes a key; whether it was there.
+#[pyfunction]
+fn delete(id: u64, k: &Bound<'_, PyAny>) -> PyResult<bool> {
+    Ok(dict(id)?.take(&key(k)?).map_err(err)?.is_some())
+}
+
+#[pyfunction]
+fn keys<'py>(py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyList>> {
+    let keys = dict(id)?.keys().map_err(err)?;
+    PyList::new(py, keys.iter().map(|k| &**k))
+}
+
+/// `[(key, kind, payload)]`.
+#[pyfunction]
+fn items<'py>(py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyList>> {
+    let entries = dict(id)?.entries().map_err(err)?;
+    let list = PyList::empty(py);
+    for (k, item) in entries {
+        let (kind, payload) = read(py, &item)?;
+        list.append(PyTuple::new(
+            py,
+            [
+                PyString::new(py, &k).into_any(),
+                kind.into_pyobject(py)?.into_any(),
+                payload,
+            ],
+        )?)?;
+    }
+    Ok(list)
+}
+
+#[pyfunction]
+fn size(id: u64) -> PyResult<usize> {
+    dict(id)?.len().map_err(err)
+}
+
+#[pyfunction]
+fn incr<'py>(
+    py: Python<'py>,
+    id: u64,
+    k: &Bound<'py, PyAny>,
+    by: i64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let v = dict(id)?.incr(&key(k)?, by).map_err(err)?;
+    to_py(py, &v).map_err(|e| PyValueError::new_err(e.0))
+}
+
+/// Milliseconds left, -1 for no expiry, `None` when missing.
+#[pyfunction]
+fn ttl(id: u64, k: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    Ok(match dict(id)?.ttl(&key(k)?).map_err(err)? {
+        Some(Ttl::Ms(ms)) => Some(i64::try_from(ms).unwrap_or(i64::MAX)),
+        Some(Ttl::Infinity) => Some(-1),
+        None => None,
+    })
+}
+
+#[pyfunction]
+fn expire(id: u64, k: &Bound<'_, PyAny>, ms: u64) -> PyResult<bool> {
+    dict(id)?.expire(&key(k)?, ms).map_err(err)
+}
+
+#[pyfunction]
+fn persist(id: u64, k: &Bound<'_, PyAny>) -> PyResult<bool> {
+    dict(id)?.persist(&key(k)?).map_err(err)
+}
+
+#[pyfunction]
+fn clear(id: u64) -> PyResult<()> {
+    dict(id)?.clear().map(|_| ()).map_err(err)
+}
+
+#[pyfunction]
+fn destroy(id: u64) {
+    if let Some(d) = SharedDict::by_id(id) {
+        d.destroy();
+    }
+}
+
+/// Takes `key`'s lock for thread `thread`, waiting up to `timeout` seconds
+/// (forever for `None`) with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (id, k, thread, timeout = None))]
+fn lock(
+    py: Python<'_>,
+    id: u64,
+    k: &Bound<'_, PyAny>,
+    thread: u64,
+    timeout: Option<f64>,
+) -> PyResult<bool> {
+    let d = dict(id)?;
+    let k = key(k)?.into_owned();
+    let deadline = match timeout {
+        Some(t) if t.is_finite() && t >= 0.0 => {
+            Some(Instant::now() + Duration::from_secs_f64(t.min(1e9)))
+        }
+        Some(t) if t.is_nan() || t < 0.0 => {
+            return Err(PyValueError::new_err("timeout must be >= 0 or None"))
+        }
+        _ => None,
+    };
+    py.detach(|| d.lock_wait(&k, Holder::Python(thread), deadline))
+        .map_err(err)
+}
+
+#[pyfunction]
+fn unlock(id: u64, k: &Bound<'_, PyAny>, thread: u64) -> PyResult<bool> {
+    dict(id)?
+        .unlock(&key(k)?, Holder::Python(thread))
+        .map_err(err)
+}
+
+/// The module `erlang._shared_dict_native` for the attached interpreter.
+pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let m = PyModule::new(py, "erlang._shared_dict_native")?;
+    m.add_function(wrap_pyfunction!(open, &m)?)?;
+    m.add_function(wrap_pyfunction!(get, &m)?)?;
+    m.add_function(wrap_pyfunction!(put, &m)?)?;
+    m.add_function(wrap_pyfunction!(put_pickled, &m)?)?;
+    m.add_function(wrap_pyfunction!(delete, &m)?)?;
+    m.add_function(wrap_pyfunction!(keys, &m)?)?;
+    m.add_function(wrap_pyfunction!(items, &m)?)?;
+    m.add_function(wrap_pyfunction!(size, &m)?)?;
+    m.add_function(wrap_pyfunction!(incr, &m)?)?;
+    m.add_function(wrap_pyfunction!(ttl, &m)?)?;
+    m.add_function(wrap_pyfunction!(expire, &m)?)?;
+    m.add_function(wrap_pyfunction!(persist, &m)?)?;
+    m.add_function(wrap_pyfunction!(clear, &m)?)?;
+    m.add_function(wrap_pyfunction!(destroy, &m)?)?;
+    m.add_function(wrap_pyfunction!(lock, &m)?)?;
+    m.add_function(wrap_pyfunction!(unlock, &m)?)?;
+    Ok(m)
+}

@@ -1,0 +1,244 @@
+"""SharedDict: the key/value stores shared with the BEAM, seen from Python.
+
+A SharedDict lives in pybridge's native library, not in this interpreter:
+the BEAM (``Py.SharedDict``, ``py:shared_dict_*``) and every context,
+sub-interpreters included, read and write the same data. Keys are ``str``.
+Plain data (None, bool, int, float, str, bytes, list, tuple, dict, set,
+``erlang.Pid``/``erlang.Ref``) is stored as such and is readable by the BEAM
+without Python; any other object is pickled (the BEAM sees a
+``%Py.SharedDict.Pickled{type: "module.Class"}``) and comes back unpickled.
+Every read returns a new copy: changing it does not change the store.
+
+The ``state_*`` functions are the global State API: one named SharedDict,
+``"pybridge.state"``, shared with ``Py.State`` and ``py:state_*``.
+
+The native library executes this file as ``erlang._shared_dict`` in every
+interpreter, after making ``erlang._shared_dict_native`` there.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+_native = sys.modules["erlang._shared_dict_native"]
+
+_MISSING, _PLAIN, _PICKLED = 0, 1, 2
+_OK, _NOT_PLAIN, _FULL, _EXISTS = 0, 1, 2, 3
+
+__all__ = [
+    "SharedDict",
+    "SharedDictFull",
+    "state_set",
+    "state_get",
+    "state_delete",
+    "state_keys",
+    "state_clear",
+    "state_incr",
+    "state_decr",
+]
+
+
+class SharedDictFull(RuntimeError):
+    """A new key beyond the dict's ``max_entries``."""
+
+
+def _value(kind: int, payload: Any) -> Any:
+    return pickle.loads(payload) if kind == _PICKLED else payload
+
+
+def _ttl_ms(ttl: float | None) -> int | None:
+    if ttl is None:
+        return None
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl >= 0:
+        raise ValueError(f"ttl must be a number of seconds >= 0 or None, not {ttl!r}")
+    return math.ceil(ttl * 1000)
+
+
+class SharedDict:
+    """A dict-like view of a SharedDict.
+
+    ``SharedDict(handle)`` wraps a handle passed from the BEAM (an argument
+    or a local); ``SharedDict("name")`` opens the named dict (``create=True``
+    makes it when missing). A destroyed dict raises ``RuntimeError``.
+    """
+
+    __slots__ = ("_id", "_name")
+
+    def __init__(self, handle_or_name: Any, *, create: bool = False) -> None:
+        self._id, self._name = _native.open(handle_or_name, create)
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    def __repr__(self) -> str:
+        name = f" {self._name!r}" if self._name is not None else ""
+        return f"<erlang.SharedDict{name} #{self._id}>"
+
+    # -- reading --------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        kind, payload = _native.get(self._id, key)
+        if kind == _MISSING:
+            raise KeyError(key)
+        return _value(kind, payload)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        kind, payload = _native.get(self._id, key)
+        return default if kind == _MISSING else _value(kind, payload)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        return _native.get(self._id, key)[0] != _MISSING
+
+    def keys(self) -> list[str]:
+        return _native.keys(self._id)  # type: ignore[no-any-return]
+
+    def values(self) -> list[Any]:
+        return [_value(kind, payload) for _k, kind, payload in _native.items(self._id)]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, _value(kind, payload)) for k, kind, payload in _native.items(self._id)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return _native.size(self._id)  # type: ignore[no-any-return]
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds before ``key`` expires, ``math.inf`` when it never does,
+        ``None`` when it is missing."""
+        ms = _native.ttl(self._id, key)
+        if ms is None:
+            return None
+        return math.inf if ms < 0 else ms / 1000
+
+    # -- writing --------------------------------------------------------
+
+    def _put(self, key: str, value: Any, ttl: float | None, only_new: bool) -> int:
+        ms = _ttl_ms(ttl)
+        status = _native.put(self._id, key, value, ms, only_new)
+        if status == _NOT_PLAIN:
+            kind = type(value)
+            status = _native.put_pickled(
+                self._id,
+                key,
+                f"{kind.__module__}.{kind.__qualname__}",
+                pickle.dumps(value),
+                ms,
+                only_new,
+            )
+        if status == _FULL:
+            raise SharedDictFull(f"the shared dict is full: cannot add {key!r}")
+        return status  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._put(key, value, None, False)
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Stores ``value``; ``ttl`` in seconds makes the key expire."""
+        self._put(key, value, ttl, False)
+
+    def setdefault(self, key: str, value: Any = None) -> Any:
+        """Stores ``value`` unless ``key`` exists; returns the stored value."""
+        if self._put(key, value, None, True) == _EXISTS:
+            return self.get(key, value)
+        return value
+
+    def __delitem__(self, key: str) -> None:
+        if not _native.delete(self._id, key):
+            raise KeyError(key)
+
+    def delete(self, key: str) -> None:
+        """Removes ``key``; nothing happens when it is missing."""
+        _native.delete(self._id, key)
+
+    def incr(self, key: str, by: int = 1) -> int:
+        """Adds ``by`` to the integer under ``key`` atomically (from 0)."""
+        return _native.incr(self._id, key, by)  # type: ignore[no-any-return]
+
+    def expire(self, key: str, ttl: float) -> bool:
+        ms = _ttl_ms(ttl)
+        return _native.expire(self._id, key, ms)  # type: ignore[no-any-return]
+
+    def persist(self, key: str) -> bool:
+        return _native.persist(self._id, key)  # type: ignore[no-any-return]
+
+    def clear(self) -> None:
+        _native.clear(self._id)
+
+    def destroy(self) -> None:
+        """Destroys the dict for everyone; idempotent."""
+        _native.destroy(self._id)
+
+    # -- per-key locks --------------------------------------------------
+
+    def lock(self, key: str, timeout: float | None = 1.0) -> bool:
+        """Takes the per-key lock for this thread, waiting up to ``timeout``
+        seconds (``None``: forever) with the GIL released. Held until
+        ``unlock``; shared with BEAM processes' ``Py.SharedDict.lock/3``."""
+        return _native.lock(self._id, key, threading.get_ident(), timeout)  # type: ignore[no-any-return]
+
+    def unlock(self, key: str) -> bool:
+        """Releases this thread's lock on ``key``; False when not held."""
+        return _native.unlock(self._id, key, threading.get_ident())  # type: ignore[no-any-return]
+
+    @contextmanager
+    def locked(self, key: str, timeout: float | None = None) -> Iterator[None]:
+        """``with sd.locked(key):`` holds the lock for the block; raises
+        ``TimeoutError`` when it cannot be taken within ``timeout``."""
+        if not self.lock(key, timeout):
+            raise TimeoutError(f"lock on {key!r} not acquired within {timeout} s")
+        try:
+            yield
+        finally:
+            self.unlock(key)
+
+
+_STATE = "pybridge.state"
+
+
+def _state() -> SharedDict:
+    return SharedDict(_STATE, create=True)
+
+
+def state_set(key: str, value: Any) -> None:
+    """Stores ``value`` under ``key`` in the global State."""
+    _state()[key] = value
+
+
+def state_get(key: str, default: Any = None) -> Any:
+    """The State's value of ``key``, or ``default``."""
+    return _state().get(key, default)
+
+
+def state_delete(key: str) -> None:
+    """Removes ``key`` from the State (nothing when missing)."""
+    _state().delete(key)
+
+
+def state_keys() -> list[str]:
+    """Every key of the State."""
+    return _state().keys()
+
+
+def state_clear() -> None:
+    """Removes every key of the State."""
+    _state().clear()
+
+
+def state_incr(key: str, by: int = 1) -> int:
+    """Adds ``by`` to the counter ``key`` atomically; returns the new value."""
+    return _state().incr(key, by)
+
+
+def state_decr(key: str, by: int = 1) -> int:
+    """Subtracts ``by`` from the counter ``key`` atomically."""
+    return _state().incr(key, -by)
