@@ -38,6 +38,10 @@ _shared_call = sys.modules["erlang._shared_call"]
 SharedCall = _shared_call.SharedCall
 AsyncSharedCall = _shared_call.AsyncSharedCall
 Stats = _shared_call.Stats
+# shared-call-py's other names, so that its import lines translate one for one.
+Result = _shared_call.Result
+shared = _shared_call.shared
+async_shared = _shared_call.async_shared
 
 # SharedDicts and the State API (python/erlang/_shared_dict.py), run as
 # erlang._shared_dict before this module.

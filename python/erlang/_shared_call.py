@@ -74,6 +74,12 @@ class Result:
     value: Any = None
     error: Optional[BaseException] = None
 
+    def is_success(self) -> bool:
+        return self.error is None
+
+    def is_error(self) -> bool:
+        return self.error is not None
+
     def unwrap(self) -> Any:
         """The value, or raises the error."""
         if self.error is not None:

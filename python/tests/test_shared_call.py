@@ -224,6 +224,93 @@ class SharedCallTest(unittest.TestCase):
         self.assertEqual(out, [("ok", 1)] * 64)
 
 
+class SeedExamplesTest(unittest.TestCase):
+    """shared-call-py's documented examples, with only the import line changed."""
+
+    def test_async_examples(self):
+        from erlang import AsyncSharedCall
+
+        class Db:
+            async def get_user(self, user_id):
+                await asyncio.sleep(0)
+                return {"id": user_id}
+
+        db = Db()
+
+        async def main():
+            shared = AsyncSharedCall()
+
+            @shared.group()
+            async def fetch_user(user_id: int):
+                return await db.get_user(user_id)
+
+            @shared.group(key_fn=lambda x, y: f"{x}")
+            async def compute(x: int, y: int):
+                return x + y
+
+            async def fetch_from_db(user_id):
+                return await db.get_user(user_id)
+
+            self.assertEqual(await fetch_user(1), {"id": 1})
+            self.assertEqual(await compute(1, 2), 3)
+            result = await shared.call("user:42", fetch_from_db, user_id=42)
+            self.assertEqual(result, {"id": 42})
+            stats = await shared.get_stats()
+            self.assertEqual(f"Efficiency: {stats.hit_rate:.1%}", "Efficiency: 0.0%")
+            self.assertEqual(f"Coalesced: {stats.hits} Executed: {stats.misses} In-flight: {stats.active}", "Coalesced: 0 Executed: 3 In-flight: 0")
+            await shared.reset_stats()
+            await shared.forget("user:42")
+            await shared.forget_all()
+
+        asyncio.run(main())
+
+    def test_sync_key_fn_and_global_examples(self):
+        import uuid
+
+        from erlang import SharedCall, async_shared, shared
+
+        class Db:
+            def get_user(self, user_id):
+                return {"id": user_id}
+
+        db = Db()
+        own = SharedCall()
+
+        @own.group()
+        def fetch_user(user_id: int):
+            return db.get_user(user_id)
+
+        @own.group(key_fn=lambda user_id, *args, **kwargs: f"user:{user_id}")
+        def fetch_user_details(user_id: int, include_details: bool = False):
+            return (user_id, include_details)
+
+        @own.group(key_fn=lambda org, repo: f"{org}/{repo}")
+        def get_github_repo(org: str, repo: str):
+            return f"{org}/{repo}"
+
+        @own.group(key_fn=lambda: str(uuid.uuid4()))
+        def no_coalesce():
+            return "ran"
+
+        results = [fetch_user(42) for _ in range(100)]
+        self.assertEqual(results, [{"id": 42}] * 100)
+        self.assertEqual(fetch_user_details(7, include_details=True), (7, True))
+        self.assertEqual(get_github_repo("a", "b"), "a/b")
+        self.assertEqual(no_coalesce(), "ran")
+        self.assertEqual(own.call("user:42", lambda user_id: user_id, user_id=42), 42)
+
+        @shared.group()
+        def sync_function():
+            return "sync"
+
+        @async_shared.group()
+        async def async_function():
+            return "async"
+
+        self.assertEqual(sync_function(), "sync")
+        self.assertEqual(asyncio.run(async_function()), "async")
+
+
 class AsyncSharedCallTest(unittest.TestCase):
     def run_async(self, coro):
         return asyncio.run(coro)
