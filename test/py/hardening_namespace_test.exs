@@ -84,4 +84,39 @@ defmodule Py.HardeningNamespaceTest do
     assert {{:error, %Py.Error{type: :timeout}}, {:error, %Py.Error{type: :timeout}},
             {:ok, false}} = Task.await(caller, 30_000)
   end
+
+  describe "on the other CPythons" do
+    @describetag timeout: 300_000
+
+    for {version, var} <- [
+          {"3.12", "PYBRIDGE_TEST_PY312"},
+          {"3.14t", "PYBRIDGE_TEST_PY314T"}
+        ] do
+      test "a timed-out exec leaves no trace on Python #{version}" do
+        python = System.get_env(unquote(var))
+
+        unless python && File.exists?(python) do
+          flunk(
+            "#{unquote(var)} is not set to a Python executable: run the suite with `make test`"
+          )
+        end
+
+        peer = start_python_peer(python)
+
+        modes = if unquote(version) == "3.12", do: [:main, :subinterpreter], else: [:main]
+
+        for mode <- modes do
+          assert {mode,
+                  :peer.call(
+                    peer,
+                    HardeningHelpers,
+                    :timed_out_exec_trace,
+                    [[mode: mode]],
+                    60_000
+                  )} ==
+                   {mode, {:ok, {1, false}}}
+        end
+      end
+    end
+  end
 end

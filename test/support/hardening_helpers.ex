@@ -181,6 +181,27 @@ defmodule Py.HardeningHelpers do
     |> Task.await(30_000)
   end
 
+  @doc """
+  In a new context made with `opts`, binds `x`, then times out an exec that
+  rebinds it, binds `y` and loops forever; returns what the process's next
+  call sees: `{:ok, {1, false}}` when the timed-out exec left no trace.
+  """
+  @spec timed_out_exec_trace(keyword) :: term
+  def timed_out_exec_trace(opts \\ []) do
+    ctx = Py.Context.new(opts)
+
+    try do
+      :ok = Py.exec(ctx, "x = 1")
+
+      {:error, %Py.Error{type: :timeout}} =
+        Py.exec(ctx, "x = 2\ny = 3\nwhile True:\n    pass\n", timeout: 200)
+
+      Py.eval(ctx, "(x, 'y' in globals())", %{}, timeout: 30_000)
+    after
+      Py.Context.close(ctx)
+    end
+  end
+
   defp wait_until(fun, tries \\ 500) do
     cond do
       fun.() -> :ok
