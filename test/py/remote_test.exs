@@ -31,6 +31,16 @@ defmodule Py.RemoteTest do
     {:ok, node: node}
   end
 
+  test "coalesce: and group: are handed to the other node, which coalesces there",
+       %{node: node} do
+    group = {:remote_test, make_ref()}
+    assert Py.call(:math, :sqrt, [16], node: node, coalesce: true, group: group) == {:ok, 4.0}
+    assert Py.eval("1 + 1", %{}, node: node, coalesce: :two, group: group) == {:ok, 2}
+    assert Py.exec("z = 1", node: node, coalesce: true, group: group) == :ok
+    assert %{misses: 3} = :erpc.call(node, Py.Coalesce, :stats, [group])
+    assert %{misses: 0} = Py.Coalesce.stats(group)
+  end
+
   test "eval, exec and call run on the other node's Python", %{node: node} do
     assert Py.eval("1 + 1", %{}, node: node) == {:ok, 2}
     assert Py.eval("x * 2", %{x: 21}, node: node, timeout: 5_000) == {:ok, 42}
