@@ -206,6 +206,25 @@ defmodule Py.SharedDictPythonTest do
         ])
 
       assert :peer.call(peer, SD, :get, [sd, "n"]) == 3
+
+      # A thread Python itself starts in a sub-interpreter is refused with a
+      # clear error (the bridge cannot tell its interpreter), not served with
+      # another interpreter's types.
+      src = """
+      import threading
+      out = []
+      def work():
+          try:
+              out.append(__import__('erlang').SharedDict('across')['from_a'])
+          except Exception as e:
+              out.append(type(e).__name__)
+      t = threading.Thread(target=work)
+      t.start()
+      t.join()
+      """
+
+      code = "(lambda g: (exec(src, g), g['out'])[1])({})"
+      assert {:ok, ["RuntimeError"]} = :peer.call(peer, Py, :eval, [a, code, %{src: src}])
     end
   end
 end

@@ -189,7 +189,7 @@ impl Interp {
         self.kind
     }
 
-    pub(super) fn as_ptr(&self) -> *mut ffi::PyInterpreterState {
+    pub(crate) fn as_ptr(&self) -> *mut ffi::PyInterpreterState {
         self.ptr
     }
 

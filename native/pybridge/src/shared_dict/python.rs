@@ -26,6 +26,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 use super::{Bounds, Condition, DictError, DictOptions, Holder, SharedDict, Stored, Ttl};
 use crate::convert::from_py::from_py;
 use crate::convert::to_py::to_py;
+use crate::runtime::Interp;
 
 /// `get`'s kinds, and `put`'s statuses.
 pub const MISSING: u8 = 0;
@@ -58,7 +59,26 @@ fn key<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<std::borrow::Cow<'a, str>> {
     }
 }
 
+/// Values are converted with the bridge's record of the calling thread's
+/// interpreter; a thread Python code started itself in a sub-interpreter
+/// has none (it would be taken for the main interpreter's), so converting
+/// there is refused rather than done with another interpreter's types.
+fn check_interp(_py: Python<'_>) -> PyResult<()> {
+    // SAFETY: the GIL is held (`_py`), so the calling thread has a current
+    // thread state whose interpreter this reads.
+    let running = unsafe { pyo3::ffi::PyInterpreterState_Get() };
+    if running == Interp::current().as_ptr() {
+        Ok(())
+    } else {
+        Err(PyRuntimeError::new_err(
+            "SharedDict values cannot be converted in a thread Python started in a \
+             sub-interpreter context; use the context's own calls",
+        ))
+    }
+}
+
 fn read<'py>(py: Python<'py>, stored: &Stored) -> PyResult<(u8, Bound<'py, PyAny>)> {
+    check_interp(py)?;
     match stored {
         Stored::Plain(v) => {
             let obj = to_py(py, v).map_err(|e| PyValueError::new_err(e.0))?;
@@ -148,6 +168,7 @@ fn put(
     ttl_ms: Option<u64>,
     only_new: bool,
 ) -> PyResult<u8> {
+    check_interp(value.py())?;
     let d = dict(id)?;
     let k = key(k)?;
     let stored = match from_py(value)
@@ -219,6 +240,7 @@ fn incr<'py>(
     k: &Bound<'py, PyAny>,
     by: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
+    check_interp(py)?;
     let v = dict(id)?.incr(&key(k)?, by).map_err(err)?;
     to_py(py, &v).map_err(|e| PyValueError::new_err(e.0))
 }
