@@ -9,6 +9,7 @@ Code.require_file("harness.exs", __DIR__)
 Process.put(:pybridge_bench_all, true)
 Code.require_file("coalesce.exs", __DIR__)
 Code.require_file("windows.exs", __DIR__)
+Code.require_file("shared_dict.exs", __DIR__)
 alias Bench.Harness, as: H
 
 defmodule Bench.Run do
@@ -461,7 +462,9 @@ coalescing = Bench.Coalesce.section(&Run.row/6)
 
 windows = Bench.Windows.section(&Run.row/6)
 
-sections = [calls, bulk, execution, contexts, parallel, coalescing, windows]
+shared_dict = Bench.SharedDict.section(&Run.row/6)
+
+sections = [calls, bulk, execution, contexts, parallel, coalescing, windows, shared_dict]
 m = H.machine()
 
 table = fn rows ->

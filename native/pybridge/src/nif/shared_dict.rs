@@ -470,7 +470,9 @@ fn shared_dict_to_map(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<
     Term::map_from_term_arrays(env, &keys, &values)
 }
 
-#[rustler::nif]
+// Dirty: counting subtracts the keys expired but not yet swept, which
+// right after a mass expiry can be many.
+#[rustler::nif(schedule = "DirtyCpu")]
 fn shared_dict_size(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
     match sd.dict.len() {
         Ok(n) => Ok(n.encode(env)),
@@ -546,7 +548,8 @@ fn shared_dict_destroy(sd: ResourceArc<DictResource>) -> Atom {
     atoms::ok()
 }
 
-#[rustler::nif]
+// Dirty: see `shared_dict_size`.
+#[rustler::nif(schedule = "DirtyCpu")]
 fn shared_dict_stats(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
     match sd.dict.stats() {
         Ok(stats) => Ok(stats.encode(env)),

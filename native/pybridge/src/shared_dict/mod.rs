@@ -264,17 +264,23 @@ impl SharedDict {
         Ok(out)
     }
 
-    /// The one place events are raised: counted, then handed to listeners.
+    /// The one place events are raised: counted, then handed to listeners
+    /// (all of a batch counted first: a listener never sees an event that
+    /// `stats` does not count yet).
     fn raise(&self, events: Vec<RawEvent>) {
         if events.is_empty() {
             return;
         }
         let wall = clock::wall_ms();
+        self.stats
+            .record(events.iter().map(|(kind, key)| (*kind, &**key)), wall);
         let listeners = self.listeners.read();
-        for (kind, key) in events {
-            self.stats.record(kind, &key, wall);
+        if listeners.is_empty() {
+            return;
+        }
+        for (kind, key) in &events {
             for listener in listeners.iter() {
-                listener.event(kind, &key);
+                listener.event(*kind, key);
             }
         }
     }

@@ -39,18 +39,39 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
-    /// Counts one event; `at_ms` is the wall-clock time of an expiry.
-    pub(super) fn record(&self, kind: EventKind, key: &str, at_ms: u64) {
-        match kind {
-            EventKind::Put => {
-                self.puts.fetch_add(1, Relaxed);
+    /// Counts a batch of events, in order; `at_ms` is the wall-clock time
+    /// of its expiries. One update per counter and one hold of the recent
+    /// expiries' lock per batch (the sweeper's batches are large).
+    pub(super) fn record<'a>(
+        &self,
+        events: impl Iterator<Item = (EventKind, &'a str)>,
+        at_ms: u64,
+    ) {
+        let (mut puts, mut deletes, mut expired) = (0, 0, 0);
+        let mut newest: VecDeque<&str> = VecDeque::new();
+        for (kind, key) in events {
+            match kind {
+                EventKind::Put => puts += 1,
+                EventKind::Delete => deletes += 1,
+                EventKind::Expire => {
+                    expired += 1;
+                    if newest.len() == RECENT_EXPIRIES {
+                        newest.pop_back();
+                    }
+                    newest.push_front(key);
+                }
             }
-            EventKind::Delete => {
-                self.deletes.fetch_add(1, Relaxed);
-            }
-            EventKind::Expire => {
-                self.expired_total.fetch_add(1, Relaxed);
-                let mut recent = self.recent_expiries.lock();
+        }
+        if puts > 0 {
+            self.puts.fetch_add(puts, Relaxed);
+        }
+        if deletes > 0 {
+            self.deletes.fetch_add(deletes, Relaxed);
+        }
+        if expired > 0 {
+            self.expired_total.fetch_add(expired, Relaxed);
+            let mut recent = self.recent_expiries.lock();
+            for key in newest.into_iter().rev() {
                 if recent.len() == RECENT_EXPIRIES {
                     recent.pop_back();
                 }

@@ -158,6 +158,45 @@ fn expired_keys_make_room_under_max_entries() {
 }
 
 #[test]
+fn a_new_key_takes_the_place_of_one_expired_key_without_sweeping_them_all() {
+    let m = mem(Bounds {
+        max_entries: Some(3),
+        evict_lru: false,
+    });
+    put(&m, "a", 1, Expiry::At(10), 0).unwrap();
+    put(&m, "b", 2, Expiry::At(20), 0).unwrap();
+    put(&m, "c", 3, Expiry::Never, 0).unwrap();
+    let mut events = Vec::new();
+    m.put(
+        "d",
+        Arc::new(int(4)),
+        Expiry::Never,
+        Condition::Always,
+        30,
+        &mut events,
+    )
+    .unwrap();
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|(k, key)| (*k, key.to_string()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (EventKind::Expire, "a".into()),
+            (EventKind::Put, "d".into())
+        ]
+    );
+    assert_eq!(
+        m.len(30),
+        2,
+        "b is expired, so not counted, but still stored"
+    );
+    put(&m, "e", 5, Expiry::Never, 30).unwrap();
+    assert_eq!(put(&m, "f", 6, Expiry::Never, 30), Err(DictError::Full));
+}
+
+#[test]
 fn lru_eviction_removes_the_least_recently_used_key() {
     let m = mem(Bounds {
         max_entries: Some(2),

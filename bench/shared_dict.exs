@@ -1,0 +1,333 @@
+# SharedDict (issue 11): BEAM and Python access against ETS and a locked
+# Python dict, memory per entry, and the expiry of 1,000,000 keys.
+#
+# Part of `make bench` (bench/run.exs requires this file). Run alone, it
+# measures this section only and replaces it in bench/RESULTS.md:
+#
+#     MIX_ENV=bench mix run bench/shared_dict.exs
+
+defmodule Bench.SharedDict do
+  @moduledoc false
+  alias Bench.Harness, as: H
+  alias Py.SharedDict, as: SD
+
+  @title "SharedDict (issue 11)"
+  @entries 1_000_000
+
+  def title, do: @title
+
+  def section(row) do
+    IO.puts("\n== #{@title}")
+
+    rows = beam_single(row) ++ beam_parallel(row) ++ python(row) ++ [memory(row)] ++ expiry(row)
+
+    Enum.each(rows, &IO.puts("  #{&1.name}: #{&1.value} (#{&1.floor_name}: #{&1.floor})"))
+    {@title, rows}
+  end
+
+  defp ets do
+    :ets.new(:bench_sd, [:set, :public, read_concurrency: true, write_concurrency: true])
+  end
+
+  # One process: get and put of a small value, interleaved with the same
+  # operation on ETS; the median round of three.
+  defp beam_single(row) do
+    sd = SD.new!()
+    t = ets()
+    SD.put(sd, "key", %{"n" => 1})
+    :ets.insert(t, {"key", %{"n" => 1}})
+
+    get = median_pair(fn -> SD.get(sd, "key") end, fn -> :ets.lookup(t, "key") end)
+    put = median_pair(fn -> SD.put(sd, "key", 1) end, fn -> :ets.insert(t, {"key", 1}) end)
+
+    for {what, {s, e}} <- [{"get", get}, {"put", put}] do
+      ratio = s.median_ns / max(e.median_ns, 1)
+
+      row.(
+        "BEAM #{what} of a small value, 1 process, median (p99 #{H.fmt_ns(s.p99_ns)})",
+        H.fmt_ns(s.median_ns),
+        "≤ 1.5× ETS",
+        "ETS `:set` #{what} #{H.fmt_ns(e.median_ns)}",
+        H.ratio(s.median_ns, e.median_ns),
+        ratio <= 1.5
+      )
+    end
+  end
+
+  defp median_pair(a, b) do
+    for(_ <- 1..3, do: H.sample_pair(a, b, samples: 20_000))
+    |> Enum.sort_by(fn {s, _} -> s.median_ns end)
+    |> Enum.at(1)
+  end
+
+  # 64 processes, each on its own key: operations per second for 1 s.
+  defp beam_parallel(row) do
+    sd = SD.new!()
+    t = ets()
+
+    for i <- 1..64 do
+      SD.put(sd, "k#{i}", i)
+      :ets.insert(t, {"k#{i}", i})
+    end
+
+    key = fn -> "k#{:erlang.phash2(self(), 64) + 1}" end
+
+    cases = [
+      {"get", fn -> SD.get(sd, key.()) end, fn -> :ets.lookup(t, key.()) end},
+      {"put", fn -> SD.put(sd, key.(), 1) end, fn -> :ets.insert(t, {key.(), 1}) end}
+    ]
+
+    for {what, s_fun, e_fun} <- cases do
+      # Three alternating rounds; the one with the median ratio.
+      {s, e} =
+        for(_ <- 1..3, do: {H.throughput(s_fun, 64, 1_000), H.throughput(e_fun, 64, 1_000)})
+        |> Enum.sort_by(fn {s, e} -> e / s end)
+        |> Enum.at(1)
+
+      row.(
+        "BEAM #{what}, 64 processes, operations/s",
+        "#{round(s)}",
+        "≥ ETS / 1.5",
+        "ETS #{round(e)}/s",
+        H.ratio(e, s),
+        s * 1.5 >= e
+      )
+    end
+  end
+
+  # Python: SharedDict get and set against a dict behind a threading.Lock,
+  # both with timeit in the embedded interpreter.
+  defp python(row) do
+    sd = SD.new!(name: "bench_py")
+    SD.put(sd, "key", 1)
+
+    setup = """
+    import threading
+    from erlang import SharedDict
+    sd = SharedDict('bench_py')
+    d = {'key': 1}
+    lock = threading.Lock()
+    def dget():
+        with lock:
+            return d['key']
+    def dset():
+        with lock:
+            d['key'] = 1
+    """
+
+    timeit = fn stmt ->
+      {:ok, s} =
+        Py.eval(
+          "__import__('timeit').timeit(stmt, setup, number=100000) / 100000",
+          %{stmt: stmt, setup: setup}
+        )
+
+      s * 1.0e9
+    end
+
+    rows =
+      for {what, stmt, floor_stmt} <- [
+            {"get", "sd['key']", "dget()"},
+            {"set", "sd['key'] = 1", "dset()"}
+          ] do
+        # Three alternating rounds; the one with the median ratio.
+        {s, f} =
+          for(_ <- 1..3, do: {timeit.(stmt), timeit.(floor_stmt)})
+          |> Enum.sort_by(fn {s, f} -> s / f end)
+          |> Enum.at(1)
+
+        row.(
+          "Python `SharedDict` #{what}, mean",
+          H.fmt_ns(s),
+          "≤ 3× locked dict",
+          "dict behind `threading.Lock` #{H.fmt_ns(f)}",
+          H.ratio(s, f),
+          s <= 3 * f
+        )
+      end
+
+    SD.destroy(sd)
+    rows
+  end
+
+  # 1,000,000 entries ("k<i>" => i): the growth of the OS process's RSS
+  # while a process fills the dict and exits, against what ETS reports for
+  # the same data in a table (its RSS growth is given too, but ETS fills
+  # carriers the VM had already mapped, so it understates).
+  defp memory(row) do
+    sd_bytes = rss_growth(fn -> SD.new!(name: "bench_mem") end, &SD.put(&1, "k#{&2}", &2))
+
+    ets_rss =
+      rss_growth(
+        fn -> :ets.new(:bench_mem, [:set, :public]) end,
+        &:ets.insert(&1, {"k#{&2}", &2})
+      )
+
+    t = :ets.new(:bench_mem_words, [:set, :public])
+    fill(&:ets.insert(t, {"k#{&1}", &1}))
+    ets_bytes = :ets.info(t, :memory) * :erlang.system_info(:wordsize)
+    :ets.delete(t)
+    {:ok, sd} = SD.lookup("bench_mem")
+    SD.destroy(sd)
+
+    row.(
+      "Memory per entry, 1,000,000 small entries (RSS growth)",
+      "#{round(sd_bytes / @entries)} B",
+      "≤ 1.5× ETS",
+      "ETS table #{round(ets_bytes / @entries)} B (RSS growth #{round(ets_rss / @entries)} B)",
+      H.ratio(sd_bytes, ets_bytes),
+      sd_bytes <= 1.5 * ets_bytes
+    )
+  end
+
+  defp rss_growth(make, put) do
+    :erlang.garbage_collect()
+    before = H.rss_bytes()
+    parent = self()
+
+    {pid, ref} =
+      spawn_monitor(fn ->
+        store = make.()
+        fill(&put.(store, &1))
+        # An ETS table dies with its owner: hand it over and wait.
+        if is_reference(store), do: :ets.give_away(store, parent, nil)
+        send(parent, {:filled, self()})
+        receive do: (:done -> :ok)
+      end)
+
+    receive do: ({:filled, ^pid} -> :ok)
+    send(pid, :done)
+    receive do: ({:DOWN, ^ref, _, _, _} -> :ok)
+    grown = H.rss_bytes() - before
+
+    receive do
+      {:"ETS-TRANSFER", t, _, _} -> :ets.delete(t)
+    after
+      0 -> :ok
+    end
+
+    grown
+  end
+
+  defp fill(fun), do: Enum.each(1..@entries, fun)
+
+  # 1,000,000 keys that all expire in the same millisecond (each put's TTL
+  # aims at one instant 10 s after the fill began), the sweeper's worst
+  # case; meanwhile one process keeps timing get and put of another key of
+  # the same dict. Reported: how long after that instant every key was
+  # reclaimed, and the p99 of those operations.
+  defp expiry(row) do
+    sd = SD.new!(name: "bench_expiry")
+    SD.put(sd, "probe", 1)
+    at = System.monotonic_time(:millisecond) + 10_000
+
+    fill(fn i ->
+      SD.put(sd, "k#{i}", i, ttl: max(at - System.monotonic_time(:millisecond), 1))
+    end)
+
+    parent = self()
+
+    prober =
+      spawn_link(fn ->
+        send(parent, {:latencies, probe(sd, [])})
+      end)
+
+    wait_reclaimed(sd)
+    reclaimed_after = System.monotonic_time(:millisecond) - at
+    send(prober, :stop)
+    times = receive(do: ({:latencies, t} -> t))
+    s = H.summarize(times)
+    SD.destroy(sd)
+
+    [
+      row.(
+        "Expiry of 1,000,000 keys at the same instant: all reclaimed after",
+        "#{reclaimed_after} ms",
+        "≤ 1 s",
+        "—",
+        "—",
+        reclaimed_after <= 1_000
+      ),
+      row.(
+        "… get/put p99 on the same dict from the fill's end to the last reclaim (max #{H.fmt_ns(s.max_ns)}, #{s.samples} samples)",
+        H.fmt_ns(s.p99_ns),
+        "≤ 5 ms",
+        "median #{H.fmt_ns(s.median_ns)}",
+        H.ratio(s.p99_ns, s.median_ns),
+        s.p99_ns <= 5_000_000
+      )
+    ]
+  end
+
+  defp probe(sd, acc) do
+    receive do
+      :stop -> acc
+    after
+      0 ->
+        t0 = System.monotonic_time(:nanosecond)
+        SD.get(sd, "probe")
+        SD.put(sd, "probe", 1)
+        probe(sd, [System.monotonic_time(:nanosecond) - t0 | acc])
+    end
+  end
+
+  defp wait_reclaimed(sd) do
+    if SD.stats(sd).expired_total < @entries do
+      Process.sleep(1)
+      wait_reclaimed(sd)
+    end
+  end
+
+  # Standalone: measure this section and put it into bench/RESULTS.md in
+  # place of its previous figures.
+  def main do
+    {:ok, _} = Application.ensure_all_started(:pybridge)
+
+    row = fn name, value, target, floor_name, floor, ok? ->
+      %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
+    end
+
+    {title, rows} = section(row)
+    m = H.machine()
+
+    table =
+      "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n" <>
+        Enum.map_join(rows, "\n", fn r ->
+          "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
+        end) <> "\n"
+
+    text =
+      "## #{title}\n\n" <>
+        "Measured on its own (`mix run bench/shared_dict.exs`) on #{m.date}: #{m.cpu}, " <>
+        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}. " <>
+        "Not measured: LiveDict 2.0 (not installable offline).\n\n" <> table
+
+    path = Path.join(__DIR__, "RESULTS.md")
+    old = File.read!(path)
+
+    new =
+      case String.split(old, "## #{title}\n", parts: 2) do
+        [before, rest] ->
+          after_section =
+            case String.split(rest, "\n## ", parts: 2) do
+              [_, next] -> "\n## " <> next
+              [_] -> ""
+            end
+
+          before <> text <> after_section
+
+        [_] ->
+          String.trim_trailing(old) <> "\n\n" <> text
+      end
+
+    File.write!(path, new)
+    IO.puts("\nwrote the section to bench/RESULTS.md")
+  end
+end
+
+unless Code.ensure_loaded?(Bench.Harness) do
+  Code.require_file("harness.exs", __DIR__)
+end
+
+# bench/run.exs sets this before requiring the file.
+unless Process.get(:pybridge_bench_all), do: Bench.SharedDict.main()
