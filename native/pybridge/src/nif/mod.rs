@@ -13,7 +13,7 @@
 //! | `submit/5`, `submit_dirty/5`, `cancel/1`           | [`calls`]       |
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
 //!
-//! Threads: [`shared_dict_events`] delivers SharedDict events and lock
+//! Threads: `shared_dict/events.rs` delivers SharedDict events and lock
 //! releases to BEAM processes.
 //!
 //! Resources (all in [`handles`]): `ContextResource`, `NamespaceResource`,
@@ -31,7 +31,6 @@ mod handles;
 mod reply;
 mod runtime;
 mod shared_dict;
-mod shared_dict_events;
 mod term;
 
 rustler::init!("Elixir.Py.Native");

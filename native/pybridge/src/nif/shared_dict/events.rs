@@ -1,5 +1,5 @@
-//! The thread that delivers SharedDict events to BEAM processes
-//! (`py-dict-events`).
+//! Subscriptions (`subscribe/2`, `unsubscribe/2`) and the thread that
+//! delivers events and lock releases to BEAM processes (`py-dict-events`).
 //!
 //! Events happen on schedulers, Python threads and the sweeper; a message
 //! can only be sent from a scheduler through the caller's env, and from any
@@ -8,16 +8,17 @@
 //! delivers each dict's events in the order they were raised. A subscriber
 //! the message cannot reach (it died) is dropped.
 
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::thread;
 
 use crossbeam_channel::{unbounded, Sender};
-use rustler::{Encoder, LocalPid, OwnedEnv};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
 
-use crate::shared_dict::EventKind;
+use crate::nif::atoms;
+use crate::shared_dict::{DictError, EventKind};
 
-use super::atoms;
-use super::shared_dict::{drop_subscribers, handle_term, handles};
+use super::handle::{dict_error, handle_term, handles, DictResource};
 
 pub(super) enum Message {
     /// Dict id, what happened, key, the subscribers to tell.
@@ -91,4 +92,76 @@ fn deliver(env: &mut OwnedEnv, message: Message) {
             }
         }
     }
+}
+
+// ── Subscriptions ───────────────────────────────────────────────────────
+
+fn events_mask(events: &[Atom]) -> u8 {
+    events.iter().fold(0, |mask, e| {
+        mask | if *e == atoms::put() {
+            1
+        } else if *e == atoms::delete() {
+            2
+        } else if *e == atoms::expire() {
+            4
+        } else {
+            0
+        }
+    })
+}
+
+/// Subscribes the caller to `events` (`:put`, `:delete`, `:expire`).
+#[rustler::nif]
+fn shared_dict_subscribe(
+    env: Env<'_>,
+    sd: ResourceArc<DictResource>,
+    events: Vec<Atom>,
+) -> NifResult<Term<'_>> {
+    if sd.dict.is_destroyed() {
+        return dict_error(env, DictError::Destroyed);
+    }
+    let pid = env.pid();
+    let mask = events_mask(&events);
+    if !DictResource::monitor(&sd, env, pid) {
+        return Ok(atoms::ok().encode(env));
+    }
+    let mut subs = sd.beam.subscribers.lock();
+    match subs.iter_mut().find(|(p, _)| *p == pid) {
+        Some((_, m)) => *m |= mask,
+        None => subs.push((pid, mask)),
+    }
+    sd.beam.has_subscribers.store(true, Ordering::Release);
+    Ok(atoms::ok().encode(env))
+}
+
+/// Unsubscribes the caller from `events` (all of them for `nil`).
+#[rustler::nif]
+fn shared_dict_unsubscribe(
+    env: Env<'_>,
+    sd: ResourceArc<DictResource>,
+    events: Option<Vec<Atom>>,
+) -> Atom {
+    let pid = env.pid();
+    let drop_mask = events.map_or(u8::MAX, |e| events_mask(&e));
+    let mut subs = sd.beam.subscribers.lock();
+    for (p, m) in subs.iter_mut() {
+        if *p == pid {
+            *m &= !drop_mask;
+        }
+    }
+    subs.retain(|(_, m)| *m != 0);
+    sd.beam
+        .has_subscribers
+        .store(!subs.is_empty(), Ordering::Release);
+    atoms::ok()
+}
+
+/// Drops subscribers that could not be sent to (dead).
+pub(super) fn drop_subscribers(handle: &DictResource, dead: &[LocalPid]) {
+    let mut subs = handle.beam.subscribers.lock();
+    subs.retain(|(p, _)| !dead.contains(p));
+    handle
+        .beam
+        .has_subscribers
+        .store(!subs.is_empty(), Ordering::Release);
 }

@@ -1,0 +1,81 @@
+//! Per-key locks for BEAM processes: the NIF never waits. It takes the lock,
+//! or registers the caller as a waiter, which the events thread tells when
+//! the lock is released (see `Py.SharedDict.Locks`).
+
+use rustler::{Atom, Binary, Encoder, Env, NifResult, ResourceArc, Term};
+
+use crate::nif::atoms;
+
+use super::handle::{beam_holder, dict_error, key, DictResource};
+
+/// Takes `key`'s lock for the caller: `:ok`, or `:wait` when another holds
+/// it (the caller is then sent `{:"$py_shared_dict_unlocked", id, key}`
+/// when it is released, and tries again). Never blocks.
+#[rustler::nif]
+fn shared_dict_lock<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let key = key(&k)?;
+    let pid = env.pid();
+    let holder = beam_holder(&pid);
+    // Registered under the waiters' lock, so a release between the attempt
+    // and the registration still wakes this caller.
+    let mut waiters = sd.beam.waiters.lock();
+    match sd.dict.try_lock(key, holder) {
+        Ok(Ok(())) => {
+            drop(waiters);
+            if !DictResource::monitor(&sd, env, pid) {
+                // Exiting: do not keep a lock nobody will release.
+                sd.dict.release_all(holder);
+            }
+            Ok(atoms::ok().encode(env))
+        }
+        Ok(Err(_other)) => {
+            let list = waiters.entry(key.to_owned()).or_default();
+            if !list.contains(&pid) {
+                list.push(pid);
+            }
+            Ok(atoms::wait().encode(env))
+        }
+        Err(err) => {
+            drop(waiters);
+            dict_error(env, err)
+        }
+    }
+}
+
+/// Gives up waiting for `key`'s lock.
+#[rustler::nif]
+fn shared_dict_lock_cancel<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Atom> {
+    let key = key(&k)?;
+    let pid = env.pid();
+    let mut waiters = sd.beam.waiters.lock();
+    if let Some(list) = waiters.get_mut(key) {
+        list.retain(|p| *p != pid);
+        if list.is_empty() {
+            waiters.remove(key);
+        }
+    }
+    Ok(atoms::ok())
+}
+
+/// Releases `key`'s lock if the caller holds it: `true`, else `false`.
+#[rustler::nif]
+fn shared_dict_unlock<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let key = key(&k)?;
+    let pid = env.pid();
+    match sd.dict.unlock(key, beam_holder(&pid)) {
+        Ok(released) => Ok(released.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}

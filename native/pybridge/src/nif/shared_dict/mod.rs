@@ -1,0 +1,364 @@
+//! SharedDicts (`Py.SharedDict`): one NIF per operation. Decode the key and
+//! value, call [`crate::shared_dict`], encode.
+//!
+//! Scheduler budget: keys are bounded by the caller; a value to store is
+//! decoded with the usual node budget and a value read is measured before
+//! it is encoded, so a big one answers `:dirty` and the Elixir side repeats
+//! the call on a dirty scheduler (`*_dirty`). Whole-dict operations
+//! (`keys`, `to_map`, `take`, `clear`, `destroy`, and `size`/`stats`, which
+//! count unswept expired keys) always run dirty.
+//!
+//! [`handle`]: the resource and what it monitors; [`events`]: subscriptions
+//! and the thread that delivers events; [`locks`]: per-key locks.
+
+mod events;
+mod handle;
+mod locks;
+
+use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
+
+use crate::context::{ErrorInfo, ErrorKind};
+use crate::limits::SCHEDULER_NODES;
+use crate::shared_dict::{Bounds, Condition, DictOptions, SharedDict, Stored, Ttl};
+
+use super::atoms;
+use super::error::{encode_error, raise};
+use super::term::{decode, encode, DecodeError};
+
+pub use handle::DictResource;
+use handle::{destroy, dict_error, handle_of, handle_term, handles, key, make_handle};
+
+fn encode_stored<'a>(env: Env<'a>, stored: &Stored) -> Term<'a> {
+    match stored {
+        Stored::Plain(v) => encode(env, v),
+        Stored::Pickled { type_name, data } => {
+            let mut bin = NewBinary::new(env, data.len());
+            bin.as_mut_slice().copy_from_slice(data);
+            let data: Term<'a> = bin.into();
+            let pairs = [
+                (
+                    atoms::__struct__().encode(env),
+                    atoms::py_shared_dict_pickled().encode(env),
+                ),
+                (atoms::type_().encode(env), type_name.encode(env)),
+                (atoms::data().encode(env), data),
+            ];
+            Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| atoms::nil().encode(env))
+        }
+    }
+}
+
+fn too_big_for_scheduler(stored: &Stored, dirty: bool) -> bool {
+    match stored {
+        Stored::Plain(v) => !dirty && v.size_up_to(SCHEDULER_NODES) > SCHEDULER_NODES,
+        Stored::Pickled { data, .. } => {
+            !dirty && data.len() / crate::limits::BINARY_BYTES_PER_NODE > SCHEDULER_NODES
+        }
+    }
+}
+
+/// A value to store: `%Py.SharedDict.Pickled{}` as it came, anything else
+/// as plain data.
+fn decode_stored(term: Term<'_>, budget: Option<usize>) -> Result<Stored, DecodeError> {
+    if let Ok(atom) = term.map_get(atoms::__struct__()) {
+        if atom == atoms::py_shared_dict_pickled().encode(term.get_env()) {
+            let field = |k: Atom| term.map_get(k).ok();
+            let type_name = field(atoms::type_()).and_then(|t| t.decode::<String>().ok());
+            let data = field(atoms::data()).and_then(|t| t.decode::<Binary>().ok());
+            if let (Some(type_name), Some(data)) = (type_name, data) {
+                return Ok(Stored::Pickled {
+                    type_name,
+                    data: data.as_slice().to_vec(),
+                });
+            }
+        }
+    }
+    let value = decode(term, budget)?;
+    Stored::plain(value)
+        .map_err(|e| DecodeError::Convert(crate::convert::ConvertError(e.to_string())))
+}
+
+#[rustler::nif]
+fn shared_dict_new<'a>(
+    env: Env<'a>,
+    name: Option<String>,
+    max_entries: Option<usize>,
+    evict_lru: bool,
+) -> NifResult<Term<'a>> {
+    let named = name.is_some();
+    let opts = DictOptions {
+        name,
+        bounds: Bounds {
+            max_entries,
+            evict_lru,
+        },
+    };
+    let dict = match SharedDict::new(opts) {
+        Ok(dict) => dict,
+        Err(err) => return dict_error(env, err),
+    };
+    let owner = if named { None } else { Some(env.pid()) };
+    let handle = match make_handle(&dict, owner) {
+        Ok(handle) => handle,
+        Err(err) => return dict_error(env, err),
+    };
+    if let Some(pid) = owner {
+        if !DictResource::monitor(&handle, env, pid) {
+            // The caller is exiting: its dict goes with it.
+            dict.destroy();
+            return Err(raise(ErrorKind::Destroyed, "the owner exited"));
+        }
+    }
+    handles().lock().insert(dict.id(), handle.clone());
+    Ok((atoms::ok(), handle_term(env, &handle)).encode(env))
+}
+
+#[rustler::nif]
+fn shared_dict_lookup(env: Env<'_>, name: String) -> Term<'_> {
+    match SharedDict::lookup(&name).and_then(handle_of) {
+        Some(handle) => (atoms::ok(), handle_term(env, &handle)).encode(env),
+        None => atoms::error().encode(env),
+    }
+}
+
+fn get<'a>(env: Env<'a>, sd: &DictResource, k: Binary<'a>, dirty: bool) -> NifResult<Term<'a>> {
+    match sd.dict.get(key(&k)?) {
+        Ok(Some((item, _))) if too_big_for_scheduler(&item, dirty) => {
+            Ok(atoms::dirty().encode(env))
+        }
+        Ok(Some((item, version))) => {
+            Ok((atoms::ok(), encode_stored(env, &item), version).encode(env))
+        }
+        Ok(None) => Ok(atoms::error().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+/// `{:ok, value, version} | :error | :dirty`.
+#[rustler::nif]
+fn shared_dict_get<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    get(env, &sd, k, false)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_get_dirty<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    get(env, &sd, k, true)
+}
+
+fn put<'a>(
+    env: Env<'a>,
+    sd: &DictResource,
+    k: Binary<'a>,
+    value: Term<'a>,
+    ttl: Option<u64>,
+    cond: Term<'a>,
+    budget: Option<usize>,
+) -> NifResult<Term<'a>> {
+    let key = key(&k)?;
+    let cond = if cond == atoms::always().encode(env) {
+        Condition::Always
+    } else if cond == atoms::new().encode(env) {
+        Condition::Absent
+    } else if cond == atoms::absent().encode(env) {
+        Condition::Version(None)
+    } else {
+        Condition::Version(Some(cond.decode::<u64>()?))
+    };
+    let stored = match decode_stored(value, budget) {
+        Ok(stored) => stored,
+        Err(DecodeError::OverBudget) => return Ok(atoms::dirty().encode(env)),
+        Err(DecodeError::Convert(e)) => {
+            return Ok(encode_error(
+                env,
+                &ErrorInfo::new(ErrorKind::Conversion, e.0),
+            ))
+        }
+    };
+    let expiry = match (ttl, cond) {
+        (Some(ms), _) => {
+            crate::shared_dict::Expiry::At(crate::shared_dict::now_ms().saturating_add(ms))
+        }
+        (None, Condition::Version(_)) => crate::shared_dict::Expiry::Keep,
+        (None, _) => crate::shared_dict::Expiry::Never,
+    };
+    match sd
+        .dict
+        .put_with(key, stored, expiry, cond, crate::shared_dict::now_ms())
+    {
+        Ok(version) => Ok((atoms::ok(), version).encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+/// `put(sd, key, value, ttl_ms | nil, cond)` with `cond` `:always`, `:new`
+/// (put-if-absent), `:absent` or a version (compare-and-set, which keeps
+/// the key's expiry unless `ttl_ms` is given): `{:ok, version}`,
+/// `{:error, :full | :exists | :conflict}`, `{:error, {:conversion, ...}}`
+/// or `:dirty`.
+#[rustler::nif]
+fn shared_dict_put<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+    value: Term<'a>,
+    ttl: Option<u64>,
+    cond: Term<'a>,
+) -> NifResult<Term<'a>> {
+    put(env, &sd, k, value, ttl, cond, Some(SCHEDULER_NODES))
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_put_dirty<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+    value: Term<'a>,
+    ttl: Option<u64>,
+    cond: Term<'a>,
+) -> NifResult<Term<'a>> {
+    put(env, &sd, k, value, ttl, cond, None)
+}
+
+/// `{:ok, value} | :error`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_take<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    match sd.dict.take(key(&k)?) {
+        Ok(Some(item)) => Ok((atoms::ok(), encode_stored(env, &item)).encode(env)),
+        Ok(None) => Ok(atoms::error().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+#[rustler::nif]
+fn shared_dict_delete<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    // The removed value is dropped here: a big one is only a pointer away
+    // from being freed, and deep ones are freed without recursion.
+    match sd.dict.take(key(&k)?) {
+        Ok(_) => Ok(atoms::ok().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_keys(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
+    match sd.dict.keys() {
+        Ok(keys) => Ok(keys.iter().map(|k| &**k).collect::<Vec<&str>>().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_to_map(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
+    let entries = match sd.dict.entries() {
+        Ok(entries) => entries,
+        Err(err) => return dict_error(env, err),
+    };
+    let (keys, values): (Vec<Term<'_>>, Vec<Term<'_>>) = entries
+        .iter()
+        .map(|(k, item)| ((**k).encode(env), encode_stored(env, item)))
+        .unzip();
+    Term::map_from_term_arrays(env, &keys, &values)
+}
+
+// Dirty: counting subtracts the keys expired but not yet swept, which
+// right after a mass expiry can be many.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_size(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
+    match sd.dict.len() {
+        Ok(n) => Ok(n.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+/// `{:ok, integer} | {:error, {:not_integer, message, nil}}`.
+#[rustler::nif]
+fn shared_dict_incr<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+    by: i64,
+) -> NifResult<Term<'a>> {
+    match sd.dict.incr(key(&k)?, by) {
+        Ok(v) => Ok((atoms::ok(), encode(env, &v)).encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+/// Milliseconds left, `:infinity` or `nil`.
+#[rustler::nif]
+fn shared_dict_ttl<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    match sd.dict.ttl(key(&k)?) {
+        Ok(Some(Ttl::Ms(ms))) => Ok(ms.encode(env)),
+        Ok(Some(Ttl::Infinity)) => Ok(atoms::infinity().encode(env)),
+        Ok(None) => Ok(atoms::nil().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+#[rustler::nif]
+fn shared_dict_expire<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+    ms: u64,
+) -> NifResult<Term<'a>> {
+    match sd.dict.expire(key(&k)?, ms) {
+        Ok(found) => Ok(found.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+#[rustler::nif]
+fn shared_dict_persist<'a>(
+    env: Env<'a>,
+    sd: ResourceArc<DictResource>,
+    k: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    match sd.dict.persist(key(&k)?) {
+        Ok(found) => Ok(found.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_clear(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
+    match sd.dict.clear() {
+        Ok(_) => Ok(atoms::ok().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_destroy(sd: ResourceArc<DictResource>) -> Atom {
+    destroy(&sd.dict);
+    atoms::ok()
+}
+
+// Dirty: see `shared_dict_size`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_stats(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
+    match sd.dict.stats() {
+        Ok(stats) => Ok(stats.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
