@@ -115,6 +115,18 @@ defmodule Py.SharedDictPythonTest do
     SD.destroy(sd)
   end
 
+  test "a dict Python destroys is destroyed for the BEAM too, and its name freed" do
+    name = "destroyed_in_python_#{System.unique_integer([:positive])}"
+    sd = SD.new!(name: name)
+    :ok = SD.put(sd, "a", 1)
+    {:ok, nil} = Py.eval("__import__('erlang').SharedDict(n).destroy()", %{n: name})
+    assert_raise Py.Error, ~r/destroyed/, fn -> SD.get(sd, "a") end
+    assert SD.lookup(name) == :error
+    assert {:ok, again} = SD.new(name: name)
+    refute again == sd
+    SD.destroy(again)
+  end
+
   test "a forged handle is refused by Python with a clear error" do
     assert {:error, %Py.Error{type: "TypeError"}} =
              Py.eval("__import__('erlang').SharedDict({'no': 'id'})")

@@ -53,6 +53,16 @@ defmodule Py.SharedDictTest do
       assert SD.size(sd) == 0
     end
 
+    @tag timeout: 300_000
+    test "a 100 MB value is stored and read back intact" do
+      sd = SD.new!()
+      blob = :binary.copy(<<1, 2, 3, 4>>, 25_000_000)
+      :ok = SD.put(sd, "huge", blob)
+      assert SD.get(sd, "huge") == blob
+      assert SD.size(sd) == 1
+      :ok = SD.delete(sd, "huge")
+    end
+
     test "a big value is written and read on a dirty scheduler, intact" do
       sd = SD.new!()
       big = Enum.to_list(1..200_000)

@@ -147,6 +147,9 @@ pub trait Listener: Send + Sync {
 
     /// `key`'s per-key lock was released (waiters may try again).
     fn unlocked(&self, _key: &str) {}
+
+    /// The dict was destroyed (from whichever side); no event follows.
+    fn destroyed(&self) {}
 }
 
 /// How a dict is made.
@@ -440,7 +443,10 @@ impl SharedDict {
         self.backend.clear(now_ms());
         let keys = self.locks.clear();
         self.unlocked(&keys);
-        self.listeners.write().clear();
+        let listeners = std::mem::take(&mut *self.listeners.write());
+        for listener in &listeners {
+            listener.destroyed();
+        }
         true
     }
 

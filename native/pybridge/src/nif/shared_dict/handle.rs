@@ -66,6 +66,12 @@ impl Listener for BeamSide {
         }
     }
 
+    fn destroyed(&self) {
+        // Dropped outside the lock: the resource's destructor may run here.
+        let handle = handles().lock().remove(&self.id);
+        drop(handle);
+    }
+
     fn unlocked(&self, key: &str) {
         let waiters = self.waiters.lock().remove(key);
         if let Some(pids) = waiters {
@@ -126,11 +132,10 @@ pub(super) fn handles() -> &'static Mutex<HashMap<u64, ResourceArc<DictResource>
     HANDLES.get_or_init(Default::default)
 }
 
+/// Destroys the dict; its handle leaves [`HANDLES`] through
+/// [`Listener::destroyed`], whichever side destroys it.
 pub(super) fn destroy(dict: &SharedDict) {
     dict.destroy();
-    // Dropped outside the lock: the resource's destructor may run here.
-    let handle = handles().lock().remove(&dict.id());
-    drop(handle);
 }
 
 /// `DictError` as what the Elixir side expects: an `{:error, atom}` result
