@@ -175,6 +175,36 @@ impl Interp {
         }
     }
 
+    /// The interpreter the calling thread is attached to, found by its
+    /// pointer, also for a thread pybridge did not start (one that Python
+    /// code started), whose record [`current`](Self::current) lacks.
+    pub(crate) fn running(_py: Python<'_>) -> Option<Arc<Interp>> {
+        // SAFETY: the thread is attached (`_py`), so it has a current thread
+        // state, whose interpreter this reads.
+        let ptr = unsafe { ffi::PyInterpreterState_Get() };
+        let main = Interp::main();
+        if main.ptr == ptr {
+            return Some(main.clone());
+        }
+        SUBS.lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|i| i.ptr == ptr)
+    }
+
+    /// Runs `f` with `interp` recorded as this thread's interpreter, then
+    /// restores the record (for a thread Python started, see `running`).
+    pub(crate) fn with_recorded<R>(interp: &Arc<Interp>, f: impl FnOnce() -> R) -> R {
+        struct Restore(*const Interp);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(CURRENT.with(|c| c.replace(Arc::as_ptr(interp))));
+        f()
+    }
+
     /// Records `interp` as this thread's interpreter (`ThreadState::in_interp`).
     pub(super) fn enter(interp: &Arc<Interp>) {
         CURRENT.with(|c| c.set(Arc::as_ptr(interp)));
@@ -513,15 +543,23 @@ pub fn new_subinterpreter() -> Result<Arc<Interp>, String> {
         .map_err(|e| format!("cannot start a thread: {e}"))?
         .join()
         .map_err(|_| "the thread creating a sub-interpreter panicked".to_string())??;
-    Ok(Arc::new(Interp {
+    let interp = Arc::new(Interp {
         ptr: made.0,
         keeper: made.1,
         kind: Kind::Sub,
         state: OnceLock::new(),
         garbage: Mutex::new(Vec::new()),
         pending: AtomicBool::new(false),
-    }))
+    });
+    let mut subs = SUBS.lock();
+    subs.retain(|w| w.strong_count() > 0);
+    subs.push(Arc::downgrade(&interp));
+    drop(subs);
+    Ok(interp)
 }
+
+/// Every sub-interpreter made, for [`Interp::running`].
+static SUBS: Mutex<Vec<std::sync::Weak<Interp>>> = Mutex::new(Vec::new());
 
 /// Executes the `erlang` and `pybridge` modules in the attached interpreter
 /// and registers them in its `sys.modules`.

@@ -59,29 +59,29 @@ fn key<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<std::borrow::Cow<'a, str>> {
     }
 }
 
-/// Values are converted with the bridge's record of the calling thread's
-/// interpreter; a thread Python code started itself in a sub-interpreter
-/// has none (it would be taken for the main interpreter's), so converting
-/// there is refused rather than done with another interpreter's types.
-fn check_interp(_py: Python<'_>) -> PyResult<()> {
-    // SAFETY: the GIL is held (`_py`), so the calling thread has a current
+/// Runs a conversion with the calling thread's interpreter recorded: the
+/// bridge's record is missing in a thread Python code started itself (it
+/// would be taken for the main interpreter's), so it is set for the call
+/// from the interpreter the thread is attached to.
+fn in_interp<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    let current = Interp::current();
+    // SAFETY: the GIL is held (`py`), so the calling thread has a current
     // thread state whose interpreter this reads.
-    let running = unsafe { pyo3::ffi::PyInterpreterState_Get() };
-    if running == Interp::current().as_ptr() {
-        Ok(())
-    } else {
-        Err(PyRuntimeError::new_err(
-            "SharedDict values cannot be converted in a thread Python started in a \
-             sub-interpreter context; use the context's own calls",
-        ))
+    if unsafe { pyo3::ffi::PyInterpreterState_Get() } == current.as_ptr() {
+        return f();
+    }
+    match Interp::running(py) {
+        Some(interp) => Interp::with_recorded(&interp, f),
+        None => Err(PyRuntimeError::new_err(
+            "SharedDict values cannot be converted in an interpreter pybridge did not make",
+        )),
     }
 }
 
 fn read<'py>(py: Python<'py>, stored: &Stored) -> PyResult<(u8, Bound<'py, PyAny>)> {
-    check_interp(py)?;
     match stored {
         Stored::Plain(v) => {
-            let obj = to_py(py, v).map_err(|e| PyValueError::new_err(e.0))?;
+            let obj = in_interp(py, || to_py(py, v).map_err(|e| PyValueError::new_err(e.0)))?;
             Ok((PLAIN, obj))
         }
         Stored::Pickled { data, .. } => Ok((PICKLED, PyBytes::new(py, data).into_any())),
@@ -168,15 +168,13 @@ fn put(
     ttl_ms: Option<u64>,
     only_new: bool,
 ) -> PyResult<u8> {
-    check_interp(value.py())?;
     let d = dict(id)?;
     let k = key(k)?;
-    let stored = match from_py(value)
-        .map_err(|_| ())
-        .and_then(|v| Stored::plain(v).map_err(|_| ()))
-    {
-        Ok(stored) => stored,
-        Err(()) => return Ok(NOT_PLAIN),
+    let plain = in_interp(value.py(), || {
+        Ok(from_py(value).ok().and_then(|v| Stored::plain(v).ok()))
+    })?;
+    let Some(stored) = plain else {
+        return Ok(NOT_PLAIN);
     };
     status(d.put(&k, stored, ttl_ms, condition(only_new)))
 }
@@ -240,9 +238,8 @@ fn incr<'py>(
     k: &Bound<'py, PyAny>,
     by: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    check_interp(py)?;
     let v = dict(id)?.incr(&key(k)?, by).map_err(err)?;
-    to_py(py, &v).map_err(|e| PyValueError::new_err(e.0))
+    in_interp(py, || to_py(py, &v).map_err(|e| PyValueError::new_err(e.0)))
 }
 
 /// Milliseconds left, -1 for no expiry, `None` when missing.
