@@ -180,11 +180,14 @@ class SharedDict:
 
     # -- per-key locks --------------------------------------------------
 
-    def lock(self, key: str, timeout: float | None = 1.0) -> bool:
+    def lock(self, key: str, timeout: float | None = 1.0, hold: bool = False) -> bool:
         """Takes the per-key lock for this thread, waiting up to ``timeout``
-        seconds (``None``: forever) with the GIL released. Held until
-        ``unlock``; shared with BEAM processes' ``Py.SharedDict.lock/3``."""
-        return _native.lock(self._id, key, threading.get_ident(), timeout)  # type: ignore[no-any-return]
+        seconds (``None``: forever) with the GIL released; shared with BEAM
+        processes' ``Py.SharedDict.lock/3``. Held until ``unlock``, or until
+        the BEAM call running this thread ends (returns, raises or times
+        out), unless ``hold=True``: then only ``unlock`` from this thread
+        releases it."""
+        return _native.lock(self._id, key, threading.get_ident(), timeout, hold)  # type: ignore[no-any-return]
 
     def unlock(self, key: str) -> bool:
         """Releases this thread's lock on ``key``; False when not held."""

@@ -167,20 +167,43 @@ defmodule Py.SharedDictPythonTest do
 
   test "a lock taken by a BEAM process excludes Python threads, and the other way round" do
     sd = SD.new!()
+    # One thread for every call (a dedicated context's home worker).
+    ctx = Py.Context.new()
     :ok = SD.lock(sd, "k")
 
-    assert Py.eval("__import__('erlang').SharedDict(h).lock('k', timeout=0.01)", %{h: sd}) ==
+    assert Py.eval(ctx, "__import__('erlang').SharedDict(h).lock('k', timeout=0.01)", %{h: sd}) ==
              {:ok, false}
 
     :ok = SD.unlock(sd, "k")
 
-    assert Py.eval("__import__('erlang').SharedDict(h).lock('k', timeout=5)", %{h: sd}) ==
+    assert Py.eval(ctx, "__import__('erlang').SharedDict(h).lock('k', 5, hold=True)", %{h: sd}) ==
              {:ok, true}
 
     assert SD.lock(sd, "k", timeout: 0) == {:error, :timeout}
-    # A Python lock is released by its thread.
-    {:ok, true} = Py.eval("__import__('erlang').SharedDict(h).unlock('k')", %{h: sd})
+    # A held Python lock is released by its thread.
+    {:ok, true} = Py.eval(ctx, "__import__('erlang').SharedDict(h).unlock('k')", %{h: sd})
     assert SD.lock(sd, "k", timeout: 0) == :ok
+    Py.Context.close(ctx)
+  end
+
+  test "a lock a Python call takes ends with the call (also one that times out), unless hold=True" do
+    sd = SD.new!()
+    ctx = Py.Context.new()
+    lock = "__import__('erlang').SharedDict(h).lock(k, timeout=5, hold=hold)"
+    assert Py.eval(ctx, lock, %{h: sd, k: "a", hold: false}) == {:ok, true}
+    assert SD.lock(sd, "a", timeout: 0) == :ok
+
+    # A call interrupted by its timeout while holding the lock.
+    spin = "from erlang import SharedDict\nSharedDict(h).lock('b', timeout=5)\nwhile True: pass"
+
+    assert {:error, %Py.Error{type: :timeout}} =
+             Py.eval(ctx, "exec(src, {'h': h})", %{h: sd, src: spin}, timeout: 200)
+
+    assert eventually(fn -> SD.lock(sd, "b", timeout: 0) == :ok end, 20_000)
+
+    assert Py.eval(ctx, lock, %{h: sd, k: "c", hold: true}) == {:ok, true}
+    assert SD.lock(sd, "c", timeout: 0) == {:error, :timeout}
+    Py.Context.close(ctx)
   end
 
   describe "sub-interpreter contexts (Python 3.12)" do

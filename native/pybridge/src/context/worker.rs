@@ -352,6 +352,8 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
 
     *slot.current.lock() = None;
     state.clear_running_on(py);
+    // SharedDict locks the call took without `hold=True` end with it.
+    crate::shared_dict::release_call_locks(ident);
     context
         .stats
         .finished(busy, matches!(outcome, Outcome::Error(_)));

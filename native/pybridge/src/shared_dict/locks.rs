@@ -6,12 +6,20 @@
 //! holds succeeds (it is not counted). Waiting is the caller's business: a
 //! Python thread waits on [`Locks::lock_wait`] (it never runs on a BEAM
 //! scheduler), a BEAM process registers as a waiter and is sent a message
-//! when the lock is released (see `nif/shared_dict.rs`).
+//! when the lock is released (see `nif/shared_dict/locks.rs`).
+//!
+//! A Python thread's lock lasts as long as the context call that took it
+//! (unless taken with `hold=True`): the call's worker releases it when the
+//! call ends, however it ends ([`release_call_locks`]), so a call that
+//! times out or raises while holding one leaves nothing locked.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
+
+use super::SharedDict;
 
 /// Who holds a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,5 +117,51 @@ impl Locks {
         let keys: Vec<String> = self.held.lock().drain().map(|(k, _)| k).collect();
         self.released.notify_all();
         keys
+    }
+}
+
+/// Python locks to release when their thread's current call ends: thread
+/// ident → (dict id, key).
+static CALL_LOCKS: Mutex<Vec<(u64, u64, String)>> = Mutex::new(Vec::new());
+/// `CALL_LOCKS.len()`, read without the lock by every call's end.
+static CALL_LOCK_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Records that thread `thread` took `key` of dict `dict` for its call.
+pub fn note_call_lock(thread: u64, dict: u64, key: &str) {
+    let mut held = CALL_LOCKS.lock();
+    if !held
+        .iter()
+        .any(|(t, d, k)| *t == thread && *d == dict && k == key)
+    {
+        held.push((thread, dict, key.to_owned()));
+        CALL_LOCK_COUNT.store(held.len(), Ordering::Release);
+    }
+}
+
+/// Forgets such a record (the lock was released).
+pub fn forget_call_lock(thread: u64, dict: u64, key: &str) {
+    let mut held = CALL_LOCKS.lock();
+    held.retain(|(t, d, k)| !(*t == thread && *d == dict && k == key));
+    CALL_LOCK_COUNT.store(held.len(), Ordering::Release);
+}
+
+/// Releases every lock thread `thread` took during the call that just
+/// ended. Called by a context's worker after each call; costs one atomic
+/// load when no such lock exists.
+pub fn release_call_locks(thread: u64) {
+    if CALL_LOCK_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let mine: Vec<(u64, String)> = {
+        let mut held = CALL_LOCKS.lock();
+        let (mine, rest): (Vec<_>, Vec<_>) = held.drain(..).partition(|(t, _, _)| *t == thread);
+        *held = rest;
+        CALL_LOCK_COUNT.store(held.len(), Ordering::Release);
+        mine.into_iter().map(|(_, d, k)| (d, k)).collect()
+    };
+    for (dict, key) in mine {
+        if let Some(d) = SharedDict::by_id(dict) {
+            d.release(&key, Holder::Python(thread));
+        }
     }
 }

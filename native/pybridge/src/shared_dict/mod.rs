@@ -35,7 +35,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use backend::{Backend, Condition, Expiry, Item, Millis};
 pub use clock::now_ms;
-pub use locks::Holder;
+pub use locks::{forget_call_lock, note_call_lock, release_call_locks, Holder};
 pub use memory::{Bounds, Memory};
 pub use stats::StatsSnapshot;
 
@@ -492,6 +492,14 @@ impl SharedDict {
     /// Who holds `key`'s lock.
     pub fn lock_holder(&self, key: &str) -> Option<Holder> {
         self.locks.holder(key)
+    }
+
+    /// Releases `key`'s lock for `holder` even on a destroyed dict, where
+    /// it is already free (for [`release_call_locks`]).
+    fn release(&self, key: &str, holder: Holder) {
+        if self.locks.unlock(key, holder) {
+            self.unlocked(&[key.to_owned()]);
+        }
     }
 
     fn unlocked(&self, keys: &[String]) {

@@ -23,7 +23,10 @@ use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 
-use super::{Bounds, Condition, DictError, DictOptions, Holder, SharedDict, Stored, Ttl};
+use super::{
+    forget_call_lock, note_call_lock, Bounds, Condition, DictError, DictOptions, Holder,
+    SharedDict, Stored, Ttl,
+};
 use crate::convert::from_py::from_py;
 use crate::convert::to_py::to_py;
 use crate::runtime::Interp;
@@ -275,15 +278,17 @@ fn destroy(id: u64) {
 }
 
 /// Takes `key`'s lock for thread `thread`, waiting up to `timeout` seconds
-/// (forever for `None`) with the GIL released.
+/// (forever for `None`) with the GIL released. Unless `hold`, the lock is
+/// released when the thread's current context call ends.
 #[pyfunction]
-#[pyo3(signature = (id, k, thread, timeout = None))]
+#[pyo3(signature = (id, k, thread, timeout = None, hold = false))]
 fn lock(
     py: Python<'_>,
     id: u64,
     k: &Bound<'_, PyAny>,
     thread: u64,
     timeout: Option<f64>,
+    hold: bool,
 ) -> PyResult<bool> {
     let d = dict(id)?;
     let k = key(k)?.into_owned();
@@ -296,15 +301,20 @@ fn lock(
         }
         _ => None,
     };
-    py.detach(|| d.lock_wait(&k, Holder::Python(thread), deadline))
-        .map_err(err)
+    let taken = py
+        .detach(|| d.lock_wait(&k, Holder::Python(thread), deadline))
+        .map_err(err)?;
+    if taken && !hold {
+        note_call_lock(thread, id, &k);
+    }
+    Ok(taken)
 }
 
 #[pyfunction]
 fn unlock(id: u64, k: &Bound<'_, PyAny>, thread: u64) -> PyResult<bool> {
-    dict(id)?
-        .unlock(&key(k)?, Holder::Python(thread))
-        .map_err(err)
+    let k = key(k)?;
+    forget_call_lock(thread, id, &k);
+    dict(id)?.unlock(&k, Holder::Python(thread)).map_err(err)
 }
 
 /// The module `erlang._shared_dict_native` for the attached interpreter.
