@@ -178,7 +178,23 @@ defmodule Py.SharedDict do
       :none
   """
   @spec get(t, key, value) :: value
-  def get(sd, key, default \\ nil) do
+  def get(sd, key, default \\ nil)
+
+  # The hot path: straight to the NIF, which checks the handle and the key
+  # itself; on a bad one the checked path below raises the clear error.
+  def get(%__MODULE__{ref: ref} = sd, key, default) when is_binary(key) do
+    case Native.shared_dict_get(ref, key) do
+      {:ok, value, _version} -> value
+      :error -> default
+      :dirty -> checked_get(sd, key, default)
+    end
+  rescue
+    ArgumentError -> checked_get(sd, key, default)
+  end
+
+  def get(sd, key, default), do: checked_get(sd, key, default)
+
+  defp checked_get(sd, key, default) do
     case fetch_versioned(sd, key!(key, "get/3")) do
       {:ok, value, _version} -> value
       :error -> default
@@ -326,7 +342,21 @@ defmodule Py.SharedDict do
       iex> {:error, %Py.Error{type: :conversion}} = Py.SharedDict.put(sd, "f", fn -> 1 end)
   """
   @spec put(t, key, value, ttl: timeout) :: :ok | {:error, :full | Py.Error.t()}
-  def put(sd, key, value, opts \\ []) do
+  def put(sd, key, value, opts \\ [])
+
+  # The hot path, as in get/3.
+  def put(%__MODULE__{ref: ref} = sd, key, value, []) when is_binary(key) do
+    case Native.shared_dict_put(ref, key, value, nil, :always) do
+      {:ok, _version} -> :ok
+      _other -> checked_put(sd, key, value, [])
+    end
+  rescue
+    ArgumentError -> checked_put(sd, key, value, [])
+  end
+
+  def put(sd, key, value, opts), do: checked_put(sd, key, value, opts)
+
+  defp checked_put(sd, key, value, opts) do
     key = key!(key, "put/4")
     opts = Py.Options.validate!(opts, @put_schema, "Py.SharedDict.put/4")
     write(sd, key, value, ttl(opts), :always)
