@@ -765,6 +765,8 @@ defmodule Py do
 
     Enum.reduce_while(contexts, :ok, fn ctx, :ok ->
       case Call.run(ctx, false, {:reload, module}, timeout) do
+        # A dedicated context closed since it was listed has nothing to reload.
+        {:error, %Error{type: :closed}} -> {:cont, :ok}
         {:error, _} = error -> {:halt, error}
         _ -> {:cont, :ok}
       end

@@ -35,6 +35,22 @@ defmodule Py.ReloadTest do
     assert :py.reload(String.to_atom(@module)) == :ok
   end
 
+  test "reload/1 is not an error when a dedicated context closes meanwhile" do
+    # Contexts opened and closed all along: some are listed by reload/1 and
+    # closed before it reaches them.
+    churn =
+      Task.async(fn ->
+        for _ <- 1..300 do
+          ctx = Py.Context.new()
+          Py.Context.close(ctx)
+        end
+      end)
+
+    results = for _ <- 1..300, do: Py.reload(:json)
+    Task.await(churn, 60_000)
+    assert Enum.uniq(results) == [:ok]
+  end
+
   test "reload/1 of an unknown module is an error" do
     assert {:error, %Py.Error{type: "ModuleNotFoundError"}} = Py.reload(:no_such_module_xyz)
   end
