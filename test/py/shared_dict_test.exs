@@ -354,7 +354,7 @@ defmodule Py.SharedDictTest do
       assert_receive {:DOWN, ^ref, _, ^pid, _}
       :ok = SD.subscribe(sd)
       for i <- 1..100, do: :ok = SD.put(sd, "k#{i}", i)
-      for i <- 1..100, do: assert_receive({:shared_dict, ^sd, :put, "k" <> _}, 5_000)
+      for _ <- 1..100, do: assert_receive({:shared_dict, ^sd, :put, "k" <> _}, 5_000)
     end
 
     test "a named dict's events carry the handle lookup/1 returns" do
