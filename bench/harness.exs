@@ -188,6 +188,33 @@ defmodule Bench.Harness do
     }
   end
 
+  @doc """
+  Puts `text` (a section starting with `## title`) into bench/RESULTS.md in
+  place of that section's previous figures, or appends it when it is new.
+  """
+  def write_section(title, text) do
+    path = Path.join(__DIR__, "RESULTS.md")
+    old = File.read!(path)
+
+    new =
+      case String.split(old, "## #{title}\n", parts: 2) do
+        [before, rest] ->
+          after_section =
+            case String.split(rest, "\n## ", parts: 2) do
+              [_, next] -> "\n## " <> next
+              [_] -> ""
+            end
+
+          before <> text <> after_section
+
+        [_] ->
+          String.trim_trailing(old) <> "\n\n" <> text
+      end
+
+    File.write!(path, new)
+    IO.puts("\nwrote the section to bench/RESULTS.md")
+  end
+
   def fmt_ns(ns) when ns >= 1_000_000, do: "#{Float.round(ns / 1_000_000, 2)} ms"
   def fmt_ns(ns) when ns >= 1_000, do: "#{Float.round(ns / 1_000, 2)} µs"
   def fmt_ns(ns), do: "#{round(ns)} ns"

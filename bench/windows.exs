@@ -136,26 +136,7 @@ defmodule Bench.Windows do
         "result is the slowest window, the median window and, in brackets, the fastest.\n\n" <>
         table
 
-    path = Path.join(__DIR__, "RESULTS.md")
-    old = File.read!(path)
-
-    new =
-      case String.split(old, "## #{title}\n", parts: 2) do
-        [before, rest] ->
-          after_section =
-            case String.split(rest, "\n## ", parts: 2) do
-              [_, next] -> "\n## " <> next
-              [_] -> ""
-            end
-
-          before <> text <> after_section
-
-        [_] ->
-          String.trim_trailing(old) <> "\n\n" <> text
-      end
-
-    File.write!(path, new)
-    IO.puts("\nwrote the section to bench/RESULTS.md")
+    Bench.Harness.write_section(title, text)
   end
 end
 
