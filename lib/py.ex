@@ -105,8 +105,7 @@ defmodule Py do
   @type ctx_option ::
           {:timeout, timeout} | {:kwargs, kwargs} | {:coalesce, boolean | term} | {:group, term}
 
-  # `config :pybridge, timeout:` when it is not set.
-  @default_timeout_ms 30_000
+  @default_timeout_ms Py.Limits.default_timeout_ms()
   @timeout_key {Py, :default_timeout}
 
   # What each function takes (see Py.Options). A context is local to its

@@ -119,7 +119,7 @@
 -define(SD, 'Elixir.Py.SharedDict').
 -define(STATE, 'Elixir.Py.State').
 -define(SUP, 'Elixir.Py.Context.Supervisor').
--define(AWAIT_TIMEOUT, 30000).
+-define(AWAIT_TIMEOUT, 'Elixir.Py.Limits':default_timeout_ms()).
 
 -type context() :: pid().
 %% A context, as returned by {@link context/0,1}.

@@ -31,9 +31,7 @@ defmodule Py.Call do
   """
   @type timing :: %{queue_us: non_neg_integer, run_us: non_neg_integer} | nil
 
-  # How long to wait for a reply the NIF promised (`cancel/1` said :replied)
-  # before giving up on it; only reachable if the NIF breaks its contract.
-  @promised_reply_ms 10_000
+  @promised_reply_ms Py.Limits.promised_reply_ms()
 
   @typedoc """
   `nil`, or `{group, key}`: concurrent callers with the same group and key

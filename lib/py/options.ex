@@ -82,20 +82,7 @@ defmodule Py.Options do
   @typedoc "The options a function takes: name => type."
   @type schema :: [{atom, type}]
 
-  # The longest timer the BEAM has (`receive ... after`, :erpc): 2^32 - 1 ms.
-  @max_timeout_ms 4_294_967_295
-
-  @doc """
-  The longest finite timeout, in milliseconds, that a `:timeout` value may
-  have: 4,294,967,295 (about 49.7 days), the BEAM's limit for a timer.
-
-  ## Example
-
-      iex> Py.Options.max_timeout_ms()
-      4_294_967_295
-  """
-  @spec max_timeout_ms() :: pos_integer
-  def max_timeout_ms, do: @max_timeout_ms
+  @max_timeout_ms Py.Limits.max_timeout_ms()
 
   @doc """
   Checks `opts` against `schema` and returns them with normalised values;

@@ -11,8 +11,7 @@ defmodule Py.Remote do
 
   alias Py.Error
 
-  # How much longer than the call's own timeout to wait for the node's answer.
-  @margin_ms 2_000
+  @margin_ms Py.Limits.remote_margin_ms()
 
   @spec call(node, atom, list, timeout) :: Py.Call.result()
   def call(node, fun, args, timeout) do
@@ -29,7 +28,7 @@ defmodule Py.Remote do
     erpc_timeout =
       if timeout == :infinity,
         do: :infinity,
-        else: min(timeout + @margin_ms, Py.Options.max_timeout_ms())
+        else: min(timeout + @margin_ms, Py.Limits.max_timeout_ms())
 
     try do
       :erpc.call(node, Py, fun, args, erpc_timeout)

@@ -69,10 +69,8 @@ defmodule Py.Runtime do
   @start_schema [python: :path, venv: :path, libpython: :path, python_path: :paths]
   # The options of start/1 that pick the Python (Python.discover/1's).
   @discover_keys [:python, :venv, :libpython]
-  # Python's own default is 5 ms; see the moduledoc.
-  @default_switch_interval_ms 1
-  # Keep in step with DEFAULT_MAX_RESULT_ITEMS in native/pybridge/src/limits.rs.
-  @default_max_result_items 10_000_000
+  @default_switch_interval_ms Py.Limits.default_switch_interval_ms()
+  @default_max_result_items Py.Limits.default_max_result_items()
   @priorities {:in, [:batch, :normal]}
 
   @doc """

@@ -52,9 +52,7 @@ defmodule Py.Coalesce.Stats do
     @table |> :ets.tab2list() |> Map.new(&{elem(&1, 0), to_map(&1)}) |> Map.merge(python())
   end
 
-  # How long to wait for each interpreter's answer: statistics must not hang
-  # on a context whose workers are all busy.
-  @python_timeout_ms 1_000
+  @python_timeout_ms Py.Limits.python_stats_timeout_ms()
 
   @doc false
   # The named erlang.SharedCall / AsyncSharedCall instances of every

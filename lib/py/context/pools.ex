@@ -27,8 +27,7 @@ defmodule Py.Context.Pools do
   # Pool names that mean something else: `:default` is sized by
   # `num_contexts`, `:dedicated` is the pool of `Py.Context.new/1`.
   @reserved [:default, :dedicated]
-  # Threads a context may use when `max_workers` is not configured.
-  @default_max_workers 256
+  @default_max_workers Py.Limits.default_max_workers()
   @mode {:in, [:main, :subinterpreter]}
   @context_schema [max_workers: :pos_integer, mode: @mode]
   @pool_schema [size: :pos_integer] ++ @context_schema
