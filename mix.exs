@@ -100,7 +100,7 @@ defmodule Pybridge.MixProject do
       extras:
         ["README.md"] ++
           Enum.map(
-            ~w(getting-started contexts type-conversion erlang coalescing shared-dict architecture),
+            ~w(getting-started contexts type-conversion erlang coalescing shared-dict runtime architecture),
             &"guides/#{&1}.md"
           ) ++
           ["CHANGELOG.md"],

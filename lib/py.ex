@@ -772,6 +772,99 @@ defmodule Py do
     end)
   end
 
+  ## runtime controls (Py.Runtime.Venv, Py.Runtime.Memory)
+
+  @doc """
+  Activates the virtualenv at `path` in every interpreter, without a
+  restart: its packages become importable in every context, sub-interpreter
+  contexts included (see `Py.Runtime.Venv`).
+
+  ## Example
+
+      :ok = Py.activate_venv("/srv/app/.venv")
+      {:ok, "numpy"} = Py.eval("__import__('numpy').__name__")
+  """
+  @spec activate_venv(Path.t()) :: :ok | {:error, Error.t()}
+  defdelegate activate_venv(path), to: Py.Runtime.Venv, as: :activate
+
+  @doc """
+  Deactivates the venv `activate_venv/1` activated (see `Py.Runtime.Venv`).
+
+  ## Example
+
+      :ok = Py.deactivate_venv()
+  """
+  @spec deactivate_venv() :: :ok | {:error, Error.t()}
+  defdelegate deactivate_venv(), to: Py.Runtime.Venv, as: :deactivate
+
+  @doc """
+  The venv active at run time and `sys.path` (see `t:Py.Runtime.Venv.info/0`).
+
+  ## Example
+
+      {:ok, %{active: active?, sys_path: [_ | _]}} = Py.venv_info()
+  """
+  @spec venv_info() :: {:ok, Py.Runtime.Venv.info()} | {:error, Error.t()}
+  defdelegate venv_info(), to: Py.Runtime.Venv, as: :info
+
+  @doc """
+  Creates the venv at `path` when missing, installs `requirements` into it
+  and activates it (see `Py.Runtime.Venv.ensure/3`).
+
+  ## Example
+
+      :ok = Py.ensure_venv("/srv/app/.venv", ["requests>=2"])
+  """
+  @spec ensure_venv(Path.t(), Path.t() | [String.t()], keyword) :: :ok | {:error, Error.t()}
+  defdelegate ensure_venv(path, requirements \\ [], opts \\ []),
+    to: Py.Runtime.Venv,
+    as: :ensure
+
+  @doc """
+  Python's memory statistics: collector counters, tracked objects, RSS and,
+  while `tracemalloc` traces, the top allocating lines (see
+  `t:Py.Runtime.Memory.stats/0`). Options: `:context`, `:top`, `:timeout`.
+
+  ## Example
+
+      {:ok, %{gc_count: {_, _, _}, objects: _, rss: _}} = Py.memory_stats()
+  """
+  @spec memory_stats(keyword) :: {:ok, Py.Runtime.Memory.stats()} | {:error, Error.t()}
+  defdelegate memory_stats(opts \\ []), to: Py.Runtime.Memory
+
+  @doc """
+  Runs Python's cycle collector on generations 0 to `generation` in every
+  interpreter; `{:ok, unreachable_objects_found}`.
+
+  ## Example
+
+      {:ok, _found} = Py.gc()
+      {:ok, _found} = Py.gc(0)
+  """
+  @spec gc(0..2) :: {:ok, non_neg_integer} | {:error, Error.t()}
+  defdelegate gc(generation \\ 2), to: Py.Runtime.Memory
+
+  @doc """
+  Starts `tracemalloc` with `frames` frames per allocation (default 1);
+  `memory_stats/1` then reports traced memory and the top lines.
+
+  ## Example
+
+      :ok = Py.tracemalloc_start()
+  """
+  @spec tracemalloc_start(pos_integer) :: :ok | {:error, Error.t()}
+  defdelegate tracemalloc_start(frames \\ 1), to: Py.Runtime.Memory
+
+  @doc """
+  Stops `tracemalloc` and frees its traces.
+
+  ## Example
+
+      :ok = Py.tracemalloc_stop()
+  """
+  @spec tracemalloc_stop() :: :ok | {:error, Error.t()}
+  defdelegate tracemalloc_stop(), to: Py.Runtime.Memory
+
   ## options and arguments
 
   # Read on every call, so it comes from :persistent_term (set when the

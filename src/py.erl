@@ -58,6 +58,12 @@
     version/0,
     memory_stats/0,
     gc/0, gc/1,
+    tracemalloc_start/0, tracemalloc_start/1,
+    tracemalloc_stop/0,
+    activate_venv/1,
+    deactivate_venv/0,
+    venv_info/0,
+    ensure_venv/2, ensure_venv/3,
     parallel/1,
     subinterp_supported/0,
     execution_mode/0,
@@ -462,38 +468,109 @@ version() ->
         nil -> {error, {not_started, "Python is not running"}}
     end.
 
-%% @doc Python's garbage-collector statistics: a map with `gc_stats' (one
-%% map per generation), `gc_count' and `gc_threshold' (tuples), and
-%% `traced_memory_current' and `traced_memory_peak' (bytes) while
-%% `tracemalloc' is tracing.
+%% @doc Python's memory statistics (`Py.memory_stats/0'): a map with
+%% `gc_stats' (one map per generation), `gc_count' and `gc_threshold'
+%% (tuples), `objects' (tracked by the collector), `rss' (bytes, or `none'),
+%% and, while `tracemalloc' is tracing, `traced_memory_current',
+%% `traced_memory_peak' (bytes) and `tracemalloc_top' (maps with `file',
+%% `line', `size', `count'). The maps in lists have binary keys, as in
+%% erlang_python.
 %%
 %% Returns `{ok, Map}' or `{error, Reason}' (see "Errors").
 -spec memory_stats() -> {ok, map()} | {error, reason()}.
 memory_stats() ->
-    Code = <<"(lambda gc, tm: dict(gc_stats=gc.get_stats(), gc_count=gc.get_count(), "
-             "gc_threshold=gc.get_threshold(), **(dict(zip(('traced_memory_current', "
-             "'traced_memory_peak'), tm.get_traced_memory())) if tm.is_tracing() else {})))"
-             "(__import__('gc'), __import__('tracemalloc'))">>,
-    case result(?PY:eval(Code)) of
-        {ok, Stats} -> {ok, maps:fold(fun(K, V, Acc) -> Acc#{binary_to_atom(K) => V} end,
-                                      #{}, Stats)};
-        Error -> Error
+    case result(?PY:memory_stats()) of
+        {ok, Stats} ->
+            %% As erlang_python: the per-generation maps are Python's dicts,
+            %% with binary keys.
+            Binary = fun(M) -> maps:fold(fun(K, V, A) -> A#{atom_to_binary(K) => V} end,
+                                         #{}, M) end,
+            {ok, maps:map(fun(Key, List) when Key =:= gc_stats; Key =:= tracemalloc_top ->
+                                  [Binary(M) || M <- List];
+                             (_, V) -> V
+                          end, Stats)};
+        Error ->
+            Error
     end.
 
-%% @doc Runs a full garbage collection (`gc.collect()').
+%% @doc Runs a full garbage collection (`gc.collect()') in every
+%% interpreter.
 %%
 %% Returns `{ok, Unreachable}' (the number of unreachable objects found) or
 %% `{error, Reason}' (see "Errors").
 -spec gc() -> {ok, non_neg_integer()} | {error, reason()}.
 gc() ->
-    result(?PY:call(<<"gc">>, <<"collect">>, [])).
+    result(?PY:gc()).
 
-%% @doc Collects generations `0' to `Generation' (0, 1 or 2).
+%% @doc Collects generations `0' to `Generation' (0, 1 or 2) in every
+%% interpreter.
 %%
 %% Returns `{ok, Unreachable}' or `{error, Reason}' (see "Errors").
 -spec gc(0..2) -> {ok, non_neg_integer()} | {error, reason()}.
 gc(Generation) when Generation >= 0, Generation =< 2 ->
-    result(?PY:call(<<"gc">>, <<"collect">>, [Generation])).
+    result(?PY:gc(Generation)).
+
+%% @doc Starts `tracemalloc' with one frame per allocation.
+-spec tracemalloc_start() -> ok | {error, reason()}.
+tracemalloc_start() ->
+    result(?PY:tracemalloc_start()).
+
+%% @doc Starts `tracemalloc' keeping `Frames' frames per allocation.
+-spec tracemalloc_start(pos_integer()) -> ok | {error, reason()}.
+tracemalloc_start(Frames) when is_integer(Frames), Frames > 0 ->
+    result(?PY:tracemalloc_start(Frames)).
+
+%% @doc Stops `tracemalloc' and frees its traces.
+-spec tracemalloc_stop() -> ok | {error, reason()}.
+tracemalloc_stop() ->
+    result(?PY:tracemalloc_stop()).
+
+%%====================================================================
+%% Virtual environments
+%%====================================================================
+
+%% @doc Activates the venv at `Path' in every interpreter
+%% (`Py.activate_venv/1'): its packages become importable in every context.
+%%
+%% Returns `ok', or `{error, {venv_not_found, Message}}' when `Path' is not
+%% a venv for the running Python.
+-spec activate_venv(file:filename_all()) -> ok | {error, reason()}.
+activate_venv(Path) ->
+    result(?PY:activate_venv(unicode:characters_to_binary(Path))).
+
+%% @doc Deactivates the venv {@link activate_venv/1} activated.
+-spec deactivate_venv() -> ok | {error, reason()}.
+deactivate_venv() ->
+    result(?PY:deactivate_venv()).
+
+%% @doc The venv active at run time, as erlang_python's map: `<<"active">>',
+%% and while one is, `<<"venv_path">>' and `<<"site_packages">>' (its first
+%% site-packages directory); `<<"sys_path">>' always.
+-spec venv_info() -> {ok, #{binary() => term()}} | {error, reason()}.
+venv_info() ->
+    case ?PY:venv_info() of
+        {ok, #{active := true, venv_path := Venv, site_packages := [Site | _], sys_path := Path}} ->
+            {ok, #{<<"active">> => true, <<"venv_path">> => Venv,
+                   <<"site_packages">> => Site, <<"sys_path">> => Path}};
+        {ok, #{sys_path := Path}} ->
+            {ok, #{<<"active">> => false, <<"sys_path">> => Path}};
+        Error ->
+            result(Error)
+    end.
+
+%% @doc Creates the venv at `Path' when missing, installs the requirements
+%% file `Requirements' into it, and activates it (`Py.ensure_venv/3').
+-spec ensure_venv(file:filename_all(), file:filename_all()) -> ok | {error, reason()}.
+ensure_venv(Path, Requirements) ->
+    ensure_venv(Path, Requirements, []).
+
+%% @doc {@link ensure_venv/2} with options: `{installer, pip | uv}',
+%% `force' (recreate the venv).
+-spec ensure_venv(file:filename_all(), file:filename_all(), list()) -> ok | {error, reason()}.
+ensure_venv(Path, Requirements, Opts) ->
+    result(?PY:ensure_venv(unicode:characters_to_binary(Path),
+                           unicode:characters_to_binary(Requirements),
+                           [{K, V} || {K, V} <- proplists:unfold(Opts)])).
 
 %% @doc Whether contexts can run in sub-interpreters with their own GIL
 %% (CPython 3.12 or newer).

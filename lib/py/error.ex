@@ -14,12 +14,6 @@ defmodule Py.Error do
      "The context was closed (a dedicated context whose owner closed it or exited) " <>
        "before the call ran."},
     {:not_started, :call, "The embedded Python interpreter is not running."},
-    {:badarg, :call,
-     "A process namespace was handed to a context it does not belong to (a bug in " <>
-       "the caller of `Py.Native`; `Py` never does this)."},
-    {:internal, :call,
-     "A bug in pybridge itself (a Rust panic, or no executor thread could be " <>
-       "started), caught so the context keeps working; please report it."},
     {:coalesce_crashed, :coalesce,
      "The shared execution of a coalesced call raised, threw, exited or was killed; every " <>
        "caller waiting for it gets this error, whose message names the process and the reason."},
@@ -40,14 +34,18 @@ defmodule Py.Error do
     {:libpython_not_found, :startup,
      "The Python has no shared libpython (e.g. built without `--enable-shared`)."},
     {:venv_not_found, :startup,
-     "The configured virtualenv does not exist or has no site-packages for this Python."},
+     "The configured virtualenv (or the one given to `Py.activate_venv/1`) does not exist " <>
+       "or has no site-packages for this Python."},
     {:nif_not_found, :startup,
      "pybridge's native library is not built (for this Python, when free-threaded)."},
     {:nif_load_failed, :startup, "The native library exists but would not load."},
     {:libpython_load_failed, :startup, "libpython exists but would not load."},
     {:init_failed, :startup, "Python loaded but its interpreter would not initialise."},
     {:already_started, :startup,
-     "Another Python already runs in this VM; a VM cannot switch Pythons."}
+     "Another Python already runs in this VM; a VM cannot switch Pythons."},
+    {:venv_failed, :runtime,
+     "`Py.ensure_venv/3` could not create the venv or install its requirements; the " <>
+       "message holds the command and its output."}
   ]
 
   @groups [
@@ -60,7 +58,8 @@ defmodule Py.Error do
     shared_dict: "Raised or returned by `Py.SharedDict` functions:",
     startup:
       "Returned by `Py.Runtime.start/1` (and logged when the `:pybridge` application " <>
-        "cannot start):"
+        "cannot start):",
+    runtime: "Returned by the runtime controls (`Py.ensure_venv/3`):"
   ]
 
   @table Enum.map_join(@groups, "\n", fn {group, intro} ->

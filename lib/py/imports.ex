@@ -157,16 +157,19 @@ defmodule Py.Imports do
   @doc false
   # Called by whoever creates a context, before handing it out: a new
   # sub-interpreter gets the registered paths and imports. Main-interpreter
-  # contexts have them already. Returns :ok or the first error.
+  # contexts have them already. Returns :ok or the first error. The venv
+  # activated at run time (Py.Runtime.Venv) comes first: the imports may
+  # need its packages.
   @spec apply_to(Py.Context.t()) :: :ok | {:error, Py.Error.t()}
   def apply_to(ctx) do
-    case registry() do
-      %{imports: [], paths: []} ->
+    case {registry(), Py.Runtime.Venv.active()} do
+      {%{imports: [], paths: []}, nil} ->
         :ok
 
-      %{imports: imports, paths: paths} ->
+      {%{imports: imports, paths: paths}, _venv} ->
         if Py.Context.info(ctx).mode == :subinterpreter do
-          with :ok <- each(paths, &append_path(ctx, &1)) do
+          with :ok <- Py.Runtime.Venv.apply_to(ctx),
+               :ok <- each(paths, &append_path(ctx, &1)) do
             each(Enum.uniq(Enum.map(imports, &elem(&1, 0))), &import_module(ctx, &1))
           end
         else
@@ -175,9 +178,11 @@ defmodule Py.Imports do
     end
   end
 
-  # One context per interpreter: the first main-interpreter context, and
-  # every sub-interpreter context.
-  defp each_interpreter(fun) do
+  @doc false
+  # Runs `fun` with one context per interpreter: the first main-interpreter
+  # context, and every sub-interpreter context. :ok or the first error.
+  @spec each_interpreter((Py.Context.t() -> term)) :: :ok | {:error, Py.Error.t()}
+  def each_interpreter(fun) do
     {main, sub} = Enum.split_with(Py.Context.all(), &(Py.Context.info(&1).mode == :main))
     each(Enum.take(main, 1) ++ sub, fun)
   end

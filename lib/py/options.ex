@@ -40,7 +40,8 @@ defmodule Py.Options do
     * `:path` — a path (a string) or `nil`; `:paths` — a path, a list of
       paths, or `nil`;
     * `:coalesce` — `true`, `false` or a key (any term but `nil`);
-    * `:group` — a coalescing group (any term but `nil`).
+    * `:group` — a coalescing group (any term but `nil`);
+    * `:context` — a `%Py.Context{}`.
 
   ## Errors
 
@@ -78,6 +79,7 @@ defmodule Py.Options do
           | :paths
           | :coalesce
           | :group
+          | :context
 
   @typedoc "The options a function takes: name => type."
   @type schema :: [{atom, type}]
@@ -218,6 +220,7 @@ defmodule Py.Options do
   def expected(:paths), do: "a path or a list of paths (strings), or nil"
   def expected(:coalesce), do: "true, false or a coalescing key (any term but nil)"
   def expected(:group), do: "a coalescing group (any term but nil)"
+  def expected(:context), do: "a %Py.Context{}"
 
   # Returns the normalised value, or raises the one error format. `what` is a
   # function so that the hot path builds no strings.
@@ -267,6 +270,7 @@ defmodule Py.Options do
 
   defp cast(key, :coalesce) when key != nil, do: {:ok, key}
   defp cast(group, :group) when group != nil, do: {:ok, group}
+  defp cast(%Py.Context{} = ctx, :context), do: {:ok, ctx}
   defp cast(_value, _type), do: :error
 
   defp name(name, module?) when is_atom(name) and name not in [nil, true, false] do
