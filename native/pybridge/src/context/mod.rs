@@ -36,7 +36,7 @@ use parking_lot::{Mutex, RwLock};
 use pyo3::{Py, PyAny};
 
 use crate::limits::{DEFAULT_CODE_CACHE_SIZE, DEFAULT_MAX_WORKERS};
-use crate::runtime::Interp;
+use crate::runtime::{CpuHint, Interp};
 
 pub use monitor::cancel;
 pub use namespace::Namespace;
@@ -122,6 +122,10 @@ pub(crate) struct ContextState {
     /// The home worker's OS thread (Linux), for the monitor to see where a
     /// long call is blocked.
     home_thread: std::sync::OnceLock<worker::OsThread>,
+    /// Where the home worker and the last submitter ran: neither spins for
+    /// the other when they share a core (see [`CpuHint`]).
+    home_cpu: CpuHint,
+    caller_cpu: CpuHint,
     slots: Mutex<Vec<Arc<WorkerSlot>>>,
     code_cache: Mutex<CodeCache>,
     stats: Stats,
@@ -237,6 +241,8 @@ impl Context {
             overflow_open: AtomicBool::new(false),
             home_running: AtomicBool::new(false),
             home_progress: AtomicU64::new(0),
+            home_cpu: CpuHint::default(),
+            caller_cpu: CpuHint::default(),
             home_thread: std::sync::OnceLock::new(),
             slots: Mutex::new(Vec::new()),
             stats: Stats::default(),
@@ -275,6 +281,7 @@ impl Context {
             }
         }
         self.state().stats.submitted();
+        self.state().caller_cpu.record();
         let request = Request {
             job,
             reply,
@@ -298,6 +305,12 @@ impl Context {
     pub fn is_idle(&self) -> bool {
         let s = self.state();
         s.rx.is_empty() && !s.home_running.load(Ordering::Relaxed)
+    }
+
+    /// True when the home worker last ran on the calling thread's core:
+    /// waiting for its answer by spinning would only slow it down.
+    pub fn shares_my_cpu(&self) -> bool {
+        self.state().home_cpu.is_mine()
     }
 
     /// True when the context runs in a sub-interpreter of its own.

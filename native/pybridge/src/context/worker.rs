@@ -164,6 +164,11 @@ fn retire(context: &ContextState, tstate: &mut ThreadState) {
 /// parking: a caller in a loop sends its next call within microseconds, and
 /// waking a parked thread costs more than that.
 fn next_task(context: &ContextState) -> Result<Task, crossbeam_channel::RecvError> {
+    context.home_cpu.record();
+    if context.caller_cpu.is_mine() {
+        // The caller needs this core to send its next call: give it up.
+        return context.rx.recv();
+    }
     let polled = crate::runtime::poll_for(SPIN, || match context.rx.try_recv() {
         Err(crossbeam_channel::TryRecvError::Empty) => None,
         other => Some(other),
@@ -249,6 +254,7 @@ fn drain(
             }
             Task::Call(request) => {
                 if home {
+                    context.home_cpu.record();
                     context.home_progress.fetch_add(1, Ordering::Relaxed);
                     context.home_running.store(true, Ordering::Relaxed);
                     run_call(py, context, slot, request);
@@ -273,7 +279,9 @@ fn drain(
         // this long.
         let next = match context.rx.try_recv() {
             Ok(next) => Some(next),
-            Err(_) if home => crate::runtime::poll_for(HOLD_GIL_FOR, || context.rx.try_recv().ok()),
+            Err(_) if home && !context.caller_cpu.is_mine() => {
+                crate::runtime::poll_for(HOLD_GIL_FOR, || context.rx.try_recv().ok())
+            }
             Err(_) => None,
         };
         match next {

@@ -103,8 +103,10 @@ fn submit_with<'a>(
     };
     let state = CallState::new(deadline);
     // Waiting inline only pays when nothing is queued ahead of this call,
-    // and never on a dirty scheduler (those calls are big anyway).
-    let inline = (budget.is_some() && ctx.0.is_idle()).then(Inline::new);
+    // never on a dirty scheduler (those calls are big anyway), and never
+    // when the home worker shares this scheduler's core (the spin would
+    // take the very core the worker needs).
+    let inline = (budget.is_some() && ctx.0.is_idle() && !ctx.0.shares_my_cpu()).then(Inline::new);
     let reply: Box<dyn Reply> = match &inline {
         Some(inline) => inline.reply_or(message),
         None => Box::new(message),

@@ -21,7 +21,7 @@ use pyo3::types::PyList;
 
 pub use alloc::{note_release, trim_if_released};
 pub use interp::{new_subinterpreter, subinterpreters_supported, Interp, InterpState, Kind};
-pub use spin_wait::poll_for;
+pub use spin_wait::{poll_for, CpuHint};
 pub use thread::ThreadState;
 
 /// What the application start found out about the chosen Python.
