@@ -14,7 +14,7 @@ defmodule Py.Application do
 
     case Py.Runtime.start() do
       :ok ->
-        children = [Py.Coalesce.Tables, Py.Context.Supervisor]
+        children = [Py.Coalesce.Tables, Py.Dashboard.Samples, Py.Context.Supervisor]
         Supervisor.start_link(children, strategy: :one_for_one, name: Py.Supervisor)
 
       {:error, %Py.Error{} = error} ->

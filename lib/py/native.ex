@@ -47,6 +47,10 @@ defmodule Py.Native do
   def shared_dict_lock(_sd, _key), do: not_loaded()
   def shared_dict_lock_cancel(_sd, _key), do: not_loaded()
   def shared_dict_unlock(_sd, _key), do: not_loaded()
+  def shared_dict_all, do: not_loaded()
+  def shared_dict_backend(_sd), do: not_loaded()
+  def shared_dict_telemetry_keys(_sd, _on), do: not_loaded()
+  def shared_dict_telemetry(_on), do: not_loaded()
 
   defp not_loaded, do: :erlang.nif_error(:pybridge_not_loaded)
 end

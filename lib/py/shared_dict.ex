@@ -53,12 +53,16 @@ defmodule Py.SharedDict do
 
   @typedoc "Options of `new/1`."
   @type new_option ::
-          {:name, String.t() | atom} | {:max_entries, pos_integer} | {:evict, :lru | :none}
+          {:name, String.t() | atom}
+          | {:max_entries, pos_integer}
+          | {:evict, :lru | :none}
+          | {:telemetry_keys, boolean}
 
   @new_schema [
     name: {:name, "shared dict"},
     max_entries: :pos_integer,
-    evict: {:in, [:lru, :none]}
+    evict: {:in, [:lru, :none]},
+    telemetry_keys: {:in, [true, false]}
   ]
   @put_schema [ttl: :timeout]
 
@@ -80,6 +84,10 @@ defmodule Py.SharedDict do
     * `:evict` — `:lru` makes room for a new key by removing the least
       recently used one instead of refusing it (removals are `:delete`
       events); `:none` (the default) refuses.
+    * `:telemetry_keys` — `true` puts the key in the metadata of the dict's
+      `[:pybridge, :shared_dict, _]` telemetry events (default `false`: keys
+      may be personal data; values are never in them). See the
+      [telemetry guide](telemetry.md).
 
   Returns `{:error, :exists}` when a live dict has the name.
 
@@ -99,11 +107,15 @@ defmodule Py.SharedDict do
   def new(opts \\ []) do
     opts = Py.Options.validate!(opts, @new_schema, "Py.SharedDict.new/1")
 
-    Native.shared_dict_new(
-      Keyword.get(opts, :name),
-      Keyword.get(opts, :max_entries),
-      Keyword.get(opts, :evict, :none) == :lru
-    )
+    with {:ok, sd} <-
+           Native.shared_dict_new(
+             Keyword.get(opts, :name),
+             Keyword.get(opts, :max_entries),
+             Keyword.get(opts, :evict, :none) == :lru
+           ) do
+      if opts[:telemetry_keys], do: Native.shared_dict_telemetry_keys(sd.ref, true)
+      {:ok, sd}
+    end
   end
 
   @doc """
@@ -145,6 +157,31 @@ defmodule Py.SharedDict do
       Py.Options.value!(name, {:name, "shared dict"}, "name for Py.SharedDict.lookup/1")
     )
   end
+
+  @doc """
+  Every live dict of this node, named or not, made by the BEAM or by Python,
+  in the order they were made (for listing them, with `stats/1`, on a
+  dashboard; see `Py.Dashboard`).
+
+  ## Example
+
+      iex> sd = Py.SharedDict.new!()
+      iex> sd in Py.SharedDict.all()
+      true
+  """
+  @spec all() :: [t]
+  def all, do: Native.shared_dict_all()
+
+  @doc """
+  The backend keeping the dict's entries: `:memory` (the only one so far).
+
+  ## Example
+
+      iex> Py.SharedDict.backend(Py.SharedDict.new!())
+      :memory
+  """
+  @spec backend(t) :: atom
+  def backend(sd), do: native(sd, &Native.shared_dict_backend/1)
 
   @doc """
   Destroys the dict: its entries are dropped, its name freed, and every

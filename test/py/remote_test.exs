@@ -96,4 +96,30 @@ defmodule Py.RemoteTest do
   test "node: node() runs locally" do
     assert Py.eval("1 + 1", %{}, node: node()) == {:ok, 2}
   end
+
+  test "Py.Dashboard.snapshot/1 reads the other node's contexts, groups and dicts",
+       %{node: node} do
+    name = "remote_dashboard_#{System.unique_integer([:positive])}"
+    {:ok, sd} = :erpc.call(node, Py.SharedDict, :new, [[name: name]])
+    :ok = :erpc.call(node, Py.SharedDict, :put, [sd, "k", "SECRET-REMOTE"])
+    group = {:remote_dashboard, name}
+    {:ok, 2.0} = Py.call(:math, :sqrt, [4], node: node, coalesce: true, group: group)
+    {:ok, 2} = Py.eval("1 + 1", %{}, node: node)
+
+    snapshot = Py.Dashboard.snapshot(node)
+    assert snapshot.node == node
+    assert {:ok, %{node: ^node}} = Py.Dashboard.fetch(node)
+
+    assert %{backend: :memory, size: 1, puts: 1} =
+             Enum.find(snapshot.shared_dicts, &(&1.name == name))
+
+    assert %{side: :beam, misses: 1} = Enum.find(snapshot.coalescing, &(&1.group == group))
+    assert Enum.sum(Enum.map(snapshot.contexts, & &1.calls_total)) >= 1
+    refute inspect(snapshot, limit: :infinity) =~ "SECRET-REMOTE"
+
+    # None of it is this node's.
+    local = Py.Dashboard.snapshot()
+    refute Enum.any?(local.shared_dicts, &(&1.name == name))
+    refute Enum.any?(local.coalescing, &(&1.group == group))
+  end
 end

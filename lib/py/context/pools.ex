@@ -212,9 +212,19 @@ defmodule Py.Context.Pools do
         end
 
       ctx = %Py.Context{pool: pool, index: index, ref: ref, pid: Py.Context.start_pid()}
+      started(ctx)
       apply_imports(ctx)
       Tuple.append(contexts, ctx)
     end)
+  end
+
+  @doc false
+  # Every new context, pooled or dedicated, passes here once, and every
+  # closed one through `close_context/1`: the dashboard's samples and the
+  # `[:pybridge, :context, _]` events start and stop here.
+  @spec started(Py.Context.t()) :: :ok
+  def started(ctx) do
+    Py.Dashboard.Samples.started(ctx.ref)
   end
 
   @doc false
@@ -246,7 +256,7 @@ defmodule Py.Context.Pools do
   def close_context(%Py.Context{ref: ref} = ctx) do
     Py.Context.stop_pid(ctx)
     Py.Native.context_close(ref)
-    :ok
+    Py.Dashboard.Samples.stopped(ref)
   catch
     kind, reason ->
       Logger.warning(

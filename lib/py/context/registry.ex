@@ -143,6 +143,7 @@ defmodule Py.Context.Registry do
       ref ->
         ctx = %Py.Context{pool: :dedicated, index: index, ref: ref, pid: Py.Context.start_pid()}
         :ets.insert(@pids, {ctx.pid, ctx})
+        Py.Context.Pools.started(ctx)
         Py.Context.Pools.apply_imports(ctx)
         owned = Map.put(owned, Process.monitor(pid), ctx)
         {:reply, {:ok, ctx}, %{state | owned: owned}}

@@ -78,4 +78,5 @@ rustler::atoms! {
     expire,
     shared_dict,
     py_shared_dict_unlocked = "$py_shared_dict_unlocked",
+    py_telemetry,
 }

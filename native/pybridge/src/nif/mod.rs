@@ -14,7 +14,8 @@
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
 //!
 //! Threads: `shared_dict/events.rs` delivers SharedDict events and lock
-//! releases to BEAM processes.
+//! releases to BEAM processes, and their telemetry (`shared_dict_telemetry/1`)
+//! to `Py.Telemetry.Relay`.
 //!
 //! Resources (all in [`handles`]): `ContextResource`, `NamespaceResource`,
 //! `CallResource`, `ObjectResource`; and `DictResource` in [`shared_dict`].

@@ -53,6 +53,11 @@ pub enum Condition {
 ///   [`EventKind::Expire`] for it;
 /// * each change pushes its events to `events` in the order they happened.
 pub trait Backend: Send + Sync {
+    /// The backend's name as users choose it (`"memory"`, `"sqlite"`,
+    /// `"redis"`): shown by `Py.SharedDict.backend/1`, the dashboard and the
+    /// telemetry events' metadata.
+    fn kind(&self) -> &'static str;
+
     /// The live value of `key` and its version (a number that changes on
     /// every write of the key).
     fn get(&self, key: &str, now: Millis) -> Option<(Item, u64)>;

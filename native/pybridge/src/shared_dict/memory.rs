@@ -199,6 +199,10 @@ impl Inner {
 }
 
 impl Backend for Memory {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     fn get(&self, key: &str, now: Millis) -> Option<(Item, u64)> {
         let mut inner = self.inner.lock();
         let found = inner

@@ -23,6 +23,7 @@ mod memory;
 pub mod python;
 mod stats;
 mod sweeper;
+pub mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -180,6 +181,9 @@ pub struct SharedDict {
     /// Set once the dict is known to the sweeper.
     swept: AtomicBool,
     locks: Locks,
+    /// Whether telemetry events of this dict carry the key
+    /// (`telemetry_keys: true`); they never carry the value.
+    telemetry_keys: AtomicBool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -217,6 +221,7 @@ impl SharedDict {
             listeners: RwLock::new(Vec::new()),
             swept: AtomicBool::new(false),
             locks: Locks::default(),
+            telemetry_keys: AtomicBool::new(false),
         });
         if let Some(name) = name {
             let mut names = names().lock();
@@ -238,6 +243,34 @@ impl SharedDict {
     /// The live dict named `name`.
     pub fn lookup(name: &str) -> Option<Arc<SharedDict>> {
         names().lock().get(name).cloned()
+    }
+
+    /// Every live dict (named or not, made by the BEAM or by Python), in
+    /// the order they were made.
+    pub fn all() -> Vec<Arc<SharedDict>> {
+        let mut all: Vec<Arc<SharedDict>> = ids()
+            .lock()
+            .values()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        all.retain(|d| !d.is_destroyed());
+        all.sort_by_key(|d| d.id);
+        all
+    }
+
+    /// The name of the backend keeping the entries (`"memory"`, ...).
+    pub fn backend_kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// Whether telemetry events of this dict name their key.
+    pub fn set_telemetry_keys(&self, on: bool) {
+        self.telemetry_keys.store(on, Ordering::Relaxed);
+    }
+
+    /// See [`SharedDict::set_telemetry_keys`].
+    pub fn telemetry_keys(&self) -> bool {
+        self.telemetry_keys.load(Ordering::Relaxed)
     }
 
     /// A number unique to this dict in this OS process.
@@ -277,6 +310,10 @@ impl SharedDict {
         let wall = clock::wall_ms();
         self.stats
             .record(events.iter().map(|(kind, key)| (*kind, &**key)), wall);
+        // One relaxed load when nobody listens to telemetry.
+        if telemetry::enabled() {
+            telemetry::emit(self, &events);
+        }
         let listeners = self.listeners.read();
         if listeners.is_empty() {
             return;

@@ -7,6 +7,10 @@
 //! one thread through a channel, which keeps a writer's cost to a push and
 //! delivers each dict's events in the order they were raised. A subscriber
 //! the message cannot reach (it died) is dropped.
+//!
+//! Telemetry (`shared_dict_telemetry/1`): while switched on, every dict's
+//! batches of events also go, through the same thread, to one BEAM process
+//! (`Py.Telemetry.Relay`), which executes the `:telemetry` events.
 
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
@@ -15,8 +19,11 @@ use std::thread;
 use crossbeam_channel::{unbounded, Sender};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
 
+use parking_lot::Mutex;
+
 use crate::nif::atoms;
-use crate::shared_dict::{DictError, EventKind};
+use crate::shared_dict::telemetry::{self, TapEvent};
+use crate::shared_dict::{DictError, EventKind, SharedDict};
 
 use super::handle::{dict_error, handle_term, handles, DictResource};
 
@@ -25,7 +32,12 @@ pub(super) enum Message {
     Event(u64, EventKind, String, Vec<LocalPid>),
     /// Dict id, key, the processes waiting for its lock.
     Unlocked(u64, String, Vec<LocalPid>),
+    /// For telemetry: dict id, name, backend, the batch of events.
+    Telemetry(u64, Option<String>, &'static str, Vec<TapEvent>),
 }
+
+/// The process telemetry batches go to, while telemetry is on.
+static SINK: Mutex<Option<LocalPid>> = Mutex::new(None);
 
 fn sender() -> Option<&'static Sender<Message>> {
     static TX: OnceLock<Option<Sender<Message>>> = OnceLock::new();
@@ -84,6 +96,38 @@ fn deliver(env: &mut OwnedEnv, message: Message) {
                 drop_subscribers(&handle, &dead);
             }
         }
+        Message::Telemetry(id, name, backend, batch) => {
+            let Some(sink) = *SINK.lock() else {
+                return;
+            };
+            let _ = env.send_and_clear(&sink, |env| {
+                let name = match &name {
+                    Some(name) => name.encode(env),
+                    None => atoms::nil().encode(env),
+                };
+                let backend = Atom::from_str(env, backend)
+                    .map_or_else(|_| backend.encode(env), |a| a.encode(env));
+                let events: Vec<Term<'_>> = batch
+                    .iter()
+                    .map(|(kind, key)| {
+                        let key = match key {
+                            Some(key) => key.encode(env),
+                            None => atoms::nil().encode(env),
+                        };
+                        (kind_atom(*kind), key).encode(env)
+                    })
+                    .collect();
+                (
+                    atoms::py_telemetry(),
+                    atoms::shared_dict(),
+                    id,
+                    name,
+                    backend,
+                    events,
+                )
+                    .encode(env)
+            });
+        }
         Message::Unlocked(id, key, pids) => {
             for pid in pids {
                 let _ = env.send_and_clear(&pid, |env| {
@@ -92,6 +136,28 @@ fn deliver(env: &mut OwnedEnv, message: Message) {
             }
         }
     }
+}
+
+// ── Telemetry ───────────────────────────────────────────────────────────
+
+fn tap(dict: &SharedDict, batch: Vec<TapEvent>) {
+    send(Message::Telemetry(
+        dict.id(),
+        dict.name().map(str::to_owned),
+        dict.backend_kind(),
+        batch,
+    ));
+}
+
+/// `true`: every dict's events go to the caller as
+/// `{:py_telemetry, :shared_dict, id, name, backend, [{kind, key | nil}]}`;
+/// `false`: to nobody (writes then pay one atomic load for telemetry).
+#[rustler::nif]
+fn shared_dict_telemetry(env: Env<'_>, on: bool) -> Atom {
+    telemetry::install(Box::new(tap));
+    *SINK.lock() = on.then(|| env.pid());
+    telemetry::set_enabled(on);
+    atoms::ok()
 }
 
 // ── Subscriptions ───────────────────────────────────────────────────────

@@ -362,3 +362,28 @@ fn shared_dict_stats(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<T
         Err(err) => dict_error(env, err),
     }
 }
+
+/// Every live dict's handle (made now for a dict Python made and the BEAM
+/// never looked up). Dirty: there may be many.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn shared_dict_all(env: Env<'_>) -> Vec<Term<'_>> {
+    SharedDict::all()
+        .into_iter()
+        .filter_map(handle_of)
+        .map(|handle| handle_term(env, &handle))
+        .collect()
+}
+
+/// The dict's backend, as an atom (`:memory`, ...).
+#[rustler::nif]
+fn shared_dict_backend(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
+    let kind = sd.dict.backend_kind();
+    Ok(Atom::from_str(env, kind)?.encode(env))
+}
+
+/// Whether the dict's telemetry events name their key.
+#[rustler::nif]
+fn shared_dict_telemetry_keys(sd: ResourceArc<DictResource>, on: bool) -> Atom {
+    sd.dict.set_telemetry_keys(on);
+    atoms::ok()
+}
