@@ -26,6 +26,10 @@ defmodule Py.Error do
     {:destroyed, :shared_dict,
      "The shared dict was destroyed (explicitly, or its owner exited)."},
     {:not_integer, :shared_dict, "`incr` met a value that is not an integer."},
+    {:backend, :shared_dict,
+     "The dict's backend failed: a SQLite file that is read-only, corrupt, on a full " <>
+       "disk or in a missing directory, or locked by another process for too long. The " <>
+       "operation changed nothing; the dict works again once the backend does."},
     {:full, :shared_dict,
      "A new key beyond the dict's `max_entries:` (raised by the bang functions)."},
     {:python_not_found, :startup, "The configured Python executable is missing or does not run."},

@@ -24,7 +24,10 @@ defmodule Py.Native do
   def submit_dirty(_ctx, _env, _ref, _job, _timeout), do: not_loaded()
   def cancel(_handle), do: not_loaded()
 
-  def shared_dict_new(_name, _max_entries, _evict_lru), do: not_loaded()
+  def shared_dict_new(_name, _max_entries, _evict_lru, _backend, _prefix, _pool_size),
+    do: not_loaded()
+
+  def shared_dict_io(_sd, _op, _args), do: not_loaded()
   def shared_dict_lookup(_name), do: not_loaded()
   def shared_dict_get(_sd, _key), do: not_loaded()
   def shared_dict_get_dirty(_sd, _key), do: not_loaded()

@@ -40,10 +40,16 @@ defmodule Py.SharedDict do
   alias Py.Native
 
   @enforce_keys [:ref, :id]
-  defstruct [:ref, :id, :name]
+  defstruct [:ref, :id, :name, io: false]
 
-  @typedoc "A dict handle, as `new/1` returns it."
-  @type t :: %__MODULE__{ref: reference, id: pos_integer, name: String.t() | nil}
+  @typedoc """
+  A dict handle, as `new/1` returns it (`io` is true when its backend waits
+  on a disk or network: every operation then runs on a dirty IO scheduler).
+  """
+  @type t :: %__MODULE__{ref: reference, id: pos_integer, name: String.t() | nil, io: boolean}
+
+  @typedoc "Where a dict keeps its entries (see `new/1`)."
+  @type backend :: :memory | {:sqlite, Path.t()}
 
   @typedoc "Keys are strings (UTF-8 binaries)."
   @type key :: String.t()
@@ -57,12 +63,17 @@ defmodule Py.SharedDict do
           | {:max_entries, pos_integer}
           | {:evict, :lru | :none}
           | {:telemetry_keys, boolean}
+          | {:backend, backend}
+          | {:prefix, String.t()}
+          | {:pool_size, pos_integer}
+          | {:subscribe, [:put | :delete | :expire]}
 
   @new_schema [
     name: {:name, "shared dict"},
     max_entries: :pos_integer,
     evict: {:in, [:lru, :none]},
-    telemetry_keys: {:in, [true, false]}
+    telemetry_keys: {:in, [true, false]},
+    pool_size: :pos_integer
   ]
   @put_schema [ttl: :timeout]
 
@@ -88,8 +99,21 @@ defmodule Py.SharedDict do
       `[:pybridge, :shared_dict, _]` telemetry events (default `false`: keys
       may be personal data; values are never in them). See the
       [telemetry guide](telemetry.md).
+    * `:backend` — where the entries live: `:memory` (the default: in this
+      OS process, gone with it) or `{:sqlite, path}` (a SQLite file that
+      survives restarts and `kill -9`; see the guide for exactly what each
+      promises). `:max_entries` and `:evict` are for `:memory` only.
+    * `:prefix` — keeps this dict's keys apart from other dicts' in the same
+      file (default `""`).
+    * `:pool_size` — reading connections to the backend (default 1).
+    * `:subscribe` — subscribes the caller to these events (as
+      `subscribe/2`) before the dict is opened: with a durable backend it
+      then also gets the `:expire` events of keys that expired while the
+      file was closed, which opening raises once.
 
-  Returns `{:error, :exists}` when a live dict has the name.
+  Returns `{:error, :exists}` when a live dict has the name, and
+  `{:error, %Py.Error{type: :backend}}` when the backend cannot be opened (a
+  missing directory, a corrupt or read-only file).
 
   ## Example
 
@@ -103,20 +127,100 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.destroy(sd)
       :ok
   """
-  @spec new([new_option]) :: {:ok, t} | {:error, :exists}
+  @spec new([new_option]) :: {:ok, t} | {:error, :exists | Py.Error.t()}
   def new(opts \\ []) do
+    {backend, opts} = pop_option(opts, :backend, :memory)
+    {prefix, opts} = pop_option(opts, :prefix, "")
+    {subscribe, opts} = pop_option(opts, :subscribe, nil)
     opts = Py.Options.validate!(opts, @new_schema, "Py.SharedDict.new/1")
+    backend = backend!(backend)
+    prefix = prefix!(prefix)
+    subscribe = if subscribe, do: events!(subscribe, "new/1")
 
-    with {:ok, sd} <-
-           Native.shared_dict_new(
-             Keyword.get(opts, :name),
-             Keyword.get(opts, :max_entries),
-             Keyword.get(opts, :evict, :none) == :lru
-           ) do
-      if opts[:telemetry_keys], do: Native.shared_dict_telemetry_keys(sd.ref, true)
-      {:ok, sd}
+    if backend != :memory and (opts[:max_entries] || opts[:evict]) do
+      Py.Options.invalid!(
+        "options for Py.SharedDict.new/1",
+        ":max_entries and :evict only with backend: :memory",
+        opts
+      )
+    end
+
+    result =
+      Native.shared_dict_new(
+        Keyword.get(opts, :name),
+        Keyword.get(opts, :max_entries),
+        Keyword.get(opts, :evict, :none) == :lru,
+        backend,
+        prefix,
+        Keyword.get(opts, :pool_size, 1)
+      )
+
+    with {:error, {type, message, traceback}} <- result do
+      {:error, %Py.Error{type: type, message: message, traceback: traceback}}
+    else
+      {:ok, sd} ->
+        if opts[:telemetry_keys], do: Native.shared_dict_telemetry_keys(sd.ref, true)
+        opened(sd, subscribe)
+
+      other ->
+        other
     end
   end
+
+  # Subscribes the caller, then raises the events of keys that expired
+  # while a durable dict was closed.
+  defp opened(sd, subscribe) do
+    if subscribe, do: :ok = subscribe(sd, subscribe)
+
+    case run(sd, :expire_due, [], fn _ref -> {:ok, 0} end) do
+      {:ok, _count} ->
+        {:ok, sd}
+
+      {:error, _} = error ->
+        if sd.name == nil, do: destroy(sd)
+        error
+    end
+  end
+
+  defp pop_option(opts, key, default) when is_list(opts) do
+    case List.keyfind(opts, key, 0) do
+      {^key, value} -> {value, List.keydelete(opts, key, 0)}
+      nil -> {default, opts}
+    end
+  end
+
+  defp pop_option(opts, _key, default), do: {default, opts}
+
+  defp backend!(:memory), do: :memory
+
+  defp backend!({:sqlite, path} = backend) do
+    if (is_binary(path) or is_list(path)) and path not in ["", []] do
+      {:sqlite, IO.chardata_to_string(path)}
+    else
+      backend_invalid!(backend)
+    end
+  rescue
+    ArgumentError -> backend_invalid!(backend)
+  end
+
+  # Redis: the Redis backend's clause goes here.
+  defp backend!(other), do: backend_invalid!(other)
+
+  defp backend_invalid!(other) do
+    Py.Options.invalid!(
+      ":backend option for Py.SharedDict.new/1",
+      ":memory or {:sqlite, path} with a non-empty path",
+      other
+    )
+  end
+
+  defp prefix!(prefix) when is_binary(prefix), do: prefix
+
+  defp prefix!(prefix) when is_atom(prefix) and prefix not in [nil, true, false],
+    do: Atom.to_string(prefix)
+
+  defp prefix!(other),
+    do: Py.Options.invalid!(":prefix option for Py.SharedDict.new/1", "a string", other)
 
   @doc """
   Like `new/1`, but returns the dict and raises `ArgumentError` when the name
@@ -136,6 +240,9 @@ defmodule Py.SharedDict do
 
       {:error, :exists} ->
         raise ArgumentError, "a shared dict named #{inspect(opts[:name])} exists"
+
+      {:error, %Py.Error{} = error} ->
+        raise error
     end
   end
 
@@ -198,7 +305,7 @@ defmodule Py.SharedDict do
       ** (Py.Error) destroyed: the shared dict was destroyed
   """
   @spec destroy(t) :: :ok
-  def destroy(sd), do: native(sd, &Native.shared_dict_destroy/1)
+  def destroy(sd), do: run(sd, :destroy, [], &Native.shared_dict_destroy/1)
 
   # ── Reading ─────────────────────────────────────────────────────────────
 
@@ -219,7 +326,7 @@ defmodule Py.SharedDict do
 
   # The hot path: straight to the NIF, which checks the handle and the key
   # itself; on a bad one the checked path below raises the clear error.
-  def get(%__MODULE__{ref: ref} = sd, key, default) when is_binary(key) do
+  def get(%__MODULE__{ref: ref, io: false} = sd, key, default) when is_binary(key) do
     case Native.shared_dict_get(ref, key) do
       {:ok, value, _version} -> value
       :error -> default
@@ -235,6 +342,9 @@ defmodule Py.SharedDict do
     case fetch_versioned(sd, key!(key, "get/3")) do
       {:ok, value, _version} -> value
       :error -> default
+      # A backend that failed reads as missing: get/3 never raises in a
+      # loop over a flaky disk; fetch/2 tells the two apart.
+      {:error, %Py.Error{}} -> default
     end
   end
 
@@ -250,11 +360,11 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.fetch(sd, "b")
       :error
   """
-  @spec fetch(t, key) :: {:ok, value} | :error
+  @spec fetch(t, key) :: {:ok, value} | :error | {:error, Py.Error.t()}
   def fetch(sd, key) do
     case fetch_versioned(sd, key!(key, "fetch/2")) do
       {:ok, value, _version} -> {:ok, value}
-      :error -> :error
+      other -> other
     end
   end
 
@@ -273,6 +383,7 @@ defmodule Py.SharedDict do
     case fetch(sd, key) do
       {:ok, value} -> value
       :error -> raise KeyError, key: key, term: sd
+      {:error, error} -> raise error
     end
   end
 
@@ -287,7 +398,7 @@ defmodule Py.SharedDict do
       ["a"]
   """
   @spec keys(t) :: [key]
-  def keys(sd), do: native(sd, &Native.shared_dict_keys/1)
+  def keys(sd), do: run(sd, :keys, [], &Native.shared_dict_keys/1)
 
   @doc """
   How many keys are live.
@@ -299,7 +410,7 @@ defmodule Py.SharedDict do
       0
   """
   @spec size(t) :: non_neg_integer
-  def size(sd), do: native(sd, &Native.shared_dict_size/1)
+  def size(sd), do: run(sd, :size, [], &Native.shared_dict_size/1)
 
   @doc """
   Every live entry as a map.
@@ -312,7 +423,7 @@ defmodule Py.SharedDict do
       %{"a" => 1}
   """
   @spec to_map(t) :: %{key => value}
-  def to_map(sd), do: native(sd, &Native.shared_dict_to_map/1)
+  def to_map(sd), do: run(sd, :to_map, [], &Native.shared_dict_to_map/1)
 
   @doc """
   Milliseconds before `key` expires, `:infinity` when it never does, `nil`
@@ -333,7 +444,7 @@ defmodule Py.SharedDict do
   @spec ttl(t, key) :: non_neg_integer | :infinity | nil
   def ttl(sd, key) do
     key = key!(key, "ttl/2")
-    native(sd, &Native.shared_dict_ttl(&1, key))
+    run(sd, :ttl, [key], &Native.shared_dict_ttl(&1, key))
   end
 
   @doc """
@@ -357,7 +468,7 @@ defmodule Py.SharedDict do
           expired_total: non_neg_integer,
           recent_expiries: [{key, integer}]
         }
-  def stats(sd), do: native(sd, &Native.shared_dict_stats/1)
+  def stats(sd), do: run(sd, :stats, [], &Native.shared_dict_stats/1)
 
   # ── Writing ─────────────────────────────────────────────────────────────
 
@@ -382,7 +493,7 @@ defmodule Py.SharedDict do
   def put(sd, key, value, opts \\ [])
 
   # The hot path, as in get/3.
-  def put(%__MODULE__{ref: ref} = sd, key, value, []) when is_binary(key) do
+  def put(%__MODULE__{ref: ref, io: false} = sd, key, value, []) when is_binary(key) do
     case Native.shared_dict_put(ref, key, value, nil, :always) do
       {:ok, _version} -> :ok
       _other -> checked_put(sd, key, value, [])
@@ -442,7 +553,7 @@ defmodule Py.SharedDict do
   @spec delete(t, key) :: :ok
   def delete(sd, key) do
     key = key!(key, "delete/2")
-    native(sd, &Native.shared_dict_delete(&1, key))
+    run(sd, :delete, [key], &Native.shared_dict_delete(&1, key))
   end
 
   @doc """
@@ -461,7 +572,7 @@ defmodule Py.SharedDict do
   @spec take(t, key) :: {:ok, value} | :error
   def take(sd, key) do
     key = key!(key, "take/2")
-    native(sd, &Native.shared_dict_take(&1, key))
+    run(sd, :take, [key], &Native.shared_dict_take(&1, key))
   end
 
   @doc """
@@ -542,7 +653,7 @@ defmodule Py.SharedDict do
       Py.Options.invalid!("increment for Py.SharedDict.incr/3", "a 64-bit integer", by)
     end
 
-    native(sd, &Native.shared_dict_incr(&1, key, by))
+    run(sd, :incr, [key, by], &Native.shared_dict_incr(&1, key, by))
   end
 
   @doc """
@@ -579,7 +690,7 @@ defmodule Py.SharedDict do
         do: 0,
         else: Py.Options.value!(ms, :pos_integer, "ms for Py.SharedDict.expire/3")
 
-    native(sd, &Native.shared_dict_expire(&1, key, ms))
+    run(sd, :expire, [key, ms], &Native.shared_dict_expire(&1, key, ms))
   end
 
   @doc """
@@ -597,7 +708,7 @@ defmodule Py.SharedDict do
   @spec persist(t, key) :: boolean
   def persist(sd, key) do
     key = key!(key, "persist/2")
-    native(sd, &Native.shared_dict_persist(&1, key))
+    run(sd, :persist, [key], &Native.shared_dict_persist(&1, key))
   end
 
   @doc """
@@ -613,7 +724,7 @@ defmodule Py.SharedDict do
       0
   """
   @spec clear(t) :: :ok
-  def clear(sd), do: native(sd, &Native.shared_dict_clear/1)
+  def clear(sd), do: run(sd, :clear, [], &Native.shared_dict_clear/1)
 
   # ── Events ──────────────────────────────────────────────────────────────
 
@@ -740,6 +851,9 @@ defmodule Py.SharedDict do
     end
   end
 
+  defp fetch_versioned(%__MODULE__{io: true} = sd, key),
+    do: native(sd, &Native.shared_dict_io(&1, :get, [key]))
+
   defp fetch_versioned(sd, key) do
     case native(sd, &Native.shared_dict_get(&1, key)) do
       :dirty -> native(sd, &Native.shared_dict_get_dirty(&1, key))
@@ -749,9 +863,15 @@ defmodule Py.SharedDict do
 
   defp write(sd, key, value, ttl, cond) do
     result =
-      case native(sd, &Native.shared_dict_put(&1, key, value, ttl, cond)) do
-        :dirty -> native(sd, &Native.shared_dict_put_dirty(&1, key, value, ttl, cond))
-        result -> result
+      case sd do
+        %__MODULE__{io: true} ->
+          native(sd, &Native.shared_dict_io(&1, :put, [key, value, ttl, cond]))
+
+        _ ->
+          case native(sd, &Native.shared_dict_put(&1, key, value, ttl, cond)) do
+            :dirty -> native(sd, &Native.shared_dict_put_dirty(&1, key, value, ttl, cond))
+            result -> result
+          end
       end
 
     case result do
@@ -765,6 +885,14 @@ defmodule Py.SharedDict do
         error
     end
   end
+
+  # Runs operation `op` of the dict: `fun` (its NIF on a normal or dirty-CPU
+  # scheduler) for the memory backend; for a backend that waits on a disk or
+  # network, the same operation through the one dirty-IO NIF.
+  defp run(%__MODULE__{io: true} = sd, op, args, _fun),
+    do: native(sd, &Native.shared_dict_io(&1, op, args))
+
+  defp run(sd, _op, _args, fun), do: native(sd, fun)
 
   # Runs a NIF on the handle; a handle that is no shared dict of this node
   # raises ArgumentError naming the problem (the NIF only says :badarg).

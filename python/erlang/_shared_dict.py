@@ -64,13 +64,62 @@ class SharedDict:
 
     ``SharedDict(handle)`` wraps a handle passed from the BEAM (an argument
     or a local); ``SharedDict("name")`` opens the named dict (``create=True``
-    makes it when missing). A destroyed dict raises ``RuntimeError``.
+    makes it when missing, on ``backend``). ``SharedDict.open(name,
+    backend=...)`` is the same with ``create=True``. A destroyed dict raises
+    ``RuntimeError``; a backend that fails (a read-only, corrupt or full
+    SQLite file) raises ``OSError`` and changes nothing.
+
+    Backends: ``"memory"`` (the default: in this OS process) or
+    ``"sqlite"`` with ``path=`` (a file that survives restarts; every write
+    is committed to disk before it returns). ``prefix`` keeps this dict's
+    keys apart from others in the same file; ``pool_size`` is the number
+    of reading connections.
     """
 
     __slots__ = ("_id", "_name")
 
-    def __init__(self, handle_or_name: Any, *, create: bool = False) -> None:
-        self._id, self._name = _native.open(handle_or_name, create)
+    def __init__(
+        self,
+        handle_or_name: Any,
+        *,
+        create: bool = False,
+        backend: str = "memory",
+        path: str | None = None,
+        url: str | None = None,
+        prefix: str = "",
+        pool_size: int = 1,
+    ) -> None:
+        location = path if path is not None else url
+        if location is not None and not isinstance(location, str):
+            location = str(location)
+        self._id, self._name = _native.open(
+            handle_or_name, create, backend, location, prefix, pool_size
+        )
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        backend: str = "memory",
+        *,
+        path: str | None = None,
+        url: str | None = None,
+        prefix: str = "",
+        pool_size: int = 1,
+    ) -> SharedDict:
+        """The dict named ``name``, made on ``backend`` when missing; an
+        existing one must be on that kind of backend (else ``ValueError``).
+        Opening a SQLite file removes the keys that expired while it was
+        closed."""
+        return cls(
+            name,
+            create=True,
+            backend=backend,
+            path=path,
+            url=url,
+            prefix=prefix,
+            pool_size=pool_size,
+        )
 
     @property
     def name(self) -> str | None:

@@ -93,6 +93,9 @@ pub enum ErrorKind {
     Destroyed,
     /// A shared dict's `incr` met a value that is not an integer.
     NotInteger,
+    /// A shared dict's backend failed (a SQLite file that is read-only,
+    /// corrupt or on a full disk, an unreachable server).
+    Backend,
     /// A bug in pybridge itself (a Rust panic, or no executor thread could
     /// be started), caught so the worker and the context keep running.
     Internal,

@@ -17,6 +17,7 @@ rustler::atoms! {
     badarg,
     destroyed,
     not_integer,
+    // (`backend` is listed with the shared dicts.)
     // Jobs.
     eval,
     exec,
@@ -79,4 +80,21 @@ rustler::atoms! {
     shared_dict,
     py_shared_dict_unlocked = "$py_shared_dict_unlocked",
     py_telemetry,
+    // Shared-dict backends and the operations of `shared_dict_io`.
+    backend,
+    memory,
+    sqlite,
+    io,
+    get,
+    take,
+    keys,
+    to_map,
+    size,
+    incr,
+    ttl,
+    persist,
+    clear,
+    destroy,
+    stats,
+    expire_due,
 }

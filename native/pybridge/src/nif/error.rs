@@ -23,6 +23,7 @@ fn kind_term<'a>(env: Env<'a>, kind: &ErrorKind) -> Term<'a> {
         ErrorKind::BadArg => atoms::badarg(),
         ErrorKind::Destroyed => atoms::destroyed(),
         ErrorKind::NotInteger => atoms::not_integer(),
+        ErrorKind::Backend => atoms::backend(),
         ErrorKind::Internal => atoms::internal(),
     };
     atom.encode(env)

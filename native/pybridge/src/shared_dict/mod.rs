@@ -7,7 +7,10 @@
 //!   to the stored value, never the value itself to mutate.
 //! * A [`SharedDict`] is the front: it checks the destroyed flag, raises
 //!   events and counts them ([`SharedDict::raise`], the one place), and
-//!   keeps the entries in a [`Backend`] ([`memory::Memory`] for now).
+//!   keeps the entries in a [`Backend`]: [`Memory`] (the default) or
+//!   [`Sqlite`] (a file that survives restarts), chosen by
+//!   [`DictOptions::backend`]. Stores outside the process keep values in
+//!   the one encoding of [`codec`].
 //! * Expiry: every read checks the key's expiry against the monotonic clock
 //!   ([`clock`]), so an expired key is never seen; the [`sweeper`] thread
 //!   removes expired keys in expiry order, in small batches, and raises their
@@ -18,8 +21,8 @@
 
 mod backend;
 mod clock;
+pub mod codec;
 mod locks;
-mod memory;
 pub mod python;
 mod stats;
 mod sweeper;
@@ -34,10 +37,11 @@ use std::sync::{Arc, OnceLock};
 use num_bigint::BigInt;
 use parking_lot::{Mutex, RwLock};
 
-pub use backend::{Backend, Condition, Expiry, Item, Millis};
+pub use backend::memory::{Bounds, Memory};
+pub use backend::sqlite::Sqlite;
+pub use backend::{Backend, BackendSpec, Condition, Expiry, Item, Millis};
 pub use clock::now_ms;
 pub use locks::{forget_call_lock, note_call_lock, release_call_locks, Holder};
-pub use memory::{Bounds, Memory};
 pub use stats::StatsSnapshot;
 
 use crate::convert::Value;
@@ -112,6 +116,10 @@ pub enum DictError {
     Unstorable(String),
     /// `new` with a name another live dict has.
     NameTaken(String),
+    /// The backend failed (a full disk, a read-only or corrupt file, an
+    /// unreachable server): what it said. Nothing was changed by the
+    /// operation that got it.
+    Backend(String),
 }
 
 impl std::fmt::Display for DictError {
@@ -124,6 +132,7 @@ impl std::fmt::Display for DictError {
             DictError::NotInteger(kind) => write!(f, "cannot increment {kind}: not an integer"),
             DictError::Unstorable(why) => f.write_str(why),
             DictError::NameTaken(name) => write!(f, "a shared dict named {name:?} exists"),
+            DictError::Backend(why) => f.write_str(why),
         }
     }
 }
@@ -154,11 +163,31 @@ pub trait Listener: Send + Sync {
 }
 
 /// How a dict is made.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DictOptions {
     /// A name makes the dict reachable through [`SharedDict::lookup`].
     pub name: Option<String>,
+    /// Only for the memory backend.
     pub bounds: Bounds,
+    /// Where the entries live.
+    pub backend: BackendSpec,
+    /// Keeps this dict's keys apart from other dicts in the same file or
+    /// server ("" when none).
+    pub prefix: String,
+    /// Connections to the backend (at least 1; the memory backend has none).
+    pub pool_size: usize,
+}
+
+impl Default for DictOptions {
+    fn default() -> Self {
+        DictOptions {
+            name: None,
+            bounds: Bounds::default(),
+            backend: BackendSpec::Memory,
+            prefix: String::new(),
+            pool_size: 1,
+        }
+    }
 }
 
 /// How long a key has left.
@@ -200,10 +229,18 @@ fn names() -> &'static Mutex<HashMap<String, Arc<SharedDict>>> {
 }
 
 impl SharedDict {
-    /// A new dict on the memory backend; a named one is registered (and
-    /// fails when the name is taken).
+    /// A new dict on the backend `opts` names; a named one is registered
+    /// (and fails when the name is taken, before the backend is opened).
+    /// A durable backend's keys that expired while it was closed are not
+    /// removed yet: [`expire_due`](Self::expire_due) does that, once
+    /// listeners are in place.
     pub fn new(opts: DictOptions) -> Result<Arc<SharedDict>, DictError> {
-        let backend = Box::new(Memory::new(opts.bounds));
+        if let Some(name) = &opts.name {
+            if names().lock().contains_key(name) {
+                return Err(DictError::NameTaken(name.clone()));
+            }
+        }
+        let backend = backend::open(&opts)?;
         Self::with_backend(opts.name, backend)
     }
 
@@ -286,7 +323,7 @@ impl SharedDict {
     /// reported.
     fn with<T>(
         &self,
-        f: impl FnOnce(&dyn Backend, &mut Vec<RawEvent>) -> T,
+        f: impl FnOnce(&dyn Backend, &mut Vec<RawEvent>) -> Result<T, DictError>,
     ) -> Result<T, DictError> {
         let mut events = Vec::new();
         let out = {
@@ -297,7 +334,7 @@ impl SharedDict {
             f(&*self.backend, &mut events)
         };
         self.raise(events);
-        Ok(out)
+        out
     }
 
     /// The one place events are raised: counted, then handed to listeners
@@ -359,7 +396,7 @@ impl SharedDict {
         now: Millis,
     ) -> Result<u64, DictError> {
         let item = Arc::new(value);
-        let version = self.with(|b, ev| b.put(key, item, expiry, cond, now, ev))??;
+        let version = self.with(|b, ev| b.put(key, item, expiry, cond, now, ev))?;
         if let Expiry::At(_) = expiry {
             self.watch();
         }
@@ -420,7 +457,7 @@ impl SharedDict {
             };
             Ok(Stored::Plain(sum))
         };
-        let item = self.with(|b, ev| b.modify(key, &mut add, now, ev))??;
+        let item = self.with(|b, ev| b.modify(key, &mut add, now, ev))?;
         match &*item {
             Stored::Plain(v) => Ok(v.clone()),
             Stored::Pickled { .. } => Err(DictError::NotInteger("a pickled Python object")),
@@ -477,7 +514,11 @@ impl SharedDict {
             }
         }
         ids().lock().remove(&self.id);
-        self.backend.clear(now_ms());
+        if self.backend.durable() {
+            self.backend.close();
+        } else {
+            let _ = self.backend.clear(now_ms());
+        }
         let keys = self.locks.clear();
         self.unlocked(&keys);
         let listeners = std::mem::take(&mut *self.listeners.write());
@@ -492,7 +533,7 @@ impl SharedDict {
     /// Takes `key`'s lock if it is free (or already `holder`'s); else who
     /// holds it.
     pub fn try_lock(&self, key: &str, holder: Holder) -> Result<Result<(), Holder>, DictError> {
-        self.with(|_, _| self.locks.try_lock(key, holder))
+        self.with(|_, _| Ok(self.locks.try_lock(key, holder)))
     }
 
     /// Takes `key`'s lock, waiting up to `deadline`. Blocks the thread:
@@ -511,7 +552,7 @@ impl SharedDict {
 
     /// Releases `key`'s lock if `holder` holds it.
     pub fn unlock(&self, key: &str, holder: Holder) -> Result<bool, DictError> {
-        let released = self.with(|_, _| self.locks.unlock(key, holder))?;
+        let released = self.with(|_, _| Ok(self.locks.unlock(key, holder)))?;
         if released {
             self.unlocked(&[key.to_owned()]);
         }
@@ -576,6 +617,30 @@ impl SharedDict {
     pub fn sweep(&self, max: usize) -> Result<usize, DictError> {
         let now = now_ms();
         self.with(|b, ev| b.sweep(now, max, ev))
+    }
+
+    /// Removes every key expired by now, raising its `Expire` event once,
+    /// and hands the dict to the sweeper if any key has an expiry: what
+    /// opening a durable dict does once its listeners are in place (keys
+    /// that expired while it was closed). Returns how many it removed.
+    pub fn expire_due(self: &Arc<Self>) -> Result<usize, DictError> {
+        let mut total = 0;
+        loop {
+            let n = self.sweep(crate::limits::SWEEP_BATCH)?;
+            total += n;
+            if n < crate::limits::SWEEP_BATCH {
+                break;
+            }
+        }
+        if self.next_expiry().is_some() {
+            self.watch();
+        }
+        Ok(total)
+    }
+
+    /// Whether operations may wait on a disk or network.
+    pub fn blocking(&self) -> bool {
+        self.backend.blocking()
     }
 
     /// The earliest expiry of any key.

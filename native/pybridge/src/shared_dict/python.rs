@@ -19,13 +19,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 
 use super::{
-    forget_call_lock, note_call_lock, Bounds, Condition, DictError, DictOptions, Holder,
-    SharedDict, Stored, Ttl,
+    forget_call_lock, note_call_lock, BackendSpec, Bounds, Condition, DictError, DictOptions,
+    Holder, SharedDict, Stored, Ttl,
 };
 use crate::convert::from_py::from_py;
 use crate::convert::to_py::to_py;
@@ -44,12 +44,27 @@ fn err(e: DictError) -> PyErr {
     match e {
         DictError::NotInteger(_) => PyTypeError::new_err(e.to_string()),
         DictError::NameTaken(_) => PyValueError::new_err(e.to_string()),
+        DictError::Backend(_) => PyOSError::new_err(e.to_string()),
         _ => PyRuntimeError::new_err(e.to_string()),
     }
 }
 
 fn dict(id: u64) -> PyResult<Arc<SharedDict>> {
     SharedDict::by_id(id).ok_or_else(|| PyRuntimeError::new_err(DictError::Destroyed.to_string()))
+}
+
+/// Runs `f` on `d`, without the GIL when its backend may wait on a disk or
+/// a network (other Python threads run meanwhile).
+fn on<T: Send>(
+    py: Python<'_>,
+    d: &Arc<SharedDict>,
+    f: impl FnOnce(&Arc<SharedDict>) -> T + Send,
+) -> T {
+    if d.blocking() {
+        py.detach(|| f(d))
+    } else {
+        f(d)
+    }
 }
 
 fn key<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<std::borrow::Cow<'a, str>> {
@@ -91,22 +106,64 @@ fn read<'py>(py: Python<'py>, stored: &Stored) -> PyResult<(u8, Bound<'py, PyAny
     }
 }
 
+/// The backend `backend` and `location` name (`"memory"`; `"sqlite"` and
+/// a file path).
+fn spec(backend: &str, location: Option<String>) -> PyResult<BackendSpec> {
+    match (backend, location) {
+        ("memory", None) => Ok(BackendSpec::Memory),
+        ("sqlite", Some(path)) if !path.is_empty() => Ok(BackendSpec::Sqlite(path.into())),
+        ("sqlite", _) => Err(PyValueError::new_err(
+            "backend='sqlite' needs path= (the SQLite file)",
+        )),
+        // Redis: the Redis backend's case goes here.
+        (other, _) => Err(PyValueError::new_err(format!(
+            "unknown SharedDict backend {other:?}: 'memory' or 'sqlite' (with path=)"
+        ))),
+    }
+}
+
 /// The id of the dict `target` names: a handle from the BEAM (a dict with
 /// an `"id"`, as `%Py.SharedDict{}` arrives), an id, or a name (made when
-/// missing and `create` is true).
+/// missing and `create` is true, on the backend named by `backend`,
+/// `location`, `prefix` and `pool_size`; an existing dict of that name must
+/// be on that kind of backend).
 #[pyfunction]
-#[pyo3(signature = (target, create = false))]
-fn open(target: &Bound<'_, PyAny>, create: bool) -> PyResult<(u64, Option<String>)> {
+#[pyo3(signature = (target, create = false, backend = "memory", location = None, prefix = String::new(), pool_size = 1))]
+fn open(
+    py: Python<'_>,
+    target: &Bound<'_, PyAny>,
+    create: bool,
+    backend: &str,
+    location: Option<String>,
+    prefix: String,
+    pool_size: usize,
+) -> PyResult<(u64, Option<String>)> {
     let found = if let Ok(name) = target.cast::<PyString>() {
         let name = name.to_cow()?.into_owned();
+        let spec = spec(backend, location)?;
         match SharedDict::lookup(&name) {
+            Some(d) if create && d.backend_kind() != backend => {
+                return Err(PyValueError::new_err(format!(
+                    "the shared dict {name:?} exists on the {} backend, not {backend}",
+                    d.backend_kind()
+                )))
+            }
             Some(d) => Some(d),
             None if create => {
                 let opts = DictOptions {
                     name: Some(name.clone()),
                     bounds: Bounds::default(),
+                    backend: spec,
+                    prefix,
+                    pool_size: pool_size.max(1),
                 };
-                match SharedDict::new(opts) {
+                // Opening a file waits on the disk: without the GIL.
+                let made = py.detach(|| {
+                    let d = SharedDict::new(opts)?;
+                    d.expire_due()?;
+                    Ok(d)
+                });
+                match made {
                     Ok(d) => Some(d),
                     // Made by someone else meanwhile.
                     Err(DictError::NameTaken(_)) => SharedDict::lookup(&name),
@@ -138,7 +195,9 @@ fn open(target: &Bound<'_, PyAny>, create: bool) -> PyResult<(u64, Option<String
 
 #[pyfunction]
 fn get<'py>(py: Python<'py>, id: u64, k: &Bound<'py, PyAny>) -> PyResult<(u8, Bound<'py, PyAny>)> {
-    match dict(id)?.get(&key(k)?).map_err(err)? {
+    let d = dict(id)?;
+    let k = key(k)?;
+    match on(py, &d, |d| d.get(&k)).map_err(err)? {
         Some((item, _)) => read(py, &item),
         None => Ok((MISSING, py.None().into_bound(py))),
     }
@@ -179,13 +238,16 @@ fn put(
     let Some(stored) = plain else {
         return Ok(NOT_PLAIN);
     };
-    status(d.put(&k, stored, ttl_ms, condition(only_new)))
+    status(on(value.py(), &d, |d| {
+        d.put(&k, stored, ttl_ms, condition(only_new))
+    }))
 }
 
 /// Stores a pickle of a value of type `type_name`.
 #[pyfunction]
 #[pyo3(signature = (id, k, type_name, data, ttl_ms = None, only_new = false))]
 fn put_pickled(
+    py: Python<'_>,
     id: u64,
     k: &Bound<'_, PyAny>,
     type_name: String,
@@ -195,25 +257,30 @@ fn put_pickled(
 ) -> PyResult<u8> {
     let d = dict(id)?;
     let stored = Stored::Pickled { type_name, data };
-    status(d.put(&key(k)?, stored, ttl_ms, condition(only_new)))
+    let k = key(k)?;
+    status(on(py, &d, |d| {
+        d.put(&k, stored, ttl_ms, condition(only_new))
+    }))
 }
 
 /// Removes a key; whether it was there.
 #[pyfunction]
-fn delete(id: u64, k: &Bound<'_, PyAny>) -> PyResult<bool> {
-    Ok(dict(id)?.take(&key(k)?).map_err(err)?.is_some())
+fn delete(py: Python<'_>, id: u64, k: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let k = key(k)?;
+    let taken = on(py, &dict(id)?, |d| d.take(&k).map(|v| v.is_some()));
+    taken.map_err(err)
 }
 
 #[pyfunction]
 fn keys<'py>(py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyList>> {
-    let keys = dict(id)?.keys().map_err(err)?;
+    let keys = on(py, &dict(id)?, |d| d.keys()).map_err(err)?;
     PyList::new(py, keys.iter().map(|k| &**k))
 }
 
 /// `[(key, kind, payload)]`.
 #[pyfunction]
 fn items<'py>(py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyList>> {
-    let entries = dict(id)?.entries().map_err(err)?;
+    let entries = on(py, &dict(id)?, |d| d.entries()).map_err(err)?;
     let list = PyList::empty(py);
     for (k, item) in entries {
         let (kind, payload) = read(py, &item)?;
@@ -230,8 +297,8 @@ fn items<'py>(py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyList>> {
 }
 
 #[pyfunction]
-fn size(id: u64) -> PyResult<usize> {
-    dict(id)?.len().map_err(err)
+fn size(py: Python<'_>, id: u64) -> PyResult<usize> {
+    on(py, &dict(id)?, |d| d.len()).map_err(err)
 }
 
 #[pyfunction]
@@ -241,14 +308,16 @@ fn incr<'py>(
     k: &Bound<'py, PyAny>,
     by: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let v = dict(id)?.incr(&key(k)?, by).map_err(err)?;
+    let k = key(k)?;
+    let v = on(py, &dict(id)?, |d| d.incr(&k, by)).map_err(err)?;
     in_interp(py, || to_py(py, &v).map_err(|e| PyValueError::new_err(e.0)))
 }
 
 /// Milliseconds left, -1 for no expiry, `None` when missing.
 #[pyfunction]
-fn ttl(id: u64, k: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
-    Ok(match dict(id)?.ttl(&key(k)?).map_err(err)? {
+fn ttl(py: Python<'_>, id: u64, k: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    let k = key(k)?;
+    Ok(match on(py, &dict(id)?, |d| d.ttl(&k)).map_err(err)? {
         Some(Ttl::Ms(ms)) => Some(i64::try_from(ms).unwrap_or(i64::MAX)),
         Some(Ttl::Infinity) => Some(-1),
         None => None,
@@ -256,18 +325,20 @@ fn ttl(id: u64, k: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
 }
 
 #[pyfunction]
-fn expire(id: u64, k: &Bound<'_, PyAny>, ms: u64) -> PyResult<bool> {
-    dict(id)?.expire(&key(k)?, ms).map_err(err)
+fn expire(py: Python<'_>, id: u64, k: &Bound<'_, PyAny>, ms: u64) -> PyResult<bool> {
+    let k = key(k)?;
+    on(py, &dict(id)?, |d| d.expire(&k, ms)).map_err(err)
 }
 
 #[pyfunction]
-fn persist(id: u64, k: &Bound<'_, PyAny>) -> PyResult<bool> {
-    dict(id)?.persist(&key(k)?).map_err(err)
+fn persist(py: Python<'_>, id: u64, k: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let k = key(k)?;
+    on(py, &dict(id)?, |d| d.persist(&k)).map_err(err)
 }
 
 #[pyfunction]
-fn clear(id: u64) -> PyResult<()> {
-    dict(id)?.clear().map(|_| ()).map_err(err)
+fn clear(py: Python<'_>, id: u64) -> PyResult<()> {
+    on(py, &dict(id)?, |d| d.clear().map(|_| ())).map_err(err)
 }
 
 #[pyfunction]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::backend::RawEvent;
 use super::*;
 
 fn int(i: i64) -> Stored {
@@ -18,11 +19,60 @@ fn as_int(item: &Stored) -> i64 {
     }
 }
 
-fn mem(bounds: Bounds) -> Memory {
-    Memory::new(bounds)
+/// The memory store, with the results of its infallible operations
+/// unwrapped (the memory store never fails with `DictError::Backend`).
+struct Mem(Memory);
+
+impl Mem {
+    fn get(&self, key: &str, now: Millis) -> Option<(Item, u64)> {
+        self.0.get(key, now).expect("memory get")
+    }
+    fn put(
+        &self,
+        key: &str,
+        item: Item,
+        expiry: Expiry,
+        cond: Condition,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<u64, DictError> {
+        self.0.put(key, item, expiry, cond, now, events)
+    }
+    fn remove(&self, key: &str, now: Millis, events: &mut Vec<RawEvent>) -> Option<Item> {
+        self.0.remove(key, now, events).expect("memory remove")
+    }
+    fn keys(&self, now: Millis) -> Vec<Arc<str>> {
+        self.0.keys(now).expect("memory keys")
+    }
+    fn entries(&self, now: Millis) -> Vec<(Arc<str>, Item)> {
+        self.0.entries(now).expect("memory entries")
+    }
+    fn len(&self, now: Millis) -> usize {
+        self.0.len(now).expect("memory len")
+    }
+    fn expiry(&self, key: &str, now: Millis) -> Option<Option<Millis>> {
+        self.0.expiry(key, now).expect("memory expiry")
+    }
+    fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> bool {
+        self.0.set_expiry(key, at, now).expect("memory set_expiry")
+    }
+    #[allow(dead_code)]
+    fn clear(&self, now: Millis) -> usize {
+        self.0.clear(now).expect("memory clear")
+    }
+    fn sweep(&self, now: Millis, max: usize, events: &mut Vec<RawEvent>) -> usize {
+        self.0.sweep(now, max, events).expect("memory sweep")
+    }
+    fn next_expiry(&self) -> Option<Millis> {
+        self.0.next_expiry()
+    }
 }
 
-fn put(m: &Memory, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, DictError> {
+fn mem(bounds: Bounds) -> Mem {
+    Mem(Memory::new(bounds))
+}
+
+fn put(m: &Mem, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, DictError> {
     m.put(
         key,
         Arc::new(int(i)),

@@ -153,6 +153,10 @@ pub(super) fn dict_error<'a>(env: Env<'a>, err: DictError) -> NifResult<Term<'a>
             let info = ErrorInfo::new(ErrorKind::NotInteger, err.to_string());
             return Ok(encode_error(env, &info));
         }
+        DictError::Backend(why) => {
+            let info = ErrorInfo::new(ErrorKind::Backend, why);
+            return Ok(encode_error(env, &info));
+        }
         DictError::Destroyed => return Err(raise(ErrorKind::Destroyed, err.to_string())),
     };
     Ok((atoms::error(), reason).encode(env))
@@ -162,7 +166,8 @@ pub(super) fn key<'b>(key: &'b Binary<'_>) -> NifResult<&'b str> {
     std::str::from_utf8(key.as_slice()).map_err(|_| rustler::Error::BadArg)
 }
 
-/// `%Py.SharedDict{ref: handle, id: id, name: name | nil}`.
+/// `%Py.SharedDict{ref: handle, id: id, name: name | nil, io: boolean}`
+/// (`io`: every operation goes through the dirty-IO NIF).
 pub(super) fn handle_term<'a>(env: Env<'a>, handle: &ResourceArc<DictResource>) -> Term<'a> {
     let name = match handle.dict.name() {
         Some(name) => name.encode(env),
@@ -176,6 +181,7 @@ pub(super) fn handle_term<'a>(env: Env<'a>, handle: &ResourceArc<DictResource>) 
         (atoms::ref_().encode(env), handle.encode(env)),
         (atoms::id().encode(env), handle.dict.id().encode(env)),
         (atoms::name().encode(env), name),
+        (atoms::io().encode(env), handle.dict.blocking().encode(env)),
     ];
     Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| handle.encode(env))
 }

@@ -8,18 +8,23 @@
 //! (`keys`, `to_map`, `take`, `clear`, `destroy`, and `size`/`stats`, which
 //! count unswept expired keys) always run dirty.
 //!
+//! A dict whose backend waits on a disk or network (SQLite; its handle has
+//! `io: true`) is never touched from a normal scheduler: the Elixir side
+//! sends every operation through [`io`]'s one dirty-IO NIF instead.
+//!
 //! [`handle`]: the resource and what it monitors; [`events`]: subscriptions
 //! and the thread that delivers events; [`locks`]: per-key locks.
 
 mod events;
 mod handle;
+mod io;
 mod locks;
 
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
 
 use crate::context::{ErrorInfo, ErrorKind};
 use crate::limits::SCHEDULER_NODES;
-use crate::shared_dict::{Bounds, Condition, DictOptions, SharedDict, Stored, Ttl};
+use crate::shared_dict::{BackendSpec, Bounds, Condition, DictOptions, SharedDict, Stored, Ttl};
 
 use super::atoms;
 use super::error::{encode_error, raise};
@@ -78,12 +83,19 @@ fn decode_stored(term: Term<'_>, budget: Option<usize>) -> Result<Stored, Decode
         .map_err(|e| DecodeError::Convert(crate::convert::ConvertError(e.to_string())))
 }
 
-#[rustler::nif]
+/// `new(name, max_entries, evict_lru, backend, prefix, pool_size)` with
+/// `backend` `:memory` or `{:sqlite, path}` (checked by `Py.SharedDict`):
+/// `{:ok, handle}`, `{:error, :exists}` or `{:error, {:backend, message,
+/// nil}}`. Dirty IO: opening a file waits on the disk.
+#[rustler::nif(schedule = "DirtyIo")]
 fn shared_dict_new<'a>(
     env: Env<'a>,
     name: Option<String>,
     max_entries: Option<usize>,
     evict_lru: bool,
+    backend: Term<'a>,
+    prefix: String,
+    pool_size: usize,
 ) -> NifResult<Term<'a>> {
     let named = name.is_some();
     let opts = DictOptions {
@@ -92,6 +104,9 @@ fn shared_dict_new<'a>(
             max_entries,
             evict_lru,
         },
+        backend: backend_spec(backend)?,
+        prefix,
+        pool_size: pool_size.max(1),
     };
     let dict = match SharedDict::new(opts) {
         Ok(dict) => dict,
@@ -113,6 +128,19 @@ fn shared_dict_new<'a>(
     Ok((atoms::ok(), handle_term(env, &handle)).encode(env))
 }
 
+/// `:memory | {:sqlite, path}`.
+fn backend_spec(term: Term<'_>) -> NifResult<BackendSpec> {
+    if term == atoms::memory().encode(term.get_env()) {
+        return Ok(BackendSpec::Memory);
+    }
+    let (kind, location): (Atom, String) = term.decode()?;
+    if kind == atoms::sqlite() {
+        return Ok(BackendSpec::Sqlite(location.into()));
+    }
+    // Redis: the Redis backend's case goes here.
+    Err(rustler::Error::BadArg)
+}
+
 #[rustler::nif]
 fn shared_dict_lookup(env: Env<'_>, name: String) -> Term<'_> {
     match SharedDict::lookup(&name).and_then(handle_of) {
@@ -122,6 +150,10 @@ fn shared_dict_lookup(env: Env<'_>, name: String) -> Term<'_> {
 }
 
 fn get<'a>(env: Env<'a>, sd: &DictResource, k: Binary<'a>, dirty: bool) -> NifResult<Term<'a>> {
+    if !dirty && sd.dict.blocking() {
+        // Never wait on a disk here: the caller retries on a dirty scheduler.
+        return Ok(atoms::dirty().encode(env));
+    }
     match sd.dict.get(key(&k)?) {
         Ok(Some((item, _))) if too_big_for_scheduler(&item, dirty) => {
             Ok(atoms::dirty().encode(env))
@@ -162,6 +194,10 @@ fn put<'a>(
     cond: Term<'a>,
     budget: Option<usize>,
 ) -> NifResult<Term<'a>> {
+    if budget.is_some() && sd.dict.blocking() {
+        // Never wait on a disk here: the caller retries on a dirty scheduler.
+        return Ok(atoms::dirty().encode(env));
+    }
     let key = key(&k)?;
     let cond = if cond == atoms::always().encode(env) {
         Condition::Always
@@ -234,11 +270,7 @@ fn shared_dict_take<'a>(
     sd: ResourceArc<DictResource>,
     k: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    match sd.dict.take(key(&k)?) {
-        Ok(Some(item)) => Ok((atoms::ok(), encode_stored(env, &item)).encode(env)),
-        Ok(None) => Ok(atoms::error().encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    take(env, &sd, key(&k)?)
 }
 
 #[rustler::nif]
@@ -247,43 +279,24 @@ fn shared_dict_delete<'a>(
     sd: ResourceArc<DictResource>,
     k: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    // The removed value is dropped here: a big one is only a pointer away
-    // from being freed, and deep ones are freed without recursion.
-    match sd.dict.take(key(&k)?) {
-        Ok(_) => Ok(atoms::ok().encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    delete(env, &sd, key(&k)?)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
 fn shared_dict_keys(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
-    match sd.dict.keys() {
-        Ok(keys) => Ok(keys.iter().map(|k| &**k).collect::<Vec<&str>>().encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    keys(env, &sd)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
 fn shared_dict_to_map(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
-    let entries = match sd.dict.entries() {
-        Ok(entries) => entries,
-        Err(err) => return dict_error(env, err),
-    };
-    let (keys, values): (Vec<Term<'_>>, Vec<Term<'_>>) = entries
-        .iter()
-        .map(|(k, item)| ((**k).encode(env), encode_stored(env, item)))
-        .unzip();
-    Term::map_from_term_arrays(env, &keys, &values)
+    to_map(env, &sd)
 }
 
 // Dirty: counting subtracts the keys expired but not yet swept, which
 // right after a mass expiry can be many.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn shared_dict_size(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
-    match sd.dict.len() {
-        Ok(n) => Ok(n.encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    size(env, &sd)
 }
 
 /// `{:ok, integer} | {:error, {:not_integer, message, nil}}`.
@@ -294,10 +307,7 @@ fn shared_dict_incr<'a>(
     k: Binary<'a>,
     by: i64,
 ) -> NifResult<Term<'a>> {
-    match sd.dict.incr(key(&k)?, by) {
-        Ok(v) => Ok((atoms::ok(), encode(env, &v)).encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    incr(env, &sd, key(&k)?, by)
 }
 
 /// Milliseconds left, `:infinity` or `nil`.
@@ -307,12 +317,7 @@ fn shared_dict_ttl<'a>(
     sd: ResourceArc<DictResource>,
     k: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    match sd.dict.ttl(key(&k)?) {
-        Ok(Some(Ttl::Ms(ms))) => Ok(ms.encode(env)),
-        Ok(Some(Ttl::Infinity)) => Ok(atoms::infinity().encode(env)),
-        Ok(None) => Ok(atoms::nil().encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    ttl(env, &sd, key(&k)?)
 }
 
 #[rustler::nif]
@@ -322,10 +327,7 @@ fn shared_dict_expire<'a>(
     k: Binary<'a>,
     ms: u64,
 ) -> NifResult<Term<'a>> {
-    match sd.dict.expire(key(&k)?, ms) {
-        Ok(found) => Ok(found.encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    expire(env, &sd, key(&k)?, ms)
 }
 
 #[rustler::nif]
@@ -334,18 +336,12 @@ fn shared_dict_persist<'a>(
     sd: ResourceArc<DictResource>,
     k: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    match sd.dict.persist(key(&k)?) {
-        Ok(found) => Ok(found.encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    persist(env, &sd, key(&k)?)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
 fn shared_dict_clear(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
-    match sd.dict.clear() {
-        Ok(_) => Ok(atoms::ok().encode(env)),
-        Err(err) => dict_error(env, err),
-    }
+    clear(env, &sd)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -357,6 +353,92 @@ fn shared_dict_destroy(sd: ResourceArc<DictResource>) -> Atom {
 // Dirty: see `shared_dict_size`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn shared_dict_stats(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult<Term<'_>> {
+    stats(env, &sd)
+}
+
+// ── The operations, shared by the NIFs above and `io::shared_dict_io` ──
+
+fn take<'a>(env: Env<'a>, sd: &DictResource, key: &str) -> NifResult<Term<'a>> {
+    match sd.dict.take(key) {
+        Ok(Some(item)) => Ok((atoms::ok(), encode_stored(env, &item)).encode(env)),
+        Ok(None) => Ok(atoms::error().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn delete<'a>(env: Env<'a>, sd: &DictResource, key: &str) -> NifResult<Term<'a>> {
+    // The removed value is dropped here: a big one is only a pointer away
+    // from being freed, and deep ones are freed without recursion.
+    match sd.dict.take(key) {
+        Ok(_) => Ok(atoms::ok().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn keys<'a>(env: Env<'a>, sd: &DictResource) -> NifResult<Term<'a>> {
+    match sd.dict.keys() {
+        Ok(keys) => Ok(keys.iter().map(|k| &**k).collect::<Vec<&str>>().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn to_map<'a>(env: Env<'a>, sd: &DictResource) -> NifResult<Term<'a>> {
+    let entries = match sd.dict.entries() {
+        Ok(entries) => entries,
+        Err(err) => return dict_error(env, err),
+    };
+    let (keys, values): (Vec<Term<'_>>, Vec<Term<'_>>) = entries
+        .iter()
+        .map(|(k, item)| ((**k).encode(env), encode_stored(env, item)))
+        .unzip();
+    Term::map_from_term_arrays(env, &keys, &values)
+}
+
+fn size<'a>(env: Env<'a>, sd: &DictResource) -> NifResult<Term<'a>> {
+    match sd.dict.len() {
+        Ok(n) => Ok(n.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn incr<'a>(env: Env<'a>, sd: &DictResource, key: &str, by: i64) -> NifResult<Term<'a>> {
+    match sd.dict.incr(key, by) {
+        Ok(v) => Ok((atoms::ok(), encode(env, &v)).encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn ttl<'a>(env: Env<'a>, sd: &DictResource, key: &str) -> NifResult<Term<'a>> {
+    match sd.dict.ttl(key) {
+        Ok(Some(Ttl::Ms(ms))) => Ok(ms.encode(env)),
+        Ok(Some(Ttl::Infinity)) => Ok(atoms::infinity().encode(env)),
+        Ok(None) => Ok(atoms::nil().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn expire<'a>(env: Env<'a>, sd: &DictResource, key: &str, ms: u64) -> NifResult<Term<'a>> {
+    match sd.dict.expire(key, ms) {
+        Ok(found) => Ok(found.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn persist<'a>(env: Env<'a>, sd: &DictResource, key: &str) -> NifResult<Term<'a>> {
+    match sd.dict.persist(key) {
+        Ok(found) => Ok(found.encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn clear<'a>(env: Env<'a>, sd: &DictResource) -> NifResult<Term<'a>> {
+    match sd.dict.clear() {
+        Ok(_) => Ok(atoms::ok().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
+}
+
+fn stats<'a>(env: Env<'a>, sd: &DictResource) -> NifResult<Term<'a>> {
     match sd.dict.stats() {
         Ok(stats) => Ok(stats.encode(env)),
         Err(err) => dict_error(env, err),
@@ -386,4 +468,13 @@ fn shared_dict_backend(env: Env<'_>, sd: ResourceArc<DictResource>) -> NifResult
 fn shared_dict_telemetry_keys(sd: ResourceArc<DictResource>, on: bool) -> Atom {
     sd.dict.set_telemetry_keys(on);
     atoms::ok()
+}
+
+/// Removes the keys that expired while a durable dict was closed, raising
+/// their events (once subscribers are in place): `{:ok, count}`.
+fn expire_due<'a>(env: Env<'a>, sd: &DictResource) -> NifResult<Term<'a>> {
+    match sd.dict.expire_due() {
+        Ok(n) => Ok((atoms::ok(), n).encode(env)),
+        Err(err) => dict_error(env, err),
+    }
 }

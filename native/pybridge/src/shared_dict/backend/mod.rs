@@ -2,16 +2,47 @@
 //!
 //! The front ([`super::SharedDict`]) owns what every store shares (the
 //! destroyed flag, counters, events, the sweeper's registration); a backend
-//! only keeps entries. The in-memory store ([`super::memory::Memory`]) is the
-//! first one; durable or shared stores (SQLite, Redis) implement the same
-//! trait.
+//! only keeps entries: [`memory::Memory`] in this process, [`sqlite::Sqlite`]
+//! in a file that outlives it. Stores outside the process keep values in the
+//! one encoding of [`super::codec`].
+//!
+//! Every operation can fail with [`DictError::Backend`] (a disk that is full,
+//! a file that is read-only or corrupt, a server that is gone): the memory
+//! store never does, the others say why rather than panic.
 //!
 //! Time is passed in ([`Millis`] on the [`super::clock`]), so every rule about
 //! expiry is decided by the caller's "now" and can be tested without waiting.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{DictError, EventKind, Stored};
+pub mod memory;
+pub mod sqlite;
+
+use super::{DictError, DictOptions, EventKind, Stored};
+
+/// Where a dict keeps its entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BackendSpec {
+    /// In this OS process ([`memory::Memory`]).
+    #[default]
+    Memory,
+    /// In a SQLite file ([`sqlite::Sqlite`]).
+    Sqlite(PathBuf),
+    // Redis: the Redis backend's variant goes here.
+}
+
+/// Opens the backend `opts` names.
+pub fn open(opts: &DictOptions) -> Result<Box<dyn Backend>, DictError> {
+    match &opts.backend {
+        BackendSpec::Memory => Ok(Box::new(memory::Memory::new(opts.bounds))),
+        BackendSpec::Sqlite(path) => Ok(Box::new(sqlite::Sqlite::open(
+            path,
+            &opts.prefix,
+            opts.pool_size,
+        )?)),
+    }
+}
 
 /// Milliseconds on the store's monotonic clock ([`super::clock::now_ms`]).
 pub type Millis = u64;
@@ -60,7 +91,7 @@ pub trait Backend: Send + Sync {
 
     /// The live value of `key` and its version (a number that changes on
     /// every write of the key).
-    fn get(&self, key: &str, now: Millis) -> Option<(Item, u64)>;
+    fn get(&self, key: &str, now: Millis) -> Result<Option<(Item, u64)>, DictError>;
 
     /// Writes `key` under `cond`; returns the new version.
     fn put(
@@ -84,32 +115,58 @@ pub trait Backend: Send + Sync {
     ) -> Result<Item, DictError>;
 
     /// Removes `key`; returns its value when it was live.
-    fn remove(&self, key: &str, now: Millis, events: &mut Vec<RawEvent>) -> Option<Item>;
+    fn remove(
+        &self,
+        key: &str,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<Option<Item>, DictError>;
 
     /// Live keys.
-    fn keys(&self, now: Millis) -> Vec<Arc<str>>;
+    fn keys(&self, now: Millis) -> Result<Vec<Arc<str>>, DictError>;
 
     /// Live entries.
-    fn entries(&self, now: Millis) -> Vec<(Arc<str>, Item)>;
+    fn entries(&self, now: Millis) -> Result<Vec<(Arc<str>, Item)>, DictError>;
 
     /// How many keys are live.
-    fn len(&self, now: Millis) -> usize;
+    fn len(&self, now: Millis) -> Result<usize, DictError>;
 
     /// The expiry of a live key: `None` when missing, `Some(None)` when it
     /// never expires.
-    fn expiry(&self, key: &str, now: Millis) -> Option<Option<Millis>>;
+    fn expiry(&self, key: &str, now: Millis) -> Result<Option<Option<Millis>>, DictError>;
 
     /// Sets (`Some`) or removes (`None`) the expiry of a live key; false when
     /// the key is missing.
-    fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> bool;
+    fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> Result<bool, DictError>;
 
     /// Removes every entry; returns how many were live.
-    fn clear(&self, now: Millis) -> usize;
+    fn clear(&self, now: Millis) -> Result<usize, DictError>;
 
     /// Removes up to `max` entries expired at `now`, reporting each, and
     /// returns how many it removed: the sweeper's step.
-    fn sweep(&self, now: Millis, max: usize, events: &mut Vec<RawEvent>) -> usize;
+    fn sweep(
+        &self,
+        now: Millis,
+        max: usize,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<usize, DictError>;
 
-    /// The earliest expiry of any entry, expired or not.
+    /// The earliest expiry of any entry, expired or not (a backend that
+    /// cannot tell right now answers a time soon, to be asked again).
     fn next_expiry(&self) -> Option<Millis>;
+
+    /// Whether the entries outlive the dict: `destroy` then only closes
+    /// the store (its data stays for the next open) instead of clearing it.
+    fn durable(&self) -> bool {
+        false
+    }
+
+    /// Whether an operation may wait on a disk or a network (the BEAM then
+    /// runs every operation on a dirty IO scheduler).
+    fn blocking(&self) -> bool {
+        false
+    }
+
+    /// Closes the store (the dict was destroyed); later calls may fail.
+    fn close(&self) {}
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::backend::{Backend, Condition, Expiry, Item, Millis, RawEvent};
-use super::{DictError, EventKind, Stored};
+use super::{Backend, Condition, Expiry, Item, Millis, RawEvent};
+use crate::shared_dict::{DictError, EventKind, Stored};
 
 /// How a memory store is bounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -203,15 +203,17 @@ impl Backend for Memory {
         "memory"
     }
 
-    fn get(&self, key: &str, now: Millis) -> Option<(Item, u64)> {
+    fn get(&self, key: &str, now: Millis) -> Result<Option<(Item, u64)>, DictError> {
         let mut inner = self.inner.lock();
         let found = inner
             .map
             .get(key)
             .filter(|e| e.live(now))
-            .map(|e| (e.item.clone(), e.version))?;
-        inner.touch(key, self.bounds.evict_lru);
-        Some(found)
+            .map(|e| (e.item.clone(), e.version));
+        if found.is_some() {
+            inner.touch(key, self.bounds.evict_lru);
+        }
+        Ok(found)
     }
 
     fn put(
@@ -265,50 +267,59 @@ impl Backend for Memory {
         Ok(item)
     }
 
-    fn remove(&self, key: &str, now: Millis, events: &mut Vec<RawEvent>) -> Option<Item> {
+    fn remove(
+        &self,
+        key: &str,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<Option<Item>, DictError> {
         let mut inner = self.inner.lock();
-        inner.live(key, now, events)?;
-        let (key, entry) = inner.unlink(key)?;
+        if inner.live(key, now, events).is_none() {
+            return Ok(None);
+        }
+        let Some((key, entry)) = inner.unlink(key) else {
+            return Ok(None);
+        };
         events.push((EventKind::Delete, key));
-        Some(entry.item)
+        Ok(Some(entry.item))
     }
 
-    fn keys(&self, now: Millis) -> Vec<Arc<str>> {
+    fn keys(&self, now: Millis) -> Result<Vec<Arc<str>>, DictError> {
         let inner = self.inner.lock();
-        inner
+        Ok(inner
             .map
             .iter()
             .filter(|(_, e)| e.live(now))
             .map(|(k, _)| k.clone())
-            .collect()
+            .collect())
     }
 
-    fn entries(&self, now: Millis) -> Vec<(Arc<str>, Item)> {
+    fn entries(&self, now: Millis) -> Result<Vec<(Arc<str>, Item)>, DictError> {
         let inner = self.inner.lock();
-        inner
+        Ok(inner
             .map
             .iter()
             .filter(|(_, e)| e.live(now))
             .map(|(k, e)| (k.clone(), e.item.clone()))
-            .collect()
+            .collect())
     }
 
-    fn len(&self, now: Millis) -> usize {
+    fn len(&self, now: Millis) -> Result<usize, DictError> {
         let inner = self.inner.lock();
-        inner.map.len() - inner.expired_count(now)
+        Ok(inner.map.len() - inner.expired_count(now))
     }
 
-    fn expiry(&self, key: &str, now: Millis) -> Option<Option<Millis>> {
+    fn expiry(&self, key: &str, now: Millis) -> Result<Option<Option<Millis>>, DictError> {
         let inner = self.inner.lock();
-        let entry = inner.map.get(key).filter(|e| e.live(now))?;
-        Some(entry.expires.map(|(at, _)| at))
+        let entry = inner.map.get(key).filter(|e| e.live(now));
+        Ok(entry.map(|entry| entry.expires.map(|(at, _)| at)))
     }
 
-    fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> bool {
+    fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> Result<bool, DictError> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let Some(entry) = inner.map.get_mut(key).filter(|e| e.live(now)) else {
-            return false;
+            return Ok(false);
         };
         if let Some(old) = entry.expires.take() {
             inner.timers.remove(&old);
@@ -321,21 +332,26 @@ impl Backend for Memory {
                 inner.timers.insert(t, k);
             }
         }
-        true
+        Ok(true)
     }
 
-    fn clear(&self, now: Millis) -> usize {
+    fn clear(&self, now: Millis) -> Result<usize, DictError> {
         let mut inner = self.inner.lock();
         let live = inner.map.len() - inner.expired_count(now);
         let old = std::mem::take(&mut *inner);
         inner.counter = old.counter;
         drop(inner);
         drop(old);
-        live
+        Ok(live)
     }
 
-    fn sweep(&self, now: Millis, max: usize, events: &mut Vec<RawEvent>) -> usize {
-        self.inner.lock().sweep(now, max, events)
+    fn sweep(
+        &self,
+        now: Millis,
+        max: usize,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<usize, DictError> {
+        Ok(self.inner.lock().sweep(now, max, events))
     }
 
     fn next_expiry(&self) -> Option<Millis> {

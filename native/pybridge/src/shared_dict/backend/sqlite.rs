@@ -1,0 +1,475 @@
+//! The SQLite backend: entries in a file that outlives the BEAM.
+//!
+//! * **Durability.** The file is in WAL mode with `synchronous = FULL`, and
+//!   every write is its own transaction, committed (the WAL fsynced) before
+//!   the call returns: a write that returned `Ok` survives `kill -9` of the
+//!   process and a power cut. There is no group commit: each write pays one
+//!   fsync. (Group commit would batch several callers' writes into one
+//!   transaction and answer them all after its commit: more writes per
+//!   second under concurrency, the same promise, as long as no caller is
+//!   answered before the batch's commit.)
+//! * **Time.** Expiries are stored as absolute wall-clock milliseconds, so
+//!   they survive a restart: a key whose time passed while nothing had the
+//!   file open is never returned, and the first [`SharedDict::expire_due`]
+//!   after opening removes it with one `Expire` event. The front's monotonic
+//!   clock is mapped to the wall clock by the offset between the two taken
+//!   at open.
+//! * **Sharing.** Several dicts (a `prefix` each) can share one file, and
+//!   several OS processes can open it at once: every read-modify-write is
+//!   one `BEGIN IMMEDIATE` transaction, so they never interleave; a writer
+//!   waits up to [`BUSY_TIMEOUT`] for another's lock before failing.
+//!   Events are raised in the process that made the change (or removed the
+//!   expired key), not in the others.
+//! * **Connections.** One connection writes; `pool_size` more read (WAL
+//!   readers never wait for the writer). Every call may wait on the disk, so
+//!   the BEAM runs them on dirty IO schedulers ([`Backend::blocking`]).
+//! * **Faults** (read-only or corrupt file, full disk, missing directory,
+//!   another process holding the lock too long) are [`DictError::Backend`]
+//!   with SQLite's reason; a failed write changed nothing, and the next call
+//!   tries again, so the dict recovers when the disk does.
+//!
+//! [`SharedDict::expire_due`]: crate::shared_dict::SharedDict::expire_due
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use super::{Backend, Condition, Expiry, Item, Millis, RawEvent};
+use crate::shared_dict::clock::{now_ms, wall_ms};
+use crate::shared_dict::{codec, DictError, EventKind, Stored};
+
+/// How long a write waits for another process's lock on the file.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema this build writes; a file with a newer one is refused.
+const SCHEMA: i64 = 1;
+
+const LIVE: &str = "(expires_at IS NULL OR expires_at > ?3)";
+
+/// A key's row: its encoded value, version and wall-clock expiry.
+type Row = (Vec<u8>, u64, Option<i64>);
+
+/// The SQLite backend.
+pub struct Sqlite {
+    path: PathBuf,
+    ns: String,
+    writer: Mutex<Option<Connection>>,
+    readers: Vec<Mutex<Option<Connection>>>,
+    next_reader: AtomicUsize,
+    /// Wall-clock ms minus monotonic ms, at open.
+    offset: i64,
+}
+
+fn err(path: &Path, e: impl std::fmt::Display) -> DictError {
+    DictError::Backend(format!("SQLite file {}: {e}", path.display()))
+}
+
+fn closed() -> DictError {
+    DictError::Destroyed
+}
+
+impl Sqlite {
+    /// Opens (creating when missing) the file at `path`, for the keys of
+    /// `prefix`, with `pool_size` reading connections.
+    pub fn open(path: &Path, prefix: &str, pool_size: usize) -> Result<Sqlite, DictError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(err(
+                    path,
+                    format!("the directory {} does not exist", dir.display()),
+                ));
+            }
+        }
+        let writer = Self::connect(path)?;
+        writer
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS pybridge_entries (
+                     ns TEXT NOT NULL,
+                     key TEXT NOT NULL,
+                     value BLOB NOT NULL,
+                     version INTEGER NOT NULL,
+                     expires_at INTEGER,
+                     PRIMARY KEY (ns, key)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX IF NOT EXISTS pybridge_expiries
+                     ON pybridge_entries (ns, expires_at) WHERE expires_at IS NOT NULL;
+                 CREATE TABLE IF NOT EXISTS pybridge_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+                 INSERT OR IGNORE INTO pybridge_meta VALUES ('schema', 1), ('version', 0);",
+            )
+            .map_err(|e| err(path, e))?;
+        let schema: i64 = writer
+            .query_row("SELECT v FROM pybridge_meta WHERE k = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| err(path, e))?;
+        if schema > SCHEMA {
+            return Err(err(
+                path,
+                format!("schema {schema} is newer than this build's ({SCHEMA})"),
+            ));
+        }
+        let mut readers = Vec::new();
+        for _ in 0..pool_size.max(1) {
+            readers.push(Mutex::new(Some(Self::connect(path)?)));
+        }
+        Ok(Sqlite {
+            path: path.to_owned(),
+            ns: prefix.to_owned(),
+            writer: Mutex::new(Some(writer)),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            offset: i64::try_from(wall_ms()).unwrap_or(i64::MAX) - now_ms() as i64,
+        })
+    }
+
+    fn connect(path: &Path) -> Result<Connection, DictError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| err(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(path, e))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| err(path, e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(err(path, format!("cannot use WAL mode (got {mode})")));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL")
+            .map_err(|e| err(path, e))?;
+        Ok(conn)
+    }
+
+    fn wall(&self, at: Millis) -> i64 {
+        (at as i64).saturating_add(self.offset)
+    }
+
+    fn mono(&self, wall: i64) -> Millis {
+        u64::try_from(wall.saturating_sub(self.offset)).unwrap_or(0)
+    }
+
+    fn e(&self, e: impl std::fmt::Display) -> DictError {
+        err(&self.path, e)
+    }
+
+    fn decode(&self, key: &str, bytes: &[u8]) -> Result<Item, DictError> {
+        codec::decode(bytes)
+            .map(Arc::new)
+            .map_err(|e| self.e(format!("key {key:?}: {e}")))
+    }
+
+    /// Runs `f` on a reading connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, DictError> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let guard = (0..n)
+            .find_map(|i| self.readers[(start + i) % n].try_lock())
+            .unwrap_or_else(|| self.readers[start % n].lock());
+        let conn = guard.as_ref().ok_or_else(closed)?;
+        f(conn).map_err(|e| self.e(e))
+    }
+
+    /// Runs `f` in one write transaction and commits it; events `f` reports
+    /// are handed on only once the commit succeeded.
+    fn write<T>(
+        &self,
+        events: &mut Vec<RawEvent>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Vec<RawEvent>) -> Result<T, DictError>,
+    ) -> Result<T, DictError> {
+        let mut guard = self.writer.lock();
+        let conn = guard.as_mut().ok_or_else(closed)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.e(e))?;
+        let mut mine = Vec::new();
+        let out = f(&tx, &mut mine)?;
+        tx.commit().map_err(|e| self.e(e))?;
+        events.append(&mut mine);
+        Ok(out)
+    }
+
+    /// The key's row `(value, version, expires_at)`; an expired one is
+    /// deleted and reported.
+    fn live_row(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        key: &str,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<Option<Row>, DictError> {
+        let row = tx
+            .prepare_cached(
+                "SELECT value, version, expires_at FROM pybridge_entries WHERE ns = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.ns, key], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.e(e))?;
+        match row {
+            Some((_, _, Some(at))) if at <= self.wall(now) => {
+                tx.prepare_cached("DELETE FROM pybridge_entries WHERE ns = ?1 AND key = ?2")
+                    .and_then(|mut s| s.execute(params![self.ns, key]))
+                    .map_err(|e| self.e(e))?;
+                events.push((EventKind::Expire, Arc::from(key)));
+                Ok(None)
+            }
+            Some((value, version, at)) => Ok(Some((value, version as u64, at))),
+            None => Ok(None),
+        }
+    }
+
+    fn store(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        key: &str,
+        item: &Stored,
+        expires_at: Option<i64>,
+    ) -> Result<u64, DictError> {
+        let bytes = codec::encode(item).map_err(|e| DictError::Unstorable(e.0))?;
+        let version: i64 = tx
+            .prepare_cached("UPDATE pybridge_meta SET v = v + 1 WHERE k = 'version' RETURNING v")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.e(e))?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO pybridge_entries (ns, key, value, version, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| s.execute(params![self.ns, key, bytes, version, expires_at]))
+        .map_err(|e| self.e(e))?;
+        Ok(version as u64)
+    }
+}
+
+impl Backend for Sqlite {
+    fn get(&self, key: &str, now: Millis) -> Result<Option<(Item, u64)>, DictError> {
+        let now = self.wall(now);
+        let row = self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT value, version FROM pybridge_entries WHERE ns = ?1 AND key = ?2 AND {LIVE}"
+            ))?
+            .query_row(params![self.ns, key, now], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()
+        })?;
+        match row {
+            Some((bytes, version)) => Ok(Some((self.decode(key, &bytes)?, version as u64))),
+            None => Ok(None),
+        }
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        item: Item,
+        expiry: Expiry,
+        cond: Condition,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<u64, DictError> {
+        self.write(events, |tx, ev| {
+            let current = self.live_row(tx, key, now, ev)?;
+            match (cond, &current) {
+                (Condition::Absent, Some(_)) => return Err(DictError::Exists),
+                (Condition::Version(want), have) if want != have.as_ref().map(|r| r.1) => {
+                    return Err(DictError::Conflict)
+                }
+                _ => {}
+            }
+            let expires_at = match expiry {
+                Expiry::Keep => current.and_then(|r| r.2),
+                Expiry::Never => None,
+                Expiry::At(at) => Some(self.wall(at)),
+            };
+            let version = self.store(tx, key, &item, expires_at)?;
+            ev.push((EventKind::Put, Arc::from(key)));
+            Ok(version)
+        })
+    }
+
+    fn modify(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<Item, DictError> {
+        self.write(events, |tx, ev| {
+            let current = self.live_row(tx, key, now, ev)?;
+            let (old, expires_at) = match current {
+                Some((bytes, _, at)) => (Some(self.decode(key, &bytes)?), at),
+                None => (None, None),
+            };
+            let item = Arc::new(f(old.as_deref())?);
+            self.store(tx, key, &item, expires_at)?;
+            ev.push((EventKind::Put, Arc::from(key)));
+            Ok(item)
+        })
+    }
+
+    fn remove(
+        &self,
+        key: &str,
+        now: Millis,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<Option<Item>, DictError> {
+        self.write(events, |tx, ev| {
+            let Some((bytes, _, _)) = self.live_row(tx, key, now, ev)? else {
+                return Ok(None);
+            };
+            tx.prepare_cached("DELETE FROM pybridge_entries WHERE ns = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute(params![self.ns, key]))
+                .map_err(|e| self.e(e))?;
+            ev.push((EventKind::Delete, Arc::from(key)));
+            // A value that no longer decodes is still removed.
+            Ok(self.decode(key, &bytes).ok())
+        })
+    }
+
+    fn keys(&self, now: Millis) -> Result<Vec<Arc<str>>, DictError> {
+        let now = self.wall(now);
+        self.read(|c| {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT key FROM pybridge_entries WHERE ns = ?1 AND ?2 IS NULL AND {LIVE}"
+            ))?;
+            let rows = s.query_map(params![self.ns, None::<i64>, now], |r| {
+                r.get::<_, String>(0)
+            })?;
+            rows.map(|k| k.map(Arc::from)).collect()
+        })
+    }
+
+    fn entries(&self, now: Millis) -> Result<Vec<(Arc<str>, Item)>, DictError> {
+        let now = self.wall(now);
+        let rows = self.read(|c| {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT key, value FROM pybridge_entries WHERE ns = ?1 AND ?2 IS NULL AND {LIVE}"
+            ))?;
+            let rows = s.query_map(params![self.ns, None::<i64>, now], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(k, v)| Ok((Arc::from(k.as_str()), self.decode(&k, &v)?)))
+            .collect()
+    }
+
+    fn len(&self, now: Millis) -> Result<usize, DictError> {
+        let now = self.wall(now);
+        let n: i64 = self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT COUNT(*) FROM pybridge_entries WHERE ns = ?1 AND ?2 IS NULL AND {LIVE}"
+            ))?
+            .query_row(params![self.ns, None::<i64>, now], |r| r.get(0))
+        })?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    fn expiry(&self, key: &str, now: Millis) -> Result<Option<Option<Millis>>, DictError> {
+        let wall = self.wall(now);
+        let row: Option<Option<i64>> = self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT expires_at FROM pybridge_entries WHERE ns = ?1 AND key = ?2 AND {LIVE}"
+            ))?
+            .query_row(params![self.ns, key, wall], |r| r.get(0))
+            .optional()
+        })?;
+        Ok(row.map(|at| at.map(|w| self.mono(w))))
+    }
+
+    fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> Result<bool, DictError> {
+        let wall = self.wall(now);
+        let at = at.map(|at| self.wall(at));
+        self.write(&mut Vec::new(), |tx, _| {
+            tx.prepare_cached(&format!(
+                "UPDATE pybridge_entries SET expires_at = ?4 WHERE ns = ?1 AND key = ?2 AND {LIVE}"
+            ))
+            .and_then(|mut s| s.execute(params![self.ns, key, wall, at]))
+            .map(|n| n > 0)
+            .map_err(|e| self.e(e))
+        })
+    }
+
+    fn clear(&self, now: Millis) -> Result<usize, DictError> {
+        let live = self.len(now)?;
+        self.write(&mut Vec::new(), |tx, _| {
+            tx.prepare_cached("DELETE FROM pybridge_entries WHERE ns = ?1")
+                .and_then(|mut s| s.execute(params![self.ns]))
+                .map_err(|e| self.e(e))
+        })?;
+        Ok(live)
+    }
+
+    fn sweep(
+        &self,
+        now: Millis,
+        max: usize,
+        events: &mut Vec<RawEvent>,
+    ) -> Result<usize, DictError> {
+        let wall = self.wall(now);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.write(events, |tx, ev| {
+            let mut s = tx
+                .prepare_cached(
+                    "DELETE FROM pybridge_entries WHERE ns = ?1 AND key IN (
+                         SELECT key FROM pybridge_entries
+                         WHERE ns = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2
+                         ORDER BY expires_at LIMIT ?3)
+                     RETURNING key",
+                )
+                .map_err(|e| self.e(e))?;
+            let keys = s
+                .query_map(params![self.ns, wall, max], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| self.e(e))?;
+            let n = keys.len();
+            ev.extend(keys.into_iter().map(|k| (EventKind::Expire, Arc::from(k))));
+            Ok(n)
+        })
+    }
+
+    fn next_expiry(&self) -> Option<Millis> {
+        let at: Result<Option<i64>, DictError> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(expires_at) FROM pybridge_entries
+                 WHERE ns = ?1 AND expires_at IS NOT NULL",
+            )?
+            .query_row(params![self.ns], |r| r.get(0))
+        });
+        match at {
+            Ok(at) => at.map(|w| self.mono(w)),
+            // Unreadable for now (a lock, a disk error): ask again soon.
+            Err(_) => Some(now_ms().saturating_add(1000)),
+        }
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn blocking(&self) -> bool {
+        true
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn close(&self) {
+        drop(self.writer.lock().take());
+        for r in &self.readers {
+            drop(r.lock().take());
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;

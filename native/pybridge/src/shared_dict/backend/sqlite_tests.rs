@@ -1,0 +1,252 @@
+//! The SQLite backend against real files in a scratch directory.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::convert::Value;
+use crate::shared_dict::{DictOptions, Listener, SharedDict};
+
+/// A new empty directory for one test.
+fn scratch() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "pybridge-sqlite-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn int(i: i64) -> Item {
+    Arc::new(Stored::Plain(Value::Int(i)))
+}
+
+fn as_int(item: &Stored) -> i64 {
+    match item {
+        Stored::Plain(Value::Int(i)) => *i,
+        other => panic!("not an int: {other:?}"),
+    }
+}
+
+fn put(s: &Sqlite, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, DictError> {
+    s.put(key, int(i), expiry, Condition::Always, now, &mut Vec::new())
+}
+
+#[test]
+fn writes_read_back_with_versions_and_conditions() {
+    let path = scratch().join("d.sqlite");
+    let s = Sqlite::open(&path, "", 1).expect("open");
+    let now = now_ms();
+    let v1 = put(&s, "a", 1, Expiry::Never, now).expect("put");
+    let (item, version) = s.get("a", now).expect("get").expect("live");
+    assert_eq!((as_int(&item), version), (1, v1));
+    let v2 = put(&s, "a", 2, Expiry::Never, now).expect("put");
+    assert!(v2 > v1);
+    let mut ev = Vec::new();
+    let cas = s.put(
+        "a",
+        int(3),
+        Expiry::Keep,
+        Condition::Version(Some(v1)),
+        now,
+        &mut ev,
+    );
+    assert_eq!(cas, Err(DictError::Conflict));
+    let new = s.put("a", int(3), Expiry::Keep, Condition::Absent, now, &mut ev);
+    assert_eq!(new, Err(DictError::Exists));
+    assert!(ev.is_empty(), "a refused write reports nothing");
+    let mut add = |cur: Option<&Stored>| Ok(Stored::Plain(Value::Int(cur.map_or(0, as_int) + 10)));
+    let item = s.modify("a", &mut add, now, &mut ev).expect("modify");
+    assert_eq!(as_int(&item), 12);
+    assert_eq!(s.len(now), Ok(1));
+    assert_eq!(s.keys(now).expect("keys"), vec![Arc::<str>::from("a")]);
+    let removed = s
+        .remove("a", now, &mut ev)
+        .expect("remove")
+        .expect("was there");
+    assert_eq!(as_int(&removed), 12);
+    let kinds: Vec<EventKind> = ev.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, vec![EventKind::Put, EventKind::Delete]);
+}
+
+#[test]
+fn data_and_absolute_expiries_survive_reopening() {
+    let path = scratch().join("d.sqlite");
+    let now = now_ms();
+    {
+        let s = Sqlite::open(&path, "", 1).expect("open");
+        put(&s, "kept", 1, Expiry::Never, now).expect("put");
+        put(&s, "later", 2, Expiry::At(now + 3_600_000), now).expect("put");
+        s.close();
+    }
+    let s = Sqlite::open(&path, "", 2).expect("reopen");
+    assert_eq!(
+        as_int(&s.get("kept", now).expect("get").expect("live").0),
+        1
+    );
+    let left = s
+        .expiry("later", now)
+        .expect("expiry")
+        .expect("live")
+        .expect("has one");
+    // The same absolute time, give or take the clocks' offset rounding.
+    assert!(
+        left.abs_diff(now + 3_600_000) <= 5,
+        "{left} vs {}",
+        now + 3_600_000
+    );
+}
+
+#[test]
+fn prefixes_keep_dicts_apart_in_one_file() {
+    let path = scratch().join("d.sqlite");
+    let a = Sqlite::open(&path, "a:", 1).expect("open");
+    let b = Sqlite::open(&path, "b:", 1).expect("open");
+    let now = now_ms();
+    put(&a, "k", 1, Expiry::Never, now).expect("put");
+    assert_eq!(b.get("k", now).expect("get").map(|x| x.1), None);
+    assert_eq!(b.clear(now), Ok(0));
+    assert_eq!(a.len(now), Ok(1));
+}
+
+#[test]
+fn a_second_connection_sees_committed_writes() {
+    let path = scratch().join("d.sqlite");
+    let one = Sqlite::open(&path, "", 1).expect("open");
+    let two = Sqlite::open(&path, "", 1).expect("open");
+    let now = now_ms();
+    put(&one, "k", 7, Expiry::Never, now).expect("put");
+    assert_eq!(as_int(&two.get("k", now).expect("get").expect("seen").0), 7);
+    let v = put(&two, "k", 8, Expiry::Never, now).expect("put");
+    assert_eq!(one.get("k", now).expect("get").expect("seen").1, v);
+}
+
+/// Counts events.
+#[derive(Default)]
+struct Count(parking_lot::Mutex<Vec<(EventKind, String)>>);
+
+impl Listener for Count {
+    fn event(&self, kind: EventKind, key: &str) {
+        self.0.lock().push((kind, key.to_owned()));
+    }
+}
+
+fn open_dict(path: &Path) -> Arc<SharedDict> {
+    SharedDict::new(DictOptions {
+        backend: BackendSpec::Sqlite(path.to_owned()),
+        ..DictOptions::default()
+    })
+    .expect("open dict")
+}
+
+use super::super::BackendSpec;
+
+#[test]
+fn keys_expired_while_closed_are_never_read_and_raise_one_event_at_open() {
+    let path = scratch().join("d.sqlite");
+    {
+        let d = open_dict(&path);
+        d.put(
+            "gone",
+            Stored::Plain(Value::Int(1)),
+            Some(3_600_000),
+            Condition::Always,
+        )
+        .expect("put");
+        d.put(
+            "stays",
+            Stored::Plain(Value::Int(2)),
+            None,
+            Condition::Always,
+        )
+        .expect("put");
+        d.destroy();
+    }
+    // The key's time passes while nothing has the file open.
+    let c = Connection::open(&path).expect("raw open");
+    c.execute(
+        "UPDATE pybridge_entries SET expires_at = ?1 WHERE key = 'gone'",
+        params![i64::try_from(wall_ms()).expect("wall") - 1000],
+    )
+    .expect("age the key");
+    drop(c);
+    let d = open_dict(&path);
+    assert!(d.get("gone").expect("get").is_none(), "never returned");
+    assert_eq!(d.len(), Ok(1));
+    let seen = Arc::new(Count::default());
+    d.listen(seen.clone()).expect("listen");
+    assert_eq!(d.expire_due(), Ok(1));
+    assert_eq!(d.expire_due(), Ok(0));
+    assert_eq!(
+        *seen.0.lock(),
+        vec![(EventKind::Expire, "gone".to_owned())],
+        "one event"
+    );
+    d.destroy();
+    let again = open_dict(&path);
+    assert_eq!(again.expire_due(), Ok(0), "raised once, not at every open");
+    assert_eq!(again.keys().expect("keys"), vec![Arc::<str>::from("stays")]);
+    again.destroy();
+}
+
+#[test]
+fn destroying_a_durable_dict_keeps_its_data() {
+    let path = scratch().join("d.sqlite");
+    let d = open_dict(&path);
+    d.put("k", Stored::Plain(Value::Int(1)), None, Condition::Always)
+        .expect("put");
+    assert!(d.destroy());
+    assert!(matches!(d.get("k"), Err(DictError::Destroyed)));
+    let again = open_dict(&path);
+    assert_eq!(again.len(), Ok(1));
+    again.destroy();
+}
+
+#[test]
+fn a_missing_directory_is_a_clear_error() {
+    let path = scratch().join("no/such/dir/d.sqlite");
+    let err = Sqlite::open(&path, "", 1).err().expect("must fail");
+    assert!(
+        matches!(&err, DictError::Backend(m) if m.contains("does not exist")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_corrupt_file_is_a_clear_error() {
+    let path = scratch().join("d.sqlite");
+    std::fs::write(&path, vec![0x5a; 8192]).expect("write junk");
+    let err = Sqlite::open(&path, "", 1).err().expect("must fail");
+    assert!(
+        matches!(&err, DictError::Backend(m) if m.contains("not a database")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_corrupt_value_is_an_error_not_a_panic() {
+    let path = scratch().join("d.sqlite");
+    let s = Sqlite::open(&path, "", 1).expect("open");
+    let now = now_ms();
+    put(&s, "k", 1, Expiry::Never, now).expect("put");
+    let c = Connection::open(&path).expect("raw open");
+    c.execute("UPDATE pybridge_entries SET value = x'01ff'", [])
+        .expect("corrupt");
+    let err = s.get("k", now).expect_err("must fail");
+    assert!(
+        matches!(&err, DictError::Backend(m) if m.contains("unreadable")),
+        "{err:?}"
+    );
+    assert!(s.entries(now).is_err());
+    // It can still be replaced or removed.
+    assert!(s
+        .remove("k", now, &mut Vec::new())
+        .expect("remove")
+        .is_none());
+    put(&s, "k", 2, Expiry::Never, now).expect("put");
+    assert_eq!(as_int(&s.get("k", now).expect("get").expect("live").0), 2);
+}
