@@ -31,6 +31,13 @@ defmodule Py do
   processes, and is freed when the process exits. Locals passed to `eval/3`
   are visible to that evaluation only.
 
+  ## Calling back
+
+  Python can call Elixir and Erlang functions registered with
+  `register_function/2`: `erlang.call("name", *args)`, `erlang.name(*args)`
+  or `from erlang import name`. During a call the function runs in the
+  calling process (see `Py.Callback` and the callbacks guide).
+
   ## Results and errors
 
   Values convert both ways (see the type conversion guide): numbers, strings,
@@ -623,6 +630,77 @@ defmodule Py do
   def bytes(data) when is_binary(data), do: %Py.Bytes{data: data}
 
   def bytes(other), do: Options.invalid!("data for Py.bytes/1", "a binary", other)
+
+  ## callbacks
+
+  @doc """
+  Registers `fun` under `name` for Python to call: `erlang.call("name",
+  *args)`, `erlang.name(*args)` or `from erlang import name`. `fun` is a
+  function (called with Python's arguments spread, so its arity is the
+  number of arguments) or `{module, function}` (called the same way).
+  Registering a name again replaces its function. Returns `:ok`; a name
+  that is not an atom or string raises `ArgumentError`.
+
+  During a Python call the function runs in the calling process; from a
+  thread Python started itself, in pybridge's callback pool. Its result
+  converts to Python like a call's arguments; an exception, exit or throw
+  becomes `erlang.Error` (`erlang.ExitError`, `erlang.ThrowError`) with the
+  reason in `.reason`. See `Py.Callback`.
+
+  ## Example
+
+      iex> Py.register_function(:add, fn a, b -> a + b end)
+      :ok
+      iex> Py.eval("__import__('erlang').call('add', 40, 2)")
+      {:ok, 42}
+      iex> Py.eval("__import__('erlang').add(1, 2)")
+      {:ok, 3}
+  """
+  @spec register_function(name, Py.Callback.callable()) :: :ok
+  def register_function(name, fun) when is_function(fun),
+    do: Py.Callback.register(name, {:apply, fun})
+
+  def register_function(name, {module, function})
+      when is_atom(module) and is_atom(function),
+      do: Py.Callback.register(name, {:apply, module, function})
+
+  def register_function(_name, other),
+    do:
+      Options.invalid!(
+        "function for Py.register_function/2",
+        "a function or {module, function}",
+        other
+      )
+
+  @doc """
+  Removes the function registered as `name`; Python calling it afterwards
+  gets `erlang.UnknownFunction`. A callback already running finishes.
+  Returns `:ok`, also when nothing was registered.
+
+  ## Example
+
+      iex> Py.register_function("twice", &(&1 * 2))
+      :ok
+      iex> Py.unregister_function("twice")
+      :ok
+      iex> "twice" in Py.registered_functions()
+      false
+  """
+  @spec unregister_function(name) :: :ok
+  def unregister_function(name), do: Py.Callback.unregister(name)
+
+  @doc """
+  The names of the registered functions, as Python spells them, sorted.
+
+  ## Example
+
+      iex> Py.register_function(:double, &(&1 * 2))
+      :ok
+      iex> "double" in Py.registered_functions()
+      true
+  """
+  @spec registered_functions() :: [String.t()]
+  def registered_functions, do: Py.Callback.registered()
 
   ## contexts
 

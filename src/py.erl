@@ -78,6 +78,8 @@
     is_ref/1,
     register_pool/2,
     unregister_pool/1,
+    register_function/2, register_function/3,
+    unregister_function/1,
     %% erlang_python before 3.0 (moved to py_import or removed since)
     ensure_imported/1, ensure_imported/2,
     is_imported/1, is_imported/2,
@@ -713,6 +715,47 @@ unregister_pool({Module, Func}) ->
     ?CTX:unregister_pool(name(Module), name(Func));
 unregister_pool(Module) ->
     ?CTX:unregister_pool(name(Module)).
+
+%%====================================================================
+%% Callbacks (Python -> Erlang)
+%%====================================================================
+
+%% @doc Registers `Fun' under `Name' for Python to call:
+%% `erlang.call("name", *args)', `erlang.name(*args)' or
+%% `from erlang import name'. `Fun' takes one argument, the list of
+%% Python's arguments (in erlang_python's values: `None' is `none'); its
+%% result goes back to Python (`none' and `undefined' become `None').
+%% `{Module, Function}' calls `Module:Function(Args)'. Returns `ok'.
+%%
+%% During a Python call the function runs in the calling process; from a
+%% thread Python started itself, in pybridge's callback pool. An
+%% exception, exit or throw becomes `erlang.Error' (`erlang.ExitError',
+%% `erlang.ThrowError') in Python, with the reason in `.reason'.
+%%
+%% ```
+%% ok = py:register_function(add, fun([A, B]) -> A + B end),
+%% {ok, 3} = py:eval(<<"__import__('erlang').add(1, 2)">>).
+%% '''
+-spec register_function(name(), fun((list()) -> term()) | {module(), atom()}) -> ok.
+register_function(Name, Fun) when is_function(Fun, 1) ->
+    'Elixir.Py.Callback':register(Name, {erlang, Fun});
+register_function(Name, {Module, Function}) when is_atom(Module), is_atom(Function) ->
+    register_function(Name, Module, Function);
+register_function(_Name, Other) ->
+    erlang:error({badarg, Other}).
+
+%% @doc Registers `Module:Function/1' under `Name': Python's
+%% `erlang.name(*args)' runs `Module:Function(Args)'; see
+%% {@link register_function/2}. Returns `ok'.
+-spec register_function(name(), module(), atom()) -> ok.
+register_function(Name, Module, Function) when is_atom(Module), is_atom(Function) ->
+    'Elixir.Py.Callback':register(Name, {erlang, Module, Function}).
+
+%% @doc Removes the function registered as `Name' (Python calling it then
+%% gets `erlang.UnknownFunction'). Returns `ok', also when there was none.
+-spec unregister_function(name()) -> ok.
+unregister_function(Name) ->
+    'Elixir.Py.Callback':unregister(Name).
 
 %%====================================================================
 %% Object handles

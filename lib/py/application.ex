@@ -14,7 +14,13 @@ defmodule Py.Application do
 
     case Py.Runtime.start() do
       :ok ->
-        children = [Py.Coalesce.Tables, Py.Dashboard.Samples, Py.Context.Supervisor]
+        children = [
+          Py.Coalesce.Tables,
+          Py.Dashboard.Samples,
+          Py.Context.Supervisor,
+          Py.Callback.Pool
+        ]
+
         Supervisor.start_link(children, strategy: :one_for_one, name: Py.Supervisor)
 
       {:error, %Py.Error{} = error} ->

@@ -63,6 +63,8 @@ defmodule Py.Call do
 
   def measured(%Py.Context{ref: cref}, namespace?, job, timeout, nil) do
     namespace = if namespace?, do: namespace(cref), else: nil
+    # Inside a callback, no later than the deadline of the call it serves.
+    timeout = Py.Callback.cap_timeout(timeout)
     # make_ref/0 and the receive below stay in this one function so the
     # compiler's selective-receive optimisation skips older messages: a call
     # from a process with a long mailbox stays O(1).
@@ -73,11 +75,44 @@ defmodule Py.Call do
         {result, timing}
 
       {:running, handle} ->
+        # The one receive of a call: every message kind tagged with `ref`
+        # is dispatched here (see `handle/3`).
         receive do
           {^ref, reply, queue_us, run_us} -> finish(reply, queue_us, run_us)
+          {^ref, kind, payload} -> handle(handle, ref, timeout, {kind, payload}, nil)
         after
           timeout -> timed_out(handle, ref, timeout)
         end
+    end
+  end
+
+  @doc false
+  # A message of a running call other than its reply: a callback the
+  # Python code makes (`{:callback, request}`, run here, in the caller).
+  # Then waits on for the reply, up to the call's deadline (which the first
+  # callback's request carries); not in `measured/5`'s receive, since only
+  # calls that call back get here.
+  @spec handle(reference, reference, timeout, {atom, term}, integer | :infinity | nil) ::
+          {result, timing}
+  def handle(handle, ref, timeout, {:callback, request}, deadline) do
+    deadline = deadline || Py.Callback.deadline(elem(request, 3))
+    Py.Callback.run(request)
+    await(handle, ref, timeout, deadline)
+  end
+
+  def handle(handle, ref, timeout, _unknown, deadline) do
+    await(handle, ref, timeout, deadline || :infinity)
+  end
+
+  @doc false
+  # Waits for the reply of a call that has made callbacks.
+  @spec await(reference, reference, timeout, integer | :infinity) :: {result, timing}
+  def await(handle, ref, timeout, deadline) do
+    receive do
+      {^ref, reply, queue_us, run_us} -> finish(reply, queue_us, run_us)
+      {^ref, kind, payload} -> handle(handle, ref, timeout, {kind, payload}, deadline)
+    after
+      Py.Callback.left(deadline) -> timed_out(handle, ref, timeout)
     end
   end
 

@@ -24,6 +24,10 @@ defmodule Py.Native do
   def submit_dirty(_ctx, _env, _ref, _job, _timeout), do: not_loaded()
   def cancel(_handle), do: not_loaded()
 
+  def callback_reply(_slot, _answer), do: not_loaded()
+  def callback_reply_dirty(_slot, _answer), do: not_loaded()
+  def callback_setup(_pids), do: not_loaded()
+
   def shared_dict_new(_name, _max_entries, _evict_lru, _backend, _prefix, _pool_size),
     do: not_loaded()
 

@@ -17,6 +17,10 @@ back with a conversion error.
 ``SharedDict`` and the ``state_*`` functions reach the stores shared with
 the BEAM (see ``erlang._shared_dict``).
 
+``call``, ``send`` and ``self`` reach the BEAM: ``erlang.call("name", *args)``,
+``erlang.name(*args)`` and ``from erlang import name`` run a function
+registered with ``Py.register_function`` (see ``erlang._callback``).
+
 ``SharedCall``, ``AsyncSharedCall`` and ``Stats`` coalesce concurrent calls
 of the same key into one execution (shared-call-py's API; see
 ``erlang._shared_call``).
@@ -56,7 +60,25 @@ state_clear = _shared_dict.state_clear
 state_incr = _shared_dict.state_incr
 state_decr = _shared_dict.state_decr
 
+# Calling the BEAM (python/erlang/_callback.py), run as erlang._callback
+# before this module.
+_callback = sys.modules["erlang._callback"]
+call = _callback.call
+send = _callback.send
+self = _callback.self
+Error = _callback.Error
+ExitError = _callback.ExitError
+ThrowError = _callback.ThrowError
+UnknownFunction = _callback.UnknownFunction
+
 __all__ = [
+    "call",
+    "send",
+    "self",
+    "Error",
+    "ExitError",
+    "ThrowError",
+    "UnknownFunction",
     "Pid",
     "Ref",
     "SharedCall",
@@ -222,3 +244,12 @@ def _parse_ref(etf: bytes) -> tuple[str, list[int]] | None:
         return node, [r.u32() for _ in range(words)]
     except ValueError:
         return None
+
+
+def __getattr__(name: str) -> Any:
+    """``erlang.name`` and ``from erlang import name``: the BEAM function
+    registered as ``name``, as a callable (whether it is registered is
+    checked when it is called). Private and dunder names are not looked up."""
+    if name.startswith("_"):
+        raise AttributeError(f"module 'erlang' has no attribute {name!r}")
+    return _callback.function(name)

@@ -94,6 +94,11 @@ defmodule Py.Coalesce.Flight do
         {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
         finish(state, result)
 
+      # The shared execution calls back into the BEAM: run it here.
+      {ref, :callback, request} when elem(running, 2) == ref ->
+        Py.Callback.run(request)
+        loop(state, running)
+
       {:DOWN, mref, :process, pid, reason} when elem(running, 2) == mref ->
         finish(state, fun_result(pid, reason))
     end

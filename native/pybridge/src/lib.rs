@@ -12,6 +12,7 @@
 #[global_allocator]
 static ALLOCATOR: runtime::alloc::BridgeAlloc = runtime::alloc::BridgeAlloc;
 
+pub mod callback;
 pub mod context;
 pub mod convert;
 pub mod limits;

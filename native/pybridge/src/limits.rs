@@ -104,6 +104,13 @@ pub const GIL_SLICE: Duration = Duration::from_millis(2);
 /// misjudged stall costs little).
 pub const SPAWN_PER_TICK: usize = 32;
 
+// ── Callbacks (Python → BEAM) ─────────────────────────────────────────
+
+/// How long a Python thread waiting for a callback's answer spins (with
+/// the GIL released) before it sleeps: a quick BEAM function answers
+/// within a few microseconds, and waking a sleeping thread costs more.
+pub const CALLBACK_SPIN: Duration = Duration::from_micros(50);
+
 // ── Shared dicts ────────────────────────────────────────────────────────
 
 /// Expiries kept per dict for `stats/1`'s `recent_expiries`.

@@ -99,7 +99,27 @@ pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job, state: &Call
             };
             Outcome::Error(ErrorInfo::new(kind, err.0))
         }
-        Err(Failure::Python(err)) => Outcome::Error(error_info(py, err)),
+        Err(Failure::Python(err)) => {
+            // A callback that got no answer before the call's deadline
+            // raised pybridge.Timeout: the call timed out.
+            let timed_out = state
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+                && Interp::current()
+                    .timeout_class()
+                    // SAFETY: the GIL is held; the class is alive for the
+                    // interpreter's whole life.
+                    .map(|class| unsafe { Bound::from_borrowed_ptr(py, class) })
+                    .is_some_and(|class| err.get_type(py).is(&class));
+            if timed_out {
+                Outcome::Error(ErrorInfo::new(
+                    ErrorKind::Timeout,
+                    format!("Python call exceeded its timeout: {}", err.value(py)),
+                ))
+            } else {
+                Outcome::Error(error_info(py, err))
+            }
+        }
     }
 }
 

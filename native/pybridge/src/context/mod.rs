@@ -126,6 +126,12 @@ pub(crate) struct ContextState {
     /// the other when they share a core (see [`CpuHint`]).
     home_cpu: CpuHint,
     caller_cpu: CpuHint,
+    /// Workers waiting on the BEAM for a callback's answer (GIL released).
+    /// While any is, overflow workers take calls at once: the callback may
+    /// call back into this context. Relaxed: a hint, like `overflow_open`.
+    beam_waits: AtomicUsize,
+    /// Overflow workers polling the queue, free to take a call.
+    polling: AtomicUsize,
     slots: Mutex<Vec<Arc<WorkerSlot>>>,
     code_cache: Mutex<CodeCache>,
     stats: Stats,
@@ -149,6 +155,52 @@ impl ContextState {
         if self.interp.release(obj) && !self.closed.load(Ordering::SeqCst) {
             // `rx` lives in `self`, so the send cannot fail.
             let _ = self.tx.send(Task::Collect);
+        }
+    }
+}
+
+/// A worker's wait on the BEAM for a callback's answer (see
+/// [`ContextState::wait_on_beam`]); ends when dropped.
+pub(crate) struct BeamWait<'a>(&'a Arc<ContextState>);
+
+impl Drop for BeamWait<'_> {
+    fn drop(&mut self) {
+        self.0.beam_waits.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ContextState {
+    /// Counts the calling worker as waiting on the BEAM until the guard is
+    /// dropped. Meanwhile calls queued on this context (the callback
+    /// calling back into it, or anyone else's) get another thread at once
+    /// instead of waiting for the monitor to find the worker stuck.
+    pub(crate) fn wait_on_beam(self: &Arc<Self>) -> BeamWait<'_> {
+        self.beam_waits.fetch_add(1, Ordering::Relaxed);
+        if !self.rx.is_empty() {
+            self.serve_now();
+        }
+        BeamWait(self)
+    }
+
+    /// Makes sure a thread is free to take the call just queued while a
+    /// worker waits on the BEAM: the home worker if it is not running a
+    /// call, else an overflow worker already polling, else a parked one
+    /// woken, else a new one. Workers waiting on the BEAM do not count
+    /// against `max_workers`: they hold no GIL and run no Python.
+    fn serve_now(self: &Arc<Self>) {
+        if !self.home_running.load(Ordering::Relaxed)
+            || self.polling.load(Ordering::SeqCst) > 0
+            || self.closed.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        if self.parked.load(Ordering::SeqCst) > 0 {
+            let _ = self.wake_tx.send(());
+            return;
+        }
+        let limit = self.config.max_workers + self.beam_waits.load(Ordering::Relaxed);
+        if self.workers.load(Ordering::Acquire) < limit {
+            let _ = worker::spawn(self, false);
         }
     }
 }
@@ -244,6 +296,8 @@ impl Context {
             home_cpu: CpuHint::default(),
             caller_cpu: CpuHint::default(),
             home_thread: std::sync::OnceLock::new(),
+            beam_waits: AtomicUsize::new(0),
+            polling: AtomicUsize::new(0),
             slots: Mutex::new(Vec::new()),
             stats: Stats::default(),
         });
@@ -291,7 +345,13 @@ impl Context {
         self.state()
             .tx
             .send(Task::Call(request))
-            .map_err(|_| SubmitError::Closed)
+            .map_err(|_| SubmitError::Closed)?;
+        // A worker of this context waits on the BEAM: this may be the
+        // callback calling back in, which must not wait for that worker.
+        if self.state().beam_waits.load(Ordering::Relaxed) > 0 {
+            self.state().serve_now();
+        }
+        Ok(())
     }
 
     /// Stops accepting calls, answers queued ones with a `Closed` error and

@@ -151,6 +151,12 @@ impl Timing {
 /// Delivers an [`Outcome`] to whoever is waiting (a BEAM process, a test).
 pub trait Reply: Send {
     fn send(self: Box<Self>, outcome: Outcome, timing: Timing);
+
+    /// The BEAM process waiting for this reply, as the target of callbacks
+    /// the call makes (None: the call has no BEAM caller, e.g. in tests).
+    fn caller(&self) -> Option<Box<dyn crate::callback::Caller>> {
+        None
+    }
 }
 
 const QUEUED: u8 = 0;
@@ -176,6 +182,10 @@ pub struct CallState {
     /// Set once by the worker that takes the call; the interrupter attaches
     /// to it to raise the timeout there.
     interp: std::sync::OnceLock<Arc<Interp>>,
+    /// The callback the call's thread waits on, woken when the call is
+    /// cancelled (the thread waits without the GIL, where no interrupt
+    /// reaches it).
+    callback: parking_lot::Mutex<Option<Arc<crate::callback::Slot>>>,
     /// When the caller stops waiting; past it, the monitor interrupts the call
     /// even if the caller died without cancelling.
     pub deadline: Option<Instant>,
@@ -196,6 +206,7 @@ impl CallState {
             state: AtomicU8::new(QUEUED),
             running_on: parking_lot::Mutex::new(0),
             interp: std::sync::OnceLock::new(),
+            callback: parking_lot::Mutex::new(None),
             deadline,
         })
     }
@@ -229,10 +240,24 @@ impl CallState {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Cancel::Cancelled { was_running },
+                Ok(_) => {
+                    if was_running {
+                        if let Some(slot) = self.callback.lock().take() {
+                            slot.fulfil(crate::callback::Answer::Timeout(
+                                "the call waiting on this callback was cancelled (timeout)".into(),
+                            ));
+                        }
+                    }
+                    return Cancel::Cancelled { was_running };
+                }
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Records the callback the call's thread waits on (None when done).
+    pub(crate) fn set_callback(&self, slot: Option<Arc<crate::callback::Slot>>) {
+        *self.callback.lock() = slot;
     }
 
     pub fn is_cancelled(&self) -> bool {

@@ -123,7 +123,7 @@ impl OsThread {
     }
 }
 
-fn run_home(context: &ContextState, slot: &WorkerSlot) {
+fn run_home(context: &Arc<ContextState>, slot: &WorkerSlot) {
     lower_priority();
     if let Some(thread) = OsThread::this_thread() {
         let _ = context.home_thread.set(thread);
@@ -183,7 +183,7 @@ fn next_task(context: &ContextState) -> Result<Task, crossbeam_channel::RecvErro
 /// An overflow worker takes calls only while the monitor keeps the overflow
 /// open (the home worker is stuck and calls are waiting); otherwise it parks,
 /// and it exits after [`IDLE_RETIRE`] parked.
-fn run_overflow(context: &ContextState, slot: &WorkerSlot) {
+fn run_overflow(context: &Arc<ContextState>, slot: &WorkerSlot) {
     lower_priority();
     let mut tstate = ThreadState::in_interp(&context.interp);
     slot.ident.store(tstate.ident(), Ordering::Relaxed);
@@ -209,13 +209,18 @@ fn run_overflow(context: &ContextState, slot: &WorkerSlot) {
         if context.closed.load(Ordering::SeqCst) {
             break;
         }
+        // Counted as polling while it waits on the queue, so that a worker
+        // waiting on the BEAM knows a call queued now is taken at once.
+        let polling = Polling::new(context);
         while overflowing(context) {
             match context.rx.recv_timeout(OVERFLOW_POLL) {
                 Ok(Task::Stop) => break 'parked,
                 Ok(task) => {
+                    polling.pause();
                     if tstate.with_gil(|py| drain(py, context, slot, task, false)) {
                         break 'parked;
                     }
+                    polling.resume();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break 'parked,
@@ -225,18 +230,55 @@ fn run_overflow(context: &ContextState, slot: &WorkerSlot) {
     retire(context, &mut tstate);
 }
 
-/// Overflow workers take calls only while the monitor has opened the
-/// overflow and the home worker is in fact busy, so that calls stay on the
-/// home thread whenever it can take them.
+/// An overflow worker's count in `ContextState::polling`, while it polls.
+struct Polling<'a> {
+    context: &'a ContextState,
+    counted: std::cell::Cell<bool>,
+}
+
+impl<'a> Polling<'a> {
+    fn new(context: &'a ContextState) -> Self {
+        context.polling.fetch_add(1, Ordering::SeqCst);
+        Polling {
+            context,
+            counted: std::cell::Cell::new(true),
+        }
+    }
+
+    fn pause(&self) {
+        if self.counted.replace(false) {
+            self.context.polling.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn resume(&self) {
+        if !self.counted.replace(true) {
+            self.context.polling.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
+
+/// Overflow workers take calls only while the home worker is in fact busy
+/// and either the monitor has opened the overflow or a worker waits on the
+/// BEAM for a callback (which may call back into this context), so that
+/// calls stay on the home thread whenever it can take them.
 fn overflowing(context: &ContextState) -> bool {
-    context.overflow_open.load(Ordering::Relaxed) && context.home_running.load(Ordering::Relaxed)
+    (context.overflow_open.load(Ordering::Relaxed)
+        || context.beam_waits.load(Ordering::Relaxed) > 0)
+        && context.home_running.load(Ordering::Relaxed)
 }
 
 /// Runs `first` and whatever else is queued, holding the GIL. Overflow
 /// workers stop draining when the overflow closes. Returns true when told to stop.
 fn drain(
     py: Python<'_>,
-    context: &ContextState,
+    context: &Arc<ContextState>,
     slot: &WorkerSlot,
     first: Task,
     home: bool,
@@ -291,7 +333,7 @@ fn drain(
     }
 }
 
-fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: Request) {
+fn run_call(py: Python<'_>, context: &Arc<ContextState>, slot: &WorkerSlot, request: Request) {
     let Request {
         job,
         reply,
@@ -324,6 +366,8 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
         return;
     }
     *slot.current.lock() = Some(state.clone());
+    // Callbacks the call makes go to the process waiting for `reply`.
+    crate::callback::enter(state.clone(), context.clone(), reply);
 
     let started = Instant::now();
     let entry = super::job_namespace(&job).map(|n| n.enter(py, &state));
@@ -355,6 +399,8 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
     };
     let entry = entry.and_then(|e| e.ok().flatten());
     let finished = Instant::now();
+    // Always there: `enter` above recorded it on this thread.
+    let reply = crate::callback::leave();
     let busy =
         u64::try_from(finished.saturating_duration_since(started).as_nanos()).unwrap_or(u64::MAX);
 
@@ -377,7 +423,7 @@ fn run_call(py: Python<'_>, context: &ContextState, slot: &WorkerSlot, request: 
     if let Some(entry) = entry {
         entry.leave(py, replied);
     }
-    if replied {
+    if let (true, Some(reply)) = (replied, reply) {
         reply.send(outcome, Timing::between(queued, started, finished));
     }
 }

@@ -18,6 +18,12 @@ rustler::atoms! {
     destroyed,
     not_integer,
     // (`backend` is listed with the shared dicts.)
+    // Callbacks (nif/callbacks.rs).
+    callback,
+    pybridge_callback = "$pybridge_callback",
+    raised,
+    unknown,
+    failed,
     // Jobs.
     eval,
     exec,

@@ -12,19 +12,22 @@
 //! | `namespace_new/1`                                  | [`handles`]     |
 //! | `submit/5`, `submit_dirty/5`, `cancel/1`           | [`calls`]       |
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
+//! | `callback_reply/2`, `callback_reply_dirty/2`, `callback_setup/1` | [`callbacks`] |
 //!
 //! Threads: `shared_dict/events.rs` delivers SharedDict events and lock
 //! releases to BEAM processes, and their telemetry (`shared_dict_telemetry/1`)
 //! to `Py.Telemetry.Relay`.
 //!
 //! Resources (all in [`handles`]): `ContextResource`, `NamespaceResource`,
-//! `CallResource`, `ObjectResource`; and `DictResource` in [`shared_dict`].
+//! `CallResource`, `ObjectResource`; `DictResource` in [`shared_dict`];
+//! `SlotResource` (a callback's reply slot) in [`callbacks`].
 //!
 //! Support: [`reply`] (how an outcome gets back to the caller), [`error`]
 //! (error kinds as atoms), [`term`]
 //! (BEAM terms ⇄ [`crate::convert::Value`]), [`atoms`].
 
 mod atoms;
+mod callbacks;
 mod calls;
 mod contexts;
 mod error;

@@ -64,6 +64,14 @@ impl Reply for InlineReply {
             }
         }
     }
+
+    fn caller(&self) -> Option<Box<dyn crate::callback::Caller>> {
+        self.0
+            .fallback
+            .lock()
+            .as_ref()
+            .and_then(|reply| reply.caller())
+    }
 }
 
 impl Inline {
@@ -159,6 +167,12 @@ impl Reply for BeamReply {
             let result = encode_outcome(env, &outcome);
             (tag, result, timing.queue_us, timing.run_us).encode(env)
         });
+    }
+
+    fn caller(&self) -> Option<Box<dyn crate::callback::Caller>> {
+        Some(Box::new(super::callbacks::CallCaller::new(
+            self.pid, &self.env, &self.tag,
+        )))
     }
 }
 

@@ -49,6 +49,13 @@ const SHARED_DICT_SOURCE: &CStr = source(concat!(
     include_str!("../../../../python/erlang/_shared_dict.py"),
     "\0"
 ));
+/// Source of `erlang._callback` (python/erlang/_callback.py): `erlang.call`,
+/// `erlang.send`, `erlang.self` and their exceptions, over
+/// `erlang._callback_native`.
+const CALLBACK_SOURCE: &CStr = source(concat!(
+    include_str!("../../../../python/erlang/_callback.py"),
+    "\0"
+));
 /// Source of the `erlang` module (python/erlang/__init__.py).
 const ERLANG_SOURCE: &CStr = source(concat!(
     include_str!("../../../../python/erlang/__init__.py"),
@@ -582,6 +589,15 @@ fn setup(py: Python<'_>) -> PyResult<InterpState> {
         c"erlang._shared_dict",
     )?;
     modules.set_item("erlang._shared_dict", &shared_dict)?;
+    let native = crate::callback::python::module(py)?;
+    modules.set_item("erlang._callback_native", &native)?;
+    let callback = PyModule::from_code(
+        py,
+        CALLBACK_SOURCE,
+        c"erlang/_callback.py",
+        c"erlang._callback",
+    )?;
+    modules.set_item("erlang._callback", &callback)?;
     let erlang = PyModule::from_code(py, ERLANG_SOURCE, c"erlang/__init__.py", c"erlang")?;
     modules.set_item("erlang", &erlang)?;
     let support = PyModule::from_code(py, SUPPORT_SOURCE, c"pybridge/__init__.py", c"pybridge")?;

@@ -81,7 +81,7 @@ fn key<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<std::borrow::Cow<'a, str>> {
 /// bridge's record is missing in a thread Python code started itself (it
 /// would be taken for the main interpreter's), so it is set for the call
 /// from the interpreter the thread is attached to.
-fn in_interp<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+pub(crate) fn in_interp<R>(py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
     let current = Interp::current();
     // SAFETY: the GIL is held (`py`), so the calling thread has a current
     // thread state whose interpreter this reads.

@@ -1,0 +1,215 @@
+defmodule Py.Callback do
+  @moduledoc """
+  Python calling back into the BEAM: the functions Python reaches with
+  `erlang.call("name", *args)`, `erlang.name(*args)` or
+  `from erlang import name`.
+
+  Python code often needs something only the BEAM has (a lookup in ETS, a
+  GenServer, a Phoenix PubSub): registering an Elixir or Erlang function
+  under a name lets it call that function as if it were Python's.
+
+  Register with `Py.register_function/2` (or `py:register_function/2,3`);
+  the guide [Callbacks](callbacks.md) covers what runs where, errors and
+  timeouts.
+
+  ## Where a callback runs
+
+    * During `Py.eval/exec/call` (and every other call), in the **calling
+      process**, which waits for that call anyway: it sees that process's
+      dictionary, bindings and Python namespace, and a `Py.call` it makes
+      runs in the same context and namespace (reentrancy, to
+      `max_depth/0` levels).
+    * From a thread Python started itself (`threading.Thread`, a
+      `ThreadPoolExecutor`), in a task of pybridge's supervised callback
+      pool (`Py.Callback.Pool`).
+
+  This module is also the one place a callback is run (`run/1`): every
+  request, whoever receives it, goes through it.
+  """
+
+  alias Py.Native
+
+  @table __MODULE__
+  @depth_key {__MODULE__, :depth}
+  @deadline_key {__MODULE__, :deadline}
+
+  # How deep Python → BEAM → Python → ... may nest in one process: past it
+  # a callback fails with a clear error instead of recursing for ever.
+  # Each level holds a worker thread of the context (64 MiB of address
+  # space, touched only as used).
+  @max_depth 64
+
+  @typedoc "What a registered name calls."
+  @type callable :: (... -> term) | {module, atom}
+
+  @typedoc false
+  # As stored: Elixir style (the arguments spread), or erlang_python's (one
+  # list of arguments, values in its dialect).
+  @type entry ::
+          {:apply, function}
+          | {:apply, module, atom}
+          | {:erlang, function}
+          | {:erlang, module, atom}
+
+  @typedoc false
+  # A request as the NIF sends it: the reply slot, the name, the arguments
+  # and the time left to the call waiting on it (ms, or :infinity).
+  @type request :: {reference, binary, list, non_neg_integer | :infinity}
+
+  @doc """
+  The depth limit of nested callbacks in one process (Python → BEAM →
+  Python → ...): a callback past it makes `erlang.call` raise
+  `erlang.Error`.
+
+  ## Example
+
+      iex> Py.Callback.max_depth()
+      64
+  """
+  @spec max_depth() :: pos_integer
+  def max_depth, do: @max_depth
+
+  @doc false
+  # Py.register_function/2 and py:register_function/2,3.
+  @spec register(Py.name(), entry) :: :ok
+  def register(name, entry) do
+    :ets.insert(@table, {name!(name), entry})
+    :ok
+  end
+
+  @doc false
+  @spec unregister(Py.name()) :: :ok
+  def unregister(name) do
+    :ets.delete(@table, name!(name))
+    :ok
+  end
+
+  @doc false
+  @spec registered() :: [String.t()]
+  def registered do
+    @table |> :ets.select([{{:"$1", :_}, [], [:"$1"]}]) |> Enum.sort()
+  end
+
+  @doc false
+  # The name as Python spells it.
+  @spec name!(term) :: String.t()
+  def name!(name) when is_atom(name) and name not in [nil, true, false],
+    do: Atom.to_string(name)
+
+  def name!(name) when is_binary(name) and name != "" do
+    if String.valid?(name),
+      do: name,
+      else: raise(ArgumentError, "a callback name must be valid UTF-8, got: #{inspect(name)}")
+  end
+
+  def name!(name) when is_list(name), do: name!(List.to_string(name))
+
+  def name!(name),
+    do: raise(ArgumentError, "a callback name is an atom or a string, got: #{inspect(name)}")
+
+  @doc false
+  # Runs one callback request and answers it. Never raises: whatever the
+  # function does becomes the answer Python gets.
+  @spec run(request) :: :ok
+  def run({slot, name, args, remaining}) do
+    depth = Process.get(@depth_key, 0)
+
+    answer =
+      cond do
+        depth >= @max_depth ->
+          {:failed,
+           "callback depth limit reached: #{@max_depth} nested callbacks " <>
+             "(Python -> BEAM -> Python ...) in one process; see Py.Callback.max_depth/0"}
+
+        true ->
+          case :ets.lookup(@table, name) do
+            [{_, entry}] -> call(entry, args, depth, remaining)
+            [] -> {:unknown, "no BEAM function is registered as #{inspect(name)}"}
+          end
+      end
+
+    reply(slot, answer)
+  end
+
+  defp call(entry, args, depth, remaining) do
+    saved_deadline = Process.get(@deadline_key)
+    Process.put(@depth_key, depth + 1)
+    Process.put(@deadline_key, nested_deadline(saved_deadline, remaining))
+
+    try do
+      {:ok, apply_entry(entry, args)}
+    catch
+      kind, reason ->
+        {:raised, kind, reason, Exception.format_banner(kind, reason, __STACKTRACE__)}
+    after
+      restore(@depth_key, depth)
+      restore(@deadline_key, saved_deadline)
+    end
+  end
+
+  defp restore(key, value) when value in [nil, 0], do: Process.delete(key)
+  defp restore(key, value), do: Process.put(key, value)
+
+  defp apply_entry({:apply, fun}, args), do: apply(fun, args)
+  defp apply_entry({:apply, m, f}, args), do: apply(m, f, args)
+  defp apply_entry({:erlang, fun}, args), do: :py_dialect.in(fun.(:py_dialect.out(args)))
+
+  defp apply_entry({:erlang, m, f}, args),
+    do: :py_dialect.in(apply(m, f, [:py_dialect.out(args)]))
+
+  # The earlier of the enclosing callback's deadline and this call's.
+  defp nested_deadline(outer, :infinity), do: outer
+
+  defp nested_deadline(outer, remaining) do
+    deadline = System.monotonic_time(:millisecond) + remaining
+    if is_integer(outer), do: min(outer, deadline), else: deadline
+  end
+
+  defp reply(slot, answer) do
+    case Native.callback_reply(slot, answer) do
+      :dirty -> Native.callback_reply_dirty(slot, answer)
+      :ok -> :ok
+    end
+
+    :ok
+  rescue
+    # Not an answer the NIF takes (cannot happen with the shapes above).
+    ArgumentError ->
+      Native.callback_reply(slot, {:failed, "pybridge could not encode the callback's answer"})
+      :ok
+  end
+
+  @doc false
+  # The timeout of a call made inside a callback: no later than the
+  # deadline of the call the callback serves, so the outer call's timeout
+  # still ends the whole chain.
+  @compile {:inline, cap_timeout: 1}
+  @spec cap_timeout(timeout) :: timeout
+  def cap_timeout(timeout) do
+    case Process.get(@deadline_key) do
+      nil -> timeout
+      deadline -> cap(timeout, deadline - System.monotonic_time(:millisecond))
+    end
+  end
+
+  defp cap(_timeout, left) when left <= 0, do: 0
+  defp cap(:infinity, left), do: left
+  defp cap(timeout, left), do: min(timeout, left)
+
+  @doc false
+  # How long a call with `remaining` ms left may keep waiting (the receive
+  # loop after a callback).
+  @spec deadline(non_neg_integer | :infinity) :: integer | :infinity
+  def deadline(:infinity), do: :infinity
+  def deadline(remaining), do: System.monotonic_time(:millisecond) + remaining
+
+  @doc false
+  @spec left(integer | :infinity) :: timeout
+  def left(:infinity), do: :infinity
+  def left(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
+
+  @doc false
+  # The registry's table, made by Py.Callback.Pool.
+  @spec table() :: atom
+  def table, do: @table
+end

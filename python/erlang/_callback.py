@@ -1,0 +1,186 @@
+"""Calling the BEAM from Python: ``erlang.call``, ``erlang.send``, ``erlang.self``.
+
+Functions registered on the BEAM side (``Py.register_function/2``,
+``py:register_function/2,3``) are called by name::
+
+    erlang.call("lookup", 42)        # by name
+    erlang.lookup(42)                # as an attribute of the erlang module
+    from erlang import lookup        # imported
+    lookup(42)
+
+Arguments and the result convert like the arguments and result of a
+``Py.call``, in the other direction. During a call from the BEAM the
+function runs in the very BEAM process that made the call (it waits for the
+call anyway), so it sees that process's state, and a ``Py.call`` it makes
+runs in the same context and namespace. From a thread Python started
+itself it runs in a process of pybridge's callback pool.
+
+A function that raises, exits or throws makes ``erlang.call`` raise
+``Error`` (``ExitError``, ``ThrowError``) with the reason as a Python value
+in ``.reason``; an unregistered name raises ``UnknownFunction``. A callback
+still unanswered when the call it runs in times out raises
+``pybridge.Timeout``, like any code running past the call's timeout.
+
+``start`` is the asynchronous primitive: it sends the request to the
+callback pool and returns a ``Pending`` whose ``wait`` gives the result.
+
+The native library executes this file as ``erlang._callback`` in every
+interpreter, after making ``erlang._callback_native`` there.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+_native = sys.modules["erlang._callback_native"]
+
+_VALUE = _native.VALUE
+_RAISED = _native.RAISED
+_UNKNOWN = _native.UNKNOWN
+_TIMEOUT = _native.TIMEOUT
+
+__all__ = [
+    "call",
+    "send",
+    "self",
+    "start",
+    "function",
+    "Pending",
+    "Error",
+    "ExitError",
+    "ThrowError",
+    "UnknownFunction",
+]
+
+
+class Error(Exception):
+    """A BEAM callback failed: it raised (``kind == "error"``), exited
+    (``"exit"``) or threw (``"throw"``), or could not be made.
+
+    ``reason`` is the BEAM's reason converted to Python (an Elixir exception
+    arrives as a dict of its fields), ``None`` when it cannot cross or there
+    is none; ``name`` is the function's name.
+    """
+
+    def __init__(self, message: str, *, name: str = "", kind: str = "error", reason: Any = None):
+        super().__init__(message)
+        self.name = name
+        self.kind = kind
+        self.reason = reason
+
+
+class ExitError(Error):
+    """The callback exited (``exit/1``)."""
+
+
+class ThrowError(Error):
+    """The callback threw (``throw/1``)."""
+
+
+class UnknownFunction(Error, LookupError):
+    """No BEAM function is registered under the name."""
+
+
+# Shown as erlang.Error etc. (the classes are erlang's public names).
+for _cls in (Error, ExitError, ThrowError, UnknownFunction):
+    _cls.__module__ = "erlang"
+del _cls
+
+_RAISED_CLASSES = {"error": Error, "exit": ExitError, "throw": ThrowError}
+
+
+def _timeout(message: str) -> BaseException:
+    support = sys.modules.get("pybridge")
+    timeout = getattr(support, "Timeout", None) if support is not None else None
+    if isinstance(timeout, type) and issubclass(timeout, BaseException):
+        return timeout(message)
+    return TimeoutError(message)
+
+
+def _result(name: str, answer: tuple) -> Any:
+    status = answer[0]
+    if status == _VALUE:
+        return answer[1]
+    if status == _RAISED:
+        _, kind, reason, message = answer
+        raise _RAISED_CLASSES.get(kind, Error)(message, name=name, kind=kind, reason=reason)
+    if status == _UNKNOWN:
+        raise UnknownFunction(answer[1], name=name, kind="error", reason="undef")
+    if status == _TIMEOUT:
+        raise _timeout(f"erlang.call({name!r}): {answer[1]}")
+    raise Error(f"erlang.call({name!r}) failed: {answer[1]}", name=name, kind="error")
+
+
+def call(name: str, *args: Any) -> Any:
+    """Runs the BEAM function registered as ``name`` with ``args`` and
+    returns its result. The thread waits without holding the GIL."""
+    return _result(name, _native.call(name, args))
+
+
+def function(name: str) -> Callable[..., Any]:
+    """The BEAM function ``name`` as a Python callable (what ``erlang.name``
+    and ``from erlang import name`` give)."""
+
+    def callback(*args: Any) -> Any:
+        return _result(name, _native.call(name, args))
+
+    callback.__name__ = callback.__qualname__ = name
+    callback.__doc__ = f"Calls the BEAM function registered as {name!r}."
+    return callback
+
+
+class Pending:
+    """A callback sent with ``start``, its answer still to come."""
+
+    __slots__ = ("_id", "name")
+
+    def __init__(self, id: int, name: str):
+        self._id = id
+        self.name = name
+
+    def done(self) -> bool:
+        """True once the answer is there."""
+        return _native.done(self._id)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """The result (or the exception raised), waiting up to ``timeout``
+        seconds (for ever when None) without the GIL; raises
+        ``TimeoutError`` if the answer did not come in time (it may still
+        come: call ``wait`` again)."""
+        answer = _native.wait(self._id, timeout)
+        if answer is None:
+            raise TimeoutError(f"erlang callback {self.name!r} not answered within {timeout} s")
+        return _result(self.name, answer)
+
+    def set_wakeup_fd(self, fd: int) -> None:
+        """Has one byte written to ``fd`` when the answer arrives (at once
+        if it is there), e.g. to wake an asyncio loop."""
+        _native.wakeup_fd(self._id, fd)
+
+    def __del__(self) -> None:
+        forget = getattr(_native, "forget", None)
+        if forget is not None:
+            forget(self._id)
+
+
+def start(name: str, *args: Any) -> Pending:
+    """Sends ``name(*args)`` to the BEAM's callback pool and returns at once;
+    ``Pending.wait`` gives the result."""
+    return Pending(_native.start(name, args), name)
+
+
+def send(pid: Any, message: Any) -> None:
+    """Sends ``message`` to the BEAM process ``pid`` (an ``erlang.Pid``).
+    Raises ``Error`` (reason ``"noproc"``) when no such process is alive."""
+    status, why = _native.send(pid, message)
+    if status == _native.NO_PROCESS:
+        raise Error(f"erlang.send: {why}", kind="error", reason="noproc")
+    if status != _native.SENT:
+        raise Error(f"erlang.send: {why}", kind="error")
+
+
+def self() -> Any:
+    """The pid of the BEAM process whose call is running on this thread
+    (an ``erlang.Pid``), or None outside a call from the BEAM."""
+    return _native.self_pid()
