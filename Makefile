@@ -8,7 +8,8 @@
 #   make demo    run examples/demo.exs
 #   make bench   MIX_ENV=bench mix run bench/run.exs
 #   make fmt     format Rust and Elixir sources
-#   make lint    rustfmt/clippy/mix format checks
+#   make lint    rustfmt/clippy/mix format checks, and the workflows
+#                (scripts/lint-workflows: YAML, structure, action names)
 #
 # PYTHON selects the Python to build, test and run against (default: the
 # PYBRIDGE_PYTHON environment variable, else python3 on PATH), e.g.
@@ -51,7 +52,7 @@ export PYBRIDGE_TEST_PY312 := $(PY312)
 export PYBRIDGE_TEST_PY314 := $(PY314)
 export PYBRIDGE_TEST_PY314T := $(PY314T)
 
-.PHONY: deps mix-deps build cpython test test-native test-elixir test-venv demo bench fmt lint clean
+.PHONY: deps mix-deps build cpython test test-native test-elixir test-venv demo bench fmt lint lint-workflows clean
 
 ## deps: system packages. Installs only what is missing; needs root (no sudo).
 deps:
@@ -69,6 +70,7 @@ deps:
 	  need+=("libpython$$ver" "python$$ver-venv"); \
 	done; \
 	need+=(curl ca-certificates xz-utils gcc libc6-dev make zlib1g-dev libffi-dev); \
+	need+=(python3-yaml); \
 	need+=($(DEB_EXTRA)); \
 	missing=(); \
 	for pkg in "$${need[@]}"; do \
@@ -188,6 +190,22 @@ lint:
 	CARGO_TARGET_DIR="$(CURDIR)/native/target/test" \
 	cargo clippy --workspace --all-targets --no-default-features -- -D warnings
 	mix format --check-formatted
+	$(MAKE) --no-print-directory lint-workflows
+
+## lint-workflows: the GitHub workflows parse and use known actions. Needs
+# PyYAML: the first of python3 on PATH and the system's /usr/bin/python3
+# that has it (make deps installs Debian's python3-yaml).
+lint-workflows:
+	@py=; \
+	for c in python3 /usr/bin/python3; do \
+	  if command -v "$$c" >/dev/null 2>&1 && "$$c" -c 'import yaml' 2>/dev/null; then py="$$c"; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+	  echo "make lint-workflows: needs PyYAML: make deps installs python3-yaml (or pip install pyyaml)" >&2; \
+	  exit 1; \
+	fi; \
+	"$$py" scripts/lint-workflows --self-test; \
+	"$$py" scripts/lint-workflows .github/workflows/*.yml
 
 clean:
 	mix clean

@@ -22,4 +22,48 @@ defmodule Mix.Tasks.Compile.PybridgePythonTest do
       assert message =~ "--python /nonexistent/python3.14t is not a Python that runs"
     end)
   end
+
+  describe "the configured Python" do
+    setup do
+      previous = {Application.get_env(:pybridge, :python), System.get_env("PYBRIDGE_PYTHON")}
+
+      on_exit(fn ->
+        {config, env} = previous
+
+        if config,
+          do: Application.put_env(:pybridge, :python, config),
+          else: Application.delete_env(:pybridge, :python)
+
+        if env,
+          do: System.put_env("PYBRIDGE_PYTHON", env),
+          else: System.delete_env("PYBRIDGE_PYTHON")
+      end)
+    end
+
+    test "with the GIL needs no library of its own" do
+      Application.put_env(:pybridge, :python, Py.Runtime.info().executable)
+      assert Pybridge.configured_free_threaded_python() == nil
+    end
+
+    test "that does not run is left to Py.Runtime to report" do
+      Application.delete_env(:pybridge, :python)
+      System.put_env("PYBRIDGE_PYTHON", "/nonexistent/python3.14t")
+      assert Pybridge.configured_free_threaded_python() == nil
+    end
+
+    test "free-threaded (config first, then PYBRIDGE_PYTHON) gets its library provided" do
+      case System.get_env("PYBRIDGE_TEST_PY314T") do
+        nil ->
+          flunk("PYBRIDGE_TEST_PY314T is not set (make test sets it; make cpython builds it)")
+
+        py314t ->
+          Application.delete_env(:pybridge, :python)
+          System.put_env("PYBRIDGE_PYTHON", py314t)
+          assert Pybridge.configured_free_threaded_python() =~ "python3.14t"
+
+          Application.put_env(:pybridge, :python, Py.Runtime.info().executable)
+          assert Pybridge.configured_free_threaded_python() == nil
+      end
+    end
+  end
 end

@@ -1,8 +1,11 @@
 defmodule Mix.Tasks.Compile.PybridgeTest do
   # The precompiled-NIF path of the Mix compiler, against stand-ins for
   # rustler_precompiled (Hex, and so the real package, is not available
-  # where this suite runs). The stand-ins follow the real return shapes:
-  # Config.new/1 and download_or_reuse_nif_file/1 returning
+  # where this suite runs). The stand-ins follow the real API of
+  # rustler_precompiled 0.8 (read from its source): Config.new/1,
+  # build_metadata/1 returning {:ok, metadata} whose lib name ends in
+  # "--<variant>" when a variant of the target is chosen (the first whose
+  # function returns true), and download_or_reuse_nif_file/2 returning
   # {:ok, %{load_from: {app, "priv/native/<lib name>"}}} or {:error, reason}.
   use ExUnit.Case, async: false
 
@@ -21,16 +24,32 @@ defmodule Mix.Tasks.Compile.PybridgeTest do
     end
 
     defmodule RustlerPrecompiled do
-      def download_or_reuse_nif_file(config) do
+      @target "x86_64-unknown-linux-gnu"
+
+      def build_metadata(config) do
+        true = @target in config.targets
+
+        suffix =
+          case Enum.find(Map.get(config.variants, @target, []), fn {_, f} -> f.(config) end) do
+            {name, _} -> "--\#{name}"
+            nil -> ""
+          end
+
+        [nif | _] = config.nif_versions
+        lib = "lib\#{config.crate}-v\#{config.version}-nif-\#{nif}-\#{@target}\#{suffix}"
+        {:ok, %{lib_name: lib}}
+      end
+
+      def download_or_reuse_nif_file(config, metadata) do
         case :persistent_term.get({__MODULE__, :mode}) do
           {:error, reason} ->
             {:error, reason}
 
           :ok ->
-            lib = "#{@stub_dir}/lib\#{config.crate}-v\#{config.version}-nif-2.15"
+            lib = "#{@stub_dir}/\#{metadata.lib_name}"
             file = Application.app_dir(config.otp_app, lib) <> ".so"
             File.mkdir_p!(Path.dirname(file))
-            File.write!(file, "library of \#{config.crate} for \#{inspect(config.module)}")
+            File.write!(file, "\#{metadata.lib_name} for \#{inspect(config.module)}")
             send(:persistent_term.get({__MODULE__, :test}), {:downloaded, config})
             {:ok, %{load?: true, load_from: {config.otp_app, lib}, load_data: 0}}
         end
@@ -69,10 +88,39 @@ defmodule Mix.Tasks.Compile.PybridgeTest do
     assert config.force_build == false
     assert config.base_url =~ ~r{/releases/download/v\d+\.\d+\.\d+}
 
-    assert File.read!(Path.join(priv, "pybridge.so")) =~ "library of pybridge for Py.Native"
+    assert File.read!(Path.join(priv, "pybridge.so")) =~
+             ~r/^libpybridge-v[\d.]+-nif-2.15-x86_64-unknown-linux-gnu for Py.Native$/
 
     assert File.read!(Path.join(priv, "pybridge_loader.so")) =~
-             "library of pybridge_loader for Py.Native.Loader"
+             ~r/^libpybridge_loader-v[\d.]+-nif-2.15-x86_64-unknown-linux-gnu for Py.Native.Loader$/
+  end
+
+  @tag :tmp_dir
+  test "a free-threaded Python gets the cp314t variant of the pybridge library", %{priv: priv} do
+    :persistent_term.put({RustlerPrecompiled, :mode}, :ok)
+    assert Pybridge.precompiled_variant(priv, "cp314t") == :ok
+
+    assert_received {:downloaded, %{crate: "pybridge", module: Py.Native, variants: variants}}
+    # Offered for every released target, chosen unconditionally.
+    assert [cp314t: chosen] = variants["aarch64-apple-darwin"]
+    assert chosen.(%{}) == true
+
+    assert File.read!(Path.join(priv, "pybridge_cp314t.so")) =~
+             ~r/^libpybridge-v[\d.]+-nif-2.15-x86_64-unknown-linux-gnu--cp314t for Py.Native$/
+
+    refute File.exists?(Path.join(priv, "pybridge.so"))
+  end
+
+  @tag :tmp_dir
+  test "a free-threaded version no release has is built from source, saying why", %{priv: priv} do
+    :persistent_term.put({RustlerPrecompiled, :mode}, :ok)
+    assert {:skip, reason} = Pybridge.precompiled_variant(priv, "cp315t")
+    assert reason =~ "no precompiled pybridge NIF is released for a free-threaded cp315t Python"
+    refute_received {:downloaded, _}
+
+    :persistent_term.put({RustlerPrecompiled, :mode}, {:error, "404"})
+    assert {:skip, reason} = Pybridge.precompiled_variant(priv, "cp314t")
+    assert reason =~ "no precompiled pybridge cp314t NIF (404)"
   end
 
   @tag :tmp_dir

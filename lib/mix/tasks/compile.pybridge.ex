@@ -38,6 +38,12 @@ defmodule Mix.Tasks.Compile.Pybridge do
   Python with the GIL the option changes nothing: the stable-ABI library
   serves it.
 
+  Without `--python`, the compiler asks the configured Python the way
+  `Py.Runtime.Python` picks it at compile time (`config :pybridge, python:`
+  in `config/config.exs`, else `PYBRIDGE_PYTHON`, else `python3` on `PATH`)
+  whether it is free-threaded, and if so provides its library too: the
+  precompiled one when there is one (below), else a build from source.
+
   ## Environment
 
     * `CARGO` – the cargo executable to use (default: `cargo` on `PATH`, then
@@ -49,10 +55,14 @@ defmodule Mix.Tasks.Compile.Pybridge do
 
   When `rustler_precompiled` is available (pybridge used from Hex) and
   `PYBRIDGE_BUILD` is not `"1"`, the compiler first asks it for the two
-  libraries of this version and target (`Config.new/1` and
-  `download_or_reuse_nif_file/1`: release assets checked against the
+  libraries of this version and target (`Config.new/1`, `build_metadata/1`
+  and `download_or_reuse_nif_file/2`: release assets checked against the
   `checksum-Elixir.Py.Native*.exs` files shipped in the package, cached
-  locally), and installs them as above. pybridge does not use
+  locally), and installs them as above. For a free-threaded Python it asks
+  for the `pybridge` library's variant of that version (`cp314t`: the
+  release asset `libpybridge-v<version>-nif-2.15-<target>--cp314t.so.tar.gz`,
+  which `.github/workflows/release.yml` builds) and installs it as
+  `pybridge_cp314t.so`. pybridge does not use
   `use RustlerPrecompiled`, whose `@on_load` would load the NIF before
   libpython is loaded. If anything is missing (no release for this target, no
   checksum file, no network), it says why and builds from source instead.
@@ -77,7 +87,7 @@ defmodule Mix.Tasks.Compile.Pybridge do
     priv = Path.join([root, "priv", "native"])
 
     with result when result in [:ok, :noop] <- compile_default(opts, root, native, priv) do
-      case opts[:python] do
+      case opts[:python] || configured_free_threaded_python() do
         nil -> result
         python -> compile_for_python(python, opts, root, native, priv)
       end
@@ -125,27 +135,66 @@ defmodule Mix.Tasks.Compile.Pybridge do
           :noop
 
         true ->
-          target = Path.join(target_dir(native), tag)
-          env = [{"PYO3_PYTHON", exe}, {"CARGO_TARGET_DIR", target}]
+          case precompiled_variant(priv, tag) do
+            :ok ->
+              Mix.Project.build_structure()
+              :ok
 
-          with {:ok, cargo} <- find_cargo(),
-               :ok <- run_cargo(cargo, native, ["-p", "pybridge"], env) do
-            case built_library(Path.join(target, "release"), "pybridge") do
-              nil ->
-                error("pybridge: cargo succeeded but built no libpybridge in #{target}")
-
-              source ->
-                install_file(source, dest)
-                Mix.Project.build_structure()
-                :ok
-            end
+            {:skip, reason} ->
+              if reason, do: Mix.shell().info("pybridge: #{reason}; building from source")
+              build_for_python(exe, tag, native, dest)
           end
       end
     end
   end
 
+  defp build_for_python(exe, tag, native, dest) do
+    target = Path.join(target_dir(native), tag)
+    env = [{"PYO3_PYTHON", exe}, {"CARGO_TARGET_DIR", target}]
+
+    with {:ok, cargo} <- find_cargo(),
+         :ok <- run_cargo(cargo, native, ["-p", "pybridge"], env) do
+      case built_library(Path.join(target, "release"), "pybridge") do
+        nil ->
+          error("pybridge: cargo succeeded but built no libpybridge in #{target}")
+
+        source ->
+          install_file(source, dest)
+          Mix.Project.build_structure()
+          :ok
+      end
+    end
+  end
+
+  @doc false
+  # The configured Python (config :pybridge, python:, else PYBRIDGE_PYTHON,
+  # else python3 on PATH, as Py.Runtime.Python picks it) when it is
+  # free-threaded; nil when it has the GIL or does not run. Public for the
+  # tests.
+  @spec configured_free_threaded_python() :: String.t() | nil
+  def configured_free_threaded_python do
+    python =
+      Enum.find(
+        [Application.get_env(:pybridge, :python), System.get_env("PYBRIDGE_PYTHON")],
+        "python3",
+        &(&1 not in [nil, ""])
+      )
+
+    case probe_python(python) do
+      {:ok, exe, "cp" <> _} -> exe
+      _ -> nil
+    end
+  end
+
   # "cp314t" for a free-threaded 3.14, "abi3" for a Python with the GIL.
   defp python_tag(python) do
+    case probe_python(python) do
+      {:ok, exe, tag} -> {:ok, exe, tag}
+      :error -> error("pybridge: --python #{python} is not a Python that runs")
+    end
+  end
+
+  defp probe_python(python) do
     script =
       "import sys, sysconfig; " <>
         "print(sys.executable, sysconfig.get_config_var('Py_GIL_DISABLED') or 0, " <>
@@ -156,41 +205,82 @@ defmodule Mix.Tasks.Compile.Pybridge do
          [exe, gil_disabled, version] <- out |> String.trim() |> String.split(" ") do
       {:ok, exe, if(gil_disabled == "1", do: "cp#{version}t", else: "abi3")}
     else
-      _ -> error("pybridge: --python #{python} is not a Python that runs")
+      _ -> :error
     end
+  rescue
+    # System.cmd raises when the file is there but cannot be executed.
+    ErlangError -> :error
   end
 
   ## Precompiled libraries (only with rustler_precompiled, i.e. with Hex)
 
   @precompiled_modules %{"pybridge" => Py.Native, "pybridge_loader" => Py.Native.Loader}
 
+  # What .github/workflows/release.yml builds: these targets, NIF 2.15 (OTP
+  # 24+), and for pybridge a `cp314t` variant of each, for free-threaded
+  # CPython 3.14.
+  @precompiled_targets ~w(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
+                          x86_64-apple-darwin aarch64-apple-darwin)
+  @precompiled_nif_versions ["2.15"]
+  @free_threaded_variants [:cp314t]
+
   @doc false
   # Public for the tests, which stand in for rustler_precompiled.
   @spec precompiled(Path.t()) :: :ok | {:skip, String.t() | nil}
   def precompiled(priv) do
+    with :ok <- precompiled_enabled?() do
+      File.mkdir_p!(priv)
+
+      Enum.reduce_while(@libs, :ok, fn {crate, file}, :ok ->
+        case fetch_precompiled(crate, Path.join(priv, file), nil) do
+          :ok -> {:cont, :ok}
+          {:error, reason} -> {:halt, {:skip, "no precompiled #{crate} NIF (#{reason})"}}
+        end
+      end)
+    end
+  end
+
+  @doc false
+  # The pybridge library for the free-threaded Python of `tag` ("cp314t"),
+  # installed as pybridge_<tag>.so. Public for the tests.
+  @spec precompiled_variant(Path.t(), String.t()) :: :ok | {:skip, String.t() | nil}
+  def precompiled_variant(priv, tag) do
+    variant = Enum.find(@free_threaded_variants, &(Atom.to_string(&1) == tag))
+
+    with :ok <- precompiled_enabled?() do
+      dest = Path.join(priv, "pybridge_#{tag}.so")
+      File.mkdir_p!(priv)
+
+      if variant do
+        case fetch_precompiled("pybridge", dest, variant) do
+          :ok -> :ok
+          {:error, reason} -> {:skip, "no precompiled pybridge #{tag} NIF (#{reason})"}
+        end
+      else
+        {:skip, "no precompiled pybridge NIF is released for a free-threaded #{tag} Python"}
+      end
+    end
+  end
+
+  defp precompiled_enabled? do
     cond do
-      System.get_env("PYBRIDGE_BUILD") in ["1", "true"] ->
-        {:skip, nil}
-
-      not Code.ensure_loaded?(RustlerPrecompiled) ->
-        {:skip, nil}
-
-      true ->
-        File.mkdir_p!(priv)
-
-        Enum.reduce_while(@libs, :ok, fn {crate, file}, :ok ->
-          case fetch_precompiled(crate, Path.join(priv, file)) do
-            :ok -> {:cont, :ok}
-            {:error, reason} -> {:halt, {:skip, "no precompiled #{crate} NIF (#{reason})"}}
-          end
-        end)
+      System.get_env("PYBRIDGE_BUILD") in ["1", "true"] -> {:skip, nil}
+      not Code.ensure_loaded?(RustlerPrecompiled) -> {:skip, nil}
+      true -> :ok
     end
   end
 
   # `apply/3`: these modules exist only when the Hex dependency is present.
-  defp fetch_precompiled(crate, dest) do
+  defp fetch_precompiled(crate, dest, variant) do
     project = Mix.Project.config()
     version = project[:version]
+
+    # rustler_precompiled picks the first variant of the target whose
+    # function says yes; the caller already knows the Python needs this one.
+    variants =
+      if variant,
+        do: Map.new(@precompiled_targets, &{&1, [{variant, fn _config -> true end}]}),
+        else: %{}
 
     config_opts = [
       otp_app: :pybridge,
@@ -198,12 +288,19 @@ defmodule Mix.Tasks.Compile.Pybridge do
       crate: crate,
       base_url: "#{project[:source_url]}/releases/download/v#{version}",
       version: version,
+      targets: @precompiled_targets,
+      nif_versions: @precompiled_nif_versions,
+      variants: variants,
       force_build: false
     ]
 
     with {:ok, config} <- safely(fn -> apply(RustlerPrecompiled.Config, :new, [config_opts]) end),
+         {:ok, {:ok, metadata}} <-
+           safely(fn -> apply(RustlerPrecompiled, :build_metadata, [config]) end),
          {:ok, {:ok, %{load_from: {app, path}}}} <-
-           safely(fn -> apply(RustlerPrecompiled, :download_or_reuse_nif_file, [config]) end),
+           safely(fn ->
+             apply(RustlerPrecompiled, :download_or_reuse_nif_file, [config, metadata])
+           end),
          [library | _] <- Path.wildcard(Application.app_dir(app, path) <> ".*") do
       install_file(library, dest)
     else
