@@ -264,14 +264,40 @@ defmodule Py.Options do
   defp cast(path, :path) when is_binary(path) or is_nil(path), do: {:ok, path}
   defp cast(path, :paths) when is_binary(path) or is_nil(path), do: {:ok, path}
 
-  defp cast(paths, :paths) when is_list(paths) do
-    if Enum.all?(paths, &is_binary/1), do: {:ok, paths}, else: :error
+  # An Erlang string (sys.config gives charlists) is a path too.
+  defp cast(path, type) when type in [:path, :paths] and is_list(path) and path != [] do
+    case charlist_path(path) do
+      {:ok, path} -> {:ok, path}
+      :error when type == :paths -> paths(path)
+      :error -> :error
+    end
   end
 
   defp cast(key, :coalesce) when key != nil, do: {:ok, key}
   defp cast(group, :group) when group != nil, do: {:ok, group}
   defp cast(%Py.Context{} = ctx, :context), do: {:ok, ctx}
   defp cast(_value, _type), do: :error
+
+  defp paths(paths) do
+    Enum.reduce_while(Enum.reverse(paths), {:ok, []}, fn
+      path, {:ok, acc} when is_binary(path) -> {:cont, {:ok, [path | acc]}}
+      path, {:ok, acc} -> path |> charlist_path() |> then(&add_path(&1, acc))
+    end)
+  end
+
+  defp add_path({:ok, path}, acc), do: {:cont, {:ok, [path | acc]}}
+  defp add_path(:error, _acc), do: {:halt, :error}
+
+  @doc false
+  # An Erlang string as a path: {:ok, binary}, or :error for any other term.
+  @spec charlist_path(term) :: {:ok, String.t()} | :error
+  def charlist_path(list) when is_list(list) and list != [] do
+    if List.ascii_printable?(list) or :io_lib.printable_unicode_list(list),
+      do: {:ok, List.to_string(list)},
+      else: :error
+  end
+
+  def charlist_path(_), do: :error
 
   defp name(name, module?) when is_atom(name) and name not in [nil, true, false] do
     case Atom.to_string(name) do

@@ -49,4 +49,38 @@ defmodule Py.ConfigTest do
 
     assert m2 =~ "invalid :executor_priority"
   end
+
+  # Erlang programs configure pybridge in sys.config, where strings are
+  # charlists: `{pybridge, [{python, "/usr/bin/python3"}]}`.
+  describe "settings given as Erlang strings (sys.config)" do
+    test "python: a charlist is the executable's path" do
+      exe = Py.Runtime.info().executable
+      previous = Application.fetch_env(:pybridge, :python)
+      Application.put_env(:pybridge, :python, String.to_charlist(exe))
+
+      try do
+        assert Py.Runtime.Python.requested_python() == exe
+        assert {:ok, %Py.Runtime.Python{executable: ^exe}} = Py.Runtime.Python.discover()
+      after
+        case previous do
+          {:ok, v} -> Application.put_env(:pybridge, :python, v)
+          :error -> Application.delete_env(:pybridge, :python)
+        end
+      end
+    end
+
+    test "python_path: a list of charlists is a list of paths" do
+      previous = Application.fetch_env(:pybridge, :python_path)
+      Application.put_env(:pybridge, :python_path, [~c"/srv/a", "/srv/b"])
+
+      try do
+        assert Py.Options.setting!(:python_path, :paths, nil) == ["/srv/a", "/srv/b"]
+      after
+        case previous do
+          {:ok, v} -> Application.put_env(:pybridge, :python_path, v)
+          :error -> Application.delete_env(:pybridge, :python_path)
+        end
+      end
+    end
+  end
 end

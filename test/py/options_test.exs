@@ -74,9 +74,17 @@ defmodule Py.OptionsTest do
       {:module, [{:math, "math"}, {"os.path", "os.path"}], [nil, 1],
        ~s(a Python module name such as :math or "os.path")},
       {:args, [{[], []}, {[1, 2], [1, 2]}], [{1, 2}, %{}], "a list of positional arguments"},
-      {:path, [{"/x", "/x"}, {nil, nil}], [~c"/x", :x], "a path as a string, or nil"},
-      {:paths, [{"/x", "/x"}, {["/x", "/y"], ["/x", "/y"]}, {nil, nil}], [[:x], :x],
-       "a path or a list of paths (strings), or nil"}
+      # Charlists are paths too: Erlang's sys.config gives strings as charlists.
+      {:path, [{"/x", "/x"}, {~c"/x", "/x"}, {nil, nil}], [:x, [1, 2], []],
+       "a path as a string, or nil"},
+      {:paths,
+       [
+         {"/x", "/x"},
+         {["/x", "/y"], ["/x", "/y"]},
+         {~c"/x", "/x"},
+         {[~c"/x", "/y"], ["/x", "/y"]},
+         {nil, nil}
+       ], [[:x], :x, [~c"/x", 1]], "a path or a list of paths (strings), or nil"}
     ]
 
     for {type, good, bad, expected} <- @cases do

@@ -431,6 +431,15 @@ defmodule Py.Runtime.Python do
   end
 
   defp non_empty(""), do: nil
+
+  # sys.config (Erlang) gives strings as charlists.
+  defp non_empty(value) when is_list(value) do
+    case Py.Options.charlist_path(value) do
+      {:ok, path} -> path
+      :error -> value
+    end
+  end
+
   defp non_empty(value), do: value
 
   defp one(values, key) do
