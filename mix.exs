@@ -49,6 +49,8 @@ defmodule Pybridge.MixProject do
         {:rustler_precompiled, "~> 0.8"},
         {:rustler, "~> 0.36", optional: true},
         {:telemetry, "~> 1.0"},
+        # Py.LiveDashboard is compiled only when the application has it.
+        {:phoenix_live_dashboard, "~> 0.8", optional: true},
         {:ex_doc, "~> 0.34", only: :dev, runtime: false}
       ]
     else
@@ -92,6 +94,12 @@ defmodule Pybridge.MixProject do
     ]
   end
 
+  # The guides in reading order: first steps, the concepts one by one, then
+  # running it in production, the Erlang API, and how it is built. A guide
+  # not written yet is left out rather than breaking `mix docs`.
+  @guides ~w(getting-started type-conversion contexts runtime coalescing shared-dict callbacks
+             telemetry deployment erlang architecture)
+
   defp docs do
     [
       main: "readme",
@@ -99,12 +107,33 @@ defmodule Pybridge.MixProject do
       source_url: @source_url,
       extras:
         ["README.md"] ++
-          Enum.map(
-            ~w(getting-started contexts type-conversion erlang coalescing shared-dict runtime architecture),
-            &"guides/#{&1}.md"
-          ) ++
+          Enum.filter(Enum.map(@guides, &"guides/#{&1}.md"), &File.exists?/1) ++
           ["CHANGELOG.md"],
-      groups_for_extras: [Guides: ~r{guides/}]
+      groups_for_extras: [
+        Guides:
+          ~r{guides/(getting-started|type-conversion|contexts|runtime|coalescing|shared-dict|callbacks)\.md},
+        Operations: ~r{guides/(telemetry|deployment)\.md},
+        Erlang: ~r{guides/erlang\.md},
+        Internals: ~r{guides/architecture\.md}
+      ],
+      groups_for_modules: [
+        Calls: [Py, Py.Object, Py.Bytes, Py.Error, Py.Options, Py.Limits, Py.Imports],
+        Contexts: [
+          Py.Context,
+          Py.Context.Supervisor,
+          Py.Context.Pools,
+          Py.Context.Registry,
+          Py.Runtime,
+          Py.Runtime.Python,
+          Py.Runtime.Venv,
+          Py.Runtime.Memory
+        ],
+        SharedDict: [Py.SharedDict, Py.SharedDict.Pickled, Py.State],
+        Coalescing: [Py.Coalesce],
+        Callbacks: [~r/^Py\.Callback/],
+        Observability: [Py.Telemetry, Py.Dashboard, Py.LiveDashboard],
+        Erlang: [:py, :py_context_router, :py_import, :py_dialect]
+      ]
     ]
   end
 end
