@@ -10,6 +10,7 @@ Process.put(:pybridge_bench_all, true)
 Code.require_file("coalesce.exs", __DIR__)
 Code.require_file("windows.exs", __DIR__)
 Code.require_file("shared_dict.exs", __DIR__)
+Code.require_file("callbacks.exs", __DIR__)
 alias Bench.Harness, as: H
 
 defmodule Bench.Run do
@@ -464,7 +465,20 @@ windows = Bench.Windows.section(&Run.row/6)
 
 shared_dict = Bench.SharedDict.section(&Run.row/6)
 
-sections = [calls, bulk, execution, contexts, parallel, coalescing, windows, shared_dict]
+callbacks = Bench.Callbacks.section(&Run.row/6)
+
+sections = [
+  calls,
+  bulk,
+  execution,
+  contexts,
+  parallel,
+  coalescing,
+  windows,
+  shared_dict,
+  callbacks
+]
+
 m = H.machine()
 
 table = fn rows ->

@@ -97,7 +97,12 @@ defmodule Py.Call do
   def handle(handle, ref, timeout, {:callback, request}, deadline) do
     deadline = deadline || Py.Callback.deadline(elem(request, 3))
     Py.Callback.run(request)
-    await(handle, ref, timeout, deadline)
+
+    # A callback that ran past the call's deadline timed the call out, even
+    # if Python, answered just in time, replied meanwhile.
+    if Py.Callback.left(deadline) == 0,
+      do: late(handle, ref, timeout),
+      else: await(handle, ref, timeout, deadline)
   end
 
   def handle(handle, ref, timeout, _unknown, deadline) do
@@ -178,9 +183,40 @@ defmodule Py.Call do
     :ok
   end
 
+  # The call's deadline passed while this process ran a callback for it.
+  defp late(handle, ref, timeout) do
+    timeout_error =
+      {{:error, %Error{type: :timeout, message: "Python call exceeded #{timeout} ms"}}, nil}
+
+    case Native.cancel(handle) do
+      :cancelled ->
+        flush_callbacks(ref)
+        timeout_error
+
+      :replied ->
+        # Take the reply out of the mailbox; the call still timed out.
+        receive do
+          {^ref, _reply, _queue_us, _run_us} -> timeout_error
+        after
+          @promised_reply_ms -> timeout_error
+        end
+    end
+  end
+
+  # Callback requests of a call given up on: dropping them answers their
+  # Python side (which has timed out too) through the slot's destructor.
+  defp flush_callbacks(ref) do
+    receive do
+      {^ref, :callback, _request} -> flush_callbacks(ref)
+    after
+      0 -> :ok
+    end
+  end
+
   defp timed_out(handle, ref, timeout) do
     case Native.cancel(handle) do
       :cancelled ->
+        flush_callbacks(ref)
         {{:error, %Error{type: :timeout, message: "Python call exceeded #{timeout} ms"}}, nil}
 
       :replied ->

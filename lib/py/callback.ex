@@ -33,11 +33,9 @@ defmodule Py.Callback do
   @depth_key {__MODULE__, :depth}
   @deadline_key {__MODULE__, :deadline}
 
-  # How deep Python → BEAM → Python → ... may nest in one process: past it
-  # a callback fails with a clear error instead of recursing for ever.
-  # Each level holds a worker thread of the context (64 MiB of address
-  # space, touched only as used).
-  @max_depth 64
+  # How deep Python → BEAM → Python → ... may nest in one process (see
+  # Py.Limits.max_callback_depth/0).
+  @max_depth Py.Limits.max_callback_depth()
 
   @typedoc "What a registered name calls."
   @type callable :: (... -> term) | {module, atom}
@@ -59,7 +57,7 @@ defmodule Py.Callback do
   @doc """
   The depth limit of nested callbacks in one process (Python → BEAM →
   Python → ...): a callback past it makes `erlang.call` raise
-  `erlang.Error`.
+  `erlang.Error`. Set in `Py.Limits.max_callback_depth/0`.
 
   ## Example
 

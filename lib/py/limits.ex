@@ -48,6 +48,18 @@ defmodule Py.Limits do
   def promised_reply_ms, do: 10_000
 
   @doc """
+  How deep callbacks may nest in one process (Python → BEAM → Python → …,
+  see `Py.Callback`): a callback past this depth makes `erlang.call` raise
+  `erlang.Error` ("callback depth limit reached") instead of recursing for
+  ever. Each level holds one worker thread of the context.
+
+      iex> Py.Limits.max_callback_depth()
+      64
+  """
+  @spec max_callback_depth() :: pos_integer
+  def max_callback_depth, do: 64
+
+  @doc """
   How much longer than a call's own timeout `Py.Remote` waits for the other
   node's answer, in milliseconds (the remote call times out first and its
   error travels back within this margin).
