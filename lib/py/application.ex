@@ -17,6 +17,7 @@ defmodule Py.Application do
         children = [
           Py.Coalesce.Tables,
           Py.Dashboard.Samples,
+          Py.SharedDict.CallbackLog,
           Py.Context.Supervisor,
           Py.Callback.Pool
         ]

@@ -50,6 +50,7 @@ defmodule Py.Native do
   def shared_dict_destroy(_sd), do: not_loaded()
   def shared_dict_stats(_sd), do: not_loaded()
   def shared_dict_subscribe(_sd, _events), do: not_loaded()
+  def shared_dict_callback_log, do: not_loaded()
   def shared_dict_unsubscribe(_sd, _events), do: not_loaded()
   def shared_dict_lock(_sd, _key), do: not_loaded()
   def shared_dict_lock_cancel(_sd, _key), do: not_loaded()

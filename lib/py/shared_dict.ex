@@ -450,8 +450,11 @@ defmodule Py.SharedDict do
   @doc """
   The dict's counters: `size` (live keys), `puts` (writes, increments and
   updates included), `deletes` (deleted, taken or evicted keys),
-  `expired_total`, and `recent_expiries`, the latest expiries as
-  `{key, unix_ms}`, newest first (at most 32). `clear/1` counts as none.
+  `expired_total`, `recent_expiries`, the latest expiries as
+  `{key, unix_ms}`, newest first (at most 32), and `callback_errors` and
+  `callback_timeouts`, the Python callbacks (`sd.register_callback`) that
+  raised or ran past their timeout (each is also logged). `clear/1` counts
+  as none.
 
   ## Example
 
@@ -459,14 +462,17 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.put(sd, "a", 1)
       iex> Py.SharedDict.delete(sd, "a")
       iex> Py.SharedDict.stats(sd)
-      %{size: 0, puts: 1, deletes: 1, expired_total: 0, recent_expiries: []}
+      %{size: 0, puts: 1, deletes: 1, expired_total: 0, recent_expiries: [],
+        callback_errors: 0, callback_timeouts: 0}
   """
   @spec stats(t) :: %{
           size: non_neg_integer,
           puts: non_neg_integer,
           deletes: non_neg_integer,
           expired_total: non_neg_integer,
-          recent_expiries: [{key, integer}]
+          recent_expiries: [{key, integer}],
+          callback_errors: non_neg_integer,
+          callback_timeouts: non_neg_integer
         }
   def stats(sd), do: run(sd, :stats, [], &Native.shared_dict_stats/1)
 

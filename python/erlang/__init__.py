@@ -59,6 +59,8 @@ state_keys = _shared_dict.state_keys
 state_clear = _shared_dict.state_clear
 state_incr = _shared_dict.state_incr
 state_decr = _shared_dict.state_decr
+# LiveDict 2.0's API over a SharedDict (python/erlang/_livedict.py).
+LiveDict = sys.modules["erlang._livedict"].LiveDict
 
 # Calling the BEAM (python/erlang/_callback.py), run as erlang._callback
 # before this module.
@@ -93,6 +95,7 @@ __all__ = [
     "state_clear",
     "state_incr",
     "state_decr",
+    "LiveDict",
 ]
 
 

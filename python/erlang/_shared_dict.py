@@ -23,7 +23,7 @@ import pickle
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 _native = sys.modules["erlang._shared_dict_native"]
 
@@ -49,6 +49,41 @@ class SharedDictFull(RuntimeError):
 
 def _value(kind: int, payload: Any) -> Any:
     return pickle.loads(payload) if kind == _PICKLED else payload
+
+
+# Event names and their bits in a callback's mask (native
+# ``callbacks::event_bit``); "get" is LiveDict's name for "access".
+_EVENTS = {"set": 1, "delete": 2, "expire": 4, "access": 8, "get": 8}
+
+
+class _Callback:
+    """One registered callback. The native side calls ``_run`` on
+    pybridge's callback context, once per event, with the value written or
+    removed (``None`` when there is none)."""
+
+    __slots__ = ("fn", "timeout")
+
+    def __init__(self, fn: Callable[[str, Any], Any], timeout: float | None) -> None:
+        self.fn = fn
+        self.timeout = timeout
+
+    def _run(self, key: str, event: str, kind: int, payload: Any) -> None:
+        value = None if kind == _MISSING else _value(kind, payload)
+        result = self.fn(key, value)
+        if hasattr(result, "__await__"):
+            import asyncio  # only here: every interpreter runs this module
+
+            asyncio.run(self._wait(result))
+
+    async def _wait(self, awaitable: Any) -> None:
+        import asyncio
+
+        try:
+            await asyncio.wait_for(awaitable, self.timeout)
+        except asyncio.TimeoutError:
+            import pybridge
+
+            raise pybridge.Timeout(f"callback ran past its timeout of {self.timeout} s") from None
 
 
 def _ttl_ms(ttl: float | None) -> int | None:
@@ -226,6 +261,47 @@ class SharedDict:
     def destroy(self) -> None:
         """Destroys the dict for everyone; idempotent."""
         _native.destroy(self._id)
+
+    # -- callbacks ------------------------------------------------------
+
+    def register_callback(
+        self,
+        event: str,
+        fn: Callable[[str, Any], Any],
+        is_async: bool = False,
+        timeout: float | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Calls ``fn(key, value)`` once per ``event`` ("set", "delete",
+        "expire", "access"; "get" is "access"), of every key or of ``key``
+        only, whichever side caused it (Python, the BEAM, the sweeper).
+        Returns the callback's id.
+
+        ``fn`` runs later, on pybridge's callback context, never in the
+        writer's call. ``value`` is the value written, deleted, expired or
+        read. A coroutine function (``is_async=True``, or any ``fn`` that
+        returns an awaitable) is run to completion there. A callback that
+        raises, or runs past ``timeout`` seconds, is logged on the BEAM and
+        counted in ``Py.SharedDict.stats/1``; the store, the writer and the
+        other callbacks never notice."""
+        mask = _EVENTS.get(event) if isinstance(event, str) else None
+        if mask is None:
+            raise ValueError(f"event must be one of 'set', 'delete', 'expire', 'access', not {event!r}")
+        if not callable(fn):
+            raise TypeError(f"callback must be callable, not {type(fn).__name__}")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a number of seconds > 0 or None, not {timeout!r}")
+        runner = _Callback(fn, timeout)
+        return _native.register_callback(self._id, mask, runner, key, timeout)  # type: ignore[no-any-return]
+
+    def set_callback_enabled(self, callback_id: int, enabled: bool) -> bool:
+        """Turns a callback off (its events are skipped) or back on; False
+        when there is no such callback."""
+        return _native.set_callback_enabled(callback_id, bool(enabled))  # type: ignore[no-any-return]
+
+    def unregister_callback(self, callback_id: int) -> bool:
+        """Removes a callback; False when there is no such callback."""
+        return _native.unregister_callback(callback_id)  # type: ignore[no-any-return]
 
     # -- per-key locks --------------------------------------------------
 

@@ -120,6 +120,11 @@ pub const RECENT_EXPIRIES: usize = 32;
 /// hundred microseconds of work), so readers and writers never wait long.
 pub const SWEEP_BATCH: usize = 1024;
 
+/// Worker threads of pybridge's callback context (SharedDict callbacks):
+/// how many callbacks may block at once (sleeping, or waiting on I/O)
+/// before the others queue behind them.
+pub const CALLBACK_MAX_WORKERS: usize = 16;
+
 /// `text` cut to at most `max_bytes` bytes at a character boundary, ending
 /// in "..." when cut.
 pub fn truncate(mut text: String, max_bytes: usize) -> String {

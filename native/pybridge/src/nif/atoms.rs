@@ -83,6 +83,8 @@ rustler::atoms! {
     put,
     delete,
     expire,
+    access,
+    py_shared_dict_callback_failed,
     shared_dict,
     py_shared_dict_unlocked = "$py_shared_dict_unlocked",
     py_telemetry,

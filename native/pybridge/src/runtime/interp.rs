@@ -56,6 +56,12 @@ const CALLBACK_SOURCE: &CStr = source(concat!(
     include_str!("../../../../python/erlang/_callback.py"),
     "\0"
 ));
+/// Source of `erlang._livedict` (python/erlang/_livedict.py), LiveDict 2.0's
+/// API over `erlang._shared_dict`.
+const LIVEDICT_SOURCE: &CStr = source(concat!(
+    include_str!("../../../../python/erlang/_livedict.py"),
+    "\0"
+));
 /// Source of the `erlang` module (python/erlang/__init__.py).
 const ERLANG_SOURCE: &CStr = source(concat!(
     include_str!("../../../../python/erlang/__init__.py"),
@@ -598,6 +604,13 @@ fn setup(py: Python<'_>) -> PyResult<InterpState> {
         c"erlang._callback",
     )?;
     modules.set_item("erlang._callback", &callback)?;
+    let livedict = PyModule::from_code(
+        py,
+        LIVEDICT_SOURCE,
+        c"erlang/_livedict.py",
+        c"erlang._livedict",
+    )?;
+    modules.set_item("erlang._livedict", &livedict)?;
     let erlang = PyModule::from_code(py, ERLANG_SOURCE, c"erlang/__init__.py", c"erlang")?;
     modules.set_item("erlang", &erlang)?;
     let support = PyModule::from_code(py, SUPPORT_SOURCE, c"pybridge/__init__.py", c"pybridge")?;

@@ -20,6 +20,7 @@
 //!   own locking.
 
 mod backend;
+pub mod callbacks;
 mod clock;
 pub mod codec;
 mod locks;
@@ -146,14 +147,18 @@ pub enum EventKind {
     Delete,
     /// Expired (found by a read-modify-write or by the sweeper).
     Expire,
+    /// Read (a get that found the key). Raised only while a listener asked
+    /// for it ([`SharedDict::listen_access`]), never counted.
+    Access,
 }
 
-/// Something interested in a dict's events (BEAM subscribers, later Python
-/// callbacks and telemetry). Called after the change, outside the store's
+/// Something interested in a dict's events (BEAM subscribers, Python
+/// callbacks, later telemetry). Called after the change, outside the store's
 /// lock, on the thread that made the change (a scheduler, a Python thread,
-/// the sweeper): it must only hand the event over, never block.
+/// the sweeper): it must only hand the event over, never block. `value` is
+/// the value written or removed, when the backend reported it.
 pub trait Listener: Send + Sync {
-    fn event(&self, kind: EventKind, key: &str);
+    fn event(&self, kind: EventKind, key: &str, value: Option<&Item>);
 
     /// `key`'s per-key lock was released (waiters may try again).
     fn unlocked(&self, _key: &str) {}
@@ -209,6 +214,8 @@ pub struct SharedDict {
     listeners: RwLock<Vec<Arc<dyn Listener>>>,
     /// Set once the dict is known to the sweeper.
     swept: AtomicBool,
+    /// Set once a listener wants `Access` events (reads then raise them).
+    wants_access: AtomicBool,
     locks: Locks,
     /// Whether telemetry events of this dict carry the key
     /// (`telemetry_keys: true`); they never carry the value.
@@ -257,6 +264,7 @@ impl SharedDict {
             stats: Stats::default(),
             listeners: RwLock::new(Vec::new()),
             swept: AtomicBool::new(false),
+            wants_access: AtomicBool::new(false),
             locks: Locks::default(),
             telemetry_keys: AtomicBool::new(false),
         });
@@ -346,7 +354,7 @@ impl SharedDict {
         }
         let wall = clock::wall_ms();
         self.stats
-            .record(events.iter().map(|(kind, key)| (*kind, &**key)), wall);
+            .record(events.iter().map(|e| (e.kind, &*e.key)), wall);
         // One relaxed load when nobody listens to telemetry.
         if telemetry::enabled() {
             telemetry::emit(self, &events);
@@ -355,17 +363,25 @@ impl SharedDict {
         if listeners.is_empty() {
             return;
         }
-        for (kind, key) in &events {
+        for e in &events {
             for listener in listeners.iter() {
-                listener.event(*kind, key);
+                listener.event(e.kind, &e.key, e.value.as_ref());
             }
         }
     }
 
-    /// The value of `key` and its version.
+    /// The value of `key` and its version (an `Access` event when a
+    /// listener asked for them).
     pub fn get(&self, key: &str) -> Result<Option<(Item, u64)>, DictError> {
         let now = now_ms();
-        self.with(|b, _| b.get(key, now))
+        let found = self.with(|b, _| b.get(key, now))?;
+        if self.wants_access.load(Ordering::Relaxed) {
+            if let Some((item, _)) = &found {
+                let event = RawEvent::new(EventKind::Access, Arc::from(key), Some(item.clone()));
+                self.raise(vec![event]);
+            }
+        }
+        Ok(found)
     }
 
     /// Stores `value` under `key`; `ttl_ms` sets its expiry, `None` removes
@@ -600,6 +616,17 @@ impl SharedDict {
     pub fn stats(&self) -> Result<StatsSnapshot, DictError> {
         let size = self.len()?;
         Ok(self.stats.snapshot(size))
+    }
+
+    /// Makes reads raise `Access` events from now on (for the listeners
+    /// that want them; the others ignore them).
+    pub fn listen_access(&self) {
+        self.wants_access.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts a Python callback that raised or ran out of time.
+    pub fn count_callback_failure(&self, timed_out: bool) {
+        self.stats.callback_failed(timed_out);
     }
 
     /// Adds a listener for every later event.

@@ -24,12 +24,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyModule, PyString, PyTuple};
 
 use super::{
-    forget_call_lock, note_call_lock, BackendSpec, Bounds, Condition, DictError, DictOptions,
-    Holder, SharedDict, Stored, Ttl,
+    callbacks, forget_call_lock, note_call_lock, BackendSpec, Bounds, Condition, DictError,
+    DictOptions, Holder, SharedDict, Stored, Ttl,
 };
 use crate::convert::from_py::from_py;
 use crate::convert::to_py::to_py;
-use crate::runtime::Interp;
+use crate::convert::PyObject;
+use crate::runtime::{Interp, Kind};
 
 /// `get`'s kinds, and `put`'s statuses.
 pub const MISSING: u8 = 0;
@@ -388,6 +389,62 @@ fn unlock(id: u64, k: &Bound<'_, PyAny>, thread: u64) -> PyResult<bool> {
     dict(id)?.unlock(&k, Holder::Python(thread)).map_err(err)
 }
 
+/// Registers `runner` (the Python side's `_Callback`) for the events in
+/// `mask` (bits of [`callbacks::event_bit`]), of every key or of `k` only;
+/// returns the callback's id. Only from the main interpreter: callbacks run
+/// on pybridge's callback context, which lives there.
+#[pyfunction]
+#[pyo3(signature = (id, mask, runner, k = None, timeout = None))]
+fn register_callback(
+    py: Python<'_>,
+    id: u64,
+    mask: u8,
+    runner: &Bound<'_, PyAny>,
+    k: Option<&Bound<'_, PyAny>>,
+    timeout: Option<f64>,
+) -> PyResult<u64> {
+    let d = dict(id)?;
+    let main = Interp::running(py).is_some_and(|i| i.kind() == Kind::Main);
+    if !main {
+        return Err(PyRuntimeError::new_err(
+            "SharedDict callbacks can only be registered from the main interpreter \
+             (not from a sub-interpreter context)",
+        ));
+    }
+    let timeout = match timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t.min(1e9))),
+        Some(_) => return Err(PyValueError::new_err("timeout must be > 0 or None")),
+    };
+    let key = k.map(|k| key(k).map(|k| k.into_owned())).transpose()?;
+    let type_name = runner.get_type().name()?.to_string();
+    let runner = PyObject::new(runner.clone().unbind(), type_name, String::new());
+    let reg = callbacks::Registration {
+        mask,
+        key,
+        runner,
+        timeout,
+    };
+    callbacks::register(&d, reg).map_err(|e| match e {
+        callbacks::RegisterError::Dict(e) => err(e),
+        callbacks::RegisterError::Executor(e) => {
+            PyRuntimeError::new_err(format!("cannot start the callback context: {e}"))
+        }
+    })
+}
+
+/// Turns callback `cb` on or off; False when there is no such callback.
+#[pyfunction]
+fn set_callback_enabled(cb: u64, enabled: bool) -> bool {
+    callbacks::set_enabled(cb, enabled)
+}
+
+/// Removes callback `cb`; False when there is no such callback.
+#[pyfunction]
+fn unregister_callback(cb: u64) -> bool {
+    callbacks::unregister(cb)
+}
+
 /// The module `erlang._shared_dict_native` for the attached interpreter.
 pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "erlang._shared_dict_native")?;
@@ -407,5 +464,8 @@ pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(destroy, &m)?)?;
     m.add_function(wrap_pyfunction!(lock, &m)?)?;
     m.add_function(wrap_pyfunction!(unlock, &m)?)?;
+    m.add_function(wrap_pyfunction!(register_callback, &m)?)?;
+    m.add_function(wrap_pyfunction!(set_callback_enabled, &m)?)?;
+    m.add_function(wrap_pyfunction!(unregister_callback, &m)?)?;
     Ok(m)
 }

@@ -18,6 +18,8 @@ pub(super) struct Stats {
     puts: AtomicU64,
     deletes: AtomicU64,
     expired_total: AtomicU64,
+    callback_errors: AtomicU64,
+    callback_timeouts: AtomicU64,
     /// Newest first, at most [`RECENT_EXPIRIES`].
     recent_expiries: Mutex<VecDeque<(String, u64)>>,
 }
@@ -36,6 +38,10 @@ pub struct StatsSnapshot {
     pub expired_total: u64,
     /// The latest expiries as `(key, wall-clock ms)`, newest first.
     pub recent_expiries: Vec<(String, u64)>,
+    /// Python callbacks that raised.
+    pub callback_errors: u64,
+    /// Python callbacks that ran past their timeout.
+    pub callback_timeouts: u64,
 }
 
 impl Stats {
@@ -60,6 +66,7 @@ impl Stats {
                     }
                     newest.push_front(key);
                 }
+                EventKind::Access => {}
             }
         }
         if puts > 0 {
@@ -80,6 +87,14 @@ impl Stats {
         }
     }
 
+    pub(super) fn callback_failed(&self, timed_out: bool) {
+        if timed_out {
+            self.callback_timeouts.fetch_add(1, Relaxed);
+        } else {
+            self.callback_errors.fetch_add(1, Relaxed);
+        }
+    }
+
     pub(super) fn snapshot(&self, size: usize) -> StatsSnapshot {
         StatsSnapshot {
             size: size as u64,
@@ -87,6 +102,8 @@ impl Stats {
             deletes: self.deletes.load(Relaxed),
             expired_total: self.expired_total.load(Relaxed),
             recent_expiries: self.recent_expiries.lock().iter().cloned().collect(),
+            callback_errors: self.callback_errors.load(Relaxed),
+            callback_timeouts: self.callback_timeouts.load(Relaxed),
         }
     }
 }

@@ -47,7 +47,7 @@ pub(super) fn emit(dict: &SharedDict, events: &[RawEvent]) {
     let keys = dict.telemetry_keys();
     let batch = events
         .iter()
-        .map(|(kind, key)| (*kind, keys.then(|| key.to_string())))
+        .map(|e| (e.kind, keys.then(|| e.key.to_string())))
         .collect();
     tap(dict, batch);
 }

@@ -92,7 +92,7 @@ fn dict() -> Arc<SharedDict> {
 struct Recorder(Mutex<Vec<(EventKind, String)>>);
 
 impl Listener for Recorder {
-    fn event(&self, kind: EventKind, key: &str) {
+    fn event(&self, kind: EventKind, key: &str, _value: Option<&Item>) {
         self.0.lock().push((kind, key.to_owned()));
     }
 }
@@ -134,14 +134,54 @@ fn a_write_that_meets_an_expired_key_reports_the_expiry_first() {
         &mut events,
     )
     .unwrap();
-    let kinds: Vec<_> = events.iter().map(|(k, _)| *k).collect();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::Expire, EventKind::Put]);
     assert_eq!(m.next_expiry(), None, "the old timer went with the entry");
     // A delete of an expired key reports the expiry, not a delete.
     put(&m, "b", 1, Expiry::At(30), 20).unwrap();
     let mut events = Vec::new();
     assert!(m.remove("b", 30, &mut events).is_none());
-    assert_eq!(events[0].0, EventKind::Expire);
+    assert_eq!(events[0].kind, EventKind::Expire);
+}
+
+#[test]
+fn events_carry_the_value_written_or_removed() {
+    let m = mem(Bounds::default());
+    let mut events = Vec::new();
+    let value = |e: &RawEvent| e.value.as_deref().map(as_int);
+    m.put(
+        "a",
+        Arc::new(int(1)),
+        Expiry::At(10),
+        Condition::Always,
+        0,
+        &mut events,
+    )
+    .unwrap();
+    m.put(
+        "b",
+        Arc::new(int(2)),
+        Expiry::Never,
+        Condition::Always,
+        0,
+        &mut events,
+    )
+    .unwrap();
+    m.remove("b", 1, &mut events);
+    m.sweep(20, 10, &mut events);
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.key.to_string(), value(e)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (EventKind::Put, "a".into(), Some(1)),
+            (EventKind::Put, "b".into(), Some(2)),
+            (EventKind::Delete, "b".into(), Some(2)),
+            (EventKind::Expire, "a".into(), Some(1)),
+        ]
+    );
 }
 
 #[test]
@@ -153,7 +193,7 @@ fn sweep_removes_due_keys_in_expiry_order_and_in_batches() {
     put(&m, "late", 0, Expiry::At(1_000), 0).unwrap();
     let mut events = Vec::new();
     assert_eq!(m.sweep(200, 4, &mut events), 4);
-    let keys: Vec<_> = events.iter().map(|(_, k)| k.to_string()).collect();
+    let keys: Vec<_> = events.iter().map(|e| e.key.to_string()).collect();
     assert_eq!(keys, ["k9", "k8", "k7", "k6"]);
     assert_eq!(m.sweep(200, 100, &mut events), 6);
     assert_eq!(m.sweep(200, 100, &mut events), 0);
@@ -226,10 +266,7 @@ fn a_new_key_takes_the_place_of_one_expired_key_without_sweeping_them_all() {
         &mut events,
     )
     .unwrap();
-    let kinds: Vec<_> = events
-        .iter()
-        .map(|(k, key)| (*k, key.to_string()))
-        .collect();
+    let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.key.to_string())).collect();
     assert_eq!(
         kinds,
         [
@@ -265,7 +302,7 @@ fn lru_eviction_removes_the_least_recently_used_key() {
         &mut events,
     )
     .unwrap();
-    assert_eq!(events[0], (EventKind::Delete, Arc::from("b")));
+    assert_eq!((events[0].kind, &*events[0].key), (EventKind::Delete, "b"));
     assert!(m.get("b", 0).is_none());
     assert!(m.get("a", 0).is_some() && m.get("c", 0).is_some());
 }
@@ -596,7 +633,7 @@ fn destroy_releases_locks_and_tells_listeners() {
     #[derive(Default)]
     struct Unlocks(Mutex<Vec<String>>);
     impl Listener for Unlocks {
-        fn event(&self, _kind: EventKind, _key: &str) {}
+        fn event(&self, _kind: EventKind, _key: &str, _value: Option<&Item>) {}
         fn unlocked(&self, key: &str) {
             self.0.lock().push(key.to_owned());
         }

@@ -22,6 +22,7 @@ use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, ResourceArc, Te
 use parking_lot::Mutex;
 
 use crate::nif::atoms;
+use crate::shared_dict::callbacks::{self, Failure};
 use crate::shared_dict::telemetry::{self, TapEvent};
 use crate::shared_dict::{DictError, EventKind, SharedDict};
 
@@ -34,6 +35,8 @@ pub(super) enum Message {
     Unlocked(u64, String, Vec<LocalPid>),
     /// For telemetry: dict id, name, backend, the batch of events.
     Telemetry(u64, Option<String>, &'static str, Vec<TapEvent>),
+    /// A Python callback failed: tell the process that logs it.
+    CallbackFailed(Failure, LocalPid),
 }
 
 /// The process telemetry batches go to, while telemetry is on.
@@ -68,6 +71,7 @@ fn kind_atom(kind: EventKind) -> rustler::Atom {
         EventKind::Put => atoms::put(),
         EventKind::Delete => atoms::delete(),
         EventKind::Expire => atoms::expire(),
+        EventKind::Access => atoms::access(),
     }
 }
 
@@ -124,6 +128,21 @@ fn deliver(env: &mut OwnedEnv, message: Message) {
                     name,
                     backend,
                     events,
+                )
+                    .encode(env)
+            });
+        }
+        Message::CallbackFailed(f, pid) => {
+            let _ = env.send_and_clear(&pid, |env| {
+                let reason = if f.timed_out {
+                    atoms::timeout()
+                } else {
+                    atoms::error()
+                };
+                (
+                    atoms::py_shared_dict_callback_failed(),
+                    (f.dict.as_str(), f.callback, callbacks::event_name(f.event)),
+                    (f.key.as_str(), reason, f.message.as_str()),
                 )
                     .encode(env)
             });
@@ -230,4 +249,25 @@ pub(super) fn drop_subscribers(handle: &DictResource, dead: &[LocalPid]) {
         .beam
         .has_subscribers
         .store(!subs.is_empty(), Ordering::Release);
+}
+
+// ── Python callbacks' failures ──────────────────────────────────────────
+
+static LOGGER: parking_lot::Mutex<Option<LocalPid>> = parking_lot::Mutex::new(None);
+
+/// Makes the caller the process told about every failed Python callback
+/// (`Py.SharedDict.CallbackLog`, which logs them); replaces any earlier one.
+#[rustler::nif]
+fn shared_dict_callback_log(env: Env<'_>) -> Atom {
+    *LOGGER.lock() = Some(env.pid());
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        callbacks::set_failure_sink(Box::new(|failure| {
+            let logger = *LOGGER.lock();
+            if let Some(pid) = logger {
+                send(Message::CallbackFailed(failure, pid));
+            }
+        }))
+    });
+    atoms::ok()
 }

@@ -15,7 +15,7 @@ use rustler::{Binary, Encoder, Env, LocalPid, Monitor, NifResult, ResourceArc, T
 use crate::context::{ErrorInfo, ErrorKind};
 use crate::nif::atoms;
 use crate::nif::error::{encode_error, raise};
-use crate::shared_dict::{DictError, EventKind, Holder, Listener, SharedDict};
+use crate::shared_dict::{DictError, EventKind, Holder, Item, Listener, SharedDict};
 
 use super::events;
 
@@ -43,12 +43,13 @@ pub(super) fn event_bit(kind: EventKind) -> u8 {
         EventKind::Put => 1,
         EventKind::Delete => 2,
         EventKind::Expire => 4,
+        EventKind::Access => 0,
     }
 }
 
 impl Listener for BeamSide {
-    fn event(&self, kind: EventKind, key: &str) {
-        if !self.has_subscribers.load(Ordering::Acquire) {
+    fn event(&self, kind: EventKind, key: &str, _value: Option<&Item>) {
+        if !self.has_subscribers.load(Ordering::Acquire) || kind == EventKind::Access {
             return;
         }
         // Who gets it is decided now, so a subscription changed later does

@@ -89,8 +89,8 @@ impl Inner {
     fn live(&mut self, key: &str, now: Millis, events: &mut Vec<RawEvent>) -> Option<&mut Entry> {
         let expired = self.map.get(key).is_some_and(|e| !e.live(now));
         if expired {
-            if let Some((key, _entry)) = self.unlink(key) {
-                events.push((EventKind::Expire, key));
+            if let Some((key, entry)) = self.unlink(key) {
+                events.push(RawEvent::new(EventKind::Expire, key, Some(entry.item)));
             }
             return None;
         }
@@ -117,8 +117,8 @@ impl Inner {
             match self.timers.first_key_value() {
                 Some((&(at, _), key)) if at <= now => {
                     let key = key.clone();
-                    self.unlink(&key);
-                    events.push((EventKind::Expire, key));
+                    let item = self.unlink(&key).map(|(_, entry)| entry.item);
+                    events.push(RawEvent::new(EventKind::Expire, key, item));
                     removed += 1;
                 }
                 _ => break,
@@ -152,8 +152,8 @@ impl Inner {
         let oldest = self.lru.first_key_value().map(|(_, k)| k.clone());
         match oldest {
             Some(key) => {
-                self.unlink(&key);
-                events.push((EventKind::Delete, key));
+                let item = self.unlink(&key).map(|(_, entry)| entry.item);
+                events.push(RawEvent::new(EventKind::Delete, key, item));
                 Ok(())
             }
             None => Err(DictError::Full),
@@ -187,13 +187,13 @@ impl Inner {
         self.map.insert(
             key.clone(),
             Entry {
-                item,
+                item: item.clone(),
                 version,
                 expires,
                 used,
             },
         );
-        events.push((EventKind::Put, key));
+        events.push(RawEvent::new(EventKind::Put, key, Some(item)));
         version
     }
 }
@@ -280,7 +280,11 @@ impl Backend for Memory {
         let Some((key, entry)) = inner.unlink(key) else {
             return Ok(None);
         };
-        events.push((EventKind::Delete, key));
+        events.push(RawEvent::new(
+            EventKind::Delete,
+            key,
+            Some(entry.item.clone()),
+        ));
         Ok(Some(entry.item))
     }
 

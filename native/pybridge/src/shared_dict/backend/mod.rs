@@ -51,7 +51,21 @@ pub type Millis = u64;
 pub type Item = Arc<Stored>;
 
 /// What happened to which key, as the backend saw it; the front raises it.
-pub type RawEvent = (EventKind, Arc<str>);
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub kind: EventKind,
+    pub key: Arc<str>,
+    /// The value written (`Put`) or removed (`Delete`, `Expire`), for
+    /// listeners that pass it on (Python callbacks); `None` when the
+    /// backend does not have it at hand.
+    pub value: Option<Item>,
+}
+
+impl RawEvent {
+    pub fn new(kind: EventKind, key: Arc<str>, value: Option<Item>) -> RawEvent {
+        RawEvent { kind, key, value }
+    }
+}
 
 /// The expiry a write leaves on its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

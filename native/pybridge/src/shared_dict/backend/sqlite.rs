@@ -212,11 +212,12 @@ impl Sqlite {
             })
             .map_err(|e| self.e(e))?;
         match row {
-            Some((_, _, Some(at))) if at <= self.wall(now) => {
+            Some((bytes, _, Some(at))) if at <= self.wall(now) => {
                 tx.prepare_cached("DELETE FROM pybridge_entries WHERE ns = ?1 AND key = ?2")
                     .and_then(|mut s| s.execute(params![self.ns, key]))
                     .map_err(|e| self.e(e))?;
-                events.push((EventKind::Expire, Arc::from(key)));
+                let value = self.decode(key, &bytes).ok();
+                events.push(RawEvent::new(EventKind::Expire, Arc::from(key), value));
                 Ok(None)
             }
             Some((value, version, at)) => Ok(Some((value, version as u64, at))),
@@ -288,7 +289,11 @@ impl Backend for Sqlite {
                 Expiry::At(at) => Some(self.wall(at)),
             };
             let version = self.store(tx, key, &item, expires_at)?;
-            ev.push((EventKind::Put, Arc::from(key)));
+            ev.push(RawEvent::new(
+                EventKind::Put,
+                Arc::from(key),
+                Some(item.clone()),
+            ));
             Ok(version)
         })
     }
@@ -308,7 +313,11 @@ impl Backend for Sqlite {
             };
             let item = Arc::new(f(old.as_deref())?);
             self.store(tx, key, &item, expires_at)?;
-            ev.push((EventKind::Put, Arc::from(key)));
+            ev.push(RawEvent::new(
+                EventKind::Put,
+                Arc::from(key),
+                Some(item.clone()),
+            ));
             Ok(item)
         })
     }
@@ -326,9 +335,14 @@ impl Backend for Sqlite {
             tx.prepare_cached("DELETE FROM pybridge_entries WHERE ns = ?1 AND key = ?2")
                 .and_then(|mut s| s.execute(params![self.ns, key]))
                 .map_err(|e| self.e(e))?;
-            ev.push((EventKind::Delete, Arc::from(key)));
             // A value that no longer decodes is still removed.
-            Ok(self.decode(key, &bytes).ok())
+            let value = self.decode(key, &bytes).ok();
+            ev.push(RawEvent::new(
+                EventKind::Delete,
+                Arc::from(key),
+                value.clone(),
+            ));
+            Ok(value)
         })
     }
 
@@ -422,15 +436,20 @@ impl Backend for Sqlite {
                          SELECT key FROM pybridge_entries
                          WHERE ns = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2
                          ORDER BY expires_at LIMIT ?3)
-                     RETURNING key",
+                     RETURNING key, value",
                 )
                 .map_err(|e| self.e(e))?;
-            let keys = s
-                .query_map(params![self.ns, wall, max], |r| r.get::<_, String>(0))
+            let rows = s
+                .query_map(params![self.ns, wall, max], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(|e| self.e(e))?;
-            let n = keys.len();
-            ev.extend(keys.into_iter().map(|k| (EventKind::Expire, Arc::from(k))));
+            let n = rows.len();
+            ev.extend(rows.into_iter().map(|(k, bytes)| {
+                let value = self.decode(&k, &bytes).ok();
+                RawEvent::new(EventKind::Expire, Arc::from(k), value)
+            }));
             Ok(n)
         })
     }

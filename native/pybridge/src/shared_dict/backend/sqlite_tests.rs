@@ -69,7 +69,7 @@ fn writes_read_back_with_versions_and_conditions() {
         .expect("remove")
         .expect("was there");
     assert_eq!(as_int(&removed), 12);
-    let kinds: Vec<EventKind> = ev.iter().map(|(k, _)| *k).collect();
+    let kinds: Vec<EventKind> = ev.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, vec![EventKind::Put, EventKind::Delete]);
 }
 
@@ -130,7 +130,7 @@ fn a_second_connection_sees_committed_writes() {
 struct Count(parking_lot::Mutex<Vec<(EventKind, String)>>);
 
 impl Listener for Count {
-    fn event(&self, kind: EventKind, key: &str) {
+    fn event(&self, kind: EventKind, key: &str, _value: Option<&Item>) {
         self.0.lock().push((kind, key.to_owned()));
     }
 }
