@@ -25,6 +25,7 @@ defmodule Pybridge.MixProject do
       description: description(),
       package: package(),
       docs: docs(),
+      aliases: [docs: ["compile", &erlang_doc_chunks/1, "docs"]],
       name: "pybridge",
       source_url: @source_url
     ]
@@ -109,6 +110,10 @@ defmodule Pybridge.MixProject do
         ["README.md"] ++
           Enum.filter(Enum.map(@guides, &"guides/#{&1}.md"), &File.exists?/1) ++
           ["CHANGELOG.md"],
+      # The architecture guide and a few moduledocs name internal modules
+      # (@moduledoc false) on purpose, and the compiler's rustler_precompiled,
+      # which is no dependency of the docs build: code, not links.
+      skip_code_autolink_to: &internal_reference?/1,
       groups_for_extras: [
         Guides:
           ~r{guides/(getting-started|type-conversion|contexts|runtime|coalescing|shared-dict|callbacks)\.md},
@@ -136,4 +141,23 @@ defmodule Pybridge.MixProject do
       ]
     ]
   end
+
+  # ExDoc reads the Erlang modules' docs (:py and friends, the Erlang group)
+  # from EEP 48 chunks, which edoc writes next to the app's ebin.
+  defp erlang_doc_chunks(_args) do
+    dir = Path.join(Mix.Project.app_path(), "doc")
+    files = Enum.map(Path.wildcard("src/*.erl"), &String.to_charlist/1)
+
+    opts = [
+      doclet: :edoc_doclet_chunks,
+      layout: :edoc_layout_chunks,
+      dir: String.to_charlist(dir)
+    ]
+
+    :ok = :edoc.files(files, opts)
+  end
+
+  @internal ~r/^(Py\.(Native|Call|Remote|Application|Callback\.Pool|Coalesce\.(Flight|Stats|Tables)|Dashboard\.Samples|LiveDashboard\.(Rows|DevServer|DevLoad)|SharedDict\.Locks)\b|Py\.Imports\.each_interpreter\/1$|RustlerPrecompiled\b|Config\.new\/1$)/
+
+  defp internal_reference?(term), do: String.match?(term, @internal)
 end

@@ -72,7 +72,9 @@ defmodule Py do
       `Py.Coalesce.stats/1` and `Py.Coalesce.forget/2`); by default
       `"module.function"` for `call` and `"eval"` or `"exec"`.
 
-        {:ok, embedding} = Py.call(:model, :embed, [text], coalesce: true)
+  For example:
+
+      {:ok, embedding} = Py.call(:model, :embed, [text], coalesce: true)
   """
 
   alias Py.{Call, Context, Error, Options}

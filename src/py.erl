@@ -10,7 +10,7 @@
 %% module and function names are atoms, binaries or strings.
 %%
 %% == Contexts ==
-%% A context is a pid, as in erlang_python: {@link context/0,1} return it,
+%% A context is a pid, as in erlang_python: `context/0,1' return it,
 %% every `Ctx' argument takes it (a `Py.Context' map is accepted too), and
 %% `erlang:monitor(process, Ctx)' reports `shutdown' when the context closes.
 %% Calls never pass through that process.
@@ -130,17 +130,20 @@
 -define(AWAIT_TIMEOUT, 'Elixir.Py.Limits':default_timeout_ms()).
 
 -type context() :: pid().
-%% A context, as returned by {@link context/0,1}.
+%% A context, as returned by `context/0,1'.
 
 -type reason() :: {atom(), string() | none} | timeout.
 %% See "Errors" above.
 
 -type py_result() :: {ok, term()} | {error, reason()}.
 
--type py_ref() :: #{'__struct__' := 'Elixir.Py.Object', atom() => term()}.
-%% A handle on a Python object with no plain Erlang counterpart.
+-type py_ref() :: map().
+%% A handle on a Python object with no plain Erlang counterpart: a
+%% `'Elixir.Py.Object'' struct (a map whose `'__struct__'' is that atom).
+%% (Written as map() because ExDoc cannot render the struct's map type.)
 
--type ctx_arg() :: context() | #{'__struct__' := 'Elixir.Py.Context', atom() => term()}.
+-type ctx_arg() :: context() | map().
+%% A context: its pid, or a `'Elixir.Py.Context'' struct.
 -type name() :: atom() | binary() | string().
 -type code() :: binary() | string().
 -type locals() :: #{atom() | binary() => term()}.
@@ -350,7 +353,7 @@ cast(Ctx, Module, Func, Args, Kwargs) when is_pid(Ctx); is_map(Ctx) ->
     ok.
 
 %% @doc Starts `Module:Func(Args...)' in a new process and returns a
-%% reference for {@link await/1,2}.
+%% reference for `await/1,2'.
 %%
 %% ```
 %% Ref = py:spawn_call(math, sqrt, [16]),
@@ -386,7 +389,7 @@ spawn_reply(Fun) ->
     end),
     Ref.
 
-%% @doc Waits up to 30 s for the result of {@link spawn_call/3,4,5}.
+%% @doc Waits up to 30 s for the result of `spawn_call/3,4,5'.
 %%
 %% Returns the call's result, or `{error, timeout}'.
 -spec await(reference()) -> py_result().
@@ -394,7 +397,7 @@ await(Ref) ->
     await(Ref, ?AWAIT_TIMEOUT).
 
 %% @doc Waits up to `Timeout' milliseconds for the result of
-%% {@link spawn_call/3,4,5}.
+%% `spawn_call/3,4,5'.
 %%
 %% Returns the call's result, or `{error, timeout}' (the call keeps running;
 %% its late reply stays in the mailbox).
@@ -697,7 +700,7 @@ contexts_started() ->
     ?CTX:'pool_started?'(default).
 
 %% @doc Routes calls of `Module' (or of `{Module, Func}') made with the
-%% routed forms of {@link call/3,4,5} to the pool `Pool'. Returns `ok'.
+%% routed forms of `call/3,4,5' to the pool `Pool'. Returns `ok'.
 %%
 %% ```
 %% ok = py:register_pool(default, json),
@@ -893,7 +896,7 @@ subinterp_cast(Handle, Module, Func, Args) ->
     cast(Handle, Module, Func, Args).
 
 %% @doc Starts `call(Handle, Module, Func, Args)' in a new process and
-%% returns a reference for {@link subinterp_await/1,2}.
+%% returns a reference for `subinterp_await/1,2'.
 -spec subinterp_async_call(context(), name(), name(), list()) -> reference().
 subinterp_async_call(Handle, Module, Func, Args) ->
     spawn_call(Handle, Module, Func, Args).

@@ -32,13 +32,16 @@
 %%
 %% Returns `ok', `{error, main_not_cacheable}' for `` '__main__' '', or the
 %% import's `{error, Reason}' (see {@link py}; nothing is registered then).
--spec ensure_imported(py_dialect:name()) -> ok | {error, term()}.
+-type name() :: atom() | binary() | string().
+%% A module or function name.
+
+-spec ensure_imported(name()) -> ok | {error, term()}.
 ensure_imported(Module) ->
     ensure_imported(Module, all).
 
 %% @doc Like {@link ensure_imported/1}, registering the function `Func' of
 %% `Module' (the whole module is imported).
--spec ensure_imported(py_dialect:name(), py_dialect:name() | all) -> ok | {error, term()}.
+-spec ensure_imported(name(), name() | all) -> ok | {error, term()}.
 ensure_imported(Module, Func) ->
     case py_dialect:name(Module) of
         Main when Main =:= '__main__'; Main =:= <<"__main__">> ->
@@ -48,12 +51,12 @@ ensure_imported(Module, Func) ->
     end.
 
 %% @doc Whether `Module' is registered.
--spec is_imported(py_dialect:name()) -> boolean().
+-spec is_imported(name()) -> boolean().
 is_imported(Module) ->
     ?IMPORTS:'imported?'(py_dialect:name(Module)).
 
 %% @doc Whether `Module' is registered as a whole or with the function `Func'.
--spec is_imported(py_dialect:name(), py_dialect:name()) -> boolean().
+-spec is_imported(name(), name()) -> boolean().
 is_imported(Module, Func) ->
     ?IMPORTS:'imported?'(py_dialect:name(Module), py_dialect:name(Func)).
 

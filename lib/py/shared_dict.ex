@@ -54,7 +54,7 @@ defmodule Py.SharedDict do
   @typedoc "Keys are strings (UTF-8 binaries)."
   @type key :: String.t()
 
-  @typedoc "Anything `Py.value/0` covers, except `Py.Object` handles."
+  @typedoc "Anything `t:Py.value/0` covers, except `Py.Object` handles."
   @type value :: term
 
   @typedoc "Options of `new/1`."
