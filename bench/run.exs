@@ -11,6 +11,7 @@ Code.require_file("coalesce.exs", __DIR__)
 Code.require_file("windows.exs", __DIR__)
 Code.require_file("shared_dict.exs", __DIR__)
 Code.require_file("callbacks.exs", __DIR__)
+Code.require_file("backends.exs", __DIR__)
 alias Bench.Harness, as: H
 
 defmodule Bench.Run do
@@ -467,6 +468,8 @@ shared_dict = Bench.SharedDict.section(&Run.row/6)
 
 callbacks = Bench.Callbacks.section(&Run.row/6)
 
+backends = Bench.Backends.section(&Run.row/6)
+
 sections = [
   calls,
   bulk,
@@ -476,7 +479,8 @@ sections = [
   coalescing,
   windows,
   shared_dict,
-  callbacks
+  callbacks,
+  backends
 ]
 
 m = H.machine()

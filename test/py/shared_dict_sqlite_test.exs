@@ -172,6 +172,14 @@ defmodule Py.SharedDict.SqliteTest do
     assert SD.to_map(again) == %{"kept" => 1, "ttl" => 2}
     assert SD.ttl(again, "ttl") in 3_590_000..3_600_000
     SD.destroy(again)
+    # The Erlang facade takes the same option.
+    {:ok, erl} = :py.shared_dict_new(%{name: ctx.name <> "_erl", backend: {:sqlite, path}})
+    assert :py.shared_dict_get(erl, "kept") == 1
+
+    assert {:error, %Py.Error{type: :backend}} =
+             :py.shared_dict_new([{:backend, {:sqlite, "/nope/x.db"}}])
+
+    :py.shared_dict_destroy(erl)
   end
 
   test "a key that expired while closed is never returned and raises :expire once at open",

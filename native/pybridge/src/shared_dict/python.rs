@@ -343,9 +343,9 @@ fn clear(py: Python<'_>, id: u64) -> PyResult<()> {
 }
 
 #[pyfunction]
-fn destroy(id: u64) {
+fn destroy(py: Python<'_>, id: u64) {
     if let Some(d) = SharedDict::by_id(id) {
-        d.destroy();
+        on(py, &d, |d| d.destroy());
     }
 }
 

@@ -110,7 +110,19 @@ impl rustler::Resource for DictResource {
     fn down<'a>(&'a self, _env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
         self.beam.monitored.lock().remove(&pid);
         if self.owner == Some(pid) {
-            destroy(&self.dict);
+            if self.dict.blocking() {
+                // Closing waits for a write in flight (an fsync, or another
+                // OS process's lock): never on this normal scheduler.
+                let dict = self.dict.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("py-dict-close".into())
+                    .spawn(move || destroy(&dict));
+                if spawned.is_err() {
+                    destroy(&self.dict);
+                }
+            } else {
+                destroy(&self.dict);
+            }
         }
         {
             let mut subs = self.beam.subscribers.lock();

@@ -1,0 +1,161 @@
+# SharedDict backends (issue 14): put/get ops/s of the SQLite backend from 1
+# and 64 BEAM processes, and its durable writes/s against a plain rusqlite
+# loop doing the same commits in the same run. (The Redis backend's rows
+# join this file: see the Redis slot below.)
+#
+# Part of `make bench` (bench/run.exs requires this file). Run alone, it
+# measures this section only and replaces it in bench/RESULTS.md:
+#
+#     MIX_ENV=bench mix run bench/backends.exs
+#
+# The floor for durable writes is native/pybridge/examples/sqlite_commits.rs
+# (built here with `cargo build --release --example sqlite_commits`): one
+# `INSERT OR REPLACE` per `BEGIN IMMEDIATE` transaction, WAL,
+# `synchronous = FULL`, the same value size, on the same disk. Each figure
+# is the median of three rounds (five for durable writes, the two loops
+# alternating).
+
+defmodule Bench.Backends do
+  @moduledoc false
+  alias Bench.Harness, as: H
+  alias Py.SharedDict, as: SD
+
+  @title "SharedDict backends (issue 14)"
+  @writes 500
+  @value %{"user" => 42, "name" => "someone", "tags" => ["a", "b"]}
+
+  def title, do: @title
+
+  def section(row) do
+    IO.puts("\n== #{@title}")
+    dir = Path.join([File.cwd!(), "_build", "bench-backends"])
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+
+    rows = sqlite_ops(row, dir) ++ sqlite_durable(row, dir)
+    # Redis slot: the Redis backend's rows (`redis_ops/1`, beside
+    # `redis-benchmark -t get,set -c 64`) are appended here.
+
+    File.rm_rf!(dir)
+    Enum.each(rows, &IO.puts("  #{&1.name}: #{&1.value} (#{&1.floor_name}: #{&1.floor})"))
+    {@title, rows}
+  end
+
+  defp median(list), do: list |> Enum.sort() |> Enum.at(div(length(list), 2))
+
+  # put and get of a small value, 1 and 64 processes (each on its own key),
+  # 2 s per round. Every put is a durable commit: there is no group commit,
+  # so puts from 64 processes are serialised on the one writer connection.
+  defp sqlite_ops(row, dir) do
+    {:ok, sd} = SD.new(backend: {:sqlite, Path.join(dir, "ops.db")}, pool_size: 4)
+    for i <- 1..64, do: :ok = SD.put(sd, "k#{i}", @value)
+    key = fn -> "k#{:erlang.phash2(self(), 64) + 1}" end
+
+    rows =
+      for {what, fun} <- [
+            {"put", fn -> :ok = SD.put(sd, key.(), @value) end},
+            {"get", fn -> %{} = SD.get(sd, key.()) end}
+          ],
+          procs <- [1, 64] do
+        ops = median(for _ <- 1..3, do: H.throughput(fun, procs, 2_000))
+
+        row.(
+          "SQLite #{what}, #{procs} process#{if procs > 1, do: "es"} (ops/s)",
+          "#{round(ops)}",
+          "—",
+          "—",
+          "—",
+          true
+        )
+      end
+
+    SD.destroy(sd)
+    rows
+  end
+
+  # @writes puts to new keys, each committed before it returns, against the
+  # plain rusqlite loop; alternating, three rounds each.
+  defp sqlite_durable(row, dir) do
+    exe = build_floor()
+    size = byte_size(:erlang.term_to_binary(@value))
+
+    rounds =
+      for round <- 1..5 do
+        path = Path.join(dir, "durable-#{round}.db")
+        {:ok, sd} = SD.new(backend: {:sqlite, path})
+        t0 = System.monotonic_time(:microsecond)
+        for i <- 1..@writes, do: :ok = SD.put(sd, "k#{i}", @value)
+        ours = @writes / ((System.monotonic_time(:microsecond) - t0) / 1_000_000)
+        SD.destroy(sd)
+
+        {out, 0} = System.cmd(exe, [Path.join(dir, "plain-#{round}.db"), "#{@writes}", "#{size}"])
+        {plain, _} = Float.parse(String.trim(out))
+        {ours, plain}
+      end
+
+    ours = median(Enum.map(rounds, &elem(&1, 0)))
+    plain = median(Enum.map(rounds, &elem(&1, 1)))
+
+    [
+      row.(
+        "SQLite durable writes/s, 1 process (#{@writes} new keys, each committed before `:ok`)",
+        "#{round(ours)}",
+        "≥ plain / 1.5",
+        "plain rusqlite loop, same commits #{round(plain)}/s",
+        H.ratio(plain, ours),
+        ours * 1.5 >= plain
+      )
+    ]
+  end
+
+  defp build_floor do
+    native = Path.join(File.cwd!(), "native")
+
+    {out, status} =
+      System.cmd("cargo", ["build", "--release", "--example", "sqlite_commits"],
+        cd: native,
+        stderr_to_stdout: true
+      )
+
+    if status != 0, do: raise("cannot build the rusqlite floor:\n" <> out)
+    Path.join([native, "target", "release", "examples", "sqlite_commits"])
+  end
+
+  # Standalone: measure this section and put it into bench/RESULTS.md in
+  # place of its previous figures.
+  def main do
+    {:ok, _} = Application.ensure_all_started(:pybridge)
+
+    row = fn name, value, target, floor_name, floor, ok? ->
+      %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
+    end
+
+    {title, rows} = section(row)
+    m = H.machine()
+    load = File.read!("/proc/loadavg") |> String.split() |> Enum.take(3) |> Enum.join(" ")
+
+    table =
+      "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n" <>
+        Enum.map_join(rows, "\n", fn r ->
+          "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
+        end) <> "\n"
+
+    text =
+      "## #{title}\n\n" <>
+        "Measured on its own (`mix run bench/backends.exs`) on #{m.date}: #{m.cpu}, " <>
+        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}; load average " <>
+        "(1, 5, 15 min) at the end #{load}: other helpers' builds and tests shared the machine, so these are noisy. SQLite files on " <>
+        "the machine's disk (`_build/bench-backends`), every write fsynced (WAL, " <>
+        "`synchronous = FULL`), no group commit: 64 writers share one commit at a time." <>
+        "\n\n" <> table
+
+    H.write_section(title, text)
+  end
+end
+
+unless Code.ensure_loaded?(Bench.Harness) do
+  Code.require_file("harness.exs", __DIR__)
+end
+
+# bench/run.exs sets this before requiring the file.
+unless Process.get(:pybridge_bench_all), do: Bench.Backends.main()
