@@ -225,6 +225,19 @@ defmodule Py.SharedDict.SqliteTest do
     SD.destroy(py)
   end
 
+  test "the normal-scheduler NIFs never touch the file: they send the caller to dirty IO",
+       ctx do
+    {:ok, sd} = open(ctx.name, Path.join(ctx.dir, "io.db"))
+    assert sd.io
+    :ok = SD.put(sd, "k", 1)
+    assert Py.Native.shared_dict_get(sd.ref, "k") == :dirty
+    assert Py.Native.shared_dict_put(sd.ref, "k", 2, nil, :always) == :dirty
+    assert SD.get(sd, "k") == 1
+
+    assert {:ok, 1, _version} = Py.Native.shared_dict_io(sd.ref, :get, ["k"])
+    SD.destroy(sd)
+  end
+
   # ── Faults ─────────────────────────────────────────────────────────
 
   test "a path in a missing directory is a clear error", ctx do

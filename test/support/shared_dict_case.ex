@@ -494,6 +494,61 @@ defmodule Py.SharedDictCase do
           assert SD.get(sd, "update") == @writers * @rounds
         end
       end
+
+      describe "from Python" do
+        test "plain values cross both ways; other objects are pickled and round-trip" do
+          sd = new!()
+
+          :ok =
+            Py.exec("""
+            import decimal
+            from erlang import SharedDict
+            def fill(h):
+                sd = SharedDict(h)
+                sd['plain'] = {'a': [1, 2.5, None, (True, b'raw')]}
+                sd['dec'] = decimal.Decimal('1.5')
+                sd.set('ttl', 1, ttl=30)
+            """)
+
+          {:ok, nil} = Py.eval("fill(h)", %{h: sd})
+          assert SD.get(sd, "plain") == %{"a" => [1, 2.5, nil, {true, "raw"}]}
+          assert %SD.Pickled{type: "decimal.Decimal"} = pickled = SD.get(sd, "dec")
+          assert SD.ttl(sd, "ttl") in 1..30_000
+          :ok = SD.put(sd, "dec2", pickled)
+          :ok = SD.put(sd, "from_beam", %{"t" => {1, "x"}, "s" => MapSet.new([1])})
+
+          assert Py.eval(
+                   "str(SharedDict(h)['dec2']) == '1.5', SharedDict(h)['from_beam']",
+                   %{h: sd}
+                 ) == {:ok, {true, %{"t" => {1, "x"}, "s" => MapSet.new([1])}}}
+        end
+
+        @tag timeout: 300_000
+        test "BEAM processes and Python threads incrementing the same key lose nothing" do
+          sd = new!()
+
+          python =
+            Task.async(fn ->
+              Py.eval(
+                """
+                (lambda sd, threading: (
+                    lambda threads: ([t.start() for t in threads], [t.join() for t in threads])
+                )([threading.Thread(target=lambda: [sd.incr('n') for _ in range(rounds)]) for _ in range(4)])
+                )(__import__('erlang').SharedDict(h), __import__('threading')) and None
+                """,
+                %{h: sd, rounds: @rounds},
+                timeout: 240_000
+              )
+            end)
+
+          1..@writers
+          |> Enum.map(fn _ -> Task.async(fn -> for _ <- 1..@rounds, do: SD.incr!(sd, "n") end) end)
+          |> Task.await_many(:infinity)
+
+          assert {:ok, nil} = Task.await(python, :infinity)
+          assert SD.get(sd, "n") == (@writers + 4) * @rounds
+        end
+      end
     end
   end
 end
