@@ -12,6 +12,7 @@ Code.require_file("windows.exs", __DIR__)
 Code.require_file("shared_dict.exs", __DIR__)
 Code.require_file("callbacks.exs", __DIR__)
 Code.require_file("backends.exs", __DIR__)
+Code.require_file("overload.exs", __DIR__)
 alias Bench.Harness, as: H
 
 defmodule Bench.Run do
@@ -467,6 +468,7 @@ windows = Bench.Windows.section(&Run.row/6)
 shared_dict = Bench.SharedDict.section(&Run.row/6)
 
 callbacks = Bench.Callbacks.section(&Run.row/6)
+overload = Bench.Overload.section(&Run.row/6)
 
 backends = Bench.Backends.section(&Run.row/6)
 
@@ -480,7 +482,8 @@ sections = [
   windows,
   shared_dict,
   callbacks,
-  backends
+  backends,
+  overload
 ]
 
 m = H.machine()

@@ -83,6 +83,16 @@ defmodule Py.Call do
         after
           timeout -> timed_out(handle, ref, timeout)
         end
+
+      # It waited for room in a full queue (`overload: :wait`) first: the
+      # same receive, for the time left.
+      {:running, handle, left} ->
+        receive do
+          {^ref, reply, queue_us, run_us} -> finish(reply, queue_us, run_us)
+          {^ref, kind, payload} -> handle(handle, ref, timeout, {kind, payload}, nil)
+        after
+          left -> timed_out(handle, ref, timeout)
+        end
     end
   end
 
@@ -124,9 +134,12 @@ defmodule Py.Call do
   @doc false
   # Submits `job`: its result when the NIF answered at once (or refused),
   # else the handle of the running job, whose reply arrives as
-  # `{ref, reply, queue_us, run_us}` (pass it to `finish/3`).
+  # `{ref, reply, queue_us, run_us}` (pass it to `finish/3`). When the
+  # context's queue was full and the context lets callers wait
+  # (`overload: :wait`), it first waits for room, up to `timeout`, and
+  # then gives the time left with the handle.
   @spec start(reference, reference | nil, reference, job, timeout) ::
-          {:done, result, timing} | {:running, reference}
+          {:done, result, timing} | {:running, reference} | {:running, reference, timeout}
   def start(cref, namespace, ref, job, timeout) do
     handle =
       case Native.submit(cref, namespace, ref, job, timeout) do
@@ -141,10 +154,52 @@ defmodule Py.Call do
       {:error, _} = refused ->
         {:done, reply(refused), nil}
 
+      {:wait, id} ->
+        wait_for_room(cref, namespace, ref, job, timeout, id)
+
       handle ->
         {:running, handle}
     end
   end
+
+  # The NIF registered this process as waiting for room under `id`; it
+  # sends `{:py_room, id}` when a queued call has left the queue (or the
+  # context closed). Then submit again with the time left; on timeout, take
+  # the registration back (passing on a wake-up that came meanwhile).
+  defp wait_for_room(cref, namespace, ref, job, timeout, id) do
+    since = System.monotonic_time(:millisecond)
+
+    receive do
+      {:py_room, ^id} ->
+        left = left(timeout, since)
+
+        case start(cref, namespace, ref, job, left) do
+          {:running, handle} -> {:running, handle, left}
+          other -> other
+        end
+    after
+      timeout ->
+        Native.context_cancel_wait(cref, id)
+
+        receive do
+          {:py_room, ^id} -> :ok
+        after
+          0 -> :ok
+        end
+
+        {:done,
+         {:error,
+          %Error{
+            type: :overloaded,
+            message:
+              "the context's queue stayed full (max_queue) for the call's whole timeout " <>
+                "(#{timeout} ms); it did not run"
+          }}, nil}
+    end
+  end
+
+  defp left(:infinity, _since), do: :infinity
+  defp left(timeout, since), do: max(timeout - (System.monotonic_time(:millisecond) - since), 0)
 
   @doc false
   # The result and timing of a reply message.

@@ -61,11 +61,17 @@ defmodule Py.Context do
           required(:compiles_total) => non_neg_integer,
           required(:namespaces) => non_neg_integer,
           required(:workers) => pos_integer,
-          required(:idle_workers) => non_neg_integer
+          required(:idle_workers) => non_neg_integer,
+          required(:max_queue) => pos_integer,
+          required(:overloaded_total) => non_neg_integer
         }
 
   @typedoc "An option of `new/1`."
-  @type new_option :: {:max_workers, pos_integer} | {:mode, mode}
+  @type new_option ::
+          {:max_workers, pos_integer}
+          | {:mode, mode}
+          | {:max_queue, pos_integer}
+          | {:overload, :error | :wait}
 
   @typedoc "Where a context runs Python: the main interpreter or a sub-interpreter of its own."
   @type mode :: :main | :subinterpreter
@@ -150,6 +156,12 @@ defmodule Py.Context do
       others (CPython 3.12+; C extensions must support sub-interpreters).
       Default: the `:context_mode` application setting, else `:main`. See
       the "Contexts" guide.
+    * `:max_queue` — how many calls may wait in the context's queue
+      (default: the `:max_queue` application setting, else 10,000).
+    * `:overload` — what a call beyond `:max_queue` gets: `:error` (an
+      `:overloaded` error at once, the default: the `:overload` application
+      setting, else `:error`) or `:wait` (it waits for room, up to its
+      timeout). See "Overload" in the "Contexts" guide.
 
   ## Example
 
@@ -163,7 +175,9 @@ defmodule Py.Context do
 
     native_opts = %{
       max_workers: Keyword.get_lazy(opts, :max_workers, &Pools.default_max_workers/0),
-      mode: Keyword.get_lazy(opts, :mode, &Pools.default_mode/0)
+      mode: Keyword.get_lazy(opts, :mode, &Pools.default_mode/0),
+      max_queue: Keyword.get_lazy(opts, :max_queue, &Pools.default_max_queue/0),
+      overload: Keyword.get_lazy(opts, :overload, &Pools.default_overload/0)
     }
 
     case Registry.new_context(native_opts) do
@@ -482,7 +496,10 @@ defmodule Py.Context do
       `eval`/`exec` or called `:__main__` here and is still alive);
     * `:workers` — executor threads alive: the home worker and any overflow
       workers started while it was stuck in a long call;
-    * `:idle_workers` — overflow workers parked, waiting for work.
+    * `:idle_workers` — overflow workers parked, waiting for work;
+    * `:max_queue` — the most calls its queue holds (see `new/1`);
+    * `:overloaded_total` — calls refused as `:overloaded`, or sent to
+      wait for room.
 
   The counters (`_total`, `busy_us`) only grow; the others are a snapshot.
 

@@ -14,6 +14,17 @@ defmodule Py.Error do
      "The context was closed (a dedicated context whose owner closed it or exited) " <>
        "before the call ran."},
     {:not_started, :call, "The embedded Python interpreter is not running."},
+    {:overloaded, :call,
+     "The context already had `max_queue` calls waiting (`config :pybridge, max_queue:`, " <>
+       "or the pool's): the call was refused at once and did not run. With " <>
+       "`overload: :wait` the caller waits for room instead, and gets this error only " <>
+       "when none came within its `timeout:`."},
+    {:badarg, :call,
+     "A process namespace was handed to a context it does not belong to (a bug in " <>
+       "the caller of `Py.Native`; `Py` never does this)."},
+    {:internal, :call,
+     "A bug in pybridge itself (a Rust panic, or no executor thread could be " <>
+       "started), caught so the context keeps working; please report it."},
     {:coalesce_crashed, :coalesce,
      "The shared execution of a coalesced call raised, threw, exited or was killed; every " <>
        "caller waiting for it gets this error, whose message names the process and the reason."},

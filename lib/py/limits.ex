@@ -112,4 +112,16 @@ defmodule Py.Limits do
   """
   @spec default_max_workers() :: pos_integer
   def default_max_workers, do: 256
+
+  @doc """
+  The default of `config :pybridge, max_queue:` and of a pool's
+  `:max_queue`: how many calls may wait in one context's queue; a call
+  beyond it is refused as `:overloaded` (or waits for room with `overload:
+  :wait`). Twin of `DEFAULT_MAX_QUEUE` in limits.rs.
+
+      iex> Py.Limits.default_max_queue()
+      10_000
+  """
+  @spec default_max_queue() :: pos_integer
+  def default_max_queue, do: 10_000
 end

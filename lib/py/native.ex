@@ -19,6 +19,7 @@ defmodule Py.Native do
   def context_new(_pool, _index, _opts), do: not_loaded()
   def context_close(_ctx), do: not_loaded()
   def context_info(_ctx), do: not_loaded()
+  def context_cancel_wait(_ctx, _id), do: not_loaded()
   def namespace_new(_ctx), do: not_loaded()
   def submit(_ctx, _env, _ref, _job, _timeout), do: not_loaded()
   def submit_dirty(_ctx, _env, _ref, _job, _timeout), do: not_loaded()

@@ -360,8 +360,9 @@ defmodule Py.CoalesceTest do
 
   describe "coalesce: on Py calls" do
     setup do
-      # One worker, so a call held in Python keeps every later call queued.
-      ctx = Py.Context.new(max_workers: 1)
+      # One worker, so a call held in Python keeps every later call queued;
+      # a queue big enough for the 100,000-key test (the default is 10,000).
+      ctx = Py.Context.new(max_workers: 1, max_queue: 200_000)
 
       :ok =
         Py.exec(ctx, """

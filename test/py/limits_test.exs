@@ -12,6 +12,9 @@ defmodule Py.LimitsTest do
 
     assert String.to_integer(String.replace(items, "_", "")) ==
              Py.Limits.default_max_result_items()
+
+    [_, queue] = Regex.run(~r/pub const DEFAULT_MAX_QUEUE: usize = ([0-9_]+);/, source)
+    assert String.to_integer(String.replace(queue, "_", "")) == Py.Limits.default_max_queue()
   end
 
   test "a timeout past the longest timer is refused, naming the limit" do

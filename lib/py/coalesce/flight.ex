@@ -65,6 +65,8 @@ defmodule Py.Coalesce.Flight do
     case Py.Call.start(cref, namespace, ref, job, :infinity) do
       {:done, result, _timing} -> finish(state, result)
       {:running, handle} -> loop(state, {:python, handle, ref})
+      # Waited for room in a full queue (`overload: :wait`) first.
+      {:running, handle, _left} -> loop(state, {:python, handle, ref})
     end
   end
 

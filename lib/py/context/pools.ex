@@ -28,19 +28,31 @@ defmodule Py.Context.Pools do
   # `num_contexts`, `:dedicated` is the pool of `Py.Context.new/1`.
   @reserved [:default, :dedicated]
   @default_max_workers Py.Limits.default_max_workers()
+  @default_max_queue Py.Limits.default_max_queue()
   @mode {:in, [:main, :subinterpreter]}
-  @context_schema [max_workers: :pos_integer, mode: @mode]
+  @overload {:in, [:error, :wait]}
+  @context_schema [
+    max_workers: :pos_integer,
+    mode: @mode,
+    max_queue: :pos_integer,
+    overload: @overload
+  ]
   @pool_schema [size: :pos_integer] ++ @context_schema
   @pools_expected "a keyword list of pool names and sizes, such as [io: 8] or " <>
                     "[io: [size: 8, max_workers: 16, mode: :subinterpreter]]"
 
   @typedoc "Settings of one native context, as `Py.Native.context_new/3` takes them."
-  @type native_opts :: %{max_workers: pos_integer, mode: :main | :subinterpreter}
+  @type native_opts :: %{
+          max_workers: pos_integer,
+          mode: :main | :subinterpreter,
+          max_queue: pos_integer,
+          overload: :error | :wait
+        }
 
   @doc """
   Starts the pool owner (registered as `Py.Context.Pools`); `opts` override
   the application environment (`:num_contexts`, `:pools`, `:max_workers`,
-  `:context_mode`).
+  `:context_mode`, `:max_queue`, `:overload`).
 
   Started by `Py.Context.Supervisor`, once per VM.
 
@@ -80,8 +92,8 @@ defmodule Py.Context.Pools do
 
   ## Example
 
-      [max_workers: :pos_integer, mode: {:in, [:main, :subinterpreter]}] =
-        Py.Context.Pools.context_schema()
+      [max_workers: :pos_integer, mode: {:in, [:main, :subinterpreter]}, max_queue: :pos_integer,
+       overload: {:in, [:error, :wait]}] = Py.Context.Pools.context_schema()
   """
   @spec context_schema() :: Py.Options.schema()
   def context_schema, do: @context_schema
@@ -90,6 +102,16 @@ defmodule Py.Context.Pools do
   # `config :pybridge, max_workers:`, validated.
   @spec default_max_workers() :: pos_integer
   def default_max_workers, do: Options.setting!(:max_workers, :pos_integer, @default_max_workers)
+
+  @doc false
+  # `config :pybridge, max_queue:`, validated.
+  @spec default_max_queue() :: pos_integer
+  def default_max_queue, do: Options.setting!(:max_queue, :pos_integer, @default_max_queue)
+
+  @doc false
+  # `config :pybridge, overload:`, validated.
+  @spec default_overload() :: :error | :wait
+  def default_overload, do: Options.setting!(:overload, @overload, :error)
 
   @doc false
   # `config :pybridge, context_mode:`, validated.
@@ -124,7 +146,9 @@ defmodule Py.Context.Pools do
   def config!(opts) do
     defaults = %{
       max_workers: Options.setting!(opts, :max_workers, :pos_integer, @default_max_workers),
-      mode: Options.setting!(opts, :context_mode, @mode, :main)
+      mode: Options.setting!(opts, :context_mode, @mode, :main),
+      max_queue: Options.setting!(opts, :max_queue, :pos_integer, @default_max_queue),
+      overload: Options.setting!(opts, :overload, @overload, :error)
     }
 
     num = Options.setting!(opts, :num_contexts, :pos_integer, System.schedulers_online())
@@ -176,7 +200,9 @@ defmodule Py.Context.Pools do
       {:ok, size} ->
         settings = %{
           max_workers: Keyword.get(kw, :max_workers, defaults.max_workers),
-          mode: Keyword.get(kw, :mode, defaults.mode)
+          mode: Keyword.get(kw, :mode, defaults.mode),
+          max_queue: Keyword.get(kw, :max_queue, defaults.max_queue),
+          overload: Keyword.get(kw, :overload, defaults.overload)
         }
 
         {name, size, settings}

@@ -89,6 +89,11 @@ pub const PYTHON_THREAD_STACK_BYTES: usize = 64 * 1024 * 1024;
 /// Worker threads of one context, at most, unless configured otherwise.
 pub const DEFAULT_MAX_WORKERS: usize = 256;
 
+/// Calls waiting in one context's queue, at most, unless configured
+/// otherwise (`config :pybridge, max_queue:`); calls beyond it are refused
+/// as `:overloaded` or wait for room. Twin: `Py.Limits.default_max_queue/0`.
+pub const DEFAULT_MAX_QUEUE: usize = 10_000;
+
 /// Compiled code objects cached per context, unless configured otherwise.
 pub const DEFAULT_CODE_CACHE_SIZE: usize = 1024;
 

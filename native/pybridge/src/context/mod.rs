@@ -23,6 +23,7 @@ mod code_cache;
 mod execute;
 mod monitor;
 mod namespace;
+mod queue_bound;
 mod request;
 mod stats;
 mod worker;
@@ -35,17 +36,19 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 use pyo3::{Py, PyAny};
 
-use crate::limits::{DEFAULT_CODE_CACHE_SIZE, DEFAULT_MAX_WORKERS};
+use crate::limits::{DEFAULT_CODE_CACHE_SIZE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_WORKERS};
 use crate::runtime::{CpuHint, Interp};
 
 pub use monitor::cancel;
 pub use namespace::Namespace;
+pub use queue_bound::{Overload, Waker};
 pub use request::{
     CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request, Timing,
 };
 pub use stats::StatsSnapshot;
 
 use code_cache::CodeCache;
+use queue_bound::{QueueBound, Refusal};
 use stats::Stats;
 use worker::WorkerSlot;
 
@@ -63,6 +66,10 @@ pub struct ContextConfig {
     /// Run in a sub-interpreter of its own, with its own GIL (CPython 3.12+),
     /// instead of the main interpreter.
     pub subinterpreter: bool,
+    /// Most calls waiting in the queue; see [`queue_bound`].
+    pub max_queue: usize,
+    /// What happens to a call beyond `max_queue`.
+    pub overload: Overload,
 }
 
 impl Default for ContextConfig {
@@ -73,6 +80,8 @@ impl Default for ContextConfig {
             max_workers: DEFAULT_MAX_WORKERS,
             code_cache_size: DEFAULT_CODE_CACHE_SIZE,
             subinterpreter: false,
+            max_queue: DEFAULT_MAX_QUEUE,
+            overload: Overload::Refuse,
         }
     }
 }
@@ -135,6 +144,8 @@ pub(crate) struct ContextState {
     slots: Mutex<Vec<Arc<WorkerSlot>>>,
     code_cache: Mutex<CodeCache>,
     stats: Stats,
+    /// At most `max_queue` calls in `rx`; the callers beyond it.
+    bound: QueueBound,
 }
 
 impl std::fmt::Debug for ContextState {
@@ -236,6 +247,11 @@ pub enum SubmitError {
     Spawn(String),
     /// No sub-interpreter could be made (e.g. Python older than 3.12).
     Interpreter(String),
+    /// `max_queue` calls are waiting already.
+    Overloaded(usize),
+    /// `max_queue` calls are waiting already; the caller was registered to
+    /// be woken, under this id, when there is room (`Overload::Wait`).
+    Waiting(u64),
 }
 
 impl std::fmt::Display for SubmitError {
@@ -246,6 +262,10 @@ impl std::fmt::Display for SubmitError {
             SubmitError::ForeignNamespace => "the namespace belongs to another context",
             SubmitError::Spawn(err) => return write!(f, "cannot start an executor thread: {err}"),
             SubmitError::Interpreter(err) => err,
+            SubmitError::Overloaded(max) => {
+                return write!(f, "the context has {max} calls waiting already (max_queue)")
+            }
+            SubmitError::Waiting(_) => "the context's queue is full; waiting for room",
         })
     }
 }
@@ -258,6 +278,7 @@ impl SubmitError {
             SubmitError::NotInitialized => ErrorKind::NotStarted,
             SubmitError::ForeignNamespace => ErrorKind::BadArg,
             SubmitError::Spawn(_) | SubmitError::Interpreter(_) => ErrorKind::Internal,
+            SubmitError::Overloaded(_) | SubmitError::Waiting(_) => ErrorKind::Overloaded,
         }
     }
 }
@@ -273,9 +294,12 @@ impl Context {
         } else {
             Interp::main().clone()
         };
+        // The channel itself is unbounded: `bound` limits the calls in it,
+        // and the few other tasks (Collect, Stop) must never be refused.
         let (tx, rx) = crossbeam_channel::unbounded();
         let (wake_tx, wake_rx) = crossbeam_channel::unbounded();
         let context = Arc::new(ContextState {
+            bound: QueueBound::new(config.max_queue, config.overload),
             interp,
             code_cache: Mutex::new(CodeCache::new(config.code_cache_size)),
             config: ContextConfig {
@@ -318,12 +342,28 @@ impl Context {
     }
 
     /// Queues a call. The outcome goes to `reply`, unless `state` is
-    /// cancelled first.
+    /// cancelled first. Beyond `max_queue` waiting calls it is refused
+    /// (`Overloaded`), whatever the context's `overload` mode.
     pub fn submit(
         &self,
         job: Job,
         reply: Box<dyn Reply>,
         state: Arc<CallState>,
+    ) -> Result<(), SubmitError> {
+        self.submit_or_wait(job, reply, state, None)
+    }
+
+    /// [`submit`](Self::submit), except that in `Overload::Wait` mode a
+    /// call beyond `max_queue` registers its caller to be woken through
+    /// the waker `waker(id)` makes when there is room, and is refused with
+    /// `Waiting(id)`: the caller then submits again, or gives up with
+    /// [`cancel_wait`](Self::cancel_wait).
+    pub fn submit_or_wait(
+        &self,
+        job: Job,
+        reply: Box<dyn Reply>,
+        state: Arc<CallState>,
+        waker: Option<&mut dyn FnMut(u64) -> Box<dyn Waker>>,
     ) -> Result<(), SubmitError> {
         let _open = self.state().gate.read();
         if self.state().closed.load(Ordering::SeqCst) {
@@ -334,6 +374,16 @@ impl Context {
                 return Err(SubmitError::ForeignNamespace);
             }
         }
+        let bound = &self.state().bound;
+        let placed = match waker {
+            Some(waker) => bound.acquire(waker),
+            None => bound.acquire_or_refuse(),
+        };
+        match placed {
+            Ok(()) => {}
+            Err(Refusal::Overloaded) => return Err(SubmitError::Overloaded(bound.max())),
+            Err(Refusal::Waiting(id)) => return Err(SubmitError::Waiting(id)),
+        }
         self.state().stats.submitted();
         self.state().caller_cpu.record();
         let request = Request {
@@ -342,16 +392,22 @@ impl Context {
             state,
             queued: Instant::now(),
         };
-        self.state()
-            .tx
-            .send(Task::Call(request))
-            .map_err(|_| SubmitError::Closed)?;
+        self.state().tx.send(Task::Call(request)).map_err(|_| {
+            bound.release();
+            SubmitError::Closed
+        })?;
         // A worker of this context waits on the BEAM: this may be the
         // callback calling back in, which must not wait for that worker.
         if self.state().beam_waits.load(Ordering::Relaxed) > 0 {
             self.state().serve_now();
         }
         Ok(())
+    }
+
+    /// The caller waiting under `id` (see
+    /// [`submit_or_wait`](Self::submit_or_wait)) gave up.
+    pub fn cancel_wait(&self, id: u64) {
+        self.state().bound.cancel_wait(id);
     }
 
     /// Stops accepting calls, answers queued ones with a `Closed` error and
@@ -381,11 +437,15 @@ impl Context {
     /// Counters for introspection and the dashboard.
     pub fn stats(&self) -> StatsSnapshot {
         let s = self.state();
-        s.stats.snapshot(
-            s.rx.len(),
-            s.workers.load(Ordering::Acquire),
-            s.parked.load(Ordering::SeqCst),
-        )
+        StatsSnapshot {
+            max_queue: s.bound.max() as u64,
+            overloaded_total: s.bound.overloaded_total(),
+            ..s.stats.snapshot(
+                s.bound.queued(),
+                s.workers.load(Ordering::Acquire),
+                s.parked.load(Ordering::SeqCst),
+            )
+        }
     }
 }
 
@@ -403,6 +463,8 @@ fn close(context: &ContextState) {
     for _ in 0..context.parked.load(Ordering::SeqCst) {
         let _ = context.wake_tx.send(());
     }
+    // Callers waiting for room submit again and get `Closed`.
+    context.bound.wake_all();
 }
 
 fn job_namespace(job: &Job) -> Option<&Arc<Namespace>> {

@@ -87,6 +87,8 @@ pub enum ErrorKind {
     Closed,
     /// The interpreter is not running.
     NotStarted,
+    /// The context's queue held `max_queue` calls already.
+    Overloaded,
     /// A namespace was handed to a context it does not belong to.
     BadArg,
     /// A shared dict was used after it was destroyed.

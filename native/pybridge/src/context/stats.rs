@@ -31,7 +31,8 @@ pub struct StatsSnapshot {
     pub cancelled_total: u64,
     /// Calls submitted and not yet finished or dropped.
     pub in_flight: u64,
-    /// Calls waiting in the queue.
+    /// Calls waiting in the queue (not counting the context's own
+    /// housekeeping tasks).
     pub queue_length: u64,
     /// Time spent running calls, in microseconds.
     pub busy_us: u64,
@@ -43,6 +44,10 @@ pub struct StatsSnapshot {
     pub workers: u64,
     /// Overflow workers parked, waiting for work.
     pub idle_workers: u64,
+    /// The most calls the queue holds (`max_queue`).
+    pub max_queue: u64,
+    /// Calls refused as `:overloaded`, or sent to wait for room.
+    pub overloaded_total: u64,
 }
 
 impl Stats {
@@ -100,6 +105,9 @@ impl Stats {
             namespaces: self.namespaces.load(Relaxed).max(0) as u64,
             workers: workers as u64,
             idle_workers: idle as u64,
+            // Filled in by the context, which owns the bound.
+            max_queue: 0,
+            overloaded_total: 0,
         }
     }
 }

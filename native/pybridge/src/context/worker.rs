@@ -340,6 +340,8 @@ fn run_call(py: Python<'_>, context: &Arc<ContextState>, slot: &WorkerSlot, requ
         state,
         queued,
     } = request;
+    // Off the queue: its place goes to the next call (or waiting caller).
+    context.bound.release();
     // Who runs the call is known before it counts as running, so that an
     // interrupt for a running call always finds its thread.
     let ident = slot.ident.load(Ordering::Relaxed);

@@ -24,6 +24,9 @@ rustler::atoms! {
     raised,
     unknown,
     failed,
+    overloaded,
+    // A caller waiting for room in a full queue.
+    py_room,
     // Jobs.
     eval,
     exec,
@@ -42,6 +45,8 @@ rustler::atoms! {
     max_result_items,
     // Context options and modes.
     max_workers,
+    max_queue,
+    overload,
     code_cache_size,
     mode,
     main,

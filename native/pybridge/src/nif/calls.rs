@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Encoder, Env, NifResult, ResourceArc, Term};
 
-use crate::context::{self, CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Namespace, Reply};
+use crate::context::{
+    self, CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Namespace, Reply, SubmitError,
+};
 use crate::convert::Value;
 use crate::limits::{SCHEDULER_CODE_BYTES, SCHEDULER_NODES};
 
 use super::atoms;
+use super::contexts::RoomWaker;
 use super::error::encode_error;
 use super::handles::{CallResource, ContextResource, NamespaceResource};
 use super::reply::{encode_outcome, take_env, BeamReply, Inline};
@@ -111,9 +114,20 @@ fn submit_with<'a>(
         Some(inline) => inline.reply_or(message),
         None => Box::new(message),
     };
-    if let Err(err) = ctx.0.submit(job, reply, state.clone()) {
-        let info = ErrorInfo::new(err.kind(), err.to_string());
-        return Ok(encode_error(env, &info));
+    let pid = env.pid();
+    let mut waker = |id| Box::new(RoomWaker { pid, id }) as Box<dyn context::Waker>;
+    match ctx
+        .0
+        .submit_or_wait(job, reply, state.clone(), Some(&mut waker))
+    {
+        Ok(()) => {}
+        // Full, and the context lets callers wait: `{:py_room, id}` comes
+        // when there is room, and the caller submits again.
+        Err(SubmitError::Waiting(id)) => return Ok((atoms::wait(), id).encode(env)),
+        Err(err) => {
+            let info = ErrorInfo::new(err.kind(), err.to_string());
+            return Ok(encode_error(env, &info));
+        }
     }
     if let Some((outcome, timing)) = inline.and_then(|inline| inline.wait()) {
         let result = encode_outcome(env, &outcome);

@@ -20,6 +20,7 @@ fn kind_term<'a>(env: Env<'a>, kind: &ErrorKind) -> Term<'a> {
         ErrorKind::Timeout => atoms::timeout(),
         ErrorKind::Closed => atoms::closed(),
         ErrorKind::NotStarted => atoms::not_started(),
+        ErrorKind::Overloaded => atoms::overloaded(),
         ErrorKind::BadArg => atoms::badarg(),
         ErrorKind::Destroyed => atoms::destroyed(),
         ErrorKind::NotInteger => atoms::not_integer(),

@@ -8,7 +8,7 @@
 //! | NIF                                                | file            |
 //! |----------------------------------------------------|-----------------|
 //! | `init/1`                                           | [`runtime`]     |
-//! | `context_new/3`, `context_close/1`, `context_info/1` | [`contexts`]  |
+//! | `context_new/3`, `context_close/1`, `context_info/1`, `context_cancel_wait/2` | [`contexts`] |
 //! | `namespace_new/1`                                  | [`handles`]     |
 //! | `submit/5`, `submit_dirty/5`, `cancel/1`           | [`calls`]       |
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
