@@ -20,7 +20,9 @@ defmodule Py.ContextTest do
     :compiles_total,
     :namespaces,
     :workers,
-    :idle_workers
+    :idle_workers,
+    :max_queue,
+    :overloaded_total
   ]
 
   describe "pools" do
@@ -419,25 +421,35 @@ defmodule Py.ContextTest do
 
   describe "pool configuration" do
     test "is validated" do
-      main = %{max_workers: 4, mode: :main}
+      queue = %{max_queue: Py.Limits.default_max_queue(), overload: :error}
+      main = Map.merge(%{max_workers: 4, mode: :main}, queue)
 
       assert [
                {:default, 2, ^main},
                {:io, 3, ^main},
-               {:big, 5, %{max_workers: 9, mode: :main}},
-               {:iso, 2, %{max_workers: 4, mode: :subinterpreter}}
+               {:big, 5, %{max_workers: 9, mode: :main, max_queue: 10, overload: :wait}},
+               {:iso, 2, %{max_workers: 4, mode: :subinterpreter, max_queue: 10_000}}
              ] =
                Py.Context.Pools.config!(
                  num_contexts: 2,
                  max_workers: 4,
                  pools: [
                    io: 3,
-                   big: [size: 5, max_workers: 9],
+                   big: [size: 5, max_workers: 9, max_queue: 10, overload: :wait],
                    iso: [size: 2, mode: :subinterpreter]
                  ]
                )
 
-      iso = %{max_workers: 4, mode: :subinterpreter}
+      # The global settings apply where a pool sets none.
+      assert [{:default, 1, %{max_queue: 20, overload: :wait}}, {:io, 1, %{max_queue: 5}}] =
+               Py.Context.Pools.config!(
+                 num_contexts: 1,
+                 max_queue: 20,
+                 overload: :wait,
+                 pools: [io: [size: 1, max_queue: 5]]
+               )
+
+      iso = Map.merge(%{max_workers: 4, mode: :subinterpreter}, queue)
 
       assert [{:default, 1, ^iso}, {:io, 1, ^iso}, {:main, 1, ^main}] =
                Py.Context.Pools.config!(
@@ -460,7 +472,11 @@ defmodule Py.ContextTest do
         [pools: [io: [max_workers: 2]]],
         [pools: [io: [size: 2, mode: :isolated]]],
         [context_mode: :threads],
-        [pools: [{"io", 2}]]
+        [pools: [{"io", 2}]],
+        [max_queue: 0],
+        [overload: :drop],
+        [pools: [io: [size: 2, max_queue: -1]]],
+        [pools: [io: [size: 2, overload: :later]]]
       ]
 
       for opts <- bad do
