@@ -55,6 +55,20 @@ defmodule Bench.Harness do
     (System.monotonic_time(:nanosecond) - t0) / n
   end
 
+  @doc """
+  Runs `fun` `n` times in a tight loop; returns the CPU time per call in ns
+  (`:erlang.statistics(:runtime)`, the VM's CPU time, millisecond
+  resolution): unlike the wall clock, it does not grow while a loaded
+  machine keeps the VM waiting for a core. Keep `n` large.
+  """
+  def cpu_ns(fun, n) do
+    for _ <- 1..div(n, 10), do: fun.()
+    {t0, _} = :erlang.statistics(:runtime)
+    loop(fun, n)
+    {t1, _} = :erlang.statistics(:runtime)
+    (t1 - t0) * 1_000_000 / n
+  end
+
   defp loop(_fun, 0), do: :ok
 
   defp loop(fun, n) do

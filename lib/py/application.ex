@@ -14,13 +14,15 @@ defmodule Py.Application do
 
     case Py.Runtime.start() do
       :ok ->
-        children = [
-          Py.Coalesce.Tables,
-          Py.Dashboard.Samples,
-          Py.SharedDict.CallbackLog,
-          Py.Context.Supervisor,
-          Py.Callback.Pool
-        ]
+        # Py.Telemetry.Relay only where telemetry is compiled in.
+        children =
+          [
+            Py.Coalesce.Tables,
+            Py.Dashboard.Samples,
+            Py.SharedDict.CallbackLog,
+            Py.Context.Supervisor,
+            Py.Callback.Pool
+          ] ++ telemetry_children()
 
         Supervisor.start_link(children, strategy: :one_for_one, name: Py.Supervisor)
 
@@ -28,5 +30,11 @@ defmodule Py.Application do
         Logger.error("pybridge could not start Python: " <> Exception.message(error))
         {:error, {:pybridge_python, error}}
     end
+  end
+
+  if Py.Telemetry.enabled?() do
+    defp telemetry_children, do: [Py.Telemetry.Relay]
+  else
+    defp telemetry_children, do: []
   end
 end

@@ -8,10 +8,13 @@ defmodule Py.Call do
   # This is the hot path (benchmarked at a few microseconds per call): keep it
   # free of option handling, extra processes and GenServer calls. Later layers
   # (telemetry spans, coalescing) hook in here and only here: `run/4,5` is
-  # the one exit every eval/exec/call returns through, and `measured/4,5`
-  # gives what the worker measured of the call for them.
+  # the one exit every eval/exec/call returns through (the telemetry span
+  # wraps it, Py.Telemetry.call_span/4), and `measured/4,5` gives what the
+  # worker measured of the call for them.
 
   alias Py.{Error, Native}
+
+  require Py.Telemetry
 
   @typedoc "A job as defined by the NIF contract (see Py.Native)."
   @type job ::
@@ -45,8 +48,11 @@ defmodule Py.Call do
   @spec run(Py.Context.t(), boolean, job, timeout) :: result
   @spec run(Py.Context.t(), boolean, job, timeout, coalesce) :: result
   def run(ctx, namespace?, job, timeout, coalesce \\ nil) do
-    {result, _timing} = measured(ctx, namespace?, job, timeout, coalesce)
-    result
+    # The [:pybridge, :call, _] span when telemetry is compiled in; else
+    # just the result of measured/5.
+    Py.Telemetry.call_span ctx, job, coalesce do
+      measured(ctx, namespace?, job, timeout, coalesce)
+    end
   end
 
   @doc false

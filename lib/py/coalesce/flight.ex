@@ -16,9 +16,9 @@ defmodule Py.Coalesce.Flight do
   #      the execution (Py.Native.cancel interrupts the Python; the helper of a
   #      function is killed), gives the key up and exits :normal.
   #   4. When the execution ends it gives the key up first (new callers start
-  #      a new execution), takes the joins already in its mailbox, sends
-  #      {tag, result} to every waiter and counts the flight once
-  #      (Py.Coalesce.Stats).
+  #      a new execution), takes the joins already in its mailbox, counts the
+  #      flight once (Py.Coalesce.Stats) and sends {tag, result} to every
+  #      waiter.
   #
   # A waiter that sees the flight exit :normal without an answer (1., or a
   # join that arrived after 3. or 4.) simply starts over.
@@ -140,8 +140,10 @@ defmodule Py.Coalesce.Flight do
   defp finish(state, result) do
     :ets.delete_object(@flights, {state.gk, self()})
     state = drain_joins(state)
-    Enum.each(state.waiters, fn {tag, {pid, _mref}} -> send(pid, {tag, result}) end)
+    # Counted before anyone is answered: a caller that has its result sees
+    # the execution in Py.Coalesce.stats/1.
     Stats.finished(state.group, state.joined, error?(result))
+    Enum.each(state.waiters, fn {tag, {pid, _mref}} -> send(pid, {tag, result}) end)
   end
 
   defp error?({:error, _}), do: true

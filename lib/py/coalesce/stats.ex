@@ -3,13 +3,24 @@ defmodule Py.Coalesce.Stats do
   # The one place where coalescing is counted (hits, misses, errors and the
   # `active` gauge), per group, in a public ETS table owned by
   # Py.Coalesce.Tables. Flights call `started/1` when an execution starts and
-  # `finished/3` when it ends; nothing else writes counters, so telemetry can
-  # hook in here later. One ETS update per event, none per waiter: a flight
-  # adds all its hits at once when it ends.
+  # `finished/3` when it ends; nothing else writes counters. One ETS update
+  # per event, none per waiter: a flight adds all its hits at once when it
+  # ends.
   #
   # Row: {group, hits, misses, errors, active}
+  #
+  # It is also the one place the [:pybridge, :coalesce, _] telemetry events
+  # come from: the BEAM's as they are counted, the Python side's (counted by
+  # erlang.SharedCall in each interpreter) when `python/0` reads them, as
+  # the difference from its previous read (kept in a second table, row
+  # {name, hits, misses, errors}).
 
   @table :py_coalesce_stats
+  @python_seen :py_coalesce_python_seen
+
+  @doc false
+  @spec python_seen_table() :: atom
+  def python_seen_table, do: @python_seen
 
   @doc false
   @spec table() :: atom
@@ -19,8 +30,9 @@ defmodule Py.Coalesce.Stats do
   # An execution of `group` started (a miss).
   @spec started(term) :: :ok
   def started(group) do
-    :ets.update_counter(@table, group, [{3, 1}, {5, 1}], {group, 0, 0, 0, 0})
-    :ok
+    @table
+    |> :ets.update_counter(group, [{3, 1}, {5, 1}, {2, 0}], {group, 0, 0, 0, 0})
+    |> started_event(group)
   end
 
   @doc false
@@ -29,8 +41,41 @@ defmodule Py.Coalesce.Stats do
   @spec finished(term, non_neg_integer, boolean) :: :ok
   def finished(group, hits, error?) do
     errors = if error?, do: 1, else: 0
-    :ets.update_counter(@table, group, [{2, hits}, {4, errors}, {5, -1}], {group, 0, 0, 0, 0})
-    :ok
+
+    @table
+    |> :ets.update_counter(group, [{2, hits}, {4, errors}, {5, -1}, {3, 0}], {group, 0, 0, 0, 0})
+    |> finished_event(group, hits, error?)
+  end
+
+  if Py.Telemetry.enabled?() do
+    defp started_event([misses, _active, hits], group) do
+      :telemetry.execute(
+        [:pybridge, :coalesce, :miss],
+        %{count: 1, hit_rate: rate(hits, misses)},
+        %{group: group, side: :beam}
+      )
+    end
+
+    defp finished_event([total_hits, _errors, _active, misses], group, hits, error?) do
+      meta = %{group: group, side: :beam}
+
+      if hits > 0 do
+        :telemetry.execute(
+          [:pybridge, :coalesce, :hit],
+          %{count: hits, hit_rate: rate(total_hits, misses)},
+          meta
+        )
+      end
+
+      if error?, do: :telemetry.execute([:pybridge, :coalesce, :error], %{count: 1}, meta)
+      :ok
+    end
+
+    defp rate(0, 0), do: 0.0
+    defp rate(hits, misses), do: hits / (hits + misses)
+  else
+    defp started_event(_counters, _group), do: :ok
+    defp finished_event(_counters, _group, _hits, _error?), do: :ok
   end
 
   @doc false
@@ -84,9 +129,60 @@ defmodule Py.Coalesce.Stats do
       end)
     end)
     |> Map.new(fn {group, row} -> {group, to_map(row)} end)
+    |> tap(&python_events/1)
   catch
     # The pools are being restarted: report the BEAM side only.
     :exit, _ -> %{}
+  end
+
+  # The Python side's events: what each named group counted since the
+  # previous read. Two readers at once never report the same counts twice
+  # (the previous read is replaced only if it is still the one this read
+  # started from); counters that went down (reset_stats in Python) count
+  # from zero.
+  if Py.Telemetry.enabled?() do
+    defp python_events(stats) do
+      Enum.each(stats, fn {{:python, name}, %{hits: h, misses: m, errors: e} = now} ->
+        before =
+          case :ets.lookup(@python_seen, name) do
+            [{_, bh, bm, be}] -> {bh, bm, be}
+            [] -> nil
+          end
+
+        {dh, dm, de} =
+          case before do
+            {bh, bm, be} when h >= bh and m >= bm and e >= be -> {h - bh, m - bm, e - be}
+            _ -> {h, m, e}
+          end
+
+        if {dh, dm, de} != {0, 0, 0} and claim(name, before, {h, m, e}) do
+          meta = %{group: name, side: :python}
+          rate = now.hit_rate
+
+          if dm > 0,
+            do:
+              :telemetry.execute(
+                [:pybridge, :coalesce, :miss],
+                %{count: dm, hit_rate: rate},
+                meta
+              )
+
+          if dh > 0,
+            do:
+              :telemetry.execute([:pybridge, :coalesce, :hit], %{count: dh, hit_rate: rate}, meta)
+
+          if de > 0, do: :telemetry.execute([:pybridge, :coalesce, :error], %{count: de}, meta)
+        end
+      end)
+    end
+
+    defp claim(name, nil, {h, m, e}), do: :ets.insert_new(@python_seen, {name, h, m, e})
+
+    defp claim(name, {bh, bm, be}, {h, m, e}) do
+      :ets.select_replace(@python_seen, [{{name, bh, bm, be}, [], [{{name, h, m, e}}]}]) == 1
+    end
+  else
+    defp python_events(_stats), do: :ok
   end
 
   @doc false

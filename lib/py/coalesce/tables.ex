@@ -1,8 +1,9 @@
 defmodule Py.Coalesce.Tables do
   @moduledoc false
-  # Owns Py.Coalesce's two public ETS tables for the life of the application
+  # Owns Py.Coalesce's public ETS tables for the life of the application
   # (started by Py.Application): the in-flight table, {{group, key}, flight_pid},
-  # and the counters (Py.Coalesce.Stats). It does nothing else: callers and
+  # the counters (Py.Coalesce.Stats), and the Python side's counters as
+  # last read (for its telemetry events). It does nothing else: callers and
   # flights read and write the tables directly, so no call goes through this
   # process.
 
@@ -23,6 +24,7 @@ defmodule Py.Coalesce.Tables do
     concurrency = [:public, :named_table, read_concurrency: true, write_concurrency: true]
     :ets.new(@flights, [:set | concurrency] ++ [decentralized_counters: true])
     :ets.new(Py.Coalesce.Stats.table(), [:set | concurrency])
+    :ets.new(Py.Coalesce.Stats.python_seen_table(), [:set, :public, :named_table])
     {:ok, nil}
   end
 end

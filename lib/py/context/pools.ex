@@ -20,6 +20,7 @@ defmodule Py.Context.Pools do
 
   use GenServer
   require Logger
+  require Py.Telemetry
 
   alias Py.Options
 
@@ -251,6 +252,40 @@ defmodule Py.Context.Pools do
   @spec started(Py.Context.t()) :: :ok
   def started(ctx) do
     Py.Dashboard.Samples.started(ctx.ref)
+
+    Py.Telemetry.execute(
+      [:pybridge, :context, :start],
+      %{monotonic_time: System.monotonic_time(), system_time: System.system_time()},
+      context_metadata(ctx)
+    )
+
+    :ok
+  end
+
+  if Py.Telemetry.enabled?() do
+    defp stopped(metadata, started_at) do
+      stop = System.monotonic_time()
+
+      measurements =
+        if started_at,
+          do: %{monotonic_time: stop, duration: stop - started_at},
+          else: %{monotonic_time: stop}
+
+      :telemetry.execute([:pybridge, :context, :stop], measurements, metadata)
+    end
+  else
+    defp stopped(_metadata, _started_at), do: :ok
+  end
+
+  defp context_metadata(ctx) do
+    mode =
+      try do
+        Py.Native.context_info(ctx.ref).mode
+      rescue
+        _ -> nil
+      end
+
+    %{context: ctx, pool: ctx.pool, index: ctx.index, mode: mode, node: node()}
   end
 
   @doc false
@@ -281,8 +316,10 @@ defmodule Py.Context.Pools do
   @spec close_context(Py.Context.t()) :: :ok
   def close_context(%Py.Context{ref: ref} = ctx) do
     Py.Context.stop_pid(ctx)
+    # Read before closing: a closed context has no mode to tell.
+    metadata = if Py.Telemetry.enabled?(), do: context_metadata(ctx)
     Py.Native.context_close(ref)
-    Py.Dashboard.Samples.stopped(ref)
+    stopped(metadata, Py.Dashboard.Samples.stopped(ref))
   catch
     kind, reason ->
       Logger.warning(

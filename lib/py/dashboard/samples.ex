@@ -6,7 +6,7 @@ defmodule Py.Dashboard.Samples do
   # the two. A context's row is made when it starts (`started/1`, so the
   # first snapshot measures since then) and dropped when it closes.
   #
-  # Row: {context_ref, monotonic_us, busy_us}
+  # Row: {context_ref, monotonic_us, busy_us, started_at (native monotonic)}
 
   use GenServer
 
@@ -26,19 +26,23 @@ defmodule Py.Dashboard.Samples do
   # A context started: its busy time is measured from now.
   @spec started(reference) :: :ok
   def started(cref) do
-    :ets.insert(@table, {cref, now_us(), 0})
+    :ets.insert(@table, {cref, now_us(), 0, System.monotonic_time()})
     :ok
   rescue
     ArgumentError -> :ok
   end
 
   @doc false
-  @spec stopped(reference) :: :ok
+  # A context closed: forgets it, and says when it started (native
+  # monotonic time; nil if unknown).
+  @spec stopped(reference) :: integer | nil
   def stopped(cref) do
-    :ets.delete(@table, cref)
-    :ok
+    case :ets.take(@table, cref) do
+      [{_, _, _, started_at}] -> started_at
+      [] -> nil
+    end
   rescue
-    ArgumentError -> :ok
+    ArgumentError -> nil
   end
 
   @doc false
@@ -51,8 +55,11 @@ defmodule Py.Dashboard.Samples do
 
     percent =
       case :ets.lookup(@table, cref) do
-        [{_, at, before}] when now > at -> max(busy_us - before, 0) * 100 / (now - at)
-        _ -> 0.0
+        [{_, at, before, _started_at}] when now > at ->
+          max(busy_us - before, 0) * 100 / (now - at)
+
+        _ ->
+          0.0
       end
 
     # Only a context still known (started, not closed) keeps a row.

@@ -1,0 +1,199 @@
+defmodule Py.Telemetry do
+  @moduledoc """
+  `:telemetry` events of pybridge: calls, coalescing, SharedDicts, contexts
+  and overload, for metrics, logs and the LiveDashboard.
+
+  The events exist when the [telemetry](https://hex.pm/packages/telemetry)
+  library is present at compile time (pybridge declares it as a dependency
+  when Hex is available). Without it, every place that would emit one
+  compiles to nothing: `enabled?/0` says which build this is.
+
+  Every event, its measurements and its metadata are listed in the
+  [telemetry guide](telemetry.md), with an example handler. In short:
+
+    * `[:pybridge, :call, :start | :stop | :exception]` — a span around
+      every `eval`, `exec` and `call` (`Py.Call.run/5`);
+    * `[:pybridge, :coalesce, :hit | :miss | :error]` — coalescing of the
+      BEAM's groups and of named Python `erlang.SharedCall` groups;
+    * `[:pybridge, :shared_dict, :put | :delete | :expired]` — SharedDict
+      changes (never the value; the key only with `telemetry_keys: true`);
+    * `[:pybridge, :context, :start | :stop]` and `[:pybridge, :overloaded]`.
+
+  SharedDict events and the Python side's coalescing are read by a process
+  of pybridge's (`Py.Telemetry.Relay`) while a handler is attached to them:
+  it notices a new handler within `config :pybridge, telemetry_poll_ms:`
+  (1,000 by default), or at once after `refresh/0`.
+
+  `metrics/0` gives `Telemetry.Metrics` definitions for a dashboard.
+  """
+
+  @enabled Code.ensure_compiled(:telemetry) == {:module, :telemetry}
+
+  @doc """
+  Whether this build emits events (the telemetry library was present when
+  pybridge was compiled).
+
+  ## Example
+
+      iex> is_boolean(Py.Telemetry.enabled?())
+      true
+  """
+  @spec enabled?() :: boolean
+  def enabled?, do: @enabled
+
+  @doc false
+  # The span of `Py.Call.run/5` around `body`, which gives `{result, timing}`;
+  # the macro's value is the result. Compiled out, it is exactly
+  # `elem(body, 0)`: nothing else runs.
+  defmacro call_span(ctx, job, coalesce, do: body) do
+    if @enabled do
+      quote do
+        span = Py.Telemetry.call_start(unquote(ctx), unquote(job), unquote(coalesce))
+
+        try do
+          unquote(body)
+        catch
+          kind, reason ->
+            Py.Telemetry.call_exception(span, kind, reason, __STACKTRACE__)
+            :erlang.raise(kind, reason, __STACKTRACE__)
+        else
+          {result, timing} ->
+            Py.Telemetry.call_stop(span, result, timing)
+            result
+        end
+      end
+    else
+      quote do
+        {result, _timing} = unquote(body)
+        result
+      end
+    end
+  end
+
+  @doc false
+  # Executes `event` when telemetry is compiled in; else compiles to
+  # nothing (the arguments are not even evaluated).
+  defmacro execute(event, measurements, metadata) do
+    if @enabled do
+      quote do
+        :telemetry.execute(unquote(event), unquote(measurements), unquote(metadata))
+      end
+    else
+      quote do: :ok
+    end
+  end
+
+  if @enabled do
+    @doc false
+    @spec call_start(Py.Context.t(), Py.Call.job(), Py.Call.coalesce()) :: {integer, map}
+    def call_start(ctx, job, coalesce) do
+      {kind, module, function} = describe(job)
+
+      metadata = %{
+        kind: kind,
+        module: module,
+        function: function,
+        context: ctx,
+        pool: ctx.pool,
+        node: node(),
+        coalesced?: coalesce != nil,
+        # Set by the stop event when the call failed; nil in the start
+        # event (a success then reuses this very map).
+        error: nil
+      }
+
+      start = System.monotonic_time()
+
+      :telemetry.execute(
+        [:pybridge, :call, :start],
+        %{monotonic_time: start, system_time: System.system_time()},
+        metadata
+      )
+
+      {start, metadata}
+    end
+
+    @doc false
+    @spec call_stop({integer, map}, Py.Call.result(), Py.Call.timing()) :: :ok
+    def call_stop({start, metadata}, result, timing) do
+      stop = System.monotonic_time()
+      measurements = timing(timing, %{duration: stop - start, monotonic_time: stop})
+
+      metadata =
+        case result do
+          {:error, %Py.Error{type: type}} -> %{metadata | error: type}
+          _ -> metadata
+        end
+
+      :telemetry.execute([:pybridge, :call, :stop], measurements, metadata)
+
+      if metadata.error == :overloaded do
+        :telemetry.execute(
+          [:pybridge, :overloaded],
+          %{count: 1},
+          Map.take(metadata, [:context, :pool, :node, :kind, :module, :function])
+        )
+      end
+
+      :ok
+    end
+
+    @doc false
+    @spec call_exception({integer, map}, atom, term, Exception.stacktrace()) :: :ok
+    def call_exception({start, metadata}, kind, reason, stacktrace) do
+      stop = System.monotonic_time()
+
+      :telemetry.execute(
+        [:pybridge, :call, :exception],
+        %{duration: stop - start, monotonic_time: stop},
+        # The span convention's kind (:error, :exit, :throw) replaces the
+        # call's, which stays as :call_kind.
+        Map.merge(metadata, %{
+          call_kind: metadata.kind,
+          kind: kind,
+          reason: reason,
+          stacktrace: stacktrace
+        })
+      )
+    end
+
+    defp timing(nil, measurements), do: measurements
+
+    defp timing(%{queue_us: queue_us, run_us: run_us}, measurements) do
+      Map.merge(measurements, %{
+        queue_time: System.convert_time_unit(queue_us, :microsecond, :native),
+        run_time: System.convert_time_unit(run_us, :microsecond, :native)
+      })
+    end
+
+    # {kind, module, function} of a job; a job of a kind added later
+    # (streams, async calls) is reported under its own tag.
+    defp describe({:eval, _code, _locals}), do: {:eval, nil, nil}
+    defp describe({:exec, _code}), do: {:exec, nil, nil}
+    defp describe({:call, module, function, _args, _kwargs}), do: {:call, module, function}
+    defp describe({:getattr, _object, name}), do: {:call, nil, name}
+    defp describe({:call_method, _object, name, _args, _kwargs}), do: {:call, nil, name}
+    defp describe({:reload, module}), do: {:call, module, nil}
+    defp describe(job) when is_tuple(job), do: {elem(job, 0), nil, nil}
+  end
+
+  @doc """
+  Makes `Py.Telemetry.Relay` look for attached handlers now (instead of at
+  its next poll), so that SharedDict events and the Python side's
+  coalescing events flow at once after `:telemetry.attach/4`. Returns `:ok`
+  (also when telemetry is compiled out).
+
+  ## Example
+
+      iex> Py.Telemetry.refresh()
+      :ok
+  """
+  @spec refresh() :: :ok
+  if @enabled do
+    def refresh do
+      if Process.whereis(Py.Telemetry.Relay), do: Py.Telemetry.Relay.refresh(), else: :ok
+    end
+  else
+    def refresh, do: :ok
+  end
+end
