@@ -25,8 +25,8 @@ if Code.ensure_loaded?(Phoenix.LiveDashboard.PageBuilder) do
       * **Coalescing** — every group, BEAM and Python side: hits, misses,
         errors, executions running, hit rate;
       * **SharedDicts & TTL expiries** — every dict: backend, size, puts,
-        deletes, expired keys; below it the most recent expiries, with key and
-        time.
+        deletes, expired keys; and, in a second sub-tab, the most recent
+        expiries of every dict, with key and time.
 
     SharedDict values are never shown, and keys only as their first 80 bytes.
 
@@ -100,59 +100,81 @@ if Code.ensure_loaded?(Phoenix.LiveDashboard.PageBuilder) do
     end
 
     @impl true
+    # The tabs are live_nav_bar items, and each tab's content follows the
+    # bar rather than sitting in the item's slot: LiveDashboard 0.8's nav bar
+    # component does not re-render its slot when only the page's assigns
+    # change, so content there would never refresh (seen in Chromium: the
+    # numbers stayed at their first values while the snapshots moved on).
     def render(assigns) do
       ~H"""
       <div :if={@error} class="alert alert-warning">
         Could not read pybridge's state on <%= @page.node %>: <%= format_error(@error) %>
       </div>
       <.live_nav_bar :if={@snapshot} id="python_nav_bar" page={@page}>
-        <:item name="contexts" label="Contexts" method="patch">
-          <.summary snapshot={@snapshot} />
-          <.live_table
-            id="python_contexts"
-            dom_id="python-contexts"
-            page={@page}
-            title="Contexts"
-            rows_name="contexts"
-            row_fetcher={rows(@snapshot.contexts, [:pool, :mode])}
-            default_sort_by={:calls}
-          >
-            <:col field={:pool} sortable={:asc} />
-            <:col field={:index} text_align="right" sortable={:asc} />
-            <:col field={:mode} sortable={:asc} />
-            <:col field={:calls} text_align="right" sortable={:desc} />
-            <:col field={:errors} text_align="right" sortable={:desc} />
-            <:col field={:in_flight} header="In flight" text_align="right" sortable={:desc} />
-            <:col field={:queue} text_align="right" sortable={:desc} />
-            <:col field={:bound} header="Bound processes" text_align="right" sortable={:desc} />
-            <:col field={:envs} header="Envs" text_align="right" sortable={:desc} />
-            <:col :let={row} field={:busy} header="Busy %" text_align="right" sortable={:desc}>
-              <%= Rows.format_percent(row.busy) %>
-            </:col>
-          </.live_table>
-        </:item>
-        <:item name="coalescing" label="Coalescing" method="patch">
-          <.live_table
-            id="python_coalescing"
-            dom_id="python-coalescing"
-            page={@page}
-            title="Coalescing groups"
-            rows_name="groups"
-            row_fetcher={rows(@snapshot.coalesce, [:group, :side])}
-            default_sort_by={:hits}
-          >
-            <:col field={:group} sortable={:asc} />
-            <:col field={:side} sortable={:asc} />
-            <:col field={:hits} text_align="right" sortable={:desc} />
-            <:col field={:misses} text_align="right" sortable={:desc} />
-            <:col field={:errors} text_align="right" sortable={:desc} />
-            <:col field={:active} text_align="right" sortable={:desc} />
-            <:col :let={row} field={:hit_rate} header="Hit rate %" text_align="right" sortable={:desc}>
-              <%= Rows.format_percent(row.hit_rate && row.hit_rate * 100) %>
-            </:col>
-          </.live_table>
-        </:item>
-        <:item name="shared_dicts" label="SharedDicts & TTL expiries" method="patch">
+        <:item name="contexts" label="Contexts" method="patch"><span hidden></span></:item>
+        <:item name="coalescing" label="Coalescing" method="patch"><span hidden></span></:item>
+        <:item name="shared_dicts" label="SharedDicts & TTL expiries" method="patch"><span hidden></span></:item>
+      </.live_nav_bar>
+      <div :if={@snapshot && tab(@page) == "contexts"} id="python-tab-contexts">
+        <.summary snapshot={@snapshot} />
+        <.live_table
+          id="python_contexts"
+          dom_id="python-contexts"
+          page={@page}
+          title="Contexts"
+          rows_name="contexts"
+          row_fetcher={rows(@snapshot.contexts, [:pool, :mode])}
+          default_sort_by={:calls}
+        >
+          <:col field={:pool} sortable={:asc} />
+          <:col field={:index} text_align="right" sortable={:asc} />
+          <:col field={:mode} sortable={:asc} />
+          <:col field={:calls} text_align="right" sortable={:desc} />
+          <:col field={:errors} text_align="right" sortable={:desc} />
+          <:col field={:in_flight} header="In flight" text_align="right" sortable={:desc} />
+          <:col field={:queue} text_align="right" sortable={:desc} />
+          <:col field={:bound} header="Bound processes" text_align="right" sortable={:desc} />
+          <:col field={:envs} header="Envs" text_align="right" sortable={:desc} />
+          <:col :let={row} field={:busy} header="Busy %" text_align="right" sortable={:desc}>
+            <%= Rows.format_percent(row.busy) %>
+          </:col>
+        </.live_table>
+      </div>
+      <div :if={@snapshot && tab(@page) == "coalescing"} id="python-tab-coalescing">
+        <.live_table
+          id="python_coalescing"
+          dom_id="python-coalescing"
+          page={@page}
+          title="Coalescing groups"
+          rows_name="groups"
+          row_fetcher={rows(@snapshot.coalesce, [:group, :side])}
+          default_sort_by={:hits}
+        >
+          <:col field={:group} sortable={:asc} />
+          <:col field={:side} sortable={:asc} />
+          <:col field={:hits} text_align="right" sortable={:desc} />
+          <:col field={:misses} text_align="right" sortable={:desc} />
+          <:col field={:errors} text_align="right" sortable={:desc} />
+          <:col field={:active} text_align="right" sortable={:desc} />
+          <:col :let={row} field={:hit_rate} header="Hit rate %" text_align="right" sortable={:desc}>
+            <%= Rows.format_percent(row.hit_rate && row.hit_rate * 100) %>
+          </:col>
+        </.live_table>
+      </div>
+      <div :if={@snapshot && tab(@page) == "shared_dicts"} id="python-tab-shared-dicts">
+        <%!-- Two tables, two sub-tabs: live_table keeps its search and sort in
+             the page's URL parameters, which tables on one view would share. --%>
+        <.live_nav_bar
+          id="python_dicts_nav_bar"
+          page={@page}
+          nav_param="dicts"
+          style={:bar}
+          extra_params={["nav"]}
+        >
+          <:item name="dicts" label="SharedDicts" method="patch"><span hidden></span></:item>
+          <:item name="expiries" label="Recent TTL expiries" method="patch"><span hidden></span></:item>
+        </.live_nav_bar>
+        <div :if={dicts_tab(@page) == "dicts"}>
           <.live_table
             id="python_shared_dicts"
             dom_id="python-shared-dicts"
@@ -169,6 +191,8 @@ if Code.ensure_loaded?(Phoenix.LiveDashboard.PageBuilder) do
             <:col field={:deletes} text_align="right" sortable={:desc} />
             <:col field={:expired} header="Expired" text_align="right" sortable={:desc} />
           </.live_table>
+        </div>
+        <div :if={dicts_tab(@page) == "expiries"}>
           <.live_table
             id="python_expiries"
             dom_id="python-expiries"
@@ -183,9 +207,22 @@ if Code.ensure_loaded?(Phoenix.LiveDashboard.PageBuilder) do
             <:col field={:dict} header="SharedDict" sortable={:asc} />
             <:col field={:key} sortable={:asc} />
           </.live_table>
-        </:item>
-      </.live_nav_bar>
+        </div>
+      </div>
       """
+    end
+
+    @tabs ~w(contexts coalescing shared_dicts)
+
+    defp dicts_tab(%{params: %{"dicts" => "expiries"}}), do: "expiries"
+    defp dicts_tab(_page), do: "dicts"
+
+    # The tab shown: the nav bar's `nav` parameter, else the first tab.
+    defp tab(%{params: params}) do
+      case params do
+        %{"nav" => tab} when tab in @tabs -> tab
+        _ -> hd(@tabs)
+      end
     end
 
     attr(:snapshot, :map, required: true)
