@@ -111,6 +111,7 @@ defmodule Py.Callback do
   @spec run(request) :: :ok
   def run({slot, name, args, remaining}) do
     depth = Process.get(@depth_key, 0)
+    span = span_start(name, depth)
 
     answer =
       cond do
@@ -121,15 +122,60 @@ defmodule Py.Callback do
 
         true ->
           case :ets.lookup(@table, name) do
-            [{_, entry}] -> call(entry, args, depth, remaining)
+            [{_, entry}] -> call(entry, args, depth, remaining, span)
             [] -> {:unknown, "no BEAM function is registered as #{inspect(name)}"}
           end
       end
 
+    span_stop(span, answer)
     reply(slot, answer)
   end
 
-  defp call(entry, args, depth, remaining) do
+  # The [:pybridge, :callback, _] span (Py.Telemetry): start, then stop, or
+  # exception when the function raised, threw or exited. Compiled out
+  # without the telemetry library.
+  if Py.Telemetry.enabled?() do
+    defp span_start(name, depth) do
+      metadata = %{name: name, depth: depth, node: node()}
+      start = System.monotonic_time()
+
+      :telemetry.execute(
+        [:pybridge, :callback, :start],
+        %{monotonic_time: start, system_time: System.system_time()},
+        metadata
+      )
+
+      {start, metadata}
+    end
+
+    defp span_stop(_span, {:raised, _kind, _reason, _banner}), do: :ok
+
+    defp span_stop({start, metadata}, answer) do
+      stop = System.monotonic_time()
+
+      :telemetry.execute(
+        [:pybridge, :callback, :stop],
+        %{duration: stop - start, monotonic_time: stop},
+        Map.put(metadata, :result, elem(answer, 0))
+      )
+    end
+
+    defp span_exception({start, metadata}, kind, reason, stacktrace) do
+      stop = System.monotonic_time()
+
+      :telemetry.execute(
+        [:pybridge, :callback, :exception],
+        %{duration: stop - start, monotonic_time: stop},
+        Map.merge(metadata, %{kind: kind, reason: reason, stacktrace: stacktrace})
+      )
+    end
+  else
+    defp span_start(_name, _depth), do: nil
+    defp span_stop(_span, _answer), do: :ok
+    defp span_exception(_span, _kind, _reason, _stacktrace), do: :ok
+  end
+
+  defp call(entry, args, depth, remaining, span) do
     saved_deadline = Process.get(@deadline_key)
     Process.put(@depth_key, depth + 1)
     Process.put(@deadline_key, nested_deadline(saved_deadline, remaining))
@@ -138,6 +184,7 @@ defmodule Py.Callback do
       {:ok, apply_entry(entry, args)}
     catch
       kind, reason ->
+        span_exception(span, kind, reason, __STACKTRACE__)
         {:raised, kind, reason, Exception.format_banner(kind, reason, __STACKTRACE__)}
     after
       restore(@depth_key, depth)

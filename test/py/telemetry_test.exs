@@ -252,6 +252,89 @@ defmodule Py.TelemetryTest do
     end
   end
 
+  describe "[:pybridge, :overloaded]" do
+    test "a call refused by a full queue" do
+      listen([[:pybridge, :overloaded], [:pybridge, :call, :stop]])
+      ctx = Py.Context.new(max_workers: 1, max_queue: 1)
+      name = "tel_ov_#{System.unique_integer([:positive])}"
+
+      {:ok, nil} =
+        Py.eval("setattr(__import__('builtins'), n, __import__('threading').Event())", %{n: name})
+
+      wait = "getattr(__import__('builtins'), n).wait(30)"
+      blocker = Task.async(fn -> Py.eval(ctx, wait, %{n: name}, timeout: 30_000) end)
+      wait_until(fn -> match?(%{in_flight: 1, queue_length: 0}, Py.Context.info(ctx)) end)
+      queued = Task.async(fn -> Py.eval(ctx, "1", %{}, timeout: 30_000) end)
+      wait_until(fn -> Py.Context.info(ctx).queue_length == 1 end)
+
+      assert {:error, %Py.Error{type: :overloaded}} = Py.call(ctx, :math, :sqrt, [4])
+
+      assert_receive {:event, [:pybridge, :overloaded], %{count: 1},
+                      %{
+                        context: ^ctx,
+                        pool: :dedicated,
+                        kind: :call,
+                        module: "math",
+                        function: "sqrt"
+                      }}
+
+      assert_receive {:event, [:pybridge, :call, :stop], _, %{context: ^ctx, error: :overloaded}}
+
+      {:ok, nil} = Py.eval("getattr(__import__('builtins'), n).set()", %{n: name})
+      assert {:ok, true} = Task.await(blocker)
+      assert {:ok, 1} = Task.await(queued)
+      refute_received {:event, [:pybridge, :overloaded], _, _}
+      Py.Context.close(ctx)
+    end
+  end
+
+  describe "[:pybridge, :callback, _]" do
+    setup do
+      listen([
+        [:pybridge, :callback, :start],
+        [:pybridge, :callback, :stop],
+        [:pybridge, :callback, :exception]
+      ])
+
+      name = "tel_cb_#{System.unique_integer([:positive])}"
+
+      :ok = Py.register_function(name, fn x -> x * 2 end)
+
+      on_exit(fn -> Py.unregister_function(name) end)
+      {:ok, name: name}
+    end
+
+    test "a callback is a span: start, stop with its result", %{name: name} do
+      assert {:ok, 42} = Py.eval("__import__('erlang').call(n, 21)", %{n: name})
+
+      assert_receive {:event, [:pybridge, :callback, :start], %{system_time: _},
+                      %{name: ^name, depth: 0} = meta}
+
+      assert meta.node == node()
+
+      assert_receive {:event, [:pybridge, :callback, :stop], %{duration: d},
+                      %{name: ^name, result: :ok}}
+
+      assert d >= 0
+    end
+
+    test "a callback that raises ends in :exception; an unknown name stops as :unknown",
+         %{name: name} do
+      # A string times 2 raises ArithmeticError in the function.
+      {:error, _} = Py.eval("__import__('erlang').call(n, 'boom')", %{n: name})
+
+      assert_receive {:event, [:pybridge, :callback, :exception], %{duration: _},
+                      %{name: ^name, kind: :error, reason: _, stacktrace: [_ | _]}}
+
+      refute_received {:event, [:pybridge, :callback, :stop], _, %{name: ^name}}
+
+      {:error, _} = Py.eval("__import__('erlang').call('tel_no_such_callback')")
+
+      assert_receive {:event, [:pybridge, :callback, :stop], _,
+                      %{name: "tel_no_such_callback", result: :unknown}}
+    end
+  end
+
   describe "[:pybridge, :context, _]" do
     test "a dedicated context starts and stops" do
       listen([[:pybridge, :context, :start], [:pybridge, :context, :stop]])
