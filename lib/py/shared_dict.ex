@@ -19,7 +19,15 @@ defmodule Py.SharedDict do
     * **Expiry.** `put/4` with `ttl:` (milliseconds) makes a key expire.
       From that millisecond on the key is never returned, counted or
       listed; a background sweeper then removes it.
-    * **Errors.** A put beyond `max_entries:` is `{:error, :full}`. Any
+    * **Backends.** Entries live in this OS process (`backend: :memory`,
+      the default) or in a SQLite file that survives restarts and
+      `kill -9` (`backend: {:sqlite, path}`: every write is committed to
+      disk before it returns, and every operation runs on a dirty IO
+      scheduler). The guide says exactly what each promises.
+    * **Errors.** A put beyond `max_entries:` is `{:error, :full}`. A
+      backend that fails (a full disk, a corrupt file) is
+      `{:error, %Py.Error{type: :backend}}`, and `get/3` reads it as a
+      missing key rather than raise. Any
       operation on a destroyed dict raises `Py.Error` of type `:destroyed`;
       a handle that is not one (forged, or from another node) raises
       `ArgumentError`.
@@ -397,7 +405,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.keys(sd)
       ["a"]
   """
-  @spec keys(t) :: [key]
+  @spec keys(t) :: [key] | {:error, Py.Error.t()}
   def keys(sd), do: run(sd, :keys, [], &Native.shared_dict_keys/1)
 
   @doc """
@@ -409,7 +417,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.size(sd)
       0
   """
-  @spec size(t) :: non_neg_integer
+  @spec size(t) :: non_neg_integer | {:error, Py.Error.t()}
   def size(sd), do: run(sd, :size, [], &Native.shared_dict_size/1)
 
   @doc """
@@ -422,7 +430,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.to_map(sd)
       %{"a" => 1}
   """
-  @spec to_map(t) :: %{key => value}
+  @spec to_map(t) :: %{key => value} | {:error, Py.Error.t()}
   def to_map(sd), do: run(sd, :to_map, [], &Native.shared_dict_to_map/1)
 
   @doc """
@@ -441,7 +449,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.ttl(sd, "c")
       nil
   """
-  @spec ttl(t, key) :: non_neg_integer | :infinity | nil
+  @spec ttl(t, key) :: non_neg_integer | :infinity | nil | {:error, Py.Error.t()}
   def ttl(sd, key) do
     key = key!(key, "ttl/2")
     run(sd, :ttl, [key], &Native.shared_dict_ttl(&1, key))
@@ -465,15 +473,17 @@ defmodule Py.SharedDict do
       %{size: 0, puts: 1, deletes: 1, expired_total: 0, recent_expiries: [],
         callback_errors: 0, callback_timeouts: 0}
   """
-  @spec stats(t) :: %{
-          size: non_neg_integer,
-          puts: non_neg_integer,
-          deletes: non_neg_integer,
-          expired_total: non_neg_integer,
-          recent_expiries: [{key, integer}],
-          callback_errors: non_neg_integer,
-          callback_timeouts: non_neg_integer
-        }
+  @spec stats(t) ::
+          %{
+            size: non_neg_integer,
+            puts: non_neg_integer,
+            deletes: non_neg_integer,
+            expired_total: non_neg_integer,
+            recent_expiries: [{key, integer}],
+            callback_errors: non_neg_integer,
+            callback_timeouts: non_neg_integer
+          }
+          | {:error, Py.Error.t()}
   def stats(sd), do: run(sd, :stats, [], &Native.shared_dict_stats/1)
 
   # ── Writing ─────────────────────────────────────────────────────────────
@@ -556,7 +566,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.delete(sd, "missing")
       :ok
   """
-  @spec delete(t, key) :: :ok
+  @spec delete(t, key) :: :ok | {:error, Py.Error.t()}
   def delete(sd, key) do
     key = key!(key, "delete/2")
     run(sd, :delete, [key], &Native.shared_dict_delete(&1, key))
@@ -575,7 +585,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.take(sd, "a")
       :error
   """
-  @spec take(t, key) :: {:ok, value} | :error
+  @spec take(t, key) :: {:ok, value} | :error | {:error, Py.Error.t()}
   def take(sd, key) do
     key = key!(key, "take/2")
     run(sd, :take, [key], &Native.shared_dict_take(&1, key))
@@ -607,12 +617,14 @@ defmodule Py.SharedDict do
     do: Py.Options.invalid!("fun for Py.SharedDict.update/4", "a function of arity 1", fun)
 
   defp update_loop(sd, key, default, fun) do
-    {new, cond} =
-      case fetch_versioned(sd, key) do
-        {:ok, value, version} -> {fun.(value), version}
-        :error -> {default, :absent}
-      end
+    case fetch_versioned(sd, key) do
+      {:ok, value, version} -> update_write(sd, key, default, fun, fun.(value), version)
+      :error -> update_write(sd, key, default, fun, default, :absent)
+      {:error, _} = error -> error
+    end
+  end
 
+  defp update_write(sd, key, default, fun, new, cond) do
     case write(sd, key, new, nil, cond) do
       :ok -> {:ok, new}
       {:error, :conflict} -> update_loop(sd, key, default, fun)
@@ -687,7 +699,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.get(sd, "a")
       nil
   """
-  @spec expire(t, key, non_neg_integer) :: boolean
+  @spec expire(t, key, non_neg_integer) :: boolean | {:error, Py.Error.t()}
   def expire(sd, key, ms) do
     key = key!(key, "expire/3")
 
@@ -711,7 +723,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.ttl(sd, "a")
       :infinity
   """
-  @spec persist(t, key) :: boolean
+  @spec persist(t, key) :: boolean | {:error, Py.Error.t()}
   def persist(sd, key) do
     key = key!(key, "persist/2")
     run(sd, :persist, [key], &Native.shared_dict_persist(&1, key))
@@ -729,7 +741,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.size(sd)
       0
   """
-  @spec clear(t) :: :ok
+  @spec clear(t) :: :ok | {:error, Py.Error.t()}
   def clear(sd), do: run(sd, :clear, [], &Native.shared_dict_clear/1)
 
   # ── Events ──────────────────────────────────────────────────────────────

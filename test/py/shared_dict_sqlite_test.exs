@@ -270,6 +270,8 @@ defmodule Py.SharedDict.SqliteTest do
     assert {:error, %Py.Error{type: :backend, message: why}} = SD.fetch(sd, "k")
     assert why =~ "unreadable"
     assert {:error, %Py.Error{type: :backend}} = SD.to_map(sd)
+    assert {:error, %Py.Error{type: :backend}} = SD.update(sd, "k", 0, &(&1 + 1))
+    assert {:error, %Py.Error{type: :backend}} = SD.incr(sd, "k")
     # It can be overwritten.
     :ok = SD.put(sd, "k", 2)
     assert SD.get(sd, "k") == 2
