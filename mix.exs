@@ -50,6 +50,8 @@ defmodule Pybridge.MixProject do
         {:rustler_precompiled, "~> 0.8"},
         {:rustler, "~> 0.36", optional: true},
         {:telemetry, "~> 1.0"},
+        # Py.Telemetry.metrics/0 is defined only when the application has it.
+        {:telemetry_metrics, "~> 0.6 or ~> 1.0", optional: true},
         # Py.LiveDashboard is compiled only when the application has it.
         {:phoenix_live_dashboard, "~> 0.8", optional: true},
         {:ex_doc, "~> 0.34", only: :dev, runtime: false}

@@ -177,6 +177,74 @@ defmodule Py.Telemetry do
     defp describe(job) when is_tuple(job), do: {elem(job, 0), nil, nil}
   end
 
+  @metrics Code.ensure_compiled(Telemetry.Metrics) == {:module, Telemetry.Metrics}
+
+  @doc """
+  `Telemetry.Metrics` definitions of pybridge's main figures, for a
+  reporter or the LiveDashboard's Metrics page: calls per pool (a counter,
+  and their latency, queue time and run time as summaries in
+  milliseconds), calls refused as overloaded, coalescing per group and side
+  (hits, misses, errors and the hit rate), and SharedDict expiries,
+  writes and deletes per dict.
+
+  Needs the [telemetry_metrics](https://hex.pm/packages/telemetry_metrics)
+  library at compile time; without it the list is empty.
+
+      # lib/my_app_web/telemetry.ex
+      def metrics do
+        [
+          # ... your application's metrics
+        ] ++ Py.Telemetry.metrics()
+      end
+
+  ## Example
+
+      iex> is_list(Py.Telemetry.metrics())
+      true
+  """
+  @spec metrics() :: [struct]
+  if @metrics do
+    def metrics do
+      import Telemetry.Metrics, only: [counter: 2, sum: 2, last_value: 2, summary: 2]
+      ms = {:native, :millisecond}
+      pool = [tags: [:pool]]
+      group = [tags: [:side, :group], tag_values: &__MODULE__.coalesce_tags/1]
+      dict = [tags: [:name], tag_values: &__MODULE__.shared_dict_tags/1]
+
+      [
+        counter("pybridge.call.stop.duration", [description: "Python calls"] ++ pool),
+        summary("pybridge.call.stop.duration", [unit: ms, description: "call latency"] ++ pool),
+        summary("pybridge.call.stop.queue_time", [unit: ms, description: "time queued"] ++ pool),
+        summary("pybridge.call.stop.run_time", [unit: ms, description: "time running"] ++ pool),
+        counter("pybridge.call.exception.duration", [description: "calls that raised"] ++ pool),
+        sum("pybridge.overloaded.count", [description: "calls refused: queue full"] ++ pool),
+        sum("pybridge.coalesce.hit.count", [description: "coalescing hits"] ++ group),
+        sum("pybridge.coalesce.miss.count", [description: "coalescing misses"] ++ group),
+        sum("pybridge.coalesce.error.count", [description: "coalesced errors"] ++ group),
+        last_value("pybridge.coalesce.miss.hit_rate", [description: "hit rate"] ++ group),
+        sum("pybridge.shared_dict.expired.count", [description: "TTL expiries"] ++ dict),
+        sum("pybridge.shared_dict.put.count", [description: "writes"] ++ dict),
+        sum("pybridge.shared_dict.delete.count", [description: "deletes"] ++ dict)
+      ]
+    end
+  else
+    def metrics, do: []
+  end
+
+  @doc false
+  # Tags of a coalescing event: its group as text.
+  @spec coalesce_tags(map) :: map
+  def coalesce_tags(%{group: group, side: side}) when is_binary(group),
+    do: %{group: group, side: side}
+
+  def coalesce_tags(%{group: group, side: side}), do: %{group: inspect(group), side: side}
+
+  @doc false
+  # Tags of a SharedDict event: its name, or `#id` for a dict without one.
+  @spec shared_dict_tags(map) :: map
+  def shared_dict_tags(%{name: nil, id: id}), do: %{name: "##{id}"}
+  def shared_dict_tags(%{name: name}), do: %{name: name}
+
   @doc """
   Makes `Py.Telemetry.Relay` look for attached handlers now (instead of at
   its next poll), so that SharedDict events and the Python side's

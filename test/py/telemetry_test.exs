@@ -255,17 +255,7 @@ defmodule Py.TelemetryTest do
   describe "[:pybridge, :overloaded]" do
     test "a call refused by a full queue" do
       listen([[:pybridge, :overloaded], [:pybridge, :call, :stop]])
-      ctx = Py.Context.new(max_workers: 1, max_queue: 1)
-      name = "tel_ov_#{System.unique_integer([:positive])}"
-
-      {:ok, nil} =
-        Py.eval("setattr(__import__('builtins'), n, __import__('threading').Event())", %{n: name})
-
-      wait = "getattr(__import__('builtins'), n).wait(30)"
-      blocker = Task.async(fn -> Py.eval(ctx, wait, %{n: name}, timeout: 30_000) end)
-      wait_until(fn -> match?(%{in_flight: 1, queue_length: 0}, Py.Context.info(ctx)) end)
-      queued = Task.async(fn -> Py.eval(ctx, "1", %{}, timeout: 30_000) end)
-      wait_until(fn -> Py.Context.info(ctx).queue_length == 1 end)
+      {ctx, release} = full_context()
 
       assert {:error, %Py.Error{type: :overloaded}} = Py.call(ctx, :math, :sqrt, [4])
 
@@ -280,11 +270,8 @@ defmodule Py.TelemetryTest do
 
       assert_receive {:event, [:pybridge, :call, :stop], _, %{context: ^ctx, error: :overloaded}}
 
-      {:ok, nil} = Py.eval("getattr(__import__('builtins'), n).set()", %{n: name})
-      assert {:ok, true} = Task.await(blocker)
-      assert {:ok, 1} = Task.await(queued)
+      release.()
       refute_received {:event, [:pybridge, :overloaded], _, _}
-      Py.Context.close(ctx)
     end
   end
 
@@ -335,6 +322,69 @@ defmodule Py.TelemetryTest do
     end
   end
 
+  describe "metrics/0" do
+    test "every definition names an emitted event, its measurement and its tags" do
+      metrics = Py.Telemetry.metrics()
+      assert length(metrics) >= 10
+      listen(metrics |> Enum.map(& &1.event_name) |> Enum.uniq())
+
+      # One of each event the metrics read.
+      {:ok, _} = Py.call(:math, :sqrt, [4])
+
+      assert_raise ArgumentError, fn ->
+        Py.Call.run(
+          %Py.Context{pool: :forged, index: 1, ref: make_ref()},
+          false,
+          {:exec, ""},
+          100
+        )
+      end
+
+      {ctx, release} = full_context()
+      {:error, %Py.Error{type: :overloaded}} = Py.eval(ctx, "1", %{}, timeout: 1_000)
+      release.()
+
+      group = {:metrics_test, make_ref()}
+      test = self()
+
+      leader =
+        Task.async(fn ->
+          Py.Coalesce.run(group, :k, fn ->
+            send(test, {:running, self()})
+            receive do: (:go -> {:error, :shared})
+          end)
+        end)
+
+      assert_receive {:running, helper}
+      follower = Task.async(fn -> Py.Coalesce.run(group, :k, fn -> :never end) end)
+      wait_until(fn -> monitors(group) == 3 end)
+      send(helper, :go)
+      {:error, :shared} = Task.await(leader)
+      {:error, :shared} = Task.await(follower)
+
+      sd = Py.SharedDict.new!()
+      :ok = Py.SharedDict.put(sd, "k", 1)
+      :ok = Py.SharedDict.delete(sd, "k")
+      :ok = Py.SharedDict.put(sd, "t", 1, ttl: 1)
+      assert_receive {:event, [:pybridge, :shared_dict, :expired], _, _} = expired, 5_000
+
+      events = collect([expired])
+
+      for metric <- metrics do
+        emitted = for {name, m, meta} <- events, name == metric.event_name, do: {m, meta}
+        assert emitted != [], "no #{inspect(metric.event_name)} event for #{inspect(metric.name)}"
+
+        assert Enum.any?(emitted, fn {measurements, metadata} ->
+                 tags = metric.tag_values.(metadata)
+
+                 Map.has_key?(measurements, metric.measurement) and
+                   Enum.all?(metric.tags, &(is_binary(tags[&1]) or is_atom(tags[&1])))
+               end),
+               "#{inspect(metric.name)}: no event with its measurement and tags"
+      end
+    end
+  end
+
   describe "[:pybridge, :context, _]" do
     test "a dedicated context starts and stops" do
       listen([[:pybridge, :context, :start], [:pybridge, :context, :stop]])
@@ -352,12 +402,46 @@ defmodule Py.TelemetryTest do
     end
   end
 
+  # A context with max_queue: 1, its one worker held and one call queued:
+  # the next call is refused. `release` lets both finish and closes it.
+  defp full_context do
+    ctx = Py.Context.new(max_workers: 1, max_queue: 1)
+    name = "tel_ov_#{System.unique_integer([:positive])}"
+    set = "setattr(__import__('builtins'), n, __import__('threading').Event())"
+    {:ok, nil} = Py.eval(set, %{n: name})
+    wait = "getattr(__import__('builtins'), n).wait(30)"
+    blocker = Task.async(fn -> Py.eval(ctx, wait, %{n: name}, timeout: 30_000) end)
+    wait_until(fn -> match?(%{in_flight: 1, queue_length: 0}, Py.Context.info(ctx)) end)
+    queued = Task.async(fn -> Py.eval(ctx, "1", %{}, timeout: 30_000) end)
+    wait_until(fn -> Py.Context.info(ctx).queue_length == 1 end)
+
+    release = fn ->
+      {:ok, nil} = Py.eval("getattr(__import__('builtins'), n).set()", %{n: name})
+      assert {:ok, true} = Task.await(blocker)
+      assert {:ok, 1} = Task.await(queued)
+      Py.Context.close(ctx)
+    end
+
+    {ctx, release}
+  end
+
   defp monitors(group) do
     with [{_, flight}] <- :ets.lookup(:py_coalesce_flights, {group, :k}),
          {:monitors, monitors} <- Process.info(flight, :monitors) do
       length(monitors)
     else
       _ -> 0
+    end
+  end
+
+  defp collect([{:event, name, measurements, metadata}]),
+    do: collect([{name, measurements, metadata}])
+
+  defp collect(acc) do
+    receive do
+      {:event, name, measurements, metadata} -> collect([{name, measurements, metadata} | acc])
+    after
+      0 -> acc
     end
   end
 
