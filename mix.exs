@@ -54,6 +54,8 @@ defmodule Pybridge.MixProject do
         {:telemetry_metrics, "~> 0.6 or ~> 1.0", optional: true},
         # Py.LiveDashboard is compiled only when the application has it.
         {:phoenix_live_dashboard, "~> 0.8", optional: true},
+        # The web server of `mix pybridge.dashboard` in this repository.
+        {:bandit, "~> 1.5", only: :dev},
         {:ex_doc, "~> 0.34", only: :dev, runtime: false}
       ]
     else
