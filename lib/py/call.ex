@@ -214,6 +214,12 @@ defmodule Py.Call do
   def finish(reply, queue_us, run_us), do: {reply(reply), %{queue_us: queue_us, run_us: run_us}}
 
   @doc false
+  # Sends a running job's reply (see `start/5`) to `pid` instead: `:ok`, or
+  # `:sent` when it has come to this process already.
+  @spec redirect(reference, pid) :: :ok | :sent
+  def redirect(handle, pid), do: Native.redirect(handle, pid)
+
+  @doc false
   # Cancels a running job (see `start/5`): `:cancelled`, or `:replied` when
   # its reply is on its way.
   @spec cancel(reference) :: :cancelled | :replied

@@ -20,10 +20,13 @@ defmodule Py.Coalesce do
     * **each caller has its own `timeout:`**. A caller that gives up gets
       `{:error, %Py.Error{type: :timeout}}`; the execution goes on for the
       others;
-    * **the execution belongs to nobody.** It runs in a process of its own,
-      so a caller that is killed takes nothing with it; only when the last
-      caller has gone (timed out or exited) is the execution cancelled: its
-      process is killed, or its Python interrupted;
+    * **no caller's departure ends the execution for the others.** A
+      Python call runs from its first caller, with nothing spawned; if that
+      caller times out or dies while others wait, the call is handed to a
+      process of its own and its reply redirected there. An Elixir function
+      runs in a process of its own from the start. Only when the last caller
+      has gone (timed out or exited) is the execution cancelled: its process
+      is killed, or its Python interrupted;
     * **a crash is shared as an error, never as a hang or a `nil`.** When the
       function raises, throws or exits, or its process is killed, every
       caller gets `{:error, %Py.Error{type: :coalesce_crashed}}` naming the
@@ -60,6 +63,7 @@ defmodule Py.Coalesce do
         }
 
   @flights :py_coalesce_flights
+  @waiters :py_coalesce_waiters
   @run_schema [timeout: :timeout]
 
   @doc """
@@ -103,8 +107,20 @@ defmodule Py.Coalesce do
   defp timeout(opts), do: Keyword.get_lazy(opts, :timeout, &Py.default_timeout/0)
 
   @doc false
-  # Waits for the flight of {group, key}, starting it when there is none.
+  # Waits for the execution of {group, key}, starting it when there is none.
   # Py.Call.run/5 calls this for `coalesce:`.
+  #
+  # A Python call is run by its first caller (the leader) itself, with no
+  # process in between: the in-flight entry is {gk, {:leader, id, pid}}, and
+  # the callers that join it put themselves in the waiters table as
+  # {{id, pid, tag}} (an ordered range the leader takes when the call ends).
+  # A joiner is sure to be served once its entry is in and the in-flight
+  # entry still stands; if the key was given up meanwhile, :ets.take of its
+  # own entry tells whether the leader took it (wait) or not (start over).
+  # Should the leader time out or die while others wait, the call is handed
+  # to a Flight process (adopt/5), its reply redirected there.
+  #
+  # An Elixir function runs in a Flight process of its own ({gk, pid}).
   @spec await(term, term, Flight.execution(), timeout) :: term
   def await(group, key, execution, timeout) do
     deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
@@ -113,19 +129,247 @@ defmodule Py.Coalesce do
 
   defp join(gk, execution, timeout, deadline) do
     case :ets.lookup(@flights, gk) do
+      [{_, {:leader, id, leader}}] ->
+        follow(gk, id, leader, execution, timeout, deadline)
+
       [{_, flight}] ->
         mref = Process.monitor(flight)
         send(flight, {:join, self(), mref})
-        wait(gk, execution, flight, mref, mref, timeout, deadline)
+        wait(gk, execution, flight, flight, mref, mref, timeout, deadline)
 
       [] ->
-        tag = make_ref()
-        {flight, mref} = spawn_monitor(Flight, :init, [gk, execution, self(), tag])
-        wait(gk, execution, flight, mref, tag, timeout, deadline)
+        start(gk, execution, timeout, deadline)
     end
   end
 
-  defp wait(gk, execution, flight, mref, tag, timeout, deadline) do
+  defp start(gk, {:fun, _} = execution, timeout, deadline) do
+    tag = make_ref()
+    {flight, mref} = spawn_monitor(Flight, :init, [gk, execution, self(), tag])
+    wait(gk, execution, flight, flight, mref, tag, timeout, deadline)
+  end
+
+  defp start({group, _} = gk, {:python, cref, namespace, job} = execution, timeout, deadline) do
+    id = make_ref()
+    :ets.insert(@waiters, {{id}, nil})
+
+    if :ets.insert_new(@flights, {gk, {:leader, id, self()}}) do
+      Stats.started(group)
+      ref = make_ref()
+
+      # :infinity: the leader cancels the call itself, and only when nobody
+      # else waits for it; each caller applies its own timeout.
+      case Py.Call.start(cref, namespace, ref, job, :infinity) do
+        {:done, result, _timing} ->
+          settle(gk, id, result)
+
+        {:running, handle} ->
+          # Kept with the marker, for whoever takes the call over.
+          :ets.insert(@waiters, {{id}, {handle, ref}})
+
+          receive do
+            {^ref, reply, queue_us, run_us} ->
+              {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
+              settle(gk, id, result)
+          after
+            timeout -> leader_timed_out(gk, id, handle, ref, timeout)
+          end
+      end
+    else
+      :ets.delete(@waiters, {id})
+      join(gk, execution, remaining(deadline), deadline)
+    end
+  end
+
+  # The leader's call ended: give the key up, then answer every waiter.
+  defp settle({group, _} = gk, id, result) do
+    :ets.delete_object(@flights, {gk, {:leader, id, self()}})
+    waiters = take_waiters(id)
+    Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
+    :ets.delete(@waiters, {id})
+    Stats.finished(group, length(waiters), Flight.error?(result))
+    result
+  end
+
+  # The waiters of execution `id` that have not left, taken out one by one
+  # (:ets.take is atomic per entry, so a waiter leaving at the same moment
+  # is either taken here or gone, never both).
+  defp take_waiters(id) do
+    @waiters
+    |> :ets.select([{{{id, :"$1", :"$2"}}, [], [{{:"$1", :"$2"}}]}])
+    |> Enum.filter(fn {pid, tag} -> :ets.take(@waiters, {id, pid, tag}) != [] end)
+  end
+
+  defp leader_timed_out({group, _} = gk, id, handle, ref, timeout) do
+    :ets.delete_object(@flights, {gk, {:leader, id, self()}})
+
+    case take_waiters(id) do
+      [] ->
+        :ets.delete(@waiters, {id})
+
+        result =
+          case Py.Call.cancel(handle) do
+            :cancelled -> timeout_error(timeout)
+            :replied -> receive_reply(ref, timeout)
+          end
+
+        Stats.finished(group, 0, Flight.error?(result))
+        result
+
+      waiters ->
+        :ets.delete(@waiters, {id})
+
+        case hand_over(group, {handle, ref}, waiters) do
+          :handed_over ->
+            timeout_error(timeout)
+
+          :sent ->
+            # The reply came here already: share it from here.
+            result = receive_reply(ref, timeout)
+            Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
+            Stats.finished(group, length(waiters), Flight.error?(result))
+            result
+        end
+    end
+  end
+
+  # Gives a running call with waiters to a Flight of its own, under a new
+  # marker (the flight counts the execution's end through it). `:sent` when
+  # the reply has gone to the leader already: nothing was handed over.
+  defp hand_over(group, {handle, ref}, waiters) do
+    id = make_ref()
+    :ets.insert(@waiters, {{id}, nil})
+    flight = spawn(Flight, :adopt, [group, id, ref, handle, waiters])
+
+    case Py.Call.redirect(handle, flight) do
+      :ok ->
+        Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, :adopted, flight, id}) end)
+        :handed_over
+
+      :sent ->
+        Process.exit(flight, :kill)
+        :ets.delete(@waiters, {id})
+        :sent
+    end
+  end
+
+  defp receive_reply(ref, timeout) do
+    receive do
+      {^ref, reply, queue_us, run_us} ->
+        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
+        result
+    after
+      Py.Limits.promised_reply_ms() ->
+        {:error,
+         %Py.Error{
+           type: :timeout,
+           message: "coalesced Python call exceeded #{timeout} ms and its reply was lost"
+         }}
+    end
+  end
+
+  defp timeout_error(timeout) do
+    {:error,
+     %Py.Error{
+       type: :timeout,
+       message:
+         "coalesced call exceeded #{timeout} ms (the shared execution goes on for other callers)"
+     }}
+  end
+
+  # Joins the Python call `leader` runs.
+  defp follow(gk, id, leader, execution, timeout, deadline) do
+    tag = make_ref()
+    entry = {id, self(), tag}
+    :ets.insert(@waiters, {entry})
+    mref = Process.monitor(leader)
+
+    served? =
+      case :ets.lookup(@flights, gk) do
+        [{_, {:leader, ^id, ^leader}}] -> true
+        # The key was given up meanwhile: served if the leader took us.
+        _ -> :ets.take(@waiters, entry) == []
+      end
+
+    if served? do
+      follow_wait(gk, id, entry, leader, mref, execution, timeout, deadline)
+    else
+      Process.demonitor(mref, [:flush])
+      join(gk, execution, remaining(deadline), deadline)
+    end
+  end
+
+  defp follow_wait(
+         {group, _} = gk,
+         id,
+         {_, _, tag} = entry,
+         leader,
+         mref,
+         execution,
+         timeout,
+         deadline
+       ) do
+    receive do
+      {^tag, :adopted, flight, flight_id} ->
+        Process.demonitor(mref, [:flush])
+        fmref = Process.monitor(flight)
+        wait(gk, execution, flight, flight_id, fmref, tag, remaining(deadline), deadline)
+
+      {^tag, result} ->
+        Process.demonitor(mref, [:flush])
+        result
+
+      {:DOWN, ^mref, :process, _, reason} ->
+        # The leader died before answering: the first waiter to notice
+        # takes the call over (or, when it cannot, tells everyone).
+        :ets.delete_object(@flights, {gk, {:leader, id, leader}})
+
+        case :ets.take(@waiters, {id}) do
+          [{_, call}] -> leader_died(group, id, call, leader, reason)
+          [] -> :ok
+        end
+
+        follow_wait(gk, id, entry, leader, make_ref(), execution, remaining(deadline), deadline)
+    after
+      timeout ->
+        Process.demonitor(mref, [:flush])
+
+        case :ets.take(@waiters, entry) do
+          [_] ->
+            timeout_error(timeout)
+
+          [] ->
+            # Taken by the leader (or a successor) just now: its message is
+            # on the way.
+            receive do
+              {^tag, :adopted, flight, _flight_id} ->
+                send(flight, {:leave, tag})
+                timeout_error(timeout)
+
+              {^tag, result} ->
+                result
+            after
+              Py.Limits.promised_reply_ms() -> timeout_error(timeout)
+            end
+        end
+    end
+  end
+
+  # Run by the waiter that took the marker of a dead leader's call (so it
+  # runs once per call): the
+  # call goes on in a Flight for every waiter, or, when it had not started
+  # or its reply went to the dead leader, every waiter gets the error.
+  defp leader_died(group, id, call, leader, reason) do
+    waiters = take_waiters(id)
+    crashed = Flight.crashed(leader, "exited: " <> inspect(reason))
+    adopted = call != nil and hand_over(group, call, waiters) == :handed_over
+
+    unless adopted do
+      Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, crashed}) end)
+      Stats.finished(group, 0, true)
+    end
+  end
+
+  defp wait(gk, execution, flight, id, mref, tag, timeout, deadline) do
     receive do
       {^tag, result} ->
         Process.demonitor(mref, [:flush])
@@ -143,7 +387,7 @@ defmodule Py.Coalesce do
         join(gk, execution, remaining(deadline), deadline)
 
       {:DOWN, ^mref, :process, _, reason} ->
-        flight_died(gk, flight, reason)
+        flight_died(gk, flight, id, reason)
     after
       timeout -> give_up(flight, mref, tag, timeout)
     end
@@ -157,23 +401,15 @@ defmodule Py.Coalesce do
     receive do
       {^tag, result} -> result
     after
-      0 ->
-        {:error,
-         %Py.Error{
-           type: :timeout,
-           message:
-             "coalesced call exceeded #{timeout} ms (the shared execution goes on for other callers)"
-         }}
+      0 -> timeout_error(timeout)
     end
   end
 
   # The flight process itself was killed: it cannot clean up, so the first
-  # waiter to notice takes its entry out and counts it as an error.
-  defp flight_died({group, _} = gk, flight, reason) do
-    if :ets.select_delete(@flights, [{{gk, flight}, [], [true]}]) == 1 do
-      Stats.finished(group, 0, true)
-    end
-
+  # waiter to notice takes its marker and counts it as an error.
+  defp flight_died({group, _} = gk, flight, id, reason) do
+    :ets.delete_object(@flights, {gk, flight})
+    if :ets.take(@waiters, {id}) != [], do: Stats.finished(group, 0, true)
     Flight.crashed(flight, "exited: " <> inspect(reason))
   end
 

@@ -24,6 +24,7 @@ defmodule Py.Native do
   def submit(_ctx, _env, _ref, _job, _timeout), do: not_loaded()
   def submit_dirty(_ctx, _env, _ref, _job, _timeout), do: not_loaded()
   def cancel(_handle), do: not_loaded()
+  def redirect(_handle, _pid), do: not_loaded()
 
   def callback_reply(_slot, _answer), do: not_loaded()
   def callback_reply_dirty(_slot, _answer), do: not_loaded()

@@ -29,20 +29,28 @@ defmodule Py.CoalesceTest do
     end
   end
 
-  # Waits until the flight of {group, key} has taken `n` waiters (it monitors
-  # each waiter, and the helper running an Elixir function).
+  # Waits until the execution of {group, key} has `n` callers: a Python call
+  # led by its first caller counts the leader and the waiters it will answer
+  # (Py.Coalesce's waiters table); a flight process monitors each waiter and
+  # the helper running an Elixir function (`extra`).
   defp await_waiters(group, key, n, extra \\ 1) do
-    assert eventually(
-             fn ->
-               with pid when is_pid(pid) <- flight(group, key),
-                    {:monitors, monitors} <- Process.info(pid, :monitors) do
-                 length(monitors) == n + extra
-               else
-                 _ -> false
-               end
-             end,
-             @long
-           )
+    assert eventually(fn -> callers_of(group, key, extra) == n end, @long)
+  end
+
+  defp callers_of(group, key, extra) do
+    case :ets.lookup(:py_coalesce_flights, {group, key}) do
+      [{_, {:leader, id, _leader}}] ->
+        1 + length(:ets.match(:py_coalesce_waiters, {{id, :_, :_}}))
+
+      [{_, pid}] ->
+        case Process.info(pid, :monitors) do
+          {:monitors, monitors} -> length(monitors) - extra
+          nil -> nil
+        end
+
+      [] ->
+        nil
+    end
   end
 
   defp callers(n, fun), do: for(_ <- 1..n, do: Task.async(fun))
@@ -156,6 +164,22 @@ defmodule Py.CoalesceTest do
 
       assert Py.Coalesce.run(g, :k, fn -> {:ok, :again} end) == {:ok, :again}
       assert %{errors: 1, active: 0} = Py.Coalesce.stats(g)
+    end
+
+    test "a flight killed after forget/2 is counted once, and active comes back to zero" do
+      g = group()
+      test = self()
+      tasks = callers(2, fn -> Py.Coalesce.run(g, :k, held(test, {:ok, 1})) end)
+      assert_receive {:executing, _executor}, @long
+      await_waiters(g, :k, 2)
+      flight = flight(g, :k)
+      :ok = Py.Coalesce.forget(g, :k)
+      Process.exit(flight, :kill)
+
+      assert [{:error, %Py.Error{type: :coalesce_crashed}}] =
+               Enum.uniq(Enum.map(tasks, &Task.await/1))
+
+      assert %{misses: 1, errors: 1, active: 0} = Py.Coalesce.stats(g)
     end
 
     test "the caller that started the execution can be killed: the others still get it" do
@@ -461,6 +485,72 @@ defmodule Py.CoalesceTest do
       release()
       assert Enum.map(patient, &Task.await(&1, @long)) == [ok: [3, 1], ok: [3, 1]]
       assert runs() == 1
+    end
+
+    test "the first caller runs the call itself, and its timeout hands it to the others", %{
+      ctx: ctx
+    } do
+      g = group()
+
+      call = fn t ->
+        Py.call(ctx, :coalesce_fixture, :work, [4], coalesce: :k, group: g, timeout: t)
+      end
+
+      # The leader's timeout must only pass once the others have joined:
+      # they join within milliseconds, so 3 s leaves a wide margin.
+      leader = Task.async(fn -> call.(3_000) end)
+      await_waiters(g, :k, 1, 0)
+      # The leader holds the key itself: no process runs the call for it.
+      assert [{_, {:leader, _id, pid}}] = :ets.lookup(:py_coalesce_flights, {g, :k})
+      assert pid == leader.pid
+
+      patient = callers(2, fn -> call.(@long) end)
+      await_waiters(g, :k, 3, 0)
+      assert {:error, %Py.Error{type: :timeout}} = Task.await(leader, @long)
+      release()
+      assert Enum.map(patient, &Task.await(&1, @long)) == [ok: [4, 1], ok: [4, 1]]
+      assert runs() == 1
+      assert %{misses: 1, hits: 2, active: 0, errors: 0} = Py.Coalesce.stats(g)
+    end
+
+    test "a killed first caller: the others still get the call's result", %{ctx: ctx} do
+      g = group()
+      call = fn -> Py.call(ctx, :coalesce_fixture, :work, [5], coalesce: :k, group: g) end
+      leader = spawn(call)
+      await_waiters(g, :k, 1, 0)
+      patient = callers(3, call)
+      await_waiters(g, :k, 4, 0)
+
+      Process.exit(leader, :kill)
+      # A waiter takes the call over: every waiter ends up watching the
+      # process it was handed to (had the call ended just as its leader
+      # died, the reply would have been lost with it, and the waiters told
+      # so), and the key is free for new callers.
+      assert eventually(
+               fn ->
+                 Enum.all?(patient, fn task ->
+                   case Process.info(task.pid, :monitors) do
+                     {:monitors, [process: owner]} -> owner != leader
+                     _ -> false
+                   end
+                 end)
+               end,
+               @long
+             )
+
+      assert :ets.lookup(:py_coalesce_flights, {g, :k}) == []
+      release()
+      assert Enum.map(patient, &Task.await(&1, @long)) == List.duplicate({:ok, [5, 1]}, 3)
+      assert runs() == 1
+      assert %{misses: 1, hits: 3, active: 0} = Py.Coalesce.stats(g)
+    end
+
+    test "a first caller killed after its call was answered leaves nothing behind", %{ctx: ctx} do
+      g = group()
+      # Answered inline: the key is free again before the caller dies.
+      assert Py.call(ctx, :builtins, :abs, [-3], coalesce: :k, group: g) == {:ok, 3}
+      assert :ets.lookup(:py_coalesce_flights, {g, :k}) == []
+      assert %{misses: 1, hits: 0, active: 0} = Py.Coalesce.stats(g)
     end
 
     test "when every waiter has gone the Python call is interrupted", %{ctx: ctx} do

@@ -1,31 +1,39 @@
 defmodule Py.Coalesce.Flight do
   @moduledoc false
-  # One in-flight execution of a coalesced key: a process of its own, so that
-  # no caller owns the execution. Its waiters monitor it; it monitors them.
+  # An execution that runs in a process of its own, so that no caller owns
+  # it: every Elixir function given to Py.Coalesce.run/4, and a Python call
+  # whose leading caller stopped waiting (or died) while others still wait
+  # (Py.Coalesce hands it over with adopt/5). Its waiters monitor it; it
+  # monitors them.
   #
-  # Life of a flight:
+  # Life of a flight started by init/4:
   #
   #   1. The first caller (the leader) spawns it. It claims the key with
   #      :ets.insert_new; if another flight got there first it exits :normal
   #      and the leader joins that one instead.
-  #   2. It starts the execution: a Python job submitted through Py.Call (its
-  #      reply comes back here as a message, so the flight stays responsive),
-  #      or an Elixir function in a monitored helper process.
+  #   2. It runs the function in a monitored helper process.
   #   3. Meanwhile it takes {:join, pid, tag} and {:leave, tag} messages and
   #      its waiters' DOWN messages. When the last waiter has gone it cancels
-  #      the execution (Py.Native.cancel interrupts the Python; the helper of a
-  #      function is killed), gives the key up and exits :normal.
+  #      the execution (the helper is killed; an adopted Python call is
+  #      interrupted by Py.Call.cancel), gives the key up and exits :normal.
   #   4. When the execution ends it gives the key up first (new callers start
   #      a new execution), takes the joins already in its mailbox, counts the
-  #      flight once (Py.Coalesce.Stats) and sends {tag, result} to every
+  #      execution once (Py.Coalesce.Stats) and sends {tag, result} to every
   #      waiter.
   #
   # A waiter that sees the flight exit :normal without an answer (1., or a
   # join that arrived after 3. or 4.) simply starts over.
+  #
+  # Every execution has a marker {{id}, _} in the waiters table (id is the
+  # flight's pid here, the leader's reference for an adopted call): whoever
+  # takes it counts the execution's end in Py.Coalesce.Stats, so an
+  # execution is counted once even when its process is killed after a
+  # forget/2 took its key.
 
   alias Py.Coalesce.Stats
 
   @flights :py_coalesce_flights
+  @waiters :py_coalesce_waiters
 
   # Exit reasons of the helper running an Elixir function.
   @value :"$py_coalesce_value"
@@ -39,36 +47,36 @@ defmodule Py.Coalesce.Flight do
   @doc false
   # Entry point of the spawned flight: `leader` waits for `{tag, result}`.
   @spec init({term, term}, execution, pid, reference) :: :ok
-  def init({group, _key} = gk, execution, leader, tag) do
+  def init({group, _key} = gk, {:fun, fun}, leader, tag) do
+    :ets.insert(@waiters, {{self()}, nil})
+
     if :ets.insert_new(@flights, {gk, self()}) do
       Stats.started(group)
       waiters = %{tag => watch(leader, tag)}
-      run(%{gk: gk, group: group, waiters: waiters, joined: 0}, execution)
+      {pid, mref} = :erlang.spawn_monitor(fn -> exit(apply_fun(fun)) end)
+      state = %{gk: gk, id: self(), group: group, waiters: waiters, joined: 0}
+      loop(state, {:fun, pid, mref})
     else
+      :ets.delete(@waiters, {self()})
       :ok
     end
   end
 
+  @doc false
+  # Entry point of a flight that takes over a running Python call from its
+  # leader (Py.Coalesce): `waiters` are {pid, tag}, already told to wait
+  # for this process; the call's reply comes here once redirected. The key
+  # is no longer claimed (no new caller joins), and the marker of `id` is
+  # in place.
+  @spec adopt(term, reference, reference, reference, [{pid, reference}]) :: :ok
+  def adopt(group, id, ref, handle, waiters) do
+    watched = Map.new(waiters, fn {pid, tag} -> {tag, watch(pid, tag)} end)
+    state = %{gk: nil, id: id, group: group, waiters: watched, joined: length(waiters)}
+    loop(state, {:python, handle, ref})
+  end
+
   # Waiters are kept as tag => {pid, monitor}.
   defp watch(pid, tag), do: {pid, :erlang.monitor(:process, pid, tag: {:waiter_down, tag})}
-
-  defp run(state, {:fun, fun}) do
-    {pid, mref} = :erlang.spawn_monitor(fn -> exit(apply_fun(fun)) end)
-    loop(state, {:fun, pid, mref})
-  end
-
-  defp run(state, {:python, cref, namespace, job}) do
-    ref = make_ref()
-
-    # :infinity: the flight cancels the job itself when its last waiter goes;
-    # each waiter applies its own timeout.
-    case Py.Call.start(cref, namespace, ref, job, :infinity) do
-      {:done, result, _timing} -> finish(state, result)
-      {:running, handle} -> loop(state, {:python, handle, ref})
-      # Waited for room in a full queue (`overload: :wait`) first.
-      {:running, handle, _left} -> loop(state, {:python, handle, ref})
-    end
-  end
 
   defp apply_fun(fun) do
     {@value, fun.()}
@@ -120,7 +128,7 @@ defmodule Py.Coalesce.Flight do
       # its caller starts over.
       :ets.delete_object(@flights, {state.gk, self()})
       cancel(running)
-      Stats.finished(state.group, state.joined, false)
+      counted(state, false)
     else
       loop(state, running)
     end
@@ -142,13 +150,23 @@ defmodule Py.Coalesce.Flight do
     state = drain_joins(state)
     # Counted before anyone is answered: a caller that has its result sees
     # the execution in Py.Coalesce.stats/1.
-    Stats.finished(state.group, state.joined, error?(result))
+    counted(state, error?(result))
     Enum.each(state.waiters, fn {tag, {pid, _mref}} -> send(pid, {tag, result}) end)
   end
 
-  defp error?({:error, _}), do: true
-  defp error?(:error), do: true
-  defp error?(_), do: false
+  defp counted(state, error?) do
+    if :ets.take(@waiters, {state.id}) != [],
+      do: Stats.finished(state.group, state.joined, error?)
+
+    :ok
+  end
+
+  @doc false
+  # Whether an execution's outcome counts as an error.
+  @spec error?(term) :: boolean
+  def error?({:error, _}), do: true
+  def error?(:error), do: true
+  def error?(_), do: false
 
   defp fun_result(_pid, {@value, value}), do: value
 

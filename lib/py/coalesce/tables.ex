@@ -1,19 +1,26 @@
 defmodule Py.Coalesce.Tables do
   @moduledoc false
   # Owns Py.Coalesce's public ETS tables for the life of the application
-  # (started by Py.Application): the in-flight table, {{group, key}, flight_pid},
-  # the counters (Py.Coalesce.Stats), and the Python side's counters as
-  # last read (for its telemetry events). It does nothing else: callers and
+  # (started by Py.Application): the in-flight table, {{group, key}, flight}
+  # (see Py.Coalesce), the waiters of executions led by a caller,
+  # {{id, pid, tag}} beside each execution's marker {{id}, handle}, the
+  # counters (Py.Coalesce.Stats), and the Python side's counters as last
+  # read (for its telemetry events). It does nothing else: callers and
   # flights read and write the tables directly, so no call goes through this
   # process.
 
   use GenServer
 
   @flights :py_coalesce_flights
+  @waiters :py_coalesce_waiters
 
   @doc false
   @spec flights() :: atom
   def flights, do: @flights
+
+  @doc false
+  @spec waiters() :: atom
+  def waiters, do: @waiters
 
   @doc false
   @spec start_link(keyword) :: GenServer.on_start()
@@ -23,6 +30,9 @@ defmodule Py.Coalesce.Tables do
   def init(_opts) do
     concurrency = [:public, :named_table, read_concurrency: true, write_concurrency: true]
     :ets.new(@flights, [:set | concurrency] ++ [decentralized_counters: true])
+    # Ordered, so that the waiters of one execution, {id, _, _}, are one
+    # range of keys.
+    :ets.new(@waiters, [:ordered_set | concurrency])
     :ets.new(Py.Coalesce.Stats.table(), [:set | concurrency])
     :ets.new(Py.Coalesce.Stats.python_seen_table(), [:set, :public, :named_table])
     {:ok, nil}

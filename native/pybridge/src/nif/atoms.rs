@@ -8,6 +8,7 @@ rustler::atoms! {
     done,
     cancelled,
     replied,
+    sent,
     // Error kinds.
     conversion,
     timeout,

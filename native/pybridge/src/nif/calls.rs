@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Binary, Encoder, Env, NifResult, ResourceArc, Term};
+use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::context::{
     self, CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Namespace, Reply, SubmitError,
@@ -21,7 +21,7 @@ use super::atoms;
 use super::contexts::RoomWaker;
 use super::error::encode_error;
 use super::handles::{CallResource, ContextResource, NamespaceResource};
-use super::reply::{encode_outcome, take_env, BeamReply, Inline};
+use super::reply::{encode_outcome, take_env, BeamReply, Inline, ReplyTo};
 use super::term::{decode, DecodeError};
 
 /// `submit/5` and `submit_dirty/5` take the same arguments: the first runs
@@ -53,6 +53,18 @@ submit_nif!(
     submit_dirty,
     None
 );
+
+/// Sends a running call's reply to `pid` instead of the process that
+/// submitted it: `:ok`, or `:sent` when the reply has gone to the submitter
+/// already (it is in its mailbox).
+#[rustler::nif]
+fn redirect(handle: ResourceArc<CallResource>, pid: LocalPid) -> Atom {
+    if handle.1.redirect(pid) {
+        atoms::ok()
+    } else {
+        atoms::sent()
+    }
+}
 
 #[rustler::nif]
 fn cancel(handle: ResourceArc<CallResource>) -> Atom {
@@ -99,8 +111,9 @@ fn submit_with<'a>(
     };
     let reply_env = take_env();
     let saved_tag = reply_env.save(tag);
+    let reply_to = ReplyTo::new(env.pid());
     let message = BeamReply {
-        pid: env.pid(),
+        to: reply_to.clone(),
         env: reply_env,
         tag: saved_tag,
     };
@@ -133,7 +146,7 @@ fn submit_with<'a>(
         let result = encode_outcome(env, &outcome);
         return Ok((atoms::done(), result, timing.queue_us, timing.run_us).encode(env));
     }
-    Ok(ResourceArc::new(CallResource(state)).encode(env))
+    Ok(ResourceArc::new(CallResource(state, reply_to)).encode(env))
 }
 
 enum JobError {

@@ -15,7 +15,9 @@ pub struct ContextResource(pub Context);
 /// dictionary.
 pub struct NamespaceResource(pub Arc<Namespace>);
 /// A call in flight, for the caller to cancel.
-pub struct CallResource(pub Arc<CallState>);
+/// A running call: its state (for `cancel`) and where its reply goes (for
+/// `redirect`).
+pub struct CallResource(pub Arc<CallState>, pub Arc<super::reply::ReplyTo>);
 /// A Python object held by a `%Py.Object{}` term.
 pub struct ObjectResource(pub PyObject);
 

@@ -10,7 +10,7 @@
 //! | `init/1`                                           | [`runtime`]     |
 //! | `context_new/3`, `context_close/1`, `context_info/1`, `context_cancel_wait/2` | [`contexts`] |
 //! | `namespace_new/1`                                  | [`handles`]     |
-//! | `submit/5`, `submit_dirty/5`, `cancel/1`           | [`calls`]       |
+//! | `submit/5`, `submit_dirty/5`, `cancel/1`, `redirect/2` | [`calls`]   |
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
 //! | `callback_reply/2`, `callback_reply_dirty/2`, `callback_setup/1` | [`callbacks`] |
 //!

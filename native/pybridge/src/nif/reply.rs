@@ -151,18 +151,52 @@ fn recycle_env(mut env: OwnedEnv) {
     });
 }
 
+/// Where a call's reply message goes: the process that submitted it, until
+/// that process hands the call on with [`ReplyTo::redirect`] (a coalesced
+/// call whose first caller stops waiting while others still wait for it).
+pub(crate) struct ReplyTo(Mutex<Destination>);
+
+struct Destination {
+    pid: LocalPid,
+    sent: bool,
+}
+
+impl ReplyTo {
+    pub(super) fn new(pid: LocalPid) -> Arc<ReplyTo> {
+        Arc::new(ReplyTo(Mutex::new(Destination { pid, sent: false })))
+    }
+
+    /// Sends the reply to `pid` instead. False when it has been sent
+    /// already: it is then in the old destination's mailbox (the send
+    /// happens under the same lock, so it is there by the time this
+    /// returns).
+    pub(super) fn redirect(&self, pid: LocalPid) -> bool {
+        let mut destination = self.0.lock();
+        if destination.sent {
+            false
+        } else {
+            destination.pid = pid;
+            true
+        }
+    }
+}
+
 /// Sends the outcome of a call to the BEAM process that made it.
 pub(super) struct BeamReply {
-    pub(super) pid: LocalPid,
+    pub(super) to: Arc<ReplyTo>,
     pub(super) env: OwnedEnv,
     pub(super) tag: SavedTerm,
 }
 
 impl Reply for BeamReply {
     fn send(self: Box<Self>, outcome: Outcome, timing: Timing) {
-        let BeamReply { pid, mut env, tag } = *self;
+        let BeamReply { to, mut env, tag } = *self;
+        // Held across the send, so a redirect either comes first or sees
+        // `sent`.
+        let mut destination = to.0.lock();
+        destination.sent = true;
         // A dead caller cannot receive; nothing else to do then.
-        let _ = env.send_and_clear(&pid, |env| {
+        let _ = env.send_and_clear(&destination.pid, |env| {
             let tag = tag.load(env);
             let result = encode_outcome(env, &outcome);
             (tag, result, timing.queue_us, timing.run_us).encode(env)
