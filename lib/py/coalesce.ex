@@ -165,18 +165,27 @@ defmodule Py.Coalesce do
         {:running, handle} ->
           # Kept with the marker, for whoever takes the call over.
           :ets.insert(@waiters, {{id}, {handle, ref}})
-
-          receive do
-            {^ref, reply, queue_us, run_us} ->
-              {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
-              settle(gk, id, result)
-          after
-            timeout -> leader_timed_out(gk, id, handle, ref, timeout)
-          end
+          lead(gk, id, handle, ref, timeout, deadline)
       end
     else
       :ets.delete(@waiters, {id})
       join(gk, execution, remaining(deadline), deadline)
+    end
+  end
+
+  # The leader waits for its call's reply, running the callbacks the Python
+  # code makes meanwhile (Py.Callback), as any caller does.
+  defp lead(gk, id, handle, ref, timeout, deadline) do
+    receive do
+      {^ref, reply, queue_us, run_us} ->
+        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
+        settle(gk, id, result)
+
+      {^ref, :callback, request} ->
+        Py.Callback.run(request)
+        lead(gk, id, handle, ref, timeout, deadline)
+    after
+      remaining(deadline) -> leader_timed_out(gk, id, handle, ref, timeout)
     end
   end
 

@@ -204,8 +204,10 @@ impl Reply for BeamReply {
     }
 
     fn caller(&self) -> Option<Box<dyn crate::callback::Caller>> {
+        // The current destination: callbacks follow a redirected reply.
+        let pid = self.to.0.lock().pid;
         Some(Box::new(super::callbacks::CallCaller::new(
-            self.pid, &self.env, &self.tag,
+            pid, &self.env, &self.tag,
         )))
     }
 }
