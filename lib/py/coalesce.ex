@@ -163,14 +163,22 @@ defmodule Py.Coalesce do
           settle(gk, id, result)
 
         {:running, handle} ->
-          # Kept with the marker, for whoever takes the call over.
-          :ets.insert(@waiters, {{id}, {handle, ref}})
-          lead(gk, id, handle, ref, timeout, deadline)
+          run_led(gk, id, handle, ref, timeout, deadline)
+
+        # Waited for room in a full queue (`overload: :wait`) first.
+        {:running, handle, _left} ->
+          run_led(gk, id, handle, ref, timeout, deadline)
       end
     else
       :ets.delete(@waiters, {id})
       join(gk, execution, remaining(deadline), deadline)
     end
+  end
+
+  defp run_led(gk, id, handle, ref, timeout, deadline) do
+    # Kept with the marker, for whoever takes the call over.
+    :ets.insert(@waiters, {{id}, {handle, ref}})
+    lead(gk, id, handle, ref, timeout, deadline)
   end
 
   # The leader waits for its call's reply, running the callbacks the Python
