@@ -201,9 +201,10 @@ defmodule Py.Coalesce do
   defp settle({group, _} = gk, id, result) do
     :ets.delete_object(@flights, {gk, {:leader, id, self()}})
     waiters = take_waiters(id)
-    Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
     :ets.delete(@waiters, {id})
+    # Counted before anyone is answered, as a Flight does.
     Stats.finished(group, length(waiters), Flight.error?(result))
+    Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
     result
   end
 
@@ -242,8 +243,8 @@ defmodule Py.Coalesce do
           :sent ->
             # The reply came here already: share it from here.
             result = receive_reply(ref, timeout)
-            Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
             Stats.finished(group, length(waiters), Flight.error?(result))
+            Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
             result
         end
     end
@@ -381,8 +382,8 @@ defmodule Py.Coalesce do
     adopted = call != nil and hand_over(group, call, waiters) == :handed_over
 
     unless adopted do
-      Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, crashed}) end)
       Stats.finished(group, 0, true)
+      Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, crashed}) end)
     end
   end
 
