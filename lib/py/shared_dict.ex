@@ -185,7 +185,9 @@ defmodule Py.SharedDict do
         {:ok, sd}
 
       {:error, _} = error ->
-        if sd.name == nil, do: destroy(sd)
+        # Closed again (a durable dict keeps its data), so that a later
+        # new/1 with the same name can retry.
+        destroy(sd)
         error
     end
   end

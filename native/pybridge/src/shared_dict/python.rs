@@ -161,7 +161,11 @@ fn open(
                 // Opening a file waits on the disk: without the GIL.
                 let made = py.detach(|| {
                     let d = SharedDict::new(opts)?;
-                    d.expire_due()?;
+                    if let Err(e) = d.expire_due() {
+                        // Closed again, so that a later open can retry.
+                        d.destroy();
+                        return Err(e);
+                    }
                     Ok(d)
                 });
                 match made {
