@@ -194,8 +194,10 @@ call(Module, Func, Args, Kwargs) ->
     result(?PY:call(name(Module), name(Func), in(Args), [{kwargs, in_kwargs(Kwargs)}])).
 
 %% @doc `call(Ctx, Module, Func, Args, Opts)' calls on `Ctx' with the options
-%% map `#{kwargs => Kwargs, timeout => Ms}' (no timeout unless given; other
-%% keys raise an `error' exception);
+%% map `#{kwargs => Kwargs, timeout => Ms}' (no timeout unless given), plus
+%% pybridge's `coalesce => true | Key' and `group => Group' (concurrent
+%% identical calls share one execution: `Py.Coalesce'); other keys raise an
+%% `error' exception;
 %% `call(Pool, Module, Func, Args, Kwargs)' calls on `Pool' with keyword
 %% arguments; `call(Module, Func, Args, Kwargs, Timeout)' calls with keyword
 %% arguments and a timeout in milliseconds (or `infinity').
@@ -234,13 +236,15 @@ ctx_opts(Opts) ->
     end,
     %% erlang_python ignores other keys; a kwargs map given in place of the
     %% options would be dropped silently, so they are refused.
-    case maps:keys(maps:without([kwargs, timeout, return], Opts)) of
+    case maps:keys(maps:without([kwargs, timeout, return, coalesce, group], Opts)) of
         [] -> ok;
         Unknown -> error({badarg, {unknown_options, Unknown,
-                                   "expected #{kwargs => Map, timeout => Ms}"}})
+                                   "expected #{kwargs => Map, timeout => Ms, "
+                                   "coalesce => true | Key, group => Group}"}})
     end,
     [{kwargs, in_kwargs(maps:get(kwargs, Opts, #{}))},
-     {timeout, maps:get(timeout, Opts, infinity)}].
+     {timeout, maps:get(timeout, Opts, infinity)}
+     | [{K, V} || K <- [coalesce, group], {ok, V} <- [maps:find(K, Opts)]]].
 
 timeout_opt(default) -> [];
 timeout_opt(Timeout) -> [{timeout, Timeout}].

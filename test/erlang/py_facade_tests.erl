@@ -106,6 +106,53 @@ call5_test() ->
     {ok, 255} = py:call(io, builtins, int, [<<"ff">>], #{base => 16}),
     {ok, 255} = py:call(default, <<"builtins">>, <<"int">>, [<<"ff">>], #{base => 16}).
 
+coalesce_option_test() ->
+    %% Concurrent identical calls share one execution: the first caller's
+    %% call is held on an event until every caller has joined it.
+    Ctx = py:context(1),
+    ok = py:exec(Ctx, <<"import sys, threading, types\n"
+                        "m = types.ModuleType('facade_fixture')\n"
+                        "m.gate = threading.Event()\n"
+                        "m.runs = []\n"
+                        "def work(x):\n"
+                        "    m.runs.append(x)\n"
+                        "    m.gate.wait()\n"
+                        "    return x * 2\n"
+                        "m.work = work\n"
+                        "sys.modules['facade_fixture'] = m\n">>),
+    Group = {facade_coalesce, make_ref()},
+    Self = self(),
+    Call = fun() ->
+        Self ! {done, py:call(Ctx, facade_fixture, work, [21],
+                              #{coalesce => true, group => Group, timeout => 30000})}
+    end,
+    [spawn(Call) || _ <- lists:seq(1, 4)],
+    wait_until(fun() -> joined(Group) =:= 4 end),
+    ok = py:exec(<<"__import__('facade_fixture').gate.set()">>),
+    [{ok, 42}, {ok, 42}, {ok, 42}, {ok, 42}] =
+        [receive {done, R} -> R after 30000 -> timeout end || _ <- lists:seq(1, 4)],
+    #{misses := 1, hits := 3} = 'Elixir.Py.Coalesce':stats(Group),
+    {ok, [21]} = py:eval(<<"__import__('facade_fixture').runs">>),
+    ok = py:exec(<<"__import__('sys').modules.pop('facade_fixture')">>),
+    ?assertError(#{'__struct__' := 'Elixir.ArgumentError'},
+                 py:call(Ctx, builtins, abs, [-1], #{coalesce => nil})).
+
+%% Callers of the coalesced call in flight for Group: its leader and the
+%% waiters it will answer.
+joined(Group) ->
+    case ets:match(py_coalesce_flights, {{Group, '_'}, {leader, '$1', '_'}}) of
+        [[Id]] -> 1 + length(ets:match(py_coalesce_waiters, {{Id, '_', '_'}}));
+        _ -> 0
+    end.
+
+wait_until(Cond) -> wait_until(Cond, 3000).
+wait_until(Cond, 0) -> ?assert(Cond());
+wait_until(Cond, N) ->
+    case Cond() of
+        true -> ok;
+        false -> timer:sleep(10), wait_until(Cond, N - 1)
+    end.
+
 call_main_namespace_test() ->
     Ctx = py:context(1),
     ok = py:exec(Ctx, <<"def add(a, b=0):\n    return a + b\n">>),
