@@ -144,6 +144,10 @@ defmodule Py.Call do
   # context's queue was full and the context lets callers wait
   # (`overload: :wait`), it first waits for room, up to `timeout`, and
   # then gives the time left with the handle.
+  # Until the reply, the caller must also run callback requests the Python
+  # code makes, `{ref, :callback, request}`, with `Py.Callback.run/1` (as
+  # `measured/5` and a coalesced call's flight do), or they wait for the
+  # call's deadline.
   @spec start(reference, reference | nil, reference, job, timeout) ::
           {:done, result, timing} | {:running, reference} | {:running, reference, timeout}
   def start(cref, namespace, ref, job, timeout) do

@@ -121,9 +121,10 @@ defmodule Py.Callback do
              "(Python -> BEAM -> Python ...) in one process; see Py.Callback.max_depth/0"}
 
         true ->
-          case :ets.lookup(@table, name) do
-            [{_, entry}] -> call(entry, args, depth, remaining, span)
-            [] -> {:unknown, "no BEAM function is registered as #{inspect(name)}"}
+          case lookup(name) do
+            {:ok, entry} -> call(entry, args, depth, remaining, span)
+            :error -> {:unknown, "no BEAM function is registered as #{inspect(name)}"}
+            :stopped -> {:failed, "pybridge's callback registry is not running (stopping?)"}
           end
       end
 
@@ -173,6 +174,16 @@ defmodule Py.Callback do
     defp span_start(_name, _depth), do: nil
     defp span_stop(_span, _answer), do: :ok
     defp span_exception(_span, _kind, _reason, _stacktrace), do: :ok
+  end
+
+  defp lookup(name) do
+    case :ets.lookup(@table, name) do
+      [{_, entry}] -> {:ok, entry}
+      [] -> :error
+    end
+  rescue
+    # The table went with Py.Callback.Pool (the application is stopping).
+    ArgumentError -> :stopped
   end
 
   defp call(entry, args, depth, remaining, span) do

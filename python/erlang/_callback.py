@@ -99,9 +99,9 @@ def _timeout(message: str) -> BaseException:
 
 
 def _result(name: str, answer: tuple) -> Any:
-    status = answer[0]
-    if status == _VALUE:
+    if answer[0] == _VALUE:
         return answer[1]
+    status = answer[0]
     if status == _RAISED:
         _, kind, reason, message = answer
         raise _RAISED_CLASSES.get(kind, Error)(message, name=name, kind=kind, reason=reason)
@@ -118,15 +118,27 @@ def call(name: str, *args: Any) -> Any:
     return _result(name, _native.call(name, args))
 
 
+# The callables `function` made, by name: `erlang.name` in a loop looks
+# its callable up instead of making one each time.
+_functions: dict[str, Callable[..., Any]] = {}
+
+
 def function(name: str) -> Callable[..., Any]:
     """The BEAM function ``name`` as a Python callable (what ``erlang.name``
-    and ``from erlang import name`` give)."""
+    and ``from erlang import name`` give). Whether a function is registered
+    under the name is checked when it is called."""
+    made = _functions.get(name)
+    if made is not None:
+        return made
+    native_call = _native.call
 
     def callback(*args: Any) -> Any:
-        return _result(name, _native.call(name, args))
+        return _result(name, native_call(name, args))
 
     callback.__name__ = callback.__qualname__ = name
     callback.__doc__ = f"Calls the BEAM function registered as {name!r}."
+    if len(_functions) < 10_000:
+        _functions[name] = callback
     return callback
 
 

@@ -168,6 +168,19 @@ defmodule Py.CallbackTest do
                Py.eval("(lambda r: (len(r[0]), len(r[1])))(__import__('erlang').big())")
     end
 
+    test "huge arguments and a huge message to the caller cross" do
+      Py.register_function(:count, &length/1)
+      assert {:ok, 1_000_000} = erl("count(list(range(1_000_000)))")
+
+      assert {:ok, nil} =
+               erl(
+                 "send(erlang.self(), list(range(1_000_000)))"
+                 |> String.replace("erlang.", "__import__('erlang').")
+               )
+
+      assert_received list when length(list) == 1_000_000
+    end
+
     test "endless recursion ends at the depth limit with a clear error" do
       Py.register_function(:forever, fn -> Py.eval!("__import__('erlang').forever()") end)
       assert {:error, %Py.Error{message: message}} = erl("forever()")
