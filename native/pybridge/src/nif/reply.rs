@@ -66,6 +66,13 @@ impl Reply for InlineReply {
     }
 
     fn caller(&self) -> Option<Box<dyn crate::callback::Caller>> {
+        // The call is making a callback, which its caller runs once back
+        // from the NIF: stop it waiting there for an inline result (the
+        // result then comes by message, as after a give-up).
+        let _ =
+            self.0
+                .state
+                .compare_exchange(WAITING, REDIRECTED, Ordering::AcqRel, Ordering::Acquire);
         self.0
             .fallback
             .lock()
