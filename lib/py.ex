@@ -569,6 +569,122 @@ defmodule Py do
   defp unwrap!(:ok), do: :ok
   defp unwrap!({:error, %Error{} = error}), do: raise(error)
 
+  ## streams
+
+  @doc """
+  A lazy `Stream` over what `module.function(*args, **kwargs)` returns: a
+  generator, an async generator, or any iterable.
+
+  Nothing runs until the stream is consumed, and then only as far as the
+  consumer asks plus one batch: items are fetched `batch:` at a time (a
+  batch returns early, with what it has, after 5 ms), each batch an ordinary
+  call on the consuming process's context. Stopping early (`Enum.take/2`)
+  closes the generator, so its `finally` blocks run; if the consuming
+  process dies, the generator is closed when its handle is freed. An
+  exception raised by the generator is raised as `Py.Error` in the consumer
+  after the items before it; so is a failure to start (an unknown module).
+  See `Py.Stream` and the streaming guide.
+
+  Options (validated at once): `:kwargs`, `:timeout` (for each batch, the
+  default `config :pybridge, timeout:`), `:batch` (items per batch, 1,000 by
+  default, at most 1,000,000).
+
+  ## Examples
+
+      iex> Py.stream(:builtins, :range, [5]) |> Enum.to_list()
+      [0, 1, 2, 3, 4]
+      iex> Py.stream(:itertools, :count, [10]) |> Enum.take(3)
+      [10, 11, 12]
+  """
+  @spec stream(name, name, args, [
+          {:kwargs, kwargs} | {:timeout, timeout} | {:batch, pos_integer}
+        ]) :: Enumerable.t()
+  def stream(module, function, args \\ [], opts \\ []),
+    do: Py.Stream.call(module, function, args, opts)
+
+  @doc """
+  A lazy `Stream` over the iterable a Python expression evaluates to (a
+  generator expression, a generator call), in the consuming process's
+  namespace. Like `stream/4` otherwise.
+
+  Options: `:locals` (variables for the expression), `:timeout`, `:batch`.
+
+  ## Example
+
+      iex> Py.stream_eval("(x * x for x in range(n))", locals: %{n: 4}) |> Enum.to_list()
+      [0, 1, 4, 9]
+  """
+  @spec stream_eval(code, [{:locals, locals} | {:timeout, timeout} | {:batch, pos_integer}]) ::
+          Enumerable.t()
+  def stream_eval(code, opts \\ []), do: Py.Stream.eval(code, opts)
+
+  ## coroutines
+
+  @doc """
+  Starts `module.function(*args, **kwargs)` and returns a `%Py.Task{}` at
+  once; collect the result with `await/2` or `await_many/2`.
+
+  When the function is an `async def` (it returns a coroutine), the
+  coroutine runs on the interpreter's event loop, on a thread of its own:
+  while it waits it holds no context thread, so thousands can wait at once.
+  Other functions run like `call/4`. Only the calling process can await the
+  task; if it gives up waiting, dies, or drops the task, the coroutine is
+  cancelled (`asyncio.CancelledError` inside it). See `Py.Task` and the
+  asyncio guide. (`call/4` of an `async def` function awaits it the same way.)
+
+  Options: `:kwargs`, `:timeout` (how long the coroutine may run before it is
+  cancelled; `:infinity` by default, since `await/2` has its own).
+
+  ## Example
+
+      iex> Py.exec!("import asyncio")
+      iex> task = Py.async_call(:asyncio, :sleep, [0.01, "done"])
+      iex> Py.await(task)
+      {:ok, "done"}
+  """
+  @spec async_call(name, name, args, [{:kwargs, kwargs} | {:timeout, timeout}]) :: Py.Task.t()
+  def async_call(module, function, args \\ [], opts \\ []),
+    do: Py.Task.async_call(module, function, args, opts)
+
+  @doc """
+  Waits up to `timeout` milliseconds (or `:infinity`) for a task's result:
+  `{:ok, value}` or `{:error, %Py.Error{}}`. On timeout the coroutine is
+  cancelled and the result is `{:error, %Py.Error{type: :timeout}}`. A task
+  can be awaited once, by the process that started it.
+
+  ## Example
+
+      iex> Py.async_call(:asyncio, :sleep, [0, 42]) |> Py.await(1_000)
+      {:ok, 42}
+  """
+  @spec await(Py.Task.t(), timeout) :: result
+  def await(task, timeout \\ 5_000), do: Py.Task.await(task, timeout)
+
+  @doc """
+  Like `await/2`, but returns the value or raises `Py.Error`.
+
+  ## Example
+
+      iex> Py.async_call(:asyncio, :sleep, [0, :ok]) |> Py.await!()
+      "ok"
+  """
+  @spec await!(Py.Task.t(), timeout) :: value
+  def await!(task, timeout \\ 5_000), do: unwrap!(await(task, timeout))
+
+  @doc """
+  Waits for every task, all within one `timeout` (milliseconds or
+  `:infinity`), and returns their results in order. Tasks still running at
+  the deadline are cancelled and give `{:error, %Py.Error{type: :timeout}}`.
+
+  ## Example
+
+      iex> tasks = for n <- 1..3, do: Py.async_call(:asyncio, :sleep, [0.01, n])
+      iex> Py.await_many(tasks)
+      [ok: 1, ok: 2, ok: 3]
+  """
+  @spec await_many([Py.Task.t()], timeout) :: [result]
+  def await_many(tasks, timeout \\ 5_000), do: Py.Task.await_many(tasks, timeout)
+
   ## objects
 
   @doc """

@@ -24,6 +24,9 @@ defmodule Py.Call do
           | {:getattr, Py.Object.t(), binary}
           | {:call_method, Py.Object.t(), binary, list, map}
           | {:reload, binary}
+          | {:iterate, {:eval, binary, map} | {:call, binary, binary, list, map}}
+          | {:next, Py.Object.t(), pos_integer}
+          | {:close, Py.Object.t()}
 
   @type result :: :ok | {:ok, term} | {:error, Error.t()}
 
@@ -224,14 +227,32 @@ defmodule Py.Call do
   def redirect(handle, pid), do: Native.redirect(handle, pid)
 
   @doc false
+  # Waits up to `timeout` for the reply of a job `start/5` left running
+  # (`Py.await/2`, for a `%Py.Task{}`); on timeout the job is cancelled (a
+  # coroutine then gets CancelledError). The receive of `measured/5` does the
+  # same inline, where the compiler can skip older messages; callbacks the
+  # Python code makes meanwhile run here, as there.
+  @spec wait(reference, reference, timeout) :: {result, timing}
+  def wait(handle, ref, timeout) do
+    receive do
+      {^ref, reply, queue_us, run_us} -> finish(reply, queue_us, run_us)
+      {^ref, kind, payload} -> handle(handle, ref, timeout, {kind, payload}, nil)
+    after
+      timeout -> timed_out(handle, ref, timeout)
+    end
+  end
+
+  @doc false
   # Cancels a running job (see `start/5`): `:cancelled`, or `:replied` when
   # its reply is on its way.
   @spec cancel(reference) :: :cancelled | :replied
   def cancel(handle), do: Native.cancel(handle)
 
+  @doc false
   # The caller's namespace in this context, created on first use. It lives in
   # the process dictionary, so it dies (and the NIF frees it) with the process.
-  defp namespace(cref) do
+  @spec namespace(reference) :: reference
+  def namespace(cref) do
     key = {Py.Namespace, cref}
 
     case Process.get(key) do

@@ -124,4 +124,23 @@ defmodule Py.Limits do
   """
   @spec default_max_queue() :: pos_integer
   def default_max_queue, do: 10_000
+
+  @doc """
+  The most items one batch of a stream may fetch (`Py.stream/4`'s
+  `:batch`). The same number as `MAX_STREAM_BATCH` in `limits.rs`.
+
+      iex> Py.Limits.max_stream_batch()
+      1_000_000
+  """
+  @spec max_stream_batch() :: pos_integer
+  def max_stream_batch, do: 1_000_000
+
+  @doc """
+  Items a stream fetches per call unless `:batch` says otherwise.
+
+      iex> Py.Limits.default_stream_batch()
+      1_000
+  """
+  @spec default_stream_batch() :: pos_integer
+  def default_stream_batch, do: 1_000
 end

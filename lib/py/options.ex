@@ -41,7 +41,8 @@ defmodule Py.Options do
       paths, or `nil`;
     * `:coalesce` — `true`, `false` or a key (any term but `nil`);
     * `:group` — a coalescing group (any term but `nil`);
-    * `:context` — a `%Py.Context{}`.
+    * `:context` — a `%Py.Context{}`;
+    * `:batch` — a stream's batch size: a positive integer up to 1,000,000.
 
   ## Errors
 
@@ -80,11 +81,14 @@ defmodule Py.Options do
           | :coalesce
           | :group
           | :context
+          | :batch
 
   @typedoc "The options a function takes: name => type."
   @type schema :: [{atom, type}]
 
   @max_timeout_ms Py.Limits.max_timeout_ms()
+
+  @max_batch Py.Limits.max_stream_batch()
 
   @doc """
   Checks `opts` against `schema` and returns them with normalised values;
@@ -221,6 +225,7 @@ defmodule Py.Options do
   def expected(:coalesce), do: "true, false or a coalescing key (any term but nil)"
   def expected(:group), do: "a coalescing group (any term but nil)"
   def expected(:context), do: "a %Py.Context{}"
+  def expected(:batch), do: "a positive integer up to #{@max_batch}"
 
   # Returns the normalised value, or raises the one error format. `what` is a
   # function so that the hot path builds no strings.
@@ -276,6 +281,7 @@ defmodule Py.Options do
   defp cast(key, :coalesce) when key != nil, do: {:ok, key}
   defp cast(group, :group) when group != nil, do: {:ok, group}
   defp cast(%Py.Context{} = ctx, :context), do: {:ok, ctx}
+  defp cast(n, :batch) when is_integer(n) and n > 0 and n <= @max_batch, do: {:ok, n}
   defp cast(_value, _type), do: :error
 
   defp paths(paths) do

@@ -15,6 +15,9 @@ defmodule Py.LimitsTest do
 
     [_, queue] = Regex.run(~r/pub const DEFAULT_MAX_QUEUE: usize = ([0-9_]+);/, source)
     assert String.to_integer(String.replace(queue, "_", "")) == Py.Limits.default_max_queue()
+
+    [_, batch] = Regex.run(~r/pub const MAX_STREAM_BATCH: usize = ([0-9_]+);/, source)
+    assert String.to_integer(String.replace(batch, "_", "")) == Py.Limits.max_stream_batch()
   end
 
   test "a timeout past the longest timer is refused, naming the limit" do

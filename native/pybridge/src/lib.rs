@@ -4,6 +4,7 @@
 //!
 //! * [`runtime`]  — starting the interpreter, thread states, the GIL.
 //! * [`convert`]  — the GIL-free [`convert::Value`] and its conversion to and from Python.
+//! * [`aio`]      — coroutines awaited on an event loop per interpreter.
 //! * [`context`]  — executors: a queue, worker threads, per-process namespaces, the code cache.
 //! * [`shared_dict`] — stores shared by the BEAM and every context, with expiry.
 //! * `nif`        — the thin Rustler layer (feature `nif`): decode terms, call the core, encode.
@@ -12,6 +13,7 @@
 #[global_allocator]
 static ALLOCATOR: runtime::alloc::BridgeAlloc = runtime::alloc::BridgeAlloc;
 
+pub mod aio;
 pub mod callback;
 pub mod context;
 pub mod convert;

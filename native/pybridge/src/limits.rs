@@ -116,6 +116,16 @@ pub const SPAWN_PER_TICK: usize = 32;
 /// within a few microseconds, and waking a sleeping thread costs more.
 pub const CALLBACK_SPIN: Duration = Duration::from_micros(50);
 
+// ── Streams and coroutines ──────────────────────────────────────────────
+
+/// Most items one batch of a stream may ask for (`Py.stream`'s `batch:`).
+pub const MAX_STREAM_BATCH: usize = 1_000_000;
+
+/// A stream batch returns early, with what it has, once it has run this
+/// long: a slow generator's items reach the consumer one by one instead of
+/// after a whole batch, and a batch holds the GIL no longer than this.
+pub const STREAM_FLUSH: Duration = Duration::from_millis(5);
+
 // ── Shared dicts ────────────────────────────────────────────────────────
 
 /// Expiries kept per dict for `stats/1`'s `recent_expiries`.

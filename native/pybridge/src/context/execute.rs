@@ -5,14 +5,15 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use crate::convert::from_py::{from_py_within, Limits};
+use crate::convert::from_py::{from_py_within, to_object, Limits};
 use crate::convert::to_py::{map_to_dict, to_py, to_py_tuple};
 use crate::convert::{ConvertError, Value};
 use crate::runtime::Interp;
 
 use super::code_cache::Mode;
 use super::namespace::Namespace;
-use super::request::{CallState, Code, ErrorInfo, ErrorKind, Job, Outcome};
+use super::request::{Awaiting, CallState, Code, ErrorInfo, ErrorKind, Job, Outcome};
+use super::stream;
 use super::ContextState;
 
 /// Why a job failed before it could produce an outcome.
@@ -44,7 +45,100 @@ pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job, state: &Call
         cancelled: Some(&cancelled),
         ..Limits::default()
     };
+    // What `eval`, `call` and `call_method` return is awaited when it is a
+    // coroutine (an `async def` function's result).
+    let awaits = matches!(
+        job,
+        Job::Eval { .. } | Job::Call { .. } | Job::CallMethod { .. }
+    );
     let result = match job {
+        Job::Next { iter, max } => return stream::next(py, &iter, max, &limits),
+        Job::Close { iter } => return stream::close(py, &iter),
+        Job::Iterate(inner) => {
+            let iterator = run_job(py, context, *inner).and_then(|obj| match obj {
+                Some(obj) => Ok(stream::iterate(&obj)?),
+                None => Err(PyTypeError::new_err("there is nothing to iterate").into()),
+            });
+            return match iterator {
+                Ok(iterator) => Outcome::Value(Value::Object(to_object(&iterator))),
+                Err(failure) => failed(py, failure, state),
+            };
+        }
+        job => run_job(py, context, job),
+    };
+    // A coroutine is awaited on the interpreter's event loop, which replies.
+    if let (true, Ok(Some(obj))) = (awaits, &result) {
+        if is_coroutine(py, obj) {
+            return Outcome::Await(Awaiting {
+                coroutine: obj.clone().unbind(),
+                batch: false,
+            });
+        }
+    }
+    let result = result.and_then(|obj| match obj {
+        Some(obj) => Ok(Some(from_py_within(&obj, &limits)?)),
+        None => Ok(None),
+    });
+    match result {
+        Ok(Some(value)) => Outcome::Value(value),
+        Ok(None) => Outcome::Done,
+        Err(failure) => failed(py, failure, state),
+    }
+}
+
+/// A native coroutine (what calling an `async def` function returns).
+fn is_coroutine(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
+    Interp::current()
+        .state(py)
+        .is_ok_and(|state| obj.get_type().is(state.coroutine_type.bind(py)))
+}
+
+/// The outcome of a job that failed.
+fn failed(py: Python<'_>, failure: Failure, state: &CallState) -> Outcome {
+    match failure {
+        Failure::Convert(err) => {
+            let late = state.is_cancelled()
+                || state
+                    .deadline
+                    .is_some_and(|d| std::time::Instant::now() >= d);
+            let kind = if late {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Conversion
+            };
+            Outcome::Error(ErrorInfo::new(kind, err.0))
+        }
+        Failure::Python(err) => {
+            // A callback that got no answer before the call's deadline
+            // raised pybridge.Timeout: the call timed out.
+            let timed_out = state
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+                && Interp::current()
+                    .timeout_class()
+                    // SAFETY: the GIL is held; the class is alive for the
+                    // interpreter's whole life.
+                    .map(|class| unsafe { Bound::from_borrowed_ptr(py, class) })
+                    .is_some_and(|class| err.get_type(py).is(&class));
+            if timed_out {
+                Outcome::Error(ErrorInfo::new(
+                    ErrorKind::Timeout,
+                    format!("Python call exceeded its timeout: {}", err.value(py)),
+                ))
+            } else {
+                Outcome::Error(error_info(py, err))
+            }
+        }
+    }
+}
+
+/// Runs a job that makes one object (or none), unconverted.
+fn run_job<'py>(
+    py: Python<'py>,
+    context: &ContextState,
+    job: Job,
+) -> Result<Option<Bound<'py, PyAny>>> {
+    match job {
         Job::Eval {
             code,
             locals,
@@ -79,47 +173,10 @@ pub(super) fn run(py: Python<'_>, context: &ContextState, job: Job, state: &Call
             .and_then(|state| state.reload.bind(py).call1((module,)))
             .map(|_| None)
             .map_err(Failure::from),
-    };
-    let result = result.and_then(|obj| match obj {
-        Some(obj) => Ok(Some(from_py_within(&obj, &limits)?)),
-        None => Ok(None),
-    });
-    match result {
-        Ok(Some(value)) => Outcome::Value(value),
-        Ok(None) => Outcome::Done,
-        Err(Failure::Convert(err)) => {
-            let late = state.is_cancelled()
-                || state
-                    .deadline
-                    .is_some_and(|d| std::time::Instant::now() >= d);
-            let kind = if late {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Conversion
-            };
-            Outcome::Error(ErrorInfo::new(kind, err.0))
-        }
-        Err(Failure::Python(err)) => {
-            // A callback that got no answer before the call's deadline
-            // raised pybridge.Timeout: the call timed out.
-            let timed_out = state
-                .deadline
-                .is_some_and(|d| std::time::Instant::now() >= d)
-                && Interp::current()
-                    .timeout_class()
-                    // SAFETY: the GIL is held; the class is alive for the
-                    // interpreter's whole life.
-                    .map(|class| unsafe { Bound::from_borrowed_ptr(py, class) })
-                    .is_some_and(|class| err.get_type(py).is(&class));
-            if timed_out {
-                Outcome::Error(ErrorInfo::new(
-                    ErrorKind::Timeout,
-                    format!("Python call exceeded its timeout: {}", err.value(py)),
-                ))
-            } else {
-                Outcome::Error(error_info(py, err))
-            }
-        }
+        Job::Iterate(_) | Job::Next { .. } | Job::Close { .. } => Err(PyTypeError::new_err(
+            "a stream job cannot be nested in another (pybridge bug)",
+        )
+        .into()),
     }
 }
 
@@ -327,7 +384,7 @@ fn import<'py>(py: Python<'py>, module: &str) -> PyResult<Bound<'py, PyAny>> {
 }
 
 /// `%Py.Error{}` material for a Python exception.
-pub(super) fn error_info(py: Python<'_>, err: PyErr) -> ErrorInfo {
+pub(crate) fn error_info(py: Python<'_>, err: PyErr) -> ErrorInfo {
     let name = err
         .get_type(py)
         .qualname()

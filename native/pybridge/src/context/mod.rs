@@ -26,6 +26,7 @@ mod namespace;
 mod queue_bound;
 mod request;
 mod stats;
+mod stream;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -43,9 +44,12 @@ pub use monitor::cancel;
 pub use namespace::Namespace;
 pub use queue_bound::{Overload, Waker};
 pub use request::{
-    CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply, Request, Timing,
+    Awaiting, BatchEnd, CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Outcome, Reply,
+    Request, Timing,
 };
 pub use stats::StatsSnapshot;
+
+pub(crate) use execute::error_info;
 
 use code_cache::CodeCache;
 use queue_bound::{QueueBound, Refusal};
@@ -471,6 +475,7 @@ fn job_namespace(job: &Job) -> Option<&Arc<Namespace>> {
     match job {
         Job::Eval { namespace, .. } | Job::Exec { namespace, .. } => Some(namespace),
         Job::Call { namespace, .. } => namespace.as_ref(),
+        Job::Iterate(inner) => job_namespace(inner),
         _ => None,
     }
 }

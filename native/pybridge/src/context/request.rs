@@ -70,6 +70,16 @@ pub enum Job {
     Reload {
         module: String,
     },
+    /// Run `Eval` or `Call` and answer with a handle on an iterator over
+    /// what it returned (`iter(result)`, or `result.__aiter__()` for an
+    /// async iterable) instead of the value: a stream's start.
+    Iterate(Box<Job>),
+    /// Up to `max` next items of an iterator handle made by `Iterate`
+    /// (answered with [`Outcome::Batch`]).
+    Next { iter: PyObject, max: usize },
+    /// Closes an iterator handle: a generator's `close()` (its `finally`
+    /// runs), an async generator's `aclose()`; nothing for other iterators.
+    Close { iter: PyObject },
 }
 
 /// Why a call failed: every kind of `%Py.Error{}` the native side produces
@@ -128,6 +138,31 @@ pub enum Outcome {
     /// Success without a value (`exec`, `reload`).
     Done,
     Error(ErrorInfo),
+    /// Items of a stream (a `Next` job), and how the batch ended.
+    Batch { items: Vec<Value>, end: BatchEnd },
+    /// The job returned a coroutine: the worker hands it to the
+    /// interpreter's event loop, which replies when it is done. Never
+    /// reaches a [`Reply`].
+    Await(Awaiting),
+}
+
+/// A coroutine to await on the event loop, and what its result is.
+#[derive(Debug)]
+pub struct Awaiting {
+    pub coroutine: pyo3::Py<pyo3::PyAny>,
+    /// Its result is a stream batch (`pybridge._aio.next_batch`), not a value.
+    pub batch: bool,
+}
+
+/// How a batch of stream items ended.
+#[derive(Debug)]
+pub enum BatchEnd {
+    /// The iterator may have more.
+    More,
+    /// The iterator is exhausted.
+    Done,
+    /// The iterator raised after the batch's items.
+    Failed(ErrorInfo),
 }
 
 /// How long a call waited in its context's queue and then ran, in
@@ -191,6 +226,9 @@ pub struct CallState {
     /// When the caller stops waiting; past it, the monitor interrupts the call
     /// even if the caller died without cancelling.
     pub deadline: Option<Instant>,
+    /// Set when the call's coroutine was handed to the event loop
+    /// ([`crate::aio`]): the caller's handle going away then cancels it.
+    awaited: std::sync::atomic::AtomicBool,
 }
 
 /// What [`CallState::cancel`] found.
@@ -210,6 +248,7 @@ impl CallState {
             interp: std::sync::OnceLock::new(),
             callback: parking_lot::Mutex::new(None),
             deadline,
+            awaited: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -220,8 +259,9 @@ impl CallState {
             .is_ok()
     }
 
-    /// Called by the executor when done; false if the caller cancelled meanwhile.
-    pub(super) fn finish(&self) -> bool {
+    /// Called by the executor (or the event loop) when done; false if the
+    /// caller cancelled meanwhile.
+    pub(crate) fn finish(&self) -> bool {
         self.state
             .compare_exchange(RUNNING, REPLIED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
@@ -260,6 +300,16 @@ impl CallState {
     /// Records the callback the call's thread waits on (None when done).
     pub(crate) fn set_callback(&self, slot: Option<Arc<crate::callback::Slot>>) {
         *self.callback.lock() = slot;
+    }
+
+    /// Marks the call as awaited on the event loop.
+    pub(crate) fn set_awaited(&self) {
+        self.awaited.store(true, Ordering::Release);
+    }
+
+    /// True once the call's coroutine was handed to the event loop.
+    pub fn is_awaited(&self) -> bool {
+        self.awaited.load(Ordering::Acquire)
     }
 
     pub fn is_cancelled(&self) -> bool {

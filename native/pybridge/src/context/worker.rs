@@ -155,6 +155,11 @@ fn retire(context: &ContextState, tstate: &mut ThreadState) {
     if context.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
         tstate.with_gil(|py| {
             context.code_cache.lock().clear();
+            // A sub-interpreter's event loop ends with its context (the
+            // main interpreter's serves every main context).
+            if context.interp.kind() == Kind::Sub {
+                crate::aio::stop(py);
+            }
             context.interp.collect(py);
         });
     }
@@ -413,6 +418,10 @@ fn run_call(py: Python<'_>, context: &Arc<ContextState>, slot: &WorkerSlot, requ
     context
         .stats
         .finished(busy, matches!(outcome, Outcome::Error(_)));
+    if let Outcome::Await(awaiting) = outcome {
+        await_on_loop(py, context, awaiting, entry, reply, &state, queued, started, ident);
+        return;
+    }
     let replied = state.finish();
     if !replied {
         context.stats.cancelled_while_running();
@@ -427,6 +436,59 @@ fn run_call(py: Python<'_>, context: &Arc<ContextState>, slot: &WorkerSlot, requ
     }
     if let (true, Some(reply)) = (replied, reply) {
         reply.send(outcome, Timing::between(queued, started, finished));
+    }
+}
+
+/// The call returned a coroutine: the event loop awaits it and replies
+/// (see [`crate::aio`]), unless the caller gave up already.
+#[allow(clippy::too_many_arguments)]
+fn await_on_loop(
+    py: Python<'_>,
+    context: &ContextState,
+    awaiting: super::Awaiting,
+    entry: Option<super::namespace::Entry>,
+    reply: Option<Box<dyn super::Reply>>,
+    state: &Arc<CallState>,
+    queued: Instant,
+    started: Instant,
+    ident: u64,
+) {
+    let cancelled = state.is_cancelled();
+    // (The reply is always there: `callback::enter` recorded it.)
+    let reply = match reply {
+        Some(reply) if !cancelled => reply,
+        _ => {
+            if cancelled {
+                context.stats.cancelled_while_running();
+                settle_interrupt(py, ident);
+            }
+            // Closed, so Python does not warn that it was never awaited.
+            let _ = awaiting.coroutine.bind(py).call_method0("close");
+            if let Some(entry) = entry {
+                entry.leave(py, false);
+            }
+            return;
+        }
+    };
+    if let Some(entry) = entry {
+        entry.leave(py, true);
+    }
+    let handed = crate::aio::hand_off(
+        py,
+        &context.interp,
+        awaiting,
+        reply,
+        state.clone(),
+        queued,
+        started,
+    );
+    if let Err((reply, info)) = handed {
+        if state.finish() {
+            reply.send(
+                Outcome::Error(info),
+                Timing::between(queued, started, Instant::now()),
+            );
+        }
     }
 }
 

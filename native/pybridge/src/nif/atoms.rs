@@ -35,6 +35,10 @@ rustler::atoms! {
     getattr,
     call_method,
     reload,
+    iterate,
+    next,
+    close,
+    more,
     // Runtime start-up options.
     program,
     site_dirs,

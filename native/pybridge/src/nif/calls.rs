@@ -15,7 +15,7 @@ use crate::context::{
     self, CallState, Cancel, Code, ErrorInfo, ErrorKind, Job, Namespace, Reply, SubmitError,
 };
 use crate::convert::Value;
-use crate::limits::{SCHEDULER_CODE_BYTES, SCHEDULER_NODES};
+use crate::limits::{MAX_STREAM_BATCH, SCHEDULER_CODE_BYTES, SCHEDULER_NODES};
 
 use super::atoms;
 use super::contexts::RoomWaker;
@@ -245,6 +245,21 @@ fn decode_job(
         },
         [module] if kind == atoms::reload() => Job::Reload {
             module: text(module)?,
+        },
+        // A stream's jobs (`Py.Stream`): only an eval or a call can start one.
+        [inner] if kind == atoms::iterate() => match decode_job(*inner, namespace, budget)? {
+            inner @ (Job::Eval { .. } | Job::Call { .. }) => Job::Iterate(Box::new(inner)),
+            _ => return Err(JobError::BadArg),
+        },
+        [iter, max] if kind == atoms::next() => Job::Next {
+            iter: object(iter)?,
+            max: match max.decode::<usize>()? {
+                n @ 1..=MAX_STREAM_BATCH => n,
+                _ => return Err(JobError::BadArg),
+            },
+        },
+        [iter] if kind == atoms::close() => Job::Close {
+            iter: object(iter)?,
         },
         _ => return Err(JobError::BadArg),
     })

@@ -18,6 +18,18 @@ pub struct NamespaceResource(pub Arc<Namespace>);
 /// A running call: its state (for `cancel`) and where its reply goes (for
 /// `redirect`).
 pub struct CallResource(pub Arc<CallState>, pub Arc<super::reply::ReplyTo>);
+
+impl Drop for CallResource {
+    /// A coroutine awaited on the event loop is cancelled when the last
+    /// handle on its call goes (its caller died, or dropped its
+    /// `%Py.Task{}`): nobody can receive its result any more. Other calls
+    /// run on to their deadline, as before.
+    fn drop(&mut self) {
+        if self.0.is_awaited() {
+            self.0.cancel();
+        }
+    }
+}
 /// A Python object held by a `%Py.Object{}` term.
 pub struct ObjectResource(pub PyObject);
 

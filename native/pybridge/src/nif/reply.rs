@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Encoder, Env, LocalPid, Term};
 
-use crate::context::{Outcome, Reply, Timing};
+use crate::context::{BatchEnd, ErrorInfo, ErrorKind, Outcome, Reply, Timing};
 use crate::limits::{INLINE_NODES, INLINE_WAIT, MESSAGE_ENV_POOL};
 use crate::runtime;
 
@@ -132,7 +132,17 @@ impl Inline {
 fn outcome_nodes(outcome: &Outcome) -> usize {
     match outcome {
         Outcome::Value(value) => value.size_up_to(INLINE_NODES),
-        Outcome::Done | Outcome::Error(_) => 1,
+        Outcome::Batch { items, .. } => {
+            let mut nodes = 1;
+            for item in items {
+                nodes += item.size_up_to(INLINE_NODES);
+                if nodes > INLINE_NODES {
+                    break;
+                }
+            }
+            nodes
+        }
+        Outcome::Done | Outcome::Error(_) | Outcome::Await(_) => 1,
     }
 }
 
@@ -224,5 +234,23 @@ pub(super) fn encode_outcome<'a>(env: Env<'a>, outcome: &Outcome) -> Term<'a> {
         Outcome::Value(value) => (atoms::ok(), encode(env, value)).encode(env),
         Outcome::Done => atoms::ok().encode(env),
         Outcome::Error(info) => encode_error(env, info),
+        // `{:ok, {items, :more | :done | {:error, {kind, message, traceback}}}}`
+        Outcome::Batch { items, end } => {
+            let items: Vec<Term<'a>> = items.iter().map(|item| encode(env, item)).collect();
+            let end = match end {
+                BatchEnd::More => atoms::more().encode(env),
+                BatchEnd::Done => atoms::done().encode(env),
+                BatchEnd::Failed(info) => encode_error(env, info),
+            };
+            (atoms::ok(), (items, end)).encode(env)
+        }
+        // Never sent (the event loop replies instead); a bug if it were.
+        Outcome::Await(_) => encode_error(
+            env,
+            &ErrorInfo::new(
+                ErrorKind::Internal,
+                "pybridge internal error (please report it): a coroutine reached a reply",
+            ),
+        ),
     }
 }

@@ -95,6 +95,9 @@ pub struct InterpState {
     pub compile: Py<PyAny>,
     /// The type of code objects, checked before evaluating compiled code.
     pub code_type: Py<PyAny>,
+    /// The type of native coroutines: a call returning one is awaited on
+    /// the interpreter's event loop ([`crate::aio`]).
+    pub coroutine_type: Py<PyAny>,
     /// `pybridge.format_exception` and `pybridge.reload` as the module
     /// defined them (replacing the module's attributes changes nothing).
     pub format_exception: Py<PyAny>,
@@ -394,6 +397,7 @@ impl Ending {
                     timeout,
                     compile,
                     code_type,
+                    coroutine_type,
                     format_exception,
                     reload,
                     pid_type,
@@ -406,6 +410,7 @@ impl Ending {
                     timeout,
                     compile,
                     code_type,
+                    coroutine_type,
                     format_exception,
                     reload,
                     pid_type,
@@ -625,6 +630,7 @@ fn setup(py: Python<'_>) -> PyResult<InterpState> {
         timeout: support.getattr("Timeout")?.unbind(),
         compile: compile.unbind(),
         code_type,
+        coroutine_type: py.import("types")?.getattr("CoroutineType")?.unbind(),
         format_exception: support.getattr("format_exception")?.unbind(),
         reload: support.getattr("reload")?.unbind(),
         pid_type: erlang.getattr("Pid")?.unbind(),
