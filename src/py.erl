@@ -55,6 +55,10 @@
     exec/1, exec/2,
     stream/3, stream/4,
     stream_eval/1, stream_eval/2,
+    async_call/3, async_call/4,
+    async_await/1, async_await/2,
+    async_gather/1,
+    async_stream/3, async_stream/4,
     version/0,
     memory_stats/0,
     gc/0, gc/1,
@@ -414,11 +418,12 @@ await(Ref, Timeout) ->
     end.
 
 %%====================================================================
-%% Streams (eager)
+%% Streams
 %%====================================================================
 
 %% @doc Calls the generator function `Module:Func(Args...)' and returns all
-%% it yields as a list.
+%% it yields as a list (an async generator too). The items are fetched in
+%% batches, as `Py.stream/4' does.
 %%
 %% Returns `{ok, List}' or `{error, Reason}' (see "Errors").
 %%
@@ -432,9 +437,9 @@ stream(Module, Func, Args) ->
 %% @doc Like {@link stream/3}, with keyword arguments.
 -spec stream(name(), name(), list(), kwargs()) -> py_result().
 stream(Module, Func, Args, Kwargs) ->
-    Ctx = ?PY:context(),
-    collect(Ctx, ?PY:call(Ctx, name(Module), name(Func), in(Args),
-                          [{kwargs, in_kwargs(Kwargs)}])).
+    to_list(fun() -> ?PY:stream(name(Module), name(Func), in(Args),
+                                [{kwargs, in_kwargs(Kwargs)}])
+            end).
 
 %% @doc Evaluates an expression giving an iterable (a generator expression)
 %% and returns its items as a list.
@@ -451,12 +456,88 @@ stream_eval(Code) ->
 %% @doc Like {@link stream_eval/1}, with local variables.
 -spec stream_eval(code(), locals()) -> py_result().
 stream_eval(Code, Locals) ->
-    Ctx = ?PY:context(),
-    collect(Ctx, ?PY:eval(Ctx, Code, in_locals(Locals))).
+    to_list(fun() -> ?PY:stream_eval(Code, [{locals, in_locals(Locals)}]) end).
 
-collect(_Ctx, {ok, List}) when is_list(List) -> result({ok, List});
-collect(Ctx, {ok, Iterable}) -> result(?PY:call(Ctx, <<"builtins">>, <<"list">>, [Iterable]));
-collect(_Ctx, Error) -> result(Error).
+%% A stream's items as `{ok, List}', or its failure as `{error, Reason}'.
+to_list(MakeStream) ->
+    Stream = MakeStream(),
+    try 'Elixir.Enum':to_list(Stream) of
+        List -> result({ok, List})
+    catch
+        error:#{'__struct__' := 'Elixir.Py.Error'} = Error -> result({error, Error})
+    end.
+
+%%====================================================================
+%% asyncio
+%%====================================================================
+
+%% @doc Starts `Module:Func(Args...)', an `async def' function (any other
+%% runs like {@link call/3}), and returns a reference at once; collect the
+%% result with {@link async_await/1,2}. The coroutine runs on the
+%% interpreter's event loop and holds no context thread while it waits.
+%%
+%% ```
+%% Ref = py:async_call(asyncio, sleep, [0, 42]),
+%% {ok, 42} = py:async_await(Ref).
+%% '''
+-spec async_call(name(), name(), list()) -> reference().
+async_call(Module, Func, Args) ->
+    async_call(Module, Func, Args, #{}).
+
+%% @doc Like {@link async_call/3}, with keyword arguments.
+-spec async_call(name(), name(), list(), kwargs()) -> reference().
+async_call(Module, Func, Args, Kwargs) ->
+    Task = ?PY:async_call(name(Module), name(Func), in(Args), [{kwargs, in_kwargs(Kwargs)}]),
+    Ref = maps:get(ref, Task),
+    put({?MODULE, async, Ref}, Task),
+    Ref.
+
+%% @doc Waits up to 30 s for the result of {@link async_call/3,4}.
+-spec async_await(reference()) -> py_result().
+async_await(Ref) ->
+    async_await(Ref, ?AWAIT_TIMEOUT).
+
+%% @doc Waits up to `Timeout' milliseconds for the result of
+%% {@link async_call/3,4}: the call's result, or `{error, timeout}', in which
+%% case the coroutine is cancelled (`CancelledError' inside it). A reference
+%% of {@link spawn_call/3,4,5} is awaited as {@link await/2} does.
+-spec async_await(reference(), timeout()) -> py_result().
+async_await(Ref, Timeout) ->
+    case erase({?MODULE, async, Ref}) of
+        undefined -> await(Ref, Timeout);
+        Task -> result(?PY:await(Task, Timeout))
+    end.
+
+%% @doc Runs the calls `[{Module, Func, Args}]' concurrently (coroutines
+%% overlap on the event loop) and waits up to 30 s for all of them.
+%%
+%% Returns `{ok, Results}' in the calls' order, or the first failure's
+%% `{error, Reason}'.
+%%
+%% ```
+%% {ok, [1, 2]} = py:async_gather([{asyncio, sleep, [0, 1]}, {asyncio, sleep, [0, 2]}]).
+%% '''
+-spec async_gather([{name(), name(), list()}]) -> py_result().
+async_gather(Calls) when is_list(Calls) ->
+    Tasks = [?PY:async_call(name(M), name(F), in(A), []) || {M, F, A} <- Calls],
+    gathered(?PY:await_many(Tasks, ?AWAIT_TIMEOUT), []).
+
+gathered([{ok, Value} | Rest], Acc) -> gathered(Rest, [Value | Acc]);
+gathered([Error | _], _Acc) -> result(Error);
+gathered([], Acc) -> result({ok, lists:reverse(Acc)}).
+
+%% @doc All that the async generator `Module:Func(Args...)' yields, as a
+%% list (a plain generator too).
+%%
+%% Returns `{ok, List}' or `{error, Reason}' (see "Errors").
+-spec async_stream(name(), name(), list()) -> py_result().
+async_stream(Module, Func, Args) ->
+    stream(Module, Func, Args, #{}).
+
+%% @doc Like {@link async_stream/3}, with keyword arguments.
+-spec async_stream(name(), name(), list(), kwargs()) -> py_result().
+async_stream(Module, Func, Args, Kwargs) ->
+    stream(Module, Func, Args, Kwargs).
 
 %%====================================================================
 %% Interpreter information

@@ -42,6 +42,7 @@ defmodule Py.Task do
     opts = Options.validate!(opts, @async_schema, "Py.async_call/4")
     timeout = Keyword.get(opts, :timeout, :infinity)
     job = {:call, module, function, args, Keyword.get(opts, :kwargs, %{})}
+
     %Py.Context{ref: cref} =
       case Context.pool_for(module, function) do
         :default -> Py.context()

@@ -303,6 +303,42 @@ stream_test() ->
     {ok, [1, 2]} = py:stream_eval(<<"(x + 1 for x in xs)">>, #{xs => [0, 1]}),
     {error, {'NameError', _}} = py:stream_eval(<<"(x for x in nope)">>).
 
+stream_lazy_test() ->
+    %% The facade's lists come from the same batched stream: a generator
+    %% failing after some items gives the error.
+    {error, {'ValueError', _}} =
+        py:stream_eval(<<"(x if x < 3 else int('x') for x in __import__('itertools').count())">>),
+    ok.
+
+async_test() ->
+    ok = py:exec(<<"import asyncio, sys\n",
+                   "async def add(a, b=0):\n",
+                   "    await asyncio.sleep(0.001)\n",
+                   "    return a + b\n",
+                   "async def agen(n):\n",
+                   "    for i in range(n):\n",
+                   "        await asyncio.sleep(0)\n",
+                   "        yield i\n",
+                   "async def fail():\n",
+                   "    raise ValueError('no')\n",
+                   "m = type(sys)('facade_async')\n",
+                   "m.add, m.agen, m.fail = add, agen, fail\n",
+                   "sys.modules['facade_async'] = m\n">>),
+    Ref = py:async_call(facade_async, add, [1, 2]),
+    true = is_reference(Ref),
+    {ok, 3} = py:async_await(Ref),
+    {ok, 5} = py:async_await(py:async_call(facade_async, add, [1], #{b => 4}), 5000),
+    {error, {'ValueError', "no"}} = py:async_await(py:async_call(facade_async, fail, [])),
+    {error, timeout} = py:async_await(py:async_call(asyncio, sleep, [10]), 20),
+    {ok, [3, none, 7]} = py:async_gather([{facade_async, add, [1, 2]},
+                                          {asyncio, sleep, [0]},
+                                          {facade_async, add, [3, 4]}]),
+    {error, {'ValueError', _}} = py:async_gather([{facade_async, add, [1, 2]},
+                                                  {facade_async, fail, []}]),
+    {ok, [0, 1, 2]} = py:async_stream(facade_async, agen, [3]),
+    {ok, [0]} = py:async_stream(facade_async, agen, [], #{n => 1}),
+    {ok, 3} = py:call(facade_async, add, [1, 2]).
+
 parallel_test() ->
     {ok, [2.0, 3.0, 4.0]} = py:parallel([{math, sqrt, [4]}, {math, sqrt, [9]}, {math, sqrt, [16]}]),
     {ok, []} = py:parallel([]),

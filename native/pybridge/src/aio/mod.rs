@@ -169,9 +169,8 @@ fn settle(py: Python<'_>, task: &Bound<'_, PyAny>, batch: bool, state: &CallStat
         ..Limits::default()
     };
     if batch {
-        return batch_outcome(py, &result, &limits).unwrap_or_else(|err| {
-            Outcome::Error(error_info(py, err))
-        });
+        return batch_outcome(py, &result, &limits)
+            .unwrap_or_else(|err| Outcome::Error(error_info(py, err)));
     }
     match from_py_within(&result, &limits) {
         Ok(value) => Outcome::Value(value),
@@ -237,7 +236,10 @@ pub(crate) fn next_batch<'py>(
 }
 
 /// `aclose()` of an async generator, as a coroutine.
-pub(crate) fn aclose<'py>(py: Python<'py>, iter: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn aclose<'py>(
+    py: Python<'py>,
+    iter: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     module(py)?.call_method1("aclose", (iter,))
 }
 

@@ -76,10 +76,15 @@ pub enum Job {
     Iterate(Box<Job>),
     /// Up to `max` next items of an iterator handle made by `Iterate`
     /// (answered with [`Outcome::Batch`]).
-    Next { iter: PyObject, max: usize },
+    Next {
+        iter: PyObject,
+        max: usize,
+    },
     /// Closes an iterator handle: a generator's `close()` (its `finally`
     /// runs), an async generator's `aclose()`; nothing for other iterators.
-    Close { iter: PyObject },
+    Close {
+        iter: PyObject,
+    },
 }
 
 /// Why a call failed: every kind of `%Py.Error{}` the native side produces
@@ -139,7 +144,10 @@ pub enum Outcome {
     Done,
     Error(ErrorInfo),
     /// Items of a stream (a `Next` job), and how the batch ended.
-    Batch { items: Vec<Value>, end: BatchEnd },
+    Batch {
+        items: Vec<Value>,
+        end: BatchEnd,
+    },
     /// The job returned a coroutine: the worker hands it to the
     /// interpreter's event loop, which replies when it is done. Never
     /// reaches a [`Reply`].

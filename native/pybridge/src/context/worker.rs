@@ -419,7 +419,9 @@ fn run_call(py: Python<'_>, context: &Arc<ContextState>, slot: &WorkerSlot, requ
         .stats
         .finished(busy, matches!(outcome, Outcome::Error(_)));
     if let Outcome::Await(awaiting) = outcome {
-        await_on_loop(py, context, awaiting, entry, reply, &state, queued, started, ident);
+        await_on_loop(
+            py, context, awaiting, entry, reply, &state, queued, started, ident,
+        );
         return;
     }
     let replied = state.finish();
