@@ -13,6 +13,7 @@ Code.require_file("shared_dict.exs", __DIR__)
 Code.require_file("callbacks.exs", __DIR__)
 Code.require_file("backends.exs", __DIR__)
 Code.require_file("overload.exs", __DIR__)
+Code.require_file("streams.exs", __DIR__)
 alias Bench.Harness, as: H
 
 defmodule Bench.Run do
@@ -472,6 +473,8 @@ overload = Bench.Overload.section(&Run.row/6)
 
 backends = Bench.Backends.section(&Run.row/6)
 
+streams = Bench.Streams.section(&Run.row/6)
+
 sections = [
   calls,
   bulk,
@@ -483,7 +486,8 @@ sections = [
   shared_dict,
   callbacks,
   backends,
-  overload
+  overload,
+  streams
 ]
 
 m = H.machine()
