@@ -17,6 +17,7 @@ every few milliseconds and cancels those whose caller is gone, so
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any, AsyncIterator, Callable, Coroutine
 
@@ -29,6 +30,8 @@ SWEEP_SECONDS = 0.005
 FLUSH_SECONDS = 0.005
 
 _loop: asyncio.AbstractEventLoop | None = None
+# Executor threads may ask for the loop at once (free-threaded Python).
+_loop_lock = threading.Lock()
 _pending: dict[asyncio.Task[Any], Callable[[], bool]] = {}
 _sweeping = False
 
@@ -36,17 +39,19 @@ _sweeping = False
 def loop() -> tuple[asyncio.AbstractEventLoop, bool]:
     """The interpreter's loop, and whether it was just made (its thread must be started)."""
     global _loop
-    if _loop is None:
-        _loop = asyncio.new_event_loop()
-        return _loop, True
-    return _loop, False
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            return _loop, True
+        return _loop, False
 
 
 def forget(event_loop: asyncio.AbstractEventLoop) -> None:
     """Drops a loop whose thread could not be started."""
     global _loop
-    if _loop is event_loop:
-        _loop = None
+    with _loop_lock:
+        if _loop is event_loop:
+            _loop = None
     event_loop.close()
 
 
@@ -115,7 +120,8 @@ def run(event_loop: asyncio.AbstractEventLoop) -> None:
 def stop() -> None:
     """Stops the interpreter's loop (its context is closing), from any thread."""
     global _loop
-    event_loop, _loop = _loop, None
+    with _loop_lock:
+        event_loop, _loop = _loop, None
     if event_loop is not None and not event_loop.is_closed():
         event_loop.call_soon_threadsafe(event_loop.stop)
 
@@ -143,3 +149,7 @@ async def next_batch(agen: AsyncIterator[Any], n: int) -> tuple[list[Any], Any]:
 async def aclose(agen: Any) -> None:
     """Closes an async generator (its ``finally`` blocks run)."""
     await agen.aclose()
+
+
+#: Set last: the native library uses the module only once it has run to here.
+_ready = True

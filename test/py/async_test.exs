@@ -124,18 +124,22 @@ defmodule Py.AsyncTest do
   test "a coroutine whose caller's await times out is cancelled (CancelledError inside)" do
     k = key()
     task = Py.async_call(@mod, :sleeper, [k, 60])
+    # Once it runs: a coroutine cancelled before it starts never runs at all.
+    assert eventually(fn -> Py.call!(@mod, :was_started, [k]) end)
     assert {:error, %Py.Error{type: :timeout}} = Py.await(task, 50)
     assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end)
   end
 
   test "a coroutine past its own timeout: option is cancelled and reported as a timeout" do
+    # 1 s lets the coroutine start before its deadline even on a loaded
+    # machine (one whose deadline passes before it starts is closed unrun).
     k = key()
-    task = Py.async_call(@mod, :sleeper, [k, 60], timeout: 50)
+    task = Py.async_call(@mod, :sleeper, [k, 60], timeout: 1_000)
     assert {:error, %Py.Error{type: :timeout}} = Py.await(task, 5_000)
     assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end)
 
     k = key()
-    assert {:error, %Py.Error{type: :timeout}} = Py.call(@mod, :sleeper, [k, 60], timeout: 50)
+    assert {:error, %Py.Error{type: :timeout}} = Py.call(@mod, :sleeper, [k, 60], timeout: 1_000)
     assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end)
   end
 
@@ -183,5 +187,37 @@ defmodule Py.AsyncTest do
 
     assert {:error, %Py.Error{type: "ModuleNotFoundError"}} =
              Py.async_call(:no_such_mod_x, :f) |> Py.await()
+  end
+
+  test "streams and coroutines in a dedicated main-interpreter context" do
+    assert Py.StreamAsyncHelpers.check(:main) == Py.StreamAsyncHelpers.expected()
+  end
+
+  describe "on the other CPythons" do
+    @describetag timeout: 300_000
+
+    for {version, var} <- [
+          {"3.12", "PYBRIDGE_TEST_PY312"},
+          {"3.14", "PYBRIDGE_TEST_PY314"},
+          {"3.14t", "PYBRIDGE_TEST_PY314T"}
+        ] do
+      test "streams and coroutines on Python #{version}, in sub-interpreters too" do
+        python = System.get_env(unquote(var))
+
+        unless python && File.exists?(python) do
+          flunk(
+            "#{unquote(var)} is not set to a Python executable: run the suite with `make test`"
+          )
+        end
+
+        peer = Py.TestHelpers.start_python_peer(python)
+        modes = if unquote(version) == "3.14t", do: [:main], else: [:main, :subinterpreter]
+
+        for mode <- modes do
+          assert {mode, :peer.call(peer, Py.StreamAsyncHelpers, :check, [mode], 120_000)} ==
+                   {mode, Py.StreamAsyncHelpers.expected()}
+        end
+      end
+    end
   end
 end

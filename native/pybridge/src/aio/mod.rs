@@ -38,15 +38,40 @@ const AIO_SOURCE: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
 
 const MODULE_NAME: &str = "pybridge._aio";
 
+/// Held while `pybridge._aio` is being executed: executing it puts it in
+/// `sys.modules` before it has run, and another thread (an overflow worker,
+/// or any thread of a free-threaded Python) must not use it half made.
+static LOADING: Mutex<()> = Mutex::new(());
+
 /// `pybridge._aio` in the attached interpreter, executed on first use.
 fn module(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let modules = py.import("sys")?.getattr("modules")?;
-    if let Ok(module) = modules.get_item(MODULE_NAME) {
+    if let Some(module) = loaded(py)? {
+        return Ok(module);
+    }
+    // Waiting detached: the thread executing the module may need the GIL.
+    let _loading = loop {
+        if let Some(guard) = LOADING.try_lock() {
+            break guard;
+        }
+        py.detach(|| drop(LOADING.lock()));
+    };
+    if let Some(module) = loaded(py)? {
         return Ok(module);
     }
     let module = PyModule::from_code(py, AIO_SOURCE, c"pybridge/_aio.py", c"pybridge._aio")?;
-    modules.set_item(MODULE_NAME, &module)?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item(MODULE_NAME, &module)?;
     Ok(module.into_any())
+}
+
+/// `pybridge._aio` once it has run to its end (it sets `_ready` last).
+fn loaded(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    let modules = py.import("sys")?.getattr("modules")?;
+    match modules.get_item(MODULE_NAME) {
+        Ok(module) if module.hasattr("_ready")? => Ok(Some(module)),
+        _ => Ok(None),
+    }
 }
 
 /// The reply of a call awaited on the loop, taken once by its `done`.
