@@ -20,14 +20,15 @@ defmodule Py.Task do
   alias Py.{Call, Context, Options}
 
   @enforce_keys [:ref, :owner]
-  defstruct [:ref, :handle, :owner, :result]
+  defstruct [:ref, :handle, :owner, :result, :span]
 
   @typedoc "A started call; see the moduledoc."
   @type t :: %__MODULE__{
           ref: reference,
           handle: reference | nil,
           owner: pid,
-          result: Py.result() | nil
+          result: Py.result() | nil,
+          span: term
         }
 
   @async_schema [kwargs: :kwargs, timeout: :timeout]
@@ -44,6 +45,7 @@ defmodule Py.Task do
     job = {:call, module, function, args, Keyword.get(opts, :kwargs, %{})}
 
     %Py.Context{ref: cref} =
+      ctx =
       case Context.pool_for(module, function) do
         :default -> Py.context()
         pool -> Context.route(pool)
@@ -51,12 +53,21 @@ defmodule Py.Task do
 
     namespace = if module == "__main__", do: Call.namespace(cref), else: nil
     ref = make_ref()
+    # A telemetry span (kind :async) from here to Py.await/2.
+    span = Py.Telemetry.async_start(ctx, job)
+    task = %__MODULE__{ref: ref, owner: self(), span: span}
 
     case Call.start(cref, namespace, ref, job, timeout) do
-      {:done, result, _timing} -> %__MODULE__{ref: ref, owner: self(), result: result}
-      {:running, handle} -> %__MODULE__{ref: ref, handle: handle, owner: self()}
+      {:done, result, timing} ->
+        Py.Telemetry.async_stop(span, result, timing)
+        %{task | result: result}
+
+      {:running, handle} ->
+        %{task | handle: handle}
+
       # It waited for room in a full queue (`overload: :wait`) first.
-      {:running, handle, _left} -> %__MODULE__{ref: ref, handle: handle, owner: self()}
+      {:running, handle, _left} ->
+        %{task | handle: handle}
     end
   end
 
@@ -75,8 +86,9 @@ defmodule Py.Task do
     end
 
     case task do
-      %{result: nil, handle: handle, ref: ref} ->
-        {result, _timing} = Call.wait(handle, ref, timeout)
+      %{result: nil, handle: handle, ref: ref, span: span} ->
+        {result, timing} = Call.wait(handle, ref, timeout)
+        Py.Telemetry.async_stop(span, result, timing)
         result
 
       %{result: result} ->

@@ -174,7 +174,34 @@ defmodule Py.Telemetry do
     defp describe({:getattr, _object, name}), do: {:call, nil, name}
     defp describe({:call_method, _object, name, _args, _kwargs}), do: {:call, nil, name}
     defp describe({:reload, module}), do: {:call, module, nil}
+    # Py.stream: the start names the call or eval; its batches and its close
+    # are :stream spans of their own.
+    defp describe({:iterate, {:call, module, function, _args, _kwargs}}),
+      do: {:stream, module, function}
+
+    defp describe({:iterate, _eval}), do: {:stream, nil, nil}
+    defp describe({:next, _iter, _batch}), do: {:stream, nil, nil}
+    defp describe({:close, _iter}), do: {:stream, nil, nil}
+    # Py.async_call/4 to Py.await/2 (async_start/2).
+    defp describe({:async, {:call, module, function, _args, _kwargs}}),
+      do: {:async, module, function}
+
     defp describe(job) when is_tuple(job), do: {elem(job, 0), nil, nil}
+  end
+
+  @doc false
+  # The span of a call that starts in one function and ends in another: a
+  # `%Py.Task{}` from `Py.async_call/4` to `Py.await/2` (kind `:async`).
+  # `async_start/2` gives what `async_stop/3` takes; nil when compiled out.
+  @spec async_start(Py.Context.t(), Py.Call.job()) :: {integer, map} | nil
+  @spec async_stop({integer, map} | nil, Py.Call.result(), Py.Call.timing()) :: :ok
+  if @enabled do
+    def async_start(ctx, job), do: call_start(ctx, {:async, job}, nil)
+    def async_stop(nil, _result, _timing), do: :ok
+    def async_stop(span, result, timing), do: call_stop(span, result, timing)
+  else
+    def async_start(_ctx, _job), do: nil
+    def async_stop(_span, _result, _timing), do: :ok
   end
 
   @metrics Code.ensure_compiled(Telemetry.Metrics) == {:module, Telemetry.Metrics}

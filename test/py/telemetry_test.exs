@@ -107,6 +107,34 @@ defmodule Py.TelemetryTest do
                         stacktrace: [_ | _]
                       }}
     end
+
+    test "streams: the start, each batch and the close are :stream spans" do
+      assert Py.stream(:itertools, :count, [], batch: 2) |> Enum.take(3) == [0, 1, 2]
+
+      assert_receive {:event, [:pybridge, :call, :stop], _,
+                      %{kind: :stream, module: "itertools", function: "count"}}
+
+      # Two batches, then the close.
+      for _ <- 1..3 do
+        assert_receive {:event, [:pybridge, :call, :stop], _,
+                        %{kind: :stream, module: nil, error: nil}}
+      end
+    end
+
+    test "Py.async_call to Py.await: one :async span" do
+      task = Py.async_call(:asyncio, :sleep, [0.01, 5])
+
+      assert_receive {:event, [:pybridge, :call, :start], _,
+                      %{kind: :async, module: "asyncio", function: "sleep"}}
+
+      refute_received {:event, [:pybridge, :call, :stop], _, %{kind: :async}}
+      assert Py.await(task) == {:ok, 5}
+
+      assert_receive {:event, [:pybridge, :call, :stop], %{duration: d},
+                      %{kind: :async, function: "sleep", error: nil}}
+
+      assert System.convert_time_unit(d, :native, :millisecond) >= 10
+    end
   end
 
   describe "[:pybridge, :coalesce, _]" do
