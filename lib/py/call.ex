@@ -124,8 +124,10 @@ defmodule Py.Call do
       else: await(handle, ref, timeout, deadline)
   end
 
+  # A kind this version does not know: ignored, the call's time still runs
+  # (from now, when no callback has told the deadline yet).
   def handle(handle, ref, timeout, _unknown, deadline) do
-    await(handle, ref, timeout, deadline || :infinity)
+    await(handle, ref, timeout, deadline || Py.Callback.deadline(timeout))
   end
 
   @doc false
