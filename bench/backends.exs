@@ -44,8 +44,8 @@ defmodule Bench.Backends do
   defp median(list), do: list |> Enum.sort() |> Enum.at(div(length(list), 2))
 
   # put and get of a small value, 1 and 64 processes (each on its own key),
-  # 2 s per round. Every put is a durable commit: there is no group commit,
-  # so puts from 64 processes are serialised on the one writer connection.
+  # 2 s per round. Every put is durable before it returns; puts from 64
+  # processes share commits (group commit).
   defp sqlite_ops(row, dir) do
     {:ok, sd} = SD.new(backend: {:sqlite, Path.join(dir, "ops.db")}, pool_size: 4)
     for i <- 1..64, do: :ok = SD.put(sd, "k#{i}", @value)
@@ -146,7 +146,7 @@ defmodule Bench.Backends do
         "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}; load average " <>
         "(1, 5, 15 min) at the end #{load}: other helpers' builds and tests shared the machine, so these are noisy. SQLite files on " <>
         "the machine's disk (`_build/bench-backends`), every write fsynced (WAL, " <>
-        "`synchronous = FULL`), no group commit: 64 writers share one commit at a time." <>
+        "`synchronous = FULL`); concurrent writers share commits (group commit)." <>
         "\n\n" <> table
 
     H.write_section(title, text)

@@ -1,13 +1,14 @@
 //! The SQLite backend: entries in a file that outlives the BEAM.
 //!
 //! * **Durability.** The file is in WAL mode with `synchronous = FULL`, and
-//!   every write is its own transaction, committed (the WAL fsynced) before
-//!   the call returns: a write that returned `Ok` survives `kill -9` of the
-//!   process and a power cut. There is no group commit: each write pays one
-//!   fsync. (Group commit would batch several callers' writes into one
-//!   transaction and answer them all after its commit: more writes per
-//!   second under concurrency, the same promise, as long as no caller is
-//!   answered before the batch's commit.)
+//!   every write is committed (the WAL fsynced) before the call returns: a
+//!   write that returned `Ok` survives `kill -9` of the process and a power
+//!   cut. **Group commit**: writers that arrive while another writes join
+//!   its transaction, each in a savepoint of its own, and the last of them
+//!   commits for all (`Sqlite::write`); none is answered before that
+//!   commit, so the promise is the same, and a failed commit fails every
+//!   write of the batch (none of them happened). One writer alone pays one
+//!   fsync per write; many share one.
 //! * **Time.** Expiries are stored as absolute wall-clock milliseconds, so
 //!   they survive a restart: a key whose time passed while nothing had the
 //!   file open is never returned, and the first [`SharedDict::expire_due`]
@@ -15,9 +16,10 @@
 //!   clock is mapped to the wall clock by the offset between the two taken
 //!   at open.
 //! * **Sharing.** Several dicts (a `prefix` each) can share one file, and
-//!   several OS processes can open it at once: every read-modify-write is
-//!   one `BEGIN IMMEDIATE` transaction, so they never interleave; a writer
-//!   waits up to [`BUSY_TIMEOUT`] for another's lock before failing.
+//!   several OS processes can open it at once: every read-modify-write
+//!   runs inside a `BEGIN IMMEDIATE` transaction, so they never interleave;
+//!   a writer waits up to [`BUSY_TIMEOUT`] for another's lock before
+//!   failing.
 //!   Events are raised in the process that made the change (or removed the
 //!   expired key), not in the others.
 //! * **Connections.** One connection writes; `pool_size` more read (WAL
@@ -30,13 +32,14 @@
 //!
 //! [`SharedDict::expire_due`]: crate::shared_dict::SharedDict::expire_due
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use parking_lot::{Condvar, Mutex};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{Backend, Condition, Expiry, Item, Millis, RawEvent};
 use crate::shared_dict::clock::{now_ms, wall_ms};
@@ -50,6 +53,22 @@ const SCHEMA: i64 = 1;
 
 const LIVE: &str = "(expires_at IS NULL OR expires_at > ?3)";
 
+/// The writing connection and its open batch.
+struct WriterState {
+    conn: Option<Connection>,
+    /// The batch the open transaction holds, if one is open.
+    open: Option<u64>,
+    next_batch: u64,
+}
+
+/// What became of the batches: every one up to `finished` is over, and
+/// those in `failed` did not commit.
+#[derive(Default)]
+struct Batches {
+    finished: u64,
+    failed: BTreeMap<u64, DictError>,
+}
+
 /// A key's row: its encoded value, version and wall-clock expiry.
 type Row = (Vec<u8>, u64, Option<i64>);
 
@@ -57,7 +76,12 @@ type Row = (Vec<u8>, u64, Option<i64>);
 pub struct Sqlite {
     path: PathBuf,
     ns: String,
-    writer: Mutex<Option<Connection>>,
+    writer: Mutex<WriterState>,
+    /// Writers in `write`, waiting for the writer connection or running:
+    /// the one that brings it to 0 commits the batch.
+    pending: AtomicUsize,
+    batches: Mutex<Batches>,
+    batch_done: Condvar,
     readers: Vec<Mutex<Option<Connection>>>,
     next_reader: AtomicUsize,
     /// Wall-clock ms minus monotonic ms, at open.
@@ -119,7 +143,14 @@ impl Sqlite {
         Ok(Sqlite {
             path: path.to_owned(),
             ns: prefix.to_owned(),
-            writer: Mutex::new(Some(writer)),
+            writer: Mutex::new(WriterState {
+                conn: Some(writer),
+                open: None,
+                next_batch: 0,
+            }),
+            pending: AtomicUsize::new(0),
+            batches: Mutex::new(Batches::default()),
+            batch_done: Condvar::new(),
             readers,
             next_reader: AtomicUsize::new(0),
             offset: i64::try_from(wall_ms()).unwrap_or(i64::MAX) - now_ms() as i64,
@@ -172,30 +203,120 @@ impl Sqlite {
         f(conn).map_err(|e| self.e(e))
     }
 
-    /// Runs `f` in one write transaction and commits it; events `f` reports
-    /// are handed on only once the commit succeeded.
+    /// Runs `f` as one write and returns once it is committed; events `f`
+    /// reports are handed on only then. Group commit: writers that arrive
+    /// while another is writing join its transaction (each in a savepoint of
+    /// its own, so a write that fails leaves no trace), and the last of them
+    /// commits for all; every writer of a batch is answered only after that
+    /// commit, with its own result, or with the commit's error when the
+    /// commit failed (then none of the batch's writes happened).
     fn write<T>(
         &self,
         events: &mut Vec<RawEvent>,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Vec<RawEvent>) -> Result<T, DictError>,
+        f: impl FnOnce(&Connection, &mut Vec<RawEvent>) -> Result<T, DictError>,
     ) -> Result<T, DictError> {
+        self.pending.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.writer.lock();
-        let conn = guard.as_mut().ok_or_else(closed)?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.e(e))?;
         let mut mine = Vec::new();
-        let out = f(&tx, &mut mine)?;
-        tx.commit().map_err(|e| self.e(e))?;
-        events.append(&mut mine);
-        Ok(out)
+        let (batch, own) = self.run_in_batch(&mut guard, |conn| f(conn, &mut mine));
+        let last = self.pending.fetch_sub(1, Ordering::SeqCst) == 1;
+        let outcome = match batch {
+            None => Ok(()),
+            Some(_) if last => self.commit(&mut guard),
+            Some(b) => {
+                drop(guard);
+                self.wait_for(b)
+            }
+        };
+        let out = match outcome {
+            Ok(()) => own,
+            Err(e) => Err(e),
+        };
+        if out.is_ok() {
+            events.append(&mut mine);
+        }
+        out
+    }
+
+    /// Runs `op` in the open batch (opening one when none is), in a
+    /// savepoint: `(the batch it joined, its result)`.
+    fn run_in_batch<T>(
+        &self,
+        w: &mut WriterState,
+        op: impl FnOnce(&Connection) -> Result<T, DictError>,
+    ) -> (Option<u64>, Result<T, DictError>) {
+        let Some(conn) = w.conn.as_ref() else {
+            return (w.open, Err(closed()));
+        };
+        let batch = match w.open {
+            Some(b) => b,
+            None => {
+                if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                    return (None, Err(self.e(e)));
+                }
+                w.next_batch += 1;
+                w.open = Some(w.next_batch);
+                w.next_batch
+            }
+        };
+        if let Err(e) = conn.execute_batch("SAVEPOINT pybridge_op") {
+            return (Some(batch), Err(self.e(e)));
+        }
+        let own = op(conn);
+        let end = if own.is_ok() {
+            "RELEASE pybridge_op"
+        } else {
+            "ROLLBACK TO pybridge_op; RELEASE pybridge_op"
+        };
+        match conn.execute_batch(end) {
+            Ok(()) => (Some(batch), own),
+            Err(e) => (Some(batch), Err(self.e(e))),
+        }
+    }
+
+    /// Commits the open batch (rolling it back when the commit fails) and
+    /// tells its waiting writers how it went.
+    fn commit(&self, w: &mut WriterState) -> Result<(), DictError> {
+        let Some(batch) = w.open.take() else {
+            return Ok(());
+        };
+        let outcome = match w.conn.as_ref() {
+            Some(conn) => conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                self.e(e)
+            }),
+            None => Err(closed()),
+        };
+        let mut done = self.batches.lock();
+        done.finished = batch;
+        if let Err(e) = &outcome {
+            done.failed.insert(batch, e.clone());
+            // Waiters read theirs at once; keep a bounded history.
+            while done.failed.len() > 1024 {
+                done.failed.pop_first();
+            }
+        }
+        self.batch_done.notify_all();
+        outcome
+    }
+
+    /// Waits until batch `b` was committed (or failed).
+    fn wait_for(&self, b: u64) -> Result<(), DictError> {
+        let mut done = self.batches.lock();
+        while done.finished < b {
+            self.batch_done.wait(&mut done);
+        }
+        match done.failed.get(&b) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     /// The key's row `(value, version, expires_at)`; an expired one is
     /// deleted and reported.
     fn live_row(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &Connection,
         key: &str,
         now: Millis,
         events: &mut Vec<RawEvent>,
@@ -227,7 +348,7 @@ impl Sqlite {
 
     fn store(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &Connection,
         key: &str,
         item: &Stored,
         expires_at: Option<i64>,
@@ -482,7 +603,10 @@ impl Backend for Sqlite {
     }
 
     fn close(&self) {
-        drop(self.writer.lock().take());
+        let mut w = self.writer.lock();
+        // No write is in flight (the front's gate is held exclusively).
+        let _ = self.commit(&mut w);
+        drop(w.conn.take());
         for r in &self.readers {
             drop(r.lock().take());
         }

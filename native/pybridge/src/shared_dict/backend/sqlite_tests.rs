@@ -250,3 +250,52 @@ fn a_corrupt_value_is_an_error_not_a_panic() {
     put(&s, "k", 2, Expiry::Never, now).expect("put");
     assert_eq!(as_int(&s.get("k", now).expect("get").expect("live").0), 2);
 }
+
+#[test]
+fn concurrent_writers_share_commits_and_each_gets_its_own_result() {
+    let path = scratch().join("d.sqlite");
+    let s = Arc::new(Sqlite::open(&path, "", 1).expect("open"));
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let now = now_ms();
+                let mut ev = Vec::new();
+                // Exactly one put_new of "once" wins.
+                let won = s
+                    .put(
+                        "once",
+                        int(t),
+                        Expiry::Never,
+                        Condition::Absent,
+                        now,
+                        &mut ev,
+                    )
+                    .is_ok();
+                let mut add =
+                    |cur: Option<&Stored>| Ok(Stored::Plain(Value::Int(cur.map_or(0, as_int) + 1)));
+                for _ in 0..50 {
+                    s.modify("n", &mut add, now, &mut ev).expect("incr");
+                }
+                (won, ev.len())
+            })
+        })
+        .collect();
+    let results: Vec<(bool, usize)> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    assert_eq!(results.iter().filter(|(won, _)| *won).count(), 1);
+    // Events only for what each thread's own writes did.
+    for (won, events) in &results {
+        assert_eq!(*events, 50 + usize::from(*won));
+    }
+    let now = now_ms();
+    assert_eq!(as_int(&s.get("n", now).expect("get").expect("live").0), 800);
+    // Durable: a fresh connection sees it all.
+    let again = Sqlite::open(&path, "", 1).expect("reopen");
+    assert_eq!(
+        as_int(&again.get("n", now).expect("get").expect("live").0),
+        800
+    );
+}
