@@ -20,8 +20,8 @@ defmodule Py.Callback do
       runs in the same context and namespace (reentrancy, to
       `max_depth/0` levels).
     * From a thread Python started itself (`threading.Thread`, a
-      `ThreadPoolExecutor`), in a task of pybridge's supervised callback
-      pool (`Py.Callback.Pool`).
+      `ThreadPoolExecutor`), in a process of pybridge's supervised
+      callback pool.
 
   This module is also the one place a callback is run (`run/1`): every
   request, whoever receives it, goes through it.

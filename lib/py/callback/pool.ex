@@ -1,9 +1,9 @@
 defmodule Py.Callback.Pool do
   @moduledoc false
   # The supervised home of callbacks no call waits on (from threads Python
-  # started itself): the registry's ETS table, a Task.Supervisor whose
-  # tasks run those callbacks, and the dispatcher process the native side
-  # sends them to (installed with Py.Native.callback_setup/1, withdrawn
+  # started itself): the registry's ETS table, and the dispatcher process
+  # the native side sends them to, which runs each in a process linked to
+  # it (installed with Py.Native.callback_setup/1, withdrawn
   # when it stops, so a thread calling erlang.call during shutdown gets a
   # clear error instead of waiting).
 
@@ -14,11 +14,7 @@ defmodule Py.Callback.Pool do
 
   @impl true
   def init(_opts) do
-    children = [
-      Py.Callback.Pool.Table,
-      {Task.Supervisor, name: Py.Callback.Tasks},
-      Py.Callback.Pool.Dispatcher
-    ]
+    children = [Py.Callback.Pool.Table, Py.Callback.Pool.Dispatcher]
 
     Supervisor.init(children, strategy: :rest_for_one)
   end
@@ -48,8 +44,11 @@ end
 defmodule Py.Callback.Pool.Dispatcher do
   @moduledoc false
   # Receives `{:"$pybridge_callback", request}` from the native side and
-  # runs each request in a task of Py.Callback.Tasks (a callback may block,
-  # or call Python, which may call back: none may hold up the others).
+  # runs each request in a process of its own (a callback may block, or
+  # call Python, which may call back: none may hold up the others), linked
+  # to the dispatcher: they end with it, and it traps their exits. A spawn
+  # costs a few microseconds; asking a Task.Supervisor for each child was
+  # a call to that supervisor per callback.
   use GenServer
 
   @spec start_link(keyword) :: GenServer.on_start()
@@ -64,13 +63,7 @@ defmodule Py.Callback.Pool.Dispatcher do
 
   @impl true
   def handle_info({:"$pybridge_callback", request}, state) do
-    case Task.Supervisor.start_child(Py.Callback.Tasks, Py.Callback, :run, [request]) do
-      {:ok, _pid} -> :ok
-      # Not started (shutting down): the request is dropped with this
-      # message, and its reply slot tells Python so.
-      _ -> :ok
-    end
-
+    :proc_lib.spawn_link(Py.Callback, :run, [request])
     {:noreply, state}
   end
 
