@@ -30,7 +30,7 @@ TEST_VENV := $(CURDIR)/_build/test-venv
 export PYBRIDGE_TEST_VENV := $(TEST_VENV)
 TEST_VENV_PACKAGES ?= numpy
 
-# Extra Debian packages, e.g. DEB_EXTRA=redis-server.
+# Extra Debian packages, e.g. DEB_EXTRA=valgrind.
 DEB_EXTRA ?=
 
 # CPythons for the tests of sub-interpreter contexts (3.12+: 3.12, whose
@@ -71,6 +71,7 @@ deps:
 	done; \
 	need+=(curl ca-certificates xz-utils gcc libc6-dev make zlib1g-dev libffi-dev); \
 	need+=(python3-yaml); \
+	need+=(redis-server redis-tools); \
 	need+=($(DEB_EXTRA)); \
 	missing=(); \
 	for pkg in "$${need[@]}"; do \

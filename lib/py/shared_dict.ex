@@ -57,7 +57,7 @@ defmodule Py.SharedDict do
   @type t :: %__MODULE__{ref: reference, id: pos_integer, name: String.t() | nil, io: boolean}
 
   @typedoc "Where a dict keeps its entries (see `new/1`)."
-  @type backend :: :memory | {:sqlite, Path.t()}
+  @type backend :: :memory | {:sqlite, Path.t()} | {:redis, String.t()}
 
   @typedoc "Keys are strings (UTF-8 binaries)."
   @type key :: String.t()
@@ -109,11 +109,17 @@ defmodule Py.SharedDict do
       [telemetry guide](telemetry.md).
     * `:backend` — where the entries live: `:memory` (the default: in this
       OS process, gone with it) or `{:sqlite, path}` (a SQLite file that
-      survives restarts and `kill -9`; see the guide for exactly what each
-      promises). `:max_entries` and `:evict` are for `:memory` only.
+      survives restarts and `kill -9`) or `{:redis, url}` (a Redis server that
+      several BEAM nodes share: every node opening the same `:name` and
+      `:prefix` there sees the same entries, events and locks). See the guide
+      for exactly what each promises. `:max_entries` and `:evict` are for
+      `:memory` only.
     * `:prefix` — keeps this dict's keys apart from other dicts' in the same
-      file (default `""`).
-    * `:pool_size` — reading connections to the backend (default 1).
+      file or server (default `""`; on Redis every key of the dict is under
+      the hash tag `{prefix:name}`).
+    * `:pool_size` — connections to the backend (default 1: reading
+      connections for SQLite; for Redis, how many operations of this dict
+      can be in flight at once).
     * `:subscribe` — subscribes the caller to these events (as
       `subscribe/2`) before the dict is opened: with a durable backend it
       then also gets the `:expire` events of keys that expired while the
@@ -213,13 +219,21 @@ defmodule Py.SharedDict do
     ArgumentError -> backend_invalid!(backend)
   end
 
-  # Redis: the Redis backend's clause goes here.
+  defp backend!({:redis, url} = backend) do
+    if is_binary(url) and
+         String.starts_with?(url, ["redis://", "rediss://", "unix://", "redis+unix://"]) do
+      backend
+    else
+      backend_invalid!(backend)
+    end
+  end
+
   defp backend!(other), do: backend_invalid!(other)
 
   defp backend_invalid!(other) do
     Py.Options.invalid!(
       ":backend option for Py.SharedDict.new/1",
-      ":memory or {:sqlite, path} with a non-empty path",
+      ":memory, {:sqlite, path} with a non-empty path, or {:redis, \"redis://host:port/db\"}",
       other
     )
   end
@@ -818,7 +832,9 @@ defmodule Py.SharedDict do
   threads), not reads or writes. A process holding a lock may take it again
   (it is not counted). The lock is released by `unlock/2`, or at once when
   the holder exits. A waiting process waits in `receive`, never on a
-  scheduler.
+  scheduler. On a `{:redis, _}` dict the lock excludes holders on every
+  node; it has a lease that the holder's node renews, so a lock whose node
+  died is free again after the lease (see the guide).
 
   ## Example
 
@@ -830,7 +846,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.unlock(sd, "account:1")
       :ok
   """
-  @spec lock(t, key, timeout: timeout) :: :ok | {:error, :timeout}
+  @spec lock(t, key, timeout: timeout) :: :ok | {:error, :timeout | Py.Error.t()}
   def lock(sd, key, opts \\ []), do: Py.SharedDict.Locks.lock(sd, key!(key, "lock/3"), opts)
 
   @doc """
@@ -843,7 +859,7 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.unlock(sd, "k")
       {:error, :not_held}
   """
-  @spec unlock(t, key) :: :ok | {:error, :not_held}
+  @spec unlock(t, key) :: :ok | {:error, :not_held | Py.Error.t()}
   def unlock(sd, key), do: Py.SharedDict.Locks.unlock(sd, key!(key, "unlock/2"))
 
   @doc """
@@ -856,7 +872,8 @@ defmodule Py.SharedDict do
       iex> Py.SharedDict.with_lock(sd, "k", fn -> :done end)
       {:ok, :done}
   """
-  @spec with_lock(t, key, (() -> result), timeout: timeout) :: {:ok, result} | {:error, :timeout}
+  @spec with_lock(t, key, (() -> result), timeout: timeout) ::
+          {:ok, result} | {:error, :timeout | Py.Error.t()}
         when result: term
   def with_lock(sd, key, fun, opts \\ []) when is_function(fun, 0) do
     Py.SharedDict.Locks.with_lock(sd, key!(key, "with_lock/4"), fun, opts)

@@ -9,8 +9,7 @@ defmodule Py.SharedDict.SqliteBehaviourTest do
   use Py.SharedDictCase, backend: :sqlite
 end
 
-# Redis slot: the Redis helper adds
-#   defmodule Py.SharedDict.RedisBehaviourTest do
-#     use Py.SharedDictCase, backend: :redis
-#   end
-# once the suite starts a redis-server.
+defmodule Py.SharedDict.RedisBehaviourTest do
+  # On a redis-server of the suite's own (Py.Test.RedisServer.shared/0).
+  use Py.SharedDictCase, backend: :redis
+end

@@ -2,7 +2,7 @@ defmodule Py.SharedDictCase do
   @moduledoc """
   The behaviour every SharedDict backend must show, as one ExUnit module
   per backend: `use Py.SharedDictCase, backend: :memory` (or `:sqlite`, or
-  `:redis`) runs every SharedDict test that is not about the memory store's
+  `:redis`, on a redis-server the suite starts) runs every SharedDict test that is not about the memory store's
   internals against that backend. Tests make their dicts with `new!/1` and
   `new/1`, which add the backend's options (a fresh SQLite file per dict,
   named after the dict for a named one, so reopening a name reopens its
@@ -27,11 +27,11 @@ defmodule Py.SharedDictCase do
     [backend: {:sqlite, Path.join(dir(), file)}]
   end
 
-  # ── Redis slot ───────────────────────────────────────────────────────
-  # The Redis helper fills this: `def backend_opts(:redis, opts)` giving
-  # `[backend: {:redis, url}, prefix: ...]` for the redis-server the suite
-  # starts, and the module `Py.SharedDict.RedisBehaviourTest` in
-  # test/py/shared_dict_backends_test.exs.
+  # One redis-server for every Redis-backed test of this run (a free
+  # loopback port, a temp dir), started on first use, stopped after the suite.
+  def backend_opts(:redis, _opts) do
+    [backend: {:redis, Py.Test.RedisServer.shared().url}, prefix: "case-#{System.pid()}"]
+  end
 
   @doc "Writers and rounds of the concurrency tests on `backend`."
   @spec scale(atom) :: {pos_integer, pos_integer}

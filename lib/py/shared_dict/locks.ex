@@ -26,7 +26,7 @@ defmodule Py.SharedDict.Locks do
   end
 
   defp acquire(sd, key, deadline) do
-    case SharedDict.native(sd, &Native.shared_dict_lock(&1, key)) do
+    case call(sd, :lock, key) do
       :ok ->
         :ok
 
@@ -36,15 +36,39 @@ defmodule Py.SharedDict.Locks do
         receive do
           {:"$py_shared_dict_unlocked", ^id, ^key} -> acquire(sd, key, deadline)
         after
-          remaining(deadline) -> give_up(sd, key, deadline)
+          wait_ms(sd, deadline) ->
+            if remaining(deadline) > 0,
+              do: acquire(sd, key, deadline),
+              else: give_up(sd, key, deadline)
         end
+
+      {:error, _} = error ->
+        error
     end
   end
+
+  # A lock on a server (Redis) is released by another node or lapses with
+  # its lease; both are announced, and a waiter also tries again every
+  # @poll_ms in case an announcement was lost with a connection.
+  @poll_ms 1_000
+  defp wait_ms(%SharedDict{io: true}, :infinity), do: @poll_ms
+  defp wait_ms(%SharedDict{io: true}, deadline), do: min(remaining(deadline), @poll_ms)
+  defp wait_ms(_sd, deadline), do: remaining(deadline)
+
+  # A dict whose backend does I/O takes its locks on a dirty IO scheduler.
+  defp call(%SharedDict{io: true} = sd, op, key),
+    do: SharedDict.native(sd, &Native.shared_dict_io(&1, op, [key]))
+
+  defp call(sd, :lock, key), do: SharedDict.native(sd, &Native.shared_dict_lock(&1, key))
+  defp call(sd, :unlock, key), do: SharedDict.native(sd, &Native.shared_dict_unlock(&1, key))
+
+  defp call(sd, :lock_cancel, key),
+    do: SharedDict.native(sd, &Native.shared_dict_lock_cancel(&1, key))
 
   # The lock may have been released just as the wait ran out: one last
   # attempt, after leaving the waiters and flushing a late wake-up.
   defp give_up(sd, key, _deadline) do
-    SharedDict.native(sd, &Native.shared_dict_lock_cancel(&1, key))
+    call(sd, :lock_cancel, key)
     id = sd.id
 
     receive do
@@ -53,13 +77,16 @@ defmodule Py.SharedDict.Locks do
       0 -> :ok
     end
 
-    case SharedDict.native(sd, &Native.shared_dict_lock(&1, key)) do
+    case call(sd, :lock, key) do
       :ok ->
         :ok
 
       :wait ->
-        SharedDict.native(sd, &Native.shared_dict_lock_cancel(&1, key))
+        call(sd, :lock_cancel, key)
         {:error, :timeout}
+
+      {:error, _} = error ->
+        error
     end
   end
 
@@ -67,9 +94,11 @@ defmodule Py.SharedDict.Locks do
   defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 
   def unlock(sd, key) do
-    if SharedDict.native(sd, &Native.shared_dict_unlock(&1, key)),
-      do: :ok,
-      else: {:error, :not_held}
+    case call(sd, :unlock, key) do
+      true -> :ok
+      false -> {:error, :not_held}
+      {:error, _} = error -> error
+    end
   end
 
   def with_lock(sd, key, fun, opts) do

@@ -156,6 +156,11 @@ pub fn truncate(mut text: String, max_bytes: usize) -> String {
     text
 }
 
+/// How long a Python thread waiting for a lock of a Redis-backed dict waits
+/// before trying again even if no release was announced (one announcement
+/// can be lost with a connection; releases are normally seen at once).
+pub const SHARED_LOCK_POLL: Duration = Duration::from_millis(200);
+
 #[cfg(test)]
 mod tests {
     use super::truncate;

@@ -28,6 +28,9 @@ pub enum Holder {
     Beam(u64),
     /// A Python thread (its thread id).
     Python(u64),
+    /// A holder in another OS process (another node sharing the dict's
+    /// backend): a hash of its lock token.
+    Remote(u64),
 }
 
 #[derive(Default)]
@@ -105,6 +108,20 @@ impl Locks {
             self.released.notify_all();
         }
         keys
+    }
+
+    /// Waits until some lock is released or `deadline` passes (for a
+    /// waiter on a backend's shared locks, woken by [`Locks::notify`]).
+    pub(super) fn wait_released(&self, deadline: Instant) {
+        let mut held = self.held.lock();
+        let _ = self.released.wait_until(&mut held, deadline);
+    }
+
+    /// Wakes every thread in [`Locks::wait_released`] or
+    /// [`Locks::lock_wait`].
+    pub(super) fn notify(&self) {
+        let _held = self.held.lock();
+        self.released.notify_all();
     }
 
     /// Who holds `key`'s lock.

@@ -276,6 +276,7 @@ impl SharedDict {
             names.insert(name, dict.clone());
         }
         ids().lock().insert(dict.id, Arc::downgrade(&dict));
+        dict.backend.attach(Arc::downgrade(&dict));
         Ok(dict)
     }
 
@@ -549,7 +550,10 @@ impl SharedDict {
     /// Takes `key`'s lock if it is free (or already `holder`'s); else who
     /// holds it.
     pub fn try_lock(&self, key: &str, holder: Holder) -> Result<Result<(), Holder>, DictError> {
-        self.with(|_, _| Ok(self.locks.try_lock(key, holder)))
+        self.with(|b, _| match b.shared_locks() {
+            Some(shared) => shared.try_lock(key, holder),
+            None => Ok(self.locks.try_lock(key, holder)),
+        })
     }
 
     /// Takes `key`'s lock, waiting up to `deadline`. Blocks the thread:
@@ -563,12 +567,33 @@ impl SharedDict {
         if self.is_destroyed() {
             return Err(DictError::Destroyed);
         }
-        Ok(self.locks.lock_wait(key, holder, deadline))
+        if self.backend.shared_locks().is_none() {
+            return Ok(self.locks.lock_wait(key, holder, deadline));
+        }
+        // Shared locks: try, then wait for a release the backend announces
+        // (or a short while, in case an announcement was lost with a
+        // connection), and try again.
+        loop {
+            if self.try_lock(key, holder)?.is_ok() {
+                return Ok(true);
+            }
+            let now = std::time::Instant::now();
+            let next = now + crate::limits::SHARED_LOCK_POLL;
+            let until = match deadline {
+                Some(d) if d <= now => return Ok(false),
+                Some(d) => d.min(next),
+                None => next,
+            };
+            self.locks.wait_released(until);
+        }
     }
 
     /// Releases `key`'s lock if `holder` holds it.
     pub fn unlock(&self, key: &str, holder: Holder) -> Result<bool, DictError> {
-        let released = self.with(|_, _| Ok(self.locks.unlock(key, holder)))?;
+        let released = self.with(|b, _| match b.shared_locks() {
+            Some(shared) => shared.unlock(key, holder),
+            None => Ok(self.locks.unlock(key, holder)),
+        })?;
         if released {
             self.unlocked(&[key.to_owned()]);
         }
@@ -576,22 +601,40 @@ impl SharedDict {
     }
 
     /// Releases every lock of `holder` (it died). Works on a destroyed
-    /// dict too (there is nothing to release then).
+    /// dict too (there is nothing to release then). Never waits: a backend
+    /// with shared locks releases them on a thread of its own.
     pub fn release_all(&self, holder: Holder) -> usize {
-        let keys = self.locks.release_all(holder);
+        let keys = match self.backend.shared_locks() {
+            Some(shared) => shared.release_all(holder),
+            None => self.locks.release_all(holder),
+        };
         self.unlocked(&keys);
         keys.len()
     }
 
-    /// Who holds `key`'s lock.
+    /// Who holds `key`'s lock (`None` also when the backend cannot tell).
     pub fn lock_holder(&self, key: &str) -> Option<Holder> {
-        self.locks.holder(key)
+        match self.backend.shared_locks() {
+            Some(shared) => shared.holder(key).ok().flatten(),
+            None => self.locks.holder(key),
+        }
+    }
+
+    /// Locks of a shared-lock backend released elsewhere (another node, a
+    /// lapsed lease): wakes this node's waiters.
+    fn remote_unlocked(&self, keys: &[String]) {
+        self.locks.notify();
+        self.unlocked(keys);
     }
 
     /// Releases `key`'s lock for `holder` even on a destroyed dict, where
     /// it is already free (for [`release_call_locks`]).
     fn release(&self, key: &str, holder: Holder) {
-        if self.locks.unlock(key, holder) {
+        let released = match self.backend.shared_locks() {
+            Some(shared) => shared.unlock(key, holder).unwrap_or(false),
+            None => self.locks.unlock(key, holder),
+        };
+        if released {
             self.unlocked(&[key.to_owned()]);
         }
     }

@@ -108,7 +108,7 @@ fn read<'py>(py: Python<'py>, stored: &Stored) -> PyResult<(u8, Bound<'py, PyAny
 }
 
 /// The backend `backend` and `location` name (`"memory"`; `"sqlite"` and
-/// a file path).
+/// a file path; `"redis"` and a URL).
 fn spec(backend: &str, location: Option<String>) -> PyResult<BackendSpec> {
     match (backend, location) {
         ("memory", None) => Ok(BackendSpec::Memory),
@@ -116,9 +116,12 @@ fn spec(backend: &str, location: Option<String>) -> PyResult<BackendSpec> {
         ("sqlite", _) => Err(PyValueError::new_err(
             "backend='sqlite' needs path= (the SQLite file)",
         )),
-        // Redis: the Redis backend's case goes here.
+        ("redis", Some(url)) if !url.is_empty() => Ok(BackendSpec::Redis(url)),
+        ("redis", _) => Err(PyValueError::new_err(
+            "backend='redis' needs url= (e.g. 'redis://127.0.0.1:6379/0')",
+        )),
         (other, _) => Err(PyValueError::new_err(format!(
-            "unknown SharedDict backend {other:?}: 'memory' or 'sqlite' (with path=)"
+            "unknown SharedDict backend {other:?}: 'memory', 'sqlite' (with path=) or 'redis' (with url=)"
         ))),
     }
 }

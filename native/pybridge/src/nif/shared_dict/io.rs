@@ -24,7 +24,8 @@ fn key_arg<'a>(args: &[Term<'a>], i: usize) -> NifResult<Binary<'a>> {
 /// `op` with `args` as the matching `shared_dict_<op>` NIF takes them
 /// after the handle: `get [key]`, `put [key, value, ttl, cond]`, `take`,
 /// `delete`, `ttl`, `persist [key]`, `incr [key, by]`, `expire [key, ms]`,
-/// `keys`, `to_map`, `size`, `clear`, `destroy`, `stats`, `expire_due []`.
+/// `keys`, `to_map`, `size`, `clear`, `destroy`, `stats`, `expire_due []`,
+/// and the per-key locks' `lock`, `lock_cancel`, `unlock [key]`.
 #[rustler::nif(schedule = "DirtyIo")]
 fn shared_dict_io<'a>(
     env: Env<'a>,
@@ -32,7 +33,16 @@ fn shared_dict_io<'a>(
     op: Atom,
     args: Vec<Term<'a>>,
 ) -> NifResult<Term<'a>> {
+    if op == atoms::lock() {
+        return super::locks::lock(env, &sd, key(&key_arg(&args, 0)?)?);
+    }
     let sd = &*sd;
+    if op == atoms::lock_cancel() {
+        return Ok(super::locks::lock_cancel(env, sd, key(&key_arg(&args, 0)?)?).encode(env));
+    }
+    if op == atoms::unlock() {
+        return super::locks::unlock(env, sd, key(&key_arg(&args, 0)?)?);
+    }
     if op == atoms::get() {
         get(env, sd, key_arg(&args, 0)?, true)
     } else if op == atoms::put() {

@@ -17,7 +17,16 @@ fn shared_dict_lock<'a>(
     sd: ResourceArc<DictResource>,
     k: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    let key = key(&k)?;
+    lock(env, &sd, key(&k)?)
+}
+
+/// [`shared_dict_lock`]'s work (also reached through `shared_dict_io`, for
+/// a backend whose locks live on a server).
+pub(super) fn lock<'a>(
+    env: Env<'a>,
+    sd: &ResourceArc<DictResource>,
+    key: &str,
+) -> NifResult<Term<'a>> {
     let pid = env.pid();
     let holder = beam_holder(&pid);
     // Registered under the waiters' lock, so a release between the attempt
@@ -26,7 +35,7 @@ fn shared_dict_lock<'a>(
     match sd.dict.try_lock(key, holder) {
         Ok(Ok(())) => {
             drop(waiters);
-            if !DictResource::monitor(&sd, env, pid) {
+            if !DictResource::monitor(sd, env, pid) {
                 // Exiting: do not keep a lock nobody will release.
                 sd.dict.release_all(holder);
             }
@@ -54,6 +63,10 @@ fn shared_dict_lock_cancel<'a>(
     k: Binary<'a>,
 ) -> NifResult<Atom> {
     let key = key(&k)?;
+    Ok(lock_cancel(env, &sd, key))
+}
+
+pub(super) fn lock_cancel(env: Env<'_>, sd: &DictResource, key: &str) -> Atom {
     let pid = env.pid();
     let mut waiters = sd.beam.waiters.lock();
     if let Some(list) = waiters.get_mut(key) {
@@ -62,7 +75,7 @@ fn shared_dict_lock_cancel<'a>(
             waiters.remove(key);
         }
     }
-    Ok(atoms::ok())
+    atoms::ok()
 }
 
 /// Releases `key`'s lock if the caller holds it: `true`, else `false`.
@@ -72,7 +85,10 @@ fn shared_dict_unlock<'a>(
     sd: ResourceArc<DictResource>,
     k: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    let key = key(&k)?;
+    unlock(env, &sd, key(&k)?)
+}
+
+pub(super) fn unlock<'a>(env: Env<'a>, sd: &DictResource, key: &str) -> NifResult<Term<'a>> {
     let pid = env.pid();
     match sd.dict.unlock(key, beam_holder(&pid)) {
         Ok(released) => Ok(released.encode(env)),

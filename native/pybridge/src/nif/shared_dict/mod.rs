@@ -128,7 +128,7 @@ fn shared_dict_new<'a>(
     Ok((atoms::ok(), handle_term(env, &handle)).encode(env))
 }
 
-/// `:memory | {:sqlite, path}`.
+/// `:memory | {:sqlite, path} | {:redis, url}`.
 fn backend_spec(term: Term<'_>) -> NifResult<BackendSpec> {
     if term == atoms::memory().encode(term.get_env()) {
         return Ok(BackendSpec::Memory);
@@ -137,7 +137,9 @@ fn backend_spec(term: Term<'_>) -> NifResult<BackendSpec> {
     if kind == atoms::sqlite() {
         return Ok(BackendSpec::Sqlite(location.into()));
     }
-    // Redis: the Redis backend's case goes here.
+    if kind == atoms::redis() {
+        return Ok(BackendSpec::Redis(location));
+    }
     Err(rustler::Error::BadArg)
 }
 

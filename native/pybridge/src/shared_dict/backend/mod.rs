@@ -14,12 +14,13 @@
 //! expiry is decided by the caller's "now" and can be tested without waiting.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 
-use super::{DictError, DictOptions, EventKind, Stored};
+use super::{DictError, DictOptions, EventKind, Holder, SharedDict, Stored};
 
 /// Where a dict keeps its entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +30,9 @@ pub enum BackendSpec {
     Memory,
     /// In a SQLite file ([`sqlite::Sqlite`]).
     Sqlite(PathBuf),
-    // Redis: the Redis backend's variant goes here.
+    /// In a Redis server at this URL ([`redis::Redis`]), shared by every
+    /// node that opens the same name and prefix there.
+    Redis(String),
 }
 
 /// Opens the backend `opts` names.
@@ -39,6 +42,12 @@ pub fn open(opts: &DictOptions) -> Result<Box<dyn Backend>, DictError> {
         BackendSpec::Sqlite(path) => Ok(Box::new(sqlite::Sqlite::open(
             path,
             &opts.prefix,
+            opts.pool_size,
+        )?)),
+        BackendSpec::Redis(url) => Ok(Box::new(redis::Redis::open(
+            url,
+            &opts.prefix,
+            opts.name.as_deref(),
             opts.pool_size,
         )?)),
     }
@@ -183,4 +192,33 @@ pub trait Backend: Send + Sync {
 
     /// Closes the store (the dict was destroyed); later calls may fail.
     fn close(&self) {}
+
+    /// Called once the dict's front exists: a backend that learns of
+    /// changes made elsewhere (another node) raises them through it.
+    fn attach(&self, _dict: Weak<SharedDict>) {}
+
+    /// Per-key locks that the backend keeps itself, shared with other
+    /// nodes; `None` (the default): the front's in-process locks.
+    fn shared_locks(&self) -> Option<&dyn SharedLocks> {
+        None
+    }
+}
+
+/// Per-key locks kept by a backend (shared by every node using it), with
+/// the semantics of the front's in-process locks (`shared_dict::locks`).
+pub trait SharedLocks: Send + Sync {
+    /// Takes `key`'s lock if it is free (or already `holder`'s); else who
+    /// holds it.
+    fn try_lock(&self, key: &str, holder: Holder) -> Result<Result<(), Holder>, DictError>;
+
+    /// Releases `key`'s lock if `holder` holds it.
+    fn unlock(&self, key: &str, holder: Holder) -> Result<bool, DictError>;
+
+    /// Releases every lock of `holder` (it died) without waiting; returns
+    /// the keys released now (a backend that releases them later announces
+    /// them itself).
+    fn release_all(&self, holder: Holder) -> Vec<String>;
+
+    /// Who holds `key`'s lock.
+    fn holder(&self, key: &str) -> Result<Option<Holder>, DictError>;
 }

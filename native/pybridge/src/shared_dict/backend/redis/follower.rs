@@ -1,0 +1,287 @@
+//! One thread per Redis-backed dict in each OS process (`py-dict-redis`):
+//! it reads the dict's event stream and raises what it reads through the
+//! dict's front, reaps expired keys, and renews the leases of the locks
+//! this process holds.
+//!
+//! It reads with `XREAD BLOCK` from the last id it saw, on a connection of
+//! its own. When the connection breaks it makes a new one (once per
+//! [`pool::RETRY_EVERY`] while Redis is down) and reads on from the same
+//! id, so nothing written meanwhile is skipped, unless the stream was
+//! trimmed past that id: that is detected from the stream's
+//! `entries-added` and `length` and counted in `events_missed`.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis::{Connection, Value};
+
+use super::{locks, pool, Redis, Shared};
+use crate::limits::SWEEP_BATCH;
+use crate::shared_dict::backend::RawEvent;
+use crate::shared_dict::{EventKind, SharedDict};
+
+/// How long one `XREAD` blocks (and so how soon a closed dict's follower
+/// notices).
+const BLOCK: Duration = Duration::from_millis(100);
+/// Entries read per `XREAD`.
+const READ_COUNT: usize = 1024;
+/// How often the follower reaps when no expiry is known to be due sooner.
+const REAP_EVERY: Duration = Duration::from_millis(100);
+
+/// Starts the follower of `dict`, reading events after the newest one now.
+pub(super) fn start(shared: Arc<Shared>, dict: Weak<SharedDict>) {
+    let pos = shared
+        .pool
+        .run_idempotent(|c| newest(c, &shared.keys.ev))
+        .ok();
+    if let Some(p) = &pos {
+        shared.set_raised(&p.id);
+    }
+    let spawned = thread::Builder::new()
+        .name("py-dict-redis".into())
+        .spawn(move || run(&shared, &dict, pos));
+    if let Err(err) = spawned {
+        eprintln!("pybridge: cannot start a Redis dict's event thread: {err}");
+    }
+}
+
+/// Where a reader of the stream is: the last id it read, and how many
+/// entries the stream had had added up to that one (Redis counts them in
+/// `entries-added`, trimmed or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Position {
+    pub id: String,
+    pub seq: u64,
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => as_string(other)?.parse().ok(),
+    }
+}
+
+/// `XINFO STREAM`: (last id, entries ever added, entries kept), or `None`
+/// when the stream does not exist yet.
+fn info(c: &mut Connection, stream: &str) -> redis::RedisResult<Option<(String, u64, u64)>> {
+    let info: Value = match redis::cmd("XINFO").arg("STREAM").arg(stream).query(c) {
+        Ok(v) => v,
+        // No stream yet.
+        Err(e) if !pool::is_connection_error(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let pairs: Vec<(String, Value)> = match info {
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|p| Some((as_string(&p[0])?, p.get(1)?.clone())))
+            .collect(),
+        Value::Map(items) => items
+            .into_iter()
+            .filter_map(|(k, v)| Some((as_string(&k)?, v)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let last = field("last-generated-id").and_then(as_string);
+    let added = field("entries-added").and_then(as_u64);
+    let length = field("length").and_then(as_u64);
+    Ok(match (last, added, length) {
+        (Some(last), Some(added), Some(length)) => Some((last, added, length)),
+        _ => None,
+    })
+}
+
+/// The stream's end now: where a new reader starts.
+pub(super) fn newest(c: &mut Connection, stream: &str) -> redis::RedisResult<Position> {
+    Ok(match info(c, stream)? {
+        Some((id, seq, _)) => Position { id, seq },
+        None => Position {
+            id: "0-0".into(),
+            seq: 0,
+        },
+    })
+}
+
+/// How many entries after `pos` were trimmed before being read; moves
+/// `pos` past them, so later counts stay right.
+pub(super) fn missed(
+    c: &mut Connection,
+    stream: &str,
+    pos: &mut Position,
+) -> redis::RedisResult<u64> {
+    let Some((_, added, length)) = info(c, stream)? else {
+        return Ok(0);
+    };
+    let first_kept = (added + 1).saturating_sub(length);
+    if pos.seq + 1 < first_kept {
+        let gap = first_kept - (pos.seq + 1);
+        pos.seq = first_kept - 1;
+        return Ok(gap);
+    }
+    Ok(0)
+}
+
+/// What one `XREAD` brought: events, released locks, and the last id.
+type Batch = (Vec<RawEvent>, Vec<String>, Option<String>, usize);
+
+fn read(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<Batch> {
+    let v: Value = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(READ_COUNT)
+        .arg("BLOCK")
+        .arg(BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(last)
+        .query(c)?;
+    let mut events = Vec::new();
+    let mut unlocked = Vec::new();
+    let mut newest = None;
+    let mut count = 0;
+    let streams = match v {
+        Value::Array(s) => s,
+        Value::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for s in streams {
+        let Value::Array(mut pair) = s else { continue };
+        let Some(Value::Array(entries)) = pair.pop() else {
+            continue;
+        };
+        for entry in entries {
+            let Value::Array(parts) = entry else { continue };
+            let (Some(id), Some(Value::Array(fields))) = (parts.first(), parts.get(1)) else {
+                continue;
+            };
+            count += 1;
+            newest = as_string(id);
+            let (mut kind, mut key) = (None, None);
+            for f in fields.chunks(2) {
+                match (as_string(&f[0]).as_deref(), f.get(1).and_then(as_string)) {
+                    (Some("e"), Some(k)) => kind = Some(k),
+                    (Some("k"), Some(k)) => key = Some(k),
+                    _ => {}
+                }
+            }
+            let (Some(kind), Some(key)) = (kind, key) else {
+                continue;
+            };
+            match kind.as_str() {
+                "p" => events.push(RawEvent::new(EventKind::Put, Arc::from(key), None)),
+                "d" => events.push(RawEvent::new(EventKind::Delete, Arc::from(key), None)),
+                "e" => events.push(RawEvent::new(EventKind::Expire, Arc::from(key), None)),
+                "u" => unlocked.push(key),
+                _ => {}
+            }
+        }
+    }
+    Ok((events, unlocked, newest, count))
+}
+
+fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
+    let stream = shared.keys.ev.clone();
+    let mut conn: Option<Connection> = None;
+    let mut last_reap = Instant::now() - REAP_EVERY;
+    let mut last_renew = Instant::now();
+    loop {
+        if shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        match dict.upgrade() {
+            Some(d) if !d.is_destroyed() => {}
+            _ => return,
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match shared.pool.connect() {
+                Ok(mut c) => {
+                    // XREAD blocks BLOCK on the server: wait that long more.
+                    let _ = c.set_read_timeout(Some(super::COMMAND_TIMEOUT + BLOCK));
+                    // Named, for an operator's CLIENT LIST.
+                    let _: redis::RedisResult<()> = redis::cmd("CLIENT")
+                        .arg("SETNAME")
+                        .arg("pybridge-follower")
+                        .query(&mut c);
+                    if let Some(p) = pos.as_mut() {
+                        if let Ok(n) = missed(&mut c, &stream, p) {
+                            shared.events_missed.fetch_add(n, Ordering::Relaxed);
+                        }
+                    }
+                    conn.insert(c)
+                }
+                Err(_) => {
+                    thread::sleep(pool::RETRY_EVERY);
+                    continue;
+                }
+            },
+        };
+        let step = (|| -> redis::RedisResult<()> {
+            let p = match pos.as_mut() {
+                Some(p) => p,
+                None => {
+                    let p = pos.insert(newest(c, &stream)?);
+                    shared.set_raised(&p.id);
+                    p
+                }
+            };
+            let (events, unlocked, newest_id, count) = read(c, &stream, &p.id)?;
+            if let Some(id) = newest_id {
+                p.id = id;
+                p.seq += count as u64;
+            }
+            if count == READ_COUNT {
+                // Behind: check that nothing was trimmed past us.
+                let n = missed(c, &stream, p)?;
+                shared.events_missed.fetch_add(n, Ordering::Relaxed);
+            }
+            if let Some(d) = dict.upgrade() {
+                if !events.is_empty() {
+                    d.raise(events);
+                }
+                if !unlocked.is_empty() {
+                    d.remote_unlocked(&unlocked);
+                }
+            }
+            // Writers waiting for their own events go on.
+            shared.set_raised(&p.id);
+            let due = shared
+                .next_due
+                .lock()
+                .map_or(REAP_EVERY, |ms| Duration::from_millis(ms).min(REAP_EVERY));
+            if last_reap.elapsed() >= due {
+                last_reap = Instant::now();
+                Redis::reap(shared, Some(c), SWEEP_BATCH).map_err(to_redis)?;
+            }
+            if last_renew.elapsed() >= *shared.lease.lock() / 3 {
+                last_renew = Instant::now();
+                locks::renew(shared, c).map_err(to_redis)?;
+            }
+            Ok(())
+        })();
+        if let Err(err) = step {
+            if pool::is_connection_error(&err) {
+                conn = None;
+            } else {
+                // A server error (e.g. still loading after a restart).
+                thread::sleep(pool::RETRY_EVERY);
+            }
+        }
+    }
+}
+
+fn to_redis(e: crate::shared_dict::DictError) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::other(e.to_string()))
+}

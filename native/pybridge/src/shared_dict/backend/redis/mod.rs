@@ -1,0 +1,533 @@
+//! The Redis backend: one dict kept in a Redis server that several BEAM
+//! nodes (and their Python contexts) share.
+//!
+//! Key layout, all under the hash tag `{prefix:name}` (so one dict is one
+//! hash slot and the layout also runs on Redis Cluster):
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `{P:N}:v:<key>` | string | version (20 ASCII digits) + the value in [`codec`] |
+//! | `{P:N}:idx` | set | the dict's keys (for `keys`, `size`, `clear`) |
+//! | `{P:N}:exp` | zset | key → expiry (Redis clock ms) of keys with a TTL |
+//! | `{P:N}:seq` | string | the version counter |
+//! | `{P:N}:ev` | stream | the events (`e` = p/d/e/u, `k` = key), capped |
+//! | `{P:N}:l:<key>` | string | the per-key lock: its holder's token, with a lease |
+//! | `{P:N}:lx` | zset | locked key → lease end |
+//!
+//! * A TTL is a Redis expiry (`SET … PXAT`, `PEXPIREAT`): a read on any node
+//!   (or `redis-cli`) never sees an expired key, whatever the reaper does.
+//! * Every write is one Lua script ([`scripts`]), so it is atomic on the
+//!   server and announces itself on the stream in the same step.
+//! * Events: each node's [`follower`] reads the stream from the last id it
+//!   saw and raises what it reads, local writes included, so every node
+//!   sees every event once and in the server's order, also across a lost
+//!   connection. A write waits until its own node has raised its events
+//!   ([`Shared::wait_raised`]), so they reach local listeners before it
+//!   returns, as on the in-process stores. The stream keeps about [`EVENT_STREAM_CAP`] entries; a
+//!   follower that falls further behind than that (a long disconnect under
+//!   heavy writes) misses the trimmed ones and counts them in
+//!   `events_missed` (it can tell from the stream's `entries-added`).
+//! * Expire events: see [`scripts`]; exactly one script removes a due key
+//!   from `exp`, and that script announces it.
+//! * Locks: [`locks`].
+//!
+//! I/O: every operation is a round trip (the NIFs run it on a dirty IO
+//! scheduler, see [`Backend::blocking`]); a failure is
+//! [`DictError::Backend`], and the [`pool`] reconnects by itself.
+
+mod follower;
+mod locks;
+mod pool;
+mod scripts;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use redis::{Connection, ScriptInvocation};
+
+use super::{Backend, Condition, Expiry, Item, Millis, RawEvent};
+use crate::shared_dict::codec;
+use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
+
+pub use pool::{Pool, PoolOptions};
+
+/// About how many events the stream keeps (`XADD MAXLEN ~`): how far a
+/// follower may fall behind before it misses events.
+pub const EVENT_STREAM_CAP: usize = 100_000;
+
+/// How long a per-key lock outlives its holder's node (renewed every third
+/// of it while the node lives).
+pub const LOCK_LEASE: Duration = Duration::from_secs(10);
+
+/// Deadline of one Redis command (and of a connect).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a write waits for this node's follower to raise its event
+/// before returning anyway (the follower is reconnecting; the event comes
+/// later).
+const RAISE_WAIT: Duration = Duration::from_secs(2);
+
+/// How many times a read-modify-write (`incr`, `update`) retries when
+/// another writer changed the key meanwhile.
+const MODIFY_RETRIES: usize = 1000;
+
+/// A write of more than this many bytes gets a longer deadline.
+const BIG_WRITE: usize = 1 << 20;
+
+/// The deadline of a write of `len` bytes when it is a big one: the usual
+/// one plus a second per 4 MB.
+fn big_write_timeout(len: usize) -> Option<Duration> {
+    (len > BIG_WRITE).then(|| COMMAND_TIMEOUT + Duration::from_secs((len / (4 << 20)) as u64))
+}
+
+/// Bytes of the version header in front of each stored value.
+const VERSION_BYTES: usize = 20;
+
+/// The names of one dict's Redis keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    /// `{prefix:name}`: the hash tag every key of the dict shares.
+    #[allow(dead_code)]
+    pub base: String,
+    idx: String,
+    exp: String,
+    seq: String,
+    pub ev: String,
+    lx: String,
+    vprefix: String,
+    lprefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str, name: &str) -> Keys {
+        let base = if prefix.is_empty() {
+            format!("{{{name}}}")
+        } else {
+            format!("{{{prefix}:{name}}}")
+        };
+        Keys {
+            idx: format!("{base}:idx"),
+            exp: format!("{base}:exp"),
+            seq: format!("{base}:seq"),
+            ev: format!("{base}:ev"),
+            lx: format!("{base}:lx"),
+            vprefix: format!("{base}:v:"),
+            lprefix: format!("{base}:l:"),
+            base,
+        }
+    }
+
+    fn value(&self, key: &str) -> String {
+        format!("{}{key}", self.vprefix)
+    }
+
+    fn lock(&self, key: &str) -> String {
+        format!("{}{key}", self.lprefix)
+    }
+
+    /// `script` with the KEYS and first ARGV every script takes.
+    fn invoke<'a>(&self, script: &'a redis::Script) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.idx)
+            .key(&self.exp)
+            .key(&self.seq)
+            .key(&self.ev)
+            .key(&self.lx)
+            .arg(&self.vprefix)
+            .arg(EVENT_STREAM_CAP)
+            .arg(&self.lprefix);
+        inv
+    }
+}
+
+/// What the backend and its follower thread share.
+pub(crate) struct Shared {
+    pub pool: Pool,
+    pub keys: Keys,
+    /// This OS process's id in lock tokens.
+    pub node: u64,
+    /// Locks held by this process: key → holder (renewed by the follower).
+    pub held: Mutex<HashMap<String, Holder>>,
+    pub closed: AtomicBool,
+    /// Events trimmed from the stream before this node's follower read them.
+    pub events_missed: AtomicU64,
+    /// Redis ms to the next expiry, as the last reap saw it.
+    pub next_due: Mutex<Option<Millis>>,
+    /// The lease of this node's locks ([`LOCK_LEASE`] unless changed).
+    pub lease: Mutex<Duration>,
+    /// The id of the last stream entry this node's follower has raised.
+    pub raised: Mutex<(u64, u64)>,
+    raised_cv: Condvar,
+}
+
+/// A stream id (`ms-seq`) as a comparable pair.
+pub(crate) fn parse_id(id: &str) -> (u64, u64) {
+    let mut parts = id.splitn(2, '-');
+    let ms = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let seq = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (ms, seq)
+}
+
+impl Shared {
+    /// Records that the follower raised every event up to `id`.
+    pub(crate) fn set_raised(&self, id: &str) {
+        let mut raised = self.raised.lock();
+        *raised = (*raised).max(parse_id(id));
+        self.raised_cv.notify_all();
+    }
+
+    /// Waits (at most [`RAISE_WAIT`]) until this node's follower has raised
+    /// the event `id` (a write's own): so a write's events reach this node's
+    /// listeners and counters before the write returns, in the stream's
+    /// order, as on the in-process stores. `""` (no event): no wait.
+    pub(crate) fn wait_raised(&self, id: &str) {
+        if id.is_empty() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let want = parse_id(id);
+        let deadline = std::time::Instant::now() + RAISE_WAIT;
+        let mut raised = self.raised.lock();
+        while *raised < want {
+            if self.raised_cv.wait_until(&mut raised, deadline).timed_out() {
+                // The follower is reconnecting: it raises the event later.
+                return;
+            }
+        }
+    }
+}
+
+/// A dict kept in Redis.
+pub struct Redis {
+    shared: Arc<Shared>,
+    /// Whether the dict has a name (another node can open it): then destroy
+    /// only detaches, else it removes the data.
+    named: bool,
+}
+
+fn node_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static NODE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NODE.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    })
+}
+
+/// Splits a stored record into its version and value.
+fn parse_record(rec: &[u8]) -> Result<(Item, u64), DictError> {
+    let bad = |why: &str| DictError::Backend(format!("a stored value is unreadable: {why}"));
+    if rec.len() < VERSION_BYTES {
+        return Err(bad("too short"));
+    }
+    let version = std::str::from_utf8(&rec[..VERSION_BYTES])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| bad("no version"))?;
+    let stored =
+        codec::decode(&rec[VERSION_BYTES..]).map_err(|e| DictError::Backend(e.to_string()))?;
+    Ok((Arc::new(stored), version))
+}
+
+impl Redis {
+    /// Connects to `url` for the dict `name` (a private name is made up
+    /// for an unnamed dict). Fails when Redis cannot be reached now: a dict
+    /// is only handed out once its store answered.
+    pub fn open(
+        url: &str,
+        prefix: &str,
+        name: Option<&str>,
+        pool_size: usize,
+    ) -> Result<Redis, DictError> {
+        static ANON: AtomicU64 = AtomicU64::new(1);
+        let node = node_id();
+        let named = name.is_some();
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => format!("anon-{node:016x}-{}", ANON.fetch_add(1, Ordering::Relaxed)),
+        };
+        let pool = Pool::new(
+            url,
+            PoolOptions {
+                size: pool_size,
+                timeout: COMMAND_TIMEOUT,
+            },
+        )?;
+        let shared = Arc::new(Shared {
+            pool,
+            keys: Keys::new(prefix, &name),
+            node,
+            held: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            events_missed: AtomicU64::new(0),
+            next_due: Mutex::new(None),
+            lease: Mutex::new(LOCK_LEASE),
+            raised: Mutex::new((0, 0)),
+            raised_cv: Condvar::new(),
+        });
+        // Answers now, or the open fails.
+        shared
+            .pool
+            .run_idempotent(|c| redis::cmd("PING").query::<()>(c))?;
+        Ok(Redis { shared, named })
+    }
+
+    fn record(&self, key: &str) -> Result<Option<Vec<u8>>, DictError> {
+        let vkey = self.shared.keys.value(key);
+        self.shared
+            .pool
+            .run_idempotent(|c| redis::cmd("GET").arg(&vkey).query::<Option<Vec<u8>>>(c))
+    }
+
+    fn put_record(
+        &self,
+        key: &str,
+        item: &Stored,
+        expiry: Expiry,
+        cond: Condition,
+        now: Millis,
+    ) -> Result<u64, DictError> {
+        let body = codec::encode(item).map_err(|e| DictError::Unstorable(e.to_string()))?;
+        let body_len = body.len();
+        let mode = match expiry {
+            Expiry::Keep => "keep".to_owned(),
+            Expiry::Never => "never".to_owned(),
+            Expiry::At(at) => at.saturating_sub(now).to_string(),
+        };
+        let (cond, expected) = match cond {
+            Condition::Always => ("always", String::new()),
+            Condition::Absent => ("absent", String::new()),
+            Condition::Version(None) => ("ver", String::new()),
+            Condition::Version(Some(v)) => ("ver", format!("{v:020}")),
+        };
+        let keys = &self.shared.keys;
+        let mut inv = keys.invoke(&scripts::PUT);
+        inv.arg(key).arg(body).arg(mode).arg(cond).arg(expected);
+        // Redis answers a big write only once it has stored it (and, with
+        // `appendfsync always`, written it to disk): wait longer for it.
+        let wait = big_write_timeout(body_len);
+        let (out, id): (i64, String) = self.shared.pool.run(|c| match wait {
+            None => inv.invoke(c),
+            Some(t) => {
+                c.set_read_timeout(Some(t))?;
+                c.set_write_timeout(Some(t))?;
+                let out = inv.invoke(c);
+                c.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+                c.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+                out
+            }
+        })?;
+        self.shared.wait_raised(&id);
+        match out {
+            -1 => Err(DictError::Exists),
+            -2 => Err(DictError::Conflict),
+            v => Ok(v as u64),
+        }
+    }
+
+    /// Runs the reaper's script once: removes up to `max` due keys and
+    /// announces them (and lapsed lock leases) on the stream.
+    pub(crate) fn reap(
+        shared: &Shared,
+        conn: Option<&mut Connection>,
+        max: usize,
+    ) -> Result<usize, DictError> {
+        let inv = {
+            let mut inv = shared.keys.invoke(&scripts::REAP);
+            inv.arg(max);
+            inv
+        };
+        let (n, wait, _id): (usize, i64, String) = match conn {
+            Some(c) => inv
+                .invoke(c)
+                .map_err(|e| pool::unavailable(shared.pool.url(), &e))?,
+            None => {
+                let out: (usize, i64, String) = shared.pool.run(|c| inv.invoke(c))?;
+                // Not the follower itself (it would wait for itself).
+                shared.wait_raised(&out.2);
+                out
+            }
+        };
+        *shared.next_due.lock() = (wait >= 0).then_some(wait as u64);
+        Ok(n)
+    }
+}
+
+impl Backend for Redis {
+    fn get(&self, key: &str, _now: Millis) -> Result<Option<(Item, u64)>, DictError> {
+        match self.record(key)? {
+            Some(rec) => parse_record(&rec).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        item: Item,
+        expiry: Expiry,
+        cond: Condition,
+        now: Millis,
+        _events: &mut Vec<RawEvent>,
+    ) -> Result<u64, DictError> {
+        // Events come back through the stream (see the follower).
+        self.put_record(key, &item, expiry, cond, now)
+    }
+
+    fn modify(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
+        now: Millis,
+        _events: &mut Vec<RawEvent>,
+    ) -> Result<Item, DictError> {
+        // Optimistic: read, compute, write if the version is still the one
+        // read; again when another writer came first.
+        for _ in 0..MODIFY_RETRIES {
+            let current = match self.record(key)? {
+                Some(rec) => Some(parse_record(&rec)?),
+                None => None,
+            };
+            let new = Arc::new(f(current.as_ref().map(|(item, _)| &**item))?);
+            let cond = Condition::Version(current.as_ref().map(|(_, v)| *v));
+            match self.put_record(key, &new, Expiry::Keep, cond, now) {
+                Ok(_) => return Ok(new),
+                Err(DictError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(DictError::Conflict)
+    }
+
+    fn remove(
+        &self,
+        key: &str,
+        _now: Millis,
+        _events: &mut Vec<RawEvent>,
+    ) -> Result<Option<Item>, DictError> {
+        let mut inv = self.shared.keys.invoke(&scripts::REMOVE);
+        inv.arg(key);
+        let (rec, id): (Option<Vec<u8>>, String) = self.shared.pool.run(|c| inv.invoke(c))?;
+        self.shared.wait_raised(&id);
+        match rec {
+            Some(rec) => Ok(Some(parse_record(&rec)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    fn keys(&self, _now: Millis) -> Result<Vec<Arc<str>>, DictError> {
+        let inv = self.shared.keys.invoke(&scripts::KEYS);
+        let keys: Vec<String> = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
+        Ok(keys.into_iter().map(Arc::from).collect())
+    }
+
+    fn entries(&self, _now: Millis) -> Result<Vec<(Arc<str>, Item)>, DictError> {
+        let inv = self.shared.keys.invoke(&scripts::ENTRIES);
+        let flat: Vec<Vec<u8>> = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(k), Some(rec)) = (it.next(), it.next()) {
+            let key = String::from_utf8(k)
+                .map_err(|_| DictError::Backend("a stored key is not UTF-8".into()))?;
+            out.push((Arc::from(key), parse_record(&rec)?.0));
+        }
+        Ok(out)
+    }
+
+    fn len(&self, _now: Millis) -> Result<usize, DictError> {
+        let inv = self.shared.keys.invoke(&scripts::LEN);
+        let n: i64 = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
+        Ok(n.max(0) as usize)
+    }
+
+    fn expiry(&self, key: &str, now: Millis) -> Result<Option<Option<Millis>>, DictError> {
+        let vkey = self.shared.keys.value(key);
+        let ms: i64 = self
+            .shared
+            .pool
+            .run_idempotent(|c| redis::cmd("PTTL").arg(&vkey).query(c))?;
+        Ok(match ms {
+            -2 => None,
+            -1 => Some(None),
+            ms => Some(Some(now.saturating_add(ms.max(0) as u64))),
+        })
+    }
+
+    fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> Result<bool, DictError> {
+        let mode = match at {
+            Some(at) => at.saturating_sub(now).to_string(),
+            None => "never".to_owned(),
+        };
+        let mut inv = self.shared.keys.invoke(&scripts::SET_EXPIRY);
+        inv.arg(key).arg(mode);
+        let (set, id): (i64, String) = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
+        self.shared.wait_raised(&id);
+        Ok(set == 1)
+    }
+
+    fn clear(&self, _now: Millis) -> Result<usize, DictError> {
+        let inv = self.shared.keys.invoke(&scripts::CLEAR);
+        let n: i64 = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
+        Ok(n.max(0) as usize)
+    }
+
+    fn sweep(
+        &self,
+        _now: Millis,
+        max: usize,
+        _events: &mut Vec<RawEvent>,
+    ) -> Result<usize, DictError> {
+        Redis::reap(&self.shared, None, max)
+    }
+
+    fn next_expiry(&self) -> Option<Millis> {
+        // The follower reaps this dict; the shared sweeper need not.
+        None
+    }
+
+    fn durable(&self) -> bool {
+        self.named
+    }
+
+    fn blocking(&self) -> bool {
+        true
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn close(&self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Possibly on a scheduler (a handle dropped by the VM): no round
+        // trip here.
+        let held: Vec<(String, Holder)> = self.shared.held.lock().drain().collect();
+        locks::release_in_background(self.shared.clone(), held);
+    }
+
+    fn attach(&self, dict: Weak<SharedDict>) {
+        follower::start(self.shared.clone(), dict);
+    }
+
+    fn shared_locks(&self) -> Option<&dyn super::SharedLocks> {
+        Some(self)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,268 @@
+//! The Lua scripts that make each Redis-backed operation one atomic step on
+//! the server. Every script gets the same KEYS (all under the dict's hash
+//! tag, so all on one slot) and the same first ARGV:
+//!
+//! * KEYS: 1 `idx` (set of key names), 2 `exp` (sorted set: key → expiry,
+//!   Redis clock ms), 3 `seq` (version counter), 4 `ev` (the event stream),
+//!   5 `lx` (sorted set: locked key → lease end);
+//! * ARGV: 1 prefix of value keys, 2 the stream's cap, 3 prefix of lock
+//!   keys; the operation's own arguments from 4 on.
+//!
+//! Time is Redis's (`TIME`), the same clock that runs `PXAT` expiries, so
+//! every node agrees on when a key expires whatever its own clock says.
+//!
+//! Expire events are raised exactly once: the expiry of a key with a TTL is
+//! also in `exp`; whoever removes it from there (a write that meets the
+//! expired key, or any node's reaper) announces it, inside the script that
+//! removed it, so exactly one script does.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const PRELUDE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local LAST = ''
+local function event(kind, key)
+  LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key)
+end
+local function claim(key, now)
+  local at = redis.call('ZSCORE', KEYS[2], key)
+  if at and tonumber(at) <= now then
+    redis.call('ZREM', KEYS[2], key)
+    redis.call('SREM', KEYS[1], key)
+    redis.call('DEL', ARGV[1] .. key)
+    event('e', key)
+    return true
+  end
+  return false
+end
+local function due(now)
+  local set = {}
+  for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do set[k] = true end
+  return set
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+/// ARGV 4 key, 5 record body, 6 expiry (`keep`, `never` or ms from now),
+/// 7 condition (`always`, `absent`, `ver`), 8 expected version header
+/// (empty: missing). Returns `{version or -1 (exists) or -2 (conflict),
+/// id of its last event ('' when none)}`; every write script ends with
+/// that id, so the writer can wait until its node has raised the events.
+pub static PUT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now = now_ms()
+local key = ARGV[4]
+local vkey = ARGV[1] .. key
+claim(key, now)
+local cur = redis.call('GET', vkey)
+local cond = ARGV[7]
+if cond == 'absent' then
+  if cur then return {-1, LAST} end
+elseif cond == 'ver' then
+  local have = ''
+  if cur then have = string.sub(cur, 1, 20) end
+  if have ~= ARGV[8] then return {-2, LAST} end
+end
+local ver = redis.call('INCR', KEYS[3])
+local rec = string.format('%020d', ver) .. ARGV[5]
+local mode = ARGV[6]
+if mode == 'keep' then
+  if cur then redis.call('SET', vkey, rec, 'KEEPTTL') else redis.call('SET', vkey, rec) end
+elseif mode == 'never' then
+  redis.call('SET', vkey, rec)
+  redis.call('ZREM', KEYS[2], key)
+else
+  local at = now + tonumber(mode)
+  redis.call('SET', vkey, rec, 'PXAT', at)
+  redis.call('ZADD', KEYS[2], at, key)
+end
+redis.call('SADD', KEYS[1], key)
+event('p', key)
+return {ver, LAST}
+"#,
+    )
+});
+
+/// ARGV 4 key. Returns `{the removed record or nil, last event id}`.
+pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now = now_ms()
+local key = ARGV[4]
+local vkey = ARGV[1] .. key
+if claim(key, now) then return {false, LAST} end
+local cur = redis.call('GET', vkey)
+if not cur then return {false, LAST} end
+redis.call('DEL', vkey)
+redis.call('SREM', KEYS[1], key)
+redis.call('ZREM', KEYS[2], key)
+event('d', key)
+return {cur, LAST}
+"#,
+    )
+});
+
+/// ARGV 4 key, 5 `never` or ms from now. Returns `{1, or 0 when missing,
+/// last event id}`.
+pub static SET_EXPIRY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now = now_ms()
+local key = ARGV[4]
+local vkey = ARGV[1] .. key
+claim(key, now)
+if redis.call('EXISTS', vkey) == 0 then return {0, LAST} end
+if ARGV[5] == 'never' then
+  redis.call('PERSIST', vkey)
+  redis.call('ZREM', KEYS[2], key)
+else
+  local at = now + tonumber(ARGV[5])
+  redis.call('PEXPIREAT', vkey, at)
+  redis.call('ZADD', KEYS[2], at, key)
+end
+return {1, LAST}
+"#,
+    )
+});
+
+/// ARGV 4 max. Removes up to max expired keys (announcing each) and
+/// announces lapsed lock leases; returns `{removed, ms to the next expiry
+/// or -1, last event id}`.
+pub static REAP: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now = now_ms()
+local max = tonumber(ARGV[4])
+local n = 0
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)) do
+  if claim(key, now) then n = n + 1 end
+end
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, max)) do
+  local left = redis.call('PTTL', ARGV[3] .. key)
+  if left > 0 then
+    redis.call('ZADD', KEYS[5], now + left, key)
+  else
+    redis.call('ZREM', KEYS[5], key)
+    event('u', key)
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local wait = -1
+if nxt[2] then wait = math.max(0, tonumber(nxt[2]) - now) end
+return {n, wait, LAST}
+"#,
+    )
+});
+
+/// Live keys (expired ones not yet reaped are left out).
+pub static KEYS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local gone = due(now_ms())
+local out = {}
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not gone[k] then out[#out + 1] = k end
+end
+return out
+"#,
+    )
+});
+
+/// Live entries as a flat `{key, record, ...}`.
+pub static ENTRIES: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local gone = due(now_ms())
+local out = {}
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not gone[k] then
+    local rec = redis.call('GET', ARGV[1] .. k)
+    if rec then out[#out + 1] = k; out[#out + 1] = rec end
+  end
+end
+return out
+"#,
+    )
+});
+
+/// How many keys are live.
+pub static LEN: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+return redis.call('SCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[2], '-inf', now_ms())
+"#,
+    )
+});
+
+/// Removes every entry (no events); returns how many were live.
+pub static CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local live = redis.call('SCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[2], '-inf', now_ms())
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('DEL', ARGV[1] .. k) end
+redis.call('DEL', KEYS[1], KEYS[2])
+return live
+"#,
+    )
+});
+
+/// ARGV 4 key, 5 token, 6 lease ms. Returns 1 (taken or already ours) or
+/// the holder's token.
+pub static LOCK: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local lkey = ARGV[3] .. ARGV[4]
+local cur = redis.call('GET', lkey)
+if cur and cur ~= ARGV[5] then return cur end
+local at = now_ms() + tonumber(ARGV[6])
+redis.call('SET', lkey, ARGV[5], 'PXAT', at)
+redis.call('ZADD', KEYS[5], at, ARGV[4])
+return 1
+"#,
+    )
+});
+
+/// ARGV 4 key, 5 token. Returns 1 when released, 0 when not ours.
+pub static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local lkey = ARGV[3] .. ARGV[4]
+if redis.call('GET', lkey) ~= ARGV[5] then return 0 end
+redis.call('DEL', lkey)
+redis.call('ZREM', KEYS[5], ARGV[4])
+event('u', ARGV[4])
+return 1
+"#,
+    )
+});
+
+/// ARGV 4 lease ms, then (key, token) pairs. Extends the leases still held;
+/// returns the keys whose lock was lost (lapsed or taken by another).
+pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local at = now_ms() + tonumber(ARGV[4])
+local lost = {}
+for i = 5, #ARGV, 2 do
+  local key, token = ARGV[i], ARGV[i + 1]
+  local lkey = ARGV[3] .. key
+  if redis.call('GET', lkey) == token then
+    redis.call('PEXPIREAT', lkey, at)
+    redis.call('ZADD', KEYS[5], at, key)
+  else
+    lost[#lost + 1] = key
+  end
+end
+return lost
+"#,
+    )
+});

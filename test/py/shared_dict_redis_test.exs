@@ -1,0 +1,208 @@
+defmodule Py.SharedDictRedisTest do
+  # A redis-server of its own (free loopback port, temp dir) and a second
+  # BEAM node (:peer): not async.
+  use ExUnit.Case, async: false
+
+  alias Py.SharedDict, as: SD
+  alias Py.Test.RedisServer
+
+  @moduletag :redis
+
+  setup_all do
+    server = RedisServer.start()
+    on_exit(fn -> RedisServer.stop(server) end)
+    {:ok, server: server}
+  end
+
+  defp unique, do: "t#{System.unique_integer([:positive])}"
+
+  defp open(server, name, opts \\ []) do
+    SD.new!([name: name, backend: {:redis, server.url}, prefix: "p"] ++ opts)
+  end
+
+  defp start_peer do
+    unless Node.alive?() do
+      System.cmd("epmd", ["-daemon"])
+
+      {:ok, _} =
+        Node.start(:"pybridge_redis_#{System.unique_integer([:positive])}@127.0.0.1", :longnames)
+    end
+
+    {:ok, peer, node} =
+      :peer.start(%{
+        name: :"pybridge_redis_peer_#{System.unique_integer([:positive])}",
+        host: ~c"127.0.0.1",
+        args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie())]
+      })
+
+    :ok = :erpc.call(node, :code, :add_pathsa, [:code.get_path()])
+
+    for {key, value} <- Application.get_all_env(:pybridge) do
+      :ok = :erpc.call(node, :application, :set_env, [:pybridge, key, value])
+    end
+
+    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:pybridge], 60_000)
+    {peer, node}
+  end
+
+  defp remote_agent(node, url, name) do
+    # Not linked: the test stops that node while the agent holds a lock.
+    Node.spawn(node, Py.Test.SharedDictAgent, :start, [
+      self(),
+      [name: name, backend: {:redis, url}, prefix: "p"]
+    ])
+
+    receive do
+      {:agent_ready, pid} -> pid
+    after
+      60_000 -> flunk("the remote agent did not start")
+    end
+  end
+
+  defp on_agent(agent, fun, args), do: Py.Test.SharedDictAgent.run(agent, fun, args)
+
+  test "the basics, with TTLs as Redis expiries", %{server: s} do
+    name = unique()
+    sd = open(s, name)
+    assert SD.put(sd, "k", %{"a" => [1, 2.5, nil], "b" => {1, "x"}}, ttl: 60_000) == :ok
+    assert SD.get(sd, "k") == %{"a" => [1, 2.5, nil], "b" => {1, "x"}}
+    pttl = RedisServer.cli(s, ["PTTL", "{p:#{name}}:v:k"]) |> String.trim() |> String.to_integer()
+    assert pttl > 50_000 and pttl <= 60_000
+    assert SD.put_new(sd, "k", 2) == {:error, :exists}
+    assert SD.incr(sd, "n", 3) == {:ok, 3}
+    assert SD.update(sd, "n", 0, &(&1 * 10)) == {:ok, 30}
+    assert Enum.sort(SD.keys(sd)) == ["k", "n"]
+    assert SD.size(sd) == 2
+    assert SD.take(sd, "n") == {:ok, 30}
+    assert SD.persist(sd, "k")
+    assert SD.ttl(sd, "k") == :infinity
+    assert SD.expire(sd, "k", 50)
+    assert_eventually(fn -> SD.get(sd, "k") == nil end)
+    assert SD.clear(sd) == :ok
+    assert SD.size(sd) == 0
+    assert SD.destroy(sd) == :ok
+  end
+
+  test "unreachable Redis at start is a clear error" do
+    url = "redis://127.0.0.1:#{RedisServer.free_port()}/"
+
+    assert {:error, %Py.Error{type: :backend, message: message}} =
+             SD.new(name: unique(), backend: {:redis, url})
+
+    assert message =~ "redis"
+    assert_raise ArgumentError, fn -> SD.new(backend: {:redis, 42}) end
+  end
+
+  test "Redis restarted under load: errors, never a raise; it recovers by itself" do
+    server = RedisServer.start()
+
+    try do
+      sd = open(server, unique())
+      parent = self()
+
+      # Writers and readers in hot loops, through the outage.
+      loops =
+        for i <- 1..4 do
+          spawn_link(fn ->
+            counts =
+              Enum.reduce_while(Stream.iterate(0, &(&1 + 1)), %{ok: 0, error: 0, acked: []}, fn n,
+                                                                                                acc ->
+                receive do
+                  :stop -> {:halt, acc}
+                after
+                  0 ->
+                    key = "w#{i}-#{n}"
+
+                    acc =
+                      case SD.put(sd, key, n) do
+                        :ok -> %{acc | ok: acc.ok + 1, acked: [key | acc.acked]}
+                        {:error, %Py.Error{type: :backend}} -> %{acc | error: acc.error + 1}
+                      end
+
+                    # get/3 never raises; fetch/2 tells an error apart.
+                    _ = SD.get(sd, key)
+                    {:cont, acc}
+                end
+              end)
+
+            send(parent, {:done, self(), counts})
+          end)
+        end
+
+      Process.sleep(300)
+      RedisServer.kill(server)
+      assert {:error, %Py.Error{type: :backend}} = SD.fetch(sd, "w1-0")
+      Process.sleep(500)
+      server = RedisServer.restart(server)
+      assert_eventually(fn -> match?({:ok, _}, SD.fetch(sd, "w1-0")) end)
+      Process.sleep(300)
+      Enum.each(loops, &send(&1, :stop))
+
+      results = for pid <- loops, do: receive(do: ({:done, ^pid, c} -> c))
+      assert Enum.sum(Enum.map(results, & &1.error)) > 0, "the outage was seen"
+      assert Enum.all?(results, &(&1.ok > 0))
+
+      # Every acknowledged write is there (appendfsync always).
+      for %{acked: acked} <- results, key <- acked do
+        assert {:ok, _} = SD.fetch(sd, key)
+      end
+
+      RedisServer.stop(server)
+    after
+      RedisServer.stop(server)
+    end
+  end
+
+  @tag :distributed
+  test "two BEAM nodes see each other's writes and every event", %{server: s} do
+    {peer, node} = start_peer()
+
+    try do
+      name = unique()
+      sd = open(s, name)
+      :ok = SD.subscribe(sd, [:put, :delete, :expire])
+      agent = remote_agent(node, s.url, name)
+
+      :ok = SD.put(sd, "a", 1)
+      assert on_agent(agent, :get, ["a"]) == 1
+      :ok = on_agent(agent, :put, ["b", [1, 2]])
+      assert SD.get(sd, "b") == [1, 2]
+      :ok = on_agent(agent, :delete, ["a"])
+      assert SD.get(sd, "a") == nil
+      :ok = SD.put(sd, "t", 1, ttl: 100)
+
+      for kind_key <- [{:put, "a"}, {:put, "b"}, {:delete, "a"}, {:put, "t"}, {:expire, "t"}] do
+        {kind, key} = kind_key
+        assert_receive {:shared_dict, ^sd, ^kind, ^key}, 5_000
+        assert_receive {:remote_event, ^kind, ^key}, 5_000
+      end
+
+      # The expire event once on each node.
+      refute_receive {:shared_dict, ^sd, :expire, "t"}, 500
+      refute_receive {:remote_event, :expire, "t"}, 10
+
+      # Locks across nodes; the holder's node dies: the lease lapses.
+      :ok = on_agent(agent, :lock, ["l"])
+      assert SD.lock(sd, "l", timeout: 100) == {:error, :timeout}
+      :ok = on_agent(agent, :unlock, ["l"])
+      assert SD.lock(sd, "l", timeout: 5_000) == :ok
+      assert SD.unlock(sd, "l") == :ok
+
+      :ok = on_agent(agent, :lock, ["dead"])
+      :peer.stop(peer)
+      # Within the 10 s lease plus a reap.
+      assert SD.lock(sd, "dead", timeout: 20_000) == :ok
+    after
+      # Already stopped when the test got that far.
+      catch_exit(:peer.stop(peer))
+    end
+  end
+
+  defp assert_eventually(fun, ms \\ 10_000) do
+    cond do
+      fun.() -> :ok
+      ms <= 0 -> flunk("never happened")
+      true -> Process.sleep(20) && assert_eventually(fun, ms - 20)
+    end
+  end
+end

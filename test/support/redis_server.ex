@@ -1,0 +1,156 @@
+defmodule Py.Test.RedisServer do
+  @moduledoc """
+  A `redis-server` of a test's (or a bench's) own: started on a free
+  loopback port with a temp dir for its files, stopped by `stop/1`. Never a
+  fixed port, never a shared server. `make deps` installs `redis-server`.
+  """
+
+  defstruct [:port, :dir, :os_pid, :url, :exe]
+
+  @type t :: %__MODULE__{}
+
+  @doc "Whether `redis-server` is installed."
+  @spec available?() :: boolean
+  def available?, do: System.find_executable("redis-server") != nil
+
+  @doc """
+  Starts a server; `extra` are more `redis-server` arguments. Its files
+  (the append-only file: every write is fsynced before Redis answers) live
+  in a fresh temp dir.
+  """
+  @spec start([String.t()]) :: t
+  def start(extra \\ []) do
+    exe =
+      System.find_executable("redis-server") || raise "redis-server is not installed (make deps)"
+
+    dir = Path.join(System.tmp_dir!(), "pybridge-redis-#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    port = free_port()
+
+    server = %__MODULE__{
+      port: port,
+      dir: dir,
+      exe: exe,
+      url: "redis://127.0.0.1:#{port}/"
+    }
+
+    spawn_server(server, extra)
+  end
+
+  @doc """
+  The one server shared by every test of this run that needs just "a
+  Redis": started on the first call, stopped after the suite.
+  """
+  @spec shared() :: t
+  def shared do
+    case :persistent_term.get({__MODULE__, :shared}, nil) do
+      nil ->
+        :global.trans({__MODULE__, self()}, fn ->
+          case :persistent_term.get({__MODULE__, :shared}, nil) do
+            nil ->
+              server = start()
+              :persistent_term.put({__MODULE__, :shared}, server)
+              ExUnit.after_suite(fn _ -> stop(server) end)
+              server
+
+            server ->
+              server
+          end
+        end)
+
+      server ->
+        server
+    end
+  end
+
+  @doc "Kills the server at once (no save on shutdown)."
+  @spec kill(t) :: :ok
+  def kill(%__MODULE__{os_pid: pid, port: port}) when is_integer(pid) do
+    System.cmd("kill", ["-9", Integer.to_string(pid)], stderr_to_stdout: true)
+    wait_until(fn -> not ping(port) end, 5_000)
+    :ok
+  end
+
+  @doc "Kills the server and starts it again on the same port and dir."
+  @spec restart(t, [String.t()]) :: t
+  def restart(server, extra \\ []) do
+    kill(server)
+    spawn_server(server, extra)
+  end
+
+  @doc "Kills the server and removes its files."
+  @spec stop(t) :: :ok
+  def stop(server) do
+    kill(server)
+    File.rm_rf(server.dir)
+    :ok
+  end
+
+  @doc "Runs `redis-cli` against the server; its output."
+  @spec cli(t, [String.t()]) :: String.t()
+  def cli(server, args) do
+    {out, _} =
+      System.cmd("redis-cli", ["-p", Integer.to_string(server.port) | args],
+        stderr_to_stdout: true
+      )
+
+    out
+  end
+
+  @doc "A TCP port nobody listens on now."
+  @spec free_port() :: :inet.port_number()
+  def free_port do
+    {:ok, sock} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
+    {:ok, port} = :inet.port(sock)
+    :gen_tcp.close(sock)
+    port
+  end
+
+  defp spawn_server(server, extra) do
+    args =
+      ["--port", Integer.to_string(server.port), "--bind", "127.0.0.1", "--dir", server.dir] ++
+        ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"] ++
+        extra
+
+    # sh starts the server in the background and prints its pid; the BEAM
+    # does not own it, so stop/1 (or kill/1) is what ends it.
+    {out, 0} =
+      System.cmd("sh", [
+        "-c",
+        ~s(exec "$0" "$@" >/dev/null 2>&1 & echo $!),
+        server.exe | args
+      ])
+
+    pid = out |> String.trim() |> String.to_integer()
+    server = %{server | os_pid: pid}
+
+    wait_until(fn -> ping(server.port) end, 10_000) ||
+      raise "redis-server did not answer on port #{server.port}"
+
+    server
+  end
+
+  defp ping(port) do
+    case :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false], 200) do
+      {:ok, sock} ->
+        :ok = :gen_tcp.send(sock, "PING\r\n")
+        reply = :gen_tcp.recv(sock, 0, 1_000)
+        :gen_tcp.close(sock)
+        match?({:ok, "+PONG" <> _}, reply)
+
+      _ ->
+        false
+    end
+  end
+
+  defp wait_until(fun, ms) when ms <= 0, do: fun.()
+
+  defp wait_until(fun, ms) do
+    if fun.() do
+      true
+    else
+      Process.sleep(20)
+      wait_until(fun, ms - 20)
+    end
+  end
+end
