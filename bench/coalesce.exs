@@ -130,7 +130,7 @@ defmodule Bench.Coalesce do
       end)
     end
 
-    until_monitors(fn -> flight("bench_coalesce.work", key) end, @waiters)
+    until_joined("bench_coalesce.work", key, @waiters)
     t1 = now()
     :ok = Py.exec("import bench_coalesce as m; m.gate.set()")
     t2 = now()
@@ -181,10 +181,18 @@ defmodule Bench.Coalesce do
     end
   end
 
-  defp flight(group, key) do
-    case :ets.lookup(:py_coalesce_flights, {group, key}) do
-      [{_, pid}] -> pid
-      [] -> nil
+  # Until the call of {group, key} has n callers: its leader (who runs it)
+  # and the waiters it will answer (Py.Coalesce's waiters table).
+  defp until_joined(group, key, n) do
+    joined =
+      case :ets.lookup(:py_coalesce_flights, {group, key}) do
+        [{_, {:leader, id, _}}] -> 1 + length(:ets.match(:py_coalesce_waiters, {{id, :_, :_}}))
+        _ -> 0
+      end
+
+    if joined < n do
+      Process.sleep(1)
+      until_joined(group, key, n)
     end
   end
 
