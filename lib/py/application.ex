@@ -17,6 +17,7 @@ defmodule Py.Application do
         # Py.Telemetry.Relay only where telemetry is compiled in.
         children =
           [
+            Py.Output,
             Py.Coalesce.Tables,
             Py.Dashboard.Samples,
             Py.SharedDict.CallbackLog,

@@ -97,8 +97,11 @@ defmodule Py.Call do
       # same receive, for the time left.
       {:running, handle, left} ->
         receive do
-          {^ref, reply, queue_us, run_us} -> finish(reply, queue_us, run_us)
-          {^ref, kind, payload} -> handle(handle, ref, timeout, {kind, payload}, nil)
+          {^ref, reply, queue_us, run_us} ->
+            finish(reply, queue_us, run_us)
+
+          {^ref, kind, payload} ->
+            handle(handle, ref, timeout, {kind, payload}, Py.Callback.deadline(left))
         after
           left -> timed_out(handle, ref, timeout)
         end
@@ -107,7 +110,8 @@ defmodule Py.Call do
 
   @doc false
   # A message of a running call other than its reply: a callback the
-  # Python code makes (`{:callback, request}`, run here, in the caller).
+  # Python code makes (`{:callback, request}`, run here, in the caller), or
+  # its output and log records (`{:io, _}`, `{:log, _}`, see Py.Output).
   # Then waits on for the reply, up to the call's deadline (which the first
   # callback's request carries); not in `measured/5`'s receive, since only
   # calls that call back get here.
@@ -122,6 +126,18 @@ defmodule Py.Call do
     if Py.Callback.left(deadline) == 0,
       do: late(handle, ref, timeout),
       else: await(handle, ref, timeout, deadline)
+  end
+
+  # Python's output and log records during the call (see Py.Output): they
+  # arrive before the reply, in the order they were made.
+  def handle(handle, ref, timeout, {:io, {stream, text}}, deadline) do
+    Py.Output.write(stream, text)
+    await(handle, ref, timeout, deadline || Py.Callback.deadline(timeout))
+  end
+
+  def handle(handle, ref, timeout, {:log, {levelno, name, message}}, deadline) do
+    Py.Output.log(levelno, name, message)
+    await(handle, ref, timeout, deadline || Py.Callback.deadline(timeout))
   end
 
   # A kind this version does not know: ignored, the call's time still runs

@@ -20,6 +20,7 @@ defmodule Py.Native do
   def context_close(_ctx), do: not_loaded()
   def context_info(_ctx), do: not_loaded()
   def context_cancel_wait(_ctx, _id), do: not_loaded()
+  def output_setup(_pid), do: not_loaded()
   def namespace_new(_ctx), do: not_loaded()
   def submit(_ctx, _env, _ref, _job, _timeout), do: not_loaded()
   def submit_dirty(_ctx, _env, _ref, _job, _timeout), do: not_loaded()

@@ -16,11 +16,15 @@ administration, not the call path.
 from __future__ import annotations
 
 import importlib
+import io
+import logging
 import sys
+import threading
 import traceback
 from types import TracebackType
 
 __all__ = [
+    "LogHandler",
     "Timeout",
     "activate_venv",
     "deactivate_venv",
@@ -161,3 +165,95 @@ def memory_stats(top: int = 10) -> dict:
             for stat in snapshot.statistics("lineno")[:top]
         ]
     return stats
+
+
+# Output and logging (see native/pybridge/src/output/). The native module is
+# handed over by the bridge when the interpreter is set up.
+_output = None
+
+# The longest line kept waiting for its newline outside a call.
+_MAX_LINE = 65536
+
+
+class _BeamWriter(io.TextIOBase):
+    """``sys.stdout`` and ``sys.stderr`` under pybridge.
+
+    During a call, text goes to the BEAM process that made the call, which
+    writes it to its group leader (IEx, ``ExUnit.CaptureIO``) before the
+    call returns. Anywhere else (threads no call waits on), text is cut into
+    lines and logged with Elixir's ``Logger``.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__()
+        self._stream = stream
+        self._pending = threading.local()
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:
+        return "strict"
+
+    @property
+    def name(self) -> str:
+        return "<pybridge " + self._stream + ">"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not " + type(text).__name__)
+        if not text or _output is None:
+            return len(text)
+        if _output.write(self._stream, text):
+            return len(text)
+        pending = getattr(self._pending, "text", "") + text
+        *lines, rest = pending.split("\n")
+        for line in lines:
+            _output.line(self._stream, line)
+        if len(rest) > _MAX_LINE:
+            _output.line(self._stream, rest)
+            rest = ""
+        self._pending.text = rest
+        return len(text)
+
+    def flush(self) -> None:
+        rest = getattr(self._pending, "text", "")
+        if rest and _output is not None:
+            self._pending.text = ""
+            _output.line(self._stream, rest)
+
+
+class LogHandler(logging.Handler):
+    """Hands log records to Elixir's ``Logger``, with their level and logger
+    name: in the calling process during a call, else in ``Py.Output``.
+
+    pybridge makes it ``logging.lastResort``, so records of a program that
+    configured no handler reach ``Logger`` (instead of bare stderr). Add it
+    to a logger yourself to send records there as well as to your handlers::
+
+        logging.getLogger().addHandler(pybridge.LogHandler())
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if _output is not None:
+                _output.log(record.levelno, record.name, self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _install_output(native) -> None:
+    """Called by the bridge once per interpreter, at set-up."""
+    global _output
+    _output = native
+    sys.stdout = _BeamWriter("stdout")
+    sys.stderr = _BeamWriter("stderr")
+    logging.lastResort = LogHandler()

@@ -86,6 +86,30 @@ defmodule Py.TestHelpers do
   end
 
   @doc """
+  Starts a dedicated context with `opts`, runs `code` in it with a
+  StringIO as the group leader, closes it and returns `{result, output}`.
+  For peers, where ExUnit.CaptureIO is not running.
+  """
+  @spec exec_output_in_new_context(keyword, String.t()) :: {term, String.t()}
+  def exec_output_in_new_context(opts, code) do
+    ctx = Py.Context.new(opts)
+    {:ok, io} = StringIO.open("")
+    leader = Process.group_leader()
+    Process.group_leader(self(), io)
+
+    result =
+      try do
+        Py.exec(ctx, code)
+      after
+        Process.group_leader(self(), leader)
+      end
+
+    :ok = Py.Context.close(ctx)
+    {_, output} = StringIO.contents(io)
+    {result, output}
+  end
+
+  @doc """
   Starts a dedicated context with `opts` whose first call imports the
   `erlang` module and gets an `erlang.Pid`; returns what that call gave.
   """

@@ -114,6 +114,15 @@ defmodule Py.Coalesce.Flight do
         Py.Callback.run(request)
         loop(state, running)
 
+      # Its output and log records (Py.Output), written from here.
+      {ref, :io, {stream, text}} when elem(running, 2) == ref ->
+        Py.Output.write(stream, text)
+        loop(state, running)
+
+      {ref, :log, {levelno, name, message}} when elem(running, 2) == ref ->
+        Py.Output.log(levelno, name, message)
+        loop(state, running)
+
       {:DOWN, mref, :process, pid, reason} when elem(running, 2) == mref ->
         finish(state, fun_result(pid, reason))
     end

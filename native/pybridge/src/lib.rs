@@ -18,6 +18,7 @@ pub mod callback;
 pub mod context;
 pub mod convert;
 pub mod limits;
+pub mod output;
 pub mod runtime;
 pub mod shared_dict;
 

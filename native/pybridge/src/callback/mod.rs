@@ -51,6 +51,11 @@ pub trait Caller: Send {
     ) -> Result<(), String>;
     /// The process's pid (`erlang.self()`).
     fn pid(&self) -> Value;
+    /// Sends `{tag, kind, payload}`: news of the call that needs no answer
+    /// (its output, its log records; see [`crate::output`]). Sent from the
+    /// call's thread like the reply, so the process gets them in the order
+    /// they were made, before the reply. An error says the process is gone.
+    fn notify(&self, kind: &str, payload: &Value) -> Result<(), String>;
 }
 
 /// The BEAM as a whole, for what needs no call: the callback pool and
@@ -212,6 +217,17 @@ pub fn send(pid: &Value, message: &Value) -> Result<(), SendError> {
                 .into(),
         )),
     }
+}
+
+/// Sends `{tag, kind, payload}` to the process whose call this thread runs
+/// (see [`Caller::notify`]); None outside a call.
+pub fn notify(kind: &str, payload: &Value) -> Option<Result<(), String>> {
+    FRAME.with(|f| {
+        let frame = f.borrow();
+        let frame = frame.as_ref()?;
+        let caller = frame.caller.get_or_init(|| frame.reply.caller()).as_ref()?;
+        Some(caller.notify(kind, payload))
+    })
 }
 
 /// The pid of the process whose call this thread runs (`erlang.self()`),

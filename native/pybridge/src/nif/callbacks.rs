@@ -240,6 +240,21 @@ impl Caller for CallCaller {
         .map_err(|_| "the BEAM process that made the call is gone".to_string())
     }
 
+    fn notify(&self, kind: &str, payload: &Value) -> Result<(), String> {
+        let mut env = self.message_env.lock();
+        env.send_and_clear(&self.pid, |env| {
+            let tag = self
+                .tag_env
+                .run(|tag_env| self.tag.load(tag_env).in_env(env));
+            let kind = match Atom::from_str(env, kind) {
+                Ok(atom) => atom.encode(env),
+                Err(_) => atoms::nil().encode(env),
+            };
+            (tag, kind, encode(env, payload)).encode(env)
+        })
+        .map_err(|_| "the BEAM process that made the call is gone".to_string())
+    }
+
     fn pid(&self) -> Value {
         let mut env = OwnedEnv::new();
         let etf = env.run(|env| self.pid.encode(env).to_binary().as_slice().to_vec());

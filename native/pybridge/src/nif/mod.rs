@@ -13,6 +13,7 @@
 //! | `submit/5`, `submit_dirty/5`, `cancel/1`, `redirect/2` | [`calls`]   |
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
 //! | `callback_reply/2`, `callback_reply_dirty/2`, `callback_setup/1` | [`callbacks`] |
+//! | `output_setup/1` (Python's output and log records)  | [`output`]      |
 //!
 //! Threads: `shared_dict/events.rs` delivers SharedDict events and lock
 //! releases to BEAM processes, and their telemetry (`shared_dict_telemetry/1`)
@@ -32,6 +33,7 @@ mod calls;
 mod contexts;
 mod error;
 mod handles;
+mod output;
 mod reply;
 mod runtime;
 mod shared_dict;

@@ -620,6 +620,10 @@ fn setup(py: Python<'_>) -> PyResult<InterpState> {
     modules.set_item("erlang", &erlang)?;
     let support = PyModule::from_code(py, SUPPORT_SOURCE, c"pybridge/__init__.py", c"pybridge")?;
     modules.set_item("pybridge", &support)?;
+    // Output and log records to the BEAM (crate::output).
+    let output = crate::output::python::module(py)?;
+    modules.set_item("pybridge._output_native", &output)?;
+    support.call_method1("_install_output", (output,))?;
     let compile = genuine_compile(py)?;
     let code_type = compile
         .call1(("0", "<pybridge>", "eval"))?
