@@ -66,6 +66,7 @@ LiveDict = sys.modules["erlang._livedict"].LiveDict
 # before this module.
 _callback = sys.modules["erlang._callback"]
 call = _callback.call
+async_call = _callback.async_call
 send = _callback.send
 self = _callback.self
 Error = _callback.Error
@@ -75,6 +76,7 @@ UnknownFunction = _callback.UnknownFunction
 
 __all__ = [
     "call",
+    "async_call",
     "send",
     "self",
     "Error",

@@ -23,6 +23,7 @@ still unanswered when the call it runs in times out raises
 
 ``start`` is the asynchronous primitive: it sends the request to the
 callback pool and returns a ``Pending`` whose ``wait`` gives the result.
+Coroutines ``await erlang.async_call(name, *args)``, built on it.
 
 The native library executes this file as ``erlang._callback`` in every
 interpreter, after making ``erlang._callback_native`` there.
@@ -42,6 +43,7 @@ _TIMEOUT = _native.TIMEOUT
 
 __all__ = [
     "call",
+    "async_call",
     "send",
     "self",
     "start",
@@ -180,6 +182,82 @@ def start(name: str, *args: Any) -> Pending:
     """Sends ``name(*args)`` to the BEAM's callback pool and returns at once;
     ``Pending.wait`` gives the result."""
     return Pending(_native.start(name, args), name)
+
+
+class _LoopWaker:
+    """One self-pipe per asyncio loop for the callbacks awaited in it: the
+    native side writes a byte to it when an answer arrives (``set_wakeup_fd``),
+    and the loop's reader wakes the coroutines whose answers are there.
+
+    The pipe lives as long as the loop, so a late answer (its coroutine was
+    cancelled) never writes to a closed descriptor while the loop runs.
+    """
+
+    def __init__(self, loop: Any) -> None:
+        import os
+
+        self._os = os
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.waiting: dict[Pending, Any] = {}
+        loop.add_reader(self.read_fd, self._wake)
+
+    def _wake(self) -> None:
+        try:
+            while self._os.read(self.read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        for pending, future in list(self.waiting.items()):
+            if pending.done():
+                del self.waiting[pending]
+                if not future.done():
+                    future.set_result(None)
+
+    def __del__(self) -> None:
+        for pending in self.waiting:
+            try:
+                pending.set_wakeup_fd(-1)
+            except Exception:  # noqa: BLE001 - forgotten already
+                pass
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                self._os.close(fd)
+            except OSError:
+                pass
+
+
+# The waker of each running loop (a loop going away takes its waker along).
+_wakers: Any = None
+
+
+async def async_call(name: str, *args: Any) -> Any:
+    """``await erlang.async_call(name, *args)``: like ``call``, for
+    coroutines. The coroutine waits for the BEAM's answer without holding
+    its event loop's thread, so other coroutines run meanwhile; the function
+    runs in a process of the callback pool. Cancelling the coroutine stops
+    the wait (the BEAM function still runs to its end)."""
+    global _wakers
+    import asyncio
+    import weakref
+
+    pending = start(name, *args)
+    if not pending.done():
+        loop = asyncio.get_running_loop()
+        if _wakers is None:
+            _wakers = weakref.WeakKeyDictionary()
+        waker = _wakers.get(loop)
+        if waker is None:
+            waker = _wakers[loop] = _LoopWaker(loop)
+        future = loop.create_future()
+        waker.waiting[pending] = future
+        pending.set_wakeup_fd(waker.write_fd)
+        try:
+            await future
+        finally:
+            waker.waiting.pop(pending, None)
+    return pending.wait(0)
 
 
 def send(pid: Any, message: Any) -> None:

@@ -170,6 +170,70 @@ defmodule Py.AsyncTest do
     end
   end
 
+  describe "await erlang.async_call(...) from coroutines" do
+    setup do
+      test = self()
+      :ok = Py.register_function("async_test_double", fn x -> x * 2 end)
+      :ok = Py.register_function("async_test_fail", fn _ -> raise ArgumentError, "nope" end)
+
+      # Answers only when the test says so: the coroutines wait meanwhile.
+      :ok =
+        Py.register_function("async_test_gate", fn i ->
+          send(test, {:gate, i, self()})
+
+          receive do
+            :open -> i
+          end
+        end)
+
+      on_exit(fn ->
+        for name <- ["async_test_double", "async_test_fail", "async_test_gate"],
+            do: Py.unregister_function(name)
+      end)
+
+      :ok =
+        Py.exec("""
+        import erlang, asyncio
+        async def via_beam(x):
+            return await erlang.async_call("async_test_double", x)
+        async def fails():
+            try:
+                await erlang.async_call("async_test_fail", 1)
+            except erlang.Error as e:
+                return ("caught", e.kind)
+        async def unknown():
+            try:
+                await erlang.async_call("async_test_no_such_function")
+            except erlang.UnknownFunction:
+                return "unknown"
+        async def gated(i):
+            return await erlang.async_call("async_test_gate", i)
+        """)
+
+      :ok
+    end
+
+    test "the result converts back; errors raise erlang.Error" do
+      assert Py.call(:__main__, :via_beam, [21]) == {:ok, 42}
+      assert Py.call(:__main__, :fails) == {:ok, {"caught", "error"}}
+      assert Py.call(:__main__, :unknown) == {:ok, "unknown"}
+    end
+
+    test "coroutines waiting for the BEAM hold neither the loop nor a context thread" do
+      n = 10
+      tasks = for i <- 1..n, do: Py.async_call(:__main__, :gated, [i])
+
+      # All n callbacks are running at once on the BEAM side: every coroutine
+      # reached its await while the others waited.
+      callers = for _ <- 1..n, do: assert_receive({:gate, _i, pid}, 10_000) && pid
+      # Meanwhile the loop runs other coroutines.
+      assert Py.call(:__main__, :via_beam, [1]) == {:ok, 2}
+
+      Enum.each(callers, &send(&1, :open))
+      assert Py.await_many(tasks, 10_000) == Enum.map(1..n, &{:ok, &1})
+    end
+  end
+
   test "bad input" do
     task = Py.async_call(@mod, :add, [1, 1])
 
