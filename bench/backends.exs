@@ -1,7 +1,10 @@
 # SharedDict backends (issue 14): put/get ops/s of the SQLite backend from 1
 # and 64 BEAM processes, and its durable writes/s against a plain rusqlite
-# loop doing the same commits in the same run. (The Redis backend's rows
-# join this file: see the Redis slot below.)
+# loop doing the same commits in the same run; and put/get ops/s of the
+# Redis backend from 1 and 64 BEAM processes beside `redis-benchmark -t
+# get,set -c 64` (no pipelining) against the same redis-server (started here
+# on a free loopback port with a temp dir, stopped at the end), in the same
+# run.
 #
 # Part of `make bench` (bench/run.exs requires this file). Run alone, it
 # measures this section only and replaces it in bench/RESULTS.md:
@@ -32,9 +35,7 @@ defmodule Bench.Backends do
     File.rm_rf!(dir)
     File.mkdir_p!(dir)
 
-    rows = sqlite_ops(row, dir) ++ sqlite_durable(row, dir)
-    # Redis slot: the Redis backend's rows (`redis_ops/1`, beside
-    # `redis-benchmark -t get,set -c 64`) are appended here.
+    rows = sqlite_ops(row, dir) ++ sqlite_durable(row, dir) ++ redis_ops(row)
 
     File.rm_rf!(dir)
     Enum.each(rows, &IO.puts("  #{&1.name}: #{&1.value} (#{&1.floor_name}: #{&1.floor})"))
@@ -108,6 +109,78 @@ defmodule Bench.Backends do
     ]
   end
 
+  # put and get of the same small value through a Redis-backed dict, 1 and
+  # 64 processes (each on its own key), against redis-benchmark's SET and GET
+  # with 64 clients, no pipelining, on the same server; redis-benchmark runs
+  # before and after ours and the lower of its two figures is the floor.
+  defp redis_ops(row) do
+    unless Code.ensure_loaded?(Py.Test.RedisServer) do
+      Code.require_file("../test/support/redis_server.ex", __DIR__)
+    end
+
+    # No persistence: the server redis-benchmark measures as it comes.
+    server = Py.Test.RedisServer.start(["--appendonly", "no"])
+
+    try do
+      before = redis_benchmark(server)
+      pool = 16
+      sd = SD.new!(backend: {:redis, server.url}, name: "bench", pool_size: pool)
+      for i <- 1..64, do: :ok = SD.put(sd, "k#{i}", @value)
+      key = fn -> "k#{:erlang.phash2(self(), 64) + 1}" end
+      # Warm: scripts loaded, the pool's connections made.
+      H.throughput(fn -> SD.put(sd, key.(), @value) end, 64, 300)
+
+      ours =
+        for {what, op, fun} <- [
+              {"put", "set", fn -> :ok = SD.put(sd, key.(), @value) end},
+              {"get", "get", fn -> %{} = SD.get(sd, key.()) end}
+            ],
+            procs <- [1, 64] do
+          {what, op, procs, median(for _ <- 1..3, do: H.throughput(fun, procs, 2_000))}
+        end
+
+      SD.destroy(sd)
+      later = redis_benchmark(server)
+
+      for {what, op, procs, ops} <- ours do
+        floor = min(before[op], later[op])
+
+        row.(
+          "Redis #{what}, #{procs} process#{if procs > 1, do: "es"} (ops/s; pool_size: #{pool})",
+          "#{round(ops)}",
+          if(procs == 64, do: "≥ redis-benchmark / 2", else: "— (one caller: a round trip each)"),
+          "redis-benchmark -t #{op} -c 64, no pipelining, before/after #{round(before[op])}/#{round(later[op])} req/s",
+          H.ratio(floor, ops),
+          procs == 1 or ops * 2 >= floor
+        )
+      end
+    after
+      Py.Test.RedisServer.stop(server)
+    end
+  end
+
+  # Requests/s of redis-benchmark's SET and GET, 64 clients, no pipelining.
+  defp redis_benchmark(server) do
+    {out, 0} =
+      System.cmd("redis-benchmark", [
+        "-p",
+        Integer.to_string(server.port),
+        "-t",
+        "set,get",
+        "-c",
+        "64",
+        "-n",
+        "200000",
+        "-q"
+      ])
+
+    for line <- String.split(out, ["\n", "\r"], trim: true),
+        [_, op, rps] <- [Regex.run(~r/(SET|GET): ([\d.]+) requests per second/, line)],
+        into: %{} do
+      {String.downcase(op), String.to_float(rps)}
+    end
+  end
+
   defp build_floor do
     native = Path.join(File.cwd!(), "native")
 
@@ -151,6 +224,10 @@ defmodule Bench.Backends do
         "write (215 fsyncs for 200 puts, 209 for 200 plain commits); that the plain loop " <>
         "is often slower here is not explained by that (same disk, same settings; its " <>
         "rate swings 175-620/s between runs under this load)." <>
+        " Redis: a local redis-server on loopback without persistence, sharing the 2 cores " <>
+        "with the BEAM and redis-benchmark; every Redis operation is one round trip (GET, or " <>
+        "one EVALSHA for a put) on a dirty IO scheduler (10 of them: at most 10 in flight), " <>
+        "and a put also waits for its event to come back from the dict's stream." <>
         "\n\n" <> table
 
     H.write_section(title, text)

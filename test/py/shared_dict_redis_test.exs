@@ -83,6 +83,27 @@ defmodule Py.SharedDictRedisTest do
     assert SD.destroy(sd) == :ok
   end
 
+  test "Python opens a Redis dict by name; the BEAM reads what it wrote", %{server: s} do
+    name = unique()
+
+    assert {:ok, nil} =
+             Py.eval(
+               "__import__('erlang').SharedDict.open(n, 'redis', url=u, prefix='p').__setitem__('k', {'a': [1, 2.5]})",
+               %{n: name, u: s.url}
+             )
+
+    {:ok, sd} = SD.lookup(name)
+    assert SD.backend(sd) == :redis
+    assert SD.get(sd, "k") == %{"a" => [1, 2.5]}
+    # It is in Redis, under the dict's hash tag.
+    assert RedisServer.cli(s, ["EXISTS", "{p:#{name}}:v:k"]) =~ "1"
+
+    assert {:error, %Py.Error{type: "ValueError", message: message}} =
+             Py.eval("__import__('erlang').SharedDict.open('x', 'redis')")
+
+    assert message =~ "url="
+  end
+
   test "unreachable Redis at start is a clear error" do
     url = "redis://127.0.0.1:#{RedisServer.free_port()}/"
 
