@@ -141,7 +141,9 @@ pub(crate) struct ContextState {
     caller_cpu: CpuHint,
     /// Workers waiting on the BEAM for a callback's answer (GIL released).
     /// While any is, overflow workers take calls at once: the callback may
-    /// call back into this context. Relaxed: a hint, like `overflow_open`.
+    /// call back into this context. A hint like `overflow_open`, except
+    /// between `wait_on_beam` and `Context::submit`, which fence around it
+    /// so that a call queued as a worker starts waiting is never missed.
     beam_waits: AtomicUsize,
     /// Overflow workers polling the queue, free to take a call.
     polling: AtomicUsize,
@@ -190,7 +192,10 @@ impl ContextState {
     /// calling back into it, or anyone else's) get another thread at once
     /// instead of waiting for the monitor to find the worker stuck.
     pub(crate) fn wait_on_beam(self: &Arc<Self>) -> BeamWait<'_> {
-        self.beam_waits.fetch_add(1, Ordering::Relaxed);
+        self.beam_waits.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the fence in `Context::submit`: either this sees the
+        // call just queued, or its submitter sees this wait.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if !self.rx.is_empty() {
             self.serve_now();
         }
@@ -402,6 +407,9 @@ impl Context {
         })?;
         // A worker of this context waits on the BEAM: this may be the
         // callback calling back in, which must not wait for that worker.
+        // The fence pairs with `wait_on_beam`'s (a worker starting to wait
+        // just now sees this call queued).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.state().beam_waits.load(Ordering::Relaxed) > 0 {
             self.state().serve_now();
         }
