@@ -239,7 +239,10 @@ defmodule Bench.Overload do
         "process making one `math.sqrt` call; memory and the queue are sampled every " <>
         "#{@sample_ms} ms. BEAM is `:erlang.memory(:total)`, mostly the callers' own " <>
         "processes; native is RSS minus what the BEAM's allocators have mapped " <>
-        "(`:instrument.carriers/0`): Python, the NIF and the queued calls.\n\n" <>
+        "(`:instrument.carriers/0`): Python, the NIF and the queued calls. It is an " <>
+        "estimate (mapped carriers need not be resident): on this shared machine the " <>
+        "`:wait` row's native figure was 0.0, 18.9 and 5.5 MB in three runs, the " <>
+        "unbounded one's 116, 67.5 and 121 MB.\n\n" <>
         table
 
     Bench.Harness.write_section(title, text)
