@@ -181,6 +181,28 @@ defmodule Py.CallbackTest do
       assert_received list when length(list) == 1_000_000
     end
 
+    test "a caller killed while its callback runs: Python gets erlang.Error, not a hang" do
+      me = self()
+      Py.register_function(:die, fn -> Process.exit(self(), :kill) end)
+
+      spawn(fn ->
+        :ok =
+          Py.exec("""
+          import erlang
+          def try_die(pid):
+              try:
+                  erlang.die()
+              except erlang.Error as e:
+                  erlang.send(pid, ('caught', str(e)))
+          """)
+
+        Py.eval("try_die(pid)", %{pid: me})
+      end)
+
+      assert_receive {"caught", message}, 10_000
+      assert message =~ "exited without answering"
+    end
+
     test "endless recursion ends at the depth limit with a clear error" do
       Py.register_function(:forever, fn -> Py.eval!("__import__('erlang').forever()") end)
       assert {:error, %Py.Error{message: message}} = erl("forever()")
