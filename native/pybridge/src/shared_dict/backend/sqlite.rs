@@ -218,7 +218,20 @@ impl Sqlite {
         self.pending.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.writer.lock();
         let mut mine = Vec::new();
-        let (batch, own) = self.run_in_batch(&mut guard, |conn| f(conn, &mut mine));
+        // A panic in `f` must not leave the batch's other writers waiting
+        // for a commit nobody makes: it becomes this write's error.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_in_batch(&mut guard, |conn| f(conn, &mut mine))
+        }));
+        let (batch, own) = ran.unwrap_or_else(|_| {
+            if let Some(conn) = guard.conn.as_ref() {
+                // Undo whatever it wrote (fails harmlessly when the
+                // savepoint was never made).
+                let _ = conn.execute_batch("ROLLBACK TO pybridge_op; RELEASE pybridge_op");
+            }
+            let why = DictError::Backend("internal error: a write panicked".into());
+            (guard.open, Err(why))
+        });
         let last = self.pending.fetch_sub(1, Ordering::SeqCst) == 1;
         let outcome = match batch {
             None => Ok(()),

@@ -299,3 +299,23 @@ fn concurrent_writers_share_commits_and_each_gets_its_own_result() {
         800
     );
 }
+
+#[test]
+fn a_write_that_panics_is_an_error_and_leaves_no_trace() {
+    let path = scratch().join("d.sqlite");
+    let s = Sqlite::open(&path, "", 1).expect("open");
+    let now = now_ms();
+    put(&s, "k", 1, Expiry::Never, now).expect("put");
+    let mut boom = |_: Option<&Stored>| -> Result<Stored, DictError> { panic!("boom") };
+    let err = s
+        .modify("k", &mut boom, now, &mut Vec::new())
+        .expect_err("a panic is an error");
+    assert!(
+        matches!(&err, DictError::Backend(m) if m.contains("panicked")),
+        "{err:?}"
+    );
+    put(&s, "other", 2, Expiry::Never, now).expect("later writes work");
+    assert_eq!(as_int(&s.get("k", now).expect("get").expect("live").0), 1);
+    let again = Sqlite::open(&path, "", 1).expect("reopen");
+    assert_eq!(again.len(now), Ok(2));
+}
