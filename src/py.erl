@@ -1154,8 +1154,9 @@ shared_dict_new() ->
 
 %% @doc A new SharedDict with options (a map or proplist): `name' (a named
 %% dict, without owner, until destroyed), `max_entries', `evict' (`lru'),
-%% `backend' (`memory', or `{sqlite, Path}' for a file that survives
-%% restarts), `prefix', `pool_size'. Returns `{error, exists}' when the name
+%% `backend' (`memory', `{sqlite, Path}' for a file that survives
+%% restarts, or `{redis, Url}' for a dict several nodes share through a
+%% Redis server), `prefix', `pool_size'. Returns `{error, exists}' when the name
 %% is taken, `{error, #{type := backend}}' (a `Py.Error') when the backend
 %% cannot be opened.
 -spec shared_dict_new(map() | list()) -> {ok, map()} | {error, exists | map()}.

@@ -219,6 +219,12 @@ defmodule Py.SharedDict do
     ArgumentError -> backend_invalid!(backend)
   end
 
+  defp backend!({:redis, url} = backend) when is_list(url) do
+    backend!({:redis, List.to_string(url)})
+  rescue
+    ArgumentError -> backend_invalid!(backend)
+  end
+
   defp backend!({:redis, url} = backend) do
     if is_binary(url) and
          String.starts_with?(url, ["redis://", "rediss://", "unix://", "redis+unix://"]) do

@@ -77,8 +77,8 @@ class LiveDict:
     """LiveDict 2.0's ``LiveDict`` on a SharedDict.
 
     ``work_mode``: ``'sync'`` or ``'async'`` (every method awaitable).
-    ``backend``: ``'memory'``, or ``'sqlite'`` with ``uri=`` (the database
-    file); a backend the SharedDict lacks raises ``ValueError``. ``name``: store in the named SharedDict (made
+    ``backend``: ``'memory'``, ``'sqlite'`` with ``uri=`` (the database
+    file), or ``'redis'`` with ``uri=`` (a ``redis://`` URL); a backend the SharedDict lacks raises ``ValueError``. ``name``: store in the named SharedDict (made
     when missing) that the BEAM and other contexts reach by name; without
     one, the dict is private to this object and destroyed with it (or by
     ``stop()``). ``prevent_race_condition`` and ``sandbox`` are accepted for

@@ -102,13 +102,15 @@ class SharedDict:
     makes it when missing, on ``backend``). ``SharedDict.open(name,
     backend=...)`` is the same with ``create=True``. A destroyed dict raises
     ``RuntimeError``; a backend that fails (a read-only, corrupt or full
-    SQLite file) raises ``OSError`` and changes nothing.
+    SQLite file, an unreachable Redis) raises ``OSError``.
 
-    Backends: ``"memory"`` (the default: in this OS process) or
+    Backends: ``"memory"`` (the default: in this OS process),
     ``"sqlite"`` with ``path=`` (a file that survives restarts; every write
-    is committed to disk before it returns). ``prefix`` keeps this dict's
-    keys apart from others in the same file; ``pool_size`` is the number
-    of reading connections.
+    is committed to disk before it returns), or ``"redis"`` with ``url=``
+    (a Redis server: every node opening the same name and prefix there
+    shares the dict, its events and its locks). ``prefix`` keeps this
+    dict's keys apart from others in the same file or server;
+    ``pool_size`` is the number of connections.
     """
 
     __slots__ = ("_id", "_name")

@@ -104,6 +104,33 @@ defmodule Py.SharedDictRedisTest do
     assert message =~ "url="
   end
 
+  test "the Erlang facade and LiveDict take the Redis backend too", %{server: s} do
+    name = unique()
+
+    {:ok, sd} =
+      :py.shared_dict_new(%{name: name, backend: {:redis, String.to_charlist(s.url)}, prefix: "p"})
+
+    assert SD.backend(sd) == :redis
+    :ok = :py.shared_dict_set(sd, "e", 7)
+
+    # A LiveDict on another name of the same server, then read from the BEAM.
+    live = unique()
+
+    assert {:ok, 7} =
+             Py.eval(
+               """
+               __import__('erlang').LiveDict(backend='redis', uri=u, name=n).set('l', 7) or 7
+               """,
+               %{u: s.url, n: live}
+             )
+
+    {:ok, ld} = SD.lookup(live)
+    assert SD.backend(ld) == :redis
+    assert SD.get(ld, "l") == 7
+    assert RedisServer.cli(s, ["EXISTS", "{p:#{name}}:v:e"]) =~ "1"
+    assert RedisServer.cli(s, ["EXISTS", "{#{live}}:v:l"]) =~ "1"
+  end
+
   test "unreachable Redis at start is a clear error" do
     url = "redis://127.0.0.1:#{RedisServer.free_port()}/"
 
