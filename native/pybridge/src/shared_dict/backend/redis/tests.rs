@@ -1,6 +1,6 @@
 //! The Redis backend against a real `redis-server` (started by
-//! [`TestServer`] on a free loopback port, in a temp dir). Skipped only when
-//! no `redis-server` is installed, and then said so loudly.
+//! [`TestServer`] on a free loopback port, in a temp dir). Without one
+//! installed they fail, saying so (`make deps` installs it).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -32,15 +32,14 @@ fn free_port() -> u16 {
 }
 
 impl TestServer {
-    pub fn start() -> Option<TestServer> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("SKIPPED: no redis-server installed (make deps installs it)");
-            return None;
-        }
+    pub fn start() -> TestServer {
+        assert!(
+            Command::new("redis-server")
+                .arg("--version")
+                .output()
+                .is_ok(),
+            "no redis-server installed: `make deps` installs it"
+        );
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("pybridge-redis-{}-{port}", std::process::id()));
@@ -51,7 +50,7 @@ impl TestServer {
             child: None,
         };
         s.spawn();
-        Some(s)
+        s
     }
 
     pub fn url(&self) -> String {
@@ -173,9 +172,7 @@ fn get_int(d: &SharedDict, k: &str) -> Option<i64> {
 
 #[test]
 fn two_nodes_see_each_others_writes_and_every_event_once() {
-    let Some(server) = TestServer::start() else {
-        return;
-    };
+    let server = TestServer::start();
     let (a, _) = node(&server.url(), "d1");
     let (b, _) = node(&server.url(), "d1");
     let seen_a = Arc::new(Seen::default());
@@ -243,9 +240,7 @@ fn two_nodes_see_each_others_writes_and_every_event_once() {
 
 #[test]
 fn expire_persist_and_clear() {
-    let Some(server) = TestServer::start() else {
-        return;
-    };
+    let server = TestServer::start();
     let (a, _) = node(&server.url(), "d2");
     a.put("k", int(1), None, Condition::Always).unwrap();
     assert_eq!(a.ttl("k").unwrap(), Some(Ttl::Infinity));
@@ -271,9 +266,7 @@ fn expire_persist_and_clear() {
 
 #[test]
 fn every_key_of_a_dict_is_on_one_hash_slot() {
-    let Some(server) = TestServer::start() else {
-        return;
-    };
+    let server = TestServer::start();
     let (a, _) = node(&server.url(), "slot");
     a.put("x", int(1), Some(60_000), Condition::Always).unwrap();
     a.put("y", int(1), None, Condition::Always).unwrap();
@@ -291,9 +284,7 @@ fn every_key_of_a_dict_is_on_one_hash_slot() {
 
 #[test]
 fn unreachable_redis_is_an_error_and_the_dict_recovers_after_a_restart() {
-    let Some(mut server) = TestServer::start() else {
-        return;
-    };
+    let mut server = TestServer::start();
     // Nothing listens on a fresh free port: open fails clearly.
     let nobody = format!("redis://127.0.0.1:{}/", free_port());
     match Redis::open(&nobody, "t", Some("x"), 1) {
@@ -344,9 +335,7 @@ fn unreachable_redis_is_an_error_and_the_dict_recovers_after_a_restart() {
 
 #[test]
 fn a_follower_that_loses_its_connection_misses_no_event() {
-    let Some(server) = TestServer::start() else {
-        return;
-    };
+    let server = TestServer::start();
     let (a, _) = node(&server.url(), "d4");
     let (b, _) = node(&server.url(), "d4");
     let seen_b = Arc::new(Seen::default());
@@ -388,9 +377,7 @@ fn a_follower_that_loses_its_connection_misses_no_event() {
 
 #[test]
 fn locks_work_across_nodes_and_lapse_with_a_dead_holder() {
-    let Some(server) = TestServer::start() else {
-        return;
-    };
+    let server = TestServer::start();
     let (a, shared_a) = node(&server.url(), "d5");
     let (b, _) = node(&server.url(), "d5");
     let seen_b = Arc::new(Seen::default());
@@ -443,9 +430,7 @@ fn locks_work_across_nodes_and_lapse_with_a_dead_holder() {
 
 #[test]
 fn values_round_trip_through_the_shared_encoding() {
-    let Some(server) = TestServer::start() else {
-        return;
-    };
+    let server = TestServer::start();
     let (a, _) = node(&server.url(), "d6");
     let (b, _) = node(&server.url(), "d6");
     let v = Value::Map(vec![
@@ -489,9 +474,7 @@ fn values_round_trip_through_the_shared_encoding() {
 #[test]
 fn a_trimmed_gap_in_the_stream_is_detected_and_counted() {
     use super::follower::{missed, newest, Position};
-    let Some(server) = TestServer::start() else {
-        return;
-    };
+    let server = TestServer::start();
     let mut c = server.conn();
     let stream = "{t:gap}:ev";
     assert_eq!(
