@@ -73,6 +73,17 @@ def _task_holder() -> int:
     return (id(task) << 1) | 1 if task is not None else threading.get_ident()
 
 
+def _drop_private(dict_id: int) -> None:
+    """Empties, then destroys, a private dict: on a file or server backend
+    destroying a named dict only closes it, and a private one must not
+    leave its entries behind."""
+    try:
+        _native.clear(dict_id)
+    except Exception:  # already destroyed, or the backend is unreachable
+        pass
+    _native.destroy(dict_id)
+
+
 class LiveDict:
     """LiveDict 2.0's ``LiveDict`` on a SharedDict.
 
@@ -119,7 +130,7 @@ class LiveDict:
         if name is None:
             private = f"pybridge.livedict.{os.urandom(16).hex()}"
             self._sd = SharedDict(private, create=True, backend=kind, **options)
-            self._finalizer: Any = weakref.finalize(self, _native.destroy, self._sd._id)
+            self._finalizer: Any = weakref.finalize(self, _drop_private, self._sd._id)
         else:
             self._sd = SharedDict(name, create=True, backend=kind, **options)
             self._finalizer = None

@@ -129,6 +129,15 @@ defmodule Py.SharedDictRedisTest do
     assert SD.get(ld, "l") == 7
     assert RedisServer.cli(s, ["EXISTS", "{p:#{name}}:v:e"]) =~ "1"
     assert RedisServer.cli(s, ["EXISTS", "{#{live}}:v:l"]) =~ "1"
+
+    # A private LiveDict leaves no value behind when stopped.
+    assert {:ok, _} =
+             Py.eval(
+               "(lambda d: (d.set('x', 1), d.stop()))(__import__('erlang').LiveDict(backend='redis', uri=u))",
+               %{u: s.url}
+             )
+
+    assert RedisServer.cli(s, ["KEYS", "{pybridge.livedict.*:v:*"]) |> String.trim() == ""
   end
 
   test "unreachable Redis at start is a clear error" do
