@@ -19,10 +19,12 @@ defmodule Py.Telemetry do
       changes (never the value; the key only with `telemetry_keys: true`);
     * `[:pybridge, :context, :start | :stop]` and `[:pybridge, :overloaded]`.
 
-  SharedDict events and the Python side's coalescing are read by a process
-  of pybridge's (`Py.Telemetry.Relay`) while a handler is attached to them:
-  it notices a new handler within `config :pybridge, telemetry_poll_ms:`
-  (1,000 by default), or at once after `refresh/0`.
+  Call spans, the overload event, SharedDict events and the Python side's
+  coalescing cost nothing measurable while no handler is attached to them:
+  a process of pybridge's (`Py.Telemetry.Relay`) looks at the attached
+  handlers every `config :pybridge, telemetry_poll_ms:` (1,000 by default)
+  and switches them on or off, so they start within that time of
+  `:telemetry.attach/4`, or at once after `refresh/0`.
 
   `metrics/0` gives `Telemetry.Metrics` definitions for a dashboard.
   """
@@ -48,18 +50,23 @@ defmodule Py.Telemetry do
   defmacro call_span(ctx, job, coalesce, do: body) do
     if @enabled do
       quote do
-        span = Py.Telemetry.call_start(unquote(ctx), unquote(job), unquote(coalesce))
+        if Py.Telemetry.calls_watched?() do
+          span = Py.Telemetry.call_start(unquote(ctx), unquote(job), unquote(coalesce))
 
-        try do
-          unquote(body)
-        catch
-          kind, reason ->
-            Py.Telemetry.call_exception(span, kind, reason, __STACKTRACE__)
-            :erlang.raise(kind, reason, __STACKTRACE__)
+          try do
+            unquote(body)
+          catch
+            kind, reason ->
+              Py.Telemetry.call_exception(span, kind, reason, __STACKTRACE__)
+              :erlang.raise(kind, reason, __STACKTRACE__)
+          else
+            {result, timing} ->
+              Py.Telemetry.call_stop(span, result, timing)
+              result
+          end
         else
-          {result, timing} ->
-            Py.Telemetry.call_stop(span, result, timing)
-            result
+          {result, _timing} = unquote(body)
+          result
         end
       end
     else
@@ -84,6 +91,39 @@ defmodule Py.Telemetry do
   end
 
   if @enabled do
+    @gate {__MODULE__, :calls_watched}
+
+    @doc false
+    # Whether a handler is attached to a [:pybridge, :call, _] or
+    # [:pybridge, :overloaded] event, as Py.Telemetry.Relay last saw it: a
+    # call skips its span (two handler lookups and three clock reads) when
+    # nobody listens. An :atomics read, published once.
+    @spec calls_watched?() :: boolean
+    def calls_watched? do
+      case :persistent_term.get(@gate, nil) do
+        nil -> false
+        gate -> :atomics.get(gate, 1) == 1
+      end
+    end
+
+    @doc false
+    # Py.Telemetry.Relay's switch for calls_watched?/0.
+    @spec watch_calls(boolean) :: :ok
+    def watch_calls(on?) do
+      gate =
+        case :persistent_term.get(@gate, nil) do
+          nil ->
+            gate = :atomics.new(1, signed: false)
+            :persistent_term.put(@gate, gate)
+            gate
+
+          gate ->
+            gate
+        end
+
+      :atomics.put(gate, 1, if(on?, do: 1, else: 0))
+    end
+
     @doc false
     @spec call_start(Py.Context.t(), Py.Call.job(), Py.Call.coalesce()) :: {integer, map}
     def call_start(ctx, job, coalesce) do
@@ -274,8 +314,9 @@ defmodule Py.Telemetry do
 
   @doc """
   Makes `Py.Telemetry.Relay` look for attached handlers now (instead of at
-  its next poll), so that SharedDict events and the Python side's
-  coalescing events flow at once after `:telemetry.attach/4`. Returns `:ok`
+  its next poll), so that call, overload, SharedDict and Python-side
+  coalescing events flow at once after `:telemetry.attach/4` (and stop at
+  once after `:telemetry.detach/1`). Returns `:ok`
   (also when telemetry is compiled out).
 
   ## Example

@@ -26,6 +26,23 @@ defmodule Py.TelemetryTest do
     assert Py.Telemetry.enabled?()
   end
 
+  test "calls pay for their span only while a call or overload handler is attached" do
+    Py.Telemetry.refresh()
+    refute Py.Telemetry.calls_watched?()
+
+    id = listen([[:pybridge, :overloaded]])
+    assert Py.Telemetry.calls_watched?()
+    :ok = :telemetry.detach(id)
+    Py.Telemetry.refresh()
+    refute Py.Telemetry.calls_watched?()
+
+    # Another event's handler does not switch the span on.
+    listen([[:pybridge, :context, :start]])
+    refute Py.Telemetry.calls_watched?()
+    listen([[:pybridge, :call, :stop]])
+    assert Py.Telemetry.calls_watched?()
+  end
+
   describe "[:pybridge, :call, _]" do
     setup do
       listen([

@@ -2,7 +2,8 @@ if Py.Telemetry.enabled?() do
   defmodule Py.Telemetry.Relay do
     @moduledoc false
     # Turns what happens outside BEAM processes into :telemetry events,
-    # and only while a handler is attached to them:
+    # and only while a handler is attached to them; and tells calls whether
+    # anyone listens to their span (Py.Telemetry.calls_watched?/0):
     #
     #   * SharedDict changes happen on any thread (schedulers, Python
     #     threads, the sweeper); the native library hands them to its events
@@ -15,7 +16,7 @@ if Py.Telemetry.enabled?() do
     #     while someone listens.
     #
     # Every `telemetry_poll_ms` (1 s by default) it looks at the attached
-    # handlers and switches both on or off; `refresh/0` does it at once.
+    # handlers and switches all three on or off; `refresh/0` does it at once.
 
     use GenServer
 
@@ -31,6 +32,8 @@ if Py.Telemetry.enabled?() do
 
     @impl true
     def init(_opts) do
+      # terminate/2 switches everything off when the application stops.
+      Process.flag(:trap_exit, true)
       interval = Application.get_env(:pybridge, :telemetry_poll_ms, 1_000)
       state = %{interval: interval, shared_dict: false}
       {:ok, poll(state), {:continue, :schedule}}
@@ -66,10 +69,18 @@ if Py.Telemetry.enabled?() do
     def handle_info(_other, state), do: {:noreply, state}
 
     @impl true
-    def terminate(_reason, %{shared_dict: true}), do: Py.Native.shared_dict_telemetry(false)
-    def terminate(_reason, _state), do: :ok
+    def terminate(_reason, state) do
+      Py.Telemetry.watch_calls(false)
+      if state.shared_dict, do: Py.Native.shared_dict_telemetry(false)
+      :ok
+    end
 
     defp poll(state) do
+      Py.Telemetry.watch_calls(
+        :telemetry.list_handlers([:pybridge, :call]) != [] or
+          :telemetry.list_handlers([:pybridge, :overloaded]) != []
+      )
+
       shared_dict? = :telemetry.list_handlers([:pybridge, :shared_dict]) != []
 
       if shared_dict? != state.shared_dict do
