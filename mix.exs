@@ -103,7 +103,7 @@ defmodule Pybridge.MixProject do
   # running it in production, the Erlang API, and how it is built. A guide
   # not written yet is left out rather than breaking `mix docs`.
   @guides ~w(getting-started type-conversion contexts runtime coalescing shared-dict callbacks
-             telemetry deployment erlang architecture)
+             streaming asyncio telemetry deployment erlang architecture)
 
   defp docs do
     [
@@ -120,7 +120,7 @@ defmodule Pybridge.MixProject do
       skip_code_autolink_to: &internal_reference?/1,
       groups_for_extras: [
         Guides:
-          ~r{guides/(getting-started|type-conversion|contexts|runtime|coalescing|shared-dict|callbacks)\.md},
+          ~r{guides/(getting-started|type-conversion|contexts|runtime|coalescing|shared-dict|callbacks|streaming|asyncio)\.md},
         Operations: ~r{guides/(telemetry|deployment)\.md},
         Erlang: ~r{guides/erlang\.md},
         Internals: ~r{guides/architecture\.md}
