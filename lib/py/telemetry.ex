@@ -236,7 +236,9 @@ defmodule Py.Telemetry do
   @spec async_start(Py.Context.t(), Py.Call.job()) :: {integer, map} | nil
   @spec async_stop({integer, map} | nil, Py.Call.result(), Py.Call.timing()) :: :ok
   if @enabled do
-    def async_start(ctx, job), do: call_start(ctx, {:async, job}, nil)
+    def async_start(ctx, job),
+      do: if(calls_watched?(), do: call_start(ctx, {:async, job}, nil), else: nil)
+
     def async_stop(nil, _result, _timing), do: :ok
     def async_stop(span, result, timing), do: call_stop(span, result, timing)
   else
