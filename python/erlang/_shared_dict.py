@@ -211,6 +211,10 @@ class SharedDict:
     def _put(self, key: str, value: Any, ttl: float | None, only_new: bool) -> int:
         ms = _ttl_ms(ttl)
         status = _native.put(self._id, key, value, ms, only_new)
+        return status if status == _OK else self._put_other(status, key, value, ms, only_new)
+
+    def _put_other(self, status: int, key: str, value: Any, ms: int | None, only_new: bool) -> int:
+        # What a put that did not store plain data does next.
         if status == _NOT_PLAIN:
             kind = type(value)
             status = _native.put_pickled(
@@ -230,7 +234,16 @@ class SharedDict:
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Stores ``value``; ``ttl`` in seconds makes the key expire."""
-        self._put(key, value, ttl, False)
+        # The common cases inline (one Python frame less per call).
+        if ttl is None:
+            ms = None
+        elif type(ttl) is int and ttl >= 0:
+            ms = ttl * 1000
+        else:
+            ms = _ttl_ms(ttl)
+        status = _native.put(self._id, key, value, ms, False)
+        if status != _OK:
+            self._put_other(status, key, value, ms, False)
 
     def setdefault(self, key: str, value: Any = None) -> Any:
         """Stores ``value`` unless ``key`` exists; returns the stored value."""

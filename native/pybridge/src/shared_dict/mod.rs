@@ -334,7 +334,12 @@ impl SharedDict {
         &self,
         f: impl FnOnce(&dyn Backend, &mut Vec<RawEvent>) -> Result<T, DictError>,
     ) -> Result<T, DictError> {
-        let mut events = Vec::new();
+        thread_local! {
+            /// This thread's event buffer, reused so that a write does not
+            /// allocate one (taken, so a nested use just makes its own).
+            static EVENTS: std::cell::Cell<Vec<RawEvent>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut events = EVENTS.take();
         let out = {
             let destroyed = self.gate.read();
             if *destroyed {
@@ -342,29 +347,40 @@ impl SharedDict {
             }
             f(&*self.backend, &mut events)
         };
-        self.raise(events);
+        if !events.is_empty() {
+            self.raise(&events);
+            events.clear();
+        }
+        if events.capacity() <= 64 {
+            EVENTS.set(events);
+        }
         out
     }
 
     /// The one place events are raised: counted, then handed to listeners
     /// (all of a batch counted first: a listener never sees an event that
     /// `stats` does not count yet).
-    fn raise(&self, events: Vec<RawEvent>) {
+    fn raise(&self, events: &[RawEvent]) {
         if events.is_empty() {
             return;
         }
-        let wall = clock::wall_ms();
+        // The wall clock only dates expiries.
+        let wall = if events.iter().any(|e| e.kind == EventKind::Expire) {
+            clock::wall_ms()
+        } else {
+            0
+        };
         self.stats
             .record(events.iter().map(|e| (e.kind, &*e.key)), wall);
         // One relaxed load when nobody listens to telemetry.
         if telemetry::enabled() {
-            telemetry::emit(self, &events);
+            telemetry::emit(self, events);
         }
         let listeners = self.listeners.read();
         if listeners.is_empty() {
             return;
         }
-        for e in &events {
+        for e in events {
             for listener in listeners.iter() {
                 listener.event(e.kind, &e.key, e.value.as_ref());
             }
@@ -379,7 +395,7 @@ impl SharedDict {
         if self.wants_access.load(Ordering::Relaxed) {
             if let Some((item, _)) = &found {
                 let event = RawEvent::new(EventKind::Access, Arc::from(key), Some(item.clone()));
-                self.raise(vec![event]);
+                self.raise(&[event]);
             }
         }
         Ok(found)

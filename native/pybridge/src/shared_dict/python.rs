@@ -51,7 +51,23 @@ fn err(e: DictError) -> PyErr {
 }
 
 fn dict(id: u64) -> PyResult<Arc<SharedDict>> {
-    SharedDict::by_id(id).ok_or_else(|| PyRuntimeError::new_err(DictError::Destroyed.to_string()))
+    thread_local! {
+        /// The dict this thread used last: a loop on one dict skips the
+        /// registry's lock.
+        static LAST: std::cell::RefCell<Option<(u64, std::sync::Weak<SharedDict>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let cached = LAST.with_borrow(|last| match last {
+        Some((last_id, weak)) if *last_id == id => weak.upgrade(),
+        _ => None,
+    });
+    if let Some(d) = cached.filter(|d| !d.is_destroyed()) {
+        return Ok(d);
+    }
+    let d = SharedDict::by_id(id)
+        .ok_or_else(|| PyRuntimeError::new_err(DictError::Destroyed.to_string()))?;
+    LAST.with_borrow_mut(|last| *last = Some((id, Arc::downgrade(&d))));
+    Ok(d)
 }
 
 /// Runs `f` on `d`, without the GIL when its backend may wait on a disk or

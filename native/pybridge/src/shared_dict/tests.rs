@@ -646,3 +646,28 @@ fn destroy_releases_locks_and_tells_listeners() {
     assert_eq!(*u.0.lock(), ["k"]);
     assert_eq!(d.try_lock("k", Holder::Beam(2)), Err(DictError::Destroyed));
 }
+
+/// An instruction-count probe for `valgrind --tool=callgrind` (never a
+/// timing assertion): 100,000 puts and 100,000 gets of small integers on
+/// 1,000 keys, plus 100,000 TTL'd puts swept at once. Run with
+/// `cargo test --release --no-default-features probe_ -- --ignored`.
+#[test]
+#[ignore]
+fn probe_put_get_sweep() {
+    let d = dict();
+    let keys: Vec<String> = (0..1_000).map(|i| format!("key{i}")).collect();
+    for round in 0..100 {
+        for k in &keys {
+            d.put(k, int(round), None, Condition::Always).unwrap();
+            assert!(d.get(k).unwrap().is_some());
+        }
+    }
+    let m = mem(Bounds::default());
+    let mut events = Vec::new();
+    for i in 0..100_000 {
+        put(&m, &format!("t{i}"), i, Expiry::At(10), 0).unwrap();
+    }
+    while m.sweep(20, crate::limits::SWEEP_BATCH, &mut events) > 0 {
+        events.clear();
+    }
+}
