@@ -249,7 +249,7 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
             }
             if let Some(d) = dict.upgrade() {
                 if !events.is_empty() {
-                    d.raise(events);
+                    d.raise(&events);
                 }
                 if !unlocked.is_empty() {
                     d.remote_unlocked(&unlocked);
