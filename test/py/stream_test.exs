@@ -156,6 +156,27 @@ defmodule Py.StreamTest do
     assert eventually(fn -> match?({_, true}, state(k)) end), "the generator was never closed"
   end
 
+  test "a consumer killed mid-stream of an async generator: it is closed too (on the loop)" do
+    k = key()
+    test = self()
+
+    consumer =
+      spawn(fn ->
+        Py.stream(@mod, :acounter, [k], batch: 2)
+        |> Enum.each(fn i ->
+          send(test, {:item, i})
+          if i == 2, do: Process.sleep(:infinity)
+        end)
+      end)
+
+    assert_receive {:item, 2}, 5_000
+    assert {_, false} = state(k)
+    Process.exit(consumer, :kill)
+
+    assert eventually(fn -> match?({_, true}, state(k)) end),
+           "the async generator was never closed"
+  end
+
   test "a __main__ generator function of the consuming process's namespace" do
     :ok = Py.exec("def gen3():\n    yield from 'abc'\n")
     assert Py.stream(:__main__, :gen3) |> Enum.to_list() == ["a", "b", "c"]
