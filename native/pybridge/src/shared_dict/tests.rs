@@ -671,3 +671,50 @@ fn probe_put_get_sweep() {
         events.clear();
     }
 }
+
+/// Telemetry's tap: called only while switched on, with the dict and its
+/// events in order, and the key only for a dict that asked for keys.
+#[test]
+fn the_telemetry_tap_sees_events_only_while_on_and_keys_only_when_asked() {
+    type Seen = Mutex<Vec<(u64, EventKind, Option<String>)>>;
+    fn seen() -> &'static Seen {
+        static SEEN: std::sync::OnceLock<Seen> = std::sync::OnceLock::new();
+        SEEN.get_or_init(Default::default)
+    }
+    telemetry::install(Box::new(|dict, batch| {
+        let mut seen = seen().lock();
+        for (kind, key) in batch {
+            seen.push((dict.id(), kind, key));
+        }
+    }));
+    let of = |id: u64| -> Vec<(EventKind, Option<String>)> {
+        seen()
+            .lock()
+            .iter()
+            .filter(|(i, _, _)| *i == id)
+            .map(|(_, k, key)| (*k, key.clone()))
+            .collect()
+    };
+
+    let plain = dict();
+    let keyed = dict();
+    keyed.set_telemetry_keys(true);
+
+    plain
+        .put("before", int(1), None, Condition::Always)
+        .unwrap();
+    assert!(of(plain.id()).is_empty(), "off: the tap is not called");
+
+    telemetry::set_enabled(true);
+    plain.put("a", int(1), None, Condition::Always).unwrap();
+    plain.take("a").unwrap();
+    keyed.put("k", int(1), None, Condition::Always).unwrap();
+    telemetry::set_enabled(false);
+    plain.put("after", int(1), None, Condition::Always).unwrap();
+
+    assert_eq!(
+        of(plain.id()),
+        vec![(EventKind::Put, None), (EventKind::Delete, None)]
+    );
+    assert_eq!(of(keyed.id()), vec![(EventKind::Put, Some("k".to_owned()))]);
+}
