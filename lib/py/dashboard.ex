@@ -85,7 +85,9 @@ defmodule Py.Dashboard do
   A SharedDict: its id, name (`nil` for a process's dict), `label` (the name,
   or `#id`), backend and `Py.SharedDict.stats/1` counters; recent expiries
   newest first, each key cut to at most 80 bytes (at a character boundary;
-  `truncated: true` then) with its expiry time (Unix ms).
+  `truncated: true` then) with its expiry time (Unix ms). `error` says why
+  the counters could not be read (a backend that cannot be reached; they
+  are zero then), else it is `nil`.
   """
   @type shared_dict :: %{
           id: pos_integer,
@@ -96,7 +98,8 @@ defmodule Py.Dashboard do
           puts: non_neg_integer,
           deletes: non_neg_integer,
           expired_total: non_neg_integer,
-          recent_expiries: [%{key: String.t(), truncated: boolean, at: integer}]
+          recent_expiries: [%{key: String.t(), truncated: boolean, at: integer}],
+          error: String.t() | nil
         }
 
   @key_bytes 80
@@ -208,19 +211,36 @@ defmodule Py.Dashboard do
   end
 
   defp shared_dict(sd) do
-    stats = Py.SharedDict.stats(sd)
-
-    %{
+    listed = %{
       id: sd.id,
       name: sd.name,
       label: sd.name || "##{sd.id}",
       backend: Py.SharedDict.backend(sd),
-      size: stats.size,
-      puts: stats.puts,
-      deletes: stats.deletes,
-      expired_total: stats.expired_total,
-      recent_expiries: Enum.map(stats.recent_expiries, &expiry/1)
+      error: nil
     }
+
+    case Py.SharedDict.stats(sd) do
+      %{} = stats ->
+        Map.merge(listed, %{
+          size: stats.size,
+          puts: stats.puts,
+          deletes: stats.deletes,
+          expired_total: stats.expired_total,
+          recent_expiries: Enum.map(stats.recent_expiries, &expiry/1)
+        })
+
+      # Its backend is unreachable (a Redis server down): listed, with the
+      # reason and no counters, rather than hiding it or failing the page.
+      {:error, error} ->
+        Map.merge(listed, %{
+          size: 0,
+          puts: 0,
+          deletes: 0,
+          expired_total: 0,
+          recent_expiries: [],
+          error: Exception.message(error)
+        })
+    end
   end
 
   defp expiry({key, at}) do

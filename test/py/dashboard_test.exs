@@ -131,6 +131,23 @@ defmodule Py.DashboardTest do
     refute Enum.any?(Py.Dashboard.snapshot().shared_dicts, &(&1.id == sd.id))
   end
 
+  @tag :redis
+  test "a dict whose backend cannot be reached is listed with the reason" do
+    server = Py.Test.RedisServer.start()
+    on_exit(fn -> Py.Test.RedisServer.stop(server) end)
+    name = "dashboard_redis_#{System.unique_integer([:positive])}"
+    sd = Py.SharedDict.new!(name: name, backend: {:redis, server.url})
+    :ok = Py.SharedDict.put(sd, "k", 1)
+    Py.Test.RedisServer.kill(server)
+
+    row = Enum.find(Py.Dashboard.snapshot().shared_dicts, &(&1.id == sd.id))
+    assert %{name: ^name, backend: :redis, size: 0, error: error} = row
+    assert error =~ "redis"
+    # The other dicts are still listed, with their counters.
+    other = Py.SharedDict.new!()
+    assert %{error: nil} = Enum.find(Py.Dashboard.snapshot().shared_dicts, &(&1.id == other.id))
+  end
+
   test "keys are cut at a character boundary, at most 80 bytes" do
     assert Py.Dashboard.cut("short") == {"short", false}
     exact = String.duplicate("k", 80)
