@@ -3,18 +3,15 @@
 # [2.0])`. A dip (a stretch of slow windows) shows as a minimum well below
 # the median; the target is minimum ≥ 0.8 × median.
 #
-# What is known of the one-caller dip (not fixed yet): it is a regime, not
-# noise. Throughput falls from about 250-300k to a steady 30-40k calls/s and
-# stays there for seconds; in it the caller's scheduler thread and the
-# context's home worker run on the same core while the other core is busy
-# (`ps -L -o tid,psr` shows both on one CPU). A `yes > /dev/null` taking one
-# core reproduces it at will (about 40k calls/s). Then every hand-off waits
-# for the other thread to get that core: the submitter's 20 µs inline wait
-# spins and yields while the low-priority worker (SCHED_BATCH, nice 10)
-# barely runs. Tried and rejected: ending the inline wait once the worker
-# has not taken the call after the 4 µs spin (30k instead of 40k: the
-# yields do hand the worker the core); `executor_priority: :normal` (no
-# better, some windows under 1k calls/s); `+sbwt none` (no change).
+# The one-caller dip (fixed): throughput fell from about 250-300k to a
+# steady 30-40k calls/s for seconds at a time whenever the caller's
+# scheduler thread and the context's home worker ran on the same core (the
+# other core busy): each side spun waiting for the other, taking the very
+# core the other needed. A `yes > /dev/null` on one core reproduced it at
+# will. Now each side records its CPU (runtime::CpuHint) and neither spins
+# when the other shares its core; with `yes` on one core one caller runs a
+# steady ~50k calls/s (hand-offs by wake-up instead of spinning), and on a
+# quiet machine the minimum window is ~0.9x the median.
 #
 # Part of `make bench` (bench/run.exs requires this file). Run alone, it
 # measures this section only and replaces it in bench/RESULTS.md:
