@@ -197,27 +197,9 @@ defmodule Bench.Backends do
   # Standalone: measure this section and put it into bench/RESULTS.md in
   # place of its previous figures.
   def main do
-    {:ok, _} = Application.ensure_all_started(:pybridge)
-
-    row = fn name, value, target, floor_name, floor, ok? ->
-      %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
-    end
-
-    {title, rows} = section(row)
-    m = H.machine()
-    load = File.read!("/proc/loadavg") |> String.split() |> Enum.take(3) |> Enum.join(" ")
-
-    table =
-      "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n" <>
-        Enum.map_join(rows, "\n", fn r ->
-          "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
-        end) <> "\n"
-
-    text =
-      "## #{title}\n\n" <>
-        "Measured on its own (`mix run bench/backends.exs`) on #{m.date}: #{m.cpu}, " <>
-        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}; load average " <>
-        "(1, 5, 15 min) at the end #{load}: other helpers' builds and tests shared the machine, so these are noisy. SQLite files on " <>
+    H.standalone("backends.exs", &section/1, fn load ->
+      "; load average (1, 5, 15 min) at the end #{load}: other helpers' builds and tests " <>
+        "shared the machine, so these are noisy. SQLite files on " <>
         "the machine's disk (`_build/bench-backends`), every write fsynced (WAL, " <>
         "`synchronous = FULL`); concurrent writers share commits (group commit). " <>
         "Checked once with strace: both the backend and the plain loop fsync once per " <>
@@ -227,16 +209,12 @@ defmodule Bench.Backends do
         " Redis: a local redis-server on loopback without persistence, sharing the 2 cores " <>
         "with the BEAM and redis-benchmark; every Redis operation is one round trip (GET, or " <>
         "one EVALSHA for a put) on a dirty IO scheduler (10 of them: at most 10 in flight), " <>
-        "and a put also waits for its event to come back from the dict's stream." <>
-        "\n\n" <> table
-
-    H.write_section(title, text)
+        "and a put also waits for its event to come back from the dict's stream."
+    end)
   end
 end
 
-unless Code.ensure_loaded?(Bench.Harness) do
-  Code.require_file("harness.exs", __DIR__)
-end
+unless Code.ensure_loaded?(Bench.Harness), do: Code.require_file("harness.exs", __DIR__)
 
 # bench/run.exs sets this before requiring the file.
 unless Process.get(:pybridge_bench_all), do: Bench.Backends.main()

@@ -161,45 +161,20 @@ defmodule Bench.Callbacks do
   # Standalone: measure this section and put it into bench/RESULTS.md in
   # place of its previous figures.
   def main do
-    {:ok, _} = Application.ensure_all_started(:pybridge)
-    for _ <- 1..100_000, do: {:ok, _} = Py.call(:math, :sqrt, [2.0])
-
-    row = fn name, value, target, floor_name, floor, ok? ->
-      %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
-    end
-
-    {title, rows} = section(row)
-    m = H.machine()
-    load = load_average()
-
-    table =
-      "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n" <>
-        Enum.map_join(rows, "\n", fn r ->
-          "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
-        end) <> "\n"
-
-    text =
-      "## #{title}\n\n" <>
-        "Measured on its own (`mix run bench/callbacks.exs`) on #{m.date}: #{m.cpu}, " <>
-        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}. " <>
-        "Load average #{load} at the end of the run: the machine was shared with other " <>
-        "builds and tests, so these figures are noisy (rerun on a quiet machine before " <>
-        "trusting them).\n\n" <> table
-
-    H.write_section(title, text)
-  end
-
-  defp load_average do
-    case File.read("/proc/loadavg") do
-      {:ok, text} -> text |> String.split() |> Enum.take(3) |> Enum.join(" ")
-      _ -> "unknown"
-    end
+    H.standalone(
+      "callbacks.exs",
+      &section/1,
+      fn load ->
+        ". Load average #{load} at the end of the run: the machine was shared with other " <>
+          "builds and tests, so these figures are noisy (rerun on a quiet machine before " <>
+          "trusting them)."
+      end,
+      warmup: 100_000
+    )
   end
 end
 
-unless Code.ensure_loaded?(Bench.Harness) do
-  Code.require_file("harness.exs", __DIR__)
-end
+unless Code.ensure_loaded?(Bench.Harness), do: Code.require_file("harness.exs", __DIR__)
 
 # bench/run.exs sets this before requiring the file.
 unless Process.get(:pybridge_bench_all), do: Bench.Callbacks.main()

@@ -291,35 +291,10 @@ defmodule Bench.Coalesce do
 
   # Standalone: measure this section and put it into bench/RESULTS.md in
   # place of its previous figures.
-  def main do
-    {:ok, _} = Application.ensure_all_started(:pybridge)
-    for _ <- 1..100_000, do: {:ok, _} = Py.call(:math, :sqrt, [2.0])
-
-    row = fn name, value, target, floor_name, floor, ok? ->
-      %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
-    end
-
-    {title, rows} = section(row)
-    m = H.machine()
-
-    table =
-      "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n" <>
-        Enum.map_join(rows, "\n", fn r ->
-          "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
-        end) <> "\n"
-
-    text =
-      "## #{title}\n\n" <>
-        "Measured on its own (`mix run bench/coalesce.exs`) on #{m.date}: #{m.cpu}, " <>
-        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}.\n\n" <> table
-
-    H.write_section(title, text)
-  end
+  def main, do: H.standalone("coalesce.exs", &section/1, fn _ -> "." end, warmup: 100_000)
 end
 
-unless Code.ensure_loaded?(Bench.Harness) do
-  Code.require_file("harness.exs", __DIR__)
-end
+unless Code.ensure_loaded?(Bench.Harness), do: Code.require_file("harness.exs", __DIR__)
 
 # bench/run.exs sets this before requiring the file.
 unless Process.get(:pybridge_bench_all), do: Bench.Coalesce.main()

@@ -202,6 +202,74 @@ defmodule Bench.Harness do
     }
   end
 
+  @doc "One table row; `section/1` of each bench file gets this as its `row` function."
+  @spec row(String.t(), String.t(), String.t(), String.t(), String.t(), boolean()) :: map()
+  def row(name, value, target, floor_name, floor, ok?) do
+    %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
+  end
+
+  @doc """
+  The first `fields` fields of /proc/loadavg joined by spaces (3: the 1, 5
+  and 15 min load averages; 5 adds running/total tasks and the last pid), or
+  "unknown" where there is none.
+  """
+  @spec load_average(pos_integer()) :: String.t()
+  def load_average(fields \\ 3) do
+    case File.read("/proc/loadavg") do
+      {:ok, text} -> text |> String.split() |> Enum.take(fields) |> Enum.join(" ")
+      _ -> "unknown"
+    end
+  end
+
+  @doc """
+  The markdown table of `rows` (see `row/6`); `column` heads the fifth
+  column, the row's `floor`.
+  """
+  @spec table([map()], String.t()) :: String.t()
+  def table(rows, column \\ "ratio to floor") do
+    "| benchmark | result | target | floor (same run) | #{column} | met |\n|---|---|---|---|---|---|\n" <>
+      Enum.map_join(rows, "\n", fn r ->
+        "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
+      end) <> "\n"
+  end
+
+  @doc """
+  Runs one bench file on its own (`mix run bench/<script>`): starts
+  :pybridge, makes `:warmup` `Py.call(:math, :sqrt, [2.0])` calls (default
+  0), runs `section_fun.(&row/6)` (which returns `{title, rows}`) and puts
+  the section into bench/RESULTS.md in place of its previous figures. Its
+  text is "Measured on its own (`mix run bench/<script>`) on <date>: <cpu>,
+  <n> schedulers online, OTP <otp>, Elixir <elixir>", then
+  `note_fun.(load)` (the load average, read at the `:load` point, `:start`
+  or `:end` (default), with `:load_fields` fields, default 3), then the
+  table, its fifth column headed `:column` (default "ratio to floor").
+  """
+  @spec standalone(
+          String.t(),
+          (function() -> {String.t(), [map()]}),
+          (String.t() -> String.t()),
+          keyword()
+        ) :: :ok
+  def standalone(script, section_fun, note_fun, opts \\ []) do
+    opts =
+      Keyword.validate!(opts, warmup: 0, load: :end, load_fields: 3, column: "ratio to floor")
+
+    {:ok, _} = Application.ensure_all_started(:pybridge)
+    for _ <- 1..opts[:warmup]//1, do: {:ok, _} = Py.call(:math, :sqrt, [2.0])
+    at_start = opts[:load] == :start && load_average(opts[:load_fields])
+    {title, rows} = section_fun.(&row/6)
+    m = machine()
+    load = at_start || load_average(opts[:load_fields])
+
+    text =
+      "## #{title}\n\n" <>
+        "Measured on its own (`mix run bench/#{script}`) on #{m.date}: #{m.cpu}, " <>
+        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}" <>
+        note_fun.(load) <> "\n\n" <> table(rows, opts[:column])
+
+    write_section(title, text)
+  end
+
   @doc """
   Puts `text` (a section starting with `## title`) into bench/RESULTS.md in
   place of that section's previous figures, or appends it when it is new.

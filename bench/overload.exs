@@ -214,44 +214,28 @@ defmodule Bench.Overload do
   defp mb(bytes), do: "#{Float.round(bytes / 1_048_576, 1)} MB"
 
   def main do
-    {:ok, _} = Application.ensure_all_started(:pybridge)
-
-    row = fn name, value, target, floor_name, floor, ok? ->
-      %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
-    end
-
-    {load, _} = System.cmd("cat", ["/proc/loadavg"])
-    {title, rows} = section(row)
-    m = Bench.Harness.machine()
-
-    table =
-      "| benchmark | result | target | floor (same run) | floor's figure | met |\n|---|---|---|---|---|---|\n" <>
-        Enum.map_join(rows, "\n", fn r ->
-          "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
-        end) <> "\n"
-
-    text =
-      "## #{title}\n\n" <>
-        "Measured on its own (`mix run bench/overload.exs`) on #{m.date}: #{m.cpu}, " <>
-        "#{m.cores} schedulers online, OTP #{m.otp}, Elixir #{m.elixir}; load average at " <>
-        "start #{String.trim(load)}. One dedicated context (`max_workers: 1`, its worker " <>
-        "held until every caller was queued, refused or waiting); every caller is a fresh " <>
-        "process making one `math.sqrt` call; memory and the queue are sampled every " <>
-        "#{@sample_ms} ms. BEAM is `:erlang.memory(:total)`, mostly the callers' own " <>
-        "processes; native is RSS minus what the BEAM's allocators have mapped " <>
-        "(`:instrument.carriers/0`): Python, the NIF and the queued calls. It is an " <>
-        "estimate (mapped carriers need not be resident): on this shared machine the " <>
-        "`:wait` row's native figure was 0.0, 18.9 and 5.5 MB in three runs, the " <>
-        "unbounded one's 116, 67.5 and 121 MB.\n\n" <>
-        table
-
-    Bench.Harness.write_section(title, text)
+    Bench.Harness.standalone(
+      "overload.exs",
+      &section/1,
+      fn load ->
+        "; load average at start #{load}. One dedicated context (`max_workers: 1`, its worker " <>
+          "held until every caller was queued, refused or waiting); every caller is a fresh " <>
+          "process making one `math.sqrt` call; memory and the queue are sampled every " <>
+          "#{@sample_ms} ms. BEAM is `:erlang.memory(:total)`, mostly the callers' own " <>
+          "processes; native is RSS minus what the BEAM's allocators have mapped " <>
+          "(`:instrument.carriers/0`): Python, the NIF and the queued calls. It is an " <>
+          "estimate (mapped carriers need not be resident): on this shared machine the " <>
+          "`:wait` row's native figure was 0.0, 18.9 and 5.5 MB in three runs, the " <>
+          "unbounded one's 116, 67.5 and 121 MB."
+      end,
+      load: :start,
+      load_fields: 5,
+      column: "floor's figure"
+    )
   end
 end
 
-unless Code.ensure_loaded?(Bench.Harness) do
-  Code.require_file("harness.exs", __DIR__)
-end
+unless Code.ensure_loaded?(Bench.Harness), do: Code.require_file("harness.exs", __DIR__)
 
 # bench/run.exs sets this before requiring the file.
 unless Process.get(:pybridge_bench_all), do: Bench.Overload.main()

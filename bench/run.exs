@@ -19,9 +19,7 @@ alias Bench.Harness, as: H
 defmodule Bench.Run do
   alias Bench.Harness, as: H
 
-  def row(name, value, target, floor_name, floor, ok?) do
-    %{name: name, value: value, target: target, floor_name: floor_name, floor: floor, ok?: ok?}
-  end
+  defdelegate row(name, value, target, floor_name, floor, ok?), to: Bench.Harness
 
   def python_timeit(stmt, setup, number) do
     code =
@@ -492,19 +490,6 @@ sections = [
 
 m = H.machine()
 
-table = fn rows ->
-  header =
-    "| benchmark | result | target | floor (same run) | ratio to floor | met |\n|---|---|---|---|---|---|\n"
-
-  body =
-    rows
-    |> Enum.map_join("\n", fn r ->
-      "| #{r.name} | #{r.value} | #{r.target} | #{r.floor_name} | #{r.floor} | #{if r.ok?, do: "yes", else: "**no**"} |"
-    end)
-
-  header <> body <> "\n"
-end
-
 doc = """
 # Benchmark results
 
@@ -534,7 +519,7 @@ embedding the 3.14 or 3.14t that `make cpython` builds.
 For comparison, the issue gives the prior art on this kind of machine as about
 15 µs for `math.sqrt` and 35 µs for `1+1`.
 
-#{Enum.map_join(sections, "\n", fn {title, rows} -> "## #{title}\n\n" <> table.(rows) end)}
+#{Enum.map_join(sections, "\n", fn {title, rows} -> "## #{title}\n\n" <> H.table(rows) end)}
 """
 
 File.write!(Path.join(__DIR__, "RESULTS.md"), doc)
