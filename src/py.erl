@@ -122,16 +122,13 @@
 
 -export_type([py_result/0, py_ref/0, context/0, reason/0, name/0]).
 
--import(py_dialect, [ctx/1, ctx_or_none/1, ctx_run/2, pid_of/1, name/1, in/1,
-                     in_locals/1, in_kwargs/1, result/1, out/1, sd_options/1,
-                     sd_result/1]).
+%% Each function delegates to the module owning its concept, py_facade_*:
+%% call (call, eval, exec, ctx_*), async, stream, runtime, contexts,
+%% callback, subinterp, shared_dict, state. py_dialect translates values.
+%% (Not py_state, py_stream...: erlang_python has modules of those names.)
+-import(py_dialect, [name/1, in/1, result/1]).
 
 -define(PY, 'Elixir.Py').
--define(CTX, 'Elixir.Py.Context').
--define(SD, 'Elixir.Py.SharedDict').
--define(STATE, 'Elixir.Py.State').
--define(SUP, 'Elixir.Py.Context.Supervisor').
--define(AWAIT_TIMEOUT, 'Elixir.Py.Limits':default_timeout_ms()).
 
 -type context() :: pid().
 %% A context, as returned by `context/0,1'.
@@ -168,8 +165,7 @@
 %% {ok, <<"a/b">>} = py:call("os.path", <<"join">>, [<<"a">>, <<"b">>]).
 %% '''
 -spec call(name(), name(), list()) -> py_result().
-call(Module, Func, Args) ->
-    result(?PY:call(name(Module), name(Func), in(Args))).
+call(Module, Func, Args) -> py_facade_call:call(Module, Func, Args).
 
 %% @doc `call(Ctx, Module, Func, Args)' calls on the context `Ctx' with no
 %% timeout (as erlang_python); `call(Pool, Module, Func, Args)' calls on the
@@ -187,15 +183,7 @@ call(Module, Func, Args) ->
 -spec call(ctx_arg(), name(), name(), list()) -> py_result();
           (atom(), name(), atom() | binary(), list()) -> py_result();
           (name(), name(), list(), kwargs()) -> py_result().
-call(Ctx, Module, Func, Args) when is_pid(Ctx); is_map(Ctx) ->
-    ctx_run(Ctx, fun(C) ->
-        ?PY:call(C, name(Module), name(Func), in(Args), [{timeout, infinity}])
-    end);
-call(Pool, Module, Func, Args) when is_atom(Pool), (is_atom(Func) orelse is_binary(Func)),
-                                    is_list(Args) ->
-    pool_call(Pool, Module, Func, Args, #{}, default);
-call(Module, Func, Args, Kwargs) ->
-    result(?PY:call(name(Module), name(Func), in(Args), [{kwargs, in_kwargs(Kwargs)}])).
+call(Ctx, Module, Func, Args) -> py_facade_call:call(Ctx, Module, Func, Args).
 
 %% @doc `call(Ctx, Module, Func, Args, Opts)' calls on `Ctx' with the options
 %% map `#{kwargs => Kwargs, timeout => Ms}' (no timeout unless given), plus
@@ -216,42 +204,7 @@ call(Module, Func, Args, Kwargs) ->
 -spec call(ctx_arg(), name(), name(), list(), map()) -> py_result();
           (atom(), name(), atom() | binary(), list(), kwargs()) -> py_result();
           (name(), name(), list(), kwargs(), timeout()) -> py_result().
-call(Ctx, Module, Func, Args, Opts) when (is_pid(Ctx) orelse is_map(Ctx)), is_map(Opts) ->
-    ctx_run(Ctx, fun(C) ->
-        ?PY:call(C, name(Module), name(Func), in(Args), ctx_opts(Opts))
-    end);
-call(Pool, Module, Func, Args, Kwargs) when is_atom(Pool), (is_atom(Func) orelse is_binary(Func)),
-                                            is_list(Args), is_map(Kwargs) ->
-    pool_call(Pool, Module, Func, Args, Kwargs, default);
-call(Module, Func, Args, Kwargs, Timeout) ->
-    result(?PY:call(name(Module), name(Func), in(Args),
-                    [{kwargs, in_kwargs(Kwargs)}, {timeout, Timeout}])).
-
-pool_call(Pool, Module, Func, Args, Kwargs, Timeout) ->
-    Opts = [{kwargs, in_kwargs(Kwargs)} | timeout_opt(Timeout)],
-    result(?PY:call(?PY:context(Pool), name(Module), name(Func), in(Args), Opts)).
-
-%% Options of the context-first forms: erlang_python waits forever unless
-%% told otherwise.
-ctx_opts(Opts) ->
-    case maps:get(return, Opts, value) of
-        value -> ok;
-        Other -> error({unsupported_option, {return, Other}})
-    end,
-    %% erlang_python ignores other keys; a kwargs map given in place of the
-    %% options would be dropped silently, so they are refused.
-    case maps:keys(maps:without([kwargs, timeout, return, coalesce, group], Opts)) of
-        [] -> ok;
-        Unknown -> error({badarg, {unknown_options, Unknown,
-                                   "expected #{kwargs => Map, timeout => Ms, "
-                                   "coalesce => true | Key, group => Group}"}})
-    end,
-    [{kwargs, in_kwargs(maps:get(kwargs, Opts, #{}))},
-     {timeout, maps:get(timeout, Opts, infinity)}
-     | [{K, V} || K <- [coalesce, group], {ok, V} <- [maps:find(K, Opts)]]].
-
-timeout_opt(default) -> [];
-timeout_opt(Timeout) -> [{timeout, Timeout}].
+call(Ctx, Module, Func, Args, Opts) -> py_facade_call:call(Ctx, Module, Func, Args, Opts).
 
 %%====================================================================
 %% eval / exec
@@ -267,8 +220,7 @@ timeout_opt(Timeout) -> [{timeout, Timeout}].
 %% {ok, 3} = py:eval("1 + 2").
 %% '''
 -spec eval(code()) -> py_result().
-eval(Code) ->
-    result(?PY:eval(Code)).
+eval(Code) -> py_facade_call:eval(Code).
 
 %% @doc `eval(Ctx, Code)' evaluates on the context `Ctx' (no timeout);
 %% `eval(Code, Locals)' evaluates with the variables `Locals', visible to
@@ -282,10 +234,7 @@ eval(Code) ->
 %% '''
 -spec eval(ctx_arg(), code()) -> py_result();
           (code(), locals()) -> py_result().
-eval(Ctx, Code) when is_pid(Ctx); is_map(Ctx) ->
-    ctx_run(Ctx, fun(C) -> ?PY:eval(C, Code, #{}, [{timeout, infinity}]) end);
-eval(Code, Locals) ->
-    result(?PY:eval(Code, in_locals(Locals))).
+eval(Ctx, Code) -> py_facade_call:eval(Ctx, Code).
 
 %% @doc `eval(Ctx, Code, Locals)' evaluates on `Ctx' with `Locals' (no
 %% timeout); `eval(Code, Locals, Timeout)' evaluates with a timeout in
@@ -300,10 +249,7 @@ eval(Code, Locals) ->
 %% '''
 -spec eval(ctx_arg(), code(), locals()) -> py_result();
           (code(), locals(), timeout()) -> py_result().
-eval(Ctx, Code, Locals) when is_pid(Ctx); is_map(Ctx) ->
-    ctx_run(Ctx, fun(C) -> ?PY:eval(C, Code, in_locals(Locals), [{timeout, infinity}]) end);
-eval(Code, Locals, Timeout) ->
-    result(?PY:eval(Code, in_locals(Locals), [{timeout, Timeout}])).
+eval(Ctx, Code, Locals) -> py_facade_call:eval(Ctx, Code, Locals).
 
 %% @doc Runs Python statements in the caller's namespace of its context:
 %% what they assign stays visible to the caller's later calls there.
@@ -315,8 +261,7 @@ eval(Code, Locals, Timeout) ->
 %% {ok, 42} = py:eval(<<"x">>).
 %% '''
 -spec exec(code()) -> ok | {error, reason()}.
-exec(Code) ->
-    result(?PY:exec(Code)).
+exec(Code) -> py_facade_call:exec(Code).
 
 %% @doc Runs Python statements on the context `Ctx' (no timeout).
 %%
@@ -326,8 +271,7 @@ exec(Code) ->
 %% ok = py:exec(py:context(1), <<"counter = 0">>).
 %% '''
 -spec exec(ctx_arg(), code()) -> ok | {error, reason()}.
-exec(Ctx, Code) ->
-    ctx_run(Ctx, fun(C) -> ?PY:exec(C, Code, [{timeout, infinity}]) end).
+exec(Ctx, Code) -> py_facade_call:exec(Ctx, Code).
 
 %%====================================================================
 %% Asynchronous calls
@@ -340,25 +284,19 @@ exec(Ctx, Code) ->
 %% ok = py:cast(builtins, print, [<<"hello">>]).
 %% '''
 -spec cast(name(), name(), list()) -> ok.
-cast(Module, Func, Args) ->
-    cast(Module, Func, Args, #{}).
+cast(Module, Func, Args) -> py_facade_async:cast(Module, Func, Args).
 
 %% @doc `cast(Ctx, Module, Func, Args)' on the context `Ctx';
 %% `cast(Module, Func, Args, Kwargs)' with keyword arguments. Returns `ok'.
 -spec cast(ctx_arg(), name(), name(), list()) -> ok;
           (name(), name(), list(), kwargs()) -> ok.
-cast(Ctx, Module, Func, Args) when is_pid(Ctx); is_map(Ctx) ->
-    cast(Ctx, Module, Func, Args, #{});
-cast(Module, Func, Args, Kwargs) ->
-    _ = spawn(fun() -> call(Module, Func, Args, Kwargs) end),
-    ok.
+cast(Ctx, Module, Func, Args) -> py_facade_async:cast(Ctx, Module, Func, Args).
 
 %% @doc `cast(Ctx, Module, Func, Args, Kwargs)': on `Ctx' with keyword
 %% arguments. Returns `ok'.
 -spec cast(ctx_arg(), name(), name(), list(), kwargs()) -> ok.
-cast(Ctx, Module, Func, Args, Kwargs) when is_pid(Ctx); is_map(Ctx) ->
-    _ = spawn(fun() -> call(Ctx, Module, Func, Args, #{kwargs => Kwargs}) end),
-    ok.
+cast(Ctx, Module, Func, Args, Kwargs) ->
+    py_facade_async:cast(Ctx, Module, Func, Args, Kwargs).
 
 %% @doc Starts `Module:Func(Args...)' in a new process and returns a
 %% reference for `await/1,2'.
@@ -368,41 +306,25 @@ cast(Ctx, Module, Func, Args, Kwargs) when is_pid(Ctx); is_map(Ctx) ->
 %% {ok, 4.0} = py:await(Ref).
 %% '''
 -spec spawn_call(name(), name(), list()) -> reference().
-spawn_call(Module, Func, Args) ->
-    spawn_call(Module, Func, Args, #{}).
+spawn_call(Module, Func, Args) -> py_facade_async:spawn_call(Module, Func, Args).
 
 %% @doc `spawn_call(Ctx, Module, Func, Args)' on the context `Ctx';
 %% `spawn_call(Module, Func, Args, Kwargs)' with keyword arguments.
 -spec spawn_call(ctx_arg(), name(), name(), list()) -> reference();
                 (name(), name(), list(), kwargs()) -> reference().
-spawn_call(Ctx, Module, Func, Args) when is_pid(Ctx); is_map(Ctx) ->
-    spawn_call(Ctx, Module, Func, Args, #{});
-spawn_call(Module, Func, Args, Kwargs) ->
-    spawn_reply(fun() -> call(Module, Func, Args, Kwargs) end).
+spawn_call(Ctx, Module, Func, Args) -> py_facade_async:spawn_call(Ctx, Module, Func, Args).
 
 %% @doc `spawn_call(Ctx, Module, Func, Args, Kwargs)': on `Ctx' with keyword
 %% arguments.
 -spec spawn_call(ctx_arg(), name(), name(), list(), kwargs()) -> reference().
-spawn_call(Ctx, Module, Func, Args, Kwargs) when is_pid(Ctx); is_map(Ctx) ->
-    spawn_reply(fun() -> call(Ctx, Module, Func, Args, #{kwargs => Kwargs}) end).
-
-%% The result reaches the caller as {py_response, Ref, Result}; a call that
-%% raises (bad arguments) is reported as {error, {Class, Reason}}.
-spawn_reply(Fun) ->
-    Ref = make_ref(),
-    Parent = self(),
-    _ = spawn(fun() ->
-        Result = try Fun() catch Class:Reason -> {error, {Class, Reason}} end,
-        Parent ! {py_response, Ref, Result}
-    end),
-    Ref.
+spawn_call(Ctx, Module, Func, Args, Kwargs) ->
+    py_facade_async:spawn_call(Ctx, Module, Func, Args, Kwargs).
 
 %% @doc Waits up to 30 s for the result of `spawn_call/3,4,5'.
 %%
 %% Returns the call's result, or `{error, timeout}'.
 -spec await(reference()) -> py_result().
-await(Ref) ->
-    await(Ref, ?AWAIT_TIMEOUT).
+await(Ref) -> py_facade_async:spawn_await(Ref).
 
 %% @doc Waits up to `Timeout' milliseconds for the result of
 %% `spawn_call/3,4,5'.
@@ -410,12 +332,7 @@ await(Ref) ->
 %% Returns the call's result, or `{error, timeout}' (the call keeps running;
 %% its late reply stays in the mailbox).
 -spec await(reference(), timeout()) -> py_result().
-await(Ref, Timeout) ->
-    receive
-        {py_response, Ref, Result} -> Result
-    after Timeout ->
-        {error, timeout}
-    end.
+await(Ref, Timeout) -> py_facade_async:spawn_await(Ref, Timeout).
 
 %%====================================================================
 %% Streams
@@ -431,15 +348,11 @@ await(Ref, Timeout) ->
 %% {ok, [0, 1, 2]} = py:stream(builtins, range, [3]).
 %% '''
 -spec stream(name(), name(), list()) -> py_result().
-stream(Module, Func, Args) ->
-    stream(Module, Func, Args, #{}).
+stream(Module, Func, Args) -> py_facade_stream:stream(Module, Func, Args).
 
 %% @doc Like {@link stream/3}, with keyword arguments.
 -spec stream(name(), name(), list(), kwargs()) -> py_result().
-stream(Module, Func, Args, Kwargs) ->
-    to_list(fun() -> ?PY:stream(name(Module), name(Func), in(Args),
-                                [{kwargs, in_kwargs(Kwargs)}])
-            end).
+stream(Module, Func, Args, Kwargs) -> py_facade_stream:stream(Module, Func, Args, Kwargs).
 
 %% @doc Evaluates an expression giving an iterable (a generator expression)
 %% and returns its items as a list.
@@ -450,22 +363,11 @@ stream(Module, Func, Args, Kwargs) ->
 %% {ok, [0, 2, 4]} = py:stream_eval(<<"(x * 2 for x in range(3))">>).
 %% '''
 -spec stream_eval(code()) -> py_result().
-stream_eval(Code) ->
-    stream_eval(Code, #{}).
+stream_eval(Code) -> py_facade_stream:stream_eval(Code).
 
 %% @doc Like {@link stream_eval/1}, with local variables.
 -spec stream_eval(code(), locals()) -> py_result().
-stream_eval(Code, Locals) ->
-    to_list(fun() -> ?PY:stream_eval(Code, [{locals, in_locals(Locals)}]) end).
-
-%% A stream's items as `{ok, List}', or its failure as `{error, Reason}'.
-to_list(MakeStream) ->
-    Stream = MakeStream(),
-    try 'Elixir.Enum':to_list(Stream) of
-        List -> result({ok, List})
-    catch
-        error:#{'__struct__' := 'Elixir.Py.Error'} = Error -> result({error, Error})
-    end.
+stream_eval(Code, Locals) -> py_facade_stream:stream_eval(Code, Locals).
 
 %%====================================================================
 %% asyncio
@@ -473,7 +375,7 @@ to_list(MakeStream) ->
 
 %% @doc Starts `Module:Func(Args...)', an `async def' function (any other
 %% runs like {@link call/3}), and returns a reference at once; collect the
-%% result with {@link async_await/1,2}. The coroutine runs on the
+%% result with `async_await/1,2'. The coroutine runs on the
 %% interpreter's event loop and holds no context thread while it waits.
 %%
 %% ```
@@ -481,32 +383,22 @@ to_list(MakeStream) ->
 %% {ok, 42} = py:async_await(Ref).
 %% '''
 -spec async_call(name(), name(), list()) -> reference().
-async_call(Module, Func, Args) ->
-    async_call(Module, Func, Args, #{}).
+async_call(Module, Func, Args) -> py_facade_async:call(Module, Func, Args).
 
 %% @doc Like {@link async_call/3}, with keyword arguments.
 -spec async_call(name(), name(), list(), kwargs()) -> reference().
-async_call(Module, Func, Args, Kwargs) ->
-    Task = ?PY:async_call(name(Module), name(Func), in(Args), [{kwargs, in_kwargs(Kwargs)}]),
-    Ref = maps:get(ref, Task),
-    put({?MODULE, async, Ref}, Task),
-    Ref.
+async_call(Module, Func, Args, Kwargs) -> py_facade_async:call(Module, Func, Args, Kwargs).
 
-%% @doc Waits up to 30 s for the result of {@link async_call/3,4}.
+%% @doc Waits up to 30 s for the result of `async_call/3,4'.
 -spec async_await(reference()) -> py_result().
-async_await(Ref) ->
-    async_await(Ref, ?AWAIT_TIMEOUT).
+async_await(Ref) -> py_facade_async:await(Ref).
 
 %% @doc Waits up to `Timeout' milliseconds for the result of
-%% {@link async_call/3,4}: the call's result, or `{error, timeout}', in which
+%% `async_call/3,4': the call's result, or `{error, timeout}', in which
 %% case the coroutine is cancelled (`CancelledError' inside it). A reference
-%% of {@link spawn_call/3,4,5} is awaited as {@link await/2} does.
+%% of `spawn_call/3,4,5' is awaited as {@link await/2} does.
 -spec async_await(reference(), timeout()) -> py_result().
-async_await(Ref, Timeout) ->
-    case erase({?MODULE, async, Ref}) of
-        undefined -> await(Ref, Timeout);
-        Task -> result(?PY:await(Task, Timeout))
-    end.
+async_await(Ref, Timeout) -> py_facade_async:await(Ref, Timeout).
 
 %% @doc Runs the calls `[{Module, Func, Args}]' concurrently (coroutines
 %% overlap on the event loop) and waits up to 30 s for all of them.
@@ -518,26 +410,19 @@ async_await(Ref, Timeout) ->
 %% {ok, [1, 2]} = py:async_gather([{asyncio, sleep, [0, 1]}, {asyncio, sleep, [0, 2]}]).
 %% '''
 -spec async_gather([{name(), name(), list()}]) -> py_result().
-async_gather(Calls) when is_list(Calls) ->
-    Tasks = [?PY:async_call(name(M), name(F), in(A), []) || {M, F, A} <- Calls],
-    gathered(?PY:await_many(Tasks, ?AWAIT_TIMEOUT), []).
-
-gathered([{ok, Value} | Rest], Acc) -> gathered(Rest, [Value | Acc]);
-gathered([Error | _], _Acc) -> result(Error);
-gathered([], Acc) -> result({ok, lists:reverse(Acc)}).
+async_gather(Calls) -> py_facade_async:gather(Calls).
 
 %% @doc All that the async generator `Module:Func(Args...)' yields, as a
 %% list (a plain generator too).
 %%
 %% Returns `{ok, List}' or `{error, Reason}' (see "Errors").
 -spec async_stream(name(), name(), list()) -> py_result().
-async_stream(Module, Func, Args) ->
-    stream(Module, Func, Args, #{}).
+async_stream(Module, Func, Args) -> py_facade_stream:stream(Module, Func, Args).
 
 %% @doc Like {@link async_stream/3}, with keyword arguments.
 -spec async_stream(name(), name(), list(), kwargs()) -> py_result().
 async_stream(Module, Func, Args, Kwargs) ->
-    stream(Module, Func, Args, Kwargs).
+    py_facade_stream:stream(Module, Func, Args, Kwargs).
 
 %%====================================================================
 %% Interpreter information
@@ -552,11 +437,7 @@ async_stream(Module, Func, Args, Kwargs) ->
 %% {ok, <<"3.", _/binary>>} = py:version().
 %% '''
 -spec version() -> {ok, binary()} | {error, reason()}.
-version() ->
-    case 'Elixir.Py.Runtime':info() of
-        #{version := Version} -> {ok, Version};
-        nil -> {error, {not_started, "Python is not running"}}
-    end.
+version() -> py_facade_runtime:version().
 
 %% @doc Python's memory statistics (`Py.memory_stats/0'): a map with
 %% `gc_stats' (one map per generation), `gc_count' and `gc_threshold'
@@ -568,20 +449,7 @@ version() ->
 %%
 %% Returns `{ok, Map}' or `{error, Reason}' (see "Errors").
 -spec memory_stats() -> {ok, map()} | {error, reason()}.
-memory_stats() ->
-    case result(?PY:memory_stats()) of
-        {ok, Stats} ->
-            %% As erlang_python: the per-generation maps are Python's dicts,
-            %% with binary keys.
-            Binary = fun(M) -> maps:fold(fun(K, V, A) -> A#{atom_to_binary(K) => V} end,
-                                         #{}, M) end,
-            {ok, maps:map(fun(Key, List) when Key =:= gc_stats; Key =:= tracemalloc_top ->
-                                  [Binary(M) || M <- List];
-                             (_, V) -> V
-                          end, Stats)};
-        Error ->
-            Error
-    end.
+memory_stats() -> py_facade_runtime:memory_stats().
 
 %% @doc Runs a full garbage collection (`gc.collect()') in every
 %% interpreter.
@@ -589,31 +457,26 @@ memory_stats() ->
 %% Returns `{ok, Unreachable}' (the number of unreachable objects found) or
 %% `{error, Reason}' (see "Errors").
 -spec gc() -> {ok, non_neg_integer()} | {error, reason()}.
-gc() ->
-    result(?PY:gc()).
+gc() -> py_facade_runtime:gc().
 
 %% @doc Collects generations `0' to `Generation' (0, 1 or 2) in every
 %% interpreter.
 %%
 %% Returns `{ok, Unreachable}' or `{error, Reason}' (see "Errors").
 -spec gc(0..2) -> {ok, non_neg_integer()} | {error, reason()}.
-gc(Generation) when Generation >= 0, Generation =< 2 ->
-    result(?PY:gc(Generation)).
+gc(Generation) -> py_facade_runtime:gc(Generation).
 
 %% @doc Starts `tracemalloc' with one frame per allocation.
 -spec tracemalloc_start() -> ok | {error, reason()}.
-tracemalloc_start() ->
-    result(?PY:tracemalloc_start()).
+tracemalloc_start() -> py_facade_runtime:tracemalloc_start().
 
 %% @doc Starts `tracemalloc' keeping `Frames' frames per allocation.
 -spec tracemalloc_start(pos_integer()) -> ok | {error, reason()}.
-tracemalloc_start(Frames) when is_integer(Frames), Frames > 0 ->
-    result(?PY:tracemalloc_start(Frames)).
+tracemalloc_start(Frames) -> py_facade_runtime:tracemalloc_start(Frames).
 
 %% @doc Stops `tracemalloc' and frees its traces.
 -spec tracemalloc_stop() -> ok | {error, reason()}.
-tracemalloc_stop() ->
-    result(?PY:tracemalloc_stop()).
+tracemalloc_stop() -> py_facade_runtime:tracemalloc_stop().
 
 %%====================================================================
 %% Virtual environments
@@ -625,58 +488,39 @@ tracemalloc_stop() ->
 %% Returns `ok', or `{error, {venv_not_found, Message}}' when `Path' is not
 %% a venv for the running Python.
 -spec activate_venv(file:filename_all()) -> ok | {error, reason()}.
-activate_venv(Path) ->
-    result(?PY:activate_venv(unicode:characters_to_binary(Path))).
+activate_venv(Path) -> py_facade_runtime:activate_venv(Path).
 
 %% @doc Deactivates the venv {@link activate_venv/1} activated.
 -spec deactivate_venv() -> ok | {error, reason()}.
-deactivate_venv() ->
-    result(?PY:deactivate_venv()).
+deactivate_venv() -> py_facade_runtime:deactivate_venv().
 
 %% @doc The venv active at run time, as erlang_python's map: `<<"active">>',
 %% and while one is, `<<"venv_path">>' and `<<"site_packages">>' (its first
 %% site-packages directory); `<<"sys_path">>' always.
 -spec venv_info() -> {ok, #{binary() => term()}} | {error, reason()}.
-venv_info() ->
-    case ?PY:venv_info() of
-        {ok, #{active := true, venv_path := Venv, site_packages := [Site | _], sys_path := Path}} ->
-            {ok, #{<<"active">> => true, <<"venv_path">> => Venv,
-                   <<"site_packages">> => Site, <<"sys_path">> => Path}};
-        {ok, #{sys_path := Path}} ->
-            {ok, #{<<"active">> => false, <<"sys_path">> => Path}};
-        Error ->
-            result(Error)
-    end.
+venv_info() -> py_facade_runtime:venv_info().
 
 %% @doc Creates the venv at `Path' when missing, installs the requirements
 %% file `Requirements' into it, and activates it (`Py.ensure_venv/3').
 -spec ensure_venv(file:filename_all(), file:filename_all()) -> ok | {error, reason()}.
-ensure_venv(Path, Requirements) ->
-    ensure_venv(Path, Requirements, []).
+ensure_venv(Path, Requirements) -> py_facade_runtime:ensure_venv(Path, Requirements).
 
 %% @doc {@link ensure_venv/2} with options: `{installer, pip | uv}',
 %% `force' (recreate the venv).
 -spec ensure_venv(file:filename_all(), file:filename_all(), list()) -> ok | {error, reason()}.
 ensure_venv(Path, Requirements, Opts) ->
-    result(?PY:ensure_venv(unicode:characters_to_binary(Path),
-                           unicode:characters_to_binary(Requirements),
-                           [{K, V} || {K, V} <- proplists:unfold(Opts)])).
+    py_facade_runtime:ensure_venv(Path, Requirements, Opts).
 
 %% @doc Whether contexts can run in sub-interpreters with their own GIL
 %% (CPython 3.12 or newer).
 -spec subinterp_supported() -> boolean().
-subinterp_supported() ->
-    ?CTX:'subinterpreters_supported?'().
+subinterp_supported() -> py_facade_runtime:subinterp_supported().
 
 %% @doc How the default pool's contexts run: `worker' (in the main
 %% interpreter, pybridge's `context_mode: main') or `owngil' (each in a
 %% sub-interpreter with its own GIL, `context_mode: subinterpreter').
 -spec execution_mode() -> worker | owngil.
-execution_mode() ->
-    case ?CTX:info(?PY:context(1)) of
-        #{mode := subinterpreter} -> owngil;
-        #{mode := main} -> worker
-    end.
+execution_mode() -> py_facade_runtime:execution_mode().
 
 %% @doc Runs the calls `[{Module, Func, Args}]' concurrently, spread over the
 %% default pool's contexts, and returns their values in order. CPU-bound
@@ -690,19 +534,7 @@ execution_mode() ->
 %% {ok, [2.0, 3.0]} = py:parallel([{math, sqrt, [4]}, {math, sqrt, [9]}]).
 %% '''
 -spec parallel([{name(), name(), list()}]) -> {ok, list()} | {error, reason()}.
-parallel(Calls) when is_list(Calls) ->
-    Contexts = list_to_tuple(?CTX:contexts(default)),
-    N = tuple_size(Contexts),
-    Indexed = lists:zip(lists:seq(0, length(Calls) - 1), Calls),
-    Refs = [spawn_reply(fun() ->
-                Ctx = element(I rem N + 1, Contexts),
-                call(Ctx, M, F, A, #{timeout => ?AWAIT_TIMEOUT})
-            end) || {I, {M, F, A}} <- Indexed],
-    Results = [await(Ref, ?AWAIT_TIMEOUT) || Ref <- Refs],
-    case [E || {error, _} = E <- Results] of
-        [] -> {ok, [V || {ok, V} <- Results]};
-        [First | _] -> First
-    end.
+parallel(Calls) -> py_facade_async:parallel(Calls).
 
 %% @doc Re-imports `Module' from its source in every context.
 %%
@@ -714,11 +546,7 @@ parallel(Calls) when is_list(Calls) ->
 %% ok = py:reload("json").
 %% '''
 -spec reload(name()) -> ok | {error, [{context, reason()}]}.
-reload(Module) ->
-    case result(?PY:reload(name(Module))) of
-        ok -> ok;
-        {error, Reason} -> {error, [{context, Reason}]}
-    end.
+reload(Module) -> py_facade_runtime:reload(Module).
 
 %%====================================================================
 %% Contexts
@@ -732,8 +560,7 @@ reload(Module) ->
 %% true = is_pid(Ctx).
 %% '''
 -spec context() -> context().
-context() ->
-    pid_of(?PY:context()).
+context() -> py_facade_contexts:context().
 
 %% @doc `context(N)': context number `N' (1-based) of the default pool;
 %% `context(Pool)': the caller's context in the pool `Pool'. Raises an
@@ -743,16 +570,14 @@ context() ->
 %% Ctx = py:context(1).
 %% '''
 -spec context(pos_integer() | atom()) -> context().
-context(IndexOrPool) ->
-    pid_of(?PY:context(IndexOrPool)).
+context(IndexOrPool) -> py_facade_contexts:context(IndexOrPool).
 
 %% @doc Starts the context pools if they are stopped, with the application
 %% settings.
 %%
 %% Returns `{ok, Contexts}' (the default pool's) or `{error, Reason}'.
 -spec start_contexts() -> {ok, [context()]} | {error, term()}.
-start_contexts() ->
-    start_contexts(#{}).
+start_contexts() -> py_facade_contexts:start_contexts().
 
 %% @doc Starts the context pools if they are stopped, with `#{contexts =>
 %% N, mode => worker | owngil}' over the application settings. When they
@@ -761,28 +586,16 @@ start_contexts() ->
 %% Returns `{ok, Contexts}' (the default pool's) or `{error, Reason}'.
 -spec start_contexts(#{contexts => pos_integer(), mode => worker | owngil}) ->
     {ok, [context()]} | {error, term()}.
-start_contexts(Opts) when is_map(Opts) ->
-    Settings = [{num_contexts, N} || #{contexts := N} <- [Opts]] ++
-               [{context_mode, mode(M)} || #{mode := M} <- [Opts]],
-    case ?SUP:start_pools(Settings) of
-        {ok, Contexts} -> {ok, [pid_of(C) || C <- Contexts]};
-        {error, _} = Error -> Error
-    end.
-
-mode(worker) -> main;
-mode(owngil) -> subinterpreter;
-mode(Other) -> error({badarg, {mode, Other}}).
+start_contexts(Opts) -> py_facade_contexts:start_contexts(Opts).
 
 %% @doc Stops every context pool: their contexts close and their pids exit
 %% with `shutdown'. Returns `ok'.
 -spec stop_contexts() -> ok.
-stop_contexts() ->
-    ?SUP:stop_pools().
+stop_contexts() -> py_facade_contexts:stop_contexts().
 
 %% @doc Whether the default context pool is running.
 -spec contexts_started() -> boolean().
-contexts_started() ->
-    ?CTX:'pool_started?'(default).
+contexts_started() -> py_facade_contexts:contexts_started().
 
 %% @doc Routes calls of `Module' (or of `{Module, Func}') made with the
 %% routed forms of `call/3,4,5' to the pool `Pool'. Returns `ok'.
@@ -792,17 +605,11 @@ contexts_started() ->
 %% ok = py:unregister_pool(json).
 %% '''
 -spec register_pool(atom(), name() | {name(), name()}) -> ok.
-register_pool(Pool, {Module, Func}) ->
-    ?CTX:register_pool(Pool, name(Module), name(Func));
-register_pool(Pool, Module) ->
-    ?CTX:register_pool(Pool, name(Module)).
+register_pool(Pool, Module) -> py_facade_contexts:register_pool(Pool, Module).
 
 %% @doc Removes a routing made with {@link register_pool/2}. Returns `ok'.
 -spec unregister_pool(name() | {name(), name()}) -> ok.
-unregister_pool({Module, Func}) ->
-    ?CTX:unregister_pool(name(Module), name(Func));
-unregister_pool(Module) ->
-    ?CTX:unregister_pool(name(Module)).
+unregister_pool(Module) -> py_facade_contexts:unregister_pool(Module).
 
 %%====================================================================
 %% Callbacks (Python -> Erlang)
@@ -825,25 +632,19 @@ unregister_pool(Module) ->
 %% {ok, 3} = py:eval(<<"__import__('erlang').add(1, 2)">>).
 %% '''
 -spec register_function(name(), fun((list()) -> term()) | {module(), atom()}) -> ok.
-register_function(Name, Fun) when is_function(Fun, 1) ->
-    'Elixir.Py.Callback':register(Name, {erlang, Fun});
-register_function(Name, {Module, Function}) when is_atom(Module), is_atom(Function) ->
-    register_function(Name, Module, Function);
-register_function(_Name, Other) ->
-    erlang:error({badarg, Other}).
+register_function(Name, Fun) -> py_facade_callback:register_function(Name, Fun).
 
 %% @doc Registers `Module:Function/1' under `Name': Python's
 %% `erlang.name(*args)' runs `Module:Function(Args)'; see
 %% {@link register_function/2}. Returns `ok'.
 -spec register_function(name(), module(), atom()) -> ok.
-register_function(Name, Module, Function) when is_atom(Module), is_atom(Function) ->
-    'Elixir.Py.Callback':register(Name, {erlang, Module, Function}).
+register_function(Name, Module, Function) ->
+    py_facade_callback:register_function(Name, Module, Function).
 
 %% @doc Removes the function registered as `Name' (Python calling it then
 %% gets `erlang.UnknownFunction'). Returns `ok', also when there was none.
 -spec unregister_function(name()) -> ok.
-unregister_function(Name) ->
-    'Elixir.Py.Callback':unregister(Name).
+unregister_function(Name) -> py_facade_callback:unregister_function(Name).
 
 %%====================================================================
 %% Object handles
@@ -858,8 +659,7 @@ unregister_function(Name) ->
 %% {ok, <<"2024-05-17">>} = py:call_method(Date, isoformat, []).
 %% '''
 -spec call_method(py_ref(), name(), list()) -> py_result().
-call_method(Ref, Method, Args) ->
-    result(?PY:call_method(Ref, name(Method), in(Args))).
+call_method(Ref, Method, Args) -> result(?PY:call_method(Ref, name(Method), in(Args))).
 
 %% @doc Reads the attribute `Name' of the object `Ref'.
 %%
@@ -870,15 +670,13 @@ call_method(Ref, Method, Args) ->
 %% {ok, 2024} = py:getattr(Date, year).
 %% '''
 -spec getattr(py_ref(), name()) -> py_result().
-getattr(Ref, Name) ->
-    result(?PY:getattr(Ref, name(Name))).
+getattr(Ref, Name) -> result(?PY:getattr(Ref, name(Name))).
 
 %% @doc The Erlang term for the object `Ref'. Handles only stand for objects
 %% that have no plainer term, so this is `{ok, Ref}' for a handle; any other
 %% term is returned as it is.
 -spec to_term(term()) -> {ok, term()}.
-to_term(Term) ->
-    {ok, Term}.
+to_term(Term) -> {ok, Term}.
 
 %% @doc Whether `Term' is an object handle.
 -spec is_ref(term()) -> boolean().
@@ -896,39 +694,32 @@ is_ref(_) -> false.
 %% @doc Same as {@link py_import:ensure_imported/1} (erlang_python 3.0 moved
 %% it there).
 -spec ensure_imported(name()) -> ok | {error, term()}.
-ensure_imported(Module) ->
-    py_import:ensure_imported(Module).
+ensure_imported(Module) -> py_import:ensure_imported(Module).
 
 %% @doc Same as {@link py_import:ensure_imported/2}.
 -spec ensure_imported(name(), name()) -> ok | {error, term()}.
-ensure_imported(Module, Func) ->
-    py_import:ensure_imported(Module, Func).
+ensure_imported(Module, Func) -> py_import:ensure_imported(Module, Func).
 
 %% @doc Same as {@link py_import:is_imported/1}.
 -spec is_imported(name()) -> boolean().
-is_imported(Module) ->
-    py_import:is_imported(Module).
+is_imported(Module) -> py_import:is_imported(Module).
 
 %% @doc Same as {@link py_import:is_imported/2}.
 -spec is_imported(name(), name()) -> boolean().
-is_imported(Module, Func) ->
-    py_import:is_imported(Module, Func).
+is_imported(Module, Func) -> py_import:is_imported(Module, Func).
 
 %% @doc `{ok, #{count => N}}': how many imports are registered.
 -spec import_stats() -> {ok, #{count := non_neg_integer()}}.
-import_stats() ->
-    {ok, #{count => length(py_import:all_imports())}}.
+import_stats() -> {ok, #{count => length(py_import:all_imports())}}.
 
 %% @doc Same as {@link py_import:import_list/0}.
 -spec import_list() -> {ok, #{binary() => [binary()]}}.
-import_list() ->
-    py_import:import_list().
+import_list() -> py_import:import_list().
 
 %% @doc The number of contexts in the default pool, which run the calls
 %% (erlang_python 3.0 removed this function with its executors).
 -spec num_executors() -> non_neg_integer().
-num_executors() ->
-    ?CTX:num_contexts(default).
+num_executors() -> py_facade_contexts:num_executors().
 
 %% @doc Starts a dedicated sub-interpreter context (its own interpreter and
 %% GIL) owned by the caller, and returns it as the handle of the other
@@ -938,100 +729,76 @@ num_executors() ->
 %% Returns `{ok, Ctx}', or `{error, {context_failed, Message}}' (before
 %% Python 3.12).
 -spec subinterp_create() -> {ok, context()} | {error, reason()}.
-subinterp_create() ->
-    try ?CTX:new([{mode, subinterpreter}]) of
-        Ctx -> {ok, pid_of(Ctx)}
-    catch
-        error:#{'__struct__' := 'Elixir.Py.Error'} = E -> result({error, E})
-    end.
+subinterp_create() -> py_facade_subinterp:create().
 
 %% @doc Closes a context from {@link subinterp_create/0}. Returns `ok'.
 -spec subinterp_destroy(context()) -> ok.
-subinterp_destroy(Handle) ->
-    unbind(Handle).
+subinterp_destroy(Handle) -> py_facade_subinterp:destroy(Handle).
 
 %% @doc Same as `call(Handle, Module, Func, Args)'.
 -spec subinterp_call(context(), name(), name(), list()) -> py_result().
 subinterp_call(Handle, Module, Func, Args) ->
-    call(Handle, Module, Func, Args).
+    py_facade_subinterp:call(Handle, Module, Func, Args).
 
 %% @doc Same as `call(Handle, Module, Func, Args, #{kwargs => Kwargs})'.
 -spec subinterp_call(context(), name(), name(), list(), kwargs()) -> py_result().
 subinterp_call(Handle, Module, Func, Args, Kwargs) ->
-    call(Handle, Module, Func, Args, #{kwargs => Kwargs}).
+    py_facade_subinterp:call(Handle, Module, Func, Args, Kwargs).
 
 %% @doc Same as `eval(Handle, Code)'.
 -spec subinterp_eval(context(), code()) -> py_result().
-subinterp_eval(Handle, Code) ->
-    eval(Handle, Code).
+subinterp_eval(Handle, Code) -> py_facade_subinterp:eval(Handle, Code).
 
 %% @doc Same as `eval(Handle, Code, Locals)'.
 -spec subinterp_eval(context(), code(), locals()) -> py_result().
-subinterp_eval(Handle, Code, Locals) ->
-    eval(Handle, Code, Locals).
+subinterp_eval(Handle, Code, Locals) -> py_facade_subinterp:eval(Handle, Code, Locals).
 
 %% @doc Same as `exec(Handle, Code)'.
 -spec subinterp_exec(context(), code()) -> ok | {error, reason()}.
-subinterp_exec(Handle, Code) ->
-    exec(Handle, Code).
+subinterp_exec(Handle, Code) -> py_facade_subinterp:exec(Handle, Code).
 
 %% @doc Same as `cast(Handle, Module, Func, Args)'. Returns `ok'.
 -spec subinterp_cast(context(), name(), name(), list()) -> ok.
 subinterp_cast(Handle, Module, Func, Args) ->
-    cast(Handle, Module, Func, Args).
+    py_facade_subinterp:cast(Handle, Module, Func, Args).
 
 %% @doc Starts `call(Handle, Module, Func, Args)' in a new process and
 %% returns a reference for `subinterp_await/1,2'.
 -spec subinterp_async_call(context(), name(), name(), list()) -> reference().
 subinterp_async_call(Handle, Module, Func, Args) ->
-    spawn_call(Handle, Module, Func, Args).
+    py_facade_subinterp:async_call(Handle, Module, Func, Args).
 
 %% @doc Same as {@link await/1}.
 -spec subinterp_await(reference()) -> py_result().
-subinterp_await(Ref) ->
-    await(Ref).
+subinterp_await(Ref) -> py_facade_subinterp:await(Ref).
 
 %% @doc Same as {@link await/2}.
 -spec subinterp_await(reference(), timeout()) -> py_result().
-subinterp_await(Ref, Timeout) ->
-    await(Ref, Timeout).
+subinterp_await(Ref, Timeout) -> py_facade_subinterp:await(Ref, Timeout).
 
 %% @doc Sub-interpreter contexts start their own threads, so there is no
 %% pool to start: `ok' where they are supported, else
 %% `{error, subinterpreters_not_supported}'.
 -spec subinterp_pool_start() -> ok | {error, subinterpreters_not_supported}.
-subinterp_pool_start() ->
-    case subinterp_supported() of
-        true -> ok;
-        false -> {error, subinterpreters_not_supported}
-    end.
+subinterp_pool_start() -> py_facade_subinterp:pool_start().
 
 %% @doc Same as {@link subinterp_pool_start/0}; the size is not used.
 -spec subinterp_pool_start(non_neg_integer()) -> ok | {error, subinterpreters_not_supported}.
-subinterp_pool_start(_NumWorkers) ->
-    subinterp_pool_start().
+subinterp_pool_start(NumWorkers) -> py_facade_subinterp:pool_start(NumWorkers).
 
 %% @doc Returns `ok': contexts from {@link subinterp_create/0} close with
 %% {@link subinterp_destroy/1} or their owner.
 -spec subinterp_pool_stop() -> ok.
-subinterp_pool_stop() ->
-    ok.
+subinterp_pool_stop() -> py_facade_subinterp:pool_stop().
 
 %% @doc Same as {@link subinterp_supported/0}.
 -spec subinterp_pool_ready() -> boolean().
-subinterp_pool_ready() ->
-    subinterp_supported().
+subinterp_pool_ready() -> py_facade_subinterp:pool_ready().
 
 %% @doc The open dedicated sub-interpreter contexts as erlang_python's pool
 %% statistics: `#{num_workers, total_requests, total_errors, initialized}'.
 -spec subinterp_pool_stats() -> #{atom() => non_neg_integer() | boolean()}.
-subinterp_pool_stats() ->
-    Infos = [I || Ctx <- 'Elixir.Py.Context.Registry':dedicated(),
-                  #{mode := subinterpreter} = I <- [?CTX:info(Ctx)]],
-    #{num_workers => length(Infos),
-      total_requests => lists:sum([C || #{calls_total := C} <- Infos]),
-      total_errors => lists:sum([E || #{errors_total := E} <- Infos]),
-      initialized => subinterp_supported()}.
+subinterp_pool_stats() -> py_facade_subinterp:pool_stats().
 
 %%====================================================================
 %% pybridge additions
@@ -1047,93 +814,63 @@ subinterp_pool_stats() ->
 %% '''
 -spec last_error() -> none | #{reason := reason(), type := atom(), message := binary(),
                                traceback := binary() | none}.
-last_error() ->
-    py_dialect:last_error().
+last_error() -> py_dialect:last_error().
 
 %% @doc Binds the caller's current context to the calling process. Returns
 %% `ok'.
 -spec bind() -> ok.
-bind() ->
-    ?CTX:bind(?PY:context()).
+bind() -> py_facade_contexts:bind().
 
 %% @doc `bind(new)' starts a dedicated context owned by the caller and
 %% returns `{ok, Ctx}' (closed by {@link unbind/1} or when the caller exits);
 %% `bind(Ctx)' binds `Ctx' to the calling process and returns `ok'.
 -spec bind(new) -> {ok, context()};
           (ctx_arg()) -> ok.
-bind(new) ->
-    {ok, pid_of(?CTX:new([]))};
-bind(Ctx) ->
-    ?CTX:bind(ctx(Ctx)).
+bind(Ctx) -> py_facade_contexts:bind(Ctx).
 
 %% @doc Removes the calling process's binding. Returns `ok'.
 -spec unbind() -> ok.
-unbind() ->
-    ?CTX:unbind().
+unbind() -> py_facade_contexts:unbind().
 
 %% @doc Releases `Ctx': unbinds it if it is the caller's bound context, and
 %% closes it if it is a dedicated context from {@link bind/1}. Returns `ok'.
 -spec unbind(ctx_arg()) -> ok.
-unbind(Ctx0) ->
-    case ctx_or_none(Ctx0) of
-        none ->
-            ok;
-        #{pool := Pool} = Ctx ->
-            case ?CTX:bound() of
-                Ctx -> ok = ?CTX:unbind();
-                _ -> ok
-            end,
-            case Pool of
-                dedicated -> ?CTX:close(Ctx);
-                _ -> ok
-            end
-    end.
+unbind(Ctx) -> py_facade_contexts:unbind(Ctx).
 
 %% @doc Runs `Fun' with the caller's current context bound, restoring the
 %% previous binding afterwards. Returns what `Fun' returns.
 -spec with_context(fun(() -> Result)) -> Result.
-with_context(Fun) ->
-    ?PY:with_context(Fun).
+with_context(Fun) -> py_facade_contexts:with_context(Fun).
 
 %% @doc `call(Ctx, Module, Func, Args)' with the default timeout.
 -spec ctx_call(ctx_arg(), name(), name(), list()) -> py_result().
-ctx_call(Ctx, Module, Func, Args) ->
-    ctx_call(Ctx, Module, Func, Args, #{}).
+ctx_call(Ctx, Module, Func, Args) -> py_facade_call:ctx_call(Ctx, Module, Func, Args).
 
 %% @doc Calls on `Ctx' with keyword arguments and the default timeout.
 -spec ctx_call(ctx_arg(), name(), name(), list(), kwargs()) -> py_result().
 ctx_call(Ctx, Module, Func, Args, Kwargs) ->
-    ctx_run(Ctx, fun(C) ->
-        ?PY:call(C, name(Module), name(Func), in(Args), [{kwargs, in_kwargs(Kwargs)}])
-    end).
+    py_facade_call:ctx_call(Ctx, Module, Func, Args, Kwargs).
 
 %% @doc Calls on `Ctx' with keyword arguments and a timeout.
 -spec ctx_call(ctx_arg(), name(), name(), list(), kwargs(), timeout()) -> py_result().
 ctx_call(Ctx, Module, Func, Args, Kwargs, Timeout) ->
-    ctx_run(Ctx, fun(C) ->
-        ?PY:call(C, name(Module), name(Func), in(Args),
-                 [{kwargs, in_kwargs(Kwargs)}, {timeout, Timeout}])
-    end).
+    py_facade_call:ctx_call(Ctx, Module, Func, Args, Kwargs, Timeout).
 
 %% @doc Evaluates on `Ctx' with the default timeout.
 -spec ctx_eval(ctx_arg(), code()) -> py_result().
-ctx_eval(Ctx, Code) ->
-    ctx_eval(Ctx, Code, #{}).
+ctx_eval(Ctx, Code) -> py_facade_call:ctx_eval(Ctx, Code).
 
 %% @doc Evaluates on `Ctx' with local variables and the default timeout.
 -spec ctx_eval(ctx_arg(), code(), locals()) -> py_result().
-ctx_eval(Ctx, Code, Locals) ->
-    ctx_run(Ctx, fun(C) -> ?PY:eval(C, Code, in_locals(Locals), []) end).
+ctx_eval(Ctx, Code, Locals) -> py_facade_call:ctx_eval(Ctx, Code, Locals).
 
 %% @doc Evaluates on `Ctx' with local variables and a timeout.
 -spec ctx_eval(ctx_arg(), code(), locals(), timeout()) -> py_result().
-ctx_eval(Ctx, Code, Locals, Timeout) ->
-    ctx_run(Ctx, fun(C) -> ?PY:eval(C, Code, in_locals(Locals), [{timeout, Timeout}]) end).
+ctx_eval(Ctx, Code, Locals, Timeout) -> py_facade_call:ctx_eval(Ctx, Code, Locals, Timeout).
 
 %% @doc Runs statements on `Ctx' with the default timeout.
 -spec ctx_exec(ctx_arg(), code()) -> ok | {error, reason()}.
-ctx_exec(Ctx, Code) ->
-    ctx_run(Ctx, fun(C) -> ?PY:exec(C, Code, []) end).
+ctx_exec(Ctx, Code) -> py_facade_call:ctx_exec(Ctx, Code).
 
 %%====================================================================
 %% SharedDict (Py.SharedDict) and the State API (Py.State)
@@ -1149,8 +886,7 @@ ctx_exec(Ctx, Code) ->
 %% #{<<"a">> := 1} = py:shared_dict_get(SD, <<"k">>).
 %% '''
 -spec shared_dict_new() -> {ok, map()}.
-shared_dict_new() ->
-    shared_dict_new(#{}).
+shared_dict_new() -> py_facade_shared_dict:new().
 
 %% @doc A new SharedDict with options (a map or proplist): `name' (a named
 %% dict, without owner, until destroyed), `max_entries', `evict' (`lru'),
@@ -1160,91 +896,68 @@ shared_dict_new() ->
 %% is taken, `{error, #{type := backend}}' (a `Py.Error') when the backend
 %% cannot be opened.
 -spec shared_dict_new(map() | list()) -> {ok, map()} | {error, exists | map()}.
-shared_dict_new(Opts) ->
-    ?SD:new(sd_options(Opts)).
+shared_dict_new(Opts) -> py_facade_shared_dict:new(Opts).
 
 %% @doc The value of `Key', or `undefined' when it is missing.
 -spec shared_dict_get(map(), binary()) -> term().
-shared_dict_get(SD, Key) ->
-    shared_dict_get(SD, Key, undefined).
+shared_dict_get(SD, Key) -> py_facade_shared_dict:get(SD, Key).
 
 %% @doc The value of `Key', or `Default' when it is missing.
 -spec shared_dict_get(map(), binary(), term()) -> term().
-shared_dict_get(SD, Key, Default) ->
-    case ?SD:fetch(SD, Key) of
-        {ok, Value} -> out(Value);
-        error -> Default
-    end.
+shared_dict_get(SD, Key, Default) -> py_facade_shared_dict:get(SD, Key, Default).
 
 %% @doc Stores `Value' under `Key': `ok', or `{error, full}'.
 -spec shared_dict_set(map(), binary(), term()) -> ok | {error, term()}.
-shared_dict_set(SD, Key, Value) ->
-    shared_dict_set(SD, Key, Value, #{}).
+shared_dict_set(SD, Key, Value) -> py_facade_shared_dict:set(SD, Key, Value).
 
 %% @doc Stores `Value' under `Key' with options: `ttl' in milliseconds.
 -spec shared_dict_set(map(), binary(), term(), map() | list()) -> ok | {error, term()}.
-shared_dict_set(SD, Key, Value, Opts) ->
-    sd_result(?SD:put(SD, Key, in(Value), sd_options(Opts))).
+shared_dict_set(SD, Key, Value, Opts) -> py_facade_shared_dict:set(SD, Key, Value, Opts).
 
 %% @doc Removes `Key'; `ok' also when it is missing.
 -spec shared_dict_del(map(), binary()) -> ok.
-shared_dict_del(SD, Key) ->
-    ?SD:delete(SD, Key).
+shared_dict_del(SD, Key) -> py_facade_shared_dict:del(SD, Key).
 
 %% @doc The live keys.
 -spec shared_dict_keys(map()) -> [binary()].
-shared_dict_keys(SD) ->
-    ?SD:keys(SD).
+shared_dict_keys(SD) -> py_facade_shared_dict:keys(SD).
 
 %% @doc Destroys the dict; later operations raise. Idempotent.
 -spec shared_dict_destroy(map()) -> ok.
-shared_dict_destroy(SD) ->
-    ?SD:destroy(SD).
+shared_dict_destroy(SD) -> py_facade_shared_dict:destroy(SD).
 
 %% @doc Stores `Value' under `Key' in the global State (`Py.State').
 -spec state_store(binary(), term()) -> ok.
-state_store(Key, Value) ->
-    ?STATE:put(Key, in(Value)).
+state_store(Key, Value) -> py_facade_state:store(Key, Value).
 
 %% @doc `{ok, Value}', or `{error, not_found}'.
 -spec state_fetch(binary()) -> {ok, term()} | {error, not_found}.
-state_fetch(Key) ->
-    case ?STATE:fetch(Key) of
-        {ok, Value} -> {ok, out(Value)};
-        error -> {error, not_found}
-    end.
+state_fetch(Key) -> py_facade_state:fetch(Key).
 
 %% @doc Removes `Key' from the State.
 -spec state_remove(binary()) -> ok.
-state_remove(Key) ->
-    ?STATE:delete(Key).
+state_remove(Key) -> py_facade_state:remove(Key).
 
 %% @doc Every key of the State.
 -spec state_keys() -> [binary()].
-state_keys() ->
-    ?STATE:keys().
+state_keys() -> py_facade_state:keys().
 
 %% @doc Removes every key of the State.
 -spec state_clear() -> ok.
-state_clear() ->
-    ?STATE:clear().
+state_clear() -> py_facade_state:clear().
 
 %% @doc Adds 1 to the counter `Key' atomically; returns the new value.
 -spec state_incr(binary()) -> integer().
-state_incr(Key) ->
-    ?STATE:incr(Key, 1).
+state_incr(Key) -> py_facade_state:incr(Key).
 
 %% @doc Adds `By' to the counter `Key' atomically; returns the new value.
 -spec state_incr(binary(), integer()) -> integer().
-state_incr(Key, By) ->
-    ?STATE:incr(Key, By).
+state_incr(Key, By) -> py_facade_state:incr(Key, By).
 
 %% @doc Subtracts 1 from the counter `Key' atomically.
 -spec state_decr(binary()) -> integer().
-state_decr(Key) ->
-    ?STATE:decr(Key, 1).
+state_decr(Key) -> py_facade_state:decr(Key).
 
 %% @doc Subtracts `By' from the counter `Key' atomically.
 -spec state_decr(binary(), integer()) -> integer().
-state_decr(Key, By) ->
-    ?STATE:decr(Key, By).
+state_decr(Key, By) -> py_facade_state:decr(Key, By).
