@@ -317,8 +317,10 @@ defmodule Py do
       iex> {:error, %Py.Error{type: "ModuleNotFoundError"}} = Py.call(:no_such_module, :f)
   """
   @spec call(name, name) :: result
-  def call(module, function),
-    do: call_run(call_context(module, function), module, function, [], %{}, default_timeout())
+  def call(module, function) do
+    ctx = Context.route_call(module, function)
+    call_run(ctx, module, function, [], %{}, default_timeout())
+  end
 
   @doc """
   `call(module, function, args)` on the caller's context;
@@ -338,8 +340,10 @@ defmodule Py do
   def call(%Context{} = ctx, module, function),
     do: call_run(ctx, module, function, [], %{}, default_timeout())
 
-  def call(module, function, args),
-    do: call_run(call_context(module, function), module, function, args, %{}, default_timeout())
+  def call(module, function, args) do
+    ctx = Context.route_call(module, function)
+    call_run(ctx, module, function, args, %{}, default_timeout())
+  end
 
   @doc """
   `call(module, function, args, opts)` on the caller's context (options
@@ -365,7 +369,7 @@ defmodule Py do
       remote_opts = [kwargs: kwargs] ++ remote_opts(timeout, co)
       Py.Remote.call(node, :call, [module, function, args, remote_opts], timeout)
     else
-      call_run(call_context(module, function), module, function, args, kwargs, timeout, co)
+      call_run(Context.route_call(module, function), module, function, args, kwargs, timeout, co)
     end
   end
 
@@ -385,15 +389,6 @@ defmodule Py do
   end
 
   def call(other, _module, _function, _args, _opts), do: not_a_context!(other, "Py.call/5")
-
-  # The routed forms' context: the caller's (context/0), unless the module or
-  # function was routed to another pool with Py.Context.register_pool/2,3.
-  defp call_context(module, function) do
-    case Context.pool_for(module, function) do
-      :default -> context()
-      pool -> Context.route(pool)
-    end
-  end
 
   defp call_run(ctx, module, function, args, kwargs, timeout, co \\ nil) do
     module = Options.value!(module, :module, "module for Py.call")
@@ -599,8 +594,7 @@ defmodule Py do
   @spec stream(name, name, args, [
           {:kwargs, kwargs} | {:timeout, timeout} | {:batch, pos_integer}
         ]) :: Enumerable.t()
-  def stream(module, function, args \\ [], opts \\ []),
-    do: Py.Stream.call(module, function, args, opts)
+  defdelegate stream(module, function, args \\ [], opts \\ []), to: Py.Stream, as: :call
 
   @doc """
   A lazy `Stream` over the iterable a Python expression evaluates to (a
@@ -616,7 +610,7 @@ defmodule Py do
   """
   @spec stream_eval(code, [{:locals, locals} | {:timeout, timeout} | {:batch, pos_integer}]) ::
           Enumerable.t()
-  def stream_eval(code, opts \\ []), do: Py.Stream.eval(code, opts)
+  defdelegate stream_eval(code, opts \\ []), to: Py.Stream, as: :eval
 
   ## coroutines
 
@@ -643,8 +637,7 @@ defmodule Py do
       {:ok, "done"}
   """
   @spec async_call(name, name, args, [{:kwargs, kwargs} | {:timeout, timeout}]) :: Py.Task.t()
-  def async_call(module, function, args \\ [], opts \\ []),
-    do: Py.Task.async_call(module, function, args, opts)
+  defdelegate async_call(module, function, args \\ [], opts \\ []), to: Py.Task
 
   @doc """
   Waits up to `timeout` milliseconds (or `:infinity`) for a task's result:
@@ -658,7 +651,7 @@ defmodule Py do
       {:ok, 42}
   """
   @spec await(Py.Task.t(), timeout) :: result
-  def await(task, timeout \\ 5_000), do: Py.Task.await(task, timeout)
+  defdelegate await(task, timeout \\ 5_000), to: Py.Task
 
   @doc """
   Like `await/2`, but returns the value or raises `Py.Error`.
@@ -683,7 +676,7 @@ defmodule Py do
       [ok: 1, ok: 2, ok: 3]
   """
   @spec await_many([Py.Task.t()], timeout) :: [result]
-  def await_many(tasks, timeout \\ 5_000), do: Py.Task.await_many(tasks, timeout)
+  defdelegate await_many(tasks, timeout \\ 5_000), to: Py.Task
 
   ## objects
 
@@ -775,20 +768,7 @@ defmodule Py do
       {:ok, 3}
   """
   @spec register_function(name, Py.Callback.callable()) :: :ok
-  def register_function(name, fun) when is_function(fun),
-    do: Py.Callback.register(name, {:apply, fun})
-
-  def register_function(name, {module, function})
-      when is_atom(module) and is_atom(function),
-      do: Py.Callback.register(name, {:apply, module, function})
-
-  def register_function(_name, other),
-    do:
-      Options.invalid!(
-        "function for Py.register_function/2",
-        "a function or {module, function}",
-        other
-      )
+  defdelegate register_function(name, fun), to: Py.Callback
 
   @doc """
   Removes the function registered as `name`; Python calling it afterwards
@@ -805,7 +785,7 @@ defmodule Py do
       false
   """
   @spec unregister_function(name) :: :ok
-  def unregister_function(name), do: Py.Callback.unregister(name)
+  defdelegate unregister_function(name), to: Py.Callback, as: :unregister
 
   @doc """
   The names of the registered functions, as Python spells them, sorted.
@@ -818,7 +798,7 @@ defmodule Py do
       true
   """
   @spec registered_functions() :: [String.t()]
-  def registered_functions, do: Py.Callback.registered()
+  defdelegate registered_functions(), to: Py.Callback, as: :registered
 
   ## contexts
 
@@ -953,20 +933,7 @@ defmodule Py do
       :ok
   """
   @spec reload(name) :: :ok | {:error, Error.t()}
-  def reload(module) do
-    module = Options.value!(module, :module, "module for Py.reload/1")
-    timeout = default_timeout()
-    contexts = Enum.flat_map(Context.pools(), &Context.contexts/1) ++ Context.Registry.dedicated()
-
-    Enum.reduce_while(contexts, :ok, fn ctx, :ok ->
-      case Call.run(ctx, false, {:reload, module}, timeout) do
-        # A dedicated context closed since it was listed has nothing to reload.
-        {:error, %Error{type: :closed}} -> {:cont, :ok}
-        {:error, _} = error -> {:halt, error}
-        _ -> {:cont, :ok}
-      end
-    end)
-  end
+  defdelegate reload(module), to: Py.Imports
 
   ## runtime controls (Py.Runtime.Venv, Py.Runtime.Memory)
 

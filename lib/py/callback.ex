@@ -67,6 +67,22 @@ defmodule Py.Callback do
   @spec max_depth() :: pos_integer
   def max_depth, do: @max_depth
 
+  @doc "`Py.register_function/2`: see there."
+  @spec register_function(Py.name(), callable) :: :ok
+  def register_function(name, fun) when is_function(fun), do: register(name, {:apply, fun})
+
+  def register_function(name, {module, function})
+      when is_atom(module) and is_atom(function),
+      do: register(name, {:apply, module, function})
+
+  def register_function(_name, other),
+    do:
+      Py.Options.invalid!(
+        "function for Py.register_function/2",
+        "a function or {module, function}",
+        other
+      )
+
   @doc false
   # Py.register_function/2 and py:register_function/2,3.
   @spec register(Py.name(), entry) :: :ok
@@ -76,6 +92,7 @@ defmodule Py.Callback do
   end
 
   @doc false
+  # Py.unregister_function/1.
   @spec unregister(Py.name()) :: :ok
   def unregister(name) do
     :ets.delete(@table, name!(name))
@@ -83,6 +100,7 @@ defmodule Py.Callback do
   end
 
   @doc false
+  # Py.registered_functions/0.
   @spec registered() :: [String.t()]
   def registered do
     @table |> :ets.select([{{:"$1", :_}, [], [:"$1"]}]) |> Enum.sort()

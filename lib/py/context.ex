@@ -415,6 +415,18 @@ defmodule Py.Context do
     end
   end
 
+  @doc false
+  # The context of a routed call of `module.function` (Py.call, Py.stream,
+  # Py.async_call): the caller's (route/0), unless the module or function
+  # was routed to another pool with register_pool/2,3.
+  @spec route_call(Py.name(), Py.name()) :: t
+  def route_call(module, function) do
+    case pool_for(module, function) do
+      :default -> route()
+      pool -> route(pool)
+    end
+  end
+
   defp lookup_route(routes, module, function) do
     module = route_key(module)
     function = route_key(function)

@@ -154,6 +154,24 @@ defmodule Py.Imports do
   @spec clear_paths() :: :ok
   def clear_paths, do: update(&%{&1 | paths: []})
 
+  @doc "`Py.reload/1`: see there."
+  @spec reload(Py.name()) :: :ok | {:error, Py.Error.t()}
+  def reload(module) do
+    module = Options.value!(module, :module, "module for Py.reload/1")
+    timeout = Py.default_timeout()
+    contexts = Enum.flat_map(Py.Context.pools(), &Py.Context.contexts/1)
+    contexts = contexts ++ Py.Context.Registry.dedicated()
+
+    Enum.reduce_while(contexts, :ok, fn ctx, :ok ->
+      case Py.Call.run(ctx, false, {:reload, module}, timeout) do
+        # A dedicated context closed since it was listed has nothing to reload.
+        {:error, %Py.Error{type: :closed}} -> {:cont, :ok}
+        {:error, _} = error -> {:halt, error}
+        _ -> {:cont, :ok}
+      end
+    end)
+  end
+
   @doc false
   # Called by whoever creates a context, before handing it out: a new
   # sub-interpreter gets the registered paths and imports. Main-interpreter

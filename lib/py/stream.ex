@@ -42,7 +42,7 @@ defmodule Py.Stream do
     args = Options.value!(args, :args, "arguments for Py.stream/4")
     opts = Options.validate!(opts, @stream_schema, "Py.stream/4")
     job = {:call, module, function, args, Keyword.get(opts, :kwargs, %{})}
-    context = fn -> call_context(module, function) end
+    context = fn -> Context.route_call(module, function) end
     resource(context, module == "__main__", job, opts)
   end
 
@@ -54,15 +54,6 @@ defmodule Py.Stream do
     opts = Options.validate!(opts, @eval_schema, "Py.stream_eval/2")
     job = {:eval, code, Keyword.get(opts, :locals, %{})}
     resource(&Py.context/0, true, job, opts)
-  end
-
-  # The routed context of Py.call/4: the caller's, unless the module or
-  # function was routed to another pool.
-  defp call_context(module, function) do
-    case Context.pool_for(module, function) do
-      :default -> Py.context()
-      pool -> Context.route(pool)
-    end
   end
 
   defp resource(context, namespace?, job, opts) do

@@ -44,12 +44,7 @@ defmodule Py.Task do
     timeout = Keyword.get(opts, :timeout, :infinity)
     job = {:call, module, function, args, Keyword.get(opts, :kwargs, %{})}
 
-    %Py.Context{ref: cref} =
-      ctx =
-      case Context.pool_for(module, function) do
-        :default -> Py.context()
-        pool -> Context.route(pool)
-      end
+    %Py.Context{ref: cref} = ctx = Context.route_call(module, function)
 
     namespace = if module == "__main__", do: Call.namespace(cref), else: nil
     ref = make_ref()
