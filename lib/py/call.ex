@@ -317,7 +317,8 @@ defmodule Py.Call do
   # Python side (which has timed out too) through the slot's destructor.
   defp flush_callbacks(ref) do
     receive do
-      {^ref, :callback, _request} -> flush_callbacks(ref)
+      # Callback requests, output and log records of the given-up call.
+      {^ref, _kind, _payload} -> flush_callbacks(ref)
     after
       0 -> :ok
     end

@@ -171,29 +171,63 @@ defmodule Py.Coalesce do
       end
     else
       :ets.delete(@waiters, {id})
-      join(gk, execution, remaining(deadline), deadline)
+      join(gk, execution, timeout, deadline)
     end
   end
 
   defp run_led(gk, id, handle, ref, timeout, deadline) do
     # Kept with the marker, for whoever takes the call over.
     :ets.insert(@waiters, {{id}, {handle, ref}})
-    lead(gk, id, handle, ref, timeout, deadline)
+    # A call that did not answer at once is watched over: should the leader
+    # die with nobody else waiting, no waiter would notice, and the call
+    # would run on with its key claimed.
+    leader = self()
+    guard = spawn(fn -> guard(gk, id, leader) end)
+    lead(gk, id, handle, ref, guard, timeout, deadline)
+  end
+
+  defp guard({group, _} = gk, id, leader) do
+    mref = Process.monitor(leader)
+
+    receive do
+      :done ->
+        :ok
+
+      {:DOWN, ^mref, :process, _, reason} ->
+        :ets.delete_object(@flights, {gk, {:leader, id, leader}})
+
+        case :ets.take(@waiters, {id}) do
+          [{_, call}] -> leader_died(group, id, call, leader, reason)
+          [] -> :ok
+        end
+    end
   end
 
   # The leader waits for its call's reply, running the callbacks the Python
   # code makes meanwhile (Py.Callback), as any caller does.
-  defp lead(gk, id, handle, ref, timeout, deadline) do
+  defp lead(gk, id, handle, ref, guard, timeout, deadline) do
     receive do
       {^ref, reply, queue_us, run_us} ->
+        send(guard, :done)
         {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
         settle(gk, id, result)
 
       {^ref, :callback, request} ->
         Py.Callback.run(request)
-        lead(gk, id, handle, ref, timeout, deadline)
+        lead(gk, id, handle, ref, guard, timeout, deadline)
+
+      # Its output and log records (Py.Output), written from here.
+      {^ref, :io, {stream, text}} ->
+        Py.Output.write(stream, text)
+        lead(gk, id, handle, ref, guard, timeout, deadline)
+
+      {^ref, :log, {levelno, name, message}} ->
+        Py.Output.log(levelno, name, message)
+        lead(gk, id, handle, ref, guard, timeout, deadline)
     after
-      remaining(deadline) -> leader_timed_out(gk, id, handle, ref, timeout)
+      remaining(deadline) ->
+        send(guard, :done)
+        leader_timed_out(gk, id, handle, ref, timeout)
     end
   end
 
@@ -312,7 +346,7 @@ defmodule Py.Coalesce do
       follow_wait(gk, id, entry, leader, mref, execution, timeout, deadline)
     else
       Process.demonitor(mref, [:flush])
-      join(gk, execution, remaining(deadline), deadline)
+      join(gk, execution, timeout, deadline)
     end
   end
 
@@ -330,7 +364,7 @@ defmodule Py.Coalesce do
       {^tag, :adopted, flight, flight_id} ->
         Process.demonitor(mref, [:flush])
         fmref = Process.monitor(flight)
-        wait(gk, execution, flight, flight_id, fmref, tag, remaining(deadline), deadline)
+        wait(gk, execution, flight, flight_id, fmref, tag, timeout, deadline)
 
       {^tag, result} ->
         Process.demonitor(mref, [:flush])
@@ -346,9 +380,9 @@ defmodule Py.Coalesce do
           [] -> :ok
         end
 
-        follow_wait(gk, id, entry, leader, make_ref(), execution, remaining(deadline), deadline)
+        follow_wait(gk, id, entry, leader, make_ref(), execution, timeout, deadline)
     after
-      timeout ->
+      remaining(deadline) ->
         Process.demonitor(mref, [:flush])
 
         case :ets.take(@waiters, entry) do
@@ -377,13 +411,20 @@ defmodule Py.Coalesce do
   # call goes on in a Flight for every waiter, or, when it had not started
   # or its reply went to the dead leader, every waiter gets the error.
   defp leader_died(group, id, call, leader, reason) do
-    waiters = take_waiters(id)
-    crashed = Flight.crashed(leader, "exited: " <> inspect(reason))
-    adopted = call != nil and hand_over(group, call, waiters) == :handed_over
+    case take_waiters(id) do
+      [] ->
+        # Nobody waits for it: stop it.
+        with {handle, _ref} <- call, do: Py.Call.cancel(handle)
+        Stats.finished(group, 0, true)
 
-    unless adopted do
-      Stats.finished(group, 0, true)
-      Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, crashed}) end)
+      waiters ->
+        crashed = Flight.crashed(leader, "exited: " <> inspect(reason))
+        adopted = call != nil and hand_over(group, call, waiters) == :handed_over
+
+        unless adopted do
+          Stats.finished(group, 0, true)
+          Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, crashed}) end)
+        end
     end
   end
 
@@ -396,18 +437,18 @@ defmodule Py.Coalesce do
       {:DOWN, ^mref, :process, _, :normal} ->
         # The flight ended without answering us (we joined as it finished
         # or gave up, or another flight claimed the key): start over.
-        join(gk, execution, remaining(deadline), deadline)
+        join(gk, execution, timeout, deadline)
 
       {:DOWN, ^mref, :process, _, :noproc} ->
         # Found in the table but already dead (killed before it could
         # clean up): clear its entry and start over.
         :ets.delete_object(@flights, {gk, flight})
-        join(gk, execution, remaining(deadline), deadline)
+        join(gk, execution, timeout, deadline)
 
       {:DOWN, ^mref, :process, _, reason} ->
         flight_died(gk, flight, id, reason)
     after
-      timeout -> give_up(flight, mref, tag, timeout)
+      remaining(deadline) -> give_up(flight, mref, tag, timeout)
     end
   end
 

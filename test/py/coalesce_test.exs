@@ -545,6 +545,34 @@ defmodule Py.CoalesceTest do
       assert %{misses: 1, hits: 3, active: 0} = Py.Coalesce.stats(g)
     end
 
+    test "a first caller killed with nobody else waiting: its call is interrupted", %{ctx: ctx} do
+      g = group()
+
+      leader =
+        spawn(fn ->
+          Py.call(ctx, :coalesce_fixture, :spin, [], coalesce: :k, group: g, timeout: :infinity)
+        end)
+
+      assert eventually(fn -> runs() == 1 end, @long)
+      Process.exit(leader, :kill)
+
+      # The context has one worker: it answers again only if the loop stopped.
+      assert Py.eval(ctx, "1 + 1", %{}, timeout: @long) == {:ok, 2}
+      assert :ets.lookup(:py_coalesce_flights, {g, :k}) == []
+      assert eventually(fn -> Py.Coalesce.stats(g).active == 0 end, @long)
+    end
+
+    test "print output of a coalesced call reaches its caller's group leader" do
+      g = group()
+
+      output =
+        ExUnit.CaptureIO.capture_io(fn ->
+          assert Py.exec("print('coalesced hello')", coalesce: :k, group: g) == :ok
+        end)
+
+      assert output =~ "coalesced hello"
+    end
+
     test "a first caller killed after its call was answered leaves nothing behind", %{ctx: ctx} do
       g = group()
       # Answered inline: the key is free again before the caller dies.

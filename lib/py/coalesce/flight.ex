@@ -100,11 +100,6 @@ defmodule Py.Coalesce.Flight do
       {{:waiter_down, tag}, _mref, :process, _pid, _reason} ->
         gone(state, tag, running)
 
-      {ref, :callback, request} when elem(running, 2) == ref ->
-        # A callback of an adopted Python call runs here, its caller now.
-        Py.Callback.run(request)
-        loop(state, running)
-
       {ref, reply, queue_us, run_us} when elem(running, 2) == ref ->
         {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
         finish(state, result)

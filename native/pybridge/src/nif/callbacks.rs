@@ -32,6 +32,7 @@ use crate::convert::Value;
 use crate::limits::SCHEDULER_NODES;
 
 use super::atoms;
+use super::reply::ReplyTo;
 use super::term::{decode, encode, DecodeError};
 
 /// One callback's reply slot, held by the BEAM until it answers.
@@ -190,7 +191,9 @@ fn send_to(pid: &Value, message: &Value) -> Result<(), SendError> {
 /// The process waiting for a call, as a callback target (made by the
 /// call's reply, see `nif/reply.rs`).
 pub(super) struct CallCaller {
-    pid: LocalPid,
+    /// Where the call's reply goes: the caller, or whoever it handed the
+    /// call to (a coalesced call's flight); read at each message.
+    to: Arc<ReplyTo>,
     /// Holds the copy of the call's reply tag.
     tag_env: OwnedEnv,
     tag: SavedTerm,
@@ -199,12 +202,12 @@ pub(super) struct CallCaller {
 }
 
 impl CallCaller {
-    /// A target for the call answered to `pid` under `tag` (saved in `env`).
-    pub(super) fn new(pid: LocalPid, env: &OwnedEnv, tag: &SavedTerm) -> CallCaller {
+    /// A target for the call answered to `to` under `tag` (saved in `env`).
+    pub(super) fn new(to: Arc<ReplyTo>, env: &OwnedEnv, tag: &SavedTerm) -> CallCaller {
         let tag_env = OwnedEnv::new();
         let copy = env.run(|env| tag_env.save(tag.load(env)));
         CallCaller {
-            pid,
+            to,
             tag_env,
             tag: copy,
             message_env: Mutex::new(OwnedEnv::new()),
@@ -221,7 +224,7 @@ impl Caller for CallCaller {
         remaining: Option<Duration>,
     ) -> Result<(), String> {
         let mut env = self.message_env.lock();
-        env.send_and_clear(&self.pid, |env| {
+        env.send_and_clear(&self.to.pid(), |env| {
             let tag = self
                 .tag_env
                 .run(|tag_env| self.tag.load(tag_env).in_env(env));
@@ -242,7 +245,7 @@ impl Caller for CallCaller {
 
     fn notify(&self, kind: &str, payload: &Value) -> Result<(), String> {
         let mut env = self.message_env.lock();
-        env.send_and_clear(&self.pid, |env| {
+        env.send_and_clear(&self.to.pid(), |env| {
             let tag = self
                 .tag_env
                 .run(|tag_env| self.tag.load(tag_env).in_env(env));
@@ -257,7 +260,7 @@ impl Caller for CallCaller {
 
     fn pid(&self) -> Value {
         let mut env = OwnedEnv::new();
-        let etf = env.run(|env| self.pid.encode(env).to_binary().as_slice().to_vec());
+        let etf = env.run(|env| self.to.pid().encode(env).to_binary().as_slice().to_vec());
         env.clear();
         Value::Pid(etf)
     }

@@ -183,6 +183,11 @@ impl ReplyTo {
         Arc::new(ReplyTo(Mutex::new(Destination { pid, sent: false })))
     }
 
+    /// Where the reply goes now.
+    pub(super) fn pid(&self) -> LocalPid {
+        self.0.lock().pid
+    }
+
     /// Sends the reply to `pid` instead. False when it has been sent
     /// already: it is then in the old destination's mailbox (the send
     /// happens under the same lock, so it is there by the time this
@@ -208,23 +213,27 @@ pub(super) struct BeamReply {
 impl Reply for BeamReply {
     fn send(self: Box<Self>, outcome: Outcome, timing: Timing) {
         let BeamReply { to, mut env, tag } = *self;
+        // Encoded before taking the lock, which `redirect/2` takes on a
+        // normal scheduler: a big result must not hold it up.
+        let message = env.run(|term_env| {
+            let tag = tag.load(term_env);
+            let result = encode_outcome(term_env, &outcome);
+            env.save((tag, result, timing.queue_us, timing.run_us).encode(term_env))
+        });
         // Held across the send, so a redirect either comes first or sees
         // `sent`.
         let mut destination = to.0.lock();
         destination.sent = true;
         // A dead caller cannot receive; nothing else to do then.
-        let _ = env.send_and_clear(&destination.pid, |env| {
-            let tag = tag.load(env);
-            let result = encode_outcome(env, &outcome);
-            (tag, result, timing.queue_us, timing.run_us).encode(env)
-        });
+        let _ = env.send_and_clear(&destination.pid, |env| message.load(env));
     }
 
     fn caller(&self) -> Option<Box<dyn crate::callback::Caller>> {
-        // The current destination: callbacks follow a redirected reply.
-        let pid = self.to.0.lock().pid;
+        // Callbacks follow the reply when it is redirected.
         Some(Box::new(super::callbacks::CallCaller::new(
-            pid, &self.env, &self.tag,
+            self.to.clone(),
+            &self.env,
+            &self.tag,
         )))
     }
 }
