@@ -29,28 +29,42 @@ pub(super) fn lock<'a>(
 ) -> NifResult<Term<'a>> {
     let pid = env.pid();
     let holder = beam_holder(&pid);
-    // Registered under the waiters' lock, so a release between the attempt
-    // and the registration still wakes this caller.
-    let mut waiters = sd.beam.waiters.lock();
+    // Registered as a waiter before the attempt, so a release between the
+    // two still wakes this caller (it then tries again). The waiters' lock
+    // is not held during the attempt: on a server-backed dict that is a
+    // network round trip, and `down` takes the same lock on a scheduler.
+    register(sd, key, pid);
     match sd.dict.try_lock(key, holder) {
         Ok(Ok(())) => {
-            drop(waiters);
+            unregister(sd, key, &pid);
             if !DictResource::monitor(sd, env, pid) {
                 // Exiting: do not keep a lock nobody will release.
                 sd.dict.release_all(holder);
             }
             Ok(atoms::ok().encode(env))
         }
-        Ok(Err(_other)) => {
-            let list = waiters.entry(key.to_owned()).or_default();
-            if !list.contains(&pid) {
-                list.push(pid);
-            }
-            Ok(atoms::wait().encode(env))
-        }
+        Ok(Err(_other)) => Ok(atoms::wait().encode(env)),
         Err(err) => {
-            drop(waiters);
+            unregister(sd, key, &pid);
             dict_error(env, err)
+        }
+    }
+}
+
+fn register(sd: &DictResource, key: &str, pid: rustler::LocalPid) {
+    let mut waiters = sd.beam.waiters.lock();
+    let list = waiters.entry(key.to_owned()).or_default();
+    if !list.contains(&pid) {
+        list.push(pid);
+    }
+}
+
+fn unregister(sd: &DictResource, key: &str, pid: &rustler::LocalPid) {
+    let mut waiters = sd.beam.waiters.lock();
+    if let Some(list) = waiters.get_mut(key) {
+        list.retain(|p| p != pid);
+        if list.is_empty() {
+            waiters.remove(key);
         }
     }
 }
@@ -67,14 +81,7 @@ fn shared_dict_lock_cancel<'a>(
 }
 
 pub(super) fn lock_cancel(env: Env<'_>, sd: &DictResource, key: &str) -> Atom {
-    let pid = env.pid();
-    let mut waiters = sd.beam.waiters.lock();
-    if let Some(list) = waiters.get_mut(key) {
-        list.retain(|p| *p != pid);
-        if list.is_empty() {
-            waiters.remove(key);
-        }
-    }
+    unregister(sd, key, &env.pid());
     atoms::ok()
 }
 
