@@ -67,6 +67,10 @@ struct WriterState {
 struct Batches {
     finished: u64,
     failed: BTreeMap<u64, DictError>,
+    /// The newest failed batch dropped from `failed` (0: none). A waiter
+    /// of a batch up to it cannot tell how its batch went, and is told so
+    /// rather than `:ok`.
+    forgotten: u64,
 }
 
 /// A key's row: its encoded value, version and wall-clock expiry.
@@ -306,7 +310,9 @@ impl Sqlite {
             done.failed.insert(batch, e.clone());
             // Waiters read theirs at once; keep a bounded history.
             while done.failed.len() > 1024 {
-                done.failed.pop_first();
+                if let Some((dropped, _)) = done.failed.pop_first() {
+                    done.forgotten = done.forgotten.max(dropped);
+                }
             }
         }
         self.batch_done.notify_all();
@@ -321,6 +327,11 @@ impl Sqlite {
         }
         match done.failed.get(&b) {
             Some(e) => Err(e.clone()),
+            None if b <= done.forgotten => Err(DictError::Backend(
+                "the outcome of this write's commit was not kept (over 1,024 failed commits \
+                 since); it may not have been applied"
+                    .to_string(),
+            )),
             None => Ok(()),
         }
     }

@@ -319,3 +319,20 @@ fn a_write_that_panics_is_an_error_and_leaves_no_trace() {
     let again = Sqlite::open(&path, "", 1).expect("reopen");
     assert_eq!(again.len(now), Ok(2));
 }
+
+#[test]
+fn a_batch_whose_failure_was_forgotten_is_never_reported_committed() {
+    let dir = scratch();
+    let s = Sqlite::open(&dir.join("forgotten.db"), "", 1).expect("open");
+    {
+        let mut done = s.batches.lock();
+        done.finished = 10;
+        done.forgotten = 4;
+        done.failed
+            .insert(7, DictError::Backend("disk full".into()));
+    }
+    assert!(matches!(s.wait_for(3), Err(DictError::Backend(why)) if why.contains("not kept")));
+    assert!(matches!(s.wait_for(7), Err(DictError::Backend(why)) if why == "disk full"));
+    assert!(s.wait_for(5).is_ok());
+    assert!(s.wait_for(10).is_ok());
+}
