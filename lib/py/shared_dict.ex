@@ -46,6 +46,14 @@ defmodule Py.SharedDict do
   """
 
   alias Py.Native
+  alias Py.SharedDict.{Dispatch, Events, Locks, Options}
+
+  # Remote calls, not imports: Dispatch and Locks use this module's struct.
+  defp run(sd, op, args, fun), do: Dispatch.run(sd, op, args, fun)
+  defp fetch_versioned(sd, key), do: Dispatch.fetch_versioned(sd, key)
+  defp write(sd, key, value, ttl, cond), do: Dispatch.write(sd, key, value, ttl, cond)
+  defp bang!(result), do: Dispatch.bang!(result)
+  defp key!(key, fun), do: Options.key!(key, fun)
 
   @enforce_keys [:ref, :id]
   defstruct [:ref, :id, :name, io: false]
@@ -75,17 +83,6 @@ defmodule Py.SharedDict do
           | {:prefix, String.t()}
           | {:pool_size, pos_integer}
           | {:subscribe, [:put | :delete | :expire]}
-
-  @new_schema [
-    name: {:name, "shared dict"},
-    max_entries: :pos_integer,
-    evict: {:in, [:lru, :none]},
-    telemetry_keys: {:in, [true, false]},
-    pool_size: :pos_integer
-  ]
-  @put_schema [ttl: :timeout]
-
-  defguardp is_handle(sd) when is_struct(sd, __MODULE__) and is_reference(sd.ref)
 
   # ── Lifecycle ───────────────────────────────────────────────────────────
 
@@ -143,21 +140,7 @@ defmodule Py.SharedDict do
   """
   @spec new([new_option]) :: {:ok, t} | {:error, :exists | Py.Error.t()}
   def new(opts \\ []) do
-    {backend, opts} = pop_option(opts, :backend, :memory)
-    {prefix, opts} = pop_option(opts, :prefix, "")
-    {subscribe, opts} = pop_option(opts, :subscribe, nil)
-    opts = Py.Options.validate!(opts, @new_schema, "Py.SharedDict.new/1")
-    backend = backend!(backend)
-    prefix = prefix!(prefix)
-    subscribe = if subscribe, do: events!(subscribe, "new/1")
-
-    if backend != :memory and (opts[:max_entries] || opts[:evict]) do
-      Py.Options.invalid!(
-        "options for Py.SharedDict.new/1",
-        ":max_entries and :evict only with backend: :memory",
-        opts
-      )
-    end
+    {opts, backend, prefix, subscribe} = Options.new!(opts)
 
     result =
       Native.shared_dict_new(
@@ -197,60 +180,6 @@ defmodule Py.SharedDict do
         error
     end
   end
-
-  defp pop_option(opts, key, default) when is_list(opts) do
-    case List.keyfind(opts, key, 0) do
-      {^key, value} -> {value, List.keydelete(opts, key, 0)}
-      nil -> {default, opts}
-    end
-  end
-
-  defp pop_option(opts, _key, default), do: {default, opts}
-
-  defp backend!(:memory), do: :memory
-
-  defp backend!({:sqlite, path} = backend) do
-    if (is_binary(path) or is_list(path)) and path not in ["", []] do
-      {:sqlite, IO.chardata_to_string(path)}
-    else
-      backend_invalid!(backend)
-    end
-  rescue
-    ArgumentError -> backend_invalid!(backend)
-  end
-
-  defp backend!({:redis, url} = backend) when is_list(url) do
-    backend!({:redis, List.to_string(url)})
-  rescue
-    ArgumentError -> backend_invalid!(backend)
-  end
-
-  defp backend!({:redis, url} = backend) do
-    if is_binary(url) and
-         String.starts_with?(url, ["redis://", "rediss://", "unix://", "redis+unix://"]) do
-      backend
-    else
-      backend_invalid!(backend)
-    end
-  end
-
-  defp backend!(other), do: backend_invalid!(other)
-
-  defp backend_invalid!(other) do
-    Py.Options.invalid!(
-      ":backend option for Py.SharedDict.new/1",
-      ":memory, {:sqlite, path} with a non-empty path, or {:redis, \"redis://host:port/db\"}",
-      other
-    )
-  end
-
-  defp prefix!(prefix) when is_binary(prefix), do: prefix
-
-  defp prefix!(prefix) when is_atom(prefix) and prefix not in [nil, true, false],
-    do: Atom.to_string(prefix)
-
-  defp prefix!(other),
-    do: Py.Options.invalid!(":prefix option for Py.SharedDict.new/1", "a string", other)
 
   @doc """
   Like `new/1`, but returns the dict and raises `ArgumentError` when the name
@@ -544,8 +473,7 @@ defmodule Py.SharedDict do
 
   defp checked_put(sd, key, value, opts) do
     key = key!(key, "put/4")
-    opts = Py.Options.validate!(opts, @put_schema, "Py.SharedDict.put/4")
-    write(sd, key, value, ttl(opts), :always)
+    write(sd, key, value, Options.ttl!(opts, "put/4"), :always)
   end
 
   @doc """
@@ -575,8 +503,7 @@ defmodule Py.SharedDict do
   @spec put_new(t, key, value, ttl: timeout) :: :ok | {:error, :exists | :full | Py.Error.t()}
   def put_new(sd, key, value, opts \\ []) do
     key = key!(key, "put_new/4")
-    opts = Py.Options.validate!(opts, @put_schema, "Py.SharedDict.put_new/4")
-    write(sd, key, value, ttl(opts), :new)
+    write(sd, key, value, Options.ttl!(opts, "put_new/4"), :new)
   end
 
   @doc """
@@ -768,8 +695,6 @@ defmodule Py.SharedDict do
 
   # ── Events ──────────────────────────────────────────────────────────────
 
-  @events [:put, :delete, :expire]
-
   @doc """
   Sends the caller `{:shared_dict, sd, event, key}` for every later event
   of `events` (`:put`, `:delete`, `:expire`; all three by default), with
@@ -796,9 +721,7 @@ defmodule Py.SharedDict do
       "a"
   """
   @spec subscribe(t, [:put | :delete | :expire]) :: :ok
-  def subscribe(sd, events \\ @events) do
-    native(sd, &Native.shared_dict_subscribe(&1, events!(events, "subscribe/2")))
-  end
+  defdelegate subscribe(sd, events \\ Options.events()), to: Events
 
   @doc """
   Stops the caller's events: all of them, or only `events`.
@@ -811,22 +734,7 @@ defmodule Py.SharedDict do
       :ok
   """
   @spec unsubscribe(t, [:put | :delete | :expire] | nil) :: :ok
-  def unsubscribe(sd, events \\ nil) do
-    events = if events == nil, do: nil, else: events!(events, "unsubscribe/2")
-    native(sd, &Native.shared_dict_unsubscribe(&1, events))
-  end
-
-  defp events!(events, fun) do
-    if is_list(events) and events != [] and Enum.all?(events, &(&1 in @events)) do
-      events
-    else
-      Py.Options.invalid!(
-        "events for Py.SharedDict.#{fun}",
-        "a non-empty list of #{inspect(@events)}",
-        events
-      )
-    end
-  end
+  defdelegate unsubscribe(sd, events \\ nil), to: Events
 
   # ── Per-key locks ───────────────────────────────────────────────────────
 
@@ -853,7 +761,7 @@ defmodule Py.SharedDict do
       :ok
   """
   @spec lock(t, key, timeout: timeout) :: :ok | {:error, :timeout | Py.Error.t()}
-  def lock(sd, key, opts \\ []), do: Py.SharedDict.Locks.lock(sd, key!(key, "lock/3"), opts)
+  defdelegate lock(sd, key, opts \\ []), to: Locks
 
   @doc """
   Releases the caller's lock on `key`; `{:error, :not_held}` when the caller
@@ -866,7 +774,7 @@ defmodule Py.SharedDict do
       {:error, :not_held}
   """
   @spec unlock(t, key) :: :ok | {:error, :not_held | Py.Error.t()}
-  def unlock(sd, key), do: Py.SharedDict.Locks.unlock(sd, key!(key, "unlock/2"))
+  defdelegate unlock(sd, key), to: Locks
 
   @doc """
   Runs `fun` holding the lock on `key` and releases it afterwards, also when
@@ -882,107 +790,9 @@ defmodule Py.SharedDict do
           {:ok, result} | {:error, :timeout | Py.Error.t()}
         when result: term
   def with_lock(sd, key, fun, opts \\ []) when is_function(fun, 0) do
-    Py.SharedDict.Locks.with_lock(sd, key!(key, "with_lock/4"), fun, opts)
+    Locks.with_lock(sd, key, fun, opts)
   end
 
-  # ── Helpers ─────────────────────────────────────────────────────────────
-
-  defp ttl(opts) do
-    case Keyword.get(opts, :ttl, :infinity) do
-      :infinity -> nil
-      ms -> ms
-    end
-  end
-
-  defp fetch_versioned(%__MODULE__{io: true} = sd, key),
-    do: native(sd, &Native.shared_dict_io(&1, :get, [key]))
-
-  defp fetch_versioned(sd, key) do
-    case native(sd, &Native.shared_dict_get(&1, key)) do
-      :dirty -> native(sd, &Native.shared_dict_get_dirty(&1, key))
-      result -> result
-    end
-  end
-
-  defp write(sd, key, value, ttl, cond) do
-    result =
-      case sd do
-        %__MODULE__{io: true} ->
-          native(sd, &Native.shared_dict_io(&1, :put, [key, value, ttl, cond]))
-
-        _ ->
-          case native(sd, &Native.shared_dict_put(&1, key, value, ttl, cond)) do
-            :dirty -> native(sd, &Native.shared_dict_put_dirty(&1, key, value, ttl, cond))
-            result -> result
-          end
-      end
-
-    case result do
-      {:ok, _version} ->
-        :ok
-
-      {:error, {type, message, traceback}} ->
-        {:error, %Py.Error{type: type, message: message, traceback: traceback}}
-
-      {:error, _reason} = error ->
-        error
-    end
-  end
-
-  # Runs operation `op` of the dict: `fun` (its NIF on a normal or dirty-CPU
-  # scheduler) for the memory backend; for a backend that waits on a disk or
-  # network, the same operation through the one dirty-IO NIF.
-  defp run(%__MODULE__{io: true} = sd, op, args, _fun),
-    do: native(sd, &Native.shared_dict_io(&1, op, args))
-
-  defp run(sd, _op, _args, fun), do: native(sd, fun)
-
-  # Runs a NIF on the handle; a handle that is no shared dict of this node
-  # raises ArgumentError naming the problem (the NIF only says :badarg).
   @doc false
-  def native(sd, fun) when is_handle(sd) do
-    case fun.(sd.ref) do
-      {:error, {type, message, traceback}} when is_atom(type) and is_binary(message) ->
-        {:error, %Py.Error{type: type, message: message, traceback: traceback}}
-
-      result ->
-        result
-    end
-  rescue
-    e in ArgumentError ->
-      if match?(%ArgumentError{message: "argument error"}, e) do
-        Py.Options.invalid!(
-          "shared dict handle",
-          "a handle from Py.SharedDict.new/1 or lookup/1 on this node",
-          sd
-        )
-      else
-        reraise e, __STACKTRACE__
-      end
-  end
-
-  def native(other, _fun) do
-    Py.Options.invalid!(
-      "shared dict handle",
-      "a handle from Py.SharedDict.new/1 or lookup/1",
-      other
-    )
-  end
-
-  defp key!(key, fun) do
-    if is_binary(key) and String.valid?(key) do
-      key
-    else
-      Py.Options.invalid!("key for Py.SharedDict.#{fun}", "a string (UTF-8 binary)", key)
-    end
-  end
-
-  defp bang!(:ok), do: :ok
-  defp bang!({:ok, value}), do: value
-  defp bang!({:error, %Py.Error{} = error}), do: raise(error)
-
-  defp bang!({:error, reason}) when is_atom(reason),
-    do: raise(Py.Error, type: reason, message: reason_message(reason))
-
-  defp reason_message(:full), do: "the shared dict is full (max_entries)"
+  defdelegate native(sd, fun), to: Dispatch
 end

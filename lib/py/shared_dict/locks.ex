@@ -10,10 +10,12 @@ defmodule Py.SharedDict.Locks do
 
   alias Py.Native
   alias Py.SharedDict
+  alias Py.SharedDict.{Dispatch, Options}
 
   @lock_schema [timeout: :timeout]
 
   def lock(sd, key, opts) do
+    key = Options.key!(key, "lock/3")
     opts = Py.Options.validate!(opts, @lock_schema, "Py.SharedDict.lock/3")
 
     deadline =
@@ -57,13 +59,13 @@ defmodule Py.SharedDict.Locks do
 
   # A dict whose backend does I/O takes its locks on a dirty IO scheduler.
   defp call(%SharedDict{io: true} = sd, op, key),
-    do: SharedDict.native(sd, &Native.shared_dict_io(&1, op, [key]))
+    do: Dispatch.native(sd, &Native.shared_dict_io(&1, op, [key]))
 
-  defp call(sd, :lock, key), do: SharedDict.native(sd, &Native.shared_dict_lock(&1, key))
-  defp call(sd, :unlock, key), do: SharedDict.native(sd, &Native.shared_dict_unlock(&1, key))
+  defp call(sd, :lock, key), do: Dispatch.native(sd, &Native.shared_dict_lock(&1, key))
+  defp call(sd, :unlock, key), do: Dispatch.native(sd, &Native.shared_dict_unlock(&1, key))
 
   defp call(sd, :lock_cancel, key),
-    do: SharedDict.native(sd, &Native.shared_dict_lock_cancel(&1, key))
+    do: Dispatch.native(sd, &Native.shared_dict_lock_cancel(&1, key))
 
   # The lock may have been released just as the wait ran out: one last
   # attempt, after leaving the waiters and flushing a late wake-up.
@@ -94,7 +96,7 @@ defmodule Py.SharedDict.Locks do
   defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 
   def unlock(sd, key) do
-    case call(sd, :unlock, key) do
+    case call(sd, :unlock, Options.key!(key, "unlock/2")) do
       true -> :ok
       false -> {:error, :not_held}
       {:error, _} = error -> error
@@ -102,6 +104,8 @@ defmodule Py.SharedDict.Locks do
   end
 
   def with_lock(sd, key, fun, opts) do
+    key = Options.key!(key, "with_lock/4")
+
     case lock(sd, key, opts) do
       :ok ->
         try do
