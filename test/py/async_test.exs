@@ -1,6 +1,8 @@
 defmodule Py.AsyncTest do
   use ExUnit.Case, async: true
 
+  import Py.TestHelpers
+
   # Shared by every process (a module, not a namespace); each test uses keys
   # of its own.
   @module_source """
@@ -55,29 +57,12 @@ defmodule Py.AsyncTest do
   """
 
   setup_all do
-    :ok =
-      Py.exec("""
-      import sys, types
-      if "pybridge_async_test" not in sys.modules:
-          _m = types.ModuleType("pybridge_async_test")
-          exec(#{inspect(@module_source)}, _m.__dict__)
-          sys.modules["pybridge_async_test"] = _m
-      """)
-
-    :ok
+    :ok = install_module("pybridge_async_test", @module_source)
   end
 
   @mod :pybridge_async_test
 
   defp key, do: "k#{System.unique_integer([:positive])}"
-
-  defp eventually(fun, tries \\ 500) do
-    cond do
-      fun.() -> true
-      tries == 0 -> false
-      true -> Process.sleep(10) && eventually(fun, tries - 1)
-    end
-  end
 
   test "Py.call of an async def function awaits it" do
     assert Py.call(@mod, :add, [1, 2]) == {:ok, 3}
@@ -110,7 +95,7 @@ defmodule Py.AsyncTest do
 
       # Every coroutine reaches the gate and waits there at once: with a
       # thread held per waiting coroutine, the second would never start.
-      assert eventually(fn -> Py.call!(@mod, :arrived, [k]) == n end)
+      assert eventually(fn -> Py.call!(@mod, :arrived, [k]) == n end, 5_000)
       # The context's one thread still serves ordinary calls meanwhile.
       assert Py.eval("6 * 7") == {:ok, 42}
 
@@ -125,9 +110,9 @@ defmodule Py.AsyncTest do
     k = key()
     task = Py.async_call(@mod, :sleeper, [k, 60])
     # Once it runs: a coroutine cancelled before it starts never runs at all.
-    assert eventually(fn -> Py.call!(@mod, :was_started, [k]) end)
+    assert eventually(fn -> Py.call!(@mod, :was_started, [k]) end, 5_000)
     assert {:error, %Py.Error{type: :timeout}} = Py.await(task, 50)
-    assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end)
+    assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end, 5_000)
   end
 
   test "a coroutine past its own timeout: option is cancelled and reported as a timeout" do
@@ -136,11 +121,11 @@ defmodule Py.AsyncTest do
     k = key()
     task = Py.async_call(@mod, :sleeper, [k, 60], timeout: 1_000)
     assert {:error, %Py.Error{type: :timeout}} = Py.await(task, 5_000)
-    assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end)
+    assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end, 5_000)
 
     k = key()
     assert {:error, %Py.Error{type: :timeout}} = Py.call(@mod, :sleeper, [k, 60], timeout: 1_000)
-    assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end)
+    assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end, 5_000)
   end
 
   test "a coroutine whose awaiting caller dies is cancelled" do
@@ -164,9 +149,11 @@ defmodule Py.AsyncTest do
 
       assert_receive :started, 5_000
       # Let the coroutine start on the loop before the caller dies.
-      assert eventually(fn -> Py.call!(@mod, :was_started, [k]) end)
+      assert eventually(fn -> Py.call!(@mod, :was_started, [k]) end, 5_000)
       Process.exit(caller, :kill)
-      assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end), "#{how}: not cancelled"
+
+      assert eventually(fn -> Py.call!(@mod, :was_cancelled, [k]) end, 5_000),
+             "#{how}: not cancelled"
     end
   end
 

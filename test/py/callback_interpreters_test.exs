@@ -8,16 +8,6 @@ defmodule Py.CallbackInterpretersTest do
 
   @moduletag timeout: 300_000
 
-  defp python!(var) do
-    path = System.get_env(var)
-
-    unless path && File.exists?(path) do
-      flunk("#{var} is not set to a Python executable: run the suite with `make test`")
-    end
-
-    path
-  end
-
   defp call(peer, module, fun, args), do: :peer.call(peer, module, fun, args, 130_000)
 
   # Calls that run in the peer, in one process (callbacks run in the caller).

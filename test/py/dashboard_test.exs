@@ -1,20 +1,9 @@
 defmodule Py.DashboardTest do
   use ExUnit.Case, async: false
 
+  import Py.TestHelpers
+
   doctest Py.Dashboard
-
-  # Waits (up to 5 s) until `fun` returns a truthy value, and returns it.
-  defp eventually(fun, deadline \\ System.monotonic_time(:millisecond) + 5_000) do
-    case fun.() do
-      result when result not in [nil, false] ->
-        result
-
-      _ ->
-        if System.monotonic_time(:millisecond) > deadline, do: flunk("condition never held")
-        Process.sleep(20)
-        eventually(fun, deadline)
-    end
-  end
 
   test "contexts: every context with its counters and a busy percentage" do
     ctx = Py.Context.new()
@@ -110,10 +99,13 @@ defmodule Py.DashboardTest do
     unnamed = Py.SharedDict.new!()
 
     row =
-      eventually(fn ->
-        row = Enum.find(Py.Dashboard.snapshot().shared_dicts, &(&1.id == sd.id))
-        row.expired_total == 1 && row
-      end)
+      assert_eventually(
+        fn ->
+          row = Enum.find(Py.Dashboard.snapshot().shared_dicts, &(&1.id == sd.id))
+          row.expired_total == 1 && row
+        end,
+        5_000
+      )
 
     assert %{name: ^name, label: ^name, backend: :memory, size: 1, puts: 3, deletes: 1} = row
     assert [%{key: key, truncated: true, at: at}] = row.recent_expiries

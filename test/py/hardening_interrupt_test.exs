@@ -11,16 +11,6 @@ defmodule Py.HardeningInterruptTest do
   @hooks [:settrace, :setprofile, :cprofile]
   @hooked {:ok, {3, {true, true}}}
 
-  defp python!(var) do
-    path = System.get_env(var)
-
-    unless path && File.exists?(path) do
-      flunk("#{var} is not set to a Python executable: run the suite with `make test`")
-    end
-
-    path
-  end
-
   defp call(peer, module, fun, args), do: :peer.call(peer, module, fun, args, 130_000)
 
   describe "tracing hooks after an interrupt on the same worker" do

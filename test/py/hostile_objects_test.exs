@@ -9,16 +9,6 @@ defmodule Py.HostileObjectsTest do
 
   @moduletag timeout: 120_000
 
-  defp python!(var) do
-    path = System.get_env(var)
-
-    unless path && File.exists?(path) do
-      flunk("#{var} is not set to a Python executable: run the suite with `make test`")
-    end
-
-    path
-  end
-
   setup do
     ctx = Py.Context.new()
     on_exit(fn -> Py.Context.close(ctx) end)

@@ -10,16 +10,6 @@ defmodule Py.InterpretersTest do
 
   @moduletag timeout: 300_000
 
-  defp python!(var) do
-    path = System.get_env(var)
-
-    unless path && File.exists?(path) do
-      flunk("#{var} is not set to a Python executable: run the suite with `make test`")
-    end
-
-    path
-  end
-
   defp call(:local, module, fun, args), do: apply(module, fun, args)
   defp call(peer, module, fun, args), do: :peer.call(peer, module, fun, args, 130_000)
 

@@ -3,6 +3,8 @@ defmodule Py.SharedDictRedisTest do
   # BEAM node (:peer): not async.
   use ExUnit.Case, async: false
 
+  import Py.TestHelpers
+
   alias Py.SharedDict, as: SD
   alias Py.Test.RedisServer
 
@@ -81,7 +83,7 @@ defmodule Py.SharedDictRedisTest do
     assert SD.persist(sd, "k")
     assert SD.ttl(sd, "k") == :infinity
     assert SD.expire(sd, "k", 50)
-    assert_eventually(fn -> SD.get(sd, "k") == nil end)
+    assert_eventually(fn -> SD.get(sd, "k") == nil end, 10_000)
     assert SD.clear(sd) == :ok
     assert SD.size(sd) == 0
     assert SD.destroy(sd) == :ok
@@ -195,7 +197,7 @@ defmodule Py.SharedDictRedisTest do
       assert {:error, %Py.Error{type: :backend}} = SD.fetch(sd, "w1-0")
       Process.sleep(500)
       server = RedisServer.restart(server)
-      assert_eventually(fn -> match?({:ok, _}, SD.fetch(sd, "w1-0")) end)
+      assert_eventually(fn -> match?({:ok, _}, SD.fetch(sd, "w1-0")) end, 10_000)
       Process.sleep(300)
       Enum.each(loops, &send(&1, :stop))
 
@@ -256,14 +258,6 @@ defmodule Py.SharedDictRedisTest do
     after
       # Already stopped when the test got that far.
       catch_exit(:peer.stop(peer))
-    end
-  end
-
-  defp assert_eventually(fun, ms \\ 10_000) do
-    cond do
-      fun.() -> :ok
-      ms <= 0 -> flunk("never happened")
-      true -> Process.sleep(20) && assert_eventually(fun, ms - 20)
     end
   end
 end

@@ -1,6 +1,8 @@
 defmodule Py.StreamTest do
   use ExUnit.Case, async: true
 
+  import Py.TestHelpers
+
   # A Python module shared by every process (modules are per interpreter,
   # not per namespace): generators that record how far they ran and whether
   # they were closed, under a key of the test's own.
@@ -48,16 +50,7 @@ defmodule Py.StreamTest do
   """
 
   setup_all do
-    :ok =
-      Py.exec("""
-      import sys, types
-      if "pybridge_stream_test" not in sys.modules:
-          _m = types.ModuleType("pybridge_stream_test")
-          exec(#{inspect(@module_source)}, _m.__dict__)
-          sys.modules["pybridge_stream_test"] = _m
-      """)
-
-    :ok
+    :ok = install_module("pybridge_stream_test", @module_source)
   end
 
   @mod :pybridge_stream_test
@@ -65,16 +58,6 @@ defmodule Py.StreamTest do
   defp key, do: "k#{System.unique_integer([:positive])}"
 
   defp state(key), do: Py.call!(@mod, :state, [key])
-
-  # Polls until `fun` returns true; proves an eventual effect without a
-  # timing assertion (the bound only keeps a failing test from hanging).
-  defp eventually(fun, tries \\ 500) do
-    cond do
-      fun.() -> true
-      tries == 0 -> false
-      true -> Process.sleep(10) && eventually(fun, tries - 1)
-    end
-  end
 
   test "streams a range, a list and a generator expression" do
     assert Enum.to_list(Py.stream(:builtins, :range, [5])) == [0, 1, 2, 3, 4]
@@ -137,44 +120,33 @@ defmodule Py.StreamTest do
     assert {_, true} = state(k)
   end
 
-  test "a consumer killed mid-stream: the generator is closed, its handle released" do
-    k = key()
-    test = self()
+  # The same kill, of a generator and of an async generator.
+  for {function, what, name} <- [
+        {:counter, "generator",
+         "a consumer killed mid-stream: the generator is closed, its handle released"},
+        {:acounter, "async generator",
+         "a consumer killed mid-stream of an async generator: it is closed too (on the loop)"}
+      ] do
+    test "#{name}" do
+      k = key()
+      test = self()
 
-    consumer =
-      spawn(fn ->
-        Py.stream(@mod, :counter, [k], batch: 2)
-        |> Enum.each(fn i ->
-          send(test, {:item, i})
-          if i == 2, do: Process.sleep(:infinity)
+      consumer =
+        spawn(fn ->
+          Py.stream(@mod, unquote(function), [k], batch: 2)
+          |> Enum.each(fn i ->
+            send(test, {:item, i})
+            if i == 2, do: Process.sleep(:infinity)
+          end)
         end)
-      end)
 
-    assert_receive {:item, 2}, 5_000
-    assert {_, false} = state(k)
-    Process.exit(consumer, :kill)
-    assert eventually(fn -> match?({_, true}, state(k)) end), "the generator was never closed"
-  end
+      assert_receive {:item, 2}, 5_000
+      assert {_, false} = state(k)
+      Process.exit(consumer, :kill)
 
-  test "a consumer killed mid-stream of an async generator: it is closed too (on the loop)" do
-    k = key()
-    test = self()
-
-    consumer =
-      spawn(fn ->
-        Py.stream(@mod, :acounter, [k], batch: 2)
-        |> Enum.each(fn i ->
-          send(test, {:item, i})
-          if i == 2, do: Process.sleep(:infinity)
-        end)
-      end)
-
-    assert_receive {:item, 2}, 5_000
-    assert {_, false} = state(k)
-    Process.exit(consumer, :kill)
-
-    assert eventually(fn -> match?({_, true}, state(k)) end),
-           "the async generator was never closed"
+      assert eventually(fn -> match?({_, true}, state(k)) end, 5_000),
+             "the #{unquote(what)} was never closed"
+    end
   end
 
   test "a __main__ generator function of the consuming process's namespace" do

@@ -2,6 +2,8 @@ defmodule Py.TestHelpers do
   @moduledoc false
   # Small helpers shared by the pybridge test suites.
 
+  import ExUnit.Assertions, only: [flunk: 1]
+
   @doc """
   Calls `fun` until it returns a truthy value or `timeout` ms have passed;
   returns the last value. Used for effects that happen asynchronously
@@ -26,6 +28,46 @@ defmodule Py.TestHelpers do
           loop(fun, deadline, interval)
         end
     end
+  end
+
+  @doc """
+  Like `eventually/3`, but flunks the test ("condition never held") when
+  `fun` never returns a truthy value; returns that value. The bound only
+  catches "never" on a loaded machine, it measures nothing.
+  """
+  @spec assert_eventually((() -> term), non_neg_integer, pos_integer) :: term
+  def assert_eventually(fun, timeout \\ 3_000, interval \\ 20) do
+    eventually(fun, timeout, interval) || flunk("condition never held")
+  end
+
+  @doc """
+  The Python executable named by the environment variable `var` (one of
+  the `PYBRIDGE_TEST_PY*`); flunks the test when it is unset or missing.
+  """
+  @spec python!(String.t()) :: String.t()
+  def python!(var) do
+    path = System.get_env(var)
+
+    unless path && File.exists?(path) do
+      flunk("#{var} is not set to a Python executable: run the suite with `make test`")
+    end
+
+    path
+  end
+
+  @doc """
+  Installs `source` as the Python module `name` (in `sys.modules` of the
+  default context), once: a second call with the same name does nothing.
+  """
+  @spec install_module(String.t(), String.t()) :: :ok
+  def install_module(name, source) do
+    Py.exec("""
+    import sys, types
+    if #{inspect(name)} not in sys.modules:
+        _m = types.ModuleType(#{inspect(name)})
+        exec(#{inspect(source)}, _m.__dict__)
+        sys.modules[#{inspect(name)}] = _m
+    """)
   end
 
   @doc "Runs `fun` in a fresh process and returns its result (re-raising its exceptions)."

@@ -52,6 +52,8 @@ defmodule Py.SharedDictCase do
     quote do
       use ExUnit.Case, async: true
 
+      import Py.TestHelpers, only: [assert_eventually: 2]
+
       alias Py.SharedDict, as: SD
 
       @backend unquote(backend)
@@ -68,16 +70,6 @@ defmodule Py.SharedDictCase do
       end
 
       defp unique_name, do: "sd_test_#{System.unique_integer([:positive])}"
-
-      # Polls until `fun` is truthy; the bound only catches "never" on a loaded
-      # machine, it measures nothing.
-      defp eventually(fun, left \\ 4_000) do
-        cond do
-          fun.() -> :ok
-          left == 0 -> flunk("condition never held")
-          true -> Process.sleep(5) && eventually(fun, left - 1)
-        end
-      end
 
       describe "values" do
         test "read back as they would after a trip through Python, and are copies" do
@@ -217,7 +209,7 @@ defmodule Py.SharedDictCase do
           ref = Process.monitor(owner)
           Process.exit(owner, :kill)
           assert_receive {:DOWN, ^ref, _, _, _}
-          eventually(fn -> match?({:error, _}, try_get(sd)) end)
+          assert_eventually(fn -> match?({:error, _}, try_get(sd)) end, 20_000)
         end
 
         test "an owner dying in the middle of an update loses nothing already written" do
@@ -298,7 +290,7 @@ defmodule Py.SharedDictCase do
           assert SD.to_map(sd) == %{"stays" => 1}
           assert SD.ttl(sd, "goes") == nil
           refute SD.persist(sd, "goes")
-          eventually(fn -> SD.stats(sd).expired_total == 1 end)
+          assert_eventually(fn -> SD.stats(sd).expired_total == 1 end, 20_000)
           assert [{"goes", at}] = SD.stats(sd).recent_expiries
           assert abs(at - System.os_time(:millisecond)) < 60_000
         end
@@ -400,7 +392,11 @@ defmodule Py.SharedDictCase do
             end)
 
           # The waiter waits in receive, not in a NIF.
-          eventually(fn -> Process.info(waiter, :status) == {:status, :waiting} end)
+          assert_eventually(
+            fn -> Process.info(waiter, :status) == {:status, :waiting} end,
+            20_000
+          )
+
           refute_received {:result, _}
           assert SD.unlock(sd, "k") == :ok
           assert_receive {:result, :ok}, 5_000
@@ -460,7 +456,12 @@ defmodule Py.SharedDictCase do
           sd = new!(name: unique_name())
           :ok = SD.lock(sd, "k")
           task = Task.async(fn -> try_lock(sd) end)
-          eventually(fn -> Process.info(task.pid, :status) == {:status, :waiting} end)
+
+          assert_eventually(
+            fn -> Process.info(task.pid, :status) == {:status, :waiting} end,
+            20_000
+          )
+
           SD.destroy(sd)
           assert Task.await(task, 20_000) == {:error, :destroyed}
         end
