@@ -1,6 +1,6 @@
 //! The native functions behind `erlang.call`, `erlang.send` and
 //! `erlang.self` (python/erlang/_callback.py), made into a module
-//! `erlang._callback_native` in every interpreter (see `runtime/interp.rs`).
+//! `erlang._callback_native` in every interpreter (see `runtime/interp/support.rs`).
 //!
 //! Answers come back as tuples the Python side turns into values or
 //! exceptions, so the exception classes stay Python's own:

@@ -1,6 +1,6 @@
 //! The native functions behind `pybridge._BeamWriter` and
 //! `pybridge.LogHandler` (python/pybridge/__init__.py), made into a module
-//! `pybridge._output_native` in every interpreter (see `runtime/interp.rs`).
+//! `pybridge._output_native` in every interpreter (see `runtime/interp/support.rs`).
 //! Each returns whether the text or record was delivered.
 
 use pyo3::prelude::*;

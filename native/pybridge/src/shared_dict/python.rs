@@ -1,7 +1,7 @@
 //! The Python face of the store: the native functions behind
 //! `erlang.SharedDict` and `erlang.state_*` (python/erlang/_shared_dict.py),
 //! made into a module `erlang._shared_dict_native` in every interpreter
-//! (see `runtime/interp.rs`), so every context, sub-interpreters included,
+//! (see `runtime/interp/support.rs`), so every context, sub-interpreters included,
 //! reaches the same Rust dicts.
 //!
 //! Values: plain data is converted to and from [`Value`]; for anything
