@@ -171,10 +171,15 @@ defmodule Py.Call do
   # call's deadline.
   @spec start(reference, reference | nil, reference, job, timeout) ::
           {:done, result, timing} | {:running, reference} | {:running, reference, timeout}
-  def start(cref, namespace, ref, job, timeout) do
+  def start(cref, namespace, ref, job, timeout),
+    do: start(cref, namespace, ref, job, timeout, nil)
+
+  # `ticket`: nil, or this caller's turn in a full queue, whose place it
+  # takes (see `wait_for_room/7`).
+  defp start(cref, namespace, ref, job, timeout, ticket) do
     handle =
-      case Native.submit(cref, namespace, ref, job, timeout) do
-        :dirty -> Native.submit_dirty(cref, namespace, ref, job, timeout)
+      case Native.submit(cref, namespace, ref, job, timeout, ticket) do
+        :dirty -> Native.submit_dirty(cref, namespace, ref, job, timeout, ticket)
         handle -> handle
       end
 
@@ -185,8 +190,8 @@ defmodule Py.Call do
       {:error, _} = refused ->
         {:done, reply(refused), nil}
 
-      {:wait, id} ->
-        wait_for_room(cref, namespace, ref, job, timeout, id)
+      {:wait, id, ticket} ->
+        wait_for_room(cref, namespace, ref, job, timeout, id, ticket)
 
       handle ->
         {:running, handle}
@@ -194,23 +199,26 @@ defmodule Py.Call do
   end
 
   # The NIF registered this process as waiting for room under `id`; it
-  # sends `{:py_room, id}` when a queued call has left the queue (or the
-  # context closed). Then submit again with the time left; on timeout, take
-  # the registration back (passing on a wake-up that came meanwhile).
-  defp wait_for_room(cref, namespace, ref, job, timeout, id) do
+  # sends `{:py_room, id}` when a place in the queue is kept for this
+  # process (FIFO: nobody else can take it), or the context closed. Then
+  # submit again with the ticket, which takes that place, and the time
+  # left. On timeout, give the turn up (a place kept meanwhile goes to the
+  # next waiter); a process that dies while waiting gives it up with its
+  # ticket.
+  defp wait_for_room(cref, namespace, ref, job, timeout, id, ticket) do
     since = System.monotonic_time(:millisecond)
 
     receive do
       {:py_room, ^id} ->
         left = left(timeout, since)
 
-        case start(cref, namespace, ref, job, left) do
+        case start(cref, namespace, ref, job, left, ticket) do
           {:running, handle} -> {:running, handle, left}
           other -> other
         end
     after
       timeout ->
-        Native.context_cancel_wait(cref, id)
+        Native.context_cancel_wait(ticket)
 
         receive do
           {:py_room, ^id} -> :ok

@@ -76,6 +76,102 @@ defmodule Py.OverloadTest do
     assert %{in_flight: 0} = Py.Context.info(ctx)
   end
 
+  # A Python threading.Event in the main interpreter: the code that waits
+  # on it (for a call), and a function that sets it.
+  defp event do
+    name = "ov_event_#{System.unique_integer([:positive])}"
+
+    {:ok, nil} =
+      Py.eval("setattr(__import__('builtins'), n, __import__('threading').Event())", %{n: name})
+
+    {"getattr(__import__('builtins'), '#{name}').wait(30)",
+     fn -> {:ok, nil} = Py.eval("getattr(__import__('builtins'), n).set()", %{n: name}) end}
+  end
+
+  # A call that appends `who` to a Python list named `log`, in run order.
+  defp logged(ctx, log, who) do
+    Py.eval(ctx, "getattr(__import__('builtins'), log).append(who) or who", %{log: log, who: who},
+      timeout: 30_000
+    )
+  end
+
+  defp python_log do
+    log = "ov_log_#{System.unique_integer([:positive])}"
+    {:ok, nil} = Py.eval("setattr(__import__('builtins'), n, [])", %{n: log})
+    log
+  end
+
+  defp logged_order(log), do: Py.eval("getattr(__import__('builtins'), n)", %{n: log})
+
+  # Behind the blocker, a second call (held on an event) is queued and a
+  # waiter (a process of its own, answering `{:waiter, result}`) waits for
+  # room. The waiter is suspended before the blocker is released, so it
+  # cannot submit again when woken: the worker takes the second call and
+  # the place it frees stays free, or kept, until the test resumes it.
+  defp waiter_behind_second_call(ctx, log, release_blocker, before_release) do
+    parent = self()
+    {second_wait, second_release} = event()
+    second = Task.async(fn -> Py.eval(ctx, second_wait, %{}, timeout: 30_000) end)
+    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end)
+    waiter = spawn(fn -> send(parent, {:waiter, logged(ctx, log, "waiter")}) end)
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 1 end)
+    before = before_release.()
+    :erlang.suspend_process(waiter)
+    release_blocker.()
+    assert eventually(fn -> Py.Context.info(ctx).queue_length == 0 end)
+    {second, second_release, waiter, before}
+  end
+
+  test "overload: :wait hands a freed place to the first waiter: a newcomer cannot take it" do
+    {ctx, blocker, release} = blocked_context(max_queue: 1, overload: :wait)
+    log = python_log()
+
+    {second, second_release, waiter, nil} =
+      waiter_behind_second_call(ctx, log, release, fn -> nil end)
+
+    assert Task.await(blocker) == {:ok, true}
+
+    # The place is kept for the woken waiter: the newcomer waits behind it.
+    newcomer = Task.async(fn -> logged(ctx, log, "newcomer") end)
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 2 end)
+    assert %{queue_length: 0} = Py.Context.info(ctx)
+
+    # The waiter takes its place without waiting again.
+    :erlang.resume_process(waiter)
+    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end)
+    second_release.()
+    assert Task.await(second) == {:ok, true}
+    assert_receive {:waiter, {:ok, "waiter"}}, 30_000
+    assert Task.await(newcomer) == {:ok, "newcomer"}
+    assert logged_order(log) == {:ok, ["waiter", "newcomer"]}
+    assert %{overloaded_total: 2, in_flight: 0} = Py.Context.info(ctx)
+  end
+
+  test "a waiter that dies once woken passes the place kept for it on" do
+    {ctx, blocker, release} = blocked_context(max_queue: 1, overload: :wait)
+    log = python_log()
+
+    # The newcomer registers behind the waiter before the place is freed.
+    {second, second_release, waiter, newcomer} =
+      waiter_behind_second_call(ctx, log, release, fn ->
+        newcomer = Task.async(fn -> logged(ctx, log, "newcomer") end)
+        assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 2 end)
+        newcomer
+      end)
+
+    assert Task.await(blocker) == {:ok, true}
+
+    # Woken (the place is kept for it), it dies before submitting again.
+    monitor = Process.monitor(waiter)
+    Process.exit(waiter, :kill)
+    assert_receive {:DOWN, ^monitor, :process, ^waiter, :killed}
+    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end)
+    second_release.()
+    assert Task.await(second) == {:ok, true}
+    assert Task.await(newcomer) == {:ok, "newcomer"}
+    assert logged_order(log) == {:ok, ["newcomer"]}
+  end
+
   test "many waiting callers all get an answer" do
     {ctx, blocker, release} = blocked_context(max_queue: 3, overload: :wait)
 

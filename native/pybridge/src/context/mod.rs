@@ -359,36 +359,40 @@ impl Context {
         reply: Box<dyn Reply>,
         state: Arc<CallState>,
     ) -> Result<(), SubmitError> {
-        self.submit_or_wait(job, reply, state, None)
+        self.submit_or_wait(job, reply, state, None, None)
     }
 
     /// [`submit`](Self::submit), except that in `Overload::Wait` mode a
     /// call beyond `max_queue` registers its caller to be woken through
     /// the waker `waker(id)` makes when there is room, and is refused with
-    /// `Waiting(id)`: the caller then submits again, or gives up with
-    /// [`cancel_wait`](Self::cancel_wait).
+    /// `Waiting(id)`: the caller then submits again with `claim: Some(id)`,
+    /// taking the place kept for it, or gives up with
+    /// [`cancel_wait`](Self::cancel_wait). A claim this refuses for another
+    /// reason (closed, foreign namespace) is given up here.
     pub fn submit_or_wait(
         &self,
         job: Job,
         reply: Box<dyn Reply>,
         state: Arc<CallState>,
+        claim: Option<u64>,
         waker: Option<&mut dyn FnMut(u64) -> Box<dyn Waker>>,
     ) -> Result<(), SubmitError> {
         let _open = self.state().gate.read();
-        if self.state().closed.load(Ordering::SeqCst) {
-            return Err(SubmitError::Closed);
-        }
-        if let Some(namespace) = job_namespace(&job) {
-            if !namespace.belongs_to(self.state()) {
-                return Err(SubmitError::ForeignNamespace);
-            }
-        }
         let bound = &self.state().bound;
-        let placed = match waker {
-            Some(waker) => bound.acquire(waker),
-            None => bound.acquire_or_refuse(),
+        let refused = if self.state().closed.load(Ordering::SeqCst) {
+            Some(SubmitError::Closed)
+        } else {
+            job_namespace(&job)
+                .filter(|namespace| !namespace.belongs_to(self.state()))
+                .map(|_| SubmitError::ForeignNamespace)
         };
-        match placed {
+        if let Some(err) = refused {
+            if let Some(id) = claim {
+                bound.cancel_wait(id);
+            }
+            return Err(err);
+        }
+        match bound.acquire(claim, waker) {
             Ok(()) => {}
             Err(Refusal::Overloaded) => return Err(SubmitError::Overloaded(bound.max())),
             Err(Refusal::Waiting(id)) => return Err(SubmitError::Waiting(id)),
@@ -417,7 +421,8 @@ impl Context {
     }
 
     /// The caller waiting under `id` (see
-    /// [`submit_or_wait`](Self::submit_or_wait)) gave up.
+    /// [`submit_or_wait`](Self::submit_or_wait)) gave up: it no longer
+    /// waits, and a place kept for it goes to the next waiter.
     pub fn cancel_wait(&self, id: u64) {
         self.state().bound.cancel_wait(id);
     }

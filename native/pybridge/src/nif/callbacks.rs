@@ -32,6 +32,7 @@ use crate::convert::Value;
 use crate::limits::SCHEDULER_NODES;
 
 use super::atoms;
+use super::mailer;
 use super::reply::ReplyTo;
 use super::term::{decode, encode, DecodeError};
 
@@ -144,8 +145,7 @@ impl Beam for Pool {
             .pids
             .get(index)
             .ok_or_else(|| "the callback pool has no process".to_string())?;
-        let mut env = OwnedEnv::new();
-        env.send_and_clear(pid, |env| {
+        mailer::send(&mut OwnedEnv::new(), pid, |env| {
             let request = (
                 ResourceArc::new(SlotResource(slot.clone())),
                 name,
@@ -184,8 +184,7 @@ fn send_to(pid: &Value, message: &Value) -> Result<(), SendError> {
             "the pid is not a process of this node".into(),
         ));
     };
-    env.send_and_clear(&local, |env| encode(env, message))
-        .map_err(|_| SendError::NoProcess)
+    mailer::send(&mut env, &local, |env| encode(env, message)).map_err(|_| SendError::NoProcess)
 }
 
 /// The process waiting for a call, as a callback target (made by the
@@ -224,7 +223,7 @@ impl Caller for CallCaller {
         remaining: Option<Duration>,
     ) -> Result<(), String> {
         let mut env = self.message_env.lock();
-        env.send_and_clear(&self.to.pid(), |env| {
+        mailer::send(&mut env, &self.to.pid(), |env| {
             let tag = self
                 .tag_env
                 .run(|tag_env| self.tag.load(tag_env).in_env(env));
@@ -245,7 +244,7 @@ impl Caller for CallCaller {
 
     fn notify(&self, kind: &str, payload: &Value) -> Result<(), String> {
         let mut env = self.message_env.lock();
-        env.send_and_clear(&self.to.pid(), |env| {
+        mailer::send(&mut env, &self.to.pid(), |env| {
             let tag = self
                 .tag_env
                 .run(|tag_env| self.tag.load(tag_env).in_env(env));

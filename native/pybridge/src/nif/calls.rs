@@ -18,15 +18,19 @@ use crate::convert::Value;
 use crate::limits::{MAX_STREAM_BATCH, SCHEDULER_CODE_BYTES, SCHEDULER_NODES};
 
 use super::atoms;
-use super::contexts::RoomWaker;
+use super::contexts::{RoomWaker, WaitTicket};
 use super::error::encode_error;
 use super::handles::{CallResource, ContextResource, NamespaceResource};
 use super::reply::{encode_outcome, take_env, BeamReply, Inline, ReplyTo};
 use super::term::{decode, DecodeError};
 
-/// `submit/5` and `submit_dirty/5` take the same arguments: the first runs
+/// `submit/6` and `submit_dirty/6` take the same arguments: the first runs
 /// on a normal scheduler within [`SCHEDULER_NODES`] (and answers `:dirty`
-/// past it), the second on a dirty one without a budget.
+/// past it), the second on a dirty one without a budget. The last is `nil`,
+/// or the ticket of a caller that waited for room (`{:wait, id, ticket}`,
+/// then `{:py_room, id}`): the call takes the place kept for it. A ticket
+/// the call does not use (it was refused, or raised) is given up, unless
+/// the call goes on to `submit_dirty/6` with it.
 macro_rules! submit_nif {
     ($(#[$schedule:meta])* $name:ident, $budget:expr) => {
         $(#[$schedule])*
@@ -37,10 +41,28 @@ macro_rules! submit_nif {
             tag: Term<'a>,
             job: Term<'a>,
             timeout: Term<'a>,
+            ticket: Term<'a>,
         ) -> NifResult<Term<'a>> {
-            submit_with(env, &ctx, namespace, tag, job, timeout, $budget)
+            let ticket = ticket.decode::<ResourceArc<WaitTicket>>().ok();
+            let call = Submission { namespace, tag, job, timeout, ticket: ticket.as_deref() };
+            let result = submit_with(env, &ctx, call, $budget);
+            if let Some(ticket) = ticket {
+                if !matches!(result, Ok(term) if term == atoms::dirty().encode(env)) {
+                    ticket.give_up();
+                }
+            }
+            result
         }
     };
+}
+
+/// The arguments of `submit/6`, past the context.
+struct Submission<'a, 't> {
+    namespace: Term<'a>,
+    tag: Term<'a>,
+    job: Term<'a>,
+    timeout: Term<'a>,
+    ticket: Option<&'t WaitTicket>,
 }
 
 submit_nif!(
@@ -77,12 +99,16 @@ fn cancel(handle: ResourceArc<CallResource>) -> Atom {
 fn submit_with<'a>(
     env: Env<'a>,
     ctx: &ContextResource,
-    namespace: Term<'a>,
-    tag: Term<'a>,
-    job: Term<'a>,
-    timeout: Term<'a>,
+    call: Submission<'a, '_>,
     budget: Option<usize>,
 ) -> NifResult<Term<'a>> {
+    let Submission {
+        namespace,
+        tag,
+        job,
+        timeout,
+        ticket,
+    } = call;
     let namespace = if namespace.is_atom() {
         None
     } else {
@@ -129,14 +155,19 @@ fn submit_with<'a>(
     };
     let pid = env.pid();
     let mut waker = |id| Box::new(RoomWaker { pid, id }) as Box<dyn context::Waker>;
+    let claim = ticket.and_then(WaitTicket::take);
     match ctx
         .0
-        .submit_or_wait(job, reply, state.clone(), Some(&mut waker))
+        .submit_or_wait(job, reply, state.clone(), claim, Some(&mut waker))
     {
         Ok(()) => {}
         // Full, and the context lets callers wait: `{:py_room, id}` comes
-        // when there is room, and the caller submits again.
-        Err(SubmitError::Waiting(id)) => return Ok((atoms::wait(), id).encode(env)),
+        // when a place is kept for this caller, and it submits again with
+        // the ticket.
+        Err(SubmitError::Waiting(id)) => {
+            let ticket = ResourceArc::new(WaitTicket::new(ctx.0.clone(), id));
+            return Ok((atoms::wait(), id, ticket).encode(env));
+        }
         Err(err) => {
             let info = ErrorInfo::new(err.kind(), err.to_string());
             return Ok(encode_error(env, &info));

@@ -1,6 +1,8 @@
 //! Contexts: starting, closing and inspecting one, and the callers waiting
 //! for room in a full queue (`overload: :wait`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rustler::env::OwnedEnv;
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
@@ -61,15 +63,57 @@ fn context_info(env: Env<'_>, ctx: ResourceArc<ContextResource>) -> NifResult<Te
         .map_put(atoms::mode().encode(env), mode)
 }
 
-/// The caller waiting under `id` (`{:wait, id}` from `submit/5`) gives up.
+/// The caller holding `ticket` (`{:wait, id, ticket}` from `submit/6`)
+/// gives up waiting.
 #[rustler::nif]
-fn context_cancel_wait(ctx: ResourceArc<ContextResource>, id: u64) -> Atom {
-    ctx.0.cancel_wait(id);
+fn context_cancel_wait(ticket: ResourceArc<WaitTicket>) -> Atom {
+    ticket.give_up();
     atoms::ok()
 }
 
-/// Tells a BEAM process waiting for room in a full queue that there is
-/// some: `{:py_room, id}`.
+/// A caller's turn in a full queue: `{:wait, id, ticket}` from `submit/6`.
+/// Passed back to `submit/6` after `{:py_room, id}`, it takes the place
+/// kept for the caller. Given up (`context_cancel_wait/1`), or dropped
+/// unused (its process died), it passes that place, or the turn, on: a
+/// place kept for a caller that never comes back is never lost.
+pub(super) struct WaitTicket {
+    ctx: Context,
+    /// The id waited under; 0 once used or given up.
+    id: AtomicU64,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for WaitTicket {}
+
+impl WaitTicket {
+    pub(super) fn new(ctx: Context, id: u64) -> WaitTicket {
+        WaitTicket {
+            ctx,
+            id: AtomicU64::new(id),
+        }
+    }
+
+    /// The id, to claim the place with; `None` once taken.
+    pub(super) fn take(&self) -> Option<u64> {
+        Some(self.id.swap(0, Ordering::SeqCst)).filter(|&id| id != 0)
+    }
+
+    /// Stops waiting, passing on a place kept for this caller.
+    pub(super) fn give_up(&self) {
+        if let Some(id) = self.take() {
+            self.ctx.cancel_wait(id);
+        }
+    }
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        self.give_up();
+    }
+}
+
+/// Tells a BEAM process waiting for room in a full queue that a place is
+/// kept for it: `{:py_room, id}`.
 pub(super) struct RoomWaker {
     pub(super) pid: LocalPid,
     pub(super) id: u64,
@@ -78,25 +122,13 @@ pub(super) struct RoomWaker {
 impl Waker for RoomWaker {
     fn wake(self: Box<Self>) -> bool {
         let RoomWaker { pid, id } = *self;
-        let send = move || {
-            OwnedEnv::new()
-                .send_and_clear(&pid, |env| (atoms::py_room(), id).encode(env))
-                .is_ok()
-        };
-        if rustler::thread::is_scheduler_thread() {
-            // Waiters are woken by workers; only a caller giving up or a
-            // context closing wakes one from a scheduler, where a message
-            // can only be sent through the calling process's env. Rare, so
-            // a short thread sends it (and the room counts as taken even if
-            // the waiter died meanwhile: its next call frees it).
-            std::thread::Builder::new()
-                .name("py-room".into())
-                .spawn(move || {
-                    send();
-                })
-                .is_ok()
-        } else {
-            send()
-        }
+        // Workers wake waiters; a caller giving up its turn, or a context
+        // closing, wakes one from a scheduler thread, where the mailer
+        // sends it (and it counts as woken even if the process died
+        // meanwhile: its ticket, dropped with it, passes the place on).
+        super::mailer::send(&mut OwnedEnv::new(), &pid, |env| {
+            (atoms::py_room(), id).encode(env)
+        })
+        .is_ok()
     }
 }

@@ -8,9 +8,9 @@
 //! | NIF                                                | file            |
 //! |----------------------------------------------------|-----------------|
 //! | `init/1`                                           | [`runtime`]     |
-//! | `context_new/3`, `context_close/1`, `context_info/1`, `context_cancel_wait/2` | [`contexts`] |
+//! | `context_new/3`, `context_close/1`, `context_info/1`, `context_cancel_wait/1` | [`contexts`] |
 //! | `namespace_new/1`                                  | [`handles`]     |
-//! | `submit/5`, `submit_dirty/5`, `cancel/1`, `redirect/2` | [`calls`]   |
+//! | `submit/6`, `submit_dirty/6`, `cancel/1`, `redirect/2` | [`calls`]   |
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
 //! | `callback_reply/2`, `callback_reply_dirty/2`, `callback_setup/1` | [`callbacks`] |
 //! | `output_setup/1` (Python's output and log records)  | [`output`]      |
@@ -21,9 +21,11 @@
 //!
 //! Resources (all in [`handles`]): `ContextResource`, `NamespaceResource`,
 //! `CallResource`, `ObjectResource`; `DictResource` in [`shared_dict`];
-//! `SlotResource` (a callback's reply slot) in [`callbacks`].
+//! `SlotResource` (a callback's reply slot) in [`callbacks`]; `WaitTicket`
+//! (a caller's turn in a full queue) in [`contexts`].
 //!
-//! Support: [`reply`] (how an outcome gets back to the caller), [`error`]
+//! Support: [`reply`] (how an outcome gets back to the caller), [`mailer`]
+//! (sending a message from any thread, scheduler threads included), [`error`]
 //! (error kinds as atoms), [`term`]
 //! (BEAM terms ⇄ [`crate::convert::Value`]), [`atoms`].
 
@@ -33,6 +35,7 @@ mod calls;
 mod contexts;
 mod error;
 mod handles;
+mod mailer;
 mod output;
 mod reply;
 mod runtime;

@@ -1,0 +1,75 @@
+//! Sending a message to a BEAM process from any thread.
+//!
+//! `enif_send` without the env of the NIF call running on the thread (what
+//! `OwnedEnv::send_and_clear` does) is only allowed on a thread the BEAM
+//! does not manage: on a scheduler thread it is undefined, and rustler
+//! panics. Worker threads send directly. Code that may also run on a
+//! scheduler thread without that env at hand (a resource's destructor, a
+//! caller giving up its turn, a wake-up passed on) builds the message there
+//! and hands it to one sender thread of this module, which sends them in
+//! the order they came: one thread's messages to a process keep their
+//! order.
+
+use std::sync::OnceLock;
+
+use crossbeam_channel::Sender;
+use rustler::env::{OwnedEnv, SavedTerm, SendError};
+use rustler::{Env, LocalPid, Term};
+
+/// A message built on a scheduler thread, for the sender thread to send.
+struct Letter {
+    env: OwnedEnv,
+    message: SavedTerm,
+    to: LocalPid,
+}
+
+/// Sends the message `build` makes to `to`, from any thread. `env` is used
+/// (and cleared) on a thread the BEAM does not manage, where the result
+/// says whether `to` was alive. On a scheduler thread the message goes
+/// through the sender thread, and `Ok` only means it was handed over (a
+/// dead process's messages are dropped there).
+pub(super) fn send<F>(env: &mut OwnedEnv, to: &LocalPid, build: F) -> Result<(), SendError>
+where
+    F: for<'a> FnOnce(Env<'a>) -> Term<'a>,
+{
+    if !rustler::thread::is_scheduler_thread() {
+        return env.send_and_clear(to, build);
+    }
+    let letter_env = OwnedEnv::new();
+    let message = letter_env.run(|term_env| letter_env.save(build(term_env)));
+    let letter = Letter {
+        env: letter_env,
+        message,
+        to: *to,
+    };
+    sender()
+        .ok_or(SendError)?
+        .send(letter)
+        .map_err(|_| SendError)
+}
+
+/// The sender thread's queue, started on first use; `None` when the OS
+/// would not start the thread.
+fn sender() -> Option<&'static Sender<Letter>> {
+    static SENDER: OnceLock<Option<Sender<Letter>>> = OnceLock::new();
+    SENDER
+        .get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<Letter>();
+            std::thread::Builder::new()
+                .name("py-mailer".into())
+                .spawn(move || {
+                    for Letter {
+                        mut env,
+                        message,
+                        to,
+                    } in rx
+                    {
+                        // A dead recipient cannot receive; nothing to do.
+                        let _ = env.send_and_clear(&to, |env| message.load(env));
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
