@@ -130,8 +130,9 @@ impl QueueBound {
 
     /// Takes a place in the queue for a call: `Ok` when it may be queued,
     /// else the refusal. `claim` is the id a woken caller waited under:
-    /// the place handed to it is taken. Without one (or with one whose
-    /// place is gone: it was given up), a free place is taken; with none
+    /// the place handed to it is taken (a caller not woken yet still waits
+    /// under it). Without one (or with one whose place is gone: it was
+    /// given up), a free place is taken; with none
     /// free, the caller is registered with `waker` in `Wait` mode, refused
     /// otherwise (or with no `waker`). A caller that took a place must
     /// queue the call, or [`release`](Self::release) it.
@@ -141,8 +142,14 @@ impl QueueBound {
         waker: Option<&mut dyn FnMut(u64) -> Box<dyn Waker>>,
     ) -> Result<(), Refusal> {
         if let Some(id) = claim {
-            if self.waiting.lock().handed.remove(&id) {
+            let mut waiting = self.waiting.lock();
+            if waiting.handed.remove(&id) {
                 return Ok(());
+            }
+            // Not woken yet: it keeps its turn (a second one would leave
+            // this one to be handed a place nobody claims).
+            if waiting.list.iter().any(|(waiter, _)| *waiter == id) {
+                return Err(Refusal::Waiting(id));
             }
         }
         if self.try_acquire() {
@@ -360,13 +367,30 @@ mod tests {
         assert_eq!(a.load(SeqCst), 2);
     }
 
-    #[test]
-    fn the_last_place_given_up_is_freed() {
+    /// A bound of one place, taken, and a caller waiting: its wake-up
+    /// counter and id.
+    fn full_with_one_waiter() -> (QueueBound, Arc<AtomicUsize>, u64) {
         let bound = QueueBound::new(1, Overload::Wait);
         let a = Arc::new(AtomicUsize::new(0));
         assert!(ask(&bound, None, &a, true).is_ok());
         let id = waits(ask(&bound, None, &a, true));
+        (bound, a, id)
+    }
+
+    #[test]
+    fn a_claim_before_the_wake_keeps_the_turn() {
+        let (bound, a, id) = full_with_one_waiter();
+        assert_eq!(waits(ask(&bound, Some(id), &a, true)), id);
+        assert_eq!(bound.waiting.lock().list.len(), 1);
         bound.release();
+        assert!(ask(&bound, Some(id), &a, true).is_ok());
+    }
+
+    #[test]
+    fn the_last_place_given_up_is_freed() {
+        let (bound, a, id) = full_with_one_waiter();
+        bound.release();
+        assert_eq!(a.load(SeqCst), 1);
         bound.cancel_wait(id);
         assert_eq!(places(bound.state.load(SeqCst)), 0);
         assert!(bound.acquire(None, None).is_ok());
