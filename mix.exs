@@ -1,9 +1,10 @@
-# The project's own Mix compiler (:pybridge, which runs cargo) has to exist
-# before Mix starts compiling, so it is loaded from source here rather than
-# compiled as part of lib/. This also works when pybridge is a dependency: Mix
+# The project's own Mix compiler (:pybridge, which runs cargo, and its
+# precompiled-library step) has to exist before Mix starts compiling, so it
+# is loaded from source here rather than compiled as part of lib/. This also works when pybridge is a dependency: Mix
 # evaluates a dependency's mix.exs before compiling it.
 unless Code.ensure_loaded?(Mix.Tasks.Compile.Pybridge) do
   Code.require_file("lib/mix/tasks/compile.pybridge.ex", __DIR__)
+  Code.require_file("lib/mix/tasks/compile.pybridge/precompiled.ex", __DIR__)
 end
 
 defmodule Pybridge.MixProject do

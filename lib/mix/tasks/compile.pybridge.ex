@@ -71,6 +71,8 @@ defmodule Mix.Tasks.Compile.Pybridge do
 
   use Mix.Task.Compiler
 
+  alias Mix.Tasks.Compile.Pybridge.Precompiled
+
   @libs [{"pybridge", "pybridge.so"}, {"pybridge_loader", "pybridge_loader.so"}]
 
   @impl Mix.Task.Compiler
@@ -212,109 +214,18 @@ defmodule Mix.Tasks.Compile.Pybridge do
     ErlangError -> :error
   end
 
-  ## Precompiled libraries (only with rustler_precompiled, i.e. with Hex)
-
-  @precompiled_modules %{"pybridge" => Py.Native, "pybridge_loader" => Py.Native.Loader}
-
-  # What .github/workflows/release.yml builds: these targets, NIF 2.15 (OTP
-  # 24+), and for pybridge a `cp314t` variant of each, for free-threaded
-  # CPython 3.14.
-  @precompiled_targets ~w(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
-                          x86_64-apple-darwin aarch64-apple-darwin)
-  @precompiled_nif_versions ["2.15"]
-  @free_threaded_variants [:cp314t]
+  ## Precompiled libraries (Mix.Tasks.Compile.Pybridge.Precompiled)
 
   @doc false
   # Public for the tests, which stand in for rustler_precompiled.
   @spec precompiled(Path.t()) :: :ok | {:skip, String.t() | nil}
-  def precompiled(priv) do
-    with :ok <- precompiled_enabled?() do
-      File.mkdir_p!(priv)
-
-      Enum.reduce_while(@libs, :ok, fn {crate, file}, :ok ->
-        case fetch_precompiled(crate, Path.join(priv, file), nil) do
-          :ok -> {:cont, :ok}
-          {:error, reason} -> {:halt, {:skip, "no precompiled #{crate} NIF (#{reason})"}}
-        end
-      end)
-    end
-  end
+  def precompiled(priv), do: Precompiled.libraries(priv, @libs)
 
   @doc false
   # The pybridge library for the free-threaded Python of `tag` ("cp314t"),
   # installed as pybridge_<tag>.so. Public for the tests.
   @spec precompiled_variant(Path.t(), String.t()) :: :ok | {:skip, String.t() | nil}
-  def precompiled_variant(priv, tag) do
-    variant = Enum.find(@free_threaded_variants, &(Atom.to_string(&1) == tag))
-
-    with :ok <- precompiled_enabled?() do
-      dest = Path.join(priv, "pybridge_#{tag}.so")
-      File.mkdir_p!(priv)
-
-      if variant do
-        case fetch_precompiled("pybridge", dest, variant) do
-          :ok -> :ok
-          {:error, reason} -> {:skip, "no precompiled pybridge #{tag} NIF (#{reason})"}
-        end
-      else
-        {:skip, "no precompiled pybridge NIF is released for a free-threaded #{tag} Python"}
-      end
-    end
-  end
-
-  defp precompiled_enabled? do
-    cond do
-      System.get_env("PYBRIDGE_BUILD") in ["1", "true"] -> {:skip, nil}
-      not Code.ensure_loaded?(RustlerPrecompiled) -> {:skip, nil}
-      true -> :ok
-    end
-  end
-
-  # `apply/3`: these modules exist only when the Hex dependency is present.
-  defp fetch_precompiled(crate, dest, variant) do
-    project = Mix.Project.config()
-    version = project[:version]
-
-    # rustler_precompiled picks the first variant of the target whose
-    # function says yes; the caller already knows the Python needs this one.
-    variants =
-      if variant,
-        do: Map.new(@precompiled_targets, &{&1, [{variant, fn _config -> true end}]}),
-        else: %{}
-
-    config_opts = [
-      otp_app: :pybridge,
-      module: Map.fetch!(@precompiled_modules, crate),
-      crate: crate,
-      base_url: "#{project[:source_url]}/releases/download/v#{version}",
-      version: version,
-      targets: @precompiled_targets,
-      nif_versions: @precompiled_nif_versions,
-      variants: variants,
-      force_build: false
-    ]
-
-    with {:ok, config} <- safely(fn -> apply(RustlerPrecompiled.Config, :new, [config_opts]) end),
-         {:ok, {:ok, metadata}} <-
-           safely(fn -> apply(RustlerPrecompiled, :build_metadata, [config]) end),
-         {:ok, {:ok, %{load_from: {app, path}}}} <-
-           safely(fn ->
-             apply(RustlerPrecompiled, :download_or_reuse_nif_file, [config, metadata])
-           end),
-         [library | _] <- Path.wildcard(Application.app_dir(app, path) <> ".*") do
-      install_file(library, dest)
-    else
-      {:ok, {:error, reason}} -> {:error, to_string(reason)}
-      {:error, reason} -> {:error, reason}
-      [] -> {:error, "the downloaded archive held no library"}
-    end
-  end
-
-  defp safely(fun) do
-    {:ok, fun.()}
-  rescue
-    e -> {:error, Exception.message(e)}
-  end
+  def precompiled_variant(priv, tag), do: Precompiled.variant(priv, tag)
 
   @impl Mix.Task.Compiler
   def manifests, do: []
@@ -326,13 +237,14 @@ defmodule Mix.Tasks.Compile.Pybridge do
     Enum.each(Path.wildcard(Path.join(priv, "pybridge_cp*.so")), &File.rm/1)
   end
 
-  # mix.exs loads this module from source (Code.require_file) so that it
-  # exists before lib/ is compiled, and lib/ then compiles this same file. The
-  # in-memory copy is dropped once it has done its job, so that compiling lib/
-  # does not warn about redefining it; later uses load the compiled .beam.
+  # mix.exs loads this module and Precompiled from source (Code.require_file)
+  # so that they exist before lib/ is compiled, and lib/ then compiles these
+  # same files. The in-memory copies are dropped once they have done their
+  # job, so that compiling lib/ does not warn about redefining them; later
+  # uses load the compiled .beam files.
   defp unload_source_copy do
-    if :code.which(__MODULE__) == [] do
-      :code.delete(__MODULE__)
+    for module <- [__MODULE__, Precompiled], :code.which(module) == [] do
+      :code.delete(module)
     end
 
     :ok
@@ -436,11 +348,13 @@ defmodule Mix.Tasks.Compile.Pybridge do
     |> Enum.find(&File.regular?/1)
   end
 
+  @doc false
   # Replaces dest by an identical copy of source via rename(2), so a library
   # currently mapped by a running VM is never rewritten in place. When the
   # contents are already identical only the mtime is bumped, which is what the
-  # up-to-date check compares.
-  defp install_file(source, dest) do
+  # up-to-date check compares. Public for Precompiled.
+  @spec install_file(Path.t(), Path.t()) :: :ok
+  def install_file(source, dest) do
     if same_contents?(source, dest) do
       File.touch!(dest)
     else
