@@ -446,6 +446,11 @@ impl Context {
         self.state().home_cpu.is_mine()
     }
 
+    /// True when both handles are on the same context.
+    pub fn same_as(&self, other: &Context) -> bool {
+        Arc::ptr_eq(self.state(), other.state())
+    }
+
     /// True when the context runs in a sub-interpreter of its own.
     pub fn is_subinterpreter(&self) -> bool {
         self.state().interp.kind() == crate::runtime::Kind::Sub

@@ -155,7 +155,10 @@ fn submit_with<'a>(
     };
     let pid = env.pid();
     let mut waker = |id| Box::new(RoomWaker { pid, id }) as Box<dyn context::Waker>;
-    let claim = ticket.and_then(WaitTicket::take);
+    // Ids are per context: a ticket of another one claims nothing here.
+    let claim = ticket
+        .filter(|ticket| ticket.is_for(&ctx.0))
+        .and_then(WaitTicket::take);
     match ctx
         .0
         .submit_or_wait(job, reply, state.clone(), claim, Some(&mut waker))

@@ -93,6 +93,11 @@ impl WaitTicket {
         }
     }
 
+    /// True when this is a turn in `ctx`'s queue.
+    pub(super) fn is_for(&self, ctx: &Context) -> bool {
+        self.ctx.same_as(ctx)
+    }
+
     /// The id, to claim the place with; `None` once taken.
     pub(super) fn take(&self) -> Option<u64> {
         Some(self.id.swap(0, Ordering::SeqCst)).filter(|&id| id != 0)
