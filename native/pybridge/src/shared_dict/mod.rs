@@ -357,6 +357,12 @@ impl SharedDict {
         out
     }
 
+    /// Whether anyone listens to the events (a backend that must fetch or
+    /// decode an event's value can skip that when nobody does).
+    pub(crate) fn has_listeners(&self) -> bool {
+        !self.listeners.read().is_empty()
+    }
+
     /// The one place events are raised: counted, then handed to listeners
     /// (all of a batch counted first: a listener never sees an event that
     /// `stats` does not count yet).

@@ -406,10 +406,12 @@ fn lock(
 }
 
 #[pyfunction]
-fn unlock(id: u64, k: &Bound<'_, PyAny>, thread: u64) -> PyResult<bool> {
+fn unlock(py: Python<'_>, id: u64, k: &Bound<'_, PyAny>, thread: u64) -> PyResult<bool> {
     let k = key(k)?;
     forget_call_lock(thread, id, &k);
-    dict(id)?.unlock(&k, Holder::Python(thread)).map_err(err)
+    let d = dict(id)?;
+    // A Redis round trip: without the GIL.
+    on(py, &d, |d| d.unlock(&k, Holder::Python(thread))).map_err(err)
 }
 
 /// Registers `runner` (the Python side's `_Callback`) for the events in

@@ -9,6 +9,16 @@
 //! id, so nothing written meanwhile is skipped, unless the stream was
 //! trimmed past that id: that is detected from the stream's
 //! `entries-added` and `length` and counted in `events_missed`.
+//!
+//! On a Redis Cluster the stream lives on the dict's node: a `MOVED` reply
+//! retargets the pool ([`pool::Pool::retarget`]) and the follower reads on
+//! from there; `ASK`, `TRYAGAIN` and `CLUSTERDOWN` (a migration or a
+//! failover in progress) make it try again shortly. Reaping and lease
+//! renewal go through the pool, which follows redirections itself.
+//!
+//! Values: when the dict has listeners, the follower hands them each
+//! event's value: decoded from the entry, or for a big put read from the
+//! key if it still holds the version written (see [`super::scripts`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -17,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, Value};
 
-use super::{locks, pool, Redis, Shared};
+use super::{locks, parse_record, pool, Redis, Shared};
 use crate::limits::SWEEP_BATCH;
-use crate::shared_dict::backend::RawEvent;
-use crate::shared_dict::{EventKind, SharedDict};
+use crate::shared_dict::backend::{Item, RawEvent};
+use crate::shared_dict::{codec, EventKind, SharedDict};
 
 /// How long one `XREAD` blocks (and so how soon a closed dict's follower
 /// notices).
@@ -77,7 +87,9 @@ fn info(c: &mut Connection, stream: &str) -> redis::RedisResult<Option<(String, 
     let info: Value = match redis::cmd("XINFO").arg("STREAM").arg(stream).query(c) {
         Ok(v) => v,
         // No stream yet.
-        Err(e) if !pool::is_connection_error(&e) => return Ok(None),
+        Err(e) if !pool::is_connection_error(&e) && pool::redirect_of(&e).is_none() => {
+            return Ok(None)
+        }
         Err(e) => return Err(e),
     };
     let pairs: Vec<(String, Value)> = match info {
@@ -131,8 +143,67 @@ pub(super) fn missed(
     Ok(0)
 }
 
+/// What an event entry says of its value.
+#[derive(Debug)]
+enum Carried {
+    Nothing,
+    /// The value's encoding.
+    Body(Vec<u8>),
+    /// Too big to carry: the version the put wrote.
+    Version(u64),
+}
+
+/// One event entry of the stream.
+struct Entry {
+    kind: EventKind,
+    key: Arc<str>,
+    carried: Carried,
+}
+
 /// What one `XREAD` brought: events, released locks, and the last id.
-type Batch = (Vec<RawEvent>, Vec<String>, Option<String>, usize);
+type Batch = (Vec<Entry>, Vec<String>, Option<String>, usize);
+
+/// The events of `entries`, with their values when `want` (someone
+/// listens): decoded, or read back by version (one `MGET` for the batch).
+fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent> {
+    let mut fetched: std::collections::HashMap<Arc<str>, (Item, u64)> = Default::default();
+    if want {
+        let mut names: Vec<Arc<str>> = entries
+            .iter()
+            .filter(|e| matches!(e.carried, Carried::Version(_)))
+            .map(|e| e.key.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        if !names.is_empty() {
+            let vkeys: Vec<String> = names.iter().map(|k| shared.keys.value(k)).collect();
+            let recs: Vec<Option<Vec<u8>>> = shared
+                .pool
+                .run_idempotent(|c| redis::cmd("MGET").arg(&vkeys).query(c))
+                .unwrap_or_default();
+            for (name, rec) in names.into_iter().zip(recs) {
+                if let Some(Ok(got)) = rec.as_deref().map(parse_record) {
+                    fetched.insert(name, got);
+                }
+            }
+        }
+    }
+    entries
+        .into_iter()
+        .map(|e| {
+            let value = match e.carried {
+                _ if !want => None,
+                Carried::Nothing => None,
+                Carried::Body(b) => codec::decode(&b).ok().map(Arc::new),
+                Carried::Version(v) => fetched
+                    .get(&e.key)
+                    .filter(|(_, have)| *have == v)
+                    .map(|(item, _)| item.clone()),
+            };
+            RawEvent::new(e.kind, e.key, value)
+        })
+        .collect()
+}
 
 fn read(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<Batch> {
     let v: Value = redis::cmd("XREAD")
@@ -168,24 +239,38 @@ fn read(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<Batc
             };
             count += 1;
             newest = as_string(id);
-            let (mut kind, mut key) = (None, None);
+            let (mut kind, mut key, mut carried) = (None, None, Carried::Nothing);
             for f in fields.chunks(2) {
-                match (as_string(&f[0]).as_deref(), f.get(1).and_then(as_string)) {
-                    (Some("e"), Some(k)) => kind = Some(k),
-                    (Some("k"), Some(k)) => key = Some(k),
+                match (as_string(&f[0]).as_deref(), f.get(1)) {
+                    (Some("e"), Some(v)) => kind = as_string(v),
+                    (Some("k"), Some(v)) => key = as_string(v),
+                    (Some("v"), Some(Value::BulkString(b))) => carried = Carried::Body(b.clone()),
+                    (Some("n"), Some(v)) => {
+                        if let Some(n) = as_u64(v) {
+                            carried = Carried::Version(n);
+                        }
+                    }
                     _ => {}
                 }
             }
             let (Some(kind), Some(key)) = (kind, key) else {
                 continue;
             };
-            match kind.as_str() {
-                "p" => events.push(RawEvent::new(EventKind::Put, Arc::from(key), None)),
-                "d" => events.push(RawEvent::new(EventKind::Delete, Arc::from(key), None)),
-                "e" => events.push(RawEvent::new(EventKind::Expire, Arc::from(key), None)),
-                "u" => unlocked.push(key),
-                _ => {}
-            }
+            let kind = match kind.as_str() {
+                "p" => EventKind::Put,
+                "d" => EventKind::Delete,
+                "e" => EventKind::Expire,
+                "u" => {
+                    unlocked.push(key);
+                    continue;
+                }
+                _ => continue,
+            };
+            events.push(Entry {
+                kind,
+                key: Arc::from(key),
+                carried,
+            });
         }
     }
     Ok((events, unlocked, newest, count))
@@ -249,6 +334,7 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
             }
             if let Some(d) = dict.upgrade() {
                 if !events.is_empty() {
+                    let events = with_values(shared, events, d.has_listeners());
                     d.raise(&events);
                 }
                 if !unlocked.is_empty() {
@@ -261,27 +347,32 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
                 .next_due
                 .lock()
                 .map_or(REAP_EVERY, |ms| Duration::from_millis(ms).min(REAP_EVERY));
+            // Through the pool (it follows redirections); a failure is
+            // tried again next round, and a lost connection shows on the
+            // next read.
             if last_reap.elapsed() >= due {
                 last_reap = Instant::now();
-                Redis::reap(shared, Some(c), SWEEP_BATCH).map_err(to_redis)?;
+                let _ = Redis::reap(shared, false, SWEEP_BATCH);
             }
             if last_renew.elapsed() >= *shared.lease.lock() / 3 {
                 last_renew = Instant::now();
-                locks::renew(shared, c).map_err(to_redis)?;
+                let _ = locks::renew(shared);
             }
             Ok(())
         })();
         if let Err(err) = step {
-            if pool::is_connection_error(&err) {
-                conn = None;
-            } else {
+            match pool::redirect_of(&err) {
+                // The dict's slot lives elsewhere now: read there.
+                Some(pool::Redirect::Moved(addr)) => {
+                    let _ = shared.pool.retarget(&addr);
+                    conn = None;
+                }
+                // A migration or failover in progress.
+                Some(_) => thread::sleep(pool::REDIRECT_PAUSE),
+                None if pool::is_connection_error(&err) => conn = None,
                 // A server error (e.g. still loading after a restart).
-                thread::sleep(pool::RETRY_EVERY);
+                None => thread::sleep(pool::RETRY_EVERY),
             }
         }
     }
-}
-
-fn to_redis(e: crate::shared_dict::DictError) -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::other(e.to_string()))
 }

@@ -47,7 +47,7 @@ fn holder_of(node: u64, token: &str) -> Holder {
 }
 
 pub(super) fn unlock(shared: &Shared, key: &str, holder: Holder) -> Result<bool, DictError> {
-    let mut inv = shared.keys.invoke(&scripts::UNLOCK);
+    let mut inv = shared.keys.invoke(&scripts::UNLOCK, [shared.keys.lock(key)]);
     inv.arg(key).arg(token(shared.node, holder));
     let released: i64 = shared.pool.run_idempotent(|c| inv.invoke(c))?;
     Ok(released == 1)
@@ -73,7 +73,7 @@ pub(super) fn release_in_background(shared: Arc<Shared>, locks: Vec<(String, Hol
 
 /// Extends the leases of every lock this node holds; forgets those it
 /// lost.
-pub(super) fn renew(shared: &Shared, conn: &mut redis::Connection) -> Result<(), DictError> {
+pub(super) fn renew(shared: &Shared) -> Result<(), DictError> {
     let held: Vec<(String, Holder)> = shared
         .held
         .lock()
@@ -83,14 +83,13 @@ pub(super) fn renew(shared: &Shared, conn: &mut redis::Connection) -> Result<(),
     if held.is_empty() {
         return Ok(());
     }
-    let mut inv = shared.keys.invoke(&scripts::RENEW);
+    let lkeys = held.iter().map(|(k, _)| shared.keys.lock(k));
+    let mut inv = shared.keys.invoke(&scripts::RENEW, lkeys);
     inv.arg(shared.lease.lock().as_millis() as u64);
     for (key, holder) in &held {
         inv.arg(key).arg(token(shared.node, *holder));
     }
-    let lost: Vec<String> = inv
-        .invoke(conn)
-        .map_err(|e| super::pool::unavailable(shared.pool.url(), &e))?;
+    let lost: Vec<String> = shared.pool.run_idempotent(|c| inv.invoke(c))?;
     if !lost.is_empty() {
         let mut map = shared.held.lock();
         for key in lost {
@@ -103,7 +102,7 @@ pub(super) fn renew(shared: &Shared, conn: &mut redis::Connection) -> Result<(),
 impl SharedLocks for Redis {
     fn try_lock(&self, key: &str, holder: Holder) -> Result<Result<(), Holder>, DictError> {
         let shared = &self.shared;
-        let mut inv = shared.keys.invoke(&scripts::LOCK);
+        let mut inv = shared.keys.invoke(&scripts::LOCK, [shared.keys.lock(key)]);
         inv.arg(key)
             .arg(token(shared.node, holder))
             .arg(shared.lease.lock().as_millis() as u64);

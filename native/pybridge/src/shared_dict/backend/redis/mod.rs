@@ -10,14 +10,16 @@
 //! | `{P:N}:idx` | set | the dict's keys (for `keys`, `size`, `clear`) |
 //! | `{P:N}:exp` | zset | key → expiry (Redis clock ms) of keys with a TTL |
 //! | `{P:N}:seq` | string | the version counter |
-//! | `{P:N}:ev` | stream | the events (`e` = p/d/e/u, `k` = key), capped |
+//! | `{P:N}:ev` | stream | the events (`e` = p/d/e/u, `k` = key, `v` = value or `n` = version), capped |
 //! | `{P:N}:l:<key>` | string | the per-key lock: its holder's token, with a lease |
 //! | `{P:N}:lx` | zset | locked key → lease end |
 //!
 //! * A TTL is a Redis expiry (`SET … PXAT`, `PEXPIREAT`): a read on any node
 //!   (or `redis-cli`) never sees an expired key, whatever the reaper does.
 //! * Every write is one Lua script ([`scripts`]), so it is atomic on the
-//!   server and announces itself on the stream in the same step.
+//!   server and announces itself on the stream in the same step. Every
+//!   script declares each key it touches, so Redis Cluster routes it to
+//!   the dict's node ([`pool`] follows `MOVED`/`ASK` there).
 //! * Events: each node's [`follower`] reads the stream from the last id it
 //!   saw and raises what it reads, local writes included, so every node
 //!   sees every event once and in the server's order, also across a lost
@@ -29,6 +31,11 @@
 //!   `events_missed` (it can tell from the stream's `entries-added`).
 //! * Expire events: see [`scripts`]; exactly one script removes a due key
 //!   from `exp`, and that script announces it.
+//! * Event values: an event carries the value written (or removed) when
+//!   its encoding is at most [`EVENT_VALUE_INLINE`] bytes, so the stream
+//!   stays small; a bigger put carries its version, and the follower reads
+//!   the value when the key still holds that version (else the listeners
+//!   get none: a later put's event follows).
 //! * Locks: [`locks`].
 //!
 //! I/O: every operation is a round trip (the NIFs run it on a dirty IO
@@ -59,6 +66,10 @@ pub use pool::{Pool, PoolOptions};
 /// About how many events the stream keeps (`XADD MAXLEN ~`): how far a
 /// follower may fall behind before it misses events.
 pub const EVENT_STREAM_CAP: usize = 100_000;
+
+/// The largest encoded value an event carries in the stream (see the
+/// module doc).
+pub const EVENT_VALUE_INLINE: usize = 4096;
 
 /// How long a per-key lock outlives its holder's node (renewed every third
 /// of it while the node lives).
@@ -130,17 +141,25 @@ impl Keys {
         format!("{}{key}", self.lprefix)
     }
 
-    /// `script` with the KEYS and first ARGV every script takes.
-    fn invoke<'a>(&self, script: &'a redis::Script) -> ScriptInvocation<'a> {
+    /// `script` with the KEYS and first ARGV every script takes, then
+    /// `more` keys (the value or lock keys it touches).
+    fn invoke<'a, K: redis::ToRedisArgs>(
+        &self,
+        script: &'a redis::Script,
+        more: impl IntoIterator<Item = K>,
+    ) -> ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
         inv.key(&self.idx)
             .key(&self.exp)
             .key(&self.seq)
             .key(&self.ev)
-            .key(&self.lx)
-            .arg(&self.vprefix)
+            .key(&self.lx);
+        for k in more {
+            inv.key(k);
+        }
+        inv.arg(&self.vprefix)
             .arg(EVENT_STREAM_CAP)
-            .arg(&self.lprefix);
+            .arg(EVENT_VALUE_INLINE);
         inv
     }
 }
@@ -240,11 +259,13 @@ fn parse_record(rec: &[u8]) -> Result<(Item, u64), DictError> {
 }
 
 impl Redis {
-    /// Connects to `url` for the dict `name` (a private name is made up
-    /// for an unnamed dict). Fails when Redis cannot be reached now: a dict
-    /// is only handed out once its store answered.
+    /// Connects to `urls` for the dict `name` (a private name is made up
+    /// for an unnamed dict). `urls` is one server's URL, or several URLs
+    /// separated by whitespace: seed nodes of one Redis Cluster (one is
+    /// enough while it lives; see [`pool`]). Fails when Redis cannot be
+    /// reached now: a dict is only handed out once its store answered.
     pub fn open(
-        url: &str,
+        urls: &str,
         prefix: &str,
         name: Option<&str>,
         pool_size: usize,
@@ -256,8 +277,9 @@ impl Redis {
             Some(n) => n.to_owned(),
             None => format!("anon-{node:016x}-{}", ANON.fetch_add(1, Ordering::Relaxed)),
         };
+        let urls: Vec<&str> = urls.split_whitespace().collect();
         let pool = Pool::new(
-            url,
+            &urls,
             PoolOptions {
                 size: pool_size,
                 timeout: COMMAND_TIMEOUT,
@@ -275,10 +297,12 @@ impl Redis {
             raised: Mutex::new((0, 0)),
             raised_cv: Condvar::new(),
         });
-        // Answers now, or the open fails.
+        // Answers now, or the open fails. A keyed command: on a cluster it
+        // finds the dict's node (MOVED) before the first real one.
+        let seq = shared.keys.seq.clone();
         shared
             .pool
-            .run_idempotent(|c| redis::cmd("PING").query::<()>(c))?;
+            .run_idempotent(|c| redis::cmd("EXISTS").arg(&seq).query::<i64>(c))?;
         Ok(Redis { shared, named })
     }
 
@@ -311,12 +335,12 @@ impl Redis {
             Condition::Version(Some(v)) => ("ver", format!("{v:020}")),
         };
         let keys = &self.shared.keys;
-        let mut inv = keys.invoke(&scripts::PUT);
+        let mut inv = keys.invoke(&scripts::PUT, [keys.value(key)]);
         inv.arg(key).arg(body).arg(mode).arg(cond).arg(expected);
         // Redis answers a big write only once it has stored it (and, with
         // `appendfsync always`, written it to disk): wait longer for it.
         let wait = big_write_timeout(body_len);
-        let (out, id): (i64, String) = self.shared.pool.run(|c| match wait {
+        let (out, id): (i64, String) = self.shared.pool.run(|c: &mut Connection| match wait {
             None => inv.invoke(c),
             Some(t) => {
                 c.set_read_timeout(Some(t))?;
@@ -335,31 +359,71 @@ impl Redis {
         }
     }
 
-    /// Runs the reaper's script once: removes up to `max` due keys and
-    /// announces them (and lapsed lock leases) on the stream.
-    pub(crate) fn reap(
-        shared: &Shared,
-        conn: Option<&mut Connection>,
-        max: usize,
-    ) -> Result<usize, DictError> {
-        let inv = {
-            let mut inv = shared.keys.invoke(&scripts::REAP);
-            inv.arg(max);
-            inv
-        };
-        let (n, wait, _id): (usize, i64, String) = match conn {
-            Some(c) => inv
-                .invoke(c)
-                .map_err(|e| pool::unavailable(shared.pool.url(), &e))?,
-            None => {
-                let out: (usize, i64, String) = shared.pool.run(|c| inv.invoke(c))?;
-                // Not the follower itself (it would wait for itself).
-                shared.wait_raised(&out.2);
-                out
+    /// Runs the reaper: removes up to `max` due keys and announces them
+    /// (and lapsed lock leases) on the stream. Two steps when something is
+    /// due: the script names the due keys and lapsed locks, then runs
+    /// again with their keys declared (see [`scripts::REAP`]). `wait`:
+    /// until this node raised the events (not for the follower itself: it
+    /// would wait for itself).
+    pub(crate) fn reap(shared: &Shared, wait: bool, max: usize) -> Result<usize, DictError> {
+        type Reaped = (usize, i64, String, Vec<String>, Vec<String>);
+        let keys = &shared.keys;
+        let (mut due, mut lapsed) = (Vec::new(), Vec::new());
+        let mut removed = 0;
+        for _ in 0..2 {
+            let declared = due
+                .iter()
+                .map(|k: &String| keys.value(k))
+                .chain(lapsed.iter().map(|k: &String| keys.lock(k)));
+            let mut inv = keys.invoke(&scripts::REAP, declared);
+            inv.arg(max).arg(due.len());
+            for name in due.iter().chain(lapsed.iter()) {
+                inv.arg(name);
             }
-        };
-        *shared.next_due.lock() = (wait >= 0).then_some(wait as u64);
-        Ok(n)
+            let (n, next, id, next_due, next_lapsed): Reaped =
+                shared.pool.run(|c| inv.invoke(c))?;
+            if wait {
+                shared.wait_raised(&id);
+            }
+            removed += n;
+            *shared.next_due.lock() = (next >= 0).then_some(next as u64);
+            if next_due.is_empty() && next_lapsed.is_empty() {
+                break;
+            }
+            (due, lapsed) = (next_due, next_lapsed);
+        }
+        Ok(removed)
+    }
+
+    /// Runs `script` (ENTRIES or CLEAR) with the value key of every key of
+    /// the dict declared: reads the key set, then runs it; again when the
+    /// key set changed in between.
+    fn with_all_keys<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+    ) -> Result<T, DictError> {
+        let keys = &self.shared.keys;
+        for _ in 0..MODIFY_RETRIES {
+            let names: Vec<String> = self
+                .shared
+                .pool
+                .run_idempotent(|c| redis::cmd("SMEMBERS").arg(&keys.idx).query(c))?;
+            let inv = keys.invoke(script, names.iter().map(|k| keys.value(k)));
+            let out: redis::Value = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
+            if let redis::Value::BulkString(b) = &out {
+                if b == b"retry" {
+                    continue;
+                }
+            }
+            if let redis::Value::SimpleString(s) = &out {
+                if s == "retry" {
+                    continue;
+                }
+            }
+            return redis::from_redis_value(out)
+                .map_err(|e| DictError::Backend(format!("unexpected reply: {e}")));
+        }
+        Err(DictError::Conflict)
     }
 }
 
@@ -415,7 +479,8 @@ impl Backend for Redis {
         _now: Millis,
         _events: &mut Vec<RawEvent>,
     ) -> Result<Option<Item>, DictError> {
-        let mut inv = self.shared.keys.invoke(&scripts::REMOVE);
+        let keys = &self.shared.keys;
+        let mut inv = keys.invoke(&scripts::REMOVE, [keys.value(key)]);
         inv.arg(key);
         let (rec, id): (Option<Vec<u8>>, String) = self.shared.pool.run(|c| inv.invoke(c))?;
         self.shared.wait_raised(&id);
@@ -426,14 +491,13 @@ impl Backend for Redis {
     }
 
     fn keys(&self, _now: Millis) -> Result<Vec<Arc<str>>, DictError> {
-        let inv = self.shared.keys.invoke(&scripts::KEYS);
+        let inv = self.shared.keys.invoke(&scripts::KEYS, None::<&str>);
         let keys: Vec<String> = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
         Ok(keys.into_iter().map(Arc::from).collect())
     }
 
     fn entries(&self, _now: Millis) -> Result<Vec<(Arc<str>, Item)>, DictError> {
-        let inv = self.shared.keys.invoke(&scripts::ENTRIES);
-        let flat: Vec<Vec<u8>> = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
+        let flat: Vec<Vec<u8>> = self.with_all_keys(&scripts::ENTRIES)?;
         let mut out = Vec::with_capacity(flat.len() / 2);
         let mut it = flat.into_iter();
         while let (Some(k), Some(rec)) = (it.next(), it.next()) {
@@ -445,7 +509,7 @@ impl Backend for Redis {
     }
 
     fn len(&self, _now: Millis) -> Result<usize, DictError> {
-        let inv = self.shared.keys.invoke(&scripts::LEN);
+        let inv = self.shared.keys.invoke(&scripts::LEN, None::<&str>);
         let n: i64 = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
         Ok(n.max(0) as usize)
     }
@@ -468,7 +532,8 @@ impl Backend for Redis {
             Some(at) => at.saturating_sub(now).to_string(),
             None => "never".to_owned(),
         };
-        let mut inv = self.shared.keys.invoke(&scripts::SET_EXPIRY);
+        let keys = &self.shared.keys;
+        let mut inv = keys.invoke(&scripts::SET_EXPIRY, [keys.value(key)]);
         inv.arg(key).arg(mode);
         let (set, id): (i64, String) = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
         self.shared.wait_raised(&id);
@@ -476,8 +541,7 @@ impl Backend for Redis {
     }
 
     fn clear(&self, _now: Millis) -> Result<usize, DictError> {
-        let inv = self.shared.keys.invoke(&scripts::CLEAR);
-        let n: i64 = self.shared.pool.run_idempotent(|c| inv.invoke(c))?;
+        let n: i64 = self.with_all_keys(&scripts::CLEAR)?;
         Ok(n.max(0) as usize)
     }
 
@@ -487,7 +551,7 @@ impl Backend for Redis {
         max: usize,
         _events: &mut Vec<RawEvent>,
     ) -> Result<usize, DictError> {
-        Redis::reap(&self.shared, None, max)
+        Redis::reap(&self.shared, true, max)
     }
 
     fn next_expiry(&self) -> Option<Millis> {

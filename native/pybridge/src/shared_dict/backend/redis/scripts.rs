@@ -1,12 +1,23 @@
 //! The Lua scripts that make each Redis-backed operation one atomic step on
-//! the server. Every script gets the same KEYS (all under the dict's hash
-//! tag, so all on one slot) and the same first ARGV:
+//! the server. Every script declares every key it touches in KEYS, all
+//! under the dict's hash tag (so all on one slot: Redis Cluster routes the
+//! script by them and refuses one that touches a key it did not declare
+//! on another slot). Every script gets the same first KEYS and ARGV:
 //!
 //! * KEYS: 1 `idx` (set of key names), 2 `exp` (sorted set: key → expiry,
 //!   Redis clock ms), 3 `seq` (version counter), 4 `ev` (the event stream),
-//!   5 `lx` (sorted set: locked key → lease end);
-//! * ARGV: 1 prefix of value keys, 2 the stream's cap, 3 prefix of lock
-//!   keys; the operation's own arguments from 4 on.
+//!   5 `lx` (sorted set: locked key → lease end); the value or lock keys
+//!   the operation touches from 6 on;
+//! * ARGV: 1 prefix of value keys, 2 the stream's cap, 3 the largest value
+//!   an event carries itself ([`super::EVENT_VALUE_INLINE`]); the
+//!   operation's own arguments from 4 on.
+//!
+//! Operations on keys not known in advance (`entries`, `clear`, the
+//! reaper) take two steps: the names are read first, then the script gets
+//! their keys declared and checks that the names are still the ones to
+//! touch (`entries` and `clear` answer `retry` when the dict's key set
+//! changed in between; the reaper leaves keys that came due meanwhile to
+//! its next round).
 //!
 //! Time is Redis's (`TIME`), the same clock that runs `PXAT` expiries, so
 //! every node agrees on when a key expires whatever its own clock says.
@@ -15,6 +26,12 @@
 //! also in `exp`; whoever removes it from there (a write that meets the
 //! expired key, or any node's reaper) announces it, inside the script that
 //! removed it, so exactly one script does.
+//!
+//! Events: `e` kind (p/d/e/u), `k` key, and the value written (put) or
+//! removed (delete, expire, when Redis had not yet dropped it) in `v` when
+//! its encoding is at most ARGV 3 bytes long; a bigger put carries its
+//! version in `n` instead, and a follower reads the value if it is still
+//! that version.
 
 use std::sync::LazyLock;
 
@@ -26,16 +43,28 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local LAST = ''
-local function event(kind, key)
-  LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key)
+local INLINE = tonumber(ARGV[3])
+local function event(kind, key, body, ver)
+  if body and #body <= INLINE then
+    LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key, 'v', body)
+  elseif ver then
+    LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key, 'n', ver)
+  else
+    LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key)
+  end
 end
-local function claim(key, now)
+local function body_of(rec)
+  if rec then return string.sub(rec, 21) end
+  return nil
+end
+local function claim(key, vkey, now)
   local at = redis.call('ZSCORE', KEYS[2], key)
   if at and tonumber(at) <= now then
+    local cur = redis.call('GET', vkey)
     redis.call('ZREM', KEYS[2], key)
     redis.call('SREM', KEYS[1], key)
-    redis.call('DEL', ARGV[1] .. key)
-    event('e', key)
+    redis.call('DEL', vkey)
+    event('e', key, body_of(cur))
     return true
   end
   return false
@@ -45,24 +74,36 @@ local function due(now)
   for _, k in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do set[k] = true end
   return set
 end
+local function name_of(vkey)
+  return string.sub(vkey, #ARGV[1] + 1)
+end
+local function same_members()
+  local n = 0
+  for i = 6, #KEYS do
+    if redis.call('SISMEMBER', KEYS[1], name_of(KEYS[i])) == 0 then return false end
+    n = n + 1
+  end
+  return redis.call('SCARD', KEYS[1]) == n
+end
 "#;
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// ARGV 4 key, 5 record body, 6 expiry (`keep`, `never` or ms from now),
-/// 7 condition (`always`, `absent`, `ver`), 8 expected version header
-/// (empty: missing). Returns `{version or -1 (exists) or -2 (conflict),
-/// id of its last event ('' when none)}`; every write script ends with
-/// that id, so the writer can wait until its node has raised the events.
+/// KEYS 6 the value key. ARGV 4 key, 5 record body, 6 expiry (`keep`,
+/// `never` or ms from now), 7 condition (`always`, `absent`, `ver`), 8
+/// expected version header (empty: missing). Returns `{version or -1
+/// (exists) or -2 (conflict), id of its last event ('' when none)}`; every
+/// write script ends with that id, so the writer can wait until its node
+/// has raised the events.
 pub static PUT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
 local key = ARGV[4]
-local vkey = ARGV[1] .. key
-claim(key, now)
+local vkey = KEYS[6]
+claim(key, vkey, now)
 local cur = redis.call('GET', vkey)
 local cond = ARGV[7]
 if cond == 'absent' then
@@ -86,40 +127,41 @@ else
   redis.call('ZADD', KEYS[2], at, key)
 end
 redis.call('SADD', KEYS[1], key)
-event('p', key)
+event('p', key, ARGV[5], ver)
 return {ver, LAST}
 "#,
     )
 });
 
-/// ARGV 4 key. Returns `{the removed record or nil, last event id}`.
+/// KEYS 6 the value key. ARGV 4 key. Returns `{the removed record or nil,
+/// last event id}`.
 pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
 local key = ARGV[4]
-local vkey = ARGV[1] .. key
-if claim(key, now) then return {false, LAST} end
+local vkey = KEYS[6]
+if claim(key, vkey, now) then return {false, LAST} end
 local cur = redis.call('GET', vkey)
 if not cur then return {false, LAST} end
 redis.call('DEL', vkey)
 redis.call('SREM', KEYS[1], key)
 redis.call('ZREM', KEYS[2], key)
-event('d', key)
+event('d', key, body_of(cur))
 return {cur, LAST}
 "#,
     )
 });
 
-/// ARGV 4 key, 5 `never` or ms from now. Returns `{1, or 0 when missing,
-/// last event id}`.
+/// KEYS 6 the value key. ARGV 4 key, 5 `never` or ms from now. Returns
+/// `{1, or 0 when missing, last event id}`.
 pub static SET_EXPIRY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
 local key = ARGV[4]
-local vkey = ARGV[1] .. key
-claim(key, now)
+local vkey = KEYS[6]
+claim(key, vkey, now)
 if redis.call('EXISTS', vkey) == 0 then return {0, LAST} end
 if ARGV[5] == 'never' then
   redis.call('PERSIST', vkey)
@@ -134,31 +176,43 @@ return {1, LAST}
     )
 });
 
-/// ARGV 4 max. Removes up to max expired keys (announcing each) and
-/// announces lapsed lock leases; returns `{removed, ms to the next expiry
-/// or -1, last event id}`.
+/// The reaper. ARGV 4 max, 5 how many of the names after it are due keys
+/// (the rest are locked keys whose lease looked lapsed), then the names;
+/// KEYS 6.. their value keys, then their lock keys, in the same order.
+/// Removes the due keys among them that are still due (announcing each),
+/// announces the lapsed leases; returns `{removed, ms to the next expiry
+/// or -1, last event id, up to max due keys, up to max lapsed locked
+/// keys}` (the last two: what to pass next time).
 pub static REAP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
 local max = tonumber(ARGV[4])
+local ndue = tonumber(ARGV[5])
 local n = 0
-for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)) do
-  if claim(key, now) then n = n + 1 end
-end
-for _, key in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, max)) do
-  local left = redis.call('PTTL', ARGV[3] .. key)
-  if left > 0 then
-    redis.call('ZADD', KEYS[5], now + left, key)
+for i = 6, #ARGV do
+  local key, k = ARGV[i], KEYS[i]
+  if i - 5 <= ndue then
+    if claim(key, k, now) then n = n + 1 end
   else
-    redis.call('ZREM', KEYS[5], key)
-    event('u', key)
+    local at = redis.call('ZSCORE', KEYS[5], key)
+    if at and tonumber(at) <= now then
+      local left = redis.call('PTTL', k)
+      if left > 0 then
+        redis.call('ZADD', KEYS[5], now + left, key)
+      else
+        redis.call('ZREM', KEYS[5], key)
+        event('u', key)
+      end
+    end
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local wait = -1
 if nxt[2] then wait = math.max(0, tonumber(nxt[2]) - now) end
-return {n, wait, LAST}
+local due_keys = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, max)
+return {n, wait, LAST, due_keys, lapsed}
 "#,
     )
 });
@@ -177,15 +231,19 @@ return out
     )
 });
 
-/// Live entries as a flat `{key, record, ...}`.
+/// KEYS 6.. the value keys of every key in `idx` (read just before).
+/// Live entries as a flat `{key, record, ...}`, or `'retry'` when the key
+/// set is not the one declared any more.
 pub static ENTRIES: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
+if not same_members() then return 'retry' end
 local gone = due(now_ms())
 local out = {}
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for i = 6, #KEYS do
+  local k = name_of(KEYS[i])
   if not gone[k] then
-    local rec = redis.call('GET', ARGV[1] .. k)
+    local rec = redis.call('GET', KEYS[i])
     if rec then out[#out + 1] = k; out[#out + 1] = rec end
   end
 end
@@ -203,24 +261,27 @@ return redis.call('SCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[2], '-inf', now_
     )
 });
 
-/// Removes every entry (no events); returns how many were live.
+/// KEYS 6.. the value keys of every key in `idx` (read just before).
+/// Removes every entry (no events); returns how many were live, or
+/// `'retry'` when the key set is not the one declared any more.
 pub static CLEAR: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
+if not same_members() then return 'retry' end
 local live = redis.call('SCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[2], '-inf', now_ms())
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('DEL', ARGV[1] .. k) end
+for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('DEL', KEYS[1], KEYS[2])
 return live
 "#,
     )
 });
 
-/// ARGV 4 key, 5 token, 6 lease ms. Returns 1 (taken or already ours) or
-/// the holder's token.
+/// KEYS 6 the lock key. ARGV 4 key, 5 token, 6 lease ms. Returns 1 (taken
+/// or already ours) or the holder's token.
 pub static LOCK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local lkey = ARGV[3] .. ARGV[4]
+local lkey = KEYS[6]
 local cur = redis.call('GET', lkey)
 if cur and cur ~= ARGV[5] then return cur end
 local at = now_ms() + tonumber(ARGV[6])
@@ -231,11 +292,12 @@ return 1
     )
 });
 
-/// ARGV 4 key, 5 token. Returns 1 when released, 0 when not ours.
+/// KEYS 6 the lock key. ARGV 4 key, 5 token. Returns 1 when released, 0
+/// when not ours.
 pub static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local lkey = ARGV[3] .. ARGV[4]
+local lkey = KEYS[6]
 if redis.call('GET', lkey) ~= ARGV[5] then return 0 end
 redis.call('DEL', lkey)
 redis.call('ZREM', KEYS[5], ARGV[4])
@@ -245,16 +307,17 @@ return 1
     )
 });
 
-/// ARGV 4 lease ms, then (key, token) pairs. Extends the leases still held;
-/// returns the keys whose lock was lost (lapsed or taken by another).
+/// KEYS 6.. the lock keys. ARGV 4 lease ms, then a (key, token) pair per
+/// lock key, in the same order. Extends the leases still held; returns the
+/// keys whose lock was lost (lapsed or taken by another).
 pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local at = now_ms() + tonumber(ARGV[4])
 local lost = {}
-for i = 5, #ARGV, 2 do
-  local key, token = ARGV[i], ARGV[i + 1]
-  local lkey = ARGV[3] .. key
+for j = 6, #KEYS do
+  local key, token = ARGV[2 * j - 7], ARGV[2 * j - 6]
+  local lkey = KEYS[j]
   if redis.call('GET', lkey) == token then
     redis.call('PEXPIREAT', lkey, at)
     redis.call('ZADD', KEYS[5], at, key)
