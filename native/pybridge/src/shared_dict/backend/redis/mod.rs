@@ -47,6 +47,8 @@ mod locks;
 mod pool;
 mod scripts;
 #[cfg(test)]
+mod cluster_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

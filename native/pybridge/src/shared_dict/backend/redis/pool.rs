@@ -52,7 +52,7 @@ pub const REDIRECT_PAUSE: Duration = Duration::from_millis(20);
 
 /// Redirections one command follows before it fails (a slot moving
 /// several times during one command, or a loop).
-const MAX_REDIRECTS: usize = 16;
+const MAX_REDIRECTS: usize = 1000;
 
 /// How a pool connects.
 #[derive(Debug, Clone)]
@@ -327,7 +327,11 @@ impl Pool {
             };
             redirects += 1;
             if redirects > MAX_REDIRECTS || Instant::now() >= deadline {
-                return Err(unavailable(&url, &err));
+                return Err(DictError::Backend(format!(
+                    "redis at {}: the dict's slot is moving between cluster nodes \
+                     (resharding or failover), try again: {err}",
+                    redact(&url)
+                )));
             }
             match redirect {
                 Redirect::Moved(addr) => self.retarget(&addr)?,

@@ -1,0 +1,408 @@
+//! The Redis backend on a real Redis Cluster: three masters
+//! ([`TestCluster`], each a `redis-server --cluster-enabled yes` on free
+//! loopback ports, joined by `redis-cli --cluster create`). Every dict
+//! here is opened with the first node's URL only, so a dict whose slot is
+//! on another node is reached through `MOVED`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::Redis;
+use crate::convert::Value;
+use crate::shared_dict::{Condition, DictError, EventKind, Holder, Item, Listener, SharedDict, Stored};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Three cluster masters of the test's own, stopped on drop.
+pub struct TestCluster {
+    pub ports: Vec<u16>,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl TestCluster {
+    pub fn start() -> TestCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "pybridge-redis-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut cluster = TestCluster {
+            ports: Vec::new(),
+            dir,
+            children: Vec::new(),
+        };
+        for _ in 0..3 {
+            let (port, bus) = (free_port(), free_port());
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-port", &bus.to_string()])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server starts (make deps installs it)");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+        }
+        for &port in &cluster.ports {
+            wait_for(&format!("node {port} answers"), || {
+                cluster.try_conn(port).is_some()
+            });
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &cluster.ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for &port in &cluster.ports {
+            wait_for("cluster_state:ok on every node", || {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut cluster.conn(port))
+                    .unwrap_or_default();
+                info.contains("cluster_state:ok")
+            });
+        }
+        cluster
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("redis://127.0.0.1:{}/", self.ports[i])
+    }
+
+    fn try_conn(&self, port: u16) -> Option<redis::Connection> {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .ok()?
+            .get_connection()
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut c).ok()?;
+        Some(c)
+    }
+
+    pub fn conn(&self, port: u16) -> redis::Connection {
+        self.try_conn(port).expect("a test connection")
+    }
+
+    /// The hash slot of `key`.
+    pub fn slot(&self, key: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.conn(self.ports[0]))
+            .expect("keyslot")
+    }
+
+    /// The port of the node that serves `slot`.
+    pub fn owner(&self, slot: u16) -> u16 {
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut self.conn(self.ports[0]))
+            .expect("cluster slots");
+        for r in ranges {
+            let redis::Value::Array(parts) = r else {
+                continue;
+            };
+            let (Some(redis::Value::Int(lo)), Some(redis::Value::Int(hi))) =
+                (parts.first(), parts.get(1))
+            else {
+                continue;
+            };
+            if (*lo..=*hi).contains(&i64::from(slot)) {
+                if let Some(redis::Value::Array(node)) = parts.get(2) {
+                    if let Some(redis::Value::Int(port)) = node.get(1) {
+                        return *port as u16;
+                    }
+                }
+            }
+        }
+        panic!("no node serves slot {slot}");
+    }
+
+    fn id(&self, port: u16) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.conn(port))
+            .expect("myid")
+    }
+
+    /// Moves `slot` from node `from` to node `to` the way `redis-cli
+    /// --cluster reshard` does: IMPORTING/MIGRATING, MIGRATE every key,
+    /// then the slot's new owner on every node. `between` runs after each
+    /// batch of keys moved (while the slot is half-migrated).
+    pub fn migrate(&self, slot: u16, from: u16, to: u16, mut between: impl FnMut()) {
+        let (from_id, to_id) = (self.id(from), self.id(to));
+        let (mut src, mut dst) = (self.conn(from), self.conn(to));
+        let setslot = |c: &mut redis::Connection, how: &str, id: &str| {
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(how)
+                .arg(id)
+                .query::<()>(c)
+                .expect("setslot");
+        };
+        setslot(&mut dst, "IMPORTING", &from_id);
+        setslot(&mut src, "MIGRATING", &to_id);
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(10)
+                .query(&mut src)
+                .expect("getkeysinslot");
+            if keys.is_empty() {
+                break;
+            }
+            redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(to)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query::<()>(&mut src)
+                .expect("migrate");
+            between();
+        }
+        for &port in &self.ports {
+            setslot(&mut self.conn(port), "NODE", &to_id);
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits (up to 20 s) until `f` holds.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("never happened: {what}");
+}
+
+#[derive(Default)]
+struct Seen {
+    events: Mutex<Vec<(EventKind, String, Option<Item>)>>,
+    unlocked: Mutex<Vec<String>>,
+}
+
+impl Listener for Seen {
+    fn event(&self, kind: EventKind, key: &str, value: Option<&Item>) {
+        self.events
+            .lock()
+            .push((kind, key.to_owned(), value.cloned()));
+    }
+    fn unlocked(&self, key: &str) {
+        self.unlocked.lock().push(key.to_owned());
+    }
+}
+
+fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<super::Shared>) {
+    let r = Redis::open(url, "c", Some(name), 2).expect("opens");
+    let shared = r.shared.clone();
+    (
+        SharedDict::with_backend(None, Box::new(r)).expect("dict"),
+        shared,
+    )
+}
+
+fn int(v: i64) -> Stored {
+    Stored::Plain(Value::Int(v))
+}
+
+fn int_of(item: &Item) -> i64 {
+    match &**item {
+        Stored::Plain(Value::Int(i)) => *i,
+        other => panic!("not an int: {other:?}"),
+    }
+}
+
+fn get_int(d: &SharedDict, k: &str) -> Option<i64> {
+    d.get(k).expect("get").map(|(item, _)| int_of(&item))
+}
+
+/// A dict name whose slot the node at `port` serves (`on`) or does not.
+fn name_where(cluster: &TestCluster, port: u16, on: bool) -> String {
+    (0..)
+        .map(|i| format!("d{i}"))
+        .find(|n| (cluster.owner(cluster.slot(&format!("{{c:{n}}}"))) == port) == on)
+        .expect("a name")
+}
+
+#[test]
+fn dicts_on_different_slots_work_through_the_first_nodes_url() {
+    let cluster = TestCluster::start();
+    let seed = cluster.url(0);
+    let here = name_where(&cluster, cluster.ports[0], true);
+    let there = name_where(&cluster, cluster.ports[0], false);
+    assert_ne!(
+        cluster.slot(&format!("{{c:{here}}}")),
+        cluster.slot(&format!("{{c:{there}}}"))
+    );
+    for name in [&here, &there] {
+        let (a, a_shared) = node(&seed, name);
+        let (b, _) = node(&seed, name);
+        let port = cluster.owner(cluster.slot(&format!("{{c:{name}}}")));
+        assert!(
+            a_shared.pool.url().contains(&format!(":{port}")),
+            "the pool talks to the slot's node {port}: {}",
+            a_shared.pool.url()
+        );
+        let seen = Arc::new(Seen::default());
+        b.listen(seen.clone()).unwrap();
+
+        a.put("k", int(1), None, Condition::Always).unwrap();
+        assert_eq!(get_int(&b, "k"), Some(1));
+        b.put("big", Stored::Plain(Value::Bytes(vec![7; 10_000])), None, Condition::Always)
+            .unwrap();
+        assert!(matches!(b.incr("n", 5).unwrap(), Value::Int(5)));
+        a.put("t", int(9), Some(100), Condition::Always).unwrap();
+        assert_eq!(a.len().unwrap(), 4);
+        let mut keys: Vec<String> = b.keys().unwrap().iter().map(|k| k.to_string()).collect();
+        keys.sort();
+        assert!(keys.starts_with(&["big".to_owned(), "k".to_owned(), "n".to_owned()]));
+        assert_eq!(a.entries().unwrap().len(), keys.len());
+        assert!(b.take("k").unwrap().is_some());
+
+        // Events on the other node, values included (a big one read back
+        // by version), and the expiry once.
+        wait_for("events", || seen.events.lock().len() >= 5);
+        let events = seen.events.lock().clone();
+        let kinds: Vec<(EventKind, &str)> = events
+            .iter()
+            .map(|(k, key, _)| (*k, key.as_str()))
+            .collect();
+        assert_eq!(
+            &kinds[..5],
+            &[
+                (EventKind::Put, "k"),
+                (EventKind::Put, "big"),
+                (EventKind::Put, "n"),
+                (EventKind::Put, "t"),
+                (EventKind::Delete, "k"),
+            ]
+        );
+        assert_eq!(events[0].2.as_ref().map(int_of), Some(1));
+        assert!(matches!(
+            events[1].2.as_deref(),
+            Some(Stored::Plain(Value::Bytes(b))) if b.len() == 10_000
+        ));
+        assert_eq!(events[2].2.as_ref().map(int_of), Some(5));
+        assert_eq!(events[4].2.as_ref().map(int_of), Some(1), "the removed value");
+        wait_for("the expiry", || {
+            seen.events
+                .lock()
+                .iter()
+                .any(|(k, key, _)| *k == EventKind::Expire && key == "t")
+        });
+        assert_eq!(get_int(&a, "t"), None);
+
+        // Locks across the two.
+        a.try_lock("l", Holder::Beam(1)).unwrap().unwrap();
+        assert!(b.try_lock("l", Holder::Beam(2)).unwrap().is_err());
+        assert!(a.unlock("l", Holder::Beam(1)).unwrap());
+        wait_for("the release reaches b", || {
+            seen.unlocked.lock().iter().any(|k| k == "l")
+        });
+        b.try_lock("l", Holder::Beam(2)).unwrap().unwrap();
+
+        assert_eq!(a.clear().unwrap(), 2);
+        assert_eq!(b.len().unwrap(), 0);
+        a.destroy();
+        b.destroy();
+    }
+}
+
+#[test]
+fn a_dict_follows_its_slot_to_another_node_losing_nothing() {
+    let cluster = TestCluster::start();
+    let name = name_where(&cluster, cluster.ports[0], true);
+    let slot = cluster.slot(&format!("{{c:{name}}}"));
+    let (a, a_shared) = node(&cluster.url(0), &name);
+    let seen = Arc::new(Seen::default());
+    a.listen(seen.clone()).unwrap();
+    for i in 0..20 {
+        a.put(&format!("k{i}"), int(i), None, Condition::Always)
+            .unwrap();
+    }
+    a.try_lock("l", Holder::Beam(1)).unwrap().unwrap();
+
+    // While the slot's keys move (a few at a time), a read finds each key
+    // where it is now (ASK), and a write either lands or fails clearly
+    // (its keys are split between the two nodes: TRYAGAIN until the
+    // deadline).
+    let mut acked = Vec::new();
+    let mut n = 0;
+    cluster.migrate(slot, cluster.ports[0], cluster.ports[1], || {
+        for i in 0..20 {
+            assert_eq!(get_int(&a, &format!("k{i}")), Some(i), "mid-migration read");
+        }
+        let key = format!("m{n}");
+        match a.put(&key, int(n), None, Condition::Always) {
+            Ok(_) => acked.push((key, n)),
+            Err(DictError::Backend(why)) => assert!(why.contains("slot is moving"), "{why}"),
+            Err(other) => panic!("{other:?}"),
+        }
+        n += 1;
+    });
+    assert!(n > 0, "the test ran mid-migration");
+    a.put("after", int(1), None, Condition::Always).unwrap();
+
+    assert!(a_shared
+        .pool
+        .url()
+        .contains(&format!(":{}", cluster.ports[1])));
+    for i in 0..20 {
+        assert_eq!(get_int(&a, &format!("k{i}")), Some(i));
+    }
+    for (key, v) in &acked {
+        assert_eq!(get_int(&a, key), Some(*v), "an acknowledged write is kept");
+    }
+    // The lock moved with its slot and is still this holder's.
+    assert!(a.unlock("l", Holder::Beam(1)).unwrap());
+    // Every event once, in order, across the move.
+    let want = 20 + acked.len() + 1;
+    wait_for("every event", || seen.events.lock().len() >= want);
+    let events = seen.events.lock().clone();
+    assert_eq!(events.len(), want);
+    assert_eq!(events.last().map(|e| e.1.as_str()), Some("after"));
+    a.destroy();
+}
