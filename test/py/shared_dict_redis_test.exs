@@ -162,10 +162,13 @@ defmodule Py.SharedDictRedisTest do
     try do
       sd = open(server, unique())
       parent = self()
+      # Per loop: acknowledged writes (1 + i) and errors (5 + i), counted
+      # as they happen, so the test waits on what the loops saw, not on time.
+      seen = :counters.new(8, [:atomics])
 
       # Writers and readers in hot loops, through the outage.
       loops =
-        for i <- 1..4 do
+        for i <- 0..3 do
           spawn_link(fn ->
             counts =
               Enum.reduce_while(Stream.iterate(0, &(&1 + 1)), %{ok: 0, error: 0, acked: []}, fn n,
@@ -178,8 +181,13 @@ defmodule Py.SharedDictRedisTest do
 
                     acc =
                       case SD.put(sd, key, n) do
-                        :ok -> %{acc | ok: acc.ok + 1, acked: [key | acc.acked]}
-                        {:error, %Py.Error{type: :backend}} -> %{acc | error: acc.error + 1}
+                        :ok ->
+                          :counters.add(seen, 1 + i, 1)
+                          %{acc | ok: acc.ok + 1, acked: [key | acc.acked]}
+
+                        {:error, %Py.Error{type: :backend}} ->
+                          :counters.add(seen, 5 + i, 1)
+                          %{acc | error: acc.error + 1}
                       end
 
                     # get/3 never raises; fetch/2 tells an error apart.
@@ -192,17 +200,29 @@ defmodule Py.SharedDictRedisTest do
           end)
         end
 
-      Process.sleep(300)
+      oks = fn -> for i <- 0..3, do: :counters.get(seen, 1 + i) end
+      errors = fn -> for i <- 0..3, do: :counters.get(seen, 5 + i) end
+
+      # Every loop wrote before the outage.
+      assert_eventually(fn -> Enum.all?(oks.(), &(&1 > 0)) end, 20_000)
       RedisServer.kill(server)
       assert {:error, %Py.Error{type: :backend}} = SD.fetch(sd, "w1-0")
-      Process.sleep(500)
+      # Every loop met the outage (a write in flight at the kill may still
+      # have been acknowledged: only errors prove a loop saw it).
+      assert_eventually(fn -> Enum.all?(errors.(), &(&1 > 0)) end, 20_000)
+      before = oks.()
       server = RedisServer.restart(server)
       assert_eventually(fn -> match?({:ok, _}, SD.fetch(sd, "w1-0")) end, 10_000)
-      Process.sleep(300)
+      # Every loop wrote again after the restart, by itself.
+      assert_eventually(
+        fn -> Enum.zip(oks.(), before) |> Enum.all?(fn {now, was} -> now > was end) end,
+        20_000
+      )
+
       Enum.each(loops, &send(&1, :stop))
 
       results = for pid <- loops, do: receive(do: ({:done, ^pid, c} -> c))
-      assert Enum.sum(Enum.map(results, & &1.error)) > 0, "the outage was seen"
+      assert Enum.all?(results, &(&1.error > 0)), "the outage was seen"
       assert Enum.all?(results, &(&1.ok > 0))
 
       # Every acknowledged write is there (appendfsync always).
@@ -214,6 +234,36 @@ defmodule Py.SharedDictRedisTest do
     after
       RedisServer.stop(server)
     end
+  end
+
+  test "Python callbacks on a Redis dict get the value written or removed", %{server: s} do
+    sd = open(s, unique())
+    log = SD.new!()
+    :ok = SD.subscribe(log, [:put])
+
+    :ok =
+      Py.exec("""
+      from erlang import SharedDict
+      def redis_recorder(h, log_h, event):
+          log = SharedDict(log_h)
+          def cb(key, value):
+              log.set(event + ":" + key, value)
+          SharedDict(h).register_callback(event, cb)
+      """)
+
+    {:ok, _} = Py.eval("redis_recorder(h, l, 'set')", %{h: sd, l: log})
+    {:ok, _} = Py.eval("redis_recorder(h, l, 'delete')", %{h: sd, l: log})
+    # Small values travel in the event; a big one is read back by version.
+    big = :binary.copy("x", 100_000)
+    :ok = SD.put(sd, "small", %{"a" => [1, 2.5]})
+    :ok = SD.put(sd, "big", big)
+    :ok = SD.delete(sd, "small")
+    assert_receive {:shared_dict, ^log, :put, "set:small"}, 20_000
+    assert_receive {:shared_dict, ^log, :put, "set:big"}, 20_000
+    assert_receive {:shared_dict, ^log, :put, "delete:small"}, 20_000
+    assert SD.get(log, "set:small") == %{"a" => [1, 2.5]}
+    assert SD.get(log, "set:big") == big
+    assert SD.get(log, "delete:small") == %{"a" => [1, 2.5]}
   end
 
   @tag :distributed

@@ -71,27 +71,36 @@ defmodule Py.SharedDict.Options do
     ArgumentError -> backend_invalid!(backend)
   end
 
-  defp backend!({:redis, url} = backend) when is_list(url) do
-    backend!({:redis, List.to_string(url)})
+  # Several URLs: seed nodes of one Redis Cluster. The native side takes
+  # them as one string, separated by spaces (a URL has none).
+  defp backend!({:redis, [first | _] = urls} = backend) when not is_integer(first) do
+    urls = Enum.map(urls, &redis_url!(&1, backend))
+    {:redis, Enum.join(urls, " ")}
+  end
+
+  defp backend!({:redis, url} = backend), do: {:redis, redis_url!(url, backend)}
+
+  defp backend!(other), do: backend_invalid!(other)
+
+  defp redis_url!(url, backend) when is_list(url) do
+    redis_url!(List.to_string(url), backend)
   rescue
     ArgumentError -> backend_invalid!(backend)
   end
 
-  defp backend!({:redis, url} = backend) do
-    if is_binary(url) and
+  defp redis_url!(url, backend) do
+    if is_binary(url) and not String.contains?(url, [" ", "\t", "\n"]) and
          String.starts_with?(url, ["redis://", "rediss://", "unix://", "redis+unix://"]) do
-      backend
+      url
     else
       backend_invalid!(backend)
     end
   end
 
-  defp backend!(other), do: backend_invalid!(other)
-
   defp backend_invalid!(other) do
     Py.Options.invalid!(
       ":backend option for Py.SharedDict.new/1",
-      ":memory, {:sqlite, path} with a non-empty path, or {:redis, \"redis://host:port/db\"}",
+      ":memory, {:sqlite, path} with a non-empty path, {:redis, \"redis://host:port/db\"}, or {:redis, [url, ...]} (seed nodes of a Redis Cluster)",
       other
     )
   end
