@@ -892,7 +892,7 @@ shared_dict_new() -> py_facade_shared_dict:new().
 %% dict, without owner, until destroyed), `max_entries', `evict' (`lru'),
 %% `backend' (`memory', `{sqlite, Path}' for a file that survives
 %% restarts, or `{redis, Url}' for a dict several nodes share through a
-%% Redis server), `prefix', `pool_size'. Returns `{error, exists}' when the name
+%% Redis server, `{redis, [Url, ...]}' for seed nodes of a Redis Cluster), `prefix', `pool_size'. Returns `{error, exists}' when the name
 %% is taken, `{error, #{type := backend}}' (a `Py.Error') when the backend
 %% cannot be opened.
 -spec shared_dict_new(map() | list()) -> {ok, map()} | {error, exists | map()}.

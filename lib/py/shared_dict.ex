@@ -65,7 +65,8 @@ defmodule Py.SharedDict do
   @type t :: %__MODULE__{ref: reference, id: pos_integer, name: String.t() | nil, io: boolean}
 
   @typedoc "Where a dict keeps its entries (see `new/1`)."
-  @type backend :: :memory | {:sqlite, Path.t()} | {:redis, String.t()}
+  @type backend ::
+          :memory | {:sqlite, Path.t()} | {:redis, String.t()} | {:redis, [String.t(), ...]}
 
   @typedoc "Keys are strings (UTF-8 binaries)."
   @type key :: String.t()
@@ -108,7 +109,9 @@ defmodule Py.SharedDict do
       OS process, gone with it) or `{:sqlite, path}` (a SQLite file that
       survives restarts and `kill -9`) or `{:redis, url}` (a Redis server that
       several BEAM nodes share: every node opening the same `:name` and
-      `:prefix` there sees the same entries, events and locks). See the guide
+      `:prefix` there sees the same entries, events and locks; also a node
+      of a Redis Cluster, or `{:redis, [url, ...]}` for several seed nodes
+      of one cluster). See the guide
       for exactly what each promises. `:max_entries` and `:evict` are for
       `:memory` only.
     * `:prefix` — keeps this dict's keys apart from other dicts' in the same

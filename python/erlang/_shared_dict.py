@@ -108,7 +108,8 @@ class SharedDict:
     ``"sqlite"`` with ``path=`` (a file that survives restarts; every write
     is committed to disk before it returns), or ``"redis"`` with ``url=``
     (a Redis server: every node opening the same name and prefix there
-    shares the dict, its events and its locks). ``prefix`` keeps this
+    shares the dict, its events and its locks; on a Redis Cluster, any
+    node's URL, or several seed URLs separated by spaces). ``prefix`` keeps this
     dict's keys apart from others in the same file or server;
     ``pool_size`` is the number of connections.
     """

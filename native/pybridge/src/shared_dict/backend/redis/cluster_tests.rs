@@ -14,7 +14,9 @@ use parking_lot::Mutex;
 
 use super::Redis;
 use crate::convert::Value;
-use crate::shared_dict::{Condition, DictError, EventKind, Holder, Item, Listener, SharedDict, Stored};
+use crate::shared_dict::{
+    Condition, DictError, EventKind, Holder, Item, Listener, SharedDict, Stored,
+};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -291,8 +293,13 @@ fn dicts_on_different_slots_work_through_the_first_nodes_url() {
 
         a.put("k", int(1), None, Condition::Always).unwrap();
         assert_eq!(get_int(&b, "k"), Some(1));
-        b.put("big", Stored::Plain(Value::Bytes(vec![7; 10_000])), None, Condition::Always)
-            .unwrap();
+        b.put(
+            "big",
+            Stored::Plain(Value::Bytes(vec![7; 10_000])),
+            None,
+            Condition::Always,
+        )
+        .unwrap();
         assert!(matches!(b.incr("n", 5).unwrap(), Value::Int(5)));
         a.put("t", int(9), Some(100), Condition::Always).unwrap();
         assert_eq!(a.len().unwrap(), 4);
@@ -326,7 +333,11 @@ fn dicts_on_different_slots_work_through_the_first_nodes_url() {
             Some(Stored::Plain(Value::Bytes(b))) if b.len() == 10_000
         ));
         assert_eq!(events[2].2.as_ref().map(int_of), Some(5));
-        assert_eq!(events[4].2.as_ref().map(int_of), Some(1), "the removed value");
+        assert_eq!(
+            events[4].2.as_ref().map(int_of),
+            Some(1),
+            "the removed value"
+        );
         wait_for("the expiry", || {
             seen.events
                 .lock()

@@ -47,7 +47,9 @@ fn holder_of(node: u64, token: &str) -> Holder {
 }
 
 pub(super) fn unlock(shared: &Shared, key: &str, holder: Holder) -> Result<bool, DictError> {
-    let mut inv = shared.keys.invoke(&scripts::UNLOCK, [shared.keys.lock(key)]);
+    let mut inv = shared
+        .keys
+        .invoke(&scripts::UNLOCK, [shared.keys.lock(key)]);
     inv.arg(key).arg(token(shared.node, holder));
     let released: i64 = shared.pool.run_idempotent(|c| inv.invoke(c))?;
     Ok(released == 1)

@@ -42,12 +42,12 @@
 //! scheduler, see [`Backend::blocking`]); a failure is
 //! [`DictError::Backend`], and the [`pool`] reconnects by itself.
 
+#[cfg(test)]
+mod cluster_tests;
 mod follower;
 mod locks;
 mod pool;
 mod scripts;
-#[cfg(test)]
-mod cluster_tests;
 #[cfg(test)]
 mod tests;
 

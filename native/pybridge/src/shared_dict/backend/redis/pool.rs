@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use redis::{Client, ConnectionAddr, Connection, ErrorKind, RedisError, ServerErrorKind};
+use redis::{Client, Connection, ConnectionAddr, ErrorKind, RedisError, ServerErrorKind};
 
 use crate::shared_dict::DictError;
 
