@@ -34,6 +34,12 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start() -> TestCluster {
+        TestCluster::start_with(3, 0)
+    }
+
+    /// `masters` masters with `replicas` replicas each; a node is declared
+    /// failed after 1 s unreachable (so a failover takes seconds).
+    pub fn start_with(masters: usize, replicas: usize) -> TestCluster {
         let dir = std::env::temp_dir().join(format!(
             "pybridge-redis-cluster-{}-{}",
             std::process::id(),
@@ -45,12 +51,13 @@ impl TestCluster {
             dir,
             children: Vec::new(),
         };
-        for _ in 0..3 {
+        for _ in 0..masters * (1 + replicas) {
             let (port, bus) = (free_port(), free_port());
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-port", &bus.to_string()])
+                .args(["--cluster-node-timeout", "1000"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .arg("--dir")
                 .arg(&cluster.dir)
@@ -73,7 +80,7 @@ impl TestCluster {
             create.arg(format!("127.0.0.1:{port}"));
         }
         let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli runs");
         assert!(
@@ -121,9 +128,15 @@ impl TestCluster {
 
     /// The port of the node that serves `slot`.
     pub fn owner(&self, slot: u16) -> u16 {
+        self.nodes_of(slot, self.ports[0])[0]
+    }
+
+    /// The ports of the master serving `slot`, then its replicas, as the
+    /// node at `ask` sees them.
+    pub fn nodes_of(&self, slot: u16, ask: u16) -> Vec<u16> {
         let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
             .arg("SLOTS")
-            .query(&mut self.conn(self.ports[0]))
+            .query(&mut self.conn(ask))
             .expect("cluster slots");
         for r in ranges {
             let redis::Value::Array(parts) = r else {
@@ -135,14 +148,27 @@ impl TestCluster {
                 continue;
             };
             if (*lo..=*hi).contains(&i64::from(slot)) {
-                if let Some(redis::Value::Array(node)) = parts.get(2) {
-                    if let Some(redis::Value::Int(port)) = node.get(1) {
-                        return *port as u16;
-                    }
-                }
+                return parts[2..]
+                    .iter()
+                    .filter_map(|node| match node {
+                        redis::Value::Array(node) => match node.get(1) {
+                            Some(redis::Value::Int(port)) => Some(*port as u16),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect();
             }
         }
         panic!("no node serves slot {slot}");
+    }
+
+    /// Kills the node at `port` (no shutdown: as a crash).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(i) = self.ports.iter().position(|p| *p == port) {
+            let _ = self.children[i].kill();
+            let _ = self.children[i].wait();
+        }
     }
 
     fn id(&self, port: u16) -> String {
@@ -414,6 +440,79 @@ fn a_dict_follows_its_slot_to_another_node_losing_nothing() {
     wait_for("every event", || seen.events.lock().len() >= want);
     let events = seen.events.lock().clone();
     assert_eq!(events.len(), want);
+    assert_eq!(events.last().map(|e| e.1.as_str()), Some("after"));
+    a.destroy();
+}
+
+/// `INFO replication`'s `field:` value on the node at `port`.
+fn replication(cluster: &TestCluster, port: u16, field: &str) -> Option<String> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut cluster.try_conn(port)?)
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_owned())
+}
+
+#[test]
+fn a_dict_carries_on_on_the_promoted_replica_when_its_master_dies() {
+    let mut cluster = TestCluster::start_with(3, 1);
+    let name = "failover";
+    let slot = cluster.slot(&format!("{{c:{name}}}"));
+    wait_for("the slot's replica joined", || {
+        cluster.nodes_of(slot, cluster.ports[0]).len() >= 2
+    });
+    let nodes = cluster.nodes_of(slot, cluster.ports[0]);
+    let (master, replica) = (nodes[0], nodes[1]);
+    wait_for("the replica is in sync", || {
+        replication(&cluster, replica, "master_link_status").as_deref() == Some("up")
+    });
+    // Every node is a seed; the dict's master is the first.
+    let mut seeds = vec![format!("redis://127.0.0.1:{master}/")];
+    seeds.extend(
+        cluster
+            .ports
+            .iter()
+            .filter(|p| **p != master)
+            .map(|p| format!("redis://127.0.0.1:{p}/")),
+    );
+    let (a, _) = node(&seeds.join(" "), name);
+    let seen = Arc::new(Seen::default());
+    a.listen(seen.clone()).unwrap();
+    for i in 0..10 {
+        a.put(&format!("k{i}"), int(i), None, Condition::Always)
+            .unwrap();
+    }
+    // Replication is asynchronous: wait until the replica has it all, so
+    // the test checks the dict, not Redis's own window of loss.
+    wait_for("the replica caught up", || {
+        let m = replication(&cluster, master, "master_repl_offset");
+        m.is_some() && replication(&cluster, replica, "slave_repl_offset") == m
+    });
+
+    cluster.kill(master);
+    // Operations fail (never hang) until the replica takes over, then work
+    // again by themselves.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match a.put("after", int(1), None, Condition::Always) {
+            Ok(_) => break,
+            Err(DictError::Backend(_)) if Instant::now() < deadline => {}
+            Err(e) => panic!("no recovery: {e:?}"),
+        }
+    }
+    assert_eq!(
+        replication(&cluster, replica, "role").as_deref(),
+        Some("master")
+    );
+    for i in 0..10 {
+        assert_eq!(get_int(&a, &format!("k{i}")), Some(i));
+    }
+    // The event thread followed too: every event once, in order.
+    wait_for("every event", || seen.events.lock().len() >= 11);
+    let events = seen.events.lock().clone();
+    assert_eq!(events.len(), 11);
     assert_eq!(events.last().map(|e| e.1.as_str()), Some("after"));
     a.destroy();
 }

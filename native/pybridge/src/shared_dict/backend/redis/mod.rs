@@ -45,6 +45,7 @@
 #[cfg(test)]
 mod cluster_tests;
 mod follower;
+mod keys;
 mod locks;
 mod pool;
 mod scripts;
@@ -57,12 +58,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use redis::{Connection, ScriptInvocation};
+use redis::Connection;
 
 use super::{Backend, Condition, Expiry, Item, Millis, RawEvent};
 use crate::shared_dict::codec;
 use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
 
+pub(crate) use keys::{parse_record, Keys};
 pub use pool::{Pool, PoolOptions};
 
 /// About how many events the stream keeps (`XADD MAXLEN ~`): how far a
@@ -96,74 +98,6 @@ const BIG_WRITE: usize = 1 << 20;
 /// one plus a second per 4 MB.
 fn big_write_timeout(len: usize) -> Option<Duration> {
     (len > BIG_WRITE).then(|| COMMAND_TIMEOUT + Duration::from_secs((len / (4 << 20)) as u64))
-}
-
-/// Bytes of the version header in front of each stored value.
-const VERSION_BYTES: usize = 20;
-
-/// The names of one dict's Redis keys.
-#[derive(Debug, Clone)]
-pub(crate) struct Keys {
-    /// `{prefix:name}`: the hash tag every key of the dict shares.
-    #[allow(dead_code)]
-    pub base: String,
-    idx: String,
-    exp: String,
-    seq: String,
-    pub ev: String,
-    lx: String,
-    vprefix: String,
-    lprefix: String,
-}
-
-impl Keys {
-    fn new(prefix: &str, name: &str) -> Keys {
-        let base = if prefix.is_empty() {
-            format!("{{{name}}}")
-        } else {
-            format!("{{{prefix}:{name}}}")
-        };
-        Keys {
-            idx: format!("{base}:idx"),
-            exp: format!("{base}:exp"),
-            seq: format!("{base}:seq"),
-            ev: format!("{base}:ev"),
-            lx: format!("{base}:lx"),
-            vprefix: format!("{base}:v:"),
-            lprefix: format!("{base}:l:"),
-            base,
-        }
-    }
-
-    fn value(&self, key: &str) -> String {
-        format!("{}{key}", self.vprefix)
-    }
-
-    fn lock(&self, key: &str) -> String {
-        format!("{}{key}", self.lprefix)
-    }
-
-    /// `script` with the KEYS and first ARGV every script takes, then
-    /// `more` keys (the value or lock keys it touches).
-    fn invoke<'a, K: redis::ToRedisArgs>(
-        &self,
-        script: &'a redis::Script,
-        more: impl IntoIterator<Item = K>,
-    ) -> ScriptInvocation<'a> {
-        let mut inv = script.prepare_invoke();
-        inv.key(&self.idx)
-            .key(&self.exp)
-            .key(&self.seq)
-            .key(&self.ev)
-            .key(&self.lx);
-        for k in more {
-            inv.key(k);
-        }
-        inv.arg(&self.vprefix)
-            .arg(EVENT_STREAM_CAP)
-            .arg(EVENT_VALUE_INLINE);
-        inv
-    }
 }
 
 /// What the backend and its follower thread share.
@@ -243,21 +177,6 @@ fn node_id() -> u64 {
         );
         h.finish()
     })
-}
-
-/// Splits a stored record into its version and value.
-fn parse_record(rec: &[u8]) -> Result<(Item, u64), DictError> {
-    let bad = |why: &str| DictError::Backend(format!("a stored value is unreadable: {why}"));
-    if rec.len() < VERSION_BYTES {
-        return Err(bad("too short"));
-    }
-    let version = std::str::from_utf8(&rec[..VERSION_BYTES])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| bad("no version"))?;
-    let stored =
-        codec::decode(&rec[VERSION_BYTES..]).map_err(|e| DictError::Backend(e.to_string()))?;
-    Ok((Arc::new(stored), version))
 }
 
 impl Redis {

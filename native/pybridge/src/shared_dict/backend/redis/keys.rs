@@ -1,0 +1,96 @@
+//! The names of one dict's Redis keys (the layout in the module doc of
+//! [`super`]: all under the hash tag `{prefix:name}`, so one slot) and the
+//! record a value key holds (a 20-digit version, then the value's
+//! encoding).
+
+use std::sync::Arc;
+
+use redis::ScriptInvocation;
+
+use super::{EVENT_STREAM_CAP, EVENT_VALUE_INLINE};
+use crate::shared_dict::backend::Item;
+use crate::shared_dict::codec;
+use crate::shared_dict::DictError;
+
+/// Bytes of the version header in front of each stored value.
+const VERSION_BYTES: usize = 20;
+
+/// The names of one dict's Redis keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    /// `{prefix:name}`: the hash tag every key of the dict shares.
+    #[allow(dead_code)]
+    pub base: String,
+    pub(super) idx: String,
+    exp: String,
+    pub(super) seq: String,
+    pub ev: String,
+    lx: String,
+    vprefix: String,
+    lprefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str, name: &str) -> Keys {
+        let base = if prefix.is_empty() {
+            format!("{{{name}}}")
+        } else {
+            format!("{{{prefix}:{name}}}")
+        };
+        Keys {
+            idx: format!("{base}:idx"),
+            exp: format!("{base}:exp"),
+            seq: format!("{base}:seq"),
+            ev: format!("{base}:ev"),
+            lx: format!("{base}:lx"),
+            vprefix: format!("{base}:v:"),
+            lprefix: format!("{base}:l:"),
+            base,
+        }
+    }
+
+    pub(super) fn value(&self, key: &str) -> String {
+        format!("{}{key}", self.vprefix)
+    }
+
+    pub(super) fn lock(&self, key: &str) -> String {
+        format!("{}{key}", self.lprefix)
+    }
+
+    /// `script` with the KEYS and first ARGV every script takes, then
+    /// `more` keys (the value or lock keys it touches).
+    pub(super) fn invoke<'a, K: redis::ToRedisArgs>(
+        &self,
+        script: &'a redis::Script,
+        more: impl IntoIterator<Item = K>,
+    ) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.idx)
+            .key(&self.exp)
+            .key(&self.seq)
+            .key(&self.ev)
+            .key(&self.lx);
+        for k in more {
+            inv.key(k);
+        }
+        inv.arg(&self.vprefix)
+            .arg(EVENT_STREAM_CAP)
+            .arg(EVENT_VALUE_INLINE);
+        inv
+    }
+}
+
+/// Splits a stored record into its version and value.
+pub(crate) fn parse_record(rec: &[u8]) -> Result<(Item, u64), DictError> {
+    let bad = |why: &str| DictError::Backend(format!("a stored value is unreadable: {why}"));
+    if rec.len() < VERSION_BYTES {
+        return Err(bad("too short"));
+    }
+    let version = std::str::from_utf8(&rec[..VERSION_BYTES])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| bad("no version"))?;
+    let stored =
+        codec::decode(&rec[VERSION_BYTES..]).map_err(|e| DictError::Backend(e.to_string()))?;
+    Ok((Arc::new(stored), version))
+}
