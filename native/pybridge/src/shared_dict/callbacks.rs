@@ -261,6 +261,10 @@ impl DictCallbacks {
 }
 
 impl Listener for DictCallbacks {
+    fn wants_values(&self) -> bool {
+        !self.list.read().is_empty()
+    }
+
     fn event(&self, kind: EventKind, key: &str, value: Option<&Item>) {
         let bit = event_bit(kind);
         let list = self.list.read();

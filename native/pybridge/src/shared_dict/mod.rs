@@ -160,6 +160,12 @@ pub enum EventKind {
 pub trait Listener: Send + Sync {
     fn event(&self, kind: EventKind, key: &str, value: Option<&Item>);
 
+    /// Whether this listener uses the events' values (a backend that must
+    /// fetch or decode them does so only when one does).
+    fn wants_values(&self) -> bool {
+        false
+    }
+
     /// `key`'s per-key lock was released (waiters may try again).
     fn unlocked(&self, _key: &str) {}
 
@@ -357,10 +363,10 @@ impl SharedDict {
         out
     }
 
-    /// Whether anyone listens to the events (a backend that must fetch or
-    /// decode an event's value can skip that when nobody does).
-    pub(crate) fn has_listeners(&self) -> bool {
-        !self.listeners.read().is_empty()
+    /// Whether a listener uses the events' values (a backend that must
+    /// fetch or decode an event's value skips that when none does).
+    pub(crate) fn wants_values(&self) -> bool {
+        self.listeners.read().iter().any(|l| l.wants_values())
     }
 
     /// The one place events are raised: counted, then handed to listeners

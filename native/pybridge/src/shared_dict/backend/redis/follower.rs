@@ -16,7 +16,7 @@
 //! failover in progress) make it try again shortly. Reaping and lease
 //! renewal go through the pool, which follows redirections itself.
 //!
-//! Values: when the dict has listeners, the follower hands them each
+//! Values: when a listener uses them (a Python callback), the follower hands it each
 //! event's value: decoded from the entry, or for a big put read from the
 //! key if it still holds the version written (see [`super::scripts`]).
 
@@ -334,7 +334,7 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
             }
             if let Some(d) = dict.upgrade() {
                 if !events.is_empty() {
-                    let events = with_values(shared, events, d.has_listeners());
+                    let events = with_values(shared, events, d.wants_values());
                     d.raise(&events);
                 }
                 if !unlocked.is_empty() {

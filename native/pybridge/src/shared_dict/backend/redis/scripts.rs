@@ -53,8 +53,10 @@ local function event(kind, key, body, ver)
     LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key)
   end
 end
+-- The value's encoding in a stored record, when an event carries it (no
+-- copy of a big one).
 local function body_of(rec)
-  if rec then return string.sub(rec, 21) end
+  if rec and #rec - 20 <= INLINE then return string.sub(rec, 21) end
   return nil
 end
 local function claim(key, vkey, now)
