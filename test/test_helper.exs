@@ -41,5 +41,10 @@ exclude =
     [:root | exclude]
   end
 
-ExUnit.start(exclude: exclude)
+# `assert_receive` without a timeout waits up to 5 s, not ExUnit's 100 ms:
+# the message often comes from another process doing real work (a lock
+# taken, a Python call made), which a loaded machine can delay past 100 ms.
+# A passing test does not wait any longer for it; `refute_receive` keeps its
+# own short default.
+ExUnit.start(exclude: exclude, assert_receive_timeout: 5_000)
 ExUnit.after_suite(fn _ -> File.rm_rf(Py.SharedDictCase.dir()) end)
