@@ -1051,6 +1051,13 @@ defmodule Py do
   # or {true | key, group | nil}.
   defp opts!([], _schema, _where), do: {default_timeout(), %{}, nil, nil}
 
+  # The common coalesced form, `[coalesce: true]`, without the general
+  # walk (it costs as much as the rest of coalescing an uncontended call);
+  # only for the schemas that take `:coalesce`.
+  defp opts!([coalesce: true], schema, _where)
+       when schema in [@eval_schema, @call_schema, @ctx_eval_schema, @ctx_call_schema],
+       do: {default_timeout(), %{}, nil, {true, nil}}
+
   defp opts!(opts, schema, where) do
     opts = Options.validate!(opts, schema, where)
 

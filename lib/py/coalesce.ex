@@ -51,7 +51,7 @@ defmodule Py.Coalesce do
   interpreter.
   """
 
-  alias Py.Coalesce.{Flight, Stats}
+  alias Py.Coalesce.{Flight, Leader, Stats}
 
   @typedoc "Counters of a group (see the moduledoc)."
   @type stats :: %{
@@ -110,27 +110,25 @@ defmodule Py.Coalesce do
   # Waits for the execution of {group, key}, starting it when there is none.
   # Py.Call.run/5 calls this for `coalesce:`.
   #
-  # A Python call is run by its first caller (the leader) itself, with no
-  # process in between: the in-flight entry is {gk, {:leader, id, pid}}, and
-  # the callers that join it put themselves in the waiters table as
-  # {{id, pid, tag}} (an ordered range the leader takes when the call ends).
-  # A joiner is sure to be served once its entry is in and the in-flight
-  # entry still stands; if the key was given up meanwhile, :ets.take of its
-  # own entry tells whether the leader took it (wait) or not (start over).
-  # Should the leader time out or die while others wait, the call is handed
-  # to a Flight process (adopt/5), its reply redirected there.
-  #
-  # An Elixir function runs in a Flight process of its own ({gk, pid}).
+  # A Python call is run by its first caller itself (Py.Coalesce.Leader);
+  # an Elixir function runs in a Flight process of its own, whose in-flight
+  # entry is {gk, pid}.
   @spec await(term, term, Flight.execution(), timeout) :: term
-  def await(group, key, execution, timeout) do
-    deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
-    join({group, key}, execution, timeout, deadline)
-  end
+  def await(group, key, {:python, _, _, _} = execution, timeout),
+    do: Leader.run({group, key}, execution, timeout, nil)
 
-  defp join(gk, execution, timeout, deadline) do
+  def await(group, key, execution, timeout), do: join({group, key}, execution, timeout, nil)
+
+  @doc false
+  # Joins the execution of `gk` in flight, or starts one. `deadline` is nil
+  # until the caller first waits (see deadline/1).
+  @spec join({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
+  def join(gk, execution, timeout, deadline) do
+    deadline = deadline || deadline(timeout)
+
     case :ets.lookup(@flights, gk) do
       [{_, {:leader, id, leader}}] ->
-        follow(gk, id, leader, execution, timeout, deadline)
+        Leader.follow(gk, id, leader, execution, timeout, deadline)
 
       [{_, flight}] ->
         mref = Process.monitor(flight)
@@ -148,287 +146,22 @@ defmodule Py.Coalesce do
     wait(gk, execution, flight, flight, mref, tag, timeout, deadline)
   end
 
-  defp start({group, _} = gk, {:python, cref, namespace, job} = execution, timeout, deadline) do
-    id = make_ref()
-    :ets.insert(@waiters, {{id}, nil})
+  defp start(gk, {:python, _, _, _} = execution, timeout, deadline),
+    do: Leader.run(gk, execution, timeout, deadline)
 
-    if :ets.insert_new(@flights, {gk, {:leader, id, self()}}) do
-      Stats.started(group)
-      ref = make_ref()
-
-      # :infinity: the leader cancels the call itself, and only when nobody
-      # else waits for it; each caller applies its own timeout.
-      case Py.Call.start(cref, namespace, ref, job, :infinity) do
-        {:done, result, _timing} ->
-          settle(gk, id, result)
-
-        {:running, handle} ->
-          run_led(gk, id, handle, ref, timeout, deadline)
-
-        # Waited for room in a full queue (`overload: :wait`) first.
-        {:running, handle, _left} ->
-          run_led(gk, id, handle, ref, timeout, deadline)
-      end
-    else
-      :ets.delete(@waiters, {id})
-      join(gk, execution, timeout, deadline)
-    end
-  end
-
-  defp run_led(gk, id, handle, ref, timeout, deadline) do
-    # Kept with the marker, for whoever takes the call over.
-    :ets.insert(@waiters, {{id}, {handle, ref}})
-    # A call that did not answer at once is watched over: should the leader
-    # die with nobody else waiting, no waiter would notice, and the call
-    # would run on with its key claimed.
-    leader = self()
-    guard = spawn(fn -> guard(gk, id, leader) end)
-    lead(gk, id, handle, ref, guard, timeout, deadline)
-  end
-
-  defp guard({group, _} = gk, id, leader) do
-    mref = Process.monitor(leader)
-
-    receive do
-      :done ->
-        :ok
-
-      {:DOWN, ^mref, :process, _, reason} ->
-        :ets.delete_object(@flights, {gk, {:leader, id, leader}})
-
-        case :ets.take(@waiters, {id}) do
-          [{_, call}] -> leader_died(group, id, call, leader, reason)
-          [] -> :ok
-        end
-    end
-  end
-
-  # The leader waits for its call's reply, running the callbacks the Python
-  # code makes meanwhile (Py.Callback), as any caller does.
-  defp lead(gk, id, handle, ref, guard, timeout, deadline) do
-    receive do
-      {^ref, reply, queue_us, run_us} ->
-        send(guard, :done)
-        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
-        settle(gk, id, result)
-
-      {^ref, :callback, request} ->
-        Py.Callback.run(request)
-        lead(gk, id, handle, ref, guard, timeout, deadline)
-
-      # Its output and log records (Py.Output), written from here.
-      {^ref, :io, {stream, text}} ->
-        Py.Output.write(stream, text)
-        lead(gk, id, handle, ref, guard, timeout, deadline)
-
-      {^ref, :log, {levelno, name, message}} ->
-        Py.Output.log(levelno, name, message)
-        lead(gk, id, handle, ref, guard, timeout, deadline)
-    after
-      remaining(deadline) ->
-        send(guard, :done)
-        leader_timed_out(gk, id, handle, ref, timeout)
-    end
-  end
-
-  # The leader's call ended: give the key up, then answer every waiter.
-  defp settle({group, _} = gk, id, result) do
-    :ets.delete_object(@flights, {gk, {:leader, id, self()}})
-    waiters = take_waiters(id)
-    :ets.delete(@waiters, {id})
-    # Counted before anyone is answered, as a Flight does.
-    Stats.finished(group, length(waiters), Flight.error?(result))
-    Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
-    result
-  end
-
-  # The waiters of execution `id` that have not left, taken out one by one
-  # (:ets.take is atomic per entry, so a waiter leaving at the same moment
-  # is either taken here or gone, never both).
-  defp take_waiters(id) do
-    @waiters
-    |> :ets.select([{{{id, :"$1", :"$2"}}, [], [{{:"$1", :"$2"}}]}])
-    |> Enum.filter(fn {pid, tag} -> :ets.take(@waiters, {id, pid, tag}) != [] end)
-  end
-
-  defp leader_timed_out({group, _} = gk, id, handle, ref, timeout) do
-    :ets.delete_object(@flights, {gk, {:leader, id, self()}})
-
-    case take_waiters(id) do
-      [] ->
-        :ets.delete(@waiters, {id})
-
-        result =
-          case Py.Call.cancel(handle) do
-            :cancelled -> timeout_error(timeout)
-            :replied -> receive_reply(ref, timeout)
-          end
-
-        Stats.finished(group, 0, Flight.error?(result))
-        result
-
-      waiters ->
-        :ets.delete(@waiters, {id})
-
-        case hand_over(group, {handle, ref}, waiters) do
-          :handed_over ->
-            timeout_error(timeout)
-
-          :sent ->
-            # The reply came here already: share it from here.
-            result = receive_reply(ref, timeout)
-            Stats.finished(group, length(waiters), Flight.error?(result))
-            Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
-            result
-        end
-    end
-  end
-
-  # Gives a running call with waiters to a Flight of its own, under a new
-  # marker (the flight counts the execution's end through it). `:sent` when
-  # the reply has gone to the leader already: nothing was handed over.
-  defp hand_over(group, {handle, ref}, waiters) do
-    id = make_ref()
-    :ets.insert(@waiters, {{id}, nil})
-    flight = spawn(Flight, :adopt, [group, id, ref, handle, waiters])
-
-    case Py.Call.redirect(handle, flight) do
-      :ok ->
-        Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, :adopted, flight, id}) end)
-        :handed_over
-
-      :sent ->
-        Process.exit(flight, :kill)
-        :ets.delete(@waiters, {id})
-        :sent
-    end
-  end
-
-  defp receive_reply(ref, timeout) do
-    receive do
-      {^ref, reply, queue_us, run_us} ->
-        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
-        result
-    after
-      Py.Limits.promised_reply_ms() ->
-        {:error,
-         %Py.Error{
-           type: :timeout,
-           message: "coalesced Python call exceeded #{timeout} ms and its reply was lost"
-         }}
-    end
-  end
-
-  defp timeout_error(timeout) do
-    {:error,
-     %Py.Error{
-       type: :timeout,
-       message:
-         "coalesced call exceeded #{timeout} ms (the shared execution goes on for other callers)"
-     }}
-  end
-
-  # Joins the Python call `leader` runs.
-  defp follow(gk, id, leader, execution, timeout, deadline) do
-    tag = make_ref()
-    entry = {id, self(), tag}
-    :ets.insert(@waiters, {entry})
-    mref = Process.monitor(leader)
-
-    served? =
-      case :ets.lookup(@flights, gk) do
-        [{_, {:leader, ^id, ^leader}}] -> true
-        # The key was given up meanwhile: served if the leader took us.
-        _ -> :ets.take(@waiters, entry) == []
-      end
-
-    if served? do
-      follow_wait(gk, id, entry, leader, mref, execution, timeout, deadline)
-    else
-      Process.demonitor(mref, [:flush])
-      join(gk, execution, timeout, deadline)
-    end
-  end
-
-  defp follow_wait(
-         {group, _} = gk,
-         id,
-         {_, _, tag} = entry,
-         leader,
-         mref,
-         execution,
-         timeout,
-         deadline
-       ) do
-    receive do
-      {^tag, :adopted, flight, flight_id} ->
-        Process.demonitor(mref, [:flush])
-        fmref = Process.monitor(flight)
-        wait(gk, execution, flight, flight_id, fmref, tag, timeout, deadline)
-
-      {^tag, result} ->
-        Process.demonitor(mref, [:flush])
-        result
-
-      {:DOWN, ^mref, :process, _, reason} ->
-        # The leader died before answering: the first waiter to notice
-        # takes the call over (or, when it cannot, tells everyone).
-        :ets.delete_object(@flights, {gk, {:leader, id, leader}})
-
-        case :ets.take(@waiters, {id}) do
-          [{_, call}] -> leader_died(group, id, call, leader, reason)
-          [] -> :ok
-        end
-
-        follow_wait(gk, id, entry, leader, make_ref(), execution, timeout, deadline)
-    after
-      remaining(deadline) ->
-        Process.demonitor(mref, [:flush])
-
-        case :ets.take(@waiters, entry) do
-          [_] ->
-            timeout_error(timeout)
-
-          [] ->
-            # Taken by the leader (or a successor) just now: its message is
-            # on the way.
-            receive do
-              {^tag, :adopted, flight, _flight_id} ->
-                send(flight, {:leave, tag})
-                timeout_error(timeout)
-
-              {^tag, result} ->
-                result
-            after
-              Py.Limits.promised_reply_ms() -> timeout_error(timeout)
-            end
-        end
-    end
-  end
-
-  # Run by the waiter that took the marker of a dead leader's call (so it
-  # runs once per call): the
-  # call goes on in a Flight for every waiter, or, when it had not started
-  # or its reply went to the dead leader, every waiter gets the error.
-  defp leader_died(group, id, call, leader, reason) do
-    case take_waiters(id) do
-      [] ->
-        # Nobody waits for it: stop it.
-        with {handle, _ref} <- call, do: Py.Call.cancel(handle)
-        Stats.finished(group, 0, true)
-
-      waiters ->
-        crashed = Flight.crashed(leader, "exited: " <> inspect(reason))
-        adopted = call != nil and hand_over(group, call, waiters) == :handed_over
-
-        unless adopted do
-          Stats.finished(group, 0, true)
-          Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, crashed}) end)
-        end
-    end
-  end
-
-  defp wait(gk, execution, flight, id, mref, tag, timeout, deadline) do
+  @doc false
+  # Waits for `flight`'s answer, `{tag, result}`; `id` is its marker.
+  @spec wait(
+          {term, term},
+          Flight.execution(),
+          pid,
+          term,
+          reference,
+          reference,
+          timeout,
+          integer | :infinity
+        ) :: term
+  def wait(gk, execution, flight, id, mref, tag, timeout, deadline) do
     receive do
       {^tag, result} ->
         Process.demonitor(mref, [:flush])
@@ -448,11 +181,11 @@ defmodule Py.Coalesce do
       {:DOWN, ^mref, :process, _, reason} ->
         flight_died(gk, flight, id, reason)
     after
-      remaining(deadline) -> give_up(flight, mref, tag, timeout)
+      remaining(deadline) -> leave(flight, mref, tag, timeout)
     end
   end
 
-  defp give_up(flight, mref, tag, timeout) do
+  defp leave(flight, mref, tag, timeout) do
     send(flight, {:leave, tag})
     Process.demonitor(mref, [:flush])
 
@@ -460,7 +193,7 @@ defmodule Py.Coalesce do
     receive do
       {^tag, result} -> result
     after
-      0 -> timeout_error(timeout)
+      0 -> Flight.timed_out(timeout)
     end
   end
 
@@ -472,10 +205,19 @@ defmodule Py.Coalesce do
     Flight.crashed(flight, "exited: " <> inspect(reason))
   end
 
-  defp now, do: System.monotonic_time(:millisecond)
+  @doc false
+  # The monotonic time by which a caller with `timeout` stops waiting.
+  @spec deadline(timeout) :: integer | :infinity
+  def deadline(:infinity), do: :infinity
+  def deadline(timeout), do: now() + timeout
 
-  defp remaining(:infinity), do: :infinity
-  defp remaining(deadline), do: max(deadline - now(), 0)
+  @doc false
+  # What is left until `deadline`, for a receive's `after`.
+  @spec remaining(integer | :infinity) :: timeout
+  def remaining(:infinity), do: :infinity
+  def remaining(deadline), do: max(deadline - now(), 0)
+
+  defp now, do: System.monotonic_time(:millisecond)
 
   @doc """
   Forgets the execution of `group` and `key` in flight, if any: callers from

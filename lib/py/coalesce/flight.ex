@@ -3,7 +3,7 @@ defmodule Py.Coalesce.Flight do
   # An execution that runs in a process of its own, so that no caller owns
   # it: every Elixir function given to Py.Coalesce.run/4, and a Python call
   # whose leading caller stopped waiting (or died) while others still wait
-  # (Py.Coalesce hands it over with adopt/5). Its waiters monitor it; it
+  # (Py.Coalesce.Leader hands it over with adopt/5). Its waiters monitor it; it
   # monitors them.
   #
   # Life of a flight started by init/4:
@@ -64,7 +64,7 @@ defmodule Py.Coalesce.Flight do
 
   @doc false
   # Entry point of a flight that takes over a running Python call from its
-  # leader (Py.Coalesce): `waiters` are {pid, tag}, already told to wait
+  # leader (Py.Coalesce.Leader): `waiters` are {pid, tag}, already told to wait
   # for this process; the call's reply comes here once redirected. The key
   # is no longer claimed (no new caller joins), and the marker of `id` is
   # in place.
@@ -198,6 +198,18 @@ defmodule Py.Coalesce.Flight do
   end
 
   defp fun_result(pid, reason), do: crashed(pid, "exited: " <> inspect(reason))
+
+  @doc false
+  # The error a caller gets when its own timeout passed first.
+  @spec timed_out(timeout) :: {:error, Py.Error.t()}
+  def timed_out(timeout) do
+    {:error,
+     %Py.Error{
+       type: :timeout,
+       message:
+         "coalesced call exceeded #{timeout} ms (the shared execution goes on for other callers)"
+     }}
+  end
 
   @doc false
   # The error every waiter gets when the execution did not return.

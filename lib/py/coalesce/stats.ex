@@ -2,8 +2,10 @@ defmodule Py.Coalesce.Stats do
   @moduledoc false
   # The one place where coalescing is counted (hits, misses, errors and the
   # `active` gauge), per group, in a public ETS table owned by
-  # Py.Coalesce.Tables. Flights call `started/1` when an execution starts and
-  # `finished/3` when it ends; nothing else writes counters. One ETS update
+  # Py.Coalesce.Tables. Flights and leaders call `started/1` when an
+  # execution starts and `finished/3` when it ends, or `ran/3` once for an
+  # execution that ended before it was counted as started (a Python call
+  # answered at once); nothing else writes counters. One ETS update
   # per event, none per waiter: a flight adds all its hits at once when it
   # ends.
   #
@@ -33,6 +35,20 @@ defmodule Py.Coalesce.Stats do
     @table
     |> :ets.update_counter(group, [{3, 1}, {5, 1}, {2, 0}], {group, 0, 0, 0, 0})
     |> started_event(group)
+  end
+
+  @doc false
+  # An execution of `group` that was never counted as started ran and
+  # ended (a Python call answered at once, or whose leader died before its
+  # call left the inline path): a miss and its end in one update, `active`
+  # untouched.
+  @spec ran(term, non_neg_integer, boolean) :: :ok
+  def ran(group, hits, error?) do
+    errors = if error?, do: 1, else: 0
+
+    @table
+    |> :ets.update_counter(group, [{3, 1}, {2, hits}, {4, errors}], {group, 0, 0, 0, 0})
+    |> ran_event(group, hits, error?)
   end
 
   @doc false
@@ -71,11 +87,17 @@ defmodule Py.Coalesce.Stats do
       :ok
     end
 
+    defp ran_event([misses, total_hits, errors], group, hits, error?) do
+      started_event([misses, 0, total_hits], group)
+      finished_event([total_hits, errors, 0, misses], group, hits, error?)
+    end
+
     defp rate(0, 0), do: 0.0
     defp rate(hits, misses), do: hits / (hits + misses)
   else
     defp started_event(_counters, _group), do: :ok
     defp finished_event(_counters, _group, _hits, _error?), do: :ok
+    defp ran_event(_counters, _group, _hits, _error?), do: :ok
   end
 
   @doc false

@@ -3,7 +3,8 @@ defmodule Py.Coalesce.Tables do
   # Owns Py.Coalesce's public ETS tables for the life of the application
   # (started by Py.Application): the in-flight table, {{group, key}, flight}
   # (see Py.Coalesce), the waiters of executions led by a caller,
-  # {{id, pid, tag}} beside each execution's marker {{id}, handle}, the
+  # {{id, pid, tag}} beside each execution's marker (Py.Coalesce.Leader,
+  # Py.Coalesce.Flight), the
   # counters (Py.Coalesce.Stats), and the Python side's counters as last
   # read (for its telemetry events). It does nothing else: callers and
   # flights read and write the tables directly, so no call goes through this

@@ -1,0 +1,362 @@
+defmodule Py.Coalesce.Leader do
+  @moduledoc false
+  # A coalesced Python call, run by its first caller (the leader) itself,
+  # with no process in between, and the callers that join it.
+  #
+  # Tables (owned by Py.Coalesce.Tables):
+  #
+  #   * the in-flight entry, {{group, key}, {:leader, id, pid}}, in the
+  #     flights table: whoever finds it joins `id`;
+  #   * each joiner's entry, {{id, pid, tag}}, in the ordered waiters table
+  #     (the waiters of one execution are one range of keys);
+  #   * the execution's marker, {{id}, call, joined}, beside them: made by
+  #     the first joiner (call nil) or by the leader once its call did not
+  #     answer at once (call {handle, ref}, kept for whoever takes the call
+  #     over); `joined` counts the joiners. A call nobody joins that answers
+  #     at once never has one.
+  #
+  # An uncontended call costs one :ets.insert_new to claim the key, one
+  # :ets.delete_object to give it up, one :ets.take that finds no marker,
+  # and one counter update (Py.Coalesce.Stats): the hot path of
+  # `coalesce: true` (bench/coalesce.exs).
+  #
+  # The one rule everything rests on: whoever ends an execution (its leader,
+  # the guard of a dead leader, the first waiter to see it die) deletes the
+  # in-flight entry first, then takes the marker, then (when `joined` says
+  # anyone came) takes the waiters' entries one by one. A joiner puts its
+  # entry in, counts itself in the marker, and only then checks that the
+  # in-flight entry still stands: if it does, whoever ends the execution
+  # will take the marker after that check and see the joiner. If it does not
+  # (the execution ended, or forget/2 took the key), the joiner takes its
+  # own entry back: gone means somebody took it and will answer; there
+  # means nobody did, and it starts over. Either way it takes back its count
+  # (a marker it made after the end would otherwise stay).
+  #
+  # Should the leader time out or die while others wait, its running call
+  # is handed to a Flight process (hand_over/3), its reply redirected there.
+
+  alias Py.Coalesce
+  alias Py.Coalesce.{Flight, Stats}
+
+  @flights :py_coalesce_flights
+  @waiters :py_coalesce_waiters
+
+  @doc false
+  # Runs the Python call `execution` for {group, key} as its leader, or,
+  # when another caller holds the key already, joins (Py.Coalesce.join/4).
+  # `deadline` is nil until this caller has had to wait: an uncontended
+  # call answered at once never reads the clock.
+  @spec run({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
+  def run({_group, _} = gk, {:python, cref, namespace, job} = execution, timeout, deadline) do
+    id = make_ref()
+
+    if :ets.insert_new(@flights, {gk, {:leader, id, self()}}) do
+      ref = make_ref()
+
+      # :infinity: the leader cancels the call itself, and only when nobody
+      # else waits for it; each caller applies its own timeout.
+      case Py.Call.start(cref, namespace, ref, job, :infinity) do
+        {:done, result, _timing} ->
+          settle(gk, id, result, false)
+
+        {:running, handle} ->
+          led(gk, id, handle, ref, timeout, deadline)
+
+        # Waited for room in a full queue (`overload: :wait`) first; the
+        # caller's time counts from its call being queued.
+        {:running, handle, _left} ->
+          led(gk, id, handle, ref, timeout, deadline)
+      end
+    else
+      Coalesce.join(gk, execution, timeout, deadline)
+    end
+  end
+
+  # The call did not answer at once: it is counted as active, put in the
+  # marker for whoever takes it over, and watched over (should the leader
+  # die with nobody else waiting, no waiter would notice, and the call
+  # would run on with its key claimed).
+  defp led({group, _} = gk, id, handle, ref, timeout, deadline) do
+    Stats.started(group)
+    mark(id, {handle, ref})
+    leader = self()
+    guard = spawn(fn -> guard(gk, id, leader) end)
+    lead(gk, id, handle, ref, guard, timeout, deadline || Coalesce.deadline(timeout))
+  end
+
+  # A joiner may have made the marker already: then the call goes into it.
+  defp mark(id, call) do
+    cond do
+      :ets.insert_new(@waiters, {{id}, call, 0}) -> :ok
+      :ets.update_element(@waiters, {id}, {2, call}) -> :ok
+      # A joiner that made it took it back just now: again.
+      true -> mark(id, call)
+    end
+  end
+
+  defp guard({group, _} = gk, id, leader) do
+    mref = Process.monitor(leader)
+
+    receive do
+      :done ->
+        :ok
+
+      {:DOWN, ^mref, :process, _, reason} ->
+        :ets.delete_object(@flights, {gk, {:leader, id, leader}})
+
+        case :ets.take(@waiters, {id}) do
+          [{_, call, joined}] -> died(group, id, call, joined, leader, reason)
+          [] -> :ok
+        end
+    end
+  end
+
+  # The leader waits for its call's reply, running the callbacks the Python
+  # code makes meanwhile (Py.Callback), as any caller does.
+  defp lead(gk, id, handle, ref, guard, timeout, deadline) do
+    receive do
+      {^ref, reply, queue_us, run_us} ->
+        send(guard, :done)
+        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
+        settle(gk, id, result, true)
+
+      {^ref, :callback, request} ->
+        Py.Callback.run(request)
+        lead(gk, id, handle, ref, guard, timeout, deadline)
+
+      # Its output and log records (Py.Output), written from here.
+      {^ref, :io, {stream, text}} ->
+        Py.Output.write(stream, text)
+        lead(gk, id, handle, ref, guard, timeout, deadline)
+
+      {^ref, :log, {levelno, name, message}} ->
+        Py.Output.log(levelno, name, message)
+        lead(gk, id, handle, ref, guard, timeout, deadline)
+    after
+      Coalesce.remaining(deadline) ->
+        send(guard, :done)
+        timed_out(gk, id, handle, ref, timeout)
+    end
+  end
+
+  # The leader's call ended: give the key up, then answer every waiter.
+  # `started?`: whether the execution was counted as started (active).
+  defp settle({group, _} = gk, id, result, started?) do
+    waiters = give_up(gk, id)
+    hits = length(waiters)
+    error? = Flight.error?(result)
+
+    # Counted before anyone is answered, as a Flight does.
+    if started?, do: Stats.finished(group, hits, error?), else: Stats.ran(group, hits, error?)
+    Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
+    result
+  end
+
+  # Ends execution `id` of the leader (self()): the key is given up, and
+  # the waiters that have not left are taken, as {pid, tag}.
+  defp give_up(gk, id) do
+    :ets.delete_object(@flights, {gk, {:leader, id, self()}})
+
+    case :ets.take(@waiters, {id}) do
+      [{_, _call, joined}] when joined > 0 -> take_waiters(id)
+      _ -> []
+    end
+  end
+
+  # The waiters of execution `id` that have not left, taken out one by one
+  # (:ets.take is atomic per entry, so a waiter leaving at the same moment
+  # is either taken here or gone, never both).
+  defp take_waiters(id) do
+    @waiters
+    |> :ets.select([{{{id, :"$1", :"$2"}}, [], [{{:"$1", :"$2"}}]}])
+    |> Enum.filter(fn {pid, tag} -> :ets.take(@waiters, {id, pid, tag}) != [] end)
+  end
+
+  defp timed_out({group, _} = gk, id, handle, ref, timeout) do
+    case give_up(gk, id) do
+      [] ->
+        result =
+          case Py.Call.cancel(handle) do
+            :cancelled -> Flight.timed_out(timeout)
+            :replied -> receive_reply(ref, timeout)
+          end
+
+        Stats.finished(group, 0, Flight.error?(result))
+        result
+
+      waiters ->
+        case hand_over(group, {handle, ref}, waiters) do
+          :handed_over ->
+            Flight.timed_out(timeout)
+
+          :sent ->
+            # The reply came here already: share it from here.
+            result = receive_reply(ref, timeout)
+            Stats.finished(group, length(waiters), Flight.error?(result))
+            Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
+            result
+        end
+    end
+  end
+
+  # Gives a running call with waiters to a Flight of its own, under a new
+  # marker (the flight counts the execution's end through it). `:sent` when
+  # the reply has gone to the leader already: nothing was handed over.
+  defp hand_over(group, {handle, ref}, waiters) do
+    id = make_ref()
+    :ets.insert(@waiters, {{id}, nil})
+    flight = spawn(Flight, :adopt, [group, id, ref, handle, waiters])
+
+    case Py.Call.redirect(handle, flight) do
+      :ok ->
+        Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, :adopted, flight, id}) end)
+        :handed_over
+
+      :sent ->
+        Process.exit(flight, :kill)
+        :ets.delete(@waiters, {id})
+        :sent
+    end
+  end
+
+  defp receive_reply(ref, timeout) do
+    receive do
+      {^ref, reply, queue_us, run_us} ->
+        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
+        result
+    after
+      Py.Limits.promised_reply_ms() ->
+        {:error,
+         %Py.Error{
+           type: :timeout,
+           message: "coalesced Python call exceeded #{timeout} ms and its reply was lost"
+         }}
+    end
+  end
+
+  @doc false
+  # Joins execution `id`, which `leader` runs (see the moduledoc).
+  @spec follow({term, term}, reference, pid, Flight.execution(), timeout, integer | :infinity) ::
+          term
+  def follow(gk, id, leader, execution, timeout, deadline) do
+    tag = make_ref()
+    entry = {id, self(), tag}
+    :ets.insert(@waiters, {entry})
+    :ets.update_counter(@waiters, {id}, {3, 1}, {{id}, nil, 0})
+    mref = Process.monitor(leader)
+
+    case :ets.lookup(@flights, gk) do
+      [{_, {:leader, ^id, ^leader}}] ->
+        follow_wait(gk, id, entry, leader, mref, execution, timeout, deadline)
+
+      _ended_or_forgotten ->
+        served? = :ets.take(@waiters, entry) == []
+        unjoin(id)
+
+        Process.demonitor(mref, [:flush])
+
+        if served?,
+          # Somebody took the entry and answers it; the marker was theirs.
+          do: follow_wait(gk, id, entry, leader, nil, execution, timeout, deadline),
+          else: Coalesce.join(gk, execution, timeout, deadline)
+    end
+  end
+
+  # Takes back a joiner's count; the last one out of a marker nobody else
+  # holds (made after its execution ended) deletes it.
+  defp unjoin(id) do
+    if :ets.update_counter(@waiters, {id}, {3, -1}) == 0,
+      do: :ets.delete_object(@waiters, {{id}, nil, 0})
+  rescue
+    # Taken by whoever ended the execution.
+    ArgumentError -> :ok
+  end
+
+  # `mref` monitors the leader; nil when this caller is answered by whoever
+  # took its entry, and need not watch anyone.
+  defp follow_wait(
+         {group, _} = gk,
+         id,
+         {_, _, tag} = entry,
+         leader,
+         mref,
+         execution,
+         timeout,
+         deadline
+       ) do
+    receive do
+      {^tag, :adopted, flight, flight_id} ->
+        demonitor(mref)
+        fmref = Process.monitor(flight)
+        Coalesce.wait(gk, execution, flight, flight_id, fmref, tag, timeout, deadline)
+
+      {^tag, result} ->
+        demonitor(mref)
+        result
+
+      {:DOWN, ^mref, :process, _, reason} when mref != nil ->
+        # The leader died before answering: the first waiter to notice
+        # takes the call over (or, when it cannot, tells everyone).
+        :ets.delete_object(@flights, {gk, {:leader, id, leader}})
+
+        case :ets.take(@waiters, {id}) do
+          [{_, call, joined}] -> died(group, id, call, joined, leader, reason)
+          [] -> :ok
+        end
+
+        follow_wait(gk, id, entry, leader, nil, execution, timeout, deadline)
+    after
+      Coalesce.remaining(deadline) ->
+        demonitor(mref)
+
+        case :ets.take(@waiters, entry) do
+          [_] ->
+            Flight.timed_out(timeout)
+
+          [] ->
+            # Taken by the leader (or a successor) just now: its message is
+            # on the way.
+            receive do
+              {^tag, :adopted, flight, _flight_id} ->
+                send(flight, {:leave, tag})
+                Flight.timed_out(timeout)
+
+              {^tag, result} ->
+                result
+            after
+              Py.Limits.promised_reply_ms() -> Flight.timed_out(timeout)
+            end
+        end
+    end
+  end
+
+  defp demonitor(nil), do: true
+  defp demonitor(mref), do: Process.demonitor(mref, [:flush])
+
+  # Run by whoever took the marker of a dead leader's call (so it runs once
+  # per call): the call goes on in a Flight for every waiter, or, when it
+  # had not started, had answered at once, or its reply went to the dead
+  # leader, every waiter gets the error.
+  defp died(group, id, call, joined, leader, reason) do
+    case if(joined > 0, do: take_waiters(id), else: []) do
+      [] ->
+        # Nobody waits for it: stop it.
+        with {handle, _ref} <- call, do: Py.Call.cancel(handle)
+        ended(group, call)
+
+      waiters ->
+        crashed = Flight.crashed(leader, "exited: " <> inspect(reason))
+        adopted = call != nil and hand_over(group, call, waiters) == :handed_over
+
+        unless adopted do
+          ended(group, call)
+          Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, crashed}) end)
+        end
+    end
+  end
+
+  # An execution that ended in a crash: counted as started (active) only
+  # once its call had left the inline path.
+  defp ended(group, nil), do: Stats.ran(group, 0, true)
+  defp ended(group, _call), do: Stats.finished(group, 0, true)
+end
