@@ -182,13 +182,9 @@ defmodule Bench.Coalesce do
   end
 
   # Until the call of {group, key} has n callers: its leader (who runs it)
-  # and the waiters it will answer (Py.Coalesce's waiters table).
+  # and the waiters it is sure to answer.
   defp until_joined(group, key, n) do
-    joined =
-      case :ets.lookup(:py_coalesce_flights, {group, key}) do
-        [{_, {:leader, id, _}}] -> 1 + length(:ets.match(:py_coalesce_waiters, {{id, :_, :_}}))
-        _ -> 0
-      end
+    joined = Py.Coalesce.Leader.callers({group, key}) || 0
 
     if joined < n do
       Process.sleep(1)

@@ -123,12 +123,26 @@ defmodule Py.Coalesce do
   # Joins the execution of `gk` in flight, or starts one. `deadline` is nil
   # until the caller first waits (see deadline/1).
   @spec join({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
-  def join(gk, execution, timeout, deadline) do
-    deadline = deadline || deadline(timeout)
+  def join(gk, execution, timeout, deadline),
+    do: found(:ets.lookup(@flights, gk), gk, execution, timeout, deadline)
 
-    case :ets.lookup(@flights, gk) do
+  @doc false
+  # join/4 with the in-flight entry of `gk` looked up already.
+  @spec found([tuple], {term, term}, Flight.execution(), timeout, integer | :infinity | nil) ::
+          term
+  def found(rows, gk, execution, timeout, nil) do
+    # The deadline starts now: the first wait can take `timeout` as it is,
+    # without reading the clock again.
+    found(rows, gk, execution, timeout, deadline(timeout), timeout)
+  end
+
+  def found(rows, gk, execution, timeout, deadline),
+    do: found(rows, gk, execution, timeout, deadline, remaining(deadline))
+
+  defp found(rows, gk, execution, timeout, deadline, wait_ms) do
+    case rows do
       [{_, {:leader, id, leader}}] ->
-        Leader.follow(gk, id, leader, execution, timeout, deadline)
+        Leader.follow(gk, id, leader, execution, timeout, deadline, wait_ms)
 
       [{_, flight}] ->
         mref = Process.monitor(flight)
@@ -147,7 +161,7 @@ defmodule Py.Coalesce do
   end
 
   defp start(gk, {:python, _, _, _} = execution, timeout, deadline),
-    do: Leader.run(gk, execution, timeout, deadline)
+    do: Leader.claim(gk, execution, timeout, deadline)
 
   @doc false
   # Waits for `flight`'s answer, `{tag, result}`; `id` is its marker.

@@ -138,10 +138,14 @@ coalesce_option_test() ->
                  py:call(Ctx, builtins, abs, [-1], #{coalesce => nil})).
 
 %% Callers of the coalesced call in flight for Group: its leader and the
-%% waiters it will answer.
+%% waiters it is sure to answer.
 joined(Group) ->
-    case ets:match(py_coalesce_flights, {{Group, '_'}, {leader, '$1', '_'}}) of
-        [[Id]] -> 1 + length(ets:match(py_coalesce_waiters, {{Id, '_', '_'}}));
+    case ets:match(py_coalesce_flights, {{Group, '$1'}, {leader, '_', '_'}}) of
+        [[Key]] ->
+            case 'Elixir.Py.Coalesce.Leader':callers({Group, Key}) of
+                nil -> 0;
+                N -> N
+            end;
         _ -> 0
     end.
 

@@ -30,17 +30,17 @@ defmodule Py.CoalesceTest do
   end
 
   # Waits until the execution of {group, key} has `n` callers: a Python call
-  # led by its first caller counts the leader and the waiters it will answer
-  # (Py.Coalesce's waiters table); a flight process monitors each waiter and
-  # the helper running an Elixir function (`extra`).
+  # led by its first caller counts the leader and the waiters it is sure to
+  # answer (Py.Coalesce.Leader.callers/1); a flight process monitors each
+  # waiter and the helper running an Elixir function (`extra`).
   defp await_waiters(group, key, n, extra \\ 1) do
     assert eventually(fn -> callers_of(group, key, extra) == n end, @long)
   end
 
   defp callers_of(group, key, extra) do
     case :ets.lookup(:py_coalesce_flights, {group, key}) do
-      [{_, {:leader, id, _leader}}] ->
-        1 + length(:ets.match(:py_coalesce_waiters, {{id, :_, :_}}))
+      [{_, {:leader, _id, _leader}}] ->
+        Py.Coalesce.Leader.callers({group, key})
 
       [{_, pid}] ->
         case Process.info(pid, :monitors) do
@@ -429,11 +429,17 @@ defmodule Py.CoalesceTest do
       tasks = callers(20, call)
       key = {"coalesce_fixture", "work", [21], %{"scale" => 2}}
       await_waiters("coalesce_fixture.work", key, 20, 0)
+
+      [{_, {:leader, id, _}}] = :ets.lookup(:py_coalesce_flights, {"coalesce_fixture.work", key})
+
       release()
 
       assert Enum.uniq(Enum.map(tasks, &Task.await(&1, @long))) == [{:ok, [42, 1]}]
       assert runs() == 1
       assert %{misses: 1, hits: 19, active: 0} = Py.Coalesce.stats("coalesce_fixture.work")
+      # Nothing of the execution is left behind: no marker, no waiter.
+      assert :ets.lookup(:py_coalesce_waiters, {id}) == []
+      assert :ets.match(:py_coalesce_waiters, {{id, :_, :_}}) == []
       # Arguments are part of the key: another argument is another execution.
       assert Py.call(ctx, :coalesce_fixture, :work, [1], coalesce: true) == {:ok, [1, 2]}
     end

@@ -9,28 +9,31 @@ defmodule Py.Coalesce.Leader do
   #     flights table: whoever finds it joins `id`;
   #   * each joiner's entry, {{id, pid, tag}}, in the ordered waiters table
   #     (the waiters of one execution are one range of keys);
-  #   * the execution's marker, {{id}, call, joined}, beside them: made by
-  #     the first joiner (call nil) or by the leader once its call did not
-  #     answer at once (call {handle, ref}, kept for whoever takes the call
-  #     over); `joined` counts the joiners. A call nobody joins that answers
-  #     at once never has one.
+  #   * the execution's marker, {{id}, call}, beside them: made by the first
+  #     joiner (call nil) or by the leader once its call did not answer at
+  #     once (call {handle, ref}, kept for whoever takes the call over). A
+  #     call nobody joins that answers at once never has one.
   #
-  # An uncontended call costs one :ets.insert_new to claim the key, one
-  # :ets.delete_object to give it up, one :ets.take that finds no marker,
+  # An uncontended call costs one :ets.lookup that finds nothing and one
+  # :ets.insert_new to claim the key, one :ets.delete_object to give it up, one :ets.take that finds no marker,
   # and one counter update (Py.Coalesce.Stats): the hot path of
-  # `coalesce: true` (bench/coalesce.exs).
+  # `coalesce: true` (bench/coalesce.exs). A joiner only reads the marker
+  # once it exists, so a herd of joiners does not queue on one lock.
   #
   # The one rule everything rests on: whoever ends an execution (its leader,
   # the guard of a dead leader, the first waiter to see it die) deletes the
-  # in-flight entry first, then takes the marker, then (when `joined` says
-  # anyone came) takes the waiters' entries one by one. A joiner puts its
-  # entry in, counts itself in the marker, and only then checks that the
-  # in-flight entry still stands: if it does, whoever ends the execution
-  # will take the marker after that check and see the joiner. If it does not
-  # (the execution ended, or forget/2 took the key), the joiner takes its
-  # own entry back: gone means somebody took it and will answer; there
-  # means nobody did, and it starts over. Either way it takes back its count
-  # (a marker it made after the end would otherwise stay).
+  # in-flight entry first, then takes the marker, then (when there is one)
+  # takes the waiters' entries one by one. A joiner puts its entry in, makes
+  # sure the marker exists, and only then checks that the in-flight entry
+  # still stands: if it does, whoever ends the execution will take the
+  # marker after that check and see the joiner. If it does not (the
+  # execution ended, or forget/2 took the key, for good), the joiner takes
+  # its own entry back: gone means somebody took it and will answer; there
+  # means nobody did, and it starts over. Either way, when no joiner's entry
+  # is left, it deletes a marker without a call: one made after the end
+  # would otherwise stay, and no joiner can need it any more (a joiner that
+  # found the in-flight entry standing put its entry in before that entry
+  # went, so it would still be there).
   #
   # Should the leader time out or die while others wait, its running call
   # is handed to a Flight process (hand_over/3), its reply redirected there.
@@ -47,25 +50,37 @@ defmodule Py.Coalesce.Leader do
   # `deadline` is nil until this caller has had to wait: an uncontended
   # call answered at once never reads the clock.
   @spec run({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
-  def run({_group, _} = gk, {:python, cref, namespace, job} = execution, timeout, deadline) do
+  def run({_group, _} = gk, execution, timeout, deadline) do
+    # Looked up first: a herd of callers of one key then only reads its
+    # entry, where a failed :ets.insert_new each would queue on its lock.
+    case :ets.lookup(@flights, gk) do
+      [] -> claim(gk, execution, timeout, deadline)
+      rows -> Coalesce.found(rows, gk, execution, timeout, deadline)
+    end
+  end
+
+  @doc false
+  # Claims `gk`, found free, and runs its call as its leader; joins when
+  # another caller claimed it first.
+  @spec claim({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
+  def claim(gk, {:python, cref, namespace, job} = execution, timeout, deadline) do
+    # The execution's id tags its call's reply messages too.
     id = make_ref()
 
     if :ets.insert_new(@flights, {gk, {:leader, id, self()}}) do
-      ref = make_ref()
-
       # :infinity: the leader cancels the call itself, and only when nobody
       # else waits for it; each caller applies its own timeout.
-      case Py.Call.start(cref, namespace, ref, job, :infinity) do
+      case Py.Call.start(cref, namespace, id, job, :infinity) do
         {:done, result, _timing} ->
           settle(gk, id, result, false)
 
         {:running, handle} ->
-          led(gk, id, handle, ref, timeout, deadline)
+          led(gk, id, handle, id, timeout, deadline)
 
         # Waited for room in a full queue (`overload: :wait`) first; the
         # caller's time counts from its call being queued.
         {:running, handle, _left} ->
-          led(gk, id, handle, ref, timeout, deadline)
+          led(gk, id, handle, id, timeout, deadline)
       end
     else
       Coalesce.join(gk, execution, timeout, deadline)
@@ -87,7 +102,7 @@ defmodule Py.Coalesce.Leader do
   # A joiner may have made the marker already: then the call goes into it.
   defp mark(id, call) do
     cond do
-      :ets.insert_new(@waiters, {{id}, call, 0}) -> :ok
+      :ets.insert_new(@waiters, {{id}, call}) -> :ok
       :ets.update_element(@waiters, {id}, {2, call}) -> :ok
       # A joiner that made it took it back just now: again.
       true -> mark(id, call)
@@ -105,7 +120,7 @@ defmodule Py.Coalesce.Leader do
         :ets.delete_object(@flights, {gk, {:leader, id, leader}})
 
         case :ets.take(@waiters, {id}) do
-          [{_, call, joined}] -> died(group, id, call, joined, leader, reason)
+          [{_, call}] -> died(group, id, call, leader, reason)
           [] -> :ok
         end
     end
@@ -158,10 +173,14 @@ defmodule Py.Coalesce.Leader do
     :ets.delete_object(@flights, {gk, {:leader, id, self()}})
 
     case :ets.take(@waiters, {id}) do
-      [{_, _call, joined}] when joined > 0 -> take_waiters(id)
-      _ -> []
+      [] -> []
+      [_marker] -> if joined?(id), do: take_waiters(id), else: []
     end
   end
+
+  # Whether any joiner's entry {id, pid, tag} is in: the first key after
+  # {id, 0, 0} (a number sorts before every pid).
+  defp joined?(id), do: match?({^id, _, _}, :ets.next(@waiters, {id, 0, 0}))
 
   # The waiters of execution `id` that have not left, taken out one by one
   # (:ets.take is atomic per entry, so a waiter leaving at the same moment
@@ -235,19 +254,29 @@ defmodule Py.Coalesce.Leader do
   end
 
   @doc false
-  # Joins execution `id`, which `leader` runs (see the moduledoc).
-  @spec follow({term, term}, reference, pid, Flight.execution(), timeout, integer | :infinity) ::
-          term
-  def follow(gk, id, leader, execution, timeout, deadline) do
+  # Joins execution `id`, which `leader` runs (see the moduledoc), for at
+  # most `wait_ms`, the time left until `deadline`.
+  @spec follow(
+          {term, term},
+          reference,
+          pid,
+          Flight.execution(),
+          timeout,
+          integer | :infinity,
+          timeout
+        ) :: term
+  def follow(gk, id, leader, execution, timeout, deadline, wait_ms) do
     tag = make_ref()
     entry = {id, self(), tag}
-    :ets.insert(@waiters, {entry})
-    :ets.update_counter(@waiters, {id}, {3, 1}, {{id}, nil, 0})
     mref = Process.monitor(leader)
+    # From here to the check below, the entry is in but the join not yet
+    # sure: keep it short.
+    :ets.insert(@waiters, {entry})
+    :ets.member(@waiters, {id}) or :ets.insert_new(@waiters, {{id}, nil})
 
     case :ets.lookup(@flights, gk) do
       [{_, {:leader, ^id, ^leader}}] ->
-        follow_wait(gk, id, entry, leader, mref, execution, timeout, deadline)
+        follow_wait(gk, id, entry, leader, mref, execution, timeout, deadline, wait_ms)
 
       _ended_or_forgotten ->
         served? = :ets.take(@waiters, entry) == []
@@ -257,23 +286,20 @@ defmodule Py.Coalesce.Leader do
 
         if served?,
           # Somebody took the entry and answers it; the marker was theirs.
-          do: follow_wait(gk, id, entry, leader, nil, execution, timeout, deadline),
+          do: follow_wait(gk, id, entry, leader, nil, execution, timeout, deadline, wait_ms),
           else: Coalesce.join(gk, execution, timeout, deadline)
     end
   end
 
-  # Takes back a joiner's count; the last one out of a marker nobody else
-  # holds (made after its execution ended) deletes it.
+  # A joiner that found its execution ended: the last one out deletes a
+  # marker without a call (see the moduledoc).
   defp unjoin(id) do
-    if :ets.update_counter(@waiters, {id}, {3, -1}) == 0,
-      do: :ets.delete_object(@waiters, {{id}, nil, 0})
-  rescue
-    # Taken by whoever ended the execution.
-    ArgumentError -> :ok
+    unless joined?(id), do: :ets.delete_object(@waiters, {{id}, nil})
   end
 
   # `mref` monitors the leader; nil when this caller is answered by whoever
-  # took its entry, and need not watch anyone.
+  # took its entry, and need not watch anyone. `wait_ms`: the time left
+  # until `deadline`.
   defp follow_wait(
          {group, _} = gk,
          id,
@@ -282,7 +308,8 @@ defmodule Py.Coalesce.Leader do
          mref,
          execution,
          timeout,
-         deadline
+         deadline,
+         wait_ms
        ) do
     receive do
       {^tag, :adopted, flight, flight_id} ->
@@ -300,13 +327,14 @@ defmodule Py.Coalesce.Leader do
         :ets.delete_object(@flights, {gk, {:leader, id, leader}})
 
         case :ets.take(@waiters, {id}) do
-          [{_, call, joined}] -> died(group, id, call, joined, leader, reason)
+          [{_, call}] -> died(group, id, call, leader, reason)
           [] -> :ok
         end
 
-        follow_wait(gk, id, entry, leader, nil, execution, timeout, deadline)
+        wait_ms = Coalesce.remaining(deadline)
+        follow_wait(gk, id, entry, leader, nil, execution, timeout, deadline, wait_ms)
     after
-      Coalesce.remaining(deadline) ->
+      wait_ms ->
         demonitor(mref)
 
         case :ets.take(@waiters, entry) do
@@ -330,6 +358,30 @@ defmodule Py.Coalesce.Leader do
     end
   end
 
+  @doc false
+  # For tests and benches: how many callers the Python call in flight for
+  # `gk` has, its leader and the joiners sure to be answered (waiting in
+  # follow_wait/9: a joiner whose entry is in may still find the call
+  # ended and start over), or nil when no caller leads one.
+  @spec callers({term, term}) :: pos_integer | nil
+  def callers(gk) do
+    case :ets.lookup(@flights, gk) do
+      [{_, {:leader, id, _leader}}] ->
+        @waiters
+        |> :ets.select([{{{id, :"$1", :_}}, [], [:"$1"]}])
+        |> Enum.count(&following?/1)
+        |> Kernel.+(1)
+
+      _ ->
+        nil
+    end
+  end
+
+  defp following?(pid),
+    do:
+      Process.info(pid, :current_function) ==
+        {:current_function, {__MODULE__, :follow_wait, 9}}
+
   defp demonitor(nil), do: true
   defp demonitor(mref), do: Process.demonitor(mref, [:flush])
 
@@ -337,8 +389,8 @@ defmodule Py.Coalesce.Leader do
   # per call): the call goes on in a Flight for every waiter, or, when it
   # had not started, had answered at once, or its reply went to the dead
   # leader, every waiter gets the error.
-  defp died(group, id, call, joined, leader, reason) do
-    case if(joined > 0, do: take_waiters(id), else: []) do
+  defp died(group, id, call, leader, reason) do
+    case take_waiters(id) do
       [] ->
         # Nobody waits for it: stop it.
         with {handle, _ref} <- call, do: Py.Call.cancel(handle)

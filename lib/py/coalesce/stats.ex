@@ -43,12 +43,26 @@ defmodule Py.Coalesce.Stats do
   # call left the inline path): a miss and its end in one update, `active`
   # untouched.
   @spec ran(term, non_neg_integer, boolean) :: :ok
-  def ran(group, hits, error?) do
-    errors = if error?, do: 1, else: 0
+  if Py.Telemetry.enabled?() do
+    def ran(group, hits, error?) do
+      errors = if error?, do: 1, else: 0
 
-    @table
-    |> :ets.update_counter(group, [{3, 1}, {2, hits}, {4, errors}], {group, 0, 0, 0, 0})
-    |> ran_event(group, hits, error?)
+      @table
+      |> :ets.update_counter(group, [{3, 1}, {2, hits}, {4, errors}], {group, 0, 0, 0, 0})
+      |> ran_event(group, hits, error?)
+    end
+  else
+    # The common case, one uncontended call that succeeded, in one counter.
+    def ran(group, 0, false) do
+      :ets.update_counter(@table, group, {3, 1}, {group, 0, 0, 0, 0})
+      :ok
+    end
+
+    def ran(group, hits, error?) do
+      errors = if error?, do: 1, else: 0
+      :ets.update_counter(@table, group, [{3, 1}, {2, hits}, {4, errors}], {group, 0, 0, 0, 0})
+      :ok
+    end
   end
 
   @doc false
@@ -97,7 +111,6 @@ defmodule Py.Coalesce.Stats do
   else
     defp started_event(_counters, _group), do: :ok
     defp finished_event(_counters, _group, _hits, _error?), do: :ok
-    defp ran_event(_counters, _group, _hits, _error?), do: :ok
   end
 
   @doc false

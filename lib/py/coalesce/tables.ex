@@ -30,11 +30,21 @@ defmodule Py.Coalesce.Tables do
   @impl true
   def init(_opts) do
     concurrency = [:public, :named_table, read_concurrency: true, write_concurrency: true]
-    :ets.new(@flights, [:set | concurrency] ++ [decentralized_counters: true])
+
+    :ets.new(@flights, [
+      :set,
+      :public,
+      :named_table,
+      write_concurrency: true,
+      decentralized_counters: true
+    ])
+
     # Ordered, so that the waiters of one execution, {id, _, _}, are one
     # range of keys.
     :ets.new(@waiters, [:ordered_set | concurrency])
-    :ets.new(Py.Coalesce.Stats.table(), [:set | concurrency])
+    # Written once per execution, read only by stats/0,1: no
+    # read_concurrency, which would make every write dearer.
+    :ets.new(Py.Coalesce.Stats.table(), [:set, :public, :named_table, write_concurrency: true])
     :ets.new(Py.Coalesce.Stats.python_seen_table(), [:set, :public, :named_table])
     {:ok, nil}
   end
