@@ -14,11 +14,12 @@ defmodule Py.Coalesce.Leader do
   #     once (call {handle, ref}, kept for whoever takes the call over). A
   #     call nobody joins that answers at once never has one.
   #
-  # An uncontended call costs one :ets.lookup that finds nothing and one
-  # :ets.insert_new to claim the key, one :ets.delete_object to give it up, one :ets.take that finds no marker,
-  # and one counter update (Py.Coalesce.Stats): the hot path of
-  # `coalesce: true` (bench/coalesce.exs). A joiner only reads the marker
-  # once it exists, so a herd of joiners does not queue on one lock.
+  # An uncontended call costs an :ets.lookup that finds nothing and an
+  # :ets.insert_new to claim the key, an :ets.delete_object to give it up,
+  # an :ets.take that finds no marker, and one counter update
+  # (Py.Coalesce.Stats): the hot path of `coalesce: true`
+  # (bench/coalesce.exs). A joiner only reads the marker once it exists, so
+  # a herd of joiners does not queue on one lock.
   #
   # The one rule everything rests on: whoever ends an execution (its leader,
   # the guard of a dead leader, the first waiter to see it die) deletes the
