@@ -40,7 +40,7 @@ defmodule Py.Coalesce.Leader do
   # is handed to a Flight process (hand_over/3), its reply redirected there.
 
   alias Py.Coalesce
-  alias Py.Coalesce.{Flight, Stats}
+  alias Py.Coalesce.{Flight, Stats, Tables}
 
   @flights :py_coalesce_flights
   @waiters :py_coalesce_waiters
@@ -52,10 +52,12 @@ defmodule Py.Coalesce.Leader do
   # call answered at once never reads the clock.
   @spec run({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
   def run({_group, _} = gk, execution, timeout, deadline) do
+    {flights, _waiters, _stats} = tids = Tables.tids()
+
     # Looked up first: a herd of callers of one key then only reads its
     # entry, where a failed :ets.insert_new each would queue on its lock.
-    case :ets.lookup(@flights, gk) do
-      [] -> claim(gk, execution, timeout, deadline)
+    case :ets.lookup(flights, gk) do
+      [] -> claim(gk, execution, timeout, deadline, tids)
       rows -> Coalesce.found(rows, gk, execution, timeout, deadline)
     end
   end
@@ -64,16 +66,19 @@ defmodule Py.Coalesce.Leader do
   # Claims `gk`, found free, and runs its call as its leader; joins when
   # another caller claimed it first.
   @spec claim({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
-  def claim(gk, {:python, cref, namespace, job} = execution, timeout, deadline) do
+  def claim(gk, execution, timeout, deadline),
+    do: claim(gk, execution, timeout, deadline, Tables.tids())
+
+  defp claim(gk, {:python, cref, namespace, job} = execution, timeout, deadline, tids) do
     # The execution's id tags its call's reply messages too.
     id = make_ref()
 
-    if :ets.insert_new(@flights, {gk, {:leader, id, self()}}) do
+    if :ets.insert_new(elem(tids, 0), {gk, {:leader, id, self()}}) do
       # :infinity: the leader cancels the call itself, and only when nobody
       # else waits for it; each caller applies its own timeout.
       case Py.Call.start(cref, namespace, id, job, :infinity) do
         {:done, result, _timing} ->
-          settle(gk, id, result, false)
+          settle(gk, id, result, false, tids)
 
         {:running, handle} ->
           led(gk, id, handle, id, timeout, deadline)
@@ -134,7 +139,7 @@ defmodule Py.Coalesce.Leader do
       {^ref, reply, queue_us, run_us} ->
         send(guard, :done)
         {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
-        settle(gk, id, result, true)
+        settle(gk, id, result, true, Tables.tids())
 
       {^ref, :callback, request} ->
         Py.Callback.run(request)
@@ -157,23 +162,26 @@ defmodule Py.Coalesce.Leader do
 
   # The leader's call ended: give the key up, then answer every waiter.
   # `started?`: whether the execution was counted as started (active).
-  defp settle({group, _} = gk, id, result, started?) do
-    waiters = give_up(gk, id)
+  defp settle({group, _} = gk, id, result, started?, {_, _, stats} = tids) do
+    waiters = give_up(gk, id, tids)
     hits = length(waiters)
     error? = Flight.error?(result)
 
     # Counted before anyone is answered, as a Flight does.
-    if started?, do: Stats.finished(group, hits, error?), else: Stats.ran(group, hits, error?)
+    if started?,
+      do: Stats.finished(group, hits, error?),
+      else: Stats.ran(group, hits, error?, stats)
+
     Enum.each(waiters, fn {pid, tag} -> send(pid, {tag, result}) end)
     result
   end
 
   # Ends execution `id` of the leader (self()): the key is given up, and
   # the waiters that have not left are taken, as {pid, tag}.
-  defp give_up(gk, id) do
-    :ets.delete_object(@flights, {gk, {:leader, id, self()}})
+  defp give_up(gk, id, {flights, waiters, _stats}) do
+    :ets.delete_object(flights, {gk, {:leader, id, self()}})
 
-    case :ets.take(@waiters, {id}) do
+    case :ets.take(waiters, {id}) do
       [] -> []
       [_marker] -> if joined?(id), do: take_waiters(id), else: []
     end
@@ -193,7 +201,7 @@ defmodule Py.Coalesce.Leader do
   end
 
   defp timed_out({group, _} = gk, id, handle, ref, timeout) do
-    case give_up(gk, id) do
+    case give_up(gk, id, Tables.tids()) do
       [] ->
         result =
           case Py.Call.cancel(handle) do

@@ -24,6 +24,13 @@ defmodule Py.Coalesce.Tables do
   def waiters, do: @waiters
 
   @doc false
+  # The tables' ids, {flights, waiters, stats}, for the hot path of a
+  # coalesced call: an operation on a named table first looks its name up,
+  # which costs about as much as the operation itself.
+  @spec tids() :: {:ets.tid(), :ets.tid(), :ets.tid()}
+  def tids, do: :persistent_term.get(__MODULE__)
+
+  @doc false
   @spec start_link(keyword) :: GenServer.on_start()
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
 
@@ -46,6 +53,12 @@ defmodule Py.Coalesce.Tables do
     # read_concurrency, which would make every write dearer.
     :ets.new(Py.Coalesce.Stats.table(), [:set, :public, :named_table, write_concurrency: true])
     :ets.new(Py.Coalesce.Stats.python_seen_table(), [:set, :public, :named_table])
+
+    tids =
+      {:ets.whereis(@flights), :ets.whereis(@waiters), :ets.whereis(Py.Coalesce.Stats.table())}
+
+    # Replaced (a global garbage collection) only when this process restarts.
+    if :persistent_term.get(__MODULE__, nil) != tids, do: :persistent_term.put(__MODULE__, tids)
     {:ok, nil}
   end
 end
