@@ -147,7 +147,7 @@ defmodule Bench.SharedDict do
       end
 
     SD.destroy(sd)
-    rows ++ [livedict(row)]
+    rows ++ livedict(row)
   end
 
   # The same TTL'd set and get on LiveDict 2.0 (pure Python, installed with
@@ -162,9 +162,10 @@ defmodule Bench.SharedDict do
         if #{inspect(dir)} not in sys.path:
             sys.path.insert(0, #{inspect(dir)})
         from livedict import LiveDict
-        from erlang import SharedDict
+        from erlang import SharedDict, LiveDict as Face
         ld = LiveDict(work_mode='sync', backend='memory')
         sd = SharedDict('bench_livedict')
+        face = Face(work_mode='sync', name='bench_livedict')
         """
 
         timeit = fn stmt ->
@@ -177,36 +178,41 @@ defmodule Bench.SharedDict do
           s * 1.0e9
         end
 
-        {s, l} =
+        {s, f, l} =
           for(
             _ <- 1..3,
             do:
               {timeit.("sd.set('key', 1, ttl=60); sd.get('key')"),
+               timeit.("face.set('key', 1, ttl=60); face.get('key')"),
                timeit.("ld.set('key', 1, ttl=60); ld.get('key')")}
           )
-          |> Enum.sort_by(fn {s, l} -> l / s end)
+          |> Enum.sort_by(fn {s, _f, l} -> l / s end)
           |> Enum.at(1)
 
         SD.destroy(sd)
 
-        row.(
-          "Python TTL'd set + get, `SharedDict`, mean",
-          H.fmt_ns(s),
-          "≥ 5× faster than LiveDict",
-          "LiveDict #{livedict_version(dir)} (memory, sync) #{H.fmt_ns(l)}",
-          "LiveDict takes #{H.ratio(l, s)}",
-          l >= 5 * s
-        )
+        for {what, t} <- [{"`SharedDict`", s}, {"`erlang.LiveDict` (sync)", f}] do
+          row.(
+            "Python TTL'd set + get, #{what}, mean",
+            H.fmt_ns(t),
+            "≥ 5× faster than LiveDict",
+            "LiveDict #{livedict_version(dir)} (memory, sync) #{H.fmt_ns(l)}",
+            "LiveDict takes #{H.ratio(l, t)}",
+            l >= 5 * t
+          )
+        end
 
       {:error, why} ->
-        row.(
-          "Python TTL'd set + get against LiveDict",
-          "not run: #{why}",
-          "≥ 5×",
-          "—",
-          "—",
-          false
-        )
+        [
+          row.(
+            "Python TTL'd set + get against LiveDict",
+            "not run: #{why}",
+            "≥ 5×",
+            "—",
+            "—",
+            false
+          )
+        ]
     end
   end
 

@@ -286,16 +286,14 @@ defmodule Py.SharedDict do
   @spec get(t, key, value) :: value
   def get(sd, key, default \\ nil)
 
-  # The hot path: straight to the NIF, which checks the handle and the key
-  # itself; on a bad one the checked path below raises the clear error.
+  # The hot path: straight to the NIF, which answers the value or `default`
+  # and raises on anything else (a bad handle or key, a destroyed dict, a
+  # value too big for a normal scheduler): the checked path below then
+  # does it properly or raises the clear error.
   def get(%__MODULE__{ref: ref, io: false} = sd, key, default) when is_binary(key) do
-    case Native.shared_dict_get(ref, key) do
-      {:ok, value, _version} -> value
-      :error -> default
-      :dirty -> checked_get(sd, key, default)
-    end
-  rescue
-    ArgumentError -> checked_get(sd, key, default)
+    Native.shared_dict_value(ref, key, default)
+  catch
+    :error, _ -> checked_get(sd, key, default)
   end
 
   def get(sd, key, default), do: checked_get(sd, key, default)
@@ -464,12 +462,12 @@ defmodule Py.SharedDict do
 
   # The hot path, as in get/3.
   def put(%__MODULE__{ref: ref, io: false} = sd, key, value, []) when is_binary(key) do
-    case Native.shared_dict_put(ref, key, value, nil, :always) do
-      {:ok, _version} -> :ok
+    case Native.shared_dict_set(ref, key, value) do
+      :ok -> :ok
       _other -> checked_put(sd, key, value, [])
     end
-  rescue
-    ArgumentError -> checked_put(sd, key, value, [])
+  catch
+    :error, _ -> checked_put(sd, key, value, [])
   end
 
   def put(sd, key, value, opts), do: checked_put(sd, key, value, opts)

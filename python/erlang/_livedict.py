@@ -134,6 +134,11 @@ class LiveDict:
         else:
             self._sd = SharedDict(name, create=True, backend=kind, **options)
             self._finalizer = None
+        if not self._async:
+            # The SharedDict's own (native) get and set, which take the same
+            # arguments and answer the same: no frame of this class per call.
+            self.get = self._sd.get
+            self.set = self._sd.set
 
     @property
     def shared_dict(self) -> Any:

@@ -47,6 +47,10 @@ class SharedDictFull(RuntimeError):
     """A new key beyond the dict's ``max_entries``."""
 
 
+# What the bound ``get`` answers for a missing key when asked to tell.
+_ABSENT = object()
+
+
 def _value(kind: int, payload: Any) -> Any:
     return pickle.loads(payload) if kind == _PICKLED else payload
 
@@ -94,6 +98,28 @@ def _ttl_ms(ttl: float | None) -> int | None:
     return math.ceil(ttl * 1000)
 
 
+def _put_other(dict_id: int, status: int, key: str, value: Any, ms: int | None, only_new: bool) -> int:
+    # What a put that did not store plain data does next.
+    if status == _NOT_PLAIN:
+        kind = type(value)
+        status = _native.put_pickled(
+            dict_id,
+            key,
+            f"{kind.__module__}.{kind.__qualname__}",
+            pickle.dumps(value),
+            ms,
+            only_new,
+        )
+    if status == _FULL:
+        raise SharedDictFull(f"the shared dict is full: cannot add {key!r}")
+    return status
+
+
+def _set_other(dict_id: int, status: int, key: str, value: Any, ms: int | None) -> None:
+    # The bound ``set``'s rare outcomes (python_fast.rs): pickling, a full dict.
+    _put_other(dict_id, status, key, value, ms, False)
+
+
 class SharedDict:
     """A dict-like view of a SharedDict.
 
@@ -114,7 +140,16 @@ class SharedDict:
     ``pool_size`` is the number of connections.
     """
 
-    __slots__ = ("_id", "_name")
+    # ``get`` and ``set`` are per instance: native callables bound to the
+    # dict (``_native.bind``), called without a Python frame.
+    __slots__ = ("_id", "_name", "get", "set")
+
+    get: Callable[..., Any]
+    """``get(key, default=None)``: the value of ``key``, or ``default``
+    when it is missing or expired."""
+    set: Callable[..., None]
+    """``set(key, value, ttl=None)``: stores ``value``; ``ttl`` in seconds
+    makes the key expire."""
 
     def __init__(
         self,
@@ -133,6 +168,7 @@ class SharedDict:
         self._id, self._name = _native.open(
             handle_or_name, create, backend, location, prefix, pool_size
         )
+        self.get, self.set = _native.bind(self._id)
 
     @classmethod
     def open(
@@ -170,19 +206,15 @@ class SharedDict:
     # -- reading --------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        kind, payload = _native.get(self._id, key)
-        if kind == _MISSING:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
             raise KeyError(key)
-        return _value(kind, payload)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        kind, payload = _native.get(self._id, key)
-        return default if kind == _MISSING else _value(kind, payload)
+        return value
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        return _native.get(self._id, key)[0] != _MISSING
+        return self.get(key, _ABSENT) is not _ABSENT
 
     def keys(self) -> list[str]:
         return _native.keys(self._id)  # type: ignore[no-any-return]
@@ -212,39 +244,10 @@ class SharedDict:
     def _put(self, key: str, value: Any, ttl: float | None, only_new: bool) -> int:
         ms = _ttl_ms(ttl)
         status = _native.put(self._id, key, value, ms, only_new)
-        return status if status == _OK else self._put_other(status, key, value, ms, only_new)
-
-    def _put_other(self, status: int, key: str, value: Any, ms: int | None, only_new: bool) -> int:
-        # What a put that did not store plain data does next.
-        if status == _NOT_PLAIN:
-            kind = type(value)
-            status = _native.put_pickled(
-                self._id,
-                key,
-                f"{kind.__module__}.{kind.__qualname__}",
-                pickle.dumps(value),
-                ms,
-                only_new,
-            )
-        if status == _FULL:
-            raise SharedDictFull(f"the shared dict is full: cannot add {key!r}")
-        return status  # type: ignore[no-any-return]
+        return status if status == _OK else _put_other(self._id, status, key, value, ms, only_new)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._put(key, value, None, False)
-
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        """Stores ``value``; ``ttl`` in seconds makes the key expire."""
-        # The common cases inline (one Python frame less per call).
-        if ttl is None:
-            ms = None
-        elif type(ttl) is int and ttl >= 0:
-            ms = ttl * 1000
-        else:
-            ms = _ttl_ms(ttl)
-        status = _native.put(self._id, key, value, ms, False)
-        if status != _OK:
-            self._put_other(status, key, value, ms, False)
+        self.set(key, value)
 
     def setdefault(self, key: str, value: Any = None) -> Any:
         """Stores ``value`` unless ``key`` exists; returns the stored value."""

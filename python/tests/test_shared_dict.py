@@ -95,6 +95,35 @@ class DictFace(unittest.TestCase):
         self.assertNotIn("gone", self.sd.keys())
         self.assertEqual(len(self.sd), 2)
 
+    def test_get_and_set_take_their_arguments_like_python_methods(self):
+        sd = self.sd
+        sd.set(key="k", value=[1, "a"])
+        sd.set("f", 1, 0.5)  # ttl given positionally
+        self.assertTrue(0 < sd.ttl("f") <= 0.5)
+        sd.set("n", None, ttl=None)
+        self.assertEqual(sd.ttl("n"), math.inf)
+        self.assertEqual(sd.get(key="k"), [1, "a"])
+        self.assertEqual(sd.get("missing", default=3), 3)
+        self.assertIsNone(sd.get("n", 5), "a stored None is a value, not a miss")
+        for bad_call in [
+            lambda: sd.get(),
+            lambda: sd.get("k", 1, 2),
+            lambda: sd.get("k", nope=1),
+            lambda: sd.get("k", key="k"),
+            lambda: sd.set("k"),
+            lambda: sd.set("k", 1, 1, 1),
+            lambda: sd.set("k", 1, tll=1),
+        ]:
+            with self.assertRaises(TypeError):
+                bad_call()
+        for bad_ttl in [-1, -0.5, True, "1", float("nan")]:
+            with self.assertRaises(ValueError):
+                sd.set("k", 2, ttl=bad_ttl)
+        self.assertEqual(sd["k"], [1, "a"], "a refused set changes nothing")
+        sd.set("d", decimal.Decimal("2.5"), ttl=60)
+        self.assertEqual(sd.get("d"), decimal.Decimal("2.5"))
+        self.assertTrue(0 < sd.ttl("d") <= 60)
+
     def test_incr_and_setdefault(self):
         self.assertEqual(self.sd.incr("n"), 1)
         self.sd.incr("n", 2**62)

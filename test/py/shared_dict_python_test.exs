@@ -90,6 +90,13 @@ defmodule Py.SharedDictPythonTest do
     assert {:error, %Py.Error{type: "SharedDictFull"}} =
              Py.eval("__import__('erlang').SharedDict(h).__setitem__('b', 1)", %{h: sd})
 
+    for stmt <- ["set('b', 1, ttl=5)", "set('b', __import__('decimal').Decimal(1))"] do
+      assert {:error, %Py.Error{type: "SharedDictFull"}} =
+               Py.eval("__import__('erlang').SharedDict(h).#{stmt}", %{h: sd})
+    end
+
+    assert SD.keys(sd) == ["a"]
+
     assert {:ok, ttl} = Py.eval("__import__('erlang').SharedDict(h).ttl('a')", %{h: sd})
     assert ttl > 0 and ttl <= 60
     {:ok, nil} = Py.eval("__import__('erlang').SharedDict(h).set('a', 2, ttl=30)", %{h: sd})

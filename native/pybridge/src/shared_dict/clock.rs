@@ -3,16 +3,33 @@
 //! wall clock for the times reported in `recent_expiries`.
 
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::backend::Millis;
 
-static EPOCH: OnceLock<Instant> = OnceLock::new();
+static EPOCH: OnceLock<Millis> = OnceLock::new();
 
 /// Milliseconds since the first use of the store in this OS process.
+#[inline]
 pub fn now_ms() -> Millis {
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    let now = monotonic_ms();
+    now.saturating_sub(*EPOCH.get_or_init(monotonic_ms))
+}
+
+/// The monotonic clock (`CLOCK_MONOTONIC`, which `Instant` reads too) in
+/// whole milliseconds: one call and integer arithmetic, no `Duration`.
+#[inline]
+fn monotonic_ms() -> Millis {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
+    // exists, so the call cannot fail (on failure `ts` stays 0).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let millis = u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000;
+    secs.saturating_mul(1000).saturating_add(millis)
 }
 
 /// Milliseconds since the Unix epoch (0 if the wall clock is before it).

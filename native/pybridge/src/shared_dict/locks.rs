@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::SharedDict;
+use super::{DictError, SharedDict};
 
 /// Who holds a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,6 +179,114 @@ pub fn release_call_locks(thread: u64) {
     for (dict, key) in mine {
         if let Some(d) = SharedDict::by_id(dict) {
             d.release(&key, Holder::Python(thread));
+        }
+    }
+}
+
+/// The per-key locks of a dict: on its own [`Locks`], or on the backend's
+/// shared ones when it has them (locks across nodes).
+impl SharedDict {
+    /// Takes `key`'s lock if it is free (or already `holder`'s); else who
+    /// holds it.
+    pub fn try_lock(&self, key: &str, holder: Holder) -> Result<Result<(), Holder>, DictError> {
+        self.with(|b, _| match b.shared_locks() {
+            Some(shared) => shared.try_lock(key, holder),
+            None => Ok(self.locks.try_lock(key, holder)),
+        })
+    }
+
+    /// Takes `key`'s lock, waiting up to `deadline`. Blocks the thread:
+    /// for Python threads (with the GIL released), never a BEAM scheduler.
+    pub fn lock_wait(
+        &self,
+        key: &str,
+        holder: Holder,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<bool, DictError> {
+        if self.is_destroyed() {
+            return Err(DictError::Destroyed);
+        }
+        if self.backend.shared_locks().is_none() {
+            return Ok(self.locks.lock_wait(key, holder, deadline));
+        }
+        // Shared locks: try, then wait for a release the backend announces
+        // (or a short while, in case an announcement was lost with a
+        // connection), and try again.
+        loop {
+            if self.try_lock(key, holder)?.is_ok() {
+                return Ok(true);
+            }
+            let now = std::time::Instant::now();
+            let next = now + crate::limits::SHARED_LOCK_POLL;
+            let until = match deadline {
+                Some(d) if d <= now => return Ok(false),
+                Some(d) => d.min(next),
+                None => next,
+            };
+            self.locks.wait_released(until);
+        }
+    }
+
+    /// Releases `key`'s lock if `holder` holds it.
+    pub fn unlock(&self, key: &str, holder: Holder) -> Result<bool, DictError> {
+        let released = self.with(|b, _| match b.shared_locks() {
+            Some(shared) => shared.unlock(key, holder),
+            None => Ok(self.locks.unlock(key, holder)),
+        })?;
+        if released {
+            self.unlocked(&[key.to_owned()]);
+        }
+        Ok(released)
+    }
+
+    /// Releases every lock of `holder` (it died). Works on a destroyed
+    /// dict too (there is nothing to release then). Never waits: a backend
+    /// with shared locks releases them on a thread of its own.
+    pub fn release_all(&self, holder: Holder) -> usize {
+        let keys = match self.backend.shared_locks() {
+            Some(shared) => shared.release_all(holder),
+            None => self.locks.release_all(holder),
+        };
+        self.unlocked(&keys);
+        keys.len()
+    }
+
+    /// Who holds `key`'s lock (`None` also when the backend cannot tell).
+    pub fn lock_holder(&self, key: &str) -> Option<Holder> {
+        match self.backend.shared_locks() {
+            Some(shared) => shared.holder(key).ok().flatten(),
+            None => self.locks.holder(key),
+        }
+    }
+
+    /// Locks of a shared-lock backend released elsewhere (another node, a
+    /// lapsed lease): wakes this node's waiters.
+    pub(super) fn remote_unlocked(&self, keys: &[String]) {
+        self.locks.notify();
+        self.unlocked(keys);
+    }
+
+    /// Releases `key`'s lock for `holder` even on a destroyed dict, where
+    /// it is already free (for [`release_call_locks`]).
+    pub(super) fn release(&self, key: &str, holder: Holder) {
+        let released = match self.backend.shared_locks() {
+            Some(shared) => shared.unlock(key, holder).unwrap_or(false),
+            None => self.locks.unlock(key, holder),
+        };
+        if released {
+            self.unlocked(&[key.to_owned()]);
+        }
+    }
+
+    pub(super) fn unlocked(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let listeners = self.listeners.read();
+        for key in keys {
+            for listener in listeners.iter() {
+                listener.unlocked(key);
+            }
         }
     }
 }

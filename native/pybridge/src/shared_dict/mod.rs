@@ -23,155 +23,38 @@ mod backend;
 pub mod callbacks;
 mod clock;
 pub mod codec;
+mod events;
 mod locks;
 pub mod python;
+mod python_fast;
+mod registry;
 mod stats;
+mod stored;
 mod sweeper;
 pub mod telemetry;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use num_bigint::BigInt;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 pub use backend::memory::{Bounds, Memory};
 pub use backend::sqlite::Sqlite;
 pub use backend::{Backend, BackendSpec, Condition, Expiry, Item, Millis};
 pub use clock::now_ms;
+pub use events::{EventKind, Listener};
 pub use locks::{forget_call_lock, note_call_lock, release_call_locks, Holder};
 pub use stats::StatsSnapshot;
+pub use stored::{DictError, Stored};
 
 use crate::convert::Value;
 use backend::RawEvent;
 use locks::Locks;
+use registry::{ids, names};
 use stats::Stats;
-
-/// A stored value.
-#[derive(Debug)]
-pub enum Stored {
-    /// Plain data (never [`Value::Object`]).
-    Plain(Value),
-    /// A Python object that is not plain data, pickled: its type
-    /// (`"module.Class"`) and the pickle.
-    Pickled { type_name: String, data: Vec<u8> },
-}
-
-impl Drop for Stored {
-    fn drop(&mut self) {
-        if let Stored::Plain(v) = self {
-            if v.is_container() {
-                // Deep values would recurse once per level in plain drop.
-                std::mem::replace(v, Value::None).dispose();
-            }
-        }
-    }
-}
-
-impl Stored {
-    /// `value` as plain data to store; a Python object inside it cannot be.
-    pub fn plain(value: Value) -> Result<Stored, DictError> {
-        let mut pending = vec![&value];
-        while let Some(v) = pending.pop() {
-            match v {
-                Value::Object(o) => {
-                    return Err(DictError::Unstorable(format!(
-                        "a Python object ({}) cannot be stored from the BEAM: \
-                         store plain data, or store it from Python, where it is pickled",
-                        o.type_name
-                    )))
-                }
-                Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
-                    pending.extend(items.iter())
-                }
-                Value::Map(pairs) => {
-                    for (k, v) in pairs {
-                        pending.push(k);
-                        pending.push(v);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(Stored::Plain(value))
-    }
-}
-
-/// Why an operation on a dict failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DictError {
-    /// The dict was destroyed.
-    Destroyed,
-    /// `max_entries` reached and no eviction asked for.
-    Full,
-    /// `put_new` of a key that exists.
-    Exists,
-    /// A compare-and-set lost: the key changed since it was read.
-    Conflict,
-    /// `incr` of a value that is not an integer (its kind).
-    NotInteger(&'static str),
-    /// A value that cannot be stored (why).
-    Unstorable(String),
-    /// `new` with a name another live dict has.
-    NameTaken(String),
-    /// The backend failed (a full disk, a read-only or corrupt file, an
-    /// unreachable server): what it said. Nothing was changed by the
-    /// operation that got it.
-    Backend(String),
-}
-
-impl std::fmt::Display for DictError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DictError::Destroyed => f.write_str("the shared dict was destroyed"),
-            DictError::Full => f.write_str("the shared dict is full (max_entries)"),
-            DictError::Exists => f.write_str("the key exists"),
-            DictError::Conflict => f.write_str("the key changed meanwhile"),
-            DictError::NotInteger(kind) => write!(f, "cannot increment {kind}: not an integer"),
-            DictError::Unstorable(why) => f.write_str(why),
-            DictError::NameTaken(name) => write!(f, "a shared dict named {name:?} exists"),
-            DictError::Backend(why) => f.write_str(why),
-        }
-    }
-}
-
-/// What happened to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    /// Written (put, update, incr).
-    Put,
-    /// Deleted, taken or evicted.
-    Delete,
-    /// Expired (found by a read-modify-write or by the sweeper).
-    Expire,
-    /// Read (a get that found the key). Raised only while a listener asked
-    /// for it ([`SharedDict::listen_access`]), never counted.
-    Access,
-}
-
-/// Something interested in a dict's events (BEAM subscribers, Python
-/// callbacks, later telemetry). Called after the change, outside the store's
-/// lock, on the thread that made the change (a scheduler, a Python thread,
-/// the sweeper): it must only hand the event over, never block. `value` is
-/// the value written or removed, when the backend reported it.
-pub trait Listener: Send + Sync {
-    fn event(&self, kind: EventKind, key: &str, value: Option<&Item>);
-
-    /// Whether this listener uses the events' values (a backend that must
-    /// fetch or decode them does so only when one does).
-    fn wants_values(&self) -> bool {
-        false
-    }
-
-    /// `key`'s per-key lock was released (waiters may try again).
-    fn unlocked(&self, _key: &str) {}
-
-    /// The dict was destroyed (from whichever side); no event follows.
-    fn destroyed(&self) {}
-}
 
 /// How a dict is made.
 #[derive(Debug, Clone)]
@@ -216,8 +99,17 @@ pub struct SharedDict {
     /// `true` once destroyed. Held shared by every operation and exclusively
     /// by `destroy`, so nothing is written into a dict after it was cleared.
     gate: RwLock<bool>,
+    /// The gate's flag, for reads, which take no lock: a read that
+    /// overlaps `destroy` reports the dict destroyed (see [`Self::get`]).
+    destroyed: AtomicBool,
+    /// Whether the backend may wait on a disk or network (fixed).
+    blocking: bool,
     stats: Stats,
     listeners: RwLock<Vec<Arc<dyn Listener>>>,
+    /// How many listeners want events now (an idle one, such as the BEAM
+    /// side of a dict nobody subscribed to, does not count): at 0 a write
+    /// does not look at the listeners at all.
+    active: AtomicUsize,
     /// Set once the dict is known to the sweeper.
     swept: AtomicBool,
     /// Set once a listener wants `Access` events (reads then raise them).
@@ -228,88 +120,7 @@ pub struct SharedDict {
     telemetry_keys: AtomicBool,
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Every live dict by id (for Python, which holds ids, not handles).
-fn ids() -> &'static Mutex<HashMap<u64, std::sync::Weak<SharedDict>>> {
-    static IDS: OnceLock<Mutex<HashMap<u64, std::sync::Weak<SharedDict>>>> = OnceLock::new();
-    IDS.get_or_init(Default::default)
-}
-
-fn names() -> &'static Mutex<HashMap<String, Arc<SharedDict>>> {
-    static NAMES: OnceLock<Mutex<HashMap<String, Arc<SharedDict>>>> = OnceLock::new();
-    NAMES.get_or_init(Default::default)
-}
-
 impl SharedDict {
-    /// A new dict on the backend `opts` names; a named one is registered
-    /// (and fails when the name is taken, before the backend is opened).
-    /// A durable backend's keys that expired while it was closed are not
-    /// removed yet: [`expire_due`](Self::expire_due) does that, once
-    /// listeners are in place.
-    pub fn new(opts: DictOptions) -> Result<Arc<SharedDict>, DictError> {
-        if let Some(name) = &opts.name {
-            if names().lock().contains_key(name) {
-                return Err(DictError::NameTaken(name.clone()));
-            }
-        }
-        let backend = backend::open(&opts)?;
-        Self::with_backend(opts.name, backend)
-    }
-
-    /// A new dict on any backend.
-    pub fn with_backend(
-        name: Option<String>,
-        backend: Box<dyn Backend>,
-    ) -> Result<Arc<SharedDict>, DictError> {
-        let dict = Arc::new(SharedDict {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            name: name.clone(),
-            backend,
-            gate: RwLock::new(false),
-            stats: Stats::default(),
-            listeners: RwLock::new(Vec::new()),
-            swept: AtomicBool::new(false),
-            wants_access: AtomicBool::new(false),
-            locks: Locks::default(),
-            telemetry_keys: AtomicBool::new(false),
-        });
-        if let Some(name) = name {
-            let mut names = names().lock();
-            if names.contains_key(&name) {
-                return Err(DictError::NameTaken(name));
-            }
-            names.insert(name, dict.clone());
-        }
-        ids().lock().insert(dict.id, Arc::downgrade(&dict));
-        dict.backend.attach(Arc::downgrade(&dict));
-        Ok(dict)
-    }
-
-    /// The live dict with this id.
-    pub fn by_id(id: u64) -> Option<Arc<SharedDict>> {
-        let weak = ids().lock().get(&id).cloned()?;
-        weak.upgrade().filter(|d| !d.is_destroyed())
-    }
-
-    /// The live dict named `name`.
-    pub fn lookup(name: &str) -> Option<Arc<SharedDict>> {
-        names().lock().get(name).cloned()
-    }
-
-    /// Every live dict (named or not, made by the BEAM or by Python), in
-    /// the order they were made.
-    pub fn all() -> Vec<Arc<SharedDict>> {
-        let mut all: Vec<Arc<SharedDict>> = ids()
-            .lock()
-            .values()
-            .filter_map(std::sync::Weak::upgrade)
-            .collect();
-        all.retain(|d| !d.is_destroyed());
-        all.sort_by_key(|d| d.id);
-        all
-    }
-
     /// The name of the backend keeping the entries (`"memory"`, ...).
     pub fn backend_kind(&self) -> &'static str {
         self.backend.kind()
@@ -345,7 +156,7 @@ impl SharedDict {
             /// allocate one (taken, so a nested use just makes its own).
             static EVENTS: std::cell::Cell<Vec<RawEvent>> = const { std::cell::Cell::new(Vec::new()) };
         }
-        let mut events = EVENTS.take();
+        let mut events = EVENTS.with(std::cell::Cell::take);
         let out = {
             let destroyed = self.gate.read();
             if *destroyed {
@@ -358,52 +169,26 @@ impl SharedDict {
             events.clear();
         }
         if events.capacity() <= 64 {
-            EVENTS.set(events);
+            EVENTS.with(|cell| cell.set(events));
         }
         out
-    }
-
-    /// Whether a listener uses the events' values (a backend that must
-    /// fetch or decode an event's value skips that when none does).
-    pub(crate) fn wants_values(&self) -> bool {
-        self.listeners.read().iter().any(|l| l.wants_values())
-    }
-
-    /// The one place events are raised: counted, then handed to listeners
-    /// (all of a batch counted first: a listener never sees an event that
-    /// `stats` does not count yet).
-    fn raise(&self, events: &[RawEvent]) {
-        if events.is_empty() {
-            return;
-        }
-        // The wall clock only dates expiries.
-        let wall = if events.iter().any(|e| e.kind == EventKind::Expire) {
-            clock::wall_ms()
-        } else {
-            0
-        };
-        self.stats
-            .record(events.iter().map(|e| (e.kind, &*e.key)), wall);
-        // One relaxed load when nobody listens to telemetry.
-        if telemetry::enabled() {
-            telemetry::emit(self, events);
-        }
-        let listeners = self.listeners.read();
-        if listeners.is_empty() {
-            return;
-        }
-        for e in events {
-            for listener in listeners.iter() {
-                listener.event(e.kind, &e.key, e.value.as_ref());
-            }
-        }
     }
 
     /// The value of `key` and its version (an `Access` event when a
     /// listener asked for them).
     pub fn get(&self, key: &str) -> Result<Option<(Item, u64)>, DictError> {
+        // No gate: a read changes nothing, so it need not exclude `destroy`;
+        // one that overlapped it (which sets the flag, then empties or closes
+        // the store) and found nothing reports the dict destroyed instead.
+        if self.destroyed.load(Ordering::Acquire) {
+            return Err(DictError::Destroyed);
+        }
         let now = now_ms();
-        let found = self.with(|b, _| b.get(key, now))?;
+        let found = match self.backend.get(key, now) {
+            Ok(Some(found)) => Some(found),
+            _ if self.destroyed.load(Ordering::Acquire) => return Err(DictError::Destroyed),
+            other => other?,
+        };
         if self.wants_access.load(Ordering::Relaxed) {
             if let Some((item, _)) = &found {
                 let event = RawEvent::new(EventKind::Access, Arc::from(key), Some(item.clone()));
@@ -551,6 +336,7 @@ impl SharedDict {
                 return false;
             }
             *destroyed = true;
+            self.destroyed.store(true, Ordering::Release);
         }
         if let Some(name) = &self.name {
             let mut names = names().lock();
@@ -573,114 +359,8 @@ impl SharedDict {
         true
     }
 
-    // ── Per-key locks ───────────────────────────────────────────────────
-
-    /// Takes `key`'s lock if it is free (or already `holder`'s); else who
-    /// holds it.
-    pub fn try_lock(&self, key: &str, holder: Holder) -> Result<Result<(), Holder>, DictError> {
-        self.with(|b, _| match b.shared_locks() {
-            Some(shared) => shared.try_lock(key, holder),
-            None => Ok(self.locks.try_lock(key, holder)),
-        })
-    }
-
-    /// Takes `key`'s lock, waiting up to `deadline`. Blocks the thread:
-    /// for Python threads (with the GIL released), never a BEAM scheduler.
-    pub fn lock_wait(
-        &self,
-        key: &str,
-        holder: Holder,
-        deadline: Option<std::time::Instant>,
-    ) -> Result<bool, DictError> {
-        if self.is_destroyed() {
-            return Err(DictError::Destroyed);
-        }
-        if self.backend.shared_locks().is_none() {
-            return Ok(self.locks.lock_wait(key, holder, deadline));
-        }
-        // Shared locks: try, then wait for a release the backend announces
-        // (or a short while, in case an announcement was lost with a
-        // connection), and try again.
-        loop {
-            if self.try_lock(key, holder)?.is_ok() {
-                return Ok(true);
-            }
-            let now = std::time::Instant::now();
-            let next = now + crate::limits::SHARED_LOCK_POLL;
-            let until = match deadline {
-                Some(d) if d <= now => return Ok(false),
-                Some(d) => d.min(next),
-                None => next,
-            };
-            self.locks.wait_released(until);
-        }
-    }
-
-    /// Releases `key`'s lock if `holder` holds it.
-    pub fn unlock(&self, key: &str, holder: Holder) -> Result<bool, DictError> {
-        let released = self.with(|b, _| match b.shared_locks() {
-            Some(shared) => shared.unlock(key, holder),
-            None => Ok(self.locks.unlock(key, holder)),
-        })?;
-        if released {
-            self.unlocked(&[key.to_owned()]);
-        }
-        Ok(released)
-    }
-
-    /// Releases every lock of `holder` (it died). Works on a destroyed
-    /// dict too (there is nothing to release then). Never waits: a backend
-    /// with shared locks releases them on a thread of its own.
-    pub fn release_all(&self, holder: Holder) -> usize {
-        let keys = match self.backend.shared_locks() {
-            Some(shared) => shared.release_all(holder),
-            None => self.locks.release_all(holder),
-        };
-        self.unlocked(&keys);
-        keys.len()
-    }
-
-    /// Who holds `key`'s lock (`None` also when the backend cannot tell).
-    pub fn lock_holder(&self, key: &str) -> Option<Holder> {
-        match self.backend.shared_locks() {
-            Some(shared) => shared.holder(key).ok().flatten(),
-            None => self.locks.holder(key),
-        }
-    }
-
-    /// Locks of a shared-lock backend released elsewhere (another node, a
-    /// lapsed lease): wakes this node's waiters.
-    fn remote_unlocked(&self, keys: &[String]) {
-        self.locks.notify();
-        self.unlocked(keys);
-    }
-
-    /// Releases `key`'s lock for `holder` even on a destroyed dict, where
-    /// it is already free (for [`release_call_locks`]).
-    fn release(&self, key: &str, holder: Holder) {
-        let released = match self.backend.shared_locks() {
-            Some(shared) => shared.unlock(key, holder).unwrap_or(false),
-            None => self.locks.unlock(key, holder),
-        };
-        if released {
-            self.unlocked(&[key.to_owned()]);
-        }
-    }
-
-    fn unlocked(&self, keys: &[String]) {
-        if keys.is_empty() {
-            return;
-        }
-        let listeners = self.listeners.read();
-        for key in keys {
-            for listener in listeners.iter() {
-                listener.unlocked(key);
-            }
-        }
-    }
-
     pub fn is_destroyed(&self) -> bool {
-        *self.gate.read()
+        self.destroyed.load(Ordering::Acquire)
     }
 
     /// The dict's counters.
@@ -689,25 +369,9 @@ impl SharedDict {
         Ok(self.stats.snapshot(size))
     }
 
-    /// Makes reads raise `Access` events from now on (for the listeners
-    /// that want them; the others ignore them).
-    pub fn listen_access(&self) {
-        self.wants_access.store(true, Ordering::Relaxed);
-    }
-
     /// Counts a Python callback that raised or ran out of time.
     pub fn count_callback_failure(&self, timed_out: bool) {
         self.stats.callback_failed(timed_out);
-    }
-
-    /// Adds a listener for every later event.
-    pub fn listen(&self, listener: Arc<dyn Listener>) -> Result<(), DictError> {
-        let destroyed = self.gate.read();
-        if *destroyed {
-            return Err(DictError::Destroyed);
-        }
-        self.listeners.write().push(listener);
-        Ok(())
     }
 
     /// Removes expired keys, at most `max`, raising their events (the
@@ -738,7 +402,7 @@ impl SharedDict {
 
     /// Whether operations may wait on a disk or network.
     pub fn blocking(&self) -> bool {
-        self.backend.blocking()
+        self.blocking
     }
 
     /// The earliest expiry of any key.

@@ -41,7 +41,7 @@ pub const NOT_PLAIN: u8 = 1;
 pub const FULL: u8 = 2;
 pub const EXISTS: u8 = 3;
 
-fn err(e: DictError) -> PyErr {
+pub(super) fn err(e: DictError) -> PyErr {
     match e {
         DictError::NotInteger(_) => PyTypeError::new_err(e.to_string()),
         DictError::NameTaken(_) => PyValueError::new_err(e.to_string()),
@@ -82,6 +82,18 @@ fn on<T: Send>(
     } else {
         f(d)
     }
+}
+
+/// Runs `f` on `key` as a `&str`, borrowed from the `str` object when it
+/// is valid UTF-8 (no copy), else as [`key`] makes it.
+pub(super) fn key_str<R>(key_obj: &Bound<'_, PyAny>, f: impl FnOnce(&str) -> R) -> PyResult<R> {
+    if let Ok(s) = key_obj.cast::<PyString>() {
+        if let Ok(s) = s.to_str() {
+            return Ok(f(s));
+        }
+    }
+    let k = key(key_obj)?;
+    Ok(f(&k))
 }
 
 fn key<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<std::borrow::Cow<'a, str>> {
@@ -227,7 +239,7 @@ fn get<'py>(py: Python<'py>, id: u64, k: &Bound<'py, PyAny>) -> PyResult<(u8, Bo
     }
 }
 
-fn status(r: Result<u64, DictError>) -> PyResult<u8> {
+pub(super) fn status_of(r: Result<u64, DictError>) -> PyResult<u8> {
     match r {
         Ok(_) => Ok(OK),
         Err(DictError::Full) => Ok(FULL),
@@ -262,7 +274,7 @@ fn put(
     let Some(stored) = plain else {
         return Ok(NOT_PLAIN);
     };
-    status(on(value.py(), &d, |d| {
+    status_of(on(value.py(), &d, |d| {
         d.put(&k, stored, ttl_ms, condition(only_new))
     }))
 }
@@ -282,7 +294,7 @@ fn put_pickled(
     let d = dict(id)?;
     let stored = Stored::Pickled { type_name, data };
     let k = key(k)?;
-    status(on(py, &d, |d| {
+    status_of(on(py, &d, |d| {
         d.put(&k, stored, ttl_ms, condition(only_new))
     }))
 }
@@ -470,10 +482,18 @@ fn unregister_callback(cb: u64) -> bool {
     callbacks::unregister(cb)
 }
 
+/// `(get, set)`: the dict's `get` and `set` as native callables bound to
+/// it (see `python_fast.rs`), for `SharedDict.__init__`.
+#[pyfunction]
+fn bind(py: Python<'_>, id: u64) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
+    super::python_fast::bind(py, dict(id)?)
+}
+
 /// The module `erlang._shared_dict_native` for the attached interpreter.
 pub fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "erlang._shared_dict_native")?;
     m.add_function(wrap_pyfunction!(open, &m)?)?;
+    m.add_function(wrap_pyfunction!(bind, &m)?)?;
     m.add_function(wrap_pyfunction!(get, &m)?)?;
     m.add_function(wrap_pyfunction!(put, &m)?)?;
     m.add_function(wrap_pyfunction!(put_pickled, &m)?)?;

@@ -87,6 +87,17 @@ impl Stats {
         }
     }
 
+    /// Counts one event that is not an expiry (a write's).
+    #[inline]
+    pub(super) fn record_one(&self, kind: EventKind) {
+        match kind {
+            EventKind::Put => self.puts.fetch_add(1, Relaxed),
+            EventKind::Delete => self.deletes.fetch_add(1, Relaxed),
+            EventKind::Expire => self.expired_total.fetch_add(1, Relaxed),
+            EventKind::Access => 0,
+        };
+    }
+
     pub(super) fn callback_failed(&self, timed_out: bool) {
         if timed_out {
             self.callback_timeouts.fetch_add(1, Relaxed);

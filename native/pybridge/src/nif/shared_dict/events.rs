@@ -12,7 +12,6 @@
 //! batches of events also go, through the same thread, to one BEAM process
 //! (`Py.Telemetry.Relay`), which executes the `:telemetry` events.
 
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::thread;
 
@@ -215,7 +214,8 @@ fn shared_dict_subscribe(
         Some((_, m)) => *m |= mask,
         None => subs.push((pid, mask)),
     }
-    sd.beam.has_subscribers.store(true, Ordering::Release);
+    sd.subscribed(true);
+    drop(subs);
     Ok(atoms::ok().encode(env))
 }
 
@@ -235,9 +235,7 @@ fn shared_dict_unsubscribe(
         }
     }
     subs.retain(|(_, m)| *m != 0);
-    sd.beam
-        .has_subscribers
-        .store(!subs.is_empty(), Ordering::Release);
+    sd.subscribed(!subs.is_empty());
     atoms::ok()
 }
 
@@ -245,10 +243,7 @@ fn shared_dict_unsubscribe(
 pub(super) fn drop_subscribers(handle: &DictResource, dead: &[LocalPid]) {
     let mut subs = handle.beam.subscribers.lock();
     subs.retain(|(p, _)| !dead.contains(p));
-    handle
-        .beam
-        .has_subscribers
-        .store(!subs.is_empty(), Ordering::Release);
+    handle.subscribed(!subs.is_empty());
 }
 
 // ── Python callbacks' failures ──────────────────────────────────────────

@@ -92,6 +92,15 @@ pub(super) fn beam_holder(pid: &LocalPid) -> Holder {
 }
 
 impl DictResource {
+    /// Records whether any process is subscribed now (called with the
+    /// subscribers' lock held, so the changes come in order): the dict
+    /// hands this side its events only while one is.
+    pub(super) fn subscribed(&self, any: bool) {
+        if self.beam.has_subscribers.swap(any, Ordering::AcqRel) != any {
+            self.dict.set_listening(any);
+        }
+    }
+
     /// Monitors `pid` (once), so its exit drops what it holds.
     pub(super) fn monitor(handle: &ResourceArc<DictResource>, env: Env<'_>, pid: LocalPid) -> bool {
         if !handle.beam.monitored.lock().insert(pid) {
@@ -127,9 +136,7 @@ impl rustler::Resource for DictResource {
         {
             let mut subs = self.beam.subscribers.lock();
             subs.retain(|(p, _)| *p != pid);
-            self.beam
-                .has_subscribers
-                .store(!subs.is_empty(), Ordering::Release);
+            self.subscribed(!subs.is_empty());
         }
         for waiting in self.beam.waiters.lock().values_mut() {
             waiting.retain(|p| *p != pid);
@@ -223,7 +230,8 @@ pub(super) fn make_handle(
         waiters: Mutex::new(HashMap::new()),
         monitored: Mutex::new(HashSet::new()),
     });
-    dict.listen(beam.clone())?;
+    // Idle until a process subscribes (`DictResource::subscribed`).
+    dict.listen_idle(beam.clone())?;
     Ok(ResourceArc::new(DictResource {
         dict: dict.clone(),
         owner,

@@ -20,9 +20,11 @@ mod handle;
 mod io;
 mod locks;
 
+use rustler::sys::{self, ErlNifTerm};
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
 
 use crate::context::{ErrorInfo, ErrorKind};
+use crate::convert::Value;
 use crate::limits::SCHEDULER_NODES;
 use crate::shared_dict::{BackendSpec, Bounds, Condition, DictOptions, SharedDict, Stored, Ttl};
 
@@ -35,7 +37,7 @@ use handle::{destroy, dict_error, handle_of, handle_term, handles, key, make_han
 
 fn encode_stored<'a>(env: Env<'a>, stored: &Stored) -> Term<'a> {
     match stored {
-        Stored::Plain(v) => encode(env, v),
+        Stored::Plain(v) => encode_flat(env, v).unwrap_or_else(|| encode(env, v)),
         Stored::Pickled { type_name, data } => {
             let mut bin = NewBinary::new(env, data.len());
             bin.as_mut_slice().copy_from_slice(data);
@@ -51,6 +53,68 @@ fn encode_stored<'a>(env: Env<'a>, stored: &Stored) -> Term<'a> {
             Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| atoms::nil().encode(env))
         }
     }
+}
+
+/// The most children a container may have for [`encode_flat`].
+const FLAT: usize = 8;
+
+/// A small list, tuple or map of scalars, encoded from arrays on the stack
+/// (the general encoder keeps a stack of frames and vectors of terms on the
+/// heap); `None` for anything else, which the general encoder does.
+fn encode_flat<'a>(env: Env<'a>, v: &Value) -> Option<Term<'a>> {
+    let mut first = [ErlNifTerm::default(); FLAT];
+    let mut second = [ErlNifTerm::default(); FLAT];
+    let raw = |v: &Value| encode(env, v).as_c_arg();
+    let made = match v {
+        Value::List(items) | Value::Tuple(items)
+            if items.len() <= FLAT && !items.iter().any(Value::is_container) =>
+        {
+            for (slot, item) in first.iter_mut().zip(items) {
+                *slot = raw(item);
+            }
+            let n = items.len() as u32;
+            // SAFETY: the first `n` terms of `first` were made in `env`.
+            unsafe {
+                if let Value::List(_) = v {
+                    sys::enif_make_list_from_array(env.as_c_arg(), first.as_ptr(), n)
+                } else {
+                    sys::enif_make_tuple_from_array(env.as_c_arg(), first.as_ptr(), n)
+                }
+            }
+        }
+        Value::Map(pairs)
+            if pairs.len() <= FLAT
+                && !pairs
+                    .iter()
+                    .any(|(k, v)| k.is_container() || v.is_container()) =>
+        {
+            for ((k_slot, v_slot), (k, v)) in first.iter_mut().zip(second.iter_mut()).zip(pairs) {
+                *k_slot = raw(k);
+                *v_slot = raw(v);
+            }
+            let mut out = ErlNifTerm::default();
+            // SAFETY: the first `len` terms of both arrays were made in
+            // `env`; `out` is written only on success.
+            let ok = unsafe {
+                sys::enif_make_map_from_arrays(
+                    env.as_c_arg(),
+                    first.as_ptr(),
+                    second.as_ptr(),
+                    pairs.len(),
+                    &mut out,
+                )
+            };
+            // Duplicate keys (a str and bytes alike): the general encoder
+            // decides which wins.
+            if ok == 0 {
+                return None;
+            }
+            out
+        }
+        _ => return None,
+    };
+    // SAFETY: `made` is a term just made in `env`.
+    Some(unsafe { Term::new(env, made) })
 }
 
 fn too_big_for_scheduler(stored: &Stored, dirty: bool) -> bool {
@@ -170,12 +234,30 @@ fn get<'a>(env: Env<'a>, sd: &DictResource, k: Binary<'a>, dirty: bool) -> NifRe
 
 /// `{:ok, value, version} | :error | :dirty`.
 #[rustler::nif]
-fn shared_dict_get<'a>(
+fn shared_dict_get<'a>(env: Env<'a>, sd: &'a DictResource, k: Binary<'a>) -> NifResult<Term<'a>> {
+    get(env, sd, k, false)
+}
+
+/// `get/3`'s hot path: the value of `k`, or `default` when it is missing.
+/// Anything else (a value too big for this scheduler, a backend that waits
+/// on a disk, a destroyed dict, a key that is not UTF-8) raises, and the
+/// Elixir side takes the checked path, which says what it was.
+#[rustler::nif]
+fn shared_dict_value<'a>(
     env: Env<'a>,
-    sd: ResourceArc<DictResource>,
+    sd: &'a DictResource,
     k: Binary<'a>,
+    default: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    get(env, &sd, k, false)
+    if sd.dict.blocking() {
+        return Err(rustler::Error::BadArg);
+    }
+    match sd.dict.get(key(&k)?) {
+        Ok(Some((item, _))) if too_big_for_scheduler(&item, false) => Err(rustler::Error::BadArg),
+        Ok(Some((item, _))) => Ok(encode_stored(env, &item)),
+        Ok(None) => Ok(default),
+        Err(_) => Err(rustler::Error::BadArg),
+    }
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -244,13 +326,43 @@ fn put<'a>(
 #[rustler::nif]
 fn shared_dict_put<'a>(
     env: Env<'a>,
-    sd: ResourceArc<DictResource>,
+    sd: &'a DictResource,
     k: Binary<'a>,
     value: Term<'a>,
     ttl: Option<u64>,
     cond: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    put(env, &sd, k, value, ttl, cond, Some(SCHEDULER_NODES))
+    put(env, sd, k, value, ttl, cond, Some(SCHEDULER_NODES))
+}
+
+/// `put/4`'s hot path (no options): `:ok`, or what `shared_dict_put`
+/// answers otherwise (then the Elixir side takes the checked path).
+#[rustler::nif]
+fn shared_dict_set<'a>(
+    env: Env<'a>,
+    sd: &'a DictResource,
+    k: Binary<'a>,
+    value: Term<'a>,
+) -> NifResult<Term<'a>> {
+    if sd.dict.blocking() {
+        return Ok(atoms::dirty().encode(env));
+    }
+    let key = key(&k)?;
+    let stored = match decode_stored(value, Some(SCHEDULER_NODES)) {
+        Ok(stored) => stored,
+        Err(_) => return Ok(atoms::dirty().encode(env)),
+    };
+    let now = crate::shared_dict::now_ms();
+    match sd.dict.put_with(
+        key,
+        stored,
+        crate::shared_dict::Expiry::Never,
+        Condition::Always,
+        now,
+    ) {
+        Ok(_) => Ok(atoms::ok().encode(env)),
+        Err(err) => dict_error(env, err),
+    }
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
