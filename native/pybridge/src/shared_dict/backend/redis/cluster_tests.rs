@@ -258,6 +258,10 @@ impl Listener for Seen {
             .lock()
             .push((kind, key.to_owned(), value.cloned()));
     }
+    /// These tests check the values events carry, so they ask for them.
+    fn wants_values(&self) -> bool {
+        true
+    }
     fn unlocked(&self, key: &str) {
         self.unlocked.lock().push(key.to_owned());
     }
