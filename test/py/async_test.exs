@@ -54,6 +54,25 @@ defmodule Py.AsyncTest do
 
   def plain(x):
       return x * 2
+
+  async def first_step(x):
+      # Before its first await a coroutine has its loop and its task, as
+      # on the loop's thread, whichever thread runs that step.
+      loop = asyncio.get_running_loop()
+      task = asyncio.current_task()
+      done = loop.create_future()
+      done.set_result(x)
+      if hasattr(asyncio, "timeout"):
+          async with asyncio.timeout(5):
+              pass
+      return (await done, task is not None and not task.done(), loop.is_running())
+
+  async def fail_at_once():
+      raise ValueError("at once")
+
+  async def sync_callback(x):
+      import erlang
+      return (erlang.call("async_test_reenter", x), erlang.self())
   """
 
   setup_all do
@@ -82,6 +101,36 @@ defmodule Py.AsyncTest do
     assert Py.async_call(@mod, :plain, [21]) |> Py.await() == {:ok, 42}
     assert {:error, %Py.Error{type: "ValueError"}} = Py.async_call(@mod, :fail) |> Py.await()
     assert_raise Py.Error, fn -> Py.async_call(@mod, :fail) |> Py.await!() end
+  end
+
+  test "a coroutine that finishes in its first step: its loop, its task, its result or error" do
+    for _ <- 1..3 do
+      assert Py.call(@mod, :first_step, [7]) == {:ok, {7, true, true}}
+      assert Py.async_call(@mod, :first_step, [8]) |> Py.await() == {:ok, {8, true, true}}
+
+      assert {:error, %Py.Error{type: "ValueError", message: "at once"}} =
+               Py.async_call(@mod, :fail_at_once) |> Py.await()
+    end
+  end
+
+  test "a blocking erlang.call in a coroutine's first step may call back into its context" do
+    ctx = Py.Context.new(max_workers: 1)
+
+    :ok =
+      Py.register_function("async_test_reenter", fn x ->
+        {:ok, y} = Py.call(ctx, @mod, :plain, [x])
+        y
+      end)
+
+    Py.with_context(ctx, fn ->
+      # The callback runs in the pool (erlang.self() is None, as on the
+      # loop's thread), and its Py.call into the one-thread context is served.
+      assert Py.call(@mod, :sync_callback, [5]) == {:ok, {10, nil}}
+      assert Py.async_call(@mod, :sync_callback, [6]) |> Py.await() == {:ok, {12, nil}}
+    end)
+
+    Py.unregister_function("async_test_reenter")
+    Py.Context.close(ctx)
   end
 
   test "waiting coroutines hold no context thread: 50 overlap on a one-thread context" do

@@ -5,8 +5,11 @@
 //! not reply from its worker: the worker hands the coroutine, the call's
 //! [`Reply`] and its [`CallState`] to [`hand_off`] and moves on. The
 //! coroutine runs as an asyncio task on the interpreter's loop (started on
-//! first use, `python/pybridge/_aio.py`), and its `done` callback converts the
-//! result and replies, exactly once, like a worker would. The call stays
+//! first use, `python/pybridge/_aio.py`), and its waiter converts the
+//! result and replies, exactly once, like a worker would. Its first step
+//! runs at once on the worker when the loop is idle ("eager start", see
+//! `_aio.py`): a coroutine that finishes without suspending is answered from
+//! the worker, without waking the loop's thread. The call stays
 //! *running* meanwhile, so the caller cancels it as any other; the loop's
 //! sweep sees the cancellation (or the deadline, or the handle dropped by a
 //! dead caller) and cancels the task, raising `CancelledError` inside.
@@ -74,7 +77,7 @@ fn loaded(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     }
 }
 
-/// The reply of a call awaited on the loop, taken once by its `done`.
+/// The reply of a call awaited on the loop, taken once by its waiter.
 struct Pending {
     reply: Box<dyn Reply>,
     queued: Instant,
@@ -107,7 +110,8 @@ pub(crate) fn hand_off(
             let info = error_info(py, err);
             match pending.lock().take() {
                 Some(pending) => Err((pending.reply, info)),
-                // Not reached: `done` never ran, since nothing was scheduled.
+                // The waiter replied before the failure (the task ended in
+                // its first step, then something failed): nothing to send.
                 None => Ok(()),
             }
         }
@@ -132,38 +136,36 @@ fn schedule(
             )));
         }
     }
-    let done_state = state.clone();
-    let done_pending = pending.clone();
-    let done = PyCFunction::new_closure(
+    // One native callable for the loop's side (see `_aio.py`):
+    // `waiter(task)` replies with the finished task's outcome, `waiter()`
+    // tells whether the caller gave up.
+    let waiter_state = state.clone();
+    let waiter_pending = pending.clone();
+    let waiter = PyCFunction::new_closure(
         py,
-        Some(c"done"),
+        Some(c"waiter"),
         None,
-        move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
-            let Some(pending) = done_pending.lock().take() else {
-                return Ok(());
-            };
-            if !done_state.finish() {
-                // Cancelled: the caller was told no reply would come.
-                return Ok(());
+        move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<bool> {
+            let state = &waiter_state;
+            if args.is_empty() {
+                return Ok(state.is_cancelled()
+                    || state.deadline.is_some_and(|d| Instant::now() >= d));
             }
-            let outcome = settle(args.py(), &args.get_item(0)?, batch, &done_state);
+            let Some(pending) = waiter_pending.lock().take() else {
+                return Ok(false);
+            };
+            if !state.finish() {
+                // Cancelled: the caller was told no reply would come.
+                return Ok(false);
+            }
+            let outcome = settle(args.py(), &args.get_item(0)?, batch, state);
             let timing = Timing::between(pending.queued, pending.started, Instant::now());
             pending.reply.send(outcome, timing);
-            Ok(())
-        },
-    )?;
-    let cancel_state = state.clone();
-    let cancelled = PyCFunction::new_closure(
-        py,
-        Some(c"cancelled"),
-        None,
-        move |_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> bool {
-            cancel_state.is_cancelled()
-                || cancel_state.deadline.is_some_and(|d| Instant::now() >= d)
+            Ok(true)
         },
     )?;
     state.set_awaited();
-    aio.call_method1("submit", (event_loop, coroutine, done, cancelled))?;
+    aio.call_method1("submit", (event_loop, coroutine, waiter))?;
     Ok(())
 }
 

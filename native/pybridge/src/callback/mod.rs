@@ -105,6 +105,26 @@ pub(crate) struct Frame {
 
 thread_local! {
     static FRAME: RefCell<Option<Frame>> = const { RefCell::new(None) };
+    /// The context whose worker runs a coroutine's first step on this
+    /// thread ([`stepping`]).
+    static STEPPING: RefCell<Option<Arc<ContextState>>> = const { RefCell::new(None) };
+}
+
+/// Runs `step` (a coroutine's first step, run by a worker of `context`
+/// instead of the event loop, see [`crate::aio`]) with the worker counted as
+/// waiting on the BEAM while a callback it makes waits: as on the loop's
+/// thread, the callback goes to the pool, and a call it makes back into this
+/// context gets another thread at once.
+pub(crate) fn stepping<T>(context: &Arc<ContextState>, step: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Arc<ContextState>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            STEPPING.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let _reset = Reset(STEPPING.with(|s| s.borrow_mut().replace(context.clone())));
+    step()
 }
 
 /// Records the call a worker is about to run on this thread; the call's
@@ -181,9 +201,12 @@ pub fn call(name: &str, args: Vec<Value>) -> Answer {
     let slot = Arc::new(Slot::new());
     match send_request(name, args, &slot, false) {
         Err(why) => Answer::Failed(why),
-        Ok(None) => slot
-            .wait(None)
-            .unwrap_or_else(|| Answer::Failed("the answer was already taken".into())),
+        Ok(None) => {
+            let stepping = STEPPING.with(|s| s.borrow().clone());
+            let _waiting = stepping.as_ref().map(|context| context.wait_on_beam());
+            slot.wait(None)
+                .unwrap_or_else(|| Answer::Failed("the answer was already taken".into()))
+        }
         Ok(Some((state, context))) => {
             // The worker counts as waiting on the BEAM (so calls the
             // callback makes into this context get another thread), and a

@@ -446,7 +446,7 @@ fn run_call(py: Python<'_>, context: &Arc<ContextState>, slot: &WorkerSlot, requ
 #[allow(clippy::too_many_arguments)]
 fn await_on_loop(
     py: Python<'_>,
-    context: &ContextState,
+    context: &Arc<ContextState>,
     awaiting: super::Awaiting,
     entry: Option<super::namespace::Entry>,
     reply: Option<Box<dyn super::Reply>>,
@@ -475,15 +475,18 @@ fn await_on_loop(
     if let Some(entry) = entry {
         entry.leave(py, true);
     }
-    let handed = crate::aio::hand_off(
-        py,
-        &context.interp,
-        awaiting,
-        reply,
-        state.clone(),
-        queued,
-        started,
-    );
+    // The coroutine's first step may run here (see `crate::aio`).
+    let handed = crate::callback::stepping(context, || {
+        crate::aio::hand_off(
+            py,
+            &context.interp,
+            awaiting,
+            reply,
+            state.clone(),
+            queued,
+            started,
+        )
+    });
     if let Err((reply, info)) = handed {
         if state.finish() {
             reply.send(
