@@ -185,12 +185,16 @@ def start(name: str, *args: Any) -> Pending:
 
 
 class _LoopWaker:
-    """One self-pipe per asyncio loop for the callbacks awaited in it: the
+    """One wake-up pipe per asyncio loop for the callbacks awaited in it: the
     native side writes a byte to it when an answer arrives (``set_wakeup_fd``),
     and the loop's reader wakes the coroutines whose answers are there.
 
-    The pipe lives as long as the loop, so a late answer (its coroutine was
-    cancelled) never writes to a closed descriptor while the loop runs.
+    The pipe is closed when the loop lets go of its reader (the loop closed,
+    or was collected), not later: a program that keeps its closed loops keeps
+    no descriptor of theirs. A request whose coroutine stops waiting (it was
+    cancelled) is detached from the pipe first, and so are those still
+    waiting when it closes, so a late answer never writes to a closed (or
+    reused) descriptor.
     """
 
     def __init__(self, loop: Any) -> None:
@@ -198,10 +202,11 @@ class _LoopWaker:
 
         self._os = os
         self.read_fd, self.write_fd = os.pipe()
+        self.closed = False
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
         self.waiting: dict[Pending, Any] = {}
-        loop.add_reader(self.read_fd, self._wake)
+        loop.add_reader(self.read_fd, _WakerReader(self))
 
     def _wake(self) -> None:
         try:
@@ -215,8 +220,12 @@ class _LoopWaker:
                 if not future.done():
                     future.set_result(None)
 
-    def __del__(self) -> None:
-        for pending in self.waiting:
+    def close(self) -> None:
+        """Detaches the requests still waiting and closes the pipe."""
+        if self.closed:
+            return
+        self.closed = True
+        for pending in list(self.waiting):
             try:
                 pending.set_wakeup_fd(-1)
             except Exception:  # noqa: BLE001 - forgotten already
@@ -226,6 +235,25 @@ class _LoopWaker:
                 self._os.close(fd)
             except OSError:
                 pass
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class _WakerReader:
+    """A waker's reader callback, held by its loop only: when the loop lets
+    go of it (closing, or collected), the waker closes its pipe."""
+
+    __slots__ = ("_waker",)
+
+    def __init__(self, waker: _LoopWaker) -> None:
+        self._waker = waker
+
+    def __call__(self) -> None:
+        self._waker._wake()
+
+    def __del__(self) -> None:
+        self._waker.close()
 
 
 # The waker of each running loop (a loop going away takes its waker along).
@@ -248,7 +276,7 @@ async def async_call(name: str, *args: Any) -> Any:
         if _wakers is None:
             _wakers = weakref.WeakKeyDictionary()
         waker = _wakers.get(loop)
-        if waker is None:
+        if waker is None or waker.closed:
             waker = _wakers[loop] = _LoopWaker(loop)
         future = loop.create_future()
         waker.waiting[pending] = future
@@ -257,6 +285,9 @@ async def async_call(name: str, *args: Any) -> Any:
             await future
         finally:
             waker.waiting.pop(pending, None)
+            if not pending.done():
+                # Cancelled: the answer may come after the pipe is closed.
+                pending.set_wakeup_fd(-1)
     return pending.wait(0)
 
 

@@ -172,18 +172,21 @@ fn done(id: u64) -> PyResult<bool> {
 }
 
 /// `wakeup_fd(id, fd)`: has one byte written to `fd` when the answer
-/// arrives (at once if it is there), e.g. an asyncio loop's self-pipe.
+/// arrives (at once if it is there), e.g. an asyncio loop's wake-up pipe;
+/// -1 for none (the descriptor set before is not written after this).
 #[pyfunction]
 fn wakeup_fd(id: u64, fd: i32) -> PyResult<()> {
     pending(id)?.set_wakeup_fd(fd);
     Ok(())
 }
 
-/// `forget(id)`: drops the request's slot (a late answer goes nowhere).
+/// `forget(id)`: drops the request's slot (a late answer goes nowhere,
+/// and writes to no wake-up descriptor: its owner may close it).
 #[pyfunction]
 fn forget(id: u64) {
-    if let Some(p) = PENDING.lock().as_mut() {
-        p.remove(&id);
+    let slot = PENDING.lock().as_mut().and_then(|p| p.remove(&id));
+    if let Some(slot) = slot {
+        slot.set_wakeup_fd(-1);
     }
 }
 

@@ -32,7 +32,7 @@ pub enum Answer {
 
 /// One callback's answer, written once (the first answer wins) and taken
 /// once by the thread that asked.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Slot {
     /// Set (Release) after `answer` is written, read (Acquire) by a waiter
     /// polling without the lock.
@@ -40,23 +40,35 @@ pub struct Slot {
     answer: Mutex<Option<Answer>>,
     filled: Condvar,
     /// A file descriptor written one byte when the answer arrives (an
-    /// asyncio loop's self-pipe), or -1.
-    wakeup_fd: std::sync::atomic::AtomicI32,
+    /// asyncio loop's wake-up pipe), or -1. The byte is written holding the
+    /// lock, so once [`Slot::set_wakeup_fd`] has replaced a descriptor no
+    /// write to it is under way or to come: its owner may close it (and the
+    /// number be reused) at once.
+    wakeup_fd: Mutex<i32>,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot::new()
+    }
 }
 
 impl Slot {
     pub fn new() -> Slot {
         Slot {
-            wakeup_fd: std::sync::atomic::AtomicI32::new(-1),
-            ..Slot::default()
+            ready: AtomicBool::new(false),
+            answer: Mutex::new(None),
+            filled: Condvar::new(),
+            wakeup_fd: Mutex::new(-1),
         }
     }
 
     /// Has one byte written to `fd` when the answer arrives (at once if it
-    /// is already there).
+    /// is already there); -1 for none. The descriptor set before is never
+    /// written after this returns.
     pub fn set_wakeup_fd(&self, fd: i32) {
-        self.wakeup_fd.store(fd, Ordering::SeqCst);
-        if self.is_ready() {
+        *self.wakeup_fd.lock() = fd;
+        if fd >= 0 && self.is_ready() {
             self.wake_fd();
         }
     }
@@ -77,7 +89,8 @@ impl Slot {
     }
 
     fn wake_fd(&self) {
-        let fd = self.wakeup_fd.swap(-1, Ordering::SeqCst);
+        let mut wakeup_fd = self.wakeup_fd.lock();
+        let fd = std::mem::replace(&mut *wakeup_fd, -1);
         if fd >= 0 {
             let byte = [1u8];
             // SAFETY: writes one byte from a live buffer; a closed or full
@@ -205,6 +218,29 @@ mod tests {
         // SAFETY: reads one byte into a live buffer from our own pipe.
         let n = unsafe { libc::read(fds[0], byte.as_mut_ptr().cast(), 1) };
         assert_eq!(n, 1);
+        // SAFETY: closing the pipe we opened.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
+
+    #[test]
+    fn a_replaced_wakeup_fd_is_never_written() {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe writes.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+        let slot = Slot::new();
+        slot.set_wakeup_fd(fds[1]);
+        // The waiter gave up (its coroutine was cancelled): the answer
+        // that comes later must not write to the descriptor, which its
+        // owner may have closed and the process reused.
+        slot.set_wakeup_fd(-1);
+        slot.fulfil(Answer::Value(Value::None));
+        let mut byte = [0u8];
+        // SAFETY: reads into a live buffer from our own non-blocking pipe.
+        let n = unsafe { libc::read(fds[0], byte.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, -1, "a byte was written to the replaced descriptor");
         // SAFETY: closing the pipe we opened.
         unsafe {
             libc::close(fds[0]);
