@@ -119,13 +119,18 @@ defmodule Py.Call do
           {result, timing}
   def handle(handle, ref, timeout, {:callback, request}, deadline) do
     deadline = deadline || Py.Callback.deadline(elem(request, 3))
-    Py.Callback.run(request)
+    # The answer may bring the call's result back with it (see
+    # Py.Callback.run_for_call/1).
+    done = Py.Callback.run_for_call(request)
 
     # A callback that ran past the call's deadline timed the call out, even
     # if Python, answered just in time, replied meanwhile.
-    if Py.Callback.left(deadline) == 0,
-      do: late(handle, ref, timeout),
-      else: await(handle, ref, timeout, deadline)
+    cond do
+      Py.Callback.left(deadline) == 0 and done == :ok -> late(handle, ref, timeout)
+      Py.Callback.left(deadline) == 0 -> timeout_error(timeout)
+      done == :ok -> await(handle, ref, timeout, deadline)
+      true -> finish(elem(done, 1), elem(done, 2), elem(done, 3))
+    end
   end
 
   # Python's output and log records during the call (see Py.Output): they
@@ -301,10 +306,12 @@ defmodule Py.Call do
     :ok
   end
 
+  defp timeout_error(timeout),
+    do: {{:error, %Error{type: :timeout, message: "Python call exceeded #{timeout} ms"}}, nil}
+
   # The call's deadline passed while this process ran a callback for it.
   defp late(handle, ref, timeout) do
-    timeout_error =
-      {{:error, %Error{type: :timeout, message: "Python call exceeded #{timeout} ms"}}, nil}
+    timeout_error = timeout_error(timeout)
 
     case Native.cancel(handle) do
       :cancelled ->

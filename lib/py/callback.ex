@@ -127,7 +127,20 @@ defmodule Py.Callback do
   # Runs one callback request and answers it. Never raises: whatever the
   # function does becomes the answer Python gets.
   @spec run(request) :: :ok
-  def run({slot, name, args, remaining}) do
+  def run(request) do
+    _ = run(request, :pool)
+    :ok
+  end
+
+  @doc false
+  # As run/1, by the process waiting for the call that made the callback
+  # (Py.Call): the answer also waits a moment for the call's result, which
+  # comes back here as `{:done, reply, queue_us, run_us}` when the Python
+  # code finished quickly (else `:ok`: it comes by message).
+  @spec run_for_call(request) :: :ok | {:done, term, non_neg_integer, non_neg_integer}
+  def run_for_call(request), do: run(request, :call)
+
+  defp run({slot, name, args, remaining}, how) do
     depth = Process.get(@depth_key, 0)
     span = span_start(name, depth)
 
@@ -147,7 +160,7 @@ defmodule Py.Callback do
       end
 
     span_stop(span, answer)
-    reply(slot, answer)
+    reply(slot, answer, how)
   end
 
   # The [:pybridge, :callback, _] span (Py.Telemetry): start, then stop, or
@@ -239,13 +252,21 @@ defmodule Py.Callback do
     if is_integer(outer), do: min(outer, deadline), else: deadline
   end
 
-  defp reply(slot, answer) do
-    case Native.callback_reply(slot, answer) do
-      :dirty -> Native.callback_reply_dirty(slot, answer)
-      :ok -> :ok
-    end
+  defp reply(slot, answer, how) do
+    sent =
+      case how do
+        :call -> Native.callback_reply_inline(slot, answer)
+        :pool -> Native.callback_reply(slot, answer)
+      end
 
-    :ok
+    case sent do
+      :dirty ->
+        Native.callback_reply_dirty(slot, answer)
+        :ok
+
+      other ->
+        other
+    end
   rescue
     # Not an answer the NIF takes (cannot happen with the shapes above).
     ArgumentError ->

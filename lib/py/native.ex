@@ -29,6 +29,7 @@ defmodule Py.Native do
 
   def callback_reply(_slot, _answer), do: not_loaded()
   def callback_reply_dirty(_slot, _answer), do: not_loaded()
+  def callback_reply_inline(_slot, _answer), do: not_loaded()
   def callback_setup(_pids), do: not_loaded()
 
   def shared_dict_new(_name, _max_entries, _evict_lru, _backend, _prefix, _pool_size),

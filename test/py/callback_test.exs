@@ -94,6 +94,33 @@ defmodule Py.CallbackTest do
       refute_received {:tick, _}
     end
 
+    test "after a callback the result, and output before it, come back in order; nothing is left" do
+      Py.register_function(:seven, fn -> 7 end)
+
+      :ok =
+        Py.exec("""
+        import erlang
+        def after_callbacks(n):
+            total = 0
+            for i in range(n):
+                total += erlang.seven()
+                print("after", i)
+            return total
+        def quick_after_callback():
+            return erlang.seven() + 1
+        """)
+
+      for _ <- 1..50, do: assert(Py.eval("quick_after_callback()") == {:ok, 8})
+
+      out =
+        ExUnit.CaptureIO.capture_io(fn ->
+          assert Py.eval("after_callbacks(3)") == {:ok, 21}
+        end)
+
+      assert out == "after 0\nafter 1\nafter 2\n"
+      assert Process.info(self(), :message_queue_len) == {:message_queue_len, 0}
+    end
+
     test "the asynchronous primitive: start, then wait" do
       Py.register_function(:add, fn a, b -> a + b end)
 

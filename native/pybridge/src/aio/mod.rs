@@ -148,8 +148,9 @@ fn schedule(
         move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<bool> {
             let state = &waiter_state;
             if args.is_empty() {
-                return Ok(state.is_cancelled()
-                    || state.deadline.is_some_and(|d| Instant::now() >= d));
+                return Ok(
+                    state.is_cancelled() || state.deadline.is_some_and(|d| Instant::now() >= d)
+                );
             }
             let Some(pending) = waiter_pending.lock().take() else {
                 return Ok(false);

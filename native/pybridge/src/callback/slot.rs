@@ -229,7 +229,10 @@ mod tests {
     fn a_replaced_wakeup_fd_is_never_written() {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: `fds` has room for the two descriptors pipe writes.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
         let slot = Slot::new();
         slot.set_wakeup_fd(fds[1]);
         // The waiter gave up (its coroutine was cancelled): the answer

@@ -19,6 +19,12 @@
 //! The slot is a resource: if every process holding it lets go without
 //! answering (it died, the message was dropped), its destructor answers
 //! with a failure, so Python never waits for an answer that cannot come.
+//!
+//! The process waiting for a call answers its callbacks with
+//! `callback_reply_inline/2`, which then waits a moment for the call's
+//! result, as the submitting NIF does (see [`Inline`]): a call whose Python
+//! code finishes soon after its callback answers inline, without a reply
+//! message and the wake-up that comes with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,20 +39,26 @@ use crate::limits::SCHEDULER_NODES;
 
 use super::atoms;
 use super::mailer;
-use super::reply::ReplyTo;
+use super::reply::{encode_outcome, recycle_env, take_env, Inline, ReplyTo};
 use super::term::{decode, encode, DecodeError};
 
-/// One callback's reply slot, held by the BEAM until it answers.
-pub struct SlotResource(Arc<Slot>);
+/// One callback's reply slot, held by the BEAM until it answers, and the
+/// inline wait of the call that made it (None from the callback pool).
+pub struct SlotResource {
+    slot: Arc<Slot>,
+    inline: Option<Arc<Inline>>,
+}
 
 #[rustler::resource_impl]
 impl rustler::Resource for SlotResource {}
 
 impl Drop for SlotResource {
     fn drop(&mut self) {
-        self.0.fulfil(Answer::Failed(
-            "the BEAM process running the callback exited without answering".into(),
-        ));
+        if !self.slot.is_ready() {
+            self.slot.fulfil(Answer::Failed(
+                "the BEAM process running the callback exited without answering".into(),
+            ));
+        }
     }
 }
 
@@ -59,7 +71,13 @@ fn callback_reply<'a>(
     slot: ResourceArc<SlotResource>,
     answer: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    reply_with(env, &slot, answer, Some(SCHEDULER_NODES))
+    match decode_answer(answer, Some(SCHEDULER_NODES))? {
+        Some(answer) => {
+            slot.slot.fulfil(answer);
+            Ok(atoms::ok().encode(env))
+        }
+        None => Ok(atoms::dirty().encode(env)),
+    }
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -68,24 +86,52 @@ fn callback_reply_dirty<'a>(
     slot: ResourceArc<SlotResource>,
     answer: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    reply_with(env, &slot, answer, None)
+    match decode_answer(answer, None)? {
+        Some(answer) => {
+            slot.slot.fulfil(answer);
+            Ok(atoms::ok().encode(env))
+        }
+        None => Ok(atoms::dirty().encode(env)),
+    }
 }
 
-fn reply_with<'a>(
+/// `callback_reply_inline/2`: as `callback_reply/2`, by the process waiting
+/// for the call that made the callback; then waits up to
+/// [`crate::limits::INLINE_WAIT`] for that call's result and returns it as
+/// `{:done, result, queue_us, run_us}`, or `:ok` when it comes by message
+/// (the call made another callback, wrote output, or is still running).
+#[rustler::nif]
+fn callback_reply_inline<'a>(
     env: Env<'a>,
-    slot: &SlotResource,
+    slot: ResourceArc<SlotResource>,
     answer: Term<'a>,
-    budget: Option<usize>,
 ) -> NifResult<Term<'a>> {
+    let Some(answer) = decode_answer(answer, Some(SCHEDULER_NODES))? else {
+        return Ok(atoms::dirty().encode(env));
+    };
+    // Re-armed before the answer wakes the call's thread, which cannot have
+    // replied meanwhile: it waits for this answer.
+    let armed = slot.inline.as_ref().filter(|inline| inline.rearm());
+    slot.slot.fulfil(answer);
+    if let Some((outcome, timing)) = armed.and_then(|inline| inline.wait()) {
+        let result = encode_outcome(env, &outcome);
+        return Ok((atoms::done(), result, timing.queue_us, timing.run_us).encode(env));
+    }
+    Ok(atoms::ok().encode(env))
+}
+
+/// The answer as Python will see it; None when it is too big to decode
+/// within `budget` (answer on a dirty scheduler).
+fn decode_answer(answer: Term<'_>, budget: Option<usize>) -> NifResult<Option<Answer>> {
     let parts = rustler::types::tuple::get_tuple(answer)?;
-    let text = |t: &Term<'a>| -> String {
+    let text = |t: &Term<'_>| -> String {
         t.decode::<String>()
             .unwrap_or_else(|_| "(no description)".to_string())
     };
     let answer = match parts.as_slice() {
         [tag, value] if tag.decode::<Atom>()? == atoms::ok() => match decode(*value, budget) {
             Ok(v) => Answer::Value(v),
-            Err(DecodeError::OverBudget) => return Ok(atoms::dirty().encode(env)),
+            Err(DecodeError::OverBudget) => return Ok(None),
             Err(DecodeError::Convert(e)) => Answer::Failed(format!(
                 "the callback's result cannot cross to Python: {}",
                 e.0
@@ -94,7 +140,7 @@ fn reply_with<'a>(
         [tag, kind, reason, message] if tag.decode::<Atom>()? == atoms::raised() => {
             let reason = match decode(*reason, budget) {
                 Ok(v) => v,
-                Err(DecodeError::OverBudget) => return Ok(atoms::dirty().encode(env)),
+                Err(DecodeError::OverBudget) => return Ok(None),
                 // A reason that cannot cross (a fun): the message describes it.
                 Err(DecodeError::Convert(_)) => Value::None,
             };
@@ -110,8 +156,7 @@ fn reply_with<'a>(
         [tag, message] if tag.decode::<Atom>()? == atoms::failed() => Answer::Failed(text(message)),
         _ => return Err(rustler::Error::BadArg),
     };
-    slot.0.fulfil(answer);
-    Ok(atoms::ok().encode(env))
+    Ok(Some(answer))
 }
 
 /// `callback_setup(pids)`: the callback pool's processes (requests from
@@ -147,7 +192,10 @@ impl Beam for Pool {
             .ok_or_else(|| "the callback pool has no process".to_string())?;
         mailer::send(&mut OwnedEnv::new(), pid, |env| {
             let request = (
-                ResourceArc::new(SlotResource(slot.clone())),
+                ResourceArc::new(SlotResource {
+                    slot: slot.clone(),
+                    inline: None,
+                }),
                 name,
                 encode_args(env, &args),
                 atoms::infinity(),
@@ -193,23 +241,53 @@ pub(super) struct CallCaller {
     /// Where the call's reply goes: the caller, or whoever it handed the
     /// call to (a coalesced call's flight); read at each message.
     to: Arc<ReplyTo>,
-    /// Holds the copy of the call's reply tag.
-    tag_env: OwnedEnv,
+    /// Holds the copy of the call's reply tag (always there; taken back
+    /// into the thread's env pool on drop).
+    tag_env: Option<OwnedEnv>,
     tag: SavedTerm,
-    /// Reused for each request message.
-    message_env: Mutex<OwnedEnv>,
+    /// Reused for each request message (always there, as `tag_env`).
+    message_env: Mutex<Option<OwnedEnv>>,
+    /// The call's inline wait, when its caller waited in the NIF: each
+    /// message stops a wait the caller re-armed (see [`Inline`]).
+    inline: Option<Arc<Inline>>,
 }
 
 impl CallCaller {
     /// A target for the call answered to `to` under `tag` (saved in `env`).
-    pub(super) fn new(to: Arc<ReplyTo>, env: &OwnedEnv, tag: &SavedTerm) -> CallCaller {
-        let tag_env = OwnedEnv::new();
+    pub(super) fn new(
+        to: Arc<ReplyTo>,
+        env: &OwnedEnv,
+        tag: &SavedTerm,
+        inline: Option<Arc<Inline>>,
+    ) -> CallCaller {
+        let tag_env = take_env();
         let copy = env.run(|env| tag_env.save(tag.load(env)));
         CallCaller {
             to,
-            tag_env,
+            tag_env: Some(tag_env),
             tag: copy,
-            message_env: Mutex::new(OwnedEnv::new()),
+            message_env: Mutex::new(Some(take_env())),
+            inline,
+        }
+    }
+
+    /// After a message: a caller waiting inline for the call's result
+    /// must go and receive it.
+    fn sent(&self) {
+        if let Some(inline) = &self.inline {
+            inline.redirect();
+        }
+    }
+}
+
+impl Drop for CallCaller {
+    fn drop(&mut self) {
+        // Kept for the thread's next call's callbacks.
+        if let Some(env) = self.tag_env.take() {
+            recycle_env(env);
+        }
+        if let Some(env) = self.message_env.get_mut().take() {
+            recycle_env(env);
         }
     }
 }
@@ -223,38 +301,47 @@ impl Caller for CallCaller {
         remaining: Option<Duration>,
     ) -> Result<(), String> {
         let mut env = self.message_env.lock();
-        mailer::send(&mut env, &self.to.pid(), |env| {
-            let tag = self
-                .tag_env
-                .run(|tag_env| self.tag.load(tag_env).in_env(env));
+        let (Some(env), Some(tag_env)) = (env.as_mut(), self.tag_env.as_ref()) else {
+            return Err("pybridge internal error: the callback's env is gone".into());
+        };
+        mailer::send(env, &self.to.pid(), |env| {
+            let tag = tag_env.run(|tag_env| self.tag.load(tag_env).in_env(env));
             let remaining = match remaining {
                 Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX).encode(env),
                 None => atoms::infinity().encode(env),
             };
             let request = (
-                ResourceArc::new(SlotResource(slot.clone())),
+                ResourceArc::new(SlotResource {
+                    slot: slot.clone(),
+                    inline: self.inline.clone(),
+                }),
                 name,
                 encode_args(env, &args),
                 remaining,
             );
             (tag, atoms::callback(), request).encode(env)
         })
-        .map_err(|_| "the BEAM process that made the call is gone".to_string())
+        .map_err(|_| "the BEAM process that made the call is gone".to_string())?;
+        self.sent();
+        Ok(())
     }
 
     fn notify(&self, kind: &str, payload: &Value) -> Result<(), String> {
         let mut env = self.message_env.lock();
-        mailer::send(&mut env, &self.to.pid(), |env| {
-            let tag = self
-                .tag_env
-                .run(|tag_env| self.tag.load(tag_env).in_env(env));
+        let (Some(env), Some(tag_env)) = (env.as_mut(), self.tag_env.as_ref()) else {
+            return Err("pybridge internal error: the callback's env is gone".into());
+        };
+        mailer::send(env, &self.to.pid(), |env| {
+            let tag = tag_env.run(|tag_env| self.tag.load(tag_env).in_env(env));
             let kind = match Atom::from_str(env, kind) {
                 Ok(atom) => atom.encode(env),
                 Err(_) => atoms::nil().encode(env),
             };
             (tag, kind, encode(env, payload)).encode(env)
         })
-        .map_err(|_| "the BEAM process that made the call is gone".to_string())
+        .map_err(|_| "the BEAM process that made the call is gone".to_string())?;
+        self.sent();
+        Ok(())
     }
 
     fn pid(&self) -> Value {

@@ -12,7 +12,7 @@
 //! | `namespace_new/1`                                  | [`handles`]     |
 //! | `submit/6`, `submit_dirty/6`, `cancel/1`, `redirect/2` | [`calls`]   |
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
-//! | `callback_reply/2`, `callback_reply_dirty/2`, `callback_setup/1` | [`callbacks`] |
+//! | `callback_reply/2`, `callback_reply_dirty/2`, `callback_reply_inline/2`, `callback_setup/1` | [`callbacks`] |
 //! | `output_setup/1` (Python's output and log records)  | [`output`]      |
 //!
 //! Threads: `shared_dict/events.rs` delivers SharedDict events and lock

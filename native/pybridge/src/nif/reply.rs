@@ -21,12 +21,21 @@ const WAITING: u8 = 0;
 const DELIVERED: u8 = 1;
 const GAVE_UP: u8 = 2;
 const REDIRECTED: u8 = 3;
+/// The reply went by message (terminal: never waited for inline again).
+const MESSAGED: u8 = 4;
 
 /// A result handed straight back to a submitter that is still waiting in
 /// the NIF: no message, no second wake-up.
+///
+/// A call that makes a callback is redirected to messages (its caller must
+/// run the callback); the caller answering the callback re-arms the wait
+/// ([`Inline::rearm`], `callback_reply_inline`), so the result of a call
+/// whose Python code finishes after its last callback still comes back
+/// inline, to the NIF that answered it.
 pub(super) struct Inline {
-    /// WAITING → DELIVERED, GAVE_UP or REDIRECTED. Acquire/Release (AcqRel
-    /// to change it): the winner of the transition sends the reply.
+    /// WAITING → DELIVERED, GAVE_UP, REDIRECTED or MESSAGED; REDIRECTED or
+    /// GAVE_UP → WAITING again when re-armed. Acquire/Release (AcqRel to
+    /// change it): the winner of the transition sends the reply.
     state: AtomicU8,
     outcome: Mutex<Option<(Outcome, Timing)>>,
     fallback: Mutex<Option<BeamReply>>,
@@ -47,18 +56,14 @@ impl Reply for InlineReply {
                 return;
             }
             // The submitter stopped waiting: reply by message after all.
+            inline.state.store(MESSAGED, Ordering::Release);
             let outcome = inline.outcome.lock().take();
             let fallback = inline.fallback.lock().take();
             if let (Some((outcome, timing)), Some(reply)) = (outcome, fallback) {
                 Box::new(reply).send(outcome, timing);
             }
         } else {
-            let _ = inline.state.compare_exchange(
-                WAITING,
-                REDIRECTED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            inline.state.store(MESSAGED, Ordering::Release);
             if let Some(reply) = inline.fallback.lock().take() {
                 Box::new(reply).send(outcome, timing);
             }
@@ -68,16 +73,17 @@ impl Reply for InlineReply {
     fn caller(&self) -> Option<Box<dyn crate::callback::Caller>> {
         // The call is making a callback, which its caller runs once back
         // from the NIF: stop it waiting there for an inline result (the
-        // result then comes by message, as after a give-up).
-        let _ =
-            self.0
-                .state
-                .compare_exchange(WAITING, REDIRECTED, Ordering::AcqRel, Ordering::Acquire);
-        self.0
-            .fallback
-            .lock()
-            .as_ref()
-            .and_then(|reply| reply.caller())
+        // result then comes by message, as after a give-up, unless the
+        // callback's answer re-arms the wait).
+        self.0.redirect();
+        self.0.fallback.lock().as_ref().map(|reply| {
+            Box::new(super::callbacks::CallCaller::new(
+                reply.to.clone(),
+                &reply.env,
+                &reply.tag,
+                Some(self.0.clone()),
+            )) as Box<dyn crate::callback::Caller>
+        })
     }
 }
 
@@ -95,6 +101,25 @@ impl Inline {
     pub(super) fn reply_or(self: &Arc<Self>, message: BeamReply) -> Box<dyn Reply> {
         *self.fallback.lock() = Some(message);
         Box::new(InlineReply(self.clone()))
+    }
+
+    /// Stops a waiting submitter (or callback answerer) waiting: a message
+    /// for the call (a callback request, output) is on its way.
+    pub(super) fn redirect(&self) {
+        let _ =
+            self.state
+                .compare_exchange(WAITING, REDIRECTED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Waits for the outcome again (the caller is answering a callback the
+    /// call waits on, so the call cannot have replied yet, unless it gave
+    /// up on the callback). False when the reply went by message already.
+    pub(super) fn rearm(&self) -> bool {
+        [REDIRECTED, GAVE_UP].into_iter().any(|from| {
+            self.state
+                .compare_exchange(from, WAITING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
     }
 
     /// Waits up to [`INLINE_WAIT`] for the outcome; None means "a message will come".
@@ -158,7 +183,7 @@ pub(super) fn take_env() -> OwnedEnv {
         .unwrap_or_default()
 }
 
-fn recycle_env(mut env: OwnedEnv) {
+pub(super) fn recycle_env(mut env: OwnedEnv) {
     env.clear();
     ENV_POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
@@ -234,6 +259,7 @@ impl Reply for BeamReply {
             self.to.clone(),
             &self.env,
             &self.tag,
+            None,
         )))
     }
 }
