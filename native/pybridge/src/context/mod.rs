@@ -187,6 +187,11 @@ impl Drop for BeamWait<'_> {
 }
 
 impl ContextState {
+    /// True when the home worker last ran on the calling thread's core.
+    pub(crate) fn shares_my_cpu(&self) -> bool {
+        self.home_cpu.is_mine()
+    }
+
     /// Counts the calling worker as waiting on the BEAM until the guard is
     /// dropped. Meanwhile calls queued on this context (the callback
     /// calling back into it, or anyone else's) get another thread at once
@@ -444,6 +449,12 @@ impl Context {
     /// waiting for its answer by spinning would only slow it down.
     pub fn shares_my_cpu(&self) -> bool {
         self.state().home_cpu.is_mine()
+    }
+
+    /// The context's state, for what must ask [`ContextState::shares_my_cpu`]
+    /// later without keeping the context open.
+    pub(crate) fn state_ref(&self) -> Arc<ContextState> {
+        self.state().clone()
     }
 
     /// True when both handles are on the same context.

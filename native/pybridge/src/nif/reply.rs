@@ -39,6 +39,10 @@ pub(super) struct Inline {
     state: AtomicU8,
     outcome: Mutex<Option<(Outcome, Timing)>>,
     fallback: Mutex<Option<BeamReply>>,
+    /// The call's context, asked before a re-armed wait whether its home
+    /// worker shares the waiting thread's core (then spinning would only
+    /// take the core from it).
+    context: Arc<crate::context::ContextState>,
 }
 
 struct InlineReply(Arc<Inline>);
@@ -88,11 +92,12 @@ impl Reply for InlineReply {
 }
 
 impl Inline {
-    pub(super) fn new() -> Arc<Inline> {
+    pub(super) fn new(context: Arc<crate::context::ContextState>) -> Arc<Inline> {
         Arc::new(Inline {
             state: AtomicU8::new(WAITING),
             outcome: Mutex::new(None),
             fallback: Mutex::new(None),
+            context,
         })
     }
 
@@ -113,8 +118,12 @@ impl Inline {
 
     /// Waits for the outcome again (the caller is answering a callback the
     /// call waits on, so the call cannot have replied yet, unless it gave
-    /// up on the callback). False when the reply went by message already.
+    /// up on the callback). False when the reply went by message already, or
+    /// when the home worker shares this thread's core.
     pub(super) fn rearm(&self) -> bool {
+        if self.context.shares_my_cpu() {
+            return false;
+        }
         [REDIRECTED, GAVE_UP].into_iter().any(|from| {
             self.state
                 .compare_exchange(from, WAITING, Ordering::AcqRel, Ordering::Acquire)
