@@ -188,6 +188,7 @@ impl Drop for BeamWait<'_> {
 
 impl ContextState {
     /// True when the home worker last ran on the calling thread's core.
+    #[cfg(feature = "nif")]
     pub(crate) fn shares_my_cpu(&self) -> bool {
         self.home_cpu.is_mine()
     }
@@ -453,6 +454,7 @@ impl Context {
 
     /// The context's state, for what must ask [`ContextState::shares_my_cpu`]
     /// later without keeping the context open.
+    #[cfg(feature = "nif")]
     pub(crate) fn state_ref(&self) -> Arc<ContextState> {
         self.state().clone()
     }
