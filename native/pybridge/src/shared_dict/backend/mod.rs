@@ -59,11 +59,64 @@ pub type Millis = u64;
 /// A stored value, shared so that a read copies a pointer, not the value.
 pub type Item = Arc<Stored>;
 
+/// The key of an event: a short key (most) is kept inline, so raising an
+/// event for it allocates nothing; a longer one is shared.
+#[derive(Clone)]
+pub enum EventKey {
+    Inline { len: u8, bytes: [u8; EventKey::INLINE] },
+    Shared(Arc<str>),
+}
+
+impl EventKey {
+    /// Longest key kept inline.
+    pub const INLINE: usize = 22;
+}
+
+impl From<&str> for EventKey {
+    fn from(key: &str) -> EventKey {
+        if key.len() > EventKey::INLINE {
+            return EventKey::Shared(Arc::from(key));
+        }
+        let mut bytes = [0; EventKey::INLINE];
+        bytes[..key.len()].copy_from_slice(key.as_bytes());
+        EventKey::Inline {
+            len: key.len() as u8,
+            bytes,
+        }
+    }
+}
+
+impl From<Arc<str>> for EventKey {
+    fn from(key: Arc<str>) -> EventKey {
+        EventKey::Shared(key)
+    }
+}
+
+impl std::ops::Deref for EventKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            EventKey::Inline { len, bytes } => {
+                let bytes = &bytes[..*len as usize];
+                // SAFETY: the bytes were copied from a `&str`, whole.
+                unsafe { std::str::from_utf8_unchecked(bytes) }
+            }
+            EventKey::Shared(key) => key,
+        }
+    }
+}
+
+impl std::fmt::Debug for EventKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// What happened to which key, as the backend saw it; the front raises it.
 #[derive(Debug, Clone)]
 pub struct RawEvent {
     pub kind: EventKind,
-    pub key: Arc<str>,
+    pub key: EventKey,
     /// The value written (`Put`) or removed (`Delete`, `Expire`), for
     /// listeners that pass it on (Python callbacks); `None` when the
     /// backend does not have it at hand.
@@ -71,8 +124,12 @@ pub struct RawEvent {
 }
 
 impl RawEvent {
-    pub fn new(kind: EventKind, key: Arc<str>, value: Option<Item>) -> RawEvent {
-        RawEvent { kind, key, value }
+    pub fn new(kind: EventKind, key: impl Into<EventKey>, value: Option<Item>) -> RawEvent {
+        RawEvent {
+            kind,
+            key: key.into(),
+            value,
+        }
     }
 }
 
