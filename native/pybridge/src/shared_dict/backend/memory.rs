@@ -115,7 +115,7 @@ impl Backend for Memory {
             shard.get(hash, key, now)
         };
         // An inline value becomes an item outside the lock.
-        Ok(found.map(|(held, version)| (held.into_item(), version)))
+        Ok(found.map(|(held, version)| (held.into_read_item(), version)))
     }
 
     fn put(

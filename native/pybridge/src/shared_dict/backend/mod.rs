@@ -63,7 +63,10 @@ pub type Item = Arc<Stored>;
 /// event for it allocates nothing; a longer one is shared.
 #[derive(Clone)]
 pub enum EventKey {
-    Inline { len: u8, bytes: [u8; EventKey::INLINE] },
+    Inline {
+        len: u8,
+        bytes: [u8; EventKey::INLINE],
+    },
     Shared(Arc<str>),
 }
 

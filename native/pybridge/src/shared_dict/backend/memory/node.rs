@@ -4,15 +4,15 @@
 //!
 //! ```text
 //! Head (32 B)   version: u64, value: Held (16 B), key_len: u32, flags: u8
-//! [Timer 24 B]  at, prev, next       only once the entry had a TTL (TIMER)
+//! [Timer 16 B]  at, index            only once the entry had a TTL (TIMER)
 //! [Links 16 B]  prev, next           only in a store with LRU eviction (LRU)
 //! key bytes
 //! ```
 //!
 //! An entry without TTL and LRU, with a key of up to 8 bytes and an integer
 //! value, is one 48-byte malloc chunk. The shard's hash table owns each node
-//! (a [`NodeRef`], one pointer wide); the expiry and LRU lists only link
-//! nodes that are in the table. Every access happens under the shard's
+//! (a [`NodeRef`], one pointer wide); the expiry index and the LRU list
+//! only refer to nodes that are in the table. Every access happens under the shard's
 //! mutex, which is what makes the raw pointers sound.
 
 use std::alloc::{self, Layout};
@@ -77,6 +77,39 @@ impl Held {
         }
     }
 
+    /// The value as a shared item, for a read: an inline value reuses this
+    /// thread's last such item when nothing holds it any more (a read's
+    /// item is usually dropped once the caller has copied it out), so a
+    /// read of a scalar does not allocate.
+    pub(super) fn into_read_item(self) -> Item {
+        thread_local! {
+            static SPARE: std::cell::Cell<Option<Item>> = const { std::cell::Cell::new(None) };
+        }
+        let value = match self {
+            Held::Shared(item) => return item,
+            Held::None => Value::None,
+            Held::Bool(b) => Value::Bool(b),
+            Held::Int(i) => Value::Int(i),
+            Held::Float(f) => Value::Float(f),
+        };
+        SPARE.with(|spare| {
+            let item = match spare.take() {
+                Some(mut item) => match Arc::get_mut(&mut item) {
+                    // Only this thread's spare refers to it: reuse it.
+                    Some(slot) => {
+                        *slot = Stored::Plain(value);
+                        item
+                    }
+                    None => Arc::new(Stored::Plain(value)),
+                },
+                None => Arc::new(Stored::Plain(value)),
+            };
+            // The spare is the same allocation as the caller's item.
+            spare.set(Some(item.clone()));
+            item
+        })
+    }
+
     /// Calls `f` with the value as a [`Stored`] (an inline one is built on
     /// the stack, without allocating).
     pub(super) fn with_stored<T>(&self, f: impl FnOnce(&Stored) -> T) -> T {
@@ -110,14 +143,15 @@ pub(super) struct Links {
 #[repr(C)]
 struct Timer {
     at: Millis,
-    links: Links,
+    /// Where the node is in its millisecond's list of the expiry index.
+    index: u32,
 }
 
 const TIMER_OFFSET: usize = size_of::<Head>();
 
 // The layout the memory figures rely on.
 const _: () = assert!(size_of::<Head>() == 32);
-const _: () = assert!(size_of::<Timer>() == 24 && size_of::<Links>() == 16);
+const _: () = assert!(size_of::<Timer>() == 16 && size_of::<Links>() == 16);
 
 /// A node, by address. The shard's table holds the owning one; lists hold
 /// copies of nodes that are in the table.
@@ -132,11 +166,21 @@ unsafe impl Send for NodeRef {}
 unsafe impl Sync for NodeRef {}
 
 fn lru_offset(flags: u8) -> usize {
-    TIMER_OFFSET + if flags & TIMER != 0 { size_of::<Timer>() } else { 0 }
+    TIMER_OFFSET
+        + if flags & TIMER != 0 {
+            size_of::<Timer>()
+        } else {
+            0
+        }
 }
 
 fn key_offset(flags: u8) -> usize {
-    lru_offset(flags) + if flags & LRU != 0 { size_of::<Links>() } else { 0 }
+    lru_offset(flags)
+        + if flags & LRU != 0 {
+            size_of::<Links>()
+        } else {
+            0
+        }
 }
 
 fn layout(flags: u8, key_len: usize) -> Layout {
@@ -176,10 +220,7 @@ impl NodeRef {
             });
             let node = NodeRef(p);
             if flags & TIMER != 0 {
-                node.timer_ptr().write(Timer {
-                    at: 0,
-                    links: Links::default(),
-                });
+                node.timer_ptr().write(Timer { at: 0, index: 0 });
             }
             if flags & LRU != 0 {
                 node.lru_ptr().write(Links::default());
@@ -269,8 +310,8 @@ impl NodeRef {
         self.expires().is_none_or(|at| at > now)
     }
 
-    /// Marks the timer in (`Some(at)`) or out of the expiry list. The node
-    /// must have a timer section (`has_timer`).
+    /// Marks the timer in (`Some(at)`) or out of the expiry index. The
+    /// node must have a timer section (`has_timer`).
     pub(super) fn set_expires(&mut self, at: Option<Millis>) {
         debug_assert!(self.has_timer());
         if !self.has_timer() {
@@ -286,23 +327,39 @@ impl NodeRef {
         }
     }
 
-    /// The node's links in the list `list` (its timer's or its LRU place).
-    /// `None` when it has no such section.
+    /// Where the node is in its millisecond's list (an armed node).
+    pub(super) fn timer_index(&self) -> usize {
+        debug_assert!(self.expires().is_some());
+        if !self.has_timer() {
+            return 0;
+        }
+        // SAFETY: checked: the section exists.
+        unsafe { (*self.timer_ptr()).index as usize }
+    }
+
+    /// Notes where the node is in its millisecond's list.
+    pub(super) fn set_timer_index(&mut self, index: usize) {
+        debug_assert!(self.has_timer());
+        if self.has_timer() {
+            // SAFETY: checked: the section exists. A millisecond's list is
+            // bounded by the entries of a shard, which a u32 counts (a
+            // store would need over 4 billion entries expiring in the same
+            // millisecond in one shard to wrap it).
+            unsafe { (*self.timer_ptr()).index = index as u32 };
+        }
+    }
+
+    /// The node's links in the LRU list; `None` when it has no LRU section.
     pub(super) fn links(self, list: List) -> Option<*mut Links> {
-        let flags = self.flags();
         match list {
-            // SAFETY: the section exists (checked); `links` is a field of it.
-            List::Timer if flags & TIMER != 0 => {
-                Some(unsafe { ptr::addr_of_mut!((*self.timer_ptr()).links) })
-            }
             // SAFETY: the section exists (checked).
-            List::Lru if flags & LRU != 0 => Some(unsafe { self.lru_ptr() }),
-            _ => None,
+            List::Lru if self.flags() & LRU != 0 => Some(unsafe { self.lru_ptr() }),
+            List::Lru => None,
         }
     }
 
     /// The same entry in a new node that has a timer section (not armed,
-    /// in no expiry list). Its LRU links are copied: the caller points its
+    /// not in the expiry index). Its LRU links are copied: the caller points its
     /// neighbours (and the table) at the new node. The old node is freed.
     pub(super) fn grow_timer(self) -> NodeRef {
         let flags = self.flags();
@@ -319,10 +376,7 @@ impl NodeRef {
         unsafe {
             ptr::copy_nonoverlapping(self.0.as_ptr(), p.as_ptr(), 1);
             (*p.as_ptr()).flags = new_flags & !ARMED;
-            new.timer_ptr().write(Timer {
-                at: 0,
-                links: Links::default(),
-            });
+            new.timer_ptr().write(Timer { at: 0, index: 0 });
             if flags & LRU != 0 {
                 new.lru_ptr().write(self.lru_ptr().read());
             }
@@ -365,10 +419,9 @@ impl Default for Links {
     }
 }
 
-/// Which of a node's lists.
+/// Which of a node's lists (one kind for now: the LRU order).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum List {
-    Timer,
     Lru,
 }
 

@@ -4,12 +4,13 @@
 //!
 //! * The table holds one pointer per entry ([`NodeRef`]); the key is
 //!   compared and rehashed through the node.
-//! * The expiry index maps each millisecond that has expiries to the list
-//!   of the nodes expiring then (linked through the nodes' timer sections)
-//!   and how many there are: adding, moving or removing an expiry is O(1)
-//!   plus one map lookup, the sweeper pops due nodes from the front in
-//!   expiry order, and counting the expired but not yet removed entries
-//!   (for `len`) walks the due milliseconds, not the entries.
+//! * The expiry index maps each millisecond that has expiries to the array
+//!   of the nodes expiring then (each node knows its place in it): adding,
+//!   moving or removing an expiry is O(1) plus one map lookup, the sweeper
+//!   takes due nodes a batch at a time from the earliest millisecond (an
+//!   array, so their memory is fetched in parallel rather than by chasing
+//!   links), and counting the expired but not yet removed entries (for
+//!   `len`) walks the due milliseconds, not the entries.
 //! * The LRU order is one list through the nodes' LRU sections: a read or
 //!   write moves its node to the back, eviction pops the front.
 
@@ -24,11 +25,10 @@ use super::{Bounds, Hasher};
 use crate::shared_dict::backend::{Condition, EventKey, Expiry, Item, Millis, RawEvent};
 use crate::shared_dict::{DictError, EventKind, Stored};
 
-/// The nodes expiring in one millisecond, oldest expiry set first.
+/// The nodes expiring in one millisecond.
 #[derive(Default)]
 struct Slot {
-    chain: Chain,
-    count: usize,
+    nodes: Vec<NodeRef>,
 }
 
 pub(super) struct Shard {
@@ -68,16 +68,19 @@ impl Shard {
     fn arm(&mut self, mut node: NodeRef, at: Millis) {
         node.set_expires(Some(at));
         let slot = self.timers.entry(at).or_default();
-        slot.chain.push_back(node, List::Timer);
-        slot.count += 1;
+        node.set_timer_index(slot.nodes.len());
+        slot.nodes.push(node);
     }
 
     fn disarm(&mut self, mut node: NodeRef) {
         let Some(at) = node.expires() else { return };
         if let Some(slot) = self.timers.get_mut(&at) {
-            slot.chain.unlink(node, List::Timer);
-            slot.count -= 1;
-            if slot.count == 0 {
+            let i = node.timer_index();
+            slot.nodes.swap_remove(i);
+            if let Some(moved) = slot.nodes.get_mut(i) {
+                moved.set_timer_index(i);
+            }
+            if slot.nodes.is_empty() {
                 self.timers.remove(&at);
             }
         }
@@ -176,16 +179,11 @@ impl Shard {
             if *first.key() > now {
                 break;
             }
-            let slot = first.get_mut();
-            // Pops the slot's nodes in one go, up to `max`.
-            let mut due = Vec::with_capacity(slot.count.min(max - removed));
-            while removed + due.len() < max {
-                let Some(node) = slot.chain.head else { break };
-                slot.chain.unlink(node, List::Timer);
-                slot.count -= 1;
-                due.push(node);
-            }
-            if slot.count == 0 {
+            let nodes = &mut first.get_mut().nodes;
+            // The slot's last nodes, up to `max`, in one go.
+            let take = nodes.len().min(max - removed);
+            let due = nodes.split_off(nodes.len() - take);
+            if nodes.is_empty() {
                 first.remove();
             }
             removed += due.len();
@@ -347,7 +345,10 @@ impl Shard {
 
     /// Entries expired at `now` but not yet removed.
     fn expired_count(&self, now: Millis) -> usize {
-        self.timers.range(..=now).map(|(_, slot)| slot.count).sum()
+        self.timers
+            .range(..=now)
+            .map(|(_, slot)| slot.nodes.len())
+            .sum()
     }
 
     pub(super) fn len(&self, now: Millis) -> usize {
@@ -410,12 +411,18 @@ impl Shard {
     }
 
     /// Bytes the shard takes: each node's malloc chunk (its usable size
-    /// plus glibc's 8-byte header), the table, and about 48 bytes per
-    /// expiry slot in the B-tree (tests only).
+    /// plus glibc's 8-byte header), the table, and the expiry index (its
+    /// arrays, and about 48 bytes per millisecond in the B-tree) (tests
+    /// only).
     #[cfg(test)]
     pub(super) fn footprint(&self) -> usize {
         let nodes: usize = self.table.iter().map(|n| n.usable_size() + 8).sum();
-        nodes + self.table.allocation_size() + self.timers.len() * 48
+        let index: usize = self
+            .timers
+            .values()
+            .map(|s| 48 + s.nodes.capacity() * std::mem::size_of::<NodeRef>())
+            .sum();
+        nodes + self.table.allocation_size() + index
     }
 
     /// Checks the links between the table and the lists (tests only).
@@ -427,18 +434,14 @@ impl Shard {
                 armed += 1;
             }
         }
-        let listed: usize = self.timers.values().map(|s| s.count).sum();
+        let listed: usize = self.timers.values().map(|s| s.nodes.len()).sum();
         assert_eq!(armed, listed, "every armed node is in one expiry slot");
         for (&at, slot) in &self.timers {
-            let mut n = 0;
-            let mut cur = slot.chain.head;
-            while let Some(node) = cur {
+            assert!(!slot.nodes.is_empty(), "no empty slot is kept");
+            for (i, node) in slot.nodes.iter().enumerate() {
                 assert_eq!(node.expires(), Some(at));
-                n += 1;
-                // SAFETY: a test walk over live nodes of this shard.
-                cur = node.links(List::Timer).and_then(|l| unsafe { (*l).next });
+                assert_eq!(node.timer_index(), i, "a node knows its place");
             }
-            assert_eq!(n, slot.count, "a slot counts its nodes");
         }
         if self.lru_on {
             let mut n = 0;

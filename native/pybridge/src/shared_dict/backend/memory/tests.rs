@@ -23,14 +23,7 @@ fn as_int(item: &Stored) -> i64 {
 }
 
 fn put(m: &Memory, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, DictError> {
-    m.put(
-        key,
-        int(i),
-        expiry,
-        Condition::Always,
-        now,
-        &mut Vec::new(),
-    )
+    m.put(key, int(i), expiry, Condition::Always, now, &mut Vec::new())
 }
 
 fn get(m: &Memory, key: &str, now: Millis) -> Option<i64> {
@@ -174,16 +167,30 @@ fn the_lru_order_survives_a_node_growing_a_timer() {
     put(&m, "a", 2, Expiry::At(1_000), 0).unwrap();
     check(&m);
     let mut events = Vec::new();
-    m.put("d", int(4), Expiry::Never, Condition::Always, 0, &mut events)
-        .unwrap();
+    m.put(
+        "d",
+        int(4),
+        Expiry::Never,
+        Condition::Always,
+        0,
+        &mut events,
+    )
+    .unwrap();
     assert_eq!((events[0].kind, &*events[0].key), (EventKind::Delete, "b"));
     assert!(m.set_expiry("c", Some(2_000), 0).unwrap());
     check(&m);
     // Reading "c" makes "a" the least recent.
     get(&m, "c", 0);
     events.clear();
-    m.put("e", int(5), Expiry::Never, Condition::Always, 0, &mut events)
-        .unwrap();
+    m.put(
+        "e",
+        int(5),
+        Expiry::Never,
+        Condition::Always,
+        0,
+        &mut events,
+    )
+    .unwrap();
     assert_eq!(&*events[0].key, "a");
     let mut keys: Vec<String> = m.keys(0).unwrap().iter().map(|k| k.to_string()).collect();
     keys.sort();
@@ -220,9 +227,8 @@ fn shards_lose_nothing_under_concurrent_writers() {
                         let mut ev = Vec::new();
                         assert!(m.remove(&key, 0, &mut ev).unwrap().is_some());
                     }
-                    let mut add = |c: Option<&Stored>| {
-                        Ok(Stored::Plain(Value::Int(c.map_or(0, as_int) + 1)))
-                    };
+                    let mut add =
+                        |c: Option<&Stored>| Ok(Stored::Plain(Value::Int(c.map_or(0, as_int) + 1)));
                     m.modify("shared", &mut add, 0, &mut Vec::new()).unwrap();
                 }
             })
@@ -313,7 +319,11 @@ fn dropping_a_store_frees_entries_of_every_shape() {
 /// independent (it asks malloc what it handed out).
 fn bytes_per_entry(n: usize, ttl: bool) -> f64 {
     let m = Memory::new(Bounds::default());
-    let expiry = if ttl { Expiry::At(1 << 40) } else { Expiry::Never };
+    let expiry = if ttl {
+        Expiry::At(1 << 40)
+    } else {
+        Expiry::Never
+    };
     for i in 0..n {
         put(&m, &format!("k{i}"), i as i64, expiry, 0).unwrap();
     }
@@ -354,7 +364,9 @@ fn probe_mass_expiry() {
     let mut events = Vec::new();
     loop {
         let t = std::time::Instant::now();
-        let n = m.sweep(10, crate::limits::SWEEP_BATCH, &mut events).unwrap();
+        let n = m
+            .sweep(10, crate::limits::SWEEP_BATCH, &mut events)
+            .unwrap();
         longest = longest.max(t.elapsed());
         events.clear();
         total += n;
@@ -368,4 +380,20 @@ fn probe_mass_expiry() {
         start.elapsed(),
         longest
     );
+}
+
+#[test]
+fn a_read_item_is_never_shared_with_a_reader_still_holding_one() {
+    let m = Memory::new(Bounds::default());
+    put(&m, "a", 1, Expiry::Never, 0).unwrap();
+    put(&m, "b", 2, Expiry::Never, 0).unwrap();
+    let (first, _) = m.get("a", 0).unwrap().unwrap();
+    let (second, _) = m.get("b", 0).unwrap().unwrap();
+    // The first reader still holds its item: the second got another one.
+    assert_eq!((as_int(&first), as_int(&second)), (1, 2));
+    drop(first);
+    drop(second);
+    // Dropped: the next read may reuse the allocation, with its own value.
+    let (third, _) = m.get("a", 0).unwrap().unwrap();
+    assert_eq!(as_int(&third), 1);
 }
