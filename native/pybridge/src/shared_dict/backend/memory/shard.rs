@@ -36,6 +36,9 @@ pub(super) struct Shard {
     timers: BTreeMap<Millis, Slot>,
     lru: Chain,
     lru_on: bool,
+    /// The sweep's batch, kept between sweeps (allocating a batch-sized
+    /// array each time made glibc consolidate its free lists).
+    due: Vec<NodeRef>,
     /// Source of versions (kept across `clear`, so a version is never
     /// given twice to a key).
     counter: u64,
@@ -52,6 +55,7 @@ impl Shard {
             timers: BTreeMap::new(),
             lru: Chain::default(),
             lru_on,
+            due: Vec::new(),
             counter: 0,
         }
     }
@@ -182,17 +186,21 @@ impl Shard {
             let nodes = &mut first.get_mut().nodes;
             // The slot's last nodes, up to `max`, in one go.
             let take = nodes.len().min(max - removed);
-            let due = nodes.split_off(nodes.len() - take);
+            let mut due = std::mem::take(&mut self.due);
+            due.extend(nodes.drain(nodes.len() - take..));
             if nodes.is_empty() {
                 first.remove();
             }
             removed += due.len();
-            for mut node in due {
+            events.reserve(due.len());
+            for node in due.iter_mut() {
                 node.set_expires(None);
                 let hash = hasher.hash_one(node.key());
-                let (key, item) = self.remove_node(node, hash);
+                let (key, item) = self.remove_node(*node, hash);
                 events.push(RawEvent::new(EventKind::Expire, key, Some(item)));
             }
+            due.clear();
+            self.due = due;
         }
         removed
     }
