@@ -134,7 +134,7 @@ struct Head {
 
 /// The place of a node in a doubly linked list.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(super) struct Links {
     pub prev: Option<NodeRef>,
     pub next: Option<NodeRef>,
@@ -406,15 +406,6 @@ impl NodeRef {
             let value = ptr::addr_of!((*self.0.as_ptr()).value).read();
             alloc::dealloc(self.base(), layout(flags, key_len));
             value
-        }
-    }
-}
-
-impl Default for Links {
-    fn default() -> Self {
-        Links {
-            prev: None,
-            next: None,
         }
     }
 }
