@@ -132,6 +132,12 @@ impl Shard {
     /// Takes `node` out of the table and every list, frees it and gives
     /// back its key and value.
     fn remove_node(&mut self, node: NodeRef, hash: u64) -> (EventKey, Item) {
+        let (key, held) = self.remove_held(node, hash);
+        (key, held.into_item())
+    }
+
+    /// [`remove_node`](Self::remove_node), with the value as kept.
+    fn remove_held(&mut self, node: NodeRef, hash: u64) -> (EventKey, Held) {
         self.disarm(node);
         if self.lru_on {
             self.lru.unlink(node, List::Lru);
@@ -140,7 +146,7 @@ impl Shard {
             slot.remove();
         }
         let key = EventKey::from(node.key());
-        (key, node.free().into_item())
+        (key, node.free())
     }
 
     /// The live node of `key`; an expired one is removed and reported.
@@ -167,11 +173,13 @@ impl Shard {
     }
 
     /// Removes up to `max` entries expired at `now` (or earlier), earliest
-    /// first.
+    /// first. Without `values`, an inline value is not made into an item
+    /// for the event (no listener would use it).
     pub(super) fn sweep(
         &mut self,
         now: Millis,
         max: usize,
+        values: bool,
         hasher: &Hasher,
         events: &mut Vec<RawEvent>,
     ) -> usize {
@@ -196,8 +204,14 @@ impl Shard {
             for node in due.iter_mut() {
                 node.set_expires(None);
                 let hash = hasher.hash_one(node.key());
-                let (key, item) = self.remove_node(*node, hash);
-                events.push(RawEvent::new(EventKind::Expire, key, Some(item)));
+                let (key, held) = self.remove_held(*node, hash);
+                let value = match held {
+                    // A shared value goes with the event (it is freed
+                    // outside the lock).
+                    Held::Shared(item) => Some(item),
+                    inline => values.then(|| inline.into_item()),
+                };
+                events.push(RawEvent::new(EventKind::Expire, key, value));
             }
             due.clear();
             self.due = due;
@@ -221,7 +235,7 @@ impl Shard {
         }
         // Expired entries hold no place: one of them, if any, gives the
         // slot (the earliest; the sweeper takes the rest).
-        self.sweep(now, 1, hasher, events);
+        self.sweep(now, 1, true, hasher, events);
         if self.table.len() < max {
             return Ok(());
         }
