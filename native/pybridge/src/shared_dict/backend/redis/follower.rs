@@ -164,7 +164,8 @@ struct Entry {
 type Batch = (Vec<Entry>, Vec<String>, Option<String>, usize);
 
 /// The events of `entries`, with their values when `want` (someone
-/// listens): decoded, or read back by version (one `MGET` for the batch).
+/// listens): decoded, or read back by version (one script for the batch, plus a `GET` per big
+/// value: [`super::big::read_records`]).
 fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent> {
     let mut fetched: std::collections::HashMap<Arc<str>, (Item, u64)> = Default::default();
     if want {
@@ -177,10 +178,8 @@ fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent
         names.dedup();
         if !names.is_empty() {
             let vkeys: Vec<String> = names.iter().map(|k| shared.keys.value(k)).collect();
-            let recs: Vec<Option<Vec<u8>>> = shared
-                .pool
-                .run_idempotent(|c| redis::cmd("MGET").arg(&vkeys).query(c))
-                .unwrap_or_default();
+            // Big ones each under a deadline of their size (see `big`).
+            let recs = super::big::read_records(&shared.pool, &vkeys).unwrap_or_default();
             for (name, rec) in names.into_iter().zip(recs) {
                 if let Some(Ok(got)) = rec.as_deref().map(parse_record) {
                     fetched.insert(name, got);

@@ -3,6 +3,7 @@
 //! record a value key holds (a 20-digit version, then the value's
 //! encoding).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redis::ScriptInvocation;
@@ -51,6 +52,14 @@ impl Keys {
 
     pub(super) fn value(&self, key: &str) -> String {
         format!("{}{key}", self.vprefix)
+    }
+
+    /// A fresh key (of this dict's slot) where a removal parks a big
+    /// record for its remover to read (see [`super::big`]).
+    pub(super) fn park(&self, node: u64) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("{}:park:{node:016x}:{n}", self.base)
     }
 
     pub(super) fn lock(&self, key: &str) -> String {

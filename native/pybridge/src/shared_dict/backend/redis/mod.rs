@@ -42,6 +42,9 @@
 //! scheduler, see [`Backend::blocking`]); a failure is
 //! [`DictError::Backend`], and the [`pool`] reconnects by itself.
 
+mod big;
+#[cfg(test)]
+mod big_tests;
 #[cfg(test)]
 mod cluster_tests;
 mod follower;
@@ -90,15 +93,6 @@ const RAISE_WAIT: Duration = Duration::from_secs(2);
 /// How many times a read-modify-write (`incr`, `update`) retries when
 /// another writer changed the key meanwhile.
 const MODIFY_RETRIES: usize = 1000;
-
-/// A write of more than this many bytes gets a longer deadline.
-const BIG_WRITE: usize = 1 << 20;
-
-/// The deadline of a write of `len` bytes when it is a big one: the usual
-/// one plus a second per 4 MB.
-fn big_write_timeout(len: usize) -> Option<Duration> {
-    (len > BIG_WRITE).then(|| COMMAND_TIMEOUT + Duration::from_secs((len / (4 << 20)) as u64))
-}
 
 /// What the backend and its follower thread share.
 pub(crate) struct Shared {
@@ -228,10 +222,10 @@ impl Redis {
     }
 
     fn record(&self, key: &str) -> Result<Option<Vec<u8>>, DictError> {
-        let vkey = self.shared.keys.value(key);
-        self.shared
-            .pool
-            .run_idempotent(|c| redis::cmd("GET").arg(&vkey).query::<Option<Vec<u8>>>(c))
+        let vkeys = [self.shared.keys.value(key)];
+        Ok(big::read_records(&self.shared.pool, &vkeys)?
+            .pop()
+            .flatten())
     }
 
     fn put_record(
@@ -260,17 +254,10 @@ impl Redis {
         inv.arg(key).arg(body).arg(mode).arg(cond).arg(expected);
         // Redis answers a big write only once it has stored it (and, with
         // `appendfsync always`, written it to disk): wait longer for it.
-        let wait = big_write_timeout(body_len);
-        let (out, id): (i64, String) = self.shared.pool.run(|c: &mut Connection| match wait {
-            None => inv.invoke(c),
-            Some(t) => {
-                c.set_read_timeout(Some(t))?;
-                c.set_write_timeout(Some(t))?;
-                let out = inv.invoke(c);
-                c.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-                c.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-                out
-            }
+        let big = body_len > big::BIG;
+        let (out, id): (i64, String) = self.shared.pool.run(|c: &mut Connection| match big {
+            false => inv.invoke(c),
+            true => big::with_deadline(c, big::big_timeout(body_len), |c| inv.invoke(c)),
         })?;
         self.shared.wait_raised(&id);
         match out {
@@ -401,9 +388,23 @@ impl Backend for Redis {
         _events: &mut Vec<RawEvent>,
     ) -> Result<Option<Item>, DictError> {
         let keys = &self.shared.keys;
-        let mut inv = keys.invoke(&scripts::REMOVE, [keys.value(key)]);
-        inv.arg(key);
-        let (rec, id): (Option<Vec<u8>>, String) = self.shared.pool.run(|c| inv.invoke(c))?;
+        // A big record is parked under a key of its own rather than sent
+        // back by the script (see [`big`]).
+        let park = keys.park(self.shared.node);
+        let mut inv = keys.invoke(&scripts::REMOVE, [keys.value(key), park.clone()]);
+        inv.arg(key)
+            .arg(big::BIG)
+            .arg(big::PARK_TTL.as_millis() as u64);
+        let (rec, id): (redis::Value, String) = self.shared.pool.run(|c| inv.invoke(c))?;
+        let rec = match rec {
+            redis::Value::BulkString(rec) => Some(rec),
+            redis::Value::Int(len) => Some(big::take_parked(
+                &self.shared.pool,
+                &park,
+                len.max(0) as usize,
+            )?),
+            _ => None,
+        };
         self.shared.wait_raised(&id);
         match rec {
             Some(rec) => Ok(Some(parse_record(&rec)?.0)),

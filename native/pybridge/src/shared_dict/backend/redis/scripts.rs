@@ -62,7 +62,9 @@ end
 local function claim(key, vkey, now)
   local at = redis.call('ZSCORE', KEYS[2], key)
   if at and tonumber(at) <= now then
-    local cur = redis.call('GET', vkey)
+    local cur = nil
+    -- A big value is not copied into Lua: the event goes without it.
+    if redis.call('STRLEN', vkey) - 20 <= INLINE then cur = redis.call('GET', vkey) end
     redis.call('ZREM', KEYS[2], key)
     redis.call('SREM', KEYS[1], key)
     redis.call('DEL', vkey)
@@ -106,7 +108,9 @@ local now = now_ms()
 local key = ARGV[4]
 local vkey = KEYS[6]
 claim(key, vkey, now)
-local cur = redis.call('GET', vkey)
+-- Only the version header of the current record (no copy of a big one).
+local cur = false
+if redis.call('EXISTS', vkey) == 1 then cur = redis.call('GETRANGE', vkey, 0, 19) end
 local cond = ARGV[7]
 if cond == 'absent' then
   if cur then return {-1, LAST} end
@@ -135,8 +139,10 @@ return {ver, LAST}
     )
 });
 
-/// KEYS 6 the value key. ARGV 4 key. Returns `{the removed record or nil,
-/// last event id}`.
+/// KEYS 6 the value key, 7 a fresh parking key. ARGV 4 key, 5 the largest
+/// record returned, 6 ms a parked one lives. Returns `{the removed record,
+/// or its size when bigger than ARGV 5 (it is then renamed to KEYS 7,
+/// which expires after ARGV 6 ms), or nil; last event id}`.
 pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -144,13 +150,21 @@ local now = now_ms()
 local key = ARGV[4]
 local vkey = KEYS[6]
 if claim(key, vkey, now) then return {false, LAST} end
-local cur = redis.call('GET', vkey)
-if not cur then return {false, LAST} end
-redis.call('DEL', vkey)
+local n = redis.call('STRLEN', vkey)
+if n == 0 then return {false, LAST} end
+local out = n
+if n <= tonumber(ARGV[5]) then
+  out = redis.call('GET', vkey)
+  redis.call('DEL', vkey)
+  event('d', key, body_of(out))
+else
+  redis.call('RENAME', vkey, KEYS[7])
+  redis.call('PEXPIRE', KEYS[7], ARGV[6])
+  event('d', key, nil)
+end
 redis.call('SREM', KEYS[1], key)
 redis.call('ZREM', KEYS[2], key)
-event('d', key, body_of(cur))
-return {cur, LAST}
+return {out, LAST}
 "#,
     )
 });
