@@ -63,12 +63,29 @@ defmodule Py.Test.RedisServer do
     end
   end
 
-  @doc "Kills the server at once (no save on shutdown)."
+  @doc """
+  Kills the server at once (no save on shutdown). Only while its pid is
+  still this server: a struct kept from before a `restart/2` (or a second
+  `stop/1`) holds a pid that died, and on a busy machine that number may
+  already be another process's.
+  """
   @spec kill(t) :: :ok
   def kill(%__MODULE__{os_pid: pid, port: port}) when is_integer(pid) do
-    System.cmd("kill", ["-9", Integer.to_string(pid)], stderr_to_stdout: true)
+    if ours?(pid, port) do
+      System.cmd("kill", ["-9", Integer.to_string(pid)], stderr_to_stdout: true)
+    end
+
     wait_until(fn -> not ping(port) end, 5_000)
     :ok
+  end
+
+  # Whether `pid` is a redis-server on `port` (its process title names
+  # the address it listens on).
+  defp ours?(pid, port) do
+    case System.cmd("ps", ["-o", "command=", "-p", Integer.to_string(pid)], stderr_to_stdout: true) do
+      {out, 0} -> out =~ "redis-server" and out =~ ":#{port}"
+      _ -> false
+    end
   end
 
   @doc "Kills the server and starts it again on the same port and dir."

@@ -13,10 +13,13 @@ use super::{Redis, COMMAND_TIMEOUT};
 use crate::convert::Value;
 use crate::shared_dict::{Condition, EventKind, Item, Listener, SharedDict, Stored};
 
+/// An event: its kind, key and the bytes of its value.
+type Seen = (EventKind, String, Option<Vec<u8>>);
+
 /// Records each event with the bytes of its value (a listener that wants
 /// values, like a Python callback).
 #[derive(Default)]
-struct Values(Mutex<Vec<(EventKind, String, Option<Vec<u8>>)>>);
+struct Values(Mutex<Vec<Seen>>);
 
 impl Listener for Values {
     fn wants_values(&self) -> bool {
