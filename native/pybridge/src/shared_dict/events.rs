@@ -81,8 +81,11 @@ impl SharedDict {
             return;
         }
         for e in events {
+            // A scalar value becomes a shared item here, only when
+            // someone listens.
+            let value = e.value.as_ref().map(|v| v.to_item());
             for listener in listeners.iter() {
-                listener.event(e.kind, &e.key, e.value.as_ref());
+                listener.event(e.kind, &e.key, value.as_ref());
             }
         }
     }

@@ -43,7 +43,7 @@ use parking_lot::RwLock;
 
 pub use backend::memory::{Bounds, Memory};
 pub use backend::sqlite::Sqlite;
-pub use backend::{Backend, BackendSpec, Condition, Expiry, Item, Millis};
+pub use backend::{Backend, BackendSpec, Condition, Expiry, Found, Item, Millis};
 pub use clock::now_ms;
 pub use events::{EventKind, Listener};
 pub use locks::{forget_call_lock, note_call_lock, release_call_locks, Holder};
@@ -168,7 +168,9 @@ impl SharedDict {
             self.raise(&events);
             events.clear();
         }
-        if events.capacity() <= 64 {
+        // Kept up to a sweep's batch, so the sweeper (and a write that
+        // meets expired keys) reuses it too.
+        if events.capacity() <= crate::limits::SWEEP_BATCH {
             EVENTS.with(|cell| cell.set(events));
         }
         out
@@ -176,7 +178,7 @@ impl SharedDict {
 
     /// The value of `key` and its version (an `Access` event when a
     /// listener asked for them).
-    pub fn get(&self, key: &str) -> Result<Option<(Item, u64)>, DictError> {
+    pub fn get(&self, key: &str) -> Result<Option<(Found, u64)>, DictError> {
         // No gate: a read changes nothing, so it need not exclude `destroy`;
         // one that overlapped it (which sets the flag, then empties or closes
         // the store) and found nothing reports the dict destroyed instead.
@@ -191,7 +193,7 @@ impl SharedDict {
         };
         if self.wants_access.load(Ordering::Relaxed) {
             if let Some((item, _)) = &found {
-                let event = RawEvent::new(EventKind::Access, Arc::from(key), Some(item.clone()));
+                let event = RawEvent::new(EventKind::Access, Arc::from(key), Some(item.to_item()));
                 self.raise(&[event]);
             }
         }
@@ -225,7 +227,9 @@ impl SharedDict {
         cond: Condition,
         now: Millis,
     ) -> Result<u64, DictError> {
-        let item = Arc::new(value);
+        // A scalar is passed by value: the memory store keeps it inline, so
+        // a put of one allocates nothing.
+        let item = Found::new(value);
         let version = self.with(|b, ev| b.put(key, item, expiry, cond, now, ev))?;
         if let Expiry::At(_) = expiry {
             self.watch();

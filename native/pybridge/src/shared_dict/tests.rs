@@ -24,7 +24,7 @@ fn as_int(item: &Stored) -> i64 {
 struct Mem(Memory);
 
 impl Mem {
-    fn get(&self, key: &str, now: Millis) -> Option<(Item, u64)> {
+    fn get(&self, key: &str, now: Millis) -> Option<(Found, u64)> {
         self.0.get(key, now).expect("memory get")
     }
     fn put(
@@ -36,7 +36,7 @@ impl Mem {
         now: Millis,
         events: &mut Vec<RawEvent>,
     ) -> Result<u64, DictError> {
-        self.0.put(key, item, expiry, cond, now, events)
+        self.0.put(key, item.into(), expiry, cond, now, events)
     }
     fn remove(&self, key: &str, now: Millis, events: &mut Vec<RawEvent>) -> Option<Item> {
         self.0.remove(key, now, events).expect("memory remove")

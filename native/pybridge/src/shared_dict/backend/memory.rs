@@ -22,12 +22,12 @@ mod shard;
 mod tests;
 
 use std::hash::BuildHasher;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::{Backend, Condition, Expiry, Item, Millis, RawEvent};
-use crate::shared_dict::{DictError, SharedDict, Stored};
+use super::{Backend, Condition, Expiry, Found, Item, Millis, RawEvent};
+use crate::shared_dict::{DictError, Stored};
 use node::Held;
 use shard::Shard;
 
@@ -59,8 +59,6 @@ pub struct Memory {
     shards: Box<[Padded]>,
     hasher: Hasher,
     bounds: Bounds,
-    /// The front, to ask whether a listener uses expired values.
-    dict: OnceLock<Weak<SharedDict>>,
 }
 
 impl Memory {
@@ -79,7 +77,6 @@ impl Memory {
                 .collect(),
             hasher: Hasher::default(),
             bounds,
-            dict: OnceLock::new(),
         }
     }
 
@@ -90,15 +87,6 @@ impl Memory {
         // bits for the slot and the top seven for the tag).
         let i = (hash >> 40) as usize & (self.shards.len() - 1);
         (hash, self.shards[i].0.lock())
-    }
-
-    /// Whether an expiry event should carry the value (a listener uses
-    /// values, or there is no front to ask).
-    fn values_wanted(&self) -> bool {
-        match self.dict.get() {
-            Some(dict) => dict.upgrade().is_none_or(|d| d.wants_values()),
-            None => true,
-        }
     }
 
     /// Every shard, locked in order: the whole store at one instant.
@@ -121,19 +109,19 @@ impl Backend for Memory {
         "memory"
     }
 
-    fn get(&self, key: &str, now: Millis) -> Result<Option<(Item, u64)>, DictError> {
-        let found = {
-            let (hash, mut shard) = self.shard(key);
-            shard.get(hash, key, now)
-        };
-        // An inline value becomes an item outside the lock.
-        Ok(found.map(|(held, version)| (held.into_read_item(), version)))
+    fn get(&self, key: &str, now: Millis) -> Result<Option<(Found, u64)>, DictError> {
+        let (hash, mut shard) = self.shard(key);
+        // An inline scalar is copied out as it is: no allocation, no
+        // reference count.
+        Ok(shard
+            .get(hash, key, now)
+            .map(|(held, version)| (held.into_found(), version)))
     }
 
     fn put(
         &self,
         key: &str,
-        item: Item,
+        item: Found,
         expiry: Expiry,
         cond: Condition,
         now: Millis,
@@ -145,7 +133,7 @@ impl Backend for Memory {
             shard.put(
                 hash,
                 key,
-                &item,
+                item,
                 expiry,
                 cond,
                 now,
@@ -241,7 +229,6 @@ impl Backend for Memory {
     ) -> Result<usize, DictError> {
         // Expiry order across shards: each step sweeps the shard with the
         // earliest due expiry, up to the next shard's earliest.
-        let values = self.values_wanted();
         let mut removed = 0;
         let mut due: Vec<(Millis, usize)> = Vec::with_capacity(self.shards.len());
         while removed < max {
@@ -257,16 +244,12 @@ impl Backend for Memory {
             };
             let until = due.get(1).map_or(now, |&(at, _)| at);
             let mut shard = self.shards[first].0.lock();
-            removed += shard.sweep(until, max - removed, values, &self.hasher, events);
+            removed += shard.sweep(until, max - removed, &self.hasher, events);
             // A reader or writer that waited for this batch gets the lock
             // now, before the sweeper can take it again.
             MutexGuard::unlock_fair(shard);
         }
         Ok(removed)
-    }
-
-    fn attach(&self, dict: Weak<SharedDict>) {
-        let _ = self.dict.set(dict);
     }
 
     fn next_expiry(&self) -> Option<Millis> {

@@ -13,6 +13,7 @@
 //! Time is passed in ([`Millis`] on the [`super::clock`]), so every rule about
 //! expiry is decided by the caller's "now" and can be tested without waiting.
 
+use std::mem::ManuallyDrop;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
@@ -21,6 +22,7 @@ pub mod redis;
 pub mod sqlite;
 
 use super::{DictError, DictOptions, EventKind, Holder, SharedDict, Stored};
+use crate::convert::Value;
 
 /// Where a dict keeps its entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,6 +60,102 @@ pub type Millis = u64;
 
 /// A stored value, shared so that a read copies a pointer, not the value.
 pub type Item = Arc<Stored>;
+
+/// A value as a read returns it: a plain scalar by value (the memory store
+/// keeps those inline, so reading or writing one allocates nothing and
+/// touches no reference count), or the shared item. Derefs to the
+/// [`Stored`].
+#[derive(Debug)]
+pub enum Found {
+    /// A plain scalar (`None`, a boolean, an integer or a float): it owns
+    /// nothing, so it is never dropped (dropping a [`Stored`] checks for
+    /// containers). Made only by [`Found::new`] and [`Found::scalar`].
+    Scalar(ManuallyDrop<Stored>),
+    Shared(Item),
+}
+
+impl Found {
+    /// `value`, kept by value when it is a plain scalar.
+    pub fn new(value: Stored) -> Found {
+        match value {
+            Stored::Plain(Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_)) => {
+                Found::Scalar(ManuallyDrop::new(value))
+            }
+            other => Found::Shared(Arc::new(other)),
+        }
+    }
+
+    /// A scalar by value; `None` for any other kind of value.
+    pub fn scalar(value: &Value) -> Option<Found> {
+        let copy = match value {
+            Value::None => Value::None,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(i) => Value::Int(*i),
+            Value::Float(f) => Value::Float(*f),
+            _ => return None,
+        };
+        Some(Found::Scalar(ManuallyDrop::new(Stored::Plain(copy))))
+    }
+
+    /// A copy as cheap as the value allows (a scalar, or a pointer).
+    pub fn share(&self) -> Found {
+        match self {
+            Found::Scalar(s) => match &**s {
+                Stored::Plain(v) => Found::scalar(v).unwrap_or_else(|| self.share_item()),
+                Stored::Pickled { .. } => self.share_item(),
+            },
+            Found::Shared(item) => Found::Shared(item.clone()),
+        }
+    }
+
+    fn share_item(&self) -> Found {
+        Found::Shared(self.to_item())
+    }
+
+    /// The value as a shared item (allocated for a scalar).
+    pub fn into_item(self) -> Item {
+        match self {
+            Found::Scalar(s) => Arc::new(ManuallyDrop::into_inner(s)),
+            Found::Shared(item) => item,
+        }
+    }
+
+    /// A shared item of the value (allocated for a scalar).
+    pub fn to_item(&self) -> Item {
+        match self {
+            Found::Scalar(s) => Arc::new(match &**s {
+                Stored::Plain(v) => Stored::Plain(v.clone()),
+                Stored::Pickled { type_name, data } => Stored::Pickled {
+                    type_name: type_name.clone(),
+                    data: data.clone(),
+                },
+            }),
+            Found::Shared(item) => item.clone(),
+        }
+    }
+}
+
+impl Clone for Found {
+    fn clone(&self) -> Found {
+        self.share()
+    }
+}
+
+impl From<Item> for Found {
+    fn from(item: Item) -> Found {
+        Found::Shared(item)
+    }
+}
+
+impl std::ops::Deref for Found {
+    type Target = Stored;
+    fn deref(&self) -> &Stored {
+        match self {
+            Found::Scalar(s) => s,
+            Found::Shared(item) => item,
+        }
+    }
+}
 
 /// The key of an event: a short key (most) is kept inline, so raising an
 /// event for it allocates nothing; a longer one is shared.
@@ -122,12 +220,18 @@ pub struct RawEvent {
     pub key: EventKey,
     /// The value written (`Put`) or removed (`Delete`, `Expire`), for
     /// listeners that pass it on (Python callbacks); `None` when the
-    /// backend does not have it at hand.
-    pub value: Option<Item>,
+    /// backend does not have it at hand. A scalar stays by value: it is
+    /// made into an [`Item`] only for a listener that is there.
+    pub value: Option<Found>,
 }
 
 impl RawEvent {
     pub fn new(kind: EventKind, key: impl Into<EventKey>, value: Option<Item>) -> RawEvent {
+        Self::found(kind, key, value.map(Found::Shared))
+    }
+
+    /// An event with the value as a read would return it.
+    pub fn found(kind: EventKind, key: impl Into<EventKey>, value: Option<Found>) -> RawEvent {
         RawEvent {
             kind,
             key: key.into(),
@@ -174,13 +278,13 @@ pub trait Backend: Send + Sync {
 
     /// The live value of `key` and its version (a number that changes on
     /// every write of the key).
-    fn get(&self, key: &str, now: Millis) -> Result<Option<(Item, u64)>, DictError>;
+    fn get(&self, key: &str, now: Millis) -> Result<Option<(Found, u64)>, DictError>;
 
     /// Writes `key` under `cond`; returns the new version.
     fn put(
         &self,
         key: &str,
-        item: Item,
+        item: Found,
         expiry: Expiry,
         cond: Condition,
         now: Millis,

@@ -20,7 +20,7 @@ use std::mem::{align_of, size_of};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
-use super::super::{Item, Millis};
+use super::super::{Found, Item, Millis};
 use crate::convert::Value;
 use crate::shared_dict::Stored;
 
@@ -43,14 +43,25 @@ pub(super) enum Held {
 }
 
 impl Held {
-    /// Keeps `item`: its value inline when it is a plain scalar.
-    pub(super) fn of(item: &Item) -> Held {
-        match &**item {
-            Stored::Plain(Value::None) => Held::None,
-            Stored::Plain(Value::Bool(b)) => Held::Bool(*b),
-            Stored::Plain(Value::Int(i)) => Held::Int(*i),
-            Stored::Plain(Value::Float(f)) => Held::Float(*f),
-            _ => Held::Shared(item.clone()),
+    /// Keeps `value`: inline when it is a plain scalar.
+    pub(super) fn of(value: Found) -> Held {
+        match value {
+            // A scalar owns nothing: copied out, nothing to drop.
+            Found::Scalar(s) => match &*s {
+                Stored::Plain(Value::None) => Held::None,
+                Stored::Plain(Value::Bool(b)) => Held::Bool(*b),
+                Stored::Plain(Value::Int(i)) => Held::Int(*i),
+                Stored::Plain(Value::Float(f)) => Held::Float(*f),
+                // Not made (a scalar is one of the above); kept total.
+                _ => Held::Shared(Found::Scalar(s).into_item()),
+            },
+            Found::Shared(item) => match &*item {
+                Stored::Plain(Value::None) => Held::None,
+                Stored::Plain(Value::Bool(b)) => Held::Bool(*b),
+                Stored::Plain(Value::Int(i)) => Held::Int(*i),
+                Stored::Plain(Value::Float(f)) => Held::Float(*f),
+                _ => Held::Shared(item),
+            },
         }
     }
 
@@ -77,37 +88,16 @@ impl Held {
         }
     }
 
-    /// The value as a shared item, for a read: an inline value reuses this
-    /// thread's last such item when nothing holds it any more (a read's
-    /// item is usually dropped once the caller has copied it out), so a
-    /// read of a scalar does not allocate.
-    pub(super) fn into_read_item(self) -> Item {
-        thread_local! {
-            static SPARE: std::cell::Cell<Option<Item>> = const { std::cell::Cell::new(None) };
-        }
+    /// The value as a read returns it: an inline scalar by value.
+    pub(super) fn into_found(self) -> Found {
         let value = match self {
-            Held::Shared(item) => return item,
+            Held::Shared(item) => return Found::Shared(item),
             Held::None => Value::None,
             Held::Bool(b) => Value::Bool(b),
             Held::Int(i) => Value::Int(i),
             Held::Float(f) => Value::Float(f),
         };
-        SPARE.with(|spare| {
-            let item = match spare.take() {
-                Some(mut item) => match Arc::get_mut(&mut item) {
-                    // Only this thread's spare refers to it: reuse it.
-                    Some(slot) => {
-                        *slot = Stored::Plain(value);
-                        item
-                    }
-                    None => Arc::new(Stored::Plain(value)),
-                },
-                None => Arc::new(Stored::Plain(value)),
-            };
-            // The spare is the same allocation as the caller's item.
-            spare.set(Some(item.clone()));
-            item
-        })
+        Found::Scalar(std::mem::ManuallyDrop::new(Stored::Plain(value)))
     }
 
     /// Calls `f` with the value as a [`Stored`] (an inline one is built on

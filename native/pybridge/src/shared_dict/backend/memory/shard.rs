@@ -22,7 +22,7 @@ use hashbrown::HashTable;
 
 use super::node::{Chain, Held, List, NodeRef, LRU, TIMER};
 use super::{Bounds, Hasher};
-use crate::shared_dict::backend::{Condition, EventKey, Expiry, Item, Millis, RawEvent};
+use crate::shared_dict::backend::{Condition, EventKey, Expiry, Found, Item, Millis, RawEvent};
 use crate::shared_dict::{DictError, EventKind, Stored};
 
 /// The nodes expiring in one millisecond.
@@ -131,9 +131,9 @@ impl Shard {
 
     /// Takes `node` out of the table and every list, frees it and gives
     /// back its key and value.
-    fn remove_node(&mut self, node: NodeRef, hash: u64) -> (EventKey, Item) {
+    fn remove_node(&mut self, node: NodeRef, hash: u64) -> (EventKey, Found) {
         let (key, held) = self.remove_held(node, hash);
-        (key, held.into_item())
+        (key, held.into_found())
     }
 
     /// [`remove_node`](Self::remove_node), with the value as kept.
@@ -161,8 +161,8 @@ impl Shard {
         if node.live(now) {
             return Some(node);
         }
-        let (key, item) = self.remove_node(node, hash);
-        events.push(RawEvent::new(EventKind::Expire, key, Some(item)));
+        let (key, value) = self.remove_node(node, hash);
+        events.push(RawEvent::found(EventKind::Expire, key, Some(value)));
         None
     }
 
@@ -173,13 +173,12 @@ impl Shard {
     }
 
     /// Removes up to `max` entries expired at `now` (or earlier), earliest
-    /// first. Without `values`, an inline value is not made into an item
-    /// for the event (no listener would use it).
+    /// first. An inline value goes with its event by value (made into an
+    /// item only if a listener is there when the event is raised).
     pub(super) fn sweep(
         &mut self,
         now: Millis,
         max: usize,
-        values: bool,
         hasher: &Hasher,
         events: &mut Vec<RawEvent>,
     ) -> usize {
@@ -205,13 +204,13 @@ impl Shard {
                 node.set_expires(None);
                 let hash = hasher.hash_one(node.key());
                 let (key, held) = self.remove_held(*node, hash);
-                let value = match held {
-                    // A shared value goes with the event (it is freed
-                    // outside the lock).
-                    Held::Shared(item) => Some(item),
-                    inline => values.then(|| inline.into_item()),
-                };
-                events.push(RawEvent::new(EventKind::Expire, key, value));
+                // A shared value goes with the event (it is freed outside
+                // the lock).
+                events.push(RawEvent::found(
+                    EventKind::Expire,
+                    key,
+                    Some(held.into_found()),
+                ));
             }
             due.clear();
             self.due = due;
@@ -235,7 +234,7 @@ impl Shard {
         }
         // Expired entries hold no place: one of them, if any, gives the
         // slot (the earliest; the sweeper takes the rest).
-        self.sweep(now, 1, true, hasher, events);
+        self.sweep(now, 1, hasher, events);
         if self.table.len() < max {
             return Ok(());
         }
@@ -246,8 +245,8 @@ impl Shard {
             return Err(DictError::Full);
         };
         let hash = hasher.hash_one(oldest.key());
-        let (key, item) = self.remove_node(oldest, hash);
-        events.push(RawEvent::new(EventKind::Delete, key, Some(item)));
+        let (key, value) = self.remove_node(oldest, hash);
+        events.push(RawEvent::found(EventKind::Delete, key, Some(value)));
         Ok(())
     }
 
@@ -259,12 +258,14 @@ impl Shard {
         hash: u64,
         key: &str,
         current: Option<NodeRef>,
-        item: &Item,
+        item: Found,
         expires_at: Option<Millis>,
         hasher: &Hasher,
         events: &mut Vec<RawEvent>,
     ) -> (u64, Garbage) {
         let version = self.next();
+        // The event's copy: a scalar by value, else a pointer.
+        let event_value = item.share();
         let held = Held::of(item);
         let garbage = match current {
             Some(mut node) => {
@@ -291,7 +292,7 @@ impl Shard {
                 None
             }
         };
-        events.push(RawEvent::new(EventKind::Put, key, Some(item.clone())));
+        events.push(RawEvent::found(EventKind::Put, key, Some(event_value)));
         (version, garbage)
     }
 
@@ -300,7 +301,7 @@ impl Shard {
         &mut self,
         hash: u64,
         key: &str,
-        item: &Item,
+        item: Found,
         expiry: Expiry,
         cond: Condition,
         now: Millis,
@@ -348,7 +349,15 @@ impl Shard {
             self.make_room(bounds, now, hasher, events)?;
         }
         let expires_at = current.and_then(|n| n.expires());
-        let (_, garbage) = self.write(hash, key, current, &item, expires_at, hasher, events);
+        let (_, garbage) = self.write(
+            hash,
+            key,
+            current,
+            Found::Shared(item.clone()),
+            expires_at,
+            hasher,
+            events,
+        );
         Ok((item, garbage))
     }
 
@@ -360,9 +369,9 @@ impl Shard {
         events: &mut Vec<RawEvent>,
     ) -> Option<Item> {
         let node = self.live(hash, key, now, events)?;
-        let (key, item) = self.remove_node(node, hash);
-        events.push(RawEvent::new(EventKind::Delete, key, Some(item.clone())));
-        Some(item)
+        let (key, value) = self.remove_node(node, hash);
+        events.push(RawEvent::found(EventKind::Delete, key, Some(value.share())));
+        Some(value.into_item())
     }
 
     /// Entries expired at `now` but not yet removed.

@@ -288,7 +288,9 @@ fn int_of(item: &Item) -> i64 {
 }
 
 fn get_int(d: &SharedDict, k: &str) -> Option<i64> {
-    d.get(k).expect("get").map(|(item, _)| int_of(&item))
+    d.get(k)
+        .expect("get")
+        .map(|(item, _)| int_of(&item.into_item()))
 }
 
 /// A dict name whose slot the node at `port` serves (`on`) or does not.

@@ -63,7 +63,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use redis::Connection;
 
-use super::{Backend, Condition, Expiry, Item, Millis, RawEvent};
+use super::{Backend, Condition, Expiry, Found, Item, Millis, RawEvent};
 use crate::shared_dict::codec;
 use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
 
@@ -336,9 +336,9 @@ impl Redis {
 }
 
 impl Backend for Redis {
-    fn get(&self, key: &str, _now: Millis) -> Result<Option<(Item, u64)>, DictError> {
+    fn get(&self, key: &str, _now: Millis) -> Result<Option<(Found, u64)>, DictError> {
         match self.record(key)? {
-            Some(rec) => parse_record(&rec).map(Some),
+            Some(rec) => parse_record(&rec).map(|(item, version)| Some((item.into(), version))),
             None => Ok(None),
         }
     }
@@ -346,7 +346,7 @@ impl Backend for Redis {
     fn put(
         &self,
         key: &str,
-        item: Item,
+        item: Found,
         expiry: Expiry,
         cond: Condition,
         now: Millis,

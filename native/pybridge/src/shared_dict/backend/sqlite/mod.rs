@@ -42,7 +42,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 mod group_commit;
 
-use super::{Backend, Condition, Expiry, Item, Millis, RawEvent};
+use super::{Backend, Condition, Expiry, Found, Item, Millis, RawEvent};
 use crate::shared_dict::clock::{now_ms, wall_ms};
 use crate::shared_dict::{codec, DictError, EventKind, Stored};
 use group_commit::{Batches, WriterState};
@@ -245,7 +245,7 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
-    fn get(&self, key: &str, now: Millis) -> Result<Option<(Item, u64)>, DictError> {
+    fn get(&self, key: &str, now: Millis) -> Result<Option<(Found, u64)>, DictError> {
         let now = self.wall(now);
         let row = self.read(|c| {
             c.prepare_cached(&format!(
@@ -257,7 +257,7 @@ impl Backend for Sqlite {
             .optional()
         })?;
         match row {
-            Some((bytes, version)) => Ok(Some((self.decode(key, &bytes)?, version as u64))),
+            Some((bytes, version)) => Ok(Some((self.decode(key, &bytes)?.into(), version as u64))),
             None => Ok(None),
         }
     }
@@ -265,12 +265,13 @@ impl Backend for Sqlite {
     fn put(
         &self,
         key: &str,
-        item: Item,
+        item: Found,
         expiry: Expiry,
         cond: Condition,
         now: Millis,
         events: &mut Vec<RawEvent>,
     ) -> Result<u64, DictError> {
+        let item = item.into_item();
         self.write(events, |tx, ev| {
             let current = self.live_row(tx, key, now, ev)?;
             match (cond, &current) {

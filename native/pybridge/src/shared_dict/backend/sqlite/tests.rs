@@ -33,7 +33,14 @@ fn as_int(item: &Stored) -> i64 {
 }
 
 fn put(s: &Sqlite, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, DictError> {
-    s.put(key, int(i), expiry, Condition::Always, now, &mut Vec::new())
+    s.put(
+        key,
+        int(i).into(),
+        expiry,
+        Condition::Always,
+        now,
+        &mut Vec::new(),
+    )
 }
 
 #[test]
@@ -49,14 +56,21 @@ fn writes_read_back_with_versions_and_conditions() {
     let mut ev = Vec::new();
     let cas = s.put(
         "a",
-        int(3),
+        int(3).into(),
         Expiry::Keep,
         Condition::Version(Some(v1)),
         now,
         &mut ev,
     );
     assert_eq!(cas, Err(DictError::Conflict));
-    let new = s.put("a", int(3), Expiry::Keep, Condition::Absent, now, &mut ev);
+    let new = s.put(
+        "a",
+        int(3).into(),
+        Expiry::Keep,
+        Condition::Absent,
+        now,
+        &mut ev,
+    );
     assert_eq!(new, Err(DictError::Exists));
     assert!(ev.is_empty(), "a refused write reports nothing");
     let mut add = |cur: Option<&Stored>| Ok(Stored::Plain(Value::Int(cur.map_or(0, as_int) + 10)));
@@ -265,7 +279,7 @@ fn concurrent_writers_share_commits_and_each_gets_its_own_result() {
                 let won = s
                     .put(
                         "once",
-                        int(t),
+                        int(t).into(),
                         Expiry::Never,
                         Condition::Absent,
                         now,
