@@ -93,10 +93,13 @@ fn a_big_value_is_read_taken_and_carried_on_events_intact() {
     .unwrap();
     // Read by size first, then on its own.
     assert_eq!(
-        bytes_of(a.get("k").unwrap().map(|g| g.0)),
+        bytes_of(a.get("k").unwrap().map(|g| g.0.into_item())),
         Some(data.clone())
     );
-    assert_eq!(bytes_of(a.get("s").unwrap().map(|g| g.0)), Some(small));
+    assert_eq!(
+        bytes_of(a.get("s").unwrap().map(|g| g.0.into_item())),
+        Some(small)
+    );
     // The follower reads the big put's value back for the listener.
     eventually("the big put's event with its value", || {
         seen.0.lock().iter().any(|(kind, key, v)| {
@@ -135,5 +138,8 @@ fn a_big_value_is_read_taken_and_carried_on_events_intact() {
         Condition::Version(Some(ver)),
     )
     .unwrap();
-    assert_eq!(bytes_of(a.get("k").unwrap().map(|g| g.0)), Some(vec![1]));
+    assert_eq!(
+        bytes_of(a.get("k").unwrap().map(|g| g.0.into_item())),
+        Some(vec![1])
+    );
 }
