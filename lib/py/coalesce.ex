@@ -141,8 +141,8 @@ defmodule Py.Coalesce do
 
   defp found(rows, gk, execution, timeout, deadline, wait_ms) do
     case rows do
-      [{_, {:leader, id, leader}}] ->
-        Leader.follow(gk, id, leader, execution, timeout, deadline, wait_ms)
+      [{_, _joiners, seq, id, leader}] ->
+        Leader.follow(gk, seq, id, leader, execution, timeout, deadline, wait_ms)
 
       [{_, flight}] ->
         mref = Process.monitor(flight)
@@ -259,7 +259,11 @@ defmodule Py.Coalesce do
   """
   @spec forget_all(term) :: :ok
   def forget_all(group) do
-    :ets.match_delete(@flights, {{group, :_}, :_})
+    :ets.select_delete(@flights, [
+      {{{group, :_}, :_}, [], [true]},
+      {{{group, :_}, :_, :_, :_, :_}, [], [true]}
+    ])
+
     :ok
   end
 

@@ -39,7 +39,7 @@ defmodule Py.CoalesceTest do
 
   defp callers_of(group, key, extra) do
     case :ets.lookup(:py_coalesce_flights, {group, key}) do
-      [{_, {:leader, _id, _leader}}] ->
+      [{_, _joiners, _seq, _id, _leader}] ->
         Py.Coalesce.Leader.callers({group, key})
 
       [{_, pid}] ->
@@ -430,7 +430,7 @@ defmodule Py.CoalesceTest do
       key = {"coalesce_fixture", "work", [21], %{"scale" => 2}}
       await_waiters("coalesce_fixture.work", key, 20, 0)
 
-      [{_, {:leader, id, _}}] = :ets.lookup(:py_coalesce_flights, {"coalesce_fixture.work", key})
+      [{_, _joiners, _seq, id, _}] = :ets.lookup(:py_coalesce_flights, {"coalesce_fixture.work", key})
 
       release()
 
@@ -507,7 +507,7 @@ defmodule Py.CoalesceTest do
       leader = Task.async(fn -> call.(3_000) end)
       await_waiters(g, :k, 1, 0)
       # The leader holds the key itself: no process runs the call for it.
-      assert [{_, {:leader, _id, pid}}] = :ets.lookup(:py_coalesce_flights, {g, :k})
+      assert [{_, _joiners, _seq, _id, pid}] = :ets.lookup(:py_coalesce_flights, {g, :k})
       assert pid == leader.pid
 
       patient = callers(2, fn -> call.(@long) end)

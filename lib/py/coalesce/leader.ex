@@ -51,16 +51,8 @@ defmodule Py.Coalesce.Leader do
   # `deadline` is nil until this caller has had to wait: an uncontended
   # call answered at once never reads the clock.
   @spec run({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
-  def run({_group, _} = gk, execution, timeout, deadline) do
-    {flights, _waiters, _stats} = tids = Tables.tids()
-
-    # Looked up first: a herd of callers of one key then only reads its
-    # entry, where a failed :ets.insert_new each would queue on its lock.
-    case :ets.lookup(flights, gk) do
-      [] -> claim(gk, execution, timeout, deadline, tids)
-      rows -> Coalesce.found(rows, gk, execution, timeout, deadline)
-    end
-  end
+  def run({_group, _} = gk, execution, timeout, deadline),
+    do: claim(gk, execution, timeout, deadline, Tables.tids())
 
   @doc false
   # Claims `gk`, found free, and runs its call as its leader; joins when
@@ -70,23 +62,25 @@ defmodule Py.Coalesce.Leader do
     do: claim(gk, execution, timeout, deadline, Tables.tids())
 
   defp claim(gk, {:python, cref, namespace, job} = execution, timeout, deadline, tids) do
-    # The execution's id tags its call's reply messages too.
+    # The execution's id tags its call's reply messages too; its sequence
+    # number is what a joiner checks when it counts itself in.
     id = make_ref()
+    seq = :erlang.unique_integer()
 
-    if :ets.insert_new(elem(tids, 0), {gk, {:leader, id, self()}}) do
+    if :ets.insert_new(elem(tids, 0), {gk, 0, seq, id, self()}) do
       # :infinity: the leader cancels the call itself, and only when nobody
       # else waits for it; each caller applies its own timeout.
       case Py.Call.start(cref, namespace, id, job, :infinity) do
         {:done, result, _timing} ->
-          settle(gk, id, result, false, tids)
+          settle(gk, seq, id, result, false, tids)
 
         {:running, handle} ->
-          led(gk, id, handle, id, timeout, deadline)
+          led(gk, seq, id, handle, id, timeout, deadline)
 
         # Waited for room in a full queue (`overload: :wait`) first; the
         # caller's time counts from its call being queued.
         {:running, handle, _left} ->
-          led(gk, id, handle, id, timeout, deadline)
+          led(gk, seq, id, handle, id, timeout, deadline)
       end
     else
       Coalesce.join(gk, execution, timeout, deadline)
@@ -97,12 +91,12 @@ defmodule Py.Coalesce.Leader do
   # marker for whoever takes it over, and watched over (should the leader
   # die with nobody else waiting, no waiter would notice, and the call
   # would run on with its key claimed).
-  defp led({group, _} = gk, id, handle, ref, timeout, deadline) do
+  defp led({group, _} = gk, seq, id, handle, ref, timeout, deadline) do
     Stats.started(group)
     mark(id, {handle, ref})
     leader = self()
-    guard = spawn(fn -> guard(gk, id, leader) end)
-    lead(gk, id, handle, ref, guard, timeout, deadline || Coalesce.deadline(timeout))
+    guard = spawn(fn -> guard(gk, seq, id, leader) end)
+    lead(gk, seq, id, handle, ref, guard, timeout, deadline || Coalesce.deadline(timeout))
   end
 
   # A joiner may have made the marker already: then the call goes into it.
@@ -115,7 +109,7 @@ defmodule Py.Coalesce.Leader do
     end
   end
 
-  defp guard({group, _} = gk, id, leader) do
+  defp guard({group, _} = gk, seq, id, leader) do
     mref = Process.monitor(leader)
 
     receive do
@@ -123,7 +117,7 @@ defmodule Py.Coalesce.Leader do
         :ok
 
       {:DOWN, ^mref, :process, _, reason} ->
-        :ets.delete_object(@flights, {gk, {:leader, id, leader}})
+        unclaim(gk, seq)
 
         case :ets.take(@waiters, {id}) do
           [{_, call}] -> died(group, id, call, leader, reason)
@@ -134,36 +128,36 @@ defmodule Py.Coalesce.Leader do
 
   # The leader waits for its call's reply, running the callbacks the Python
   # code makes meanwhile (Py.Callback), as any caller does.
-  defp lead(gk, id, handle, ref, guard, timeout, deadline) do
+  defp lead(gk, seq, id, handle, ref, guard, timeout, deadline) do
     receive do
       {^ref, reply, queue_us, run_us} ->
         send(guard, :done)
         {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
-        settle(gk, id, result, true, Tables.tids())
+        settle(gk, seq, id, result, true, Tables.tids())
 
       {^ref, :callback, request} ->
         Py.Callback.run(request)
-        lead(gk, id, handle, ref, guard, timeout, deadline)
+        lead(gk, seq, id, handle, ref, guard, timeout, deadline)
 
       # Its output and log records (Py.Output), written from here.
       {^ref, :io, {stream, text}} ->
         Py.Output.write(stream, text)
-        lead(gk, id, handle, ref, guard, timeout, deadline)
+        lead(gk, seq, id, handle, ref, guard, timeout, deadline)
 
       {^ref, :log, {levelno, name, message}} ->
         Py.Output.log(levelno, name, message)
-        lead(gk, id, handle, ref, guard, timeout, deadline)
+        lead(gk, seq, id, handle, ref, guard, timeout, deadline)
     after
       Coalesce.remaining(deadline) ->
         send(guard, :done)
-        timed_out(gk, id, handle, ref, timeout)
+        timed_out(gk, seq, id, handle, ref, timeout)
     end
   end
 
   # The leader's call ended: give the key up, then answer every waiter.
   # `started?`: whether the execution was counted as started (active).
-  defp settle({group, _} = gk, id, result, started?, {_, _, stats} = tids) do
-    waiters = give_up(gk, id, tids)
+  defp settle({group, _} = gk, seq, id, result, started?, {_, _, stats} = tids) do
+    waiters = if started?, do: give_up(gk, seq, id, tids), else: give_up_inline(gk, seq, id, tids)
     hits = length(waiters)
     error? = Flight.error?(result)
 
@@ -176,16 +170,44 @@ defmodule Py.Coalesce.Leader do
     result
   end
 
-  # Ends execution `id` of the leader (self()): the key is given up, and
-  # the waiters that have not left are taken, as {pid, tag}.
-  defp give_up(gk, id, {flights, waiters, _stats}) do
-    :ets.delete_object(flights, {gk, {:leader, id, self()}})
+  # Ends execution `id` of the leader (self()) whose call answered at once:
+  # the key is given up and its entry read in one :ets.take. No joiner
+  # counted in (the count is 0) is the uncontended case: nothing else to do.
+  # Else the waiters that have not left are taken, as {pid, tag}.
+  defp give_up_inline(gk, seq, id, {flights, waiters, _stats}) do
+    case :ets.take(flights, gk) do
+      [{_, 0, ^seq, _, _}] ->
+        []
 
+      taken ->
+        # Joiners counted in, or the key was forgotten (forget/2) meanwhile.
+        # An entry of another execution, claimed after that forget/2, was
+        # taken with it: a flight's is put back (should that flight have
+        # ended, its joiners see it gone and start over); another leader's
+        # cannot be (that leader may have ended meanwhile, and nobody would
+        # take it again), so that execution counts as forgotten too.
+        with [{_, flight}] <- taken, do: :ets.insert_new(flights, {gk, flight})
+        take_joiners(waiters, id)
+    end
+  end
+
+  # Ends execution `id` of the leader (self()) after its call ran: the key
+  # is given up (if it is still this execution's), and the waiters that
+  # have not left are taken, as {pid, tag}.
+  defp give_up(gk, seq, id, {_flights, waiters, _stats}) do
+    unclaim(gk, seq)
+    take_joiners(waiters, id)
+  end
+
+  defp take_joiners(waiters, id) do
     case :ets.take(waiters, {id}) do
       [] -> []
       [_marker] -> if joined?(id), do: take_waiters(id), else: []
     end
   end
+
+  # Deletes the in-flight entry of `gk` if it is still execution `seq`'s.
+  defp unclaim(gk, seq), do: :ets.select_delete(@flights, [{{gk, :_, seq, :_, :_}, [], [true]}])
 
   # Whether any joiner's entry {id, pid, tag} is in: the first key after
   # {id, 0, 0} (a number sorts before every pid).
@@ -200,8 +222,8 @@ defmodule Py.Coalesce.Leader do
     |> Enum.filter(fn {pid, tag} -> :ets.take(@waiters, {id, pid, tag}) != [] end)
   end
 
-  defp timed_out({group, _} = gk, id, handle, ref, timeout) do
-    case give_up(gk, id, Tables.tids()) do
+  defp timed_out({group, _} = gk, seq, id, handle, ref, timeout) do
+    case give_up(gk, seq, id, Tables.tids()) do
       [] ->
         result =
           case Py.Call.cancel(handle) do
@@ -267,6 +289,7 @@ defmodule Py.Coalesce.Leader do
   # most `wait_ms`, the time left until `deadline`.
   @spec follow(
           {term, term},
+          integer,
           reference,
           pid,
           Flight.execution(),
@@ -274,30 +297,41 @@ defmodule Py.Coalesce.Leader do
           integer | :infinity,
           timeout
         ) :: term
-  def follow(gk, id, leader, execution, timeout, deadline, wait_ms) do
+  def follow(gk, seq, id, leader, execution, timeout, deadline, wait_ms) do
     tag = make_ref()
     entry = {id, self(), tag}
     mref = Process.monitor(leader)
-    # From here to the check below, the entry is in but the join not yet
+    # From here to the count below, the entry is in but the join not yet
     # sure: keep it short.
     :ets.insert(@waiters, {entry})
     :ets.member(@waiters, {id}) or :ets.insert_new(@waiters, {{id}, nil})
 
-    case :ets.lookup(@flights, gk) do
-      [{_, {:leader, ^id, ^leader}}] ->
-        follow_wait(gk, id, entry, leader, mref, execution, timeout, deadline, wait_ms)
+    if counted_in?(gk, seq) do
+      follow_wait(gk, seq, id, entry, leader, mref, execution, timeout, deadline, wait_ms)
+    else
 
-      _ended_or_forgotten ->
-        served? = :ets.take(@waiters, entry) == []
-        unjoin(id)
+      # The execution ended, or the key was forgotten.
+      served? = :ets.take(@waiters, entry) == []
+      unjoin(id)
 
-        Process.demonitor(mref, [:flush])
+      Process.demonitor(mref, [:flush])
 
-        if served?,
-          # Somebody took the entry and answers it; the marker was theirs.
-          do: follow_wait(gk, id, entry, leader, nil, execution, timeout, deadline, wait_ms),
-          else: Coalesce.join(gk, execution, timeout, deadline)
+      if served?,
+        # Somebody took the entry and answers it; the marker was theirs.
+        do: follow_wait(gk, seq, id, entry, leader, nil, execution, timeout, deadline, wait_ms),
+        else: Coalesce.join(gk, execution, timeout, deadline)
     end
+  end
+
+  # The joiner's commit: adds one to the count of joiners of the in-flight
+  # entry of `gk` if it is still execution `seq`'s (atomic with the leader's
+  # :ets.take of that entry). Counting in another execution's entry (the
+  # key was claimed again meanwhile) only sends that one's leader down its
+  # slower path; a flight's entry, {gk, pid}, has no count (badarg).
+  defp counted_in?(gk, seq) do
+    match?([_, ^seq], :ets.update_counter(@flights, gk, [{2, 1}, {3, 0}]))
+  catch
+    :error, :badarg -> false
   end
 
   # A joiner that found its execution ended: the last one out deletes a
@@ -311,6 +345,7 @@ defmodule Py.Coalesce.Leader do
   # until `deadline`.
   defp follow_wait(
          {group, _} = gk,
+         seq,
          id,
          {_, _, tag} = entry,
          leader,
@@ -333,7 +368,7 @@ defmodule Py.Coalesce.Leader do
       {:DOWN, ^mref, :process, _, reason} when mref != nil ->
         # The leader died before answering: the first waiter to notice
         # takes the call over (or, when it cannot, tells everyone).
-        :ets.delete_object(@flights, {gk, {:leader, id, leader}})
+        unclaim(gk, seq)
 
         case :ets.take(@waiters, {id}) do
           [{_, call}] -> died(group, id, call, leader, reason)
@@ -341,7 +376,7 @@ defmodule Py.Coalesce.Leader do
         end
 
         wait_ms = Coalesce.remaining(deadline)
-        follow_wait(gk, id, entry, leader, nil, execution, timeout, deadline, wait_ms)
+        follow_wait(gk, seq, id, entry, leader, nil, execution, timeout, deadline, wait_ms)
     after
       wait_ms ->
         demonitor(mref)
@@ -375,7 +410,7 @@ defmodule Py.Coalesce.Leader do
   @spec callers({term, term}) :: pos_integer | nil
   def callers(gk) do
     case :ets.lookup(@flights, gk) do
-      [{_, {:leader, id, _leader}}] ->
+      [{_, _joiners, _seq, id, _leader}] ->
         @waiters
         |> :ets.select([{{{id, :"$1", :_}}, [], [:"$1"]}])
         |> Enum.count(&following?/1)
@@ -389,7 +424,7 @@ defmodule Py.Coalesce.Leader do
   defp following?(pid),
     do:
       Process.info(pid, :current_function) ==
-        {:current_function, {__MODULE__, :follow_wait, 9}}
+        {:current_function, {__MODULE__, :follow_wait, 10}}
 
   defp demonitor(nil), do: true
   defp demonitor(mref), do: Process.demonitor(mref, [:flush])
