@@ -140,7 +140,7 @@ coalesce_option_test() ->
 %% Callers of the coalesced call in flight for Group: its leader and the
 %% waiters it is sure to answer.
 joined(Group) ->
-    case ets:match(py_coalesce_flights, {{Group, '$1'}, {leader, '_', '_'}}) of
+    case ets:match(py_coalesce_flights, {{Group, '$1'}, '_', '_', '_', '_'}) of
         [[Key]] ->
             case 'Elixir.Py.Coalesce.Leader':callers({Group, Key}) of
                 nil -> 0;

@@ -430,7 +430,8 @@ defmodule Py.CoalesceTest do
       key = {"coalesce_fixture", "work", [21], %{"scale" => 2}}
       await_waiters("coalesce_fixture.work", key, 20, 0)
 
-      [{_, _joiners, _seq, id, _}] = :ets.lookup(:py_coalesce_flights, {"coalesce_fixture.work", key})
+      [{_, _joiners, _seq, id, _}] =
+        :ets.lookup(:py_coalesce_flights, {"coalesce_fixture.work", key})
 
       release()
 

@@ -5,8 +5,10 @@ defmodule Py.Coalesce.Leader do
   #
   # Tables (owned by Py.Coalesce.Tables):
   #
-  #   * the in-flight entry, {{group, key}, {:leader, id, pid}}, in the
-  #     flights table: whoever finds it joins `id`;
+  #   * the in-flight entry, {{group, key}, joiners, seq, id, pid}, in the
+  #     flights table: whoever finds it joins `id`; `joiners` counts the
+  #     joiners that committed to it, `seq` (a unique integer) tells this
+  #     execution's entry from a later one of the same key;
   #   * each joiner's entry, {{id, pid, tag}}, in the ordered waiters table
   #     (the waiters of one execution are one range of keys);
   #   * the execution's marker, {{id}, call}, beside them: made by the first
@@ -14,27 +16,43 @@ defmodule Py.Coalesce.Leader do
   #     once (call {handle, ref}, kept for whoever takes the call over). A
   #     call nobody joins that answers at once never has one.
   #
-  # An uncontended call costs an :ets.lookup that finds nothing and an
-  # :ets.insert_new to claim the key, an :ets.delete_object to give it up,
-  # an :ets.take that finds no marker, and one counter update
-  # (Py.Coalesce.Stats): the hot path of `coalesce: true`
-  # (bench/coalesce.exs). A joiner only reads the marker once it exists, so
-  # a herd of joiners does not queue on one lock.
+  # An uncontended call costs an :ets.insert_new to claim the key (no
+  # lookup first), an :ets.take that gives it up and finds the joiner count
+  # 0, and one counter update (Py.Coalesce.Stats): the hot path of
+  # `coalesce: true` (bench/coalesce.exs). A caller whose insert_new fails
+  # looks the entry up and joins it; a joiner only reads the marker once it
+  # exists.
   #
   # The one rule everything rests on: whoever ends an execution (its leader,
-  # the guard of a dead leader, the first waiter to see it die) deletes the
+  # the guard of a dead leader, the first waiter to see it die) removes the
   # in-flight entry first, then takes the marker, then (when there is one)
   # takes the waiters' entries one by one. A joiner puts its entry in, makes
-  # sure the marker exists, and only then checks that the in-flight entry
-  # still stands: if it does, whoever ends the execution will take the
-  # marker after that check and see the joiner. If it does not (the
-  # execution ended, or forget/2 took the key, for good), the joiner takes
-  # its own entry back: gone means somebody took it and will answer; there
-  # means nobody did, and it starts over. Either way, when no joiner's entry
-  # is left, it deletes a marker without a call: one made after the end
-  # would otherwise stay, and no joiner can need it any more (a joiner that
-  # found the in-flight entry standing put its entry in before that entry
-  # went, so it would still be there).
+  # sure the marker exists, and only then commits: one :ets.update_counter
+  # adds it to the entry's joiner count and reads the entry's `seq`, atomic
+  # with the removal. If the entry stood and was its execution's, whoever
+  # ends the execution removes it after the commit and takes the marker
+  # after that, and sees the joiner. A leader whose call answered at once
+  # removes its entry with :ets.take and, when the count it reads is 0 (no
+  # joiner committed, and none can any more), skips the marker and the
+  # waiters: the uncontended case. The other enders remove the entry only
+  # if it is still their execution's (:ets.select_delete on `seq`) and
+  # always take the marker.
+  #
+  # If the commit fails (the execution ended, forget/2 took the key, or the
+  # key is another execution's now), the joiner takes its own entry back:
+  # gone means somebody took it and will answer; there means nobody did,
+  # and it starts over. Either way, when no joiner's entry is left, it
+  # deletes a marker without a call: one made after the end would otherwise
+  # stay, and no joiner can need it any more (a committed joiner's entry
+  # stays until it is answered or leaves).
+  #
+  # One imprecision, with forget/2 only: a leader whose call answered at
+  # once takes whatever entry its key holds. Should forget/2 have taken its
+  # own and another caller claimed the key again within those microseconds,
+  # it takes that newer entry: a flight's is put back; another leader's is
+  # not (that leader may have ended meanwhile, and its entry would stay),
+  # so that newer execution counts as forgotten too and is answered through
+  # its marker as any forgotten one.
   #
   # Should the leader time out or die while others wait, its running call
   # is handed to a Flight process (hand_over/3), its reply redirected there.
@@ -309,7 +327,6 @@ defmodule Py.Coalesce.Leader do
     if counted_in?(gk, seq) do
       follow_wait(gk, seq, id, entry, leader, mref, execution, timeout, deadline, wait_ms)
     else
-
       # The execution ended, or the key was forgotten.
       served? = :ets.take(@waiters, entry) == []
       unjoin(id)
