@@ -120,7 +120,7 @@ defmodule Bench.Coalesce do
     :ok = Py.exec("import bench_coalesce as m; m.gate.clear(); m.runs = 0")
     Py.Coalesce.reset_stats("bench_coalesce.work")
     parent = self()
-    key = {"bench_coalesce", "work", [1], %{}}
+    key = {"bench_coalesce", "work", [1]}
 
     t0 = now()
 
