@@ -76,6 +76,7 @@ pub enum Found {
 
 impl Found {
     /// `value`, kept by value when it is a plain scalar.
+    #[inline]
     pub fn new(value: Stored) -> Found {
         match value {
             Stored::Plain(Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_)) => {
@@ -86,6 +87,7 @@ impl Found {
     }
 
     /// A scalar by value; `None` for any other kind of value.
+    #[inline]
     pub fn scalar(value: &Value) -> Option<Found> {
         let copy = match value {
             Value::None => Value::None,
@@ -98,6 +100,7 @@ impl Found {
     }
 
     /// A copy as cheap as the value allows (a scalar, or a pointer).
+    #[inline]
     pub fn share(&self) -> Found {
         match self {
             Found::Scalar(s) => match &**s {
@@ -149,6 +152,7 @@ impl From<Item> for Found {
 
 impl std::ops::Deref for Found {
     type Target = Stored;
+    #[inline]
     fn deref(&self) -> &Stored {
         match self {
             Found::Scalar(s) => s,
@@ -226,11 +230,13 @@ pub struct RawEvent {
 }
 
 impl RawEvent {
+    #[inline]
     pub fn new(kind: EventKind, key: impl Into<EventKey>, value: Option<Item>) -> RawEvent {
         Self::found(kind, key, value.map(Found::Shared))
     }
 
     /// An event with the value as a read would return it.
+    #[inline]
     pub fn found(kind: EventKind, key: impl Into<EventKey>, value: Option<Found>) -> RawEvent {
         RawEvent {
             kind,

@@ -44,6 +44,7 @@ pub(super) enum Held {
 
 impl Held {
     /// Keeps `value`: inline when it is a plain scalar.
+    #[inline]
     pub(super) fn of(value: Found) -> Held {
         match value {
             // A scalar owns nothing: copied out, nothing to drop.
@@ -89,6 +90,7 @@ impl Held {
     }
 
     /// The value as a read returns it: an inline scalar by value.
+    #[inline]
     pub(super) fn into_found(self) -> Found {
         let value = match self {
             Held::Shared(item) => return Found::Shared(item),

@@ -93,6 +93,7 @@ impl Shard {
 
     /// Gives `node` the expiry `at`; returns the node, which moved when it
     /// needed a timer section it did not have.
+    #[inline]
     fn set_expiry_of(&mut self, node: NodeRef, hash: u64, at: Option<Millis>) -> NodeRef {
         if node.expires() == at {
             return node;
