@@ -1,6 +1,6 @@
 defmodule Py.AsyncCallbackFdTest do
   # Counts the process's open file descriptors: not async, so no other test
-  # opens or closes any meanwhile.
+  # opens or closes many meanwhile.
   use ExUnit.Case, async: false
 
   # `await erlang.async_call(...)` wakes its loop through a pipe the answers
@@ -87,16 +87,25 @@ defmodule Py.AsyncCallbackFdTest do
     for ref <- refs, do: assert_receive({:DOWN, ^ref, :process, _, _}, 10_000)
   end
 
+  defp assert_fds_near(before) do
+    {:ok, now} = Py.call(:__main__, :fd_count)
+    assert now - before < 20, "#{now - before} more descriptors open than before"
+  end
+
   test "1,000 loops closed after a cancelled callback each leave no descriptor open" do
     {:ok, before} = Py.call(:__main__, :fd_count)
     # The closed loops are kept, as a program may keep them.
     assert Py.call(:__main__, :cancelled_in_loops, [1_000, true], timeout: 120_000) ==
              {:ok, 1_000}
 
-    assert Py.call(:__main__, :fd_count) == {:ok, before}
+    # A pipe left per loop would be 2,000 descriptors more. The count is the
+    # whole OS process's, which the runtime's own threads (a reconnecting
+    # Redis follower, a lazily made epoll) may move by one or two meanwhile:
+    # allow that, not a descriptor per loop.
+    assert_fds_near(before)
     # Their answers come after all; still nothing is left open.
     release_held(1_000)
-    assert Py.call(:__main__, :fd_count) == {:ok, before}
+    assert_fds_near(before)
     Py.exec!("kept.clear()")
   end
 
