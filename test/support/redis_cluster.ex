@@ -56,26 +56,7 @@ defmodule Py.Test.RedisCluster do
   cluster": started on the first call, stopped after the suite.
   """
   @spec shared() :: t
-  def shared do
-    case :persistent_term.get({__MODULE__, :shared}, nil) do
-      nil ->
-        :global.trans({__MODULE__, self()}, fn ->
-          case :persistent_term.get({__MODULE__, :shared}, nil) do
-            nil ->
-              cluster = start()
-              :persistent_term.put({__MODULE__, :shared}, cluster)
-              ExUnit.after_suite(fn _ -> stop(cluster) end)
-              cluster
-
-            cluster ->
-              cluster
-          end
-        end)
-
-      cluster ->
-        cluster
-    end
-  end
+  def shared, do: RedisServer.shared_once(__MODULE__, &start/0, &stop/1)
 
   @doc "Stops every node and removes their files."
   @spec stop(t) :: :ok

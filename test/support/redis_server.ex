@@ -42,24 +42,31 @@ defmodule Py.Test.RedisServer do
   Redis": started on the first call, stopped after the suite.
   """
   @spec shared() :: t
-  def shared do
-    case :persistent_term.get({__MODULE__, :shared}, nil) do
-      nil ->
-        :global.trans({__MODULE__, self()}, fn ->
-          case :persistent_term.get({__MODULE__, :shared}, nil) do
-            nil ->
-              server = start()
-              :persistent_term.put({__MODULE__, :shared}, server)
-              ExUnit.after_suite(fn _ -> stop(server) end)
-              server
+  def shared, do: shared_once(__MODULE__, &start/0, &stop/1)
 
-            server ->
-              server
+  @doc """
+  The one value `start` makes for `owner` in this test run: made by the
+  first caller (others wait for it), then `stop`ped after the suite.
+  """
+  @spec shared_once(module, (() -> value), (value -> any)) :: value when value: term
+  def shared_once(owner, start, stop) do
+    case :persistent_term.get({owner, :shared}, nil) do
+      nil ->
+        :global.trans({owner, self()}, fn ->
+          case :persistent_term.get({owner, :shared}, nil) do
+            nil ->
+              value = start.()
+              :persistent_term.put({owner, :shared}, value)
+              ExUnit.after_suite(fn _ -> stop.(value) end)
+              value
+
+            value ->
+              value
           end
         end)
 
-      server ->
-        server
+      value ->
+        value
     end
   end
 
