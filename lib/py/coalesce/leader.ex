@@ -459,6 +459,20 @@ defmodule Py.Coalesce.Leader do
     end
   end
 
+  @doc false
+  # For benches: the same count from the in-flight entry alone, its leader
+  # and the joiners that committed to it (each sure to be answered, though
+  # it may not be in its receive yet), or nil when no caller leads one. One
+  # :ets.lookup, where callers/1 asks every joiner process where it is
+  # (a signal round trip each: ~5 µs a joiner in a 10,000-caller herd).
+  @spec committed({term, term}) :: pos_integer | nil
+  def committed(gk) do
+    case :ets.lookup(@flights, gk) do
+      [{_, joiners, _seq, _id, _leader}] -> joiners + 1
+      _ -> nil
+    end
+  end
+
   defp following?(pid),
     do:
       Process.info(pid, :current_function) ==
