@@ -13,40 +13,10 @@ use crate::limits::RECENT_EXPIRIES;
 
 // Every counter is Relaxed: each is read on its own, and none hands data over.
 
-/// Stripes of the write counters: a write adds to its thread's stripe, so
-/// writers on different schedulers do not bounce one cache line between
-/// them (a snapshot sums the stripes).
-const STRIPES: usize = 8;
-
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Stripe {
-    puts: AtomicU64,
-    deletes: AtomicU64,
-}
-
-/// This thread's stripe (threads take them round-robin).
-#[inline]
-fn stripe() -> usize {
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        /// `STRIPES` until the thread's first write.
-        static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(STRIPES) };
-    }
-    SLOT.with(|slot| match slot.get() {
-        STRIPES => {
-            let mine = NEXT.fetch_add(1, Relaxed) % STRIPES;
-            slot.set(mine);
-            mine
-        }
-        mine => mine,
-    })
-}
-
 #[derive(Debug, Default)]
 pub(super) struct Stats {
-    writes: [Stripe; STRIPES],
+    puts: AtomicU64,
+    deletes: AtomicU64,
     expired_total: AtomicU64,
     callback_errors: AtomicU64,
     callback_timeouts: AtomicU64,
@@ -99,12 +69,11 @@ impl Stats {
                 EventKind::Access => {}
             }
         }
-        let mine = &self.writes[stripe()];
         if puts > 0 {
-            mine.puts.fetch_add(puts, Relaxed);
+            self.puts.fetch_add(puts, Relaxed);
         }
         if deletes > 0 {
-            mine.deletes.fetch_add(deletes, Relaxed);
+            self.deletes.fetch_add(deletes, Relaxed);
         }
         if expired > 0 {
             self.expired_total.fetch_add(expired, Relaxed);
@@ -122,8 +91,8 @@ impl Stats {
     #[inline]
     pub(super) fn record_one(&self, kind: EventKind) {
         match kind {
-            EventKind::Put => self.writes[stripe()].puts.fetch_add(1, Relaxed),
-            EventKind::Delete => self.writes[stripe()].deletes.fetch_add(1, Relaxed),
+            EventKind::Put => self.puts.fetch_add(1, Relaxed),
+            EventKind::Delete => self.deletes.fetch_add(1, Relaxed),
             EventKind::Expire => self.expired_total.fetch_add(1, Relaxed),
             EventKind::Access => 0,
         };
@@ -140,8 +109,8 @@ impl Stats {
     pub(super) fn snapshot(&self, size: usize) -> StatsSnapshot {
         StatsSnapshot {
             size: size as u64,
-            puts: self.writes.iter().map(|w| w.puts.load(Relaxed)).sum(),
-            deletes: self.writes.iter().map(|w| w.deletes.load(Relaxed)).sum(),
+            puts: self.puts.load(Relaxed),
+            deletes: self.deletes.load(Relaxed),
             expired_total: self.expired_total.load(Relaxed),
             recent_expiries: self.recent_expiries.lock().iter().cloned().collect(),
             callback_errors: self.callback_errors.load(Relaxed),
