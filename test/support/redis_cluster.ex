@@ -44,7 +44,10 @@ defmodule Py.Test.RedisCluster do
     end
 
     for s <- nodes do
-      wait_until(fn -> RedisServer.cli(s, ["CLUSTER", "INFO"]) =~ "cluster_state:ok" end, 20_000) ||
+      RedisServer.wait_until(
+        fn -> RedisServer.cli(s, ["CLUSTER", "INFO"]) =~ "cluster_state:ok" end,
+        20_000
+      ) ||
         raise "the cluster did not come up"
     end
 
@@ -88,16 +91,5 @@ defmodule Py.Test.RedisCluster do
         _ -> false
       end
     end)
-  end
-
-  defp wait_until(fun, ms) when ms <= 0, do: fun.()
-
-  defp wait_until(fun, ms) do
-    if fun.() do
-      true
-    else
-      Process.sleep(20)
-      wait_until(fun, ms - 20)
-    end
   end
 end

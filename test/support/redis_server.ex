@@ -167,9 +167,11 @@ defmodule Py.Test.RedisServer do
     end
   end
 
-  defp wait_until(fun, ms) when ms <= 0, do: fun.()
+  @doc "Polls `fun` every 20 ms until it is truthy or `ms` have passed; its last result."
+  @spec wait_until((() -> as_boolean(term)), integer) :: as_boolean(term)
+  def wait_until(fun, ms) when ms <= 0, do: fun.()
 
-  defp wait_until(fun, ms) do
+  def wait_until(fun, ms) do
     if fun.() do
       true
     else
