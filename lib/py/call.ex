@@ -125,9 +125,11 @@ defmodule Py.Call do
 
     # A callback that ran past the call's deadline timed the call out, even
     # if Python, answered just in time, replied meanwhile.
+    late? = Py.Callback.left(deadline) == 0
+
     cond do
-      Py.Callback.left(deadline) == 0 and done == :ok -> late(handle, ref, timeout)
-      Py.Callback.left(deadline) == 0 -> timeout_error(timeout)
+      late? and done == :ok -> late(handle, ref, timeout)
+      late? -> timeout_error(timeout)
       done == :ok -> await(handle, ref, timeout, deadline)
       true -> finish(elem(done, 1), elem(done, 2), elem(done, 3))
     end
