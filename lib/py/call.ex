@@ -127,11 +127,11 @@ defmodule Py.Call do
     # if Python, answered just in time, replied meanwhile.
     late? = Py.Callback.left(deadline) == 0
 
-    cond do
-      late? and done == :ok -> late(handle, ref, timeout)
-      late? -> timeout_error(timeout)
-      done == :ok -> await(handle, ref, timeout, deadline)
-      true -> finish(elem(done, 1), elem(done, 2), elem(done, 3))
+    case done do
+      :ok when late? -> late(handle, ref, timeout)
+      :ok -> await(handle, ref, timeout, deadline)
+      {:done, _, _, _} when late? -> timeout_error(timeout)
+      {:done, result, queued_us, run_us} -> finish(result, queued_us, run_us)
     end
   end
 

@@ -302,17 +302,14 @@ fn put<'a>(
             ))
         }
     };
+    // One clock read: the expiry and the write's `now` agree.
+    let now = crate::shared_dict::now_ms();
     let expiry = match (ttl, cond) {
-        (Some(ms), _) => {
-            crate::shared_dict::Expiry::At(crate::shared_dict::now_ms().saturating_add(ms))
-        }
+        (Some(ms), _) => crate::shared_dict::Expiry::At(now.saturating_add(ms)),
         (None, Condition::Version(_)) => crate::shared_dict::Expiry::Keep,
         (None, _) => crate::shared_dict::Expiry::Never,
     };
-    match sd
-        .dict
-        .put_with(key, stored, expiry, cond, crate::shared_dict::now_ms())
-    {
+    match sd.dict.put_with(key, stored, expiry, cond, now) {
         Ok(version) => Ok((atoms::ok(), version).encode(env)),
         Err(err) => dict_error(env, err),
     }
@@ -352,14 +349,7 @@ fn shared_dict_set<'a>(
         Ok(stored) => stored,
         Err(_) => return Ok(atoms::dirty().encode(env)),
     };
-    let now = crate::shared_dict::now_ms();
-    match sd.dict.put_with(
-        key,
-        stored,
-        crate::shared_dict::Expiry::Never,
-        Condition::Always,
-        now,
-    ) {
+    match sd.dict.put(key, stored, None, Condition::Always) {
         Ok(_) => Ok(atoms::ok().encode(env)),
         Err(err) => dict_error(env, err),
     }
