@@ -55,6 +55,10 @@ _drive = threading.Lock()
 #: as the loop's own thread would (a free-threaded build hands every
 #: coroutine to the loop's thread).
 _eager = getattr(sys, "_is_gil_enabled", lambda: True)()
+#: The loop an executor thread may borrow for an eager start: set when
+#: :func:`loop` makes one and wraps its selector, so :func:`submit` asks
+#: once per loop, not per coroutine, whether it can be borrowed.
+_drivable: asyncio.AbstractEventLoop | None = None
 
 
 class _DriveSelector:
@@ -85,12 +89,14 @@ class _DriveSelector:
 
 def loop() -> tuple[asyncio.AbstractEventLoop, bool]:
     """The interpreter's loop, and whether it was just made (its thread must be started)."""
-    global _loop
+    global _loop, _drivable
     with _loop_lock:
         if _loop is None:
             _loop = asyncio.new_event_loop()
             if hasattr(_loop, "_selector") and hasattr(_loop, "_ready"):
                 _loop._selector = _DriveSelector(_loop._selector)
+                if _eager:
+                    _drivable = _loop
             return _loop, True
         return _loop, False
 
@@ -126,7 +132,7 @@ def _start_eagerly(
 ) -> asyncio.Task[Any] | None:
     """The task of ``coro`` after its first step, run on this thread; None
     when the loop cannot be borrowed now (nothing ran then)."""
-    if not _eager or not isinstance(getattr(event_loop, "_selector", None), _DriveSelector):
+    if event_loop is not _drivable:
         return None
     if not _drive.acquire(blocking=False):
         return None

@@ -137,32 +137,33 @@ fn schedule(
         }
     }
     // One native callable for the loop's side (see `_aio.py`):
-    // `waiter(task)` replies with the finished task's outcome, `waiter()`
-    // tells whether the caller gave up.
+    // `waiter(task)` replies with the finished task's outcome (and returns
+    // None), `waiter()` tells whether the caller gave up.
     let waiter_state = state.clone();
     let waiter_pending = pending.clone();
     let waiter = PyCFunction::new_closure(
         py,
         Some(c"waiter"),
         None,
-        move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<bool> {
+        move |args: &Bound<'_, PyTuple>,
+              _kwargs: Option<&Bound<'_, PyDict>>|
+              -> PyResult<Option<bool>> {
             let state = &waiter_state;
             if args.is_empty() {
-                return Ok(
-                    state.is_cancelled() || state.deadline.is_some_and(|d| Instant::now() >= d)
-                );
+                return Ok(Some(
+                    state.is_cancelled() || state.deadline.is_some_and(|d| Instant::now() >= d),
+                ));
             }
-            let Some(pending) = waiter_pending.lock().take() else {
-                return Ok(false);
-            };
-            if !state.finish() {
-                // Cancelled: the caller was told no reply would come.
-                return Ok(false);
+            // Taken once, the lock let go at once (converting may release
+            // the GIL); a cancelled call's caller was told no reply would
+            // come (`finish` is false).
+            let pending = waiter_pending.lock().take();
+            if let Some(pending) = pending.filter(|_| state.finish()) {
+                let outcome = settle(args.py(), &args.get_item(0)?, batch, state);
+                let timing = Timing::between(pending.queued, pending.started, Instant::now());
+                pending.reply.send(outcome, timing);
             }
-            let outcome = settle(args.py(), &args.get_item(0)?, batch, state);
-            let timing = Timing::between(pending.queued, pending.started, Instant::now());
-            pending.reply.send(outcome, timing);
-            Ok(true)
+            Ok(None)
         },
     )?;
     state.set_awaited();

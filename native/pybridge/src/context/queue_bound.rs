@@ -119,12 +119,15 @@ impl QueueBound {
         self.overloaded_total.load(SeqCst)
     }
 
+    /// True when `state` has a free place and nobody waits for one.
+    fn has_room(&self, state: u64) -> bool {
+        waiters(state) == 0 && places(state) < self.max
+    }
+
     /// Takes a free place, if there is one and nobody waits for it.
     fn try_acquire(&self) -> bool {
         self.state
-            .fetch_update(SeqCst, SeqCst, |s| {
-                (waiters(s) == 0 && places(s) < self.max).then_some(s + 1)
-            })
+            .fetch_update(SeqCst, SeqCst, |s| self.has_room(s).then_some(s + 1))
             .is_ok()
     }
 
@@ -168,13 +171,13 @@ impl QueueBound {
         // One decision: a place freed before this is taken, one freed after
         // it is handed to this waiter (`release` sees it counted).
         let before = self.state.fetch_update(SeqCst, SeqCst, |s| {
-            if waiters(s) == 0 && places(s) < self.max {
-                Some(s + 1)
+            Some(if self.has_room(s) {
+                s + 1
             } else {
-                Some(s + ONE_WAITER)
-            }
+                s + ONE_WAITER
+            })
         });
-        if before.is_ok_and(|s| waiters(s) == 0 && places(s) < self.max) {
+        if before.is_ok_and(|s| self.has_room(s)) {
             return Ok(());
         }
         let id = self.next_id.fetch_add(1, SeqCst);
