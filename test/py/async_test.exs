@@ -302,13 +302,7 @@ defmodule Py.AsyncTest do
           {"3.14t", "PYBRIDGE_TEST_PY314T"}
         ] do
       test "streams and coroutines on Python #{version}, in sub-interpreters too" do
-        python = System.get_env(unquote(var))
-
-        unless python && File.exists?(python) do
-          flunk(
-            "#{unquote(var)} is not set to a Python executable: run the suite with `make test`"
-          )
-        end
+        python = python!(unquote(var))
 
         peer = Py.TestHelpers.start_python_peer(python)
         modes = if unquote(version) == "3.14t", do: [:main], else: [:main, :subinterpreter]

@@ -31,13 +31,7 @@ defmodule Py.ErlangFacadeTest do
 
   @tag timeout: 300_000
   test "EUnit py_facade_tests:subinterp_test in a VM embedding Python 3.12" do
-    python = System.get_env("PYBRIDGE_TEST_PY312")
-
-    unless python && File.exists?(python) do
-      flunk(
-        "PYBRIDGE_TEST_PY312 is not set to a Python executable: run the suite with `make test`"
-      )
-    end
+    python = Py.TestHelpers.python!("PYBRIDGE_TEST_PY312")
 
     source = Path.expand("../erlang/py_facade_tests.erl", __DIR__) |> String.to_charlist()
     {:ok, module, binary} = :compile.file(source, [:binary, :debug_info])

@@ -93,13 +93,7 @@ defmodule Py.HardeningNamespaceTest do
           {"3.14t", "PYBRIDGE_TEST_PY314T"}
         ] do
       test "a timed-out exec leaves no trace on Python #{version}" do
-        python = System.get_env(unquote(var))
-
-        unless python && File.exists?(python) do
-          flunk(
-            "#{unquote(var)} is not set to a Python executable: run the suite with `make test`"
-          )
-        end
+        python = python!(unquote(var))
 
         peer = start_python_peer(python)
 

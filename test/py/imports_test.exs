@@ -72,13 +72,7 @@ defmodule Py.ImportsTest do
   @tag timeout: 300_000
   test "sub-interpreters get the registry: the running ones now, new ones at start",
        %{tmp_dir: dir} do
-    python = System.get_env("PYBRIDGE_TEST_PY312")
-
-    unless python && File.exists?(python) do
-      flunk(
-        "PYBRIDGE_TEST_PY312 is not set to a Python executable: run the suite with `make test`"
-      )
-    end
+    python = python!("PYBRIDGE_TEST_PY312")
 
     peer =
       start_python_peer(python, num_contexts: 1, pools: [iso: [size: 1, mode: :subinterpreter]])

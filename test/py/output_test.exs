@@ -134,13 +134,7 @@ defmodule Py.OutputTest do
 
   @tag timeout: 300_000
   test "a sub-interpreter context's output reaches the caller too" do
-    python = System.get_env("PYBRIDGE_TEST_PY312")
-
-    unless python && File.exists?(python) do
-      flunk(
-        "PYBRIDGE_TEST_PY312 is not set to a Python executable: run the suite with `make test`"
-      )
-    end
+    python = Py.TestHelpers.python!("PYBRIDGE_TEST_PY312")
 
     peer = Py.TestHelpers.start_python_peer(python, num_contexts: 1)
 

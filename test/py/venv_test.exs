@@ -122,13 +122,7 @@ defmodule Py.VenvTest do
   @tag timeout: 300_000
   test "sub-interpreter contexts get the venv: the running ones now, new ones at start",
        %{tmp_dir: dir} do
-    python = System.get_env("PYBRIDGE_TEST_PY312")
-
-    unless python && File.exists?(python) do
-      flunk(
-        "PYBRIDGE_TEST_PY312 is not set to a Python executable: run the suite with `make test`"
-      )
-    end
+    python = python!("PYBRIDGE_TEST_PY312")
 
     {venv, _site} = make_venv(python, dir, ~w(venv_sub_mod))
 

@@ -282,28 +282,26 @@ fn calls_past_their_deadline_are_interrupted_without_the_caller() {
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
 }
 
-/// Submits 40 calls (each from its own namespace, as 40 BEAM processes
-/// would) that block until released; true when all 40 were blocked at once,
-/// which they can only be if they overlap.
-fn forty_overlap() -> bool {
-    let ctx = context(64);
+/// Submits `n` calls to `ctx` (each from its own namespace, as `n` BEAM
+/// processes would) that block until released; true when all `n` were
+/// blocked at once, which they can only be if they overlap. Every call is
+/// released and answered before it returns.
+fn blocked_at_once(ctx: &Context, n: usize) -> bool {
     let latch = Latch::new();
-    let pending: Vec<_> = (0..40)
-        .map(|_| {
-            submit(
-                &ctx,
-                eval(&ctx.new_namespace(), &latch.code(), vec![]),
-                None,
-            )
-            .0
-        })
+    let pending: Vec<_> = (0..n)
+        .map(|_| submit(ctx, eval(&ctx.new_namespace(), &latch.code(), vec![]), None).0)
         .collect();
-    let overlapped = latch.arrivals(40, Duration::from_secs(60));
-    latch.release(40);
+    let overlapped = latch.arrivals(n, Duration::from_secs(60));
+    latch.release(n);
     for rx in pending {
         rx.recv_timeout(Duration::from_secs(60)).expect("answer");
     }
     overlapped
+}
+
+/// [`blocked_at_once`] for 40 calls in a new context.
+fn forty_overlap() -> bool {
+    blocked_at_once(&context(64), 40)
 }
 
 #[test]
@@ -423,23 +421,8 @@ fn quick_calls_get_through_while_long_computations_hold_the_context() {
 #[test]
 fn closing_stops_every_worker_overflow_included() {
     let ctx = context(16);
-    let latch = Latch::new();
-    let pending: Vec<_> = (0..6)
-        .map(|_| {
-            submit(
-                &ctx,
-                eval(&ctx.new_namespace(), &latch.code(), vec![]),
-                None,
-            )
-            .0
-        })
-        .collect();
     // Six calls blocked at once: six workers.
-    assert!(latch.arrivals(6, Duration::from_secs(60)));
-    latch.release(6);
-    for rx in pending {
-        rx.recv_timeout(Duration::from_secs(30)).expect("answer");
-    }
+    assert!(blocked_at_once(&ctx, 6));
     assert!(ctx.stats().workers >= 6, "overflow workers were started");
     ctx.close();
     assert!(eventually(Duration::from_secs(10), || ctx.stats().workers == 0));

@@ -20,6 +20,8 @@ use std::sync::{Arc, Weak};
 pub mod memory;
 pub mod redis;
 pub mod sqlite;
+#[cfg(test)]
+mod test_support;
 
 use super::{DictError, DictOptions, EventKind, Holder, SharedDict, Stored};
 use crate::convert::Value;

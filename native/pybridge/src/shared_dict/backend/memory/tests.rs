@@ -9,29 +9,8 @@ use std::thread;
 
 use super::*;
 use crate::convert::Value;
+use crate::shared_dict::backend::test_support::{as_int, int, put};
 use crate::shared_dict::EventKind;
-
-fn int(i: i64) -> Item {
-    Arc::new(Stored::Plain(Value::Int(i)))
-}
-
-fn as_int(item: &Stored) -> i64 {
-    match item {
-        Stored::Plain(Value::Int(i)) => *i,
-        other => panic!("not an int: {other:?}"),
-    }
-}
-
-fn put(m: &Memory, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, DictError> {
-    m.put(
-        key,
-        int(i).into(),
-        expiry,
-        Condition::Always,
-        now,
-        &mut Vec::new(),
-    )
-}
 
 fn get(m: &Memory, key: &str, now: Millis) -> Option<i64> {
     m.get(key, now).unwrap().map(|(item, _)| as_int(&item))
@@ -232,7 +211,7 @@ fn shards_lose_nothing_under_concurrent_writers() {
                 barrier.wait();
                 for i in 0..2_000 {
                     let key = format!("t{t}-{i}");
-                    put(&m, &key, i, Expiry::Never, 0).unwrap();
+                    put(&*m, &key, i, Expiry::Never, 0).unwrap();
                     if i % 2 == 1 {
                         let mut ev = Vec::new();
                         assert!(m.remove(&key, 0, &mut ev).unwrap().is_some());
@@ -268,7 +247,7 @@ fn max_entries_stays_exact_under_concurrent_puts() {
             thread::spawn(move || {
                 barrier.wait();
                 for i in 0..500 {
-                    match put(&m, &format!("t{t}-{i}"), i, Expiry::Never, 0) {
+                    match put(&*m, &format!("t{t}-{i}"), i, Expiry::Never, 0) {
                         Ok(_) => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::convert::Value;
+use crate::shared_dict::backend::test_support::{as_int, int, put};
 use crate::shared_dict::{DictOptions, Listener, SharedDict};
 
 /// A new empty directory for one test.
@@ -19,28 +20,6 @@ fn scratch() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
-}
-
-fn int(i: i64) -> Item {
-    Arc::new(Stored::Plain(Value::Int(i)))
-}
-
-fn as_int(item: &Stored) -> i64 {
-    match item {
-        Stored::Plain(Value::Int(i)) => *i,
-        other => panic!("not an int: {other:?}"),
-    }
-}
-
-fn put(s: &Sqlite, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, DictError> {
-    s.put(
-        key,
-        int(i).into(),
-        expiry,
-        Condition::Always,
-        now,
-        &mut Vec::new(),
-    )
 }
 
 #[test]
@@ -220,25 +199,26 @@ fn destroying_a_durable_dict_keeps_its_data() {
     again.destroy();
 }
 
+/// Opening `path` fails with a backend error that says `says`.
+fn assert_open_fails(path: &std::path::Path, says: &str) {
+    let err = Sqlite::open(path, "", 1).err().expect("must fail");
+    assert!(
+        matches!(&err, DictError::Backend(m) if m.contains(says)),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn a_missing_directory_is_a_clear_error() {
     let path = scratch().join("no/such/dir/d.sqlite");
-    let err = Sqlite::open(&path, "", 1).err().expect("must fail");
-    assert!(
-        matches!(&err, DictError::Backend(m) if m.contains("does not exist")),
-        "{err:?}"
-    );
+    assert_open_fails(&path, "does not exist");
 }
 
 #[test]
 fn a_corrupt_file_is_a_clear_error() {
     let path = scratch().join("d.sqlite");
     std::fs::write(&path, vec![0x5a; 8192]).expect("write junk");
-    let err = Sqlite::open(&path, "", 1).err().expect("must fail");
-    assert!(
-        matches!(&err, DictError::Backend(m) if m.contains("not a database")),
-        "{err:?}"
-    );
+    assert_open_fails(&path, "not a database");
 }
 
 #[test]
