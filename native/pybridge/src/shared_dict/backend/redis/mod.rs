@@ -17,7 +17,8 @@
 //! * A TTL is a Redis expiry (`SET … PXAT`, `PEXPIREAT`): a read on any node
 //!   (or `redis-cli`) never sees an expired key, whatever the reaper does.
 //! * Every write is one Lua script ([`scripts`]), so it is atomic on the
-//!   server and announces itself on the stream in the same step. Every
+//!   server and announces itself on the stream in the same step; the puts
+//!   and removals of concurrent callers share one script call ([`batch`]). Every
 //!   script declares each key it touches, so Redis Cluster routes it to
 //!   the dict's node ([`pool`] follows `MOVED`/`ASK` there).
 //! * Events: each node's [`follower`] reads the stream from the last id it
@@ -42,7 +43,10 @@
 //! scheduler, see [`Backend::blocking`]); a failure is
 //! [`DictError::Backend`], and the [`pool`] reconnects by itself.
 
+mod batch;
 mod big;
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod big_tests;
 #[cfg(test)]
@@ -61,7 +65,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use redis::Connection;
 
 use super::{Backend, Condition, Expiry, Found, Item, Millis, RawEvent};
 use crate::shared_dict::codec;
@@ -153,6 +156,8 @@ impl Shared {
 /// A dict kept in Redis.
 pub struct Redis {
     shared: Arc<Shared>,
+    /// Concurrent puts and removals go to Redis together ([`batch`]).
+    batch: Arc<batch::Batcher>,
     /// Whether the dict has a name (another node can open it): then destroy
     /// only detaches, else it removes the data.
     named: bool,
@@ -218,7 +223,11 @@ impl Redis {
         shared
             .pool
             .run_idempotent(|c| redis::cmd("EXISTS").arg(&seq).query::<i64>(c))?;
-        Ok(Redis { shared, named })
+        Ok(Redis {
+            shared,
+            named,
+            batch: Arc::new(batch::Batcher::new(pool_size)),
+        })
     }
 
     fn record(&self, key: &str) -> Result<Option<Vec<u8>>, DictError> {
@@ -237,7 +246,6 @@ impl Redis {
         now: Millis,
     ) -> Result<u64, DictError> {
         let body = codec::encode(item).map_err(|e| DictError::Unstorable(e.to_string()))?;
-        let body_len = body.len();
         let mode = match expiry {
             Expiry::Keep => "keep".to_owned(),
             Expiry::Never => "never".to_owned(),
@@ -249,21 +257,22 @@ impl Redis {
             Condition::Version(None) => ("ver", String::new()),
             Condition::Version(Some(v)) => ("ver", format!("{v:020}")),
         };
-        let keys = &self.shared.keys;
-        let mut inv = keys.invoke(&scripts::PUT, [keys.value(key)]);
-        inv.arg(key).arg(body).arg(mode).arg(cond).arg(expected);
-        // Redis answers a big write only once it has stored it (and, with
-        // `appendfsync always`, written it to disk): wait longer for it.
-        let big = body_len > big::BIG;
-        let (out, id): (i64, String) = self.shared.pool.run(|c: &mut Connection| match big {
-            false => inv.invoke(c),
-            true => big::with_deadline(c, big::big_timeout(body_len), |c| inv.invoke(c)),
-        })?;
+        let op = batch::Op::Put {
+            key: key.to_owned(),
+            body,
+            mode,
+            cond,
+            expected,
+        };
+        let (out, id) = self.batch.write(&self.shared, op)?;
         self.shared.wait_raised(&id);
         match out {
-            -1 => Err(DictError::Exists),
-            -2 => Err(DictError::Conflict),
-            v => Ok(v as u64),
+            redis::Value::Int(-1) => Err(DictError::Exists),
+            redis::Value::Int(-2) => Err(DictError::Conflict),
+            redis::Value::Int(v) if v > 0 => Ok(v as u64),
+            _ => Err(DictError::Backend(
+                "redis: unexpected reply to a put".into(),
+            )),
         }
     }
 
@@ -387,15 +396,14 @@ impl Backend for Redis {
         _now: Millis,
         _events: &mut Vec<RawEvent>,
     ) -> Result<Option<Item>, DictError> {
-        let keys = &self.shared.keys;
         // A big record is parked under a key of its own rather than sent
         // back by the script (see [`big`]).
-        let park = keys.park(self.shared.node);
-        let mut inv = keys.invoke(&scripts::REMOVE, [keys.value(key), park.clone()]);
-        inv.arg(key)
-            .arg(big::BIG)
-            .arg(big::PARK_TTL.as_millis() as u64);
-        let (rec, id): (redis::Value, String) = self.shared.pool.run(|c| inv.invoke(c))?;
+        let park = self.shared.keys.park(self.shared.node);
+        let op = batch::Op::Remove {
+            key: key.to_owned(),
+            park: park.clone(),
+        };
+        let (rec, id) = self.batch.write(&self.shared, op)?;
         let rec = match rec {
             redis::Value::BulkString(rec) => Some(rec),
             redis::Value::Int(len) => Some(big::take_parked(

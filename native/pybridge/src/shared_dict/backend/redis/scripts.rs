@@ -69,9 +69,10 @@ local function claim(key, vkey, now)
     redis.call('SREM', KEYS[1], key)
     redis.call('DEL', vkey)
     event('e', key, body_of(cur))
-    return true
+    return true, false
   end
-  return false
+  -- Second: whether the key has a (future) expiry.
+  return false, at ~= false
 end
 local function due(now)
   local set = {}
@@ -95,76 +96,90 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// KEYS 6 the value key. ARGV 4 key, 5 record body, 6 expiry (`keep`,
-/// `never` or ms from now), 7 condition (`always`, `absent`, `ver`), 8
-/// expected version header (empty: missing). Returns `{version or -1
-/// (exists) or -2 (conflict), id of its last event ('' when none)}`; every
-/// write script ends with that id, so the writer can wait until its node
-/// has raised the events.
-pub static PUT: LazyLock<Script> = LazyLock::new(|| {
+/// A batch of puts and removals (see [`super::batch`]), applied in order,
+/// each announcing itself as its own event. ARGV 4: the byte budget of the
+/// removed records the reply carries; then per write, its kind and
+/// arguments, and in KEYS from 6 on its keys, in the same order:
+///
+/// * put: ARGV `p`, key, record body, expiry (`keep`, `never` or ms from
+///   now), condition (`always`, `absent`, `ver`), expected version header
+///   (empty: missing); KEYS its value key. Its answer: the new version, or
+///   -1 (exists) or -2 (conflict).
+/// * remove: ARGV `d`, key, parked-record lifetime (ms); KEYS its value key
+///   and a fresh parking key. Its answer: the removed record, or its size
+///   when it did not fit the budget (it is then renamed to the parking
+///   key, which expires after that lifetime), or nil (missing).
+///
+/// Returns `{id of the batch's last event ('' when none), answer, ...}`:
+/// every write script ends with that id, so the writers can wait until
+/// their node has raised the events.
+pub static WRITES: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
-local key = ARGV[4]
-local vkey = KEYS[6]
-claim(key, vkey, now)
--- Only the version header of the current record (no copy of a big one).
-local cur = false
-if redis.call('EXISTS', vkey) == 1 then cur = redis.call('GETRANGE', vkey, 0, 19) end
-local cond = ARGV[7]
-if cond == 'absent' then
-  if cur then return {-1, LAST} end
-elseif cond == 'ver' then
-  local have = ''
-  if cur then have = string.sub(cur, 1, 20) end
-  if have ~= ARGV[8] then return {-2, LAST} end
+local function put(key, vkey, body, mode, cond, expected)
+  local _, ttl = claim(key, vkey, now)
+  -- Only the version header of the current record (no copy of a big
+  -- one), and only when the write depends on it.
+  local cur = false
+  if cond ~= 'always' or mode == 'keep' then
+    cur = redis.call('GETRANGE', vkey, 0, 19)
+    if cur == '' then cur = false end
+  end
+  if cond == 'absent' then
+    if cur then return -1 end
+  elseif cond == 'ver' then
+    if (cur or '') ~= expected then return -2 end
+  end
+  local ver = redis.call('INCR', KEYS[3])
+  local rec = string.format('%020d', ver) .. body
+  if mode == 'keep' then
+    if cur then redis.call('SET', vkey, rec, 'KEEPTTL') else redis.call('SET', vkey, rec) end
+  elseif mode == 'never' then
+    redis.call('SET', vkey, rec)
+    if ttl then redis.call('ZREM', KEYS[2], key) end
+  else
+    local at = now + tonumber(mode)
+    redis.call('SET', vkey, rec, 'PXAT', at)
+    redis.call('ZADD', KEYS[2], at, key)
+  end
+  redis.call('SADD', KEYS[1], key)
+  event('p', key, body, ver)
+  return ver
 end
-local ver = redis.call('INCR', KEYS[3])
-local rec = string.format('%020d', ver) .. ARGV[5]
-local mode = ARGV[6]
-if mode == 'keep' then
-  if cur then redis.call('SET', vkey, rec, 'KEEPTTL') else redis.call('SET', vkey, rec) end
-elseif mode == 'never' then
-  redis.call('SET', vkey, rec)
+local budget = tonumber(ARGV[4])
+local function remove(key, vkey, park, park_ms)
+  if claim(key, vkey, now) then return false end
+  local n = redis.call('STRLEN', vkey)
+  if n == 0 then return false end
+  local out = n
+  if n <= budget then
+    budget = budget - n
+    out = redis.call('GET', vkey)
+    redis.call('DEL', vkey)
+    event('d', key, body_of(out))
+  else
+    redis.call('RENAME', vkey, park)
+    redis.call('PEXPIRE', park, park_ms)
+    event('d', key, nil)
+  end
+  redis.call('SREM', KEYS[1], key)
   redis.call('ZREM', KEYS[2], key)
-else
-  local at = now + tonumber(mode)
-  redis.call('SET', vkey, rec, 'PXAT', at)
-  redis.call('ZADD', KEYS[2], at, key)
+  return out
 end
-redis.call('SADD', KEYS[1], key)
-event('p', key, ARGV[5], ver)
-return {ver, LAST}
-"#,
-    )
-});
-
-/// KEYS 6 the value key, 7 a fresh parking key. ARGV 4 key, 5 the largest
-/// record returned, 6 ms a parked one lives. Returns `{the removed record,
-/// or its size when bigger than ARGV 5 (it is then renamed to KEYS 7,
-/// which expires after ARGV 6 ms), or nil; last event id}`.
-pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local now = now_ms()
-local key = ARGV[4]
-local vkey = KEYS[6]
-if claim(key, vkey, now) then return {false, LAST} end
-local n = redis.call('STRLEN', vkey)
-if n == 0 then return {false, LAST} end
-local out = n
-if n <= tonumber(ARGV[5]) then
-  out = redis.call('GET', vkey)
-  redis.call('DEL', vkey)
-  event('d', key, body_of(out))
-else
-  redis.call('RENAME', vkey, KEYS[7])
-  redis.call('PEXPIRE', KEYS[7], ARGV[6])
-  event('d', key, nil)
+local out = {''}
+local i, k = 5, 6
+while i <= #ARGV do
+  if ARGV[i] == 'p' then
+    out[#out + 1] = put(ARGV[i + 1], KEYS[k], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+    i, k = i + 6, k + 1
+  else
+    out[#out + 1] = remove(ARGV[i + 1], KEYS[k], KEYS[k + 1], ARGV[i + 2])
+    i, k = i + 3, k + 2
+  end
 end
-redis.call('SREM', KEYS[1], key)
-redis.call('ZREM', KEYS[2], key)
-return {out, LAST}
+out[1] = LAST
+return out
 "#,
     )
 });

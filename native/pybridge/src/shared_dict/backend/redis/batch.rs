@@ -1,0 +1,304 @@
+//! Group commit for Redis: the puts and removals of concurrent callers on
+//! one dict go to Redis together, as one script call ([`scripts::WRITES`])
+//! on one connection.
+//!
+//! The shape of SQLite's group commit (`sqlite/group_commit.rs`): a writer
+//! that finds fewer than [`Batcher::max_in_flight`] batches on their way to
+//! Redis sends its own write at once, alone (a lone caller never waits for
+//! a batch to fill). One that finds them all busy joins the batch forming
+//! behind them, or starts one; the writer that started it sends it once one
+//! in flight came back. Only what is already queued is batched.
+//!
+//! * The script applies the batch's writes in the order they joined, each
+//!   with its own condition, and announces each with its own event on the
+//!   stream, so each writer gets its own answer (`:ok`, `:exists`, a
+//!   conflict, the removed value) and its own event, as if it had run
+//!   alone.
+//! * Each writer is answered only after Redis answered for the whole batch
+//!   (and its node raised the batch's events, see
+//!   [`Shared::wait_raised`](super::Shared::wait_raised)): what an `:ok`
+//!   promises is unchanged. A batch whose call failed fails for every
+//!   writer in it, with the same error a lone write would get (after a lost
+//!   connection its writes may or may not have been applied, as for one).
+//! * A dict lives on one hash slot, so a batch is one slot: Redis Cluster
+//!   routes and redirects it as one command.
+//! * A batch holds at most [`MAX_OPS`] writes and [`MAX_BYTES`] of values;
+//!   a value above [`big::BIG`] is never batched (it gets its own deadline).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+use redis::{Connection, Value};
+
+use super::{big, scripts, Shared};
+use crate::shared_dict::DictError;
+
+/// Most writes in one batch.
+pub const MAX_OPS: usize = 128;
+
+/// Most value bytes in one batch (a write that would pass it starts the
+/// next batch).
+pub const MAX_BYTES: usize = big::BIG;
+
+/// Batches on their way to Redis at once (at most the pool's size): two,
+/// so that the next batch is sent while the server runs the previous one.
+pub const MAX_IN_FLIGHT: usize = 2;
+
+/// One write of a batch.
+pub enum Op {
+    Put {
+        key: String,
+        body: Vec<u8>,
+        /// `keep`, `never` or ms from now.
+        mode: String,
+        /// `always`, `absent` or `ver`.
+        cond: &'static str,
+        /// The expected version header (empty: missing).
+        expected: String,
+    },
+    Remove {
+        key: String,
+        /// Where a record too big for the reply is parked.
+        park: String,
+    },
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Put { body, .. } => body.len(),
+            Op::Remove { .. } => 0,
+        }
+    }
+}
+
+/// What Redis answered for a batch: each write's answer, in order, and the
+/// id of the batch's last event.
+type Answers = Result<(Vec<Value>, String), DictError>;
+
+/// How a batch's script call is made on a connection (the big write's
+/// longer deadline, or as it is).
+type Call<'a> = &'a dyn Fn(
+    &mut Connection,
+    &mut dyn FnMut(&mut Connection) -> redis::RedisResult<Value>,
+) -> redis::RedisResult<Value>;
+
+/// Where the writers of a batch wait for its answers.
+#[derive(Default)]
+struct Done {
+    answers: Mutex<Option<Answers>>,
+    cv: Condvar,
+}
+
+/// A batch waiting for its turn.
+struct Forming {
+    id: u64,
+    ops: Vec<Op>,
+    bytes: usize,
+    done: Arc<Done>,
+}
+
+#[derive(Default)]
+struct Queue {
+    in_flight: usize,
+    /// Oldest first; each sent by the writer that started it.
+    forming: VecDeque<Forming>,
+    next_id: u64,
+}
+
+/// The batching of one dict's writes.
+pub struct Batcher {
+    queue: Mutex<Queue>,
+    /// Signalled when a batch in flight came back.
+    turn: Condvar,
+    max_in_flight: usize,
+    /// Script calls sent, and the writes they carried.
+    pub sent: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl Batcher {
+    pub fn new(pool_size: usize) -> Batcher {
+        Batcher {
+            queue: Mutex::new(Queue::default()),
+            turn: Condvar::new(),
+            max_in_flight: pool_size.clamp(1, MAX_IN_FLIGHT),
+            sent: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// Holds every batch back (as if all in flight), for tests.
+    #[cfg(test)]
+    pub fn hold(&self) {
+        self.queue.lock().in_flight += self.max_in_flight;
+    }
+
+    /// Undoes [`hold`](Self::hold).
+    #[cfg(test)]
+    pub fn release(&self) {
+        self.queue.lock().in_flight -= self.max_in_flight;
+        self.turn.notify_all();
+    }
+
+    /// Writes waiting in forming batches, for tests.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.queue.lock().forming.iter().map(|b| b.ops.len()).sum()
+    }
+
+    fn send(&self, shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(ops.len() as u64, Ordering::Relaxed);
+        send(shared, ops, call)
+    }
+
+    /// Applies `op` (alone or in a batch with concurrent writers' ones) and
+    /// returns its answer and the id of the last event of its batch.
+    pub fn write(&self, shared: &Shared, op: Op) -> Result<(Value, String), DictError> {
+        if op.bytes() > big::BIG {
+            // Its own deadline, scaled to its size: not batched.
+            let t = big::big_timeout(op.bytes());
+            return one(self.send(shared, vec![op], &|c, f| big::with_deadline(c, t, f)));
+        }
+        let mut q = self.queue.lock();
+        if q.in_flight < self.max_in_flight && q.forming.is_empty() {
+            q.in_flight += 1;
+            drop(q);
+            let out = self.send(shared, vec![op], &|c, f| f(c));
+            self.came_back();
+            return one(out);
+        }
+        let bytes = op.bytes();
+        if let Some(b) = q
+            .forming
+            .back_mut()
+            .filter(|b| b.ops.len() < MAX_OPS && b.bytes + bytes <= MAX_BYTES)
+        {
+            // Join: the batch's starter sends it.
+            let at = b.ops.len();
+            b.ops.push(op);
+            b.bytes += bytes;
+            let done = b.done.clone();
+            drop(q);
+            return take(&done, at);
+        }
+        // Start a batch; send it when it is first in line and a batch in
+        // flight came back.
+        q.next_id += 1;
+        let id = q.next_id;
+        let done = Arc::new(Done::default());
+        q.forming.push_back(Forming {
+            id,
+            ops: vec![op],
+            bytes,
+            done: done.clone(),
+        });
+        let ops = loop {
+            let first = q.forming.front().map(|b| b.id);
+            if q.in_flight < self.max_in_flight && first == Some(id) {
+                q.in_flight += 1;
+                match q.forming.pop_front() {
+                    Some(b) => break b.ops,
+                    None => break Vec::new(),
+                }
+            }
+            self.turn.wait(&mut q);
+        };
+        drop(q);
+        let out = self.send(shared, ops, &|c, f| f(c));
+        self.came_back();
+        *done.answers.lock() = Some(out);
+        done.cv.notify_all();
+        take(&done, 0)
+    }
+
+    fn came_back(&self) {
+        self.queue.lock().in_flight -= 1;
+        self.turn.notify_all();
+    }
+}
+
+/// The answer of a batch of one.
+fn one(out: Answers) -> Result<(Value, String), DictError> {
+    let (answers, last) = out?;
+    let answer = answers.into_iter().next().unwrap_or(Value::Nil);
+    Ok((answer, last))
+}
+
+/// Waits for the answers of `done`'s batch and takes the one at `at`.
+fn take(done: &Done, at: usize) -> Result<(Value, String), DictError> {
+    let mut answers = done.answers.lock();
+    while answers.is_none() {
+        done.cv.wait(&mut answers);
+    }
+    match answers.as_mut() {
+        Some(Ok((all, last))) => {
+            let answer = all.get_mut(at).map_or(Value::Nil, std::mem::take);
+            Ok((answer, last.clone()))
+        }
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(DictError::Backend("internal error: no answer".into())),
+    }
+}
+
+/// Sends `ops` as one script call (through `call`, which may change the
+/// connection's deadlines): each write's answer and the last event's id.
+/// A panic becomes the batch's error, so its writers are still answered.
+fn send(shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
+    let n = ops.len();
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let keys = &shared.keys;
+        let declared = ops.iter().flat_map(|op| match op {
+            Op::Put { key, .. } => [Some(keys.value(key)), None],
+            Op::Remove { key, park } => [Some(keys.value(key)), Some(park.clone())],
+        });
+        let mut inv = keys.invoke(&scripts::WRITES, declared.flatten());
+        inv.arg(big::BIG);
+        for op in &ops {
+            match op {
+                Op::Put {
+                    key,
+                    body,
+                    mode,
+                    cond,
+                    expected,
+                } => inv
+                    .arg("p")
+                    .arg(key)
+                    .arg(body)
+                    .arg(mode)
+                    .arg(*cond)
+                    .arg(expected),
+                Op::Remove { key, .. } => inv
+                    .arg("d")
+                    .arg(key)
+                    .arg(big::PARK_TTL.as_millis() as u64),
+            };
+        }
+        shared.pool.run(|c| call(c, &mut |c| inv.invoke(c)))
+    }));
+    let reply = match ran {
+        Ok(reply) => reply?,
+        Err(_) => {
+            return Err(DictError::Backend(
+                "internal error: a Redis write panicked".into(),
+            ))
+        }
+    };
+    let bad = || DictError::Backend("redis: unexpected reply to a write".into());
+    let Value::Array(mut all) = reply else {
+        return Err(bad());
+    };
+    if all.len() != n + 1 {
+        return Err(bad());
+    }
+    let last = match all.remove(0) {
+        Value::BulkString(b) => String::from_utf8(b).map_err(|_| bad())?,
+        Value::SimpleString(s) => s,
+        _ => String::new(),
+    };
+    Ok((all, last))
+}

@@ -1,0 +1,227 @@
+//! Batched writes ([`super::batch`]) against a real `redis-server`: each
+//! writer of a batch gets its own answer and its own event, exactly once,
+//! on every node. Batches are formed deterministically: the test holds the
+//! batcher (as if its batches were all in flight), waits until the writers
+//! it started have queued, then lets the batch go.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::batch::Batcher;
+use super::tests::TestServer;
+use super::Redis;
+use crate::convert::Value;
+use crate::shared_dict::{Condition, DictError, EventKind, Item, Listener, SharedDict, Stored};
+
+/// Every event a node raised: kind, key, the integer value it carried.
+#[derive(Default)]
+struct Seen(Mutex<Vec<(EventKind, String, Option<i64>)>>);
+
+impl Listener for Seen {
+    fn wants_values(&self) -> bool {
+        true
+    }
+    fn event(&self, kind: EventKind, key: &str, value: Option<&Item>) {
+        let v = value.and_then(|v| match &**v {
+            Stored::Plain(Value::Int(i)) => Some(*i),
+            _ => None,
+        });
+        self.0.lock().push((kind, key.to_owned(), v));
+    }
+}
+
+fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<Batcher>, Arc<Seen>) {
+    let r = Redis::open(url, "t", Some(name), 4).expect("opens");
+    let batcher = r.batch.clone();
+    let d = SharedDict::with_backend(None, Box::new(r)).expect("dict");
+    let seen = Arc::new(Seen::default());
+    d.listen(seen.clone()).expect("listen");
+    (d, batcher, seen)
+}
+
+fn int(v: i64) -> Stored {
+    Stored::Plain(Value::Int(v))
+}
+
+/// Waits (up to 10 s) until `f` holds: a latch on state, not a timing.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn concurrent_put_new_in_one_batch_gives_each_key_one_winner_and_one_event() {
+    let server = TestServer::start();
+    let (a, batcher, seen_a) = node(&server.url(), "b1");
+    let (_b, _, seen_b) = node(&server.url(), "b1");
+
+    batcher.hold();
+    let (sent, writes) = (batcher.sent.load(Ordering::SeqCst), batcher.writes.load(Ordering::SeqCst));
+    let writers: Vec<_> = (0..64)
+        .map(|i| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let key = format!("k{}", i % 8);
+                (key.clone(), i, a.put(&key, int(i), None, Condition::Absent))
+            })
+        })
+        .collect();
+    until("64 writers queued", || batcher.queued() == 64);
+    batcher.release();
+    let results: Vec<_> = writers.into_iter().map(|w| w.join().expect("writer")).collect();
+    assert_eq!(batcher.sent.load(Ordering::SeqCst) - sent, 1, "one script call");
+    assert_eq!(batcher.writes.load(Ordering::SeqCst) - writes, 64);
+
+    let mut winners: HashMap<String, i64> = HashMap::new();
+    for (key, i, out) in results {
+        match out {
+            Ok(_) => assert!(winners.insert(key, i).is_none(), "two winners"),
+            Err(DictError::Exists) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 8, "one :ok per key");
+    for (key, i) in &winners {
+        let (item, _) = a.get(key).unwrap().expect("written");
+        assert!(matches!(&*item, Stored::Plain(Value::Int(v)) if v == i));
+    }
+    // The writing node raised its events before the writes returned; the
+    // other node gets the same ones.
+    for seen in [&seen_a, &seen_b] {
+        until("8 events", || seen.0.lock().len() >= 8);
+        let mut got: Vec<_> = seen.0.lock().clone();
+        got.sort_by(|x, y| x.1.cmp(&y.1));
+        let mut want: Vec<_> = winners
+            .iter()
+            .map(|(k, i)| (EventKind::Put, k.clone(), Some(*i)))
+            .collect();
+        want.sort_by(|x, y| x.1.cmp(&y.1));
+        assert_eq!(got, want, "each winner's event, once");
+    }
+    assert_eq!(a.stats().unwrap().puts, 8);
+    a.destroy();
+}
+
+#[test]
+fn free_running_concurrent_writers_each_get_their_event_once() {
+    let server = TestServer::start();
+    let (a, batcher, seen_a) = node(&server.url(), "b2");
+    let (_b, _, seen_b) = node(&server.url(), "b2");
+    let writers: Vec<_> = (0..16)
+        .map(|t| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let key = format!("k{}", (t + i) % 5);
+                    a.put(&key, int(t * 1000 + i), None, Condition::Always)
+                        .expect("put");
+                    if i % 10 == 9 {
+                        a.take(&key).expect("take");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let puts = seen_a.0.lock().iter().filter(|e| e.0 == EventKind::Put).count();
+    assert_eq!(puts, 16 * 50, "every put raised once before it returned");
+    let deletes = seen_a.0.lock().iter().filter(|e| e.0 == EventKind::Delete).count();
+    until("the other node has them all", || {
+        seen_b.0.lock().len() == puts + deletes
+    });
+    assert_eq!(*seen_b.0.lock(), *seen_a.0.lock(), "same events, same order");
+    let sent = batcher.sent.load(Ordering::SeqCst);
+    assert!(sent > 0 && batcher.writes.load(Ordering::SeqCst) >= sent);
+    a.destroy();
+}
+
+#[test]
+fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
+    let server = TestServer::start();
+    let (a, batcher, seen) = node(&server.url(), "b3");
+    let v1 = a.put("k", int(1), None, Condition::Always).unwrap();
+    seen.0.lock().clear();
+
+    type Step = Box<dyn FnOnce(&Arc<SharedDict>) -> String + Send>;
+    let steps: Vec<Step> = vec![
+        Box::new(|d| format!("{:?}", d.put("k", int(2), None, Condition::Absent))),
+        Box::new(|d| format!("{:?}", d.take("k").map(|v| v.is_some()))),
+        Box::new(|d| format!("{:?}", d.put("k", int(3), None, Condition::Absent).is_ok())),
+        Box::new(move |d| format!("{:?}", d.put("k", int(4), None, Condition::Version(Some(v1))))),
+        Box::new(|d| format!("{:?}", d.take("missing").map(|v| v.is_some()))),
+        Box::new(|d| format!("{:?}", d.put("t", int(5), Some(60_000), Condition::Always).is_ok())),
+    ];
+    batcher.hold();
+    let mut writers = Vec::new();
+    for (n, step) in steps.into_iter().enumerate() {
+        let a = a.clone();
+        writers.push(std::thread::spawn(move || step(&a)));
+        // In this order: each joins once the one before it did.
+        until("queued", || batcher.queued() == n + 1);
+    }
+    let sent = batcher.sent.load(Ordering::SeqCst);
+    batcher.release();
+    let answers: Vec<String> = writers.into_iter().map(|w| w.join().expect("writer")).collect();
+    assert_eq!(batcher.sent.load(Ordering::SeqCst) - sent, 1, "one script call");
+    assert_eq!(
+        answers,
+        [
+            "Err(Exists)",
+            "Ok(true)",
+            "true",
+            "Err(Conflict)",
+            "Ok(false)",
+            "true"
+        ]
+    );
+    let got = seen.0.lock().clone();
+    assert_eq!(
+        got,
+        [
+            (EventKind::Delete, "k".to_owned(), Some(1)),
+            (EventKind::Put, "k".to_owned(), Some(3)),
+            (EventKind::Put, "t".to_owned(), Some(5)),
+        ]
+    );
+    assert!(a.ttl("t").unwrap().is_some());
+    a.destroy();
+}
+
+#[test]
+fn a_batch_that_fails_fails_for_each_writer_and_the_dict_recovers() {
+    let mut server = TestServer::start();
+    let (a, batcher, _) = node(&server.url(), "b4");
+    a.put("k", int(0), None, Condition::Always).unwrap();
+    batcher.hold();
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let a = a.clone();
+            std::thread::spawn(move || a.put(&format!("k{i}"), int(i), None, Condition::Always))
+        })
+        .collect();
+    until("4 writers queued", || batcher.queued() == 4);
+    server.kill();
+    batcher.release();
+    for w in writers {
+        match w.join().expect("writer") {
+            Err(DictError::Backend(_)) => {}
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+    server.restart();
+    until("writes again", || {
+        a.put("k", int(1), None, Condition::Always).is_ok()
+    });
+    let (item, _) = a.get("k").unwrap().expect("there");
+    assert!(matches!(&*item, Stored::Plain(Value::Int(1))));
+    a.destroy();
+}
