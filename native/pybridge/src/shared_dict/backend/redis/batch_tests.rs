@@ -63,7 +63,10 @@ fn concurrent_put_new_in_one_batch_gives_each_key_one_winner_and_one_event() {
     let (_b, _, seen_b) = node(&server.url(), "b1");
 
     batcher.hold();
-    let (sent, writes) = (batcher.sent.load(Ordering::SeqCst), batcher.writes.load(Ordering::SeqCst));
+    let (sent, writes) = (
+        batcher.sent.load(Ordering::SeqCst),
+        batcher.writes.load(Ordering::SeqCst),
+    );
     let writers: Vec<_> = (0..64)
         .map(|i| {
             let a = a.clone();
@@ -75,8 +78,15 @@ fn concurrent_put_new_in_one_batch_gives_each_key_one_winner_and_one_event() {
         .collect();
     until("64 writers queued", || batcher.queued() == 64);
     batcher.release();
-    let results: Vec<_> = writers.into_iter().map(|w| w.join().expect("writer")).collect();
-    assert_eq!(batcher.sent.load(Ordering::SeqCst) - sent, 1, "one script call");
+    let results: Vec<_> = writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .collect();
+    assert_eq!(
+        batcher.sent.load(Ordering::SeqCst) - sent,
+        1,
+        "one script call"
+    );
     assert_eq!(batcher.writes.load(Ordering::SeqCst) - writes, 64);
 
     let mut winners: HashMap<String, i64> = HashMap::new();
@@ -132,13 +142,27 @@ fn free_running_concurrent_writers_each_get_their_event_once() {
     for w in writers {
         w.join().expect("writer");
     }
-    let puts = seen_a.0.lock().iter().filter(|e| e.0 == EventKind::Put).count();
+    let puts = seen_a
+        .0
+        .lock()
+        .iter()
+        .filter(|e| e.0 == EventKind::Put)
+        .count();
     assert_eq!(puts, 16 * 50, "every put raised once before it returned");
-    let deletes = seen_a.0.lock().iter().filter(|e| e.0 == EventKind::Delete).count();
+    let deletes = seen_a
+        .0
+        .lock()
+        .iter()
+        .filter(|e| e.0 == EventKind::Delete)
+        .count();
     until("the other node has them all", || {
         seen_b.0.lock().len() == puts + deletes
     });
-    assert_eq!(*seen_b.0.lock(), *seen_a.0.lock(), "same events, same order");
+    assert_eq!(
+        *seen_b.0.lock(),
+        *seen_a.0.lock(),
+        "same events, same order"
+    );
     let sent = batcher.sent.load(Ordering::SeqCst);
     assert!(sent > 0 && batcher.writes.load(Ordering::SeqCst) >= sent);
     a.destroy();
@@ -156,9 +180,19 @@ fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
         Box::new(|d| format!("{:?}", d.put("k", int(2), None, Condition::Absent))),
         Box::new(|d| format!("{:?}", d.take("k").map(|v| v.is_some()))),
         Box::new(|d| format!("{:?}", d.put("k", int(3), None, Condition::Absent).is_ok())),
-        Box::new(move |d| format!("{:?}", d.put("k", int(4), None, Condition::Version(Some(v1))))),
+        Box::new(move |d| {
+            format!(
+                "{:?}",
+                d.put("k", int(4), None, Condition::Version(Some(v1)))
+            )
+        }),
         Box::new(|d| format!("{:?}", d.take("missing").map(|v| v.is_some()))),
-        Box::new(|d| format!("{:?}", d.put("t", int(5), Some(60_000), Condition::Always).is_ok())),
+        Box::new(|d| {
+            format!(
+                "{:?}",
+                d.put("t", int(5), Some(60_000), Condition::Always).is_ok()
+            )
+        }),
     ];
     batcher.hold();
     let mut writers = Vec::new();
@@ -170,8 +204,15 @@ fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
     }
     let sent = batcher.sent.load(Ordering::SeqCst);
     batcher.release();
-    let answers: Vec<String> = writers.into_iter().map(|w| w.join().expect("writer")).collect();
-    assert_eq!(batcher.sent.load(Ordering::SeqCst) - sent, 1, "one script call");
+    let answers: Vec<String> = writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .collect();
+    assert_eq!(
+        batcher.sent.load(Ordering::SeqCst) - sent,
+        1,
+        "one script call"
+    );
     assert_eq!(
         answers,
         [

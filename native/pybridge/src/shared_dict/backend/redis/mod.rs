@@ -44,9 +44,9 @@
 //! [`DictError::Backend`], and the [`pool`] reconnects by itself.
 
 mod batch;
-mod big;
 #[cfg(test)]
 mod batch_tests;
+mod big;
 #[cfg(test)]
 mod big_tests;
 #[cfg(test)]
