@@ -267,6 +267,51 @@ defmodule Py.SharedDictRedisTest do
   end
 
   @tag :distributed
+  # Concurrent writes of one dict share script calls (batches): each caller
+  # still gets its own answer and its own event, once.
+  test "64 concurrent put_new on 8 keys: one :ok per key, each event once", %{server: s} do
+    sd = open(s, unique())
+    :ok = SD.subscribe(sd, [:put, :delete])
+
+    results =
+      1..64
+      |> Task.async_stream(fn i -> {"k#{rem(i, 8)}", i, SD.put_new(sd, "k#{rem(i, 8)}", i)} end,
+        max_concurrency: 64,
+        ordered: false
+      )
+      |> Enum.map(fn {:ok, r} -> r end)
+
+    winners = for {k, i, :ok} <- results, do: {k, i}
+    assert length(winners) == 8
+    assert winners |> Enum.map(&elem(&1, 0)) |> Enum.uniq() |> length() == 8
+    assert Enum.count(results, &match?({_, _, {:error, :exists}}, &1)) == 56
+    for {k, i} <- winners, do: assert(SD.get(sd, k) == i)
+    for {k, _} <- winners, do: assert_receive({:shared_dict, ^sd, :put, ^k}, 5_000)
+
+    # Each caller takes back what it wrote, with puts and takes batched.
+    taken =
+      1..64
+      |> Task.async_stream(
+        fn i ->
+          :ok = SD.put(sd, "own#{i}", i)
+          {i, SD.take(sd, "own#{i}")}
+        end,
+        max_concurrency: 64,
+        ordered: false
+      )
+      |> Enum.map(fn {:ok, r} -> r end)
+
+    for {i, got} <- taken, do: assert(got == {:ok, i})
+
+    for i <- 1..64 do
+      key = "own#{i}"
+      assert_receive {:shared_dict, ^sd, :put, ^key}, 5_000
+      assert_receive {:shared_dict, ^sd, :delete, ^key}, 5_000
+    end
+
+    refute_receive {:shared_dict, ^sd, _, _}, 300
+  end
+
   test "two BEAM nodes see each other's writes and every event", %{server: s} do
     {peer, node} = start_peer()
 

@@ -3,7 +3,7 @@
 //! on one connection.
 //!
 //! The shape of SQLite's group commit (`sqlite/group_commit.rs`): a writer
-//! that finds fewer than [`Batcher::max_in_flight`] batches on their way to
+//! that finds fewer than [`MAX_IN_FLIGHT`] batches on their way to
 //! Redis sends its own write at once, alone (a lone caller never waits for
 //! a batch to fill). One that finds them all busy joins the batch forming
 //! behind them, or starts one; the writer that started it sends it once one

@@ -16,7 +16,7 @@
 //!   the usual deadline: [`read_records`] asks for the records that fit,
 //!   and only the sizes of the others, then reads each bigger one with a
 //!   plain `GET` under [`big_timeout`] of its size;
-//! * a removal of a big record ([`scripts::REMOVE`](super::scripts::REMOVE))
+//! * a removal of a big record ([`scripts::WRITES`](super::scripts::WRITES))
 //!   renames it to a parked key in the same atomic step instead of
 //!   returning it; [`take_parked`] then reads and deletes it (`GETDEL`)
 //!   under the scaled deadline. A parked key expires on its own after
