@@ -79,9 +79,17 @@ defmodule Py.Call do
     # from a process with a long mailbox stays O(1).
     ref = make_ref()
 
-    case start(cref, namespace, ref, job, timeout) do
+    case start(cref, namespace, ref, job, timeout, nil) do
       {:done, result, timing} ->
         {result, timing}
+
+      # The Python code called back while the NIF waited for it: the
+      # request came back with the handle instead of by message.
+      {:callback, handle, request} ->
+        handle(handle, ref, timeout, {:callback, request}, nil)
+
+      {:callback, handle, request, left} ->
+        handle(handle, ref, timeout, {:callback, request}, Py.Callback.deadline(left))
 
       {:running, handle} ->
         # The one receive of a call: every message kind tagged with `ref`
@@ -130,6 +138,9 @@ defmodule Py.Call do
     case done do
       :ok when late? -> late(handle, ref, timeout)
       :ok -> await(handle, ref, timeout, deadline)
+      # The call's next callback, handed to the answering NIF.
+      {:callback, _next} when late? -> late(handle, ref, timeout)
+      {:callback, next} -> handle(handle, ref, timeout, {:callback, next}, deadline)
       {:done, _, _, _} when late? -> timeout_error(timeout)
       {:done, result, queued_us, run_us} -> finish(result, queued_us, run_us)
     end
@@ -178,9 +189,26 @@ defmodule Py.Call do
   # call's deadline.
   @spec start(reference, reference | nil, reference, job, timeout) ::
           {:done, result, timing} | {:running, reference} | {:running, reference, timeout}
-  def start(cref, namespace, ref, job, timeout),
-    do: start(cref, namespace, ref, job, timeout, nil)
+  def start(cref, namespace, ref, job, timeout) do
+    case start(cref, namespace, ref, job, timeout, nil) do
+      # A callback the NIF took while it waited: where it would have come
+      # by message (nothing else of the call is on its way before it).
+      {:callback, handle, request} ->
+        send(self(), {ref, :callback, request})
+        {:running, handle}
 
+      {:callback, handle, request, left} ->
+        send(self(), {ref, :callback, request})
+        {:running, handle, left}
+
+      other ->
+        other
+    end
+  end
+
+  # As start/5, and `{:callback, handle, request}` (or `{:callback, handle,
+  # request, left}` after waiting for room) when the Python code called
+  # back while the NIF waited: run it, then wait as for `{:running, handle}`.
   # `ticket`: nil, or this caller's turn in a full queue, whose place it
   # takes (see `wait_for_room/7`).
   defp start(cref, namespace, ref, job, timeout, ticket) do
@@ -199,6 +227,9 @@ defmodule Py.Call do
 
       {:wait, id, ticket} ->
         wait_for_room(cref, namespace, ref, job, timeout, id, ticket)
+
+      {:callback, _handle, _request} = callback ->
+        callback
 
       handle ->
         {:running, handle}
@@ -221,6 +252,7 @@ defmodule Py.Call do
 
         case start(cref, namespace, ref, job, left, ticket) do
           {:running, handle} -> {:running, handle, left}
+          {:callback, handle, request} -> {:callback, handle, request, left}
           other -> other
         end
     after

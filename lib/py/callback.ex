@@ -134,10 +134,12 @@ defmodule Py.Callback do
 
   @doc false
   # As run/1, by the process waiting for the call that made the callback
-  # (Py.Call): the answer also waits a moment for the call's result, which
-  # comes back here as `{:done, reply, queue_us, run_us}` when the Python
-  # code finished quickly (else `:ok`: it comes by message).
-  @spec run_for_call(request) :: :ok | {:done, term, non_neg_integer, non_neg_integer}
+  # (Py.Call): the answer also waits a moment for what the call does next,
+  # which comes back here: `{:done, reply, queue_us, run_us}` when the
+  # Python code finished quickly, `{:callback, request}` when it called back
+  # again (run that next), else `:ok` (what comes next comes by message).
+  @spec run_for_call(request) ::
+          :ok | {:done, term, non_neg_integer, non_neg_integer} | {:callback, request}
   def run_for_call(request), do: run(request, :call)
 
   defp run({slot, name, args, remaining}, how) do

@@ -20,9 +20,12 @@
 //! answering (it died, the message was dropped), its destructor answers
 //! with a failure, so Python never waits for an answer that cannot come.
 //!
-//! The process waiting for a call answers its callbacks with
+//! A callback made while the calling process waits in a NIF for the call
+//! (the submitting NIF, or the one answering the call's previous callback)
+//! is not sent: it is handed to that NIF, which returns it to be run (see
+//! [`Inline`]). The process waiting for a call answers its callbacks with
 //! `callback_reply_inline/2`, which then waits a moment for the call's
-//! result, as the submitting NIF does (see [`Inline`]): a call whose Python
+//! result or next callback, as the submitting NIF does: a call whose Python
 //! code finishes soon after its callback answers inline, without a reply
 //! message and the wake-up that comes with it.
 
@@ -39,7 +42,7 @@ use crate::limits::SCHEDULER_NODES;
 
 use super::atoms;
 use super::mailer;
-use super::reply::{encode_outcome, recycle_env, take_env, Inline, ReplyTo};
+use super::reply::{encode_outcome, Inline, PooledEnv, ReplyTo, Request, Waited};
 use super::term::{decode, encode, DecodeError};
 
 /// One callback's reply slot, held by the BEAM until it answers, and the
@@ -66,40 +69,34 @@ impl Drop for SlotResource {
 /// [`SCHEDULER_NODES`] and answers `:dirty` past it (then
 /// `callback_reply_dirty/2` does it on a dirty scheduler).
 #[rustler::nif]
-fn callback_reply<'a>(
-    env: Env<'a>,
-    slot: ResourceArc<SlotResource>,
-    answer: Term<'a>,
-) -> NifResult<Term<'a>> {
-    match decode_answer(answer, Some(SCHEDULER_NODES))? {
-        Some(answer) => {
-            slot.slot.fulfil(answer);
-            Ok(atoms::ok().encode(env))
-        }
-        None => Ok(atoms::dirty().encode(env)),
-    }
+fn callback_reply(slot: ResourceArc<SlotResource>, answer: Term<'_>) -> NifResult<Atom> {
+    fulfil(&slot, answer, Some(SCHEDULER_NODES))
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
-fn callback_reply_dirty<'a>(
-    env: Env<'a>,
-    slot: ResourceArc<SlotResource>,
-    answer: Term<'a>,
-) -> NifResult<Term<'a>> {
-    match decode_answer(answer, None)? {
+fn callback_reply_dirty(slot: ResourceArc<SlotResource>, answer: Term<'_>) -> NifResult<Atom> {
+    fulfil(&slot, answer, None)
+}
+
+/// Answers the slot: `:ok`, or `:dirty` when the answer is too big to
+/// decode within `budget`.
+fn fulfil(slot: &SlotResource, answer: Term<'_>, budget: Option<usize>) -> NifResult<Atom> {
+    Ok(match decode_answer(answer, budget)? {
         Some(answer) => {
             slot.slot.fulfil(answer);
-            Ok(atoms::ok().encode(env))
+            atoms::ok()
         }
-        None => Ok(atoms::dirty().encode(env)),
-    }
+        None => atoms::dirty(),
+    })
 }
 
 /// `callback_reply_inline/2`: as `callback_reply/2`, by the process waiting
 /// for the call that made the callback; then waits up to
 /// [`crate::limits::INLINE_WAIT`] for that call's result and returns it as
-/// `{:done, result, queue_us, run_us}`, or `:ok` when it comes by message
-/// (the call made another callback, wrote output, or is still running).
+/// `{:done, result, queue_us, run_us}`, or its next callback as
+/// `{:callback, request}` (run it, as a request message), or `:ok` when
+/// what comes next comes by message (the call wrote output, or is still
+/// running).
 #[rustler::nif]
 fn callback_reply_inline<'a>(
     env: Env<'a>,
@@ -113,11 +110,57 @@ fn callback_reply_inline<'a>(
     // replied meanwhile: it waits for this answer.
     let armed = slot.inline.as_ref().filter(|inline| inline.rearm());
     slot.slot.fulfil(answer);
-    if let Some((outcome, timing)) = armed.and_then(|inline| inline.wait()) {
-        let result = encode_outcome(env, &outcome);
-        return Ok((atoms::done(), result, timing.queue_us, timing.run_us).encode(env));
-    }
-    Ok(atoms::ok().encode(env))
+    let Some(inline) = armed else {
+        return Ok(atoms::ok().encode(env));
+    };
+    Ok(match inline.wait() {
+        Waited::Done(outcome, timing) => {
+            let result = encode_outcome(env, &outcome);
+            (atoms::done(), result, timing.queue_us, timing.run_us).encode(env)
+        }
+        Waited::Request(request) => (
+            atoms::callback(),
+            encode_request(env, Some(inline), request),
+        )
+            .encode(env),
+        Waited::Message => atoms::ok().encode(env),
+    })
+}
+
+/// A callback request as `Py.Callback.run/1` takes it: `{slot, name, args,
+/// remaining_ms | :infinity}`; `inline` is the wait of the call that made
+/// it (None from the pool).
+pub(super) fn encode_request<'a>(
+    env: Env<'a>,
+    inline: Option<&Arc<Inline>>,
+    request: Request,
+) -> Term<'a> {
+    let Request {
+        slot,
+        name,
+        args,
+        remaining,
+    } = request;
+    encode_request_parts(env, inline, slot, &name, &args, remaining)
+}
+
+fn encode_request_parts<'a>(
+    env: Env<'a>,
+    inline: Option<&Arc<Inline>>,
+    slot: Arc<Slot>,
+    name: &str,
+    args: &[Value],
+    remaining: Option<Duration>,
+) -> Term<'a> {
+    let remaining = match remaining {
+        Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX).encode(env),
+        None => atoms::infinity().encode(env),
+    };
+    let slot = ResourceArc::new(SlotResource {
+        slot,
+        inline: inline.cloned(),
+    });
+    (slot, name, encode_args(env, args), remaining).encode(env)
 }
 
 /// The answer as Python will see it; None when it is too big to decode
@@ -191,15 +234,7 @@ impl Beam for Pool {
             .get(index)
             .ok_or_else(|| "the callback pool has no process".to_string())?;
         mailer::send(&mut OwnedEnv::new(), pid, |env| {
-            let request = (
-                ResourceArc::new(SlotResource {
-                    slot: slot.clone(),
-                    inline: None,
-                }),
-                name,
-                encode_args(env, &args),
-                atoms::infinity(),
-            );
+            let request = encode_request_parts(env, None, slot.clone(), name, &args, None);
             (atoms::pybridge_callback(), request).encode(env)
         })
         .map_err(|_| {
@@ -241,14 +276,14 @@ pub(super) struct CallCaller {
     /// Where the call's reply goes: the caller, or whoever it handed the
     /// call to (a coalesced call's flight); read at each message.
     to: Arc<ReplyTo>,
-    /// Holds the copy of the call's reply tag (always there; taken back
-    /// into the thread's env pool on drop).
-    tag_env: Option<OwnedEnv>,
+    /// Holds the copy of the call's reply tag.
+    tag_env: PooledEnv,
     tag: SavedTerm,
-    /// Reused for each request message (always there, as `tag_env`).
-    message_env: Mutex<Option<OwnedEnv>>,
-    /// The call's inline wait, when its caller waited in the NIF: each
-    /// message stops a wait the caller re-armed (see [`Inline`]).
+    /// Reused for each message.
+    message_env: Mutex<PooledEnv>,
+    /// The call's inline wait, when its caller waited in the NIF: a request
+    /// is handed to a caller waiting there, and a message stops its wait
+    /// (see [`Inline`]).
     inline: Option<Arc<Inline>>,
 }
 
@@ -260,35 +295,36 @@ impl CallCaller {
         tag: &SavedTerm,
         inline: Option<Arc<Inline>>,
     ) -> CallCaller {
-        let tag_env = take_env();
+        let tag_env = PooledEnv::take();
         let copy = env.run(|env| tag_env.save(tag.load(env)));
         CallCaller {
             to,
-            tag_env: Some(tag_env),
+            tag_env,
             tag: copy,
-            message_env: Mutex::new(Some(take_env())),
+            message_env: Mutex::new(PooledEnv::take()),
             inline,
         }
     }
 
-    /// After a message: a caller waiting inline for the call's result
-    /// must go and receive it.
-    fn sent(&self) {
+    /// Sends `{tag, kind, payload}` to the caller; then a caller waiting
+    /// inline for the call's result must go and receive it.
+    fn send<F>(&self, build: F) -> Result<(), String>
+    where
+        F: for<'a> FnOnce(Env<'a>) -> (Term<'a>, Term<'a>),
+    {
+        let mut env = self.message_env.lock();
+        mailer::send(&mut env, &self.to.pid(), |env| {
+            let tag = self
+                .tag_env
+                .run(|tag_env| self.tag.load(tag_env).in_env(env));
+            let (kind, payload) = build(env);
+            (tag, kind, payload).encode(env)
+        })
+        .map_err(|_| "the BEAM process that made the call is gone".to_string())?;
         if let Some(inline) = &self.inline {
             inline.redirect();
         }
-    }
-}
-
-impl Drop for CallCaller {
-    fn drop(&mut self) {
-        // Kept for the thread's next call's callbacks.
-        if let Some(env) = self.tag_env.take() {
-            recycle_env(env);
-        }
-        if let Some(env) = self.message_env.get_mut().take() {
-            recycle_env(env);
-        }
+        Ok(())
     }
 }
 
@@ -300,48 +336,40 @@ impl Caller for CallCaller {
         args: Vec<Value>,
         remaining: Option<Duration>,
     ) -> Result<(), String> {
-        let mut env = self.message_env.lock();
-        let (Some(env), Some(tag_env)) = (env.as_mut(), self.tag_env.as_ref()) else {
-            return Err("pybridge internal error: the callback's env is gone".into());
-        };
-        mailer::send(env, &self.to.pid(), |env| {
-            let tag = tag_env.run(|tag_env| self.tag.load(tag_env).in_env(env));
-            let remaining = match remaining {
-                Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX).encode(env),
-                None => atoms::infinity().encode(env),
+        let mut args = args;
+        if let Some(inline) = &self.inline {
+            let request = Request {
+                slot: slot.clone(),
+                name: name.to_owned(),
+                args,
+                remaining,
             };
-            let request = (
-                ResourceArc::new(SlotResource {
-                    slot: slot.clone(),
-                    inline: self.inline.clone(),
-                }),
+            match inline.offer(request) {
+                Ok(()) => return Ok(()),
+                Err(request) => args = request.args,
+            }
+        }
+        self.send(|env| {
+            let request = encode_request_parts(
+                env,
+                self.inline.as_ref(),
+                slot.clone(),
                 name,
-                encode_args(env, &args),
+                &args,
                 remaining,
             );
-            (tag, atoms::callback(), request).encode(env)
+            (atoms::callback().encode(env), request)
         })
-        .map_err(|_| "the BEAM process that made the call is gone".to_string())?;
-        self.sent();
-        Ok(())
     }
 
     fn notify(&self, kind: &str, payload: &Value) -> Result<(), String> {
-        let mut env = self.message_env.lock();
-        let (Some(env), Some(tag_env)) = (env.as_mut(), self.tag_env.as_ref()) else {
-            return Err("pybridge internal error: the callback's env is gone".into());
-        };
-        mailer::send(env, &self.to.pid(), |env| {
-            let tag = tag_env.run(|tag_env| self.tag.load(tag_env).in_env(env));
+        self.send(|env| {
             let kind = match Atom::from_str(env, kind) {
                 Ok(atom) => atom.encode(env),
                 Err(_) => atoms::nil().encode(env),
             };
-            (tag, kind, encode(env, payload)).encode(env)
+            (kind, encode(env, payload))
         })
-        .map_err(|_| "the BEAM process that made the call is gone".to_string())?;
-        self.sent();
-        Ok(())
     }
 
     fn pid(&self) -> Value {

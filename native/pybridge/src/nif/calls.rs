@@ -18,10 +18,11 @@ use crate::convert::Value;
 use crate::limits::{MAX_STREAM_BATCH, SCHEDULER_CODE_BYTES, SCHEDULER_NODES};
 
 use super::atoms;
+use super::callbacks::encode_request;
 use super::contexts::{RoomWaker, WaitTicket};
 use super::error::encode_error;
 use super::handles::{CallResource, ContextResource, NamespaceResource};
-use super::reply::{encode_outcome, take_env, BeamReply, Inline, ReplyTo};
+use super::reply::{encode_outcome, take_env, BeamReply, Inline, ReplyTo, Waited};
 use super::term::{decode, DecodeError};
 
 /// `submit/6` and `submit_dirty/6` take the same arguments: the first runs
@@ -178,11 +179,21 @@ fn submit_with<'a>(
             return Ok(encode_error(env, &info));
         }
     }
-    if let Some((outcome, timing)) = inline.and_then(|inline| inline.wait()) {
-        let result = encode_outcome(env, &outcome);
-        return Ok((atoms::done(), result, timing.queue_us, timing.run_us).encode(env));
-    }
-    Ok(ResourceArc::new(CallResource(state, reply_to)).encode(env))
+    let handle = || ResourceArc::new(CallResource(state, reply_to)).encode(env);
+    let Some(inline) = inline else {
+        return Ok(handle());
+    };
+    Ok(match inline.wait() {
+        Waited::Done(outcome, timing) => {
+            let result = encode_outcome(env, &outcome);
+            (atoms::done(), result, timing.queue_us, timing.run_us).encode(env)
+        }
+        Waited::Request(request) => {
+            let request = encode_request(env, Some(&inline), request);
+            (atoms::callback(), handle(), request).encode(env)
+        }
+        Waited::Message => handle(),
+    })
 }
 
 enum JobError {

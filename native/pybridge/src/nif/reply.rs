@@ -4,12 +4,15 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Encoder, Env, LocalPid, Term};
 
+use crate::callback::Slot;
 use crate::context::{BatchEnd, ErrorInfo, ErrorKind, Outcome, Reply, Timing};
+use crate::convert::Value;
 use crate::limits::{INLINE_NODES, INLINE_WAIT, MESSAGE_ENV_POOL};
 use crate::runtime;
 
@@ -23,22 +26,33 @@ const GAVE_UP: u8 = 2;
 const REDIRECTED: u8 = 3;
 /// The reply went by message (terminal: never waited for inline again).
 const MESSAGED: u8 = 4;
+/// A callback request is handed to the waiting NIF instead of a message
+/// (the NIF has stopped waiting, as after REDIRECTED).
+const REQUESTED: u8 = 5;
 
 /// A result handed straight back to a submitter that is still waiting in
 /// the NIF: no message, no second wake-up.
 ///
-/// A call that makes a callback is redirected to messages (its caller must
-/// run the callback); the caller answering the callback re-arms the wait
-/// ([`Inline::rearm`], `callback_reply_inline`), so the result of a call
-/// whose Python code finishes after its last callback still comes back
-/// inline, to the NIF that answered it.
+/// A callback the call makes while the NIF waits is handed to that NIF too
+/// ([`Inline::offer`]: no message, no receive, no wake-up); the NIF returns
+/// it for its caller to run. Any message the call sends (a callback request
+/// made while nobody waits, output) stops the wait instead
+/// ([`Inline::redirect`]), so while the state is WAITING no message of the
+/// call is on its way or unread. The caller answering a callback re-arms
+/// the wait ([`Inline::rearm`], `callback_reply_inline`), so the call's
+/// next callback, or its result, comes back inline to the NIF that
+/// answered.
 pub(super) struct Inline {
-    /// WAITING → DELIVERED, GAVE_UP, REDIRECTED or MESSAGED; REDIRECTED or
-    /// GAVE_UP → WAITING again when re-armed. Acquire/Release (AcqRel to
-    /// change it): the winner of the transition sends the reply.
+    /// WAITING → DELIVERED, GAVE_UP, REDIRECTED, REQUESTED or MESSAGED;
+    /// REDIRECTED, REQUESTED or GAVE_UP → WAITING again when re-armed.
+    /// Acquire/Release (AcqRel to change it): the winner of the transition
+    /// sends the reply.
     state: AtomicU8,
     outcome: Mutex<Option<(Outcome, Timing)>>,
     fallback: Mutex<Option<BeamReply>>,
+    /// The callback request of state REQUESTED (written under its lock
+    /// together with the transition, so the NIF that sees the state finds it).
+    request: Mutex<Option<Request>>,
     /// The call's context, asked before a re-armed wait whether its home
     /// worker shares the waiting thread's core (then spinning would only
     /// take the core from it).
@@ -75,11 +89,9 @@ impl Reply for InlineReply {
     }
 
     fn caller(&self) -> Option<Box<dyn crate::callback::Caller>> {
-        // The call is making a callback, which its caller runs once back
-        // from the NIF: stop it waiting there for an inline result (the
-        // result then comes by message, as after a give-up, unless the
-        // callback's answer re-arms the wait).
-        self.0.redirect();
+        // Nothing is sent yet (`erlang.self()` sends nothing at all): the
+        // caller keeps waiting; a request is offered to it, and a message
+        // stops its wait once sent (`CallCaller`).
         self.0.fallback.lock().as_ref().map(|reply| {
             Box::new(super::callbacks::CallCaller::new(
                 reply.to.clone(),
@@ -97,6 +109,7 @@ impl Inline {
             state: AtomicU8::new(WAITING),
             outcome: Mutex::new(None),
             fallback: Mutex::new(None),
+            request: Mutex::new(None),
             context,
         })
     }
@@ -116,6 +129,22 @@ impl Inline {
                 .compare_exchange(WAITING, REDIRECTED, Ordering::AcqRel, Ordering::Acquire);
     }
 
+    /// Hands the callback request to the NIF waiting for the call, if one
+    /// is; else gives it back (send it by message).
+    pub(super) fn offer(&self, request: Request) -> Result<(), Request> {
+        let mut slot = self.request.lock();
+        match self
+            .state
+            .compare_exchange(WAITING, REQUESTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                *slot = Some(request);
+                Ok(())
+            }
+            Err(_) => Err(request),
+        }
+    }
+
     /// Waits for the outcome again (the caller is answering a callback the
     /// call waits on, so the call cannot have replied yet, unless it gave
     /// up on the callback). False when the reply went by message already, or
@@ -124,15 +153,15 @@ impl Inline {
         if self.context.shares_my_cpu() {
             return false;
         }
-        [REDIRECTED, GAVE_UP].into_iter().any(|from| {
+        [REDIRECTED, REQUESTED, GAVE_UP].into_iter().any(|from| {
             self.state
                 .compare_exchange(from, WAITING, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         })
     }
 
-    /// Waits up to [`INLINE_WAIT`] for the outcome; None means "a message will come".
-    pub(super) fn wait(&self) -> Option<(Outcome, Timing)> {
+    /// Waits up to [`INLINE_WAIT`] for the outcome or a callback request.
+    pub(super) fn wait(&self) -> Waited {
         let settled = runtime::poll_for(INLINE_WAIT, || match self.state.load(Ordering::Acquire) {
             WAITING => None,
             state => Some(state),
@@ -155,11 +184,36 @@ impl Inline {
                 if let Some(reply) = self.fallback.lock().take() {
                     recycle_env(reply.env);
                 }
-                self.outcome.lock().take()
+                match self.outcome.lock().take() {
+                    Some((outcome, timing)) => Waited::Done(outcome, timing),
+                    None => Waited::Message,
+                }
             }
-            _ => None,
+            REQUESTED => match self.request.lock().take() {
+                Some(request) => Waited::Request(request),
+                None => Waited::Message,
+            },
+            _ => Waited::Message,
         }
     }
+}
+
+/// What a NIF waiting inline for a call got.
+pub(super) enum Waited {
+    /// The call's outcome.
+    Done(Outcome, Timing),
+    /// A callback the call makes: the NIF's caller must run it.
+    Request(Request),
+    /// Nothing yet: what comes next comes by message.
+    Message,
+}
+
+/// A callback request handed to the waiting NIF (see [`Inline::offer`]).
+pub(super) struct Request {
+    pub(super) slot: Arc<Slot>,
+    pub(super) name: String,
+    pub(super) args: Vec<Value>,
+    pub(super) remaining: Option<Duration>,
 }
 
 /// Size of an outcome, counting no further than [`INLINE_NODES`].
@@ -186,13 +240,44 @@ thread_local! {
     static ENV_POOL: std::cell::RefCell<Vec<OwnedEnv>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// An env from the thread's pool that goes back to the pool of the thread
+/// that drops it (a callback target's envs, kept for the thread's next call).
+pub(super) struct PooledEnv(std::mem::ManuallyDrop<OwnedEnv>);
+
+impl PooledEnv {
+    pub(super) fn take() -> PooledEnv {
+        PooledEnv(std::mem::ManuallyDrop::new(take_env()))
+    }
+}
+
+impl std::ops::Deref for PooledEnv {
+    type Target = OwnedEnv;
+    fn deref(&self) -> &OwnedEnv {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PooledEnv {
+    fn deref_mut(&mut self) -> &mut OwnedEnv {
+        &mut self.0
+    }
+}
+
+impl Drop for PooledEnv {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and `self.0` is never used again.
+        let env = unsafe { std::mem::ManuallyDrop::take(&mut self.0) };
+        recycle_env(env);
+    }
+}
+
 pub(super) fn take_env() -> OwnedEnv {
     ENV_POOL
         .with(|pool| pool.borrow_mut().pop())
         .unwrap_or_default()
 }
 
-pub(super) fn recycle_env(mut env: OwnedEnv) {
+fn recycle_env(mut env: OwnedEnv) {
     env.clear();
     ENV_POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
