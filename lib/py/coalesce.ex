@@ -62,7 +62,6 @@ defmodule Py.Coalesce do
           hit_rate: float
         }
 
-  @flights :py_coalesce_flights
   @waiters :py_coalesce_waiters
   @run_schema [timeout: :timeout]
 
@@ -111,45 +110,46 @@ defmodule Py.Coalesce do
   # Py.Call.run/5 calls this for `coalesce:`.
   #
   # A Python call is run by its first caller itself (Py.Coalesce.Leader);
-  # an Elixir function runs in a Flight process of its own, whose in-flight
-  # entry is {gk, pid}.
+  # an Elixir function runs in a Flight process of its own. Both hold their
+  # key in the native in-flight table (native/pybridge/src/coalesce).
   @spec await(term, term, Flight.execution(), timeout) :: term
-  def await(group, key, {:python, _, _, _} = execution, timeout),
-    do: Leader.run({group, key}, execution, timeout, nil)
-
   def await(group, key, execution, timeout), do: join({group, key}, execution, timeout, nil)
 
   @doc false
   # Joins the execution of `gk` in flight, or starts one. `deadline` is nil
   # until the caller first waits (see deadline/1).
   @spec join({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
+  def join(gk, {:python, _, _, _} = execution, timeout, deadline),
+    do: Leader.run(gk, execution, timeout, deadline)
+
   def join(gk, execution, timeout, deadline),
-    do: found(:ets.lookup(@flights, gk), gk, execution, timeout, deadline)
+    do: found(Py.Native.coalesce_enter(gk, self(), nil), gk, execution, timeout, deadline)
 
   @doc false
-  # join/4 with the in-flight entry of `gk` looked up already.
-  @spec found([tuple], {term, term}, Flight.execution(), timeout, integer | :infinity | nil) ::
+  # join/4 with the in-flight table entered already: `entered` is what
+  # Py.Native.coalesce_enter/3 answered, other than a claim.
+  @spec found(term, {term, term}, Flight.execution(), timeout, integer | :infinity | nil) ::
           term
-  def found(rows, gk, execution, timeout, nil) do
+  def found(entered, gk, execution, timeout, nil) do
     # The deadline starts now: the first wait can take `timeout` as it is,
     # without reading the clock again.
-    found(rows, gk, execution, timeout, deadline(timeout), timeout)
+    found(entered, gk, execution, timeout, deadline(timeout), timeout)
   end
 
-  def found(rows, gk, execution, timeout, deadline),
-    do: found(rows, gk, execution, timeout, deadline, remaining(deadline))
+  def found(entered, gk, execution, timeout, deadline),
+    do: found(entered, gk, execution, timeout, deadline, remaining(deadline))
 
-  defp found(rows, gk, execution, timeout, deadline, wait_ms) do
-    case rows do
-      [{_, _joiners, seq, id, leader}] ->
-        Leader.follow(gk, seq, id, leader, execution, timeout, deadline, wait_ms)
+  defp found(entered, gk, execution, timeout, deadline, wait_ms) do
+    case entered do
+      {:joined, tag, leader} ->
+        Leader.follow(gk, tag, leader, execution, timeout, deadline, wait_ms)
 
-      [{_, flight}] ->
+      {:flight, flight} ->
         mref = Process.monitor(flight)
         send(flight, {:join, self(), mref})
         wait(gk, execution, flight, flight, mref, mref, timeout, deadline)
 
-      [] ->
+      nil ->
         start(gk, execution, timeout, deadline)
     end
   end
@@ -159,9 +159,6 @@ defmodule Py.Coalesce do
     {flight, mref} = spawn_monitor(Flight, :init, [gk, execution, self(), tag])
     wait(gk, execution, flight, flight, mref, tag, timeout, deadline)
   end
-
-  defp start(gk, {:python, _, _, _} = execution, timeout, deadline),
-    do: Leader.claim(gk, execution, timeout, deadline)
 
   @doc false
   # Waits for `flight`'s answer, `{tag, result}`; `id` is its marker.
@@ -189,7 +186,7 @@ defmodule Py.Coalesce do
       {:DOWN, ^mref, :process, _, :noproc} ->
         # Found in the table but already dead (killed before it could
         # clean up): clear its entry and start over.
-        :ets.delete_object(@flights, {gk, flight})
+        Py.Native.coalesce_unmap_owner(gk, flight)
         join(gk, execution, timeout, deadline)
 
       {:DOWN, ^mref, :process, _, reason} ->
@@ -214,7 +211,7 @@ defmodule Py.Coalesce do
   # The flight process itself was killed: it cannot clean up, so the first
   # waiter to notice takes its marker and counts it as an error.
   defp flight_died({group, _} = gk, flight, id, reason) do
-    :ets.delete_object(@flights, {gk, flight})
+    Py.Native.coalesce_unmap_owner(gk, flight)
     if :ets.take(@waiters, {id}) != [], do: Stats.finished(group, 0, true)
     Flight.crashed(flight, "exited: " <> inspect(reason))
   end
@@ -233,6 +230,13 @@ defmodule Py.Coalesce do
 
   defp now, do: System.monotonic_time(:millisecond)
 
+  @doc false
+  # For tests and benches: who holds {group, key} now, `{:leader, pid,
+  # joiners}` (a Python call led by its first caller, with how many joiners
+  # are in), `{:process, pid, 0}` (a flight) or nil.
+  @spec in_flight({term, term}) :: {:leader | :process, pid, non_neg_integer} | nil
+  def in_flight(gk), do: Py.Native.coalesce_lookup(gk)
+
   @doc """
   Forgets the execution of `group` and `key` in flight, if any: callers from
   now on start a new one, while the callers already waiting still get the
@@ -245,7 +249,7 @@ defmodule Py.Coalesce do
   """
   @spec forget(term, term) :: :ok
   def forget(group, key) do
-    :ets.delete(@flights, {group, key})
+    Py.Native.coalesce_forget({group, key})
     :ok
   end
 
@@ -259,11 +263,7 @@ defmodule Py.Coalesce do
   """
   @spec forget_all(term) :: :ok
   def forget_all(group) do
-    :ets.select_delete(@flights, [
-      {{{group, :_}, :_}, [], [true]},
-      {{{group, :_}, :_, :_, :_, :_}, [], [true]}
-    ])
-
+    Py.Native.coalesce_forget_all(group)
     :ok
   end
 

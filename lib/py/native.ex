@@ -66,5 +66,17 @@ defmodule Py.Native do
   def shared_dict_telemetry_keys(_sd, _on), do: not_loaded()
   def shared_dict_telemetry(_on), do: not_loaded()
 
+  def coalesce_enter(_gk, _me, _claim), do: not_loaded()
+  def coalesce_take(_flight), do: not_loaded()
+  def coalesce_leave(_flight, _slot), do: not_loaded()
+  def coalesce_mark(_flight, _call), do: not_loaded()
+  def coalesce_unmap(_flight), do: not_loaded()
+  def coalesce_unmap_owner(_gk, _owner), do: not_loaded()
+  def coalesce_forget(_gk), do: not_loaded()
+  def coalesce_forget_all(_group), do: not_loaded()
+  def coalesce_lookup(_gk), do: not_loaded()
+  def coalesce_joiners(_gk), do: not_loaded()
+  def coalesce_size, do: not_loaded()
+
   defp not_loaded, do: :erlang.nif_error(:pybridge_not_loaded)
 end

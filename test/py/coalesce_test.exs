@@ -23,9 +23,9 @@ defmodule Py.CoalesceTest do
   end
 
   defp flight(group, key) do
-    case :ets.lookup(:py_coalesce_flights, {group, key}) do
-      [{_, pid}] -> pid
-      [] -> nil
+    case Py.Coalesce.in_flight({group, key}) do
+      {:process, pid, _} -> pid
+      _ -> nil
     end
   end
 
@@ -38,17 +38,17 @@ defmodule Py.CoalesceTest do
   end
 
   defp callers_of(group, key, extra) do
-    case :ets.lookup(:py_coalesce_flights, {group, key}) do
-      [{_, _joiners, _seq, _id, _leader}] ->
+    case Py.Coalesce.in_flight({group, key}) do
+      {:leader, _leader, _joiners} ->
         Py.Coalesce.Leader.callers({group, key})
 
-      [{_, pid}] ->
+      {:process, pid, _} ->
         case Process.info(pid, :monitors) do
           {:monitors, monitors} -> length(monitors) - extra
           nil -> nil
         end
 
-      [] ->
+      nil ->
         nil
     end
   end
@@ -430,17 +430,14 @@ defmodule Py.CoalesceTest do
       key = {"coalesce_fixture", "work", [21], %{"scale" => 2}}
       await_waiters("coalesce_fixture.work", key, 20, 0)
 
-      [{_, _joiners, _seq, id, _}] =
-        :ets.lookup(:py_coalesce_flights, {"coalesce_fixture.work", key})
-
+      assert {:leader, _, 19} = Py.Coalesce.in_flight({"coalesce_fixture.work", key})
       release()
 
       assert Enum.uniq(Enum.map(tasks, &Task.await(&1, @long))) == [{:ok, [42, 1]}]
       assert runs() == 1
       assert %{misses: 1, hits: 19, active: 0} = Py.Coalesce.stats("coalesce_fixture.work")
-      # Nothing of the execution is left behind: no marker, no waiter.
-      assert :ets.lookup(:py_coalesce_waiters, {id}) == []
-      assert :ets.match(:py_coalesce_waiters, {{id, :_, :_}}) == []
+      # Nothing of the execution is left behind: its key is free.
+      assert Py.Coalesce.in_flight({"coalesce_fixture.work", key}) == nil
       # Arguments are part of the key: another argument is another execution.
       assert Py.call(ctx, :coalesce_fixture, :work, [1], coalesce: true) == {:ok, [1, 2]}
     end
@@ -508,7 +505,7 @@ defmodule Py.CoalesceTest do
       leader = Task.async(fn -> call.(3_000) end)
       await_waiters(g, :k, 1, 0)
       # The leader holds the key itself: no process runs the call for it.
-      assert [{_, _joiners, _seq, _id, pid}] = :ets.lookup(:py_coalesce_flights, {g, :k})
+      assert {:leader, pid, _joiners} = Py.Coalesce.in_flight({g, :k})
       assert pid == leader.pid
 
       patient = callers(2, fn -> call.(@long) end)
@@ -545,7 +542,7 @@ defmodule Py.CoalesceTest do
                @long
              )
 
-      assert :ets.lookup(:py_coalesce_flights, {g, :k}) == []
+      assert Py.Coalesce.in_flight({g, :k}) == nil
       release()
       assert Enum.map(patient, &Task.await(&1, @long)) == List.duplicate({:ok, [5, 1]}, 3)
       assert runs() == 1
@@ -565,7 +562,7 @@ defmodule Py.CoalesceTest do
 
       # The context has one worker: it answers again only if the loop stopped.
       assert Py.eval(ctx, "1 + 1", %{}, timeout: @long) == {:ok, 2}
-      assert :ets.lookup(:py_coalesce_flights, {g, :k}) == []
+      assert Py.Coalesce.in_flight({g, :k}) == nil
       assert eventually(fn -> Py.Coalesce.stats(g).active == 0 end, @long)
     end
 
@@ -584,7 +581,7 @@ defmodule Py.CoalesceTest do
       g = group()
       # Answered inline: the key is free again before the caller dies.
       assert Py.call(ctx, :builtins, :abs, [-3], coalesce: :k, group: g) == {:ok, 3}
-      assert :ets.lookup(:py_coalesce_flights, {g, :k}) == []
+      assert Py.Coalesce.in_flight({g, :k}) == nil
       assert %{misses: 1, hits: 0, active: 0} = Py.Coalesce.stats(g)
     end
 
@@ -630,7 +627,7 @@ defmodule Py.CoalesceTest do
         end
 
       assert eventually(fn -> Py.Coalesce.stats(g).active == n end, 120_000)
-      assert :ets.info(:py_coalesce_flights, :size) >= n
+      assert Py.Native.coalesce_size() >= n
       peak = :erlang.memory(:total)
       release()
 
@@ -638,7 +635,7 @@ defmodule Py.CoalesceTest do
       assert results == Enum.map(1..n, &{:ok, &1})
       assert Task.await(holder, @long) == {:ok, [0, 1]}
       assert %{misses: ^n, hits: 0, active: 0, errors: 0} = Py.Coalesce.stats(g)
-      assert :ets.info(:py_coalesce_flights, :size) == 0
+      assert Py.Native.coalesce_size() == 0
       assert eventually(fn -> :erlang.system_info(:process_count) <= processes end, @long)
       :erlang.garbage_collect()
       # The flights and waiters took hundreds of MB at the peak; what is left

@@ -471,7 +471,7 @@ defmodule Py.TelemetryTest do
   end
 
   defp monitors(group) do
-    with [{_, flight}] <- :ets.lookup(:py_coalesce_flights, {group, :k}),
+    with {:process, flight, _} <- Py.Coalesce.in_flight({group, :k}),
          {:monitors, monitors} <- Process.info(flight, :monitors) do
       length(monitors)
     else

@@ -8,9 +8,10 @@ defmodule Py.Coalesce.Flight do
   #
   # Life of a flight started by init/4:
   #
-  #   1. The first caller (the leader) spawns it. It claims the key with
-  #      :ets.insert_new; if another flight got there first it exits :normal
-  #      and the leader joins that one instead.
+  #   1. The first caller (the leader) spawns it. It claims the key in the
+  #      native in-flight table (Py.Native.coalesce_enter/3); if another
+  #      execution got there first it exits :normal and the leader joins
+  #      that one instead.
   #   2. It runs the function in a monitored helper process.
   #   3. Meanwhile it takes {:join, pid, tag} and {:leave, tag} messages and
   #      its waiters' DOWN messages. When the last waiter has gone it cancels
@@ -32,7 +33,6 @@ defmodule Py.Coalesce.Flight do
 
   alias Py.Coalesce.Stats
 
-  @flights :py_coalesce_flights
   @waiters :py_coalesce_waiters
 
   # Exit reasons of the helper running an Elixir function.
@@ -50,15 +50,17 @@ defmodule Py.Coalesce.Flight do
   def init({group, _key} = gk, {:fun, fun}, leader, tag) do
     :ets.insert(@waiters, {{self()}, nil})
 
-    if :ets.insert_new(@flights, {gk, self()}) do
-      Stats.started(group)
-      waiters = %{tag => watch(leader, tag)}
-      {pid, mref} = :erlang.spawn_monitor(fn -> exit(apply_fun(fun)) end)
-      state = %{gk: gk, id: self(), group: group, waiters: waiters, joined: 0}
-      loop(state, {:fun, pid, mref})
-    else
-      :ets.delete(@waiters, {self()})
-      :ok
+    case Py.Native.coalesce_enter(gk, self(), :process) do
+      {:claimed, entry} ->
+        Stats.started(group)
+        waiters = %{tag => watch(leader, tag)}
+        {pid, mref} = :erlang.spawn_monitor(fn -> exit(apply_fun(fun)) end)
+        state = %{entry: entry, id: self(), group: group, waiters: waiters, joined: 0}
+        loop(state, {:fun, pid, mref})
+
+      :held ->
+        :ets.delete(@waiters, {self()})
+        :ok
     end
   end
 
@@ -71,7 +73,7 @@ defmodule Py.Coalesce.Flight do
   @spec adopt(term, reference, reference, reference, [{pid, reference}]) :: :ok
   def adopt(group, id, ref, handle, waiters) do
     watched = Map.new(waiters, fn {pid, tag} -> {tag, watch(pid, tag)} end)
-    state = %{gk: nil, id: id, group: group, waiters: watched, joined: length(waiters)}
+    state = %{entry: nil, id: id, group: group, waiters: watched, joined: length(waiters)}
     loop(state, {:python, handle, ref})
   end
 
@@ -135,7 +137,7 @@ defmodule Py.Coalesce.Flight do
       # Nobody is left to answer: give the key up, then stop the execution.
       # A join that arrives from now on sees this process exit :normal and
       # its caller starts over.
-      :ets.delete_object(@flights, {state.gk, self()})
+      unmap(state)
       cancel(running)
       counted(state, false)
     else
@@ -154,8 +156,13 @@ defmodule Py.Coalesce.Flight do
     end
   end
 
+  # Gives the key up (new callers start a new execution), if it still holds
+  # it.
+  defp unmap(%{entry: nil}), do: false
+  defp unmap(%{entry: entry}), do: Py.Native.coalesce_unmap(entry)
+
   defp finish(state, result) do
-    :ets.delete_object(@flights, {state.gk, self()})
+    unmap(state)
     state = drain_joins(state)
     # Counted before anyone is answered: a caller that has its result sees
     # the execution in Py.Coalesce.stats/1.

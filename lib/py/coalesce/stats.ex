@@ -42,7 +42,7 @@ defmodule Py.Coalesce.Stats do
   # ended (a Python call answered at once, or whose leader died before its
   # call left the inline path): a miss and its end in one update, `active`
   # untouched.
-  # `table`: this module's table, or its id (Py.Coalesce.Tables.tids/0).
+  # `table`: this module's table, or its id (Py.Coalesce.Tables.stats_tid/0).
   @spec ran(term, non_neg_integer, boolean, atom | :ets.tid()) :: :ok
   def ran(group, hits, error?, table \\ @table)
 

@@ -7,6 +7,7 @@
 //! * [`aio`]      — coroutines awaited on an event loop per interpreter.
 //! * [`context`]  — executors: a queue, worker threads, per-process namespaces, the code cache.
 //! * [`shared_dict`] — stores shared by the BEAM and every context, with expiry.
+//! * [`coalesce`] — request coalescing's in-flight table (the BEAM side's `coalesce:`).
 //! * `nif`        — the thin Rustler layer (feature `nif`): decode terms, call the core, encode.
 //! * [`limits`]   — every limit (sizes, depths, scheduler budgets, batch sizes) in one place.
 
@@ -15,6 +16,7 @@ static ALLOCATOR: runtime::alloc::BridgeAlloc = runtime::alloc::BridgeAlloc;
 
 pub mod aio;
 pub mod callback;
+pub mod coalesce;
 pub mod context;
 pub mod convert;
 pub mod limits;

@@ -14,6 +14,7 @@
 //! | `shared_dict_*` (`Py.SharedDict`)                  | [`shared_dict`] |
 //! | `callback_reply/2`, `callback_reply_dirty/2`, `callback_reply_inline/2`, `callback_setup/1` | [`callbacks`] |
 //! | `output_setup/1` (Python's output and log records)  | [`output`]      |
+//! | `coalesce_*` (`Py.Coalesce`'s in-flight table)      | [`coalesce`]    |
 //!
 //! Threads: `shared_dict/events.rs` delivers SharedDict events and lock
 //! releases to BEAM processes, and their telemetry (`shared_dict_telemetry/1`)
@@ -22,7 +23,8 @@
 //! Resources (all in [`handles`]): `ContextResource`, `NamespaceResource`,
 //! `CallResource`, `ObjectResource`; `DictResource` in [`shared_dict`];
 //! `SlotResource` (a callback's reply slot) in [`callbacks`]; `WaitTicket`
-//! (a caller's turn in a full queue) in [`contexts`].
+//! (a caller's turn in a full queue) in [`contexts`]; `FlightResource`
+//! (an execution in flight, `Py.Coalesce`) in [`coalesce`].
 //!
 //! Support: [`reply`] (how an outcome gets back to the caller), [`mailer`]
 //! (sending a message from any thread, scheduler threads included), [`error`]
@@ -32,6 +34,7 @@
 mod atoms;
 mod callbacks;
 mod calls;
+mod coalesce;
 mod contexts;
 mod error;
 mod handles;
