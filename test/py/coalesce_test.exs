@@ -272,6 +272,28 @@ defmodule Py.CoalesceTest do
       assert %{misses: 2, hits: 2} = Py.Coalesce.stats(g)
     end
 
+    test "keys are compared exactly: 1 and 1.0 are two executions" do
+      g = group()
+      test = self()
+      int = Task.async(fn -> Py.Coalesce.run(g, 1, held(test, {:ok, :int})) end)
+      assert_receive {:executing, int_executor}, @long
+      float = Task.async(fn -> Py.Coalesce.run(g, 1.0, held(test, {:ok, :float})) end)
+      assert_receive {:executing, float_executor}, @long
+      assert {:process, int_flight, 0} = Py.Coalesce.in_flight({g, 1})
+      assert {:process, float_flight, 0} = Py.Coalesce.in_flight({g, 1.0})
+      assert int_flight != float_flight
+      # An equal term built anew is the same key.
+      same = Task.async(fn -> Py.Coalesce.run(g, String.to_integer("1"), fn -> :unused end) end)
+      await_waiters(g, 1, 2)
+      send(int_executor, :release)
+      send(float_executor, :release)
+      assert Task.await(int, @long) == {:ok, :int}
+      assert Task.await(same, @long) == {:ok, :int}
+      assert Task.await(float, @long) == {:ok, :float}
+      assert %{misses: 2, hits: 1} = Py.Coalesce.stats(g)
+      assert Py.Coalesce.in_flight({g, 1}) == nil
+    end
+
     test "forget_all forgets every key of the group and no other group's" do
       g = group()
       other = group()
@@ -440,6 +462,64 @@ defmodule Py.CoalesceTest do
       assert Py.Coalesce.in_flight({"coalesce_fixture.work", key}) == nil
       # Arguments are part of the key: another argument is another execution.
       assert Py.call(ctx, :coalesce_fixture, :work, [1], coalesce: true) == {:ok, [1, 2]}
+    end
+
+    test "a Python call's keys are compared exactly: 1 and 1.0 are two leaders", %{ctx: ctx} do
+      g = group()
+      call = fn key -> Py.call(ctx, :coalesce_fixture, :work, [1], coalesce: key, group: g) end
+      int = Task.async(fn -> call.(1) end)
+      assert eventually(fn -> match?({:leader, _, 0}, Py.Coalesce.in_flight({g, 1})) end, @long)
+      float = Task.async(fn -> call.(1.0) end)
+      assert eventually(fn -> match?({:leader, _, 0}, Py.Coalesce.in_flight({g, 1.0})) end, @long)
+      assert {:leader, int_leader, 0} = Py.Coalesce.in_flight({g, 1})
+      assert {:leader, float_leader, 0} = Py.Coalesce.in_flight({g, 1.0})
+      assert {int_leader, float_leader} == {int.pid, float.pid}
+      release()
+      assert Task.await(int, @long) == {:ok, [1, 1]}
+      assert Task.await(float, @long) == {:ok, [1, 2]}
+      assert runs() == 2
+      assert %{misses: 2, hits: 0, active: 0} = Py.Coalesce.stats(g)
+    end
+
+    # Joiners whose timeouts pass while the call ends: each is answered
+    # exactly once, with the result (counted as a hit) or its timeout.
+    test "joiners timing out as the call ends: each gets one answer, hits count the results",
+         %{ctx: ctx} do
+      g = group()
+
+      call = fn t ->
+        Py.call(ctx, :coalesce_fixture, :work, [3], coalesce: :k, group: g, timeout: t)
+      end
+
+      leader = Task.async(fn -> call.(@long) end)
+      await_waiters(g, :k, 1, 0)
+      joiners = for i <- 1..200, do: Task.async(fn -> call.(rem(i, 40) * 5 + 1) end)
+
+      # Released once every joiner is in or has timed out (none can start a
+      # second execution); the rest time out around the release.
+      assert eventually(
+               fn ->
+                 in_flight = Py.Coalesce.Leader.committed({g, :k}) - 1
+                 in_flight + Enum.count(joiners, &(not Process.alive?(&1.pid))) >= 200
+               end,
+               @long
+             )
+
+      release()
+      assert Task.await(leader, @long) == {:ok, [3, 1]}
+      results = Enum.map(joiners, &Task.await(&1, @long))
+
+      {ok, timed_out} =
+        Enum.split_with(results, fn
+          {:ok, [3, 1]} -> true
+          {:error, %Py.Error{type: :timeout}} -> false
+        end)
+
+      assert length(ok) + length(timed_out) == 200
+      assert %{misses: 1, hits: hits, active: 0} = Py.Coalesce.stats(g)
+      assert hits == length(ok)
+      assert runs() == 1
+      assert Py.Coalesce.in_flight({g, :k}) == nil
     end
 
     test "eval and exec with a key and a group of one's own", %{ctx: ctx} do
