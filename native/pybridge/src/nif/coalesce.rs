@@ -98,18 +98,16 @@ fn coalesce_enter<'a>(
     } else {
         return Err(Error::BadArg);
     };
-    Ok(
-        match TABLE.enter(&key, me, claim, ResourceArc::new) {
-            Entered::Claimed(f) => (kinds::claimed(), f).encode(env),
-            Entered::Joined(f, slot) => {
-                let owner = f.owner();
-                (kinds::joined(), (f, slot), owner).encode(env)
-            }
-            Entered::Process(f) => (kinds::flight(), f.owner()).encode(env),
-            Entered::Held => kinds::held().encode(env),
-            Entered::Absent => atoms::nil().encode(env),
-        },
-    )
+    Ok(match TABLE.enter(&key, me, claim, ResourceArc::new) {
+        Entered::Claimed(f) => (kinds::claimed(), f).encode(env),
+        Entered::Joined(f, slot) => {
+            let owner = f.owner();
+            (kinds::joined(), (f, slot), owner).encode(env)
+        }
+        Entered::Process(f) => (kinds::flight(), f.owner()).encode(env),
+        Entered::Held => kinds::held().encode(env),
+        Entered::Absent => atoms::nil().encode(env),
+    })
 }
 
 /// Ends `flight` (unmapping it if it still holds its key): `{call,
