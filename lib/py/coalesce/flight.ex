@@ -51,11 +51,11 @@ defmodule Py.Coalesce.Flight do
     :ets.insert(@waiters, {{self()}, nil})
 
     case Py.Native.coalesce_enter(gk, self(), :process) do
-      {:claimed, entry} ->
+      {:claimed, hash, id} ->
         Stats.started(group)
         waiters = %{tag => watch(leader, tag)}
         {pid, mref} = :erlang.spawn_monitor(fn -> exit(apply_fun(fun)) end)
-        state = %{entry: entry, id: self(), group: group, waiters: waiters, joined: 0}
+        state = %{entry: {hash, id}, id: self(), group: group, waiters: waiters, joined: 0}
         loop(state, {:fun, pid, mref})
 
       :held ->
@@ -159,7 +159,7 @@ defmodule Py.Coalesce.Flight do
   # Gives the key up (new callers start a new execution), if it still holds
   # it.
   defp unmap(%{entry: nil}), do: false
-  defp unmap(%{entry: entry}), do: Py.Native.coalesce_unmap(entry)
+  defp unmap(%{entry: {hash, id}}), do: Py.Native.coalesce_unmap(hash, id)
 
   defp finish(state, result) do
     unmap(state)

@@ -4,31 +4,33 @@ defmodule Py.Coalesce.Leader do
   # with no process in between, and the callers that join it.
   #
   # The execution is a flight in the native in-flight table
-  # (native/pybridge/src/coalesce, through Py.Native.coalesce_*): a resource
-  # the leader holds, mapped from its key until it ends or is forgotten, and
-  # holding the joiners themselves. One NIF call, coalesce_enter/3, finds
-  # the key's flight and joins it ({:joined, {flight, slot}, leader}; the
-  # tag {flight, slot} is what the joiner is answered with) or claims the
-  # key ({:claimed, flight}).
+  # (native/pybridge/src/coalesce, through Py.Native.coalesce_*), found by
+  # its key until it ends or is forgotten, and holding the joiners
+  # themselves. One NIF call, coalesce_enter/3, finds the key's flight and
+  # joins it ({:joined, {joiners, slot}, leader}: the tag {joiners, slot} is
+  # what the joiner is answered with, `joiners` a resource made for the
+  # first joiner) or claims the key ({:claimed, hash, id}: the flight's
+  # name, `name` below).
   #
   # Whoever ends an execution (its leader, the guard of a dead leader, the
-  # first waiter to see it die) takes the flight with coalesce_take/1: it is
-  # unmapped and ended at once, and the taker gets back the call the leader
-  # recorded (coalesce_mark/2, once its call did not answer at once) and
-  # every joiner that has not left, {pid, tag}; a flight is taken once, so
-  # it is counted and answered once. A joiner that stops waiting leaves with
+  # first waiter to see it die) takes the flight, coalesce_take/2 by its
+  # name or coalesce_take_joined/1 by a tag's resource: it leaves the table
+  # and ends at once, and the taker gets back the call the leader recorded
+  # (coalesce_mark/3, once its call did not answer at once) and every joiner
+  # that has not left, {pid, tag}; a flight is taken once, so it is counted
+  # and answered once. A joiner that stops waiting leaves with
   # coalesce_leave/2: true means it was still in (nobody will answer it),
   # false that it was taken with the flight (its answer is on the way).
-  # Joiners come in only while the flight is mapped, under the table's
+  # Joiners come in only while the flight can be found, under the table's
   # lock, so none can join an ended one.
   #
   # An uncontended call costs coalesce_enter/3 (the key encoded, hashed and
-  # claimed), coalesce_take/1 (nothing recorded, no joiner) and one counter
-  # update (Py.Coalesce.Stats): the hot path of `coalesce: true`
-  # (bench/coalesce.exs).
+  # claimed), coalesce_take/2 (nothing recorded, no joiner, no resource)
+  # and one counter update (Py.Coalesce.Stats): the hot path of
+  # `coalesce: true` (bench/coalesce.exs).
   #
-  # forget/2 only unmaps the flight: its leader still takes it, with its
-  # joiners, and answers them.
+  # forget/2 only hides the flight from new callers: its leader still takes
+  # it, with its joiners, and answers them.
   #
   # Should the leader time out or die while others wait, its running call
   # is handed to a Flight process (hand_over/3), its reply redirected there.
@@ -46,7 +48,7 @@ defmodule Py.Coalesce.Leader do
   @spec run({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
   def run(gk, execution, timeout, deadline) do
     case Py.Native.coalesce_enter(gk, self(), :leader) do
-      {:claimed, flight} -> lead_call(gk, flight, execution, timeout, deadline)
+      {:claimed, hash, id} -> lead_call(gk, {hash, id}, execution, timeout, deadline)
       entered -> Coalesce.found(entered, gk, execution, timeout, deadline)
     end
   end
@@ -78,7 +80,8 @@ defmodule Py.Coalesce.Leader do
   defp led({group, _} = gk, flight, handle, ref, timeout, deadline) do
     Stats.started(group)
     # Nobody else takes the flight while its leader lives: always :ok.
-    Py.Native.coalesce_mark(flight, {handle, ref})
+    {hash, id} = flight
+    Py.Native.coalesce_mark(hash, id, {handle, ref})
     leader = self()
     guard = spawn(fn -> guard(group, flight, leader) end)
     lead(gk, flight, handle, ref, guard, timeout, deadline || Coalesce.deadline(timeout))
@@ -89,18 +92,21 @@ defmodule Py.Coalesce.Leader do
 
     receive do
       :done -> :ok
-      {:DOWN, ^mref, :process, _, reason} -> take_over(group, flight, leader, reason)
+      {:DOWN, ^mref, :process, _, reason} -> take_over(group, take(flight), leader, reason)
     end
   end
 
   # The leader died: whoever takes its flight first (its guard, or the
   # first waiter to notice) ends the execution.
-  defp take_over(group, flight, leader, reason) do
-    case Py.Native.coalesce_take(flight) do
+  defp take_over(group, taken, leader, reason) do
+    case taken do
       {call, joiners} -> died(group, call, joiners, leader, reason)
       nil -> :ok
     end
   end
+
+  # Ends the flight named {hash, id} (see the moduledoc).
+  defp take({hash, id}), do: Py.Native.coalesce_take(hash, id)
 
   # The leader waits for its call's reply, running the callbacks the Python
   # code makes meanwhile (Py.Callback), as any caller does.
@@ -149,7 +155,7 @@ defmodule Py.Coalesce.Leader do
   # Ends the leader's flight: the key is given up (if the flight still
   # holds it) and the joiners that have not left come back, as {pid, tag}.
   defp take_joiners(flight) do
-    case Py.Native.coalesce_take(flight) do
+    case take(flight) do
       {_call, joiners} -> joiners
       nil -> []
     end
@@ -242,7 +248,7 @@ defmodule Py.Coalesce.Leader do
   # `deadline`.
   defp follow_wait(
          {group, _} = gk,
-         {flight, slot} = tag,
+         {joiners, slot} = tag,
          leader,
          mref,
          execution,
@@ -264,14 +270,14 @@ defmodule Py.Coalesce.Leader do
         # The leader died before answering: the first waiter to notice
         # takes the call over (or, when it cannot, tells everyone, this
         # one included).
-        take_over(group, flight, leader, reason)
+        take_over(group, Py.Native.coalesce_take_joined(joiners), leader, reason)
         wait_ms = Coalesce.remaining(deadline)
         follow_wait(gk, tag, leader, nil, execution, timeout, deadline, wait_ms)
     after
       wait_ms ->
         demonitor(mref)
 
-        if Py.Native.coalesce_leave(flight, slot) do
+        if Py.Native.coalesce_leave(joiners, slot) do
           Flight.timed_out(timeout)
         else
           # Taken by the leader (or a successor) just now: its message is

@@ -1,28 +1,31 @@
 //! Request coalescing's in-flight table: which executions are in flight, by
 //! key, and who waits for each (`Py.Coalesce`, `Py.Coalesce.Leader`).
 //!
-//! A key is a byte string the caller derives from its term so that two keys
-//! are equal exactly when the terms are (the NIF layer uses the external
-//! term format, where `1` and `1.0` differ). Keys of one group share a
-//! prefix, which [`Table::forget_prefix`] removes together.
+//! A key is whatever the caller stores (`K`), found by a hash and an
+//! equality the caller gives: the NIF layer keeps the `{group, key}` term
+//! itself, hashed with the BEAM's internal hash and compared exactly (`1`
+//! and `1.0` differ). [`Table::forget_where`] removes the keys a predicate
+//! picks (a group's).
 //!
 //! An entry is a [`Flight`]: of kind [`Kind::Leader`] (a Python call run by
 //! its first caller, whose joiners are kept here) or [`Kind::Process`] (an
 //! execution in a process of its own, joined by messages to it; the table
-//! only says who it is). The table holds a handle `H` on each mapped flight
-//! (the NIF layer's resource, an `Arc` in the tests), so the BEAM and the
-//! table name one object.
+//! only says who it is). The table holds a handle `H` on each flight (an
+//! `Arc`); its owner names it by its hash and id ([`Flight::name`]), its
+//! joiners by a handle `X` made for the first of them (the NIF layer's
+//! resource): an execution nobody joins costs no resource.
 //!
-//! The rule everything rests on: a flight is mapped until it ends or is
-//! forgotten, and joiners are added only while it is mapped, under its
-//! shard's lock. [`Table::take`] unmaps it and ends it under that same lock,
+//! The rule everything rests on: a flight is in the table until it ends,
+//! found by its key until then or until it is forgotten, and joiners are
+//! added only while it can be found, under its shard's lock. [`Table::take`]
+//! takes it out and ends it under that same lock,
 //! handing back every joiner that has not left, once: a joiner is either
 //! taken or left ([`Flight::leave`]), never both, and a caller that finds a
 //! flight can join it or, when it is gone, start over, never wait for an
 //! ended one.
 
-use std::hash::BuildHasher;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 use parking_lot::Mutex;
@@ -42,47 +45,65 @@ pub enum Kind {
     Process,
 }
 
-/// One execution in flight. `P` names a process (owner, joiners), `C` is
-/// what the owner records of a running call for whoever takes it over.
-pub struct Flight<P, C> {
-    key: Box<[u8]>,
+/// One execution in flight, for key `K`. `P` names a process (owner,
+/// joiners), `C` is what the owner records of a running call for whoever
+/// takes it over, `X` the handle its joiners are given (made by the first
+/// joiner, dropped when the flight ends).
+pub struct Flight<K, P, C, X> {
+    key: K,
     hash: u64,
+    id: u64,
     kind: Kind,
     owner: P,
-    state: Mutex<State<P, C>>,
+    /// Set under the shard's lock: forgotten flights stay in the table
+    /// (for their leader to take) but no caller finds them by key.
+    forgotten: AtomicBool,
+    state: Mutex<State<P, C, X>>,
 }
 
-struct State<P, C> {
+struct State<P, C, X> {
     ended: bool,
     /// Joiners by slot: a joiner that leaves empties its slot.
     slots: Vec<Option<P>>,
     live: usize,
     call: Option<C>,
+    handle: Option<X>,
 }
 
-/// An ended flight: its recorded call and the joiners that had not left,
-/// as (slot, process).
-pub struct Taken<P, C> {
+/// An ended flight: its recorded call, the joiners that had not left, as
+/// (slot, process), and the joiners' handle (there is one if any joined).
+pub struct Taken<P, C, X> {
     pub call: Option<C>,
     pub joiners: Vec<(usize, P)>,
+    pub handle: Option<X>,
 }
 
-impl<P: Copy, C> Flight<P, C> {
-    /// A flight of `kind` for `key`, owned by `owner`, not yet in any
-    /// table (see [`Table::enter`]).
-    fn new(key: &[u8], hash: u64, kind: Kind, owner: P) -> Flight<P, C> {
+impl<K, P: Copy, C, X: Clone> Flight<K, P, C, X> {
+    fn new(key: K, hash: u64, id: u64, kind: Kind, owner: P) -> Self {
         Flight {
-            key: key.into(),
+            key,
             hash,
+            id,
             kind,
             owner,
+            forgotten: AtomicBool::new(false),
             state: Mutex::new(State {
                 ended: false,
                 slots: Vec::new(),
                 live: 0,
                 call: None,
+                handle: None,
             }),
         }
+    }
+
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// The hash and id that name this flight in [`Table::take_id`].
+    pub fn name(&self) -> (u64, u64) {
+        (self.hash, self.id)
     }
 
     pub fn kind(&self) -> Kind {
@@ -91,6 +112,10 @@ impl<P: Copy, C> Flight<P, C> {
 
     pub fn owner(&self) -> P {
         self.owner
+    }
+
+    fn forgotten(&self) -> bool {
+        self.forgotten.load(Ordering::Relaxed)
     }
 
     /// Joiner `slot` leaves: `true` if it was still in (nobody will answer
@@ -128,15 +153,16 @@ impl<P: Copy, C> Flight<P, C> {
         self.state.lock().live
     }
 
-    fn join(&self, who: P) -> usize {
+    fn join(&self, who: P, attach: impl FnOnce() -> X) -> (usize, X) {
         let mut state = self.state.lock();
         debug_assert!(!state.ended, "a mapped flight has not ended");
         state.slots.push(Some(who));
         state.live += 1;
-        state.slots.len() - 1
+        let handle = state.handle.get_or_insert_with(attach).clone();
+        (state.slots.len() - 1, handle)
     }
 
-    fn end(&self) -> Option<Taken<P, C>> {
+    fn end(&self) -> Option<Taken<P, C, X>> {
         let mut state = self.state.lock();
         if state.ended {
             return None;
@@ -152,16 +178,19 @@ impl<P: Copy, C> Flight<P, C> {
         Some(Taken {
             call: state.call.take(),
             joiners,
+            // The handle may hold the flight: dropping it here ends that
+            // cycle.
+            handle: state.handle.take(),
         })
     }
 }
 
 /// What [`Table::enter`] found.
-pub enum Entered<H> {
+pub enum Entered<H, X> {
     /// No flight had the key: this one, just made, has it now.
     Claimed(H),
-    /// A leader's flight, joined in this slot.
-    Joined(H, usize),
+    /// A leader's flight, joined in this slot, with its joiners' handle.
+    Joined(H, usize, X),
     /// A process's flight (join it by message).
     Process(H),
     /// Another flight has the key; a process flight claiming it does not
@@ -174,48 +203,60 @@ pub enum Entered<H> {
 /// The in-flight table.
 pub struct Table<H> {
     shards: Box<[Mutex<HashTable<H>>]>,
-    hasher: foldhash::fast::RandomState,
+    ids: AtomicU64,
 }
 
 impl<H> Default for Table<H> {
     fn default() -> Self {
         Table {
             shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            ids: AtomicU64::new(1),
         }
     }
 }
 
-impl<H, P, C> Table<H>
+/// Spreads a caller's hash over 64 bits.
+fn mix(hash: u64) -> u64 {
+    let h = (hash ^ (hash >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 29)
+}
+
+impl<H, K, P, C, X> Table<H>
 where
-    H: Deref<Target = Flight<P, C>> + Clone,
+    H: Deref<Target = Flight<K, P, C, X>> + Clone,
     P: Copy + PartialEq,
+    X: Clone,
 {
     fn shard(&self, hash: u64) -> &Mutex<HashTable<H>> {
         // The high bits: hashbrown places entries by the low ones.
         &self.shards[(hash >> 59) as usize % SHARDS]
     }
 
-    /// Finds the flight of `key`. A leader's flight is joined by `me`
-    /// unless `claim` is `Some(Kind::Process)` (a process flight claiming
-    /// its key only claims); with no flight, one of kind `claim` owned by
-    /// `me` is made and mapped (`wrap` makes its handle), or none with
-    /// `claim` `None`.
+    /// Finds the flight of the key that hashes to `hash` and `is` picks. A
+    /// leader's flight is joined by `me` (`attach` makes the joiners'
+    /// handle, once) unless `claim` is `Some(Kind::Process)` (a process
+    /// flight claiming its key only claims); with no flight, one of kind
+    /// `claim` owned by `me` is made for the key `key()` makes and mapped
+    /// (`wrap` makes its handle), or none with `claim` `None`.
+    #[allow(clippy::too_many_arguments)]
     pub fn enter(
         &self,
-        key: &[u8],
+        hash: u64,
+        is: impl Fn(&K) -> bool,
+        key: impl FnOnce() -> K,
         me: P,
         claim: Option<Kind>,
-        wrap: impl FnOnce(Flight<P, C>) -> H,
-    ) -> Entered<H> {
-        let hash = self.hasher.hash_one(key);
+        wrap: impl FnOnce(Flight<K, P, C, X>) -> H,
+        attach: impl FnOnce(&H) -> X,
+    ) -> Entered<H, X> {
+        let hash = mix(hash);
         let mut shard = self.shard(hash).lock();
-        if let Some(found) = shard.find(hash, |f| *f.key == *key) {
+        if let Some(found) = shard.find(hash, |f| !f.forgotten() && is(&f.key)) {
             return match (found.kind, claim) {
                 (Kind::Leader, Some(Kind::Process)) => Entered::Held,
                 (Kind::Leader, _) => {
-                    let slot = found.join(me);
-                    Entered::Joined(found.clone(), slot)
+                    let (slot, handle) = found.join(me, || attach(found));
+                    Entered::Joined(found.clone(), slot, handle)
                 }
                 (Kind::Process, Some(Kind::Process)) => Entered::Held,
                 (Kind::Process, _) => Entered::Process(found.clone()),
@@ -224,33 +265,56 @@ where
         match claim {
             None => Entered::Absent,
             Some(kind) => {
-                let flight = wrap(Flight::new(key, hash, kind, me));
+                let id = self.ids.fetch_add(1, Ordering::Relaxed);
+                let flight = wrap(Flight::new(key(), hash, id, kind, me));
                 shard.insert_unique(hash, flight.clone(), |f| f.hash);
                 Entered::Claimed(flight)
             }
         }
     }
 
-    /// Ends `flight`: unmaps it if it is still mapped and hands back its
-    /// call and its joiners; `None` if it had ended already.
-    pub fn take(&self, flight: &H) -> Option<Taken<P, C>> {
+    /// Ends `flight`: takes it out of the table and hands back its call,
+    /// its joiners and their handle; `None` if it had ended already.
+    pub fn take(&self, flight: &Flight<K, P, C, X>) -> Option<Taken<P, C, X>> {
         let mut shard = self.shard(flight.hash).lock();
-        Self::remove_if(&mut shard, flight, |f| same(f, flight));
+        if let Ok(entry) = shard.find_entry(flight.hash, |f| std::ptr::eq(&**f, flight)) {
+            entry.remove();
+        }
         // Ended under the shard's lock: no joiner can come in between.
         flight.end()
     }
 
-    /// Unmaps `flight` if it is still mapped (it goes on for its joiners).
-    pub fn unmap(&self, flight: &H) -> bool {
-        let mut shard = self.shard(flight.hash).lock();
-        Self::remove_if(&mut shard, flight, |f| same(f, flight))
+    /// The flight named `name` ([`Flight::name`]), forgotten or not.
+    pub fn by_name(&self, (hash, id): (u64, u64)) -> Option<H> {
+        let shard = self.shard(hash).lock();
+        shard.find(hash, |f| f.id == id).cloned()
     }
 
-    /// Unmaps the flight of `key` if `owner` owns it.
-    pub fn unmap_owner(&self, key: &[u8], owner: P) -> bool {
-        let hash = self.hasher.hash_one(key);
+    /// [`Table::take`] of the flight named `name`.
+    pub fn take_name(&self, (hash, id): (u64, u64)) -> Option<Taken<P, C, X>> {
         let mut shard = self.shard(hash).lock();
-        match shard.find_entry(hash, |f| *f.key == *key) {
+        let flight = shard.find_entry(hash, |f| f.id == id).ok()?.remove().0;
+        flight.end()
+    }
+
+    /// Takes the flight named `name` out of the table without ending it (a
+    /// process flight giving its key up).
+    pub fn unmap(&self, (hash, id): (u64, u64)) -> bool {
+        let mut shard = self.shard(hash).lock();
+        match shard.find_entry(hash, |f| f.id == id) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Unmaps the flight of the key (`hash`, `is`) if `owner` owns it.
+    pub fn unmap_owner(&self, hash: u64, is: impl Fn(&K) -> bool, owner: P) -> bool {
+        let hash = mix(hash);
+        let mut shard = self.shard(hash).lock();
+        match shard.find_entry(hash, |f| !f.forgotten() && is(&f.key)) {
             Ok(entry) if entry.get().owner == owner => {
                 entry.remove();
                 true
@@ -259,39 +323,50 @@ where
         }
     }
 
-    /// Unmaps the flight of `key`, whoever owns it.
-    pub fn forget(&self, key: &[u8]) -> bool {
-        let hash = self.hasher.hash_one(key);
+    /// Forgets the flight of the key (`hash`, `is`): no caller finds it any
+    /// more. A leader's stays until its leader takes it; a process's goes.
+    pub fn forget(&self, hash: u64, is: impl Fn(&K) -> bool) -> bool {
+        let hash = mix(hash);
         let mut shard = self.shard(hash).lock();
-        match shard.find_entry(hash, |f| *f.key == *key) {
-            Ok(entry) => {
+        match shard.find_entry(hash, |f| !f.forgotten() && is(&f.key)) {
+            Ok(entry) if entry.get().kind == Kind::Process => {
                 entry.remove();
+                true
+            }
+            Ok(entry) => {
+                entry.get().forgotten.store(true, Ordering::Relaxed);
                 true
             }
             Err(_) => false,
         }
     }
 
-    /// Unmaps every flight whose key starts with `prefix`; how many.
-    pub fn forget_prefix(&self, prefix: &[u8]) -> usize {
-        let mut removed = 0;
+    /// Forgets every flight whose key `pick` picks; how many.
+    pub fn forget_where(&self, pick: impl Fn(&K) -> bool) -> usize {
+        let mut forgotten = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            let before = shard.len();
-            shard.retain(|f| !f.key.starts_with(prefix));
-            removed += before - shard.len();
+            shard.retain(|f| {
+                if f.forgotten() || !pick(&f.key) {
+                    return true;
+                }
+                forgotten += 1;
+                f.forgotten.store(true, Ordering::Relaxed);
+                f.kind == Kind::Leader
+            });
         }
-        removed
+        forgotten
     }
 
-    /// The flight of `key`, if one is mapped.
-    pub fn get(&self, key: &[u8]) -> Option<H> {
-        let hash = self.hasher.hash_one(key);
+    /// The flight of the key (`hash`, `is`), if one is mapped.
+    pub fn get(&self, hash: u64, is: impl Fn(&K) -> bool) -> Option<H> {
+        let hash = mix(hash);
         let shard = self.shard(hash).lock();
-        shard.find(hash, |f| *f.key == *key).cloned()
+        shard.find(hash, |f| !f.forgotten() && is(&f.key)).cloned()
     }
 
-    /// How many flights are mapped.
+    /// How many flights are in the table (forgotten ones included, until
+    /// they are taken).
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
@@ -299,19 +374,4 @@ where
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    fn remove_if(shard: &mut HashTable<H>, flight: &H, pick: impl Fn(&H) -> bool) -> bool {
-        match shard.find_entry(flight.hash, |f| pick(f)) {
-            Ok(entry) => {
-                entry.remove();
-                true
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-/// Whether two handles name the same flight.
-fn same<H: Deref>(a: &H, b: &H) -> bool {
-    std::ptr::eq(a.deref(), b.deref())
 }

@@ -1,18 +1,46 @@
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::thread;
 
 use super::{Entered, Flight, Kind, Table};
 
-type F = Arc<Flight<u32, &'static str>>;
+/// Flights with byte keys; the joiners' handle is a number.
+type F = Arc<Flight<Vec<u8>, u32, &'static str, u32>>;
 
 fn table() -> Table<F> {
     Table::default()
 }
 
+fn h(key: &[u8]) -> u64 {
+    foldhash::fast::FixedState::default().hash_one(key)
+}
+
+fn enter(t: &Table<F>, key: &[u8], me: u32, claim: Option<Kind>) -> Entered<F, u32> {
+    t.enter(
+        h(key),
+        |k| k == key,
+        || key.to_vec(),
+        me,
+        claim,
+        Arc::new,
+        |_| 99,
+    )
+}
+
 fn claim(t: &Table<F>, key: &[u8], me: u32) -> F {
-    match t.enter(key, me, Some(Kind::Leader), Arc::new) {
+    match enter(t, key, me, Some(Kind::Leader)) {
         Entered::Claimed(f) => f,
         _ => panic!("expected a claim"),
+    }
+}
+
+fn slot(t: &Table<F>, key: &[u8], me: u32) -> usize {
+    match enter(t, key, me, None) {
+        Entered::Joined(_, slot, handle) => {
+            assert_eq!(handle, 99);
+            slot
+        }
+        _ => panic!("expected a join"),
     }
 }
 
@@ -22,8 +50,8 @@ fn first_caller_claims_the_next_ones_join() {
     let f = claim(&t, b"k", 1);
     assert_eq!(f.owner(), 1);
     for me in 2..5 {
-        match t.enter(b"k", me, Some(Kind::Leader), Arc::new) {
-            Entered::Joined(g, slot) => {
+        match enter(&t, b"k", me, Some(Kind::Leader)) {
+            Entered::Joined(g, slot, _) => {
                 assert!(Arc::ptr_eq(&f, &g));
                 assert_eq!(slot, me as usize - 2);
             }
@@ -32,18 +60,48 @@ fn first_caller_claims_the_next_ones_join() {
     }
     assert_eq!(f.joined(), 3);
     assert_eq!(f.joiners(), vec![2, 3, 4]);
-    let taken = t.take(&f).expect("first take");
+    let taken = t.take_name(f.name()).expect("first take");
     assert_eq!(taken.joiners, vec![(0, 2), (1, 3), (2, 4)]);
+    assert_eq!(taken.handle, Some(99));
     assert!(t.take(&f).is_none(), "a flight ends once");
     assert!(t.is_empty());
 }
 
 #[test]
-fn keys_are_compared_exactly() {
+fn nobody_joined_no_handle() {
+    let t = table();
+    let f = claim(&t, b"k", 1);
+    let taken = t.take(&f).expect("take");
+    assert!(taken.joiners.is_empty() && taken.handle.is_none());
+}
+
+#[test]
+fn keys_are_told_apart() {
     let t = table();
     let a = claim(&t, b"k1", 1);
     let b = claim(&t, b"k2", 2);
     assert!(!Arc::ptr_eq(&a, &b));
+    assert_ne!(a.name(), b.name());
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn keys_of_one_hash_are_told_apart_by_equality() {
+    let t = table();
+    let claim_with = |key: &'static [u8]| {
+        t.enter(
+            7,
+            |k| k == key,
+            || key.to_vec(),
+            1,
+            Some(Kind::Leader),
+            Arc::new,
+            |_| 0,
+        )
+    };
+    let (a, b) = (claim_with(b"a"), claim_with(b"b"));
+    assert!(matches!((a, b), (Entered::Claimed(_), Entered::Claimed(_))));
+    assert!(matches!(claim_with(b"a"), Entered::Joined(..)));
     assert_eq!(t.len(), 2);
 }
 
@@ -51,11 +109,7 @@ fn keys_are_compared_exactly() {
 fn a_joiner_that_left_is_not_taken_and_one_taken_cannot_leave() {
     let t = table();
     let f = claim(&t, b"k", 1);
-    let slot = |me| match t.enter(b"k", me, None, Arc::new) {
-        Entered::Joined(_, slot) => slot,
-        _ => panic!("expected a join"),
-    };
-    let (a, b) = (slot(2), slot(3));
+    let (a, b) = (slot(&t, b"k", 2), slot(&t, b"k", 3));
     assert!(f.leave(a));
     assert!(!f.leave(a), "leaves once");
     assert_eq!(f.joined(), 1);
@@ -65,59 +119,76 @@ fn a_joiner_that_left_is_not_taken_and_one_taken_cannot_leave() {
 }
 
 #[test]
-fn forget_detaches_but_the_flight_still_ends_with_its_joiners() {
+fn forget_hides_the_flight_but_its_leader_still_takes_it_with_its_joiners() {
     let t = table();
     let f = claim(&t, b"k", 1);
-    assert!(matches!(
-        t.enter(b"k", 2, None, Arc::new),
-        Entered::Joined(..)
-    ));
-    assert!(t.forget(b"k"));
-    assert!(matches!(t.enter(b"k", 3, None, Arc::new), Entered::Absent));
+    slot(&t, b"k", 2);
+    assert!(t.forget(h(b"k"), |k| k == b"k"));
+    assert!(matches!(enter(&t, b"k", 3, None), Entered::Absent));
+    assert!(t.get(h(b"k"), |k| k == b"k").is_none());
     let g = claim(&t, b"k", 4);
-    assert_eq!(t.take(&f).expect("take").joiners, vec![(0, 2)]);
-    // Taking the forgotten one left the new one mapped.
-    assert!(t.get(b"k").is_some_and(|h| Arc::ptr_eq(&h, &g)));
+    assert_eq!(t.take_name(f.name()).expect("take").joiners, vec![(0, 2)]);
+    // Taking the forgotten one left the new one in place.
+    assert!(t
+        .get(h(b"k"), |k| k == b"k")
+        .is_some_and(|x| Arc::ptr_eq(&x, &g)));
+    assert_eq!(t.len(), 1);
 }
 
 #[test]
-fn forget_prefix_takes_a_group() {
+fn forget_where_takes_a_group() {
     let t = table();
-    for k in [&b"g1/a"[..], b"g1/b", b"g2/a"] {
-        claim(&t, k, 1);
+    let flights: Vec<F> = [&b"g1/a"[..], b"g1/b", b"g2/a"]
+        .iter()
+        .map(|k| claim(&t, k, 1))
+        .collect();
+    assert_eq!(t.forget_where(|k| k.starts_with(b"g1/")), 2);
+    assert!(t.get(h(b"g1/a"), |k| k == b"g1/a").is_none());
+    assert!(t.get(h(b"g2/a"), |k| k == b"g2/a").is_some());
+    for f in &flights {
+        assert!(t.take(f).is_some());
     }
-    assert_eq!(t.forget_prefix(b"g1/"), 2);
-    assert_eq!(t.len(), 1);
-    assert!(t.get(b"g2/a").is_some());
+    assert!(t.is_empty());
 }
 
 #[test]
 fn process_flights_are_joined_by_message_and_claimed_once() {
     let t = table();
-    let f = match t.enter(b"k", 7, Some(Kind::Process), Arc::new) {
+    let f = match enter(&t, b"k", 7, Some(Kind::Process)) {
         Entered::Claimed(f) => f,
         _ => panic!("expected a claim"),
     };
     assert_eq!(f.kind(), Kind::Process);
     assert!(matches!(
-        t.enter(b"k", 8, Some(Kind::Leader), Arc::new),
+        enter(&t, b"k", 8, Some(Kind::Leader)),
         Entered::Process(_)
     ));
     assert!(matches!(
-        t.enter(b"k", 9, Some(Kind::Process), Arc::new),
+        enter(&t, b"k", 9, Some(Kind::Process)),
         Entered::Held
     ));
-    assert!(!t.unmap_owner(b"k", 8), "not its owner");
-    assert!(t.unmap_owner(b"k", 7));
-    assert!(!t.unmap(&f));
+    assert!(!t.unmap_owner(h(b"k"), |k| k == b"k", 8), "not its owner");
+    assert!(t.unmap_owner(h(b"k"), |k| k == b"k", 7));
+    assert!(!t.unmap(f.name()));
     assert!(t.is_empty());
+    // A forgotten process flight leaves the table at once.
+    let g = claim(&t, b"p", 1);
+    assert!(t.take(&g).is_some());
+    let p = match enter(&t, b"p", 7, Some(Kind::Process)) {
+        Entered::Claimed(p) => p,
+        _ => panic!("expected a claim"),
+    };
+    assert!(t.forget(h(b"p"), |k| k == b"p"));
+    assert!(t.is_empty());
+    assert!(!t.unmap(p.name()));
 }
 
 #[test]
 fn the_call_is_kept_for_whoever_takes_the_flight() {
     let t = table();
     let f = claim(&t, b"k", 1);
-    assert!(f.mark("call").is_ok());
+    let named = t.by_name(f.name()).expect("by name");
+    assert!(named.mark("call").is_ok());
     let taken = t.take(&f).expect("take");
     assert_eq!(taken.call, Some("call"));
     assert_eq!(f.mark("late"), Err("late"));
@@ -131,7 +202,7 @@ fn many_keys_in_flight_then_none() {
         .collect();
     assert_eq!(t.len(), 100_000);
     for f in &flights {
-        assert!(t.take(f).is_some());
+        assert!(t.take_name(f.name()).is_some());
     }
     assert!(t.is_empty());
 }
@@ -149,8 +220,8 @@ fn joiners_racing_the_end_are_answered_exactly_once() {
                 thread::spawn(move || {
                     let mut mine = Vec::new();
                     for _ in 0..200 {
-                        match t.enter(b"k", me, None, Arc::new) {
-                            Entered::Joined(f, slot) => {
+                        match enter(&t, b"k", me, None) {
+                            Entered::Joined(f, slot, _) => {
                                 let left = slot % 3 == 0 && f.leave(slot);
                                 mine.push((slot, left));
                             }
@@ -164,20 +235,14 @@ fn joiners_racing_the_end_are_answered_exactly_once() {
         thread::yield_now();
         let taken = t.take(&f).expect("take");
         let mut answered = 0;
-        let mut left = 0;
         for j in joiners {
             for (slot, gone) in j.join().expect("joiner thread") {
-                if gone {
-                    left += 1;
-                    assert!(!taken.joiners.iter().any(|(s, _)| *s == slot));
-                } else {
-                    answered += 1;
-                    assert!(taken.joiners.iter().any(|(s, _)| *s == slot));
-                }
+                let in_taken = taken.joiners.iter().any(|(s, _)| *s == slot);
+                assert_eq!(in_taken, !gone, "taken or left, not both");
+                answered += usize::from(!gone);
             }
         }
         assert_eq!(answered, taken.joiners.len());
-        let _ = left;
         assert!(t.is_empty());
     }
 }

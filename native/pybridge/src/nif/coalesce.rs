@@ -1,25 +1,27 @@
 //! `coalesce_*`: request coalescing's in-flight table
 //! ([`crate::coalesce::Table`]) for `Py.Coalesce` and `Py.Coalesce.Leader`.
 //!
-//! Keys are `{group, key}` tuples, stored in the external term format: two
+//! Keys are `{group, key}` tuples, kept in the external term format: two
 //! keys are one when their encodings are, which is when the terms are
 //! exactly equal (`1` and `1.0` differ, as in a match). A group's keys all
 //! start with the encoding of `{group, ` ([`group_prefix`]).
 //!
-//! A flight is a resource (`FlightResource`, the core's `Flight`): its term
-//! is what the BEAM holds, the table holds the same object, so a joiner's
-//! tag `{flight, slot}` names it exactly.
+//! Whoever claims a key gets its flight's name, `{hash, id}`
+//! (`Flight::name`), and ends it with `coalesce_take/2`; the joiners get a
+//! resource, [`Joiners`], made for the first of them, and are answered with
+//! the tag `{joiners, slot}`. An execution nobody joins costs no resource.
 
+use std::hash::BuildHasher;
 use std::mem::MaybeUninit;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use rustler::sys::{enif_term_to_binary, ErlNifBinary};
+use rustler::sys::{enif_get_tuple, enif_term_to_binary, ErlNifBinary, ErlNifTerm};
 use rustler::{
     Atom, Encoder, Env, Error, LocalPid, NifResult, OwnedBinary, OwnedEnv, ResourceArc, Term,
 };
 
 use super::atoms;
-use crate::coalesce::{Entered, Flight, Kind, Table};
+use crate::coalesce::{Entered, Flight, Kind, Table, Taken};
 
 /// The call a leader records for whoever takes its flight over, copied
 /// into an environment of its own (only a call that did not answer at
@@ -29,13 +31,17 @@ pub struct SavedCall {
     term: rustler::env::SavedTerm,
 }
 
-type FlightResource = Flight<LocalPid, SavedCall>;
-type Handle = ResourceArc<FlightResource>;
+type FlightArc = Arc<Flight<Box<[u8]>, LocalPid, SavedCall, ResourceArc<Joiners>>>;
+
+/// A leader's flight as its joiners hold it: the first element of each
+/// joiner's tag. The flight holds it too until it ends.
+pub struct Joiners(FlightArc);
 
 #[rustler::resource_impl]
-impl rustler::Resource for FlightResource {}
+impl rustler::Resource for Joiners {}
 
-static TABLE: LazyLock<Table<Handle>> = LazyLock::new(Table::default);
+static TABLE: LazyLock<Table<FlightArc>> = LazyLock::new(Table::default);
+static HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
 
 mod kinds {
     rustler::atoms! { leader, process, claimed, joined, flight, held, ended }
@@ -57,6 +63,34 @@ fn encode(term: Term<'_>) -> NifResult<OwnedBinary> {
     Ok(unsafe { OwnedBinary::from_raw(bin.assume_init()) })
 }
 
+/// Whether `term` is a 2-tuple (without the vector rustler's `get_tuple`
+/// allocates: this is the hot path).
+fn is_pair(term: Term<'_>) -> bool {
+    let mut arity = 0;
+    let mut elems: *const ErlNifTerm = std::ptr::null();
+    // SAFETY: `term` is a live term of its environment; enif_get_tuple
+    // only writes the two out-parameters.
+    let ok = unsafe {
+        enif_get_tuple(
+            term.get_env().as_c_arg(),
+            term.as_c_arg(),
+            &mut arity,
+            &mut elems,
+        )
+    };
+    ok != 0 && arity == 2
+}
+
+/// The key of `gk`, which must be a `{group, key}` tuple, and its hash.
+fn key(gk: Term<'_>) -> NifResult<(OwnedBinary, u64)> {
+    if !is_pair(gk) {
+        return Err(Error::BadArg);
+    }
+    let bytes = encode(gk)?;
+    let hash = HASHER.hash_one(&bytes[..]);
+    Ok((bytes, hash))
+}
+
 /// The bytes every key of `group` starts with: a 2-tuple's header
 /// (SMALL_TUPLE_EXT, arity 2) and the group's encoding, without the
 /// version byte of each.
@@ -68,27 +102,20 @@ fn group_prefix(group: Term<'_>) -> NifResult<Vec<u8>> {
     Ok(prefix)
 }
 
-fn gk(term: Term<'_>) -> NifResult<OwnedBinary> {
-    match rustler::types::tuple::get_tuple(term) {
-        Ok(elems) if elems.len() == 2 => encode(term),
-        _ => Err(Error::BadArg),
-    }
-}
-
 /// Finds the flight of `gk` for `me` (the caller's pid): with `claim`
 /// `:leader` or `:process`, makes one owned by `me` when there is none.
-/// `{:claimed, flight}`, `{:joined, {flight, slot}, leader}` (`me` is in a
-/// leader's flight, answered with that tag), `{:flight, pid}` (a process's
-/// flight: join it by message), `:held` (a process claiming found another
-/// flight) or `nil` (none, nothing claimed).
+/// `{:claimed, hash, id}` (the flight's name), `{:joined, {joiners, slot},
+/// leader}` (`me` is in a leader's flight, answered with that tag),
+/// `{:flight, pid}` (a process's flight: join it by message), `:held` (a
+/// process claiming found another flight) or nil (none, nothing claimed).
 #[rustler::nif]
 fn coalesce_enter<'a>(
     env: Env<'a>,
-    gk_term: Term<'a>,
+    gk: Term<'a>,
     me: LocalPid,
     claim: Atom,
 ) -> NifResult<Term<'a>> {
-    let key = gk(gk_term)?;
+    let (bytes, hash) = key(gk)?;
     let claim = if claim == kinds::leader() {
         Some(Kind::Leader)
     } else if claim == kinds::process() {
@@ -98,11 +125,22 @@ fn coalesce_enter<'a>(
     } else {
         return Err(Error::BadArg);
     };
-    Ok(match TABLE.enter(&key, me, claim, ResourceArc::new) {
-        Entered::Claimed(f) => (kinds::claimed(), f).encode(env),
-        Entered::Joined(f, slot) => {
-            let owner = f.owner();
-            (kinds::joined(), (f, slot), owner).encode(env)
+    let entered = TABLE.enter(
+        hash,
+        |k| **k == bytes[..],
+        || bytes[..].into(),
+        me,
+        claim,
+        Arc::new,
+        |f| ResourceArc::new(Joiners(f.clone())),
+    );
+    Ok(match entered {
+        Entered::Claimed(f) => {
+            let (hash, id) = f.name();
+            (kinds::claimed(), hash, id).encode(env)
+        }
+        Entered::Joined(f, slot, joiners) => {
+            (kinds::joined(), (joiners, slot), f.owner()).encode(env)
         }
         Entered::Process(f) => (kinds::flight(), f.owner()).encode(env),
         Entered::Held => kinds::held().encode(env),
@@ -110,41 +148,63 @@ fn coalesce_enter<'a>(
     })
 }
 
-/// Ends `flight` (unmapping it if it still holds its key): `{call,
-/// [{pid, tag}]}`, the call recorded by `coalesce_mark/2` (or nil) and the
-/// joiners that have not left, each with its tag `{flight, slot}`; nil when
-/// it had ended already. Once per flight.
-#[rustler::nif]
-fn coalesce_take<'a>(env: Env<'a>, flight_term: Term<'a>) -> NifResult<Term<'a>> {
-    let flight: Handle = flight_term.decode()?;
-    let Some(taken) = TABLE.take(&flight) else {
-        return Ok(atoms::nil().encode(env));
+/// `{call, [{pid, tag}]}` of an ended flight, or nil.
+fn taken<'a>(
+    env: Env<'a>,
+    taken: Option<Taken<LocalPid, SavedCall, ResourceArc<Joiners>>>,
+) -> Term<'a> {
+    let Some(taken) = taken else {
+        return atoms::nil().encode(env);
     };
     let call = match &taken.call {
         Some(saved) => saved.env.run(|owned| saved.term.load(owned).in_env(env)),
         None => atoms::nil().encode(env),
     };
-    // 10,000 joiners take well under a millisecond: a tuple of two and one
-    // of three terms each.
-    let joiners: Vec<Term<'a>> = taken
-        .joiners
-        .iter()
-        .map(|(slot, pid)| (*pid, (flight_term, *slot)).encode(env))
-        .collect();
-    Ok((call, joiners).encode(env))
+    let joiners: Vec<Term<'a>> = match &taken.handle {
+        // 10,000 joiners take well under a millisecond: a tuple of two and
+        // one of three terms each.
+        Some(handle) => {
+            let handle = handle.encode(env);
+            taken
+                .joiners
+                .iter()
+                .map(|(slot, pid)| (*pid, (handle, *slot)).encode(env))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    (call, joiners).encode(env)
 }
 
-/// Joiner `slot` leaves `flight`: true if it was still in (nobody answers
-/// it now), false if the flight was taken with it (its answer is coming).
+/// Ends the flight named `{hash, id}` (taking it out of the table):
+/// `{call, [{pid, tag}]}`, the call recorded by `coalesce_mark/3` (or nil)
+/// and the joiners that have not left, each with its tag; nil when it had
+/// ended already. Once per flight.
 #[rustler::nif]
-fn coalesce_leave(flight: Handle, slot: usize) -> bool {
-    flight.leave(slot)
+fn coalesce_take(env: Env<'_>, hash: u64, id: u64) -> Term<'_> {
+    taken(env, TABLE.take_name((hash, id)))
 }
 
-/// Records `call` in `flight` for whoever takes it over: `:ok`, or
-/// `:ended` when it has been taken already.
+/// `coalesce_take/2` for a joiner, by the first element of its tag.
 #[rustler::nif]
-fn coalesce_mark(flight: Handle, call: Term<'_>) -> Atom {
+fn coalesce_take_joined(env: Env<'_>, joiners: ResourceArc<Joiners>) -> Term<'_> {
+    taken(env, TABLE.take(&joiners.0))
+}
+
+/// Joiner `slot` leaves: true if it was still in (nobody answers it now),
+/// false if the flight was taken with it (its answer is coming).
+#[rustler::nif]
+fn coalesce_leave(joiners: ResourceArc<Joiners>, slot: usize) -> bool {
+    joiners.0.leave(slot)
+}
+
+/// Records `call` in the flight named `{hash, id}` for whoever takes it
+/// over: `:ok`, or `:ended` when it has been taken already.
+#[rustler::nif]
+fn coalesce_mark(hash: u64, id: u64, call: Term<'_>) -> Atom {
+    let Some(flight) = TABLE.by_name((hash, id)) else {
+        return kinds::ended();
+    };
     let env = OwnedEnv::new();
     let term = env.save(call);
     match flight.mark(SavedCall { env, term }) {
@@ -153,36 +213,41 @@ fn coalesce_mark(flight: Handle, call: Term<'_>) -> Atom {
     }
 }
 
-/// Unmaps `flight` if it still holds its key.
+/// Takes the flight named `{hash, id}` out of the table (a process flight
+/// giving its key up).
 #[rustler::nif]
-fn coalesce_unmap(flight: Handle) -> bool {
-    TABLE.unmap(&flight)
+fn coalesce_unmap(hash: u64, id: u64) -> bool {
+    TABLE.unmap((hash, id))
 }
 
-/// Unmaps the flight of `gk` if `owner` owns it.
+/// Takes the flight of `gk` out of the table if `owner` owns it.
 #[rustler::nif]
-fn coalesce_unmap_owner(gk_term: Term<'_>, owner: LocalPid) -> NifResult<bool> {
-    Ok(TABLE.unmap_owner(&gk(gk_term)?, owner))
+fn coalesce_unmap_owner(gk: Term<'_>, owner: LocalPid) -> NifResult<bool> {
+    let (bytes, hash) = key(gk)?;
+    Ok(TABLE.unmap_owner(hash, |k| **k == bytes[..], owner))
 }
 
-/// Unmaps the flight of `gk` (`Py.Coalesce.forget/2`).
+/// Forgets the flight of `gk` (`Py.Coalesce.forget/2`).
 #[rustler::nif]
-fn coalesce_forget(gk_term: Term<'_>) -> NifResult<bool> {
-    Ok(TABLE.forget(&gk(gk_term)?))
+fn coalesce_forget(gk: Term<'_>) -> NifResult<bool> {
+    let (bytes, hash) = key(gk)?;
+    Ok(TABLE.forget(hash, |k| **k == bytes[..]))
 }
 
-/// Unmaps every flight of `group` (`Py.Coalesce.forget_all/1`); how many.
+/// Forgets every flight of `group` (`Py.Coalesce.forget_all/1`); how many.
 /// A walk of the whole table: on a dirty scheduler.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn coalesce_forget_all(group: Term<'_>) -> NifResult<usize> {
-    Ok(TABLE.forget_prefix(&group_prefix(group)?))
+    let prefix = group_prefix(group)?;
+    Ok(TABLE.forget_where(|k| k.starts_with(&prefix)))
 }
 
 /// Who holds `gk` now: `{:leader, pid, joiners}` (a leader's flight and
 /// how many joiners it has), `{:process, pid, 0}` or nil (tests, benches).
 #[rustler::nif]
-fn coalesce_lookup<'a>(env: Env<'a>, gk_term: Term<'a>) -> NifResult<Term<'a>> {
-    Ok(match TABLE.get(&gk(gk_term)?) {
+fn coalesce_lookup<'a>(env: Env<'a>, gk: Term<'a>) -> NifResult<Term<'a>> {
+    let (bytes, hash) = key(gk)?;
+    Ok(match TABLE.get(hash, |k| **k == bytes[..]) {
         Some(f) if f.kind() == Kind::Leader => (kinds::leader(), f.owner(), f.joined()).encode(env),
         Some(f) => (kinds::process(), f.owner(), 0).encode(env),
         None => atoms::nil().encode(env),
@@ -191,14 +256,15 @@ fn coalesce_lookup<'a>(env: Env<'a>, gk_term: Term<'a>) -> NifResult<Term<'a>> {
 
 /// The pids of the joiners of the leader's flight of `gk`, or nil (tests).
 #[rustler::nif]
-fn coalesce_joiners(gk_term: Term<'_>) -> NifResult<Option<Vec<LocalPid>>> {
+fn coalesce_joiners(gk: Term<'_>) -> NifResult<Option<Vec<LocalPid>>> {
+    let (bytes, hash) = key(gk)?;
     Ok(TABLE
-        .get(&gk(gk_term)?)
+        .get(hash, |k| **k == bytes[..])
         .filter(|f| f.kind() == Kind::Leader)
         .map(|f| f.joiners()))
 }
 
-/// How many flights hold a key now (tests: memory comes back).
+/// How many flights are in the table now (tests: memory comes back).
 #[rustler::nif]
 fn coalesce_size() -> usize {
     TABLE.len()
