@@ -30,7 +30,10 @@ defmodule Py.Coalesce.Leader do
   # `coalesce: true` (bench/coalesce.exs).
   #
   # forget/2 only hides the flight from new callers: its leader still takes
-  # it, with its joiners, and answers them.
+  # it, with its joiners, and answers them. (A leader killed before its call
+  # was submitted, with nobody joined, leaves its flight behind: found by
+  # the next caller, who takes it as any dead leader's; forgotten, it stays
+  # in the table, a few dozen bytes.)
   #
   # Should the leader time out or die while others wait, its running call
   # is handed to a Flight process (hand_over/3), its reply redirected there.

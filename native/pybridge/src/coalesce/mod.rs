@@ -3,9 +3,9 @@
 //!
 //! A key is whatever the caller stores (`K`), found by a hash and an
 //! equality the caller gives: the NIF layer keeps the `{group, key}` term
-//! itself, hashed with the BEAM's internal hash and compared exactly (`1`
-//! and `1.0` differ). [`Table::forget_where`] removes the keys a predicate
-//! picks (a group's).
+//! in the external term format, so keys are equal exactly when the terms
+//! are (`1` and `1.0` differ). [`Table::forget_where`] forgets the keys a
+//! predicate picks (a group's).
 //!
 //! An entry is a [`Flight`]: of kind [`Kind::Leader`] (a Python call run by
 //! its first caller, whose joiners are kept here) or [`Kind::Process`] (an
@@ -18,8 +18,8 @@
 //! The rule everything rests on: a flight is in the table until it ends,
 //! found by its key until then or until it is forgotten, and joiners are
 //! added only while it can be found, under its shard's lock. [`Table::take`]
-//! takes it out and ends it under that same lock,
-//! handing back every joiner that has not left, once: a joiner is either
+//! takes it out and ends it under that same lock, handing back every
+//! joiner that has not left, once: a joiner is either
 //! taken or left ([`Flight::leave`]), never both, and a caller that finds a
 //! flight can join it or, when it is gone, start over, never wait for an
 //! ended one.
