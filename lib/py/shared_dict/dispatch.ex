@@ -32,7 +32,7 @@ defmodule Py.SharedDict.Dispatch do
     result =
       case sd do
         %SharedDict{io: true} ->
-          native(sd, &Native.shared_dict_io(&1, :put, [key, value, ttl, cond]))
+          io_put(sd, key, value, ttl, cond)
 
         _ ->
           case native(sd, &Native.shared_dict_put(&1, key, value, ttl, cond)) do
@@ -50,6 +50,28 @@ defmodule Py.SharedDict.Dispatch do
 
       {:error, _reason} = error ->
         error
+    end
+  end
+
+  # A put on a disk- or network-backed dict. A backend that queues writes
+  # (Redis: concurrent puts share round trips) takes it without a dirty
+  # scheduler and answers by message once the write is done; the others,
+  # and a write it does not queue, go through the dirty IO NIF.
+  defp io_put(sd, key, value, ttl, cond) do
+    tag = make_ref()
+
+    case native(sd, &Native.shared_dict_put_later(&1, key, value, ttl, cond, tag)) do
+      :wait ->
+        receive do
+          {^tag, :retry} -> native(sd, &Native.shared_dict_io(&1, :put, [key, value, ttl, cond]))
+          {^tag, answer} -> answer
+        end
+
+      :dirty ->
+        native(sd, &Native.shared_dict_io(&1, :put, [key, value, ttl, cond]))
+
+      answer ->
+        answer
     end
   end
 

@@ -5,6 +5,7 @@ rustler::atoms! {
     ok,
     error,
     dirty,
+    retry,
     done,
     cancelled,
     replied,

@@ -48,6 +48,27 @@ where
         .map_err(|_| SendError)
 }
 
+/// Sends `message`, saved in `env` (with terms it was built from that
+/// only `env` holds), to `to`, from any thread, as [`send`] does.
+pub(super) fn send_saved(
+    mut env: OwnedEnv,
+    message: SavedTerm,
+    to: &LocalPid,
+) -> Result<(), SendError> {
+    if !rustler::thread::is_scheduler_thread() {
+        return env.send_and_clear(to, |env| message.load(env));
+    }
+    let letter = Letter {
+        env,
+        message,
+        to: *to,
+    };
+    sender()
+        .ok_or(SendError)?
+        .send(letter)
+        .map_err(|_| SendError)
+}
+
 /// The sender thread's queue, started on first use; `None` when the OS
 /// would not start the thread.
 fn sender() -> Option<&'static Sender<Letter>> {

@@ -43,7 +43,7 @@ use parking_lot::RwLock;
 
 pub use backend::memory::{Bounds, Memory};
 pub use backend::sqlite::Sqlite;
-pub use backend::{Backend, BackendSpec, Condition, Expiry, Found, Item, Millis};
+pub use backend::{Backend, BackendSpec, Condition, Expiry, Found, Item, Millis, PutDone};
 pub use clock::now_ms;
 pub use events::{EventKind, Listener};
 pub use locks::{forget_call_lock, note_call_lock, release_call_locks, Holder};
@@ -235,6 +235,29 @@ impl SharedDict {
             self.watch();
         }
         Ok(version)
+    }
+
+    /// Like [`put_with`](Self::put_with) without waiting, where the backend
+    /// can ([`Backend::put_later`]): queues the write and returns; `done`
+    /// gets its outcome on another thread, once the write is as done as
+    /// `put_with`'s return says. Does no I/O. `Err(done)`: not queued
+    /// (a destroyed dict, or a backend that does not queue): use
+    /// `put_with`.
+    pub fn put_later(
+        self: &Arc<Self>,
+        key: &str,
+        value: Stored,
+        expiry: Expiry,
+        cond: Condition,
+        now: Millis,
+        done: PutDone,
+    ) -> Result<(), PutDone> {
+        let destroyed = self.gate.read();
+        if *destroyed {
+            return Err(done);
+        }
+        self.backend
+            .put_later(key, Found::new(value), expiry, cond, now, done)
     }
 
     /// Removes `key`, returning its value when it was there.

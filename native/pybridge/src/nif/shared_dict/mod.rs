@@ -10,7 +10,8 @@
 //!
 //! A dict whose backend waits on a disk or network (SQLite; its handle has
 //! `io: true`) is never touched from a normal scheduler: the Elixir side
-//! sends every operation through [`io`]'s one dirty-IO NIF instead.
+//! sends every operation through [`io`]'s one dirty-IO NIF instead, except
+//! a put on a backend that queues writes ([`later`]).
 //!
 //! [`handle`]: the resource and what it monitors; [`events`]: subscriptions
 //! and the thread that delivers events; [`locks`]: per-key locks.
@@ -18,6 +19,7 @@
 mod events;
 mod handle;
 mod io;
+mod later;
 mod locks;
 
 use rustler::sys::{self, ErlNifTerm};
@@ -269,6 +271,30 @@ fn shared_dict_get_dirty<'a>(
     get(env, &sd, k, true)
 }
 
+/// A put's condition: `:always`, `:new` (put-if-absent), `:absent` or a
+/// version (compare-and-set).
+fn decode_cond<'a>(env: Env<'a>, cond: Term<'a>) -> NifResult<Condition> {
+    Ok(if cond == atoms::always().encode(env) {
+        Condition::Always
+    } else if cond == atoms::new().encode(env) {
+        Condition::Absent
+    } else if cond == atoms::absent().encode(env) {
+        Condition::Version(None)
+    } else {
+        Condition::Version(Some(cond.decode::<u64>()?))
+    })
+}
+
+/// A put's expiry: `ttl` ms from `now`, else kept by a compare-and-set and
+/// none for the others.
+fn expiry_of(ttl: Option<u64>, cond: Condition, now: u64) -> crate::shared_dict::Expiry {
+    match (ttl, cond) {
+        (Some(ms), _) => crate::shared_dict::Expiry::At(now.saturating_add(ms)),
+        (None, Condition::Version(_)) => crate::shared_dict::Expiry::Keep,
+        (None, _) => crate::shared_dict::Expiry::Never,
+    }
+}
+
 fn put<'a>(
     env: Env<'a>,
     sd: &DictResource,
@@ -283,15 +309,7 @@ fn put<'a>(
         return Ok(atoms::dirty().encode(env));
     }
     let key = key(&k)?;
-    let cond = if cond == atoms::always().encode(env) {
-        Condition::Always
-    } else if cond == atoms::new().encode(env) {
-        Condition::Absent
-    } else if cond == atoms::absent().encode(env) {
-        Condition::Version(None)
-    } else {
-        Condition::Version(Some(cond.decode::<u64>()?))
-    };
+    let cond = decode_cond(env, cond)?;
     let stored = match decode_stored(value, budget) {
         Ok(stored) => stored,
         Err(DecodeError::OverBudget) => return Ok(atoms::dirty().encode(env)),
@@ -304,11 +322,7 @@ fn put<'a>(
     };
     // One clock read: the expiry and the write's `now` agree.
     let now = crate::shared_dict::now_ms();
-    let expiry = match (ttl, cond) {
-        (Some(ms), _) => crate::shared_dict::Expiry::At(now.saturating_add(ms)),
-        (None, Condition::Version(_)) => crate::shared_dict::Expiry::Keep,
-        (None, _) => crate::shared_dict::Expiry::Never,
-    };
+    let expiry = expiry_of(ttl, cond, now);
     match sd.dict.put_with(key, stored, expiry, cond, now) {
         Ok(version) => Ok((atoms::ok(), version).encode(env)),
         Err(err) => dict_error(env, err),

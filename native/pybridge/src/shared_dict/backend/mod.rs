@@ -63,6 +63,10 @@ pub type Millis = u64;
 /// A stored value, shared so that a read copies a pointer, not the value.
 pub type Item = Arc<Stored>;
 
+/// Where a write queued with [`Backend::put_later`] reports its outcome
+/// (the new version, or why not).
+pub type PutDone = Box<dyn FnOnce(Result<u64, DictError>) + Send>;
+
 /// A value as a read returns it: a plain scalar by value (the memory store
 /// keeps those inline, so reading or writing one allocates nothing and
 /// touches no reference count), or the shared item. Derefs to the
@@ -298,6 +302,24 @@ pub trait Backend: Send + Sync {
         now: Millis,
         events: &mut Vec<RawEvent>,
     ) -> Result<u64, DictError>;
+
+    /// Writes `key` like [`put`](Self::put) without waiting for the
+    /// store: queues the write and returns; `done` gets its outcome later,
+    /// on another thread. Does no I/O itself (a BEAM scheduler may call
+    /// it). `Err(done)`: not taken (this backend, or this write, goes
+    /// through [`put`](Self::put)); the default.
+    #[allow(clippy::too_many_arguments)]
+    fn put_later(
+        &self,
+        _key: &str,
+        _item: Found,
+        _expiry: Expiry,
+        _cond: Condition,
+        _now: Millis,
+        done: PutDone,
+    ) -> Result<(), PutDone> {
+        Err(done)
+    }
 
     /// Replaces the value of `key` with `f(current)` in one step, keeping
     /// its expiry; returns the new value.

@@ -96,20 +96,62 @@ struct Done {
     cv: Condvar,
 }
 
+/// How a writer that does not wait is told its answer (and the id of the
+/// last event of its batch), on another thread.
+pub type Later = Box<dyn FnOnce(Result<(Value, String), DictError>) + Send>;
+
+/// A writer that does not wait. Dropped unanswered (its batch never went:
+/// the dict is gone), it is answered [`DictError::Destroyed`].
+struct Waiter(Option<Later>);
+
+impl Waiter {
+    fn answer(mut self, out: Result<(Value, String), DictError>) {
+        if let Some(f) = self.0.take() {
+            f(out);
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(DictError::Destroyed));
+        }
+    }
+}
+
 /// A batch waiting for its turn.
 struct Forming {
     id: u64,
     ops: Vec<Op>,
+    /// The writers that do not wait, by their place in `ops`.
+    later: Vec<(usize, Waiter)>,
     bytes: usize,
     done: Arc<Done>,
+    /// Started by a writer that does not wait: the batcher's thread sends
+    /// it (else the writer that started it does).
+    by_thread: bool,
+}
+
+impl Forming {
+    fn fits(&self, bytes: usize) -> bool {
+        self.ops.len() < MAX_OPS && self.bytes + bytes <= MAX_BYTES
+    }
 }
 
 #[derive(Default)]
 struct Queue {
     in_flight: usize,
-    /// Oldest first; each sent by the writer that started it.
+    /// Oldest first; each sent by the writer that started it, or by the
+    /// batcher's thread.
     forming: VecDeque<Forming>,
     next_id: u64,
+    /// The batcher's thread runs (started by the first writer that does
+    /// not wait).
+    thread: bool,
+    /// Tells the thread to end once it sent what it was given (the dict is
+    /// closed).
+    stop: bool,
 }
 
 /// The batching of one dict's writes.
@@ -176,11 +218,7 @@ impl Batcher {
             return one(out);
         }
         let bytes = op.bytes();
-        if let Some(b) = q
-            .forming
-            .back_mut()
-            .filter(|b| b.ops.len() < MAX_OPS && b.bytes + bytes <= MAX_BYTES)
-        {
+        if let Some(b) = q.forming.back_mut().filter(|b| b.fits(bytes)) {
             // Join: the batch's starter sends it.
             let at = b.ops.len();
             b.ops.push(op);
@@ -191,36 +229,145 @@ impl Batcher {
         }
         // Start a batch; send it when it is first in line and a batch in
         // flight came back.
-        q.next_id += 1;
-        let id = q.next_id;
-        let done = Arc::new(Done::default());
-        q.forming.push_back(Forming {
-            id,
-            ops: vec![op],
-            bytes,
-            done: done.clone(),
-        });
-        let ops = loop {
+        let id = self.start(&mut q, op, None, false);
+        loop {
             let first = q.forming.front().map(|b| b.id);
             if q.in_flight < self.max_in_flight && first == Some(id) {
                 q.in_flight += 1;
-                match q.forming.pop_front() {
-                    Some(b) => break b.ops,
-                    None => break Vec::new(),
+                if let Some(b) = q.forming.pop_front() {
+                    drop(q);
+                    let done = b.done.clone();
+                    self.run(shared, b);
+                    return take(&done, 0);
                 }
             }
             self.turn.wait(&mut q);
-        };
+        }
+    }
+
+    /// Queues `op` behind the batch on its way to Redis, for the batcher's
+    /// thread to send with the others queued, and returns at once: `later`
+    /// gets the answer, on another thread. Never does I/O (a caller on a
+    /// BEAM scheduler may use it). `Err(later)`: not queued (nothing on its
+    /// way, so nothing to batch with; a big value; no thread could be
+    /// started): write it with [`write`](Self::write).
+    pub fn write_later(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        op: Op,
+        later: Later,
+    ) -> Result<(), Later> {
+        let bytes = op.bytes();
+        if bytes > big::BIG {
+            return Err(later);
+        }
+        let mut q = self.queue.lock();
+        if q.stop || (q.in_flight < self.max_in_flight && q.forming.is_empty()) {
+            // Nothing to wait behind: the caller sends it at once itself
+            // (through `write`), sooner than a hand-over to the thread.
+            return Err(later);
+        }
+        if !q.thread {
+            let (batcher, shared) = (self.clone(), shared.clone());
+            let started = std::thread::Builder::new()
+                .name("py-dict-redis-w".into())
+                .spawn(move || batcher.thread(&shared));
+            if started.is_err() {
+                return Err(later);
+            }
+            q.thread = true;
+        }
+        if let Some(b) = q.forming.back_mut().filter(|b| b.fits(bytes)) {
+            let at = b.ops.len();
+            b.ops.push(op);
+            b.bytes += bytes;
+            b.later.push((at, Waiter(Some(later))));
+            return Ok(());
+        }
+        self.start(&mut q, op, Some(later), true);
         drop(q);
-        let out = self.send(shared, ops, &|c, f| f(c));
+        self.turn.notify_all();
+        Ok(())
+    }
+
+    /// Puts a new batch holding `op` in line; its id.
+    fn start(&self, q: &mut Queue, op: Op, later: Option<Later>, by_thread: bool) -> u64 {
+        q.next_id += 1;
+        let id = q.next_id;
+        let bytes = op.bytes();
+        q.forming.push_back(Forming {
+            id,
+            ops: vec![op],
+            later: later.map(|f| (0, Waiter(Some(f)))).into_iter().collect(),
+            bytes,
+            done: Arc::new(Done::default()),
+            by_thread,
+        });
+        id
+    }
+
+    /// The batcher's thread: sends the batches started by writers that do
+    /// not wait, in their turn, until the dict is closed.
+    fn thread(&self, shared: &Shared) {
+        let mut q = self.queue.lock();
+        loop {
+            if q.stop && !q.forming.iter().any(|b| b.by_thread) {
+                // Closed, and every write it was given sent.
+                return;
+            }
+            let ours = q.forming.front().is_some_and(|b| b.by_thread);
+            if ours && q.in_flight < self.max_in_flight {
+                q.in_flight += 1;
+                if let Some(b) = q.forming.pop_front() {
+                    drop(q);
+                    self.run(shared, b);
+                    q = self.queue.lock();
+                    continue;
+                }
+            }
+            self.turn.wait(&mut q);
+        }
+    }
+
+    /// Ends the batcher's thread once it sent what it was given.
+    pub fn stop(&self) {
+        self.queue.lock().stop = true;
+        self.turn.notify_all();
+    }
+
+    /// Sends batch `b` (already counted in flight), then answers its
+    /// writers: those that do not wait through their callbacks, the
+    /// others through its `done`.
+    fn run(&self, shared: &Shared, b: Forming) {
+        let out = self.send(shared, b.ops, &|c, f| f(c));
         self.came_back();
         // Once for the batch: its writers then find their events raised.
         if let Ok((_, last)) = &out {
             shared.wait_raised(last);
         }
-        *done.answers.lock() = Some(out);
-        done.cv.notify_all();
-        take(&done, 0)
+        let mut out = out;
+        let later: Vec<_> = b
+            .later
+            .into_iter()
+            .map(|(at, waiter)| {
+                let answer = match &mut out {
+                    Ok((all, last)) => Ok((
+                        all.get_mut(at).map_or(Value::Nil, std::mem::take),
+                        last.clone(),
+                    )),
+                    Err(e) => Err(e.clone()),
+                };
+                (waiter, answer)
+            })
+            .collect();
+        *b.done.answers.lock() = Some(out);
+        b.done.cv.notify_all();
+        for (waiter, answer) in later {
+            // One that panics must not keep the others from theirs.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                waiter.answer(answer)
+            }));
+        }
     }
 
     fn came_back(&self) {

@@ -66,7 +66,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Backend, Condition, Expiry, Found, Item, Millis, RawEvent};
+use super::{Backend, Condition, Expiry, Found, Item, Millis, PutDone, RawEvent};
 use crate::shared_dict::codec;
 use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
 
@@ -245,35 +245,10 @@ impl Redis {
         cond: Condition,
         now: Millis,
     ) -> Result<u64, DictError> {
-        let body = codec::encode(item).map_err(|e| DictError::Unstorable(e.to_string()))?;
-        let mode = match expiry {
-            Expiry::Keep => "keep".to_owned(),
-            Expiry::Never => "never".to_owned(),
-            Expiry::At(at) => at.saturating_sub(now).to_string(),
-        };
-        let (cond, expected) = match cond {
-            Condition::Always => ("always", String::new()),
-            Condition::Absent => ("absent", String::new()),
-            Condition::Version(None) => ("ver", String::new()),
-            Condition::Version(Some(v)) => ("ver", format!("{v:020}")),
-        };
-        let op = batch::Op::Put {
-            key: key.to_owned(),
-            body,
-            mode,
-            cond,
-            expected,
-        };
+        let op = put_op(key, item, expiry, cond, now)?;
         let (out, id) = self.batch.write(&self.shared, op)?;
         self.shared.wait_raised(&id);
-        match out {
-            redis::Value::Int(-1) => Err(DictError::Exists),
-            redis::Value::Int(-2) => Err(DictError::Conflict),
-            redis::Value::Int(v) if v > 0 => Ok(v as u64),
-            _ => Err(DictError::Backend(
-                "redis: unexpected reply to a put".into(),
-            )),
-        }
+        put_answer(out)
     }
 
     /// Runs the reaper: removes up to `max` due keys and announces them
@@ -344,6 +319,45 @@ impl Redis {
     }
 }
 
+/// The batched write of a put.
+fn put_op(
+    key: &str,
+    item: &Stored,
+    expiry: Expiry,
+    cond: Condition,
+    now: Millis,
+) -> Result<batch::Op, DictError> {
+    let body = codec::encode(item).map_err(|e| DictError::Unstorable(e.to_string()))?;
+    let mode = match expiry {
+        Expiry::Keep => "keep".to_owned(),
+        Expiry::Never => "never".to_owned(),
+        Expiry::At(at) => at.saturating_sub(now).to_string(),
+    };
+    let (cond, expected) = match cond {
+        Condition::Always => ("always", String::new()),
+        Condition::Absent => ("absent", String::new()),
+        Condition::Version(None) => ("ver", String::new()),
+        Condition::Version(Some(v)) => ("ver", format!("{v:020}")),
+    };
+    Ok(batch::Op::Put {
+        key: key.to_owned(),
+        body,
+        mode,
+        cond,
+        expected,
+    })
+}
+
+/// A put's answer in its batch: the new version, or why not.
+fn put_answer(out: redis::Value) -> Result<u64, DictError> {
+    match out {
+        redis::Value::Int(-1) => Err(DictError::Exists),
+        redis::Value::Int(-2) => Err(DictError::Conflict),
+        redis::Value::Int(v) if v > 0 => Ok(v as u64),
+        _ => Err(DictError::Backend("redis: unexpected reply to a put".into())),
+    }
+}
+
 impl Backend for Redis {
     fn get(&self, key: &str, _now: Millis) -> Result<Option<(Found, u64)>, DictError> {
         match self.record(key)? {
@@ -363,6 +377,35 @@ impl Backend for Redis {
     ) -> Result<u64, DictError> {
         // Events come back through the stream (see the follower).
         self.put_record(key, &item, expiry, cond, now)
+    }
+
+    fn put_later(
+        &self,
+        key: &str,
+        item: Found,
+        expiry: Expiry,
+        cond: Condition,
+        now: Millis,
+        done: PutDone,
+    ) -> Result<(), PutDone> {
+        let op = match put_op(key, &item, expiry, cond, now) {
+            Ok(op) => op,
+            Err(e) => {
+                done(Err(e));
+                return Ok(());
+            }
+        };
+        // The batcher's thread waits for the events (as `put` does) before
+        // it answers.
+        let later: batch::Later = Box::new(move |out| done(out.and_then(|(v, _)| put_answer(v))));
+        let unsent = match self.batch.write_later(&self.shared, op, later) {
+            Ok(()) => return Ok(()),
+            Err(later) => later,
+        };
+        // Not queued: hand the caller back a `done` that answers `later`.
+        Err(Box::new(move |out: Result<u64, DictError>| {
+            unsent(out.map(|v| (redis::Value::Int(v as i64), String::new())))
+        }))
     }
 
     fn modify(
@@ -505,6 +548,7 @@ impl Backend for Redis {
         if self.shared.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.batch.stop();
         // Possibly on a scheduler (a handle dropped by the VM): no round
         // trip here.
         let held: Vec<(String, Holder)> = self.shared.held.lock().drain().collect();

@@ -1,0 +1,63 @@
+//! A put that does not hold a scheduler while the store answers, for a
+//! backend that queues writes (Redis, see its batcher):
+//! `shared_dict_put_later(sd, key, value, ttl, cond, tag)` runs on a normal
+//! scheduler, queues the write and answers `:wait`; the caller then
+//! receives `{tag, answer}`, `answer` being what `shared_dict_put` would
+//! have returned, once the write is as done as that return says. No I/O
+//! here: the value is decoded within the usual node budget, queueing is a
+//! lock.
+//!
+//! `:dirty`: not queued (a value over the budget or too big for a batch, a
+//! backend that does not queue, a destroyed dict): the caller writes
+//! through the dirty IO path. `{tag, :retry}`: the write was never sent
+//! (the dict was closed first): the same, and that path says why.
+
+use rustler::{Binary, Encoder, Env, NifResult, OwnedEnv, Term};
+
+use super::handle::{dict_error, key, DictResource};
+use super::{decode_cond, decode_stored, expiry_of};
+use crate::limits::SCHEDULER_NODES;
+use crate::nif::{atoms, mailer};
+use crate::shared_dict::{DictError, PutDone};
+
+#[rustler::nif]
+fn shared_dict_put_later<'a>(
+    env: Env<'a>,
+    sd: &'a DictResource,
+    k: Binary<'a>,
+    value: Term<'a>,
+    ttl: Option<u64>,
+    cond: Term<'a>,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    if !sd.dict.blocking() {
+        return Ok(atoms::dirty().encode(env));
+    }
+    let key = key(&k)?;
+    let cond = decode_cond(env, cond)?;
+    let Ok(stored) = decode_stored(value, Some(SCHEDULER_NODES)) else {
+        return Ok(atoms::dirty().encode(env));
+    };
+    let now = crate::shared_dict::now_ms();
+    let expiry = expiry_of(ttl, cond, now);
+    let owned = OwnedEnv::new();
+    let saved = owned.save(tag);
+    let pid = env.pid();
+    let done: PutDone = Box::new(move |out| {
+        // Built in the env that holds the tag.
+        let message = owned.run(|env| {
+            let answer = match out {
+                Ok(version) => (atoms::ok(), version).encode(env),
+                Err(DictError::Destroyed) => atoms::retry().encode(env),
+                Err(err) => dict_error(env, err).unwrap_or_else(|_| atoms::retry().encode(env)),
+            };
+            owned.save((saved.load(env), answer).encode(env))
+        });
+        // A caller that died meanwhile gets nothing.
+        let _ = mailer::send_saved(owned, message, &pid);
+    });
+    match sd.dict.put_later(key, stored, expiry, cond, now, done) {
+        Ok(()) => Ok(atoms::wait().encode(env)),
+        Err(_) => Ok(atoms::dirty().encode(env)),
+    }
+}
