@@ -60,7 +60,8 @@ defmodule Py.SharedDict do
 
   @typedoc """
   A dict handle, as `new/1` returns it (`io` is true when its backend waits
-  on a disk or network: every operation then runs on a dirty IO scheduler).
+  on a disk or network: its operations then run on a dirty IO scheduler, but a
+  Redis put queued behind a batch on its way, which waits in the caller for a message).
   """
   @type t :: %__MODULE__{ref: reference, id: pos_integer, name: String.t() | nil, io: boolean}
 

@@ -237,6 +237,12 @@ impl SharedDict {
         Ok(version)
     }
 
+    /// Whether [`put_later`](Self::put_later) would likely queue a put
+    /// now (see [`Backend::would_queue_put`]).
+    pub fn would_queue_put(&self) -> bool {
+        self.backend.would_queue_put()
+    }
+
     /// Like [`put_with`](Self::put_with) without waiting, where the backend
     /// can ([`Backend::put_later`]): queues the write and returns; `done`
     /// gets its outcome on another thread, once the write is as done as

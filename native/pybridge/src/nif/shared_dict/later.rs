@@ -7,9 +7,9 @@
 //! here: the value is decoded within the usual node budget, queueing is a
 //! lock.
 //!
-//! `:dirty`: not queued (a value over the budget or too big for a batch, a
-//! backend that does not queue, a destroyed dict): the caller writes
-//! through the dirty IO path. `{tag, :retry}`: the write was never sent
+//! `:dirty`: not queued (nothing on its way to queue behind, a value over
+//! the budget or too big for a batch, a backend that does not queue, a
+//! destroyed dict): the caller writes through the dirty IO path. `{tag, :retry}`: the write was never sent
 //! (the dict was closed first): the same, and that path says why.
 
 use rustler::{Binary, Encoder, Env, NifResult, OwnedEnv, Term};
@@ -30,7 +30,9 @@ fn shared_dict_put_later<'a>(
     cond: Term<'a>,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    if !sd.dict.blocking() {
+    if !sd.dict.would_queue_put() {
+        // Nothing to queue behind (or a backend that does not queue): the
+        // dirty IO path sends it at once, before any decoding here.
         return Ok(atoms::dirty().encode(env));
     }
     let key = key(&k)?;

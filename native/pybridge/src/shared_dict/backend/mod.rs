@@ -303,6 +303,12 @@ pub trait Backend: Send + Sync {
         events: &mut Vec<RawEvent>,
     ) -> Result<u64, DictError>;
 
+    /// Whether a [`put_later`](Self::put_later) now would likely be queued
+    /// (a cheap hint, checked before the work of preparing one).
+    fn would_queue_put(&self) -> bool {
+        false
+    }
+
     /// Writes `key` like [`put`](Self::put) without waiting for the
     /// store: queues the write and returns; `done` gets its outcome later,
     /// on another thread. Does no I/O itself (a BEAM scheduler may call

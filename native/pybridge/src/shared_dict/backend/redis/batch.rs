@@ -22,6 +22,14 @@
 //!   connection its writes may or may not have been applied, as for one).
 //! * A dict lives on one hash slot, so a batch is one slot: Redis Cluster
 //!   routes and redirects it as one command.
+//! * Writers that do not wait ([`Batcher::write_later`], a put from the
+//!   BEAM: its NIF runs on a normal scheduler and must not block) queue
+//!   their write the same way, only when a batch is on its way (else they
+//!   send it themselves through [`Batcher::write`]); a batch one of them
+//!   started is sent by the batcher's thread (`py-dict-redis-w`, started on
+//!   first use, ended by `close`), which answers each through its callback
+//!   under the same rule. So 64 BEAM processes putting are not limited to
+//!   as many writes per batch as there are dirty IO schedulers.
 //! * A batch holds at most [`MAX_OPS`] writes and [`MAX_BYTES`] of values;
 //!   a value above [`big::BIG`] is never batched (it gets its own deadline).
 
@@ -245,6 +253,13 @@ impl Batcher {
         }
     }
 
+    /// Whether a write now would wait behind a batch on its way (a hint:
+    /// it may change at once).
+    pub fn busy(&self) -> bool {
+        let q = self.queue.lock();
+        q.in_flight >= self.max_in_flight || !q.forming.is_empty()
+    }
+
     /// Queues `op` behind the batch on its way to Redis, for the batcher's
     /// thread to send with the others queued, and returns at once: `later`
     /// gets the answer, on another thread. Never does I/O (a caller on a
@@ -364,9 +379,8 @@ impl Batcher {
         b.done.cv.notify_all();
         for (waiter, answer) in later {
             // One that panics must not keep the others from theirs.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                waiter.answer(answer)
-            }));
+            let _ =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waiter.answer(answer)));
         }
     }
 

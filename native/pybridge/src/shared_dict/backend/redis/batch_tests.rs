@@ -266,3 +266,77 @@ fn a_batch_that_fails_fails_for_each_writer_and_the_dict_recovers() {
     assert!(matches!(&*item, Stored::Plain(Value::Int(1))));
     a.destroy();
 }
+
+/// `put_later` with a channel for its answer.
+fn put_later(
+    d: &Arc<SharedDict>,
+    key: &str,
+    v: i64,
+    cond: Condition,
+) -> Result<std::sync::mpsc::Receiver<Result<u64, DictError>>, ()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done: crate::shared_dict::PutDone = Box::new(move |out| {
+        let _ = tx.send(out);
+    });
+    let now = crate::shared_dict::now_ms();
+    let expiry = crate::shared_dict::Expiry::Never;
+    match d.put_later(key, int(v), expiry, cond, now, done) {
+        Ok(()) => Ok(rx),
+        Err(_) => Err(()),
+    }
+}
+
+fn answer(rx: &std::sync::mpsc::Receiver<Result<u64, DictError>>) -> Result<u64, DictError> {
+    rx.recv_timeout(Duration::from_secs(10)).expect("answered")
+}
+
+#[test]
+fn queued_writes_join_the_batch_behind_the_one_in_flight_each_answered() {
+    let server = TestServer::start();
+    let (a, batcher, seen) = node(&server.url(), "b5");
+    // Nothing on its way: not queued, the caller sends it itself.
+    assert!(put_later(&a, "k", 0, Condition::Always).is_err());
+
+    batcher.hold();
+    let sent = batcher.sent.load(Ordering::SeqCst);
+    let waits = {
+        let a = a.clone();
+        std::thread::spawn(move || a.put("k", int(1), None, Condition::Absent))
+    };
+    until("the waiting writer queued", || batcher.queued() == 1);
+    let exists = put_later(&a, "k", 2, Condition::Absent).expect("queued");
+    let other = put_later(&a, "j", 3, Condition::Always).expect("queued");
+    let conflict = put_later(&a, "k", 4, Condition::Version(None)).expect("queued");
+    assert_eq!(batcher.queued(), 4, "all in the one forming batch");
+    batcher.release();
+
+    assert!(waits.join().expect("writer").is_ok());
+    assert_eq!(answer(&exists), Err(DictError::Exists));
+    assert!(answer(&other).is_ok());
+    assert_eq!(answer(&conflict), Err(DictError::Conflict));
+    assert_eq!(
+        batcher.sent.load(Ordering::SeqCst) - sent,
+        1,
+        "one script call"
+    );
+    // Answered once this node raised the events.
+    assert_eq!(
+        *seen.0.lock(),
+        [
+            (EventKind::Put, "k".to_owned(), Some(1)),
+            (EventKind::Put, "j".to_owned(), Some(3)),
+        ]
+    );
+
+    // A queued write accepted before the dict is closed is still sent and
+    // answered.
+    batcher.hold();
+    let late = put_later(&a, "z", 9, Condition::Always).expect("queued");
+    a.destroy();
+    batcher.release();
+    assert!(answer(&late).is_ok());
+    let (b, _, _) = node(&server.url(), "b5");
+    let (item, _) = b.get("z").unwrap().expect("written");
+    assert!(matches!(&*item, Stored::Plain(Value::Int(9))));
+    b.destroy();
+}

@@ -354,7 +354,9 @@ fn put_answer(out: redis::Value) -> Result<u64, DictError> {
         redis::Value::Int(-1) => Err(DictError::Exists),
         redis::Value::Int(-2) => Err(DictError::Conflict),
         redis::Value::Int(v) if v > 0 => Ok(v as u64),
-        _ => Err(DictError::Backend("redis: unexpected reply to a put".into())),
+        _ => Err(DictError::Backend(
+            "redis: unexpected reply to a put".into(),
+        )),
     }
 }
 
@@ -377,6 +379,10 @@ impl Backend for Redis {
     ) -> Result<u64, DictError> {
         // Events come back through the stream (see the follower).
         self.put_record(key, &item, expiry, cond, now)
+    }
+
+    fn would_queue_put(&self) -> bool {
+        self.batch.busy()
     }
 
     fn put_later(
