@@ -282,6 +282,28 @@ defmodule Py.CallbackTest do
       Py.register_function(:add, fn a, b -> a + b end)
       assert {:ok, 5} = erl("add(2, 3)", %{}, coalesce: true)
     end
+
+    test "a task's callbacks run in the process that awaits it, each once" do
+      me = self()
+      Py.register_function(:tick, fn x -> send(me, {:tick, self(), x}) && x + 1 end)
+
+      :ok =
+        Py.exec("""
+        import erlang
+        def callback_task_ticks(n):
+            x = 0
+            for _ in range(n):
+                x = erlang.tick(x)
+            return x
+        """)
+
+      for n <- [1, 3] do
+        task = Py.async_call(:__main__, :callback_task_ticks, [n])
+        assert {:ok, ^n} = Py.await(task, 10_000)
+        for x <- 0..(n - 1), do: assert_received({:tick, ^me, ^x})
+        refute_received {:tick, _, _}
+      end
+    end
   end
 
   describe "threads" do
