@@ -58,6 +58,7 @@ mod pool;
 mod scripts;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,7 +68,6 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::{Backend, Condition, Expiry, Found, Item, Millis, PutDone, RawEvent};
-use crate::shared_dict::codec;
 use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
 
 pub(crate) use keys::{parse_record, Keys};
@@ -237,20 +237,6 @@ impl Redis {
             .flatten())
     }
 
-    fn put_record(
-        &self,
-        key: &str,
-        item: &Stored,
-        expiry: Expiry,
-        cond: Condition,
-        now: Millis,
-    ) -> Result<u64, DictError> {
-        let op = put_op(key, item, expiry, cond, now)?;
-        let (out, id) = self.batch.write(&self.shared, op)?;
-        self.shared.wait_raised(&id);
-        put_answer(out)
-    }
-
     /// Runs the reaper: removes up to `max` due keys and announces them
     /// (and lapsed lock leases) on the stream. Two steps when something is
     /// due: the script names the due keys and lapsed locks, then runs
@@ -319,47 +305,6 @@ impl Redis {
     }
 }
 
-/// The batched write of a put.
-fn put_op(
-    key: &str,
-    item: &Stored,
-    expiry: Expiry,
-    cond: Condition,
-    now: Millis,
-) -> Result<batch::Op, DictError> {
-    let body = codec::encode(item).map_err(|e| DictError::Unstorable(e.to_string()))?;
-    let mode = match expiry {
-        Expiry::Keep => "keep".to_owned(),
-        Expiry::Never => "never".to_owned(),
-        Expiry::At(at) => at.saturating_sub(now).to_string(),
-    };
-    let (cond, expected) = match cond {
-        Condition::Always => ("always", String::new()),
-        Condition::Absent => ("absent", String::new()),
-        Condition::Version(None) => ("ver", String::new()),
-        Condition::Version(Some(v)) => ("ver", format!("{v:020}")),
-    };
-    Ok(batch::Op::Put {
-        key: key.to_owned(),
-        body,
-        mode,
-        cond,
-        expected,
-    })
-}
-
-/// A put's answer in its batch: the new version, or why not.
-fn put_answer(out: redis::Value) -> Result<u64, DictError> {
-    match out {
-        redis::Value::Int(-1) => Err(DictError::Exists),
-        redis::Value::Int(-2) => Err(DictError::Conflict),
-        redis::Value::Int(v) if v > 0 => Ok(v as u64),
-        _ => Err(DictError::Backend(
-            "redis: unexpected reply to a put".into(),
-        )),
-    }
-}
-
 impl Backend for Redis {
     fn get(&self, key: &str, _now: Millis) -> Result<Option<(Found, u64)>, DictError> {
         match self.record(key)? {
@@ -394,7 +339,7 @@ impl Backend for Redis {
         now: Millis,
         done: PutDone,
     ) -> Result<(), PutDone> {
-        let op = match put_op(key, &item, expiry, cond, now) {
+        let op = match writes::put_op(key, &item, expiry, cond, now) {
             Ok(op) => op,
             Err(e) => {
                 done(Err(e));
@@ -403,7 +348,8 @@ impl Backend for Redis {
         };
         // The batcher's thread waits for the events (as `put` does) before
         // it answers.
-        let later: batch::Later = Box::new(move |out| done(out.and_then(|(v, _)| put_answer(v))));
+        let later: batch::Later =
+            Box::new(move |out| done(out.and_then(|(v, _)| writes::put_answer(v))));
         let unsent = match self.batch.write_later(&self.shared, op, later) {
             Ok(()) => return Ok(()),
             Err(later) => later,
@@ -445,28 +391,7 @@ impl Backend for Redis {
         _now: Millis,
         _events: &mut Vec<RawEvent>,
     ) -> Result<Option<Item>, DictError> {
-        // A big record is parked under a key of its own rather than sent
-        // back by the script (see [`big`]).
-        let park = self.shared.keys.park(self.shared.node);
-        let op = batch::Op::Remove {
-            key: key.to_owned(),
-            park: park.clone(),
-        };
-        let (rec, id) = self.batch.write(&self.shared, op)?;
-        let rec = match rec {
-            redis::Value::BulkString(rec) => Some(rec),
-            redis::Value::Int(len) => Some(big::take_parked(
-                &self.shared.pool,
-                &park,
-                len.max(0) as usize,
-            )?),
-            _ => None,
-        };
-        self.shared.wait_raised(&id);
-        match rec {
-            Some(rec) => Ok(Some(parse_record(&rec)?.0)),
-            None => Ok(None),
-        }
+        self.remove_record(key)
     }
 
     fn keys(&self, _now: Millis) -> Result<Vec<Arc<str>>, DictError> {
