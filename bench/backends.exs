@@ -207,9 +207,11 @@ defmodule Bench.Backends do
         "is often slower here is not explained by that (same disk, same settings; its " <>
         "rate swings 175-620/s between runs under this load)." <>
         " Redis: a local redis-server on loopback without persistence, sharing the 2 cores " <>
-        "with the BEAM and redis-benchmark; every Redis operation is one round trip (GET, or " <>
-        "one EVALSHA for a put) on a dirty IO scheduler (10 of them: at most 10 in flight), " <>
-        "and a put also waits for its event to come back from the dict's stream."
+        "with the BEAM and redis-benchmark; a get is one round trip (GET) on a dirty IO " <>
+        "scheduler (10 of them: at most 10 in flight); concurrent puts share round trips " <>
+        "(one EVALSHA carries the puts queued while the previous one was on its way; a put " <>
+        "that queues waits for a message, not on a dirty scheduler), and a put also waits " <>
+        "for its event to come back from the dict's stream."
     end)
   end
 end
