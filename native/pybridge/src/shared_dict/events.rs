@@ -50,6 +50,15 @@ impl SharedDict {
         self.listeners.read().iter().any(|l| l.wants_values())
     }
 
+    /// Whether anything hears of this dict's writes now: a listener that
+    /// wants events, or telemetry. Acquire: a listener whose
+    /// [`listen`](Self::listen) or [`set_listening`](Self::set_listening)
+    /// returned before is seen.
+    #[inline]
+    pub(super) fn heard(&self) -> bool {
+        self.active.load(Ordering::Acquire) != 0 || telemetry::enabled()
+    }
+
     /// The one place events are raised: counted, then handed to listeners
     /// (all of a batch counted first: a listener never sees an event that
     /// `stats` does not count yet).
@@ -109,11 +118,15 @@ impl SharedDict {
     }
 
     fn listen_as(&self, listener: Arc<dyn Listener>, active: bool) -> Result<(), DictError> {
-        let destroyed = self.gate.read();
-        if *destroyed {
-            return Err(DictError::Destroyed);
+        {
+            // `destroy` sets the flag before it takes the listeners: a
+            // listener is either taken (and told) or refused.
+            let mut listeners = self.listeners.write();
+            if self.destroyed.load(Ordering::Acquire) {
+                return Err(DictError::Destroyed);
+            }
+            listeners.push(listener);
         }
-        self.listeners.write().push(listener);
         if active {
             self.active.fetch_add(1, Ordering::AcqRel);
         }

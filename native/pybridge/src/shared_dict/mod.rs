@@ -51,7 +51,7 @@ pub use stats::StatsSnapshot;
 pub use stored::{DictError, Stored};
 
 use crate::convert::Value;
-use backend::RawEvent;
+use backend::{Events, RawEvent};
 use locks::Locks;
 use registry::{ids, names};
 use stats::Stats;
@@ -96,11 +96,17 @@ pub struct SharedDict {
     id: u64,
     name: Option<String>,
     backend: Box<dyn Backend>,
-    /// `true` once destroyed. Held shared by every operation and exclusively
-    /// by `destroy`, so nothing is written into a dict after it was cleared.
-    gate: RwLock<bool>,
-    /// The gate's flag, for reads, which take no lock: a read that
-    /// overlaps `destroy` reports the dict destroyed (see [`Self::get`]).
+    /// Held shared by every operation and exclusively by `destroy`, so
+    /// nothing is written into a dict after it was cleared, for a backend
+    /// that does not close exactly itself ([`Backend::closes_exactly`]; the
+    /// memory store does, under its shard locks, so its writers share no
+    /// lock line here).
+    gate: RwLock<()>,
+    /// Whether operations take the gate (fixed).
+    gated: bool,
+    /// `true` once destroyed (set first thing by `destroy`). Reads check it
+    /// and take no lock: a read that overlaps `destroy` reports the dict
+    /// destroyed (see [`Self::get`]).
     destroyed: AtomicBool,
     /// Whether the backend may wait on a disk or network (fixed).
     blocking: bool,
@@ -149,29 +155,57 @@ impl SharedDict {
     /// reported.
     fn with<T>(
         &self,
-        f: impl FnOnce(&dyn Backend, &mut Vec<RawEvent>) -> Result<T, DictError>,
+        f: impl FnOnce(&dyn Backend, &mut Events) -> Result<T, DictError>,
+    ) -> Result<T, DictError> {
+        self.with_events(false, f)
+    }
+
+    /// [`with`](Self::with); `counting`: the writes are only counted
+    /// ([`Events::counting`]), for when nothing hears of them.
+    #[inline]
+    fn with_events<T>(
+        &self,
+        counting: bool,
+        f: impl FnOnce(&dyn Backend, &mut Events) -> Result<T, DictError>,
     ) -> Result<T, DictError> {
         thread_local! {
             /// This thread's event buffer, reused so that a write does not
             /// allocate one (taken, so a nested use just makes its own).
             static EVENTS: std::cell::Cell<Vec<RawEvent>> = const { std::cell::Cell::new(Vec::new()) };
         }
-        let mut events = EVENTS.with(std::cell::Cell::take);
-        let out = {
-            let destroyed = self.gate.read();
-            if *destroyed {
+        // A backend that closes exactly fails an operation that overlaps
+        // `destroy` itself; this check only answers early.
+        if self.destroyed.load(Ordering::Acquire) {
+            return Err(DictError::Destroyed);
+        }
+        let mut events = if counting {
+            // Nothing to list but a write that meets an expired key.
+            Events::counting()
+        } else {
+            Events::listing(EVENTS.with(std::cell::Cell::take))
+        };
+        let out = if self.gated {
+            let _open = self.gate.read();
+            if self.destroyed.load(Ordering::Acquire) {
                 return Err(DictError::Destroyed);
             }
             f(&*self.backend, &mut events)
+        } else {
+            f(&*self.backend, &mut events)
         };
+        // Counted before any listener hears of an event (see `raise`).
+        self.stats.count_puts(events.counted());
         if !events.is_empty() {
             self.raise(&events);
-            events.clear();
         }
-        // Kept up to a sweep's batch, so the sweeper (and a write that
-        // meets expired keys) reuses it too.
-        if events.capacity() <= crate::limits::SWEEP_BATCH {
-            EVENTS.with(|cell| cell.set(events));
+        if !counting {
+            let mut list = events.into_list();
+            list.clear();
+            // Kept up to a sweep's batch, so the sweeper (and a write that
+            // meets expired keys) reuses it too.
+            if list.capacity() <= crate::limits::SWEEP_BATCH {
+                EVENTS.with(|cell| cell.set(list));
+            }
         }
         out
     }
@@ -230,7 +264,12 @@ impl SharedDict {
         // A scalar is passed by value: the memory store keeps it inline, so
         // a put of one allocates nothing.
         let item = Found::new(value);
-        let version = self.with(|b, ev| b.put(key, item, expiry, cond, now, ev))?;
+        // A put nobody hears of is only counted. Whether anybody does is
+        // read before the write: a listener added before the put began
+        // hears of it.
+        let counting = !self.heard();
+        let version =
+            self.with_events(counting, |b, ev| b.put(key, item, expiry, cond, now, ev))?;
         if let Expiry::At(_) = expiry {
             self.watch();
         }
@@ -258,8 +297,8 @@ impl SharedDict {
         now: Millis,
         done: PutDone,
     ) -> Result<(), PutDone> {
-        let destroyed = self.gate.read();
-        if *destroyed {
+        let _open = self.gated.then(|| self.gate.read());
+        if self.destroyed.load(Ordering::Acquire) {
             return Err(done);
         }
         self.backend
@@ -364,12 +403,11 @@ impl SharedDict {
     /// fail with [`DictError::Destroyed`]. True the first time.
     pub fn destroy(&self) -> bool {
         {
-            let mut destroyed = self.gate.write();
-            if *destroyed {
+            // Gated: no operation is in flight while the flag is set.
+            let _closing = self.gated.then(|| self.gate.write());
+            if self.destroyed.swap(true, Ordering::AcqRel) {
                 return false;
             }
-            *destroyed = true;
-            self.destroyed.store(true, Ordering::Release);
         }
         if let Some(name) = &self.name {
             let mut names = names().lock();
@@ -378,7 +416,7 @@ impl SharedDict {
             }
         }
         ids().lock().remove(&self.id);
-        if self.backend.durable() {
+        if self.backend.closes_exactly() || self.backend.durable() {
             self.backend.close();
         } else {
             let _ = self.backend.clear(now_ms());

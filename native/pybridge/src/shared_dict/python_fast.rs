@@ -9,7 +9,8 @@
 //! `self` is a capsule holding the dict. Rare outcomes go back to Python:
 //! a value that is not plain data is pickled, and a full dict raised, by
 //! `erlang._shared_dict._set_other`; a pickled value read is unpickled with
-//! `pickle.loads`.
+//! the interpreter's `pickle.loads`, kept in its state (each
+//! sub-interpreter has its own).
 //!
 //! A dict that waits on a disk or network (SQLite, Redis) is used without
 //! the GIL, as the module functions do.
@@ -27,6 +28,7 @@ use super::python::{err, in_interp, key_str, status_of, NOT_PLAIN, OK};
 use super::{Condition, SharedDict, Stored};
 use crate::convert::from_py::from_py;
 use crate::convert::to_py::to_py;
+use crate::runtime::Interp;
 
 const CAPSULE: &CStr = c"pybridge.shared_dict";
 
@@ -151,7 +153,8 @@ unsafe fn arguments<'py, const N: usize>(
         let kwnames = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
         let kwnames = kwnames.cast::<PyTuple>()?;
         for (j, name) in kwnames.iter().enumerate() {
-            let name = name.cast::<PyString>()?.to_str()?.to_owned();
+            let name = name.cast::<PyString>()?;
+            let name = name.to_str()?;
             let Some(i) = names.iter().position(|n| *n == name) else {
                 return Err(PyTypeError::new_err(format!(
                     "{function}() got an unexpected keyword argument '{name}'"
@@ -237,8 +240,12 @@ fn get(
         Stored::Plain(v) => in_interp(py, || to_py(py, v).map_err(|e| PyValueError::new_err(e.0)))
             .map(Bound::unbind),
         Stored::Pickled { data, .. } => {
-            let loads = py.import("pickle")?.getattr("loads")?;
+            // This interpreter's own `pickle.loads`, kept in its state.
+            let loads = in_interp(py, || {
+                Ok(Interp::current().state(py)?.pickle_loads.clone_ref(py))
+            })?;
             Ok(loads
+                .bind(py)
                 .call1((pyo3::types::PyBytes::new(py, data),))?
                 .unbind())
         }

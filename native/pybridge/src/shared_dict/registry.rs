@@ -47,11 +47,13 @@ impl SharedDict {
         backend: Box<dyn Backend>,
     ) -> Result<Arc<SharedDict>, DictError> {
         let blocking = backend.blocking();
+        let gated = !backend.closes_exactly();
         let dict = Arc::new(SharedDict {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.clone(),
             backend,
-            gate: RwLock::new(false),
+            gate: RwLock::new(()),
+            gated,
             destroyed: AtomicBool::new(false),
             blocking,
             stats: Stats::default(),

@@ -98,6 +98,14 @@ impl Stats {
         };
     }
 
+    /// Counts `n` writes that raised no event (nothing heard of them).
+    #[inline]
+    pub(super) fn count_puts(&self, n: u64) {
+        if n > 0 {
+            self.puts.fetch_add(n, Relaxed);
+        }
+    }
+
     pub(super) fn callback_failed(&self, timed_out: bool) {
         if timed_out {
             self.callback_timeouts.fetch_add(1, Relaxed);

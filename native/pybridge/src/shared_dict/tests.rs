@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::backend::RawEvent;
+use super::backend::{Events, RawEvent};
 use super::*;
 
 fn int(i: i64) -> Stored {
@@ -34,11 +34,11 @@ impl Mem {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<u64, DictError> {
         self.0.put(key, item.into(), expiry, cond, now, events)
     }
-    fn remove(&self, key: &str, now: Millis, events: &mut Vec<RawEvent>) -> Option<Item> {
+    fn remove(&self, key: &str, now: Millis, events: &mut Events) -> Option<Item> {
         self.0.remove(key, now, events).expect("memory remove")
     }
     fn keys(&self, now: Millis) -> Vec<Arc<str>> {
@@ -60,7 +60,7 @@ impl Mem {
     fn clear(&self, now: Millis) -> usize {
         self.0.clear(now).expect("memory clear")
     }
-    fn sweep(&self, now: Millis, max: usize, events: &mut Vec<RawEvent>) -> usize {
+    fn sweep(&self, now: Millis, max: usize, events: &mut Events) -> usize {
         self.0.sweep(now, max, events).expect("memory sweep")
     }
     fn next_expiry(&self) -> Option<Millis> {
@@ -79,7 +79,7 @@ fn put(m: &Mem, key: &str, i: i64, expiry: Expiry, now: Millis) -> Result<u64, D
         expiry,
         Condition::Always,
         now,
-        &mut Vec::new(),
+        &mut Events::default(),
     )
 }
 
@@ -124,7 +124,7 @@ fn an_expired_key_is_never_returned_counted_listed_or_iterated() {
 fn a_write_that_meets_an_expired_key_reports_the_expiry_first() {
     let m = mem(Bounds::default());
     put(&m, "a", 1, Expiry::At(10), 0).unwrap();
-    let mut events = Vec::new();
+    let mut events = Events::default();
     m.put(
         "a",
         Arc::new(int(2)),
@@ -139,7 +139,7 @@ fn a_write_that_meets_an_expired_key_reports_the_expiry_first() {
     assert_eq!(m.next_expiry(), None, "the old timer went with the entry");
     // A delete of an expired key reports the expiry, not a delete.
     put(&m, "b", 1, Expiry::At(30), 20).unwrap();
-    let mut events = Vec::new();
+    let mut events = Events::default();
     assert!(m.remove("b", 30, &mut events).is_none());
     assert_eq!(events[0].kind, EventKind::Expire);
 }
@@ -147,7 +147,7 @@ fn a_write_that_meets_an_expired_key_reports_the_expiry_first() {
 #[test]
 fn events_carry_the_value_written_or_removed() {
     let m = mem(Bounds::default());
-    let mut events = Vec::new();
+    let mut events = Events::default();
     let value = |e: &RawEvent| e.value.as_deref().map(as_int);
     m.put(
         "a",
@@ -191,7 +191,7 @@ fn sweep_removes_due_keys_in_expiry_order_and_in_batches() {
         put(&m, &format!("k{i}"), i, Expiry::At(100 - i as u64), 0).unwrap();
     }
     put(&m, "late", 0, Expiry::At(1_000), 0).unwrap();
-    let mut events = Vec::new();
+    let mut events = Events::default();
     assert_eq!(m.sweep(200, 4, &mut events), 4);
     let keys: Vec<_> = events.iter().map(|e| e.key.to_string()).collect();
     assert_eq!(keys, ["k9", "k8", "k7", "k6"]);
@@ -207,7 +207,7 @@ fn rewriting_or_persisting_a_key_moves_or_drops_its_timer() {
     put(&m, "a", 1, Expiry::At(10), 0).unwrap();
     put(&m, "a", 2, Expiry::At(50), 5).unwrap();
     assert_eq!(m.next_expiry(), Some(50));
-    let mut events = Vec::new();
+    let mut events = Events::default();
     assert_eq!(m.sweep(20, 10, &mut events), 0, "the old timer is gone");
     put(&m, "a", 3, Expiry::Keep, 6).unwrap();
     assert_eq!(m.expiry("a", 6), Some(Some(50)), "Keep keeps it");
@@ -256,7 +256,7 @@ fn a_new_key_takes_the_place_of_one_expired_key_without_sweeping_them_all() {
     put(&m, "a", 1, Expiry::At(10), 0).unwrap();
     put(&m, "b", 2, Expiry::At(20), 0).unwrap();
     put(&m, "c", 3, Expiry::Never, 0).unwrap();
-    let mut events = Vec::new();
+    let mut events = Events::default();
     m.put(
         "d",
         Arc::new(int(4)),
@@ -292,7 +292,7 @@ fn lru_eviction_removes_the_least_recently_used_key() {
     put(&m, "a", 1, Expiry::Never, 0).unwrap();
     put(&m, "b", 2, Expiry::Never, 0).unwrap();
     assert!(m.get("a", 0).is_some()); // b is now the least recently used
-    let mut events = Vec::new();
+    let mut events = Events::default();
     m.put(
         "c",
         Arc::new(int(3)),
@@ -320,7 +320,7 @@ fn put_new_and_compare_and_set() {
             Expiry::Never,
             absent,
             0,
-            &mut Vec::new(),
+            &mut Events::default(),
         )
         .unwrap();
     let again = m.put(
@@ -329,7 +329,7 @@ fn put_new_and_compare_and_set() {
         Expiry::Never,
         absent,
         0,
-        &mut Vec::new(),
+        &mut Events::default(),
     );
     assert_eq!(again, Err(DictError::Conflict));
     let new = m.put(
@@ -338,7 +338,7 @@ fn put_new_and_compare_and_set() {
         Expiry::Never,
         Condition::Absent,
         0,
-        &mut Vec::new(),
+        &mut Events::default(),
     );
     assert_eq!(new, Err(DictError::Exists));
     let v2 = m
@@ -348,7 +348,7 @@ fn put_new_and_compare_and_set() {
             Expiry::Never,
             Condition::Version(Some(v1)),
             0,
-            &mut Vec::new(),
+            &mut Events::default(),
         )
         .unwrap();
     let stale = m.put(
@@ -357,7 +357,7 @@ fn put_new_and_compare_and_set() {
         Expiry::Never,
         Condition::Version(Some(v1)),
         0,
-        &mut Vec::new(),
+        &mut Events::default(),
     );
     assert_eq!(stale, Err(DictError::Conflict));
     assert_eq!(m.get("a", 0).map(|(i, v)| (as_int(&i), v)), Some((2, v2)));
@@ -663,7 +663,7 @@ fn probe_put_get_sweep() {
         }
     }
     let m = mem(Bounds::default());
-    let mut events = Vec::new();
+    let mut events = Events::default();
     for i in 0..100_000 {
         put(&m, &format!("t{i}"), i, Expiry::At(10), 0).unwrap();
     }
@@ -753,5 +753,115 @@ fn probe_front_put() {
             d.put(std::hint::black_box("key"), int(i), None, Condition::Always)
                 .unwrap(),
         );
+    }
+}
+
+/// A listener hears of every put that began after it was added (through
+/// `listen`, or `listen_idle` then `set_listening` as a BEAM subscriber
+/// is), while writers put all along; and every put is counted, heard of or
+/// not.
+#[test]
+fn a_listener_added_while_writers_put_hears_every_put_begun_after() {
+    use std::sync::atomic::AtomicBool;
+    for round in 0..20 {
+        let d = dict();
+        d.listen_idle(Arc::new(Idle)).unwrap();
+        let rec = Arc::new(Recorder::default());
+        let listening = Arc::new(AtomicBool::new(false));
+        let heard_after = Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                let d = d.clone();
+                let listening = listening.clone();
+                let heard_after = heard_after.clone();
+                thread::spawn(move || {
+                    let (mut puts, mut must) = (0u64, Vec::new());
+                    let mut after = 0;
+                    while after < 200 {
+                        let began_after = listening.load(Ordering::SeqCst);
+                        let key = format!("w{w}-{puts}");
+                        d.put(&key, int(1), None, Condition::Always).unwrap();
+                        puts += 1;
+                        if began_after {
+                            must.push(key);
+                            after += 1;
+                            if after == 200 {
+                                heard_after.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    (puts, must)
+                })
+            })
+            .collect();
+        // Some puts first, heard by nobody.
+        while d.len().unwrap() < 50 {
+            thread::yield_now();
+        }
+        if round % 2 == 0 {
+            d.listen(rec.clone()).unwrap();
+        } else {
+            d.listen_idle(rec.clone()).unwrap();
+            d.set_listening(true);
+        }
+        listening.store(true, Ordering::SeqCst);
+        let mut total = 0;
+        let mut must = Vec::new();
+        for w in writers {
+            let (puts, m) = w.join().unwrap();
+            total += puts;
+            must.extend(m);
+        }
+        let heard: std::collections::HashSet<String> =
+            rec.0.lock().iter().map(|(_, k)| k.clone()).collect();
+        for key in &must {
+            assert!(heard.contains(key), "round {round}: {key} not heard of");
+        }
+        assert_eq!(d.stats().unwrap().puts, total, "every put counted");
+    }
+}
+
+/// `destroy` while writers put and increment: once it returned, every
+/// operation fails with `Destroyed` and nothing is left.
+#[test]
+fn destroy_while_writing_refuses_every_later_operation() {
+    use std::sync::atomic::AtomicBool;
+    for _ in 0..20 {
+        let d = dict();
+        let destroyed = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                let d = d.clone();
+                let destroyed = destroyed.clone();
+                thread::spawn(move || {
+                    for i in 0.. {
+                        let after = destroyed.load(Ordering::SeqCst);
+                        let put = d.put(&format!("w{w}-{i}"), int(i), None, Condition::Always);
+                        let incr = d.incr("n", 1).map(|_| ());
+                        for r in [put.map(|_| ()), incr] {
+                            match r {
+                                Ok(()) => assert!(!after, "a write landed after destroy"),
+                                Err(DictError::Destroyed) => {}
+                                Err(other) => panic!("unexpected {other:?}"),
+                            }
+                        }
+                        if after {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        while d.len().unwrap_or(1) < 20 {
+            thread::yield_now();
+        }
+        assert!(d.destroy());
+        destroyed.store(true, Ordering::SeqCst);
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(d.len(), Err(DictError::Destroyed));
+        assert_eq!(d.get("n").map(|_| ()), Err(DictError::Destroyed));
+        assert_eq!(d.stats().map(|_| ()), Err(DictError::Destroyed));
     }
 }

@@ -75,6 +75,7 @@ impl Ending {
                     ref_type,
                     etf_slot,
                     seal_slot,
+                    pickle_loads,
                 } = state;
                 ffi::Py_DecRef(support.into_ptr());
                 for obj in [
@@ -88,6 +89,7 @@ impl Ending {
                     ref_type,
                     etf_slot,
                     seal_slot,
+                    pickle_loads,
                 ] {
                     ffi::Py_DecRef(obj.into_ptr());
                 }

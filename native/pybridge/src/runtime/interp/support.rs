@@ -78,6 +78,9 @@ pub struct InterpState {
     /// bridge fills and reads the slots through these alone.
     pub etf_slot: Py<PyAny>,
     pub seal_slot: Py<PyAny>,
+    /// `pickle.loads` (imported by `erlang._shared_dict` at setup): a
+    /// pickled SharedDict value read from Python is unpickled with it.
+    pub pickle_loads: Py<PyAny>,
 }
 
 /// Executes the `erlang` and `pybridge` modules in the attached interpreter
@@ -142,6 +145,7 @@ pub(super) fn setup(py: Python<'_>) -> PyResult<InterpState> {
         ref_type: erlang.getattr("Ref")?.unbind(),
         etf_slot: slot(&erlang, "_etf")?,
         seal_slot: slot(&erlang, "_seal")?,
+        pickle_loads: py.import("pickle")?.getattr("loads")?.unbind(),
         support: support.unbind(),
     })
 }

@@ -22,11 +22,12 @@ mod shard;
 mod tests;
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::{Backend, Condition, Expiry, Found, Item, Millis, RawEvent};
+use super::{Backend, Condition, Events, Expiry, Found, Item, Millis};
 use crate::shared_dict::{DictError, Stored};
 use node::Held;
 use shard::Shard;
@@ -58,7 +59,10 @@ struct Padded(Mutex<Shard>);
 pub struct Memory {
     shards: Box<[Padded]>,
     hasher: Hasher,
-    bounds: Bounds,
+    /// Set by [`Backend::close`] under every shard's lock: each operation
+    /// checks it under the lock of the shard it works on, so none lands
+    /// after `close` returned (the front then takes no gate of its own).
+    closed: AtomicBool,
 }
 
 impl Memory {
@@ -73,25 +77,37 @@ impl Memory {
         debug_assert!(n == 1 || bounds.max_entries.is_none() && !bounds.evict_lru);
         Memory {
             shards: (0..n)
-                .map(|_| Padded(Mutex::new(Shard::new(bounds.evict_lru))))
+                .map(|_| Padded(Mutex::new(Shard::new(bounds))))
                 .collect(),
             hasher: Hasher::default(),
-            bounds,
+            closed: AtomicBool::new(false),
         }
     }
 
-    /// The hash of `key` and its shard, locked.
-    fn shard(&self, key: &str) -> (u64, MutexGuard<'_, Shard>) {
+    /// The hash of `key` and its shard, locked; [`DictError::Destroyed`]
+    /// once the store is closed.
+    #[inline]
+    fn shard(&self, key: &str) -> Result<(u64, MutexGuard<'_, Shard>), DictError> {
         let hash = self.hasher.hash_one(key);
         // Bits the tables do not use for small sizes (they take the low
         // bits for the slot and the top seven for the tag).
         let i = (hash >> 40) as usize & (self.shards.len() - 1);
-        (hash, self.shards[i].0.lock())
+        let shard = self.shards[i].0.lock();
+        // Relaxed: `close` sets the flag before it takes this lock, so a
+        // holder of the lock after `close` had it sees the flag.
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(DictError::Destroyed);
+        }
+        Ok((hash, shard))
     }
 
     /// Every shard, locked in order: the whole store at one instant.
-    fn all(&self) -> Vec<MutexGuard<'_, Shard>> {
-        self.shards.iter().map(|s| s.0.lock()).collect()
+    fn all(&self) -> Result<Vec<MutexGuard<'_, Shard>>, DictError> {
+        let shards: Vec<_> = self.shards.iter().map(|s| s.0.lock()).collect();
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(DictError::Destroyed);
+        }
+        Ok(shards)
     }
 }
 
@@ -110,7 +126,7 @@ impl Backend for Memory {
     }
 
     fn get(&self, key: &str, now: Millis) -> Result<Option<(Found, u64)>, DictError> {
-        let (hash, mut shard) = self.shard(key);
+        let (hash, mut shard) = self.shard(key)?;
         // An inline scalar is copied out as it is: no allocation, no
         // reference count.
         Ok(shard
@@ -125,11 +141,11 @@ impl Backend for Memory {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<u64, DictError> {
         check_key(key)?;
         let (version, garbage) = {
-            let (hash, mut shard) = self.shard(key);
+            let (hash, mut shard) = self.shard(key)?;
             shard.put(
                 hash,
                 key,
@@ -137,7 +153,6 @@ impl Backend for Memory {
                 expiry,
                 cond,
                 now,
-                self.bounds,
                 &self.hasher,
                 events,
             )?
@@ -151,12 +166,12 @@ impl Backend for Memory {
         key: &str,
         f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<Item, DictError> {
         check_key(key)?;
         let (item, garbage) = {
-            let (hash, mut shard) = self.shard(key);
-            shard.modify(hash, key, f, now, self.bounds, &self.hasher, events)?
+            let (hash, mut shard) = self.shard(key)?;
+            shard.modify(hash, key, f, now, &self.hasher, events)?
         };
         drop(garbage);
         Ok(item)
@@ -166,14 +181,14 @@ impl Backend for Memory {
         &self,
         key: &str,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<Option<Item>, DictError> {
-        let (hash, mut shard) = self.shard(key);
+        let (hash, mut shard) = self.shard(key)?;
         Ok(shard.remove(hash, key, now, events))
     }
 
     fn keys(&self, now: Millis) -> Result<Vec<Arc<str>>, DictError> {
-        let shards = self.all();
+        let shards = self.all()?;
         let mut out = Vec::with_capacity(shards.iter().map(|s| s.len(now)).sum());
         for shard in &shards {
             shard.keys(now, &mut out);
@@ -184,7 +199,7 @@ impl Backend for Memory {
     fn entries(&self, now: Millis) -> Result<Vec<(Arc<str>, Item)>, DictError> {
         let mut held = Vec::new();
         {
-            let shards = self.all();
+            let shards = self.all()?;
             held.reserve(shards.iter().map(|s| s.len(now)).sum());
             for shard in &shards {
                 shard.entries(now, &mut held);
@@ -197,22 +212,22 @@ impl Backend for Memory {
     }
 
     fn len(&self, now: Millis) -> Result<usize, DictError> {
-        Ok(self.all().iter().map(|s| s.len(now)).sum())
+        Ok(self.all()?.iter().map(|s| s.len(now)).sum())
     }
 
     fn expiry(&self, key: &str, now: Millis) -> Result<Option<Option<Millis>>, DictError> {
-        let (hash, shard) = self.shard(key);
+        let (hash, shard) = self.shard(key)?;
         Ok(shard.expiry(hash, key, now))
     }
 
     fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> Result<bool, DictError> {
-        let (hash, mut shard) = self.shard(key);
+        let (hash, mut shard) = self.shard(key)?;
         Ok(shard.set_expiry(hash, key, at, now))
     }
 
     fn clear(&self, now: Millis) -> Result<usize, DictError> {
         let (live, old): (usize, Vec<Shard>) = {
-            let mut shards = self.all();
+            let mut shards = self.all()?;
             let live = shards.iter().map(|s| s.len(now)).sum();
             (live, shards.iter_mut().map(|s| s.take()).collect())
         };
@@ -225,7 +240,7 @@ impl Backend for Memory {
         &self,
         now: Millis,
         max: usize,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<usize, DictError> {
         // Expiry order across shards: each step sweeps the shard with the
         // earliest due expiry, up to the next shard's earliest.
@@ -244,12 +259,33 @@ impl Backend for Memory {
             };
             let until = due.get(1).map_or(now, |&(at, _)| at);
             let mut shard = self.shards[first].0.lock();
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(DictError::Destroyed);
+            }
             removed += shard.sweep(until, max - removed, &self.hasher, events);
             // A reader or writer that waited for this batch gets the lock
             // now, before the sweeper can take it again.
             MutexGuard::unlock_fair(shard);
         }
         Ok(removed)
+    }
+
+    fn closes_exactly(&self) -> bool {
+        true
+    }
+
+    /// Empties the store and refuses every later operation: the flag is
+    /// set before the shards are locked, so an operation either held its
+    /// shard before (its write is emptied here) or sees the flag.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let old: Vec<Shard> = self
+            .shards
+            .iter()
+            .map(|s| s.0.lock().take())
+            .collect();
+        // The entries are freed outside the locks.
+        drop(old);
     }
 
     fn next_expiry(&self) -> Option<Millis> {

@@ -17,11 +17,14 @@ use std::mem::ManuallyDrop;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
+mod events;
 pub mod memory;
 pub mod redis;
 pub mod sqlite;
 #[cfg(test)]
 mod test_support;
+
+pub use events::{EventKey, Events, RawEvent};
 
 use super::{DictError, DictOptions, EventKind, Holder, SharedDict, Stored};
 use crate::convert::Value;
@@ -73,58 +76,101 @@ pub type PutDone = Box<dyn FnOnce(Result<u64, DictError>) + Send>;
 /// [`Stored`].
 #[derive(Debug)]
 pub enum Found {
-    /// A plain scalar (`None`, a boolean, an integer or a float): it owns
-    /// nothing, so it is never dropped (dropping a [`Stored`] checks for
-    /// containers). Made only by [`Found::new`] and [`Found::scalar`].
-    Scalar(ManuallyDrop<Stored>),
+    Scalar(Scalar),
     Shared(Item),
+}
+
+/// A plain scalar (`None`, a boolean, an integer or a float) as a
+/// [`Stored`]. It owns nothing, so it is copied bit for bit and never
+/// dropped (dropping a [`Stored`] checks for containers); only its
+/// constructors below make one, so it never holds anything else.
+#[derive(Debug)]
+pub struct Scalar(ManuallyDrop<Stored>);
+
+impl Scalar {
+    /// `value` as a scalar; `None` for any other kind of value.
+    #[inline]
+    pub fn of(value: &Value) -> Option<Scalar> {
+        Some(match value {
+            Value::None => Scalar::none(),
+            Value::Bool(b) => Scalar::bool(*b),
+            Value::Int(i) => Scalar::int(*i),
+            Value::Float(f) => Scalar::float(*f),
+            _ => return None,
+        })
+    }
+
+    #[inline]
+    pub fn none() -> Scalar {
+        Scalar(ManuallyDrop::new(Stored::Plain(Value::None)))
+    }
+
+    #[inline]
+    pub fn bool(b: bool) -> Scalar {
+        Scalar(ManuallyDrop::new(Stored::Plain(Value::Bool(b))))
+    }
+
+    #[inline]
+    pub fn int(i: i64) -> Scalar {
+        Scalar(ManuallyDrop::new(Stored::Plain(Value::Int(i))))
+    }
+
+    #[inline]
+    pub fn float(f: f64) -> Scalar {
+        Scalar(ManuallyDrop::new(Stored::Plain(Value::Float(f))))
+    }
+
+    /// A copy.
+    #[inline]
+    pub fn copy(&self) -> Scalar {
+        // SAFETY: a `Scalar` is only made by the constructors above, each
+        // of which holds a `None`, boolean, integer or float: plain bits
+        // that own no memory, so the bitwise copy is a value of its own.
+        // Neither copy is ever dropped (`ManuallyDrop`), and none would
+        // free anything.
+        Scalar(unsafe { std::ptr::read(&self.0) })
+    }
+}
+
+impl std::ops::Deref for Scalar {
+    type Target = Stored;
+    #[inline]
+    fn deref(&self) -> &Stored {
+        &self.0
+    }
 }
 
 impl Found {
     /// `value`, kept by value when it is a plain scalar.
     #[inline]
     pub fn new(value: Stored) -> Found {
-        match value {
-            Stored::Plain(Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_)) => {
-                Found::Scalar(ManuallyDrop::new(value))
+        if let Stored::Plain(v) = &value {
+            if let Some(s) = Scalar::of(v) {
+                return Found::Scalar(s);
             }
-            other => Found::Shared(Arc::new(other)),
         }
+        Found::Shared(Arc::new(value))
     }
 
     /// A scalar by value; `None` for any other kind of value.
     #[inline]
     pub fn scalar(value: &Value) -> Option<Found> {
-        let copy = match value {
-            Value::None => Value::None,
-            Value::Bool(b) => Value::Bool(*b),
-            Value::Int(i) => Value::Int(*i),
-            Value::Float(f) => Value::Float(*f),
-            _ => return None,
-        };
-        Some(Found::Scalar(ManuallyDrop::new(Stored::Plain(copy))))
+        Scalar::of(value).map(Found::Scalar)
     }
 
     /// A copy as cheap as the value allows (a scalar, or a pointer).
     #[inline]
     pub fn share(&self) -> Found {
         match self {
-            Found::Scalar(s) => match &**s {
-                Stored::Plain(v) => Found::scalar(v).unwrap_or_else(|| self.share_item()),
-                Stored::Pickled { .. } => self.share_item(),
-            },
+            Found::Scalar(s) => Found::Scalar(s.copy()),
             Found::Shared(item) => Found::Shared(item.clone()),
         }
-    }
-
-    fn share_item(&self) -> Found {
-        Found::Shared(self.to_item())
     }
 
     /// The value as a shared item (allocated for a scalar).
     pub fn into_item(self) -> Item {
         match self {
-            Found::Scalar(s) => Arc::new(ManuallyDrop::into_inner(s)),
+            Found::Scalar(s) => Arc::new(ManuallyDrop::into_inner(s.0)),
             Found::Shared(item) => item,
         }
     }
@@ -132,13 +178,7 @@ impl Found {
     /// A shared item of the value (allocated for a scalar).
     pub fn to_item(&self) -> Item {
         match self {
-            Found::Scalar(s) => Arc::new(match &**s {
-                Stored::Plain(v) => Stored::Plain(v.clone()),
-                Stored::Pickled { type_name, data } => Stored::Pickled {
-                    type_name: type_name.clone(),
-                    data: data.clone(),
-                },
-            }),
+            Found::Scalar(s) => Arc::new(ManuallyDrop::into_inner(s.copy().0)),
             Found::Shared(item) => item.clone(),
         }
     }
@@ -163,91 +203,6 @@ impl std::ops::Deref for Found {
         match self {
             Found::Scalar(s) => s,
             Found::Shared(item) => item,
-        }
-    }
-}
-
-/// The key of an event: a short key (most) is kept inline, so raising an
-/// event for it allocates nothing; a longer one is shared.
-#[derive(Clone)]
-pub enum EventKey {
-    Inline {
-        len: u8,
-        bytes: [u8; EventKey::INLINE],
-    },
-    Shared(Arc<str>),
-}
-
-impl EventKey {
-    /// Longest key kept inline.
-    pub const INLINE: usize = 22;
-}
-
-impl From<&str> for EventKey {
-    fn from(key: &str) -> EventKey {
-        if key.len() > EventKey::INLINE {
-            return EventKey::Shared(Arc::from(key));
-        }
-        let mut bytes = [0; EventKey::INLINE];
-        bytes[..key.len()].copy_from_slice(key.as_bytes());
-        EventKey::Inline {
-            len: key.len() as u8,
-            bytes,
-        }
-    }
-}
-
-impl From<Arc<str>> for EventKey {
-    fn from(key: Arc<str>) -> EventKey {
-        EventKey::Shared(key)
-    }
-}
-
-impl std::ops::Deref for EventKey {
-    type Target = str;
-    fn deref(&self) -> &str {
-        match self {
-            EventKey::Inline { len, bytes } => {
-                let bytes = &bytes[..*len as usize];
-                // SAFETY: the bytes were copied from a `&str`, whole.
-                unsafe { std::str::from_utf8_unchecked(bytes) }
-            }
-            EventKey::Shared(key) => key,
-        }
-    }
-}
-
-impl std::fmt::Debug for EventKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&**self, f)
-    }
-}
-
-/// What happened to which key, as the backend saw it; the front raises it.
-#[derive(Debug, Clone)]
-pub struct RawEvent {
-    pub kind: EventKind,
-    pub key: EventKey,
-    /// The value written (`Put`) or removed (`Delete`, `Expire`), for
-    /// listeners that pass it on (Python callbacks); `None` when the
-    /// backend does not have it at hand. A scalar stays by value: it is
-    /// made into an [`Item`] only for a listener that is there.
-    pub value: Option<Found>,
-}
-
-impl RawEvent {
-    #[inline]
-    pub fn new(kind: EventKind, key: impl Into<EventKey>, value: Option<Item>) -> RawEvent {
-        Self::found(kind, key, value.map(Found::Shared))
-    }
-
-    /// An event with the value as a read would return it.
-    #[inline]
-    pub fn found(kind: EventKind, key: impl Into<EventKey>, value: Option<Found>) -> RawEvent {
-        RawEvent {
-            kind,
-            key: key.into(),
-            value,
         }
     }
 }
@@ -300,7 +255,7 @@ pub trait Backend: Send + Sync {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<u64, DictError>;
 
     /// Whether a [`put_later`](Self::put_later) now would likely be queued
@@ -334,7 +289,7 @@ pub trait Backend: Send + Sync {
         key: &str,
         f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<Item, DictError>;
 
     /// Removes `key`; returns its value when it was live.
@@ -342,7 +297,7 @@ pub trait Backend: Send + Sync {
         &self,
         key: &str,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<Option<Item>, DictError>;
 
     /// Live keys.
@@ -371,7 +326,7 @@ pub trait Backend: Send + Sync {
         &self,
         now: Millis,
         max: usize,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<usize, DictError>;
 
     /// The earliest expiry of any entry, expired or not (a backend that
@@ -391,7 +346,18 @@ pub trait Backend: Send + Sync {
     }
 
     /// Closes the store (the dict was destroyed); later calls may fail.
+    /// A store that [`closes_exactly`](Backend::closes_exactly) also
+    /// empties itself here.
     fn close(&self) {}
+
+    /// Whether [`close`](Backend::close) empties the store and makes every
+    /// operation that did not finish before it fail with
+    /// [`DictError::Destroyed`], checked under the locks the operation
+    /// takes anyway: the front then takes no lock of its own around each
+    /// operation (with `false`, it holds a gate that `destroy` waits on).
+    fn closes_exactly(&self) -> bool {
+        false
+    }
 
     /// Called once the dict's front exists: a backend that learns of
     /// changes made elsewhere (another node) raises them through it.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Backend, Condition, Expiry, Item, Millis};
+use super::{Backend, Condition, Events, Expiry, Item, Millis};
 use crate::convert::Value;
 use crate::shared_dict::{DictError, Stored};
 
@@ -32,6 +32,6 @@ pub(super) fn put(
         expiry,
         Condition::Always,
         now,
-        &mut Vec::new(),
+        &mut Events::default(),
     )
 }

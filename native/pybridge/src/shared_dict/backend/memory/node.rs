@@ -20,7 +20,7 @@ use std::mem::{align_of, size_of};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
-use super::super::{Found, Item, Millis};
+use super::super::{Found, Item, Millis, Scalar};
 use crate::convert::Value;
 use crate::shared_dict::Stored;
 
@@ -92,14 +92,13 @@ impl Held {
     /// The value as a read returns it: an inline scalar by value.
     #[inline]
     pub(super) fn into_found(self) -> Found {
-        let value = match self {
+        Found::Scalar(match self {
             Held::Shared(item) => return Found::Shared(item),
-            Held::None => Value::None,
-            Held::Bool(b) => Value::Bool(b),
-            Held::Int(i) => Value::Int(i),
-            Held::Float(f) => Value::Float(f),
-        };
-        Found::Scalar(std::mem::ManuallyDrop::new(Stored::Plain(value)))
+            Held::None => Scalar::none(),
+            Held::Bool(b) => Scalar::bool(b),
+            Held::Int(i) => Scalar::int(i),
+            Held::Float(f) => Scalar::float(f),
+        })
     }
 
     /// Calls `f` with the value as a [`Stored`] (an inline one is built on

@@ -22,7 +22,9 @@ use hashbrown::HashTable;
 
 use super::node::{Chain, Held, List, NodeRef, LRU, TIMER};
 use super::{Bounds, Hasher};
-use crate::shared_dict::backend::{Condition, EventKey, Expiry, Found, Item, Millis, RawEvent};
+use crate::shared_dict::backend::{
+    Condition, EventKey, Events, Expiry, Found, Item, Millis, RawEvent,
+};
 use crate::shared_dict::{DictError, EventKind, Stored};
 
 /// The nodes expiring in one millisecond.
@@ -35,7 +37,10 @@ pub(super) struct Shard {
     table: HashTable<NodeRef>,
     timers: BTreeMap<Millis, Slot>,
     lru: Chain,
-    lru_on: bool,
+    /// The store's bounds (the one place they are kept); with
+    /// `evict_lru`, nodes have LRU links and reads and writes keep the
+    /// order of last use.
+    bounds: Bounds,
     /// The sweep's batch, kept between sweeps (allocating a batch-sized
     /// array each time made glibc consolidate its free lists).
     due: Vec<NodeRef>,
@@ -49,15 +54,21 @@ pub(super) struct Shard {
 pub(super) type Garbage = Option<Held>;
 
 impl Shard {
-    pub(super) fn new(lru_on: bool) -> Shard {
+    pub(super) fn new(bounds: Bounds) -> Shard {
         Shard {
             table: HashTable::new(),
             timers: BTreeMap::new(),
             lru: Chain::default(),
-            lru_on,
+            bounds,
             due: Vec::new(),
             counter: 0,
         }
+    }
+
+    /// Whether the shard keeps the order of last use.
+    #[inline]
+    fn lru_on(&self) -> bool {
+        self.bounds.evict_lru
     }
 
     fn next(&mut self) -> u64 {
@@ -117,14 +128,14 @@ impl Shard {
         };
         let new = node.grow_timer();
         *slot.get_mut() = new;
-        if self.lru_on {
+        if self.lru_on() {
             self.lru.replace(node, new, List::Lru);
         }
         new
     }
 
     fn touch(&mut self, node: NodeRef) {
-        if self.lru_on {
+        if self.lru_on() {
             self.lru.unlink(node, List::Lru);
             self.lru.push_back(node, List::Lru);
         }
@@ -140,7 +151,7 @@ impl Shard {
     /// [`remove_node`](Self::remove_node), with the value as kept.
     fn remove_held(&mut self, node: NodeRef, hash: u64) -> (EventKey, Held) {
         self.disarm(node);
-        if self.lru_on {
+        if self.lru_on() {
             self.lru.unlink(node, List::Lru);
         }
         if let Ok(slot) = self.table.find_entry(hash, |n| *n == node) {
@@ -156,7 +167,7 @@ impl Shard {
         hash: u64,
         key: &str,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Option<NodeRef> {
         let node = self.find(hash, key)?;
         if node.live(now) {
@@ -181,7 +192,7 @@ impl Shard {
         now: Millis,
         max: usize,
         hasher: &Hasher,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> usize {
         let mut removed = 0;
         while removed < max {
@@ -222,12 +233,11 @@ impl Shard {
     /// Makes room for one new key, or says the store is full.
     fn make_room(
         &mut self,
-        bounds: Bounds,
         now: Millis,
         hasher: &Hasher,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<(), DictError> {
-        let Some(max) = bounds.max_entries else {
+        let Some(max) = self.bounds.max_entries else {
             return Ok(());
         };
         if self.table.len() < max {
@@ -239,7 +249,7 @@ impl Shard {
         if self.table.len() < max {
             return Ok(());
         }
-        if !bounds.evict_lru {
+        if !self.bounds.evict_lru {
             return Err(DictError::Full);
         }
         let Some(oldest) = self.lru.head else {
@@ -262,11 +272,12 @@ impl Shard {
         item: Found,
         expires_at: Option<Millis>,
         hasher: &Hasher,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> (u64, Garbage) {
         let version = self.next();
-        // The event's copy: a scalar by value, else a pointer.
-        let event_value = item.share();
+        // The event's copy, when it is listed: a scalar by value, else a
+        // pointer.
+        events.put(key, || item.share());
         let held = Held::of(item);
         let garbage = match current {
             Some(mut node) => {
@@ -278,7 +289,7 @@ impl Shard {
             }
             None => {
                 let flags = if expires_at.is_some() { TIMER } else { 0 }
-                    | if self.lru_on { LRU } else { 0 };
+                    | if self.lru_on() { LRU } else { 0 };
                 let Some(node) = NodeRef::new(key, held, version, flags) else {
                     unreachable!("the key's length was checked by the caller");
                 };
@@ -287,13 +298,12 @@ impl Shard {
                 if let Some(at) = expires_at {
                     self.arm(node, at);
                 }
-                if self.lru_on {
+                if self.lru_on() {
                     self.lru.push_back(node, List::Lru);
                 }
                 None
             }
         };
-        events.push(RawEvent::found(EventKind::Put, key, Some(event_value)));
         (version, garbage)
     }
 
@@ -306,9 +316,8 @@ impl Shard {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
-        bounds: Bounds,
         hasher: &Hasher,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<(u64, Garbage), DictError> {
         let current = self.live(hash, key, now, events);
         match (cond, current) {
@@ -319,7 +328,7 @@ impl Shard {
             _ => {}
         }
         if current.is_none() {
-            self.make_room(bounds, now, hasher, events)?;
+            self.make_room(now, hasher, events)?;
         }
         let expires_at = match expiry {
             Expiry::Keep => current.and_then(|n| n.expires()),
@@ -336,9 +345,8 @@ impl Shard {
         key: &str,
         f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
         now: Millis,
-        bounds: Bounds,
         hasher: &Hasher,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<(Item, Garbage), DictError> {
         let current = self.live(hash, key, now, events);
         let new = match current {
@@ -347,7 +355,7 @@ impl Shard {
         };
         let item = Arc::new(new);
         if current.is_none() {
-            self.make_room(bounds, now, hasher, events)?;
+            self.make_room(now, hasher, events)?;
         }
         let expires_at = current.and_then(|n| n.expires());
         let (_, garbage) = self.write(
@@ -367,7 +375,7 @@ impl Shard {
         hash: u64,
         key: &str,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Option<Item> {
         let node = self.live(hash, key, now, events)?;
         let (key, value) = self.remove_node(node, hash);
@@ -427,7 +435,7 @@ impl Shard {
     /// Empties the shard (keeping its version counter); returns the old
     /// contents, to be dropped outside the lock.
     pub(super) fn take(&mut self) -> Shard {
-        let mut fresh = Shard::new(self.lru_on);
+        let mut fresh = Shard::new(self.bounds);
         fresh.counter = self.counter;
         std::mem::replace(self, fresh)
     }
@@ -475,7 +483,7 @@ impl Shard {
                 assert_eq!(node.timer_index(), i, "a node knows its place");
             }
         }
-        if self.lru_on {
+        if self.lru_on() {
             let mut n = 0;
             let mut cur = self.lru.head;
             while let Some(node) = cur {

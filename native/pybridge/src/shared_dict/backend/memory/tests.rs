@@ -48,7 +48,7 @@ fn scalars_are_kept_inline_and_read_back_equal() {
             Expiry::Never,
             Condition::Always,
             0,
-            &mut Vec::new(),
+            &mut Events::default(),
         )
         .unwrap();
         let (back, _) = m.get(&key, 0).unwrap().unwrap();
@@ -90,7 +90,7 @@ fn a_key_moves_between_expiry_slots_and_out_of_them() {
     assert!(m.set_expiry("c", None, 0).unwrap());
     check(&m);
     assert_eq!(m.next_expiry(), Some(50));
-    let mut events = Vec::new();
+    let mut events = Events::default();
     assert_eq!(m.sweep(1_000, 10, &mut events).unwrap(), 1);
     assert_eq!(events.len(), 1);
     assert_eq!((events[0].kind, &*events[0].key), (EventKind::Expire, "a"));
@@ -115,7 +115,7 @@ fn the_sweep_takes_expiries_in_time_order_in_batches() {
     assert_eq!(m.len(5).unwrap(), 501);
     let mut seen = Vec::new();
     loop {
-        let mut events = Vec::new();
+        let mut events = Events::default();
         let n = m.sweep(100, 64, &mut events).unwrap();
         assert_eq!(n, events.len());
         assert!(n <= 64);
@@ -133,7 +133,7 @@ fn the_sweep_takes_expiries_in_time_order_in_batches() {
     for i in 0..100 {
         put(&m, &format!("k{i}"), i, Expiry::At(100 - i as u64), 0).unwrap();
     }
-    let mut events = Vec::new();
+    let mut events = Events::default();
     m.sweep(1_000, 1_000, &mut events).unwrap();
     let order: Vec<i64> = events
         .iter()
@@ -155,7 +155,7 @@ fn the_lru_order_survives_a_node_growing_a_timer() {
     // "a" moves to a bigger node and becomes the most recent (a write).
     put(&m, "a", 2, Expiry::At(1_000), 0).unwrap();
     check(&m);
-    let mut events = Vec::new();
+    let mut events = Events::default();
     m.put(
         "d",
         int(4).into(),
@@ -213,12 +213,12 @@ fn shards_lose_nothing_under_concurrent_writers() {
                     let key = format!("t{t}-{i}");
                     put(&*m, &key, i, Expiry::Never, 0).unwrap();
                     if i % 2 == 1 {
-                        let mut ev = Vec::new();
+                        let mut ev = Events::default();
                         assert!(m.remove(&key, 0, &mut ev).unwrap().is_some());
                     }
                     let mut add =
                         |c: Option<&Stored>| Ok(Stored::Plain(Value::Int(c.map_or(0, as_int) + 1)));
-                    m.modify("shared", &mut add, 0, &mut Vec::new()).unwrap();
+                    m.modify("shared", &mut add, 0, &mut Events::default()).unwrap();
                 }
             })
         })
@@ -283,7 +283,7 @@ fn dropping_a_store_frees_entries_of_every_shape() {
                 expiry,
                 Condition::Always,
                 0,
-                &mut Vec::new(),
+                &mut Events::default(),
             )
             .unwrap();
         }
@@ -293,7 +293,7 @@ fn dropping_a_store_frees_entries_of_every_shape() {
             Expiry::Never,
             Condition::Always,
             0,
-            &mut Vec::new(),
+            &mut Events::default(),
         )
         .unwrap();
         assert_eq!(Arc::strong_count(&big), 3);
@@ -350,7 +350,7 @@ fn probe_mass_expiry() {
     assert_eq!(m.len(10).unwrap(), 0);
     let start = std::time::Instant::now();
     let (mut total, mut longest) = (0, std::time::Duration::ZERO);
-    let mut events = Vec::new();
+    let mut events = Events::default();
     loop {
         let t = std::time::Instant::now();
         let n = m
@@ -385,4 +385,85 @@ fn a_read_item_is_never_shared_with_a_reader_still_holding_one() {
     // Dropped: the next read may reuse the allocation, with its own value.
     let (third, _) = m.get("a", 0).unwrap().unwrap();
     assert_eq!(as_int(&third), 1);
+}
+
+/// `close` while writers write: a write either finished before `close`
+/// took its shard (and `close` emptied it) or fails with `Destroyed`;
+/// nothing is left in the store, and every operation after `close`
+/// returned fails.
+#[test]
+fn close_while_writing_leaves_nothing_and_refuses_everything_after() {
+    for _round in 0..20 {
+        let m = Arc::new(Memory::new(Bounds::default()));
+        let writers = 4;
+        let started = Arc::new(Barrier::new(writers + 1));
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let m = m.clone();
+                let started = started.clone();
+                thread::spawn(move || {
+                    started.wait();
+                    let mut ok = 0u64;
+                    for i in 0.. {
+                        match put(&*m, &format!("w{w}-{i}"), i, Expiry::Never, 0) {
+                            Ok(_) => ok += 1,
+                            Err(DictError::Destroyed) => return ok,
+                            Err(other) => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        started.wait();
+        // Let the writers get going (a put lands), then close.
+        while stored(&m) == 0 {
+            thread::yield_now();
+        }
+        m.close();
+        let after = stored(&m);
+        let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(total > 0);
+        assert_eq!(after, 0, "close emptied the store");
+        assert_eq!(stored(&m), 0, "no write landed after close");
+        let mut ev = Events::default();
+        assert_eq!(
+            put(&*m, "late", 1, Expiry::Never, 0),
+            Err(DictError::Destroyed)
+        );
+        assert!(matches!(m.get("late", 0), Err(DictError::Destroyed)));
+        assert!(matches!(m.remove("late", 0, &mut ev), Err(DictError::Destroyed)));
+        assert!(matches!(m.keys(0), Err(DictError::Destroyed)));
+        assert!(matches!(m.len(0), Err(DictError::Destroyed)));
+        assert!(matches!(m.clear(0), Err(DictError::Destroyed)));
+        assert!(matches!(m.sweep(0, 10, &mut ev), Err(DictError::Destroyed)));
+        assert!(matches!(m.expiry("late", 0), Err(DictError::Destroyed)));
+        let mut add = |_: Option<&Stored>| Ok(Stored::Plain(Value::Int(1)));
+        assert!(matches!(
+            m.modify("late", &mut add, 0, &mut ev),
+            Err(DictError::Destroyed)
+        ));
+    }
+}
+
+/// A write that only counts its event (nobody listens) lists nothing but
+/// what else happened (an expiry it met), and counts itself.
+#[test]
+fn a_counting_write_lists_only_the_expiry_it_met() {
+    let m = Memory::new(Bounds::default());
+    put(&m, "a", 1, Expiry::At(10), 0).unwrap();
+    let mut ev = Events::counting();
+    m.put(
+        "a",
+        int(2).into(),
+        Expiry::Never,
+        Condition::Always,
+        20,
+        &mut ev,
+    )
+    .unwrap();
+    assert_eq!(ev.counted(), 1);
+    let kinds: Vec<_> = ev.iter().map(|e| (e.kind, e.key.to_string())).collect();
+    assert_eq!(kinds, [(EventKind::Expire, "a".to_owned())]);
+    assert_eq!(get(&m, "a", 20), Some(2));
 }

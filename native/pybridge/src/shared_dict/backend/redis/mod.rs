@@ -67,7 +67,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Backend, Condition, Expiry, Found, Item, Millis, PutDone, RawEvent};
+use super::{Backend, Condition, Events, Expiry, Found, Item, Millis, PutDone};
 use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
 
 pub(crate) use keys::{parse_record, Keys};
@@ -320,7 +320,7 @@ impl Backend for Redis {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
-        _events: &mut Vec<RawEvent>,
+        _events: &mut Events,
     ) -> Result<u64, DictError> {
         // Events come back through the stream (see the follower).
         self.put_record(key, &item, expiry, cond, now)
@@ -365,7 +365,7 @@ impl Backend for Redis {
         key: &str,
         f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
         now: Millis,
-        _events: &mut Vec<RawEvent>,
+        _events: &mut Events,
     ) -> Result<Item, DictError> {
         // Optimistic: read, compute, write if the version is still the one
         // read; again when another writer came first.
@@ -389,7 +389,7 @@ impl Backend for Redis {
         &self,
         key: &str,
         _now: Millis,
-        _events: &mut Vec<RawEvent>,
+        _events: &mut Events,
     ) -> Result<Option<Item>, DictError> {
         self.remove_record(key)
     }
@@ -453,7 +453,7 @@ impl Backend for Redis {
         &self,
         _now: Millis,
         max: usize,
-        _events: &mut Vec<RawEvent>,
+        _events: &mut Events,
     ) -> Result<usize, DictError> {
         Redis::reap(&self.shared, true, max)
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::Connection;
 
 use super::{closed, Sqlite};
-use crate::shared_dict::backend::RawEvent;
+use crate::shared_dict::backend::{Events, RawEvent};
 use crate::shared_dict::DictError;
 
 /// The writing connection and its open batch.
@@ -44,7 +44,7 @@ impl Sqlite {
     /// commit failed (then none of the batch's writes happened).
     pub(super) fn write<T>(
         &self,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
         f: impl FnOnce(&Connection, &mut Vec<RawEvent>) -> Result<T, DictError>,
     ) -> Result<T, DictError> {
         self.pending.fetch_add(1, Ordering::SeqCst);

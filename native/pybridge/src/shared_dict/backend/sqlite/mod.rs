@@ -42,7 +42,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 mod group_commit;
 
-use super::{Backend, Condition, Expiry, Found, Item, Millis, RawEvent};
+use super::{Backend, Condition, Events, Expiry, Found, Item, Millis, RawEvent};
 use crate::shared_dict::clock::{now_ms, wall_ms};
 use crate::shared_dict::{codec, DictError, EventKind, Stored};
 use group_commit::{Batches, WriterState};
@@ -269,7 +269,7 @@ impl Backend for Sqlite {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<u64, DictError> {
         let item = item.into_item();
         self.write(events, |tx, ev| {
@@ -301,7 +301,7 @@ impl Backend for Sqlite {
         key: &str,
         f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<Item, DictError> {
         self.write(events, |tx, ev| {
             let current = self.live_row(tx, key, now, ev)?;
@@ -324,7 +324,7 @@ impl Backend for Sqlite {
         &self,
         key: &str,
         now: Millis,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<Option<Item>, DictError> {
         self.write(events, |tx, ev| {
             let Some((bytes, _, _)) = self.live_row(tx, key, now, ev)? else {
@@ -399,7 +399,7 @@ impl Backend for Sqlite {
     fn set_expiry(&self, key: &str, at: Option<Millis>, now: Millis) -> Result<bool, DictError> {
         let wall = self.wall(now);
         let at = at.map(|at| self.wall(at));
-        self.write(&mut Vec::new(), |tx, _| {
+        self.write(&mut Events::default(), |tx, _| {
             tx.prepare_cached(&format!(
                 "UPDATE pybridge_entries SET expires_at = ?4 WHERE ns = ?1 AND key = ?2 AND {LIVE}"
             ))
@@ -411,7 +411,7 @@ impl Backend for Sqlite {
 
     fn clear(&self, now: Millis) -> Result<usize, DictError> {
         let live = self.len(now)?;
-        self.write(&mut Vec::new(), |tx, _| {
+        self.write(&mut Events::default(), |tx, _| {
             tx.prepare_cached("DELETE FROM pybridge_entries WHERE ns = ?1")
                 .and_then(|mut s| s.execute(params![self.ns]))
                 .map_err(|e| self.e(e))
@@ -423,7 +423,7 @@ impl Backend for Sqlite {
         &self,
         now: Millis,
         max: usize,
-        events: &mut Vec<RawEvent>,
+        events: &mut Events,
     ) -> Result<usize, DictError> {
         let wall = self.wall(now);
         let max = i64::try_from(max).unwrap_or(i64::MAX);

@@ -32,7 +32,7 @@ fn writes_read_back_with_versions_and_conditions() {
     assert_eq!((as_int(&item), version), (1, v1));
     let v2 = put(&s, "a", 2, Expiry::Never, now).expect("put");
     assert!(v2 > v1);
-    let mut ev = Vec::new();
+    let mut ev = Events::default();
     let cas = s.put(
         "a",
         int(3).into(),
@@ -238,7 +238,7 @@ fn a_corrupt_value_is_an_error_not_a_panic() {
     assert!(s.entries(now).is_err());
     // It can still be replaced or removed.
     assert!(s
-        .remove("k", now, &mut Vec::new())
+        .remove("k", now, &mut Events::default())
         .expect("remove")
         .is_none());
     put(&s, "k", 2, Expiry::Never, now).expect("put");
@@ -254,7 +254,7 @@ fn concurrent_writers_share_commits_and_each_gets_its_own_result() {
             let s = s.clone();
             std::thread::spawn(move || {
                 let now = now_ms();
-                let mut ev = Vec::new();
+                let mut ev = Events::default();
                 // Exactly one put_new of "once" wins.
                 let won = s
                     .put(
@@ -302,7 +302,7 @@ fn a_write_that_panics_is_an_error_and_leaves_no_trace() {
     put(&s, "k", 1, Expiry::Never, now).expect("put");
     let mut boom = |_: Option<&Stored>| -> Result<Stored, DictError> { panic!("boom") };
     let err = s
-        .modify("k", &mut boom, now, &mut Vec::new())
+        .modify("k", &mut boom, now, &mut Events::default())
         .expect_err("a panic is an error");
     assert!(
         matches!(&err, DictError::Backend(m) if m.contains("panicked")),
