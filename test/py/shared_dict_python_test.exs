@@ -249,6 +249,16 @@ defmodule Py.SharedDictPythonTest do
 
       assert :peer.call(peer, SD, :get, [sd, "n"]) == 3
 
+      # A pickled value read with the native `get` is unpickled by the
+      # reading interpreter's own `pickle.loads`.
+      set_ip = "__import__('erlang').SharedDict('across').set('ip', __import__('ipaddress').ip_address('10.0.0.1'))"
+      get_ip = "str(__import__('erlang').SharedDict('across').get('ip'))"
+      {:ok, nil} = :peer.call(peer, Py, :eval, [a, set_ip])
+
+      for ctx <- [b, main, a] do
+        assert :peer.call(peer, Py, :eval, [ctx, get_ip]) == {:ok, "10.0.0.1"}
+      end
+
       # A thread Python itself starts in a sub-interpreter reads the value
       # too: the bridge finds the interpreter the thread is attached to.
       src = """
@@ -256,7 +266,9 @@ defmodule Py.SharedDictPythonTest do
       out = []
       def work():
           try:
-              out.append(__import__('erlang').SharedDict('across')['from_a'])
+              d = __import__('erlang').SharedDict('across')
+              out.append(d['from_a'])
+              out.append(str(d.get('ip')))
           except Exception as e:
               out.append(type(e).__name__)
       t = threading.Thread(target=work)
@@ -265,7 +277,7 @@ defmodule Py.SharedDictPythonTest do
       """
 
       code = "(lambda g: (exec(src, g), g['out'])[1])({})"
-      assert {:ok, [[1]]} = :peer.call(peer, Py, :eval, [a, code, %{src: src}])
+      assert {:ok, [[1], "10.0.0.1"]} = :peer.call(peer, Py, :eval, [a, code, %{src: src}])
     end
   end
 end

@@ -6,6 +6,7 @@ defmodule Py.SharedDictTest do
   use ExUnit.Case, async: true
 
   alias Py.SharedDict, as: SD
+  import Py.TestHelpers, only: [assert_eventually: 1]
 
   doctest Py.SharedDict
 
@@ -51,6 +52,74 @@ defmodule Py.SharedDictTest do
       assert SD.get(lru, "a") == 1
       :ok = SD.put(lru, "c", 3)
       assert Enum.sort(SD.keys(lru)) == ["a", "c"]
+    end
+  end
+
+  describe "events while writers write" do
+    # A put nobody hears of is only counted; one that began after a
+    # subscribe returned is always heard of.
+    test "a subscriber hears of every put begun after its subscribe returned" do
+      for _round <- 1..5 do
+        sd = SD.new!()
+        parent = self()
+        subscribed = :atomics.new(1, [])
+
+        for w <- 1..4 do
+          spawn_link(fn ->
+            # {first put begun after the subscribe, last put}
+            writer = fn writer, i, first ->
+              began_after = :atomics.get(subscribed, 1) == 1
+              :ok = SD.put(sd, "w#{w}-#{i}", i)
+              first = if began_after and first == nil, do: i, else: first
+
+              if first != nil and i - first >= 100,
+                do: send(parent, {:done, w, first, i}),
+                else: writer.(writer, i + 1, first)
+            end
+
+            writer.(writer, 0, nil)
+          end)
+        end
+
+        # Some puts nobody hears of first.
+        assert_eventually(fn -> SD.size(sd) >= 40 end)
+        :ok = SD.subscribe(sd, [:put])
+        :atomics.put(subscribed, 1, 1)
+
+        expected =
+          for w <- 1..4, reduce: MapSet.new() do
+            acc ->
+              assert_receive {:done, ^w, first, last}, 30_000
+              Enum.reduce(first..last, acc, &MapSet.put(&2, "w#{w}-#{&1}"))
+          end
+
+        missing =
+          Enum.reduce_while(Stream.cycle([:next]), expected, fn _, left ->
+            if MapSet.size(left) == 0 do
+              {:halt, left}
+            else
+              receive do
+                {:shared_dict, ^sd, :put, key} -> {:cont, MapSet.delete(left, key)}
+              after
+                10_000 -> {:halt, left}
+              end
+            end
+          end)
+
+        assert MapSet.size(missing) == 0, "not heard of: #{inspect(Enum.take(missing, 5))}"
+        assert SD.stats(sd).puts == SD.size(sd), "every put counted"
+        SD.unsubscribe(sd)
+        SD.destroy(sd)
+        flush_events()
+      end
+    end
+  end
+
+  defp flush_events do
+    receive do
+      {:shared_dict, _, _, _} -> flush_events()
+    after
+      0 -> :ok
     end
   end
 

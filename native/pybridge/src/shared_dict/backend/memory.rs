@@ -244,6 +244,9 @@ impl Backend for Memory {
     ) -> Result<usize, DictError> {
         // Expiry order across shards: each step sweeps the shard with the
         // earliest due expiry, up to the next shard's earliest.
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(DictError::Destroyed);
+        }
         let mut removed = 0;
         let mut due: Vec<(Millis, usize)> = Vec::with_capacity(self.shards.len());
         while removed < max {

@@ -26,7 +26,7 @@ mod test_support;
 
 pub use events::{EventKey, Events, RawEvent};
 
-use super::{DictError, DictOptions, EventKind, Holder, SharedDict, Stored};
+use super::{DictError, DictOptions, Holder, SharedDict, Stored};
 use crate::convert::Value;
 
 /// Where a dict keeps its entries.
@@ -144,12 +144,13 @@ impl Found {
     /// `value`, kept by value when it is a plain scalar.
     #[inline]
     pub fn new(value: Stored) -> Found {
-        if let Stored::Plain(v) = &value {
-            if let Some(s) = Scalar::of(v) {
-                return Found::Scalar(s);
+        match value {
+            // Moved in as it is (nothing to drop).
+            Stored::Plain(Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_)) => {
+                Found::Scalar(Scalar(ManuallyDrop::new(value)))
             }
+            other => Found::Shared(Arc::new(other)),
         }
-        Found::Shared(Arc::new(value))
     }
 
     /// A scalar by value; `None` for any other kind of value.
@@ -235,7 +236,7 @@ pub enum Condition {
 /// Rules every backend keeps:
 /// * an entry whose expiry is at or before `now` is gone: never returned,
 ///   counted or listed; a write that meets one removes it and reports an
-///   [`EventKind::Expire`] for it;
+///   [`EventKind::Expire`](super::EventKind::Expire) for it;
 /// * each change pushes its events to `events` in the order they happened.
 pub trait Backend: Send + Sync {
     /// The backend's name as users choose it (`"memory"`, `"sqlite"`,
