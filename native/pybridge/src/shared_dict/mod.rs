@@ -44,7 +44,7 @@ use parking_lot::RwLock;
 pub use backend::memory::{Bounds, Memory};
 pub use backend::sqlite::Sqlite;
 pub use backend::{Backend, BackendSpec, Condition, Expiry, Found, Item, Millis, PutDone};
-pub use clock::now_ms;
+pub use clock::{now_ms, Now};
 pub use events::{EventKind, Listener};
 pub use locks::{forget_call_lock, note_call_lock, release_call_locks, Holder};
 pub use stats::StatsSnapshot;
@@ -219,8 +219,8 @@ impl SharedDict {
         if self.destroyed.load(Ordering::Acquire) {
             return Err(DictError::Destroyed);
         }
-        let now = now_ms();
-        let found = match self.backend.get(key, now) {
+        // The clock is read only for a key that has an expiry.
+        let found = match self.backend.get_now(key, &Now::lazy()) {
             Ok(Some(found)) => Some(found),
             _ if self.destroyed.load(Ordering::Acquire) => return Err(DictError::Destroyed),
             other => other?,
@@ -243,12 +243,16 @@ impl SharedDict {
         ttl_ms: Option<u64>,
         cond: Condition,
     ) -> Result<u64, DictError> {
-        let now = now_ms();
-        let expiry = match ttl_ms {
-            Some(ms) => Expiry::At(now.saturating_add(ms)),
-            None => Expiry::Never,
+        // The clock is read now for a TTL, else only if the key has an
+        // expiry (or a bounded store is full).
+        let (expiry, now) = match ttl_ms {
+            Some(ms) => {
+                let now = now_ms();
+                (Expiry::At(now.saturating_add(ms)), Now::at(now))
+            }
+            None => (Expiry::Never, Now::lazy()),
         };
-        self.put_with(key, value, expiry, cond, now)
+        self.put_at(key, value, expiry, cond, &now)
     }
 
     /// Like [`put`](Self::put) with an explicit [`Expiry`] (`Keep` for a
@@ -261,6 +265,18 @@ impl SharedDict {
         cond: Condition,
         now: Millis,
     ) -> Result<u64, DictError> {
+        self.put_at(key, value, expiry, cond, &Now::at(now))
+    }
+
+    #[inline]
+    fn put_at(
+        self: &Arc<Self>,
+        key: &str,
+        value: Stored,
+        expiry: Expiry,
+        cond: Condition,
+        now: &Now,
+    ) -> Result<u64, DictError> {
         // A scalar is passed by value: the memory store keeps it inline, so
         // a put of one allocates nothing.
         let item = Found::new(value);
@@ -269,7 +285,7 @@ impl SharedDict {
         // hears of it.
         let counting = !self.heard();
         let version =
-            self.with_events(counting, |b, ev| b.put(key, item, expiry, cond, now, ev))?;
+            self.with_events(counting, |b, ev| b.put_now(key, item, expiry, cond, now, ev))?;
         if let Expiry::At(_) = expiry {
             self.watch();
         }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{Backend, Condition, Events, Expiry, Found, Item, Millis};
+use crate::shared_dict::clock::Now;
 use crate::shared_dict::{DictError, Stored};
 use node::Held;
 use shard::Shard;
@@ -126,6 +127,11 @@ impl Backend for Memory {
     }
 
     fn get(&self, key: &str, now: Millis) -> Result<Option<(Found, u64)>, DictError> {
+        self.get_now(key, &Now::at(now))
+    }
+
+    /// Reads the clock only for a key that has an expiry.
+    fn get_now(&self, key: &str, now: &Now) -> Result<Option<(Found, u64)>, DictError> {
         let (hash, mut shard) = self.shard(key)?;
         // An inline scalar is copied out as it is: no allocation, no
         // reference count.
@@ -141,6 +147,20 @@ impl Backend for Memory {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
+        events: &mut Events,
+    ) -> Result<u64, DictError> {
+        self.put_now(key, item, expiry, cond, &Now::at(now), events)
+    }
+
+    /// Reads the clock only when the key has an expiry or a bounded store
+    /// is full.
+    fn put_now(
+        &self,
+        key: &str,
+        item: Found,
+        expiry: Expiry,
+        cond: Condition,
+        now: &Now,
         events: &mut Events,
     ) -> Result<u64, DictError> {
         check_key(key)?;

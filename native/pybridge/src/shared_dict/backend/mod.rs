@@ -26,6 +26,7 @@ mod test_support;
 
 pub use events::{EventKey, Events, RawEvent};
 
+use super::clock::Now;
 use super::{DictError, DictOptions, Holder, SharedDict, Stored};
 use crate::convert::Value;
 
@@ -248,6 +249,11 @@ pub trait Backend: Send + Sync {
     /// every write of the key).
     fn get(&self, key: &str, now: Millis) -> Result<Option<(Found, u64)>, DictError>;
 
+    /// [`get`](Backend::get) at a "now" read only if needed.
+    fn get_now(&self, key: &str, now: &Now) -> Result<Option<(Found, u64)>, DictError> {
+        self.get(key, now.get())
+    }
+
     /// Writes `key` under `cond`; returns the new version.
     fn put(
         &self,
@@ -281,6 +287,19 @@ pub trait Backend: Send + Sync {
         done: PutDone,
     ) -> Result<(), PutDone> {
         Err(done)
+    }
+
+    /// [`put`](Backend::put) at a "now" read only if needed.
+    fn put_now(
+        &self,
+        key: &str,
+        item: Found,
+        expiry: Expiry,
+        cond: Condition,
+        now: &Now,
+        events: &mut Events,
+    ) -> Result<u64, DictError> {
+        self.put(key, item, expiry, cond, now.get(), events)
     }
 
     /// Replaces the value of `key` with `f(current)` in one step, keeping

@@ -21,6 +21,7 @@ use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use super::super::{Found, Item, Millis, Scalar};
+use crate::shared_dict::clock::Now;
 use crate::convert::Value;
 use crate::shared_dict::Stored;
 
@@ -299,6 +300,13 @@ impl NodeRef {
 
     pub(super) fn live(&self, now: Millis) -> bool {
         self.expires().is_none_or(|at| at > now)
+    }
+
+    /// [`live`](Self::live), reading the clock only for a node that has an
+    /// expiry.
+    #[inline]
+    pub(super) fn live_now(&self, now: &Now) -> bool {
+        self.expires().is_none_or(|at| at > now.get())
     }
 
     /// Marks the timer in (`Some(at)`) or out of the expiry index. The

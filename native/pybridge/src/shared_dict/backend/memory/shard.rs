@@ -22,6 +22,7 @@ use hashbrown::HashTable;
 
 use super::node::{Chain, Held, List, NodeRef, LRU, TIMER};
 use super::{Bounds, Hasher};
+use crate::shared_dict::clock::Now;
 use crate::shared_dict::backend::{
     Condition, EventKey, Events, Expiry, Found, Item, Millis, RawEvent,
 };
@@ -166,11 +167,11 @@ impl Shard {
         &mut self,
         hash: u64,
         key: &str,
-        now: Millis,
+        now: &Now,
         events: &mut Events,
     ) -> Option<NodeRef> {
         let node = self.find(hash, key)?;
-        if node.live(now) {
+        if node.live_now(now) {
             return Some(node);
         }
         let (key, value) = self.remove_node(node, hash);
@@ -178,8 +179,8 @@ impl Shard {
         None
     }
 
-    pub(super) fn get(&mut self, hash: u64, key: &str, now: Millis) -> Option<(Held, u64)> {
-        let node = self.find(hash, key).filter(|n| n.live(now))?;
+    pub(super) fn get(&mut self, hash: u64, key: &str, now: &Now) -> Option<(Held, u64)> {
+        let node = self.find(hash, key).filter(|n| n.live_now(now))?;
         self.touch(node);
         Some((node.value().share(), node.version()))
     }
@@ -233,7 +234,7 @@ impl Shard {
     /// Makes room for one new key, or says the store is full.
     fn make_room(
         &mut self,
-        now: Millis,
+        now: &Now,
         hasher: &Hasher,
         events: &mut Events,
     ) -> Result<(), DictError> {
@@ -245,7 +246,7 @@ impl Shard {
         }
         // Expired entries hold no place: one of them, if any, gives the
         // slot (the earliest; the sweeper takes the rest).
-        self.sweep(now, 1, hasher, events);
+        self.sweep(now.get(), 1, hasher, events);
         if self.table.len() < max {
             return Ok(());
         }
@@ -315,7 +316,7 @@ impl Shard {
         item: Found,
         expiry: Expiry,
         cond: Condition,
-        now: Millis,
+        now: &Now,
         hasher: &Hasher,
         events: &mut Events,
     ) -> Result<(u64, Garbage), DictError> {
@@ -348,6 +349,7 @@ impl Shard {
         hasher: &Hasher,
         events: &mut Events,
     ) -> Result<(Item, Garbage), DictError> {
+        let now = &Now::at(now);
         let current = self.live(hash, key, now, events);
         let new = match current {
             Some(node) => node.value().with_stored(|s| f(Some(s)))?,
@@ -377,7 +379,7 @@ impl Shard {
         now: Millis,
         events: &mut Events,
     ) -> Option<Item> {
-        let node = self.live(hash, key, now, events)?;
+        let node = self.live(hash, key, &Now::at(now), events)?;
         let (key, value) = self.remove_node(node, hash);
         events.push(RawEvent::found(EventKind::Delete, key, Some(value.share())));
         Some(value.into_item())
