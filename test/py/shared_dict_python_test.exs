@@ -251,7 +251,9 @@ defmodule Py.SharedDictPythonTest do
 
       # A pickled value read with the native `get` is unpickled by the
       # reading interpreter's own `pickle.loads`.
-      set_ip = "__import__('erlang').SharedDict('across').set('ip', __import__('ipaddress').ip_address('10.0.0.1'))"
+      set_ip =
+        "__import__('erlang').SharedDict('across').set('ip', __import__('ipaddress').ip_address('10.0.0.1'))"
+
       get_ip = "str(__import__('erlang').SharedDict('across').get('ip'))"
       {:ok, nil} = :peer.call(peer, Py, :eval, [a, set_ip])
 

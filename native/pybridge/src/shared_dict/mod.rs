@@ -284,8 +284,9 @@ impl SharedDict {
         // read before the write: a listener added before the put began
         // hears of it.
         let counting = !self.heard();
-        let version =
-            self.with_events(counting, |b, ev| b.put_now(key, item, expiry, cond, now, ev))?;
+        let version = self.with_events(counting, |b, ev| {
+            b.put_now(key, item, expiry, cond, now, ev)
+        })?;
         if let Expiry::At(_) = expiry {
             self.watch();
         }

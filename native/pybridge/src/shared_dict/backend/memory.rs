@@ -166,16 +166,7 @@ impl Backend for Memory {
         check_key(key)?;
         let (version, garbage) = {
             let (hash, mut shard) = self.shard(key)?;
-            shard.put(
-                hash,
-                key,
-                item,
-                expiry,
-                cond,
-                now,
-                &self.hasher,
-                events,
-            )?
+            shard.put(hash, key, item, expiry, cond, now, &self.hasher, events)?
         };
         drop(garbage);
         Ok(version)
@@ -256,12 +247,7 @@ impl Backend for Memory {
         Ok(live)
     }
 
-    fn sweep(
-        &self,
-        now: Millis,
-        max: usize,
-        events: &mut Events,
-    ) -> Result<usize, DictError> {
+    fn sweep(&self, now: Millis, max: usize, events: &mut Events) -> Result<usize, DictError> {
         // Expiry order across shards: each step sweeps the shard with the
         // earliest due expiry, up to the next shard's earliest.
         if self.closed.load(Ordering::Relaxed) {
@@ -302,11 +288,7 @@ impl Backend for Memory {
     /// shard before (its write is emptied here) or sees the flag.
     fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
-        let old: Vec<Shard> = self
-            .shards
-            .iter()
-            .map(|s| s.0.lock().take())
-            .collect();
+        let old: Vec<Shard> = self.shards.iter().map(|s| s.0.lock().take()).collect();
         // The entries are freed outside the locks.
         drop(old);
     }

@@ -342,12 +342,7 @@ pub trait Backend: Send + Sync {
 
     /// Removes up to `max` entries expired at `now`, reporting each, and
     /// returns how many it removed: the sweeper's step.
-    fn sweep(
-        &self,
-        now: Millis,
-        max: usize,
-        events: &mut Events,
-    ) -> Result<usize, DictError>;
+    fn sweep(&self, now: Millis, max: usize, events: &mut Events) -> Result<usize, DictError>;
 
     /// The earliest expiry of any entry, expired or not (a backend that
     /// cannot tell right now answers a time soon, to be asked again).

@@ -21,8 +21,8 @@ use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use super::super::{Found, Item, Millis, Scalar};
-use crate::shared_dict::clock::Now;
 use crate::convert::Value;
+use crate::shared_dict::clock::Now;
 use crate::shared_dict::Stored;
 
 /// The node has a [`Timer`] section.

@@ -22,10 +22,10 @@ use hashbrown::HashTable;
 
 use super::node::{Chain, Held, List, NodeRef, LRU, TIMER};
 use super::{Bounds, Hasher};
-use crate::shared_dict::clock::Now;
 use crate::shared_dict::backend::{
     Condition, EventKey, Events, Expiry, Found, Item, Millis, RawEvent,
 };
+use crate::shared_dict::clock::Now;
 use crate::shared_dict::{DictError, EventKind, Stored};
 
 /// The nodes expiring in one millisecond.
@@ -163,13 +163,7 @@ impl Shard {
     }
 
     /// The live node of `key`; an expired one is removed and reported.
-    fn live(
-        &mut self,
-        hash: u64,
-        key: &str,
-        now: &Now,
-        events: &mut Events,
-    ) -> Option<NodeRef> {
+    fn live(&mut self, hash: u64, key: &str, now: &Now, events: &mut Events) -> Option<NodeRef> {
         let node = self.find(hash, key)?;
         if node.live_now(now) {
             return Some(node);

@@ -218,7 +218,8 @@ fn shards_lose_nothing_under_concurrent_writers() {
                     }
                     let mut add =
                         |c: Option<&Stored>| Ok(Stored::Plain(Value::Int(c.map_or(0, as_int) + 1)));
-                    m.modify("shared", &mut add, 0, &mut Events::default()).unwrap();
+                    m.modify("shared", &mut add, 0, &mut Events::default())
+                        .unwrap();
                 }
             })
         })
@@ -432,7 +433,10 @@ fn close_while_writing_leaves_nothing_and_refuses_everything_after() {
             Err(DictError::Destroyed)
         );
         assert!(matches!(m.get("late", 0), Err(DictError::Destroyed)));
-        assert!(matches!(m.remove("late", 0, &mut ev), Err(DictError::Destroyed)));
+        assert!(matches!(
+            m.remove("late", 0, &mut ev),
+            Err(DictError::Destroyed)
+        ));
         assert!(matches!(m.keys(0), Err(DictError::Destroyed)));
         assert!(matches!(m.len(0), Err(DictError::Destroyed)));
         assert!(matches!(m.clear(0), Err(DictError::Destroyed)));

@@ -449,12 +449,7 @@ impl Backend for Redis {
         Ok(n.max(0) as usize)
     }
 
-    fn sweep(
-        &self,
-        _now: Millis,
-        max: usize,
-        _events: &mut Events,
-    ) -> Result<usize, DictError> {
+    fn sweep(&self, _now: Millis, max: usize, _events: &mut Events) -> Result<usize, DictError> {
         Redis::reap(&self.shared, true, max)
     }
 

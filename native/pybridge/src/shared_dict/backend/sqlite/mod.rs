@@ -419,12 +419,7 @@ impl Backend for Sqlite {
         Ok(live)
     }
 
-    fn sweep(
-        &self,
-        now: Millis,
-        max: usize,
-        events: &mut Events,
-    ) -> Result<usize, DictError> {
+    fn sweep(&self, now: Millis, max: usize, events: &mut Events) -> Result<usize, DictError> {
         let wall = self.wall(now);
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         self.write(events, |tx, ev| {
