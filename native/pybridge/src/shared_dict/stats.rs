@@ -13,7 +13,11 @@ use crate::limits::RECENT_EXPIRIES;
 
 // Every counter is Relaxed: each is read on its own, and none hands data over.
 
+/// On cache lines of its own: every write updates a counter, and the dict's
+/// read-mostly fields (the destroyed flag, the listeners' count) that every
+/// operation reads must not share a line with it.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(super) struct Stats {
     puts: AtomicU64,
     deletes: AtomicU64,
