@@ -338,6 +338,7 @@ impl Caller for CallCaller {
     ) -> Result<(), String> {
         let mut args = args;
         if let Some(inline) = &self.inline {
+            inline.record_worker_cpu();
             let request = Request {
                 slot: slot.clone(),
                 name: name.to_owned(),

@@ -149,9 +149,8 @@ fn submit_with<'a>(
     // never on a dirty scheduler (those calls are big anyway), and never
     // when the home worker shares this scheduler's core (the spin would
     // take the very core the worker needs).
-    let home = ctx.0.state_ref();
-    let inline = (budget.is_some() && ctx.0.is_idle() && !home.shares_my_cpu())
-        .then(|| Inline::new(home.clone()));
+    let inline = (budget.is_some() && ctx.0.is_idle() && !ctx.0.state_ref().shares_my_cpu())
+        .then(Inline::new);
     let reply: Box<dyn Reply> = match &inline {
         Some(inline) => inline.reply_or(message),
         None => Box::new(message),

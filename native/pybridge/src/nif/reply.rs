@@ -53,10 +53,12 @@ pub(super) struct Inline {
     /// The callback request of state REQUESTED (written under its lock
     /// together with the transition, so the NIF that sees the state finds it).
     request: Mutex<Option<Request>>,
-    /// The call's context, asked before a re-armed wait whether its home
-    /// worker shares the waiting thread's core (then spinning would only
-    /// take the core from it).
-    context: Arc<crate::context::ContextState>,
+    /// Where the call's thread made its last callback, asked before a
+    /// re-armed wait: when it shares the waiting thread's core, spinning
+    /// would only take the core from it. Recorded at each callback (the
+    /// context's hint of its home worker is recorded once per call, stale
+    /// in a call that calls back in a long loop while the threads move).
+    worker_cpu: runtime::CpuHint,
 }
 
 struct InlineReply(Arc<Inline>);
@@ -104,13 +106,13 @@ impl Reply for InlineReply {
 }
 
 impl Inline {
-    pub(super) fn new(context: Arc<crate::context::ContextState>) -> Arc<Inline> {
+    pub(super) fn new() -> Arc<Inline> {
         Arc::new(Inline {
             state: AtomicU8::new(WAITING),
             outcome: Mutex::new(None),
             fallback: Mutex::new(None),
             request: Mutex::new(None),
-            context,
+            worker_cpu: runtime::CpuHint::default(),
         })
     }
 
@@ -127,6 +129,11 @@ impl Inline {
         let _ =
             self.state
                 .compare_exchange(WAITING, REDIRECTED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Records the CPU of the call's thread as it makes a callback.
+    pub(super) fn record_worker_cpu(&self) {
+        self.worker_cpu.record();
     }
 
     /// Hands the callback request to the NIF waiting for the call, if one
@@ -148,9 +155,9 @@ impl Inline {
     /// Waits for the outcome again (the caller is answering a callback the
     /// call waits on, so the call cannot have replied yet, unless it gave
     /// up on the callback). False when the reply went by message already, or
-    /// when the home worker shares this thread's core.
+    /// when the call's thread shares this thread's core.
     pub(super) fn rearm(&self) -> bool {
-        if self.context.shares_my_cpu() {
+        if self.worker_cpu.is_mine() {
             return false;
         }
         [REDIRECTED, REQUESTED, GAVE_UP].into_iter().any(|from| {
