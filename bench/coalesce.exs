@@ -182,11 +182,10 @@ defmodule Bench.Coalesce do
   end
 
   # Until the call of {group, key} has n callers: its leader (who runs it)
-  # and the joiners that committed to it (sure to be answered). Read from
-  # the in-flight entry with one lookup, as the waiters table was read
-  # before the leader rewrite: Leader.callers/1 asks each of the 10,000
-  # processes where it is, which put about 5 µs a waiter of the latch's own
-  # cost into the row.
+  # and the joiners in its flight (sure to be answered). Read from the
+  # native in-flight table with one call: Leader.callers/1 asks each of the
+  # 10,000 processes where it is, which put about 5 µs a waiter of the
+  # latch's own cost into the row.
   defp until_joined(group, key, n) do
     joined = Py.Coalesce.Leader.committed({group, key}) || 0
 
