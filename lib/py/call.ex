@@ -128,8 +128,8 @@ defmodule Py.Call do
   def handle(handle, ref, timeout, {:callback, request}, deadline) do
     deadline = deadline || Py.Callback.deadline(elem(request, 3))
     # The answer may bring the call's result back with it (see
-    # Py.Callback.run_for_call/1).
-    done = Py.Callback.run_for_call(request)
+    # Py.Callback.run_for_call/2).
+    done = Py.Callback.run_for_call(request, deadline)
 
     # A callback that ran past the call's deadline timed the call out, even
     # if Python, answered just in time, replied meanwhile.

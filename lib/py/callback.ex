@@ -30,8 +30,10 @@ defmodule Py.Callback do
   alias Py.Native
 
   @table __MODULE__
-  @depth_key {__MODULE__, :depth}
-  @deadline_key {__MODULE__, :deadline}
+  # `{depth, deadline | nil}` while the process runs a callback: how many
+  # callbacks nest here, and the deadline of the call the innermost serves.
+  # One key, so a callback reads and restores the process dictionary once.
+  @nesting_key {__MODULE__, :nesting}
 
   # How deep Python → BEAM → Python → ... may nest in one process (see
   # Py.Limits.max_callback_depth/0).
@@ -127,8 +129,8 @@ defmodule Py.Callback do
   # Runs one callback request and answers it. Never raises: whatever the
   # function does becomes the answer Python gets.
   @spec run(request) :: :ok
-  def run(request) do
-    _ = run(request, :pool)
+  def run({_slot, _name, _args, remaining} = request) do
+    _ = run(request, :pool, Py.Callback.deadline(remaining))
     :ok
   end
 
@@ -138,12 +140,13 @@ defmodule Py.Callback do
   # which comes back here: `{:done, reply, queue_us, run_us}` when the
   # Python code finished quickly, `{:callback, request}` when it called back
   # again (run that next), else `:ok` (what comes next comes by message).
-  @spec run_for_call(request) ::
+  # `deadline` is the call's (`deadline/1` of the request's time left).
+  @spec run_for_call(request, integer | :infinity) ::
           :ok | {:done, term, non_neg_integer, non_neg_integer} | {:callback, request}
-  def run_for_call(request), do: run(request, :call)
+  def run_for_call(request, deadline), do: run(request, :call, deadline)
 
-  defp run({slot, name, args, remaining}, how) do
-    depth = Process.get(@depth_key, 0)
+  defp run({slot, name, args, _remaining}, how, deadline) do
+    {depth, _} = nesting = Process.get(@nesting_key, {0, nil})
     span = span_start(name, depth)
 
     answer =
@@ -155,7 +158,7 @@ defmodule Py.Callback do
 
         true ->
           case lookup(name) do
-            {:ok, entry} -> call(entry, args, depth, remaining, span)
+            {:ok, entry} -> call(entry, args, nesting, deadline, span)
             :error -> {:unknown, "no BEAM function is registered as #{inspect(name)}"}
             :stopped -> {:failed, "pybridge's callback registry is not running (stopping?)"}
           end
@@ -219,10 +222,8 @@ defmodule Py.Callback do
     ArgumentError -> :stopped
   end
 
-  defp call(entry, args, depth, remaining, span) do
-    saved_deadline = Process.get(@deadline_key)
-    Process.put(@depth_key, depth + 1)
-    Process.put(@deadline_key, nested_deadline(saved_deadline, remaining))
+  defp call(entry, args, {depth, outer} = nesting, deadline, span) do
+    Process.put(@nesting_key, {depth + 1, nested_deadline(outer, deadline)})
 
     try do
       {:ok, apply_entry(entry, args)}
@@ -231,13 +232,12 @@ defmodule Py.Callback do
         span_exception(span, kind, reason, __STACKTRACE__)
         {:raised, kind, reason, Exception.format_banner(kind, reason, __STACKTRACE__)}
     after
-      restore(@depth_key, depth)
-      restore(@deadline_key, saved_deadline)
+      restore(nesting)
     end
   end
 
-  defp restore(key, value) when value in [nil, 0], do: Process.delete(key)
-  defp restore(key, value), do: Process.put(key, value)
+  defp restore({0, _}), do: Process.delete(@nesting_key)
+  defp restore(nesting), do: Process.put(@nesting_key, nesting)
 
   defp apply_entry({:apply, fun}, args), do: apply(fun, args)
   defp apply_entry({:apply, m, f}, args), do: apply(m, f, args)
@@ -248,11 +248,8 @@ defmodule Py.Callback do
 
   # The earlier of the enclosing callback's deadline and this call's.
   defp nested_deadline(outer, :infinity), do: outer
-
-  defp nested_deadline(outer, remaining) do
-    deadline = System.monotonic_time(:millisecond) + remaining
-    if is_integer(outer), do: min(outer, deadline), else: deadline
-  end
+  defp nested_deadline(outer, deadline) when is_integer(outer), do: min(outer, deadline)
+  defp nested_deadline(_outer, deadline), do: deadline
 
   defp reply(slot, answer, how) do
     sent =
@@ -283,9 +280,12 @@ defmodule Py.Callback do
   @compile {:inline, cap_timeout: 1}
   @spec cap_timeout(timeout) :: timeout
   def cap_timeout(timeout) do
-    case Process.get(@deadline_key) do
-      nil -> timeout
-      deadline -> cap(timeout, deadline - System.monotonic_time(:millisecond))
+    case Process.get(@nesting_key) do
+      {_depth, deadline} when is_integer(deadline) ->
+        cap(timeout, deadline - System.monotonic_time(:millisecond))
+
+      _ ->
+        timeout
     end
   end
 

@@ -276,33 +276,56 @@ pub(super) struct CallCaller {
     /// Where the call's reply goes: the caller, or whoever it handed the
     /// call to (a coalesced call's flight); read at each message.
     to: Arc<ReplyTo>,
+    /// What sending a message takes, made at the first message: a call
+    /// whose callbacks are all handed to its waiting caller (and which
+    /// writes no output) never needs it.
+    envs: Mutex<Option<MessageEnvs>>,
+    /// The call's inline wait, when its caller waited in the NIF: a request
+    /// is handed to a caller waiting there, and a message stops its wait
+    /// (see [`Inline`]). Its fallback reply holds the call's tag until then.
+    inline: Option<Arc<Inline>>,
+}
+
+/// The envs a [`CallCaller`] sends its messages with.
+struct MessageEnvs {
     /// Holds the copy of the call's reply tag.
     tag_env: PooledEnv,
     tag: SavedTerm,
     /// Reused for each message.
-    message_env: Mutex<PooledEnv>,
-    /// The call's inline wait, when its caller waited in the NIF: a request
-    /// is handed to a caller waiting there, and a message stops its wait
-    /// (see [`Inline`]).
-    inline: Option<Arc<Inline>>,
+    message_env: PooledEnv,
+}
+
+impl MessageEnvs {
+    /// Copies the tag (saved in `env`).
+    fn new(env: &OwnedEnv, tag: &SavedTerm) -> MessageEnvs {
+        let tag_env = PooledEnv::take();
+        let copy = env.run(|env| tag_env.save(tag.load(env)));
+        MessageEnvs {
+            tag_env,
+            tag: copy,
+            message_env: PooledEnv::take(),
+        }
+    }
 }
 
 impl CallCaller {
-    /// A target for the call answered to `to` under `tag` (saved in `env`).
-    pub(super) fn new(
-        to: Arc<ReplyTo>,
-        env: &OwnedEnv,
-        tag: &SavedTerm,
-        inline: Option<Arc<Inline>>,
-    ) -> CallCaller {
-        let tag_env = PooledEnv::take();
-        let copy = env.run(|env| tag_env.save(tag.load(env)));
+    /// A target for the call answered to `to` under `tag` (saved in `env`),
+    /// its caller not waiting inline.
+    pub(super) fn new(to: Arc<ReplyTo>, env: &OwnedEnv, tag: &SavedTerm) -> CallCaller {
         CallCaller {
             to,
-            tag_env,
-            tag: copy,
-            message_env: Mutex::new(PooledEnv::take()),
-            inline,
+            envs: Mutex::new(Some(MessageEnvs::new(env, tag))),
+            inline: None,
+        }
+    }
+
+    /// A target for a call whose caller waits inline: the tag is copied
+    /// from the inline wait's fallback reply at the first message.
+    pub(super) fn inline(to: Arc<ReplyTo>, inline: Arc<Inline>) -> CallCaller {
+        CallCaller {
+            to,
+            envs: Mutex::new(None),
+            inline: Some(inline),
         }
     }
 
@@ -312,11 +335,25 @@ impl CallCaller {
     where
         F: for<'a> FnOnce(Env<'a>) -> (Term<'a>, Term<'a>),
     {
-        let mut env = self.message_env.lock();
-        mailer::send(&mut env, &self.to.pid(), |env| {
-            let tag = self
-                .tag_env
-                .run(|tag_env| self.tag.load(tag_env).in_env(env));
+        let mut envs = self.envs.lock();
+        if envs.is_none() {
+            *envs = self
+                .inline
+                .as_ref()
+                .and_then(|inline| inline.with_fallback(MessageEnvs::new));
+        }
+        let Some(MessageEnvs {
+            tag_env,
+            tag,
+            message_env,
+        }) = envs.as_mut()
+        else {
+            // The fallback goes only with the call's reply, after which
+            // the call makes no callback.
+            return Err("the call has already replied".to_string());
+        };
+        mailer::send(message_env, &self.to.pid(), |env| {
+            let tag = tag_env.run(|tag_env| tag.load(tag_env).in_env(env));
             let (kind, payload) = build(env);
             (tag, kind, payload).encode(env)
         })

@@ -94,12 +94,11 @@ impl Reply for InlineReply {
         // Nothing is sent yet (`erlang.self()` sends nothing at all): the
         // caller keeps waiting; a request is offered to it, and a message
         // stops its wait once sent (`CallCaller`).
+        // The tag is copied only when a message is sent.
         self.0.fallback.lock().as_ref().map(|reply| {
-            Box::new(super::callbacks::CallCaller::new(
+            Box::new(super::callbacks::CallCaller::inline(
                 reply.to.clone(),
-                &reply.env,
-                &reply.tag,
-                Some(self.0.clone()),
+                self.0.clone(),
             )) as Box<dyn crate::callback::Caller>
         })
     }
@@ -121,6 +120,15 @@ impl Inline {
     pub(super) fn reply_or(self: &Arc<Self>, message: BeamReply) -> Box<dyn Reply> {
         *self.fallback.lock() = Some(message);
         Box::new(InlineReply(self.clone()))
+    }
+
+    /// `f` of the env and tag of the message reply, while the call has not
+    /// replied (None after).
+    pub(super) fn with_fallback<T>(&self, f: impl FnOnce(&OwnedEnv, &SavedTerm) -> T) -> Option<T> {
+        self.fallback
+            .lock()
+            .as_ref()
+            .map(|reply| f(&reply.env, &reply.tag))
     }
 
     /// Stops a waiting submitter (or callback answerer) waiting: a message
@@ -360,7 +368,6 @@ impl Reply for BeamReply {
             self.to.clone(),
             &self.env,
             &self.tag,
-            None,
         )))
     }
 }
