@@ -384,9 +384,19 @@ impl Batcher {
         }
     }
 
+    /// A batch in flight came back: wakes whoever waits for its turn. Only
+    /// a batch in line waits for one (its starter, or the batcher's
+    /// thread, which also waits while idle): with none, nobody is woken,
+    /// so a lone writer's send costs no wake-up of the idle thread (a
+    /// futex call and a thread switch per put on a 2-core host).
     fn came_back(&self) {
-        self.queue.lock().in_flight -= 1;
-        self.turn.notify_all();
+        let mut q = self.queue.lock();
+        q.in_flight -= 1;
+        let waiting = !q.forming.is_empty();
+        drop(q);
+        if waiting {
+            self.turn.notify_all();
+        }
     }
 }
 
