@@ -232,18 +232,20 @@ where
         &self.shards[(hash >> 59) as usize % SHARDS]
     }
 
-    /// Finds the flight of the key that hashes to `hash` and `is` picks. A
+    /// Finds the flight of `key`, which hashes to `hash`, by `same` (the
+    /// keys' equality). A
     /// leader's flight is joined by `me` (`attach` makes the joiners'
     /// handle, once) unless `claim` is `Some(Kind::Process)` (a process
     /// flight claiming its key only claims); with no flight, one of kind
-    /// `claim` owned by `me` is made for the key `key()` makes and mapped
-    /// (`wrap` makes its handle), or none with `claim` `None`.
+    /// `claim` owned by `me` is made for `key` (moved in: an uncontended
+    /// call's key is made once) and mapped (`wrap` makes its handle), or
+    /// none with `claim` `None`.
     #[allow(clippy::too_many_arguments)]
     pub fn enter(
         &self,
         hash: u64,
-        is: impl Fn(&K) -> bool,
-        key: impl FnOnce() -> K,
+        key: K,
+        same: impl Fn(&K, &K) -> bool,
         me: P,
         claim: Option<Kind>,
         wrap: impl FnOnce(Flight<K, P, C, X>) -> H,
@@ -251,7 +253,7 @@ where
     ) -> Entered<H, X> {
         let hash = mix(hash);
         let mut shard = self.shard(hash).lock();
-        if let Some(found) = shard.find(hash, |f| !f.forgotten() && is(&f.key)) {
+        if let Some(found) = shard.find(hash, |f| !f.forgotten() && same(&f.key, &key)) {
             return match (found.kind, claim) {
                 (Kind::Leader, Some(Kind::Process)) => Entered::Held,
                 (Kind::Leader, _) => {
@@ -266,7 +268,7 @@ where
             None => Entered::Absent,
             Some(kind) => {
                 let id = self.ids.fetch_add(1, Ordering::Relaxed);
-                let flight = wrap(Flight::new(key(), hash, id, kind, me));
+                let flight = wrap(Flight::new(key, hash, id, kind, me));
                 shard.insert_unique(hash, flight.clone(), |f| f.hash);
                 Entered::Claimed(flight)
             }

@@ -18,8 +18,8 @@ fn h(key: &[u8]) -> u64 {
 fn enter(t: &Table<F>, key: &[u8], me: u32, claim: Option<Kind>) -> Entered<F, u32> {
     t.enter(
         h(key),
-        |k| k == key,
-        || key.to_vec(),
+        key.to_vec(),
+        |a, b| a == b,
         me,
         claim,
         Arc::new,
@@ -91,8 +91,8 @@ fn keys_of_one_hash_are_told_apart_by_equality() {
     let claim_with = |key: &'static [u8]| {
         t.enter(
             7,
-            |k| k == key,
-            || key.to_vec(),
+            key.to_vec(),
+            |a, b| a == b,
             1,
             Some(Kind::Leader),
             Arc::new,

@@ -15,7 +15,10 @@ use std::hash::BuildHasher;
 use std::mem::MaybeUninit;
 use std::sync::{Arc, LazyLock};
 
-use rustler::sys::{enif_get_tuple, enif_term_to_binary, ErlNifBinary, ErlNifTerm};
+use rustler::sys::{
+    enif_get_double, enif_get_list_cell, enif_get_tuple, enif_is_empty_list, enif_term_to_binary,
+    ErlNifBinary, ErlNifTerm,
+};
 use rustler::{
     Atom, Encoder, Env, Error, LocalPid, NifResult, OwnedBinary, OwnedEnv, ResourceArc, Term,
 };
@@ -31,7 +34,11 @@ pub struct SavedCall {
     term: rustler::env::SavedTerm,
 }
 
-type FlightArc = Arc<Flight<Box<[u8]>, LocalPid, SavedCall, ResourceArc<Joiners>>>;
+/// A flight's key: the encoding of its `{group, key}` ([`key`]), made
+/// once and moved into the flight that claims it.
+type Key = Box<[u8]>;
+
+type FlightArc = Arc<Flight<Key, LocalPid, SavedCall, ResourceArc<Joiners>>>;
 
 /// A leader's flight as its joiners hold it: the first element of each
 /// joiner's tag. The flight holds it too until it ends.
@@ -81,12 +88,132 @@ fn is_pair(term: Term<'_>) -> bool {
     ok != 0 && arity == 2
 }
 
+/// How deep [`write_term`] goes before it leaves a term to
+/// `enif_term_to_binary`.
+const MAX_DEPTH: u32 = 32;
+
+/// Appends `term`'s external term format (without the version byte) to
+/// `out`, byte for byte what `enif_term_to_binary` writes, for the terms
+/// keys are usually made of: binaries, floats, proper lists (of no
+/// integers: a list of bytes is a STRING_EXT there) and tuples of these.
+/// `false` for any other term (`out` is then left half written): the
+/// caller encodes the whole term with `enif_term_to_binary` instead, so a
+/// term always gets the same bytes whichever way they were made, and
+/// [`group_prefix`] matches its group's keys. No binary is allocated, and
+/// no size computed first: the common key costs a third of
+/// `enif_term_to_binary`.
+fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    if let Ok(bin) = rustler::Binary::from_term(term) {
+        let Ok(len) = u32::try_from(bin.len()) else {
+            return false;
+        };
+        out.push(109); // BINARY_EXT
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(bin.as_slice());
+        return true;
+    }
+    let mut x: f64 = 0.0;
+    // SAFETY: `term` is a live term of its environment; enif_get_double
+    // only writes `x`, and fails for anything but a float (an integer
+    // included).
+    if unsafe { enif_get_double(term.get_env().as_c_arg(), term.as_c_arg(), &mut x) } != 0 {
+        out.push(70); // NEW_FLOAT_EXT
+        out.extend_from_slice(&x.to_bits().to_be_bytes());
+        return true;
+    }
+    if term.is_list() {
+        let env = term.get_env();
+        let at = out.len();
+        out.extend_from_slice(&[108, 0, 0, 0, 0]); // LIST_EXT, its length below
+        let mut len: u32 = 0;
+        let mut cell = term.as_c_arg();
+        loop {
+            let mut head = MaybeUninit::<ErlNifTerm>::uninit();
+            let mut tail = MaybeUninit::<ErlNifTerm>::uninit();
+            // SAFETY: `cell` is a live term of `env` (the list or a tail of
+            // it); enif_get_list_cell only writes the two out-parameters,
+            // and both when it returns non-zero.
+            let (head, tail) = unsafe {
+                if enif_get_list_cell(env.as_c_arg(), cell, head.as_mut_ptr(), tail.as_mut_ptr())
+                    == 0
+                {
+                    break;
+                }
+                (head.assume_init(), tail.assume_init())
+            };
+            // SAFETY: the head of a live list of `env`.
+            let elem = unsafe { Term::new(env, head) };
+            if elem.is_integer() || !write_term(elem, out, depth + 1) {
+                return false;
+            }
+            len = len.saturating_add(1);
+            cell = tail;
+        }
+        // SAFETY: as above.
+        if unsafe { enif_is_empty_list(env.as_c_arg(), cell) } == 0 {
+            return false; // an improper list
+        }
+        if len == 0 {
+            out.truncate(at);
+        } else if len == u32::MAX {
+            return false;
+        } else {
+            out[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+        }
+        out.push(106); // NIL_EXT
+        return true;
+    }
+    let mut arity = 0;
+    let mut elems: *const ErlNifTerm = std::ptr::null();
+    // SAFETY: `term` is a live term of its environment; enif_get_tuple
+    // only writes the two out-parameters, `elems` then pointing at `arity`
+    // terms that live as long as `term`.
+    let ok = unsafe {
+        enif_get_tuple(
+            term.get_env().as_c_arg(),
+            term.as_c_arg(),
+            &mut arity,
+            &mut elems,
+        )
+    };
+    if ok == 0 {
+        return false;
+    }
+    let Ok(n) = usize::try_from(arity) else {
+        return false;
+    };
+    match u8::try_from(arity) {
+        Ok(a) => out.extend_from_slice(&[104, a]), // SMALL_TUPLE_EXT
+        Err(_) => {
+            out.push(105); // LARGE_TUPLE_EXT
+            out.extend_from_slice(&(arity as u32).to_be_bytes());
+        }
+    }
+    for i in 0..n {
+        // SAFETY: i < arity, and the tuple's elements live as long as it.
+        let elem = unsafe { Term::new(term.get_env(), *elems.add(i)) };
+        if !write_term(elem, out, depth + 1) {
+            return false;
+        }
+    }
+    true
+}
+
 /// The key of `gk`, which must be a `{group, key}` tuple, and its hash.
-fn key(gk: Term<'_>) -> NifResult<(OwnedBinary, u64)> {
+fn key(gk: Term<'_>) -> NifResult<(Key, u64)> {
     if !is_pair(gk) {
         return Err(Error::BadArg);
     }
-    let bytes = encode(gk)?;
+    let mut out = Vec::with_capacity(64);
+    out.push(131); // the version byte
+    let bytes: Key = if write_term(gk, &mut out, 0) {
+        out.into_boxed_slice()
+    } else {
+        encode(gk)?.as_slice().into()
+    };
     let hash = HASHER.hash_one(&bytes[..]);
     Ok((bytes, hash))
 }
@@ -127,8 +254,8 @@ fn coalesce_enter<'a>(
     };
     let entered = TABLE.enter(
         hash,
-        |k| **k == bytes[..],
-        || bytes[..].into(),
+        bytes,
+        |k, bytes| k[..] == bytes[..],
         me,
         claim,
         Arc::new,
@@ -224,14 +351,14 @@ fn coalesce_unmap(hash: u64, id: u64) -> bool {
 #[rustler::nif]
 fn coalesce_unmap_owner(gk: Term<'_>, owner: LocalPid) -> NifResult<bool> {
     let (bytes, hash) = key(gk)?;
-    Ok(TABLE.unmap_owner(hash, |k| **k == bytes[..], owner))
+    Ok(TABLE.unmap_owner(hash, |k| k[..] == bytes[..], owner))
 }
 
 /// Forgets the flight of `gk` (`Py.Coalesce.forget/2`).
 #[rustler::nif]
 fn coalesce_forget(gk: Term<'_>) -> NifResult<bool> {
     let (bytes, hash) = key(gk)?;
-    Ok(TABLE.forget(hash, |k| **k == bytes[..]))
+    Ok(TABLE.forget(hash, |k| k[..] == bytes[..]))
 }
 
 /// Forgets every flight of `group` (`Py.Coalesce.forget_all/1`); how many.
@@ -247,7 +374,7 @@ fn coalesce_forget_all(group: Term<'_>) -> NifResult<usize> {
 #[rustler::nif]
 fn coalesce_lookup<'a>(env: Env<'a>, gk: Term<'a>) -> NifResult<Term<'a>> {
     let (bytes, hash) = key(gk)?;
-    Ok(match TABLE.get(hash, |k| **k == bytes[..]) {
+    Ok(match TABLE.get(hash, |k| k[..] == bytes[..]) {
         Some(f) if f.kind() == Kind::Leader => (kinds::leader(), f.owner(), f.joined()).encode(env),
         Some(f) => (kinds::process(), f.owner(), 0).encode(env),
         None => atoms::nil().encode(env),
@@ -259,7 +386,7 @@ fn coalesce_lookup<'a>(env: Env<'a>, gk: Term<'a>) -> NifResult<Term<'a>> {
 fn coalesce_joiners(gk: Term<'_>) -> NifResult<Option<Vec<LocalPid>>> {
     let (bytes, hash) = key(gk)?;
     Ok(TABLE
-        .get(hash, |k| **k == bytes[..])
+        .get(hash, |k| k[..] == bytes[..])
         .filter(|f| f.kind() == Kind::Leader)
         .map(|f| f.joiners()))
 }
