@@ -313,6 +313,40 @@ defmodule Py.CoalesceTest do
       assert Enum.sort([Task.await(a), Task.await(b)]) == [ok: :a, ok: :b]
     end
 
+    test "keys of every shape: an equal term finds its flight, forget_all finds them all" do
+      # A string group: its keys take the native key encoder's common path
+      # (binaries, floats, lists, tuples), the others the general one.
+      g = "coalesce-keys-" <> Integer.to_string(System.unique_integer([:positive]))
+      test = self()
+
+      keys = [
+        {"m", "f", [2.0]},
+        {"m", "f", [[1.5, "x"], {}]},
+        {"m", "f", [1]},
+        {"m", "f", [1.0]},
+        {"m", "f", [:a, self(), %{k: 1}]},
+        [],
+        [[]],
+        {"a", <<1::3>>},
+        [1.0 | 2.0],
+        Tuple.duplicate("y", 300)
+      ]
+
+      tasks = Enum.map(keys, &Task.async(fn -> Py.Coalesce.run(g, &1, held(test, {:ok, &1})) end))
+      # One execution per key: none of them shares another's (1 and 1.0 differ).
+      executors = for _ <- keys, do: assert_receive({:executing, e}, @long) && e
+
+      for k <- keys do
+        copy = :erlang.binary_to_term(:erlang.term_to_binary(k))
+        assert is_pid(flight(g, copy)), "no flight for #{inspect(k)}"
+      end
+
+      assert Py.Coalesce.forget_all(g) == :ok
+      for k <- keys, do: assert(flight(g, k) == nil)
+      Enum.each(executors, &send(&1, :release))
+      assert Enum.map(tasks, &Task.await/1) == Enum.map(keys, &{:ok, &1})
+    end
+
     test "stats/0 lists every group; reset_stats/1 zeroes the counters but not active" do
       g = group()
       test = self()

@@ -4,7 +4,10 @@
 //! Keys are `{group, key}` tuples, kept in the external term format: two
 //! keys are one when their encodings are, which is when the terms are
 //! exactly equal (`1` and `1.0` differ, as in a match). A group's keys all
-//! start with the encoding of `{group, ` ([`group_prefix`]).
+//! start with the encoding of `{group, ` ([`group_prefix`]). The usual
+//! keys (binaries, floats, lists and tuples of these) are encoded by
+//! [`write_term`], straight into the buffer their flight keeps, the others
+//! by `enif_term_to_binary`: the same bytes either way.
 //!
 //! Whoever claims a key gets its flight's name, `{hash, id}`
 //! (`Flight::name`), and ends it with `coalesce_take/2`; the joiners get a
