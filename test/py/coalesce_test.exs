@@ -315,7 +315,8 @@ defmodule Py.CoalesceTest do
 
     test "keys of every shape: an equal term finds its flight, forget_all finds them all" do
       # A string group: its keys take the native key encoder's common path
-      # (binaries, floats, lists, tuples), the others the general one.
+      # (binaries, floats, small integers, lists, tuples), the others the
+      # general one.
       g = "coalesce-keys-" <> Integer.to_string(System.unique_integer([:positive]))
       test = self()
 
@@ -324,6 +325,7 @@ defmodule Py.CoalesceTest do
         {"m", "f", [[1.5, "x"], {}]},
         {"m", "f", [1]},
         {"m", "f", [1.0]},
+        {"m", "f", [[1, 2, 3], [1, 300], -5, 70_000, 2 ** 40]},
         {"m", "f", [:a, self(), %{k: 1}]},
         [],
         [[]],

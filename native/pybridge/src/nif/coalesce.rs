@@ -5,7 +5,7 @@
 //! keys are one when their encodings are, which is when the terms are
 //! exactly equal (`1` and `1.0` differ, as in a match). A group's keys all
 //! start with the encoding of `{group, ` ([`group_prefix`]). The usual
-//! keys (binaries, floats, lists and tuples of these) are encoded by
+//! keys (binaries, floats, small integers, lists and tuples of these) are encoded by
 //! [`write_term`], straight into the buffer their flight keeps, the others
 //! by `enif_term_to_binary`: the same bytes either way.
 //!
@@ -19,8 +19,8 @@ use std::mem::MaybeUninit;
 use std::sync::{Arc, LazyLock};
 
 use rustler::sys::{
-    enif_get_double, enif_get_list_cell, enif_get_tuple, enif_is_empty_list, enif_term_to_binary,
-    ErlNifBinary, ErlNifTerm,
+    enif_get_double, enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_is_empty_list,
+    enif_term_to_binary, ErlNifBinary, ErlNifTerm,
 };
 use rustler::{
     Atom, Encoder, Env, Error, LocalPid, NifResult, OwnedBinary, OwnedEnv, ResourceArc, Term,
@@ -39,7 +39,7 @@ pub struct SavedCall {
 
 /// A flight's key: the encoding of its `{group, key}` ([`key`]), made
 /// once and moved into the flight that claims it.
-type Key = Box<[u8]>;
+type Key = Vec<u8>;
 
 type FlightArc = Arc<Flight<Key, LocalPid, SavedCall, ResourceArc<Joiners>>>;
 
@@ -97,8 +97,8 @@ const MAX_DEPTH: u32 = 32;
 
 /// Appends `term`'s external term format (without the version byte) to
 /// `out`, byte for byte what `enif_term_to_binary` writes, for the terms
-/// keys are usually made of: binaries, floats, proper lists (of no
-/// integers: a list of bytes is a STRING_EXT there) and tuples of these.
+/// keys are usually made of: binaries, floats, integers of 32 bits, proper
+/// lists (a list of bytes as a STRING_EXT) and tuples of these.
 /// `false` for any other term (`out` is then left half written): the
 /// caller encodes the whole term with `enif_term_to_binary` instead, so a
 /// term always gets the same bytes whichever way they were made, and
@@ -118,6 +118,20 @@ fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
         out.extend_from_slice(bin.as_slice());
         return true;
     }
+    let mut i: i64 = 0;
+    // SAFETY: `term` is a live term of its environment; enif_get_int64
+    // only writes `i`, and fails for anything but an integer that fits.
+    if unsafe { enif_get_int64(term.get_env().as_c_arg(), term.as_c_arg(), &mut i) } != 0 {
+        if let Ok(b) = u8::try_from(i) {
+            out.extend_from_slice(&[97, b]); // SMALL_INTEGER_EXT
+        } else if let Ok(w) = i32::try_from(i) {
+            out.push(98); // INTEGER_EXT
+            out.extend_from_slice(&w.to_be_bytes());
+        } else {
+            return false; // a bignum there
+        }
+        return true;
+    }
     let mut x: f64 = 0.0;
     // SAFETY: `term` is a live term of its environment; enif_get_double
     // only writes `x`, and fails for anything but a float (an integer
@@ -132,6 +146,8 @@ fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
         let at = out.len();
         out.extend_from_slice(&[108, 0, 0, 0, 0]); // LIST_EXT, its length below
         let mut len: u32 = 0;
+        // Whether every element is an integer 0..=255 (SMALL_INTEGER_EXT).
+        let mut bytes = true;
         let mut cell = term.as_c_arg();
         loop {
             let mut head = MaybeUninit::<ErlNifTerm>::uninit();
@@ -149,9 +165,11 @@ fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
             };
             // SAFETY: the head of a live list of `env`.
             let elem = unsafe { Term::new(env, head) };
-            if elem.is_integer() || !write_term(elem, out, depth + 1) {
+            let from = out.len();
+            if !write_term(elem, out, depth + 1) {
                 return false;
             }
+            bytes &= out.len() == from + 2 && out[from] == 97;
             len = len.saturating_add(1);
             cell = tail;
         }
@@ -161,6 +179,15 @@ fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
         }
         if len == 0 {
             out.truncate(at);
+        } else if bytes && len < 65_536 {
+            // A list of bytes is a STRING_EXT: its length (u16) and the
+            // bytes, no tail.
+            let data: Vec<u8> = out[at + 5..].chunks_exact(2).map(|c| c[1]).collect();
+            out.truncate(at);
+            out.push(107); // STRING_EXT
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+            out.extend_from_slice(&data);
+            return true;
         } else if len == u32::MAX {
             return false;
         } else {
@@ -212,11 +239,11 @@ fn key(gk: Term<'_>) -> NifResult<(Key, u64)> {
     }
     let mut out = Vec::with_capacity(64);
     out.push(131); // the version byte
-    let bytes: Key = if write_term(gk, &mut out, 0) {
-        out.into_boxed_slice()
-    } else {
-        encode(gk)?.as_slice().into()
-    };
+    if !write_term(gk, &mut out, 0) {
+        out.clear();
+        out.extend_from_slice(encode(gk)?.as_slice());
+    }
+    let bytes = out;
     let hash = HASHER.hash_one(&bytes[..]);
     Ok((bytes, hash))
 }
