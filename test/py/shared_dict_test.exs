@@ -55,6 +55,32 @@ defmodule Py.SharedDictTest do
     end
   end
 
+  describe "stats while writers write" do
+    test "stats counts every put from many concurrent writers, exactly" do
+      sd = SD.new!()
+      parent = self()
+
+      for w <- 1..64 do
+        spawn_link(fn ->
+          for i <- 1..500 do
+            # Half on keys every writer shares, half on its own.
+            key = if rem(i, 2) == 0, do: "shared-#{rem(i, 64)}", else: "w#{w}-#{i}"
+            :ok = SD.put(sd, key, i)
+          end
+
+          send(parent, {:done, w})
+        end)
+      end
+
+      for w <- 1..64, do: assert_receive({:done, ^w}, 30_000)
+      stats = SD.stats(sd)
+      assert stats.puts == 64 * 500
+      assert stats.size == 32 + 64 * 250
+      assert SD.size(sd) == stats.size
+      SD.destroy(sd)
+    end
+  end
+
   describe "events while writers write" do
     # A put nobody hears of is only counted; one that began after a
     # subscribe returned is always heard of.

@@ -193,7 +193,8 @@ impl SharedDict {
         } else {
             f(&*self.backend, &mut events)
         };
-        // Counted before any listener hears of an event (see `raise`).
+        // Counted before any listener hears of an event (see `raise`);
+        // none left when the backend counted them itself.
         self.stats.count_puts(events.counted());
         if !events.is_empty() {
             self.raise(&events);
@@ -454,7 +455,9 @@ impl SharedDict {
     /// The dict's counters.
     pub fn stats(&self) -> Result<StatsSnapshot, DictError> {
         let size = self.len()?;
-        Ok(self.stats.snapshot(size))
+        let mut stats = self.stats.snapshot(size);
+        stats.puts += self.backend.counted_puts()?;
+        Ok(stats)
     }
 
     /// Counts a Python callback that raised or ran out of time.

@@ -13,9 +13,11 @@ use crate::limits::RECENT_EXPIRIES;
 
 // Every counter is Relaxed: each is read on its own, and none hands data over.
 
-/// On cache lines of its own: every write updates a counter, and the dict's
+/// On cache lines of its own: a write may update a counter, and the dict's
 /// read-mostly fields (the destroyed flag, the listeners' count) that every
-/// operation reads must not share a line with it.
+/// operation reads must not share a line with it. (The memory store counts
+/// the puts nobody hears of itself, per shard: see
+/// `Backend::counted_puts`.)
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub(super) struct Stats {
@@ -34,7 +36,8 @@ pub(super) struct Stats {
 pub struct StatsSnapshot {
     /// Live keys.
     pub size: u64,
-    /// Writes: puts, successful updates and increments.
+    /// Writes: puts, successful updates and increments (with those the
+    /// backend counted itself).
     pub puts: u64,
     /// Keys deleted, taken or evicted (not cleared, not expired).
     pub deletes: u64,

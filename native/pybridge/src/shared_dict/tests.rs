@@ -550,6 +550,43 @@ fn a_hundred_writers_incrementing_lose_nothing() {
     assert_eq!(d.stats().unwrap().puts, 100_000);
 }
 
+/// Puts nobody hears of are counted by the memory store's shards; `stats`
+/// still counts every one, from many writers on keys of every shard, across
+/// a `clear`, and together with the puts the front counts (heard of).
+#[test]
+fn stats_count_every_put_from_many_writers() {
+    let d = dict();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let d = d.clone();
+            thread::spawn(move || {
+                for i in 0..2_000 {
+                    // Some keys shared by every writer, some its own.
+                    let key = if i % 2 == 0 {
+                        format!("shared-{}", i % 64)
+                    } else {
+                        format!("w{w}-{i}")
+                    };
+                    d.put(&key, int(i), None, Condition::Always).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(d.stats().unwrap().puts, 16 * 2_000);
+    d.clear().unwrap();
+    assert_eq!(d.stats().unwrap().puts, 16 * 2_000, "kept across clear");
+    // Heard of: counted by the front, added to the shards' count.
+    let rec = Arc::new(Recorder::default());
+    d.listen(rec.clone()).unwrap();
+    d.put("heard", int(1), None, Condition::Always).unwrap();
+    d.incr("n", 1).unwrap();
+    let stats = d.stats().unwrap();
+    assert_eq!((stats.puts, stats.size), (16 * 2_000 + 2, 2));
+}
+
 #[test]
 fn compare_and_set_loops_lose_nothing_under_contention() {
     let d = dict();

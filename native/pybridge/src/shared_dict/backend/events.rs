@@ -143,6 +143,14 @@ impl Events {
         self.counted
     }
 
+    /// Takes the writes counted so far: a backend that keeps its own count
+    /// ([`Backend::counted_puts`](super::Backend::counted_puts)) adds them
+    /// to it, and the front then counts none of them.
+    #[inline]
+    pub fn take_counted(&mut self) -> u64 {
+        std::mem::take(&mut self.counted)
+    }
+
     /// The list (to reuse its buffer).
     pub fn into_list(self) -> Vec<RawEvent> {
         self.list

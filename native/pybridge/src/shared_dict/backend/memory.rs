@@ -166,7 +166,10 @@ impl Backend for Memory {
         check_key(key)?;
         let (version, garbage) = {
             let (hash, mut shard) = self.shard(key)?;
-            shard.put(hash, key, item, expiry, cond, now, &self.hasher, events)?
+            let out = shard.put(hash, key, item, expiry, cond, now, &self.hasher, events);
+            // Counted on the shard's line, which the lock already wrote.
+            shard.count_puts(events.take_counted());
+            out?
         };
         drop(garbage);
         Ok(version)
@@ -277,6 +280,12 @@ impl Backend for Memory {
             MutexGuard::unlock_fair(shard);
         }
         Ok(removed)
+    }
+
+    /// The writes the shards counted ([`Events::take_counted`] in
+    /// `put_now`), summed shard by shard.
+    fn counted_puts(&self) -> Result<u64, DictError> {
+        Ok(self.shards.iter().map(|s| s.0.lock().puts()).sum())
     }
 
     fn closes_exactly(&self) -> bool {

@@ -374,6 +374,14 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// Writes this backend counted itself: each operation that took them
+    /// from its [`Events`] ([`Events::take_counted`]) under a lock it held
+    /// anyway, so that writers share no counter's line. The front's `stats`
+    /// adds them to its own count (0, the default: the front counts them).
+    fn counted_puts(&self) -> Result<u64, DictError> {
+        Ok(0)
+    }
+
     /// Called once the dict's front exists: a backend that learns of
     /// changes made elsewhere (another node) raises them through it.
     fn attach(&self, _dict: Weak<SharedDict>) {}

@@ -48,6 +48,10 @@ pub(super) struct Shard {
     /// Source of versions (kept across `clear`, so a version is never
     /// given twice to a key).
     counter: u64,
+    /// Writes nobody heard of, counted here (under the lock the write
+    /// holds) rather than in a counter every writer shares; kept across
+    /// `clear`.
+    puts: u64,
 }
 
 /// What a write leaves to drop once the shard's lock is released (an old
@@ -63,6 +67,7 @@ impl Shard {
             bounds,
             due: Vec::new(),
             counter: 0,
+            puts: 0,
         }
     }
 
@@ -70,6 +75,17 @@ impl Shard {
     #[inline]
     fn lru_on(&self) -> bool {
         self.bounds.evict_lru
+    }
+
+    /// Counts `n` writes nobody heard of (the store's own count of them).
+    #[inline]
+    pub(super) fn count_puts(&mut self, n: u64) {
+        self.puts += n;
+    }
+
+    /// Writes counted by [`count_puts`](Self::count_puts).
+    pub(super) fn puts(&self) -> u64 {
+        self.puts
     }
 
     fn next(&mut self) -> u64 {
@@ -428,11 +444,12 @@ impl Shard {
         true
     }
 
-    /// Empties the shard (keeping its version counter); returns the old
+    /// Empties the shard (keeping its version and put counters); returns the old
     /// contents, to be dropped outside the lock.
     pub(super) fn take(&mut self) -> Shard {
         let mut fresh = Shard::new(self.bounds);
         fresh.counter = self.counter;
+        fresh.puts = self.puts;
         std::mem::replace(self, fresh)
     }
 
