@@ -76,10 +76,17 @@ fn encode(term: Term<'_>) -> NifResult<OwnedBinary> {
 /// Whether `term` is a 2-tuple (without the vector rustler's `get_tuple`
 /// allocates: this is the hot path).
 fn is_pair(term: Term<'_>) -> bool {
+    matches!(tuple_elems(term), Some((2, _)))
+}
+
+/// The arity of `term` and a pointer to its elements when it is a tuple
+/// (the elements live as long as `term`).
+fn tuple_elems(term: Term<'_>) -> Option<(usize, *const ErlNifTerm)> {
     let mut arity = 0;
     let mut elems: *const ErlNifTerm = std::ptr::null();
     // SAFETY: `term` is a live term of its environment; enif_get_tuple
-    // only writes the two out-parameters.
+    // only writes the two out-parameters, `elems` then pointing at `arity`
+    // terms that live as long as `term`.
     let ok = unsafe {
         enif_get_tuple(
             term.get_env().as_c_arg(),
@@ -88,7 +95,10 @@ fn is_pair(term: Term<'_>) -> bool {
             &mut elems,
         )
     };
-    ok != 0 && arity == 2
+    if ok == 0 {
+        return None;
+    }
+    usize::try_from(arity).ok().map(|n| (n, elems))
 }
 
 /// How deep [`write_term`] goes before it leaves a term to
@@ -196,30 +206,14 @@ fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
         out.push(106); // NIL_EXT
         return true;
     }
-    let mut arity = 0;
-    let mut elems: *const ErlNifTerm = std::ptr::null();
-    // SAFETY: `term` is a live term of its environment; enif_get_tuple
-    // only writes the two out-parameters, `elems` then pointing at `arity`
-    // terms that live as long as `term`.
-    let ok = unsafe {
-        enif_get_tuple(
-            term.get_env().as_c_arg(),
-            term.as_c_arg(),
-            &mut arity,
-            &mut elems,
-        )
-    };
-    if ok == 0 {
-        return false;
-    }
-    let Ok(n) = usize::try_from(arity) else {
+    let Some((n, elems)) = tuple_elems(term) else {
         return false;
     };
-    match u8::try_from(arity) {
+    match u8::try_from(n) {
         Ok(a) => out.extend_from_slice(&[104, a]), // SMALL_TUPLE_EXT
         Err(_) => {
             out.push(105); // LARGE_TUPLE_EXT
-            out.extend_from_slice(&(arity as u32).to_be_bytes());
+            out.extend_from_slice(&(n as u32).to_be_bytes());
         }
     }
     for i in 0..n {
