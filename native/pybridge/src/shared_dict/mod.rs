@@ -320,7 +320,12 @@ impl SharedDict {
             return Err(done);
         }
         self.backend
-            .put_later(key, Found::new(value), expiry, cond, now, done)
+            .put_later(key, Found::new(value), expiry, cond, now, done)?;
+        // As `put_with`: a key with an expiry needs the sweeper.
+        if let Expiry::At(_) = expiry {
+            self.watch();
+        }
+        Ok(())
     }
 
     /// Removes `key`, returning its value when it was there.

@@ -154,12 +154,6 @@ impl Found {
         }
     }
 
-    /// A scalar by value; `None` for any other kind of value.
-    #[inline]
-    pub fn scalar(value: &Value) -> Option<Found> {
-        Scalar::of(value).map(Found::Scalar)
-    }
-
     /// A copy as cheap as the value allows (a scalar, or a pointer).
     #[inline]
     pub fn share(&self) -> Found {
