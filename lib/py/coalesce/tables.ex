@@ -15,10 +15,6 @@ defmodule Py.Coalesce.Tables do
   @waiters :py_coalesce_waiters
 
   @doc false
-  @spec waiters() :: atom
-  def waiters, do: @waiters
-
-  @doc false
   # The counters table's id, for the hot path of a coalesced call: an
   # operation on a named table first looks its name up, which costs about
   # as much as the operation itself.
