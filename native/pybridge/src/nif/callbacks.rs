@@ -373,29 +373,27 @@ impl Caller for CallCaller {
         args: Vec<Value>,
         remaining: Option<Duration>,
     ) -> Result<(), String> {
-        let mut args = args;
-        if let Some(inline) = &self.inline {
-            inline.record_worker_cpu();
-            let request = Request {
-                slot: slot.clone(),
-                name: name.to_owned(),
-                args,
-                remaining,
-            };
-            match inline.offer(request) {
-                Ok(()) => return Ok(()),
-                Err(request) => args = request.args,
+        // The slot is cloned once: into the offered request, which a
+        // failed offer hands back for the message.
+        let (slot, args) = match &self.inline {
+            Some(inline) => {
+                inline.record_worker_cpu();
+                let request = Request {
+                    slot: slot.clone(),
+                    name: name.to_owned(),
+                    args,
+                    remaining,
+                };
+                match inline.offer(request) {
+                    Ok(()) => return Ok(()),
+                    Err(request) => (request.slot, request.args),
+                }
             }
-        }
+            None => (slot.clone(), args),
+        };
         self.send(|env| {
-            let request = encode_request_parts(
-                env,
-                self.inline.as_ref(),
-                slot.clone(),
-                name,
-                &args,
-                remaining,
-            );
+            let request =
+                encode_request_parts(env, self.inline.as_ref(), slot, name, &args, remaining);
             (atoms::callback().encode(env), request)
         })
     }

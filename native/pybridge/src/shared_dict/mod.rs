@@ -257,16 +257,17 @@ impl SharedDict {
     }
 
     /// Like [`put`](Self::put) with an explicit [`Expiry`] (`Keep` for a
-    /// read-modify-write).
+    /// read-modify-write) and "now" (an `At` expiry counts from it; else
+    /// [`Now::lazy`] reads the clock only if a rule needs it).
     pub fn put_with(
         self: &Arc<Self>,
         key: &str,
         value: Stored,
         expiry: Expiry,
         cond: Condition,
-        now: Millis,
+        now: &Now,
     ) -> Result<u64, DictError> {
-        self.put_at(key, value, expiry, cond, &Now::at(now))
+        self.put_at(key, value, expiry, cond, now)
     }
 
     #[inline]
@@ -459,9 +460,10 @@ impl SharedDict {
 
     /// The dict's counters.
     pub fn stats(&self) -> Result<StatsSnapshot, DictError> {
-        let size = self.len()?;
+        let now = now_ms();
+        let (size, counted) = self.with(|b, _| b.len_and_counted_puts(now))?;
         let mut stats = self.stats.snapshot(size);
-        stats.puts += self.backend.counted_puts()?;
+        stats.puts += counted;
         Ok(stats)
     }
 

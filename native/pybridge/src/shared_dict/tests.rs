@@ -601,8 +601,7 @@ fn compare_and_set_loops_lose_nothing_under_contention() {
                             None => (0, None),
                         };
                         let cond = Condition::Version(version);
-                        let now = now_ms();
-                        match d.put_with("n", int(cur + 1), Expiry::Keep, cond, now) {
+                        match d.put_with("n", int(cur + 1), Expiry::Keep, cond, &Now::lazy()) {
                             Ok(_) => break,
                             Err(DictError::Conflict) => continue,
                             Err(e) => panic!("{e}"),

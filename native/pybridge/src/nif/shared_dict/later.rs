@@ -9,13 +9,15 @@
 //!
 //! `:dirty`: not queued (nothing on its way to queue behind, a value over
 //! the budget or too big for a batch, a backend that does not queue, a
-//! destroyed dict): the caller writes through the dirty IO path. `{tag, :retry}`: the write was never sent
-//! (the dict was closed first): the same, and that path says why.
+//! destroyed dict): the caller writes through the dirty IO path. A value
+//! that cannot be stored is answered at once, as `shared_dict_put`
+//! answers it. `{tag, :retry}`: the write was never sent (the dict was
+//! closed first): the same, and that path says why.
 
 use rustler::{Binary, Encoder, Env, NifResult, OwnedEnv, Term};
 
-use super::handle::{dict_error, key, DictResource};
-use super::{decode_cond, decode_stored, expiry_of};
+use super::handle::{dict_error, DictResource};
+use super::put::decode_put;
 use crate::limits::SCHEDULER_NODES;
 use crate::nif::{atoms, mailer};
 use crate::shared_dict::{DictError, PutDone};
@@ -35,13 +37,12 @@ fn shared_dict_put_later<'a>(
         // dirty IO path sends it at once, before any decoding here.
         return Ok(atoms::dirty().encode(env));
     }
-    let key = key(&k)?;
-    let cond = decode_cond(env, cond)?;
-    let Ok(stored) = decode_stored(value, Some(SCHEDULER_NODES)) else {
-        return Ok(atoms::dirty().encode(env));
+    // A value that cannot be stored is answered here, as
+    // `shared_dict_put` answers it.
+    let p = match decode_put(env, &k, value, ttl, cond, Some(SCHEDULER_NODES))? {
+        Ok(p) => p,
+        Err(answer) => return Ok(answer),
     };
-    let now = crate::shared_dict::now_ms();
-    let expiry = expiry_of(ttl, cond, now);
     let owned = OwnedEnv::new();
     let saved = owned.save(tag);
     let pid = env.pid();
@@ -58,7 +59,12 @@ fn shared_dict_put_later<'a>(
         // A caller that died meanwhile gets nothing.
         let _ = mailer::send_saved(owned, message, &pid);
     });
-    match sd.dict.put_later(key, stored, expiry, cond, now, done) {
+    // A queued write takes "now" as read (the clock read is nothing next
+    // to a Redis round trip).
+    match sd
+        .dict
+        .put_later(p.key, p.stored, p.expiry, p.cond, p.now.get(), done)
+    {
         Ok(()) => Ok(atoms::wait().encode(env)),
         Err(_) => Ok(atoms::dirty().encode(env)),
     }

@@ -14,28 +14,31 @@
 //! a put on a backend that queues writes ([`later`]).
 //!
 //! [`handle`]: the resource and what it monitors; [`events`]: subscriptions
-//! and the thread that delivers events; [`locks`]: per-key locks.
+//! and the thread that delivers events; [`locks`]: per-key locks; [`put`]:
+//! the put NIFs and the decoding of a put's arguments.
 
 mod events;
 mod handle;
 mod io;
 mod later;
 mod locks;
+mod put;
 
 use rustler::sys::{self, ErlNifTerm};
 use rustler::{Atom, Binary, Encoder, Env, NewBinary, NifResult, ResourceArc, Term};
 
-use crate::context::{ErrorInfo, ErrorKind};
+use crate::context::ErrorKind;
 use crate::convert::Value;
 use crate::limits::SCHEDULER_NODES;
-use crate::shared_dict::{BackendSpec, Bounds, Condition, DictOptions, SharedDict, Stored, Ttl};
+use crate::shared_dict::{BackendSpec, Bounds, DictOptions, SharedDict, Stored, Ttl};
 
 use super::atoms;
-use super::error::{encode_error, raise};
-use super::term::{decode, encode, DecodeError};
+use super::error::raise;
+use super::term::encode;
 
 pub use handle::DictResource;
 use handle::{destroy, dict_error, handle_of, handle_term, handles, key, make_handle};
+use put::put;
 
 fn encode_stored<'a>(env: Env<'a>, stored: &Stored) -> Term<'a> {
     match stored {
@@ -126,27 +129,6 @@ fn too_big_for_scheduler(stored: &Stored, dirty: bool) -> bool {
             !dirty && data.len() / crate::limits::BINARY_BYTES_PER_NODE > SCHEDULER_NODES
         }
     }
-}
-
-/// A value to store: `%Py.SharedDict.Pickled{}` as it came, anything else
-/// as plain data.
-fn decode_stored(term: Term<'_>, budget: Option<usize>) -> Result<Stored, DecodeError> {
-    if let Ok(atom) = term.map_get(atoms::__struct__()) {
-        if atom == atoms::py_shared_dict_pickled().encode(term.get_env()) {
-            let field = |k: Atom| term.map_get(k).ok();
-            let type_name = field(atoms::type_()).and_then(|t| t.decode::<String>().ok());
-            let data = field(atoms::data()).and_then(|t| t.decode::<Binary>().ok());
-            if let (Some(type_name), Some(data)) = (type_name, data) {
-                return Ok(Stored::Pickled {
-                    type_name,
-                    data: data.as_slice().to_vec(),
-                });
-            }
-        }
-    }
-    let value = decode(term, budget)?;
-    Stored::plain(value)
-        .map_err(|e| DecodeError::Convert(crate::convert::ConvertError(e.to_string())))
 }
 
 /// `new(name, max_entries, evict_lru, backend, prefix, pool_size)` with
@@ -269,116 +251,6 @@ fn shared_dict_get_dirty<'a>(
     k: Binary<'a>,
 ) -> NifResult<Term<'a>> {
     get(env, &sd, k, true)
-}
-
-/// A put's condition: `:always`, `:new` (put-if-absent), `:absent` or a
-/// version (compare-and-set).
-fn decode_cond<'a>(env: Env<'a>, cond: Term<'a>) -> NifResult<Condition> {
-    Ok(if cond == atoms::always().encode(env) {
-        Condition::Always
-    } else if cond == atoms::new().encode(env) {
-        Condition::Absent
-    } else if cond == atoms::absent().encode(env) {
-        Condition::Version(None)
-    } else {
-        Condition::Version(Some(cond.decode::<u64>()?))
-    })
-}
-
-/// A put's expiry: `ttl` ms from `now`, else kept by a compare-and-set and
-/// none for the others.
-fn expiry_of(ttl: Option<u64>, cond: Condition, now: u64) -> crate::shared_dict::Expiry {
-    match (ttl, cond) {
-        (Some(ms), _) => crate::shared_dict::Expiry::At(now.saturating_add(ms)),
-        (None, Condition::Version(_)) => crate::shared_dict::Expiry::Keep,
-        (None, _) => crate::shared_dict::Expiry::Never,
-    }
-}
-
-fn put<'a>(
-    env: Env<'a>,
-    sd: &DictResource,
-    k: Binary<'a>,
-    value: Term<'a>,
-    ttl: Option<u64>,
-    cond: Term<'a>,
-    budget: Option<usize>,
-) -> NifResult<Term<'a>> {
-    if budget.is_some() && sd.dict.blocking() {
-        // Never wait on a disk here: the caller retries on a dirty scheduler.
-        return Ok(atoms::dirty().encode(env));
-    }
-    let key = key(&k)?;
-    let cond = decode_cond(env, cond)?;
-    let stored = match decode_stored(value, budget) {
-        Ok(stored) => stored,
-        Err(DecodeError::OverBudget) => return Ok(atoms::dirty().encode(env)),
-        Err(DecodeError::Convert(e)) => {
-            return Ok(encode_error(
-                env,
-                &ErrorInfo::new(ErrorKind::Conversion, e.0),
-            ))
-        }
-    };
-    // One clock read: the expiry and the write's `now` agree.
-    let now = crate::shared_dict::now_ms();
-    let expiry = expiry_of(ttl, cond, now);
-    match sd.dict.put_with(key, stored, expiry, cond, now) {
-        Ok(version) => Ok((atoms::ok(), version).encode(env)),
-        Err(err) => dict_error(env, err),
-    }
-}
-
-/// `put(sd, key, value, ttl_ms | nil, cond)` with `cond` `:always`, `:new`
-/// (put-if-absent), `:absent` or a version (compare-and-set, which keeps
-/// the key's expiry unless `ttl_ms` is given): `{:ok, version}`,
-/// `{:error, :full | :exists | :conflict}`, `{:error, {:conversion, ...}}`
-/// or `:dirty`.
-#[rustler::nif]
-fn shared_dict_put<'a>(
-    env: Env<'a>,
-    sd: &'a DictResource,
-    k: Binary<'a>,
-    value: Term<'a>,
-    ttl: Option<u64>,
-    cond: Term<'a>,
-) -> NifResult<Term<'a>> {
-    put(env, sd, k, value, ttl, cond, Some(SCHEDULER_NODES))
-}
-
-/// `put/4`'s hot path (no options): `:ok`, or what `shared_dict_put`
-/// answers otherwise (then the Elixir side takes the checked path).
-#[rustler::nif]
-fn shared_dict_set<'a>(
-    env: Env<'a>,
-    sd: &'a DictResource,
-    k: Binary<'a>,
-    value: Term<'a>,
-) -> NifResult<Term<'a>> {
-    if sd.dict.blocking() {
-        return Ok(atoms::dirty().encode(env));
-    }
-    let key = key(&k)?;
-    let stored = match decode_stored(value, Some(SCHEDULER_NODES)) {
-        Ok(stored) => stored,
-        Err(_) => return Ok(atoms::dirty().encode(env)),
-    };
-    match sd.dict.put(key, stored, None, Condition::Always) {
-        Ok(_) => Ok(atoms::ok().encode(env)),
-        Err(err) => dict_error(env, err),
-    }
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn shared_dict_put_dirty<'a>(
-    env: Env<'a>,
-    sd: ResourceArc<DictResource>,
-    k: Binary<'a>,
-    value: Term<'a>,
-    ttl: Option<u64>,
-    cond: Term<'a>,
-) -> NifResult<Term<'a>> {
-    put(env, &sd, k, value, ttl, cond, None)
 }
 
 /// `{:ok, value} | :error`.

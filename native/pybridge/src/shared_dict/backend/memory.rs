@@ -288,6 +288,15 @@ impl Backend for Memory {
         Ok(self.shards.iter().map(|s| s.0.lock().puts()).sum())
     }
 
+    /// Both under one hold of every shard's lock (as `len`, so the size is
+    /// of one instant).
+    fn len_and_counted_puts(&self, now: Millis) -> Result<(usize, u64), DictError> {
+        let shards = self.all()?;
+        let len = shards.iter().map(|s| s.len(now)).sum();
+        let puts = shards.iter().map(|s| s.puts()).sum();
+        Ok((len, puts))
+    }
+
     fn closes_exactly(&self) -> bool {
         true
     }

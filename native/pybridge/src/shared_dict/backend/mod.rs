@@ -376,6 +376,13 @@ pub trait Backend: Send + Sync {
         Ok(0)
     }
 
+    /// [`len`](Self::len) and [`counted_puts`](Self::counted_puts)
+    /// together, for `stats`: a store that counts under its locks takes
+    /// each lock once for both.
+    fn len_and_counted_puts(&self, now: Millis) -> Result<(usize, u64), DictError> {
+        Ok((self.len(now)?, self.counted_puts()?))
+    }
+
     /// Called once the dict's front exists: a backend that learns of
     /// changes made elsewhere (another node) raises them through it.
     fn attach(&self, _dict: Weak<SharedDict>) {}

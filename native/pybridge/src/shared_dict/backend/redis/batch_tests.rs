@@ -340,3 +340,44 @@ fn queued_writes_join_the_batch_behind_the_one_in_flight_each_answered() {
     assert!(matches!(&*item, Stored::Plain(Value::Int(9))));
     b.destroy();
 }
+
+#[test]
+fn a_first_ttl_put_queued_behind_a_batch_watches_the_dict_and_raises_its_expiry() {
+    let server = TestServer::start();
+    let (a, batcher, seen) = node(&server.url(), "b6");
+    assert!(
+        !a.swept.load(Ordering::SeqCst),
+        "no key with an expiry yet: not watched"
+    );
+
+    batcher.hold();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done: crate::shared_dict::PutDone = Box::new(move |out| {
+        let _ = tx.send(out);
+    });
+    let now = crate::shared_dict::now_ms();
+    let expiry = crate::shared_dict::Expiry::At(now + 50);
+    assert!(
+        a.put_later("t", int(7), expiry, Condition::Always, now, done)
+            .is_ok(),
+        "queued behind the held batch"
+    );
+    assert_eq!(batcher.queued(), 1);
+    // Watched as soon as the put is queued, as a put that waits is.
+    assert!(
+        a.swept.load(Ordering::SeqCst),
+        "the queued TTL'd put watches the dict"
+    );
+    batcher.release();
+    assert!(answer(&rx).is_ok());
+
+    until("the key's expire event", || {
+        seen.0
+            .lock()
+            .iter()
+            .any(|e| e.0 == EventKind::Expire && e.1 == "t")
+    });
+    assert!(a.get("t").unwrap().is_none());
+    assert_eq!(a.stats().unwrap().expired_total, 1);
+    a.destroy();
+}
