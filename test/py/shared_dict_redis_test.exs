@@ -5,6 +5,7 @@ defmodule Py.SharedDictRedisTest do
 
   import Py.TestHelpers
 
+  alias Py.Native
   alias Py.SharedDict, as: SD
   alias Py.Test.RedisServer
 
@@ -66,6 +67,112 @@ defmodule Py.SharedDictRedisTest do
   end
 
   defp on_agent(agent, fun, args), do: Py.Test.SharedDictAgent.run(agent, fun, args)
+
+  # Holds every write the server gets (CLIENT PAUSE WRITE; reads and the
+  # event stream go on) until `release_writes/1`: a put sent meanwhile
+  # stays on its way, so the dict's next puts queue behind it. A latch, not
+  # a delay; released well within the pool's 2 s command deadline.
+  defp hold_writes(server) do
+    assert RedisServer.cli(server, ["CLIENT", "PAUSE", "60000", "WRITE"]) =~ "OK"
+    on_exit(fn -> RedisServer.cli(server, ["CLIENT", "UNPAUSE"]) end)
+  end
+
+  defp release_writes(server),
+    do: assert(RedisServer.cli(server, ["CLIENT", "UNPAUSE"]) =~ "OK")
+
+  # Starts a put of `key` (the public API; with nothing on its way it goes
+  # to Redis at once, where writes are held) and returns once it is on its
+  # way: once `shared_dict_put_later` queues a put behind it (`:wait`; a
+  # `:dirty` answer before that queued nothing). The queued put's tag.
+  defp in_flight_then_queued(sd, key, queued_key, queued_value, ttl \\ nil) do
+    task = Task.async(fn -> SD.put(sd, key, 0) end)
+    tag = make_ref()
+
+    assert RedisServer.wait_until(
+             fn ->
+               Native.shared_dict_put_later(sd.ref, queued_key, queued_value, ttl, :always, tag) ==
+                 :wait
+             end,
+             10_000
+           ),
+           "the first put never got on its way"
+
+    {task, tag}
+  end
+
+  test "a put queued behind a batch on its way answers :wait, then {tag, {:ok, version}}",
+       %{server: s} do
+    sd = open(s, unique())
+    :ok = SD.subscribe(sd, [:put])
+    hold_writes(s)
+    {first, tag} = in_flight_then_queued(sd, "first", "queued", [1, 2])
+    # Queued, not written: its answer waits for the batch.
+    refute_received {^tag, _}
+    release_writes(s)
+    assert Task.await(first) == :ok
+    assert_receive {^tag, {:ok, version}}, 10_000
+    assert is_integer(version)
+    # Answered once written and its event raised.
+    assert SD.get(sd, "queued") == [1, 2]
+    assert_receive {:shared_dict, ^sd, :put, "first"}, 5_000
+    assert_receive {:shared_dict, ^sd, :put, "queued"}, 5_000
+    # Through the public API, a put that queues is answered as any other.
+    hold_writes(s)
+    {first, tag} = in_flight_then_queued(sd, "first", "queued2", 3)
+    put = Task.async(fn -> SD.put(sd, "public", 4) end)
+    release_writes(s)
+    assert Task.await(first) == :ok
+    assert Task.await(put) == :ok
+    assert_receive {^tag, {:ok, _}}, 10_000
+    assert SD.get(sd, "public") == 4
+  end
+
+  test "a queued put's value that cannot be stored is answered at once, as a put's",
+       %{server: s} do
+    sd = open(s, unique())
+    fun = fn -> :not_data end
+    hold_writes(s)
+    {first, tag} = in_flight_then_queued(sd, "first", "queued", 1)
+    # A batch is on its way: this put would queue, but its value fails to
+    # convert; the conversion error comes back from the call itself.
+    bad_tag = make_ref()
+
+    assert {:error, {:conversion, message, nil}} =
+             Native.shared_dict_put_later(sd.ref, "bad", fun, nil, :always, bad_tag)
+
+    assert message =~ "function"
+    assert {:error, %Py.Error{type: :conversion, message: ^message}} = SD.put(sd, "bad", fun)
+    release_writes(s)
+    assert Task.await(first) == :ok
+    assert_receive {^tag, {:ok, _}}, 10_000
+    refute_received {^bad_tag, _}
+    assert SD.get(sd, "bad") == nil
+    # The same error a put gives on a dict nothing queues on.
+    mem = SD.new!()
+
+    assert SD.put(mem, "bad", fun) ==
+             {:error, %Py.Error{type: :conversion, message: message, traceback: nil}}
+  end
+
+  test "a put queued when its dict is destroyed is still written and answered",
+       %{server: s} do
+    name = unique()
+    sd = open(s, name)
+    hold_writes(s)
+    {first, tag} = in_flight_then_queued(sd, "first", "queued", 9)
+    # destroy/1 waits for the put on its way; the queued one was accepted
+    # before it.
+    destroy = Task.async(fn -> SD.destroy(sd) end)
+    release_writes(s)
+    assert Task.await(first) == :ok
+    assert Task.await(destroy) == :ok
+    assert_receive {^tag, {:ok, _}}, 10_000
+    # Destroyed: a put now neither queues nor writes.
+    assert_raise Py.Error, fn -> SD.put(sd, "after", 1) end
+    reopened = open(s, name)
+    assert SD.get(reopened, "queued") == 9
+    assert SD.get(reopened, "after") == nil
+  end
 
   test "the basics, with TTLs as Redis expiries", %{server: s} do
     name = unique()

@@ -11,8 +11,10 @@
 //! the budget or too big for a batch, a backend that does not queue, a
 //! destroyed dict): the caller writes through the dirty IO path. A value
 //! that cannot be stored is answered at once, as `shared_dict_put`
-//! answers it. `{tag, :retry}`: the write was never sent (the dict was
-//! closed first): the same, and that path says why.
+//! answers it. `{tag, :retry}`: the backend dropped the write unsent
+//! (`DictError::Destroyed`): the caller writes through the dirty IO path,
+//! which says why. (The Redis batcher sends a write it queued even when the
+//! dict is closed meanwhile, and answers it.)
 
 use rustler::{Binary, Encoder, Env, NifResult, OwnedEnv, Term};
 
