@@ -190,7 +190,19 @@ defmodule Py.Call do
   @spec start(reference, reference | nil, reference, job, timeout) ::
           {:done, result, timing} | {:running, reference} | {:running, reference, timeout}
   def start(cref, namespace, ref, job, timeout) do
-    case start(cref, namespace, ref, job, timeout, nil) do
+    cref
+    |> Native.submit(namespace, ref, job, timeout, nil)
+    |> submitted(cref, namespace, ref, job, timeout)
+  end
+
+  @doc false
+  # start/5 of a job the NIF was given already (Py.Native.coalesce_submit/6
+  # submits a coalesced call's job as it claims its key): `answer` is what
+  # the NIF answered; the rest as for start/5.
+  @spec submitted(term, reference, reference | nil, reference, job, timeout) ::
+          {:done, result, timing} | {:running, reference} | {:running, reference, timeout}
+  def submitted(answer, cref, namespace, ref, job, timeout) do
+    case answered(answer, cref, namespace, ref, job, timeout, nil) do
       # A callback the NIF took while it waited: where it would have come
       # by message (nothing else of the call is on its way before it).
       {:callback, handle, request} ->
@@ -212,8 +224,16 @@ defmodule Py.Call do
   # `ticket`: nil, or this caller's turn in a full queue, whose place it
   # takes (see `wait_for_room/7`).
   defp start(cref, namespace, ref, job, timeout, ticket) do
+    cref
+    |> Native.submit(namespace, ref, job, timeout, ticket)
+    |> answered(cref, namespace, ref, job, timeout, ticket)
+  end
+
+  # What the NIF answered a submission: big arguments go to a dirty
+  # scheduler first.
+  defp answered(answer, cref, namespace, ref, job, timeout, ticket) do
     handle =
-      case Native.submit(cref, namespace, ref, job, timeout, ticket) do
+      case answer do
         :dirty -> Native.submit_dirty(cref, namespace, ref, job, timeout, ticket)
         handle -> handle
       end

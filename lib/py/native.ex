@@ -79,6 +79,10 @@ defmodule Py.Native do
   def coalesce_lookup(_gk), do: not_loaded()
   def coalesce_joiners(_gk), do: not_loaded()
   def coalesce_size, do: not_loaded()
+  def coalesce_submit(_cref, _namespace, _ref, _job, _gk, _count), do: not_loaded()
+  def coalesce_misses(_group), do: not_loaded()
+  def coalesce_reset_misses(_group), do: not_loaded()
+  def coalesce_all_misses, do: not_loaded()
 
   defp not_loaded, do: :erlang.nif_error(:pybridge_not_loaded)
 end

@@ -701,6 +701,35 @@ defmodule Py.CoalesceTest do
       assert %{misses: 1, hits: 0, active: 0} = Py.Coalesce.stats(g)
     end
 
+    test "calls answered at once are counted: stats/1, stats/0 and reset_stats/1 see them",
+         %{ctx: ctx} do
+      # A binary group: the commonest form, whose uncontended calls are
+      # counted in the NIF that ran them (the Stats module adds them in).
+      g = "counted-#{System.unique_integer([:positive])}"
+      call = fn x -> Py.call(ctx, :math, :sqrt, [x], coalesce: true, group: g) end
+
+      assert Enum.map([1.0, 4.0, 9.0], call) == [{:ok, 1.0}, {:ok, 2.0}, {:ok, 3.0}]
+      assert {:error, %Py.Error{type: "ValueError"}} = call.(-1.0)
+      assert %{misses: 4, hits: 0, errors: 1, active: 0, hit_rate: 0.0} = Py.Coalesce.stats(g)
+      assert %{^g => %{misses: 4, errors: 1}} = Py.Coalesce.stats()
+
+      assert Py.Coalesce.reset_stats(g) == :ok
+      assert %{misses: 0, errors: 0} = Py.Coalesce.stats(g)
+      assert call.(16.0) == {:ok, 4.0}
+      assert %{misses: 1, errors: 0} = Py.Coalesce.stats(g)
+    end
+
+    test "a coalesced job that is not one raises ArgumentError and frees its key", %{ctx: ctx} do
+      g = "not-a-job-#{System.unique_integer([:positive])}"
+
+      assert_raise ArgumentError, ~r/not a Python job/, fn ->
+        Py.Coalesce.await(g, :k, {:python, ctx.ref, nil, {:no_such_job}}, 1_000)
+      end
+
+      assert Py.Coalesce.in_flight({g, :k}) == nil
+      assert Py.call(ctx, :math, :sqrt, [4.0], coalesce: :k, group: g) == {:ok, 2.0}
+    end
+
     test "when every waiter has gone the Python call is interrupted", %{ctx: ctx} do
       g = group()
 

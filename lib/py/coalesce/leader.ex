@@ -6,11 +6,13 @@ defmodule Py.Coalesce.Leader do
   # The execution is a flight in the native in-flight table
   # (native/pybridge/src/coalesce, through Py.Native.coalesce_*), found by
   # its key until it ends or is forgotten, and holding the joiners
-  # themselves. One NIF call, coalesce_enter/3, finds the key's flight and
+  # themselves. One NIF call, coalesce_submit/6, finds the key's flight and
   # joins it ({:joined, {joiners, slot}, leader}: the tag {joiners, slot} is
   # what the joiner is answered with, `joiners` a resource made for the
-  # first joiner) or claims the key ({:claimed, hash, id}: the flight's
-  # name, `name` below).
+  # first joiner) or claims the key and submits the call ({:claimed, hash,
+  # id, answer}: the flight's name, `name` below, and what the submission
+  # answered; or the call's reply, the flight ended already, when it
+  # answered at once).
   #
   # Whoever ends an execution (its leader, the guard of a dead leader, the
   # first waiter to see it die) takes the flight, coalesce_take/2 by its
@@ -24,10 +26,11 @@ defmodule Py.Coalesce.Leader do
   # Joiners come in only while the flight can be found, under the table's
   # lock, so none can join an ended one.
   #
-  # An uncontended call costs coalesce_enter/3 (the key encoded, hashed and
-  # claimed), coalesce_take/2 (nothing recorded, no joiner, no resource)
-  # and one counter update (Py.Coalesce.Stats): the hot path of
-  # `coalesce: true` (bench/coalesce.exs).
+  # An uncontended call answered at once costs that one NIF call: the key
+  # encoded, hashed, claimed and given up again around the submission, and
+  # the miss counted there (Py.Coalesce.Stats reads those counts): the hot
+  # path of `coalesce: true` (bench/coalesce.exs), as a plain call costs
+  # submit/6.
   #
   # forget/2 only hides the flight from new callers: its leader still takes
   # it, with its joiners, and answers them. (A leader killed before its call
@@ -43,36 +46,52 @@ defmodule Py.Coalesce.Leader do
 
   @waiters :py_coalesce_waiters
 
+  # Whether the NIF counts an uncontended call that succeeded
+  # (Py.Coalesce.Stats reads those counts with its own): not when
+  # telemetry is compiled in, which raises an event for each miss here.
+  @count_natively not Py.Telemetry.enabled?()
+
   @doc false
   # Runs the Python call `execution` for {group, key} as its leader, or,
   # when another caller holds the key already, joins it. `deadline` is nil
   # until this caller has had to wait: an uncontended call answered at once
   # never reads the clock.
   @spec run({term, term}, Flight.execution(), timeout, integer | :infinity | nil) :: term
-  def run(gk, execution, timeout, deadline) do
-    case Py.Native.coalesce_enter(gk, self(), :leader) do
-      {:claimed, hash, id} -> lead_call(gk, {hash, id}, execution, timeout, deadline)
-      entered -> Coalesce.found(entered, gk, execution, timeout, deadline)
-    end
-  end
-
-  defp lead_call(gk, flight, {:python, cref, namespace, job}, timeout, deadline) do
+  def run(gk, {:python, cref, namespace, job} = execution, timeout, deadline) do
     # The call's reply messages are tagged with `ref`.
     ref = make_ref()
 
-    # :infinity: the leader cancels the call itself, and only when nobody
-    # else waits for it; each caller applies its own timeout.
-    case Py.Call.start(cref, namespace, ref, job, :infinity) do
-      {:done, result, _timing} ->
-        settle(gk, flight, result, false)
+    # One NIF call claims the key and submits the job (with no timeout:
+    # the leader cancels the call itself, and only when nobody else waits
+    # for it; each caller applies its own timeout).
+    case Py.Native.coalesce_submit(cref, namespace, ref, job, gk, @count_natively) do
+      # Answered at once, nobody joined, succeeded: counted in the NIF.
+      {:done, reply, queue_us, run_us} ->
+        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
+        result
 
-      {:running, handle} ->
-        led(gk, flight, handle, ref, timeout, deadline)
+      # Answered at once, and the flight ended: its joiners get the result.
+      {:ran, reply, joiners} ->
+        {result, _timing} = Py.Call.finish(reply, 0, 0)
+        answer(gk, joiners, result, false)
 
-      # Waited for room in a full queue (`overload: :wait`) first; the
-      # caller's time counts from its call being queued.
-      {:running, handle, _left} ->
-        led(gk, flight, handle, ref, timeout, deadline)
+      {:claimed, hash, id, answer} ->
+        case Py.Call.submitted(answer, cref, namespace, ref, job, :infinity) do
+          {:done, result, _timing} -> settle(gk, {hash, id}, result, false)
+          {:running, handle} -> led(gk, {hash, id}, handle, ref, timeout, deadline)
+          # Waited for room in a full queue (`overload: :wait`) first; the
+          # caller's time counts from its call being queued.
+          {:running, handle, _left} -> led(gk, {hash, id}, handle, ref, timeout, deadline)
+        end
+
+      # Not a job (the flight ended): whoever joined meanwhile is told.
+      {:badarg, _hash, _id, joiners} ->
+        error = ArgumentError.exception("not a Python job: #{inspect(job)}")
+        answer(gk, joiners, {:error, error}, false)
+        raise error
+
+      entered ->
+        Coalesce.found(entered, gk, execution, timeout, deadline)
     end
   end
 
@@ -141,8 +160,11 @@ defmodule Py.Coalesce.Leader do
 
   # The leader's call ended: give the key up, then answer every waiter.
   # `started?`: whether the execution was counted as started (active).
-  defp settle({group, _}, flight, result, started?) do
-    joiners = take_joiners(flight)
+  defp settle(gk, flight, result, started?),
+    do: answer(gk, take_joiners(flight), result, started?)
+
+  # Counts the ended execution, then answers its joiners.
+  defp answer({group, _}, joiners, result, started?) do
     hits = length(joiners)
     error? = Flight.error?(result)
 

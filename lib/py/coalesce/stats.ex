@@ -9,6 +9,13 @@ defmodule Py.Coalesce.Stats do
   # per event, none per waiter: a flight adds all its hits at once when it
   # ends.
   #
+  # But the commonest call, a Python call that answered at once with
+  # nobody joined and succeeded, is a miss the NIF that ran it counts
+  # (Py.Native.coalesce_submit/6, native/pybridge/src/coalesce/misses.rs):
+  # no ETS update at all. `get/1`, `all/0` and `reset/1` read and zero
+  # those counts with the table's. (Not when telemetry is compiled in: each
+  # miss then raises its event through `ran/3`.)
+  #
   # Row: {group, hits, misses, errors, active}
   #
   # It is also the one place the [:pybridge, :coalesce, _] telemetry events
@@ -123,17 +130,36 @@ defmodule Py.Coalesce.Stats do
   end
 
   def get(group) do
-    case :ets.lookup(@table, group) do
-      [row] -> to_map(row)
-      [] -> to_map({group, 0, 0, 0, 0})
-    end
+    row =
+      case :ets.lookup(@table, group) do
+        [row] -> row
+        [] -> {group, 0, 0, 0, 0}
+      end
+
+    row |> add_misses(Py.Native.coalesce_misses(group)) |> to_map()
   end
 
   @doc false
   @spec all() :: %{term => Py.Coalesce.stats()}
   def all do
-    @table |> :ets.tab2list() |> Map.new(&{elem(&1, 0), to_map(&1)}) |> Map.merge(python())
+    rows = @table |> :ets.tab2list() |> Map.new(&{elem(&1, 0), &1})
+
+    Py.Native.coalesce_all_misses()
+    |> Enum.reduce(rows, fn {encoded, misses}, rows ->
+      group = :erlang.binary_to_term(encoded)
+      row = Map.get(rows, group, {group, 0, 0, 0, 0})
+      Map.put(rows, group, add_misses(row, misses))
+    end)
+    |> Map.new(fn {group, row} -> {group, to_map(row)} end)
+    |> Map.merge(python())
   end
+
+  # The misses the NIF counted (Py.Native.coalesce_submit/6: uncontended
+  # calls that succeeded) added to a row.
+  defp add_misses(row, 0), do: row
+
+  defp add_misses({group, hits, misses, errors, active}, more),
+    do: {group, hits, misses + more, errors, active}
 
   @python_timeout_ms Py.Limits.python_stats_timeout_ms()
 
@@ -229,7 +255,7 @@ defmodule Py.Coalesce.Stats do
   @spec reset(term) :: :ok
   def reset(group) do
     :ets.update_element(@table, group, [{2, 0}, {3, 0}, {4, 0}])
-    :ok
+    Py.Native.coalesce_reset_misses(group)
   end
 
   @doc false

@@ -23,6 +23,9 @@
 //! taken or left ([`Flight::leave`]), never both, and a caller that finds a
 //! flight can join it or, when it is gone, start over, never wait for an
 //! ended one.
+//!
+//! [`Misses`] counts, per group, the calls that ran uncontended and
+//! succeeded where they ended, in the NIF (see `Py.Coalesce.Stats`).
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,8 +33,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use hashbrown::HashTable;
 use parking_lot::Mutex;
 
+mod misses;
 #[cfg(test)]
 mod tests;
+
+pub use misses::Misses;
 
 /// Shards of the table: calls of different keys rarely share a lock.
 const SHARDS: usize = 32;

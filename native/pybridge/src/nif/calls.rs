@@ -58,12 +58,12 @@ macro_rules! submit_nif {
 }
 
 /// The arguments of `submit/6`, past the context.
-struct Submission<'a, 't> {
-    namespace: Term<'a>,
-    tag: Term<'a>,
-    job: Term<'a>,
-    timeout: Term<'a>,
-    ticket: Option<&'t WaitTicket>,
+pub(super) struct Submission<'a, 't> {
+    pub namespace: Term<'a>,
+    pub tag: Term<'a>,
+    pub job: Term<'a>,
+    pub timeout: Term<'a>,
+    pub ticket: Option<&'t WaitTicket>,
 }
 
 submit_nif!(
@@ -97,7 +97,7 @@ fn cancel(handle: ResourceArc<CallResource>) -> Atom {
     }
 }
 
-fn submit_with<'a>(
+pub(super) fn submit_with<'a>(
     env: Env<'a>,
     ctx: &ContextResource,
     call: Submission<'a, '_>,

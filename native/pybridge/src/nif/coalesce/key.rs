@@ -1,0 +1,270 @@
+//! The in-flight table's keys: `{group, key}` in the external term format,
+//! written by [`write_term`] for the usual terms (binaries, floats,
+//! integers, lists and tuples of these), straight into the buffer the
+//! flight keeps, and by `enif_term_to_binary` for the others: the same
+//! bytes either way, so two keys are one exactly when the terms are equal
+//! (`1` and `1.0` differ, as in a match).
+
+use std::hash::BuildHasher;
+use std::mem::MaybeUninit;
+use std::sync::LazyLock;
+
+use rustler::sys::{
+    enif_get_double, enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_is_empty_list,
+    enif_term_to_binary, ErlNifBinary, ErlNifTerm,
+};
+use rustler::{Error, NifResult, OwnedBinary, Term, TermType};
+
+/// A flight's key: the encoding of its `{group, key}` ([`key`]), made
+/// once and moved into the flight that claims it.
+pub type Key = Vec<u8>;
+
+static HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+
+/// The bytes of a key before its group's: the version byte and a 2-tuple's
+/// header (SMALL_TUPLE_EXT, arity 2).
+const PAIR_HEADER: [u8; 3] = [131, 104, 2];
+
+/// `term` in the external term format, in a binary of its own.
+fn encode(term: Term<'_>) -> NifResult<OwnedBinary> {
+    let mut bin = MaybeUninit::<ErlNifBinary>::uninit();
+    // SAFETY: `term` is a live term of its environment, and
+    // enif_term_to_binary writes `bin` (a binary it allocates) when it
+    // returns non-zero.
+    let ok = unsafe {
+        enif_term_to_binary(term.get_env().as_c_arg(), term.as_c_arg(), bin.as_mut_ptr())
+    };
+    if ok == 0 {
+        return Err(Error::RaiseAtom("enomem"));
+    }
+    // SAFETY: initialised above; the OwnedBinary releases it when dropped.
+    Ok(unsafe { OwnedBinary::from_raw(bin.assume_init()) })
+}
+
+/// The arity of `term` and a pointer to its elements when it is a tuple
+/// (the elements live as long as `term`).
+pub fn tuple_elems(term: Term<'_>) -> Option<(usize, *const ErlNifTerm)> {
+    let mut arity = 0;
+    let mut elems: *const ErlNifTerm = std::ptr::null();
+    // SAFETY: `term` is a live term of its environment; enif_get_tuple
+    // only writes the two out-parameters, `elems` then pointing at `arity`
+    // terms that live as long as `term`.
+    let ok = unsafe {
+        enif_get_tuple(
+            term.get_env().as_c_arg(),
+            term.as_c_arg(),
+            &mut arity,
+            &mut elems,
+        )
+    };
+    if ok == 0 {
+        return None;
+    }
+    usize::try_from(arity).ok().map(|n| (n, elems))
+}
+
+/// How deep [`write_term`] goes before it leaves a term to
+/// `enif_term_to_binary`.
+const MAX_DEPTH: u32 = 32;
+
+/// Appends `term`'s external term format (without the version byte) to
+/// `out`, byte for byte what `enif_term_to_binary` writes, for the terms
+/// keys are usually made of: binaries, floats, integers of 32 bits, proper
+/// lists (a list of bytes as a STRING_EXT) and tuples of these.
+/// `false` for any other term (`out` is then left half written): the
+/// caller encodes the whole term with `enif_term_to_binary` instead, so a
+/// term always gets the same bytes whichever way they were made, and
+/// [`group_prefix`] matches its group's keys. No binary is allocated, and
+/// no size computed first: the common key costs a third of
+/// `enif_term_to_binary`.
+fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    // One call tells the type: no failed decode tried on the way.
+    match term.get_type() {
+        TermType::Binary => write_binary(term, out),
+        TermType::Integer => write_integer(term, out),
+        TermType::Float => write_float(term, out),
+        TermType::List => write_list(term, out, depth),
+        TermType::Tuple => write_tuple(term, out, depth),
+        _ => false,
+    }
+}
+
+/// A binary (not a bitstring of a partial byte: that is left to
+/// `enif_term_to_binary`).
+fn write_binary(term: Term<'_>, out: &mut Vec<u8>) -> bool {
+    let Ok(bin) = rustler::Binary::from_term(term) else {
+        return false;
+    };
+    let Ok(len) = u32::try_from(bin.len()) else {
+        return false;
+    };
+    out.push(109); // BINARY_EXT
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bin.as_slice());
+    true
+}
+
+fn write_integer(term: Term<'_>, out: &mut Vec<u8>) -> bool {
+    let mut i: i64 = 0;
+    // SAFETY: `term` is a live term of its environment; enif_get_int64
+    // only writes `i`, and fails for an integer that does not fit.
+    if unsafe { enif_get_int64(term.get_env().as_c_arg(), term.as_c_arg(), &mut i) } == 0 {
+        return false;
+    }
+    if let Ok(b) = u8::try_from(i) {
+        out.extend_from_slice(&[97, b]); // SMALL_INTEGER_EXT
+    } else if let Ok(w) = i32::try_from(i) {
+        out.push(98); // INTEGER_EXT
+        out.extend_from_slice(&w.to_be_bytes());
+    } else {
+        return false; // a bignum there
+    }
+    true
+}
+
+fn write_float(term: Term<'_>, out: &mut Vec<u8>) -> bool {
+    let mut x: f64 = 0.0;
+    // SAFETY: `term` is a live term of its environment; enif_get_double
+    // only writes `x`, and fails for anything but a float.
+    if unsafe { enif_get_double(term.get_env().as_c_arg(), term.as_c_arg(), &mut x) } == 0 {
+        return false;
+    }
+    out.push(70); // NEW_FLOAT_EXT
+    out.extend_from_slice(&x.to_bits().to_be_bytes());
+    true
+}
+
+fn write_list(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
+    let env = term.get_env();
+    let at = out.len();
+    out.extend_from_slice(&[108, 0, 0, 0, 0]); // LIST_EXT, its length below
+    let mut len: u32 = 0;
+    // Whether every element is an integer 0..=255 (SMALL_INTEGER_EXT).
+    let mut bytes = true;
+    let mut cell = term.as_c_arg();
+    loop {
+        let mut head = MaybeUninit::<ErlNifTerm>::uninit();
+        let mut tail = MaybeUninit::<ErlNifTerm>::uninit();
+        // SAFETY: `cell` is a live term of `env` (the list or a tail of
+        // it); enif_get_list_cell only writes the two out-parameters,
+        // and both when it returns non-zero.
+        let (head, tail) = unsafe {
+            if enif_get_list_cell(env.as_c_arg(), cell, head.as_mut_ptr(), tail.as_mut_ptr()) == 0 {
+                break;
+            }
+            (head.assume_init(), tail.assume_init())
+        };
+        // SAFETY: the head of a live list of `env`.
+        let elem = unsafe { Term::new(env, head) };
+        let from = out.len();
+        if !write_term(elem, out, depth + 1) {
+            return false;
+        }
+        bytes &= out.len() == from + 2 && out[from] == 97;
+        len = len.saturating_add(1);
+        cell = tail;
+    }
+    // SAFETY: as above.
+    if unsafe { enif_is_empty_list(env.as_c_arg(), cell) } == 0 {
+        return false; // an improper list
+    }
+    if len == 0 {
+        out.truncate(at);
+    } else if bytes && len < 65_536 {
+        // A list of bytes is a STRING_EXT: its length (u16) and the
+        // bytes, no tail.
+        let data: Vec<u8> = out[at + 5..].chunks_exact(2).map(|c| c[1]).collect();
+        out.truncate(at);
+        out.push(107); // STRING_EXT
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out.extend_from_slice(&data);
+        return true;
+    } else if len == u32::MAX {
+        return false;
+    } else {
+        out[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+    }
+    out.push(106); // NIL_EXT
+    true
+}
+
+fn write_tuple(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
+    let Some((n, elems)) = tuple_elems(term) else {
+        return false;
+    };
+    match u8::try_from(n) {
+        Ok(a) => out.extend_from_slice(&[104, a]), // SMALL_TUPLE_EXT
+        Err(_) => {
+            out.push(105); // LARGE_TUPLE_EXT
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+    for i in 0..n {
+        // SAFETY: i < arity, and the tuple's elements live as long as it.
+        let elem = unsafe { Term::new(term.get_env(), *elems.add(i)) };
+        if !write_term(elem, out, depth + 1) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The key of `gk`, which must be a `{group, key}` tuple, its hash, and
+/// where its group's encoding ends when [`write_term`] wrote it (the group
+/// is `key[PAIR_HEADER.len()..end]`, see [`group_bytes`]; `None` for a key
+/// `enif_term_to_binary` wrote).
+pub fn key(gk: Term<'_>) -> NifResult<(Key, u64, Option<usize>)> {
+    let Some((2, elems)) = tuple_elems(gk) else {
+        return Err(Error::BadArg);
+    };
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&PAIR_HEADER);
+    // SAFETY: a 2-tuple's two elements, which live as long as it.
+    let (group, key) = unsafe {
+        (
+            Term::new(gk.get_env(), *elems),
+            Term::new(gk.get_env(), *elems.add(1)),
+        )
+    };
+    let mut group_end = None;
+    if write_term(group, &mut out, 1) {
+        group_end = Some(out.len());
+        if !write_term(key, &mut out, 1) {
+            group_end = None;
+        }
+    }
+    if group_end.is_none() {
+        out.clear();
+        out.extend_from_slice(encode(gk)?.as_slice());
+    }
+    let hash = HASHER.hash_one(&out[..]);
+    Ok((out, hash, group_end))
+}
+
+/// The group's encoding in a key [`key`] wrote, its group ending at `end`.
+pub fn group_bytes(key: &[u8], end: usize) -> &[u8] {
+    key.get(PAIR_HEADER.len()..end).unwrap_or_default()
+}
+
+/// `group`'s encoding as [`group_bytes`] finds it in its keys, when
+/// [`write_term`] writes it (none for a group of other terms: its keys are
+/// written by `enif_term_to_binary`, and never counted in
+/// [`crate::coalesce::Misses`]).
+pub fn group_encoding(group: Term<'_>) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(32);
+    write_term(group, &mut out, 1).then_some(out)
+}
+
+/// The bytes every key of `group` starts with: a 2-tuple's header
+/// (SMALL_TUPLE_EXT, arity 2) and the group's encoding, without the
+/// version byte of each.
+pub fn group_prefix(group: Term<'_>) -> NifResult<Vec<u8>> {
+    let enc = encode(group)?;
+    let mut prefix = Vec::with_capacity(enc.len() + 2);
+    prefix.extend_from_slice(&PAIR_HEADER);
+    prefix.extend_from_slice(enc.get(1..).unwrap_or_default());
+    Ok(prefix)
+}
