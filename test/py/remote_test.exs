@@ -5,28 +5,7 @@ defmodule Py.RemoteTest do
   @moduletag :distributed
 
   setup_all do
-    unless Node.alive?() do
-      # epmd may not be running yet on a fresh machine.
-      System.cmd("epmd", ["-daemon"])
-      name = :"pybridge_test_#{System.unique_integer([:positive])}@127.0.0.1"
-      {:ok, _} = Node.start(name, :longnames)
-    end
-
-    {:ok, peer, node} =
-      :peer.start(%{
-        name: :"pybridge_peer_#{System.unique_integer([:positive])}",
-        host: ~c"127.0.0.1",
-        args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie())]
-      })
-
-    :ok = :erpc.call(node, :code, :add_pathsa, [:code.get_path()])
-
-    for {key, value} <- Application.get_all_env(:pybridge) do
-      :ok = :erpc.call(node, :application, :set_env, [:pybridge, key, value])
-    end
-
-    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:pybridge], 60_000)
-
+    {peer, node} = Py.TestHelpers.start_node_peer("pybridge_test")
     on_exit(fn -> :peer.stop(peer) end)
     {:ok, node: node}
   end

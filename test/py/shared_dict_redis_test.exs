@@ -27,30 +27,7 @@ defmodule Py.SharedDictRedisTest do
     sd
   end
 
-  defp start_peer do
-    unless Node.alive?() do
-      System.cmd("epmd", ["-daemon"])
-
-      {:ok, _} =
-        Node.start(:"pybridge_redis_#{System.unique_integer([:positive])}@127.0.0.1", :longnames)
-    end
-
-    {:ok, peer, node} =
-      :peer.start(%{
-        name: :"pybridge_redis_peer_#{System.unique_integer([:positive])}",
-        host: ~c"127.0.0.1",
-        args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie())]
-      })
-
-    :ok = :erpc.call(node, :code, :add_pathsa, [:code.get_path()])
-
-    for {key, value} <- Application.get_all_env(:pybridge) do
-      :ok = :erpc.call(node, :application, :set_env, [:pybridge, key, value])
-    end
-
-    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:pybridge], 60_000)
-    {peer, node}
-  end
+  defp start_peer, do: Py.TestHelpers.start_node_peer("pybridge_redis")
 
   defp remote_agent(node, url, name) do
     # Not linked: the test stops that node while the agent holds a lock.

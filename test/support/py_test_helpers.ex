@@ -100,6 +100,48 @@ defmodule Py.TestHelpers do
   end
 
   @doc """
+  Starts a distributed peer VM named after `prefix`, connected to this VM
+  (made a distributed node first if it is not one), with this VM's code
+  paths and pybridge application environment, pybridge started. Returns
+  `{peer, node}`.
+  """
+  @spec start_node_peer(String.t()) :: {pid, node}
+  def start_node_peer(prefix) do
+    unless Node.alive?() do
+      start_epmd!()
+
+      {:ok, _} =
+        Node.start(:"#{prefix}_#{System.unique_integer([:positive])}@127.0.0.1", :longnames)
+    end
+
+    {:ok, peer, node} =
+      :peer.start(%{
+        name: :"#{prefix}_peer_#{System.unique_integer([:positive])}",
+        host: ~c"127.0.0.1",
+        args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie())]
+      })
+
+    :ok = :erpc.call(node, :code, :add_pathsa, [:code.get_path()])
+
+    for {key, value} <- Application.get_all_env(:pybridge) do
+      :ok = :erpc.call(node, :application, :set_env, [:pybridge, key, value])
+    end
+
+    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:pybridge], 60_000)
+    {peer, node}
+  end
+
+  # `epmd -daemon` returns before the daemon listens (on a fresh machine it
+  # is not running yet): wait until it answers, or fail saying so.
+  defp start_epmd! do
+    System.cmd("epmd", ["-daemon"])
+
+    unless eventually(fn -> match?({:ok, _}, :erl_epmd.names(~c"127.0.0.1")) end, 30_000) do
+      flunk("epmd did not start listening within 30 s")
+    end
+  end
+
+  @doc """
   Starts and closes `n` dedicated contexts with `opts`, each used for an
   eval and an exec, all from the calling process; returns the results of
   the calls. For peers, where every `:peer.call` runs in a process of its own.
