@@ -169,11 +169,20 @@ fn send_request(
                 .state
                 .deadline
                 .map(|d| d.saturating_duration_since(std::time::Instant::now()));
-            Some(
-                caller
-                    .request(slot, name, args, remaining)
-                    .map(|()| (frame.state.clone(), frame.context.clone())),
-            )
+            let wait = (frame.state.clone(), frame.context.clone());
+            // Not sent once the call is cancelled (its caller has stopped
+            // waiting, and dropped the call's messages): the wait ends at
+            // once, as the cancellation ends a wait under way.
+            let sent = frame
+                .state
+                .unless_cancelled(|| caller.request(slot, name, args, remaining))
+                .unwrap_or_else(|| {
+                    slot.fulfil(Answer::Timeout(
+                        "the call making this callback was cancelled (timeout)".into(),
+                    ));
+                    Ok(())
+                });
+            Some(sent.map(|()| wait))
         });
         if let Some(sent) = sent {
             return sent.map(Some);
@@ -249,7 +258,14 @@ pub fn notify(kind: &str, payload: &Value) -> Option<Result<(), String>> {
         let frame = f.borrow();
         let frame = frame.as_ref()?;
         let caller = frame.caller.get_or_init(|| frame.reply.caller()).as_ref()?;
-        Some(caller.notify(kind, payload))
+        // Once the call is cancelled its caller has stopped listening: what
+        // the call writes goes where output outside calls goes.
+        Some(
+            frame
+                .state
+                .unless_cancelled(|| caller.notify(kind, payload))
+                .unwrap_or_else(|| Err("the call was cancelled".to_string())),
+        )
     })
 }
 

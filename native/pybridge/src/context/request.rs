@@ -305,6 +305,18 @@ impl CallState {
         }
     }
 
+    /// Runs `send`, which sends the call's caller a message of the call
+    /// (a callback request, output), unless the call is cancelled: None then, and
+    /// nothing is sent. [`CallState::cancel`] takes the same lock once it
+    /// has marked the call cancelled, so such a message is either in the
+    /// caller's mailbox before `cancel` returns (where the caller, dropping
+    /// the messages of a call it gave up on, finds it) or never sent: none
+    /// reaches a caller that has moved on.
+    pub(crate) fn unless_cancelled<T>(&self, send: impl FnOnce() -> T) -> Option<T> {
+        let _callback = self.callback.lock();
+        (!self.is_cancelled()).then(send)
+    }
+
     /// Records the callback the call's thread waits on (None when done).
     pub(crate) fn set_callback(&self, slot: Option<Arc<crate::callback::Slot>>) {
         *self.callback.lock() = slot;

@@ -282,6 +282,40 @@ fn calls_past_their_deadline_are_interrupted_without_the_caller() {
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
 }
 
+#[test]
+fn a_message_of_the_call_is_sent_before_its_cancellation_returns_or_never() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let state = CallState::new(None);
+    assert!(state.start());
+    let sent = Arc::new(AtomicBool::new(false));
+    let (entered_tx, entered) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let sender = {
+        let (state, sent) = (state.clone(), sent.clone());
+        std::thread::spawn(move || {
+            state.unless_cancelled(|| {
+                entered_tx.send(()).expect("test waits");
+                go_rx.recv().expect("test releases");
+                sent.store(true, Ordering::SeqCst);
+            })
+        })
+    };
+    entered.recv().expect("sender entered");
+    let canceller = {
+        let (state, sent) = (state.clone(), sent.clone());
+        // Whenever the cancellation returns, the send under way is done.
+        std::thread::spawn(move || (state.cancel(), sent.load(Ordering::SeqCst)))
+    };
+    go.send(()).expect("sender waits");
+    assert_eq!(sender.join().expect("sender"), Some(()));
+    let (cancel, sent_before) = canceller.join().expect("canceller");
+    assert_eq!(cancel, Cancel::Cancelled { was_running: true });
+    assert!(sent_before);
+    // Once cancelled, nothing more is sent.
+    assert_eq!(state.unless_cancelled(|| ()), None);
+}
+
 /// Submits `n` calls to `ctx` (each from its own namespace, as `n` BEAM
 /// processes would) that block until released; true when all `n` were
 /// blocked at once, which they can only be if they overlap. Every call is
