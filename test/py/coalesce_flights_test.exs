@@ -1,7 +1,8 @@
 defmodule Py.CoalesceFlightsTest do
   # Coalescing branches beside the common path (Py.CoalesceTest has that):
-  # a Python leader whose call calls back into the BEAM, forget/2 of a
-  # Python leader's flight, and a flight process found dead in the table.
+  # a Python leader whose call calls back into the BEAM (or the process
+  # its call was handed to), forget/2 of a Python leader's flight, and a
+  # flight process found dead in the table.
   #
   # Not async: functions are registered node-wide, and the fixture module
   # lives in the shared main interpreter.
@@ -30,7 +31,12 @@ defmodule Py.CoalesceFlightsTest do
           n = m.runs
           m.gate.wait()
           return [x, n]
+      def gated_callback(x):
+          m.runs += 1
+          m.gate.wait()
+          return [erlang.flights_cb(x), m.runs]
       m.with_callback = with_callback
+      m.gated_callback = gated_callback
       m.held = held
       sys.modules["flights_fixture"] = m
       """)
@@ -122,6 +128,57 @@ defmodule Py.CoalesceFlightsTest do
       refute_received {:in_callback, _, _}
       assert runs() == 1
       assert %{misses: 1, hits: 3, errors: 1, active: 0} = Py.Coalesce.stats(g)
+    end
+  end
+
+  describe "a Python call handed over by its killed leader" do
+    test "calls back into the process that took it over; every joiner gets its result",
+         %{ctx: ctx} do
+      g = group()
+      test = self()
+
+      Py.register_function(:flights_cb, fn x ->
+        send(test, {:in_callback, self(), x})
+        x * 10
+      end)
+
+      call = fn ->
+        Py.call(ctx, :flights_fixture, :gated_callback, [9], coalesce: :k, group: g)
+      end
+
+      leader = spawn(call)
+      await_callers(g, :k, 1)
+      joiners = for _ <- 1..3, do: Task.async(call)
+      await_callers(g, :k, 4)
+      assert_eventually(fn -> runs() == 1 end, @long)
+
+      Process.exit(leader, :kill)
+      # A waiter takes the call over: every joiner ends up watching the
+      # process it was handed to.
+      assert_eventually(
+        fn ->
+          Enum.all?(joiners, fn task ->
+            match?(
+              {:monitors, [process: owner]} when owner != leader,
+              Process.info(task.pid, :monitors)
+            )
+          end)
+        end,
+        @long
+      )
+
+      {:monitors, [process: owner]} = Process.info(hd(joiners).pid, :monitors)
+      # The call calls back only now: its callback runs in that process.
+      release()
+      assert_receive {:in_callback, runner, 9}, @long
+      assert runner == owner
+      refute runner in [leader | Enum.map(joiners, & &1.pid)]
+
+      assert Enum.map(joiners, &Task.await(&1, @long)) == List.duplicate({:ok, [90, 1]}, 3)
+      refute_received {:in_callback, _, _}
+      assert runs() == 1
+      assert %{misses: 1, hits: 3, errors: 0, active: 0} = Py.Coalesce.stats(g)
+      assert Py.Coalesce.in_flight({g, :k}) == nil
     end
   end
 
