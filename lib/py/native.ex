@@ -44,6 +44,7 @@ defmodule Py.Native do
   def shared_dict_put_dirty(_sd, _key, _value, _ttl, _cond), do: not_loaded()
   def shared_dict_set(_sd, _key, _value), do: not_loaded()
   def shared_dict_put_later(_sd, _key, _value, _ttl, _cond, _tag), do: not_loaded()
+  def shared_dict_get_later(_sd, _key, _tag), do: not_loaded()
   def shared_dict_take(_sd, _key), do: not_loaded()
   def shared_dict_delete(_sd, _key), do: not_loaded()
   def shared_dict_keys(_sd), do: not_loaded()

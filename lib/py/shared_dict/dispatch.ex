@@ -18,8 +18,25 @@ defmodule Py.SharedDict.Dispatch do
 
   def run(sd, _op, _args, fun), do: native(sd, fun)
 
-  def fetch_versioned(%SharedDict{io: true} = sd, key),
-    do: native(sd, &Native.shared_dict_io(&1, :get, [key]))
+  # A get on a disk- or network-backed dict. A backend that shares round
+  # trips between concurrent reads (Redis) takes it without a dirty
+  # scheduler when a read is on its way, and answers by message; else, and
+  # for a read it gives back ({tag, :retry}: a big value, a closed dict),
+  # the dirty IO NIF.
+  def fetch_versioned(%SharedDict{io: true} = sd, key) do
+    tag = make_ref()
+
+    case native(sd, &Native.shared_dict_get_later(&1, key, tag)) do
+      :wait ->
+        receive do
+          {^tag, :retry} -> native(sd, &Native.shared_dict_io(&1, :get, [key]))
+          {^tag, answer} -> error_of(answer)
+        end
+
+      :dirty ->
+        native(sd, &Native.shared_dict_io(&1, :get, [key]))
+    end
+  end
 
   def fetch_versioned(sd, key) do
     case native(sd, &Native.shared_dict_get(&1, key)) do
@@ -74,6 +91,12 @@ defmodule Py.SharedDict.Dispatch do
         answer
     end
   end
+
+  # A NIF's answer sent by message, as `native/2` returns a call's.
+  defp error_of({:error, {type, message, traceback}}) when is_atom(type) and is_binary(message),
+    do: {:error, %Py.Error{type: type, message: message, traceback: traceback}}
+
+  defp error_of(answer), do: answer
 
   # Runs a NIF on the handle; a handle that is no shared dict of this node
   # raises ArgumentError naming the problem (the NIF only says :badarg).

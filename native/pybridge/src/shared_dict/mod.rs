@@ -43,7 +43,7 @@ use parking_lot::RwLock;
 
 pub use backend::memory::{Bounds, Memory};
 pub use backend::sqlite::Sqlite;
-pub use backend::{Backend, BackendSpec, Condition, Expiry, Found, Item, Millis, PutDone};
+pub use backend::{Backend, BackendSpec, Condition, Expiry, Found, GetDone, Item, Millis, PutDone};
 pub use clock::{now_ms, Now};
 pub use events::{EventKind, Listener};
 pub use locks::{forget_call_lock, note_call_lock, release_call_locks, Holder};
@@ -233,6 +233,49 @@ impl SharedDict {
             }
         }
         Ok(found)
+    }
+
+    /// Whether [`get_later`](Self::get_later) would likely queue a read now
+    /// (see [`Backend::would_queue_get`]).
+    pub fn would_queue_get(&self) -> bool {
+        self.backend.would_queue_get()
+    }
+
+    /// Like [`get`](Self::get) without waiting, where the backend can
+    /// ([`Backend::get_later`]): queues the read and returns `true`; `done`
+    /// then gets what `get` would have returned, on another thread (`None`:
+    /// not read, use `get`). Does no I/O. `false`: not queued (a destroyed
+    /// dict, or a backend that does not queue reads now), and `done` is
+    /// dropped uncalled: use `get`.
+    pub fn get_later(self: &Arc<Self>, key: &str, done: GetDone) -> bool {
+        if self.destroyed.load(Ordering::Acquire) {
+            return false;
+        }
+        let dict = self.clone();
+        let event_key: Arc<str> = Arc::from(key);
+        let wrapped: GetDone = Box::new(move |out| {
+            let out = out.map(|found| {
+                // As `get`: a read that overlapped `destroy` and found
+                // nothing reports the dict destroyed.
+                let found = match found {
+                    Ok(Some(found)) => Some(found),
+                    _ if dict.destroyed.load(Ordering::Acquire) => {
+                        return Err(DictError::Destroyed)
+                    }
+                    other => other?,
+                };
+                if dict.wants_access.load(Ordering::Relaxed) {
+                    if let Some((item, _)) = &found {
+                        let event =
+                            RawEvent::new(EventKind::Access, event_key, Some(item.to_item()));
+                        dict.raise(&[event]);
+                    }
+                }
+                Ok(found)
+            });
+            done(out)
+        });
+        self.backend.get_later(key, wrapped).is_ok()
     }
 
     /// Stores `value` under `key`; `ttl_ms` sets its expiry, `None` removes

@@ -11,13 +11,15 @@
 //! A dict whose backend waits on a disk or network (SQLite; its handle has
 //! `io: true`) is never touched from a normal scheduler: the Elixir side
 //! sends every operation through [`io`]'s one dirty-IO NIF instead, except
-//! a put on a backend that queues writes ([`later`]).
+//! a put on a backend that queues writes ([`later`]) and a get on one that
+//! shares round trips between reads ([`get_later`]).
 //!
 //! [`handle`]: the resource and what it monitors; [`events`]: subscriptions
 //! and the thread that delivers events; [`locks`]: per-key locks; [`put`]:
 //! the put NIFs and the decoding of a put's arguments.
 
 mod events;
+mod get_later;
 mod handle;
 mod io;
 mod later;

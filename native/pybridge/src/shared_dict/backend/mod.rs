@@ -71,6 +71,11 @@ pub type Item = Arc<Stored>;
 /// (the new version, or why not).
 pub type PutDone = Box<dyn FnOnce(Result<u64, DictError>) + Send>;
 
+/// Where a read queued with [`Backend::get_later`] reports what it found
+/// (as [`Backend::get`] returns it); `None`: not read (a value too big to
+/// share a round trip, or a dict closed meanwhile): read it with `get`.
+pub type GetDone = Box<dyn FnOnce(Option<Result<Option<(Found, u64)>, DictError>>) + Send>;
+
 /// A value as a read returns it: a plain scalar by value (the memory store
 /// keeps those inline, so reading or writing one allocates nothing and
 /// touches no reference count), or the shared item. Derefs to the
@@ -242,6 +247,20 @@ pub trait Backend: Send + Sync {
     /// The live value of `key` and its version (a number that changes on
     /// every write of the key).
     fn get(&self, key: &str, now: Millis) -> Result<Option<(Found, u64)>, DictError>;
+
+    /// Whether [`get_later`](Self::get_later) would likely queue a read
+    /// now (a hint: a read is on its way to the store to queue behind).
+    fn would_queue_get(&self) -> bool {
+        false
+    }
+
+    /// Reads `key` like [`get`](Self::get) without waiting for the store:
+    /// queues the read and returns; `done` gets what it found later, on
+    /// another thread. Does no I/O itself (a BEAM scheduler may call it).
+    /// `Err(done)`: not taken (use `get`); the default.
+    fn get_later(&self, _key: &str, done: GetDone) -> Result<(), GetDone> {
+        Err(done)
+    }
 
     /// [`get`](Backend::get) at a "now" read only if needed.
     fn get_now(&self, key: &str, now: &Now) -> Result<Option<(Found, u64)>, DictError> {

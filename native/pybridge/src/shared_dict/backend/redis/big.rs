@@ -83,9 +83,18 @@ return out
     )
 });
 
-/// The records at `vkeys` (`None`: missing), the big ones each read on its
-/// own under a deadline scaled to its size.
-pub fn read_records(pool: &Pool, vkeys: &[String]) -> Result<Vec<Option<Vec<u8>>>, DictError> {
+/// A record as one call of the read script answers it.
+#[derive(Debug)]
+pub enum Fit {
+    /// The record (`None`: missing).
+    Record(Option<Vec<u8>>),
+    /// Its size: it did not fit the reply's budget.
+    Big(usize),
+}
+
+/// One call of the read script for `vkeys`: the records that fit the
+/// reply's budget of [`BIG`] bytes, the sizes of the others.
+pub fn read_batch(pool: &Pool, vkeys: &[String]) -> Result<Vec<Fit>, DictError> {
     if vkeys.is_empty() {
         return Ok(Vec::new());
     }
@@ -95,17 +104,30 @@ pub fn read_records(pool: &Pool, vkeys: &[String]) -> Result<Vec<Option<Vec<u8>>
     }
     inv.arg(BIG);
     let got: Vec<Value> = pool.run_idempotent(|c| inv.invoke(c))?;
+    Ok(got
+        .into_iter()
+        .map(|v| match v {
+            Value::BulkString(rec) => Fit::Record(Some(rec)),
+            Value::Int(n) => Fit::Big(n.max(0) as usize),
+            _ => Fit::Record(None),
+        })
+        .collect())
+}
+
+/// The records at `vkeys` (`None`: missing), the big ones each read on its
+/// own under a deadline scaled to its size.
+pub fn read_records(pool: &Pool, vkeys: &[String]) -> Result<Vec<Option<Vec<u8>>>, DictError> {
+    let got = read_batch(pool, vkeys)?;
     let mut out = Vec::with_capacity(vkeys.len());
-    for (vkey, v) in vkeys.iter().zip(got) {
-        out.push(match v {
-            Value::BulkString(rec) => Some(rec),
-            Value::Int(n) => {
-                let t = big_timeout(n.max(0) as usize);
+    for (vkey, fit) in vkeys.iter().zip(got) {
+        out.push(match fit {
+            Fit::Record(rec) => rec,
+            Fit::Big(n) => {
+                let t = big_timeout(n);
                 pool.run_idempotent(|c| {
                     with_deadline(c, t, |c| redis::cmd("GET").arg(vkey).query(c))
                 })?
             }
-            _ => None,
         });
     }
     Ok(out)

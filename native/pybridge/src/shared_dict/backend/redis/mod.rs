@@ -55,6 +55,9 @@ mod follower;
 mod keys;
 mod locks;
 mod pool;
+mod reads;
+#[cfg(test)]
+mod reads_tests;
 mod scripts;
 #[cfg(test)]
 mod tests;
@@ -67,7 +70,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Backend, Condition, Events, Expiry, Found, Item, Millis, PutDone};
+use super::{Backend, Condition, Events, Expiry, Found, GetDone, Item, Millis, PutDone};
 use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
 
 pub(crate) use keys::{parse_record, Keys};
@@ -158,6 +161,8 @@ pub struct Redis {
     shared: Arc<Shared>,
     /// Concurrent puts and removals go to Redis together ([`batch`]).
     batch: Arc<batch::Batcher>,
+    /// Concurrent gets share round trips ([`reads`]).
+    reads: Arc<reads::Reader>,
     /// Whether the dict has a name (another node can open it): then destroy
     /// only detaches, else it removes the data.
     named: bool,
@@ -227,6 +232,7 @@ impl Redis {
             shared,
             named,
             batch: Arc::new(batch::Batcher::new(pool_size)),
+            reads: Arc::default(),
         })
     }
 
@@ -307,10 +313,16 @@ impl Redis {
 
 impl Backend for Redis {
     fn get(&self, key: &str, _now: Millis) -> Result<Option<(Found, u64)>, DictError> {
-        match self.record(key)? {
-            Some(rec) => parse_record(&rec).map(|(item, version)| Some((item.into(), version))),
-            None => Ok(None),
-        }
+        let rec = self.reads.read(&self.shared, self.shared.keys.value(key))?;
+        reads::found(rec)
+    }
+
+    fn would_queue_get(&self) -> bool {
+        self.reads.busy()
+    }
+
+    fn get_later(&self, key: &str, done: GetDone) -> Result<(), GetDone> {
+        reads::get_later(&self.reads, &self.shared, key, done)
     }
 
     fn put(
@@ -475,6 +487,7 @@ impl Backend for Redis {
             return;
         }
         self.batch.stop();
+        self.reads.stop();
         // Possibly on a scheduler (a handle dropped by the VM): no round
         // trip here.
         let held: Vec<(String, Holder)> = self.shared.held.lock().drain().collect();
