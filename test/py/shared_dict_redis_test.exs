@@ -151,6 +151,70 @@ defmodule Py.SharedDictRedisTest do
     assert SD.get(reopened, "after") == nil
   end
 
+  # Gets share round trips: with a read on its way (the read script is a
+  # script, so CLIENT PAUSE WRITE holds it too), the next gets queue behind
+  # it without a dirty scheduler and are answered by message.
+  test "gets queued behind a read on its way: each answered its own key's value by message" do
+    server = RedisServer.start()
+
+    try do
+      name = unique()
+      sd = open(server, name)
+      for i <- 1..20, do: :ok = SD.put(sd, "k#{i}", %{"i" => i})
+      :ok = SD.put(sd, "short", 1, ttl: 100)
+      hold_writes(server)
+      first = Task.async(fn -> SD.get(sd, "k1") end)
+      tag = make_ref()
+
+      assert RedisServer.wait_until(
+               fn -> Native.shared_dict_get_later(sd.ref, "k2", tag) == :wait end,
+               10_000
+             ),
+             "the first get never got on its way"
+
+      readers = for i <- 3..20, do: Task.async(fn -> SD.fetch(sd, "k#{i}") end)
+      missing = Task.async(fn -> SD.get(sd, "nope", :default) end)
+      # Past its expiry on Redis's clock before the queued read goes (PTTL
+      # reads that clock; -2: expired).
+      assert RedisServer.wait_until(
+               fn -> RedisServer.cli(server, ["PTTL", "{p:#{name}}:v:short"]) =~ "-2" end,
+               10_000
+             )
+
+      expired = Task.async(fn -> SD.fetch(sd, "short") end)
+      refute_received {^tag, _}
+      release_writes(server)
+      assert Task.await(first) == %{"i" => 1}
+      assert_receive {^tag, {:ok, %{"i" => 2}, version}}, 10_000
+      assert is_integer(version)
+
+      for {task, i} <- Enum.zip(readers, 3..20),
+          do: assert(Task.await(task) == {:ok, %{"i" => i}})
+
+      assert Task.await(missing) == :default
+      assert Task.await(expired) == :error
+
+      # Redis down with gets queued: an error each, never a raise.
+      hold_writes(server)
+      _first = Task.async(fn -> SD.fetch(sd, "k1") end)
+      tag = make_ref()
+
+      assert RedisServer.wait_until(
+               fn -> Native.shared_dict_get_later(sd.ref, "k2", tag) == :wait end,
+               10_000
+             )
+
+      fetch = Task.async(fn -> SD.fetch(sd, "k3") end)
+      get = Task.async(fn -> SD.get(sd, "k4", :default) end)
+      RedisServer.kill(server)
+      assert_receive {^tag, {:error, {:backend, _, _}}}, 10_000
+      assert {:error, %Py.Error{type: :backend}} = Task.await(fetch)
+      assert Task.await(get) == :default
+    after
+      RedisServer.stop(server)
+    end
+  end
+
   test "the basics, with TTLs as Redis expiries", %{server: s} do
     name = unique()
     sd = open(s, name)
