@@ -71,6 +71,8 @@ defmodule Py.Native do
   def coalesce_enter(_gk, _me, _claim), do: not_loaded()
   def coalesce_take(_hash, _id), do: not_loaded()
   def coalesce_take_joined(_joiners), do: not_loaded()
+  def coalesce_take_alone(_joiners), do: not_loaded()
+  def coalesce_reporter(_pid), do: not_loaded()
   def coalesce_leave(_joiners, _slot), do: not_loaded()
   def coalesce_mark(_hash, _id, _call), do: not_loaded()
   def coalesce_unmap(_hash, _id), do: not_loaded()

@@ -680,6 +680,10 @@ defmodule Py.CoalesceTest do
       assert Py.eval(ctx, "1 + 1", %{}, timeout: @long) == {:ok, 2}
       assert Py.Coalesce.in_flight({g, :k}) == nil
       assert eventually(fn -> Py.Coalesce.stats(g).active == 0 end, @long)
+      # Counted once, as an execution that ended in a crash.
+      assert %{misses: 1, errors: 1, hits: 0} = Py.Coalesce.stats(g)
+      # The key is free: the next caller runs the call again.
+      assert Py.call(ctx, :builtins, :abs, [-2], coalesce: :k, group: g) == {:ok, 2}
     end
 
     test "print output of a coalesced call reaches its caller's group leader" do

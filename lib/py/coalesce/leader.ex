@@ -14,9 +14,10 @@ defmodule Py.Coalesce.Leader do
   # answered; or the call's reply, the flight ended already, when it
   # answered at once).
   #
-  # Whoever ends an execution (its leader, the guard of a dead leader, the
-  # first waiter to see it die) takes the flight, coalesce_take/2 by its
-  # name or coalesce_take_joined/1 by a tag's resource: it leaves the table
+  # Whoever ends an execution (its leader; when it died, the NIF's monitor
+  # of it if nobody is joined, else the first waiter to see it die) takes
+  # the flight, coalesce_take/2 by its name or coalesce_take_joined/1 by a
+  # tag's resource: it leaves the table
   # and ends at once, and the taker gets back the call the leader recorded
   # (coalesce_mark/3, once its call did not answer at once) and every joiner
   # that has not left, {pid, tag}; a flight is taken once, so it is counted
@@ -33,10 +34,10 @@ defmodule Py.Coalesce.Leader do
   # submit/6.
   #
   # forget/2 only hides the flight from new callers: its leader still takes
-  # it, with its joiners, and answers them. (A leader killed before its call
-  # was submitted, with nobody joined, leaves its flight behind: found by
-  # the next caller, who takes it as any dead leader's; forgotten, it stays
-  # in the table, a few dozen bytes.)
+  # it, with its joiners, and answers them. (A leader killed after its call
+  # was submitted but before it recorded it, with nobody joined, leaves its
+  # flight behind: found by the next caller, who takes it as any dead
+  # leader's; forgotten, it stays in the table, a few dozen bytes.)
   #
   # Should the leader time out or die while others wait, its running call
   # is handed to a Flight process (hand_over/3), its reply redirected there.
@@ -95,31 +96,21 @@ defmodule Py.Coalesce.Leader do
     end
   end
 
-  # The call did not answer at once: it is counted as active, recorded in
-  # the flight for whoever takes it over, and watched over (should the
-  # leader die with nobody else waiting, no waiter would notice, and the
-  # call would run on with its key claimed).
+  # The call did not answer at once: it is counted as active, and recorded
+  # in the flight for whoever takes it over, which also has the NIF monitor
+  # the leader (should it die with nobody else waiting, no waiter would
+  # notice, and the call would run on with its key claimed: the monitor
+  # ends the flight then, see native/pybridge/src/nif/coalesce/watch.rs).
   defp led({group, _} = gk, flight, handle, ref, timeout, deadline) do
     Stats.started(group)
     # Nobody else takes the flight while its leader lives: always :ok.
     {hash, id} = flight
     Py.Native.coalesce_mark(hash, id, {handle, ref})
-    leader = self()
-    guard = spawn(fn -> guard(group, flight, leader) end)
-    lead(gk, flight, handle, ref, guard, timeout, deadline || Coalesce.deadline(timeout))
+    lead(gk, flight, handle, ref, timeout, deadline || Coalesce.deadline(timeout))
   end
 
-  defp guard(group, flight, leader) do
-    mref = Process.monitor(leader)
-
-    receive do
-      :done -> :ok
-      {:DOWN, ^mref, :process, _, reason} -> take_over(group, take(flight), leader, reason)
-    end
-  end
-
-  # The leader died: whoever takes its flight first (its guard, or the
-  # first waiter to notice) ends the execution.
+  # Whoever takes a dead leader's flight (the first joiner to see it die,
+  # or one that left and found it dead) ends the execution.
   defp take_over(group, taken, leader, reason) do
     case taken do
       {call, joiners} -> died(group, call, joiners, leader, reason)
@@ -132,28 +123,26 @@ defmodule Py.Coalesce.Leader do
 
   # The leader waits for its call's reply, running the callbacks the Python
   # code makes meanwhile (Py.Callback), as any caller does.
-  defp lead(gk, flight, handle, ref, guard, timeout, deadline) do
+  defp lead(gk, flight, handle, ref, timeout, deadline) do
     receive do
       {^ref, reply, queue_us, run_us} ->
-        send(guard, :done)
         {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
         settle(gk, flight, result, true)
 
       {^ref, :callback, request} ->
         Py.Callback.run(request)
-        lead(gk, flight, handle, ref, guard, timeout, deadline)
+        lead(gk, flight, handle, ref, timeout, deadline)
 
       # Its output and log records (Py.Output), written from here.
       {^ref, :io, {stream, text}} ->
         Py.Output.write(stream, text)
-        lead(gk, flight, handle, ref, guard, timeout, deadline)
+        lead(gk, flight, handle, ref, timeout, deadline)
 
       {^ref, :log, {levelno, name, message}} ->
         Py.Output.log(levelno, name, message)
-        lead(gk, flight, handle, ref, guard, timeout, deadline)
+        lead(gk, flight, handle, ref, timeout, deadline)
     after
       Coalesce.remaining(deadline) ->
-        send(guard, :done)
         timed_out(gk, flight, handle, ref, timeout)
     end
   end
@@ -303,6 +292,12 @@ defmodule Py.Coalesce.Leader do
         demonitor(mref)
 
         if Py.Native.coalesce_leave(joiners, slot) do
+          # Should the leader have died meanwhile, its monitor may have
+          # found this joiner still in: whoever is left last ends the flight
+          # (see native/pybridge/src/nif/coalesce/watch.rs).
+          unless Process.alive?(leader),
+            do: take_over(group, Py.Native.coalesce_take_alone(joiners), leader, :left)
+
           Flight.timed_out(timeout)
         else
           # Taken by the leader (or a successor) just now: its message is

@@ -8,7 +8,9 @@ defmodule Py.Coalesce.Tables do
   # nothing else: callers and flights read and write the tables directly,
   # so no call goes through this process. The executions in flight, by key,
   # are in the native in-flight table (Py.Native.coalesce_*), which needs
-  # no owner.
+  # no owner; it tells this process when a leader died alone with its call
+  # running (native/pybridge/src/nif/coalesce/watch.rs), and the execution's
+  # end is counted here.
 
   use GenServer
 
@@ -36,6 +38,16 @@ defmodule Py.Coalesce.Tables do
     tid = :ets.whereis(Py.Coalesce.Stats.table())
     # Replaced (a global garbage collection) only when this process restarts.
     if :persistent_term.get(__MODULE__, nil) != tid, do: :persistent_term.put(__MODULE__, tid)
+    :ok = Py.Native.coalesce_reporter(self())
     {:ok, nil}
+  end
+
+  @impl true
+  # A leader died with nobody joined and its call running: the NIF ended
+  # its flight and cancelled the call; the execution ended in a crash.
+  def handle_info({:py_coalesce_leader_down, key}, state) do
+    {group, _key} = :erlang.binary_to_term(key)
+    Py.Coalesce.Stats.finished(group, 0, true)
+    {:noreply, state}
   end
 end

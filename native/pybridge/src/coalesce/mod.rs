@@ -292,6 +292,22 @@ where
         flight.end()
     }
 
+    /// [`Table::take`], only when nobody is joined to `flight`: a leader
+    /// that died leaves its flight to this (its own process monitor) when
+    /// nobody waits for it, to its joiners (each monitors it) otherwise.
+    pub fn take_alone(&self, flight: &Flight<K, P, C, X>) -> Option<Taken<P, C, X>> {
+        let mut shard = self.shard(flight.hash).lock();
+        // Joiners come in only under the shard's lock, held here; one
+        // leaving after this check finds the flight taken.
+        if flight.joined() > 0 {
+            return None;
+        }
+        if let Ok(entry) = shard.find_entry(flight.hash, |f| std::ptr::eq(&**f, flight)) {
+            entry.remove();
+        }
+        flight.end()
+    }
+
     /// The flight named `name` ([`Flight::name`]), forgotten or not.
     pub fn by_name(&self, (hash, id): (u64, u64)) -> Option<H> {
         let shard = self.shard(hash).lock();

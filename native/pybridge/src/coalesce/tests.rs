@@ -246,3 +246,22 @@ fn joiners_racing_the_end_are_answered_exactly_once() {
         assert!(t.is_empty());
     }
 }
+
+#[test]
+fn a_flight_is_taken_alone_only_while_nobody_is_joined() {
+    let t = table();
+    let f = claim(&t, b"k", 1);
+    let s = slot(&t, b"k", 2);
+    assert!(t.take_alone(&f).is_none(), "a joiner is in");
+    assert!(matches!(enter(&t, b"k", 3, None), Entered::Joined(..)));
+    assert!(f.leave(s));
+    assert!(t.take_alone(&f).is_none(), "one joiner is still in");
+    assert!(f.leave(1));
+    let taken = t.take_alone(&f).expect("nobody is in");
+    assert!(taken.joiners.is_empty());
+    assert!(t.is_empty());
+    assert!(
+        t.take_alone(&f).is_none() && t.take(&f).is_none(),
+        "a flight ends once"
+    );
+}

@@ -25,13 +25,16 @@ use key::{group_prefix, key, Key};
 
 mod key;
 mod submit;
+mod watch;
 
 /// The call a leader records for whoever takes its flight over, copied
 /// into an environment of its own (only a call that did not answer at
-/// once is recorded).
+/// once is recorded), and the monitor of the leader set up with it
+/// ([`watch`]).
 pub struct SavedCall {
     env: OwnedEnv,
     term: rustler::env::SavedTerm,
+    watch: Option<watch::Watch>,
 }
 
 type FlightArc = Arc<Flight<Key, LocalPid, SavedCall, ResourceArc<Joiners>>>;
@@ -118,7 +121,10 @@ fn taken<'a>(
         return atoms::nil().encode(env);
     };
     let call = match &taken.call {
-        Some(saved) => saved.env.run(|owned| saved.term.load(owned).in_env(env)),
+        Some(saved) => {
+            saved.unwatch(env);
+            saved.env.run(|owned| saved.term.load(owned).in_env(env))
+        }
         None => atoms::nil().encode(env),
     };
     (call, joiners(env, &taken)).encode(env)
@@ -157,6 +163,13 @@ fn coalesce_take_joined(env: Env<'_>, joiners: ResourceArc<Joiners>) -> Term<'_>
     taken(env, TABLE.take(&joiners.0))
 }
 
+/// `coalesce_take_joined/1`, only when nobody is joined any more (a joiner
+/// that left finds its leader dead: see [`watch`]).
+#[rustler::nif]
+fn coalesce_take_alone(env: Env<'_>, joiners: ResourceArc<Joiners>) -> Term<'_> {
+    taken(env, TABLE.take_alone(&joiners.0))
+}
+
 /// Joiner `slot` leaves: true if it was still in (nobody answers it now),
 /// false if the flight was taken with it (its answer is coming).
 #[rustler::nif]
@@ -164,18 +177,27 @@ fn coalesce_leave(joiners: ResourceArc<Joiners>, slot: usize) -> bool {
     joiners.0.leave(slot)
 }
 
-/// Records `call` in the flight named `{hash, id}` for whoever takes it
-/// over: `:ok`, or `:ended` when it has been taken already.
+/// Records `call` (`{handle, ref}`) in the flight named `{hash, id}` for
+/// whoever takes it over, and monitors its leader, the caller ([`watch`]):
+/// `:ok`, or `:ended` when it has been taken already.
 #[rustler::nif]
-fn coalesce_mark(hash: u64, id: u64, call: Term<'_>) -> Atom {
+fn coalesce_mark(env: Env<'_>, hash: u64, id: u64, call: Term<'_>) -> Atom {
     let Some(flight) = TABLE.by_name((hash, id)) else {
         return kinds::ended();
     };
-    let env = OwnedEnv::new();
-    let term = env.save(call);
-    match flight.mark(SavedCall { env, term }) {
+    let owned = OwnedEnv::new();
+    let term = owned.save(call);
+    let watch = watch::Watch::start(env, &flight);
+    match flight.mark(SavedCall {
+        env: owned,
+        term,
+        watch,
+    }) {
         Ok(()) => atoms::ok(),
-        Err(_) => kinds::ended(),
+        Err(saved) => {
+            saved.unwatch(env);
+            kinds::ended()
+        }
     }
 }
 
