@@ -13,22 +13,59 @@ defmodule Py.Test.RedisCluster do
 
   @type t :: %__MODULE__{}
 
-  @doc "Starts a cluster of `n` masters (at least 3)."
+  @doc """
+  Starts a cluster of `n` masters (at least 3). A node's ports are picked
+  free, but another program may take one before the node binds it: a
+  cluster that fails to form is stopped and formed again on new ports, up
+  to three times.
+  """
   @spec start(pos_integer) :: t
-  def start(n \\ 3) do
-    nodes =
-      for _ <- 1..n do
-        RedisServer.start(
-          [
-            "--cluster-enabled",
-            "yes",
-            "--cluster-port",
-            Integer.to_string(RedisServer.free_port())
-          ] ++
-            ["--cluster-config-file", "nodes.conf", "--appendonly", "no"]
-        )
-      end
+  def start(n \\ 3), do: start(n, 3)
 
+  defp start(n, attempts) do
+    case try_start(n) do
+      {:ok, cluster} -> cluster
+      {:error, why} when attempts <= 1 -> raise why
+      {:error, _why} -> start(n, attempts - 1)
+    end
+  end
+
+  defp try_start(n) do
+    # Each node's client port and cluster bus port, all distinct.
+    ports = RedisServer.free_ports(2 * n) |> Enum.chunk_every(2)
+
+    with {:ok, nodes} <- start_nodes(ports, []) do
+      case form(nodes) do
+        :ok ->
+          {:ok, %__MODULE__{nodes: nodes, url: hd(nodes).url, urls: Enum.map(nodes, & &1.url)}}
+
+        {:error, why} ->
+          Enum.each(nodes, &RedisServer.stop/1)
+          {:error, why}
+      end
+    end
+  end
+
+  defp start_nodes([], started), do: {:ok, Enum.reverse(started)}
+
+  defp start_nodes([[port, bus] | rest], started) do
+    node =
+      RedisServer.start(
+        ["--cluster-enabled", "yes", "--cluster-port", Integer.to_string(bus)] ++
+          ["--cluster-config-file", "nodes.conf", "--appendonly", "no"],
+        port
+      )
+
+    start_nodes(rest, [node | started])
+  rescue
+    # Its port taken meanwhile: the ones started are stopped.
+    e ->
+      Enum.each(started, &RedisServer.stop/1)
+      {:error, Exception.message(e)}
+  end
+
+  # Joins the nodes into one cluster and waits until each says so.
+  defp form(nodes) do
     addrs = for s <- nodes, do: "127.0.0.1:#{s.port}"
 
     {out, status} =
@@ -38,20 +75,23 @@ defmodule Py.Test.RedisCluster do
         stderr_to_stdout: true
       )
 
-    if status != 0 do
-      Enum.each(nodes, &RedisServer.stop/1)
-      raise "redis-cli --cluster create failed: #{out}"
-    end
+    cond do
+      status != 0 ->
+        {:error, "redis-cli --cluster create failed: #{out}"}
 
-    for s <- nodes do
-      RedisServer.wait_until(
-        fn -> RedisServer.cli(s, ["CLUSTER", "INFO"]) =~ "cluster_state:ok" end,
-        20_000
-      ) ||
-        raise "the cluster did not come up"
-    end
+      Enum.all?(nodes, &up?/1) ->
+        :ok
 
-    %__MODULE__{nodes: nodes, url: hd(nodes).url, urls: Enum.map(nodes, & &1.url)}
+      true ->
+        {:error, "the cluster did not come up"}
+    end
+  end
+
+  defp up?(s) do
+    RedisServer.wait_until(
+      fn -> RedisServer.cli(s, ["CLUSTER", "INFO"]) =~ "cluster_state:ok" end,
+      20_000
+    )
   end
 
   @doc """

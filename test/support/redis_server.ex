@@ -18,14 +18,13 @@ defmodule Py.Test.RedisServer do
   (the append-only file: every write is fsynced before Redis answers) live
   in a fresh temp dir.
   """
-  @spec start([String.t()]) :: t
-  def start(extra \\ []) do
+  @spec start([String.t()], :inet.port_number()) :: t
+  def start(extra \\ [], port \\ free_port()) do
     exe =
       System.find_executable("redis-server") || raise "redis-server is not installed (make deps)"
 
     dir = Path.join(System.tmp_dir!(), "pybridge-redis-#{System.unique_integer([:positive])}")
     File.mkdir_p!(dir)
-    port = free_port()
 
     server = %__MODULE__{
       port: port,
@@ -124,10 +123,17 @@ defmodule Py.Test.RedisServer do
   @doc "A TCP port nobody listens on now."
   @spec free_port() :: :inet.port_number()
   def free_port do
-    {:ok, sock} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
-    {:ok, port} = :inet.port(sock)
-    :gen_tcp.close(sock)
+    [port] = free_ports(1)
     port
+  end
+
+  @doc "`n` distinct free loopback ports (all held open while picked)."
+  @spec free_ports(pos_integer) :: [:inet.port_number()]
+  def free_ports(n) do
+    socks = for _ <- 1..n, do: elem(:gen_tcp.listen(0, ip: {127, 0, 0, 1}), 1)
+    ports = for sock <- socks, do: elem(:inet.port(sock), 1)
+    Enum.each(socks, &:gen_tcp.close/1)
+    ports
   end
 
   defp spawn_server(server, extra) do
@@ -148,8 +154,12 @@ defmodule Py.Test.RedisServer do
     pid = out |> String.trim() |> String.to_integer()
     server = %{server | os_pid: pid}
 
-    wait_until(fn -> ping(server.port) end, 10_000) ||
+    unless wait_until(fn -> ping(server.port) end, 10_000) do
+      # Not left behind (it may still be starting, or have found its port
+      # taken).
+      System.cmd("kill", ["-9", Integer.to_string(pid)], stderr_to_stdout: true)
       raise "redis-server did not answer on port #{server.port}"
+    end
 
     server
   end
