@@ -336,7 +336,7 @@ defmodule Py.Coalesce.Leader do
   # each: ~5 µs a joiner in a 10,000-caller herd).
   @spec committed({term, term}) :: pos_integer | nil
   def committed(gk) do
-    case Py.Native.coalesce_lookup(gk) do
+    case Coalesce.in_flight(gk) do
       {:leader, _pid, joiners} -> joiners + 1
       _ -> nil
     end
