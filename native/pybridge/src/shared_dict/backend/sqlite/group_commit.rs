@@ -61,6 +61,7 @@ impl Sqlite {
                 // savepoint was never made).
                 let _ = conn.execute_batch("ROLLBACK TO pybridge_op; RELEASE pybridge_op");
             }
+            self.forget_versions();
             let why = DictError::Backend("internal error: a write panicked".into());
             (guard.open, Err(why))
         });
@@ -111,11 +112,16 @@ impl Sqlite {
         let end = if own.is_ok() {
             "RELEASE pybridge_op"
         } else {
+            // It may have reserved versions it now rolls back.
+            self.forget_versions();
             "ROLLBACK TO pybridge_op; RELEASE pybridge_op"
         };
         match conn.execute_batch(end) {
             Ok(()) => (Some(batch), own),
-            Err(e) => (Some(batch), Err(self.e(e))),
+            Err(e) => {
+                self.forget_versions();
+                (Some(batch), Err(self.e(e)))
+            }
         }
     }
 
@@ -128,6 +134,7 @@ impl Sqlite {
         let outcome = match w.conn.as_ref() {
             Some(conn) => conn.execute_batch("COMMIT").map_err(|e| {
                 let _ = conn.execute_batch("ROLLBACK");
+                self.forget_versions();
                 self.e(e)
             }),
             None => Err(closed()),
