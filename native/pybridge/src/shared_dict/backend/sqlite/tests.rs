@@ -354,7 +354,10 @@ fn versions_never_repeat_across_processes_reopens_and_rolled_back_writes() {
     one.close();
     let again = Sqlite::open(&path, "", 1).expect("reopen");
     let v = put(&again, "k", 99, Expiry::Never, now).expect("put");
-    assert!(seen.insert(v), "version {v} of k handed out again after reopening");
+    assert!(
+        seen.insert(v),
+        "version {v} of k handed out again after reopening"
+    );
 }
 
 #[test]
