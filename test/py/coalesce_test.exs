@@ -315,8 +315,8 @@ defmodule Py.CoalesceTest do
 
     test "keys of every shape: an equal term finds its flight, forget_all finds them all" do
       # A string group: its keys take the native key encoder's common path
-      # (binaries, floats, small integers, lists, tuples), the others the
-      # general one.
+      # (binaries, floats, small integers, atoms, lists, tuples), the others
+      # the general one.
       g = "coalesce-keys-" <> Integer.to_string(System.unique_integer([:positive]))
       test = self()
 
@@ -331,7 +331,13 @@ defmodule Py.CoalesceTest do
         [[]],
         {"a", <<1::3>>},
         [1.0 | 2.0],
-        Tuple.duplicate("y", 300)
+        Tuple.duplicate("y", 300),
+        # Atoms: ASCII, Latin-1 past 127 (two UTF-8 bytes each), a name of
+        # over 255 UTF-8 bytes, and one that is not Latin-1.
+        {:e, true, nil},
+        :é,
+        String.to_atom(String.duplicate("é", 200)),
+        :α
       ]
 
       tasks = Enum.map(keys, &Task.async(fn -> Py.Coalesce.run(g, &1, held(test, {:ok, &1})) end))
@@ -707,9 +713,15 @@ defmodule Py.CoalesceTest do
 
     test "calls answered at once are counted: stats/1, stats/0 and reset_stats/1 see them",
          %{ctx: ctx} do
-      # A binary group: the commonest form, whose uncontended calls are
-      # counted in the NIF that ran them (the Stats module adds them in).
-      g = "counted-#{System.unique_integer([:positive])}"
+      # Uncontended calls are counted in the NIF that ran them (the Stats
+      # module adds them in); groups of every kind of term.
+      for g <- ["counted-#{System.unique_integer([:positive])}", :counted, {:counted, make_ref()}] do
+        Py.Coalesce.reset_stats(g)
+        calls_are_counted(ctx, g)
+      end
+    end
+
+    defp calls_are_counted(ctx, g) do
       call = fn x -> Py.call(ctx, :math, :sqrt, [x], coalesce: true, group: g) end
 
       assert Enum.map([1.0, 4.0, 9.0], call) == [{:ok, 1.0}, {:ok, 2.0}, {:ok, 3.0}]

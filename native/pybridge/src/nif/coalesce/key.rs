@@ -1,17 +1,21 @@
 //! The in-flight table's keys: `{group, key}` in the external term format,
-//! written by [`write_term`] for the usual terms (binaries, floats,
-//! integers, lists and tuples of these), straight into the buffer the
-//! flight keeps, and by `enif_term_to_binary` for the others: the same
-//! bytes either way, so two keys are one exactly when the terms are equal
-//! (`1` and `1.0` differ, as in a match).
+//! each of the two written by [`write_term`] when it is made of the usual
+//! terms (binaries, floats, integers, atoms, lists and tuples of these),
+//! straight into the buffer the flight keeps, and by `enif_term_to_binary`
+//! otherwise ([`write_element`]). A term always takes the same way, and
+//! either way writes valid external term format (which reads back as one
+//! term only): two keys are one exactly when the terms are equal (`1` and
+//! `1.0` differ, as in a match). A group's keys all start with the same
+//! bytes ([`group_prefix`]), its encoding ([`group_encoding`]).
 
 use std::hash::BuildHasher;
 use std::mem::MaybeUninit;
 use std::sync::LazyLock;
 
 use rustler::sys::{
-    enif_get_double, enif_get_int64, enif_get_list_cell, enif_get_tuple, enif_is_empty_list,
-    enif_term_to_binary, ErlNifBinary, ErlNifTerm,
+    c_char, c_uint, enif_get_atom, enif_get_atom_length, enif_get_double, enif_get_int64,
+    enif_get_list_cell, enif_get_tuple, enif_is_empty_list, enif_term_to_binary, ErlNifBinary,
+    ErlNifCharEncoding, ErlNifTerm,
 };
 use rustler::{Error, NifResult, OwnedBinary, Term, TermType};
 
@@ -68,14 +72,13 @@ pub fn tuple_elems(term: Term<'_>) -> Option<(usize, *const ErlNifTerm)> {
 const MAX_DEPTH: u32 = 32;
 
 /// Appends `term`'s external term format (without the version byte) to
-/// `out`, byte for byte what `enif_term_to_binary` writes, for the terms
-/// keys are usually made of: binaries, floats, integers of 32 bits, proper
-/// lists (a list of bytes as a STRING_EXT) and tuples of these.
-/// `false` for any other term (`out` is then left half written): the
-/// caller encodes the whole term with `enif_term_to_binary` instead, so a
-/// term always gets the same bytes whichever way they were made, and
-/// [`group_prefix`] matches its group's keys. No binary is allocated, and
-/// no size computed first: the common key costs a third of
+/// `out`, for the terms keys are usually made of: binaries, floats,
+/// integers of 32 bits, atoms of Latin-1 names, proper lists (a list of
+/// bytes as a STRING_EXT) and tuples of these; byte for byte what
+/// `enif_term_to_binary` writes, but for atoms (always in the UTF-8 atom
+/// form here, which every OTP release reads). `false` for any other term
+/// (`out` is then left half written: see [`write_element`]). No binary is
+/// allocated, and no size computed first: the common key costs a third of
 /// `enif_term_to_binary`.
 fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
     if depth > MAX_DEPTH {
@@ -88,8 +91,59 @@ fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
         TermType::Float => write_float(term, out),
         TermType::List => write_list(term, out, depth),
         TermType::Tuple => write_tuple(term, out, depth),
+        TermType::Atom => write_atom(term, out),
         _ => false,
     }
+}
+
+/// An atom whose name is Latin-1 (every atom, on OTP 25: the NIF API
+/// reads no other), as SMALL_ATOM_UTF8_EXT or ATOM_UTF8_EXT.
+fn write_atom(term: Term<'_>, out: &mut Vec<u8>) -> bool {
+    let env = term.get_env().as_c_arg();
+    let latin1 = ErlNifCharEncoding::ERL_NIF_LATIN1;
+    let mut len: c_uint = 0;
+    // SAFETY: `term` is a live term of its environment; the call only
+    // writes `len`, and fails for anything but an atom of a Latin-1 name.
+    if unsafe { enif_get_atom_length(env, term.as_c_arg(), &mut len, latin1) } == 0 {
+        return false;
+    }
+    let mut name = vec![0u8; len as usize + 1];
+    // SAFETY: `name` has room for the name and its terminating NUL, the
+    // size given.
+    let written = unsafe {
+        enif_get_atom(
+            env,
+            term.as_c_arg(),
+            name.as_mut_ptr().cast::<c_char>(),
+            len + 1,
+            latin1,
+        )
+    };
+    if written <= 0 {
+        return false;
+    }
+    name.truncate(len as usize);
+    // Latin-1 to UTF-8: a byte past 127 takes two.
+    let utf8_len = name
+        .iter()
+        .map(|&b| 1 + usize::from(b >= 0x80))
+        .sum::<usize>();
+    if let Ok(n) = u8::try_from(utf8_len) {
+        out.extend_from_slice(&[119, n]); // SMALL_ATOM_UTF8_EXT
+    } else if let Ok(n) = u16::try_from(utf8_len) {
+        out.push(118); // ATOM_UTF8_EXT
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        return false;
+    }
+    for b in name {
+        if b < 0x80 {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[0xC0 | (b >> 6), 0x80 | (b & 0x3F)]);
+        }
+    }
+    true
 }
 
 /// A binary (not a bitstring of a partial byte: that is left to
@@ -212,16 +266,24 @@ fn write_tuple(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
     true
 }
 
+/// Appends `term`'s external term format (without the version byte) to
+/// `out`: by [`write_term`] when it can, else by `enif_term_to_binary`.
+fn write_element(term: Term<'_>, out: &mut Vec<u8>) -> NifResult<()> {
+    let at = out.len();
+    if !write_term(term, out, 1) {
+        out.truncate(at);
+        out.extend_from_slice(encode(term)?.get(1..).unwrap_or_default());
+    }
+    Ok(())
+}
+
 /// The key of `gk`, which must be a `{group, key}` tuple, its hash, and
-/// where its group's encoding ends when [`write_term`] wrote it (the group
-/// is `key[PAIR_HEADER.len()..end]`, see [`group_bytes`]; `None` for a key
-/// `enif_term_to_binary` wrote).
-pub fn key(gk: Term<'_>) -> NifResult<(Key, u64, Option<usize>)> {
+/// where its group's encoding ends (the group is
+/// `key[PAIR_HEADER.len()..end]`, see [`group_bytes`]).
+pub fn key(gk: Term<'_>) -> NifResult<(Key, u64, usize)> {
     let Some((2, elems)) = tuple_elems(gk) else {
         return Err(Error::BadArg);
     };
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&PAIR_HEADER);
     // SAFETY: a 2-tuple's two elements, which live as long as it.
     let (group, key) = unsafe {
         (
@@ -229,17 +291,11 @@ pub fn key(gk: Term<'_>) -> NifResult<(Key, u64, Option<usize>)> {
             Term::new(gk.get_env(), *elems.add(1)),
         )
     };
-    let mut group_end = None;
-    if write_term(group, &mut out, 1) {
-        group_end = Some(out.len());
-        if !write_term(key, &mut out, 1) {
-            group_end = None;
-        }
-    }
-    if group_end.is_none() {
-        out.clear();
-        out.extend_from_slice(encode(gk)?.as_slice());
-    }
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&PAIR_HEADER);
+    write_element(group, &mut out)?;
+    let group_end = out.len();
+    write_element(key, &mut out)?;
     let hash = HASHER.hash_one(&out[..]);
     Ok((out, hash, group_end))
 }
@@ -249,22 +305,17 @@ pub fn group_bytes(key: &[u8], end: usize) -> &[u8] {
     key.get(PAIR_HEADER.len()..end).unwrap_or_default()
 }
 
-/// `group`'s encoding as [`group_bytes`] finds it in its keys, when
-/// [`write_term`] writes it (none for a group of other terms: its keys are
-/// written by `enif_term_to_binary`, and never counted in
-/// [`crate::coalesce::Misses`]).
-pub fn group_encoding(group: Term<'_>) -> Option<Vec<u8>> {
+/// `group`'s encoding, as [`group_bytes`] finds it in its keys.
+pub fn group_encoding(group: Term<'_>) -> NifResult<Vec<u8>> {
     let mut out = Vec::with_capacity(32);
-    write_term(group, &mut out, 1).then_some(out)
+    write_element(group, &mut out)?;
+    Ok(out)
 }
 
-/// The bytes every key of `group` starts with: a 2-tuple's header
-/// (SMALL_TUPLE_EXT, arity 2) and the group's encoding, without the
-/// version byte of each.
+/// The bytes every key of `group` starts with: the version byte, a
+/// 2-tuple's header (SMALL_TUPLE_EXT, arity 2) and the group's encoding.
 pub fn group_prefix(group: Term<'_>) -> NifResult<Vec<u8>> {
-    let enc = encode(group)?;
-    let mut prefix = Vec::with_capacity(enc.len() + 2);
-    prefix.extend_from_slice(&PAIR_HEADER);
-    prefix.extend_from_slice(enc.get(1..).unwrap_or_default());
+    let mut prefix = PAIR_HEADER.to_vec();
+    write_element(group, &mut prefix)?;
     Ok(prefix)
 }

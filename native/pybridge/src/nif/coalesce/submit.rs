@@ -83,8 +83,8 @@ fn coalesce_submit<'a>(
     };
     let taken = TABLE.take(&flight);
     let nobody = taken.as_ref().is_none_or(|t| t.joiners.is_empty());
-    if let (true, true, Some(end)) = (count && nobody, !is_error(env, reply), group_end) {
-        MISSES.count(group_bytes(flight.key(), end));
+    if count && nobody && !is_error(env, reply) {
+        MISSES.count(group_bytes(flight.key(), group_end));
         return Ok(answer);
     }
     let joined = match &taken {
@@ -119,17 +119,15 @@ fn is_error<'a>(env: Env<'a>, reply: Term<'a>) -> bool {
 
 /// The misses of `group` counted by `coalesce_submit/6`.
 #[rustler::nif]
-fn coalesce_misses(group: Term<'_>) -> u64 {
-    group_encoding(group).map_or(0, |g| MISSES.get(&g))
+fn coalesce_misses(group: Term<'_>) -> NifResult<u64> {
+    Ok(MISSES.get(&group_encoding(group)?))
 }
 
 /// Zeroes the misses of `group` counted by `coalesce_submit/6`.
 #[rustler::nif]
-fn coalesce_reset_misses(group: Term<'_>) -> rustler::Atom {
-    if let Some(g) = group_encoding(group) {
-        MISSES.reset(&g);
-    }
-    atoms::ok()
+fn coalesce_reset_misses(group: Term<'_>) -> NifResult<rustler::Atom> {
+    MISSES.reset(&group_encoding(group)?);
+    Ok(atoms::ok())
 }
 
 /// Every group's misses counted by `coalesce_submit/6`, as `[{group, n}]`,
