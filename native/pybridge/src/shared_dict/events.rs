@@ -63,8 +63,29 @@ impl SharedDict {
     /// (all of a batch counted first: a listener never sees an event that
     /// `stats` does not count yet).
     pub(super) fn raise(&self, events: &[RawEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        self.count(events);
+        self.hand_over(events);
+    }
+
+    /// Counts `events` in the stats and hands them to nobody: the events
+    /// of a write that nothing on this node heard of when it began, which
+    /// the backend raises only after the write returned (Redis). A
+    /// listener added since must not hear of it (it was added after the
+    /// write returned, or while it ran), and none that was there then
+    /// wanted it.
+    pub(crate) fn raise_unheard(&self, events: &[RawEvent]) {
+        if !events.is_empty() {
+            self.count(events);
+        }
+    }
+
+    #[inline]
+    fn count(&self, events: &[RawEvent]) {
         match events {
-            [] => return,
+            [] => {}
             // A write's one event: one counter.
             [one] if one.kind != EventKind::Expire => self.stats.record_one(one.kind),
             _ => {
@@ -78,6 +99,11 @@ impl SharedDict {
                     .record(events.iter().map(|e| (e.kind, &*e.key)), wall);
             }
         }
+    }
+
+    /// Hands counted `events` to telemetry and the listeners.
+    #[inline]
+    fn hand_over(&self, events: &[RawEvent]) {
         // One relaxed load when nobody listens to telemetry.
         if telemetry::enabled() {
             telemetry::emit(self, events);

@@ -182,7 +182,14 @@ impl SharedDict {
             // Nothing to list but a write that meets an expired key.
             Events::counting()
         } else {
-            Events::listing(EVENTS.with(std::cell::Cell::take))
+            let mut events = Events::listing(EVENTS.with(std::cell::Cell::take));
+            // Read before the operation, as for a put (see `put_at`): a
+            // backend whose events come back later waits for them only
+            // when something hears of them.
+            if self.blocking && !self.heard() {
+                events.unheard();
+            }
+            events
         };
         let out = if self.gated {
             let _open = self.gate.read();
@@ -363,8 +370,10 @@ impl SharedDict {
         if self.destroyed.load(Ordering::Acquire) {
             return Err(done);
         }
+        // As `put_at`: read before the write.
+        let heard = self.heard();
         self.backend
-            .put_later(key, Found::new(value), expiry, cond, now, done)?;
+            .put_later(key, Found::new(value), expiry, cond, now, heard, done)?;
         // As `put_with`: a key with an expiry needs the sweeper.
         if let Expiry::At(_) = expiry {
             self.watch();
@@ -503,6 +512,9 @@ impl SharedDict {
 
     /// The dict's counters.
     pub fn stats(&self) -> Result<StatsSnapshot, DictError> {
+        // Every write that returned is counted (a backend that counts its
+        // writes as their events come back waits for those).
+        self.backend.settle();
         let now = now_ms();
         let (size, counted) = self.with(|b, _| b.len_and_counted_puts(now))?;
         let mut stats = self.stats.snapshot(size);

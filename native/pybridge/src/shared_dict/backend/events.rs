@@ -98,13 +98,16 @@ impl RawEvent {
 /// callback, no telemetry) the front asks for writes to be only counted,
 /// so that the common put copies no key and shares no value. Derefs to the
 /// list for every other event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Events {
     list: Vec<RawEvent>,
     /// Writes are counted, not listed (see above).
     counting: bool,
     /// Writes counted.
     counted: u64,
+    /// Whether anything on this node hears of the operation's events (see
+    /// [`Events::heard`]).
+    heard: bool,
 }
 
 impl Events {
@@ -114,6 +117,7 @@ impl Events {
             list,
             counting: false,
             counted: 0,
+            heard: true,
         }
     }
 
@@ -123,7 +127,24 @@ impl Events {
             list: Vec::new(),
             counting: true,
             counted: 0,
+            heard: false,
         }
+    }
+
+    /// Whether anything on this node heard of the dict's writes when the
+    /// operation began (a listener that wants events, or telemetry), as
+    /// the front read it: a backend whose events come back later (Redis)
+    /// makes the writer wait for them only then. `true` unless the front
+    /// said otherwise ([`Events::counting`], [`Events::unheard`]).
+    #[inline]
+    pub fn heard(&self) -> bool {
+        self.heard
+    }
+
+    /// Marks the operation as one nothing on this node hears of.
+    #[inline]
+    pub fn unheard(&mut self) {
+        self.heard = false;
     }
 
     /// Reports a write of `key`; `value` (the value written, as a read
@@ -154,6 +175,13 @@ impl Events {
     /// The list (to reuse its buffer).
     pub fn into_list(self) -> Vec<RawEvent> {
         self.list
+    }
+}
+
+impl Default for Events {
+    /// Every event listed, heard.
+    fn default() -> Events {
+        Events::listing(Vec::new())
     }
 }
 

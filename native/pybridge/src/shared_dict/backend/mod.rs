@@ -287,8 +287,10 @@ pub trait Backend: Send + Sync {
     /// Writes `key` like [`put`](Self::put) without waiting for the
     /// store: queues the write and returns; `done` gets its outcome later,
     /// on another thread. Does no I/O itself (a BEAM scheduler may call
-    /// it). `Err(done)`: not taken (this backend, or this write, goes
-    /// through [`put`](Self::put)); the default.
+    /// it). `heard`: whether anything on this node heard of the dict's
+    /// writes when this one began (see [`Events::heard`]). `Err(done)`:
+    /// not taken (this backend, or this write, goes through
+    /// [`put`](Self::put)); the default.
     #[allow(clippy::too_many_arguments)]
     fn put_later(
         &self,
@@ -297,6 +299,7 @@ pub trait Backend: Send + Sync {
         _expiry: Expiry,
         _cond: Condition,
         _now: Millis,
+        _heard: bool,
         done: PutDone,
     ) -> Result<(), PutDone> {
         Err(done)
@@ -401,6 +404,12 @@ pub trait Backend: Send + Sync {
     fn len_and_counted_puts(&self, now: Millis) -> Result<(usize, u64), DictError> {
         Ok((self.len(now)?, self.counted_puts()?))
     }
+
+    /// Waits until this node counted every write that returned so far (a
+    /// backend that counts its writes as their events come back, and lets
+    /// a write nothing hears of return before that: Redis); `stats` calls
+    /// it first. No wait by default.
+    fn settle(&self) {}
 
     /// Called once the dict's front exists: a backend that learns of
     /// changes made elsewhere (another node) raises them through it.

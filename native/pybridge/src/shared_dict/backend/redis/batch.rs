@@ -15,9 +15,10 @@
 //!   conflict, the removed value) and its own event, as if it had run
 //!   alone.
 //! * Each writer is answered only after Redis answered for the whole batch
-//!   (and its node raised the batch's events, see
-//!   [`Shared::wait_raised`](super::Shared::wait_raised)): what an `:ok`
-//!   promises is unchanged. A batch whose call failed fails for every
+//!   (and, when something on its node heard of one of the batch's writes,
+//!   its node raised the batch's events, see
+//!   [`Shared::written`](super::Shared::written)): what an `:ok` promises
+//!   is unchanged. A batch whose call failed fails for every
 //!   writer in it, with the same error a lone write would get (after a lost
 //!   connection its writes may or may not have been applied, as for one).
 //! * A dict lives on one hash slot, so a batch is one slot: Redis Cluster
@@ -34,10 +35,10 @@
 //!   a value above [`big::BIG`] is never batched (it gets its own deadline).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use redis::{Connection, Value};
 
 use super::{big, scripts, Shared};
@@ -69,11 +70,16 @@ pub enum Op {
         cond: &'static str,
         /// The expected version header (empty: missing).
         expected: String,
+        /// Nothing on this node heard of it: its events are marked
+        /// ([`Shared::written`](super::Shared::written)).
+        quiet: bool,
     },
     Remove {
         key: String,
         /// Where a record too big for the reply is parked.
         park: String,
+        /// As for a put.
+        quiet: bool,
     },
 }
 
@@ -82,6 +88,12 @@ impl Op {
         match self {
             Op::Put { body, .. } => body.len(),
             Op::Remove { .. } => 0,
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        match self {
+            Op::Put { quiet, .. } | Op::Remove { quiet, .. } => *quiet,
         }
     }
 }
@@ -168,9 +180,47 @@ pub struct Batcher {
     /// Signalled when a batch in flight came back.
     turn: Condvar,
     max_in_flight: usize,
+    /// Whether [`write_later`](Batcher::write_later) would queue a write,
+    /// as of the queue's last unlock ([`Locked`] keeps it), so that
+    /// [`busy`](Batcher::busy) takes no lock.
+    queues: AtomicBool,
     /// Script calls sent, and the writes they carried.
     pub sent: AtomicU64,
     pub writes: AtomicU64,
+}
+
+/// The queue, locked: when unlocked (dropped, or waiting on
+/// [`Batcher::turn`] through [`Batcher::wait`]) it leaves the hint
+/// [`Batcher::queues`] current.
+struct Locked<'a> {
+    q: MutexGuard<'a, Queue>,
+    batcher: &'a Batcher,
+}
+
+impl Locked<'_> {
+    fn hint(&self) {
+        let queues = self.batcher.would_queue(&self.q);
+        self.batcher.queues.store(queues, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Queue;
+    fn deref(&self) -> &Queue {
+        &self.q
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Queue {
+        &mut self.q
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.hint();
+    }
 }
 
 impl Batcher {
@@ -179,28 +229,49 @@ impl Batcher {
             queue: Mutex::new(Queue::default()),
             turn: Condvar::new(),
             max_in_flight: pool_size.clamp(1, MAX_IN_FLIGHT),
+            queues: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             writes: AtomicU64::new(0),
         }
     }
 
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            q: self.queue.lock(),
+            batcher: self,
+        }
+    }
+
+    /// Waits for [`turn`](Self::turn) (unlocking the queue meanwhile).
+    fn wait(&self, q: &mut Locked<'_>) {
+        q.hint();
+        self.turn.wait(&mut q.q);
+    }
+
+    /// Whether [`write_later`](Self::write_later) queues a write now: a
+    /// batch is on its way (all that may be) or one is forming behind it,
+    /// and the dict is open.
+    fn would_queue(&self, q: &Queue) -> bool {
+        !q.stop && (q.in_flight >= self.max_in_flight || !q.forming.is_empty())
+    }
+
     /// Holds every batch back (as if all in flight), for tests.
     #[cfg(test)]
     pub fn hold(&self) {
-        self.queue.lock().in_flight += self.max_in_flight;
+        self.lock().in_flight += self.max_in_flight;
     }
 
     /// Undoes [`hold`](Self::hold).
     #[cfg(test)]
     pub fn release(&self) {
-        self.queue.lock().in_flight -= self.max_in_flight;
+        self.lock().in_flight -= self.max_in_flight;
         self.turn.notify_all();
     }
 
     /// Writes waiting in forming batches, for tests.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
-        self.queue.lock().forming.iter().map(|b| b.ops.len()).sum()
+        self.lock().forming.iter().map(|b| b.ops.len()).sum()
     }
 
     fn send(&self, shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
@@ -217,7 +288,7 @@ impl Batcher {
             let t = big::big_timeout(op.bytes());
             return one(self.send(shared, vec![op], &|c, f| big::with_deadline(c, t, f)));
         }
-        let mut q = self.queue.lock();
+        let mut q = self.lock();
         if q.in_flight < self.max_in_flight && q.forming.is_empty() {
             q.in_flight += 1;
             drop(q);
@@ -249,15 +320,14 @@ impl Batcher {
                     return take(&done, 0);
                 }
             }
-            self.turn.wait(&mut q);
+            self.wait(&mut q);
         }
     }
 
-    /// Whether a write now would wait behind a batch on its way (a hint:
-    /// it may change at once).
+    /// Whether [`write_later`](Self::write_later) would queue a write now
+    /// (a hint: it may change at once; it takes no lock).
     pub fn busy(&self) -> bool {
-        let q = self.queue.lock();
-        q.in_flight >= self.max_in_flight || !q.forming.is_empty()
+        self.queues.load(Ordering::Relaxed)
     }
 
     /// Queues `op` behind the batch on its way to Redis, for the batcher's
@@ -276,8 +346,8 @@ impl Batcher {
         if bytes > big::BIG {
             return Err(later);
         }
-        let mut q = self.queue.lock();
-        if q.stop || (q.in_flight < self.max_in_flight && q.forming.is_empty()) {
+        let mut q = self.lock();
+        if !self.would_queue(&q) {
             // Nothing to wait behind: the caller sends it at once itself
             // (through `write`), sooner than a hand-over to the thread.
             return Err(later);
@@ -306,7 +376,7 @@ impl Batcher {
     }
 
     /// Puts a new batch holding `op` in line; its id.
-    fn start(&self, q: &mut Queue, op: Op, later: Option<Later>, by_thread: bool) -> u64 {
+    fn start(&self, q: &mut Locked<'_>, op: Op, later: Option<Later>, by_thread: bool) -> u64 {
         q.next_id += 1;
         let id = q.next_id;
         let bytes = op.bytes();
@@ -324,7 +394,7 @@ impl Batcher {
     /// The batcher's thread: sends the batches started by writers that do
     /// not wait, in their turn, until the dict is closed.
     fn thread(&self, shared: &Shared) {
-        let mut q = self.queue.lock();
+        let mut q = self.lock();
         loop {
             if q.stop && !q.forming.iter().any(|b| b.by_thread) {
                 // Closed, and every write it was given sent.
@@ -336,17 +406,17 @@ impl Batcher {
                 if let Some(b) = q.forming.pop_front() {
                     drop(q);
                     self.run(shared, b);
-                    q = self.queue.lock();
+                    q = self.lock();
                     continue;
                 }
             }
-            self.turn.wait(&mut q);
+            self.wait(&mut q);
         }
     }
 
     /// Ends the batcher's thread once it sent what it was given.
     pub fn stop(&self) {
-        self.queue.lock().stop = true;
+        self.lock().stop = true;
         self.turn.notify_all();
     }
 
@@ -354,11 +424,13 @@ impl Batcher {
     /// writers: those that do not wait through their callbacks, the
     /// others through its `done`.
     fn run(&self, shared: &Shared, b: Forming) {
+        let heard = b.ops.iter().any(|op| !op.quiet());
         let out = self.send(shared, b.ops, &|c, f| f(c));
         self.came_back();
-        // Once for the batch: its writers then find their events raised.
+        // Once for the batch: its writers then find their events raised
+        // (when one of them was heard of; else nobody waits).
         if let Ok((_, last)) = &out {
-            shared.wait_raised(last);
+            shared.written(last, heard);
         }
         let mut out = out;
         let later: Vec<_> = b
@@ -390,7 +462,7 @@ impl Batcher {
     /// so a lone writer's send costs no wake-up of the idle thread (a
     /// futex call and a thread switch per put on a 2-core host).
     fn came_back(&self) {
-        let mut q = self.queue.lock();
+        let mut q = self.lock();
         q.in_flight -= 1;
         let waiting = !q.forming.is_empty();
         drop(q);
@@ -432,10 +504,10 @@ fn send(shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
         let keys = &shared.keys;
         let declared = ops.iter().flat_map(|op| match op {
             Op::Put { key, .. } => [Some(keys.value(key)), None],
-            Op::Remove { key, park } => [Some(keys.value(key)), Some(park.clone())],
+            Op::Remove { key, park, .. } => [Some(keys.value(key)), Some(park.clone())],
         });
         let mut inv = keys.invoke(&scripts::WRITES, declared.flatten());
-        inv.arg(big::BIG);
+        inv.arg(big::BIG).arg(&shared.tag);
         for op in &ops {
             match op {
                 Op::Put {
@@ -444,16 +516,18 @@ fn send(shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
                     mode,
                     cond,
                     expected,
+                    quiet,
                 } => inv
-                    .arg("p")
+                    .arg(if *quiet { "P" } else { "p" })
                     .arg(key)
                     .arg(body)
                     .arg(mode)
                     .arg(*cond)
                     .arg(expected),
-                Op::Remove { key, .. } => {
-                    inv.arg("d").arg(key).arg(big::PARK_TTL.as_millis() as u64)
-                }
+                Op::Remove { key, quiet, .. } => inv
+                    .arg(if *quiet { "D" } else { "d" })
+                    .arg(key)
+                    .arg(big::PARK_TTL.as_millis() as u64),
             };
         }
         shared.pool.run(|c| call(c, &mut |c| inv.invoke(c)))

@@ -158,6 +158,9 @@ struct Entry {
     kind: EventKind,
     key: Arc<str>,
     carried: Carried,
+    /// Written by this dict while nothing here heard of its writes (it
+    /// carries our tag): only counted (see [`raise`]).
+    unheard: bool,
 }
 
 /// What one `XREAD` brought: events, released locks, and the last id.
@@ -171,7 +174,7 @@ fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent
     if want {
         let mut names: Vec<Arc<str>> = entries
             .iter()
-            .filter(|e| matches!(e.carried, Carried::Version(_)))
+            .filter(|e| !e.unheard && matches!(e.carried, Carried::Version(_)))
             .map(|e| e.key.clone())
             .collect();
         names.sort();
@@ -191,7 +194,7 @@ fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent
         .into_iter()
         .map(|e| {
             let value = match e.carried {
-                _ if !want => None,
+                _ if !want || e.unheard => None,
                 Carried::Nothing => None,
                 Carried::Body(b) => codec::decode(&b).ok().map(Arc::new),
                 Carried::Version(v) => fetched
@@ -204,7 +207,29 @@ fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent
         .collect()
 }
 
-fn read(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<Batch> {
+/// Raises `events` through `d` in order: those of `unheard` writes (our
+/// own, that nothing here heard of when they began and that returned
+/// without waiting for them) are only counted. A listener added since must
+/// not hear of them, as on the in-process stores (it came after the write
+/// returned, or while it ran), and none was there when it began.
+fn raise(d: &SharedDict, events: &[RawEvent], unheard: &[bool]) {
+    let mut start = 0;
+    while start < events.len() {
+        let quiet = unheard[start];
+        let end = unheard[start..]
+            .iter()
+            .position(|&q| q != quiet)
+            .map_or(events.len(), |n| start + n);
+        if quiet {
+            d.raise_unheard(&events[start..end]);
+        } else {
+            d.raise(&events[start..end]);
+        }
+        start = end;
+    }
+}
+
+fn read(c: &mut Connection, stream: &str, last: &str, tag: &str) -> redis::RedisResult<Batch> {
     let v: Value = redis::cmd("XREAD")
         .arg("COUNT")
         .arg(READ_COUNT)
@@ -239,6 +264,7 @@ fn read(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<Batc
             count += 1;
             newest = as_string(id);
             let (mut kind, mut key, mut carried) = (None, None, Carried::Nothing);
+            let mut unheard = false;
             for f in fields.chunks(2) {
                 match (as_string(&f[0]).as_deref(), f.get(1)) {
                     (Some("e"), Some(v)) => kind = as_string(v),
@@ -249,6 +275,7 @@ fn read(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<Batc
                             carried = Carried::Version(n);
                         }
                     }
+                    (Some("q"), Some(Value::BulkString(t))) => unheard = t == tag.as_bytes(),
                     _ => {}
                 }
             }
@@ -269,6 +296,7 @@ fn read(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<Batc
                 kind,
                 key: Arc::from(key),
                 carried,
+                unheard,
             });
         }
     }
@@ -321,7 +349,7 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
                     p
                 }
             };
-            let (events, unlocked, newest_id, count) = read(c, &stream, &p.id)?;
+            let (events, unlocked, newest_id, count) = read(c, &stream, &p.id, &shared.tag)?;
             if let Some(id) = newest_id {
                 p.id = id;
                 p.seq += count as u64;
@@ -333,8 +361,9 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
             }
             if let Some(d) = dict.upgrade() {
                 if !events.is_empty() {
+                    let unheard: Vec<bool> = events.iter().map(|e| e.unheard).collect();
                     let events = with_values(shared, events, d.wants_values());
-                    d.raise(&events);
+                    raise(&d, &events, &unheard);
                 }
                 if !unlocked.is_empty() {
                     d.remote_unlocked(&unlocked);

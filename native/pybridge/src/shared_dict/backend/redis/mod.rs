@@ -24,12 +24,19 @@
 //! * Events: each node's [`follower`] reads the stream from the last id it
 //!   saw and raises what it reads, local writes included, so every node
 //!   sees every event once and in the server's order, also across a lost
-//!   connection. A write waits until its own node has raised its events
-//!   ([`Shared::wait_raised`]), so they reach local listeners before it
-//!   returns, as on the in-process stores. The stream keeps about [`EVENT_STREAM_CAP`] entries; a
-//!   follower that falls further behind than that (a long disconnect under
-//!   heavy writes) misses the trimmed ones and counts them in
-//!   `events_missed` (it can tell from the stream's `entries-added`).
+//!   connection. A write that something on its node hears of (a listener
+//!   that wants events, telemetry) waits until its node has raised its
+//!   events ([`Shared::wait_raised`]), so they reach local listeners
+//!   before it returns, as on the in-process stores. One that nothing
+//!   there hears of returns at once: its events carry its dict's tag
+//!   ([`Shared::tag`]), and that dict's follower only counts them (a
+//!   listener added after the write returned never hears of it, as on the
+//!   in-process stores; other nodes raise them as usual); `stats` waits
+//!   until they are counted ([`Shared::settle`]). The stream keeps about
+//!   [`EVENT_STREAM_CAP`] entries; a follower that falls further behind
+//!   than that (a long disconnect under heavy writes) misses the trimmed
+//!   ones and counts them in `events_missed` (it can tell from the
+//!   stream's `entries-added`).
 //! * Expire events: see [`scripts`]; exactly one script removes a due key
 //!   from `exp`, and that script announces it.
 //! * Event values: an event carries the value written (or removed) when
@@ -61,6 +68,8 @@ mod reads_tests;
 mod scripts;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unheard_tests;
 mod writes;
 
 use std::collections::HashMap;
@@ -118,6 +127,15 @@ pub(crate) struct Shared {
     /// The id of the last stream entry this node's follower has raised.
     pub raised: Mutex<(u64, u64)>,
     raised_cv: Condvar,
+    /// The newest event of a write that returned without waiting for it
+    /// to be raised (nothing on this node heard of it): `stats` waits for
+    /// the follower to count up to it ([`Shared::settle`]).
+    unwaited: Mutex<(u64, u64)>,
+    /// Marks the events of this dict's writes that nothing here heard of
+    /// (field `q` of their stream entries): this dict's follower only
+    /// counts those; every other reader raises them as usual. One per
+    /// opened dict (two opened in one OS process are two nodes).
+    pub tag: String,
 }
 
 /// A stream id (`ms-seq`) as a comparable pair.
@@ -141,10 +159,15 @@ impl Shared {
     /// listeners and counters before the write returns, in the stream's
     /// order, as on the in-process stores. `""` (no event): no wait.
     pub(crate) fn wait_raised(&self, id: &str) {
-        if id.is_empty() || self.closed.load(Ordering::Acquire) {
+        if !id.is_empty() {
+            self.wait_raised_at(parse_id(id));
+        }
+    }
+
+    fn wait_raised_at(&self, want: (u64, u64)) {
+        if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let want = parse_id(id);
         let deadline = std::time::Instant::now() + RAISE_WAIT;
         let mut raised = self.raised.lock();
         while *raised < want {
@@ -154,6 +177,39 @@ impl Shared {
             }
         }
     }
+
+    /// A write whose last event is `id` is done: when something on this
+    /// node `heard` of the dict's writes as it began, once this node raised
+    /// its events ([`wait_raised`](Self::wait_raised)); else at once (its
+    /// events are marked with [`tag`](Self::tag): the follower counts
+    /// them and hands them to no listener), remembered for
+    /// [`settle`](Self::settle).
+    pub(crate) fn written(&self, id: &str, heard: bool) {
+        if heard {
+            self.wait_raised(id);
+        } else if !id.is_empty() {
+            let id = parse_id(id);
+            let mut unwaited = self.unwaited.lock();
+            *unwaited = (*unwaited).max(id);
+        }
+    }
+
+    /// Waits (at most [`RAISE_WAIT`]) until the follower counted the
+    /// events of every write that returned.
+    pub(crate) fn settle(&self) {
+        let unwaited = *self.unwaited.lock();
+        self.wait_raised_at(unwaited);
+    }
+}
+
+/// A tag unique to one opened dict (see [`Shared::tag`]).
+fn instance_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(node_id());
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", h.finish())
 }
 
 /// A dict kept in Redis.
@@ -221,6 +277,8 @@ impl Redis {
             lease: Mutex::new(LOCK_LEASE),
             raised: Mutex::new((0, 0)),
             raised_cv: Condvar::new(),
+            unwaited: Mutex::new((0, 0)),
+            tag: instance_tag(),
         });
         // Answers now, or the open fails. A keyed command: on a cluster it
         // finds the dict's node (MOVED) before the first real one.
@@ -332,10 +390,10 @@ impl Backend for Redis {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
-        _events: &mut Events,
+        events: &mut Events,
     ) -> Result<u64, DictError> {
         // Events come back through the stream (see the follower).
-        self.put_record(key, &item, expiry, cond, now)
+        self.put_record(key, &item, expiry, cond, now, events.heard())
     }
 
     fn would_queue_put(&self) -> bool {
@@ -349,9 +407,15 @@ impl Backend for Redis {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
+        heard: bool,
         done: PutDone,
     ) -> Result<(), PutDone> {
-        let op = match writes::put_op(key, &item, expiry, cond, now) {
+        // Checked again by `write_later`, under its lock; this look (an
+        // atomic load) spares the encoding of a put it would refuse.
+        if !self.batch.busy() {
+            return Err(done);
+        }
+        let op = match writes::put_op(key, &item, expiry, cond, now, heard) {
             Ok(op) => op,
             Err(e) => {
                 done(Err(e));
@@ -377,7 +441,7 @@ impl Backend for Redis {
         key: &str,
         f: &mut dyn FnMut(Option<&Stored>) -> Result<Stored, DictError>,
         now: Millis,
-        _events: &mut Events,
+        events: &mut Events,
     ) -> Result<Item, DictError> {
         // Optimistic: read, compute, write if the version is still the one
         // read; again when another writer came first.
@@ -388,7 +452,7 @@ impl Backend for Redis {
             };
             let new = Arc::new(f(current.as_ref().map(|(item, _)| &**item))?);
             let cond = Condition::Version(current.as_ref().map(|(_, v)| *v));
-            match self.put_record(key, &new, Expiry::Keep, cond, now) {
+            match self.put_record(key, &new, Expiry::Keep, cond, now, events.heard()) {
                 Ok(_) => return Ok(new),
                 Err(DictError::Conflict) => continue,
                 Err(e) => return Err(e),
@@ -401,9 +465,9 @@ impl Backend for Redis {
         &self,
         key: &str,
         _now: Millis,
-        _events: &mut Events,
+        events: &mut Events,
     ) -> Result<Option<Item>, DictError> {
-        self.remove_record(key)
+        self.remove_record(key, events.heard())
     }
 
     fn keys(&self, _now: Millis) -> Result<Vec<Arc<str>>, DictError> {
@@ -463,6 +527,10 @@ impl Backend for Redis {
 
     fn sweep(&self, _now: Millis, max: usize, _events: &mut Events) -> Result<usize, DictError> {
         Redis::reap(&self.shared, true, max)
+    }
+
+    fn settle(&self) {
+        self.shared.settle();
     }
 
     fn next_expiry(&self) -> Option<Millis> {

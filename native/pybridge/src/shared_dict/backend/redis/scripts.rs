@@ -31,7 +31,8 @@
 //! removed (delete, expire, when Redis had not yet dropped it) in `v` when
 //! its encoding is at most ARGV 3 bytes long; a bigger put carries its
 //! version in `n` instead, and a follower reads the value if it is still
-//! that version.
+//! that version. `q`: the tag of the dict that wrote it, when nothing on
+//! its node heard of the write (see [`WRITES`]).
 
 use std::sync::LazyLock;
 
@@ -44,11 +45,17 @@ local function now_ms()
 end
 local LAST = ''
 local INLINE = tonumber(ARGV[3])
+-- The tag of the writer's dict when nothing there heard of this write.
+local QUIET = false
 local function event(kind, key, body, ver)
-  if body and #body <= INLINE then
-    LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key, 'v', body)
-  elseif ver then
-    LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key, 'n', ver)
+  local f, v = nil, nil
+  if body and #body <= INLINE then f, v = 'v', body elseif ver then f, v = 'n', ver end
+  if f and QUIET then
+    LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key, f, v, 'q', QUIET)
+  elseif f then
+    LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key, f, v)
+  elseif QUIET then
+    LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key, 'q', QUIET)
   else
     LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key)
   end
@@ -98,14 +105,17 @@ fn script(body: &str) -> Script {
 
 /// A batch of puts and removals (see [`super::batch`]), applied in order,
 /// each announcing itself as its own event. ARGV 4: the byte budget of the
-/// removed records the reply carries; then per write, its kind and
-/// arguments, and in KEYS from 6 on its keys, in the same order:
+/// removed records the reply carries, 5: the writer's tag
+/// ([`super::Shared::tag`]); then per write, its kind and arguments, and in
+/// KEYS from 6 on its keys, in the same order (a kind in capitals: a write
+/// nothing on its node heard of; its events, and the expire event of a
+/// key it meets expired, carry the tag in `q`):
 ///
-/// * put: ARGV `p`, key, record body, expiry (`keep`, `never` or ms from
+/// * put: ARGV `p` (or `P`), key, record body, expiry (`keep`, `never` or ms from
 ///   now), condition (`always`, `absent`, `ver`), expected version header
 ///   (empty: missing); KEYS its value key. Its answer: the new version, or
 ///   -1 (exists) or -2 (conflict).
-/// * remove: ARGV `d`, key, parked-record lifetime (ms); KEYS its value key
+/// * remove: ARGV `d` (or `D`), key, parked-record lifetime (ms); KEYS its value key
 ///   and a fresh parking key. Its answer: the removed record, or its size
 ///   when it did not fit the budget (it is then renamed to the parking
 ///   key, which expires after that lifetime), or nil (missing).
@@ -168,9 +178,11 @@ local function remove(key, vkey, park, park_ms)
   return out
 end
 local out = {''}
-local i, k = 5, 6
+local i, k = 6, 6
 while i <= #ARGV do
-  if ARGV[i] == 'p' then
+  local kind = ARGV[i]
+  QUIET = (kind == 'P' or kind == 'D') and ARGV[5]
+  if kind == 'p' or kind == 'P' then
     out[#out + 1] = put(ARGV[i + 1], KEYS[k], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
     i, k = i + 6, k + 1
   else

@@ -9,7 +9,8 @@ use crate::shared_dict::{DictError, Stored};
 
 impl Redis {
     /// Writes `key` under `cond` (alone or in a batch); its new version,
-    /// once this node raised its event.
+    /// once this node raised its event when something here `heard` of the
+    /// dict's writes (see [`Shared::written`](super::Shared::written)).
     pub(super) fn put_record(
         &self,
         key: &str,
@@ -17,21 +18,24 @@ impl Redis {
         expiry: Expiry,
         cond: Condition,
         now: Millis,
+        heard: bool,
     ) -> Result<u64, DictError> {
-        let op = put_op(key, item, expiry, cond, now)?;
+        let op = put_op(key, item, expiry, cond, now, heard)?;
         let (out, id) = self.batch.write(&self.shared, op)?;
-        self.shared.wait_raised(&id);
+        self.shared.written(&id, heard);
         put_answer(out)
     }
 
-    /// Removes `key`; its record when it was there.
-    pub(super) fn remove_record(&self, key: &str) -> Result<Option<Item>, DictError> {
+    /// Removes `key`; its record when it was there (as
+    /// [`put_record`](Self::put_record) for its event).
+    pub(super) fn remove_record(&self, key: &str, heard: bool) -> Result<Option<Item>, DictError> {
         // A big record is parked under a key of its own rather than sent
         // back by the script (see [`big`]).
         let park = self.shared.keys.park(self.shared.node);
         let op = batch::Op::Remove {
             key: key.to_owned(),
             park: park.clone(),
+            quiet: !heard,
         };
         let (rec, id) = self.batch.write(&self.shared, op)?;
         let rec = match rec {
@@ -43,7 +47,7 @@ impl Redis {
             )?),
             _ => None,
         };
-        self.shared.wait_raised(&id);
+        self.shared.written(&id, heard);
         match rec {
             Some(rec) => Ok(Some(parse_record(&rec)?.0)),
             None => Ok(None),
@@ -51,13 +55,15 @@ impl Redis {
     }
 }
 
-/// The batched write of a put.
+/// The batched write of a put (`heard`: see
+/// [`Shared::written`](super::Shared::written)).
 pub(super) fn put_op(
     key: &str,
     item: &Stored,
     expiry: Expiry,
     cond: Condition,
     now: Millis,
+    heard: bool,
 ) -> Result<batch::Op, DictError> {
     let body = codec::encode(item).map_err(|e| DictError::Unstorable(e.to_string()))?;
     let mode = match expiry {
@@ -77,6 +83,7 @@ pub(super) fn put_op(
         mode,
         cond,
         expected,
+        quiet: !heard,
     })
 }
 

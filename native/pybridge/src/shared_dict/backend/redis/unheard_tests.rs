@@ -1,0 +1,193 @@
+//! Writes that nothing on their node hears of (no listener that wants
+//! events, no telemetry), against a real `redis-server`: they return
+//! without waiting for their node to raise their events, a listener added
+//! afterwards never hears of them, `stats` still counts them, and every
+//! other node raises them as usual.
+//!
+//! With latches, not a clock: the test holds the writer's follower (the
+//! lock it records its progress under, once it raised another node's
+//! write: it then reads nothing more); the writes must return meanwhile,
+//! and a listener added meanwhile, after they returned, must not hear of
+//! them once the follower goes on.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::batch::Batcher;
+use super::tests::TestServer;
+use super::{Redis, Shared};
+use crate::convert::Value;
+use crate::shared_dict::{
+    Condition, DictError, EventKind, Expiry, Item, Listener, PutDone, SharedDict, Stored,
+};
+
+#[derive(Default)]
+struct Seen(Mutex<Vec<(EventKind, String)>>);
+
+impl Listener for Seen {
+    fn event(&self, kind: EventKind, key: &str, _value: Option<&Item>) {
+        self.0.lock().push((kind, key.to_owned()));
+    }
+}
+
+impl Seen {
+    fn all(&self) -> Vec<(EventKind, String)> {
+        self.0.lock().clone()
+    }
+}
+
+/// One node's view of the dict `name`, nobody listening.
+fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<Shared>, Arc<Batcher>) {
+    let r = Redis::open(url, "t", Some(name), 4).expect("opens");
+    let (shared, batcher) = (r.shared.clone(), r.batch.clone());
+    let d = SharedDict::with_backend(None, Box::new(r)).expect("dict");
+    (d, shared, batcher)
+}
+
+fn int(v: i64) -> Stored {
+    Stored::Plain(Value::Int(v))
+}
+
+fn ev(kind: EventKind, key: &str) -> (EventKind, String) {
+    (kind, key.to_owned())
+}
+
+/// Waits (up to 10 s) until `f` holds: a latch on state, not a timing.
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Holds `a`'s follower: locks what it records its progress under, then
+/// lets it raise a write of `b` (another node): it then waits there, having
+/// read nothing after that write, until the guard is dropped.
+fn hold_follower<'s>(
+    a: &Arc<SharedDict>,
+    shared: &'s Shared,
+    b: &Arc<SharedDict>,
+) -> MutexGuard<'s, (u64, u64)> {
+    let held = shared.raised.lock();
+    let before = a.stats.snapshot(0).puts;
+    b.put("w0", int(0), None, Condition::Always).unwrap();
+    until("a's follower counted b's write", || {
+        a.stats.snapshot(0).puts > before
+    });
+    held
+}
+
+/// `f`'s result, run on another thread: it must come while this one holds
+/// a follower (a write that waited for it would never return).
+fn returns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("returned while its node raised nothing")
+}
+
+#[test]
+fn a_write_nothing_hears_of_returns_at_once_and_a_later_listener_never_hears_it() {
+    let server = TestServer::start();
+    let (a, shared_a, _) = node(&server.url(), "u1");
+    let (b, _, _) = node(&server.url(), "u1");
+    let seen_b = Arc::new(Seen::default());
+    b.listen(seen_b.clone()).unwrap();
+
+    let held = hold_follower(&a, &shared_a, &b);
+    let writes = {
+        let a = a.clone();
+        returns(move || {
+            (
+                a.put("k", int(1), None, Condition::Always),
+                a.take("k"),
+                a.put("k", int(2), None, Condition::Always),
+                a.incr("n", 1),
+            )
+        })
+    };
+    assert!(writes.0.is_ok() && writes.2.is_ok() && writes.3.is_ok());
+    assert!(writes.1.expect("taken").is_some());
+    // Added after they returned, before its node read them: hears none of
+    // them, only what follows.
+    let seen_a = Arc::new(Seen::default());
+    a.listen(seen_a.clone()).unwrap();
+    drop(held);
+
+    // Every write that returned is counted (b's included).
+    let stats = a.stats().unwrap();
+    assert_eq!((stats.puts, stats.deletes), (4, 1));
+
+    a.put("j", int(3), None, Condition::Always).unwrap();
+    // Heard of: raised before it returned.
+    assert_eq!(seen_a.all(), [ev(EventKind::Put, "j")]);
+    assert_eq!(a.stats().unwrap().puts, 5);
+
+    // Another node (another dict in this same OS process) raises them all,
+    // in order.
+    until("b raised all six", || seen_b.all().len() == 6);
+    assert_eq!(
+        seen_b.all(),
+        [
+            ev(EventKind::Put, "w0"),
+            ev(EventKind::Put, "k"),
+            ev(EventKind::Delete, "k"),
+            ev(EventKind::Put, "k"),
+            ev(EventKind::Put, "n"),
+            ev(EventKind::Put, "j"),
+        ]
+    );
+    assert_eq!(shared_a.events_missed.load(Ordering::Relaxed), 0);
+    a.destroy();
+    b.destroy();
+}
+
+#[test]
+fn a_queued_put_nothing_hears_of_is_answered_at_once_and_never_heard() {
+    let server = TestServer::start();
+    let (a, shared_a, batcher) = node(&server.url(), "u2");
+    let (b, _, _) = node(&server.url(), "u2");
+    let seen_b = Arc::new(Seen::default());
+    b.listen(seen_b.clone()).unwrap();
+
+    // Queued behind a batch "in flight", then sent by the batcher's thread.
+    batcher.hold();
+    let (tx, rx) = mpsc::channel::<Result<u64, DictError>>();
+    let done: PutDone = Box::new(move |out| {
+        let _ = tx.send(out);
+    });
+    let now = crate::shared_dict::now_ms();
+    let queued = a.put_later("k", int(1), Expiry::Never, Condition::Always, now, done);
+    assert!(queued.is_ok(), "queued");
+    let held = hold_follower(&a, &shared_a, &b);
+    let answer = returns(move || {
+        batcher.release();
+        rx.recv_timeout(Duration::from_secs(10)).expect("answered")
+    });
+    assert!(answer.is_ok());
+    let seen_a = Arc::new(Seen::default());
+    a.listen(seen_a.clone()).unwrap();
+    drop(held);
+    assert_eq!(a.stats().unwrap().puts, 2);
+
+    a.put("j", int(2), None, Condition::Always).unwrap();
+    assert_eq!(seen_a.all(), [ev(EventKind::Put, "j")]);
+    until("b raised all three", || seen_b.all().len() == 3);
+    assert_eq!(
+        seen_b.all(),
+        [
+            ev(EventKind::Put, "w0"),
+            ev(EventKind::Put, "k"),
+            ev(EventKind::Put, "j")
+        ]
+    );
+    a.destroy();
+    b.destroy();
+}
