@@ -16,6 +16,11 @@
 //! failover in progress) make it try again shortly. Reaping and lease
 //! renewal go through the pool, which follows redirections itself.
 //!
+//! While nothing on this node hears of the dict's events (no listener
+//! wants them, no telemetry: they are only counted), it pauses up to
+//! [`LAZY`] between reads that found some, so a stream of writes costs one
+//! read per pause rather than one per script call.
+//!
 //! Values: when a listener uses them (a Python callback), the follower hands it each
 //! event's value: decoded from the entry, or for a big put read from the
 //! key if it still holds the version written (see [`super::scripts`]).
@@ -39,6 +44,14 @@ const BLOCK: Duration = Duration::from_millis(100);
 const READ_COUNT: usize = 1024;
 /// How often the follower reaps when no expiry is known to be due sooner.
 const REAP_EVERY: Duration = Duration::from_millis(100);
+/// The pause between two reads that found events while nothing on this
+/// node hears of them (no listener wants events, no telemetry): what is
+/// written meanwhile is then read in one go, not one wake-up and one
+/// `XREAD` per script call. Ended early by a writer or `stats` waiting for
+/// the follower, and not taken while locks are contended here (see
+/// [`Shared::may_pause`](super::Shared::may_pause)); a listener added
+/// meanwhile hears of other nodes' events at most this much later.
+const LAZY: Duration = Duration::from_millis(10);
 
 /// Starts the follower of `dict`, reading events after the newest one now.
 pub(super) fn start(shared: Arc<Shared>, dict: Weak<SharedDict>) {
@@ -71,6 +84,24 @@ fn as_string(v: &Value) -> Option<String> {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
+    }
+}
+
+/// `v` as a string, moved out of it.
+fn into_string(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The bytes of a string reply (empty for anything else).
+fn bytes_of(v: &Value) -> &[u8] {
+    match v {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.as_bytes(),
+        _ => &[],
     }
 }
 
@@ -257,36 +288,39 @@ fn read(c: &mut Connection, stream: &str, last: &str, tag: &str) -> redis::Redis
             continue;
         };
         for entry in entries {
+            // Taken apart by value: the strings move out, uncopied.
             let Value::Array(parts) = entry else { continue };
-            let (Some(id), Some(Value::Array(fields))) = (parts.first(), parts.get(1)) else {
+            let mut parts = parts.into_iter();
+            let (Some(id), Some(Value::Array(fields))) = (parts.next(), parts.next()) else {
                 continue;
             };
             count += 1;
-            newest = as_string(id);
+            newest = into_string(id);
             let (mut kind, mut key, mut carried) = (None, None, Carried::Nothing);
             let mut unheard = false;
-            for f in fields.chunks(2) {
-                match (as_string(&f[0]).as_deref(), f.get(1)) {
-                    (Some("e"), Some(v)) => kind = as_string(v),
-                    (Some("k"), Some(v)) => key = as_string(v),
-                    (Some("v"), Some(Value::BulkString(b))) => carried = Carried::Body(b.clone()),
-                    (Some("n"), Some(v)) => {
-                        if let Some(n) = as_u64(v) {
+            let mut fields = fields.into_iter();
+            while let (Some(name), Some(v)) = (fields.next(), fields.next()) {
+                match (bytes_of(&name), v) {
+                    (b"e", Value::BulkString(v)) => kind = v.first().copied(),
+                    (b"k", v) => key = into_string(v),
+                    (b"v", Value::BulkString(b)) => carried = Carried::Body(b),
+                    (b"n", v) => {
+                        if let Some(n) = as_u64(&v) {
                             carried = Carried::Version(n);
                         }
                     }
-                    (Some("q"), Some(Value::BulkString(t))) => unheard = t == tag.as_bytes(),
+                    (b"q", Value::BulkString(t)) => unheard = t == tag.as_bytes(),
                     _ => {}
                 }
             }
             let (Some(kind), Some(key)) = (kind, key) else {
                 continue;
             };
-            let kind = match kind.as_str() {
-                "p" => EventKind::Put,
-                "d" => EventKind::Delete,
-                "e" => EventKind::Expire,
-                "u" => {
+            let kind = match kind {
+                b'p' => EventKind::Put,
+                b'd' => EventKind::Delete,
+                b'e' => EventKind::Expire,
+                b'u' => {
                     unlocked.push(key);
                     continue;
                 }
@@ -340,7 +374,8 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
                 }
             },
         };
-        let step = (|| -> redis::RedisResult<()> {
+        // Ok(true): pause before the next read (see `LAZY`).
+        let step = (|| -> redis::RedisResult<bool> {
             let p = match pos.as_mut() {
                 Some(p) => p,
                 None => {
@@ -359,7 +394,9 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
                 let n = missed(c, &stream, p)?;
                 shared.events_missed.fetch_add(n, Ordering::Relaxed);
             }
+            let mut lazy = false;
             if let Some(d) = dict.upgrade() {
+                lazy = count > 0 && count < READ_COUNT && !d.heard() && shared.may_pause();
                 if !events.is_empty() {
                     let unheard: Vec<bool> = events.iter().map(|e| e.unheard).collect();
                     let events = with_values(shared, events, d.wants_values());
@@ -386,8 +423,11 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
                 last_renew = Instant::now();
                 let _ = locks::renew(shared);
             }
-            Ok(())
+            Ok(lazy)
         })();
+        if let Ok(true) = step {
+            shared.pause(LAZY);
+        }
         if let Err(err) = step {
             match pool::redirect_of(&err) {
                 // The dict's slot lives elsewhere now: read there.

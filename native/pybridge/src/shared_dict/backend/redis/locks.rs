@@ -115,7 +115,12 @@ impl SharedLocks for Redis {
                 shared.held.lock().insert(key.to_owned(), holder);
                 Ok(Ok(()))
             }
-            Value::BulkString(t) => Ok(Err(holder_of(shared.node, &String::from_utf8_lossy(&t)))),
+            Value::BulkString(t) => {
+                // Someone here may now wait for its release: the follower
+                // reads promptly again (see `Shared::contended`).
+                shared.contended();
+                Ok(Err(holder_of(shared.node, &String::from_utf8_lossy(&t))))
+            }
             other => Err(DictError::Backend(format!(
                 "unexpected lock reply {other:?}"
             ))),

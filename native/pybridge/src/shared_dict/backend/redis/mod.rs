@@ -131,6 +131,15 @@ pub(crate) struct Shared {
     /// to be raised (nothing on this node heard of it): `stats` waits for
     /// the follower to count up to it ([`Shared::settle`]).
     unwaited: Mutex<(u64, u64)>,
+    /// Set to end the follower's pause between reads at once (see
+    /// [`Shared::pause`]).
+    nudged: Mutex<bool>,
+    nudge_cv: Condvar,
+    /// When a lock of this dict was last found held by another (ms since
+    /// the dict opened, +1; 0: never): this node may have waiters for its
+    /// release, which the follower then announces without pausing.
+    contended_at: AtomicU64,
+    opened: std::time::Instant,
     /// Marks the events of this dict's writes that nothing here heard of
     /// (field `q` of their stream entries): this dict's follower only
     /// counts those; every other reader raises them as usual. One per
@@ -165,9 +174,10 @@ impl Shared {
     }
 
     fn wait_raised_at(&self, want: (u64, u64)) {
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) || *self.raised.lock() >= want {
             return;
         }
+        self.nudge();
         let deadline = std::time::Instant::now() + RAISE_WAIT;
         let mut raised = self.raised.lock();
         while *raised < want {
@@ -192,6 +202,42 @@ impl Shared {
             let mut unwaited = self.unwaited.lock();
             *unwaited = (*unwaited).max(id);
         }
+    }
+
+    /// Ends the follower's [`pause`](Self::pause) at once: someone waits
+    /// for it.
+    fn nudge(&self) {
+        *self.nudged.lock() = true;
+        self.nudge_cv.notify_one();
+    }
+
+    /// The follower's pause between two reads while nothing on this node
+    /// hears of the dict's writes: up to `most`, or until a writer or
+    /// `stats` waits for it ([`nudge`](Self::nudge)).
+    pub(crate) fn pause(&self, most: Duration) {
+        let mut nudged = self.nudged.lock();
+        if !*nudged {
+            self.nudge_cv.wait_for(&mut nudged, most);
+        }
+        *nudged = false;
+    }
+
+    /// A lock was found held by another: waiters here may wait for its
+    /// release, so the follower reads without pausing for a while
+    /// ([`may_pause`](Self::may_pause)), from now on.
+    pub(crate) fn contended(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64 + 1;
+        self.contended_at.store(ms, Ordering::Relaxed);
+        self.nudge();
+    }
+
+    /// Whether the follower may pause between reads as far as locks go: no
+    /// lock was found held by another for [`LOCK_LEASE`] (a release it
+    /// reads is then announced at once to whoever waits here).
+    pub(crate) fn may_pause(&self) -> bool {
+        let at = self.contended_at.load(Ordering::Relaxed);
+        let now = self.opened.elapsed().as_millis() as u64 + 1;
+        at == 0 || now.saturating_sub(at) > LOCK_LEASE.as_millis() as u64
     }
 
     /// Waits (at most [`RAISE_WAIT`]) until the follower counted the
@@ -278,6 +324,10 @@ impl Redis {
             raised: Mutex::new((0, 0)),
             raised_cv: Condvar::new(),
             unwaited: Mutex::new((0, 0)),
+            nudged: Mutex::new(false),
+            nudge_cv: Condvar::new(),
+            contended_at: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
             tag: instance_tag(),
         });
         // Answers now, or the open fails. A keyed command: on a cluster it
