@@ -265,8 +265,9 @@ defmodule Bench.Backends do
         "with the BEAM and redis-benchmark; a get is one round trip (GET) on a dirty IO " <>
         "scheduler (10 of them: at most 10 in flight); concurrent puts share round trips " <>
         "(one EVALSHA carries the puts queued while the previous one was on its way; a put " <>
-        "that queues waits for a message, not on a dirty scheduler), and a put also waits " <>
-        "for its event to come back from the dict's stream."
+        "that queues waits for a message, not on a dirty scheduler); nothing subscribes, so " <>
+        "a put does not wait for its event to come back from the dict's stream (with a " <>
+        "subscriber on its node it would)."
     end)
   end
 end
