@@ -127,8 +127,24 @@ pub static WRITES: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
+-- Whether any key of the dict has an expiry: while none has (the sorted
+-- set is missing), no write can meet an expired key, and none asks.
+local has_exp = redis.call('EXISTS', KEYS[2]) == 1
+local function claim_any(key, vkey)
+  if not has_exp then return false, false end
+  return claim(key, vkey, now)
+end
+-- The batch's versions, taken at once: each put that writes takes the
+-- next (one that fails its condition leaves a gap).
+local nput = 0
+local j = 6
+while j <= #ARGV do
+  if ARGV[j] == 'p' or ARGV[j] == 'P' then nput, j = nput + 1, j + 6 else j = j + 3 end
+end
+local ver_next = 0
+if nput > 0 then ver_next = redis.call('INCRBY', KEYS[3], nput) - nput end
 local function put(key, vkey, body, mode, cond, expected)
-  local _, ttl = claim(key, vkey, now)
+  local _, ttl = claim_any(key, vkey)
   -- Only the version header of the current record (no copy of a big
   -- one), and only when the write depends on it.
   local cur = false
@@ -141,7 +157,8 @@ local function put(key, vkey, body, mode, cond, expected)
   elseif cond == 'ver' then
     if (cur or '') ~= expected then return -2 end
   end
-  local ver = redis.call('INCR', KEYS[3])
+  ver_next = ver_next + 1
+  local ver = ver_next
   local rec = string.format('%020d', ver) .. body
   if mode == 'keep' then
     if cur then redis.call('SET', vkey, rec, 'KEEPTTL') else redis.call('SET', vkey, rec) end
@@ -152,6 +169,7 @@ local function put(key, vkey, body, mode, cond, expected)
     local at = now + tonumber(mode)
     redis.call('SET', vkey, rec, 'PXAT', at)
     redis.call('ZADD', KEYS[2], at, key)
+    has_exp = true
   end
   redis.call('SADD', KEYS[1], key)
   event('p', key, body, ver)
@@ -159,7 +177,7 @@ local function put(key, vkey, body, mode, cond, expected)
 end
 local budget = tonumber(ARGV[4])
 local function remove(key, vkey, park, park_ms)
-  if claim(key, vkey, now) then return false end
+  if claim_any(key, vkey) then return false end
   local n = redis.call('STRLEN', vkey)
   if n == 0 then return false end
   local out = n
