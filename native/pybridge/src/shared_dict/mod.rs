@@ -512,11 +512,13 @@ impl SharedDict {
 
     /// The dict's counters.
     pub fn stats(&self) -> Result<StatsSnapshot, DictError> {
+        // The size first: a store that cannot answer fails here, before
+        // any wait.
+        let now = now_ms();
+        let (size, counted) = self.with(|b, _| b.len_and_counted_puts(now))?;
         // Every write that returned is counted (a backend that counts its
         // writes as their events come back waits for those).
         self.backend.settle();
-        let now = now_ms();
-        let (size, counted) = self.with(|b, _| b.len_and_counted_puts(now))?;
         let mut stats = self.stats.snapshot(size);
         stats.puts += counted;
         Ok(stats)
