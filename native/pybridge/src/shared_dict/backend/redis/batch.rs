@@ -506,11 +506,21 @@ fn send(shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
     let n = ops.len();
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let keys = &shared.keys;
-        let declared = ops.iter().flat_map(|op| match op {
-            Op::Put { key, .. } => [Some(keys.value(key)), None],
-            Op::Remove { key, park, .. } => [Some(keys.value(key)), Some(park.clone())],
-        });
-        let mut inv = keys.invoke(&scripts::WRITES, declared.flatten());
+        let declared = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { .. } => 1,
+                Op::Remove { .. } => 2,
+            })
+            .sum();
+        let mut inv = keys.eval(&scripts::WRITES, declared);
+        for op in &ops {
+            match op {
+                Op::Put { key, .. } => inv.arg(keys.value_arg(key)),
+                Op::Remove { key, park, .. } => inv.arg(keys.value_arg(key)).arg(park),
+            };
+        }
+        keys.common_args(&mut inv);
         inv.arg(big::BIG).arg(&shared.tag);
         for op in &ops {
             match op {
@@ -534,7 +544,11 @@ fn send(shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
                     .arg(big::PARK_TTL.as_millis() as u64),
             };
         }
-        shared.pool.run(|c| call(c, &mut |c| inv.invoke(c)))
+        shared.pool.run(|c| {
+            call(c, &mut |c| {
+                super::keys::run_script(c, &scripts::WRITES, &inv)
+            })
+        })
     }));
     let reply = match ran {
         Ok(reply) => reply?,

@@ -87,6 +87,71 @@ impl Keys {
             .arg(EVENT_VALUE_INLINE);
         inv
     }
+
+    /// What [`invoke`](Self::invoke) makes, as one `EVALSHA` command built
+    /// in one buffer (no buffer per argument): the KEYS every script takes;
+    /// the caller then adds its `more` keys, [`common_args`](Self::common_args)
+    /// and its own arguments, and runs it with [`run_script`].
+    pub(super) fn eval(&self, script: &redis::Script, more: usize) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(5 + more)
+            .arg(&self.idx)
+            .arg(&self.exp)
+            .arg(&self.seq)
+            .arg(&self.ev)
+            .arg(&self.lx);
+        cmd
+    }
+
+    /// The first ARGV every script takes (after all the keys of [`eval`](Self::eval)).
+    pub(super) fn common_args(&self, cmd: &mut redis::Cmd) {
+        cmd.arg(&self.vprefix)
+            .arg(EVENT_STREAM_CAP)
+            .arg(EVENT_VALUE_INLINE);
+    }
+
+    /// The value key of `key`, as an argument written in place.
+    pub(super) fn value_arg<'a>(&'a self, key: &'a str) -> ValueKey<'a> {
+        ValueKey(&self.vprefix, key)
+    }
+}
+
+/// A value key (prefix and key) written into a command without a string of
+/// its own.
+pub(super) struct ValueKey<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for ValueKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str(self.1)
+    }
+}
+
+impl redis::ToRedisArgs for ValueKey<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        out.write_arg_fmt(self);
+    }
+}
+
+/// Runs `cmd` (from [`Keys::eval`] for `script`) on `c`, loading the script
+/// first when the server does not have it (a restart, `SCRIPT FLUSH`), as
+/// `ScriptInvocation::invoke` does.
+pub(super) fn run_script(
+    c: &mut redis::Connection,
+    script: &redis::Script,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<redis::Value> {
+    match cmd.query(c) {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load(c)?;
+            cmd.query(c)
+        }
+        other => other,
+    }
 }
 
 /// Splits a stored record into its version and value.
