@@ -16,10 +16,27 @@ defmodule Py.Test.RedisServer do
   @doc """
   Starts a server; `extra` are more `redis-server` arguments. Its files
   (the append-only file: every write is fsynced before Redis answers) live
-  in a fresh temp dir.
+  in a fresh temp dir. On a free port picked here unless `port` is given:
+  another program may take that port before the server binds it, so a
+  server that does not come up is started again on a new one, up to three
+  times.
   """
-  @spec start([String.t()], :inet.port_number()) :: t
-  def start(extra \\ [], port \\ free_port()) do
+  @spec start([String.t()], :inet.port_number() | nil) :: t
+  def start(extra \\ [], port \\ nil)
+
+  def start(extra, nil), do: start_on_free_port(extra, 3)
+  def start(extra, port), do: start_on(extra, port)
+
+  defp start_on_free_port(extra, attempts) do
+    start_on(extra, free_port())
+  rescue
+    e in RuntimeError ->
+      if attempts > 1,
+        do: start_on_free_port(extra, attempts - 1),
+        else: reraise(e, __STACKTRACE__)
+  end
+
+  defp start_on(extra, port) do
     exe =
       System.find_executable("redis-server") || raise "redis-server is not installed (make deps)"
 
