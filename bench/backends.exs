@@ -251,8 +251,9 @@ defmodule Bench.Backends do
   # place of its previous figures.
   def main do
     H.standalone("backends.exs", &section/1, fn load ->
-      "; load average (1, 5, 15 min) at the end #{load}: other helpers' builds and tests " <>
-        "shared the machine, so these are noisy. SQLite files on " <>
+      "; load average (1, 5, 15 min) at the end #{load} (the machine's disk and its " <>
+        "neighbours make runs differ: redis-benchmark's own figure moves between runs). " <>
+        "SQLite files on " <>
         "the machine's disk (`_build/bench-backends`), every write fsynced (WAL, " <>
         "`synchronous = FULL`); concurrent writers share commits (group commit). " <>
         "Checked with strace: the backend and the plain loop each fsync the WAL once " <>
@@ -262,10 +263,11 @@ defmodule Bench.Backends do
         "scheduler. The two loops alternate in chunks of 25 writes, so both meet the " <>
         "same load." <>
         " Redis: a local redis-server on loopback without persistence, sharing the 2 cores " <>
-        "with the BEAM and redis-benchmark; a get is one round trip (GET) on a dirty IO " <>
-        "scheduler (10 of them: at most 10 in flight); concurrent puts share round trips " <>
-        "(one EVALSHA carries the puts queued while the previous one was on its way; a put " <>
-        "that queues waits for a message, not on a dirty scheduler); nothing subscribes, so " <>
+        "with the BEAM and redis-benchmark; concurrent gets share round trips (the keys " <>
+        "queued while a read is on its way go in one call of the read script), and so do " <>
+        "concurrent puts (one EVALSHA carries the puts queued while the previous one was on " <>
+        "its way); a get or put that queues waits for a message, not on a dirty scheduler; " <>
+        "a lone one goes at once through a dirty IO scheduler; nothing subscribes, so " <>
         "a put does not wait for its event to come back from the dict's stream (with a " <>
         "subscriber on its node it would)."
     end)
