@@ -413,12 +413,16 @@ defmodule Py.Call do
     end
   end
 
+  @doc false
   # The NIF's result: `:ok`, `{:ok, value}`, or
-  # `{:error, {type, message, traceback | nil}}` (native/pybridge/src/nif/error.rs).
+  # `{:error, {type, message, traceback | nil}}` (native/pybridge/src/nif/error.rs),
+  # as a call answers it (a coalesced call's leader, which has no timing to
+  # give, takes this instead of finish/3).
   @compile {:inline, reply: 1}
-  defp reply({:ok, _} = ok), do: ok
-  defp reply(:ok), do: :ok
+  @spec reply(term) :: result
+  def reply({:ok, _} = ok), do: ok
+  def reply(:ok), do: :ok
 
-  defp reply({:error, {type, message, traceback}}),
+  def reply({:error, {type, message, traceback}}),
     do: {:error, %Error{type: type, message: message, traceback: traceback}}
 end

@@ -43,7 +43,7 @@ defmodule Py.Coalesce.Leader do
   # is handed to a Flight process (hand_over/3), its reply redirected there.
 
   alias Py.Coalesce
-  alias Py.Coalesce.{Flight, Stats, Tables}
+  alias Py.Coalesce.{Flight, Stats}
 
   @waiters :py_coalesce_waiters
 
@@ -67,14 +67,12 @@ defmodule Py.Coalesce.Leader do
     # for it; each caller applies its own timeout).
     case Py.Native.coalesce_submit(cref, namespace, ref, job, gk, @count_natively) do
       # Answered at once, nobody joined, succeeded: counted in the NIF.
-      {:done, reply, queue_us, run_us} ->
-        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
-        result
+      {:done, reply, _queue_us, _run_us} ->
+        Py.Call.reply(reply)
 
       # Answered at once, and the flight ended: its joiners get the result.
       {:ran, reply, joiners} ->
-        {result, _timing} = Py.Call.finish(reply, 0, 0)
-        answer(gk, joiners, result, false)
+        answer(gk, joiners, Py.Call.reply(reply), false)
 
       {:claimed, hash, id, answer} ->
         case Py.Call.submitted(answer, cref, namespace, ref, job, :infinity) do
@@ -125,9 +123,8 @@ defmodule Py.Coalesce.Leader do
   # code makes meanwhile (Py.Callback), as any caller does.
   defp lead(gk, flight, handle, ref, timeout, deadline) do
     receive do
-      {^ref, reply, queue_us, run_us} ->
-        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
-        settle(gk, flight, result, true)
+      {^ref, reply, _queue_us, _run_us} ->
+        settle(gk, flight, Py.Call.reply(reply), true)
 
       {^ref, :callback, request} ->
         Py.Callback.run(request)
@@ -160,7 +157,7 @@ defmodule Py.Coalesce.Leader do
     # Counted before anyone is answered, as a Flight does.
     if started?,
       do: Stats.finished(group, hits, error?),
-      else: Stats.ran(group, hits, error?, Tables.stats_tid())
+      else: Stats.ran(group, hits, error?)
 
     Enum.each(joiners, fn {pid, tag} -> send(pid, {tag, result}) end)
     result
@@ -175,7 +172,7 @@ defmodule Py.Coalesce.Leader do
     end
   end
 
-  defp timed_out({group, _}, flight, handle, ref, timeout) do
+  defp timed_out({group, _} = gk, flight, handle, ref, timeout) do
     case take_joiners(flight) do
       [] ->
         result =
@@ -194,10 +191,7 @@ defmodule Py.Coalesce.Leader do
 
           :sent ->
             # The reply came here already: share it from here.
-            result = receive_reply(ref, timeout)
-            Stats.finished(group, length(joiners), Flight.error?(result))
-            Enum.each(joiners, fn {pid, tag} -> send(pid, {tag, result}) end)
-            result
+            answer(gk, joiners, receive_reply(ref, timeout), true)
         end
     end
   end
@@ -224,9 +218,8 @@ defmodule Py.Coalesce.Leader do
 
   defp receive_reply(ref, timeout) do
     receive do
-      {^ref, reply, queue_us, run_us} ->
-        {result, _timing} = Py.Call.finish(reply, queue_us, run_us)
-        result
+      {^ref, reply, _queue_us, _run_us} ->
+        Py.Call.reply(reply)
     after
       Py.Limits.promised_reply_ms() ->
         {:error,

@@ -49,30 +49,13 @@ defmodule Py.Coalesce.Stats do
   # ended (a Python call answered at once, or whose leader died before its
   # call left the inline path): a miss and its end in one update, `active`
   # untouched.
-  # `table`: this module's table, or its id (Py.Coalesce.Tables.stats_tid/0).
-  @spec ran(term, non_neg_integer, boolean, atom | :ets.tid()) :: :ok
-  def ran(group, hits, error?, table \\ @table)
+  @spec ran(term, non_neg_integer, boolean) :: :ok
+  def ran(group, hits, error?) do
+    errors = if error?, do: 1, else: 0
 
-  if Py.Telemetry.enabled?() do
-    def ran(group, hits, error?, table) do
-      errors = if error?, do: 1, else: 0
-
-      table
-      |> :ets.update_counter(group, [{3, 1}, {2, hits}, {4, errors}], {group, 0, 0, 0, 0})
-      |> ran_event(group, hits, error?)
-    end
-  else
-    # The common case, one uncontended call that succeeded, in one counter.
-    def ran(group, 0, false, table) do
-      :ets.update_counter(table, group, {3, 1}, {group, 0, 0, 0, 0})
-      :ok
-    end
-
-    def ran(group, hits, error?, table) do
-      errors = if error?, do: 1, else: 0
-      :ets.update_counter(table, group, [{3, 1}, {2, hits}, {4, errors}], {group, 0, 0, 0, 0})
-      :ok
-    end
+    @table
+    |> :ets.update_counter(group, [{3, 1}, {2, hits}, {4, errors}], {group, 0, 0, 0, 0})
+    |> ran_event(group, hits, error?)
   end
 
   @doc false
@@ -121,6 +104,7 @@ defmodule Py.Coalesce.Stats do
   else
     defp started_event(_counters, _group), do: :ok
     defp finished_event(_counters, _group, _hits, _error?), do: :ok
+    defp ran_event(_counters, _group, _hits, _error?), do: :ok
   end
 
   @doc false

@@ -17,13 +17,6 @@ defmodule Py.Coalesce.Tables do
   @waiters :py_coalesce_waiters
 
   @doc false
-  # The counters table's id, for the hot path of a coalesced call: an
-  # operation on a named table first looks its name up, which costs about
-  # as much as the operation itself.
-  @spec stats_tid() :: :ets.tid()
-  def stats_tid, do: :persistent_term.get(__MODULE__)
-
-  @doc false
   @spec start_link(keyword) :: GenServer.on_start()
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
 
@@ -35,9 +28,6 @@ defmodule Py.Coalesce.Tables do
     :ets.new(Py.Coalesce.Stats.table(), [:set, :public, :named_table, write_concurrency: true])
     :ets.new(Py.Coalesce.Stats.python_seen_table(), [:set, :public, :named_table])
 
-    tid = :ets.whereis(Py.Coalesce.Stats.table())
-    # Replaced (a global garbage collection) only when this process restarts.
-    if :persistent_term.get(__MODULE__, nil) != tid, do: :persistent_term.put(__MODULE__, tid)
     :ok = Py.Native.coalesce_reporter(self())
     {:ok, nil}
   end

@@ -107,7 +107,7 @@ impl<K, P: Copy, C, X: Clone> Flight<K, P, C, X> {
         &self.key
     }
 
-    /// The hash and id that name this flight in [`Table::take_id`].
+    /// The hash and id that name this flight in [`Table::take_name`].
     pub fn name(&self) -> (u64, u64) {
         (self.hash, self.id)
     }

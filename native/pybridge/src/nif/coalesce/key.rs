@@ -13,9 +13,9 @@ use std::mem::MaybeUninit;
 use std::sync::LazyLock;
 
 use rustler::sys::{
-    c_char, c_uint, enif_get_atom, enif_get_atom_length, enif_get_double, enif_get_int64,
-    enif_get_list_cell, enif_get_tuple, enif_is_empty_list, enif_term_to_binary, ErlNifBinary,
-    ErlNifCharEncoding, ErlNifTerm,
+    c_char, c_uint, enif_get_atom, enif_get_double, enif_get_int64, enif_get_list_cell,
+    enif_get_tuple, enif_is_empty_list, enif_term_to_binary, ErlNifBinary, ErlNifCharEncoding,
+    ErlNifTerm,
 };
 use rustler::{Error, NifResult, OwnedBinary, Term, TermType};
 
@@ -99,44 +99,40 @@ fn write_term(term: Term<'_>, out: &mut Vec<u8>, depth: u32) -> bool {
 /// An atom whose name is Latin-1 (every atom, on OTP 25: the NIF API
 /// reads no other), as SMALL_ATOM_UTF8_EXT or ATOM_UTF8_EXT.
 fn write_atom(term: Term<'_>, out: &mut Vec<u8>) -> bool {
-    let env = term.get_env().as_c_arg();
-    let latin1 = ErlNifCharEncoding::ERL_NIF_LATIN1;
-    let mut len: c_uint = 0;
-    // SAFETY: `term` is a live term of its environment; the call only
-    // writes `len`, and fails for anything but an atom of a Latin-1 name.
-    if unsafe { enif_get_atom_length(env, term.as_c_arg(), &mut len, latin1) } == 0 {
-        return false;
-    }
-    let mut name = vec![0u8; len as usize + 1];
-    // SAFETY: `name` has room for the name and its terminating NUL, the
-    // size given.
+    // A Latin-1 atom name is at most 255 bytes, and its NUL.
+    let mut buf = [0u8; 256];
+    // SAFETY: `term` is a live term of its environment; `buf` has room for
+    // the size given; the call fails (0) for anything but an atom of a
+    // Latin-1 name, else returns the bytes written, its NUL included.
     let written = unsafe {
         enif_get_atom(
-            env,
+            term.get_env().as_c_arg(),
             term.as_c_arg(),
-            name.as_mut_ptr().cast::<c_char>(),
-            len + 1,
-            latin1,
+            buf.as_mut_ptr().cast::<c_char>(),
+            buf.len() as c_uint,
+            ErlNifCharEncoding::ERL_NIF_LATIN1,
         )
     };
-    if written <= 0 {
+    let Some(name) = usize::try_from(written)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|n| buf.get(..n))
+    else {
         return false;
-    }
-    name.truncate(len as usize);
-    // Latin-1 to UTF-8: a byte past 127 takes two.
+    };
+    // Latin-1 to UTF-8: a byte past 127 takes two (at most 510 in all).
     let utf8_len = name
         .iter()
         .map(|&b| 1 + usize::from(b >= 0x80))
         .sum::<usize>();
-    if let Ok(n) = u8::try_from(utf8_len) {
-        out.extend_from_slice(&[119, n]); // SMALL_ATOM_UTF8_EXT
-    } else if let Ok(n) = u16::try_from(utf8_len) {
-        out.push(118); // ATOM_UTF8_EXT
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        return false;
+    match u8::try_from(utf8_len) {
+        Ok(n) => out.extend_from_slice(&[119, n]), // SMALL_ATOM_UTF8_EXT
+        Err(_) => {
+            out.push(118); // ATOM_UTF8_EXT
+            out.extend_from_slice(&(utf8_len as u16).to_be_bytes());
+        }
     }
-    for b in name {
+    for &b in name {
         if b < 0x80 {
             out.push(b);
         } else {
