@@ -426,6 +426,11 @@ impl Batcher {
     fn run(&self, shared: &Shared, b: Forming) {
         let heard = b.ops.iter().any(|op| !op.quiet());
         let out = self.send(shared, b.ops, &|c, f| f(c));
+        if heard {
+            // The next batch goes while this one waits for its events
+            // (up to RAISE_WAIT while the follower reconnects).
+            self.came_back();
+        }
         // Once for the batch: its writers then find their events raised
         // (when one of them was heard of; else nobody waits).
         if let Ok((_, last)) = &out {
@@ -453,11 +458,13 @@ impl Batcher {
             let _ =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waiter.answer(answer)));
         }
-        // Counted in flight until its writers are answered: those that
-        // write again at once (64 BEAM processes putting in a loop) then
-        // queue behind it and go together as the next batch, instead of
-        // the first of them sending its write alone.
-        self.came_back();
+        // Nothing heard of it: counted in flight until its writers are
+        // answered, so those that write again at once (64 BEAM processes
+        // putting in a loop) queue behind it and go together as the next
+        // batch, instead of the first of them sending its write alone.
+        if !heard {
+            self.came_back();
+        }
     }
 
     /// A batch in flight came back: wakes whoever waits for its turn. Only
