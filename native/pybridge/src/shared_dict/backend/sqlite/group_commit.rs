@@ -108,12 +108,16 @@ impl Sqlite {
         if let Err(e) = conn.execute_batch("SAVEPOINT pybridge_op") {
             return (Some(batch), Err(self.e(e)));
         }
+        let reservations = self.reservations();
         let own = op(conn);
         let end = if own.is_ok() {
             "RELEASE pybridge_op"
         } else {
-            // It may have reserved versions it now rolls back.
-            self.forget_versions();
+            // A block it reserved is rolled back with it (a write refused
+            // by its condition, the usual failure, reserved none).
+            if self.reservations() != reservations {
+                self.forget_versions();
+            }
             "ROLLBACK TO pybridge_op; RELEASE pybridge_op"
         };
         match conn.execute_batch(end) {

@@ -270,6 +270,9 @@ impl Sqlite {
 struct Versions {
     next: u64,
     last: u64,
+    /// How many blocks this process reserved: a failed write forgets the
+    /// block only if it reserved one ([`Sqlite::reservations`]).
+    reserved: u64,
 }
 
 impl Sqlite {
@@ -291,6 +294,7 @@ impl Sqlite {
             *v = Versions {
                 next: last - VERSION_BLOCK + 1,
                 last,
+                reserved: v.reserved + 1,
             };
         }
         let version = v.next;
@@ -303,7 +307,13 @@ impl Sqlite {
     /// have been rolled back, so its numbers may be reserved again by
     /// another process. The next write reserves a new one.
     pub(super) fn forget_versions(&self) {
-        *self.versions.lock() = Versions::default();
+        let mut v = self.versions.lock();
+        (v.next, v.last) = (0, 0);
+    }
+
+    /// How many blocks this process has reserved so far.
+    pub(super) fn reservations(&self) -> u64 {
+        self.versions.lock().reserved
     }
 }
 

@@ -377,7 +377,19 @@ fn a_put_of_a_new_key_writes_one_page() {
     let before = wal(&path);
     for i in 0..10 {
         put(&s, &format!("k{i}"), i, Expiry::Never, now).expect("put");
+        // A write its condition refuses reserves no versions, so it does
+        // not make the next write reserve a block (a second page).
+        let refused = s.put(
+            "first",
+            int(i).into(),
+            Expiry::Keep,
+            Condition::Absent,
+            now,
+            &mut Events::default(),
+        );
+        assert_eq!(refused, Err(DictError::Exists));
     }
-    // A WAL frame is a page and its 24-byte header; one per commit.
+    // A WAL frame is a page and its 24-byte header; one per commit (the
+    // refused writes commit nothing).
     assert_eq!(wal(&path) - before, 10 * (u64::from(page) + 24));
 }
