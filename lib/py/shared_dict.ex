@@ -61,8 +61,8 @@ defmodule Py.SharedDict do
   @typedoc """
   A dict handle, as `new/1` returns it (`io` is true when its backend waits
   on a disk or network: its operations then run on a dirty IO scheduler,
-  except a Redis put queued behind a batch on its way, whose caller waits
-  for its answer in `receive`).
+  except a Redis put or get queued behind one of the dict's writes or
+  reads on its way, whose caller waits for its answer in `receive`).
   """
   @type t :: %__MODULE__{ref: reference, id: pos_integer, name: String.t() | nil, io: boolean}
 

@@ -408,7 +408,8 @@ pub trait Backend: Send + Sync {
     /// Waits until this node counted every write that returned so far (a
     /// backend that counts its writes as their events come back, and lets
     /// a write nothing hears of return before that: Redis); `stats` calls
-    /// it first. No wait by default.
+    /// it once it has read the size (so a dict whose server is down fails
+    /// at once). No wait by default.
     fn settle(&self) {}
 
     /// Called once the dict's front exists: a backend that learns of
