@@ -15,7 +15,9 @@ use super::batch::Batcher;
 use super::tests::TestServer;
 use super::Redis;
 use crate::convert::Value;
-use crate::shared_dict::{Condition, DictError, EventKind, Item, Listener, SharedDict, Stored};
+use crate::shared_dict::{
+    Condition, DictError, EventKind, Item, Listener, SharedDict, Stored, Ttl,
+};
 
 /// Every event a node raised: kind, key, the integer value it carried.
 #[derive(Default)]
@@ -234,6 +236,46 @@ fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
         ]
     );
     assert!(a.ttl("t").unwrap().is_some());
+    a.destroy();
+}
+
+#[test]
+fn in_one_batch_a_ttl_put_then_a_plain_put_leaves_no_expiry_and_versions_grow() {
+    let server = TestServer::start();
+    // A fresh dict: no key has an expiry yet, so the batch's script starts
+    // without the expiry set (the case it skips the expired-key lookup for).
+    let (a, batcher, _seen) = node(&server.url(), "bttl");
+    type Step = Box<dyn FnOnce(&Arc<SharedDict>) -> Result<u64, DictError> + Send>;
+    let steps: Vec<Step> = vec![
+        Box::new(|d| d.put("k", int(1), Some(60_000), Condition::Always)),
+        Box::new(|d| d.put("k", int(9), None, Condition::Absent)),
+        Box::new(|d| d.put("k", int(2), None, Condition::Always)),
+    ];
+    batcher.hold();
+    let mut writers = Vec::new();
+    for (n, step) in steps.into_iter().enumerate() {
+        let a = a.clone();
+        writers.push(std::thread::spawn(move || step(&a)));
+        until("queued", || batcher.queued() == n + 1);
+    }
+    batcher.release();
+    let answers: Vec<_> = writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .collect();
+    let (Ok(v1), Err(DictError::Exists), Ok(v2)) = (&answers[0], &answers[1], &answers[2]) else {
+        panic!("unexpected answers {answers:?}");
+    };
+    assert!(v2 > v1, "versions grow within a batch: {v1} then {v2}");
+    // The plain put removed the expiry the first one set, in Redis and in
+    // the dict's expiry set (else the reaper would remove the key later).
+    assert!(matches!(a.ttl("k"), Ok(Some(Ttl::Infinity))));
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg("{t:bttl}:exp")
+        .arg("k")
+        .query(&mut server.conn())
+        .expect("zscore");
+    assert_eq!(score, None);
     a.destroy();
 }
 
