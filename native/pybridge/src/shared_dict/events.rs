@@ -70,18 +70,6 @@ impl SharedDict {
         self.hand_over(events);
     }
 
-    /// Counts `events` in the stats and hands them to nobody: the events
-    /// of a write that nothing on this node heard of when it began, which
-    /// the backend raises only after the write returned (Redis). A
-    /// listener added since must not hear of it (it was added after the
-    /// write returned, or while it ran), and none that was there then
-    /// wanted it.
-    pub(crate) fn raise_unheard(&self, events: &[RawEvent]) {
-        if !events.is_empty() {
-            self.count(events);
-        }
-    }
-
     #[inline]
     fn count(&self, events: &[RawEvent]) {
         match events {

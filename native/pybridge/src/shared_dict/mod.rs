@@ -516,11 +516,17 @@ impl SharedDict {
         // any wait.
         let now = now_ms();
         let (size, counted) = self.with(|b, _| b.len_and_counted_puts(now))?;
-        // Every write that returned is counted (a backend that counts its
-        // writes as their events come back waits for those).
-        self.backend.settle();
         let mut stats = self.stats.snapshot(size);
-        stats.puts += counted;
+        match self.backend.shared_counts()? {
+            // Every node's writes, counted where they are stored.
+            Some(c) => {
+                stats.puts = c.puts;
+                stats.deletes = c.deletes;
+                stats.expired_total = c.expired_total;
+                stats.recent_expiries = c.recent_expiries;
+            }
+            None => stats.puts += counted,
+        }
         Ok(stats)
     }
 

@@ -208,6 +208,17 @@ impl std::ops::Deref for Found {
     }
 }
 
+/// The counters a backend keeps for every node sharing its store (see
+/// [`Backend::shared_counts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedCounts {
+    pub puts: u64,
+    pub deletes: u64,
+    pub expired_total: u64,
+    /// `(key, wall-clock ms)`, newest first.
+    pub recent_expiries: Vec<(String, u64)>,
+}
+
 /// The expiry a write leaves on its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
@@ -405,12 +416,13 @@ pub trait Backend: Send + Sync {
         Ok((self.len(now)?, self.counted_puts()?))
     }
 
-    /// Waits until this node counted every write that returned so far (a
-    /// backend that counts its writes as their events come back, and lets
-    /// a write nothing hears of return before that: Redis); `stats` calls
-    /// it once it has read the size (so a dict whose server is down fails
-    /// at once). No wait by default.
-    fn settle(&self) {}
+    /// Counters the backend keeps itself for every node that shares the
+    /// store (Redis: in Redis, see `redis::counts`), since this handle
+    /// opened; `stats` reports them in place of the front's puts,
+    /// deletes and expiries. `None` (the default): the front counts.
+    fn shared_counts(&self) -> Result<Option<SharedCounts>, DictError> {
+        Ok(None)
+    }
 
     /// Called once the dict's front exists: a backend that learns of
     /// changes made elsewhere (another node) raises them through it.

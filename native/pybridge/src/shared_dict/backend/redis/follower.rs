@@ -17,9 +17,11 @@
 //! renewal go through the pool, which follows redirections itself.
 //!
 //! While nothing on this node hears of the dict's events (no listener
-//! wants them, no telemetry: they are only counted), it pauses up to
-//! [`LAZY`] between reads that found some, so a stream of writes costs one
-//! read per pause rather than one per script call.
+//! wants them, no telemetry, no lock contended here), it reads none: every
+//! [`LAZY`] it only moves its place to the stream's end (the scripts count
+//! the events for `stats` themselves, see [`super::counts`]), so a stream
+//! of writes costs this node nothing to follow. A listener added then
+//! hears of the writes from that place on.
 //!
 //! Values: when a listener uses them (a Python callback), the follower hands it each
 //! event's value: decoded from the entry, or for a big put read from the
@@ -44,13 +46,13 @@ const BLOCK: Duration = Duration::from_millis(100);
 const READ_COUNT: usize = 1024;
 /// How often the follower reaps when no expiry is known to be due sooner.
 const REAP_EVERY: Duration = Duration::from_millis(100);
-/// The pause between two reads that found events while nothing on this
-/// node hears of them (no listener wants events, no telemetry): what is
-/// written meanwhile is then read in one go, not one wake-up and one
-/// `XREAD` per script call. Ended early by a writer or `stats` waiting for
-/// the follower, and not taken while locks are contended here (see
-/// [`Shared::may_pause`](super::Shared::may_pause)); a listener added
-/// meanwhile hears of other nodes' events at most this much later.
+/// The pause between two steps while nothing on this node hears of the
+/// dict's events (no listener wants events, no telemetry, no lock
+/// contended here: see [`quiet`]), each of which only moves the follower's
+/// place to the stream's end. Ended early by a writer waiting for the
+/// follower; a listener added meanwhile hears of other nodes' events at
+/// most this much later, and may hear of some written up to this much
+/// before it came.
 const LAZY: Duration = Duration::from_millis(10);
 
 /// Starts the follower of `dict`, reading events after the newest one now.
@@ -189,9 +191,6 @@ struct Entry {
     kind: EventKind,
     key: Arc<str>,
     carried: Carried,
-    /// Written by this dict while nothing here heard of its writes (it
-    /// carries our tag): only counted (see [`raise`]).
-    unheard: bool,
 }
 
 /// What one `XREAD` brought: events, released locks, and the last id.
@@ -205,7 +204,7 @@ fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent
     if want {
         let mut names: Vec<Arc<str>> = entries
             .iter()
-            .filter(|e| !e.unheard && matches!(e.carried, Carried::Version(_)))
+            .filter(|e| matches!(e.carried, Carried::Version(_)))
             .map(|e| e.key.clone())
             .collect();
         names.sort();
@@ -225,7 +224,7 @@ fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent
         .into_iter()
         .map(|e| {
             let value = match e.carried {
-                _ if !want || e.unheard => None,
+                _ if !want => None,
                 Carried::Nothing => None,
                 Carried::Body(b) => codec::decode(&b).ok().map(Arc::new),
                 Carried::Version(v) => fetched
@@ -238,26 +237,11 @@ fn with_values(shared: &Shared, entries: Vec<Entry>, want: bool) -> Vec<RawEvent
         .collect()
 }
 
-/// Raises `events` through `d` in order: those of `unheard` writes (our
-/// own, that nothing here heard of when they began and that returned
-/// without waiting for them) are only counted. A listener added since must
-/// not hear of them, as on the in-process stores (it came after the write
-/// returned, or while it ran), and none was there when it began.
-fn raise(d: &SharedDict, events: &[RawEvent], unheard: &[bool]) {
-    let mut start = 0;
-    while start < events.len() {
-        let quiet = unheard[start];
-        let end = unheard[start..]
-            .iter()
-            .position(|&q| q != quiet)
-            .map_or(events.len(), |n| start + n);
-        if quiet {
-            d.raise_unheard(&events[start..end]);
-        } else {
-            d.raise(&events[start..end]);
-        }
-        start = end;
-    }
+/// Whether nothing on this node hears of `d`'s events: no listener wants
+/// them, no telemetry, and no lock of the dict was contended here lately
+/// (a waiter here needs the release read). The follower then reads none.
+fn quiet(d: &SharedDict, shared: &Shared) -> bool {
+    !d.heard() && shared.may_pause()
 }
 
 fn read(c: &mut Connection, stream: &str, last: &str, tag: &str) -> redis::RedisResult<Batch> {
@@ -297,6 +281,10 @@ fn read(c: &mut Connection, stream: &str, last: &str, tag: &str) -> redis::Redis
             count += 1;
             newest = into_string(id);
             let (mut kind, mut key, mut carried) = (None, None, Carried::Nothing);
+            // Written by this dict while nothing here heard of its writes
+            // (it carries our tag): a listener added since must not hear
+            // of it, as on the in-process stores (it came after the write
+            // returned, or while it ran), and none was there when it began.
             let mut unheard = false;
             let mut fields = fields.into_iter();
             while let (Some(name), Some(v)) = (fields.next(), fields.next()) {
@@ -313,7 +301,7 @@ fn read(c: &mut Connection, stream: &str, last: &str, tag: &str) -> redis::Redis
                     _ => {}
                 }
             }
-            let (Some(kind), Some(key)) = (kind, key) else {
+            let (Some(kind), Some(key), false) = (kind, key, unheard) else {
                 continue;
             };
             let kind = match kind {
@@ -330,7 +318,6 @@ fn read(c: &mut Connection, stream: &str, last: &str, tag: &str) -> redis::Redis
                 kind,
                 key: Arc::from(key),
                 carried,
-                unheard,
             });
         }
     }
@@ -384,28 +371,41 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
                     p
                 }
             };
-            let (events, unlocked, newest_id, count) = read(c, &stream, &p.id, &shared.tag)?;
-            if let Some(id) = newest_id {
-                p.id = id;
-                p.seq += count as u64;
-            }
-            if count == READ_COUNT {
-                // Behind: check that nothing was trimmed past us.
-                let n = missed(c, &stream, p)?;
-                shared.events_missed.fetch_add(n, Ordering::Relaxed);
-            }
-            let mut lazy = false;
-            if let Some(d) = dict.upgrade() {
-                lazy = count > 0 && count < READ_COUNT && !d.heard() && shared.may_pause();
-                if !events.is_empty() {
-                    let unheard: Vec<bool> = events.iter().map(|e| e.unheard).collect();
-                    let events = with_values(shared, events, d.wants_values());
-                    raise(&d, &events, &unheard);
+            // (The dict is not held across a blocking read.)
+            let quiet_now = || dict.upgrade().is_some_and(|d| quiet(&d, shared));
+            let lazy = if quiet_now() {
+                // Nothing here hears of the events: only keep our
+                // place at the end. Taken only if that still holds
+                // once we know the end: a listener added meanwhile
+                // (and the writes it hears of) is read from the old
+                // place, next time round.
+                let end = newest(c, &stream)?;
+                let still = quiet_now();
+                if still {
+                    *p = end;
                 }
-                if !unlocked.is_empty() {
-                    d.remote_unlocked(&unlocked);
+                still
+            } else {
+                let (events, unlocked, newest_id, count) = read(c, &stream, &p.id, &shared.tag)?;
+                if let Some(id) = newest_id {
+                    p.id = id;
+                    p.seq += count as u64;
                 }
-            }
+                if count == READ_COUNT {
+                    // Behind: check that nothing was trimmed past us.
+                    let n = missed(c, &stream, p)?;
+                    shared.events_missed.fetch_add(n, Ordering::Relaxed);
+                }
+                if let Some(d) = dict.upgrade() {
+                    if !events.is_empty() {
+                        d.raise(&with_values(shared, events, d.wants_values()));
+                    }
+                    if !unlocked.is_empty() {
+                        d.remote_unlocked(&unlocked);
+                    }
+                }
+                false
+            };
             // Writers waiting for their own events go on.
             shared.set_raised(&p.id);
             let due = shared

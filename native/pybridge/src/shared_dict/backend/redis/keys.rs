@@ -13,6 +13,9 @@ use crate::shared_dict::backend::Item;
 use crate::shared_dict::codec;
 use crate::shared_dict::DictError;
 
+/// How many KEYS every script takes before its own (see [`super::scripts`]).
+const COMMON_KEYS: usize = 6;
+
 /// Bytes of the version header in front of each stored value.
 const VERSION_BYTES: usize = 20;
 
@@ -27,6 +30,8 @@ pub(crate) struct Keys {
     pub(super) seq: String,
     pub ev: String,
     lx: String,
+    /// The dict's counters (a hash, see [`super::counts`]).
+    pub(super) st: String,
     vprefix: String,
     lprefix: String,
 }
@@ -44,6 +49,7 @@ impl Keys {
             seq: format!("{base}:seq"),
             ev: format!("{base}:ev"),
             lx: format!("{base}:lx"),
+            st: format!("{base}:st"),
             vprefix: format!("{base}:v:"),
             lprefix: format!("{base}:l:"),
             base,
@@ -78,7 +84,8 @@ impl Keys {
             .key(&self.exp)
             .key(&self.seq)
             .key(&self.ev)
-            .key(&self.lx);
+            .key(&self.lx)
+            .key(&self.st);
         for k in more {
             inv.key(k);
         }
@@ -95,12 +102,13 @@ impl Keys {
     pub(super) fn eval(&self, script: &redis::Script, more: usize) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(script.get_hash())
-            .arg(5 + more)
+            .arg(COMMON_KEYS + more)
             .arg(&self.idx)
             .arg(&self.exp)
             .arg(&self.seq)
             .arg(&self.ev)
-            .arg(&self.lx);
+            .arg(&self.lx)
+            .arg(&self.st);
         cmd
     }
 

@@ -13,6 +13,7 @@
 //! | `{P:N}:ev` | stream | the events (`e` = p/d/e/u, `k` = key, `v` = value or `n` = version), capped |
 //! | `{P:N}:l:<key>` | string | the per-key lock: its holder's token, with a lease |
 //! | `{P:N}:lx` | zset | locked key → lease end |
+//! | `{P:N}:st` | hash | the dict's counters ([`counts`]) |
 //!
 //! * A TTL is a Redis expiry (`SET … PXAT`, `PEXPIREAT`): a read on any node
 //!   (or `redis-cli`) never sees an expired key, whatever the reaper does.
@@ -24,15 +25,17 @@
 //! * Events: each node's [`follower`] reads the stream from the last id it
 //!   saw and raises what it reads, local writes included, so every node
 //!   sees every event once and in the server's order, also across a lost
-//!   connection. A write that something on its node hears of (a listener
-//!   that wants events, telemetry) waits until its node has raised its
-//!   events ([`Shared::wait_raised`]), so they reach local listeners
-//!   before it returns, as on the in-process stores. One that nothing
-//!   there hears of returns at once: its events carry its dict's tag
-//!   ([`Shared::tag`]), and that dict's follower only counts them (a
-//!   listener added after the write returned never hears of it, as on the
-//!   in-process stores; other nodes raise them as usual); `stats` waits
-//!   until they are counted ([`Shared::settle`]). The stream keeps about
+//!   connection, while something on the node hears of them; while nothing
+//!   does, it only keeps its place at the stream's end. A write that
+//!   something on its node hears of (a listener that wants events,
+//!   telemetry) waits until its node has raised its events
+//!   ([`Shared::wait_raised`]), so they reach local listeners before it
+//!   returns, as on the in-process stores. One that nothing there hears of
+//!   returns at once: its events carry its dict's tag ([`Shared::tag`]),
+//!   and that dict's follower skips them (a listener added after the write
+//!   returned never hears of it, as on the in-process stores; other nodes
+//!   raise them as usual). The scripts count every event in Redis
+//!   ([`counts`]), so `stats` waits for no follower. The stream keeps about
 //!   [`EVENT_STREAM_CAP`] entries; a follower that falls further behind
 //!   than that (a long disconnect under heavy writes) misses the trimmed
 //!   ones and counts them in `events_missed` (it can tell from the
@@ -58,10 +61,13 @@ mod big;
 mod big_tests;
 #[cfg(test)]
 mod cluster_tests;
+mod counts;
 mod follower;
 mod keys;
 mod locks;
 mod pool;
+#[cfg(test)]
+mod quiet_tests;
 mod reads;
 #[cfg(test)]
 mod reads_tests;
@@ -77,7 +83,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{Backend, Condition, Events, Expiry, Found, GetDone, Item, Millis, PutDone};
+use super::{
+    Backend, Condition, Events, Expiry, Found, GetDone, Item, Millis, PutDone, SharedCounts,
+};
 use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
 
 pub(crate) use keys::{parse_record, Keys};
@@ -114,6 +122,9 @@ pub struct Redis {
     /// Whether the dict has a name (another node can open it): then destroy
     /// only detaches, else it removes the data.
     named: bool,
+    /// The dict's counters when this handle opened: `stats` counts from
+    /// there ([`counts`]).
+    base: counts::Counts,
 }
 
 impl Redis {
@@ -146,13 +157,11 @@ impl Redis {
         let shared = Arc::new(Shared::new(pool, Keys::new(prefix, &name), node));
         // Answers now, or the open fails. A keyed command: on a cluster it
         // finds the dict's node (MOVED) before the first real one.
-        let seq = shared.keys.seq.clone();
-        shared
-            .pool
-            .run_idempotent(|c| redis::cmd("EXISTS").arg(&seq).query::<i64>(c))?;
+        let base = counts::Counts::read(&shared)?;
         Ok(Redis {
             shared,
             named,
+            base,
             batch: Arc::new(batch::Batcher::new(pool_size)),
             reads: Arc::default(),
         })
@@ -393,8 +402,8 @@ impl Backend for Redis {
         Redis::reap(&self.shared, true, max)
     }
 
-    fn settle(&self) {
-        self.shared.settle();
+    fn shared_counts(&self) -> Result<Option<SharedCounts>, DictError> {
+        Ok(Some(counts::Counts::read(&self.shared)?.since(&self.base)))
     }
 
     fn next_expiry(&self) -> Option<Millis> {

@@ -6,8 +6,9 @@
 //!
 //! * KEYS: 1 `idx` (set of key names), 2 `exp` (sorted set: key → expiry,
 //!   Redis clock ms), 3 `seq` (version counter), 4 `ev` (the event stream),
-//!   5 `lx` (sorted set: locked key → lease end); the value or lock keys
-//!   the operation touches from 6 on;
+//!   5 `lx` (sorted set: locked key → lease end), 6 `st` (hash: the
+//!   dict's counters, see below); the value or lock keys the operation
+//!   touches from 7 on;
 //! * ARGV: 1 prefix of value keys, 2 the stream's cap, 3 the largest value
 //!   an event carries itself ([`super::EVENT_VALUE_INLINE`]); the
 //!   operation's own arguments from 4 on.
@@ -27,6 +28,13 @@
 //! expired key, or any node's reaper) announces it, inside the script that
 //! removed it, so exactly one script does.
 //!
+//! Counters: every script counts the events it announced into `st` as it
+//! ends (one `HINCRBY` per kind): `p` puts, `d` deletes, `e` expiries, and
+//! the latest expiries in ring slots `r0`… (`seq:ms:key`, the slot being
+//! the expiry's number modulo their count). Every node's `stats` reads them
+//! there (see [`super::counts`]), so no node has to read the stream to
+//! count.
+//!
 //! Events: `e` kind (p/d/e/u), `k` key, and the value written (put) or
 //! removed (delete, expire, when Redis had not yet dropped it) in `v` when
 //! its encoding is at most ARGV 3 bytes long; a bigger put carries its
@@ -38,6 +46,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::limits::RECENT_EXPIRIES;
+
 const PRELUDE: &str = r#"
 local function now_ms()
   local t = redis.call('TIME')
@@ -45,9 +55,18 @@ local function now_ms()
 end
 local LAST = ''
 local INLINE = tonumber(ARGV[3])
+-- What this script announced, counted into KEYS[6] as it ends (`count`).
+local PUTS, DELS, EXPIRED = 0, 0, {}
 -- The tag of the writer's dict when nothing there heard of this write.
 local QUIET = false
 local function event(kind, key, body, ver)
+  if kind == 'p' then
+    PUTS = PUTS + 1
+  elseif kind == 'd' then
+    DELS = DELS + 1
+  elseif kind == 'e' then
+    EXPIRED[#EXPIRED + 1] = key
+  end
   local f, v = nil, nil
   if body and #body <= INLINE then f, v = 'v', body elseif ver then f, v = 'n', ver end
   if f and QUIET then
@@ -58,6 +77,22 @@ local function event(kind, key, body, ver)
     LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key, 'q', QUIET)
   else
     LAST = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', kind, 'k', key)
+  end
+end
+local function count()
+  if PUTS > 0 then redis.call('HINCRBY', KEYS[6], 'p', PUTS) end
+  if DELS > 0 then redis.call('HINCRBY', KEYS[6], 'd', DELS) end
+  local n = #EXPIRED
+  if n > 0 then
+    local total = redis.call('HINCRBY', KEYS[6], 'e', n)
+    local at = now_ms()
+    local slots = {}
+    for i = math.max(1, n - RECENT + 1), n do
+      local seq = total - n + i
+      slots[#slots + 1] = 'r' .. (seq % RECENT)
+      slots[#slots + 1] = seq .. ':' .. at .. ':' .. EXPIRED[i]
+    end
+    redis.call('HSET', KEYS[6], unpack(slots))
   end
 end
 -- The value's encoding in a stored record, when an event carries it (no
@@ -91,7 +126,7 @@ local function name_of(vkey)
 end
 local function same_members()
   local n = 0
-  for i = 6, #KEYS do
+  for i = 7, #KEYS do
     if redis.call('SISMEMBER', KEYS[1], name_of(KEYS[i])) == 0 then return false end
     n = n + 1
   end
@@ -99,15 +134,20 @@ local function same_members()
 end
 "#;
 
+/// A script: the prelude, then `body` as a function whose answer is the
+/// script's, once the events it announced are counted.
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    Script::new(&format!(
+        "local RECENT = {RECENT_EXPIRIES}\n{PRELUDE}\nlocal function main()\n{body}\nend\n\
+         local out = main()\ncount()\nreturn out\n"
+    ))
 }
 
 /// A batch of puts and removals (see [`super::batch`]), applied in order,
 /// each announcing itself as its own event. ARGV 4: the byte budget of the
 /// removed records the reply carries, 5: the writer's tag
 /// ([`super::Shared::tag`]); then per write, its kind and arguments, and in
-/// KEYS from 6 on its keys, in the same order (a kind in capitals: a write
+/// KEYS from 7 on its keys, in the same order (a kind in capitals: a write
 /// nothing on its node heard of; its events, and the expire event of a
 /// key it meets expired, carry the tag in `q`):
 ///
@@ -196,7 +236,7 @@ local function remove(key, vkey, park, park_ms)
   return out
 end
 local out = {''}
-local i, k = 6, 6
+local i, k = 6, 7
 while i <= #ARGV do
   local kind = ARGV[i]
   QUIET = (kind == 'P' or kind == 'D') and ARGV[5]
@@ -214,14 +254,14 @@ return out
     )
 });
 
-/// KEYS 6 the value key. ARGV 4 key, 5 `never` or ms from now. Returns
+/// KEYS 7 the value key. ARGV 4 key, 5 `never` or ms from now. Returns
 /// `{1, or 0 when missing, last event id}`.
 pub static SET_EXPIRY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now = now_ms()
 local key = ARGV[4]
-local vkey = KEYS[6]
+local vkey = KEYS[7]
 claim(key, vkey, now)
 if redis.call('EXISTS', vkey) == 0 then return {0, LAST} end
 if ARGV[5] == 'never' then
@@ -239,7 +279,7 @@ return {1, LAST}
 
 /// The reaper. ARGV 4 max, 5 how many of the names after it are due keys
 /// (the rest are locked keys whose lease looked lapsed), then the names;
-/// KEYS 6.. their value keys, then their lock keys, in the same order.
+/// KEYS 7.. their value keys, then their lock keys, in the same order.
 /// Removes the due keys among them that are still due (announcing each),
 /// announces the lapsed leases; returns `{removed, ms to the next expiry
 /// or -1, last event id, up to max due keys, up to max lapsed locked
@@ -252,7 +292,7 @@ local max = tonumber(ARGV[4])
 local ndue = tonumber(ARGV[5])
 local n = 0
 for i = 6, #ARGV do
-  local key, k = ARGV[i], KEYS[i]
+  local key, k = ARGV[i], KEYS[i + 1]
   if i - 5 <= ndue then
     if claim(key, k, now) then n = n + 1 end
   else
@@ -292,7 +332,7 @@ return out
     )
 });
 
-/// KEYS 6.. the value keys of every key in `idx` (read just before).
+/// KEYS 7.. the value keys of every key in `idx` (read just before).
 /// Live entries as a flat `{key, record, ...}`, or `'retry'` when the key
 /// set is not the one declared any more.
 pub static ENTRIES: LazyLock<Script> = LazyLock::new(|| {
@@ -301,7 +341,7 @@ pub static ENTRIES: LazyLock<Script> = LazyLock::new(|| {
 if not same_members() then return 'retry' end
 local gone = due(now_ms())
 local out = {}
-for i = 6, #KEYS do
+for i = 7, #KEYS do
   local k = name_of(KEYS[i])
   if not gone[k] then
     local rec = redis.call('GET', KEYS[i])
@@ -322,7 +362,7 @@ return redis.call('SCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[2], '-inf', now_
     )
 });
 
-/// KEYS 6.. the value keys of every key in `idx` (read just before).
+/// KEYS 7.. the value keys of every key in `idx` (read just before).
 /// Removes every entry (no events); returns how many were live, or
 /// `'retry'` when the key set is not the one declared any more.
 pub static CLEAR: LazyLock<Script> = LazyLock::new(|| {
@@ -330,19 +370,19 @@ pub static CLEAR: LazyLock<Script> = LazyLock::new(|| {
         r#"
 if not same_members() then return 'retry' end
 local live = redis.call('SCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[2], '-inf', now_ms())
-for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 7, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('DEL', KEYS[1], KEYS[2])
 return live
 "#,
     )
 });
 
-/// KEYS 6 the lock key. ARGV 4 key, 5 token, 6 lease ms. Returns 1 (taken
+/// KEYS 7 the lock key. ARGV 4 key, 5 token, 6 lease ms. Returns 1 (taken
 /// or already ours) or the holder's token.
 pub static LOCK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local lkey = KEYS[6]
+local lkey = KEYS[7]
 local cur = redis.call('GET', lkey)
 if cur and cur ~= ARGV[5] then return cur end
 local at = now_ms() + tonumber(ARGV[6])
@@ -353,12 +393,12 @@ return 1
     )
 });
 
-/// KEYS 6 the lock key. ARGV 4 key, 5 token. Returns 1 when released, 0
+/// KEYS 7 the lock key. ARGV 4 key, 5 token. Returns 1 when released, 0
 /// when not ours.
 pub static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local lkey = KEYS[6]
+local lkey = KEYS[7]
 if redis.call('GET', lkey) ~= ARGV[5] then return 0 end
 redis.call('DEL', lkey)
 redis.call('ZREM', KEYS[5], ARGV[4])
@@ -368,7 +408,7 @@ return 1
     )
 });
 
-/// KEYS 6.. the lock keys. ARGV 4 lease ms, then a (key, token) pair per
+/// KEYS 7.. the lock keys. ARGV 4 lease ms, then a (key, token) pair per
 /// lock key, in the same order. Extends the leases still held; returns the
 /// keys whose lock was lost (lapsed or taken by another).
 pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
@@ -376,8 +416,8 @@ pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local at = now_ms() + tonumber(ARGV[4])
 local lost = {}
-for j = 6, #KEYS do
-  local key, token = ARGV[2 * j - 7], ARGV[2 * j - 6]
+for j = 7, #KEYS do
+  local key, token = ARGV[2 * j - 9], ARGV[2 * j - 8]
   local lkey = KEYS[j]
   if redis.call('GET', lkey) == token then
     redis.call('PEXPIREAT', lkey, at)

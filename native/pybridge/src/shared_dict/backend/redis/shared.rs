@@ -1,9 +1,7 @@
 //! What a Redis-backed dict and its follower thread share ([`Shared`]):
 //! the pool and key names, the locks held here, and how a write waits for
-//! its node to raise its events ([`Shared::written`]), how `stats` waits
-//! for the count of writes that did not ([`Shared::settle`]), and the
-//! follower's pause between reads while nothing here listens
-//! ([`Shared::pause`]).
+//! its node to raise its events ([`Shared::written`]), and the follower's
+//! pause between steps while nothing here listens ([`Shared::pause`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,10 +36,6 @@ pub(crate) struct Shared {
     /// The id of the last stream entry this node's follower has raised.
     pub raised: Mutex<(u64, u64)>,
     raised_cv: Condvar,
-    /// The newest event of a write that returned without waiting for it
-    /// to be raised (nothing on this node heard of it): `stats` waits for
-    /// the follower to count up to it ([`Shared::settle`]).
-    unwaited: Mutex<(u64, u64)>,
     /// Set to end the follower's pause between reads at once (see
     /// [`Shared::pause`]).
     nudged: Mutex<bool>,
@@ -81,7 +75,6 @@ impl Shared {
             lease: Mutex::new(LOCK_LEASE),
             raised: Mutex::new((0, 0)),
             raised_cv: Condvar::new(),
-            unwaited: Mutex::new((0, 0)),
             nudged: Mutex::new(false),
             nudge_cv: Condvar::new(),
             contended_at: AtomicU64::new(0),
@@ -124,16 +117,11 @@ impl Shared {
     /// A write whose last event is `id` is done: when something on this
     /// node `heard` of the dict's writes as it began, once this node raised
     /// its events ([`wait_raised`](Self::wait_raised)); else at once (its
-    /// events are marked with [`tag`](Self::tag): the follower counts
-    /// them and hands them to no listener), remembered for
-    /// [`settle`](Self::settle).
+    /// events are marked with [`tag`](Self::tag): the follower hands them
+    /// to no listener; the script counted them, see `counts`).
     pub(crate) fn written(&self, id: &str, heard: bool) {
         if heard {
             self.wait_raised(id);
-        } else if !id.is_empty() {
-            let id = parse_id(id);
-            let mut unwaited = self.unwaited.lock();
-            *unwaited = (*unwaited).max(id);
         }
     }
 
@@ -144,9 +132,9 @@ impl Shared {
         self.nudge_cv.notify_one();
     }
 
-    /// The follower's pause between two reads while nothing on this node
-    /// hears of the dict's writes: up to `most`, or until a writer or
-    /// `stats` waits for it ([`nudge`](Self::nudge)).
+    /// The follower's pause between two steps while nothing on this node
+    /// hears of the dict's writes: up to `most`, or until a writer waits
+    /// for it ([`nudge`](Self::nudge)).
     pub(crate) fn pause(&self, most: Duration) {
         let mut nudged = self.nudged.lock();
         if !*nudged {
@@ -171,13 +159,6 @@ impl Shared {
         let at = self.contended_at.load(Ordering::Relaxed);
         let now = self.opened.elapsed().as_millis() as u64 + 1;
         at == 0 || now.saturating_sub(at) > LOCK_LEASE.as_millis() as u64
-    }
-
-    /// Waits (at most [`RAISE_WAIT`]) until the follower counted the
-    /// events of every write that returned.
-    pub(crate) fn settle(&self) {
-        let unwaited = *self.unwaited.lock();
-        self.wait_raised_at(unwaited);
     }
 }
 

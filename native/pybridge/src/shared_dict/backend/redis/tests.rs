@@ -119,9 +119,16 @@ impl Drop for TestServer {
 }
 
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     events: Mutex<Vec<(EventKind, String)>>,
     unlocked: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    /// The events heard so far, in order.
+    pub(super) fn heard(&self) -> Vec<(EventKind, String)> {
+        self.events.lock().clone()
+    }
 }
 
 impl Listener for Seen {
@@ -134,7 +141,7 @@ impl Listener for Seen {
 }
 
 /// Waits (up to 10 s) until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub(super) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if f() {
@@ -147,7 +154,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 /// A dict named `name` on `url`, as one node sees it (unregistered, so two
 /// of them can live in one test process like two nodes).
-fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<super::Shared>) {
+pub(super) fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<super::Shared>) {
     let r = Redis::open(url, "t", Some(name), 2).expect("opens");
     let shared = r.shared.clone();
     (
@@ -156,7 +163,7 @@ fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<super::Shared>) {
     )
 }
 
-fn int(v: i64) -> Stored {
+pub(super) fn int(v: i64) -> Stored {
     Stored::Plain(Value::Int(v))
 }
 
