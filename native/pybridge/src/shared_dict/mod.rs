@@ -282,7 +282,7 @@ impl SharedDict {
             });
             done(out)
         });
-        self.backend.get_later(key, wrapped).is_ok()
+        self.backend.get_later(key, wrapped)
     }
 
     /// Stores `value` under `key`; `ttl_ms` sets its expiry, `None` removes
@@ -354,31 +354,36 @@ impl SharedDict {
     /// Like [`put_with`](Self::put_with) without waiting, where the backend
     /// can ([`Backend::put_later`]): queues the write and returns; `done`
     /// gets its outcome on another thread, once the write is as done as
-    /// `put_with`'s return says. Does no I/O. `Err(done)`: not queued
-    /// (a destroyed dict, or a backend that does not queue): use
-    /// `put_with`.
+    /// `put_with`'s return says. Does no I/O; reads the clock only if
+    /// the write needs it (as `put_with`). `false`: not queued (a
+    /// destroyed dict, or a backend that does not queue), `done` dropped
+    /// uncalled: use `put_with`.
     pub fn put_later(
         self: &Arc<Self>,
         key: &str,
         value: Stored,
         expiry: Expiry,
         cond: Condition,
-        now: Millis,
+        now: &Now,
         done: PutDone,
-    ) -> Result<(), PutDone> {
+    ) -> bool {
         let _open = self.gated.then(|| self.gate.read());
         if self.destroyed.load(Ordering::Acquire) {
-            return Err(done);
+            return false;
         }
         // As `put_at`: read before the write.
         let heard = self.heard();
-        self.backend
-            .put_later(key, Found::new(value), expiry, cond, now, heard, done)?;
+        if !self
+            .backend
+            .put_later(key, Found::new(value), expiry, cond, now, heard, done)
+        {
+            return false;
+        }
         // As `put_with`: a key with an expiry needs the sweeper.
         if let Expiry::At(_) = expiry {
             self.watch();
         }
-        Ok(())
+        true
     }
 
     /// Removes `key`, returning its value when it was there.

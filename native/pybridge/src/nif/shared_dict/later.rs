@@ -61,13 +61,14 @@ fn shared_dict_put_later<'a>(
         // A caller that died meanwhile gets nothing.
         let _ = mailer::send_saved(owned, message, &pid);
     });
-    // A queued write takes "now" as read (the clock read is nothing next
-    // to a Redis round trip).
-    match sd
+    // "Now" was read for a TTL; else the write reads it only if it needs
+    // it (as `shared_dict_put`).
+    if sd
         .dict
-        .put_later(p.key, p.stored, p.expiry, p.cond, p.now.get(), done)
+        .put_later(p.key, p.stored, p.expiry, p.cond, &p.now, done)
     {
-        Ok(()) => Ok(atoms::wait().encode(env)),
-        Err(_) => Ok(atoms::dirty().encode(env)),
+        Ok(atoms::wait().encode(env))
+    } else {
+        Ok(atoms::dirty().encode(env))
     }
 }

@@ -268,9 +268,10 @@ pub trait Backend: Send + Sync {
     /// Reads `key` like [`get`](Self::get) without waiting for the store:
     /// queues the read and returns; `done` gets what it found later, on
     /// another thread. Does no I/O itself (a BEAM scheduler may call it).
-    /// `Err(done)`: not taken (use `get`); the default.
-    fn get_later(&self, _key: &str, done: GetDone) -> Result<(), GetDone> {
-        Err(done)
+    /// `false`: not taken, `done` dropped uncalled (use `get`); the
+    /// default.
+    fn get_later(&self, _key: &str, _done: GetDone) -> bool {
+        false
     }
 
     /// [`get`](Backend::get) at a "now" read only if needed.
@@ -298,10 +299,11 @@ pub trait Backend: Send + Sync {
     /// Writes `key` like [`put`](Self::put) without waiting for the
     /// store: queues the write and returns; `done` gets its outcome later,
     /// on another thread. Does no I/O itself (a BEAM scheduler may call
-    /// it). `heard`: whether anything on this node heard of the dict's
-    /// writes when this one began (see [`Events::heard`]). `Err(done)`:
-    /// not taken (this backend, or this write, goes through
-    /// [`put`](Self::put)); the default.
+    /// it). `now` is read only if the write needs it (an `At` expiry
+    /// counts from it). `heard`: whether anything on this node heard of
+    /// the dict's writes when this one began (see [`Events::heard`]).
+    /// `false`: not taken, `done` dropped uncalled (this backend, or this
+    /// write, goes through [`put`](Self::put)); the default.
     #[allow(clippy::too_many_arguments)]
     fn put_later(
         &self,
@@ -309,11 +311,11 @@ pub trait Backend: Send + Sync {
         _item: Found,
         _expiry: Expiry,
         _cond: Condition,
-        _now: Millis,
+        _now: &Now,
         _heard: bool,
-        done: PutDone,
-    ) -> Result<(), PutDone> {
-        Err(done)
+        _done: PutDone,
+    ) -> bool {
+        false
     }
 
     /// [`put`](Backend::put) at a "now" read only if needed.

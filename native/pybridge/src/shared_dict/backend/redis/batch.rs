@@ -33,8 +33,16 @@
 //!   as many writes per batch as there are dirty IO schedulers.
 //! * A batch holds at most [`MAX_OPS`] writes and [`MAX_BYTES`] of values;
 //!   a value above [`big::BIG`] is never batched (it gets its own deadline).
+//! * No writer waits forever: a panic while a batch is sent gives its turn
+//!   back and answers each of its writers an error (its writes may have
+//!   been applied, as after a lost connection); one anywhere else in the
+//!   batcher's thread ends the thread, and every write it was given and
+//!   had not sent is answered an error ([`Batcher::died`]); the next
+//!   queued write starts another.
 
 use std::collections::VecDeque;
+#[cfg(test)]
+use std::sync::atomic::AtomicU8;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -120,8 +128,9 @@ struct Done {
 /// last event of its batch), on another thread.
 pub type Later = Box<dyn FnOnce(Result<(Value, String), DictError>) + Send>;
 
-/// A writer that does not wait. Dropped unanswered (its batch never went:
-/// the dict is gone), it is answered [`DictError::Destroyed`].
+/// A writer that does not wait. Dropped unanswered, it is answered
+/// [`DictError::Destroyed`] (its batch never went: the dict is gone), or
+/// an error when dropped by a panic's unwinding (its batch may have gone).
 struct Waiter(Option<Later>);
 
 impl Waiter {
@@ -135,7 +144,47 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
-            f(Err(DictError::Destroyed));
+            f(Err(if std::thread::panicking() {
+                panicked()
+            } else {
+                DictError::Destroyed
+            }));
+        }
+    }
+}
+
+/// The answer of a write whose sender panicked.
+fn panicked() -> DictError {
+    DictError::Backend("internal error: a Redis write panicked".into())
+}
+
+/// A batch being sent: should its sender panic before it is done, its
+/// turn is given back and the writers that wait on its `done` are
+/// answered an error (those that do not wait are, as their [`Waiter`]s are
+/// dropped).
+struct Sending<'a> {
+    batcher: &'a Batcher,
+    done: Arc<Done>,
+    /// Still counted in flight.
+    turn: bool,
+}
+
+impl Sending<'_> {
+    /// Gives the batch's turn back (once).
+    fn came_back(&mut self) {
+        if std::mem::take(&mut self.turn) {
+            self.batcher.came_back();
+        }
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.came_back();
+        let mut answers = self.done.answers.lock();
+        if answers.is_none() {
+            *answers = Some(Err(panicked()));
+            self.done.cv.notify_all();
         }
     }
 }
@@ -187,7 +236,23 @@ pub struct Batcher {
     /// Script calls sent, and the writes they carried.
     pub sent: AtomicU64,
     pub writes: AtomicU64,
+    /// Makes the batcher's thread panic once, outside any `catch_unwind`,
+    /// at the point it names ([`FAULT_SENT`], [`FAULT_TAKING`]), for tests.
+    #[cfg(test)]
+    pub fault: AtomicU8,
 }
+
+/// Where a test makes the batcher's thread panic ([`Batcher::fault`]):
+/// nowhere.
+#[cfg(test)]
+pub const FAULT_NONE: u8 = 0;
+/// As the thread is about to take a batch of its own (still queued).
+#[cfg(test)]
+pub const FAULT_TAKING: u8 = 1;
+/// As the thread's batch came back from Redis, its writers not answered
+/// yet.
+#[cfg(test)]
+pub const FAULT_SENT: u8 = 2;
 
 /// The queue, locked: when unlocked (dropped, or waiting on
 /// [`Batcher::turn`] through [`Batcher::wait`]) it leaves the hint
@@ -232,7 +297,26 @@ impl Batcher {
             queues: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            #[cfg(test)]
+            fault: AtomicU8::new(FAULT_NONE),
         }
+    }
+
+    /// Panics when a test armed [`fault`](Self::fault) `at` here (once).
+    #[cfg(test)]
+    fn fault_point(&self, at: u8) {
+        let armed = self
+            .fault
+            .compare_exchange(at, FAULT_NONE, Ordering::SeqCst, Ordering::SeqCst);
+        if armed.is_ok() {
+            panic!("injected fault {at}: the Redis write thread");
+        }
+    }
+
+    /// Whether the batcher's thread runs, for tests.
+    #[cfg(test)]
+    pub fn runs(&self) -> bool {
+        self.lock().thread
     }
 
     fn lock(&self) -> Locked<'_> {
@@ -392,8 +476,41 @@ impl Batcher {
     }
 
     /// The batcher's thread: sends the batches started by writers that do
-    /// not wait, in their turn, until the dict is closed.
+    /// not wait, in their turn, until the dict is closed. A panic outside
+    /// [`run`](Self::run)'s own guard ends it ([`died`](Self::died)).
     fn thread(&self, shared: &Shared) {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(shared)));
+        if served.is_err() {
+            self.died();
+        }
+    }
+
+    /// The batcher's thread died of a panic: the next write that does not
+    /// wait starts another, and every batch it was given and had not sent
+    /// is taken out of line, each of its writers answered an error.
+    fn died(&self) {
+        let mut q = self.lock();
+        q.thread = false;
+        let (left, kept) = std::mem::take(&mut q.forming)
+            .into_iter()
+            .partition(|b| b.by_thread);
+        q.forming = kept;
+        drop(q);
+        // The writers waiting for their batch's turn look again.
+        self.turn.notify_all();
+        for b in left {
+            *b.done.answers.lock() = Some(Err(panicked()));
+            b.done.cv.notify_all();
+            for (_, waiter) in b.later {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    waiter.answer(Err(panicked()))
+                }));
+            }
+        }
+    }
+
+    /// The loop of [`thread`](Self::thread).
+    fn serve(&self, shared: &Shared) {
         let mut q = self.lock();
         loop {
             if q.stop && !q.forming.iter().any(|b| b.by_thread) {
@@ -402,6 +519,8 @@ impl Batcher {
             }
             let ours = q.forming.front().is_some_and(|b| b.by_thread);
             if ours && q.in_flight < self.max_in_flight {
+                #[cfg(test)]
+                self.fault_point(FAULT_TAKING);
                 q.in_flight += 1;
                 if let Some(b) = q.forming.pop_front() {
                     drop(q);
@@ -424,12 +543,21 @@ impl Batcher {
     /// writers: those that do not wait through their callbacks, the
     /// others through its `done`.
     fn run(&self, shared: &Shared, b: Forming) {
+        let mut sending = Sending {
+            batcher: self,
+            done: b.done.clone(),
+            turn: true,
+        };
         let heard = b.ops.iter().any(|op| !op.quiet());
         let out = self.send(shared, b.ops, &|c, f| f(c));
+        #[cfg(test)]
+        if b.by_thread {
+            self.fault_point(FAULT_SENT);
+        }
         if heard {
             // The next batch goes while this one waits for its events
             // (up to RAISE_WAIT while the follower reconnects).
-            self.came_back();
+            sending.came_back();
         }
         // Once for the batch: its writers then find their events raised
         // (when one of them was heard of; else nobody waits).
@@ -462,9 +590,7 @@ impl Batcher {
         // answered, so those that write again at once (64 BEAM processes
         // putting in a loop) queue behind it and go together as the next
         // batch, instead of the first of them sending its write alone.
-        if !heard {
-            self.came_back();
-        }
+        sending.came_back();
     }
 
     /// A batch in flight came back: wakes whoever waits for its turn. Only

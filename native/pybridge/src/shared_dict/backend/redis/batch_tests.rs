@@ -16,7 +16,7 @@ use super::tests::TestServer;
 use super::Redis;
 use crate::convert::Value;
 use crate::shared_dict::{
-    Condition, DictError, EventKind, Item, Listener, SharedDict, Stored, Ttl,
+    Condition, DictError, EventKind, Item, Listener, Now, SharedDict, Stored, Ttl,
 };
 
 /// Every event a node raised: kind, key, the integer value it carried.
@@ -320,11 +320,11 @@ fn put_later(
     let done: crate::shared_dict::PutDone = Box::new(move |out| {
         let _ = tx.send(out);
     });
-    let now = crate::shared_dict::now_ms();
     let expiry = crate::shared_dict::Expiry::Never;
-    match d.put_later(key, int(v), expiry, cond, now, done) {
-        Ok(()) => Ok(rx),
-        Err(_) => Err(()),
+    if d.put_later(key, int(v), expiry, cond, &Now::lazy(), done) {
+        Ok(rx)
+    } else {
+        Err(())
     }
 }
 
@@ -400,8 +400,7 @@ fn a_first_ttl_put_queued_behind_a_batch_watches_the_dict_and_raises_its_expiry(
     let now = crate::shared_dict::now_ms();
     let expiry = crate::shared_dict::Expiry::At(now + 50);
     assert!(
-        a.put_later("t", int(7), expiry, Condition::Always, now, done)
-            .is_ok(),
+        a.put_later("t", int(7), expiry, Condition::Always, &Now::at(now), done),
         "queued behind the held batch"
     );
     assert_eq!(batcher.queued(), 1);

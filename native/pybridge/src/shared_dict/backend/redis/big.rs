@@ -122,15 +122,18 @@ pub fn read_records(pool: &Pool, vkeys: &[String]) -> Result<Vec<Option<Vec<u8>>
     for (vkey, fit) in vkeys.iter().zip(got) {
         out.push(match fit {
             Fit::Record(rec) => rec,
-            Fit::Big(n) => {
-                let t = big_timeout(n);
-                pool.run_idempotent(|c| {
-                    with_deadline(c, t, |c| redis::cmd("GET").arg(vkey).query(c))
-                })?
-            }
+            Fit::Big(n) => read_big(pool, vkey, n)?,
         });
     }
     Ok(out)
+}
+
+/// The record at `vkey` that did not fit a reply ([`Fit::Big`] of `len`
+/// bytes): read alone, with a plain `GET` under [`big_timeout`] of its
+/// size (`None`: gone meanwhile).
+pub fn read_big(pool: &Pool, vkey: &str, len: usize) -> Result<Option<Vec<u8>>, DictError> {
+    let t = big_timeout(len);
+    pool.run_idempotent(|c| with_deadline(c, t, |c| redis::cmd("GET").arg(vkey).query(c)))
 }
 
 /// Reads and deletes the parked record `park` of `len` bytes (see the

@@ -62,6 +62,8 @@ mod big_tests;
 #[cfg(test)]
 mod cluster_tests;
 mod counts;
+#[cfg(test)]
+mod dying_tests;
 mod follower;
 mod keys;
 mod locks;
@@ -86,6 +88,7 @@ use std::time::Duration;
 use super::{
     Backend, Condition, Events, Expiry, Found, GetDone, Item, Millis, PutDone, SharedCounts,
 };
+use crate::shared_dict::Now;
 use crate::shared_dict::{DictError, Holder, SharedDict, Stored};
 
 pub(crate) use keys::{parse_record, Keys};
@@ -252,7 +255,7 @@ impl Backend for Redis {
         self.reads.busy()
     }
 
-    fn get_later(&self, key: &str, done: GetDone) -> Result<(), GetDone> {
+    fn get_later(&self, key: &str, done: GetDone) -> bool {
         reads::get_later(&self.reads, &self.shared, key, done)
     }
 
@@ -266,6 +269,20 @@ impl Backend for Redis {
         events: &mut Events,
     ) -> Result<u64, DictError> {
         // Events come back through the stream (see the follower).
+        self.put_record(key, &item, expiry, cond, &Now::at(now), events.heard())
+    }
+
+    fn put_now(
+        &self,
+        key: &str,
+        item: Found,
+        expiry: Expiry,
+        cond: Condition,
+        now: &Now,
+        events: &mut Events,
+    ) -> Result<u64, DictError> {
+        // The clock is read only for an `At` expiry (Redis keeps the
+        // expiries: no rule here needs "now" otherwise).
         self.put_record(key, &item, expiry, cond, now, events.heard())
     }
 
@@ -279,34 +296,28 @@ impl Backend for Redis {
         item: Found,
         expiry: Expiry,
         cond: Condition,
-        now: Millis,
+        now: &Now,
         heard: bool,
         done: PutDone,
-    ) -> Result<(), PutDone> {
+    ) -> bool {
         // Checked again by `write_later`, under its lock; this look (an
         // atomic load) spares the encoding of a put it would refuse.
         if !self.batch.busy() {
-            return Err(done);
+            return false;
         }
         let op = match writes::put_op(key, &item, expiry, cond, now, heard) {
             Ok(op) => op,
             Err(e) => {
                 done(Err(e));
-                return Ok(());
+                return true;
             }
         };
         // The batcher's thread waits for the events (as `put` does) before
         // it answers.
         let later: batch::Later =
             Box::new(move |out| done(out.and_then(|(v, _)| writes::put_answer(v))));
-        let unsent = match self.batch.write_later(&self.shared, op, later) {
-            Ok(()) => return Ok(()),
-            Err(later) => later,
-        };
-        // Not queued: hand the caller back a `done` that answers `later`.
-        Err(Box::new(move |out: Result<u64, DictError>| {
-            unsent(out.map(|v| (redis::Value::Int(v as i64), String::new())))
-        }))
+        // Not queued: `later` (and `done` in it) dropped uncalled.
+        self.batch.write_later(&self.shared, op, later).is_ok()
     }
 
     fn modify(
@@ -325,7 +336,8 @@ impl Backend for Redis {
             };
             let new = Arc::new(f(current.as_ref().map(|(item, _)| &**item))?);
             let cond = Condition::Version(current.as_ref().map(|(_, v)| *v));
-            match self.put_record(key, &new, Expiry::Keep, cond, now, events.heard()) {
+            let at = Now::at(now);
+            match self.put_record(key, &new, Expiry::Keep, cond, &at, events.heard()) {
                 Ok(_) => return Ok(new),
                 Err(DictError::Conflict) => continue,
                 Err(e) => return Err(e),

@@ -25,11 +25,21 @@
 //!   lone read would get.
 //! * The reply of one call holds at most [`big::BIG`] bytes of records:
 //!   one that does not fit is answered [`Read::Big`], and its reader reads
-//!   it alone, under a deadline scaled to its size.
+//!   it alone, under a deadline scaled to its size. A lone read gives its
+//!   turn back as soon as its shared read came back: a big record it found
+//!   is then read with its own `GET` outside the turn
+//!   ([`big::read_big`]), so the gets behind it do not wait for it.
+//! * No reader waits forever: a panic in a call or a callback becomes an
+//!   error for its batch, and one anywhere else in the reader's thread
+//!   ends the thread, its turn given back and every reader it held or had
+//!   queued answered an error ([`Reader::died`]); the next queued read
+//!   starts another.
 //! * A dict lives on one hash slot, so a batch is one slot: Redis Cluster
 //!   routes and redirects it as one command.
 
 use std::collections::VecDeque;
+#[cfg(test)]
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -58,8 +68,9 @@ pub enum Read {
 /// thread. `None`: not read (the dict was closed first).
 pub type ReadDone = Box<dyn FnOnce(Option<Result<Read, DictError>>) + Send>;
 
-/// A queued reader's callback. Dropped unanswered (the dict was closed
-/// before its read went), it is answered `None`.
+/// A queued reader's callback. Dropped unanswered, it is answered `None`
+/// (the dict was closed before its read went), or an error when dropped by
+/// a panic's unwinding (the reader's thread died).
 struct Waiter(Option<ReadDone>);
 
 impl Waiter {
@@ -73,8 +84,24 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
-            f(None);
+            f(std::thread::panicking().then(|| Err(died())));
         }
+    }
+}
+
+/// The answer of a reader whose read the reader's thread dropped when it
+/// panicked.
+fn died() -> DictError {
+    DictError::Backend("internal error: the Redis read thread panicked".into())
+}
+
+/// A read's turn in flight, given back when dropped (a panic's unwinding
+/// included): see [`Reader::came_back`].
+struct Turn<'a>(&'a Reader);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.came_back();
     }
 }
 
@@ -98,6 +125,13 @@ pub struct Reader {
     /// Calls sent, and the keys they read (lone reads included).
     pub sent: AtomicU64,
     pub reads: AtomicU64,
+    /// Run as a lone read starts the `GET` of a big record, for tests.
+    #[cfg(test)]
+    pub big_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// Makes the reader's thread panic once, outside any `catch_unwind`,
+    /// as it took a batch, for tests.
+    #[cfg(test)]
+    pub fault: AtomicBool,
 }
 
 /// A blocking reader's answer slot.
@@ -128,6 +162,12 @@ impl Reader {
         self.turn.notify_all();
     }
 
+    /// Whether the reader's thread runs, for tests.
+    #[cfg(test)]
+    pub fn runs(&self) -> bool {
+        self.queue.lock().thread
+    }
+
     /// Reads queued and not yet sent, for tests.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
@@ -150,11 +190,7 @@ impl Reader {
             if q.stop || (q.in_flight < MAX_IN_FLIGHT && q.waiting.is_empty()) {
                 q.in_flight += 1;
                 drop(q);
-                self.sent.fetch_add(1, Ordering::Relaxed);
-                self.reads.fetch_add(1, Ordering::Relaxed);
-                let out = lone(&vkey);
-                self.came_back();
-                return out;
+                return self.read_alone(shared, &vkey);
             }
         }
         let slot = Arc::new(Slot::default());
@@ -163,10 +199,9 @@ impl Reader {
             *answer.out.lock() = Some(out);
             answer.cv.notify_all();
         });
-        match self.read_later(shared, vkey.clone(), done) {
-            Ok(()) => {}
+        if !self.read_later(shared, vkey.clone(), done) {
             // Not queued (closed meanwhile): alone.
-            Err(_) => return lone(&vkey),
+            return lone(&vkey);
         }
         let mut out = slot.out.lock();
         loop {
@@ -182,21 +217,51 @@ impl Reader {
         }
     }
 
+    /// A lone read (its turn already taken). The turn is given back as
+    /// soon as the shared read came back: a record too big for its reply
+    /// is then read with its own `GET`, while the gets queued meanwhile go.
+    fn read_alone(&self, shared: &Shared, vkey: &str) -> Result<Option<Vec<u8>>, DictError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let turn = Turn(self);
+        let got = big::read_batch(&shared.pool, &[vkey.to_owned()]);
+        drop(turn);
+        match got?.pop() {
+            Some(big::Fit::Record(rec)) => Ok(rec),
+            Some(big::Fit::Big(len)) => {
+                #[cfg(test)]
+                self.big_started();
+                big::read_big(&shared.pool, vkey, len)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Runs [`big_hook`](Self::big_hook).
+    #[cfg(test)]
+    fn big_started(&self) {
+        let hook = self.big_hook.lock().clone();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
     /// Queues the read of `vkey` behind the one on its way to Redis, for
     /// the reader's thread to send with the others queued, and returns at
     /// once: `done` gets what it found, on another thread. Never does I/O
-    /// (a caller on a BEAM scheduler may use it). `Err(done)`, uncalled:
-    /// not queued (nothing on its way to queue behind, a closed dict, no
-    /// thread could be started): read it with [`read`](Self::read).
+    /// (a caller on a BEAM scheduler may use it). `false`: not queued
+    /// (nothing on its way to queue behind, a closed dict, no thread could
+    /// be started), `done` dropped uncalled: read it with
+    /// [`read`](Self::read).
     pub fn read_later(
         self: &Arc<Self>,
         shared: &Arc<Shared>,
         vkey: String,
         done: ReadDone,
-    ) -> Result<(), ReadDone> {
+    ) -> bool {
         let mut q = self.queue.lock();
         if q.stop || (q.in_flight < MAX_IN_FLIGHT && q.waiting.is_empty()) {
-            return Err(done);
+            return false;
         }
         if !q.thread {
             let (reader, shared) = (self.clone(), shared.clone());
@@ -204,7 +269,7 @@ impl Reader {
                 .name("py-dict-redis-r".into())
                 .spawn(move || reader.thread(&shared));
             if started.is_err() {
-                return Err(done);
+                return false;
             }
             q.thread = true;
         }
@@ -216,12 +281,35 @@ impl Reader {
             // too: a read in flight coming back wakes it then).
             self.turn.notify_all();
         }
-        Ok(())
+        true
     }
 
     /// The reader's thread: sends what is queued, in turn, until the dict
-    /// is closed.
+    /// is closed. A panic outside [`run`](Self::run)'s own guards ends it
+    /// with every reader still waiting answered ([`died`](Self::died)).
     fn thread(&self, shared: &Shared) {
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(shared)));
+        if served.is_err() {
+            self.died();
+        }
+    }
+
+    /// The reader's thread died of a panic (the readers of the batch it
+    /// held were answered as their waiters were dropped, its turn given
+    /// back likewise): the next queued read starts another, and every
+    /// reader queued now is answered an error.
+    fn died(&self) {
+        let mut q = self.queue.lock();
+        q.thread = false;
+        let left: Vec<_> = q.waiting.drain(..).collect();
+        drop(q);
+        for (_, waiter) in left {
+            answer(waiter, Err(died()));
+        }
+    }
+
+    /// The loop of [`thread`](Self::thread).
+    fn serve(&self, shared: &Shared) {
         let mut q = self.queue.lock();
         loop {
             if q.stop {
@@ -238,9 +326,14 @@ impl Reader {
                 let n = q.waiting.len().min(MAX_KEYS);
                 let batch: Vec<_> = q.waiting.drain(..n).collect();
                 drop(q);
+                let turn = Turn(self);
+                #[cfg(test)]
+                if self.fault.swap(false, Ordering::SeqCst) {
+                    panic!("injected fault: the Redis read thread");
+                }
                 self.run(shared, batch);
+                drop(turn);
                 q = self.queue.lock();
-                q.in_flight -= 1;
                 continue;
             }
             self.turn.wait(&mut q);
@@ -292,7 +385,8 @@ impl Reader {
         }
     }
 
-    /// A lone read came back: wakes the thread when reads are queued.
+    /// A read in flight (a lone one, or the thread's batch) came back:
+    /// wakes the thread when reads are queued.
     fn came_back(&self) {
         let mut q = self.queue.lock();
         q.in_flight -= 1;
@@ -319,21 +413,10 @@ pub fn found(rec: Option<Vec<u8>>) -> Result<Option<(Found, u64)>, DictError> {
 }
 
 /// [`Backend::get_later`](crate::shared_dict::Backend::get_later) for the
-/// Redis backend: the read of `key` queued on `reader`.
-pub fn get_later(
-    reader: &Arc<Reader>,
-    shared: &Arc<Shared>,
-    key: &str,
-    done: GetDone,
-) -> Result<(), GetDone> {
-    // The callback is moved into the queued one; handed back uncalled when
-    // not queued.
-    let slot = Arc::new(Mutex::new(Some(done)));
-    let queued = slot.clone();
+/// Redis backend: the read of `key` queued on `reader`; `false`: not
+/// queued, `done` dropped uncalled.
+pub fn get_later(reader: &Arc<Reader>, shared: &Arc<Shared>, key: &str, done: GetDone) -> bool {
     let read_done: ReadDone = Box::new(move |out| {
-        let Some(done) = queued.lock().take() else {
-            return;
-        };
         done(match out {
             Some(Ok(Read::Record(rec))) => Some(found(rec)),
             Some(Err(e)) => Some(Err(e)),
@@ -341,15 +424,5 @@ pub fn get_later(
             Some(Ok(Read::Big)) | None => None,
         })
     });
-    match reader.read_later(shared, shared.keys.value(key), read_done) {
-        Ok(()) => Ok(()),
-        Err(read_done) => {
-            // Dropped uncalled: the callback is still in the slot.
-            drop(read_done);
-            match slot.lock().take() {
-                Some(done) => Err(done),
-                None => Ok(()),
-            }
-        }
-    }
+    reader.read_later(shared, shared.keys.value(key), read_done)
 }

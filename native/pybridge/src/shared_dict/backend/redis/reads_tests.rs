@@ -203,3 +203,77 @@ fn a_value_too_big_to_share_the_reply_is_read_alone() {
     }
     d.destroy();
 }
+
+/// A gate a test opens: those that wait on it go on once it is open.
+#[derive(Default)]
+struct Gate {
+    open: parking_lot::Mutex<bool>,
+    cv: parking_lot::Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut open = self.open.lock();
+        while !*open {
+            self.cv.wait(&mut open);
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock() = true;
+        self.cv.notify_all();
+    }
+}
+
+#[test]
+fn a_lone_get_reading_a_big_value_lets_other_gets_go_meanwhile() {
+    let server = TestServer::start();
+    let (d, reader) = node(&server.url(), "r5");
+    let len = super::big::BIG + 1;
+    d.put(
+        "big",
+        Stored::Plain(Value::Bytes(vec![b'b'; len])),
+        None,
+        Condition::Always,
+    )
+    .unwrap();
+    d.put("small", int(7), None, Condition::Always).unwrap();
+    // The big value's own GET waits at the gate, and says it started.
+    let gate = Arc::new(Gate::default());
+    let (started_tx, started) = mpsc::channel();
+    let started_tx = parking_lot::Mutex::new(started_tx);
+    *reader.big_hook.lock() = Some({
+        let gate = gate.clone();
+        Arc::new(move || {
+            let _ = started_tx.lock().send(());
+            gate.wait();
+        })
+    });
+    let big = {
+        let d = d.clone();
+        std::thread::spawn(move || d.get("big").unwrap().map(|(item, _)| item))
+    };
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the big read started");
+    // While it is read, its turn is back: a get goes at once, alone, and
+    // is answered.
+    assert!(!d.would_queue_get(), "nothing in flight");
+    let small = {
+        let d = d.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(int_of(&d.get("small").unwrap()));
+        });
+        rx
+    };
+    assert_eq!(
+        small.recv_timeout(Duration::from_secs(10)),
+        Ok(Some(7)),
+        "the small get came back while the big value was read"
+    );
+    gate.open();
+    let item = big.join().unwrap().expect("found");
+    assert!(matches!(&*item, Stored::Plain(Value::Bytes(b)) if b.len() == len && b[0] == b'b'));
+    d.destroy();
+}

@@ -22,7 +22,7 @@ use super::tests::TestServer;
 use super::{Redis, Shared};
 use crate::convert::Value;
 use crate::shared_dict::{
-    Condition, DictError, EventKind, Expiry, Item, Listener, PutDone, SharedDict, Stored,
+    Condition, DictError, EventKind, Expiry, Item, Listener, Now, PutDone, SharedDict, Stored,
 };
 
 #[derive(Default)]
@@ -163,9 +163,15 @@ fn a_queued_put_nothing_hears_of_is_answered_at_once_and_never_heard() {
     let done: PutDone = Box::new(move |out| {
         let _ = tx.send(out);
     });
-    let now = crate::shared_dict::now_ms();
-    let queued = a.put_later("k", int(1), Expiry::Never, Condition::Always, now, done);
-    assert!(queued.is_ok(), "queued");
+    let queued = a.put_later(
+        "k",
+        int(1),
+        Expiry::Never,
+        Condition::Always,
+        &Now::lazy(),
+        done,
+    );
+    assert!(queued, "queued");
     let held = hold_follower(&shared_a, &b);
     let answer = returns(move || {
         batcher.release();

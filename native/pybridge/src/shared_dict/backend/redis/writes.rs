@@ -3,8 +3,9 @@
 //! its parking key when too big for the batch's reply, see [`big`]).
 
 use super::{batch, big, parse_record, Redis};
-use crate::shared_dict::backend::{Condition, Expiry, Item, Millis};
+use crate::shared_dict::backend::{Condition, Expiry, Item};
 use crate::shared_dict::codec;
+use crate::shared_dict::Now;
 use crate::shared_dict::{DictError, Stored};
 
 impl Redis {
@@ -17,7 +18,7 @@ impl Redis {
         item: &Stored,
         expiry: Expiry,
         cond: Condition,
-        now: Millis,
+        now: &Now,
         heard: bool,
     ) -> Result<u64, DictError> {
         let op = put_op(key, item, expiry, cond, now, heard)?;
@@ -56,20 +57,21 @@ impl Redis {
 }
 
 /// The batched write of a put (`heard`: see
-/// [`Shared::written`](super::Shared::written)).
+/// [`Shared::written`](super::Shared::written)). `now` is read only for an
+/// `At` expiry (sent as the time left).
 pub(super) fn put_op(
     key: &str,
     item: &Stored,
     expiry: Expiry,
     cond: Condition,
-    now: Millis,
+    now: &Now,
     heard: bool,
 ) -> Result<batch::Op, DictError> {
     let body = codec::encode(item).map_err(|e| DictError::Unstorable(e.to_string()))?;
     let mode = match expiry {
         Expiry::Keep => "keep".to_owned(),
         Expiry::Never => "never".to_owned(),
-        Expiry::At(at) => at.saturating_sub(now).to_string(),
+        Expiry::At(at) => at.saturating_sub(now.get()).to_string(),
     };
     let (cond, expected) = match cond {
         Condition::Always => ("always", String::new()),
