@@ -7,62 +7,26 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
-use super::batch::Batcher;
-use super::tests::TestServer;
-use super::Redis;
+use super::test_support::{answered, int, node, put_later, until, Parts, Seen, TestServer};
 use crate::convert::Value;
 use crate::shared_dict::{
-    Condition, DictError, EventKind, Item, Listener, Now, SharedDict, Stored, Ttl,
+    Condition, DictError, EventKind, Expiry, Now, PutDone, SharedDict, Stored, Ttl,
 };
 
-/// Every event a node raised: kind, key, the integer value it carried.
-#[derive(Default)]
-struct Seen(Mutex<Vec<(EventKind, String, Option<i64>)>>);
-
-impl Listener for Seen {
-    fn wants_values(&self) -> bool {
-        true
-    }
-    fn event(&self, kind: EventKind, key: &str, value: Option<&Item>) {
-        let v = value.and_then(|v| match &**v {
-            Stored::Plain(Value::Int(i)) => Some(*i),
-            _ => None,
-        });
-        self.0.lock().push((kind, key.to_owned(), v));
-    }
-}
-
-fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<Batcher>, Arc<Seen>) {
-    let r = Redis::open(url, "t", Some(name), 4).expect("opens");
-    let batcher = r.batch.clone();
-    let d = SharedDict::with_backend(None, Box::new(r)).expect("dict");
-    let seen = Arc::new(Seen::default());
-    d.listen(seen.clone()).expect("listen");
-    (d, batcher, seen)
-}
-
-fn int(v: i64) -> Stored {
-    Stored::Plain(Value::Int(v))
-}
-
-/// Waits (up to 10 s) until `f` holds: a latch on state, not a timing.
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+/// A node of the dict `name` on `url`, its batcher, and a listener that
+/// asks for the values events carry.
+fn node_seen(url: &str, name: &str) -> (Arc<SharedDict>, Parts, Arc<Seen>) {
+    let (d, parts) = node(url, name);
+    let seen = Seen::on(&d, true);
+    (d, parts, seen)
 }
 
 #[test]
 fn concurrent_put_new_in_one_batch_gives_each_key_one_winner_and_one_event() {
     let server = TestServer::start();
-    let (a, batcher, seen_a) = node(&server.url(), "b1");
-    let (_b, _, seen_b) = node(&server.url(), "b1");
+    let (a, Parts { batcher, .. }, seen_a) = node_seen(&server.url(), "b1");
+    let (_b, _, seen_b) = node_seen(&server.url(), "b1");
 
     batcher.hold();
     let (sent, writes) = (
@@ -107,8 +71,8 @@ fn concurrent_put_new_in_one_batch_gives_each_key_one_winner_and_one_event() {
     // The writing node raised its events before the writes returned; the
     // other node gets the same ones.
     for seen in [&seen_a, &seen_b] {
-        until("8 events", || seen.0.lock().len() >= 8);
-        let mut got: Vec<_> = seen.0.lock().clone();
+        until("8 events", || seen.len() >= 8);
+        let mut got: Vec<_> = seen.ints();
         got.sort_by(|x, y| x.1.cmp(&y.1));
         let mut want: Vec<_> = winners
             .iter()
@@ -124,8 +88,8 @@ fn concurrent_put_new_in_one_batch_gives_each_key_one_winner_and_one_event() {
 #[test]
 fn free_running_concurrent_writers_each_get_their_event_once() {
     let server = TestServer::start();
-    let (a, batcher, seen_a) = node(&server.url(), "b2");
-    let (_b, _, seen_b) = node(&server.url(), "b2");
+    let (a, Parts { batcher, .. }, seen_a) = node_seen(&server.url(), "b2");
+    let (_b, _, seen_b) = node_seen(&server.url(), "b2");
     let writers: Vec<_> = (0..16)
         .map(|t| {
             let a = a.clone();
@@ -145,26 +109,20 @@ fn free_running_concurrent_writers_each_get_their_event_once() {
         w.join().expect("writer");
     }
     let puts = seen_a
-        .0
-        .lock()
+        .ints()
         .iter()
         .filter(|e| e.0 == EventKind::Put)
         .count();
     assert_eq!(puts, 16 * 50, "every put raised once before it returned");
     let deletes = seen_a
-        .0
-        .lock()
+        .ints()
         .iter()
         .filter(|e| e.0 == EventKind::Delete)
         .count();
     until("the other node has them all", || {
-        seen_b.0.lock().len() == puts + deletes
+        seen_b.len() == puts + deletes
     });
-    assert_eq!(
-        *seen_b.0.lock(),
-        *seen_a.0.lock(),
-        "same events, same order"
-    );
+    assert_eq!(seen_b.ints(), seen_a.ints(), "same events, same order");
     let sent = batcher.sent.load(Ordering::SeqCst);
     assert!(sent > 0 && batcher.writes.load(Ordering::SeqCst) >= sent);
     a.destroy();
@@ -173,9 +131,9 @@ fn free_running_concurrent_writers_each_get_their_event_once() {
 #[test]
 fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
     let server = TestServer::start();
-    let (a, batcher, seen) = node(&server.url(), "b3");
+    let (a, Parts { batcher, .. }, seen) = node_seen(&server.url(), "b3");
     let v1 = a.put("k", int(1), None, Condition::Always).unwrap();
-    seen.0.lock().clear();
+    seen.clear();
 
     type Step = Box<dyn FnOnce(&Arc<SharedDict>) -> String + Send>;
     let steps: Vec<Step> = vec![
@@ -226,7 +184,7 @@ fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
             "true"
         ]
     );
-    let got = seen.0.lock().clone();
+    let got = seen.ints();
     assert_eq!(
         got,
         [
@@ -244,7 +202,7 @@ fn in_one_batch_a_ttl_put_then_a_plain_put_leaves_no_expiry_and_versions_grow() 
     let server = TestServer::start();
     // A fresh dict: no key has an expiry yet, so the batch's script starts
     // without the expiry set (the case it skips the expired-key lookup for).
-    let (a, batcher, _seen) = node(&server.url(), "bttl");
+    let (a, Parts { batcher, .. }, _seen) = node_seen(&server.url(), "bttl");
     type Step = Box<dyn FnOnce(&Arc<SharedDict>) -> Result<u64, DictError> + Send>;
     let steps: Vec<Step> = vec![
         Box::new(|d| d.put("k", int(1), Some(60_000), Condition::Always)),
@@ -282,7 +240,7 @@ fn in_one_batch_a_ttl_put_then_a_plain_put_leaves_no_expiry_and_versions_grow() 
 #[test]
 fn a_batch_that_fails_fails_for_each_writer_and_the_dict_recovers() {
     let mut server = TestServer::start();
-    let (a, batcher, _) = node(&server.url(), "b4");
+    let (a, Parts { batcher, .. }, _) = node_seen(&server.url(), "b4");
     a.put("k", int(0), None, Condition::Always).unwrap();
     batcher.hold();
     let writers: Vec<_> = (0..4)
@@ -309,35 +267,12 @@ fn a_batch_that_fails_fails_for_each_writer_and_the_dict_recovers() {
     a.destroy();
 }
 
-/// `put_later` with a channel for its answer.
-fn put_later(
-    d: &Arc<SharedDict>,
-    key: &str,
-    v: i64,
-    cond: Condition,
-) -> Result<std::sync::mpsc::Receiver<Result<u64, DictError>>, ()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let done: crate::shared_dict::PutDone = Box::new(move |out| {
-        let _ = tx.send(out);
-    });
-    let expiry = crate::shared_dict::Expiry::Never;
-    if d.put_later(key, int(v), expiry, cond, &Now::lazy(), done) {
-        Ok(rx)
-    } else {
-        Err(())
-    }
-}
-
-fn answer(rx: &std::sync::mpsc::Receiver<Result<u64, DictError>>) -> Result<u64, DictError> {
-    rx.recv_timeout(Duration::from_secs(10)).expect("answered")
-}
-
 #[test]
 fn queued_writes_join_the_batch_behind_the_one_in_flight_each_answered() {
     let server = TestServer::start();
-    let (a, batcher, seen) = node(&server.url(), "b5");
+    let (a, Parts { batcher, .. }, seen) = node_seen(&server.url(), "b5");
     // Nothing on its way: not queued, the caller sends it itself.
-    assert!(put_later(&a, "k", 0, Condition::Always).is_err());
+    assert!(put_later(&a, "k", 0, Condition::Always).is_none());
 
     batcher.hold();
     let sent = batcher.sent.load(Ordering::SeqCst);
@@ -353,9 +288,9 @@ fn queued_writes_join_the_batch_behind_the_one_in_flight_each_answered() {
     batcher.release();
 
     assert!(waits.join().expect("writer").is_ok());
-    assert_eq!(answer(&exists), Err(DictError::Exists));
-    assert!(answer(&other).is_ok());
-    assert_eq!(answer(&conflict), Err(DictError::Conflict));
+    assert_eq!(answered(&exists), Err(DictError::Exists));
+    assert!(answered(&other).is_ok());
+    assert_eq!(answered(&conflict), Err(DictError::Conflict));
     assert_eq!(
         batcher.sent.load(Ordering::SeqCst) - sent,
         1,
@@ -363,7 +298,7 @@ fn queued_writes_join_the_batch_behind_the_one_in_flight_each_answered() {
     );
     // Answered once this node raised the events.
     assert_eq!(
-        *seen.0.lock(),
+        seen.ints(),
         [
             (EventKind::Put, "k".to_owned(), Some(1)),
             (EventKind::Put, "j".to_owned(), Some(3)),
@@ -376,8 +311,8 @@ fn queued_writes_join_the_batch_behind_the_one_in_flight_each_answered() {
     let late = put_later(&a, "z", 9, Condition::Always).expect("queued");
     a.destroy();
     batcher.release();
-    assert!(answer(&late).is_ok());
-    let (b, _, _) = node(&server.url(), "b5");
+    assert!(answered(&late).is_ok());
+    let (b, _, _) = node_seen(&server.url(), "b5");
     let (item, _) = b.get("z").unwrap().expect("written");
     assert!(matches!(&*item, Stored::Plain(Value::Int(9))));
     b.destroy();
@@ -386,7 +321,7 @@ fn queued_writes_join_the_batch_behind_the_one_in_flight_each_answered() {
 #[test]
 fn a_first_ttl_put_queued_behind_a_batch_watches_the_dict_and_raises_its_expiry() {
     let server = TestServer::start();
-    let (a, batcher, seen) = node(&server.url(), "b6");
+    let (a, Parts { batcher, .. }, seen) = node_seen(&server.url(), "b6");
     assert!(
         !a.swept.load(Ordering::SeqCst),
         "no key with an expiry yet: not watched"
@@ -394,11 +329,11 @@ fn a_first_ttl_put_queued_behind_a_batch_watches_the_dict_and_raises_its_expiry(
 
     batcher.hold();
     let (tx, rx) = std::sync::mpsc::channel();
-    let done: crate::shared_dict::PutDone = Box::new(move |out| {
+    let done: PutDone = Box::new(move |out| {
         let _ = tx.send(out);
     });
     let now = crate::shared_dict::now_ms();
-    let expiry = crate::shared_dict::Expiry::At(now + 50);
+    let expiry = Expiry::At(now + 50);
     assert!(
         a.put_later("t", int(7), expiry, Condition::Always, &Now::at(now), done),
         "queued behind the held batch"
@@ -410,11 +345,10 @@ fn a_first_ttl_put_queued_behind_a_batch_watches_the_dict_and_raises_its_expiry(
         "the queued TTL'd put watches the dict"
     );
     batcher.release();
-    assert!(answer(&rx).is_ok());
+    assert!(answered(&rx).is_ok());
 
     until("the key's expire event", || {
-        seen.0
-            .lock()
+        seen.ints()
             .iter()
             .any(|e| e.0 == EventKind::Expire && e.1 == "t")
     });

@@ -2,42 +2,13 @@
 //! events through the size-scaled path of [`super::big`], intact, with
 //! nothing parked left behind.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use super::big::{big_timeout, BIG};
-use super::tests::TestServer;
-use super::{Redis, COMMAND_TIMEOUT};
+use super::test_support::{node, until_within, Seen, TestServer};
+use super::COMMAND_TIMEOUT;
 use crate::convert::Value;
-use crate::shared_dict::{Condition, EventKind, Item, Listener, SharedDict, Stored};
-
-/// An event: its kind, key and the bytes of its value.
-type Seen = (EventKind, String, Option<Vec<u8>>);
-
-/// Records each event with the bytes of its value (a listener that wants
-/// values, like a Python callback).
-#[derive(Default)]
-struct Values(Mutex<Vec<Seen>>);
-
-impl Listener for Values {
-    fn wants_values(&self) -> bool {
-        true
-    }
-    fn event(&self, kind: EventKind, key: &str, value: Option<&Item>) {
-        let bytes = value.and_then(|v| match &**v {
-            Stored::Plain(Value::Bytes(b)) => Some(b.clone()),
-            _ => None,
-        });
-        self.0.lock().push((kind, key.to_owned(), bytes));
-    }
-}
-
-fn node(url: &str, name: &str) -> Arc<SharedDict> {
-    let r = Redis::open(url, "t", Some(name), 2).expect("opens");
-    SharedDict::with_backend(None, Box::new(r)).expect("dict")
-}
+use crate::shared_dict::{Condition, EventKind, Item, Stored};
 
 fn bytes_of(item: Option<Item>) -> Option<Vec<u8>> {
     item.map(|i| match &*i {
@@ -46,17 +17,9 @@ fn bytes_of(item: Option<Item>) -> Option<Vec<u8>> {
     })
 }
 
-/// Waits (up to 30 s: a loaded machine, megabytes) until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("never happened: {what}");
-}
+/// How long a big value's event may take to come (a loaded machine,
+/// megabytes).
+const WITHIN: Duration = Duration::from_secs(30);
 
 #[test]
 fn the_deadline_of_a_big_record_grows_with_its_size() {
@@ -70,10 +33,10 @@ fn the_deadline_of_a_big_record_grows_with_its_size() {
 #[test]
 fn a_big_value_is_read_taken_and_carried_on_events_intact() {
     let server = TestServer::start();
-    let a = node(&server.url(), "big");
-    let b = node(&server.url(), "big");
-    let seen = Arc::new(Values::default());
-    a.listen(seen.clone()).unwrap();
+    let (a, _) = node(&server.url(), "big");
+    let (b, _) = node(&server.url(), "big");
+    // Asks for values, like a Python callback.
+    let seen = Seen::on(&a, true);
     let data: Vec<u8> = (0..3 * BIG + 7).map(|i| (i % 251) as u8).collect();
     let small = vec![7u8; 10];
 
@@ -101,9 +64,11 @@ fn a_big_value_is_read_taken_and_carried_on_events_intact() {
         Some(small)
     );
     // The follower reads the big put's value back for the listener.
-    eventually("the big put's event with its value", || {
-        seen.0.lock().iter().any(|(kind, key, v)| {
-            *kind == EventKind::Put && key == "k" && v.as_deref() == Some(&data[..])
+    until_within("the big put's event with its value", WITHIN, || {
+        seen.any(|(kind, key, v)| {
+            *kind == EventKind::Put
+                && key == "k"
+                && matches!(v.as_deref(), Some(Stored::Plain(Value::Bytes(b))) if *b == data)
         })
     });
 
@@ -116,11 +81,8 @@ fn a_big_value_is_read_taken_and_carried_on_events_intact() {
         .query(&mut server.conn())
         .unwrap();
     assert!(parked.is_empty(), "left parked: {parked:?}");
-    eventually("the big take's delete event", || {
-        seen.0
-            .lock()
-            .iter()
-            .any(|(kind, key, _)| *kind == EventKind::Delete && key == "k")
+    until_within("the big take's delete event", WITHIN, || {
+        seen.any(|(kind, key, _)| *kind == EventKind::Delete && key == "k")
     });
     // Overwriting a big value with a small one, then a conditional put on it.
     b.put(

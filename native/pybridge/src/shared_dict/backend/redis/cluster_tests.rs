@@ -4,26 +4,14 @@
 //! here is opened with the first node's URL only, so a dict whose slot is
 //! on another node is reached through `MOVED`.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
-use super::Redis;
+use super::test_support::{as_int, free_port, get_int, int, node_with, until_within, Parts, Seen};
 use crate::convert::Value;
-use crate::shared_dict::{
-    Condition, DictError, EventKind, Holder, Item, Listener, SharedDict, Stored,
-};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::shared_dict::{Condition, DictError, EventKind, Holder, SharedDict, Stored};
 
 /// Three cluster masters of the test's own, stopped on drop.
 pub struct TestCluster {
@@ -234,63 +222,14 @@ impl Drop for TestCluster {
     }
 }
 
-/// Waits (up to 20 s) until `f` holds.
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("never happened: {what}");
+/// Waits (up to 20 s: a cluster settling) until `f` holds.
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    until_within(what, Duration::from_secs(20), f);
 }
 
-#[derive(Default)]
-struct Seen {
-    events: Mutex<Vec<(EventKind, String, Option<Item>)>>,
-    unlocked: Mutex<Vec<String>>,
-}
-
-impl Listener for Seen {
-    fn event(&self, kind: EventKind, key: &str, value: Option<&Item>) {
-        self.events
-            .lock()
-            .push((kind, key.to_owned(), value.cloned()));
-    }
-    /// These tests check the values events carry, so they ask for them.
-    fn wants_values(&self) -> bool {
-        true
-    }
-    fn unlocked(&self, key: &str) {
-        self.unlocked.lock().push(key.to_owned());
-    }
-}
-
-fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<super::Shared>) {
-    let r = Redis::open(url, "c", Some(name), 2).expect("opens");
-    let shared = r.shared.clone();
-    (
-        SharedDict::with_backend(None, Box::new(r)).expect("dict"),
-        shared,
-    )
-}
-
-fn int(v: i64) -> Stored {
-    Stored::Plain(Value::Int(v))
-}
-
-fn int_of(item: &Item) -> i64 {
-    match &**item {
-        Stored::Plain(Value::Int(i)) => *i,
-        other => panic!("not an int: {other:?}"),
-    }
-}
-
-fn get_int(d: &SharedDict, k: &str) -> Option<i64> {
-    d.get(k)
-        .expect("get")
-        .map(|(item, _)| int_of(&item.into_item()))
+/// A dict named `name` through `url` (prefix `c`), as one node sees it.
+fn cluster_node(url: &str, name: &str) -> (Arc<SharedDict>, Parts) {
+    node_with(url, "c", name, 2)
 }
 
 /// A dict name whose slot the node at `port` serves (`on`) or does not.
@@ -312,16 +251,20 @@ fn dicts_on_different_slots_work_through_the_first_nodes_url() {
         cluster.slot(&format!("{{c:{there}}}"))
     );
     for name in [&here, &there] {
-        let (a, a_shared) = node(&seed, name);
-        let (b, _) = node(&seed, name);
+        let (
+            a,
+            Parts {
+                shared: a_shared, ..
+            },
+        ) = cluster_node(&seed, name);
+        let (b, _) = cluster_node(&seed, name);
         let port = cluster.owner(cluster.slot(&format!("{{c:{name}}}")));
         assert!(
             a_shared.pool.url().contains(&format!(":{port}")),
             "the pool talks to the slot's node {port}: {}",
             a_shared.pool.url()
         );
-        let seen = Arc::new(Seen::default());
-        b.listen(seen.clone()).unwrap();
+        let seen = Seen::on(&b, true);
 
         a.put("k", int(1), None, Condition::Always).unwrap();
         assert_eq!(get_int(&b, "k"), Some(1));
@@ -343,8 +286,8 @@ fn dicts_on_different_slots_work_through_the_first_nodes_url() {
 
         // Events on the other node, values included (a big one read back
         // by version), and the expiry once.
-        wait_for("events", || seen.events.lock().len() >= 5);
-        let events = seen.events.lock().clone();
+        wait_for("events", || seen.len() >= 5);
+        let events = seen.items();
         let kinds: Vec<(EventKind, &str)> = events
             .iter()
             .map(|(k, key, _)| (*k, key.as_str()))
@@ -359,22 +302,19 @@ fn dicts_on_different_slots_work_through_the_first_nodes_url() {
                 (EventKind::Delete, "k"),
             ]
         );
-        assert_eq!(events[0].2.as_ref().map(int_of), Some(1));
+        assert_eq!(events[0].2.as_ref().map(|v| as_int(v)), Some(1));
         assert!(matches!(
             events[1].2.as_deref(),
             Some(Stored::Plain(Value::Bytes(b))) if b.len() == 10_000
         ));
-        assert_eq!(events[2].2.as_ref().map(int_of), Some(5));
+        assert_eq!(events[2].2.as_ref().map(|v| as_int(v)), Some(5));
         assert_eq!(
-            events[4].2.as_ref().map(int_of),
+            events[4].2.as_ref().map(|v| as_int(v)),
             Some(1),
             "the removed value"
         );
         wait_for("the expiry", || {
-            seen.events
-                .lock()
-                .iter()
-                .any(|(k, key, _)| *k == EventKind::Expire && key == "t")
+            seen.any(|(k, key, _)| *k == EventKind::Expire && key == "t")
         });
         assert_eq!(get_int(&a, "t"), None);
 
@@ -383,7 +323,7 @@ fn dicts_on_different_slots_work_through_the_first_nodes_url() {
         assert!(b.try_lock("l", Holder::Beam(2)).unwrap().is_err());
         assert!(a.unlock("l", Holder::Beam(1)).unwrap());
         wait_for("the release reaches b", || {
-            seen.unlocked.lock().iter().any(|k| k == "l")
+            seen.released().iter().any(|k| k == "l")
         });
         b.try_lock("l", Holder::Beam(2)).unwrap().unwrap();
 
@@ -399,9 +339,13 @@ fn a_dict_follows_its_slot_to_another_node_losing_nothing() {
     let cluster = TestCluster::start();
     let name = name_where(&cluster, cluster.ports[0], true);
     let slot = cluster.slot(&format!("{{c:{name}}}"));
-    let (a, a_shared) = node(&cluster.url(0), &name);
-    let seen = Arc::new(Seen::default());
-    a.listen(seen.clone()).unwrap();
+    let (
+        a,
+        Parts {
+            shared: a_shared, ..
+        },
+    ) = cluster_node(&cluster.url(0), &name);
+    let seen = Seen::on(&a, true);
     for i in 0..20 {
         a.put(&format!("k{i}"), int(i), None, Condition::Always)
             .unwrap();
@@ -443,8 +387,8 @@ fn a_dict_follows_its_slot_to_another_node_losing_nothing() {
     assert!(a.unlock("l", Holder::Beam(1)).unwrap());
     // Every event once, in order, across the move.
     let want = 20 + acked.len() + 1;
-    wait_for("every event", || seen.events.lock().len() >= want);
-    let events = seen.events.lock().clone();
+    wait_for("every event", || seen.len() >= want);
+    let events = seen.items();
     assert_eq!(events.len(), want);
     assert_eq!(events.last().map(|e| e.1.as_str()), Some("after"));
     a.destroy();
@@ -483,9 +427,8 @@ fn a_dict_carries_on_on_the_promoted_replica_when_its_master_dies() {
             .filter(|p| **p != master)
             .map(|p| format!("redis://127.0.0.1:{p}/")),
     );
-    let (a, _) = node(&seeds.join(" "), name);
-    let seen = Arc::new(Seen::default());
-    a.listen(seen.clone()).unwrap();
+    let (a, _) = cluster_node(&seeds.join(" "), name);
+    let seen = Seen::on(&a, true);
     for i in 0..10 {
         a.put(&format!("k{i}"), int(i), None, Condition::Always)
             .unwrap();
@@ -516,8 +459,8 @@ fn a_dict_carries_on_on_the_promoted_replica_when_its_master_dies() {
         assert_eq!(get_int(&a, &format!("k{i}")), Some(i));
     }
     // The event thread followed too: every event once, in order.
-    wait_for("every event", || seen.events.lock().len() >= 11);
-    let events = seen.events.lock().clone();
+    wait_for("every event", || seen.len() >= 11);
+    let events = seen.items();
     assert_eq!(events.len(), 11);
     assert_eq!(events.last().map(|e| e.1.as_str()), Some("after"));
     a.destroy();

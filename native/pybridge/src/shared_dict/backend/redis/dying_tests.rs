@@ -1,94 +1,18 @@
 //! A panic in the batcher's thread (`py-dict-redis-w`) or the reader's
-//! (`py-dict-redis-r`) outside their `catch_unwind`s, injected by the
-//! test ([`Batcher::fault`], [`Reader::fault`]), against a real
-//! `redis-server`: every caller it held or had queued is answered an error
-//! (none waits forever), its turn is given back, and the next queued
-//! caller starts another thread.
+//! (`py-dict-redis-r`) outside their `catch_unwind`s, injected by the test
+//! ([`super::batch::Batcher::fault`], [`super::reads::Reader::fault`]),
+//! against a real `redis-server`: every caller it held or had queued is
+//! answered an error (none waits forever), its turn is given back, and the
+//! next queued caller starts another thread.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use super::batch::{Batcher, FAULT_SENT, FAULT_TAKING};
-use super::reads::{Reader, MAX_KEYS};
-use super::tests::TestServer;
-use super::Redis;
-use crate::convert::Value;
-use crate::shared_dict::{
-    Condition, DictError, Expiry, Found, GetDone, Now, PutDone, SharedDict, Stored,
+use super::batch::{FAULT_SENT, FAULT_TAKING};
+use super::reads::MAX_KEYS;
+use super::test_support::{
+    answered, get_later, int, int_of, node, put_later, until, waiting, Parts, TestServer,
 };
-
-fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<Batcher>, Arc<Reader>) {
-    let r = Redis::open(url, "t", Some(name), 4).expect("opens");
-    let (batcher, reader) = (r.batch.clone(), r.reads.clone());
-    let d = SharedDict::with_backend(None, Box::new(r)).expect("dict");
-    (d, batcher, reader)
-}
-
-fn int(v: i64) -> Stored {
-    Stored::Plain(Value::Int(v))
-}
-
-fn int_of(found: &Option<(Found, u64)>) -> Option<i64> {
-    found.as_ref().map(|(item, _)| match &**item {
-        Stored::Plain(Value::Int(i)) => *i,
-        other => panic!("not an int: {other:?}"),
-    })
-}
-
-/// Waits (up to 10 s) until `f` holds: a latch on state, not a timing.
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Queues a put that does not wait; its answer comes on the receiver.
-fn put_later(d: &Arc<SharedDict>, key: &str, v: i64) -> mpsc::Receiver<Result<u64, DictError>> {
-    let (tx, rx) = mpsc::channel();
-    let done: PutDone = Box::new(move |out| {
-        let _ = tx.send(out);
-    });
-    let queued = d.put_later(
-        key,
-        int(v),
-        Expiry::Never,
-        Condition::Always,
-        &Now::lazy(),
-        done,
-    );
-    assert!(queued, "queued behind the held batch");
-    rx
-}
-
-type Answer = Option<Result<Option<(Found, u64)>, DictError>>;
-
-/// Queues a get that does not wait; its answer comes on the receiver.
-fn get_later(d: &Arc<SharedDict>, key: &str) -> mpsc::Receiver<Answer> {
-    let (tx, rx) = mpsc::channel();
-    let done: GetDone = Box::new(move |out| {
-        let _ = tx.send(out);
-    });
-    assert!(d.get_later(key, done), "queued behind the held read");
-    rx
-}
-
-fn answered<T>(rx: &mpsc::Receiver<T>) -> T {
-    rx.recv_timeout(Duration::from_secs(10)).expect("answered")
-}
-
-/// Runs `f` on a thread of its own (a caller that waits); its answer
-/// comes on the receiver.
-fn waiting<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx
-}
+use crate::shared_dict::{Condition, DictError};
 
 fn is_backend_error<T: std::fmt::Debug>(out: &Result<T, DictError>) -> bool {
     matches!(out, Err(DictError::Backend(e)) if e.contains("internal error"))
@@ -97,12 +21,12 @@ fn is_backend_error<T: std::fmt::Debug>(out: &Result<T, DictError>) -> bool {
 #[test]
 fn writers_of_a_batcher_thread_that_panics_are_answered_and_writes_go_on() {
     let server = TestServer::start();
-    let (d, batcher, _) = node(&server.url(), "f1");
+    let (d, Parts { batcher, .. }) = node(&server.url(), "f1");
     for (at, (k1, k2)) in [(FAULT_SENT, ("a", "b")), (FAULT_TAKING, ("c", "e"))] {
         // A batch the thread sends (started by a writer that does not
         // wait), a waiting writer in it.
         batcher.hold();
-        let later = put_later(&d, k1, 1);
+        let later = put_later(&d, k1, 1, Condition::Always).expect("queued");
         let waits = {
             let d = d.clone();
             waiting(move || d.put(k2, int(2), None, Condition::Always))
@@ -121,7 +45,7 @@ fn writers_of_a_batcher_thread_that_panics_are_answered_and_writes_go_on() {
     // Writes go on: alone, and queued (another thread sends them).
     d.put("z", int(3), None, Condition::Always).unwrap();
     batcher.hold();
-    let later = put_later(&d, "y", 4);
+    let later = put_later(&d, "y", 4, Condition::Always).expect("queued");
     batcher.release();
     assert!(answered(&later).is_ok());
     assert_eq!(int_of(&d.get("y").unwrap()), Some(4));
@@ -131,7 +55,7 @@ fn writers_of_a_batcher_thread_that_panics_are_answered_and_writes_go_on() {
 #[test]
 fn readers_of_a_reader_thread_that_panics_are_answered_and_reads_go_on() {
     let server = TestServer::start();
-    let (d, _, reader) = node(&server.url(), "f2");
+    let (d, Parts { reader, .. }) = node(&server.url(), "f2");
     d.put("a", int(1), None, Condition::Always).unwrap();
     reader.hold();
     // More than one call's worth: the thread takes a batch of MAX_KEYS and

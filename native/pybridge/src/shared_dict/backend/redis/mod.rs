@@ -76,6 +76,8 @@ mod reads_tests;
 mod scripts;
 mod shared;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod unheard_tests;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::tests::{eventually, int, node, Seen, TestServer};
+use super::test_support::{int, node, until, Seen, TestServer};
 use crate::shared_dict::{Condition, EventKind};
 
 /// How many `XREAD` calls the server has answered.
@@ -36,7 +36,7 @@ fn a_node_nothing_listens_on_reads_no_events_and_counts_every_nodes_writes() {
     assert!(a.take("a0").unwrap().is_some());
     b.put("t", int(1), Some(1), Condition::Always).unwrap();
     // Some node's reaper claims the expired key (once) within ~100 ms.
-    eventually("the expiry is counted", || {
+    until("the expiry is counted", || {
         a.stats().unwrap().expired_total == 1
     });
     assert_eq!(xreads(&server), 0, "nothing listened: no events were read");
@@ -68,7 +68,7 @@ fn a_node_nothing_listens_on_reads_no_events_and_counts_every_nodes_writes() {
     let seen = Arc::new(Seen::default());
     a.listen(seen.clone()).unwrap();
     b.put("heard", int(0), None, Condition::Always).unwrap();
-    eventually("a heard b's write", || {
+    until("a heard b's write", || {
         seen.heard().contains(&(EventKind::Put, "heard".to_owned()))
     });
     assert!(xreads(&server) > 0);

@@ -8,57 +8,16 @@
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::reads::Reader;
-use super::tests::TestServer;
-use super::Redis;
+use super::test_support::{get_later, int, int_of, node, until, Parts, TestServer};
 use crate::convert::Value;
-use crate::shared_dict::{Condition, DictError, Found, GetDone, SharedDict, Stored};
-
-fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<Reader>) {
-    let r = Redis::open(url, "t", Some(name), 4).expect("opens");
-    let reader = r.reads.clone();
-    let d = SharedDict::with_backend(None, Box::new(r)).expect("dict");
-    (d, reader)
-}
-
-fn int(v: i64) -> Stored {
-    Stored::Plain(Value::Int(v))
-}
-
-fn int_of(found: &Option<(Found, u64)>) -> Option<i64> {
-    found.as_ref().map(|(item, _)| match &**item {
-        Stored::Plain(Value::Int(i)) => *i,
-        other => panic!("not an int: {other:?}"),
-    })
-}
-
-/// Waits (up to 10 s) until `f` holds: a latch on state, not a timing.
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-type Answer = Option<Result<Option<(Found, u64)>, DictError>>;
-
-/// Queues a `get_later` of `key`; its answer comes on the receiver.
-fn get_later(d: &Arc<SharedDict>, key: &str) -> mpsc::Receiver<Answer> {
-    let (tx, rx) = mpsc::channel();
-    let done: GetDone = Box::new(move |out| {
-        let _ = tx.send(out);
-    });
-    assert!(d.get_later(key, done), "queued behind the held read");
-    rx
-}
+use crate::shared_dict::{Condition, DictError, Stored};
 
 #[test]
 fn concurrent_gets_share_one_round_trip_and_each_gets_its_own_value() {
     let server = TestServer::start();
-    let (d, reader) = node(&server.url(), "r1");
+    let (d, Parts { reader, .. }) = node(&server.url(), "r1");
     const N: i64 = 40;
     for i in 0..N {
         d.put(&format!("k{i}"), int(i * 10), None, Condition::Always)
@@ -101,7 +60,7 @@ fn concurrent_gets_share_one_round_trip_and_each_gets_its_own_value() {
 #[test]
 fn a_shared_read_never_returns_an_expired_value() {
     let server = TestServer::start();
-    let (d, reader) = node(&server.url(), "r2");
+    let (d, Parts { reader, .. }) = node(&server.url(), "r2");
     d.put("short", int(1), Some(50), Condition::Always).unwrap();
     d.put("long", int(2), Some(600_000), Condition::Always)
         .unwrap();
@@ -138,7 +97,7 @@ fn a_shared_read_never_returns_an_expired_value() {
 #[test]
 fn shared_reads_answer_an_error_when_redis_is_down() {
     let mut server = TestServer::start();
-    let (d, reader) = node(&server.url(), "r3");
+    let (d, Parts { reader, .. }) = node(&server.url(), "r3");
     d.put("a", int(1), None, Condition::Always).unwrap();
     reader.hold();
     let later = get_later(&d, "a");
@@ -169,7 +128,7 @@ fn shared_reads_answer_an_error_when_redis_is_down() {
 #[test]
 fn a_value_too_big_to_share_the_reply_is_read_alone() {
     let server = TestServer::start();
-    let (d, reader) = node(&server.url(), "r4");
+    let (d, Parts { reader, .. }) = node(&server.url(), "r4");
     // Two values of 700 kB: the second does not fit the reply's budget
     // (1 MB) after the first.
     let big = |c: u8| Stored::Plain(Value::Bytes(vec![c; 700 << 10]));
@@ -228,7 +187,7 @@ impl Gate {
 #[test]
 fn a_lone_get_reading_a_big_value_lets_other_gets_go_meanwhile() {
     let server = TestServer::start();
-    let (d, reader) = node(&server.url(), "r5");
+    let (d, Parts { reader, .. }) = node(&server.url(), "r5");
     let len = super::big::BIG + 1;
     d.put(
         "big",

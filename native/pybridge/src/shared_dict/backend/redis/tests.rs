@@ -1,181 +1,14 @@
 //! The Redis backend against a real `redis-server` (started by
-//! [`TestServer`] on a free loopback port, in a temp dir). Without one
-//! installed they fail, saying so (`make deps` installs it).
+//! [`TestServer`]).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
+use super::test_support::{free_port, get_int, int, node, until, Parts, Seen, TestServer};
 use super::Redis;
 use crate::convert::Value;
-use crate::shared_dict::{
-    Condition, DictError, EventKind, Holder, Item, Listener, SharedDict, Stored, Ttl,
-};
-
-/// A `redis-server` of the test's own.
-pub struct TestServer {
-    pub port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-impl TestServer {
-    pub fn start() -> TestServer {
-        assert!(
-            Command::new("redis-server")
-                .arg("--version")
-                .output()
-                .is_ok(),
-            "no redis-server installed: `make deps` installs it"
-        );
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("pybridge-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut s = TestServer {
-            port,
-            dir,
-            child: None,
-        };
-        s.spawn();
-        s
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(c) = redis::Client::open(self.url()) {
-                if let Ok(mut c) = c.get_connection() {
-                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                        return;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not answer on port {}", self.port);
-    }
-
-    /// Kills the server (no shutdown save: what the append-only file has
-    /// is what survives).
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Kills it and starts it again on the same port and directory.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|c| c.get_connection())
-            .expect("a test connection")
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[derive(Default)]
-pub(super) struct Seen {
-    events: Mutex<Vec<(EventKind, String)>>,
-    unlocked: Mutex<Vec<String>>,
-}
-
-impl Seen {
-    /// The events heard so far, in order.
-    pub(super) fn heard(&self) -> Vec<(EventKind, String)> {
-        self.events.lock().clone()
-    }
-}
-
-impl Listener for Seen {
-    fn event(&self, kind: EventKind, key: &str, _value: Option<&Item>) {
-        self.events.lock().push((kind, key.to_owned()));
-    }
-    fn unlocked(&self, key: &str) {
-        self.unlocked.lock().push(key.to_owned());
-    }
-}
-
-/// Waits (up to 10 s) until `f` holds.
-pub(super) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("never happened: {what}");
-}
-
-/// A dict named `name` on `url`, as one node sees it (unregistered, so two
-/// of them can live in one test process like two nodes).
-pub(super) fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<super::Shared>) {
-    let r = Redis::open(url, "t", Some(name), 2).expect("opens");
-    let shared = r.shared.clone();
-    (
-        SharedDict::with_backend(None, Box::new(r)).expect("dict"),
-        shared,
-    )
-}
-
-pub(super) fn int(v: i64) -> Stored {
-    Stored::Plain(Value::Int(v))
-}
-
-fn get_int(d: &SharedDict, k: &str) -> Option<i64> {
-    match d.get(k).expect("get").map(|(item, _)| item) {
-        Some(item) => match &*item {
-            Stored::Plain(Value::Int(i)) => Some(*i),
-            other => panic!("not an int: {other:?}"),
-        },
-        None => None,
-    }
-}
+use crate::shared_dict::{Condition, DictError, EventKind, Holder, Stored, Ttl};
 
 #[test]
 fn two_nodes_see_each_others_writes_and_every_event_once() {
@@ -189,7 +22,7 @@ fn two_nodes_see_each_others_writes_and_every_event_once() {
 
     a.put("k", int(1), None, Condition::Always).unwrap();
     // A write's own node has raised its event when the write returns.
-    assert_eq!(seen_a.events.lock().len(), 1);
+    assert_eq!(seen_a.len(), 1);
     assert_eq!(a.stats().unwrap().puts, 1);
     assert_eq!(get_int(&b, "k"), Some(1), "b reads a's write at once");
     let v = b.put("k", int(2), None, Condition::Always).unwrap();
@@ -231,10 +64,10 @@ fn two_nodes_see_each_others_writes_and_every_event_once() {
         (EventKind::Expire, "t"),
     ];
     for seen in [&seen_a, &seen_b] {
-        eventually("all events", || seen.events.lock().len() >= expected.len());
+        until("all events", || seen.len() >= expected.len());
         // A little longer: a second expire event would show now.
         std::thread::sleep(Duration::from_millis(300));
-        let got = seen.events.lock().clone();
+        let got = seen.heard();
         let want: Vec<(EventKind, String)> =
             expected.iter().map(|(k, s)| (*k, s.to_string())).collect();
         assert_eq!(got, want);
@@ -322,18 +155,17 @@ fn unreachable_redis_is_an_error_and_the_dict_recovers_after_a_restart() {
     ));
     server.restart();
     // Back by itself: every acknowledged write is there (appendfsync always).
-    eventually("a answers again", || a.get("k1").is_ok());
+    until("a answers again", || a.get("k1").is_ok());
     for i in 0..100 {
         assert_eq!(get_int(&a, &format!("k{i}")), Some(i));
     }
     a.put("after", int(1), None, Condition::Always).unwrap();
     // b's follower reconnected and read on from where it was.
-    eventually("b saw the write after the restart", || {
-        seen_b.events.lock().iter().any(|(_, k)| k == "after")
+    until("b saw the write after the restart", || {
+        seen_b.heard().iter().any(|(_, k)| k == "after")
     });
     let puts = seen_b
-        .events
-        .lock()
+        .heard()
         .iter()
         .filter(|(k, _)| *k == EventKind::Put)
         .count();
@@ -371,13 +203,8 @@ fn a_follower_that_loses_its_connection_misses_no_event() {
         }
     }
     assert!(kills >= 10, "the followers were disconnected ({kills})");
-    eventually("500 events", || seen_b.events.lock().len() >= 500);
-    let got: Vec<String> = seen_b
-        .events
-        .lock()
-        .iter()
-        .map(|(_, k)| k.clone())
-        .collect();
+    until("500 events", || seen_b.len() >= 500);
+    let got: Vec<String> = seen_b.heard().iter().map(|(_, k)| k.clone()).collect();
     let want: Vec<String> = (0..500).map(|i| format!("k{i}")).collect();
     assert_eq!(got, want, "every event, once, in order");
 }
@@ -385,7 +212,12 @@ fn a_follower_that_loses_its_connection_misses_no_event() {
 #[test]
 fn locks_work_across_nodes_and_lapse_with_a_dead_holder() {
     let server = TestServer::start();
-    let (a, shared_a) = node(&server.url(), "d5");
+    let (
+        a,
+        Parts {
+            shared: shared_a, ..
+        },
+    ) = node(&server.url(), "d5");
     let (b, _) = node(&server.url(), "d5");
     let seen_b = Arc::new(Seen::default());
     b.listen(seen_b.clone()).unwrap();
@@ -396,8 +228,8 @@ fn locks_work_across_nodes_and_lapse_with_a_dead_holder() {
     assert_eq!(b.try_lock("k", hb).unwrap(), Err(ha), "held by a");
     assert!(!b.unlock("k", hb).unwrap(), "not b's to release");
     assert!(a.unlock("k", ha).unwrap());
-    eventually("b is told of the release", || {
-        seen_b.unlocked.lock().contains(&"k".to_owned())
+    until("b is told of the release", || {
+        seen_b.released().contains(&"k".to_owned())
     });
     assert_eq!(b.try_lock("k", hb).unwrap(), Ok(()));
     assert!(b.unlock("k", hb).unwrap());
@@ -410,15 +242,20 @@ fn locks_work_across_nodes_and_lapse_with_a_dead_holder() {
     assert!(b.try_lock("dead", hb).unwrap().is_err());
     // Announced by a reaper when the lease ends (a waiter may take the
     // lock first, and then nothing needs announcing: so look first).
-    eventually("the lapse is announced", || {
-        seen_b.unlocked.lock().contains(&"dead".to_owned())
+    until("the lapse is announced", || {
+        seen_b.released().contains(&"dead".to_owned())
     });
     assert!(b
         .lock_wait("dead", hb, Some(Instant::now() + Duration::from_secs(10)))
         .unwrap());
 
     // A live holder keeps its lock past the lease (renewed).
-    let (c, shared_c) = node(&server.url(), "d5");
+    let (
+        c,
+        Parts {
+            shared: shared_c, ..
+        },
+    ) = node(&server.url(), "d5");
     *shared_c.lease.lock() = Duration::from_millis(1500);
     assert_eq!(c.try_lock("live", Holder::Python(7)).unwrap(), Ok(()));
     // Three leases: only renewals keep it.
@@ -430,7 +267,7 @@ fn locks_work_across_nodes_and_lapse_with_a_dead_holder() {
     assert_eq!(c.lock_holder("live"), Some(Holder::Python(7)));
     // Closing the node (destroy) releases what it held.
     c.destroy();
-    eventually("released at close", || {
+    until("released at close", || {
         b.try_lock("live", hb).unwrap().is_ok()
     });
 }

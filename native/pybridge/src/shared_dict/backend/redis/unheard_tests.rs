@@ -11,58 +11,19 @@
 //! follower goes on (and reads, as something then listens).
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::MutexGuard;
 
-use super::batch::Batcher;
-use super::tests::TestServer;
-use super::{Redis, Shared};
-use crate::convert::Value;
-use crate::shared_dict::{
-    Condition, DictError, EventKind, Expiry, Item, Listener, Now, PutDone, SharedDict, Stored,
+use super::test_support::{
+    answered, int, node, put_later, until, waiting, Parts, Seen, TestServer,
 };
-
-#[derive(Default)]
-struct Seen(Mutex<Vec<(EventKind, String)>>);
-
-impl Listener for Seen {
-    fn event(&self, kind: EventKind, key: &str, _value: Option<&Item>) {
-        self.0.lock().push((kind, key.to_owned()));
-    }
-}
-
-impl Seen {
-    fn all(&self) -> Vec<(EventKind, String)> {
-        self.0.lock().clone()
-    }
-}
-
-/// One node's view of the dict `name`, nobody listening.
-fn node(url: &str, name: &str) -> (Arc<SharedDict>, Arc<Shared>, Arc<Batcher>) {
-    let r = Redis::open(url, "t", Some(name), 4).expect("opens");
-    let (shared, batcher) = (r.shared.clone(), r.batch.clone());
-    let d = SharedDict::with_backend(None, Box::new(r)).expect("dict");
-    (d, shared, batcher)
-}
-
-fn int(v: i64) -> Stored {
-    Stored::Plain(Value::Int(v))
-}
+use super::Shared;
+use crate::shared_dict::{Condition, EventKind, SharedDict};
 
 fn ev(kind: EventKind, key: &str) -> (EventKind, String) {
     (kind, key.to_owned())
-}
-
-/// Waits (up to 10 s) until `f` holds: a latch on state, not a timing.
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Holds `a`'s follower: locks what it records its progress under (it
@@ -79,25 +40,30 @@ fn hold_follower<'s>(shared: &'s Shared, b: &Arc<SharedDict>) -> MutexGuard<'s, 
 /// while nothing listened reads on from its place, which is at most one
 /// pause old (held here, it is older).
 fn own(seen: &Seen) -> Vec<(EventKind, String)> {
-    seen.all().into_iter().filter(|(_, k)| k != "w0").collect()
+    seen.heard()
+        .into_iter()
+        .filter(|(_, k)| k != "w0")
+        .collect()
 }
 
 /// `f`'s result, run on another thread: it must come while this one holds
 /// a follower (a write that waited for it would never return).
 fn returns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(10))
+    waiting(f)
+        .recv_timeout(Duration::from_secs(10))
         .expect("returned while its node raised nothing")
 }
 
 #[test]
 fn a_write_nothing_hears_of_returns_at_once_and_a_later_listener_never_hears_it() {
     let server = TestServer::start();
-    let (a, shared_a, _) = node(&server.url(), "u1");
-    let (b, _, _) = node(&server.url(), "u1");
+    let (
+        a,
+        Parts {
+            shared: shared_a, ..
+        },
+    ) = node(&server.url(), "u1");
+    let (b, _) = node(&server.url(), "u1");
     let seen_b = Arc::new(Seen::default());
     b.listen(seen_b.clone()).unwrap();
 
@@ -132,9 +98,9 @@ fn a_write_nothing_hears_of_returns_at_once_and_a_later_listener_never_hears_it(
 
     // Another node (another dict in this same OS process) raises them all,
     // in order.
-    until("b raised all six", || seen_b.all().len() == 6);
+    until("b raised all six", || seen_b.heard().len() == 6);
     assert_eq!(
-        seen_b.all(),
+        seen_b.heard(),
         [
             ev(EventKind::Put, "w0"),
             ev(EventKind::Put, "k"),
@@ -152,30 +118,25 @@ fn a_write_nothing_hears_of_returns_at_once_and_a_later_listener_never_hears_it(
 #[test]
 fn a_queued_put_nothing_hears_of_is_answered_at_once_and_never_heard() {
     let server = TestServer::start();
-    let (a, shared_a, batcher) = node(&server.url(), "u2");
-    let (b, _, _) = node(&server.url(), "u2");
+    let (
+        a,
+        Parts {
+            shared: shared_a,
+            batcher,
+            ..
+        },
+    ) = node(&server.url(), "u2");
+    let (b, _) = node(&server.url(), "u2");
     let seen_b = Arc::new(Seen::default());
     b.listen(seen_b.clone()).unwrap();
 
     // Queued behind a batch "in flight", then sent by the batcher's thread.
     batcher.hold();
-    let (tx, rx) = mpsc::channel::<Result<u64, DictError>>();
-    let done: PutDone = Box::new(move |out| {
-        let _ = tx.send(out);
-    });
-    let queued = a.put_later(
-        "k",
-        int(1),
-        Expiry::Never,
-        Condition::Always,
-        &Now::lazy(),
-        done,
-    );
-    assert!(queued, "queued");
+    let rx = put_later(&a, "k", 1, Condition::Always).expect("queued");
     let held = hold_follower(&shared_a, &b);
     let answer = returns(move || {
         batcher.release();
-        rx.recv_timeout(Duration::from_secs(10)).expect("answered")
+        answered(&rx)
     });
     assert!(answer.is_ok());
     let seen_a = Arc::new(Seen::default());
@@ -185,9 +146,9 @@ fn a_queued_put_nothing_hears_of_is_answered_at_once_and_never_heard() {
 
     a.put("j", int(2), None, Condition::Always).unwrap();
     assert_eq!(own(&seen_a), [ev(EventKind::Put, "j")]);
-    until("b raised all three", || seen_b.all().len() == 3);
+    until("b raised all three", || seen_b.heard().len() == 3);
     assert_eq!(
-        seen_b.all(),
+        seen_b.heard(),
         [
             ev(EventKind::Put, "w0"),
             ev(EventKind::Put, "k"),
