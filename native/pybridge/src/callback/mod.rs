@@ -25,6 +25,8 @@
 
 pub mod python;
 mod slot;
+#[cfg(test)]
+mod tests;
 
 use std::cell::{OnceCell, RefCell};
 use std::sync::Arc;
@@ -38,25 +40,89 @@ pub use slot::{Answer, Slot};
 
 /// The BEAM process a running call answers to, as a callback target.
 /// Made by the call's [`Reply`] the first time the call makes a callback.
+///
+/// Each message is built first and then handed to the [`Gate`], which
+/// sends it unless the call is cancelled: the call's cancellation waits for
+/// the send under way, never for an encoding.
 pub trait Caller: Send {
     /// Sends the request `name(args)`, to be answered into `slot`, with the
-    /// time left before the call's deadline (None: no deadline). An error
-    /// says why it could not be sent (the process is gone).
+    /// time left before the call's deadline (None: no deadline), through
+    /// `gate`. An error says why it was not sent (the process is gone, the
+    /// gate refused it).
     fn request(
         &self,
         slot: &Arc<Slot>,
         name: &str,
         args: Vec<Value>,
         remaining: Option<std::time::Duration>,
+        gate: &Gate<'_>,
     ) -> Result<(), String>;
     /// The process's pid (`erlang.self()`).
     fn pid(&self) -> Value;
-    /// Sends `{tag, kind, payload}`: news of the call that needs no answer
-    /// (its output, its log records; see [`crate::output`]). Sent from the
-    /// call's thread like the reply, so the process gets them in the order
-    /// they were made, before the reply. An error says the process is gone.
-    fn notify(&self, kind: &str, payload: &Value) -> Result<(), String>;
+    /// Sends `{tag, kind, payload}` through `gate`: news of the call that
+    /// needs no answer (its output, its log records; see [`crate::output`]).
+    /// Sent from the call's thread like the reply, so the process gets them
+    /// in the order they were made, before the reply. An error says the
+    /// process is gone (or the gate refused it).
+    fn notify(&self, kind: &str, payload: &Value, gate: &Gate<'_>) -> Result<(), String>;
 }
+
+/// What a [`Caller`] sends a message of a call through once it has built
+/// it: the send happens unless the call is cancelled, under the lock
+/// [`CallState::cancel`] takes once it has marked the call cancelled. So a
+/// message is either in the caller's mailbox before `cancel` returns (where
+/// the caller, dropping the messages of a call it gave up on, finds it) or
+/// never sent: none reaches a caller that has moved on. `cancel` may run on
+/// a normal BEAM scheduler (a timeout, a dead coalescing leader, a dropped
+/// handle), so only the send itself may happen in [`Gate::pass`]: build the
+/// message (copy the tag, encode the arguments) before.
+pub struct Gate<'a> {
+    state: &'a CallState,
+    refused: std::cell::Cell<bool>,
+    /// Run at a refusal, before the caller drops the message it built.
+    on_refusal: Option<&'a dyn Fn()>,
+}
+
+impl<'a> Gate<'a> {
+    pub(crate) fn new(state: &'a CallState) -> Gate<'a> {
+        Gate {
+            state,
+            refused: std::cell::Cell::new(false),
+            on_refusal: None,
+        }
+    }
+
+    /// A gate that runs `on_refusal` when it refuses a message, before the
+    /// [`Caller`] drops it (a request's slot is answered before the
+    /// request's term lets go of it, whose destructor would answer it
+    /// otherwise).
+    fn with_refusal(state: &'a CallState, on_refusal: &'a dyn Fn()) -> Gate<'a> {
+        Gate {
+            on_refusal: Some(on_refusal),
+            ..Gate::new(state)
+        }
+    }
+
+    /// Runs `send`, which sends a message already built, unless the call
+    /// is cancelled: None then, and nothing must be sent.
+    pub fn pass<T>(&self, send: impl FnOnce() -> T) -> Option<T> {
+        let sent = self.state.unless_cancelled(send);
+        if sent.is_none() && !self.refused.replace(true) {
+            if let Some(on_refusal) = self.on_refusal {
+                on_refusal();
+            }
+        }
+        sent
+    }
+
+    /// True once [`Gate::pass`] refused a message (the call is cancelled).
+    pub fn refused(&self) -> bool {
+        self.refused.get()
+    }
+}
+
+/// What a [`Caller`] answers when its gate refused the message.
+pub const CANCELLED: &str = "the call was cancelled";
 
 /// The BEAM as a whole, for what needs no call: the callback pool and
 /// `erlang.send`. Installed by the NIF layer when the application starts.
@@ -173,15 +239,16 @@ fn send_request(
             // Not sent once the call is cancelled (its caller has stopped
             // waiting, and dropped the call's messages): the wait ends at
             // once, as the cancellation ends a wait under way.
-            let sent = frame
-                .state
-                .unless_cancelled(|| caller.request(slot, name, args, remaining))
-                .unwrap_or_else(|| {
-                    slot.fulfil(Answer::Timeout(
-                        "the call making this callback was cancelled (timeout)".into(),
-                    ));
-                    Ok(())
-                });
+            let cancelled = || {
+                slot.fulfil(Answer::Timeout(
+                    "the call making this callback was cancelled (timeout)".into(),
+                ));
+            };
+            let gate = Gate::with_refusal(&frame.state, &cancelled);
+            let sent = caller.request(slot, name, args, remaining, &gate);
+            if gate.refused() {
+                return Some(Ok(wait));
+            }
             Some(sent.map(|()| wait))
         });
         if let Some(sent) = sent {
@@ -259,13 +326,9 @@ pub fn notify(kind: &str, payload: &Value) -> Option<Result<(), String>> {
         let frame = frame.as_ref()?;
         let caller = frame.caller.get_or_init(|| frame.reply.caller()).as_ref()?;
         // Once the call is cancelled its caller has stopped listening: what
-        // the call writes goes where output outside calls goes.
-        Some(
-            frame
-                .state
-                .unless_cancelled(|| caller.notify(kind, payload))
-                .unwrap_or_else(|| Err("the call was cancelled".to_string())),
-        )
+        // the call writes goes where output outside calls goes (the gate
+        // refuses it, an error).
+        Some(caller.notify(kind, payload, &Gate::new(&frame.state)))
     })
 }
 

@@ -306,12 +306,12 @@ impl CallState {
     }
 
     /// Runs `send`, which sends the call's caller a message of the call
-    /// (a callback request, output), unless the call is cancelled: None then, and
-    /// nothing is sent. [`CallState::cancel`] takes the same lock once it
-    /// has marked the call cancelled, so such a message is either in the
-    /// caller's mailbox before `cancel` returns (where the caller, dropping
-    /// the messages of a call it gave up on, finds it) or never sent: none
-    /// reaches a caller that has moved on.
+    /// (a callback request, output) built already, unless the call is
+    /// cancelled: None then, and nothing is sent. [`CallState::cancel`] takes
+    /// the same lock once it has marked the call cancelled, so such a message
+    /// is either in the caller's mailbox before `cancel` returns or never
+    /// sent (see [`crate::callback::Gate`], the way to it). `cancel` may run
+    /// on a BEAM scheduler and waits for `send`: keep it to the send.
     pub(crate) fn unless_cancelled<T>(&self, send: impl FnOnce() -> T) -> Option<T> {
         let _callback = self.callback.lock();
         (!self.is_cancelled()).then(send)

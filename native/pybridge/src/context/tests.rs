@@ -290,25 +290,44 @@ fn a_message_of_the_call_is_sent_before_its_cancellation_returns_or_never() {
     assert!(state.start());
     let sent = Arc::new(AtomicBool::new(false));
     let (entered_tx, entered) = mpsc::channel();
-    let (go, go_rx) = mpsc::channel::<()>();
+    let (returned_tx, returned) = mpsc::channel::<()>();
     let sender = {
         let (state, sent) = (state.clone(), sent.clone());
         std::thread::spawn(move || {
             state.unless_cancelled(|| {
                 entered_tx.send(()).expect("test waits");
-                go_rx.recv().expect("test releases");
+                // The canceller has marked the call cancelled while this
+                // thread holds the lock: it is inside `cancel`, which takes
+                // the lock next. So the canceller contends for it.
+                assert!(
+                    eventually(Duration::from_secs(60), || state.is_cancelled()),
+                    "the canceller never started"
+                );
+                // It cannot return while the send is under way (a broken
+                // `cancel` that skipped the lock would be seen returning
+                // here; a correct one makes this wait run out).
+                let returned_during_send = returned.recv_timeout(Duration::from_millis(50)).is_ok();
                 sent.store(true, Ordering::SeqCst);
+                returned_during_send
             })
         })
     };
     entered.recv().expect("sender entered");
     let canceller = {
         let (state, sent) = (state.clone(), sent.clone());
-        // Whenever the cancellation returns, the send under way is done.
-        std::thread::spawn(move || (state.cancel(), sent.load(Ordering::SeqCst)))
+        std::thread::spawn(move || {
+            let cancel = state.cancel();
+            // Whenever the cancellation returns, the send under way is done.
+            let sent_before = sent.load(Ordering::SeqCst);
+            let _ = returned_tx.send(());
+            (cancel, sent_before)
+        })
     };
-    go.send(()).expect("sender waits");
-    assert_eq!(sender.join().expect("sender"), Some(()));
+    assert_eq!(
+        sender.join().expect("sender"),
+        Some(false),
+        "the cancellation returned while a message of the call was being sent"
+    );
     let (cancel, sent_before) = canceller.join().expect("canceller");
     assert_eq!(cancel, Cancel::Cancelled { was_running: true });
     assert!(sent_before);

@@ -36,7 +36,7 @@ use parking_lot::Mutex;
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
-use crate::callback::{self, Answer, Beam, Caller, SendError, Slot};
+use crate::callback::{self, Answer, Beam, Caller, Gate, SendError, Slot};
 use crate::convert::Value;
 use crate::limits::SCHEDULER_NODES;
 
@@ -329,9 +329,10 @@ impl CallCaller {
         }
     }
 
-    /// Sends `{tag, kind, payload}` to the caller; then a caller waiting
-    /// inline for the call's result must go and receive it.
-    fn send<F>(&self, build: F) -> Result<(), String>
+    /// Sends `{tag, kind, payload}` to the caller through `gate`; then a
+    /// caller waiting inline for the call's result must go and receive it.
+    /// The message is built before the gate, which only sends it.
+    fn send<F>(&self, gate: &Gate<'_>, build: F) -> Result<(), String>
     where
         F: for<'a> FnOnce(Env<'a>) -> (Term<'a>, Term<'a>),
     {
@@ -352,16 +353,21 @@ impl CallCaller {
             // the call makes no callback.
             return Err("the call has already replied".to_string());
         };
-        mailer::send(message_env, &self.to.pid(), |env| {
+        let message = mailer::prepare(message_env, |env| {
             let tag = tag_env.run(|tag_env| tag.load(tag_env).in_env(env));
             let (kind, payload) = build(env);
             (tag, kind, payload).encode(env)
+        });
+        gate.pass(|| {
+            message
+                .send(&self.to.pid())
+                .map_err(|_| "the BEAM process that made the call is gone".to_string())?;
+            if let Some(inline) = &self.inline {
+                inline.redirect();
+            }
+            Ok(())
         })
-        .map_err(|_| "the BEAM process that made the call is gone".to_string())?;
-        if let Some(inline) = &self.inline {
-            inline.redirect();
-        }
-        Ok(())
+        .unwrap_or_else(|| Err(callback::CANCELLED.to_string()))
     }
 }
 
@@ -372,6 +378,7 @@ impl Caller for CallCaller {
         name: &str,
         args: Vec<Value>,
         remaining: Option<Duration>,
+        gate: &Gate<'_>,
     ) -> Result<(), String> {
         // The slot is cloned once: into the offered request, which a
         // failed offer hands back for the message.
@@ -384,22 +391,25 @@ impl Caller for CallCaller {
                     args,
                     remaining,
                 };
-                match inline.offer(request) {
-                    Ok(()) => return Ok(()),
-                    Err(request) => (request.slot, request.args),
+                // Handed over only while the call is not cancelled, as a
+                // message is sent.
+                match gate.pass(|| inline.offer(request)) {
+                    None => return Err(callback::CANCELLED.to_string()),
+                    Some(Ok(())) => return Ok(()),
+                    Some(Err(request)) => (request.slot, request.args),
                 }
             }
             None => (slot.clone(), args),
         };
-        self.send(|env| {
+        self.send(gate, |env| {
             let request =
                 encode_request_parts(env, self.inline.as_ref(), slot, name, &args, remaining);
             (atoms::callback().encode(env), request)
         })
     }
 
-    fn notify(&self, kind: &str, payload: &Value) -> Result<(), String> {
-        self.send(|env| {
+    fn notify(&self, kind: &str, payload: &Value, gate: &Gate<'_>) -> Result<(), String> {
+        self.send(gate, |env| {
             let kind = match Atom::from_str(env, kind) {
                 Ok(atom) => atom.encode(env),
                 Err(_) => atoms::nil().encode(env),

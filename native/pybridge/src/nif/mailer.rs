@@ -8,7 +8,8 @@
 //! caller giving up its turn, a wake-up passed on) builds the message there
 //! and hands it to one sender thread of this module, which sends them in
 //! the order they came: one thread's messages to a process keep their
-//! order.
+//! order. [`prepare`] builds a message ahead of its send, for a send that
+//! must happen under a lock the encoding should not hold.
 
 use std::sync::OnceLock;
 
@@ -46,6 +47,66 @@ where
         .ok_or(SendError)?
         .send(letter)
         .map_err(|_| SendError)
+}
+
+/// A message built ahead of its send ([`prepare`]): what must hold while
+/// the message goes (a lock a BEAM scheduler may wait on) need not hold
+/// while it is encoded.
+pub(super) struct Prepared<'e> {
+    /// None once sent.
+    env: Option<PreparedEnv<'e>>,
+    message: SavedTerm,
+}
+
+enum PreparedEnv<'e> {
+    /// The caller's env, off a scheduler thread: sent from there, cleared.
+    Reused(&'e mut OwnedEnv),
+    /// A fresh env, on a scheduler thread: handed to the sender thread.
+    Own(OwnedEnv),
+}
+
+/// Builds the message `build` makes, to send later with
+/// [`Prepared::send`] (from the same thread). `env` holds it off a
+/// scheduler thread; on one, a fresh env does, as [`send`] does.
+pub(super) fn prepare<F>(env: &mut OwnedEnv, build: F) -> Prepared<'_>
+where
+    F: for<'a> FnOnce(Env<'a>) -> Term<'a>,
+{
+    if !rustler::thread::is_scheduler_thread() {
+        let message = env.run(|term_env| env.save(build(term_env)));
+        return Prepared {
+            env: Some(PreparedEnv::Reused(env)),
+            message,
+        };
+    }
+    let own = OwnedEnv::new();
+    let message = own.run(|term_env| own.save(build(term_env)));
+    Prepared {
+        env: Some(PreparedEnv::Own(own)),
+        message,
+    }
+}
+
+impl Prepared<'_> {
+    /// Sends the message to `to`, as [`send`] does.
+    pub(super) fn send(mut self, to: &LocalPid) -> Result<(), SendError> {
+        match self.env.take() {
+            Some(PreparedEnv::Reused(env)) => {
+                env.send_and_clear(to, |term_env| self.message.load(term_env))
+            }
+            Some(PreparedEnv::Own(env)) => send_saved(env, self.message.clone(), to),
+            None => Err(SendError),
+        }
+    }
+}
+
+impl Drop for Prepared<'_> {
+    /// A message not sent frees its terms at once.
+    fn drop(&mut self) {
+        if let Some(PreparedEnv::Reused(env)) = self.env.take() {
+            env.clear();
+        }
+    }
 }
 
 /// Sends `message`, saved in `env` (with terms it was built from that
