@@ -84,12 +84,11 @@ defmodule Py.Call do
         {result, timing}
 
       # The Python code called back while the NIF waited for it: the
-      # request came back with the handle instead of by message.
-      {:callback, handle, request} ->
-        handle(handle, ref, timeout, {:callback, request}, nil)
-
+      # request came back with the handle instead of by message. `left`:
+      # the time left after waiting for room, else nil (the request tells
+      # the deadline).
       {:callback, handle, request, left} ->
-        handle(handle, ref, timeout, {:callback, request}, Py.Callback.deadline(left))
+        handle(handle, ref, timeout, {:callback, request}, deadline(left))
 
       {:running, handle} ->
         # The one receive of a call: every message kind tagged with `ref`
@@ -205,22 +204,18 @@ defmodule Py.Call do
     case answered(answer, cref, namespace, ref, job, timeout, nil) do
       # A callback the NIF took while it waited: where it would have come
       # by message (nothing else of the call is on its way before it).
-      {:callback, handle, request} ->
-        send(self(), {ref, :callback, request})
-        {:running, handle}
-
       {:callback, handle, request, left} ->
         send(self(), {ref, :callback, request})
-        {:running, handle, left}
+        running(handle, left)
 
       other ->
         other
     end
   end
 
-  # As start/5, and `{:callback, handle, request}` (or `{:callback, handle,
-  # request, left}` after waiting for room) when the Python code called
-  # back while the NIF waited: run it, then wait as for `{:running, handle}`.
+  # As start/5, and `{:callback, handle, request, left}` when the Python
+  # code called back while the NIF waited (`left`: nil, or the time left
+  # after waiting for room): run it, then wait as for `{:running, handle}`.
   # `ticket`: nil, or this caller's turn in a full queue, whose place it
   # takes (see `wait_for_room/7`).
   defp start(cref, namespace, ref, job, timeout, ticket) do
@@ -248,8 +243,8 @@ defmodule Py.Call do
       {:wait, id, ticket} ->
         wait_for_room(cref, namespace, ref, job, timeout, id, ticket)
 
-      {:callback, _handle, _request} = callback ->
-        callback
+      {:callback, handle, request} ->
+        {:callback, handle, request, nil}
 
       handle ->
         {:running, handle}
@@ -272,7 +267,7 @@ defmodule Py.Call do
 
         case start(cref, namespace, ref, job, left, ticket) do
           {:running, handle} -> {:running, handle, left}
-          {:callback, handle, request} -> {:callback, handle, request, left}
+          {:callback, handle, request, nil} -> {:callback, handle, request, left}
           other -> other
         end
     after
@@ -295,6 +290,15 @@ defmodule Py.Call do
           }}, nil}
     end
   end
+
+  # `{:running, handle}`, or with the time left after waiting for room.
+  defp running(handle, nil), do: {:running, handle}
+  defp running(handle, left), do: {:running, handle, left}
+
+  # The deadline of a call given the time left after waiting for room (nil:
+  # it did not wait).
+  defp deadline(nil), do: nil
+  defp deadline(left), do: Py.Callback.deadline(left)
 
   defp left(:infinity, _since), do: :infinity
   defp left(timeout, since), do: max(timeout - (System.monotonic_time(:millisecond) - since), 0)

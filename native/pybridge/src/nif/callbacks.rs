@@ -113,28 +113,41 @@ fn callback_reply_inline<'a>(
     let Some(inline) = armed else {
         return Ok(atoms::ok().encode(env));
     };
-    Ok(match inline.wait() {
+    Ok(match wait_inline(env, inline) {
+        Inlined::Done(done) => done,
+        Inlined::Request(request) => (atoms::callback(), request).encode(env),
+        Inlined::Message => atoms::ok().encode(env),
+    })
+}
+
+/// What a NIF waiting inline for a call got, encoded for its caller.
+pub(super) enum Inlined<'a> {
+    /// The call's result: `{:done, result, queue_us, run_us}`.
+    Done(Term<'a>),
+    /// The call's next callback, as `Py.Callback.run/1` takes it.
+    Request(Term<'a>),
+    /// Nothing yet: what comes next comes by message.
+    Message,
+}
+
+/// Waits inline for the call (see [`Inline::wait`]) and encodes what came:
+/// the NIF that submitted the call and the one answering its callback
+/// wrap it each in their own reply.
+pub(super) fn wait_inline<'a>(env: Env<'a>, inline: &Arc<Inline>) -> Inlined<'a> {
+    match inline.wait() {
         Waited::Done(outcome, timing) => {
             let result = encode_outcome(env, &outcome);
-            (atoms::done(), result, timing.queue_us, timing.run_us).encode(env)
+            Inlined::Done((atoms::done(), result, timing.queue_us, timing.run_us).encode(env))
         }
-        Waited::Request(request) => (
-            atoms::callback(),
-            encode_request(env, Some(inline), request),
-        )
-            .encode(env),
-        Waited::Message => atoms::ok().encode(env),
-    })
+        Waited::Request(request) => Inlined::Request(encode_request(env, Some(inline), request)),
+        Waited::Message => Inlined::Message,
+    }
 }
 
 /// A callback request as `Py.Callback.run/1` takes it: `{slot, name, args,
 /// remaining_ms | :infinity}`; `inline` is the wait of the call that made
 /// it (None from the pool).
-pub(super) fn encode_request<'a>(
-    env: Env<'a>,
-    inline: Option<&Arc<Inline>>,
-    request: Request,
-) -> Term<'a> {
+fn encode_request<'a>(env: Env<'a>, inline: Option<&Arc<Inline>>, request: Request) -> Term<'a> {
     let Request {
         slot,
         name,

@@ -18,11 +18,11 @@ use crate::convert::Value;
 use crate::limits::{MAX_STREAM_BATCH, SCHEDULER_CODE_BYTES, SCHEDULER_NODES};
 
 use super::atoms;
-use super::callbacks::encode_request;
+use super::callbacks::{wait_inline, Inlined};
 use super::contexts::{RoomWaker, WaitTicket};
 use super::error::encode_error;
 use super::handles::{CallResource, ContextResource, NamespaceResource};
-use super::reply::{encode_outcome, take_env, BeamReply, Inline, ReplyTo, Waited};
+use super::reply::{take_env, BeamReply, Inline, ReplyTo};
 use super::term::{decode, DecodeError};
 
 /// `submit/6` and `submit_dirty/6` take the same arguments: the first runs
@@ -182,16 +182,11 @@ pub(super) fn submit_with<'a>(
     let Some(inline) = inline else {
         return Ok(handle());
     };
-    Ok(match inline.wait() {
-        Waited::Done(outcome, timing) => {
-            let result = encode_outcome(env, &outcome);
-            (atoms::done(), result, timing.queue_us, timing.run_us).encode(env)
-        }
-        Waited::Request(request) => {
-            let request = encode_request(env, Some(&inline), request);
-            (atoms::callback(), handle(), request).encode(env)
-        }
-        Waited::Message => handle(),
+    Ok(match wait_inline(env, &inline) {
+        Inlined::Done(done) => done,
+        // The caller has no handle yet: it comes with the request.
+        Inlined::Request(request) => (atoms::callback(), handle(), request).encode(env),
+        Inlined::Message => handle(),
     })
 }
 
