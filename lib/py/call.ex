@@ -84,11 +84,9 @@ defmodule Py.Call do
         {result, timing}
 
       # The Python code called back while the NIF waited for it: the
-      # request came back with the handle instead of by message. `left`:
-      # the time left after waiting for room, else nil (the request tells
-      # the deadline).
-      {:callback, handle, request, left} ->
-        handle(handle, ref, timeout, {:callback, request}, deadline(left))
+      # request came back with the handle instead of by message.
+      {:callback, handle, request} ->
+        handle(handle, ref, timeout, {:callback, request}, nil)
 
       {:running, handle} ->
         # The one receive of a call: every message kind tagged with `ref`
@@ -201,21 +199,15 @@ defmodule Py.Call do
   @spec submitted(term, reference, reference | nil, reference, job, timeout) ::
           {:done, result, timing} | {:running, reference} | {:running, reference, timeout}
   def submitted(answer, cref, namespace, ref, job, timeout) do
-    case answered(answer, cref, namespace, ref, job, timeout, nil) do
-      # A callback the NIF took while it waited: where it would have come
-      # by message (nothing else of the call is on its way before it).
-      {:callback, handle, request, left} ->
-        send(self(), {ref, :callback, request})
-        running(handle, left)
-
-      other ->
-        other
-    end
+    answer
+    |> answered(cref, namespace, ref, job, timeout, nil)
+    |> by_message(ref)
   end
 
-  # As start/5, and `{:callback, handle, request, left}` when the Python
-  # code called back while the NIF waited (`left`: nil, or the time left
-  # after waiting for room): run it, then wait as for `{:running, handle}`.
+  # As start/5, and `{:callback, handle, request}` when the Python code
+  # called back while the NIF waited: run it, then wait as for `{:running,
+  # handle}`. After waiting for room, such a callback comes by message
+  # (`{:running, handle, left}`, see `wait_for_room/7`).
   # `ticket`: nil, or this caller's turn in a full queue, whose place it
   # takes (see `wait_for_room/7`).
   defp start(cref, namespace, ref, job, timeout, ticket) do
@@ -243,8 +235,8 @@ defmodule Py.Call do
       {:wait, id, ticket} ->
         wait_for_room(cref, namespace, ref, job, timeout, id, ticket)
 
-      {:callback, handle, request} ->
-        {:callback, handle, request, nil}
+      {:callback, _handle, _request} = callback ->
+        callback
 
       handle ->
         {:running, handle}
@@ -265,9 +257,11 @@ defmodule Py.Call do
       {:py_room, ^id} ->
         left = left(timeout, since)
 
-        case start(cref, namespace, ref, job, left, ticket) do
+        # A callback handed back here takes the way of one sent by
+        # message: every call that waited for room is answered by the
+        # receive that knows the time left.
+        case by_message(start(cref, namespace, ref, job, left, ticket), ref) do
           {:running, handle} -> {:running, handle, left}
-          {:callback, handle, request, nil} -> {:callback, handle, request, left}
           other -> other
         end
     after
@@ -291,14 +285,15 @@ defmodule Py.Call do
     end
   end
 
-  # `{:running, handle}`, or with the time left after waiting for room.
-  defp running(handle, nil), do: {:running, handle}
-  defp running(handle, left), do: {:running, handle, left}
+  # A callback request the NIF took while it waited, put where it would
+  # have come by message (nothing else of the call is on its way before
+  # it): then the call is running like any other.
+  defp by_message({:callback, handle, request}, ref) do
+    send(self(), {ref, :callback, request})
+    {:running, handle}
+  end
 
-  # The deadline of a call given the time left after waiting for room (nil:
-  # it did not wait).
-  defp deadline(nil), do: nil
-  defp deadline(left), do: Py.Callback.deadline(left)
+  defp by_message(started, _ref), do: started
 
   defp left(:infinity, _since), do: :infinity
   defp left(timeout, since), do: max(timeout - (System.monotonic_time(:millisecond) - since), 0)

@@ -147,6 +147,42 @@ defmodule Py.OverloadTest do
     assert %{overloaded_total: 2, in_flight: 0} = Py.Context.info(ctx)
   end
 
+  test "a call that waited for room and calls back: the callback runs in the caller, " <>
+         "the call answers, nothing of it is left" do
+    {ctx, blocker, release} = blocked_context(max_queue: 1, overload: :wait)
+    [queued] = queued(ctx, 1)
+    parent = self()
+    name = "ov_callback_#{System.unique_integer([:positive])}"
+
+    :ok =
+      Py.register_function(name, fn x -> send(parent, {:called_back, self(), x}) && x * 10 end)
+
+    on_exit(fn -> Py.unregister_function(name) end)
+
+    waiter =
+      spawn(fn ->
+        result = Py.eval(ctx, "__import__('erlang').call(n, 4) + 1", %{n: name}, timeout: 30_000)
+        send(parent, {:waiter, result, Process.info(self(), :messages)})
+      end)
+
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 1 end)
+    # Held until the context is idle, so that its submission with the
+    # place kept for it finds the home worker free: the NIF then waits
+    # inline and is handed the callback when the worker makes it in time
+    # (else the request comes by message). Either way the caller runs it
+    # from the receive of a call that waited for room (Py.Call.by_message).
+    :erlang.suspend_process(waiter)
+    release.()
+    assert Task.await(blocker) == {:ok, true}
+    assert Task.await(queued) == {:ok, 2}
+    assert eventually(fn -> match?(%{in_flight: 0, queue_length: 0}, Py.Context.info(ctx)) end)
+    :erlang.resume_process(waiter)
+
+    assert_receive {:waiter, {:ok, 41}, {:messages, []}}, 30_000
+    assert_received {:called_back, ^waiter, 4}
+    assert %{overloaded_total: 1, in_flight: 0} = Py.Context.info(ctx)
+  end
+
   test "a waiter that dies once woken passes the place kept for it on" do
     {ctx, blocker, release} = blocked_context(max_queue: 1, overload: :wait)
     log = python_log()
