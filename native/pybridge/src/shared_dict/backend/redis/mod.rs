@@ -289,7 +289,8 @@ impl Backend for Redis {
     }
 
     fn would_queue_put(&self) -> bool {
-        self.batch.busy()
+        // The batcher queues every put it can take (see `batch`).
+        !self.shared.closed.load(Ordering::Relaxed)
     }
 
     fn put_later(
@@ -302,11 +303,6 @@ impl Backend for Redis {
         heard: bool,
         done: PutDone,
     ) -> bool {
-        // Checked again by `write_later`, under its lock; this look (an
-        // atomic load) spares the encoding of a put it would refuse.
-        if !self.batch.busy() {
-            return false;
-        }
         let op = match writes::put_op(key, &item, expiry, cond, now, heard) {
             Ok(op) => op,
             Err(e) => {
