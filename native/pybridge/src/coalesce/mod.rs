@@ -1,11 +1,12 @@
 //! Request coalescing's in-flight table: which executions are in flight, by
 //! key, and who waits for each (`Py.Coalesce`, `Py.Coalesce.Leader`).
 //!
-//! A key is whatever the caller stores (`K`), found by a hash and an
-//! equality the caller gives: the NIF layer keeps the `{group, key}` term
-//! in the external term format, so keys are equal exactly when the terms
-//! are (`1` and `1.0` differ). [`Table::forget_where`] forgets the keys a
-//! predicate picks (a group's).
+//! A key is bytes ([`Key`]), found by the hash the caller gives (a good
+//! hash in all its bits, foldhash's: the table uses it as it is) and byte
+//! equality: the NIF layer keeps the `{group, key}` term in the external
+//! term format, so keys are equal exactly when the terms are (`1` and `1.0`
+//! differ). [`Table::forget_where`] forgets the keys that start with given
+//! bytes (a group's).
 //!
 //! An entry is a [`Flight`]: of kind [`Kind::Leader`] (a Python call run by
 //! its first caller, whose joiners are kept here) or [`Kind::Process`] (an
@@ -27,8 +28,8 @@
 //! [`Misses`] counts, per group, the calls that ran uncontended and
 //! succeeded where they ended, in the NIF (see `Py.Coalesce.Stats`).
 
-use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hashbrown::HashTable;
 use parking_lot::Mutex;
@@ -42,6 +43,10 @@ pub use misses::Misses;
 /// Shards of the table: calls of different keys rarely share a lock.
 const SHARDS: usize = 32;
 
+/// A flight's key: bytes, moved in by the caller that claims it (an
+/// uncontended call's key is made once).
+pub type Key = Vec<u8>;
+
 /// What an entry is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -51,12 +56,12 @@ pub enum Kind {
     Process,
 }
 
-/// One execution in flight, for key `K`. `P` names a process (owner,
+/// One execution in flight. `P` names a process (owner,
 /// joiners), `C` is what the owner records of a running call for whoever
 /// takes it over, `X` the handle its joiners are given (made by the first
 /// joiner, dropped when the flight ends).
-pub struct Flight<K, P, C, X> {
-    key: K,
+pub struct Flight<P, C, X> {
+    key: Key,
     hash: u64,
     id: u64,
     kind: Kind,
@@ -84,8 +89,8 @@ pub struct Taken<P, C, X> {
     pub handle: Option<X>,
 }
 
-impl<K, P: Copy, C, X: Clone> Flight<K, P, C, X> {
-    fn new(key: K, hash: u64, id: u64, kind: Kind, owner: P) -> Self {
+impl<P: Copy, C, X: Clone> Flight<P, C, X> {
+    fn new(key: Key, hash: u64, id: u64, kind: Kind, owner: P) -> Self {
         Flight {
             key,
             hash,
@@ -103,7 +108,7 @@ impl<K, P: Copy, C, X: Clone> Flight<K, P, C, X> {
         }
     }
 
-    pub fn key(&self) -> &K {
+    pub fn key(&self) -> &[u8] {
         &self.key
     }
 
@@ -122,6 +127,11 @@ impl<K, P: Copy, C, X: Clone> Flight<K, P, C, X> {
 
     fn forgotten(&self) -> bool {
         self.forgotten.load(Ordering::Relaxed)
+    }
+
+    /// Whether callers find this flight by `key`.
+    fn is(&self, key: &[u8]) -> bool {
+        !self.forgotten() && self.key[..] == *key
     }
 
     /// Joiner `slot` leaves: `true` if it was still in (nobody will answer
@@ -174,13 +184,17 @@ impl<K, P: Copy, C, X: Clone> Flight<K, P, C, X> {
             return None;
         }
         state.ended = true;
-        state.live = 0;
-        let slots = std::mem::take(&mut state.slots);
-        let joiners = slots
-            .into_iter()
-            .enumerate()
-            .filter_map(|(slot, who)| who.map(|p| (slot, p)))
-            .collect();
+        // No joiner in (the commonest end): no slot to look at.
+        let joiners = if state.live == 0 {
+            Vec::new()
+        } else {
+            state.live = 0;
+            std::mem::take(&mut state.slots)
+                .into_iter()
+                .enumerate()
+                .filter_map(|(slot, who)| who.map(|p| (slot, p)))
+                .collect()
+        };
         Some(Taken {
             call: state.call.take(),
             joiners,
@@ -208,39 +222,68 @@ pub enum Entered<H, X> {
 
 /// The in-flight table.
 pub struct Table<H> {
-    shards: Box<[Mutex<HashTable<H>>]>,
-    ids: AtomicU64,
+    shards: Box<[Shard<H>]>,
+}
+
+/// A shard of the table, on cache lines of its own (two, for the
+/// adjacent-line prefetcher): calls of keys of different shards share no
+/// line.
+#[repr(align(128))]
+struct Shard<H>(Mutex<Flights<H>>);
+
+/// A shard's flights, and the last id it gave: a flight's name is its hash
+/// (which picks its shard) and an id unique in that shard, counted under
+/// the lock a claim takes anyway.
+struct Flights<H> {
+    map: HashTable<H>,
+    ids: u64,
+}
+
+impl<H> Deref for Flights<H> {
+    type Target = HashTable<H>;
+    fn deref(&self) -> &HashTable<H> {
+        &self.map
+    }
+}
+
+impl<H> DerefMut for Flights<H> {
+    fn deref_mut(&mut self) -> &mut HashTable<H> {
+        &mut self.map
+    }
 }
 
 impl<H> Default for Table<H> {
     fn default() -> Self {
+        let shard = || {
+            Shard(Mutex::new(Flights {
+                map: HashTable::new(),
+                ids: 0,
+            }))
+        };
         Table {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
-            ids: AtomicU64::new(1),
+            shards: (0..SHARDS).map(|_| shard()).collect(),
         }
     }
 }
 
-/// Spreads a caller's hash over 64 bits.
-fn mix(hash: u64) -> u64 {
-    let h = (hash ^ (hash >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    h ^ (h >> 29)
+/// The shard of a key that hashes to `hash`: by bits hashbrown does not
+/// use within a shard (it places entries by the low ones and tells them
+/// apart by the top seven).
+fn shard_of(hash: u64) -> usize {
+    (hash >> 52) as usize % SHARDS
 }
 
-impl<H, K, P, C, X> Table<H>
+impl<H, P, C, X> Table<H>
 where
-    H: Deref<Target = Flight<K, P, C, X>> + Clone,
+    H: Deref<Target = Flight<P, C, X>> + Clone,
     P: Copy + PartialEq,
     X: Clone,
 {
-    fn shard(&self, hash: u64) -> &Mutex<HashTable<H>> {
-        // The high bits: hashbrown places entries by the low ones.
-        &self.shards[(hash >> 59) as usize % SHARDS]
+    fn shard(&self, hash: u64) -> &Mutex<Flights<H>> {
+        &self.shards[shard_of(hash)].0
     }
 
-    /// Finds the flight of `key`, which hashes to `hash`, by `same` (the
-    /// keys' equality). A
-    /// leader's flight is joined by `me` (`attach` makes the joiners'
+    /// Finds the flight of `key`, which hashes to `hash`. A leader's flight is joined by `me` (`attach` makes the joiners'
     /// handle, once) unless `claim` is `Some(Kind::Process)` (a process
     /// flight claiming its key only claims); with no flight, one of kind
     /// `claim` owned by `me` is made for `key` (moved in: an uncontended
@@ -250,16 +293,14 @@ where
     pub fn enter(
         &self,
         hash: u64,
-        key: K,
-        same: impl Fn(&K, &K) -> bool,
+        key: Key,
         me: P,
         claim: Option<Kind>,
-        wrap: impl FnOnce(Flight<K, P, C, X>) -> H,
+        wrap: impl FnOnce(Flight<P, C, X>) -> H,
         attach: impl FnOnce(&H) -> X,
     ) -> Entered<H, X> {
-        let hash = mix(hash);
         let mut shard = self.shard(hash).lock();
-        if let Some(found) = shard.find(hash, |f| !f.forgotten() && same(&f.key, &key)) {
+        if let Some(found) = shard.find(hash, |f| f.is(&key)) {
             return match (found.kind, claim) {
                 (Kind::Leader, Some(Kind::Process)) => Entered::Held,
                 (Kind::Leader, _) => {
@@ -273,7 +314,8 @@ where
         match claim {
             None => Entered::Absent,
             Some(kind) => {
-                let id = self.ids.fetch_add(1, Ordering::Relaxed);
+                shard.ids += 1;
+                let id = shard.ids;
                 let flight = wrap(Flight::new(key, hash, id, kind, me));
                 shard.insert_unique(hash, flight.clone(), |f| f.hash);
                 Entered::Claimed(flight)
@@ -283,7 +325,7 @@ where
 
     /// Ends `flight`: takes it out of the table and hands back its call,
     /// its joiners and their handle; `None` if it had ended already.
-    pub fn take(&self, flight: &Flight<K, P, C, X>) -> Option<Taken<P, C, X>> {
+    pub fn take(&self, flight: &Flight<P, C, X>) -> Option<Taken<P, C, X>> {
         let mut shard = self.shard(flight.hash).lock();
         if let Ok(entry) = shard.find_entry(flight.hash, |f| std::ptr::eq(&**f, flight)) {
             entry.remove();
@@ -295,7 +337,7 @@ where
     /// [`Table::take`], only when nobody is joined to `flight`: a leader
     /// that died leaves its flight to this (its own process monitor) when
     /// nobody waits for it, to its joiners (each monitors it) otherwise.
-    pub fn take_alone(&self, flight: &Flight<K, P, C, X>) -> Option<Taken<P, C, X>> {
+    pub fn take_alone(&self, flight: &Flight<P, C, X>) -> Option<Taken<P, C, X>> {
         let mut shard = self.shard(flight.hash).lock();
         // Joiners come in only under the shard's lock, held here; one
         // leaving after this check finds the flight taken.
@@ -334,11 +376,11 @@ where
         }
     }
 
-    /// Unmaps the flight of the key (`hash`, `is`) if `owner` owns it.
-    pub fn unmap_owner(&self, hash: u64, is: impl Fn(&K) -> bool, owner: P) -> bool {
-        let hash = mix(hash);
+    /// Unmaps the flight of `key` (which hashes to `hash`) if `owner` owns
+    /// it.
+    pub fn unmap_owner(&self, hash: u64, key: &[u8], owner: P) -> bool {
         let mut shard = self.shard(hash).lock();
-        match shard.find_entry(hash, |f| !f.forgotten() && is(&f.key)) {
+        match shard.find_entry(hash, |f| f.is(key)) {
             Ok(entry) if entry.get().owner == owner => {
                 entry.remove();
                 true
@@ -347,12 +389,12 @@ where
         }
     }
 
-    /// Forgets the flight of the key (`hash`, `is`): no caller finds it any
-    /// more. A leader's stays until its leader takes it; a process's goes.
-    pub fn forget(&self, hash: u64, is: impl Fn(&K) -> bool) -> bool {
-        let hash = mix(hash);
+    /// Forgets the flight of `key` (which hashes to `hash`): no caller
+    /// finds it any more. A leader's stays until its leader takes it; a
+    /// process's goes.
+    pub fn forget(&self, hash: u64, key: &[u8]) -> bool {
         let mut shard = self.shard(hash).lock();
-        match shard.find_entry(hash, |f| !f.forgotten() && is(&f.key)) {
+        match shard.find_entry(hash, |f| f.is(key)) {
             Ok(entry) if entry.get().kind == Kind::Process => {
                 entry.remove();
                 true
@@ -365,13 +407,13 @@ where
         }
     }
 
-    /// Forgets every flight whose key `pick` picks; how many.
-    pub fn forget_where(&self, pick: impl Fn(&K) -> bool) -> usize {
+    /// Forgets every flight whose key starts with `prefix`; how many.
+    pub fn forget_where(&self, prefix: &[u8]) -> usize {
         let mut forgotten = 0;
         for shard in self.shards.iter() {
-            let mut shard = shard.lock();
+            let mut shard = shard.0.lock();
             shard.retain(|f| {
-                if f.forgotten() || !pick(&f.key) {
+                if f.forgotten() || !f.key.starts_with(prefix) {
                     return true;
                 }
                 forgotten += 1;
@@ -382,17 +424,16 @@ where
         forgotten
     }
 
-    /// The flight of the key (`hash`, `is`), if one is mapped.
-    pub fn get(&self, hash: u64, is: impl Fn(&K) -> bool) -> Option<H> {
-        let hash = mix(hash);
+    /// The flight of `key` (which hashes to `hash`), if one is mapped.
+    pub fn get(&self, hash: u64, key: &[u8]) -> Option<H> {
         let shard = self.shard(hash).lock();
-        shard.find(hash, |f| !f.forgotten() && is(&f.key)).cloned()
+        shard.find(hash, |f| f.is(key)).cloned()
     }
 
     /// How many flights are in the table (forgotten ones included, until
     /// they are taken).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -2,10 +2,10 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::thread;
 
-use super::{Entered, Flight, Kind, Table};
+use super::{shard_of, Entered, Flight, Kind, Table, SHARDS};
 
 /// Flights with byte keys; the joiners' handle is a number.
-type F = Arc<Flight<Vec<u8>, u32, &'static str, u32>>;
+type F = Arc<Flight<u32, &'static str, u32>>;
 
 fn table() -> Table<F> {
     Table::default()
@@ -16,15 +16,7 @@ fn h(key: &[u8]) -> u64 {
 }
 
 fn enter(t: &Table<F>, key: &[u8], me: u32, claim: Option<Kind>) -> Entered<F, u32> {
-    t.enter(
-        h(key),
-        key.to_vec(),
-        |a, b| a == b,
-        me,
-        claim,
-        Arc::new,
-        |_| 99,
-    )
+    t.enter(h(key), key.to_vec(), me, claim, Arc::new, |_| 99)
 }
 
 fn claim(t: &Table<F>, key: &[u8], me: u32) -> F {
@@ -86,19 +78,10 @@ fn keys_are_told_apart() {
 }
 
 #[test]
-fn keys_of_one_hash_are_told_apart_by_equality() {
+fn keys_of_one_hash_are_told_apart_by_their_bytes() {
     let t = table();
-    let claim_with = |key: &'static [u8]| {
-        t.enter(
-            7,
-            key.to_vec(),
-            |a, b| a == b,
-            1,
-            Some(Kind::Leader),
-            Arc::new,
-            |_| 0,
-        )
-    };
+    let claim_with =
+        |key: &'static [u8]| t.enter(7, key.to_vec(), 1, Some(Kind::Leader), Arc::new, |_| 0);
     let (a, b) = (claim_with(b"a"), claim_with(b"b"));
     assert!(matches!((a, b), (Entered::Claimed(_), Entered::Claimed(_))));
     assert!(matches!(claim_with(b"a"), Entered::Joined(..)));
@@ -123,15 +106,13 @@ fn forget_hides_the_flight_but_its_leader_still_takes_it_with_its_joiners() {
     let t = table();
     let f = claim(&t, b"k", 1);
     slot(&t, b"k", 2);
-    assert!(t.forget(h(b"k"), |k| k == b"k"));
+    assert!(t.forget(h(b"k"), b"k"));
     assert!(matches!(enter(&t, b"k", 3, None), Entered::Absent));
-    assert!(t.get(h(b"k"), |k| k == b"k").is_none());
+    assert!(t.get(h(b"k"), b"k").is_none());
     let g = claim(&t, b"k", 4);
     assert_eq!(t.take_name(f.name()).expect("take").joiners, vec![(0, 2)]);
     // Taking the forgotten one left the new one in place.
-    assert!(t
-        .get(h(b"k"), |k| k == b"k")
-        .is_some_and(|x| Arc::ptr_eq(&x, &g)));
+    assert!(t.get(h(b"k"), b"k").is_some_and(|x| Arc::ptr_eq(&x, &g)));
     assert_eq!(t.len(), 1);
 }
 
@@ -142,9 +123,9 @@ fn forget_where_takes_a_group() {
         .iter()
         .map(|k| claim(&t, k, 1))
         .collect();
-    assert_eq!(t.forget_where(|k| k.starts_with(b"g1/")), 2);
-    assert!(t.get(h(b"g1/a"), |k| k == b"g1/a").is_none());
-    assert!(t.get(h(b"g2/a"), |k| k == b"g2/a").is_some());
+    assert_eq!(t.forget_where(b"g1/"), 2);
+    assert!(t.get(h(b"g1/a"), b"g1/a").is_none());
+    assert!(t.get(h(b"g2/a"), b"g2/a").is_some());
     for f in &flights {
         assert!(t.take(f).is_some());
     }
@@ -167,8 +148,8 @@ fn process_flights_are_joined_by_message_and_claimed_once() {
         enter(&t, b"k", 9, Some(Kind::Process)),
         Entered::Held
     ));
-    assert!(!t.unmap_owner(h(b"k"), |k| k == b"k", 8), "not its owner");
-    assert!(t.unmap_owner(h(b"k"), |k| k == b"k", 7));
+    assert!(!t.unmap_owner(h(b"k"), b"k", 8), "not its owner");
+    assert!(t.unmap_owner(h(b"k"), b"k", 7));
     assert!(!t.unmap(f.name()));
     assert!(t.is_empty());
     // A forgotten process flight leaves the table at once.
@@ -178,7 +159,7 @@ fn process_flights_are_joined_by_message_and_claimed_once() {
         Entered::Claimed(p) => p,
         _ => panic!("expected a claim"),
     };
-    assert!(t.forget(h(b"p"), |k| k == b"p"));
+    assert!(t.forget(h(b"p"), b"p"));
     assert!(t.is_empty());
     assert!(!t.unmap(p.name()));
 }
@@ -264,4 +245,63 @@ fn a_flight_is_taken_alone_only_while_nobody_is_joined() {
         t.take_alone(&f).is_none() && t.take(&f).is_none(),
         "a flight ends once"
     );
+}
+
+/// Instruction counts of an uncontended coalesced call's work in the table
+/// and the miss counters (callgrind, not a timing assertion): 100,000
+/// claims of one key, each taken at once, and their misses counted, as
+/// `coalesce_submit/6` does. Run with `valgrind --tool=callgrind
+/// --toggle-collect='*probe_coalesce_*'` on `cargo test --release
+/// --no-default-features probe_coalesce -- --ignored`.
+#[test]
+#[ignore]
+#[inline(never)]
+fn probe_coalesce_uncontended() {
+    let t = table();
+    let misses = super::Misses::default();
+    // `{:users, 12345}`'s encoding, as the NIF layer writes it.
+    let key: &[u8] = &[
+        131, 104, 2, 119, 5, b'u', b's', b'e', b'r', b's', 98, 0, 0, 48, 57,
+    ];
+    let hash = h(key);
+    for _ in 0..100_000 {
+        let f = claim_uncontended(&t, std::hint::black_box(key).to_vec(), hash);
+        let taken = t.take(&f);
+        std::hint::black_box(taken);
+        misses.count(std::hint::black_box(&key[3..10]));
+    }
+    assert_eq!(misses.get(&key[3..10]), 100_000);
+}
+
+#[inline(never)]
+fn claim_uncontended(t: &Table<F>, key: Vec<u8>, hash: u64) -> F {
+    match t.enter(hash, key, 1, Some(Kind::Leader), Arc::new, |_| 0) {
+        Entered::Claimed(f) => f,
+        _ => panic!("expected a claim"),
+    }
+}
+
+/// The table places keys by their hash as it is (foldhash's, not mixed
+/// again): keys like the NIF layer's, `{:users, i}`, fill every shard
+/// evenly, and within a shard hashbrown's tags (the top seven bits) still
+/// take all their values.
+#[test]
+fn keys_spread_over_the_shards_and_their_tags() {
+    for seed in [1, 2, 3] {
+        let hasher = foldhash::fast::FixedState::with_seed(seed);
+        let mut shards = vec![0usize; SHARDS];
+        let mut tags = vec![[false; 128]; SHARDS];
+        for i in 0..100_000i32 {
+            let mut key = vec![131, 104, 2, 119, 5, b'u', b's', b'e', b'r', b's', 98];
+            key.extend_from_slice(&i.to_be_bytes());
+            let hash = hasher.hash_one(&key[..]);
+            shards[shard_of(hash)] += 1;
+            tags[shard_of(hash)][(hash >> 57) as usize] = true;
+        }
+        let mean = 100_000 / SHARDS;
+        for n in &shards {
+            assert!(*n > mean * 8 / 10 && *n < mean * 12 / 10, "{shards:?}");
+        }
+        assert!(tags.iter().all(|t| t.iter().all(|&seen| seen)));
+    }
 }

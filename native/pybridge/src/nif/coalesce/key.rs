@@ -19,9 +19,7 @@ use rustler::sys::{
 };
 use rustler::{Error, NifResult, OwnedBinary, Term, TermType};
 
-/// A flight's key: the encoding of its `{group, key}` ([`key`]), made
-/// once and moved into the flight that claims it.
-pub type Key = Vec<u8>;
+use crate::coalesce::Key;
 
 static HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
 

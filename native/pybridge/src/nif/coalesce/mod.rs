@@ -20,8 +20,8 @@ use std::sync::{Arc, LazyLock};
 use rustler::{Atom, Encoder, Env, Error, LocalPid, NifResult, OwnedEnv, ResourceArc, Term};
 
 use super::atoms;
-use crate::coalesce::{Entered, Flight, Kind, Table, Taken};
-use key::{group_prefix, key, Key};
+use crate::coalesce::{Entered, Flight, Key, Kind, Table, Taken};
+use key::{group_prefix, key};
 
 mod key;
 mod submit;
@@ -37,7 +37,7 @@ pub struct SavedCall {
     watch: Option<watch::Watch>,
 }
 
-type FlightArc = Arc<Flight<Key, LocalPid, SavedCall, ResourceArc<Joiners>>>;
+type FlightArc = Arc<Flight<LocalPid, SavedCall, ResourceArc<Joiners>>>;
 
 /// A leader's flight as its joiners hold it: the first element of each
 /// joiner's tag. The flight holds it too until it ends.
@@ -85,15 +85,9 @@ fn enter(
     me: LocalPid,
     claim: Option<Kind>,
 ) -> Entered<FlightArc, ResourceArc<Joiners>> {
-    TABLE.enter(
-        hash,
-        bytes,
-        |k, bytes| k[..] == bytes[..],
-        me,
-        claim,
-        Arc::new,
-        |f| ResourceArc::new(Joiners(f.clone())),
-    )
+    TABLE.enter(hash, bytes, me, claim, Arc::new, |f| {
+        ResourceArc::new(Joiners(f.clone()))
+    })
 }
 
 /// What [`enter`] found, as `coalesce_enter/3` answers it.
@@ -212,14 +206,14 @@ fn coalesce_unmap(hash: u64, id: u64) -> bool {
 #[rustler::nif]
 fn coalesce_unmap_owner(gk: Term<'_>, owner: LocalPid) -> NifResult<bool> {
     let (bytes, hash, _) = key(gk)?;
-    Ok(TABLE.unmap_owner(hash, |k| k[..] == bytes[..], owner))
+    Ok(TABLE.unmap_owner(hash, &bytes, owner))
 }
 
 /// Forgets the flight of `gk` (`Py.Coalesce.forget/2`).
 #[rustler::nif]
 fn coalesce_forget(gk: Term<'_>) -> NifResult<bool> {
     let (bytes, hash, _) = key(gk)?;
-    Ok(TABLE.forget(hash, |k| k[..] == bytes[..]))
+    Ok(TABLE.forget(hash, &bytes))
 }
 
 /// Forgets every flight of `group` (`Py.Coalesce.forget_all/1`); how many.
@@ -227,7 +221,7 @@ fn coalesce_forget(gk: Term<'_>) -> NifResult<bool> {
 #[rustler::nif(schedule = "DirtyCpu")]
 fn coalesce_forget_all(group: Term<'_>) -> NifResult<usize> {
     let prefix = group_prefix(group)?;
-    Ok(TABLE.forget_where(|k| k.starts_with(&prefix)))
+    Ok(TABLE.forget_where(&prefix))
 }
 
 /// Who holds `gk` now: `{:leader, pid, joiners}` (a leader's flight and
@@ -235,7 +229,7 @@ fn coalesce_forget_all(group: Term<'_>) -> NifResult<usize> {
 #[rustler::nif]
 fn coalesce_lookup<'a>(env: Env<'a>, gk: Term<'a>) -> NifResult<Term<'a>> {
     let (bytes, hash, _) = key(gk)?;
-    Ok(match TABLE.get(hash, |k| k[..] == bytes[..]) {
+    Ok(match TABLE.get(hash, &bytes) {
         Some(f) if f.kind() == Kind::Leader => (kinds::leader(), f.owner(), f.joined()).encode(env),
         Some(f) => (kinds::process(), f.owner(), 0).encode(env),
         None => atoms::nil().encode(env),
@@ -247,7 +241,7 @@ fn coalesce_lookup<'a>(env: Env<'a>, gk: Term<'a>) -> NifResult<Term<'a>> {
 fn coalesce_joiners(gk: Term<'_>) -> NifResult<Option<Vec<LocalPid>>> {
     let (bytes, hash, _) = key(gk)?;
     Ok(TABLE
-        .get(hash, |k| k[..] == bytes[..])
+        .get(hash, &bytes)
         .filter(|f| f.kind() == Kind::Leader)
         .map(|f| f.joiners()))
 }
