@@ -35,8 +35,7 @@ defmodule Py.Coalesce.Tables do
   @impl true
   # A leader died with nobody joined and its call running: the NIF ended
   # its flight and cancelled the call; the execution ended in a crash.
-  def handle_info({:py_coalesce_leader_down, key}, state) do
-    {group, _key} = :erlang.binary_to_term(key)
+  def handle_info({:py_coalesce_leader_down, group}, state) do
     Py.Coalesce.Stats.finished(group, 0, true)
     {:noreply, state}
   end

@@ -17,7 +17,7 @@ use rustler::sys::{
     enif_get_tuple, enif_is_empty_list, enif_term_to_binary, ErlNifBinary, ErlNifCharEncoding,
     ErlNifTerm,
 };
-use rustler::{Error, NifResult, OwnedBinary, Term, TermType};
+use rustler::{Env, Error, NifResult, OwnedBinary, Term, TermType};
 
 use crate::coalesce::Key;
 
@@ -297,6 +297,17 @@ pub fn key(gk: Term<'_>) -> NifResult<(Key, u64, usize)> {
 /// The group's encoding in a key [`key`] wrote, its group ending at `end`.
 pub fn group_bytes(key: &[u8], end: usize) -> &[u8] {
     key.get(PAIR_HEADER.len()..end).unwrap_or_default()
+}
+
+/// The group of a key [`key`] wrote, as a term of `env` (the key's other
+/// element is not decoded).
+pub fn group_term<'a>(env: Env<'a>, key: &[u8]) -> Option<Term<'a>> {
+    // The group's encoding starts after the pair's header; what follows it
+    // (the key) is left unread.
+    let mut group = Vec::with_capacity(key.len().saturating_sub(PAIR_HEADER.len() - 1));
+    group.push(PAIR_HEADER[0]);
+    group.extend_from_slice(key.get(PAIR_HEADER.len()..)?);
+    env.binary_to_term(&group).map(|(term, _)| term)
 }
 
 /// `group`'s encoding, as [`group_bytes`] finds it in its keys.

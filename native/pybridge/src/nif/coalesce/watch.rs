@@ -3,8 +3,8 @@
 //! taken. Should the leader die first, its flight is ended here when
 //! nobody is joined to it: its call cancelled (nobody waits for it any
 //! more) and its end reported to `Py.Coalesce.Tables`, which counts it
-//! (`{:py_coalesce_leader_down, key}`, the flight's key in the external
-//! term format). When joiners are in, each monitors the leader itself and
+//! (`{:py_coalesce_leader_down, group}`, the flight's group, all it
+//! counts). When joiners are in, each monitors the leader itself and
 //! the first to see it die takes the flight over (`Py.Coalesce.Leader`);
 //! one that leaves and then finds the leader dead ends the flight if
 //! nobody else is in (`coalesce_take_alone/1`). Either this monitor or
@@ -19,6 +19,7 @@ use std::sync::{Mutex, Weak};
 
 use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, ResourceArc};
 
+use super::key::group_term;
 use super::{FlightArc, SavedCall, TABLE};
 use crate::context;
 use crate::nif::handles::CallResource;
@@ -90,7 +91,7 @@ impl SavedCall {
 }
 
 /// Tells the reporter that the flight of `key` (its encoding) ended with
-/// its leader's death.
+/// its leader's death: sends it the flight's group.
 fn report(key: &[u8]) {
     let Some(to) = REPORTER.lock().ok().and_then(|r| *r) else {
         return;
@@ -98,10 +99,9 @@ fn report(key: &[u8]) {
     let mut env = OwnedEnv::new();
     // A reporter that is gone (restarting) misses this count only.
     let _ = mailer::send(&mut env, &to, |e| {
-        let mut bin = rustler::NewBinary::new(e, key.len());
-        bin.as_mut_slice().copy_from_slice(key);
-        let bin: rustler::Term = bin.into();
-        (kinds::py_coalesce_leader_down(), bin).encode(e)
+        // A key read back: its group always decodes (else `nil` is counted).
+        let group = group_term(e, key).unwrap_or_else(|| crate::nif::atoms::nil().encode(e));
+        (kinds::py_coalesce_leader_down(), group).encode(e)
     });
 }
 
