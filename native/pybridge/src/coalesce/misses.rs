@@ -83,12 +83,19 @@ impl Default for Misses {
 impl Misses {
     /// Counts one miss of `group`.
     pub fn count(&self, group: &[u8]) {
-        LOCAL.with_borrow_mut(|local| match &local.last {
-            Some(last) if last.is(self.id, group) => {
-                last.n.fetch_add(1, Ordering::Relaxed);
+        let counted = LOCAL.try_with(|local| {
+            let mut local = local.borrow_mut();
+            match &local.last {
+                Some(last) if last.is(self.id, group) => {
+                    last.n.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => self.count_other(&mut local, group),
             }
-            _ => self.count_other(local, group),
         });
+        if counted.is_err() {
+            // The thread's counters are gone (it is ending).
+            self.count_shared(group);
+        }
     }
 
     /// [`Misses::count`] of a group other than this thread's last.
@@ -106,6 +113,21 @@ impl Misses {
         };
         counter.n.fetch_add(1, Ordering::Relaxed);
         local.last = Some(counter);
+    }
+
+    /// [`Misses::count`] in the group's first counter, without the thread's.
+    #[cold]
+    fn count_shared(&self, group: &[u8]) {
+        let hash = self.hasher.hash_one(group);
+        let found = self
+            .groups
+            .lock()
+            .find(hash, |(g, _)| **g == *group)
+            .and_then(|(_, counters)| counters.first().cloned());
+        found
+            .unwrap_or_else(|| self.counter(hash, group))
+            .n
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A new counter of `group` (which hashes to `hash`), kept with the
