@@ -13,12 +13,16 @@
 //! caller reads through the dirty IO path, which reads it alone or says
 //! why not.
 
-use rustler::{Binary, Encoder, Env, NifResult, OwnedEnv, Term};
+use rustler::{Binary, Encoder, Env, NifResult, Term};
 
+use super::by_message::answer_by_message;
 use super::encode_stored;
 use super::handle::{dict_error, key, DictResource};
-use crate::nif::{atoms, mailer};
-use crate::shared_dict::GetDone;
+use crate::nif::atoms;
+use crate::shared_dict::{DictError, Found, GetDone};
+
+/// What a queued read is answered: see [`GetDone`].
+type Read = Option<Result<Option<(Found, u64)>, DictError>>;
 
 #[rustler::nif]
 fn shared_dict_get_later<'a>(
@@ -33,26 +37,13 @@ fn shared_dict_get_later<'a>(
         return Ok(atoms::dirty().encode(env));
     }
     let key = key(&k)?;
-    let owned = OwnedEnv::new();
-    let saved = owned.save(tag);
-    let pid = env.pid();
-    let done: GetDone = Box::new(move |out| {
-        // Built in the env that holds the tag.
-        let message = owned.run(|env| {
-            let answer = match out {
-                Some(Ok(Some((item, version)))) => {
-                    (atoms::ok(), encode_stored(env, &item), version).encode(env)
-                }
-                Some(Ok(None)) => atoms::error().encode(env),
-                Some(Err(err)) => {
-                    dict_error(env, err).unwrap_or_else(|_| atoms::retry().encode(env))
-                }
-                None => atoms::retry().encode(env),
-            };
-            owned.save((saved.load(env), answer).encode(env))
-        });
-        // A caller that died meanwhile gets nothing.
-        let _ = mailer::send_saved(owned, message, &pid);
+    let done: GetDone = answer_by_message(env, tag, |env, out: Read| match out {
+        Some(Ok(Some((item, version)))) => {
+            (atoms::ok(), encode_stored(env, &item), version).encode(env)
+        }
+        Some(Ok(None)) => atoms::error().encode(env),
+        Some(Err(err)) => dict_error(env, err).unwrap_or_else(|_| atoms::retry().encode(env)),
+        None => atoms::retry().encode(env),
     });
     if sd.dict.get_later(key, done) {
         Ok(atoms::wait().encode(env))

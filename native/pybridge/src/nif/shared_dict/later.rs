@@ -17,12 +17,13 @@
 //! which says why. (The Redis batcher sends a write it queued even when the
 //! dict is closed meanwhile, and answers it.)
 
-use rustler::{Binary, Encoder, Env, NifResult, OwnedEnv, Term};
+use rustler::{Binary, Encoder, Env, NifResult, Term};
 
+use super::by_message::answer_by_message;
 use super::handle::{dict_error, DictResource};
 use super::put::decode_put;
 use crate::limits::SCHEDULER_NODES;
-use crate::nif::{atoms, mailer};
+use crate::nif::atoms;
 use crate::shared_dict::{DictError, PutDone};
 
 #[rustler::nif]
@@ -46,21 +47,10 @@ fn shared_dict_put_later<'a>(
         Ok(p) => p,
         Err(answer) => return Ok(answer),
     };
-    let owned = OwnedEnv::new();
-    let saved = owned.save(tag);
-    let pid = env.pid();
-    let done: PutDone = Box::new(move |out| {
-        // Built in the env that holds the tag.
-        let message = owned.run(|env| {
-            let answer = match out {
-                Ok(version) => (atoms::ok(), version).encode(env),
-                Err(DictError::Destroyed) => atoms::retry().encode(env),
-                Err(err) => dict_error(env, err).unwrap_or_else(|_| atoms::retry().encode(env)),
-            };
-            owned.save((saved.load(env), answer).encode(env))
-        });
-        // A caller that died meanwhile gets nothing.
-        let _ = mailer::send_saved(owned, message, &pid);
+    let done: PutDone = answer_by_message(env, tag, |env, out| match out {
+        Ok(version) => (atoms::ok(), version).encode(env),
+        Err(DictError::Destroyed) => atoms::retry().encode(env),
+        Err(err) => dict_error(env, err).unwrap_or_else(|_| atoms::retry().encode(env)),
     });
     // "Now" was read for a TTL; else the write reads it only if it needs
     // it (as `shared_dict_put`).

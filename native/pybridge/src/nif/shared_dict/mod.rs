@@ -18,6 +18,7 @@
 //! and the thread that delivers events; [`locks`]: per-key locks; [`put`]:
 //! the put NIFs and the decoding of a put's arguments.
 
+mod by_message;
 mod events;
 mod get_later;
 mod handle;
