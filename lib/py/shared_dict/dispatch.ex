@@ -59,14 +59,8 @@ defmodule Py.SharedDict.Dispatch do
       end
 
     case result do
-      {:ok, _version} ->
-        :ok
-
-      {:error, {type, message, traceback}} ->
-        {:error, %Py.Error{type: type, message: message, traceback: traceback}}
-
-      {:error, _reason} = error ->
-        error
+      {:ok, _version} -> :ok
+      {:error, _reason} = error -> error_of(error)
     end
   end
 
@@ -92,7 +86,8 @@ defmodule Py.SharedDict.Dispatch do
     end
   end
 
-  # A NIF's answer sent by message, as `native/2` returns a call's.
+  # A NIF's answer (returned or sent by message) with its error as a
+  # `Py.Error`.
   defp error_of({:error, {type, message, traceback}}) when is_atom(type) and is_binary(message),
     do: {:error, %Py.Error{type: type, message: message, traceback: traceback}}
 
@@ -101,13 +96,7 @@ defmodule Py.SharedDict.Dispatch do
   # Runs a NIF on the handle; a handle that is no shared dict of this node
   # raises ArgumentError naming the problem (the NIF only says :badarg).
   def native(sd, fun) when is_handle(sd) do
-    case fun.(sd.ref) do
-      {:error, {type, message, traceback}} when is_atom(type) and is_binary(message) ->
-        {:error, %Py.Error{type: type, message: message, traceback: traceback}}
-
-      result ->
-        result
-    end
+    error_of(fun.(sd.ref))
   rescue
     e in ArgumentError ->
       if match?(%ArgumentError{message: "argument error"}, e) do
