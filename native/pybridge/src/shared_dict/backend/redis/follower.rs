@@ -17,11 +17,13 @@
 //! renewal go through the pool, which follows redirections itself.
 //!
 //! While nothing on this node hears of the dict's events (no listener
-//! wants them, no telemetry, no lock contended here), it reads none: every
-//! [`LAZY`] it only moves its place to the stream's end (the scripts count
-//! the events for `stats` themselves, see [`super::counts`]), so a stream
-//! of writes costs this node nothing to follow. A listener added then
-//! hears of the writes from that place on.
+//! wants them, no telemetry, no lock contended here), it reads none: it
+//! waits (a blocked `XREAD` of one entry) until something was written
+//! after its place, then moves its place to the stream's end, at most once
+//! per [`LAZY`] (the scripts count the events for `stats` themselves, see
+//! [`super::counts`]), so a stream of writes costs this node next to
+//! nothing to follow. A listener added then hears of the writes from that
+//! place on.
 //!
 //! Values: when a listener uses them (a Python callback), the follower hands it each
 //! event's value: decoded from the entry, or for a big put read from the
@@ -244,6 +246,21 @@ fn quiet(d: &SharedDict, shared: &Shared) -> bool {
     !d.heard() && shared.may_pause()
 }
 
+/// Whether anything was written after `last`: waits for it up to
+/// [`BLOCK`] (one `XREAD` of one entry, which is not looked at).
+fn written_after(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<bool> {
+    let v: Value = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(1)
+        .arg("BLOCK")
+        .arg(BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(last)
+        .query(c)?;
+    Ok(!matches!(v, Value::Nil))
+}
+
 fn read(c: &mut Connection, stream: &str, last: &str, tag: &str) -> redis::RedisResult<Batch> {
     let v: Value = redis::cmd("XREAD")
         .arg("COUNT")
@@ -374,19 +391,28 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
             // (The dict is not held across a blocking read.)
             let quiet_now = || dict.upgrade().is_some_and(|d| quiet(&d, shared));
             let lazy = if quiet_now() {
-                // Nothing here hears of the events: only keep our
-                // place at the end. Taken only if that still holds
-                // once we know the end: a listener added meanwhile
-                // (and the writes it hears of) is read from the old
-                // place, next time round.
-                let end = newest(c, &stream)?;
-                let still = quiet_now();
-                if still {
-                    *p = end;
+                // Nothing here hears of the events: only keep our place at
+                // the end, once something was written after it (an idle
+                // dict costs one blocked read per BLOCK). Taken only if
+                // that still holds once we know the end: a listener added
+                // meanwhile (and the writes it hears of) is read from the
+                // old place, next time round.
+                if written_after(c, &stream, &p.id)? {
+                    let end = newest(c, &stream)?;
+                    let still = quiet_now();
+                    if still {
+                        *p = end;
+                    }
+                    still
+                } else {
+                    false
                 }
-                still
             } else {
                 let (events, unlocked, newest_id, count) = read(c, &stream, &p.id, &shared.tag)?;
+                #[cfg(test)]
+                shared
+                    .entries_read
+                    .fetch_add(count as u64, Ordering::Relaxed);
                 if let Some(id) = newest_id {
                     p.id = id;
                     p.seq += count as u64;

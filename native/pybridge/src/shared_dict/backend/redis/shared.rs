@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     /// Events trimmed from the stream before this node's follower read them.
     pub events_missed: AtomicU64,
+    /// Stream entries the follower read (and parsed), for tests.
+    #[cfg(test)]
+    pub entries_read: AtomicU64,
     /// Redis ms to the next expiry, as the last reap saw it.
     pub next_due: Mutex<Option<Millis>>,
     /// The lease of this node's locks ([`LOCK_LEASE`] unless changed).
@@ -71,6 +74,8 @@ impl Shared {
             held: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             events_missed: AtomicU64::new(0),
+            #[cfg(test)]
+            entries_read: AtomicU64::new(0),
             next_due: Mutex::new(None),
             lease: Mutex::new(LOCK_LEASE),
             raised: Mutex::new((0, 0)),
