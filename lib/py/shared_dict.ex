@@ -416,7 +416,9 @@ defmodule Py.SharedDict do
   `{key, unix_ms}`, newest first (at most 32), and `callback_errors` and
   `callback_timeouts`, the Python callbacks (`sd.register_callback`) that
   raised or ran past their timeout (each is also logged). `clear/1` counts
-  as none.
+  as none. On a Redis dict, `puts`, `deletes` and the expiries count every
+  node's writes since this handle opened (kept in Redis, see
+  guides/shared-dict.md).
 
   ## Example
 
