@@ -1,19 +1,17 @@
 //! Group commit for Redis: the puts and removals of concurrent callers on
-//! one dict go to Redis together, as one script call ([`scripts::WRITES`])
-//! on one connection.
+//! one dict go to Redis together, as one script call
+//! ([`scripts::WRITES`](super::scripts::WRITES)) on one connection.
 //!
 //! The shape of SQLite's group commit (`sqlite/group_commit.rs`): a writer
 //! that finds fewer than [`MAX_IN_FLIGHT`] batches on their way to
 //! Redis sends its own write at once, alone (a lone caller never waits for
 //! a batch to fill). One that finds them all busy joins the batch forming
 //! behind them, or starts one; the writer that started it sends it once one
-//! in flight came back. Only what is already queued is batched.
+//! in flight came back. Only what is already queued is batched. What one
+//! batch's script call carries and answers (its writes in order, each with
+//! its own condition, answer and event) is [`call`]; this file is who
+//! waits, who sends, and when.
 //!
-//! * The script applies the batch's writes in the order they joined, each
-//!   with its own condition, and announces each with its own event on the
-//!   stream, so each writer gets its own answer (`:ok`, `:exists`, a
-//!   conflict, the removed value) and its own event, as if it had run
-//!   alone.
 //! * Each writer is answered only after Redis answered for the whole batch
 //!   (and, when something on its node heard of one of the batch's writes,
 //!   its node raised the batch's events, see
@@ -21,8 +19,6 @@
 //!   is unchanged. A batch whose call failed fails for every
 //!   writer in it, with the same error a lone write would get (after a lost
 //!   connection its writes may or may not have been applied, as for one).
-//! * A dict lives on one hash slot, so a batch is one slot: Redis Cluster
-//!   routes and redirects it as one command.
 //! * Writers that do not wait ([`Batcher::write_later`], a put from the
 //!   BEAM: its NIF runs on a normal scheduler and must not block) always
 //!   queue their write, a lone one too; a batch one of them started is
@@ -50,10 +46,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use redis::{Connection, Value};
 
-use super::{big, scripts, Shared};
+use super::{big, Shared};
 use crate::shared_dict::DictError;
+use call::{answer, one, Answers, Call};
+pub use call::{Answer, Op};
+
+mod call;
 
 /// Most writes in one batch.
 pub const MAX_OPS: usize = 128;
@@ -70,56 +69,6 @@ pub const MAX_BYTES: usize = big::BIG;
 /// other writes.
 pub const MAX_IN_FLIGHT: usize = 1;
 
-/// One write of a batch.
-pub enum Op {
-    Put {
-        key: String,
-        body: Vec<u8>,
-        /// `keep`, `never` or ms from now.
-        mode: String,
-        /// `always`, `absent` or `ver`.
-        cond: &'static str,
-        /// The expected version header (empty: missing).
-        expected: String,
-        /// Nothing on this node heard of it: its events are marked
-        /// ([`Shared::written`](super::Shared::written)).
-        quiet: bool,
-    },
-    Remove {
-        key: String,
-        /// Where a record too big for the reply is parked.
-        park: String,
-        /// As for a put.
-        quiet: bool,
-    },
-}
-
-impl Op {
-    fn bytes(&self) -> usize {
-        match self {
-            Op::Put { body, .. } => body.len(),
-            Op::Remove { .. } => 0,
-        }
-    }
-
-    fn quiet(&self) -> bool {
-        match self {
-            Op::Put { quiet, .. } | Op::Remove { quiet, .. } => *quiet,
-        }
-    }
-}
-
-/// What Redis answered for a batch: each write's answer, in order, and the
-/// id of the batch's last event.
-type Answers = Result<(Vec<Value>, String), DictError>;
-
-/// How a batch's script call is made on a connection (the big write's
-/// longer deadline, or as it is).
-type Call<'a> = &'a dyn Fn(
-    &mut Connection,
-    &mut dyn FnMut(&mut Connection) -> redis::RedisResult<Value>,
-) -> redis::RedisResult<Value>;
-
 /// Where the writers of a batch wait for its answers.
 #[derive(Default)]
 struct Done {
@@ -129,7 +78,7 @@ struct Done {
 
 /// How a writer that does not wait is told its answer (and the id of the
 /// last event of its batch), on another thread.
-pub type Later = Box<dyn FnOnce(Result<(Value, String), DictError>) + Send>;
+pub type Later = Box<dyn FnOnce(Answer) + Send>;
 
 /// A writer that does not wait. Dropped unanswered, it is answered
 /// [`DictError::Destroyed`] (its batch never went: the dict is gone), or
@@ -137,7 +86,7 @@ pub type Later = Box<dyn FnOnce(Result<(Value, String), DictError>) + Send>;
 struct Waiter(Option<Later>);
 
 impl Waiter {
-    fn answer(mut self, out: Result<(Value, String), DictError>) {
+    fn answer(mut self, out: Answer) {
         if let Some(f) = self.0.take() {
             f(out);
         }
@@ -320,12 +269,12 @@ impl Batcher {
     fn send(&self, shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(ops.len() as u64, Ordering::Relaxed);
-        send(shared, ops, call)
+        call::send(shared, ops, call)
     }
 
     /// Applies `op` (alone or in a batch with concurrent writers' ones) and
     /// returns its answer and the id of the last event of its batch.
-    pub fn write(&self, shared: &Shared, op: Op) -> Result<(Value, String), DictError> {
+    pub fn write(&self, shared: &Shared, op: Op) -> Answer {
         if op.bytes() > big::BIG {
             // Its own deadline, scaled to its size: not batched.
             let t = big::big_timeout(op.bytes());
@@ -519,23 +468,13 @@ impl Batcher {
         let later: Vec<_> = b
             .later
             .into_iter()
-            .map(|(at, waiter)| {
-                let answer = match &mut out {
-                    Ok((all, last)) => Ok((
-                        all.get_mut(at).map_or(Value::Nil, std::mem::take),
-                        last.clone(),
-                    )),
-                    Err(e) => Err(e.clone()),
-                };
-                (waiter, answer)
-            })
+            .map(|(at, waiter)| (waiter, answer(&mut out, at)))
             .collect();
         *b.done.answers.lock() = Some(out);
         b.done.cv.notify_all();
-        for (waiter, answer) in later {
+        for (waiter, out) in later {
             // One that panics must not keep the others from theirs.
-            let _ =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waiter.answer(answer)));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waiter.answer(out)));
         }
         // Nothing heard of it: counted in flight until its writers are
         // answered, so those that write again at once (64 BEAM processes
@@ -560,99 +499,14 @@ impl Batcher {
     }
 }
 
-/// The answer of a batch of one.
-fn one(out: Answers) -> Result<(Value, String), DictError> {
-    let (answers, last) = out?;
-    let answer = answers.into_iter().next().unwrap_or(Value::Nil);
-    Ok((answer, last))
-}
-
 /// Waits for the answers of `done`'s batch and takes the one at `at`.
-fn take(done: &Done, at: usize) -> Result<(Value, String), DictError> {
+fn take(done: &Done, at: usize) -> Answer {
     let mut answers = done.answers.lock();
     while answers.is_none() {
         done.cv.wait(&mut answers);
     }
     match answers.as_mut() {
-        Some(Ok((all, last))) => {
-            let answer = all.get_mut(at).map_or(Value::Nil, std::mem::take);
-            Ok((answer, last.clone()))
-        }
-        Some(Err(e)) => Err(e.clone()),
+        Some(out) => answer(out, at),
         None => Err(DictError::Backend("internal error: no answer".into())),
     }
-}
-
-/// Sends `ops` as one script call (through `call`, which may change the
-/// connection's deadlines): each write's answer and the last event's id.
-/// A panic becomes the batch's error, so its writers are still answered.
-fn send(shared: &Shared, ops: Vec<Op>, call: Call<'_>) -> Answers {
-    let n = ops.len();
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let keys = &shared.keys;
-        let declared = ops
-            .iter()
-            .map(|op| match op {
-                Op::Put { .. } => 1,
-                Op::Remove { .. } => 2,
-            })
-            .sum();
-        let mut inv = keys.eval(&scripts::WRITES, declared);
-        for op in &ops {
-            match op {
-                Op::Put { key, .. } => inv.arg(keys.value_arg(key)),
-                Op::Remove { key, park, .. } => inv.arg(keys.value_arg(key)).arg(park),
-            };
-        }
-        keys.common_args(&mut inv);
-        inv.arg(big::BIG).arg(&shared.tag);
-        for op in &ops {
-            match op {
-                Op::Put {
-                    key,
-                    body,
-                    mode,
-                    cond,
-                    expected,
-                    quiet,
-                } => inv
-                    .arg(if *quiet { "P" } else { "p" })
-                    .arg(key)
-                    .arg(body)
-                    .arg(mode)
-                    .arg(*cond)
-                    .arg(expected),
-                Op::Remove { key, quiet, .. } => inv
-                    .arg(if *quiet { "D" } else { "d" })
-                    .arg(key)
-                    .arg(big::PARK_TTL.as_millis() as u64),
-            };
-        }
-        shared.pool.run(|c| {
-            call(c, &mut |c| {
-                super::keys::run_script(c, &scripts::WRITES, &inv)
-            })
-        })
-    }));
-    let reply = match ran {
-        Ok(reply) => reply?,
-        Err(_) => {
-            return Err(DictError::Backend(
-                "internal error: a Redis write panicked".into(),
-            ))
-        }
-    };
-    let bad = || DictError::Backend("redis: unexpected reply to a write".into());
-    let Value::Array(mut all) = reply else {
-        return Err(bad());
-    };
-    if all.len() != n + 1 {
-        return Err(bad());
-    }
-    let last = match all.remove(0) {
-        Value::BulkString(b) => String::from_utf8(b).map_err(|_| bad())?,
-        Value::SimpleString(s) => s,
-        _ => String::new(),
-    };
-    Ok((all, last))
 }
