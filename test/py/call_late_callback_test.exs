@@ -28,24 +28,41 @@ defmodule Py.CallLateCallbackTest do
           a = erlang.late_first()
           return [a, erlang.late_second()]
       m.twice = twice
+      # What the spinning functions met, in order (the test reads it):
+      # the exception that ended the spin, then what came of what they
+      # did next. The first callback is inside the try, so wherever the
+      # interrupt lands once it has answered, the code after runs.
+      outcome = []
+      m.outcome = outcome
       def spin_then_call():
-          a = erlang.late_first()
+          del outcome[:]
+          a = None
           try:
+              a = erlang.late_first()
               # Until the call's cancellation interrupts it.
               while True:
                   pass
-          except BaseException:
-              pass
-          return [a, erlang.late_second()]
+          except BaseException as e:
+              outcome.append(type(e).__name__)
+          try:
+              b = erlang.late_second()
+          except BaseException as e:
+              outcome.append([type(e).__name__, str(e)])
+              raise
+          outcome.append("second answered")
+          return [a, b]
       m.spin_then_call = spin_then_call
       def spin_then_print():
-          a = erlang.late_first()
+          del outcome[:]
+          a = None
           try:
+              a = erlang.late_first()
               while True:
                   pass
-          except BaseException:
-              pass
+          except BaseException as e:
+              outcome.append(type(e).__name__)
           print("written after the call was cancelled")
+          outcome.append("printed")
           return a
       m.spin_then_print = spin_then_print
       sys.modules["late_fixture"] = m
@@ -142,7 +159,8 @@ defmodule Py.CallLateCallbackTest do
     job = {:call, "late_fixture", "spin_then_call", [], %{}}
 
     # The first callback ends past the deadline: the call is cancelled
-    # (Py.Call.handle/5), which interrupts the loop that follows it.
+    # (Py.Call.handle/5, then late/3), which interrupts the loop that
+    # follows it.
     cancelled = Py.Context.info(ctx).cancelled_total
     deadline = System.monotonic_time(:millisecond)
 
@@ -152,25 +170,46 @@ defmodule Py.CallLateCallbackTest do
     assert_ended(ctx, :cancelled_total, cancelled)
     refute_received {:ran, :second}
     assert Process.info(self(), :messages) == {:messages, []}
+    assert_interrupted_then_refused(ctx)
 
-    # The same through the call's own timeout (the receive of Py.Call).
+    # The same through the call's own timeout: the receive Py.Call waits
+    # in once a callback has answered in time (Py.Call.await/4, then
+    # timed_out/3). The first callback is run with no deadline, so it
+    # answers in time however slow the machine; the wait after it is given
+    # a deadline that has passed, so its receive times out at once (the
+    # spinning call sends nothing meanwhile) and cancels the call. No
+    # clock decides which way the call goes, and the Python side's
+    # deadline (30 s) is never reached, so only this cancellation
+    # interrupts it.
     cancelled = Py.Context.info(ctx).cancelled_total
-
-    assert {:error, %Py.Error{type: :timeout}} =
-             Py.call(ctx, :late_fixture, :spin_then_call, [], timeout: 100)
-
+    ref = make_ref()
+    {:running, handle} = Py.Call.start(ctx.ref, nil, ref, job, @long)
+    assert_receive {^ref, :callback, {_slot, "late_first", [], _left} = request}, @long
+    assert Py.Callback.run_for_call(request, :infinity) == :ok
     assert_received {:ran, :first}
-    assert_ended(ctx, :cancelled_total, cancelled)
-    # (Here the context's monitor may interrupt the loop at the deadline
-    # just before the caller cancels the call: the second callback then
-    # runs, and its answer is refused.)
-    receive do
-      {:ran, :second} -> :ok
-    after
-      0 -> :ok
-    end
 
+    passed = System.monotonic_time(:millisecond)
+
+    assert {{:error, %Py.Error{type: :timeout} = error}, nil} =
+             Py.Call.await(handle, ref, @long, passed)
+
+    assert error.message == "Python call exceeded #{@long} ms"
+    assert_ended(ctx, :cancelled_total, cancelled)
+    refute_received {:ran, :second}
     assert Process.info(self(), :messages) == {:messages, []}
+    assert Process.get({Py.Callback, :nesting}) == nil
+    assert_interrupted_then_refused(ctx)
+  end
+
+  # The spin of the last spin_then_call ended by the call's interrupt
+  # (pybridge.Timeout), and the callback it made afterwards was refused
+  # with the call's cancellation: it was made, and never sent.
+  defp assert_interrupted_then_refused(ctx) do
+    assert {:ok, ["Timeout", ["Timeout", message]]} =
+             Py.eval(ctx, "__import__('late_fixture').outcome")
+
+    assert message =~ "late_second"
+    assert message =~ "cancelled"
   end
 
   @tag :capture_log
@@ -183,7 +222,9 @@ defmodule Py.CallLateCallbackTest do
 
     assert_received {:ran, :first}
     assert_ended(ctx, :cancelled_total, cancelled)
-    # (It goes where output outside a call goes: Py.Output's Logger.)
+    # The print ran after the interrupt (it went where output outside a
+    # call goes: Py.Output's Logger), and nothing of it reached the caller.
+    assert Py.eval(ctx, "__import__('late_fixture').outcome") == {:ok, ["Timeout", "printed"]}
     assert Process.info(self(), :messages) == {:messages, []}
   end
 

@@ -3,6 +3,10 @@ defmodule Py.OverloadTest do
 
   import Py.TestHelpers
 
+  # A bound that only catches "never" on a loaded machine: every wait here
+  # is for something the test has arranged to happen.
+  @long 30_000
+
   # A dedicated context with one thread, whose worker is held in a Python
   # wait on an event this test sets (from another context: the main
   # interpreter's modules are shared).
@@ -16,7 +20,10 @@ defmodule Py.OverloadTest do
     wait = "getattr(__import__('builtins'), n).wait(30)"
     blocker = Task.async(fn -> Py.eval(ctx, wait, %{n: name}, timeout: 30_000) end)
     # Running (not queued): nothing in the queue, one call in flight.
-    assert eventually(fn -> match?(%{in_flight: 1, queue_length: 0}, Py.Context.info(ctx)) end)
+    assert eventually(
+             fn -> match?(%{in_flight: 1, queue_length: 0}, Py.Context.info(ctx)) end,
+             @long
+           )
 
     release = fn ->
       {:ok, nil} = Py.eval("getattr(__import__('builtins'), n).set()", %{n: name})
@@ -28,7 +35,7 @@ defmodule Py.OverloadTest do
   defp queued(ctx, n) do
     for i <- 1..n do
       task = Task.async(fn -> Py.eval(ctx, "i * 2", %{i: i}, timeout: 30_000) end)
-      assert eventually(fn -> Py.Context.info(ctx).queue_length == i end)
+      assert eventually(fn -> Py.Context.info(ctx).queue_length == i end, @long)
       task
     end
   end
@@ -48,7 +55,7 @@ defmodule Py.OverloadTest do
     assert %{overloaded_total: 3, queue_length: 2} = Py.Context.info(ctx)
 
     release.()
-    assert Task.await(blocker) == {:ok, true}
+    assert Task.await(blocker, @long) == {:ok, true}
     assert Enum.map(tasks, &Task.await/1) == [{:ok, 2}, {:ok, 4}]
     assert Py.eval(ctx, "1") == {:ok, 1}
   end
@@ -61,18 +68,18 @@ defmodule Py.OverloadTest do
     impatient = Task.async(fn -> Py.eval(ctx, "'impatient'", %{}, timeout: 200) end)
     # Killed while waiting: its wake-up must go to the next waiter.
     dead = spawn(fn -> Py.eval(ctx, "'dead'", %{}, timeout: 30_000) end)
-    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 3 end)
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 3 end, @long)
     Process.exit(dead, :kill)
 
-    assert {:error, %Py.Error{type: :overloaded, message: message}} = Task.await(impatient)
+    assert {:error, %Py.Error{type: :overloaded, message: message}} = Task.await(impatient, @long)
     assert message =~ "stayed full"
     # Still waiting: the queue has not moved.
     assert Task.yield(patient, 50) == nil
 
     release.()
-    assert Task.await(blocker) == {:ok, true}
-    assert Task.await(queued) == {:ok, 2}
-    assert Task.await(patient) == {:ok, "patient"}
+    assert Task.await(blocker, @long) == {:ok, true}
+    assert Task.await(queued, @long) == {:ok, 2}
+    assert Task.await(patient, @long) == {:ok, "patient"}
     assert %{in_flight: 0} = Py.Context.info(ctx)
   end
 
@@ -112,13 +119,13 @@ defmodule Py.OverloadTest do
     parent = self()
     {second_wait, second_release} = event()
     second = Task.async(fn -> Py.eval(ctx, second_wait, %{}, timeout: 30_000) end)
-    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end)
+    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end, @long)
     waiter = spawn(fn -> send(parent, {:waiter, logged(ctx, log, "waiter")}) end)
-    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 1 end)
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 1 end, @long)
     before = before_release.()
     :erlang.suspend_process(waiter)
     release_blocker.()
-    assert eventually(fn -> Py.Context.info(ctx).queue_length == 0 end)
+    assert eventually(fn -> Py.Context.info(ctx).queue_length == 0 end, @long)
     {second, second_release, waiter, before}
   end
 
@@ -129,20 +136,20 @@ defmodule Py.OverloadTest do
     {second, second_release, waiter, nil} =
       waiter_behind_second_call(ctx, log, release, fn -> nil end)
 
-    assert Task.await(blocker) == {:ok, true}
+    assert Task.await(blocker, @long) == {:ok, true}
 
     # The place is kept for the woken waiter: the newcomer waits behind it.
     newcomer = Task.async(fn -> logged(ctx, log, "newcomer") end)
-    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 2 end)
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 2 end, @long)
     assert %{queue_length: 0} = Py.Context.info(ctx)
 
     # The waiter takes its place without waiting again.
     :erlang.resume_process(waiter)
-    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end)
+    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end, @long)
     second_release.()
-    assert Task.await(second) == {:ok, true}
+    assert Task.await(second, @long) == {:ok, true}
     assert_receive {:waiter, {:ok, "waiter"}}, 30_000
-    assert Task.await(newcomer) == {:ok, "newcomer"}
+    assert Task.await(newcomer, @long) == {:ok, "newcomer"}
     assert logged_order(log) == {:ok, ["waiter", "newcomer"]}
     assert %{overloaded_total: 2, in_flight: 0} = Py.Context.info(ctx)
   end
@@ -165,7 +172,7 @@ defmodule Py.OverloadTest do
         send(parent, {:waiter, result, Process.info(self(), :messages)})
       end)
 
-    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 1 end)
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 1 end, @long)
     # Held until the context is idle, so that its submission with the
     # place kept for it finds the home worker free: the NIF then waits
     # inline and is handed the callback when the worker makes it in time
@@ -173,9 +180,14 @@ defmodule Py.OverloadTest do
     # from the receive of a call that waited for room (Py.Call.by_message).
     :erlang.suspend_process(waiter)
     release.()
-    assert Task.await(blocker) == {:ok, true}
-    assert Task.await(queued) == {:ok, 2}
-    assert eventually(fn -> match?(%{in_flight: 0, queue_length: 0}, Py.Context.info(ctx)) end)
+    assert Task.await(blocker, @long) == {:ok, true}
+    assert Task.await(queued, @long) == {:ok, 2}
+
+    assert eventually(
+             fn -> match?(%{in_flight: 0, queue_length: 0}, Py.Context.info(ctx)) end,
+             @long
+           )
+
     :erlang.resume_process(waiter)
 
     assert_receive {:waiter, {:ok, 41}, {:messages, []}}, 30_000
@@ -191,20 +203,20 @@ defmodule Py.OverloadTest do
     {second, second_release, waiter, newcomer} =
       waiter_behind_second_call(ctx, log, release, fn ->
         newcomer = Task.async(fn -> logged(ctx, log, "newcomer") end)
-        assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 2 end)
+        assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 2 end, @long)
         newcomer
       end)
 
-    assert Task.await(blocker) == {:ok, true}
+    assert Task.await(blocker, @long) == {:ok, true}
 
     # Woken (the place is kept for it), it dies before submitting again.
     monitor = Process.monitor(waiter)
     Process.exit(waiter, :kill)
     assert_receive {:DOWN, ^monitor, :process, ^waiter, :killed}
-    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end)
+    assert eventually(fn -> Py.Context.info(ctx).queue_length == 1 end, @long)
     second_release.()
-    assert Task.await(second) == {:ok, true}
-    assert Task.await(newcomer) == {:ok, "newcomer"}
+    assert Task.await(second, @long) == {:ok, true}
+    assert Task.await(newcomer, @long) == {:ok, "newcomer"}
     assert logged_order(log) == {:ok, ["newcomer"]}
   end
 
@@ -215,9 +227,9 @@ defmodule Py.OverloadTest do
       for i <- 1..200,
           do: Task.async(fn -> Py.eval(ctx, "i", %{i: i}, timeout: 60_000) end)
 
-    assert eventually(fn -> Py.Context.info(ctx).overloaded_total >= 197 end)
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total >= 197 end, @long)
     release.()
-    assert Task.await(blocker) == {:ok, true}
+    assert Task.await(blocker, @long) == {:ok, true}
     assert Enum.map(tasks, &Task.await(&1, 60_000)) == Enum.map(1..200, &{:ok, &1})
   end
 
@@ -225,13 +237,13 @@ defmodule Py.OverloadTest do
     {ctx, blocker, release} = blocked_context(max_queue: 1, overload: :wait)
     [queued] = queued(ctx, 1)
     waiting = Task.async(fn -> Py.eval(ctx, "1", %{}, timeout: 30_000) end)
-    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 1 end)
+    assert eventually(fn -> Py.Context.info(ctx).overloaded_total == 1 end, @long)
 
     :ok = Py.Context.close(ctx)
-    assert {:error, %Py.Error{type: :closed}} = Task.await(waiting, 5_000)
+    assert {:error, %Py.Error{type: :closed}} = Task.await(waiting, @long)
     release.()
-    Task.await(blocker)
-    Task.await(queued)
+    Task.await(blocker, @long)
+    Task.await(queued, @long)
   end
 
   test "options are checked" do
