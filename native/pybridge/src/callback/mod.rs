@@ -105,13 +105,22 @@ impl<'a> Gate<'a> {
 
     /// Runs `send`, which sends a message already built, unless the call
     /// is cancelled: None then, and nothing must be sent.
+    /// A refused `send` (and the message it owns) is dropped only after
+    /// the refusal has run: a request's term holds its slot, whose
+    /// destructor would answer it first ("exited without answering"
+    /// instead of the call's cancellation).
     pub fn pass<T>(&self, send: impl FnOnce() -> T) -> Option<T> {
-        let sent = self.state.unless_cancelled(send);
+        let mut send = Some(send);
+        let sent = self
+            .state
+            .unless_cancelled(|| send.take().map(|send| send()))
+            .flatten();
         if sent.is_none() && !self.refused.replace(true) {
             if let Some(on_refusal) = self.on_refusal {
                 on_refusal();
             }
         }
+        drop(send);
         sent
     }
 

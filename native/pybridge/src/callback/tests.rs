@@ -169,3 +169,35 @@ fn a_cancellation_does_not_wait_for_a_callback_request_being_encoded() {
     // A cancelled call has no reply.
     assert!(outcome.try_recv().is_err());
 }
+
+/// A message the gate refuses is dropped after the refusal ran: a
+/// request's term holds its slot, whose destructor would otherwise answer
+/// it before the refusal answers it with the call's cancellation.
+#[test]
+fn a_refused_message_is_dropped_after_the_refusal() {
+    use std::cell::Cell;
+
+    struct Message<'a> {
+        refused: &'a Cell<bool>,
+        refused_at_drop: &'a Cell<Option<bool>>,
+    }
+    impl Drop for Message<'_> {
+        fn drop(&mut self) {
+            self.refused_at_drop.set(Some(self.refused.get()));
+        }
+    }
+
+    let state = CallState::new(None);
+    assert_eq!(state.cancel(), Cancel::Cancelled { was_running: false });
+    let refused = Cell::new(false);
+    let refused_at_drop = Cell::new(None);
+    let on_refusal = || refused.set(true);
+    let gate = Gate::with_refusal(&state, &on_refusal);
+    let message = Message {
+        refused: &refused,
+        refused_at_drop: &refused_at_drop,
+    };
+    assert_eq!(gate.pass(move || drop(message)), None);
+    assert!(gate.refused());
+    assert_eq!(refused_at_drop.get(), Some(true));
+}
