@@ -44,7 +44,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -69,10 +68,6 @@ pub const MAX_BYTES: usize = big::BIG;
 /// both sides). The pool's other connections still serve reads and the
 /// other writes.
 pub const MAX_IN_FLIGHT: usize = 1;
-
-/// How long the batcher's thread looks for a next write after a batch
-/// before it sleeps (see [`Batcher::serve`]).
-const LINGER: Duration = Duration::from_micros(100);
 
 /// Where the writers of a batch wait for its answers.
 #[derive(Default)]
@@ -189,8 +184,6 @@ pub struct Batcher {
     /// Script calls sent, and the writes they carried.
     pub sent: AtomicU64,
     pub writes: AtomicU64,
-    /// Batches started for the thread to send (see its linger).
-    started: AtomicU64,
     /// Makes the batcher's thread panic once, outside any `catch_unwind`,
     /// at the point it names ([`FAULT_SENT`], [`FAULT_TAKING`]), for tests.
     #[cfg(test)]
@@ -217,7 +210,6 @@ impl Batcher {
             max_in_flight: pool_size.clamp(1, MAX_IN_FLIGHT),
             sent: AtomicU64::new(0),
             writes: AtomicU64::new(0),
-            started: AtomicU64::new(0),
             #[cfg(test)]
             fault: AtomicU8::new(FAULT_NONE),
         }
@@ -363,7 +355,6 @@ impl Batcher {
         }
         self.start(&mut q, op, Some(later), true);
         drop(q);
-        self.started.fetch_add(1, Ordering::Release);
         self.turn.notify_all();
         Ok(())
     }
@@ -421,7 +412,6 @@ impl Batcher {
     /// The loop of [`thread`](Self::thread).
     fn serve(&self, shared: &Shared) {
         let mut q = self.lock();
-        let mut just_ran = false;
         loop {
             if q.stop && !q.forming.iter().any(|b| b.by_thread) {
                 // Closed, and every write it was given sent.
@@ -436,27 +426,8 @@ impl Batcher {
                     drop(q);
                     self.run(shared, b);
                     q = self.lock();
-                    just_ran = true;
                     continue;
                 }
-            }
-            if just_ran {
-                // Nothing of ours to send. Right after a batch, a writer
-                // it answered usually writes again within microseconds:
-                // look for that a little while, yielding, before sleeping,
-                // so its write needs no wake-up of this thread (a sleeping
-                // thread took ~50 µs to wake on the 2-core VM, which
-                // doubled a lone BEAM put's round trip; BEAM schedulers
-                // spin the same way).
-                just_ran = false;
-                let seen = self.started.load(Ordering::Acquire);
-                MutexGuard::unlocked(&mut q, || {
-                    let until = Instant::now() + LINGER;
-                    while self.started.load(Ordering::Acquire) == seen && Instant::now() < until {
-                        std::thread::yield_now();
-                    }
-                });
-                continue;
             }
             self.wait(&mut q);
         }
