@@ -266,9 +266,8 @@ defmodule Bench.Backends do
         "with the BEAM and redis-benchmark; concurrent gets share round trips (the keys " <>
         "queued while a read is on its way go in one call of the read script), and so do " <>
         "concurrent puts (one EVALSHA carries the puts queued while the previous one was on " <>
-        "its way); a put, and a get that queues, waits for a message, not on a dirty " <>
-        "scheduler (a lone put is sent at once by the dict's writer thread, a lone get " <>
-        "through a dirty IO scheduler); nothing subscribes, so " <>
+        "its way); a get or put that queues waits for a message, not on a dirty scheduler; " <>
+        "a lone one goes at once through a dirty IO scheduler; nothing subscribes, so " <>
         "a put does not wait for its event to come back from the dict's stream (with a " <>
         "subscriber on its node it would)."
     end)

@@ -7,10 +7,9 @@
 //! here: the value is decoded within the usual node budget, queueing is a
 //! lock.
 //!
-//! `:dirty`: not queued (a value over the budget or too big for a batch, a
-//! backend that does not queue, a closed or destroyed dict): the caller
-//! writes through the dirty IO path. (The Redis batcher queues every other
-//! put, a lone one too: its thread sends it at once.) A value
+//! `:dirty`: not queued (nothing on its way to queue behind, a value over
+//! the budget or too big for a batch, a backend that does not queue, a
+//! destroyed dict): the caller writes through the dirty IO path. A value
 //! that cannot be stored is answered at once, as `shared_dict_put`
 //! answers it. `{tag, :retry}`: the backend dropped the write unsent
 //! (`DictError::Destroyed`): the caller writes through the dirty IO path,
@@ -37,8 +36,8 @@ fn shared_dict_put_later<'a>(
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
     if !sd.dict.would_queue_put() {
-        // A backend that does not queue (or a closed dict): the dirty IO
-        // path writes it, before any decoding here.
+        // Nothing to queue behind (or a backend that does not queue): the
+        // dirty IO path sends it at once, before any decoding here.
         return Ok(atoms::dirty().encode(env));
     }
     // A value that cannot be stored is answered here, as

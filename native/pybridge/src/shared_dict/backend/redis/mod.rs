@@ -289,8 +289,7 @@ impl Backend for Redis {
     }
 
     fn would_queue_put(&self) -> bool {
-        // The batcher queues every put it can take (see `batch`).
-        !self.shared.closed.load(Ordering::Relaxed)
+        self.batch.busy()
     }
 
     fn put_later(

@@ -20,16 +20,17 @@
 //!   writer in it, with the same error a lone write would get (after a lost
 //!   connection its writes may or may not have been applied, as for one).
 //! * Writers that do not wait ([`Batcher::write_later`], a put from the
-//!   BEAM: its NIF runs on a normal scheduler and must not block) always
-//!   queue their write, a lone one too; a batch one of them started is
-//!   sent by the batcher's thread (`py-dict-redis-w`, started on first
-//!   use, ended by `close`), which answers each through its callback under
-//!   the same rule. So 64 BEAM processes putting are not limited to as many
-//!   writes per batch as there are dirty IO schedulers, and no BEAM put
-//!   takes a dirty scheduler: a lone one handed to the thread costs the
-//!   same thread wake-up as a dirty scheduler's, and with the dirty
-//!   schedulers out of the way, 64 BEAM processes putting spent about a
-//!   quarter less BEAM CPU per put (measured side by side, 2 cores).
+//!   BEAM: its NIF runs on a normal scheduler and must not block) queue
+//!   their write the same way, only when a batch is on its way (else they
+//!   send it themselves through [`Batcher::write`], on a dirty IO
+//!   scheduler); a batch one of them started is sent by the batcher's
+//!   thread (`py-dict-redis-w`, started on first use, ended by `close`),
+//!   which answers each through its callback under the same rule. So 64
+//!   BEAM processes putting are not limited to as many writes per batch as
+//!   there are dirty IO schedulers. (Handing lone puts to the thread too
+//!   was tried: on 2 cores the thread then competes with the BEAM's
+//!   spinning schedulers, and both one process putting and 64 became
+//!   erratic, at times 2-5× slower.)
 //! * A batch holds at most [`MAX_OPS`] writes and [`MAX_BYTES`] of values;
 //!   a value above [`big::BIG`] is never batched (it gets its own deadline).
 //! * No writer waits forever: a panic while a batch is sent gives its turn
@@ -316,12 +317,20 @@ impl Batcher {
         }
     }
 
-    /// Queues `op` for the batcher's thread to send with the others queued
-    /// (at once when nothing is on its way), and returns at once: `later`
+    /// Whether [`write_later`](Self::write_later) would queue a write now:
+    /// a batch is on its way (all that may be) or one is forming behind it,
+    /// and the dict is open (a hint: it may change at once).
+    pub fn busy(&self) -> bool {
+        let q = self.lock();
+        !q.stop && (q.in_flight >= self.max_in_flight || !q.forming.is_empty())
+    }
+
+    /// Queues `op` behind the batch on its way to Redis, for the batcher's
+    /// thread to send with the others queued, and returns at once: `later`
     /// gets the answer, on another thread. Never does I/O (a caller on a
-    /// BEAM scheduler may use it). `Err(later)`: not queued (a big value;
-    /// the dict is closed; no thread could be started): write it with
-    /// [`write`](Self::write).
+    /// BEAM scheduler may use it). `Err(later)`: not queued (nothing on its
+    /// way, so nothing to batch with; a big value; the dict is closed; no
+    /// thread could be started): write it with [`write`](Self::write).
     pub fn write_later(
         self: &Arc<Self>,
         shared: &Arc<Shared>,
@@ -333,7 +342,9 @@ impl Batcher {
             return Err(later);
         }
         let mut q = self.lock();
-        if q.stop {
+        if q.stop || (q.in_flight < self.max_in_flight && q.forming.is_empty()) {
+            // Nothing to wait behind: the caller sends it at once itself
+            // (through `write`).
             return Err(later);
         }
         if !q.thread {
