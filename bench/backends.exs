@@ -148,7 +148,7 @@ defmodule Bench.Backends do
   # put and get of the same small value through a Redis-backed dict, 1 and
   # 64 processes (each on its own key), against redis-benchmark's SET and GET
   # with 64 clients, no pipelining, on the same server; redis-benchmark runs
-  # before and after ours and the lower of its two figures is the floor.
+  # before and after ours and the higher of its two figures is the floor (the host makes its own figure swing, 22k to 100k on one day).
   defp redis_ops(row) do
     unless Code.ensure_loaded?(Py.Test.RedisServer) do
       Code.require_file("../test/support/redis_server.ex", __DIR__)
@@ -179,7 +179,7 @@ defmodule Bench.Backends do
       later = redis_benchmark(server)
 
       for {what, op, procs, ops} <- ours do
-        floor = min(before[op], later[op])
+        floor = max(before[op], later[op])
 
         row.(
           "Redis #{what}, #{procs} process#{if procs > 1, do: "es"} (ops/s; pool_size: #{pool})",
