@@ -70,6 +70,15 @@ impl SharedDict {
         self.hand_over(events);
     }
 
+    /// Hands `events` to the listeners without counting them: a backend
+    /// that counts them itself, for every node (Redis, see
+    /// `Backend::shared_counts`).
+    pub(crate) fn raise_counted(&self, events: &[RawEvent]) {
+        if !events.is_empty() {
+            self.hand_over(events);
+        }
+    }
+
     #[inline]
     fn count(&self, events: &[RawEvent]) {
         match events {

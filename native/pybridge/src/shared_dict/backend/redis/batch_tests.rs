@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::batch::Batcher;
 use super::test_support::{answered, int, node, put_later, until, Parts, Seen, TestServer};
 use crate::convert::Value;
 use crate::shared_dict::{
@@ -128,6 +129,31 @@ fn free_running_concurrent_writers_each_get_their_event_once() {
     a.destroy();
 }
 
+/// One writer's step in [`in_one_batch`].
+type Step<T> = Box<dyn FnOnce(&Arc<SharedDict>) -> T + Send>;
+
+/// Runs each of `steps` on a thread of its own, queued in this order
+/// behind a held batch (each joins once the one before it did), then lets
+/// them go as one batch; their answers, in order.
+fn in_one_batch<T: Send + 'static>(
+    a: &Arc<SharedDict>,
+    batcher: &Batcher,
+    steps: Vec<Step<T>>,
+) -> Vec<T> {
+    batcher.hold();
+    let mut writers = Vec::new();
+    for (n, step) in steps.into_iter().enumerate() {
+        let a = a.clone();
+        writers.push(std::thread::spawn(move || step(&a)));
+        until("queued", || batcher.queued() == n + 1);
+    }
+    batcher.release();
+    writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .collect()
+}
+
 #[test]
 fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
     let server = TestServer::start();
@@ -135,8 +161,7 @@ fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
     let v1 = a.put("k", int(1), None, Condition::Always).unwrap();
     seen.clear();
 
-    type Step = Box<dyn FnOnce(&Arc<SharedDict>) -> String + Send>;
-    let steps: Vec<Step> = vec![
+    let steps: Vec<Step<String>> = vec![
         Box::new(|d| format!("{:?}", d.put("k", int(2), None, Condition::Absent))),
         Box::new(|d| format!("{:?}", d.take("k").map(|v| v.is_some()))),
         Box::new(|d| format!("{:?}", d.put("k", int(3), None, Condition::Absent).is_ok())),
@@ -154,20 +179,8 @@ fn a_batch_applies_its_writes_in_order_each_with_its_own_answer() {
             )
         }),
     ];
-    batcher.hold();
-    let mut writers = Vec::new();
-    for (n, step) in steps.into_iter().enumerate() {
-        let a = a.clone();
-        writers.push(std::thread::spawn(move || step(&a)));
-        // In this order: each joins once the one before it did.
-        until("queued", || batcher.queued() == n + 1);
-    }
     let sent = batcher.sent.load(Ordering::SeqCst);
-    batcher.release();
-    let answers: Vec<String> = writers
-        .into_iter()
-        .map(|w| w.join().expect("writer"))
-        .collect();
+    let answers = in_one_batch(&a, &batcher, steps);
     assert_eq!(
         batcher.sent.load(Ordering::SeqCst) - sent,
         1,
@@ -203,24 +216,12 @@ fn in_one_batch_a_ttl_put_then_a_plain_put_leaves_no_expiry_and_versions_grow() 
     // A fresh dict: no key has an expiry yet, so the batch's script starts
     // without the expiry set (the case it skips the expired-key lookup for).
     let (a, Parts { batcher, .. }, _seen) = node_seen(&server.url(), "bttl");
-    type Step = Box<dyn FnOnce(&Arc<SharedDict>) -> Result<u64, DictError> + Send>;
-    let steps: Vec<Step> = vec![
+    let steps: Vec<Step<Result<u64, DictError>>> = vec![
         Box::new(|d| d.put("k", int(1), Some(60_000), Condition::Always)),
         Box::new(|d| d.put("k", int(9), None, Condition::Absent)),
         Box::new(|d| d.put("k", int(2), None, Condition::Always)),
     ];
-    batcher.hold();
-    let mut writers = Vec::new();
-    for (n, step) in steps.into_iter().enumerate() {
-        let a = a.clone();
-        writers.push(std::thread::spawn(move || step(&a)));
-        until("queued", || batcher.queued() == n + 1);
-    }
-    batcher.release();
-    let answers: Vec<_> = writers
-        .into_iter()
-        .map(|w| w.join().expect("writer"))
-        .collect();
+    let answers = in_one_batch(&a, &batcher, steps);
     let (Ok(v1), Err(DictError::Exists), Ok(v2)) = (&answers[0], &answers[1], &answers[2]) else {
         panic!("unexpected answers {answers:?}");
     };

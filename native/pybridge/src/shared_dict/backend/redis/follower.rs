@@ -246,31 +246,28 @@ fn quiet(d: &SharedDict, shared: &Shared) -> bool {
     !d.heard() && shared.may_pause()
 }
 
-/// Whether anything was written after `last`: waits for it up to
-/// [`BLOCK`] (one `XREAD` of one entry, which is not looked at).
-fn written_after(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<bool> {
-    let v: Value = redis::cmd("XREAD")
+/// Up to `count` entries after `last`, waiting for one up to [`BLOCK`]
+/// (`Nil`: none came).
+fn xread(c: &mut Connection, stream: &str, last: &str, count: usize) -> redis::RedisResult<Value> {
+    redis::cmd("XREAD")
         .arg("COUNT")
-        .arg(1)
+        .arg(count)
         .arg("BLOCK")
         .arg(BLOCK.as_millis() as u64)
         .arg("STREAMS")
         .arg(stream)
         .arg(last)
-        .query(c)?;
-    Ok(!matches!(v, Value::Nil))
+        .query(c)
+}
+
+/// Whether anything was written after `last`: waits for it up to
+/// [`BLOCK`] (one entry read, not looked at).
+fn written_after(c: &mut Connection, stream: &str, last: &str) -> redis::RedisResult<bool> {
+    Ok(!matches!(xread(c, stream, last, 1)?, Value::Nil))
 }
 
 fn read(c: &mut Connection, stream: &str, last: &str, tag: &str) -> redis::RedisResult<Batch> {
-    let v: Value = redis::cmd("XREAD")
-        .arg("COUNT")
-        .arg(READ_COUNT)
-        .arg("BLOCK")
-        .arg(BLOCK.as_millis() as u64)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(last)
-        .query(c)?;
+    let v = xread(c, stream, last, READ_COUNT)?;
     let mut events = Vec::new();
     let mut unlocked = Vec::new();
     let mut newest = None;
@@ -424,7 +421,7 @@ fn run(shared: &Shared, dict: &Weak<SharedDict>, mut pos: Option<Position>) {
                 }
                 if let Some(d) = dict.upgrade() {
                     if !events.is_empty() {
-                        d.raise(&with_values(shared, events, d.wants_values()));
+                        d.raise_counted(&with_values(shared, events, d.wants_values()));
                     }
                     if !unlocked.is_empty() {
                         d.remote_unlocked(&unlocked);

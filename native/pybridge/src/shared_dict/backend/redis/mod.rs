@@ -167,7 +167,7 @@ impl Redis {
             shared,
             named,
             base,
-            batch: Arc::new(batch::Batcher::new(pool_size)),
+            batch: Arc::new(batch::Batcher::new()),
             reads: Arc::default(),
         })
     }

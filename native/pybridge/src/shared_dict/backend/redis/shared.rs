@@ -49,8 +49,9 @@ pub(crate) struct Shared {
     contended_at: AtomicU64,
     opened: std::time::Instant,
     /// Marks the events of this dict's writes that nothing here heard of
-    /// (field `q` of their stream entries): this dict's follower only
-    /// counts those; every other reader raises them as usual. One per
+    /// (field `q` of their stream entries): this dict's follower skips
+    /// those (the script counted them); every other reader raises them as
+    /// usual. One per
     /// opened dict (two opened in one OS process are two nodes).
     pub tag: String,
 }
@@ -99,12 +100,10 @@ impl Shared {
     /// listeners and counters before the write returns, in the stream's
     /// order, as on the in-process stores. `""` (no event): no wait.
     pub(crate) fn wait_raised(&self, id: &str) {
-        if !id.is_empty() {
-            self.wait_raised_at(parse_id(id));
+        if id.is_empty() {
+            return;
         }
-    }
-
-    fn wait_raised_at(&self, want: (u64, u64)) {
+        let want = parse_id(id);
         if self.closed.load(Ordering::Acquire) || *self.raised.lock() >= want {
             return;
         }

@@ -181,7 +181,6 @@ pub struct Batcher {
     queue: Mutex<Queue>,
     /// Signalled when a batch in flight came back.
     turn: Condvar,
-    max_in_flight: usize,
     /// Script calls sent, and the writes they carried.
     pub sent: AtomicU64,
     pub writes: AtomicU64,
@@ -204,11 +203,10 @@ pub const FAULT_TAKING: u8 = 1;
 pub const FAULT_SENT: u8 = 2;
 
 impl Batcher {
-    pub fn new(pool_size: usize) -> Batcher {
+    pub fn new() -> Batcher {
         Batcher {
             queue: Mutex::new(Queue::default()),
             turn: Condvar::new(),
-            max_in_flight: pool_size.clamp(1, MAX_IN_FLIGHT),
             sent: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             #[cfg(test)]
@@ -251,13 +249,13 @@ impl Batcher {
     /// Holds every batch back (as if all in flight), for tests.
     #[cfg(test)]
     pub fn hold(&self) {
-        self.lock().in_flight += self.max_in_flight;
+        self.lock().in_flight += MAX_IN_FLIGHT;
     }
 
     /// Undoes [`hold`](Self::hold).
     #[cfg(test)]
     pub fn release(&self) {
-        self.lock().in_flight -= self.max_in_flight;
+        self.lock().in_flight -= MAX_IN_FLIGHT;
         self.turn.notify_all();
     }
 
@@ -282,7 +280,7 @@ impl Batcher {
             return one(self.send(shared, vec![op], &|c, f| big::with_deadline(c, t, f)));
         }
         let mut q = self.lock();
-        if q.in_flight < self.max_in_flight && q.forming.is_empty() {
+        if q.in_flight < MAX_IN_FLIGHT && q.forming.is_empty() {
             q.in_flight += 1;
             drop(q);
             let out = self.send(shared, vec![op], &|c, f| f(c));
@@ -304,7 +302,7 @@ impl Batcher {
         let id = self.start(&mut q, op, None, false);
         loop {
             let first = q.forming.front().map(|b| b.id);
-            if q.in_flight < self.max_in_flight && first == Some(id) {
+            if q.in_flight < MAX_IN_FLIGHT && first == Some(id) {
                 q.in_flight += 1;
                 if let Some(b) = q.forming.pop_front() {
                     drop(q);
@@ -322,7 +320,7 @@ impl Batcher {
     /// and the dict is open (a hint: it may change at once).
     pub fn busy(&self) -> bool {
         let q = self.lock();
-        !q.stop && (q.in_flight >= self.max_in_flight || !q.forming.is_empty())
+        !q.stop && (q.in_flight >= MAX_IN_FLIGHT || !q.forming.is_empty())
     }
 
     /// Queues `op` behind the batch on its way to Redis, for the batcher's
@@ -342,7 +340,7 @@ impl Batcher {
             return Err(later);
         }
         let mut q = self.lock();
-        if q.stop || (q.in_flight < self.max_in_flight && q.forming.is_empty()) {
+        if q.stop || (q.in_flight < MAX_IN_FLIGHT && q.forming.is_empty()) {
             // Nothing to wait behind: the caller sends it at once itself
             // (through `write`).
             return Err(later);
@@ -429,7 +427,7 @@ impl Batcher {
                 return;
             }
             let ours = q.forming.front().is_some_and(|b| b.by_thread);
-            if ours && q.in_flight < self.max_in_flight {
+            if ours && q.in_flight < MAX_IN_FLIGHT {
                 #[cfg(test)]
                 self.fault_point(FAULT_TAKING);
                 q.in_flight += 1;
